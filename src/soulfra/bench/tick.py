@@ -1,0 +1,132 @@
+"""``soulfra bench tick``: agent-steps per second.
+
+Two measurements per population size, each the best of ``repeats`` runs after a short warm-up:
+the built-in minds (Cal Riven, Arty, Agent Zero plus generated agents), and the mood-contagion rule (each step an
+agent moves its mood a tenth of the way toward a random other agent's, plus small noise) as a Soulfra mind beside
+the same rule written the usual way for Mesa 3 (``mesa.Agent`` subclasses stepped with ``shuffle_do``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from rich.table import Table
+
+from soulfra.errors import ConfigError
+from soulfra.world import World, WorldSpec
+
+SEED = 20261124
+WARMUP_TICKS = 3
+
+
+def _best_rate(agents: int, ticks: int, repeats: int, make: Callable[[], Callable[[], None]]) -> float:
+    best = 0.0
+    for _ in range(repeats):
+        step = make()
+        for _ in range(WARMUP_TICKS):
+            step()
+        begun = time.perf_counter()
+        for _ in range(ticks):
+            step()
+        elapsed = time.perf_counter() - begun
+        best = max(best, agents * ticks / elapsed)
+    return best
+
+
+def _builtin(agents: int) -> Callable[[], None]:
+    world = World.create(SEED, agents=max(0, agents - 3))
+
+    def step() -> None:
+        world.step()
+
+    return step
+
+
+def _contagion(agents: int) -> Callable[[], None]:
+    world = World.create(SEED, WorldSpec(agents=()), agents=agents, mind="contagion")
+
+    def step() -> None:
+        world.step()
+
+    return step
+
+
+def _mesa(agents: int) -> Callable[[], None]:
+    try:
+        import mesa  # noqa: PLC0415 - a benchmark-only dependency, loaded only when measured
+    except ImportError:
+        raise ConfigError("Mesa is not installed; install the peer with: pip install 'soulfra[bench]'") from None
+
+    class MoodAgent(mesa.Agent):  # type: ignore[misc]
+        def __init__(self, model: Any, number: int, mood: float) -> None:
+            super().__init__(model)
+            self.number = number
+            self.mood = mood
+
+        def step(self) -> None:
+            model = self.model
+            pick = model.random.randrange(model.size - 1)
+            other = model.roster[pick + 1 if pick >= self.number else pick]
+            mood = self.mood + (other.mood - self.mood) / 10 + model.random.uniform(-0.005, 0.005)
+            self.mood = -1.0 if mood < -1.0 else 1.0 if mood > 1.0 else mood
+
+    class MoodModel(mesa.Model):  # type: ignore[misc]
+        def __init__(self, size: int) -> None:
+            super().__init__(seed=SEED)
+            self.size = size
+            self.roster = [MoodAgent(self, i, self.random.uniform(-0.5, 0.5)) for i in range(size)]
+
+        def step(self) -> None:
+            self.agents.shuffle_do("step")
+
+    model = MoodModel(agents)
+    step: Callable[[], None] = model.step
+    return step
+
+
+def run(sizes: list[int], *, ticks: int, repeats: int) -> dict[str, Any]:
+    rows = []
+    for agents in sizes:
+        builtin = _best_rate(agents, ticks, repeats, lambda a=agents: _builtin(a))  # type: ignore[misc]
+        contagion = _best_rate(agents, ticks, repeats, lambda a=agents: _contagion(a))  # type: ignore[misc]
+        peer = _best_rate(agents, ticks, repeats, lambda a=agents: _mesa(a))  # type: ignore[misc]
+        rows.append(
+            {
+                "agents": agents,
+                "builtin_steps_per_s": round(builtin, 1),
+                "contagion_steps_per_s": round(contagion, 1),
+                "mesa_contagion_steps_per_s": round(peer, 1),
+                "contagion_vs_mesa": round(contagion / peer, 2),
+            }
+        )
+    return {
+        "benchmark": "tick",
+        "ticks": ticks,
+        "repeats": repeats,
+        "mesa_version": metadata.version("mesa"),
+        "rows": rows,
+    }
+
+
+def render(results: dict[str, Any]) -> Table:
+    table = Table(title=f"agent-steps per second (best of {results['repeats']} x {results['ticks']} ticks)")
+    for column in (
+        "agents",
+        "built-in minds",
+        "contagion (Soulfra)",
+        f"contagion (Mesa {results['mesa_version']})",
+        "ratio",
+    ):
+        table.add_column(column, justify="right")
+    for row in results["rows"]:
+        table.add_row(
+            f"{row['agents']:,}",
+            f"{row['builtin_steps_per_s']:,.0f}",
+            f"{row['contagion_steps_per_s']:,.0f}",
+            f"{row['mesa_contagion_steps_per_s']:,.0f}",
+            f"{row['contagion_vs_mesa']:.1f}x",
+        )
+    return table

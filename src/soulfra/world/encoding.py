@@ -1,0 +1,157 @@
+"""The versioned canonical encoding of a ``WorldState`` and its BLAKE2b state hash.
+
+Layout: ``MAGIC`` + one format-version byte + the canonical encoding (see ``canonical``) of a dict of plain
+values. Records are written as tuples in their field order; a change to any of this bumps ``FORMAT_VERSION``
+(and the golden hashes under ``tests/golden`` say so loudly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import fields
+from typing import Any, TypeVar
+
+import numpy as np
+
+from soulfra.errors import CodecError
+from soulfra.world import canonical
+from soulfra.world.model import (
+    AgentSpec,
+    LoopSeed,
+    LoopTrace,
+    Ritual,
+    Task,
+    Thread,
+    VibeOverride,
+    VibeReading,
+    WorldState,
+)
+
+MAGIC = b"SFST"
+FORMAT_VERSION = 1
+HASH_PREFIX = "b2:"
+R = TypeVar("R")
+
+
+def _row(record: Any) -> tuple[Any, ...]:
+    """A record's field values in declaration order (shallow; the fields are immutable already)."""
+    return tuple(getattr(record, f.name) for f in fields(record))
+
+
+def _opt(record: Any) -> tuple[Any, ...] | None:
+    return None if record is None else _row(record)
+
+
+def state_tree(state: WorldState) -> dict[str, Any]:
+    loop = state.loop
+    return {
+        "seed": state.seed,
+        "tick": state.tick,
+        "loop_length": state.loop_length,
+        "specs": tuple((s.id, s.name, s.mind, s.voice, s.goals) for s in state.specs),
+        "traits": state.traits,
+        "valence": state.valence,
+        "arousal": state.arousal,
+        "energy": state.energy,
+        "focus": state.focus,
+        "possessed": state.possessed,
+        "whispers": state.whispers,
+        "memory": state.memory,
+        "affinity": state.affinity,
+        "threads": {key: _row(value) for key, value in state.threads.items()},
+        "rituals": {key: _row(value) for key, value in state.rituals.items()},
+        "tasks": {key: _row(value) for key, value in state.tasks.items()},
+        "ledger": state.ledger,
+        "next_id": state.next_id,
+        "loop": (
+            loop.index,
+            loop.start,
+            loop.digest,
+            loop.topics,
+            loop.posts,
+            loop.performed,
+            loop.refused,
+            loop.artifacts,
+            loop.themes,
+            loop.intentions,
+            loop.baseline,
+        ),
+        "pending_seed": _opt(state.pending_seed),
+        "vibe": _opt(state.vibe),
+        "vibe_history": state.vibe_history,
+        "vibe_override": _opt(state.vibe_override),
+    }
+
+
+def encode_state(state: WorldState) -> bytes:
+    return MAGIC + bytes([FORMAT_VERSION]) + canonical.encode(state_tree(state))
+
+
+def state_hash(state: WorldState) -> str:
+    """``"b2:"`` + hex BLAKE2b-256 of the canonical encoding; equal hashes mean equal worlds."""
+    return HASH_PREFIX + hashlib.blake2b(encode_state(state), digest_size=32).hexdigest()
+
+
+def decode_state(data: bytes) -> WorldState:
+    if data[:4] != MAGIC:
+        raise CodecError("not a Soulfra world state (bad magic)")
+    if len(data) < 5 or data[4] != FORMAT_VERSION:
+        version = data[4] if len(data) > 4 else "missing"
+        raise CodecError(f"unsupported world state format version {version}; this build reads {FORMAT_VERSION}")
+    tree = canonical.decode(data[5:])
+    try:
+        return _state_from_tree(tree)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodecError(f"world state has the wrong shape: {exc}") from exc
+
+
+def _record(cls: type[R], row: tuple[Any, ...] | None) -> R:
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    if row is None or len(row) != len(names):
+        raise ValueError(f"a {cls.__name__} row needs {len(names)} fields")
+    return cls(**dict(zip(names, row, strict=True)))
+
+
+def _optional(cls: type[R], row: tuple[Any, ...] | None) -> R | None:
+    return None if row is None else _record(cls, row)
+
+
+def _state_from_tree(tree: dict[str, Any]) -> WorldState:
+    loop = tree["loop"]
+    return WorldState(
+        seed=tree["seed"],
+        tick=tree["tick"],
+        loop_length=tree["loop_length"],
+        specs=tuple(_record(AgentSpec, row) for row in tree["specs"]),
+        traits=np.asarray(tree["traits"], dtype=np.int64),
+        valence=np.asarray(tree["valence"], dtype=np.int64),
+        arousal=np.asarray(tree["arousal"], dtype=np.int64),
+        energy=np.asarray(tree["energy"], dtype=np.int64),
+        focus=np.asarray(tree["focus"], dtype=np.int64),
+        possessed=dict(tree["possessed"]),
+        whispers=dict(tree["whispers"]),
+        memory=dict(tree["memory"]),
+        affinity={key: dict(row) for key, row in tree["affinity"].items()},
+        threads={key: _record(Thread, row) for key, row in tree["threads"].items()},
+        rituals={key: _record(Ritual, row) for key, row in tree["rituals"].items()},
+        tasks={key: _record(Task, row) for key, row in tree["tasks"].items()},
+        ledger=dict(tree["ledger"]),
+        next_id=dict(tree["next_id"]),
+        loop=LoopTrace(
+            index=loop[0],
+            start=loop[1],
+            digest=loop[2],
+            topics=dict(loop[3]),
+            posts=loop[4],
+            performed=loop[5],
+            refused=loop[6],
+            artifacts=loop[7],
+            themes=loop[8],
+            intentions=loop[9],
+            baseline=loop[10],
+        ),
+        pending_seed=_optional(LoopSeed, tree["pending_seed"]),
+        vibe=_optional(VibeReading, tree["vibe"]),
+        vibe_history=tree["vibe_history"],
+        vibe_override=_optional(VibeOverride, tree["vibe_override"]),
+    )

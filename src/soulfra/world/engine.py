@@ -1,0 +1,407 @@
+"""The tick: ``World.step`` advances a ``WorldState`` by one tick, given that tick's inputs, and returns its events.
+
+Order within a tick, fixed forever for a format version: the loop seed is applied (first tick of a loop), inputs
+are applied in log order, every mind's ``bulk`` moves moods, the agents that act this tick are drawn (whispered-to
+agents always act; possessed ones never act on their own), each decides and acts in index order, the daemons run
+(rituals advance, threads are woven and closed), the vibe is read, the tick counter advances and the loop digest
+absorbs the tick's events; on a loop's last tick the loop is sealed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from soulfra.errors import InputError, UnknownAgentError
+from soulfra.world import canonical, tasks
+from soulfra.world.actions import (
+    Action,
+    AssignTask,
+    Bless,
+    JoinRitual,
+    Post,
+    ProposeRitual,
+    Refuse,
+    Rest,
+    Weave,
+    Work,
+)
+from soulfra.world.daemons import FinalExportDaemon, LoopReseedDaemon, RitualEngine, ThreadWeaver
+from soulfra.world.daemons.ritual_engine import bump_affinity, max_active
+from soulfra.world.encoding import state_hash
+from soulfra.world.events import (
+    AgentPossessed,
+    AgentReleased,
+    Event,
+    InputRejected,
+    OperatorActed,
+    PersonalityChanged,
+    RitualInjected,
+    VibeAltered,
+    VibeShifted,
+    WhisperHeard,
+    event_row,
+)
+from soulfra.world.fixed import HALF, SCALE
+from soulfra.world.genesis import DEFAULT_WORLD, WorldSpec, genesis
+from soulfra.world.inputs import (
+    ALL,
+    Act,
+    AlterVibe,
+    ChangePersonality,
+    InjectRitual,
+    Input,
+    Possess,
+    Release,
+    Whisper,
+)
+from soulfra.world.minds import MINDS, Mind
+from soulfra.world.minds.voice import TOPICS, whisper_topic
+from soulfra.world.model import (
+    MEMORY_LIMIT,
+    TRAITS,
+    WARMTH,
+    Ritual,
+    Stage,
+    Task,
+    VibeOverride,
+    VibeReading,
+    WorldState,
+)
+from soulfra.world.rng import Purpose, Stream, below_array, draws
+from soulfra.world.vibe import HISTORY, PHASE_INFO, classify, forecast
+
+ATTENTION = 512  # about this many agents' worth of activity per tick, however large the world
+WHISPER_TTL = 30
+ACT_COST = 40_000
+REST_GAIN = 60_000
+TONE_MOOD = {
+    "gentle": (40_000, -40_000),
+    "urgent": (0, 120_000),
+    "playful": (60_000, 60_000),
+    "solemn": (0, -60_000),
+    "dark": (-80_000, 20_000),
+}
+
+
+class World:
+    """One running world. Implements the mind ``View``; ``state`` is owned by it between steps."""
+
+    def __init__(self, state: WorldState, minds: Mapping[str, Mind] = MINDS) -> None:
+        self.state = state
+        self._minds = [minds[spec.mind] for spec in state.specs]
+        by_mind: dict[str, list[int]] = {}
+        for i, spec in enumerate(state.specs):
+            by_mind.setdefault(spec.mind, []).append(i)
+        self._groups = [(minds[key], np.array(members, dtype=np.int64)) for key, members in sorted(by_mind.items())]
+        self._activity = np.array([mind.activity for mind in self._minds], dtype=np.int64)
+        self._keys = np.arange(state.size, dtype=np.uint64)
+        self._weaver = ThreadWeaver()
+        self._rituals = RitualEngine()
+        self._reseed = LoopReseedDaemon()
+        self._export = FinalExportDaemon()
+
+    @classmethod
+    def create(cls, seed: int, spec: WorldSpec = DEFAULT_WORLD, *, agents: int = 0, mind: str | None = None) -> World:
+        return cls(genesis(seed, spec, extra_agents=agents, mind=mind))
+
+    # -- the read side (View) -------------------------------------------------------------------------------
+
+    @property
+    def tick(self) -> int:
+        return self.state.tick
+
+    def state_hash(self) -> str:
+        return state_hash(self.state)
+
+    def topic_for(self, agent: int, rng: Stream) -> str:
+        state = self.state
+        themes = state.loop.themes
+        if themes and rng.chance(600_000):
+            return themes[rng.below(len(themes))]
+        goals = state.specs[agent].goals
+        if goals and rng.chance(700_000):
+            return goals[rng.below(len(goals))]
+        return rng.choice(TOPICS)
+
+    def awaiting_blessing(self) -> tuple[Ritual, ...]:
+        return tuple(r for r in sorted(self.state.rituals.values(), key=lambda r: r.id) if r.stage == Stage.AWAITING)
+
+    def invitations(self, agent: int) -> tuple[Ritual, ...]:
+        return tuple(
+            r
+            for r in sorted(self.state.rituals.values(), key=lambda r: r.id)
+            if r.stage == Stage.GATHERING and agent in r.invited and agent not in r.joined
+        )
+
+    def task_for(self, agent: int) -> Task | None:
+        unclaimed = None
+        for task in sorted(self.state.tasks.values(), key=lambda t: t.id):
+            if task.assignee == agent:
+                return task
+            if task.assignee == -1 and unclaimed is None:
+                unclaimed = task
+        return unclaimed
+
+    def has_room(self, kind: str) -> bool:
+        if kind == "ritual":
+            return len(self.state.rituals) < max_active(self.state)
+        return len(self.state.tasks) < tasks.max_open(self.state)
+
+    def weavable(self) -> tuple[int, int] | None:
+        threads = sorted(self.state.threads.values(), key=lambda t: t.id)
+        for i, older in enumerate(threads):
+            shared = set(older.participants)
+            for younger in threads[i + 1 :]:
+                if len(shared.intersection(younger.participants)) >= 2:
+                    return younger.id, older.id
+        return None
+
+    # -- inputs ---------------------------------------------------------------------------------------------
+
+    def check(self, item: Input) -> None:
+        """Raise ``UnknownAgentError`` if ``item`` names an agent this world does not have."""
+        index = self.state.index
+        names: list[str] = []
+        if isinstance(item, Whisper):
+            names = [] if item.target == ALL else [item.target]
+        elif isinstance(item, Possess | Release | ChangePersonality):
+            names = [item.agent]
+        elif isinstance(item, Act):
+            names = [item.agent, *item.participants]
+        elif isinstance(item, InjectRitual):
+            names = list(item.participants)
+        for name in names:
+            if name not in index:
+                raise UnknownAgentError(f"input at tick {item.tick} names unknown agent {name!r}")
+
+    def _apply_input(self, item: Input, events: list[Event], forced: set[int]) -> None:
+        state = self.state
+        tick = state.tick
+        try:
+            self.check(item)
+        except UnknownAgentError as exc:
+            events.append(InputRejected(tick=tick, input=item.type, reason=exc.detail))
+            return
+        index = state.index
+        reason: str | None = None
+        if isinstance(item, Whisper):
+            self._whisper(item, events, forced)
+        elif isinstance(item, Possess):
+            agent = index[item.agent]
+            if agent in state.possessed:
+                reason = f"{item.agent} is already possessed by {state.possessed[agent]}"
+            else:
+                state.possessed[agent] = item.operator
+                events.append(AgentPossessed(tick=tick, agent=item.agent, operator=item.operator))
+        elif isinstance(item, Release):
+            agent = index[item.agent]
+            operator = state.possessed.pop(agent, None)
+            if operator is None:
+                reason = f"{item.agent} is not possessed"
+            else:
+                events.append(AgentReleased(tick=tick, agent=item.agent, operator=operator))
+        elif isinstance(item, Act):
+            reason = self._operator_act(item, events)
+        elif isinstance(item, ChangePersonality):
+            agent = index[item.agent]
+            for name, value in item.traits:
+                state.traits[agent, TRAITS.index(name)] = value
+            events.append(PersonalityChanged(tick=tick, agent=item.agent, traits=item.traits))
+        elif isinstance(item, InjectRitual):
+            members = tuple(dict.fromkeys(index[name] for name in item.participants))
+            if len(members) < 2:
+                reason = "an injected ritual needs two different participants"
+            else:
+                ritual = self._rituals.inject(state, item.name, members, blessed=item.blessed)
+                events.append(RitualInjected(tick=tick, ritual=ritual.id, name=item.name))
+        elif isinstance(item, AlterVibe):
+            until = tick + item.duration
+            state.vibe_override = VibeOverride(condition=item.condition, intensity=item.intensity, until=until)
+            events.append(VibeAltered(tick=tick, condition=item.condition, intensity=item.intensity, until=until))
+        if reason is not None:
+            events.append(InputRejected(tick=tick, input=item.type, reason=reason))
+
+    def _whisper(self, item: Whisper, events: list[Event], forced: set[int]) -> None:
+        state = self.state
+        dv, da = TONE_MOOD[item.tone]
+        heard = (state.tick, item.text, item.tone)
+        if item.target == ALL:
+            state.valence[:] = np.clip(state.valence + dv, -SCALE, SCALE)
+            state.arousal[:] = np.clip(state.arousal + da, 0, SCALE)
+            for agent in range(state.size):
+                state.whispers[agent] = heard
+        else:
+            agent = state.index[item.target]
+            state.valence[agent] = min(SCALE, max(-SCALE, int(state.valence[agent]) + dv))
+            state.arousal[agent] = min(SCALE, max(0, int(state.arousal[agent]) + da))
+            state.whispers[agent] = heard
+            forced.add(agent)
+        events.append(WhisperHeard(tick=state.tick, agent=item.target, text=item.text, tone=item.tone))
+
+    def _operator_act(self, item: Act, events: list[Event]) -> str | None:
+        state = self.state
+        agent = state.index[item.agent]
+        if agent not in state.possessed:
+            return f"{item.agent} is not possessed; possess it before acting through it"
+        action: Action
+        if item.action == "post":
+            topic = item.topic or whisper_topic(item.text)
+            action = Post(topic=topic, text=item.text or "...")
+        elif item.action == "propose_ritual":
+            invited = tuple(dict.fromkeys((agent, *(state.index[p] for p in item.participants))))
+            action = ProposeRitual(name=item.name or "operator rite", invited=invited)
+        elif item.action == "join_ritual":
+            action = JoinRitual(ritual=item.ritual)
+        elif item.action == "bless":
+            action = Bless(ritual=item.ritual)
+        elif item.action == "refuse":
+            action = Refuse(ritual=item.ritual, reason=item.text or "refused by the operator")
+        elif item.action == "assign_task":
+            action = AssignTask(goal=item.goal or "an operator's errand")
+        elif item.action == "work":
+            action = Work(task=item.task)
+        else:
+            action = Rest()
+        reason = self._act(agent, action, events, operator=True)
+        if reason is None:
+            events.append(OperatorActed(tick=state.tick, agent=item.agent, action=item.action))
+        return reason
+
+    # -- the tick -------------------------------------------------------------------------------------------
+
+    def step(self, inputs: Iterable[Input] = ()) -> list[Event]:
+        """Advance one tick with the inputs stamped for it; returns the tick's events."""
+        state = self.state
+        tick = state.tick
+        events: list[Event] = []
+        self._reseed.apply(state, events)
+        forced: set[int] = set()
+        for item in inputs:
+            if item.tick != tick:
+                raise InputError(f"input stamped for tick {item.tick} offered at tick {tick}")
+            self._apply_input(item, events, forced)
+        for mind, members in self._groups:
+            mind.bulk(state, members)
+        active = self._draw_active(forced)
+        for agent in active:
+            heard = state.whispers.get(agent)
+            if heard is not None and tick - heard[0] > WHISPER_TTL:
+                del state.whispers[agent]
+            action = self._minds[agent].decide(self, agent, Stream(state.seed, tick, agent))
+            self._act(agent, action, events, operator=False)
+        self._rituals.advance(state, events)
+        self._weaver.maintain(state, events)
+        self._read_vibe(len(active), events)
+        state.tick = tick + 1
+        loop = state.loop
+        loop.digest = hashlib.blake2b(
+            loop.digest + canonical.encode(tuple(event_row(e) for e in events)), digest_size=32
+        ).digest()
+        if state.tick - loop.start >= state.loop_length:
+            expired = [a for a, heard in state.whispers.items() if state.tick - heard[0] > WHISPER_TTL]
+            for agent in expired:
+                del state.whispers[agent]
+            self._export.seal(state, state_hash, events)
+        return events
+
+    def _draw_active(self, forced: set[int]) -> list[int]:
+        state = self.state
+        size = state.size
+        chance = self._activity * (HALF + state.energy // 2) // SCALE * (HALF + state.arousal // 2) // SCALE
+        chance = chance * min(size, ATTENTION) // size
+        roll = below_array(draws(state.seed, state.tick, self._keys, Purpose.ACTIVATE), SCALE)
+        mask = roll < chance
+        if state.possessed:
+            mask[list(state.possessed)] = False
+        active = np.flatnonzero(mask).tolist()
+        if forced:
+            active = sorted(set(active) | {a for a in forced if a not in state.possessed})
+        return active
+
+    def _act(self, agent: int, action: Action, events: list[Event], *, operator: bool) -> str | None:
+        """Carry out one action through the daemons; returns why it could not be done, or None."""
+        state = self.state
+        reason: str | None = None
+        summary = type(action).__name__.lower()
+        if isinstance(action, Post):
+            previous = self._weaver.post(state, agent, action.topic, action.text, events, action.thread)
+            if previous >= 0 and previous != agent:
+                amount = 10_000 + int(state.traits[agent, WARMTH]) // 20
+                bump_affinity(state, agent, previous, amount)
+                bump_affinity(state, previous, agent, amount)
+            summary = f"post:{action.topic}"
+        elif isinstance(action, Weave):
+            if not self._weaver.weave(state, action.thread, action.into, events):
+                reason = "no such pair of open threads"
+        elif isinstance(action, ProposeRitual):
+            if not self.has_room("ritual"):
+                reason = "the world already holds as many rituals as it can"
+            else:
+                ritual = self._rituals.propose(state, agent, action.name, action.invited, events)
+                summary = f"ritual:{ritual.id}"
+        elif isinstance(action, JoinRitual):
+            reason = self._rituals.join(state, agent, action.ritual, events)
+        elif isinstance(action, Bless | Refuse):
+            if not operator and state.specs[agent].mind != "governor":
+                reason = "only a governor judges rituals"
+            else:
+                refusal = action.reason if isinstance(action, Refuse) else None
+                reason = self._rituals.judge(state, agent, action.ritual, refusal, events)
+        elif isinstance(action, AssignTask):
+            if not self.has_room("task"):
+                reason = "the task board is full"
+            else:
+                required = 3 + Stream(state.seed, state.tick, agent, Purpose.RITUAL).below(4)
+                tasks.assign(state, agent, action.goal, required, events)
+        elif isinstance(action, Rest):
+            state.energy[agent] = min(SCALE, int(state.energy[agent]) + REST_GAIN)
+            state.whispers.pop(agent, None)
+            return None
+        else:
+            reason = tasks.work(state, agent, action.task, events)
+        if reason is not None:
+            return reason
+        state.energy[agent] = max(0, int(state.energy[agent]) - ACT_COST)
+        state.whispers.pop(agent, None)
+        memory = state.memory.get(agent, ())
+        state.memory[agent] = (*memory[-(MEMORY_LIMIT - 1) :], f"{state.tick}:{summary}")
+        return None
+
+    def _read_vibe(self, acted: int, events: list[Event]) -> None:
+        state = self.state
+        size = state.size
+        temperature = int(state.valence.sum()) // size
+        arousal = int(state.arousal.sum()) // size
+        spread = int(np.abs(state.valence - temperature).sum()) // size
+        history = (*state.vibe_history, (temperature, arousal, spread))[-HISTORY:]
+        override = state.vibe_override
+        if override is not None and state.tick < override.until:
+            condition, pressure = override.condition, override.intensity
+        else:
+            state.vibe_override = None
+            condition, pressure = classify(temperature, arousal, spread)
+        info = PHASE_INFO[condition]
+        previous = state.vibe
+        state.vibe = VibeReading(
+            condition=condition, temperature=temperature, pressure=pressure,
+            wind=min(SCALE, acted * SCALE // min(size, ATTENTION)), forecast=forecast(history),
+            frequency=info.frequency, colour=info.colour, emotion=info.emotion, narrative=info.narrative,
+        )  # fmt: skip
+        state.vibe_history = history
+        if previous is not None and previous.condition != condition:
+            events.append(
+                VibeShifted(tick=state.tick, condition=condition, previous=previous.condition, pressure=pressure)
+            )
+
+
+def schedule(inputs: Iterable[Input], start: int = 0) -> dict[int, list[Input]]:
+    """Group inputs by the tick they apply at, keeping log order; refuses inputs stamped before ``start``."""
+    by_tick: dict[int, list[Input]] = {}
+    for item in inputs:
+        if item.tick < start:
+            raise InputError(f"input for tick {item.tick} comes after the world has reached tick {start}")
+        by_tick.setdefault(item.tick, []).append(item)
+    return by_tick

@@ -1,0 +1,290 @@
+"""Operator inputs: the only way anything from outside enters a world, each stamped with the tick it applies at.
+
+Inputs are imperative (``Whisper``, ``Possess``, ``Act``, ``Release``) plus the three interventions
+(``ChangePersonality``, ``InjectRitual``, ``AlterVibe``; ``"type": "intervene"`` in JSON). ``parse_input`` turns
+one JSON object into an input or raises ``InputError``; ``input_to_json`` is its inverse. Whether an input makes
+sense *at its tick* (acting through an agent nobody possesses, say) is the engine's call: it rejects such an input
+with an ``InputRejected`` event, so a logged input can never stop a replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from soulfra.errors import InputError
+from soulfra.world.fixed import SCALE, from_decimal, to_decimal_str
+from soulfra.world.model import TRAITS
+from soulfra.world.vibe import PHASES
+
+TONES = ("gentle", "urgent", "playful", "solemn", "dark")
+ACTIONS = ("post", "propose_ritual", "join_ritual", "bless", "refuse", "assign_task", "work", "rest")
+MAX_TEXT = 500
+MAX_PARTICIPANTS = 12
+ALL = "*"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Whisper:
+    """A hint to one agent (or ``"*"``, all): it enters their perception without taking away their autonomy."""
+
+    type: ClassVar[str] = "whisper"
+    tick: int
+    target: str
+    text: str
+    tone: str = "gentle"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Possess:
+    """Take direct control of one agent: its mind stops deciding until ``Release``."""
+
+    type: ClassVar[str] = "possess"
+    tick: int
+    agent: str
+    operator: str = "puppet-master"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Act:
+    """Make a possessed agent do one thing. Which fields matter depends on ``action``."""
+
+    type: ClassVar[str] = "act"
+    tick: int
+    agent: str
+    action: str
+    text: str = ""
+    topic: str = ""
+    ritual: int = 0
+    task: int = 0
+    name: str = ""
+    participants: tuple[str, ...] = ()
+    goal: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Release:
+    type: ClassVar[str] = "release"
+    tick: int
+    agent: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangePersonality:
+    """Intervene: set some of an agent's traits (fixed point, 0..SCALE)."""
+
+    type: ClassVar[str] = "intervene"
+    kind: ClassVar[str] = "personality"
+    tick: int
+    agent: str
+    traits: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InjectRitual:
+    """Intervene: a ritual that has already gathered; it still needs a blessing unless ``blessed``."""
+
+    type: ClassVar[str] = "intervene"
+    kind: ClassVar[str] = "ritual"
+    tick: int
+    name: str
+    participants: tuple[str, ...]
+    blessed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlterVibe:
+    """Intervene: hold the vibe weather in ``condition`` for ``duration`` ticks, pulling moods toward it."""
+
+    type: ClassVar[str] = "intervene"
+    kind: ClassVar[str] = "vibe"
+    tick: int
+    condition: str
+    intensity: int
+    duration: int
+
+
+Input = Whisper | Possess | Act | Release | ChangePersonality | InjectRitual | AlterVibe
+
+
+def _str(obj: Mapping[str, Any], key: str, *, default: str | None = None, limit: int = MAX_TEXT) -> str:
+    value = obj.get(key, default)
+    if value is None:
+        raise InputError(f"missing field {key!r}")
+    if not isinstance(value, str):
+        raise InputError(f"field {key!r} must be a string")
+    if len(value) > limit:
+        raise InputError(f"field {key!r} is longer than {limit} characters")
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, *, default: int | None = None, lo: int = 0, hi: int = 1 << 62) -> int:
+    value = obj.get(key, default)
+    if value is None:
+        raise InputError(f"missing field {key!r}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"field {key!r} must be an integer")
+    if not lo <= value <= hi:
+        raise InputError(f"field {key!r} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _ids(obj: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = obj.get(key, [])
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"field {key!r} must be a list of agent ids")
+    if len(value) > MAX_PARTICIPANTS:
+        raise InputError(f"field {key!r} names more than {MAX_PARTICIPANTS} agents")
+    return tuple(value)
+
+
+def _fraction(value: object, what: str) -> int:
+    try:
+        return from_decimal(value, what=what)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+_KEYS: dict[str, frozenset[str]] = {
+    "whisper": frozenset({"target", "text", "tone"}),
+    "possess": frozenset({"agent", "operator"}),
+    "act": frozenset({"agent", "action", "text", "topic", "ritual", "task", "name", "participants", "goal"}),
+    "release": frozenset({"agent"}),
+    "personality": frozenset({"kind", "agent", "traits"}),
+    "ritual": frozenset({"kind", "name", "participants", "blessed"}),
+    "vibe": frozenset({"kind", "condition", "intensity", "duration"}),
+}
+
+
+def parse_input(obj: object) -> Input:
+    """Validate one JSON object and build the input it describes."""
+    if not isinstance(obj, Mapping):
+        raise InputError("an input must be a JSON object")
+    kind = obj.get("type")
+    if kind == "intervene":
+        kind = obj.get("kind")
+        if kind not in ("personality", "ritual", "vibe"):
+            raise InputError("an intervene input needs 'kind': one of personality, ritual, vibe")
+    if not isinstance(kind, str) or kind not in _KEYS:
+        raise InputError(f"unknown input type {obj.get('type')!r}; expected whisper, possess, act, release, intervene")
+    extra = set(obj) - _KEYS[kind] - {"type", "tick"}
+    if extra:
+        raise InputError(f"unknown field(s) for {kind}: {', '.join(sorted(extra))}")
+    tick = _int(obj, "tick")
+    if kind == "whisper":
+        tone = _str(obj, "tone", default="gentle")
+        if tone not in TONES:
+            raise InputError(f"unknown tone {tone!r}; expected one of {', '.join(TONES)}")
+        return Whisper(tick=tick, target=_str(obj, "target", limit=64), text=_str(obj, "text"), tone=tone)
+    if kind == "possess":
+        return Possess(
+            tick=tick,
+            agent=_str(obj, "agent", limit=64),
+            operator=_str(obj, "operator", default="puppet-master"),
+        )
+    if kind == "release":
+        return Release(tick=tick, agent=_str(obj, "agent", limit=64))
+    if kind == "act":
+        action = _str(obj, "action")
+        if action not in ACTIONS:
+            raise InputError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+        return Act(
+            tick=tick,
+            agent=_str(obj, "agent", limit=64),
+            action=action,
+            text=_str(obj, "text", default=""),
+            topic=_str(obj, "topic", default="", limit=64),
+            ritual=_int(obj, "ritual", default=0),
+            task=_int(obj, "task", default=0),
+            name=_str(obj, "name", default="", limit=64),
+            participants=_ids(obj, "participants"),
+            goal=_str(obj, "goal", default="", limit=120),
+        )
+    if kind == "personality":
+        traits = obj.get("traits")
+        if not isinstance(traits, Mapping) or not traits:
+            raise InputError("field 'traits' must be an object such as {\"warmth\": 0.8}")
+        unknown = set(traits) - set(TRAITS)
+        if unknown:
+            raise InputError(f"unknown trait(s) {', '.join(sorted(unknown))}; expected {', '.join(TRAITS)}")
+        return ChangePersonality(
+            tick=tick,
+            agent=_str(obj, "agent", limit=64),
+            traits=tuple((name, _fraction(traits[name], f"trait {name}")) for name in TRAITS if name in traits),
+        )
+    if kind == "ritual":
+        participants = _ids(obj, "participants")
+        if len(participants) < 2:
+            raise InputError("an injected ritual needs at least two participants")
+        blessed = obj.get("blessed", False)
+        if not isinstance(blessed, bool):
+            raise InputError("field 'blessed' must be true or false")
+        return InjectRitual(tick=tick, name=_str(obj, "name", limit=64), participants=participants, blessed=blessed)
+    condition = _str(obj, "condition", limit=32)
+    if condition not in PHASES:
+        raise InputError(f"unknown vibe condition {condition!r}; expected one of {', '.join(PHASES)}")
+    return AlterVibe(
+        tick=tick,
+        condition=condition,
+        intensity=_fraction(obj.get("intensity", "0.8"), "intensity"),
+        duration=_int(obj, "duration", default=20, lo=1, hi=1_000_000),
+    )
+
+
+def input_to_json(item: Input) -> dict[str, Any]:
+    """The JSON object ``parse_input`` reads back into an equal input."""
+    if isinstance(item, Whisper):
+        return {
+            "tick": item.tick,
+            "type": "whisper",
+            "target": item.target,
+            "text": item.text,
+            "tone": item.tone,
+        }
+    if isinstance(item, Possess):
+        return {"tick": item.tick, "type": "possess", "agent": item.agent, "operator": item.operator}
+    if isinstance(item, Release):
+        return {"tick": item.tick, "type": "release", "agent": item.agent}
+    if isinstance(item, Act):
+        return {
+            "tick": item.tick, "type": "act", "agent": item.agent, "action": item.action, "text": item.text,
+            "topic": item.topic, "ritual": item.ritual, "task": item.task, "name": item.name,
+            "participants": list(item.participants), "goal": item.goal,
+        }  # fmt: skip
+    if isinstance(item, ChangePersonality):
+        traits = {name: to_decimal_str(value) for name, value in item.traits}
+        return {
+            "tick": item.tick,
+            "type": "intervene",
+            "kind": "personality",
+            "agent": item.agent,
+            "traits": traits,
+        }
+    if isinstance(item, InjectRitual):
+        return {
+            "tick": item.tick, "type": "intervene", "kind": "ritual", "name": item.name,
+            "participants": list(item.participants), "blessed": item.blessed,
+        }  # fmt: skip
+    return {
+        "tick": item.tick, "type": "intervene", "kind": "vibe", "condition": item.condition,
+        "intensity": to_decimal_str(item.intensity), "duration": item.duration,
+    }  # fmt: skip
+
+
+__all__ = [
+    "ACTIONS",
+    "ALL",
+    "SCALE",
+    "TONES",
+    "Act",
+    "AlterVibe",
+    "ChangePersonality",
+    "InjectRitual",
+    "Input",
+    "Possess",
+    "Release",
+    "Whisper",
+    "input_to_json",
+    "parse_input",
+]

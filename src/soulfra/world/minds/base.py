@@ -1,0 +1,101 @@
+"""The mind plug-in point: what every mind can read (``View``) and must provide (``Mind``).
+
+A mind has two halves. ``bulk`` updates the numeric state of *all* its agents at once, every tick, as integer
+array arithmetic; ``decide`` runs Python logic for one agent, and only for agents that act this tick. Both must be
+pure functions of what they are given: no clock, no global randomness, only the ``Stream`` or ``draws`` keyed by
+(seed, tick, agent, purpose).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from soulfra.world.actions import Action, Post
+from soulfra.world.fixed import HALF, SCALE
+from soulfra.world.minds.voice import answer_whisper, whisper_topic
+from soulfra.world.model import CHAOS, CURIOSITY, ORDER, WARMTH, I64Array, Ritual, Task, WorldState
+from soulfra.world.rng import Purpose, Stream, draws, signed_noise
+from soulfra.world.vibe import PHASE_INFO
+
+
+class View(Protocol):
+    """The read side of a world that a mind may consult while deciding (the engine implements it)."""
+
+    @property
+    def state(self) -> WorldState: ...
+
+    @property
+    def tick(self) -> int: ...
+
+    def topic_for(self, agent: int, rng: Stream) -> str:
+        """A topic for this agent to talk about: the loop's themes first, else its goals, else the common ones."""
+
+    def awaiting_blessing(self) -> tuple[Ritual, ...]:
+        """Rituals that have gathered and wait for a governor, oldest first."""
+
+    def invitations(self, agent: int) -> tuple[Ritual, ...]:
+        """Gathering rituals this agent is invited to and has not joined, oldest first."""
+
+    def task_for(self, agent: int) -> Task | None:
+        """The task this agent holds, else the oldest unclaimed one, else None."""
+
+    def has_room(self, kind: str) -> bool:
+        """Whether one more open ``"ritual"`` or ``"task"`` fits under the world's bounds."""
+
+    def weavable(self) -> tuple[int, int] | None:
+        """Two open threads that share participants (younger, older), if any."""
+
+
+class Mind:
+    """Base of every mind. Subclasses set ``key`` and ``activity`` and implement ``choose``."""
+
+    key: ClassVar[str] = "mind"
+    activity: ClassVar[int] = 300_000  # chance per million to act in a tick, before energy and attention
+
+    def bulk(self, state: WorldState, members: I64Array) -> None:
+        drift_moods(state, members)
+
+    def decide(self, view: View, agent: int, rng: Stream) -> Action:
+        heard = view.state.whispers.get(agent)
+        if heard is not None:
+            return self.heed(view, agent, heard[1], heard[2])
+        return self.choose(view, agent, rng)
+
+    def heed(self, view: View, agent: int, text: str, tone: str) -> Action:
+        """What the agent does with a whisper it heard: by default, it takes the whisper up in a thread."""
+        voice = view.state.specs[agent].voice
+        return Post(topic=whisper_topic(text), text=answer_whisper(voice, text, tone))
+
+    def choose(self, view: View, agent: int, rng: Stream) -> Action:
+        raise NotImplementedError
+
+
+def drift_moods(state: WorldState, members: I64Array) -> None:
+    """The built-in minds' mood dynamics: drift toward a trait- and loop-given baseline, with small noise."""
+    if members.size == 0:
+        return
+    keys = members.astype(np.uint64)
+    traits = state.traits[members]
+    valence = state.valence[members]
+    arousal = state.arousal[members]
+    target_v = state.loop.baseline + (traits[:, WARMTH] - HALF) // 2 - (traits[:, CHAOS] - HALF) // 4
+    target_a = traits[:, CHAOS] // 2 + traits[:, CURIOSITY] // 3
+    valence += (target_v - valence) // 32 + signed_noise(
+        draws(state.seed, state.tick, keys, Purpose.MOOD_VALENCE), 15_000
+    )
+    arousal += (target_a - arousal) // 16 + signed_noise(
+        draws(state.seed, state.tick, keys, Purpose.MOOD_AROUSAL), 12_000
+    )
+    override = state.vibe_override
+    if override is not None and state.tick < override.until:
+        pull_v, pull_a = PHASE_INFO[override.condition].mood
+        valence += (pull_v - valence) * (override.intensity // 1000) // 8000
+        arousal += (pull_a - arousal) * (override.intensity // 1000) // 8000
+    state.valence[members] = np.clip(valence, -SCALE, SCALE)
+    state.arousal[members] = np.clip(arousal, 0, SCALE)
+    energy = state.energy[members]
+    state.energy[members] = energy + (SCALE - energy) // 40
+    focus = state.focus[members]
+    state.focus[members] = focus + (traits[:, ORDER] - focus) // 20

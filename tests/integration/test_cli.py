@@ -1,0 +1,142 @@
+"""The ``soulfra`` command as a user runs it: a real subprocess, real files, exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from soulfra.world import Whisper, World, schedule
+
+
+def soulfra(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "soulfra", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_run_json_reports_the_documented_fields_and_the_true_hash() -> None:
+    done = soulfra("run", "--seed", "5", "--ticks", "120", "--agents", "7", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert {"seed", "ticks", "agents", "state_hash", "agent_steps_per_s", "events", "vibe"} <= report.keys()
+    world = World.create(5, agents=7)
+    for _ in range(120):
+        world.step()
+    assert report["state_hash"] == world.state_hash()
+    assert (report["seed"], report["ticks"], report["agents"]) == (5, 120, 10)
+    assert report["agent_steps_per_s"] > 0
+    assert report["events"]["loop_sealed"] == 1
+    assert report["vibe"]["condition"] in {"calm-bloom", "echo-storm", "trust-surge", "drift-wave", "chaos-bloom"}
+
+
+def test_inputs_are_applied_and_events_are_written(tmp_path: Path) -> None:
+    log = tmp_path / "inputs.jsonl"
+    log.write_text(
+        '{"tick": 4, "type": "whisper", "target": "arty", "text": "sing of tides", "tone": "playful"}\n\n'
+        '{"tick": 9, "type": "possess", "agent": "cal-riven"}\n'
+    )
+    out = tmp_path / "events.jsonl"
+    done = soulfra("run", "--seed", "8", "--ticks", "30", "--inputs", str(log), "--events", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    world = World.create(8)
+    by_tick = schedule([Whisper(tick=4, target="arty", text="sing of tides", tone="playful")])
+    for _ in range(30):
+        world.step(by_tick.get(world.tick, ()))
+    assert report["state_hash"] != world.state_hash()  # the possession also counts
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == sum(report["events"].values())
+    assert {"kind": "whisper_heard", "tick": 4, "agent": "arty", "text": "sing of tides", "tone": "playful"} in lines
+    assert any(line["kind"] == "agent_possessed" and line["agent"] == "cal-riven" for line in lines)
+
+
+def test_a_world_file_defines_the_agents(tmp_path: Path) -> None:
+    world = tmp_path / "w.toml"
+    world.write_text('[world]\ndefault_agents = false\n[[agents]]\nid = "solo"\nmind = "executor"\n')
+    done = soulfra("run", "--world", str(world), "--ticks", "5", "--agents", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["agents"] == 3
+
+
+def test_summary_without_json_is_readable() -> None:
+    done = soulfra("run", "--seed", "1", "--ticks", "20")
+    assert done.returncode == 0, done.stderr
+    assert "state hash" in done.stdout and "b2:" in done.stdout and "agent-steps/s" in done.stdout
+
+
+def test_live_view_shows_agents_and_vibe() -> None:
+    done = soulfra("run", "--live", "--ticks", "3", "--rate", "1000")
+    assert done.returncode == 0, done.stderr
+    for text in ("Cal Riven", "Arty", "Agent Zero", "tick 3", "latest posts", "rituals"):
+        assert text in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (("run", "--bogus"), 2, "No such option: --bogus"),
+        (("run", "--ticks", "-4"), 2, "--ticks"),
+        (("run", "--ticks", "0"), 2, "--live only"),
+        (("run", "--seed", "abc"), 2, "--seed"),
+        (("run", "--world", "/nonexistent/world.toml"), 65, "/nonexistent/world.toml: cannot read world file"),
+        (("run", "--inputs", "/nonexistent/in.jsonl"), 65, "cannot read input log"),
+        (("run", "--live", "--json"), 2, "cannot be combined"),
+        (("bench", "tick", "--sizes", "ten"), 2, "--sizes"),
+    ],
+)
+def test_bad_usage_gives_one_line_and_an_exit_code(args: tuple[str, ...], code: int, needle: str) -> None:
+    done = soulfra(*args)
+    assert done.returncode == code
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("soulfra: error: ") and needle in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("[world]\nloop_length = 0\n", "loop_length"),
+        ("[[agents]]\nid = 'x'\nmind = 'poet'\n", "unknown mind 'poet'"),
+        ("not toml = = =\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_world_file_gives_one_line(tmp_path: Path, content: str, needle: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    done = soulfra("run", "--world", str(path))
+    assert done.returncode == 65
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and needle in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ('{"tick": 1, "type": "whisper", "target": "arty"}\n', ":1: missing field 'text'"),
+        ('\n{"tick": 1, "type": "whisper", "target": "arty", "text": "x"}\n{oops\n', ":3: not valid JSON"),
+        ('{"tick": 2, "type": "possess", "agent": "nobody"}\n', "unknown agent 'nobody'"),
+        ('{"tick": 500, "type": "release", "agent": "arty"}\n', "run ends before tick"),
+    ],
+)
+def test_a_bad_input_log_gives_one_line(tmp_path: Path, content: str, needle: str) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(content)
+    done = soulfra("run", "--ticks", "10", "--inputs", str(path))
+    assert done.returncode == 65, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], done.stderr
+
+
+def test_bench_tick_measures_soulfra_beside_mesa() -> None:
+    done = soulfra("bench", "tick", "--sizes", "50,200", "--ticks", "3", "--repeats", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [row["agents"] for row in result["rows"]] == [50, 200]
+    for row in result["rows"]:
+        assert row["builtin_steps_per_s"] > 0 and row["mesa_contagion_steps_per_s"] > 0
+        assert row["contagion_vs_mesa"] == round(row["contagion_steps_per_s"] / row["mesa_contagion_steps_per_s"], 2)
