@@ -89,7 +89,7 @@ def run_command(
     inputs: Annotated[Path | None, typer.Option(help="Input log (JSON lines) of operator inputs by tick.")] = None,
     events: Annotated[Path | None, typer.Option(help="Write every event to this file as JSON lines.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a summary.")] = False,
-    live: Annotated[bool, typer.Option(help="Show the world in the terminal as it runs.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Show the world in the terminal as it runs.")] = False,
     rate: Annotated[float, typer.Option(min=0.1, max=1000.0, help="Ticks per second with --live.")] = 5.0,
 ) -> None:
     """Run a world headless for a number of ticks and report its state hash."""

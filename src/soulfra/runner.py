@@ -129,6 +129,7 @@ def event_log(path: Path | None) -> Iterator[Callable[[list[Event]], None]]:
         def write(events: list[Event]) -> None:
             for event in events:
                 handle.write(json.dumps(event_to_json(event), ensure_ascii=False, separators=(",", ":")) + "\n")
+            handle.flush()  # a crash loses at most the tick in progress
 
         yield write
 

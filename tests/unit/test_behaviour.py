@@ -290,3 +290,13 @@ def test_a_loop_seed_changes_the_next_loop() -> None:
     assert applied and applied[0].themes == ("moonlit ferries",)
     assert any(isinstance(e, PostMade) and e.topic == "moonlit ferries" for e in altered_events)
     assert not any(isinstance(e, PostMade) and e.topic == "moonlit ferries" for e in original_events)
+
+
+def test_every_event_class_is_registered_once_with_a_unique_kind() -> None:
+    from soulfra.world import events  # noqa: PLC0415
+
+    defined = {
+        obj for obj in vars(events).values() if isinstance(obj, type) and issubclass(obj, Event) and obj is not Event
+    }
+    assert set(events.EVENT_TYPES) == defined
+    assert len(events.EVENT_KINDS) == len(set(events.EVENT_KINDS)) == len(defined)

@@ -36,11 +36,12 @@ def _best_rate(agents: int, ticks: int, repeats: int, make: Callable[[], Callabl
     return best
 
 
-def _builtin(agents: int) -> Callable[[], None]:
+def _builtin(agents: int, acted: list[int]) -> Callable[[], None]:
     world = World.create(SEED, agents=max(0, agents - 3))
 
     def step() -> None:
         world.step()
+        acted.append(world.acted)
 
     return step
 
@@ -90,13 +91,15 @@ def _mesa(agents: int) -> Callable[[], None]:
 def run(sizes: list[int], *, ticks: int, repeats: int) -> dict[str, Any]:
     rows = []
     for agents in sizes:
-        builtin = _best_rate(agents, ticks, repeats, lambda a=agents: _builtin(a))  # type: ignore[misc]
+        acted: list[int] = []
+        builtin = _best_rate(agents, ticks, repeats, lambda a=agents, out=acted: _builtin(a, out))  # type: ignore[misc]
         contagion = _best_rate(agents, ticks, repeats, lambda a=agents: _contagion(a))  # type: ignore[misc]
         peer = _best_rate(agents, ticks, repeats, lambda a=agents: _mesa(a))  # type: ignore[misc]
         rows.append(
             {
                 "agents": agents,
                 "builtin_steps_per_s": round(builtin, 1),
+                "builtin_deciding_per_tick": round(sum(acted) / len(acted), 1),
                 "contagion_steps_per_s": round(contagion, 1),
                 "mesa_contagion_steps_per_s": round(peer, 1),
                 "contagion_vs_mesa": round(contagion / peer, 2),
@@ -113,18 +116,14 @@ def run(sizes: list[int], *, ticks: int, repeats: int) -> dict[str, Any]:
 
 def render(results: dict[str, Any]) -> Table:
     table = Table(title=f"agent-steps per second (best of {results['repeats']} x {results['ticks']} ticks)")
-    for column in (
-        "agents",
-        "built-in minds",
-        "contagion (Soulfra)",
-        f"contagion (Mesa {results['mesa_version']})",
-        "ratio",
-    ):
+    mesa = f"contagion (Mesa {results['mesa_version']})"
+    for column in ("agents", "built-in minds", "deciding per tick", "contagion (Soulfra)", mesa, "ratio"):
         table.add_column(column, justify="right")
     for row in results["rows"]:
         table.add_row(
             f"{row['agents']:,}",
             f"{row['builtin_steps_per_s']:,.0f}",
+            f"{row['builtin_deciding_per_tick']:,.1f}",
             f"{row['contagion_steps_per_s']:,.0f}",
             f"{row['mesa_contagion_steps_per_s']:,.0f}",
             f"{row['contagion_vs_mesa']:.1f}x",

@@ -102,6 +102,7 @@ class World:
         self._rituals = RitualEngine()
         self._reseed = LoopReseedDaemon()
         self._export = FinalExportDaemon()
+        self.acted = 0  # how many agents decided in the last tick (derived, not part of the state)
 
     @classmethod
     def create(cls, seed: int, spec: WorldSpec = DEFAULT_WORLD, *, agents: int = 0, mind: str | None = None) -> World:
@@ -286,6 +287,7 @@ class World:
         for mind, members in self._groups:
             mind.bulk(state, members)
         active = self._draw_active(forced)
+        self.acted = len(active)
         for agent in active:
             heard = state.whispers.get(agent)
             if heard is not None and tick - heard[0] > WHISPER_TTL:

@@ -240,6 +240,10 @@ def event_to_json(event: Event) -> dict[str, Any]:
     return out
 
 
-EVENT_KINDS = tuple(
-    sorted(cls.kind for cls in Event.__subclasses__())  # every event class above, by its stable name
-)
+EVENT_TYPES: tuple[type[Event], ...] = (
+    WhisperHeard, AgentPossessed, AgentReleased, OperatorActed, PersonalityChanged, RitualInjected, VibeAltered,
+    InputRejected, PostMade, ThreadOpened, ThreadsWoven, ThreadClosed, RitualProposed, RitualJoined, RitualGathered,
+    RitualBlessed, RitualRefused, RitualLapsed, RitualPerformed, RitualSealed, TaskAssigned, TaskClaimed,
+    ArtifactProduced, VibeShifted, SeedApplied, LoopSealed,
+)  # fmt: skip
+EVENT_KINDS = tuple(sorted(cls.kind for cls in EVENT_TYPES))

@@ -91,8 +91,9 @@ def drift_moods(state: WorldState, members: I64Array) -> None:
     override = state.vibe_override
     if override is not None and state.tick < override.until:
         pull_v, pull_a = PHASE_INFO[override.condition].mood
-        valence += (pull_v - valence) * (override.intensity // 1000) // 8000
-        arousal += (pull_a - arousal) * (override.intensity // 1000) // 8000
+        # at full intensity, an eighth of the way toward the condition's mood each tick
+        valence += (pull_v - valence) * override.intensity // (8 * SCALE)
+        arousal += (pull_a - arousal) * override.intensity // (8 * SCALE)
     state.valence[members] = np.clip(valence, -SCALE, SCALE)
     state.arousal[members] = np.clip(arousal, 0, SCALE)
     energy = state.energy[members]

@@ -1,0 +1,38 @@
+"""The curated public surface: what `soulfra` and `soulfra.world` export, and the error tree's codes."""
+
+from __future__ import annotations
+
+import soulfra
+import soulfra.errors
+import soulfra.world
+
+
+def test_world_exports_exactly_its_public_names() -> None:
+    assert sorted(soulfra.world.__all__) == sorted(
+        [
+            "DEFAULT_WORLD", "EVENT_KINDS", "FORMAT_VERSION", "MINDS", "SCALE", "Act", "AgentDefinition", "AlterVibe",
+            "ChangePersonality", "Event", "InjectRitual", "Input", "Possess", "Release", "Whisper", "World",
+            "WorldSpec", "WorldState", "decode_state", "encode_state", "event_to_json", "genesis", "input_to_json",
+            "parse_input", "parse_world", "schedule", "state_hash",
+        ]
+    )  # fmt: skip
+    for name in soulfra.world.__all__:
+        assert hasattr(soulfra.world, name), name
+
+
+def test_every_error_descends_from_the_root_with_a_distinct_code() -> None:
+    classes = [getattr(soulfra.errors, name) for name in soulfra.errors.__all__]
+    assert all(issubclass(cls, soulfra.SoulfraError) for cls in classes)
+    codes = [cls.code for cls in classes]
+    assert len(codes) == len(set(codes))
+    # the docstring's tree names every class
+    assert all(cls.__name__ in (soulfra.errors.__doc__ or "") for cls in classes)
+
+
+def test_the_seed_minds_are_registered_under_their_keys() -> None:
+    assert {key: type(mind).__name__ for key, mind in soulfra.world.MINDS.items()} == {
+        "governor": "CalRivenAgent",
+        "orchestrator": "ArtyOrchestrator",
+        "executor": "AgentZeroEngine",
+        "contagion": "MoodContagion",
+    }
