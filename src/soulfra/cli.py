@@ -7,6 +7,7 @@ exit code from ``EXIT_CODES``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from soulfra import __version__
 from soulfra.bench import tick as tick_bench
 from soulfra.console import LiveView, summary
-from soulfra.errors import CodecError, ConfigError, InputError, SoulfraError, WorldFileError
+from soulfra.errors import CodecError, ConfigError, InputError, OutputError, SoulfraError, WorldFileError
 from soulfra.runner import RunReport, event_log, load_inputs, load_world_file, run
 from soulfra.world import DEFAULT_WORLD, World
 from soulfra.world.events import Event
@@ -31,11 +32,13 @@ from soulfra.world.inputs import Input
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 EXIT_CODES: dict[type, int] = {
     ConfigError: EXIT_USAGE,
     WorldFileError: 65,  # EX_DATAERR
     InputError: 65,
     CodecError: 65,
+    OutputError: 74,  # EX_IOERR
 }
 PROGRESS_MIN_STEPS = 200_000  # show a progress bar when a run is at least this many agent-steps
 
@@ -189,4 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("soulfra: interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # stdout closed early (`soulfra run --json | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)
     sys.exit(code if isinstance(code, int) else 0)

@@ -5,7 +5,8 @@
     ├── WorldFileError              a world file (TOML) that cannot be read or does not describe a valid world
     ├── InputError                  a malformed input or input-log line (bad JSON, unknown type, bad field)
     │   └── UnknownAgentError       an input names an agent the world does not have
-    └── CodecError                  state bytes that are corrupt or of an unknown format version
+    ├── CodecError                  state bytes that are corrupt or of an unknown format version
+    └── OutputError                 an output file (an event log) could not be written
 
 Each class has a stable ``code`` that the CLI and, later, the HTTP API report beside the message.
 """
@@ -16,6 +17,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "InputError",
+    "OutputError",
     "SoulfraError",
     "UnknownAgentError",
     "WorldFileError",
@@ -50,3 +52,7 @@ class UnknownAgentError(InputError):
 
 class CodecError(SoulfraError):
     code = "codec_error"
+
+
+class OutputError(SoulfraError):
+    code = "output_error"

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from soulfra.errors import ConfigError, InputError, WorldFileError
+from soulfra.errors import ConfigError, InputError, OutputError, WorldFileError
 from soulfra.world import World, WorldSpec, event_to_json, parse_input, parse_world, schedule
 from soulfra.world.events import Event
 from soulfra.world.fixed import SCALE
@@ -40,15 +40,19 @@ def load_inputs(path: Path) -> list[Input]:
     """Parse a JSON-lines input log; errors name the file and line."""
     items: list[Input] = []
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as exc:
         raise InputError(f"{path}: cannot read input log: {exc.strerror or exc}") from exc
     with handle:
-        for number, line in enumerate(handle, start=1):
+        for number, raw in enumerate(handle, start=1):
+            if len(raw) > MAX_INPUT_LINE:
+                raise InputError(f"{path}:{number}: line is longer than {MAX_INPUT_LINE} bytes")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{path}:{number}: not UTF-8 text") from None
             if not line.strip():
                 continue
-            if len(line) > MAX_INPUT_LINE:
-                raise InputError(f"{path}:{number}: line is longer than {MAX_INPUT_LINE} bytes")
             try:
                 obj = json.loads(line, parse_float=Decimal)
             except json.JSONDecodeError as exc:
@@ -123,15 +127,27 @@ def event_log(path: Path | None) -> Iterator[Callable[[list[Event]], None]]:
     try:
         handle: IO[str] = path.open("w", encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot write event log: {exc.strerror or exc}") from exc
-    with handle:
+        raise OutputError(f"{path}: cannot write event log: {exc.strerror or exc}") from exc
+    failed = False
 
-        def write(events: list[Event]) -> None:
+    def write(events: list[Event]) -> None:
+        nonlocal failed
+        try:
             for event in events:
                 handle.write(json.dumps(event_to_json(event), ensure_ascii=False, separators=(",", ":")) + "\n")
             handle.flush()  # a crash loses at most the tick in progress
+        except OSError as exc:
+            failed = True
+            raise OutputError(f"{path}: cannot write event log: {exc.strerror or exc}") from exc
 
+    try:
         yield write
+    finally:
+        try:
+            handle.close()
+        except OSError as exc:
+            if not failed:  # otherwise the write error is already on its way up
+                raise OutputError(f"{path}: cannot write event log: {exc.strerror or exc}") from exc
 
 
 def run(

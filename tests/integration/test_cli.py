@@ -140,3 +140,17 @@ def test_bench_tick_measures_soulfra_beside_mesa() -> None:
     for row in result["rows"]:
         assert row["builtin_steps_per_s"] > 0 and row["mesa_contagion_steps_per_s"] > 0
         assert row["contagion_vs_mesa"] == round(row["contagion_steps_per_s"] / row["mesa_contagion_steps_per_s"], 2)
+
+
+def test_an_input_log_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"tick": 1, "type": "release", "agent": "arty"}\n\xff\xfe\n')
+    done = soulfra("run", "--ticks", "5", "--inputs", str(path))
+    assert done.returncode == 65
+    assert done.stderr.strip() == f"soulfra: error: {path}:2: not UTF-8 text"
+
+
+def test_an_event_log_that_cannot_be_written_fails_cleanly() -> None:
+    done = soulfra("run", "--ticks", "20", "--events", "/dev/full")  # every write fails: no space left
+    assert done.returncode == 74
+    assert done.stderr.strip() == "soulfra: error: /dev/full: cannot write event log: No space left on device"
