@@ -47,6 +47,9 @@ def test_float_goes_through_its_shortest_repr_not_its_binary_value() -> None:
     # 0.1 + 0.2 is 0.30000000000000004 in binary; its repr, rounded to six places, is 0.3.
     assert from_decimal(0.1 + 0.2) == 300_000
     assert from_decimal(0.3) == 300_000
+    # 2.5e-06 is a little above 2.5e-06 in binary, but its repr is the exact tie, which rounds half to even
+    assert from_decimal(2.5e-06) == 2
+    assert from_decimal(3.5e-06) == 4
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,10 @@ _I64_MAX = (1 << 63) - 1
 
 def encode(value: object) -> bytes:
     out: list[bytes] = []
-    _encode(value, out)
+    try:
+        _encode(value, out)
+    except RecursionError:
+        raise CodecError("value is nested too deeply to encode") from None
     return b"".join(out)
 
 
@@ -78,6 +81,8 @@ def decode(data: bytes) -> Any:
         value, end = _decode(memoryview(data), 0)
     except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
         raise CodecError(f"malformed canonical data: {exc}") from exc
+    except RecursionError:
+        raise CodecError("malformed canonical data: nested too deeply") from None
     if end != len(data):
         raise CodecError(f"{len(data) - end} trailing bytes after canonical value")
     return value

@@ -22,6 +22,8 @@ def from_decimal(value: object, *, lo: int = 0, hi: int = SCALE, what: str = "va
         raise ValueError(f"{what} must be a number, got {value!r}") from None
     if not dec.is_finite():
         raise ValueError(f"{what} must be finite, got {value!r}")
+    if dec.adjusted() > 18:  # far outside any range a world uses; also keeps Decimal from overflowing
+        raise ValueError(f"{what} is out of range, got {value}")
     fixed = int((dec * SCALE).to_integral_value(rounding=ROUND_HALF_EVEN))
     if not lo <= fixed <= hi:
         raise ValueError(f"{what} must be between {Decimal(lo) / SCALE} and {Decimal(hi) / SCALE}, got {value}")

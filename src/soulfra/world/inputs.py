@@ -162,6 +162,8 @@ def parse_input(obj: object) -> Input:
     if not isinstance(obj, Mapping):
         raise InputError("an input must be a JSON object")
     kind = obj.get("type")
+    if kind in ("personality", "ritual", "vibe"):  # only reachable through "type": "intervene"
+        kind = None
     if kind == "intervene":
         kind = obj.get("kind")
         if kind not in ("personality", "ritual", "vibe"):
@@ -170,7 +172,7 @@ def parse_input(obj: object) -> Input:
         raise InputError(f"unknown input type {obj.get('type')!r}; expected whisper, possess, act, release, intervene")
     extra = set(obj) - _KEYS[kind] - {"type", "tick"}
     if extra:
-        raise InputError(f"unknown field(s) for {kind}: {', '.join(sorted(extra))}")
+        raise InputError(f"unknown field(s) for {kind}: {', '.join(sorted(map(str, extra)))}")
     tick = _int(obj, "tick")
     if kind == "whisper":
         tone = _str(obj, "tone", default="gentle")
@@ -207,7 +209,7 @@ def parse_input(obj: object) -> Input:
             raise InputError("field 'traits' must be an object such as {\"warmth\": 0.8}")
         unknown = set(traits) - set(TRAITS)
         if unknown:
-            raise InputError(f"unknown trait(s) {', '.join(sorted(unknown))}; expected {', '.join(TRAITS)}")
+            raise InputError(f"unknown trait(s) {', '.join(sorted(map(str, unknown)))}; expected {', '.join(TRAITS)}")
         return ChangePersonality(
             tick=tick,
             agent=_str(obj, "agent", limit=64),
