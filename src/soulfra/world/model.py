@@ -50,15 +50,12 @@ class Thread:
 
 
 class Stage:
-    """Ritual stages, in order; ``REFUSED`` and ``LAPSED`` end a ritual without performing it."""
+    """The stages a ritual holds while in the state; once performed and sealed, refused or lapsed it leaves the
+    state and lives on only in the events."""
 
     GATHERING = "gathering"
     AWAITING = "awaiting-blessing"
     BLESSED = "blessed"
-    PERFORMED = "performed"
-    SEALED = "sealed"
-    REFUSED = "refused"
-    LAPSED = "lapsed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -85,11 +85,10 @@ def signed_noise(values: U64Array, amplitude: int) -> npt.NDArray[np.int64]:
 class Stream:
     """Successive draws for one agent's decision at one tick: ``next()`` bumps a counter in the key."""
 
-    __slots__ = ("_agent", "_counter", "_key")
+    __slots__ = ("_counter", "_key")
 
     def __init__(self, seed: int, tick: int, agent: int, purpose: int = Purpose.DECIDE) -> None:
         self._key = tick_key(seed, tick, purpose) + (agent + 1) * GOLDEN
-        self._agent = agent
         self._counter = 0
 
     def next(self) -> int:
@@ -98,7 +97,7 @@ class Stream:
         return value
 
     def below(self, n: int) -> int:
-        return (self.next() * n) >> 64
+        return below(self.next(), n)
 
     def chance(self, per_million: int) -> bool:
         """True with probability ``per_million / 1_000_000``."""
