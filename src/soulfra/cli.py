@@ -21,11 +21,25 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from soulfra import __version__
+from soulfra import __version__, cli_store
 from soulfra.bench import tick as tick_bench
 from soulfra.console import LiveView, summary
-from soulfra.errors import CodecError, ConfigError, InputError, OutputError, SoulfraError, WorldFileError
+from soulfra.durable import DurabilitySettings, DurableWorld
+from soulfra.errors import (
+    CodecError,
+    ConfigError,
+    ConflictError,
+    InputError,
+    IntegrityError,
+    NotFoundError,
+    OutputError,
+    SoulfraError,
+    StorageError,
+    StorageUnavailableError,
+    WorldFileError,
+)
 from soulfra.runner import RunReport, event_log, load_inputs, load_world_file, run
+from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD, World
 from soulfra.world.events import Event
 from soulfra.world.inputs import Input
@@ -39,6 +53,11 @@ EXIT_CODES: dict[type, int] = {
     InputError: 65,
     CodecError: 65,
     OutputError: 74,  # EX_IOERR
+    NotFoundError: 66,  # EX_NOINPUT
+    ConflictError: 65,
+    IntegrityError: 65,
+    StorageUnavailableError: 69,  # EX_UNAVAILABLE
+    StorageError: 74,
 }
 PROGRESS_MIN_STEPS = 200_000  # show a progress bar when a run is at least this many agent-steps
 
@@ -52,6 +71,10 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Measure Soulfra beside its peers, in the same run.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(cli_store.db_app, name="db")
+app.command("state")(cli_store.state_command)
+app.command("history")(cli_store.history_command)
+app.command("verify")(cli_store.verify_command)
 
 
 def _version(value: bool) -> None:
@@ -86,28 +109,79 @@ class _StopFlag:
 @app.command("run")
 def run_command(
     seed: Annotated[int, typer.Option(min=0, help="The world's seed (0 to 2**64-1).")] = 0,
-    ticks: Annotated[int, typer.Option(min=0, help="Ticks to run; 0 with --live runs until Ctrl-C.")] = 100,
+    ticks: Annotated[int, typer.Option(min=0, help="Ticks to run; 0 runs until Ctrl-C (with --live or --db).")] = 100,
     agents: Annotated[int, typer.Option(min=0, help="Generated agents to add to the named ones.")] = 0,
     world: Annotated[Path | None, typer.Option(help="World file (TOML) defining the world and its agents.")] = None,
-    inputs: Annotated[Path | None, typer.Option(help="Input log (JSON lines) of operator inputs by tick.")] = None,
+    inputs: Annotated[
+        str | None, typer.Option(help="Input log (JSON lines) of operator inputs by tick; '-' reads stdin live (--db).")
+    ] = None,
     events: Annotated[Path | None, typer.Option(help="Write every event to this file as JSON lines.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a summary.")] = False,
     live: Annotated[bool, typer.Option("--live", help="Show the world in the terminal as it runs.")] = False,
-    rate: Annotated[float, typer.Option(min=0.1, max=1000.0, help="Ticks per second with --live.")] = 5.0,
+    rate: Annotated[
+        float | None,
+        typer.Option(min=0.1, max=10000.0, help="Ticks per second (default: 5 with --live, else unpaced)."),
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option(help="Persist the run in this database (sqlite:///PATH or postgresql://...).")
+    ] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="With --db: start a new instance even if one exists.")] = False,
+    snapshot_every: Annotated[int, typer.Option(min=1, help="With --db: store a snapshot every this many ticks.")] = 10,
 ) -> None:
-    """Run a world headless for a number of ticks and report its state hash."""
+    """Run a world for a number of ticks and report its state hash; with --db, persist it (or continue it)."""
     if live and as_json:
         raise ConfigError("--live and --json cannot be combined")
-    if ticks == 0 and not live:
-        raise ConfigError("--ticks must be at least 1 (0 runs until Ctrl-C, with --live only)")
+    if ticks == 0 and not (live or db):
+        raise ConfigError("--ticks must be at least 1 (0 runs until Ctrl-C, with --live or --db only)")
+    if inputs == "-" and db is None:
+        raise ConfigError("--inputs - (live inputs from stdin) needs --db: inputs are acknowledged once stored")
+    if fresh and db is None:
+        raise ConfigError("--fresh needs --db")
     spec = load_world_file(world) if world is not None else DEFAULT_WORLD
-    items = load_inputs(inputs) if inputs is not None else []
-    instance = World.create(seed, spec, agents=agents)
+    items = load_inputs(Path(inputs)) if inputs not in (None, "-") else []
+    if db is None:
+        instance: World | DurableWorld = World.create(seed, spec, agents=agents)
+        _run_and_report(instance, ticks, items, events, as_json=as_json, live=live, rate=rate, stdin=False)
+        return
+    store = SqlStore.open(db)
+    try:
+        settings = DurabilitySettings(snapshot_every=snapshot_every)
+        durable = DurableWorld.open_or_create(store, seed, spec, agents=agents, fresh=fresh, settings=settings)
+        try:
+            _run_and_report(durable, ticks, items, events, as_json=as_json, live=live, rate=rate, stdin=inputs == "-")
+        finally:
+            durable.close()
+    finally:
+        store.close()
+
+
+def _run_and_report(
+    instance: World | DurableWorld,
+    ticks: int,
+    items: list[Input],
+    events: Path | None,
+    *,
+    as_json: bool,
+    live: bool,
+    rate: float | None,
+    stdin: bool,
+) -> None:
     err = Console(stderr=True)
+    core = instance.world if isinstance(instance, DurableWorld) else instance
+    before_tick = None
+    if stdin and isinstance(instance, DurableWorld):
+        source = cli_store.LiveInputs(sys.stdin.buffer, cli_store.print_json_line)
+        durable = instance
+
+        def before_tick() -> None:
+            source.submit_to(durable)
+
     with event_log(events) as sink:
         if live:
-            report = _run_live(instance, ticks, items, sink, rate)
-        elif err.is_terminal and instance.state.size * ticks >= PROGRESS_MIN_STEPS:
+            report = _run_live(instance, ticks, items, sink, rate or 5.0)
+        elif rate is not None or ticks == 0:
+            report = _run_paced(instance, ticks, items, sink, rate, before_tick)
+        elif err.is_terminal and core.state.size * ticks >= PROGRESS_MIN_STEPS:
             with Progress(
                 TextColumn("ticking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                 console=err, transient=True,
@@ -118,20 +192,48 @@ def run_command(
                     sink(batch)
                     progress.advance(task)
 
-                report = run(instance, ticks, items, on_tick=advance)
+                report = run(instance, ticks, items, on_tick=advance, before_tick=before_tick)
         else:
-            report = run(instance, ticks, items, on_tick=sink)
+            report = run(instance, ticks, items, on_tick=sink, before_tick=before_tick)
     if as_json:
         typer.echo(json.dumps(report.to_json()))
     else:
         Console().print(summary(report))
 
 
+def _run_paced(
+    instance: World | DurableWorld,
+    ticks: int,
+    items: list[Input],
+    sink: Callable[[list[Event]], None],
+    rate: float | None,
+    before_tick: Callable[[], None] | None,
+) -> RunReport:
+    """Run at ``rate`` ticks per second (unpaced when None); Ctrl-C or SIGTERM ends it after the current tick."""
+    flag = _StopFlag()
+    previous = signal.signal(signal.SIGINT, flag), signal.signal(signal.SIGTERM, flag)
+    interval = 1.0 / rate if rate else 0.0
+    next_at = time.monotonic()
+    try:
+
+        def on_tick(batch: list[Event]) -> None:
+            nonlocal next_at
+            sink(batch)
+            next_at += interval
+            while not flag.raised and (remaining := next_at - time.monotonic()) > 0:
+                time.sleep(min(remaining, 0.05))  # pacing, checking for a stop
+
+        return run(instance, ticks, items, on_tick=on_tick, should_stop=flag.stopped, before_tick=before_tick)
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
 def _run_live(
-    instance: World, ticks: int, items: list[Input], sink: Callable[[list[Event]], None], rate: float
+    instance: World | DurableWorld, ticks: int, items: list[Input], sink: Callable[[list[Event]], None], rate: float
 ) -> RunReport:
     """Run paced at ``rate`` ticks per second, redrawing after every tick; Ctrl-C ends after the current tick."""
-    view = LiveView(instance)
+    view = LiveView(instance.world if isinstance(instance, DurableWorld) else instance)
     flag = _StopFlag()
     previous = signal.signal(signal.SIGINT, flag)
     interval = 1.0 / rate

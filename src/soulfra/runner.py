@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from soulfra.durable import DurableWorld
 from soulfra.errors import ConfigError, InputError, OutputError, WorldFileError
 from soulfra.world import World, WorldSpec, event_to_json, parse_input, parse_world, schedule
 from soulfra.world.events import Event
@@ -95,6 +96,9 @@ class RunReport:
     events: Counter[str] = field(default_factory=Counter)
     vibe: VibeReading | None = None
     loops_sealed: int = 0
+    tick: int = 0  # the world's tick at the end
+    instance: str | None = None  # the stored instance, for a run with a database
+    start_tick: int = 0
 
     @property
     def agent_steps_per_s(self) -> float:
@@ -111,6 +115,8 @@ class RunReport:
             "events": dict(sorted(self.events.items())),
             "loops_sealed": self.loops_sealed,
             "vibe": vibe_to_json(self.vibe),
+            "tick": self.tick,
+            **({"instance": self.instance, "start_tick": self.start_tick} if self.instance is not None else {}),
         }
 
 
@@ -151,28 +157,44 @@ def event_log(path: Path | None) -> Iterator[Callable[[list[Event]], None]]:
 
 
 def run(
-    world: World,
+    world: World | DurableWorld,
     ticks: int,
     inputs: list[Input],
     *,
     on_tick: Callable[[list[Event]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    before_tick: Callable[[], None] | None = None,
 ) -> RunReport:
-    """Step ``world`` ``ticks`` times (0: until ``should_stop``), applying ``inputs`` at their ticks."""
+    """Step ``world`` ``ticks`` times (0: until ``should_stop``), applying ``inputs`` at their ticks.
+
+    A ``DurableWorld`` stores (and commits) ``inputs`` before the first tick; ``before_tick`` runs ahead of every
+    tick, where a live source of inputs can submit them.
+    """
     if ticks < 0 or (ticks == 0 and should_stop is None):
         raise ConfigError("ticks must be at least 1 (0, run until stopped, needs a way to stop)")
-    start_tick = world.tick
+    core = world.world if isinstance(world, DurableWorld) else world
+    start_tick = core.tick
     by_tick = schedule(inputs, start_tick)
     if ticks and by_tick and max(by_tick) >= start_tick + ticks:
         late = max(by_tick)
         raise InputError(f"an input is stamped for tick {late}, but the run ends before tick {start_tick + ticks}")
     for item in inputs:
-        world.check(item)
+        core.check(item)
+    if isinstance(world, DurableWorld):
+        world.submit(inputs)
+        step: Callable[[], list[Event]] = world.step
+    else:
+
+        def step() -> list[Event]:
+            return core.step(by_tick.get(core.tick, ()))
+
     counts: Counter[str] = Counter()
     begun = time.perf_counter()
     done = 0
     while (ticks and done < ticks) or (not ticks and not (should_stop and should_stop())):
-        events = world.step(by_tick.get(world.tick, ()))
+        if before_tick is not None:
+            before_tick()
+        events = step()
         for event in events:
             counts[event.kind] += 1
         if on_tick is not None:
@@ -182,12 +204,15 @@ def run(
             break
     elapsed = time.perf_counter() - begun
     return RunReport(
-        seed=world.state.seed,
+        seed=core.state.seed,
         ticks=done,
-        agents=world.state.size,
-        state_hash=world.state_hash(),
+        agents=core.state.size,
+        state_hash=core.state_hash(),
         elapsed_s=elapsed,
         events=counts,
-        vibe=world.state.vibe,
+        vibe=core.state.vibe,
         loops_sealed=counts.get("loop_sealed", 0),
+        tick=core.tick,
+        instance=world.instance_id if isinstance(world, DurableWorld) else None,
+        start_tick=start_tick,
     )

@@ -80,7 +80,7 @@ def test_live_view_shows_agents_and_vibe() -> None:
     [
         (("run", "--bogus"), 2, "No such option: --bogus"),
         (("run", "--ticks", "-4"), 2, "--ticks"),
-        (("run", "--ticks", "0"), 2, "--live only"),
+        (("run", "--ticks", "0"), 2, "with --live or --db only"),
         (("run", "--seed", "abc"), 2, "--seed"),
         (("run", "--world", "/nonexistent/world.toml"), 65, "/nonexistent/world.toml: cannot read world file"),
         (("run", "--inputs", "/nonexistent/in.jsonl"), 65, "cannot read input log"),

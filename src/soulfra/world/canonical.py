@@ -77,8 +77,9 @@ def _encode(value: object, out: list[bytes]) -> None:
 
 def decode(data: bytes) -> Any:
     """Inverse of ``encode``; raises ``CodecError`` on truncated or malformed input."""
+    data = bytes(data)
     try:
-        value, end = _decode(memoryview(data), 0)
+        value, end = _decode(data, 0)
     except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
         raise CodecError(f"malformed canonical data: {exc}") from exc
     except RecursionError:
@@ -88,62 +89,71 @@ def decode(data: bytes) -> Any:
     return value
 
 
-def _take(view: memoryview, pos: int, n: int) -> bytes:
-    if pos + n > len(view):
+# Tags as byte values: ``data[pos]`` of a bytes object is an int, which keeps the hot loop free of slicing.
+_N, _T, _F, _i, _I, _s, _b, _l, _d, _a = b"NTFiIsblda"
+_unpack_i64 = _I64.unpack_from
+_unpack_u32 = _U32.unpack_from
+
+
+def _span(data: bytes, pos: int, n: int) -> bytes:
+    end = pos + n
+    if end > len(data):
         raise ValueError("truncated")
-    return bytes(view[pos : pos + n])
+    return data[pos:end]
 
 
-def _decode(view: memoryview, pos: int) -> tuple[Any, int]:
-    tag = _take(view, pos, 1)
+def _decode(data: bytes, pos: int) -> tuple[Any, int]:
+    tag = data[pos]
     pos += 1
-    if tag == b"N":
-        return None, pos
-    if tag == b"T":
-        return True, pos
-    if tag == b"F":
-        return False, pos
-    if tag == b"i":
-        return _I64.unpack(_take(view, pos, 8))[0], pos + 8
-    if tag in (b"I", b"s", b"b"):
-        (length,) = _U32.unpack(_take(view, pos, 4))
-        raw = _take(view, pos + 4, length)
-        pos += 4 + length
-        if tag == b"I":
-            return int.from_bytes(raw, "little", signed=True), pos
-        return (raw.decode("utf-8") if tag == b"s" else raw), pos
-    if tag == b"l":
-        (count,) = _U32.unpack(_take(view, pos, 4))
+    if tag == _i:
+        return _unpack_i64(data, pos)[0], pos + 8
+    if tag == _s:
+        (length,) = _unpack_u32(data, pos)
+        return _span(data, pos + 4, length).decode("utf-8"), pos + 4 + length
+    if tag == _l:
+        (count,) = _unpack_u32(data, pos)
         pos += 4
-        items = []
+        items: list[Any] = []
+        append = items.append
         for _ in range(count):
-            item, pos = _decode(view, pos)
-            items.append(item)
+            item, pos = _decode(data, pos)
+            append(item)
         return tuple(items), pos
-    if tag == b"d":
-        (count,) = _U32.unpack(_take(view, pos, 4))
+    if tag == _d:
+        (count,) = _unpack_u32(data, pos)
         pos += 4
         result: dict[Any, Any] = {}
         for _ in range(count):
-            key, pos = _decode(view, pos)
+            key, pos = _decode(data, pos)
             if type(key) is not str and type(key) is not int:
                 raise ValueError("dict key is not str or int")
-            result[key], pos = _decode(view, pos)
+            result[key], pos = _decode(data, pos)
         return result, pos
-    if tag == b"a":
-        dtype = _DTYPES.get(_take(view, pos, 1))
-        ndim = _take(view, pos + 1, 1)[0]
+    if tag == _N:
+        return None, pos
+    if tag == _T:
+        return True, pos
+    if tag == _F:
+        return False, pos
+    if tag in (_I, _b):
+        (length,) = _unpack_u32(data, pos)
+        raw = _span(data, pos + 4, length)
+        pos += 4 + length
+        return (int.from_bytes(raw, "little", signed=True) if tag == _I else raw), pos
+    if tag == _a:
+        dtype = _DTYPES.get(_span(data, pos, 1))
+        ndim = _span(data, pos + 1, 1)[0]
         if dtype is None or ndim not in (1, 2):
             raise ValueError("bad array header")
         pos += 2
         shape = []
         for _ in range(ndim):
-            shape.append(_U32.unpack(_take(view, pos, 4))[0])
+            shape.append(_unpack_u32(data, pos)[0])
             pos += 4
         size = 8
         for n in shape:
             size *= n
-        raw = _take(view, pos, size)
+        raw = _span(data, pos, size)
         array = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=True)
         return array, pos + size
-    raise ValueError(f"unknown tag {tag!r}")
+    raise ValueError(f"unknown tag {bytes([tag])!r}")

@@ -1,0 +1,257 @@
+"""The ``soulfra`` commands that work on a database: ``db upgrade``, ``state``, ``history``, ``verify``, and the
+pieces ``run --db`` needs (opening the store, live inputs from stdin with acknowledgements).
+
+Thin: each command translates flags into calls on ``soulfra.durable`` and the store, and prints the result.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+from typing import IO, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from soulfra.durable import DurableWorld, resolve_instance, state_at, verify
+from soulfra.errors import InputError, IntegrityError, SoulfraError
+from soulfra.runner import MAX_INPUT_LINE, fixed_to_number, vibe_to_json
+from soulfra.store import SqlStore, upgrade
+from soulfra.store.database import current_revision, make_engine
+from soulfra.world.encoding import state_hash
+from soulfra.world.inputs import input_to_json, parse_input
+
+DbOption = Annotated[str, typer.Option("--db", help="Database URL: sqlite:///PATH or postgresql+psycopg://...")]
+InstanceOption = Annotated[
+    str | None, typer.Option("--instance", help="Instance id (default: the newest instance in the database).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+
+db_app = typer.Typer(help="Manage a Soulfra database.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption) -> None:
+    """Create or migrate the database schema to the newest version (safe to repeat)."""
+    engine = make_engine(db)
+    try:
+        before, after = upgrade(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        typer.echo(f"schema already at revision {after}")
+    else:
+        typer.echo(f"schema migrated from {before or 'empty'} to revision {after}")
+
+
+def db_revision(db: str) -> str | None:
+    engine = make_engine(db)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def state_command(
+    db: DbOption,
+    instance: InstanceOption = None,
+    tick: Annotated[int | None, typer.Option(min=0, help="The tick to rebuild (default: the latest).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the state of a stored instance at any past tick, rebuilt from a snapshot and the input log."""
+    store = SqlStore.open(db)
+    try:
+        record = resolve_instance(store, instance)
+        at = record.head_tick if tick is None else tick
+        nearest = store.snapshots.nearest(record.id, at)
+        state = state_at(store, record.id, at)
+    finally:
+        store.close()
+    summary: dict[str, Any] = {
+        "instance": record.id,
+        "seed": record.seed,
+        "tick": state.tick,
+        "state_hash": state_hash(state),
+        "agents": state.size,
+        "loop": state.loop.index,
+        "head_tick": record.head_tick,
+        "snapshot_tick": nearest.tick if nearest is not None else None,
+        "replayed_ticks": state.tick - (nearest.tick if nearest is not None else 0),
+        "vibe": vibe_to_json(state.vibe),
+        "mood": {
+            "valence": fixed_to_number(int(state.valence.mean())) if state.size else 0.0,
+            "energy": fixed_to_number(int(state.energy.mean())) if state.size else 0.0,
+        },
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table(title=f"{record.id} at tick {state.tick}", show_header=False)
+    for key in ("seed", "state_hash", "agents", "loop", "head_tick", "snapshot_tick", "replayed_ticks"):
+        table.add_row(key, str(summary[key]))
+    vibe = summary["vibe"]
+    table.add_row("vibe", "-" if vibe is None else f"{vibe['condition']} (forecast {vibe['forecast']})")
+    Console().print(table)
+
+
+def history_command(
+    db: DbOption,
+    instance: InstanceOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many rows of each kind (the latest).")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List a stored instance's snapshots, sealed loops and inputs."""
+    store = SqlStore.open(db)
+    try:
+        record = resolve_instance(store, instance)
+        snapshots = store.snapshots.list_snapshots(record.id)
+        loops = store.rituals.read(record.id, kinds=("loop_sealed",))
+        inputs = store.inputs.read(record.id)
+    finally:
+        store.close()
+    out = {
+        "instance": record.id,
+        "seed": record.seed,
+        "head_tick": record.head_tick,
+        "parent": record.parent_id,
+        "snapshots": [
+            {"id": s.id, "tick": s.tick, "type": s.type, "state_hash": s.state_hash, "codec": s.codec,
+             "delta_of": s.base_id, "dictionary": s.dictionary_id, "raw_size": s.raw_size,
+             "stored_size": s.stored_size}
+            for s in snapshots[-limit:]
+        ],
+        "loops": [
+            {"loop": r.data["loop"], "start": r.data["start"], "end": r.data["end"],
+             "state_hash": r.data["state_hash"]}
+            for r in loops[-limit:]
+        ],
+        "inputs": [{"seq": s.seq, "tick": s.tick, **input_to_json(s.input)} for s in inputs[-limit:]],
+        "totals": {"snapshots": len(snapshots), "loops": len(loops), "inputs": len(inputs)},
+    }  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    console = Console()
+    console.print(f"{record.id}: seed {record.seed}, durable to tick {record.head_tick}")
+    snaps = Table(title=f"snapshots ({len(snapshots)})")
+    for column in ("tick", "type", "state hash", "stored", "raw", "codec"):
+        snaps.add_column(column, justify="right" if column in ("tick", "stored", "raw") else "left")
+    for s in snapshots[-limit:]:
+        codec = s.codec + (f" Δ#{s.base_id}" if s.base_id else "") + (" +dict" if s.dictionary_id else "")
+        snaps.add_row(str(s.tick), s.type, s.state_hash[:19] + "…", f"{s.stored_size:,}", f"{s.raw_size:,}", codec)
+    console.print(snaps)
+    loop_table = Table(title=f"loops sealed ({len(loops)})")
+    for column in ("loop", "ticks", "state hash"):
+        loop_table.add_column(column)
+    for r in loops[-limit:]:
+        loop_table.add_row(str(r.data["loop"]), f"{r.data['start']}-{r.data['end']}", r.data["state_hash"][:19] + "…")
+    console.print(loop_table)
+    input_table = Table(title=f"inputs ({len(inputs)})")
+    for column in ("seq", "tick", "input"):
+        input_table.add_column(column)
+    for entry in inputs[-limit:]:
+        input_table.add_row(str(entry.seq), str(entry.tick), json.dumps(input_to_json(entry.input), ensure_ascii=False))
+    console.print(input_table)
+
+
+def verify_command(db: DbOption, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
+    """Replay an instance's whole input log and compare every stored state hash; exit 1 on any mismatch."""
+    store = SqlStore.open(db)
+    err = Console(stderr=True)
+    try:
+        record = resolve_instance(store, instance)
+        if err.is_terminal and not as_json:
+            with Progress(
+                TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                console=err, transient=True,
+            ) as progress:  # fmt: skip
+                task = progress.add_task("verify", total=record.head_tick)
+                report = verify(store, record.id, on_tick=lambda t: progress.update(task, completed=t))
+        else:
+            report = verify(store, record.id)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_json()))
+    elif report.ok:
+        typer.echo(
+            f"ok: {report.instance_id} replayed to tick {report.ticks} with {report.inputs} inputs; "
+            f"{report.snapshots_checked} stored hashes match; state {report.state_hash}"
+        )
+    else:
+        for m in report.mismatches:
+            typer.echo(f"MISMATCH at tick {m.tick} ({m.what}): stored {m.stored}, replayed {m.replayed}")
+    if not report.ok:
+        raise IntegrityError(f"{len(report.mismatches)} stored hash(es) of {report.instance_id} do not replay")
+
+
+class LiveInputs:
+    """Inputs read from a stream (stdin) as they arrive; each is acknowledged on ``out`` once committed.
+
+    A line without a ``tick`` applies at the next tick. A bad line is reported on ``out`` and skipped.
+    """
+
+    def __init__(self, source: IO[bytes], out: Callable[[dict[str, Any]], None]) -> None:
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
+        self._out = out
+        self.closed = False
+        self._thread = threading.Thread(target=self._read, args=(source,), name="soulfra-inputs", daemon=True)
+        self._thread.start()
+
+    def _read(self, source: IO[bytes]) -> None:
+        for number, raw in enumerate(source, start=1):
+            self._queue.put((number, raw))
+        self._queue.put(None)
+
+    def submit_to(self, durable: DurableWorld) -> None:
+        """Take every line that has arrived, store the good ones in one commit, then acknowledge them."""
+        batch: list[tuple[int, Any]] = []
+        while True:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if entry is None:
+                self.closed = True
+                break
+            number, raw = entry
+            try:
+                batch.append((number, self._parse(raw, durable.tick)))
+            except SoulfraError as exc:
+                self._out({"rejected": number, "code": exc.code, "detail": exc.detail})
+        good = []
+        for number, item in batch:
+            try:
+                durable.world.check(item)
+            except SoulfraError as exc:
+                self._out({"rejected": number, "code": exc.code, "detail": exc.detail})
+                continue
+            good.append((number, item))
+        stored = durable.submit([item for _, item in good])
+        for (number, _), done in zip(good, stored, strict=True):
+            self._out({"ack": done.seq, "tick": done.tick, "line": number})
+
+    @staticmethod
+    def _parse(raw: bytes, tick: int) -> Any:
+        if len(raw) > MAX_INPUT_LINE:
+            raise InputError(f"line is longer than {MAX_INPUT_LINE} bytes")
+        try:
+            obj = json.loads(raw.decode("utf-8"), parse_float=Decimal)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"not a JSON object: {exc}") from None
+        if isinstance(obj, dict):
+            obj.setdefault("tick", tick)
+            if isinstance(obj["tick"], int) and obj["tick"] < tick:
+                raise InputError(f"input for tick {obj['tick']} comes after the world has reached tick {tick}")
+        return parse_input(obj)
+
+
+def print_json_line(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()

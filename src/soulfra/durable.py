@@ -1,0 +1,336 @@
+"""A world whose history is stored: inputs committed before they are acknowledged, ticks group-committed,
+snapshots every K ticks and at every loop seal, and any past tick rebuilt from a snapshot plus a replay.
+
+Orchestrates the world core and the storage ports; it names no database. What a world computes never depends on
+anything here: a durable run and an in-memory run with the same seed and inputs have the same state hashes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from soulfra.errors import ConfigError, ConflictError, InputError, IntegrityError, NotFoundError
+from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, StoredInput
+from soulfra.world import World, WorldSpec, schedule
+from soulfra.world.encoding import state_hash
+from soulfra.world.events import Event
+from soulfra.world.inputs import Input
+from soulfra.world.model import WorldState
+
+# Output events kept in ritual_logs by default: the ritual timeline, loops, vibe and every operator effect.
+# Posts, threads and tasks are many per tick and regenerable from the input log by replay.
+TRACE_KINDS = frozenset(
+    {
+        "whisper_heard", "agent_possessed", "agent_released", "operator_acted", "personality_changed",
+        "ritual_injected", "vibe_altered", "input_rejected", "ritual_proposed", "ritual_gathered", "ritual_blessed",
+        "ritual_refused", "ritual_lapsed", "ritual_performed", "ritual_sealed", "vibe_shifted", "seed_applied",
+        "loop_sealed",
+    }
+)  # fmt: skip
+TraceLevel = Literal["rituals", "all", "none"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DurabilitySettings:
+    """How a durable world writes. ``snapshot_every`` trades bytes stored against the cost of reading old ticks."""
+
+    snapshot_every: int = 10
+    commit_every: int = 32  # ticks per group commit when no input forces one sooner
+    traces: TraceLevel = "rituals"
+
+    def __post_init__(self) -> None:
+        if self.snapshot_every < 1:
+            raise ConfigError("snapshot_every must be at least 1")
+        if self.commit_every < 1:
+            raise ConfigError("commit_every must be at least 1")
+        if self.traces not in ("rituals", "all", "none"):
+            raise ConfigError(f"traces must be rituals, all or none, not {self.traces!r}")
+
+
+def world_description(spec: WorldSpec, agents: int) -> dict[str, Any]:
+    return {"name": spec.name, "loop_length": spec.loop_length, "agents": len(spec.agents) + agents}
+
+
+class DurableWorld:
+    """One persisted instance, stepping forward. Use ``create``, ``open`` or ``open_or_create``; ``close`` flushes."""
+
+    def __init__(
+        self, store: Store, record: InstanceRecord, world: World, settings: DurabilitySettings, durable_tick: int
+    ) -> None:
+        self.store = store
+        self.instance_id = record.id
+        self.record = record
+        self.world = world
+        self.settings = settings
+        self.durable_tick = durable_tick
+        self._pending: dict[int, list[Input]] = {}
+        self._traces: list[Event] = []
+        self.resumed_from = world.tick
+
+    # -- opening ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        store: Store,
+        seed: int,
+        spec: WorldSpec,
+        *,
+        agents: int = 0,
+        instance_id: str | None = None,
+        settings: DurabilitySettings | None = None,
+        actor: str = "cli",
+    ) -> DurableWorld:
+        """A new instance at tick 0, stored with its genesis snapshot."""
+        world = World.create(seed, spec, agents=agents)
+        record = InstanceRecord(
+            id=instance_id or _free_id(store, seed),
+            name=spec.name,
+            seed=seed,
+            genesis_hash=world.state_hash(),
+            world=world_description(spec, agents),
+        )
+        with store.transaction():
+            record = store.instances.create(record)
+            store.snapshots.save(record.id, world.state, "genesis")
+            store.vault.save_agents(record.id, world.state)
+            store.audit.append(actor=actor, action="instance.create", instance_id=record.id, detail=record.world)
+        return cls(store, record, world, settings or DurabilitySettings(), 0)
+
+    @classmethod
+    def open(cls, store: Store, instance_id: str, *, settings: DurabilitySettings | None = None) -> DurableWorld:
+        """Continue a stored instance from its last durable tick (recovery after a crash is the same thing)."""
+        record = store.instances.get(instance_id)
+        state = state_at(store, instance_id, record.head_tick)
+        durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
+        for stored in store.inputs.read(instance_id, from_tick=record.head_tick):
+            durable._pending.setdefault(stored.tick, []).append(stored.input)
+        return durable
+
+    @classmethod
+    def open_or_create(
+        cls,
+        store: Store,
+        seed: int,
+        spec: WorldSpec,
+        *,
+        agents: int = 0,
+        fresh: bool = False,
+        settings: DurabilitySettings | None = None,
+    ) -> DurableWorld:
+        """Continue the newest instance made with this seed and world, or create one (always, with ``fresh``)."""
+        if not fresh:
+            found = store.instances.find(seed)
+            if found:
+                genesis_hash = World.create(seed, spec, agents=agents).state_hash()
+                for record in found:
+                    if record.genesis_hash == genesis_hash:
+                        return cls.open(store, record.id, settings=settings)
+                raise ConfigError(
+                    f"the database holds instance {found[0].id} with seed {seed}, but of another world "
+                    "(other agents or world file); pass --fresh to start a new instance beside it"
+                )
+        return cls.create(store, seed, spec, agents=agents, settings=settings)
+
+    # -- inputs and ticks ---------------------------------------------------------------------------------------
+
+    @property
+    def tick(self) -> int:
+        return self.world.tick
+
+    def submit(self, items: Sequence[Input]) -> list[StoredInput]:
+        """Validate, store and commit inputs; only then are they acknowledged (returned) and scheduled."""
+        for item in items:
+            if item.tick < self.world.tick:
+                raise InputError(f"input for tick {item.tick} comes after the world has reached tick {self.world.tick}")
+            self.world.check(item)
+        with self.store.transaction():
+            self._write_progress()
+            stored = self.store.inputs.append(self.instance_id, items)
+        for entry in stored:
+            self._pending.setdefault(entry.tick, []).append(entry.input)
+        return stored
+
+    def step(self) -> list[Event]:
+        """One tick with the inputs stamped for it; snapshots and group commits as the settings say."""
+        events = self.world.step(self._pending.pop(self.world.tick, ()))
+        level = self.settings.traces
+        if level == "all":
+            self._traces.extend(events)
+        elif level == "rituals":
+            self._traces.extend(e for e in events if e.kind in TRACE_KINDS)
+        tick = self.world.tick
+        sealed = any(e.kind == "loop_sealed" for e in events)
+        if sealed or tick % self.settings.snapshot_every == 0:
+            self.snapshot("loop-seal" if sealed else "periodic", agents=sealed)
+        elif tick - self.durable_tick >= self.settings.commit_every:
+            self.flush()
+        return events
+
+    def snapshot(self, type: str = "manual", *, agents: bool = True) -> SnapshotInfo:
+        """Store the current state (and, with ``agents``, the agents table) with everything before it."""
+        with self.store.transaction():
+            self._write_progress()
+            info = self.store.snapshots.save(self.instance_id, self.world.state, type)
+            if agents:
+                self.store.vault.save_agents(self.instance_id, self.world.state)
+        return info
+
+    def flush(self) -> None:
+        """Group commit: the traces so far and the head tick, in one transaction."""
+        if self.durable_tick == self.world.tick and not self._traces:
+            return
+        with self.store.transaction():
+            self._write_progress()
+
+    def _write_progress(self) -> None:
+        if self._traces:
+            self.store.rituals.append(self.instance_id, self._traces)
+        self.store.instances.set_head(self.instance_id, self.world.tick)
+        self._traces = []
+        self.durable_tick = self.world.tick
+
+    def close(self) -> None:
+        self.flush()
+        self.store.vault.save_agents(self.instance_id, self.world.state)
+
+
+def _free_id(store: Store, seed: int) -> str:
+    taken = {record.id for record in store.instances.list_instances()}
+    base = f"world-{seed}"
+    if base not in taken:
+        return base
+    number = 2
+    while f"{base}-{number}" in taken:
+        number += 1
+    return f"{base}-{number}"
+
+
+# -- reading the past ------------------------------------------------------------------------------------------
+
+
+def resolve_instance(store: Store, instance_id: str | None) -> InstanceRecord:
+    """The named instance, or the newest one when none is named."""
+    if instance_id is not None:
+        return store.instances.get(instance_id)
+    records = store.instances.list_instances()
+    if not records:
+        raise NotFoundError("the database holds no instance yet (run one with: soulfra run --db URL)")
+    return records[-1]
+
+
+def state_at(store: Store, instance_id: str, tick: int) -> WorldState:
+    """The state at ``tick``: the nearest snapshot at or before it (checked against its hash) plus a replay."""
+    record = store.instances.get(instance_id)
+    if tick < 0 or tick > record.head_tick:
+        raise NotFoundError(f"instance {instance_id} has durably reached tick {record.head_tick}; no tick {tick}")
+    nearest = store.snapshots.nearest(instance_id, tick)
+    if nearest is None:
+        raise IntegrityError(f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis")
+    _, state = store.snapshots.load(nearest.id)
+    world = World(state)
+    by_tick = schedule(s.input for s in store.inputs.read(instance_id, from_tick=nearest.tick, to_tick=tick))
+    while world.tick < tick:
+        world.step(by_tick.get(world.tick, ()))
+    return world.state
+
+
+@dataclass(slots=True)
+class Mismatch:
+    tick: int
+    stored: str
+    replayed: str
+    what: str
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    instance_id: str
+    ticks: int
+    inputs: int
+    snapshots_checked: int
+    state_hash: str
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance_id,
+            "ok": self.ok,
+            "ticks": self.ticks,
+            "inputs": self.inputs,
+            "snapshots_checked": self.snapshots_checked,
+            "state_hash": self.state_hash,
+            "mismatches": [
+                {"tick": m.tick, "what": m.what, "stored": m.stored, "replayed": m.replayed} for m in self.mismatches
+            ],
+        }
+
+
+def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | None = None) -> VerifyReport:
+    """Replay the whole input log from genesis and compare the state hash at every stored snapshot."""
+    record = store.instances.get(instance_id)
+    snapshots = store.snapshots.list_snapshots(instance_id)
+    if not snapshots or snapshots[0].tick != 0:
+        raise IntegrityError(f"instance {instance_id} has no genesis snapshot to replay from")
+    _, genesis = store.snapshots.load(snapshots[0].id)
+    mismatches: list[Mismatch] = []
+    if state_hash(genesis) != record.genesis_hash:
+        mismatches.append(Mismatch(tick=0, stored=record.genesis_hash, replayed=state_hash(genesis), what="genesis"))
+    logged = store.inputs.read(instance_id)
+    by_tick = schedule(s.input for s in logged)
+    expected = {info.tick: info for info in snapshots}
+    world = World(genesis)
+    checked = 1
+    while world.tick < record.head_tick:
+        world.step(by_tick.get(world.tick, ()))
+        if on_tick is not None:
+            on_tick(world.tick)
+        info = expected.get(world.tick)
+        if info is not None:
+            checked += 1
+            replayed = state_hash(world.state)
+            if replayed != info.state_hash:
+                mismatches.append(
+                    Mismatch(tick=world.tick, stored=info.state_hash, replayed=replayed, what=f"{info.type} snapshot")
+                )
+    for info in snapshots[1:]:  # each stored blob must also read back intact
+        try:
+            store.snapshots.load(info.id)
+        except (IntegrityError, ConflictError) as exc:
+            mismatches.append(Mismatch(tick=info.tick, stored=info.state_hash, replayed="unreadable", what=exc.detail))
+    return VerifyReport(
+        instance_id=instance_id,
+        ticks=record.head_tick,
+        inputs=len(logged),
+        snapshots_checked=checked,
+        state_hash=state_hash(world.state),
+        mismatches=mismatches,
+    )
+
+
+def replay(seed: int, spec: WorldSpec, agents: int, inputs: Iterable[Input], ticks: int) -> str:
+    """The state hash of a clean in-memory run: what a durable instance must reproduce."""
+    world = World.create(seed, spec, agents=agents)
+    by_tick = schedule(inputs)
+    while world.tick < ticks:
+        world.step(by_tick.get(world.tick, ()))
+    return state_hash(world.state)
+
+
+__all__ = [
+    "TRACE_KINDS",
+    "DurabilitySettings",
+    "DurableWorld",
+    "Mismatch",
+    "VerifyReport",
+    "replay",
+    "resolve_instance",
+    "state_at",
+    "verify",
+]

@@ -1,0 +1,43 @@
+"""soulfra.store: where worlds are kept. Ports (``ports``), the SQL adapter for SQLite and PostgreSQL (``sql``),
+the schema and its migrations. ``SqlStore.open(url)`` is the way in.
+"""
+
+from __future__ import annotations
+
+from soulfra.store.database import head_revision, make_engine, upgrade
+from soulfra.store.ports import (
+    AgentRecord,
+    AuditEntry,
+    AuditLog,
+    InputLog,
+    InstanceCatalog,
+    InstanceRecord,
+    RitualStorage,
+    SnapshotInfo,
+    SnapshotStorage,
+    Store,
+    StoredInput,
+    TraceRecord,
+    VaultManager,
+)
+from soulfra.store.sql import SqlStore
+
+__all__ = [
+    "AgentRecord",
+    "AuditEntry",
+    "AuditLog",
+    "InputLog",
+    "InstanceCatalog",
+    "InstanceRecord",
+    "RitualStorage",
+    "SnapshotInfo",
+    "SnapshotStorage",
+    "SqlStore",
+    "Store",
+    "StoredInput",
+    "TraceRecord",
+    "VaultManager",
+    "head_revision",
+    "make_engine",
+    "upgrade",
+]

@@ -1,0 +1,116 @@
+"""Opening a database by URL, migrating it, and translating driver errors into Soulfra's tree.
+
+The only module that creates SQLAlchemy engines. SQLite gets WAL, a busy timeout and foreign keys on every
+connection; PostgreSQL is used as it comes. Nothing here knows about worlds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from soulfra.errors import ConflictError, StorageError, StorageUnavailableError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn SQLAlchemy and driver errors into ``StorageError``s that name ``what`` was being done."""
+    try:
+        yield
+    except sa.exc.IntegrityError as exc:
+        raise ConflictError(f"{what}: the database refused a conflicting write ({_reason(exc)})") from exc
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise StorageUnavailableError(f"{what}: {_reason(exc)}") from exc
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(f"{what}: {_reason(exc)}") from exc
+
+
+def _reason(exc: sa.exc.SQLAlchemyError) -> str:
+    original = getattr(exc, "orig", None)
+    text = str(original if original is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    del connection_record
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: a commit survives a process crash
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://...``); refuses other databases."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StorageUnavailableError(
+            f"not a database URL: {url!r} (try sqlite:///soulfra.db or postgresql+psycopg://user@host/db)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            raise StorageUnavailableError("an in-memory SQLite database keeps nothing; give a file: sqlite:///PATH")
+        parent = Path(database).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise StorageUnavailableError(f"cannot open {url}: directory {parent} does not exist")
+        engine = sa.create_engine(parsed)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        try:
+            return sa.create_engine(parsed, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            raise StorageUnavailableError(
+                f"PostgreSQL needs the psycopg driver: pip install 'soulfra[postgres]' ({exc})"
+            ) from None
+    raise StorageUnavailableError(
+        f"unsupported database {backend!r} in {url!r}; Soulfra stores to SQLite or PostgreSQL"
+    )
+
+
+def _alembic_config(connection: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with translate_errors("reading the schema version"), engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    if head is None:  # pragma: no cover - the package ships its migrations
+        raise StorageError("no migrations found in the installed package")
+    return head
+
+
+def upgrade(engine: sa.Engine) -> tuple[str | None, str]:
+    """Migrate to the newest schema; returns (revision before, revision after). Safe to repeat."""
+    before = current_revision(engine)
+    with translate_errors(f"migrating {_safe(engine)}"), engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "head")
+    return before, head_revision()
+
+
+def _safe(engine: sa.Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)

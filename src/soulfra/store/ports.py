@@ -1,0 +1,191 @@
+"""The storage ports: what the rest of Soulfra may ask of a database, and the records it gets back.
+
+Each port is a ``Protocol`` whose docstrings state the contract (order, idempotency, what is raised). Records are
+frozen dataclasses, never ORM rows. ``tests/contract`` runs one suite against every adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from soulfra.world.events import Event
+from soulfra.world.inputs import Input
+from soulfra.world.model import WorldState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceRecord:
+    """One world: how it was made, where it came from (lineage), and how far it has durably run."""
+
+    id: str
+    name: str
+    seed: int
+    genesis_hash: str
+    world: dict[str, Any] = field(default_factory=dict)
+    parent_id: str | None = None
+    fork_tick: int | None = None
+    merge_parent_id: str | None = None
+    head_tick: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredInput:
+    seq: int
+    tick: int
+    input: Input
+    accepted_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotInfo:
+    """A stored snapshot without its bytes: addressed by (instance, tick) and by its state hash."""
+
+    id: int
+    instance_id: str
+    type: str
+    tick: int
+    state_hash: str
+    format_version: int
+    codec: str
+    dictionary_id: int | None
+    base_id: int | None
+    raw_size: int
+    stored_size: int
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraceRecord:
+    """One stored output event (a ritual, a loop seal, a vibe shift...) as JSON."""
+
+    id: int
+    tick: int
+    kind: str
+    data: dict[str, Any]
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRecord:
+    id: str
+    instance_id: str
+    agent_type: str
+    personality: dict[str, Any]
+    state: dict[str, Any]
+    tick: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    id: int
+    timestamp: datetime
+    actor: str
+    action: str
+    instance_id: str | None
+    detail: dict[str, Any]
+
+
+class InstanceCatalog(Protocol):
+    def create(self, record: InstanceRecord) -> InstanceRecord:
+        """Store a new instance; ``ConflictError`` if the id is taken. Returns it with its timestamps."""
+
+    def get(self, instance_id: str) -> InstanceRecord:
+        """``NotFoundError`` if there is no such instance."""
+
+    def list_instances(self) -> list[InstanceRecord]:
+        """Every instance, oldest first."""
+
+    def find(self, seed: int) -> list[InstanceRecord]:
+        """Instances made with ``seed``, newest first."""
+
+    def set_head(self, instance_id: str, tick: int) -> None:
+        """Record that ticks up to ``tick`` are durable. ``NotFoundError`` if there is no such instance."""
+
+    def delete(self, instance_id: str) -> None:
+        """Remove an instance and everything stored for it. ``NotFoundError`` if absent."""
+
+
+class InputLog(Protocol):
+    def append(self, instance_id: str, items: Sequence[Input]) -> list[StoredInput]:
+        """Append in order, numbering from the log's last ``seq`` + 1. Durable when the enclosing transaction
+        commits (at once outside a transaction). Two writers racing for the same ``seq`` get ``ConflictError``."""
+
+    def read(self, instance_id: str, *, from_tick: int = 0, to_tick: int | None = None) -> list[StoredInput]:
+        """Inputs stamped ``from_tick <= tick < to_tick``, in ``seq`` order (the order they apply in)."""
+
+    def count(self, instance_id: str) -> int: ...
+
+
+class SnapshotStorage(Protocol):
+    def save(self, instance_id: str, state: WorldState, type: str) -> SnapshotInfo:
+        """Store ``state`` at its tick. Idempotent: saving the same state at a stored tick returns the stored
+        snapshot; another state at a stored tick is a ``ConflictError``."""
+
+    def load(self, snapshot_id: int) -> tuple[SnapshotInfo, WorldState]:
+        """The snapshot and its state, checked against its stored hash (``IntegrityError`` if it differs)."""
+
+    def nearest(self, instance_id: str, tick: int) -> SnapshotInfo | None:
+        """The latest snapshot at or before ``tick``, or None."""
+
+    def by_hash(self, instance_id: str, state_hash: str) -> SnapshotInfo:
+        """``NotFoundError`` if no snapshot of the instance has that hash."""
+
+    def list_snapshots(self, instance_id: str) -> list[SnapshotInfo]:
+        """All snapshots of the instance, by tick."""
+
+
+class RitualStorage(Protocol):
+    def append(self, instance_id: str, events: Iterable[Event]) -> int:
+        """Store output events in order; returns how many were stored."""
+
+    def read(
+        self, instance_id: str, *, from_tick: int = 0, to_tick: int | None = None, kinds: Sequence[str] = ()
+    ) -> list[TraceRecord]:
+        """Events with ``from_tick <= tick < to_tick`` (of ``kinds``, if given), in the order they were stored."""
+
+
+class VaultManager(Protocol):
+    def save_agents(self, instance_id: str, state: WorldState) -> int:
+        """Upsert every agent of ``state`` (personality and current state at ``state.tick``); returns the count."""
+
+    def load_agent(self, instance_id: str, agent_id: str) -> AgentRecord:
+        """``NotFoundError`` if the instance has no such agent."""
+
+    def list_agents(self, instance_id: str) -> list[AgentRecord]:
+        """Every agent of the instance, in world order."""
+
+
+class AuditLog(Protocol):
+    def append(self, *, actor: str, action: str, instance_id: str | None, detail: dict[str, Any]) -> None: ...
+
+    def read(self, *, instance_id: str | None = None) -> list[AuditEntry]:
+        """Entries oldest first (of one instance, if given)."""
+
+
+class Store(Protocol):
+    """One database: the stores over it, and transactions that span them (a group commit)."""
+
+    @property
+    def instances(self) -> InstanceCatalog: ...
+    @property
+    def inputs(self) -> InputLog: ...
+    @property
+    def snapshots(self) -> SnapshotStorage: ...
+    @property
+    def rituals(self) -> RitualStorage: ...
+    @property
+    def vault(self) -> VaultManager: ...
+    @property
+    def audit(self) -> AuditLog: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Everything the stores do inside commits together, or not at all. Nested calls join the outer one."""
+
+    def close(self) -> None: ...

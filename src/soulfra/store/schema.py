@@ -1,0 +1,124 @@
+"""The storage schema, as SQLAlchemy Core tables: the same on SQLite and PostgreSQL (JSONB there).
+
+The seed's tables keep their names and columns (``agents``, ``snapshots``, ``ritual_logs``), extended with what a
+deterministic world needs: ticks, state hashes, codecs, sizes and lineage. Migrations in ``migrations/`` build
+exactly this; a test compares the two.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("seed", sa.String(20), nullable=False),  # decimal text: seeds span 0..2**64-1
+    sa.Column("genesis_hash", sa.String(80), nullable=False),
+    sa.Column("world", Json, nullable=False),  # how the world was made: spec name, loop length, agent count
+    sa.Column("parent_id", sa.String(64), sa.ForeignKey("instances.id"), nullable=True),
+    sa.Column("fork_tick", sa.BigInteger, nullable=True),
+    sa.Column("merge_parent_id", sa.String(64), sa.ForeignKey("instances.id"), nullable=True),
+    sa.Column("head_tick", sa.BigInteger, nullable=False),  # the last group-committed tick
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index(None, "seed"),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("instance_id", sa.String(64), sa.ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("agent_type", sa.String(32), nullable=False),
+    sa.Column("personality", Json, nullable=False),
+    sa.Column("state", Json, nullable=False),
+    sa.Column("tick", sa.BigInteger, nullable=False),  # the tick ``state`` describes
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", sa.String(64), sa.ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("timestamp", Timestamp, nullable=False),
+    sa.Column("tick", sa.BigInteger, nullable=False),
+    sa.Column("state_hash", sa.String(80), nullable=False),
+    sa.Column("format_version", sa.Integer, nullable=False),
+    sa.Column("codec", sa.String(16), nullable=False),
+    sa.Column("dictionary_id", sa.BigInteger, nullable=True),  # a trained dictionary (compression_dictionaries)
+    sa.Column("base_id", BigId, sa.ForeignKey("snapshots.id"), nullable=True),  # a keyframe this one is a delta of
+    sa.Column("raw_size", sa.BigInteger, nullable=False),
+    sa.Column("stored_size", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("instance_id", "tick"),
+    sa.Index(None, "instance_id", "state_hash"),
+)
+
+compression_dictionaries = sa.Table(
+    "compression_dictionaries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", sa.String(64), sa.ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("dict_id", sa.BigInteger, nullable=False),
+    sa.Column("codec", sa.String(16), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("instance_id", "dict_id"),
+)
+
+ritual_logs = sa.Table(
+    "ritual_logs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", sa.String(64), sa.ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("ritual_data", Json, nullable=False),  # the event, as ``event_to_json`` gives it
+    sa.Column("timestamp", Timestamp, nullable=False),
+    sa.Column("tick", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Index(None, "instance_id", "tick"),
+)
+
+inputs = sa.Table(
+    "inputs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", sa.String(64), sa.ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),  # 1, 2, 3... per instance: the order inputs apply in
+    sa.Column("tick", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("body", Json, nullable=False),  # as ``input_to_json`` gives it
+    sa.Column("accepted_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("instance_id", "seq"),
+    sa.Index(None, "instance_id", "tick"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("timestamp", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("instance_id", sa.String(64), nullable=True),
+    sa.Column("detail", Json, nullable=False),
+    sa.Index(None, "instance_id"),
+)
