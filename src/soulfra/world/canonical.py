@@ -8,9 +8,11 @@ that must replay may be one. ``decode(encode(v))`` re-encodes to the same bytes.
 from __future__ import annotations
 
 import struct
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from soulfra.errors import CodecError
 
@@ -20,6 +22,8 @@ _DTYPES = {b"q": np.dtype("<i8"), b"Q": np.dtype("<u8")}
 _DTYPE_CODES = {np.dtype("int64"): b"q", np.dtype("uint64"): b"Q"}
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
+# Tags as byte values: ``data[pos]`` of a bytes object is an int, which keeps the hot loop free of slicing.
+_N, _T, _F, _i, _I, _s, _b, _l, _d, _a = b"NTFiIsblda"
 
 
 def encode(value: object) -> bytes:
@@ -31,48 +35,172 @@ def encode(value: object) -> bytes:
     return b"".join(out)
 
 
-def _encode(value: object, out: list[bytes]) -> None:
-    if value is None:
-        out.append(b"N")
-    elif value is True:
-        out.append(b"T")
-    elif value is False:
-        out.append(b"F")
-    elif type(value) is int:
+_pack_tagged_i64 = struct.Struct("<cq").pack
+_pack_tagged_u32 = struct.Struct("<cI").pack
+_pack_int_pair = struct.Struct("<cqcq").pack  # one dict entry of a small int key and a small int value
+_NONE_TYPE = type(None)
+_ONLY_INT = frozenset((int,))
+# The headers of short strs and lists, built once: a table lookup is cheaper than a pack for every leaf.
+_STR_HEADERS = tuple(_pack_tagged_u32(b"s", n) for n in range(256))
+_LIST_HEADERS = tuple(_pack_tagged_u32(b"l", n) for n in range(256))
+
+
+def _key(key: Any) -> bytes:
+    """A dict key's encoding, which is also its sort key."""
+    if type(key) is int and _I64_MIN <= key <= _I64_MAX:
+        return _pack_tagged_i64(b"i", key)
+    if type(key) is not str and type(key) is not int:
+        raise CodecError(f"dict keys must be str or int, got {type(key).__name__}")
+    return encode(key)
+
+
+def _encode(value: Any, out: list[bytes]) -> None:
+    # Ordered by how often each type occurs in a world state; ``type(...) is`` keeps bool out of int.
+    kind = type(value)
+    if kind is int:
         if _I64_MIN <= value <= _I64_MAX:
-            out.append(b"i" + _I64.pack(value))
+            out.append(_pack_tagged_i64(b"i", value))
         else:
             raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-            out.append(b"I" + _U32.pack(len(raw)) + raw)
-    elif type(value) is str:
-        raw = value.encode("utf-8")
-        out.append(b"s" + _U32.pack(len(raw)) + raw)
-    elif type(value) is bytes:
-        out.append(b"b" + _U32.pack(len(value)) + value)
-    elif type(value) is tuple or type(value) is list:
-        out.append(b"l" + _U32.pack(len(value)))
-        for item in value:
-            _encode(item, out)
-    elif type(value) is dict:
-        pairs = []
-        for key, item in value.items():
-            if type(key) is not str and type(key) is not int:
-                raise CodecError(f"dict keys must be str or int, got {type(key).__name__}")
-            pairs.append((encode(key), item))
-        pairs.sort(key=lambda pair: pair[0])
-        out.append(b"d" + _U32.pack(len(pairs)))
-        for raw_key, item in pairs:
-            out.append(raw_key)
-            _encode(item, out)
+            out.append(_pack_tagged_u32(b"I", len(raw)) + raw)
+    elif kind is str:
+        raw = value.encode()
+        out.append(_pack_tagged_u32(b"s", len(raw)) + raw)
+    elif kind is tuple or kind is list:
+        _encode_items(value, out)
+    elif kind is dict:
+        _encode_dict(value, out)
+    elif kind is _NONE_TYPE:
+        out.append(b"N")
+    elif kind is bool:
+        out.append(b"T" if value else b"F")
+    elif kind is bytes:
+        out.append(_pack_tagged_u32(b"b", len(value)) + value)
     elif isinstance(value, np.ndarray):
         code = _DTYPE_CODES.get(value.dtype)
         if code is None or value.ndim not in (1, 2):
             raise CodecError(f"only 1-D or 2-D int64/uint64 arrays are encodable, got {value.dtype} {value.ndim}-D")
         shape = b"".join(_U32.pack(n) for n in value.shape)
-        data = np.ascontiguousarray(value, dtype=_DTYPES[code]).tobytes()
-        out.append(b"a" + code + bytes([value.ndim]) + shape + data)
+        array = np.ascontiguousarray(value, dtype=_DTYPES[code]).tobytes()
+        out.append(b"a" + code + bytes([value.ndim]) + shape + array)
     else:
         raise CodecError(f"cannot canonically encode a {type(value).__name__}")
+
+
+def _encode_items(items: tuple[Any, ...] | list[Any], out: list[bytes]) -> None:
+    size = len(items)
+    append = out.append
+    append(_LIST_HEADERS[size] if size < 256 else _pack_tagged_u32(b"l", size))
+    for item in items:
+        # Strs and small ints, most of a state's leaves, are written inline: a call per leaf costs more.
+        kind = type(item)
+        if kind is str:
+            raw = item.encode()
+            size = len(raw)
+            append(_STR_HEADERS[size] if size < 256 else _pack_tagged_u32(b"s", size))
+            append(raw)
+        elif kind is int and _I64_MIN <= item <= _I64_MAX:
+            append(_pack_tagged_i64(b"i", item))
+        elif kind is tuple:
+            _encode_items(item, out)
+        else:
+            _encode(item, out)
+
+
+def _encode_dict(value: dict[Any, Any], out: list[bytes]) -> None:
+    pairs: list[tuple[bytes, Any]] | None = None
+    rows: list[bytes] | None = None
+    if _ONLY_INT.issuperset(map(type, value)):
+        try:
+            if _ONLY_INT.issuperset(map(type, value.values())):
+                # Every entry packs to 18 bytes whose first 9 are the (unique) key: sorting the packed entries
+                # sorts by key, all in C. An int beyond int64 raises struct.error and takes the general path.
+                entries = sorted(map(_pack_int_pair, repeat(b"i"), value, repeat(b"i"), value.values()))
+                out.append(_pack_tagged_u32(b"d", len(entries)))
+                out.append(b"".join(entries))
+                return
+            pairs = list(zip(map(_pack_tagged_i64, repeat(b"i"), value), value.values(), strict=True))
+        except struct.error:
+            pairs = None
+        else:
+            pairs.sort()  # no two keys encode alike, so the tuples compare by key alone
+            if len(pairs) >= _TABLE_MIN_ROWS and _ONLY_DICT.issuperset(map(type, value.values())):
+                rows = _encode_int_rows([row for _, row in pairs])
+    if pairs is None:
+        pairs = [(_key(key), item) for key, item in value.items()]
+        pairs.sort()
+    append = out.append
+    append(_pack_tagged_u32(b"d", len(pairs)))
+    if rows is not None:
+        for (raw_key, _), raw_row in zip(pairs, rows, strict=True):
+            append(raw_key)
+            append(raw_row)
+        return
+    for raw_key, item in pairs:
+        append(raw_key)
+        kind = type(item)
+        if kind is int and _I64_MIN <= item <= _I64_MAX:
+            append(_pack_tagged_i64(b"i", item))
+        elif kind is str:
+            raw = item.encode()
+            size = len(raw)
+            append(_STR_HEADERS[size] if size < 256 else _pack_tagged_u32(b"s", size))
+            append(raw)
+        elif kind is tuple:
+            _encode_items(item, out)
+        else:
+            _encode(item, out)
+
+
+# A dict of int-to-int dicts (affinity: a row of ties per agent) is encoded as one numpy table once it has this
+# many rows; below it, numpy's fixed cost per call outweighs what it saves.
+_TABLE_MIN_ROWS = 32
+_ONLY_DICT = frozenset((dict,))
+_ENTRY = np.dtype([("key_tag", "u1"), ("key", "<i8"), ("value_tag", "u1"), ("value", "<i8")])  # 18 bytes
+
+
+def _row_key_order(keys: npt.NDArray[np.int64], sizes: list[int]) -> npt.NDArray[np.intp]:
+    """The permutation that sorts ``keys`` (the rows' keys, row after row) by row, then as encoded keys sort."""
+    # An encoded key sorts by its little-endian bytes, which read as one big-endian number is a plain uint64.
+    byte_order = keys.astype("<i8").view(">u8").astype(np.uint64)
+    row = np.repeat(np.arange(len(sizes), dtype=np.uint64), sizes)
+    width = 8 * max(1, (int(keys.max(initial=0)).bit_length() + 7) // 8)  # bits that hold the keys' bytes
+    if int(keys.min(initial=0)) >= 0 and len(sizes).bit_length() + width <= 64:
+        # Small non-negative keys (agent indices) only use their low bytes: those and the row make one sort
+        # key, and one plain sort of it is several times faster than a two-key lexsort.
+        return np.argsort((row << np.uint64(width)) | (byte_order >> np.uint64(64 - width)))
+    return np.lexsort((byte_order, row))
+
+
+def _encode_int_rows(rows: list[dict[Any, Any]]) -> list[bytes] | None:
+    """Each row's encoding, if every row maps int64s to int64s (else None): all rows' entries are sorted and
+    packed at once, exactly as ``_encode_dict`` would write them one row at a time."""
+    if not (
+        _ONLY_INT.issuperset(map(type, chain.from_iterable(rows)))
+        and _ONLY_INT.issuperset(map(type, chain.from_iterable(map(dict.values, rows))))
+    ):
+        return None
+    sizes = list(map(len, rows))
+    total = sum(sizes)
+    try:
+        keys = np.fromiter(chain.from_iterable(rows), np.int64, total)
+        values = np.fromiter(chain.from_iterable(map(dict.values, rows)), np.int64, total)
+    except OverflowError:  # an int beyond int64: the general path writes it with the 'I' tag
+        return None
+    order = _row_key_order(keys, sizes)
+    entries = np.empty(total, dtype=_ENTRY)
+    entries["key_tag"] = _i
+    entries["key"] = keys[order]
+    entries["value_tag"] = _i
+    entries["value"] = values[order]
+    packed = memoryview(entries.tobytes())
+    encoded = []
+    start = 0
+    for size in sizes:
+        end = start + 18 * size
+        encoded.append(_pack_tagged_u32(b"d", size) + packed[start:end])
+        start = end
+    return encoded
 
 
 def decode(data: bytes) -> Any:
@@ -84,15 +212,17 @@ def decode(data: bytes) -> Any:
         raise CodecError(f"malformed canonical data: {exc}") from exc
     except RecursionError:
         raise CodecError("malformed canonical data: nested too deeply") from None
+    if end > len(data):
+        # Positions only grow, so a str that ran past the end (the hot loops do not check) ends up here.
+        raise CodecError("malformed canonical data: truncated")
     if end != len(data):
         raise CodecError(f"{len(data) - end} trailing bytes after canonical value")
     return value
 
 
-# Tags as byte values: ``data[pos]`` of a bytes object is an int, which keeps the hot loop free of slicing.
-_N, _T, _F, _i, _I, _s, _b, _l, _d, _a = b"NTFiIsblda"
 _unpack_i64 = _I64.unpack_from
 _unpack_u32 = _U32.unpack_from
+_INT_PAIR = struct.Struct("<xqxq")  # an 'i'-tagged key and an 'i'-tagged value; the tags are checked apart
 
 
 def _span(data: bytes, pos: int, n: int) -> bytes:
@@ -103,32 +233,18 @@ def _span(data: bytes, pos: int, n: int) -> bytes:
 
 
 def _decode(data: bytes, pos: int) -> tuple[Any, int]:
+    """The value whose tag is at ``pos``, and the position after it."""
     tag = data[pos]
     pos += 1
     if tag == _i:
         return _unpack_i64(data, pos)[0], pos + 8
     if tag == _s:
         (length,) = _unpack_u32(data, pos)
-        return _span(data, pos + 4, length).decode("utf-8"), pos + 4 + length
+        return _span(data, pos + 4, length).decode(), pos + 4 + length
     if tag == _l:
-        (count,) = _unpack_u32(data, pos)
-        pos += 4
-        items: list[Any] = []
-        append = items.append
-        for _ in range(count):
-            item, pos = _decode(data, pos)
-            append(item)
-        return tuple(items), pos
+        return _decode_items(data, pos)
     if tag == _d:
-        (count,) = _unpack_u32(data, pos)
-        pos += 4
-        result: dict[Any, Any] = {}
-        for _ in range(count):
-            key, pos = _decode(data, pos)
-            if type(key) is not str and type(key) is not int:
-                raise ValueError("dict key is not str or int")
-            result[key], pos = _decode(data, pos)
-        return result, pos
+        return _decode_dict(data, pos)
     if tag == _N:
         return None, pos
     if tag == _T:
@@ -157,3 +273,65 @@ def _decode(data: bytes, pos: int) -> tuple[Any, int]:
         array = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=True)
         return array, pos + size
     raise ValueError(f"unknown tag {bytes([tag])!r}")
+
+
+# The loops below read small ints, strs and nested lists and dicts inline, as ``_encode`` writes them: a call
+# per leaf costs more than the leaf. A str's end is not checked against the data here (``decode`` does it).
+
+
+def _decode_items(data: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
+    """A list's items, from its count at ``pos`` (just after the tag)."""
+    (count,) = _unpack_u32(data, pos)
+    pos += 4
+    if count > len(data) - pos:  # every item takes at least a byte; refuse before allocating for them
+        raise ValueError("truncated")
+    items: list[Any] = [None] * count
+    for index in range(count):
+        tag = data[pos]
+        if tag == _s:
+            start = pos + 5
+            pos = start + _unpack_u32(data, pos + 1)[0]
+            items[index] = data[start:pos].decode()
+        elif tag == _i:
+            items[index] = _unpack_i64(data, pos + 1)[0]
+            pos += 9
+        elif tag == _l:
+            items[index], pos = _decode_items(data, pos + 1)
+        else:
+            items[index], pos = _decode(data, pos)
+    return tuple(items), pos
+
+
+def _decode_dict(data: bytes, pos: int) -> tuple[dict[Any, Any], int]:
+    """A dict's entries, from its count at ``pos`` (just after the tag)."""
+    (count,) = _unpack_u32(data, pos)
+    pos += 4
+    end = pos + 18 * count
+    # A dict of small ints to small ints (an affinity row) is one run of 18-byte entries: when every ninth byte
+    # is an 'i' tag, the run is unpacked in C without a loop in Python.
+    if end <= len(data) and data[pos:end:9] == b"i" * (2 * count):
+        return dict(_INT_PAIR.iter_unpack(data[pos:end])), end
+    result: dict[Any, Any] = {}
+    for _ in range(count):
+        if data[pos] == _i:
+            key = _unpack_i64(data, pos + 1)[0]
+            pos += 9
+        else:
+            key, pos = _decode(data, pos)
+            if type(key) is not str and type(key) is not int:
+                raise ValueError("dict key is not str or int")
+        tag = data[pos]
+        if tag == _i:
+            result[key] = _unpack_i64(data, pos + 1)[0]
+            pos += 9
+        elif tag == _s:
+            start = pos + 5
+            pos = start + _unpack_u32(data, pos + 1)[0]
+            result[key] = data[start:pos].decode()
+        elif tag == _l:
+            result[key], pos = _decode_items(data, pos + 1)
+        elif tag == _d:
+            result[key], pos = _decode_dict(data, pos + 1)
+        else:
+            result[key], pos = _decode(data, pos)
+    return result, pos

@@ -33,9 +33,19 @@ HASH_PREFIX = "b2:"
 R = TypeVar("R")
 
 
+def _names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+# Field names per record type, read once: ``fields()`` on every record is a good part of a decode's time.
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    cls: _names(cls) for cls in (AgentSpec, LoopSeed, Ritual, Task, Thread, VibeOverride, VibeReading)
+}
+
+
 def _row(record: Any) -> tuple[Any, ...]:
     """A record's field values in declaration order (shallow; the fields are immutable already)."""
-    return tuple(getattr(record, f.name) for f in fields(record))
+    return tuple(getattr(record, name) for name in _FIELDS[type(record)])
 
 
 def _opt(record: Any) -> tuple[Any, ...] | None:
@@ -106,7 +116,7 @@ def decode_state(data: bytes) -> WorldState:
 
 
 def _record(cls: type[R], row: tuple[Any, ...] | None) -> R:
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    names = _FIELDS[cls]
     if row is None or len(row) != len(names):
         raise ValueError(f"a {cls.__name__} row needs {len(names)} fields")
     return cls(**dict(zip(names, row, strict=True)))
@@ -122,7 +132,10 @@ def _state_from_tree(tree: dict[str, Any]) -> WorldState:
         seed=tree["seed"],
         tick=tree["tick"],
         loop_length=tree["loop_length"],
-        specs=tuple(_record(AgentSpec, row) for row in tree["specs"]),
+        specs=tuple(
+            AgentSpec(id=id_, name=name, mind=mind, voice=voice, goals=goals)
+            for id_, name, mind, voice, goals in tree["specs"]
+        ),
         traits=np.asarray(tree["traits"], dtype=np.int64),
         valence=np.asarray(tree["valence"], dtype=np.int64),
         arousal=np.asarray(tree["arousal"], dtype=np.int64),
@@ -131,7 +144,8 @@ def _state_from_tree(tree: dict[str, Any]) -> WorldState:
         possessed=dict(tree["possessed"]),
         whispers=dict(tree["whispers"]),
         memory=dict(tree["memory"]),
-        affinity={key: dict(row) for key, row in tree["affinity"].items()},
+        # Decoded rows are fresh dicts already; only a row of another type needs converting.
+        affinity={key: row if type(row) is dict else dict(row) for key, row in tree["affinity"].items()},
         threads={key: _record(Thread, row) for key, row in tree["threads"].items()},
         rituals={key: _record(Ritual, row) for key, row in tree["rituals"].items()},
         tasks={key: _record(Task, row) for key, row in tree["tasks"].items()},

@@ -70,7 +70,7 @@ from soulfra.world.model import (
     VibeReading,
     WorldState,
 )
-from soulfra.world.rng import Purpose, Stream, below_array, draws
+from soulfra.world.rng import Purpose, Stream, below_array, draws, tick_key
 from soulfra.world.vibe import HISTORY, PHASE_INFO, classify, forecast
 
 ATTENTION = 512  # about this many agents' worth of activity per tick, however large the world
@@ -127,24 +127,30 @@ class World:
             return goals[rng.below(len(goals))]
         return rng.choice(TOPICS)
 
+    # The queries below run for most agents that act: they filter before sorting (few rituals match) and find
+    # a task in one pass, which gives what filtering the id-sorted records would, with less work.
+
     def awaiting_blessing(self) -> tuple[Ritual, ...]:
-        return tuple(r for r in sorted(self.state.rituals.values(), key=lambda r: r.id) if r.stage == Stage.AWAITING)
+        waiting = [r for r in self.state.rituals.values() if r.stage == Stage.AWAITING]
+        return tuple(sorted(waiting, key=lambda r: r.id)) if waiting else ()
 
     def invitations(self, agent: int) -> tuple[Ritual, ...]:
-        return tuple(
+        invited = [
             r
-            for r in sorted(self.state.rituals.values(), key=lambda r: r.id)
+            for r in self.state.rituals.values()
             if r.stage == Stage.GATHERING and agent in r.invited and agent not in r.joined
-        )
+        ]
+        return tuple(sorted(invited, key=lambda r: r.id)) if invited else ()
 
     def task_for(self, agent: int) -> Task | None:
-        unclaimed = None
-        for task in sorted(self.state.tasks.values(), key=lambda t: t.id):
+        held = unclaimed = None
+        for task in self.state.tasks.values():
             if task.assignee == agent:
-                return task
-            if task.assignee == -1 and unclaimed is None:
+                if held is None or task.id < held.id:
+                    held = task
+            elif task.assignee == -1 and (unclaimed is None or task.id < unclaimed.id):
                 unclaimed = task
-        return unclaimed
+        return held if held is not None else unclaimed
 
     def has_room(self, kind: str) -> bool:
         if kind == "ritual":
@@ -152,12 +158,23 @@ class World:
         return len(self.state.tasks) < tasks.max_open(self.state)
 
     def weavable(self) -> tuple[int, int] | None:
+        """The oldest thread that shares two participants with a younger one, and the oldest such younger one."""
         threads = sorted(self.state.threads.values(), key=lambda t: t.id)
-        for i, older in enumerate(threads):
-            shared = set(older.participants)
-            for younger in threads[i + 1 :]:
-                if len(shared.intersection(younger.participants)) >= 2:
-                    return younger.id, older.id
+        members = [set(thread.participants) for thread in threads]
+        # Usually no pair qualifies. A thread can only pair with a younger one if two of its participants post in
+        # some younger thread at all: one backward pass of set operations finds those threads, and the pairwise
+        # check runs for them alone, oldest first, just as a plain scan of every pair would.
+        later: set[int] = set()
+        candidates: list[tuple[int, set[int]]] = []
+        for i in range(len(members) - 1, -1, -1):
+            shared = later & members[i]
+            if len(shared) >= 2:
+                candidates.append((i, shared))
+            later |= members[i]
+        for i, shared in reversed(candidates):
+            for j in range(i + 1, len(members)):
+                if len(shared & members[j]) >= 2:
+                    return threads[j].id, threads[i].id
         return None
 
     # -- inputs ---------------------------------------------------------------------------------------------
@@ -288,11 +305,12 @@ class World:
             mind.bulk(state, members)
         active = self._draw_active(forced)
         self.acted = len(active)
+        decide_key = tick_key(state.seed, tick, Purpose.DECIDE)
         for agent in active:
             heard = state.whispers.get(agent)
             if heard is not None and tick - heard[0] > WHISPER_TTL:
                 del state.whispers[agent]
-            action = self._minds[agent].decide(self, agent, Stream(state.seed, tick, agent))
+            action = self._minds[agent].decide(self, agent, Stream.for_agent(decide_key, agent))
             self._act(agent, action, events, operator=False)
         self._rituals.advance(state, events)
         self._weaver.maintain(state, events)

@@ -41,10 +41,12 @@ def max_active(state: WorldState) -> int:
 def bump_affinity(state: WorldState, agent: int, other: int, amount: int) -> None:
     """Raise ``agent``'s affinity for ``other``, keeping only the ``AFFINITY_LIMIT`` strongest ties."""
     row = state.affinity.setdefault(agent, {})
-    row[other] = min(SCALE, row.get(other, 0) + amount)
+    value = row.get(other, 0) + amount
+    row[other] = value if value < SCALE else SCALE
     if len(row) > AFFINITY_LIMIT:
-        weakest = min(row.items(), key=lambda item: (item[1], -item[0]))[0]
-        del row[weakest]
+        # The weakest tie goes; of equally weak ones, the one to the highest-numbered agent.
+        weakest = min(row.values())
+        del row[max([key for key, value in row.items() if value == weakest])]
 
 
 class RitualEngine:
