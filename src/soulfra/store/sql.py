@@ -243,7 +243,8 @@ class SqlSnapshotStorage:
         self._store = store
         self._compression = compression
         self.keyframe_every = keyframe_every
-        self._dictionaries: dict[str, Dictionary | None] = {}  # per instance, once looked up
+        self._dictionaries: dict[int, Dictionary] = {}  # by dictionary id, once read or trained
+        self._untrained: set[str] = set()  # instances whose trained dictionary did not pay
         self._raw_cache: tuple[tuple[int, str], bytes] | None = None  # the last keyframe read or written
 
     def save(self, instance_id: str, state: WorldState, type: str) -> SnapshotInfo:
@@ -269,7 +270,7 @@ class SqlSnapshotStorage:
             packed = self._compression.compress(
                 raw, reference=base[1] if base is not None else None, dictionary=dictionary
             )
-            row = {
+            row: dict[str, Any] = {
                 "instance_id": instance_id, "type": type, "data": packed.data, "timestamp": _now(), "tick": tick,
                 "state_hash": digest, "format_version": FORMAT_VERSION, "codec": packed.codec,
                 "dictionary_id": packed.dictionary_id, "base_id": base[0] if base is not None else None,
@@ -278,8 +279,12 @@ class SqlSnapshotStorage:
             new_id = conn.execute(table.insert().values(**row).returning(table.c.id)).scalar_one()
             if base is None:
                 self._raw_cache = ((new_id, digest), raw)
-            info = conn.execute(sa.select(*_SNAPSHOT_INFO).where(table.c.id == new_id)).one()
-        return _snapshot_info(info)
+        return SnapshotInfo(
+            id=new_id, instance_id=instance_id, type=type, tick=tick, state_hash=digest,
+            format_version=FORMAT_VERSION, codec=packed.codec, dictionary_id=packed.dictionary_id,
+            base_id=base[0] if base is not None else None, raw_size=len(raw), stored_size=len(packed.data),
+            timestamp=row["timestamp"],
+        )  # fmt: skip
 
     def _delta_base(self, conn: sa.Connection, instance_id: str, tick: int, size: int) -> tuple[int, bytes] | None:
         """The keyframe to store a delta against, or None when this snapshot should be a keyframe."""
@@ -305,17 +310,24 @@ class SqlSnapshotStorage:
         """The instance's trained dictionary for small states: trained once enough snapshots exist, kept if it pays."""
         if size > DICTIONARY_MAX_RAW:
             return None
-        if instance_id in self._dictionaries:
-            return self._dictionaries[instance_id]
+        # Which dictionary the instance has is asked of the database every time: one cached per instance would
+        # outlive a rolled-back transaction or a deleted instance, and snapshots would name a dictionary not stored.
         dicts = schema.compression_dictionaries
-        row = conn.execute(
-            sa.select(dicts.c.dict_id, dicts.c.data).where(dicts.c.instance_id == instance_id).order_by(dicts.c.id)
-        ).first()
-        if row is not None:
-            found = Dictionary(id=row.dict_id, data=row.data)
-            self._compression.add_dictionary(found)
-            self._dictionaries[instance_id] = found
+        dict_id = conn.execute(
+            sa.select(dicts.c.dict_id).where(dicts.c.instance_id == instance_id).order_by(dicts.c.id).limit(1)
+        ).scalar()
+        if dict_id is not None:
+            found = self._dictionaries.get(dict_id)
+            if found is None:
+                data = conn.execute(
+                    sa.select(dicts.c.data).where(dicts.c.instance_id == instance_id, dicts.c.dict_id == dict_id)
+                ).scalar_one()
+                found = Dictionary(id=dict_id, data=data)
+                self._compression.add_dictionary(found)
+                self._dictionaries[dict_id] = found
             return found
+        if instance_id in self._untrained:
+            return None
         table = schema.snapshots
         ids = conn.execute(
             sa.select(table.c.id).where(table.c.instance_id == instance_id).order_by(table.c.tick.desc()).limit(
@@ -331,7 +343,7 @@ class SqlSnapshotStorage:
             trained = None
         # judged on samples it was not trained on: a dictionary holds pieces of its training samples verbatim
         if trained is None or not self._compression.dictionary_pays(samples[: DICTIONARY_SAMPLES // 4], trained):
-            self._dictionaries[instance_id] = None  # tried: plain zstd is as good for this world
+            self._untrained.add(instance_id)  # tried: plain zstd is as good for this world
             return None
         conn.execute(
             dicts.insert().values(
@@ -339,7 +351,7 @@ class SqlSnapshotStorage:
             )
         )
         self._compression.add_dictionary(trained)
-        self._dictionaries[instance_id] = trained
+        self._dictionaries[trained.id] = trained
         return trained
 
     def _raw(self, conn: sa.Connection, snapshot_id: int) -> bytes:
