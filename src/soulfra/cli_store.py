@@ -161,7 +161,7 @@ def history_command(
 
 
 def verify_command(db: DbOption, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
-    """Replay an instance's whole input log and compare every stored state hash; exit 1 on any mismatch."""
+    """Replay an instance's whole input log and compare every stored state hash; exit 65 on any mismatch."""
     store = SqlStore.open(db)
     err = Console(stderr=True)
     try:
@@ -194,7 +194,8 @@ def verify_command(db: DbOption, instance: InstanceOption = None, as_json: JsonO
 class LiveInputs:
     """Inputs read from a stream (stdin) as they arrive; each is acknowledged on ``out`` once committed.
 
-    A line without a ``tick`` applies at the next tick. A bad line is reported on ``out`` and skipped.
+    A line without a ``tick`` applies at the next tick. A bad line is reported on ``out`` and skipped; a blank
+    line is skipped silently, as in an input log.
     """
 
     def __init__(self, source: IO[bytes], out: Callable[[dict[str, Any]], None]) -> None:
@@ -221,6 +222,8 @@ class LiveInputs:
                 self.closed = True
                 break
             number, raw = entry
+            if not raw.strip():
+                continue
             try:
                 batch.append((number, self._parse(raw, durable.tick)))
             except SoulfraError as exc:

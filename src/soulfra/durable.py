@@ -155,7 +155,16 @@ class DurableWorld:
 
     def step(self) -> list[Event]:
         """One tick with the inputs stamped for it; snapshots and group commits as the settings say."""
-        events = self.world.step(self._pending.pop(self.world.tick, ()))
+        events = self.world.step(self.inputs_due())
+        self.commit_tick(events)
+        return events
+
+    def inputs_due(self) -> list[Input]:
+        """The stored inputs stamped for the coming tick (taken: ``step`` uses them once)."""
+        return self._pending.pop(self.world.tick, [])
+
+    def commit_tick(self, events: list[Event]) -> None:
+        """The storage half of ``step``, after the world has ticked: traces, snapshots, group commits."""
         level = self.settings.traces
         if level == "all":
             self._traces.extend(events)
@@ -164,10 +173,9 @@ class DurableWorld:
         tick = self.world.tick
         sealed = any(e.kind == "loop_sealed" for e in events)
         if sealed or tick % self.settings.snapshot_every == 0:
-            self.snapshot("loop-seal" if sealed else "periodic", agents=sealed)
+            self.snapshot("loop-seal" if sealed else "periodic", agents=False)
         elif tick - self.durable_tick >= self.settings.commit_every:
             self.flush()
-        return events
 
     def snapshot(self, type: str = "manual", *, agents: bool = True) -> SnapshotInfo:
         """Store the current state (and, with ``agents``, the agents table) with everything before it."""
