@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from soulfra import __version__, cli_store
+from soulfra.bench import storage as storage_bench
 from soulfra.bench import tick as tick_bench
 from soulfra.console import LiveView, summary
 from soulfra.durable import DurabilitySettings, DurableWorld
@@ -274,6 +275,36 @@ def bench_tick(
         typer.echo(json.dumps(results))
     else:
         Console().print(tick_bench.render(results))
+
+
+@bench_app.command("storage")
+def bench_storage(
+    sizes: Annotated[str, typer.Option(help="Comma-separated agent counts.")] = "10,100,1000",
+    ticks: Annotated[int, typer.Option(min=10, help="Ticks stored per measurement.")] = 1000,
+    reads: Annotated[int, typer.Option(min=1, help="Reads of old ticks per measurement (latency percentiles).")] = 50,
+    intervals: Annotated[
+        str, typer.Option(help="Snapshot intervals for the interval curve (at the largest size).")
+    ] = "1,5,10,20,50,100",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Durable storage beside LangGraph's SqliteSaver: ticks/s, bytes per tick, read latency, fork cost."""
+    counts = _int_list(sizes, "--sizes", minimum=3)
+    curve = _int_list(intervals, "--intervals", minimum=1)
+    results = storage_bench.run(counts, ticks=ticks, reads=reads, intervals=curve)
+    if as_json:
+        typer.echo(json.dumps(results))
+    else:
+        Console().print(storage_bench.render(results))
+
+
+def _int_list(text: str, flag: str, *, minimum: int) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} must be comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < minimum:
+        raise ConfigError(f"{flag} needs at least one number, each {minimum} or more")
+    return values
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,266 @@
+"""``soulfra bench storage``: keeping a world durable, beside LangGraph's ``SqliteSaver``, in the same run.
+
+Both sides keep the same world (same seed, same whispers) for the same ticks in their own SQLite file with the same
+settings (WAL, ``synchronous=NORMAL``). Soulfra stores the input log, group commits and a snapshot every K ticks;
+LangGraph checkpoints the whole state (as plain Python values, serialized by its own serde) after every tick.
+The world's own tick is timed apart and left out of "storage per tick", so the figures compare storage alone.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Group
+from rich.table import Table
+
+from soulfra.durable import DurabilitySettings, DurableWorld, state_at
+from soulfra.errors import ConfigError
+from soulfra.store import InstanceRecord, SqlStore
+from soulfra.world import DEFAULT_WORLD, Whisper, World, schedule
+from soulfra.world.encoding import state_tree
+from soulfra.world.inputs import Input
+
+SEED = 20261125
+WHISPER_EVERY = 25
+DEFAULT_INTERVAL = DurabilitySettings().snapshot_every
+
+
+def _whispers(ticks: int) -> list[Input]:
+    return [Whisper(tick=t, target="arty", text=f"whisper {t}", tone="gentle") for t in range(5, ticks, WHISPER_EVERY)]
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _db_bytes(path: Path, connection: sqlite3.Connection) -> int:
+    """The database's size once its write-ahead log is folded in."""
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def _timed(action: Callable[[], object]) -> float:
+    begun = time.perf_counter()
+    action()
+    return (time.perf_counter() - begun) * 1000
+
+
+def _soulfra(agents: int, ticks: int, read_ticks: list[int], interval: int, workdir: Path) -> dict[str, Any]:
+    path = workdir / f"soulfra-{agents}-{interval}-{len(list(workdir.iterdir()))}.db"
+    store = SqlStore.open(f"sqlite:///{path}")
+    with sqlite3.connect(path) as probe:
+        empty = _db_bytes(path, probe)
+    durable = DurableWorld.create(
+        store, SEED, DEFAULT_WORLD, agents=agents - 3, settings=DurabilitySettings(snapshot_every=interval)
+    )
+    due = schedule(_whispers(ticks))
+    stepping = storing = 0.0
+    while durable.tick < ticks:
+        begun = time.perf_counter()
+        if durable.tick in due:
+            durable.submit(due[durable.tick])  # committed before the tick, as a live input would be
+        inputs = durable.inputs_due()
+        stepped = time.perf_counter()
+        events = durable.world.step(inputs)
+        ticked = time.perf_counter()
+        durable.commit_tick(events)
+        storing += (stepped - begun) + (time.perf_counter() - ticked)
+        stepping += ticked - stepped
+    storing += _timed(durable.flush) / 1000
+    final_hash = durable.world.state_hash()
+    instance = durable.instance_id
+    store.close()
+    with sqlite3.connect(path) as probe:
+        stored = _db_bytes(path, probe) - empty
+
+    reader = SqlStore.open(f"sqlite:///{path}", migrate=False)
+    latest = [_timed(lambda: state_at(reader, instance, ticks)) for _ in range(5)]
+    old = [_timed(lambda t=t: state_at(reader, instance, t)) for t in read_ticks]  # type: ignore[misc]
+    fork_tick = read_ticks[0]
+
+    def fork() -> None:
+        state = state_at(reader, instance, fork_tick)
+        reader.instances.create(
+            InstanceRecord(
+                id="fork-1", name="fork", seed=SEED, genesis_hash="", parent_id=instance, fork_tick=fork_tick,
+                head_tick=fork_tick, world={"agents": state.size},
+            )
+        )  # fmt: skip
+
+    fork_ms = _timed(fork)
+    reader.close()
+    with sqlite3.connect(path) as probe:
+        fork_bytes = _db_bytes(path, probe) - empty - stored
+    return {
+        "system": "soulfra",
+        "snapshot_every": interval,
+        "state_hash": final_hash,
+        "storage_ms_per_tick": storing * 1000 / ticks,
+        "step_ms_per_tick": stepping * 1000 / ticks,
+        "bytes_per_tick": stored / ticks,
+        "latest_read_ms": statistics.median(latest),
+        "old_read_p50_ms": _percentile(old, 0.5),
+        "old_read_p99_ms": _percentile(old, 0.99),
+        "fork_ms": fork_ms,
+        "fork_bytes": max(0, fork_bytes),
+    }
+
+
+def _native(world: World) -> dict[str, Any]:
+    """The state as a LangGraph user would hold it: plain Python values (numbers, strings, lists, dicts)."""
+    return {
+        key: value.tolist() if isinstance(value, np.ndarray) else value
+        for key, value in state_tree(world.state).items()
+    }
+
+
+def _langgraph(agents: int, ticks: int, read_ticks: list[int], workdir: Path) -> dict[str, Any]:
+    try:
+        from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint  # noqa: PLC0415
+        from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: PLC0415
+    except ImportError:
+        raise ConfigError(
+            "bench storage compares with LangGraph: pip install 'soulfra[bench]' (langgraph-checkpoint-sqlite)"
+        ) from None
+    path = workdir / f"langgraph-{agents}.db"
+    connection = sqlite3.connect(path, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    saver = SqliteSaver(connection)
+    saver.setup()
+    empty = _db_bytes(path, connection)
+    world = World.create(SEED, DEFAULT_WORLD, agents=agents - 3)
+    due = schedule(_whispers(ticks))
+    config: Any = {"configurable": {"thread_id": "world", "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    configs: dict[int, Any] = {}
+    stepping = storing = 0.0
+    while world.tick < ticks:
+        begun = time.perf_counter()
+        world.step(due.get(world.tick, ()))
+        ticked = time.perf_counter()
+        checkpoint = create_checkpoint(checkpoint, None, world.tick)
+        checkpoint["channel_values"] = {"world": _native(world)}
+        checkpoint["channel_versions"] = {"world": world.tick}
+        config = saver.put(config, checkpoint, {"source": "loop", "step": world.tick}, {"world": world.tick})
+        configs[world.tick] = config
+        storing += time.perf_counter() - ticked
+        stepping += ticked - begun
+    stored = _db_bytes(path, connection) - empty
+
+    def read(tick: int) -> None:
+        found = saver.get_tuple(configs[tick])
+        if found is None or found.checkpoint["channel_values"]["world"]["tick"] != tick:
+            raise ConfigError(f"LangGraph lost the checkpoint of tick {tick}")
+
+    latest = [_timed(lambda: read(ticks)) for _ in range(5)]
+    old = [_timed(lambda t=t: read(t)) for t in read_ticks if t > 0]  # type: ignore[misc]
+    fork_tick = max(1, read_ticks[0])
+
+    def fork() -> None:  # LangGraph forks a thread by writing the old checkpoint as the head of a new one
+        found = saver.get_tuple(configs[fork_tick])
+        if found is None:
+            raise ConfigError(f"LangGraph lost the checkpoint of tick {fork_tick}")
+        target: Any = {"configurable": {"thread_id": "fork-1", "checkpoint_ns": ""}}
+        saver.put(target, found.checkpoint, found.metadata, found.checkpoint["channel_versions"])
+
+    before = stored + empty
+    fork_ms = _timed(fork)
+    fork_bytes = _db_bytes(path, connection) - before
+    connection.close()
+    return {
+        "system": "langgraph",
+        "storage_ms_per_tick": storing * 1000 / ticks,
+        "step_ms_per_tick": stepping * 1000 / ticks,
+        "bytes_per_tick": stored / ticks,
+        "latest_read_ms": statistics.median(latest),
+        "old_read_p50_ms": _percentile(old, 0.5),
+        "old_read_p99_ms": _percentile(old, 0.99),
+        "fork_ms": fork_ms,
+        "fork_bytes": max(0, fork_bytes),
+    }
+
+
+def run(sizes: list[int], *, ticks: int, reads: int, intervals: list[int]) -> dict[str, Any]:
+    """Each size: Soulfra (snapshot every 10 ticks) beside LangGraph; then, at the largest size, the interval curve."""
+    rng = random.Random(SEED)
+    rows = []
+    curve = []
+    with tempfile.TemporaryDirectory(prefix="soulfra-bench-") as tmp:
+        workdir = Path(tmp)
+        for agents in sizes:
+            read_ticks = [rng.randrange(1, ticks) for _ in range(reads)]
+            ours = _soulfra(agents, ticks, read_ticks, DEFAULT_INTERVAL, workdir)
+            peer = _langgraph(agents, ticks, read_ticks, workdir)
+            rows.append({"agents": agents, "soulfra": ours, "langgraph": peer, **_ratios(ours, peer)})
+        largest = max(sizes)
+        read_ticks = [rng.randrange(1, ticks) for _ in range(reads)]
+        for interval in intervals:
+            point = _soulfra(largest, ticks, read_ticks, interval, workdir)
+            curve.append({key: point[key] for key in (
+                "snapshot_every", "bytes_per_tick", "storage_ms_per_tick", "old_read_p50_ms", "old_read_p99_ms"
+            )})  # fmt: skip
+    return {
+        "benchmark": "storage",
+        "ticks": ticks,
+        "reads": reads,
+        "snapshot_every": DEFAULT_INTERVAL,
+        "langgraph_checkpoint_sqlite_version": metadata.version("langgraph-checkpoint-sqlite"),
+        "rows": rows,
+        "curve_agents": max(sizes),
+        "curve": curve,
+    }
+
+
+def _ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float]:
+    return {
+        "durable_ticks_vs_langgraph": peer["storage_ms_per_tick"] / ours["storage_ms_per_tick"],
+        "bytes_langgraph_over_soulfra": peer["bytes_per_tick"] / ours["bytes_per_tick"],
+    }
+
+
+def render(results: dict[str, Any]) -> Group:
+    version = results["langgraph_checkpoint_sqlite_version"]
+    table = Table(
+        title=f"durable storage over {results['ticks']:,} ticks: Soulfra (snapshot every "
+        f"{results['snapshot_every']}) beside LangGraph SqliteSaver {version}"
+    )
+    for column in (
+        "agents", "system", "durable ticks/s", "bytes/tick", "latest read", "old tick p50", "old tick p99", "fork",
+        "fork bytes",
+    ):  # fmt: skip
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for row in results["rows"]:
+        for key in ("soulfra", "langgraph"):
+            side = row[key]
+            table.add_row(
+                f"{row['agents']:,}", key, f"{1000 / side['storage_ms_per_tick']:,.0f}",
+                f"{side['bytes_per_tick']:,.0f}", f"{side['latest_read_ms']:.1f} ms",
+                f"{side['old_read_p50_ms']:.1f} ms", f"{side['old_read_p99_ms']:.1f} ms", f"{side['fork_ms']:.1f} ms",
+                f"{side['fork_bytes']:,}",
+            )  # fmt: skip
+        table.add_row(
+            "", "ratio", f"{row['durable_ticks_vs_langgraph']:.1f}x", f"1/{row['bytes_langgraph_over_soulfra']:.0f}",
+            "", "", "", "", "", end_section=True,
+        )  # fmt: skip
+    curve = Table(title=f"snapshot interval at {results['curve_agents']:,} agents: bytes stored against read latency")
+    for column in ("snapshot every", "bytes/tick", "durable ticks/s", "old tick p50", "old tick p99"):
+        curve.add_column(column, justify="right")
+    for point in results["curve"]:
+        curve.add_row(
+            f"{point['snapshot_every']} ticks", f"{point['bytes_per_tick']:,.0f}",
+            f"{1000 / point['storage_ms_per_tick']:,.0f}", f"{point['old_read_p50_ms']:.1f} ms",
+            f"{point['old_read_p99_ms']:.1f} ms",
+        )  # fmt: skip
+    return Group(table, curve)
