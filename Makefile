@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck format bench install clean
+.PHONY: up test lint typecheck format bench bench-storage install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ format: $(STAMP)
 ## Benchmarks, Soulfra beside its peers in the same run.
 bench: $(STAMP)
 	$(BIN)/soulfra bench tick
+
+bench-storage: $(STAMP)
+	$(BIN)/soulfra bench storage
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage

@@ -127,7 +127,7 @@ def run_command(
         str | None, typer.Option(help="Persist the run in this database (sqlite:///PATH or postgresql://...).")
     ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="With --db: start a new instance even if one exists.")] = False,
-    snapshot_every: Annotated[int, typer.Option(min=1, help="With --db: store a snapshot every this many ticks.")] = 10,
+    snapshot_every: Annotated[int, typer.Option(min=1, help="With --db: store a snapshot every this many ticks.")] = 20,
 ) -> None:
     """Run a world for a number of ticks and report its state hash; with --db, persist it (or continue it)."""
     if live and as_json:

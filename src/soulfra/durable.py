@@ -36,7 +36,7 @@ TraceLevel = Literal["rituals", "all", "none"]
 class DurabilitySettings:
     """How a durable world writes. ``snapshot_every`` trades bytes stored against the cost of reading old ticks."""
 
-    snapshot_every: int = 10
+    snapshot_every: int = 20
     commit_every: int = 32  # ticks per group commit when no input forces one sooner
     traces: TraceLevel = "rituals"
 

@@ -154,8 +154,8 @@ def test_db_upgrade_migrates_once_then_reports_the_revision(db_url: str) -> None
 # -- a stored world is the same world ---------------------------------------------------------------------------
 
 
-# genesis, a snapshot, between snapshots, just before the head, the head (snapshots every 10 ticks)
-STATE_CASES = [(0, 0), (200, 200), (155, 150), (399, 390), (400, 400)]
+# genesis, a snapshot, between snapshots, just before the head, the head (snapshots every 20 ticks)
+STATE_CASES = [(0, 0), (200, 200), (155, 140), (399, 380), (400, 400)]
 
 
 @pytest.fixture(scope="module")
@@ -245,8 +245,8 @@ def test_history_lists_snapshots_loops_and_inputs_with_totals(sqlite_url: str, t
         ["history", "--db", sqlite_url, "--limit", "100"], ["history", "--db", sqlite_url, "--limit", "3"]
     )
     assert (full["instance"], full["seed"], full["head_tick"], full["parent"]) == ("world-7", 7, 250, None)
-    assert full["totals"] == {"snapshots": 26, "loops": 2, "inputs": 2}
-    assert [s["tick"] for s in full["snapshots"]] == list(range(0, 251, 10))
+    assert full["totals"] == {"snapshots": 13, "loops": 2, "inputs": 2}
+    assert [s["tick"] for s in full["snapshots"]] == list(range(0, 251, 20))
     assert [s["type"] for s in full["snapshots"]].count("loop-seal") == 2
     assert full["snapshots"][0]["type"] == "genesis"
     for snap in full["snapshots"]:
@@ -261,12 +261,12 @@ def test_history_lists_snapshots_loops_and_inputs_with_totals(sqlite_url: str, t
         {"seq": 1, "tick": 4, "type": "whisper", "target": "arty", "text": "hold the line", "tone": "solemn"},
         {"seq": 2, "tick": 120, "type": "possess", "agent": "cal-riven", "operator": "puppet-master"},
     ]
-    assert [s["tick"] for s in latest["snapshots"]] == [230, 240, 250]
+    assert [s["tick"] for s in latest["snapshots"]] == [200, 220, 240]
     assert [loop["loop"] for loop in latest["loops"]] == [0, 1] and len(latest["inputs"]) == 2
     assert latest["totals"] == full["totals"]
     table = soulfra("history", "--db", sqlite_url)
     assert table.returncode == 0, table.stderr
-    for title in ("world-7: seed 7, durable to tick 250", "snapshots (26)", "loops sealed (2)", "inputs (2)"):
+    for title in ("world-7: seed 7, durable to tick 250", "snapshots (13)", "loops sealed (2)", "inputs (2)"):
         assert title in table.stdout, table.stdout
 
 
@@ -276,7 +276,7 @@ def test_verify_passes_on_a_clean_database(db_url: str) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok: world-4 replayed to tick 120") and run["state_hash"] in done.stdout
     assert parsed(as_json) == {
-        "instance": "world-4", "ok": True, "ticks": 120, "inputs": 0, "snapshots_checked": 13,
+        "instance": "world-4", "ok": True, "ticks": 120, "inputs": 0, "snapshots_checked": 7,
         "state_hash": run["state_hash"], "mismatches": [],
     }  # fmt: skip
 
@@ -294,7 +294,7 @@ def test_verify_names_the_tick_where_a_tampered_history_stops_replaying(
             if tamper == "input-text":
                 body = {"tick": 23, "type": "whisper", "target": "arty", "text": "the river forgets", "tone": "gentle"}
                 changed = conn.execute(tables.inputs.update().where(tables.inputs.c.seq == 1).values(body=body))
-                first_bad = 30  # the first snapshot after the forged input
+                first_bad = 40  # the first snapshot after the forged input (every 20 ticks)
             else:
                 forged = "b2:" + "0" * 64
                 changed = conn.execute(

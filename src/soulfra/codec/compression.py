@@ -137,6 +137,9 @@ class CompressionEngine:
         self._level = level
         self._max_output = max_output
         self._dictionaries: dict[int, tuple[Dictionary, zstandard.ZstdCompressionDict]] = {}
+        # The last reference, prepared: the deltas of one keyframe all share it, and preparing costs as much as
+        # compressing.
+        self._reference: tuple[bytes, zstandard.ZstdCompressionDict] | None = None
         for dictionary in dictionaries:
             self.add_dictionary(dictionary)
 
@@ -192,7 +195,7 @@ class CompressionEngine:
                 self.add_dictionary(dictionary)
                 zdict = self._dictionaries[dictionary.id][1]
             elif reference is not None:
-                zdict = _reference(reference)
+                zdict = self._prepared(reference)
             blob = self._compress_zstd(data, zdict)
         elif dictionary is not None or reference is not None:
             raise CodecError(f"dictionaries and references work only with the zstd codec, not {codec!r}")
@@ -256,6 +259,16 @@ class CompressionEngine:
         with_dictionary = sum(len(self._compress_zstd(sample, zdict)) for sample in samples)
         return with_dictionary * 100 <= plain * (100 - min_saving_percent)
 
+    def _prepared(self, reference: bytes) -> zstandard.ZstdCompressionDict:
+        cached = self._reference
+        if cached is not None and (cached[0] is reference or cached[0] == reference):
+            return cached[1]
+        zdict = _reference(reference)
+        with _driver_errors("unusable reference"):
+            zdict.precompute_compress(level=self._level)
+        self._reference = (reference, zdict)
+        return zdict
+
     def _compress_zstd(self, data: bytes, zdict: zstandard.ZstdCompressionDict | None) -> bytes:
         # Single-threaded, with content size, checksum and dictionary id in the frame: the reader checks all three.
         compressor = zstandard.ZstdCompressor(
@@ -264,7 +277,7 @@ class CompressionEngine:
         return compressor.compress(data)
 
     def _decompress_zstd(self, data: bytes, dictionary_id: int | None, reference: bytes | None = None) -> bytes:
-        zdict = None if reference is None else _reference(reference)
+        zdict = None if reference is None else self._prepared(reference)
         if dictionary_id is not None:
             known = self._dictionaries.get(dictionary_id)
             if known is None:

@@ -299,8 +299,9 @@ class SqlSnapshotStorage:
         ).first()
         if keyframe is None or keyframe.tick > tick:
             return None
+        # every later snapshot is a delta of the latest keyframe; counting by tick uses the (instance, tick) index
         deltas = conn.execute(
-            sa.select(sa.func.count()).where(table.c.instance_id == instance_id, table.c.base_id == keyframe.id)
+            sa.select(sa.func.count()).where(table.c.instance_id == instance_id, table.c.tick > keyframe.tick)
         ).scalar_one()
         if deltas + 1 >= self.keyframe_every:
             return None
