@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from soulfra.durable import DurableWorld, resolve_instance, state_at, verify
-from soulfra.errors import InputError, IntegrityError, SoulfraError
+from soulfra.errors import InputError, IntegrityError, NotFoundError, SoulfraError
 from soulfra.runner import MAX_INPUT_LINE, fixed_to_number, vibe_to_json
 from soulfra.store import SqlStore, upgrade
 from soulfra.store.database import current_revision, make_engine
@@ -50,6 +51,17 @@ def db_upgrade(db: DbOption) -> None:
         typer.echo(f"schema migrated from {before or 'empty'} to revision {after}")
 
 
+def _open_existing(db: str) -> SqlStore:
+    """A store for reading: a SQLite file that does not exist is an error, not a new empty database."""
+    engine = make_engine(db)
+    try:
+        if engine.dialect.name == "sqlite" and not Path(engine.url.database or "").expanduser().exists():
+            raise NotFoundError(f"no database at {engine.url.database} (runs create one: soulfra run --db {db})")
+    finally:
+        engine.dispose()
+    return SqlStore.open(db)
+
+
 def db_revision(db: str) -> str | None:
     engine = make_engine(db)
     try:
@@ -65,7 +77,7 @@ def state_command(
     as_json: JsonOption = False,
 ) -> None:
     """Print the state of a stored instance at any past tick, rebuilt from a snapshot and the input log."""
-    store = SqlStore.open(db)
+    store = _open_existing(db)
     try:
         record = resolve_instance(store, instance)
         at = record.head_tick if tick is None else tick
@@ -107,7 +119,7 @@ def history_command(
     as_json: JsonOption = False,
 ) -> None:
     """List a stored instance's snapshots, sealed loops and inputs."""
-    store = SqlStore.open(db)
+    store = _open_existing(db)
     try:
         record = resolve_instance(store, instance)
         snapshots = store.snapshots.list_snapshots(record.id)
@@ -162,7 +174,7 @@ def history_command(
 
 def verify_command(db: DbOption, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
     """Replay an instance's whole input log and compare every stored state hash; exit 65 on any mismatch."""
-    store = SqlStore.open(db)
+    store = _open_existing(db)
     err = Console(stderr=True)
     try:
         record = resolve_instance(store, instance)

@@ -223,12 +223,17 @@ def test_another_world_with_the_same_seed_is_refused(sqlite_url: str) -> None:
 
 def test_a_tick_beyond_the_head_is_not_found(sqlite_url: str) -> None:
     ok_json("run", "--db", sqlite_url, "--seed", "1", "--ticks", "30")
-    beyond, empty = soulfra_all(
-        ["state", "--db", sqlite_url, "--tick", "31"], ["history", "--db", sqlite_url + ".empty"]
+    assert soulfra("db", "upgrade", "--db", sqlite_url + ".empty").returncode == 0
+    beyond, empty, missing = soulfra_all(
+        ["state", "--db", sqlite_url, "--tick", "31"],
+        ["history", "--db", sqlite_url + ".empty"],
+        ["verify", "--db", sqlite_url + ".missing"],
     )
     line = one_error_line(beyond, 66)
     assert "tick 30" in line and "31" in line
     assert "no instance" in one_error_line(empty, 66)
+    assert "no database at" in one_error_line(missing, 66)  # reading never creates an empty database
+    assert not Path(sqlite_url.removeprefix("sqlite:///") + ".missing").exists()
 
 
 # -- history and verify -----------------------------------------------------------------------------------------
