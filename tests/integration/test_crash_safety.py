@@ -16,11 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import pytest
 
@@ -29,8 +26,6 @@ from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD, Whisper
 from soulfra.world.encoding import state_hash
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
 WORLD_SEED = 11
 RATE = "500"  # ticks per second: the world moves between acknowledgements, but not absurdly fast
 SNAPSHOT_EVERY = "50"  # so group commits (every 32 ticks) fall between snapshots too
@@ -38,35 +33,6 @@ CYCLES = 5
 MOMENTS = ("after-ack", "after-ticks", "mid-burst", "idle")
 POLL = 0.002
 ACK_TIMEOUT = 15.0  # seconds to wait for one line from the run (a cold start included)
-
-
-def _postgres_unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required in CI but unreachable: {reason}")
-    pytest.skip(f"PostgreSQL unreachable: {reason}")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database URL: a SQLite file in tmp_path, or a PostgreSQL schema of this test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'worlds.db'}"
-        return
-    try:
-        import psycopg  # noqa: PLC0415 - only the PostgreSQL leg needs the driver
-    except ModuleNotFoundError as exc:
-        _postgres_unavailable(f"psycopg is not installed ({exc})")
-    schema = f"crash_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        _postgres_unavailable(str(exc).strip().splitlines()[0])
-    with admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            yield PG_URL.format(schema=schema)
-        finally:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 class RunningWorld:

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import pytest
 
@@ -26,8 +24,6 @@ from soulfra.store import SqlStore
 from soulfra.store import schema as tables
 from soulfra.world import Input, Whisper, World, schedule
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
 TIMEOUT = 60.0
 LINE_TIMEOUT = 15.0
 Result = subprocess.CompletedProcess[str]
@@ -104,38 +100,9 @@ def in_memory_hash(seed: int, ticks: int, inputs: Sequence[Input] = ()) -> str:
     return world.state_hash()
 
 
-def _postgres_unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required in CI but unreachable: {reason}")
-    pytest.skip(f"PostgreSQL unreachable: {reason}")
-
-
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'worlds.db'}"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database URL: a SQLite file in tmp_path, or a PostgreSQL schema of this test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'worlds.db'}"
-        return
-    try:
-        import psycopg  # noqa: PLC0415 - only the PostgreSQL leg needs the driver
-    except ModuleNotFoundError as exc:
-        _postgres_unavailable(f"psycopg is not installed ({exc})")
-    schema = f"cli_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        _postgres_unavailable(str(exc).strip().splitlines()[0])
-    with admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            yield PG_URL.format(schema=schema)
-        finally:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 # -- schema -----------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from soulfra.codec import CompressionEngine, Dictionary, train_dictionary
-from soulfra.errors import CodecError, ConflictError, IntegrityError, NotFoundError, StorageError
+from soulfra.errors import CodecError, ConflictError, InputError, IntegrityError, NotFoundError
 from soulfra.store import schema
 from soulfra.store.database import make_engine, translate_errors, upgrade
 from soulfra.store.ports import (
@@ -212,10 +212,8 @@ class SqlInputLog:
         for row in rows:
             try:
                 item = parse_input(row.body)
-            except StorageError:
-                raise
-            except Exception as exc:
-                raise IntegrityError(f"input {row.seq} of {instance_id} cannot be read back: {exc}") from exc
+            except InputError as exc:
+                raise IntegrityError(f"input {row.seq} of {instance_id} cannot be read back: {exc.detail}") from exc
             out.append(StoredInput(seq=row.seq, tick=row.tick, input=item, accepted_at=_aware(row.accepted_at)))
         return out
 
