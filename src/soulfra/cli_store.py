@@ -20,13 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from soulfra.durable import DurableWorld, resolve_instance, state_at, verify
+from soulfra.durable import DurableWorld, resolve_instance, stamp_input, state_at, verify
 from soulfra.errors import InputError, IntegrityError, NotFoundError, SoulfraError
 from soulfra.runner import MAX_INPUT_LINE, fixed_to_number, vibe_to_json
 from soulfra.store import SqlStore, upgrade
 from soulfra.store.database import current_revision, make_engine
 from soulfra.world.encoding import state_hash
-from soulfra.world.inputs import input_to_json, parse_input
+from soulfra.world.inputs import input_to_json
 
 DbOption = Annotated[str, typer.Option("--db", help="Database URL: sqlite:///PATH or postgresql+psycopg://...")]
 InstanceOption = Annotated[
@@ -260,11 +260,7 @@ class LiveInputs:
             obj = json.loads(raw.decode("utf-8"), parse_float=Decimal)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"not a JSON object: {exc}") from None
-        if isinstance(obj, dict):
-            obj.setdefault("tick", tick)
-            if isinstance(obj["tick"], int) and obj["tick"] < tick:
-                raise InputError(f"input for tick {obj['tick']} comes after the world has reached tick {tick}")
-        return parse_input(obj)
+        return stamp_input(obj, tick)
 
 
 def print_json_line(obj: dict[str, Any]) -> None:

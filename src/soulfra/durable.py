@@ -16,7 +16,7 @@ from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, StoredInput
 from soulfra.world import World, WorldSpec, schedule
 from soulfra.world.encoding import state_hash
 from soulfra.world.events import Event
-from soulfra.world.inputs import Input
+from soulfra.world.inputs import Input, parse_input
 from soulfra.world.model import WorldState
 
 # Output events kept in ritual_logs by default: the ritual timeline, loops, vibe and every operator effect.
@@ -203,6 +203,15 @@ class DurableWorld:
     def close(self) -> None:
         self.flush()
         self.store.vault.save_agents(self.instance_id, self.world.state)
+
+
+def stamp_input(obj: object, tick: int) -> Input:
+    """Parse one live input: without a ``tick`` it applies at ``tick`` (the next to run); an earlier tick is refused."""
+    if isinstance(obj, dict):
+        obj.setdefault("tick", tick)
+        if isinstance(obj["tick"], int) and obj["tick"] < tick:
+            raise InputError(f"input for tick {obj['tick']} comes after the world has reached tick {tick}")
+    return parse_input(obj)
 
 
 def _free_id(store: Store, seed: int) -> str:

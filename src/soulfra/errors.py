@@ -13,6 +13,13 @@
         ├── NotFoundError           no such instance, snapshot or tick in the database
         ├── ConflictError           a write that contradicts what is stored (another hash for a stored tick)
         └── IntegrityError          replayed history does not reproduce a stored state hash
+    ├── PlatformError               a platform refused a request in its current state
+    │   ├── OverrideActiveError     the instance is stopped by an emergency override until it is resumed
+    │   └── ValidationFailedError   the protocol platform found violations of its rules
+    └── BusError                    the message bus failed to carry a message
+        ├── BusUnavailableError     the bus (a NATS server) cannot be reached
+        ├── BusTimeoutError         a request got no reply within its timeout
+        └── NoRespondersError       nothing serves the subject a request was sent to (that platform is not running)
 
 Each class has a stable ``code`` that the CLI and, later, the HTTP API report beside the message.
 """
@@ -20,19 +27,27 @@ Each class has a stable ``code`` that the CLI and, later, the HTTP API report be
 from __future__ import annotations
 
 __all__ = [
+    "BusError",
+    "BusTimeoutError",
+    "BusUnavailableError",
     "CodecError",
     "ConfigError",
     "ConflictError",
     "DecompressionLimitError",
     "InputError",
     "IntegrityError",
+    "NoRespondersError",
     "NotFoundError",
     "OutputError",
+    "OverrideActiveError",
+    "PlatformError",
     "SoulfraError",
     "StorageError",
     "StorageUnavailableError",
     "UnknownAgentError",
+    "ValidationFailedError",
     "WorldFileError",
+    "error_for_code",
 ]
 
 
@@ -92,3 +107,48 @@ class ConflictError(StorageError):
 
 class IntegrityError(StorageError):
     code = "integrity_error"
+
+
+class PlatformError(SoulfraError):
+    code = "platform_error"
+
+
+class OverrideActiveError(PlatformError):
+    code = "override_active"
+
+
+class ValidationFailedError(PlatformError):
+    code = "validation_failed"
+
+
+class BusError(SoulfraError):
+    code = "bus_error"
+
+
+class BusUnavailableError(BusError):
+    code = "bus_unavailable"
+
+
+class BusTimeoutError(BusError):
+    code = "bus_timeout"
+
+
+class NoRespondersError(BusError):
+    code = "no_responders"
+
+
+def _all_classes(root: type[SoulfraError]) -> list[type[SoulfraError]]:
+    found = [root]
+    for sub in root.__subclasses__():
+        found.extend(_all_classes(sub))
+    return found
+
+
+def error_for_code(code: str, detail: str) -> SoulfraError:
+    """Rebuild an error that crossed a process boundary as its code; an unknown code gives the root class."""
+    for cls in _all_classes(SoulfraError):
+        if cls.code == code:
+            return cls(detail)
+    error = SoulfraError(detail)
+    error.code = code
+    return error

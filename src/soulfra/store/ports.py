@@ -145,6 +145,9 @@ class RitualStorage(Protocol):
     def append(self, instance_id: str, events: Iterable[Event]) -> int:
         """Store output events in order; returns how many were stored."""
 
+    def record(self, instance_id: str, *, tick: int, kind: str, data: dict[str, Any]) -> int:
+        """Store one record a platform derived (a unified snapshot, an anomaly) beside the events; returns its id."""
+
     def read(
         self, instance_id: str, *, from_tick: int = 0, to_tick: int | None = None, kinds: Sequence[str] = ()
     ) -> list[TraceRecord]:

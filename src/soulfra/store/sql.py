@@ -446,6 +446,11 @@ class SqlRitualStorage:
                 conn.execute(schema.ritual_logs.insert(), rows)
         return len(rows)
 
+    def record(self, instance_id: str, *, tick: int, kind: str, data: dict[str, Any]) -> int:
+        row = {"instance_id": instance_id, "ritual_data": data, "timestamp": _now(), "tick": tick, "kind": kind}
+        with self._store.connect(f"storing a {kind} record of {instance_id}") as conn:
+            return int(conn.execute(schema.ritual_logs.insert().values(**row)).inserted_primary_key[0])
+
     def read(
         self, instance_id: str, *, from_tick: int = 0, to_tick: int | None = None, kinds: Sequence[str] = ()
     ) -> list[TraceRecord]:

@@ -1,0 +1,132 @@
+"""InMemoryBus: the bus inside one process (the embedded topology). Each subscription has its own queue and pump
+task, so a slow handler delays only itself and the order of delivery per subscription is the order of publish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from soulfra.bus.port import (
+    Handler,
+    Message,
+    Responder,
+    check_subject,
+    decode_reply,
+    encode_error,
+    encode_ok,
+    subject_matches,
+)
+from soulfra.errors import BusError, BusTimeoutError, NoRespondersError, SoulfraError
+
+__all__ = ["InMemoryBus"]
+
+log = logging.getLogger(__name__)
+
+
+class _Subscription:
+    def __init__(self, bus: InMemoryBus, pattern: str, handler: Handler) -> None:
+        self.pattern = pattern
+        self._bus = bus
+        self._handler = handler
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    def deliver(self, message: Message) -> None:
+        self._queue.put_nowait(message)
+
+    async def _pump(self) -> None:
+        while True:
+            message = await self._queue.get()
+            if message is None:
+                return
+            try:
+                await self._handler(message)
+            except Exception:
+                log.exception("bus handler for %s failed", self.pattern)
+
+    async def unsubscribe(self) -> None:
+        if self in self._bus._subscriptions:
+            self._bus._subscriptions.remove(self)
+            self._queue.put_nowait(None)
+            await self._task
+
+
+class _Service:
+    def __init__(self, bus: InMemoryBus, subject: str, responder: Responder) -> None:
+        self.subject = subject
+        self.responder = responder
+        self._bus = bus
+
+    async def unsubscribe(self) -> None:
+        services = self._bus._services.get(self.subject, [])
+        if self in services:
+            services.remove(self)
+
+
+class InMemoryBus:
+    def __init__(self) -> None:
+        self._subscriptions: list[_Subscription] = []
+        self._services: dict[str, list[_Service]] = {}
+        self._turn: dict[str, int] = {}
+        self._closed = False
+
+    @contextmanager
+    def _open(self) -> Iterator[None]:
+        if self._closed:
+            raise BusError("the bus is closed")
+        yield
+
+    async def publish(self, subject: str, payload: bytes) -> None:
+        with self._open():
+            check_subject(subject)
+            message = Message(subject=subject, payload=payload)
+            for sub in list(self._subscriptions):
+                if subject_matches(sub.pattern, subject):
+                    sub.deliver(message)
+
+    async def subscribe(self, subject: str, handler: Handler) -> _Subscription:
+        with self._open():
+            sub = _Subscription(self, check_subject(subject, pattern=True), handler)
+            self._subscriptions.append(sub)
+            return sub
+
+    async def serve(self, subject: str, responder: Responder) -> _Service:
+        with self._open():
+            service = _Service(self, check_subject(subject), responder)
+            self._services.setdefault(subject, []).append(service)
+            return service
+
+    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:
+        with self._open():
+            check_subject(subject)
+            services = self._services.get(subject)
+            if not services:
+                raise NoRespondersError(f"nothing serves {subject}")
+            turn = self._turn.get(subject, 0)
+            self._turn[subject] = turn + 1
+            service = services[turn % len(services)]
+            try:
+                reply = await asyncio.wait_for(_answer(service.responder, payload), timeout)
+            except TimeoutError:
+                raise BusTimeoutError(f"no reply from {subject} within {timeout:g} s") from None
+            return decode_reply(reply)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        for sub in list(self._subscriptions):
+            await sub.unsubscribe()
+        self._services.clear()
+        self._closed = True
+
+
+async def _answer(responder: Responder, payload: bytes) -> bytes:
+    try:
+        return encode_ok(await responder(payload))
+    except SoulfraError as exc:
+        return encode_error(exc)
+    except Exception as exc:
+        log.exception("bus responder failed")
+        return encode_error(SoulfraError(f"internal error: {type(exc).__name__}"))

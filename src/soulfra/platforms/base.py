@@ -1,0 +1,124 @@
+"""What every platform shares: its subjects on the bus, JSON requests and replies, and the override switch.
+
+A platform serves ``soulfra.<instance>.<platform>.<op>`` and listens on ``soulfra.<instance>.control`` for the
+emergency override; the runtime publishes the world's events on ``soulfra.<instance>.events``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from soulfra.bus.port import Bus, Message, Subscription
+from soulfra.errors import ConfigError, InputError, OverrideActiveError
+
+__all__ = [
+    "PLATFORMS",
+    "Op",
+    "Platform",
+    "check_instance_id",
+    "control_subject",
+    "decode",
+    "encode",
+    "events_subject",
+    "op_subject",
+]
+
+PLATFORMS = ("runtime", "surface", "protocol", "mirror")
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+Op = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def check_instance_id(instance_id: str) -> str:
+    if not _INSTANCE_ID.match(instance_id):
+        raise ConfigError(f"bad instance id {instance_id!r}: 1 to 64 letters, digits, '-' or '_'")
+    return instance_id
+
+
+def op_subject(instance_id: str, platform: str, op: str) -> str:
+    return f"soulfra.{instance_id}.{platform}.{op}"
+
+
+def events_subject(instance_id: str) -> str:
+    return f"soulfra.{instance_id}.events"
+
+
+def control_subject(instance_id: str) -> str:
+    return f"soulfra.{instance_id}.control"
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(payload) if payload else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"request is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InputError("request must be a JSON object")
+    return body
+
+
+class Platform:
+    """Base of the four: serves its ops on the bus and follows the instance's override and resume broadcasts.
+
+    Ops named in ``always`` answer even while the override holds (status, reads); the rest raise
+    ``OverrideActiveError`` until the instance is resumed.
+    """
+
+    name = "platform"
+    always: frozenset[str] = frozenset({"status"})
+
+    def __init__(self, instance_id: str, bus: Bus) -> None:
+        self.instance_id = check_instance_id(instance_id)
+        self.bus = bus
+        self.halted = False
+        self.halted_at: int | None = None
+        self._subs: list[Subscription] = []
+
+    def ops(self) -> dict[str, Op]:
+        return {"status": self.status}
+
+    async def status(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"platform": self.name, "instance": self.instance_id, "halted": self.halted, "halted_at": self.halted_at}
+
+    async def start(self) -> None:
+        for op, handler in self.ops().items():
+            self._subs.append(
+                await self.bus.serve(op_subject(self.instance_id, self.name, op), self._guard(op, handler))
+            )
+        self._subs.append(await self.bus.subscribe(control_subject(self.instance_id), self._on_control))
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.unsubscribe()
+        self._subs.clear()
+
+    def _guard(self, op: str, handler: Op) -> Callable[[bytes], Awaitable[bytes]]:
+        async def respond(payload: bytes) -> bytes:
+            if self.halted and op not in self.always:
+                raise OverrideActiveError(
+                    f"{self.instance_id} is stopped by an emergency override since tick {self.halted_at}; "
+                    "resume it first"
+                )
+            return encode(await handler(decode(payload)))
+
+        return respond
+
+    async def _on_control(self, message: Message) -> None:
+        body = decode(message.payload)
+        if body.get("kind") == "override":
+            self.halted = True
+            self.halted_at = int(body.get("tick", 0))
+        elif body.get("kind") == "resume":
+            self.halted = False
+            self.halted_at = None
+        await self.on_control(body)
+
+    async def on_control(self, body: dict[str, Any]) -> None:
+        """Hook for a platform's own reaction to override and resume."""

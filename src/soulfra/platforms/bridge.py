@@ -1,0 +1,76 @@
+"""CrossPlatformBridge: the only way in to an instance's platforms, as request/reply over the bus.
+
+Every call has a timeout. Errors arrive typed: ``BusTimeoutError`` (no reply in time), ``NoRespondersError`` (that
+platform is not running), or the ``SoulfraError`` subclass the platform raised (``OverrideActiveError``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soulfra.bus.port import Bus
+from soulfra.errors import InputError, SoulfraError
+from soulfra.platforms.base import PLATFORMS, check_instance_id, decode, encode, op_subject
+
+__all__ = ["CrossPlatformBridge"]
+
+
+class CrossPlatformBridge:
+    def __init__(self, bus: Bus, instance_id: str, *, timeout: float = 5.0) -> None:
+        self.bus = bus
+        self.instance_id = check_instance_id(instance_id)
+        self.timeout = timeout
+
+    async def request(
+        self, platform: str, op: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        if platform not in PLATFORMS:
+            raise InputError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
+        subject = op_subject(self.instance_id, platform, op)
+        reply = await self.bus.request(subject, encode(body or {}), timeout=timeout or self.timeout)
+        return decode(reply)
+
+    async def fetch_from_runtime(self, op: str = "status", body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.request("runtime", op, body)
+
+    async def fetch_from_surface(self, op: str = "status", body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.request("surface", op, body)
+
+    async def fetch_from_protocol(self, op: str = "status", body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.request("protocol", op, body)
+
+    async def fetch_from_mirror(self, op: str = "status", body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.request("mirror", op, body)
+
+    async def send_whisper_to_runtime(
+        self, text: str, *, target: str = "*", tone: str = "gentle", tick: int | None = None
+    ) -> dict[str, Any]:
+        """Store a whisper; the reply is the acknowledgement: its sequence number and the tick it applies at."""
+        body: dict[str, Any] = {"text": text, "target": target, "tone": tone}
+        if tick is not None:
+            body["tick"] = tick
+        return await self.request("runtime", "whisper", body)
+
+    async def send_emergency_override(self, reason: str = "") -> dict[str, Any]:
+        """Stop every platform of the instance; they stay stopped until ``resume``."""
+        return await self.request("runtime", "override", {"reason": reason})
+
+    async def resume(self) -> dict[str, Any]:
+        return await self.request("runtime", "resume")
+
+    async def pause(self) -> dict[str, Any]:
+        return await self.request("runtime", "pause")
+
+    async def unified_snapshot(self) -> dict[str, Any]:
+        return await self.request("mirror", "unified", timeout=max(self.timeout, 10.0))
+
+    async def cross_platform_status(self) -> dict[str, Any]:
+        """Each platform's status, or the error that stood in for it (a platform that is down is reported, not
+        raised)."""
+        report: dict[str, Any] = {}
+        for platform in PLATFORMS:
+            try:
+                report[platform] = await self.request(platform, "status", timeout=min(self.timeout, 2.0))
+            except SoulfraError as exc:  # reported per platform, so one being down does not hide the others
+                report[platform] = {"platform": platform, "error": {"code": exc.code, "detail": exc.detail}}
+        return report

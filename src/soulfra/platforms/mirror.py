@@ -1,0 +1,298 @@
+"""MirrorPlatform: snapshot cycles, the unified snapshot of all four platforms, the trace collector and anomalies.
+
+The mirror never runs agents. It keeps the ritual timeline from the runtime's events, builds each loop's seed from
+the loop's traces with the world's own ``collect_seed`` (and reports a divergence from the seed the world applied),
+and takes unified snapshots: the runtime held between two ticks, every platform's view at that tick, conflicts
+resolved by rule, the runtime's pause recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from soulfra.bus.port import Bus, Message
+from soulfra.errors import BusError, InputError, NotFoundError
+from soulfra.platforms.base import Op, Platform, decode, encode, events_subject, op_subject
+from soulfra.store.ports import Store
+from soulfra.world.daemons.final_export import collect_seed
+from soulfra.world.model import LoopTrace
+
+__all__ = ["RESOLUTION", "MirrorPlatform"]
+
+log = logging.getLogger(__name__)
+
+# Which platform's view wins each shared domain of a unified snapshot (the seed's rules).
+RESOLUTION = {"agents": "runtime", "ritual_timeline": "mirror", "vibe_weather": "surface", "validation": "protocol"}
+ENDED = frozenset({"ritual_sealed", "ritual_refused", "ritual_lapsed"})
+REFUSALS_FOR_ANOMALY = 3
+
+
+class MirrorPlatform(Platform):
+    name = "mirror"
+    always = frozenset({"status", "unified_list", "unified_get", "timeline", "seeds", "anomalies"})
+
+    def __init__(
+        self, instance_id: str, bus: Bus, store: Store | None = None, *, cycle_every: int = 0, timeout: float = 2.0
+    ) -> None:
+        super().__init__(instance_id, bus)
+        if cycle_every < 0:
+            raise InputError("cycle_every must be 0 (off) or a number of ticks")
+        self.store = store
+        self.cycle_every = cycle_every
+        self.timeout = timeout
+        self.tick = 0
+        self.in_flight: dict[int, str] = {}  # ritual id -> name, for rituals not yet sealed, refused or lapsed
+        self.timeline: deque[dict[str, Any]] = deque(maxlen=512)
+        self.seeds: deque[dict[str, Any]] = deque(maxlen=64)
+        self.anomalies: deque[dict[str, Any]] = deque(maxlen=256)
+        self.unified: deque[dict[str, Any]] = deque(maxlen=64)
+        self._trace: LoopTrace | None = None  # None until the mirror has seen a loop from its start
+        self._expected: dict[str, Any] | None = None
+        self._refusals = 0
+        self._caught_up = asyncio.Condition()
+        self._busy = asyncio.Lock()
+        self._cycles: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        await super().start()
+        self._subs.append(await self.bus.subscribe(events_subject(self.instance_id), self._on_tick))
+        try:
+            view = decode(await self.bus.request(self._runtime("view"), b"{}", timeout=self.timeout))
+        except BusError:
+            return
+        self.tick = max(self.tick, int(view["tick"]))
+        self.in_flight.update({int(k): "" for k in view.get("rituals", {})})
+
+    def _runtime(self, op: str) -> str:
+        return op_subject(self.instance_id, "runtime", op)
+
+    # -- the trace collector ------------------------------------------------------------------------------------
+
+    async def _on_tick(self, message: Message) -> None:
+        body = decode(message.payload)
+        after = int(body["after"])
+        if after <= self.tick and self.tick:
+            return
+        for event in body["events"]:
+            self._collect(event)
+        self.tick = after
+        async with self._caught_up:
+            self._caught_up.notify_all()
+        if self.cycle_every and not self.halted and after % self.cycle_every == 0:
+            task = asyncio.get_running_loop().create_task(self._cycle())
+            self._cycles.add(task)
+            task.add_done_callback(self._cycles.discard)
+
+    async def _cycle(self) -> None:
+        try:
+            await self.take_unified({"reason": "cycle"})
+        except Exception:
+            log.exception("scheduled unified snapshot of %s failed", self.instance_id)
+
+    def _collect(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        trace = self._trace
+        if kind in ("ritual_proposed", "ritual_injected"):
+            self.in_flight[int(event["ritual"])] = str(event.get("name", ""))
+        if kind.startswith("ritual_"):
+            self.timeline.append(event)
+        if kind in ENDED:
+            self.in_flight.pop(int(event["ritual"]), None)
+        if kind == "ritual_refused":
+            self._refusals += 1
+            if self._refusals == REFUSALS_FOR_ANOMALY:
+                self._anomaly("ritual-refused-repeatedly", event["tick"], f"{self._refusals} rituals refused in a row")
+        elif kind == "ritual_sealed":
+            self._refusals = 0
+        if kind == "seed_applied":
+            self._check_seed(event)
+            self._trace = LoopTrace(index=int(event["loop"]), start=int(event["tick"]), digest=b"")
+            return
+        if trace is None:
+            return
+        if kind == "post_made":
+            trace.posts += 1
+            trace.topics[event["topic"]] = trace.topics.get(event["topic"], 0) + 1
+        elif kind == "ritual_sealed":
+            trace.performed += 1
+        elif kind == "ritual_refused":
+            trace.refused += 1
+        elif kind == "artifact_produced":
+            trace.artifacts += 1
+        elif kind == "loop_sealed":
+            seed = collect_seed(trace, 0)
+            record = {"loop": seed.loop, "from_loop": trace.index, "themes": list(seed.themes),
+                      "intentions": list(seed.intentions), "posts": trace.posts, "performed": trace.performed,
+                      "refused": trace.refused, "artifacts": trace.artifacts, "tick": int(event["tick"])}  # fmt: skip
+            self.seeds.append(record)
+            self._expected = record
+            if self.store is not None:
+                self.store.rituals.record(self.instance_id, tick=int(event["tick"]), kind="loop_seed", data=record)
+
+    def _check_seed(self, event: dict[str, Any]) -> None:
+        expected = self._expected
+        self._expected = None
+        if expected is None or expected["loop"] != event["loop"]:
+            return
+        if expected["themes"] != list(event["themes"]) or expected["intentions"] != list(event["intentions"]):
+            self._anomaly(
+                "seed-divergence",
+                event["tick"],
+                f"loop {event['loop']} applied themes {event['themes']} and intentions {event['intentions']}; "
+                f"its traces give {expected['themes']} and {expected['intentions']}",
+            )
+
+    def _anomaly(self, kind: str, tick: int, detail: str) -> None:
+        anomaly = {"kind": "anomaly", "anomaly": kind, "tick": int(tick), "detail": detail}
+        self.anomalies.append(anomaly)
+        if self.store is not None:
+            self.store.rituals.record(self.instance_id, tick=int(tick), kind="anomaly", data=anomaly)
+        task = asyncio.get_running_loop().create_task(
+            self.bus.publish(events_subject(self.instance_id) + ".mirror", encode(anomaly))
+        )
+        self._cycles.add(task)
+        task.add_done_callback(self._cycles.discard)
+
+    # -- ops ----------------------------------------------------------------------------------------------------
+
+    def ops(self) -> dict[str, Op]:
+        return {
+            "status": self.status,
+            "unified": self.take_unified,
+            "unified_list": self.list_unified,
+            "unified_get": self.get_unified,
+            "timeline": self.read_timeline,
+            "seeds": self.read_seeds,
+            "anomalies": self.read_anomalies,
+        }
+
+    async def status(self, body: dict[str, Any]) -> dict[str, Any]:
+        report = await super().status(body)
+        report.update(
+            tick=self.tick, cycle_every=self.cycle_every, in_flight=len(self.in_flight), unified=len(self.unified)
+        )
+        return report
+
+    async def read_timeline(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"tick": self.tick, "in_flight": sorted(self.in_flight), "timeline": list(self.timeline)[-100:]}
+
+    async def read_seeds(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"tick": self.tick, "seeds": list(self.seeds)}
+
+    async def read_anomalies(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"tick": self.tick, "anomalies": list(self.anomalies)}
+
+    async def list_unified(self, body: dict[str, Any]) -> dict[str, Any]:
+        rows = self._stored_unified()
+        return {"unified": [{k: r[k] for k in ("id", "tick", "system_hash", "pause_ns", "conflicts")} for r in rows]}
+
+    async def get_unified(self, body: dict[str, Any]) -> dict[str, Any]:
+        wanted = body.get("id")
+        rows = self._stored_unified()
+        if wanted == "latest" and rows:
+            return rows[-1]
+        for row in rows:
+            if row["id"] == wanted:
+                return row
+        raise NotFoundError(f"{self.instance_id} has no unified snapshot {wanted!r}")
+
+    def _stored_unified(self) -> list[dict[str, Any]]:
+        if self.store is None:
+            return list(self.unified)
+        records = self.store.rituals.read(self.instance_id, kinds=["unified_snapshot"])
+        return [{**r.data, "id": r.id} for r in records]
+
+    async def take_unified(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The active platform merge: hold the runtime, gather the four views at one tick, release, resolve."""
+        async with self._busy:
+            started = time.perf_counter_ns()
+            held = decode(await self.bus.request(self._runtime("hold"), b"{}", timeout=self.timeout))
+            tick = int(held["tick"])
+            try:
+                wait = {"tick": tick, "wait_ms": int(self.timeout * 1000)}
+                views = await asyncio.gather(
+                    self._ask("runtime", "view", {}), self._ask("surface", "view", wait), self._wait_for(tick)
+                )
+                runtime_view, surface_view = views[0], views[1]
+                mirror_view = {"tick": self.tick, "in_flight": sorted(self.in_flight)}
+            finally:
+                released = decode(
+                    await self.bus.request(
+                        self._runtime("release"), encode({"hold": held["hold"], "save": True}), timeout=self.timeout
+                    )
+                )
+            snapshot = released["snapshot"]
+            protocol_view = await self._ask("protocol", "validate", {"subject": "snapshot", "snapshot": snapshot["id"]})
+            record = resolve(
+                tick=tick,
+                runtime=runtime_view,
+                surface=surface_view,
+                protocol=protocol_view,
+                mirror=mirror_view,
+            )
+            record.update(
+                instance=self.instance_id,
+                snapshot=snapshot,
+                pause_ns=int(released["pause_ns"]),
+                took_ns=time.perf_counter_ns() - started,
+            )
+            if self.store is not None:
+                record["id"] = self.store.rituals.record(
+                    self.instance_id, tick=tick, kind="unified_snapshot", data=record
+                )
+            else:
+                record["id"] = len(self.unified) + 1
+            self.unified.append(record)
+            note = {"kind": "unified_snapshot", "tick": tick, "id": record["id"], "system_hash": record["system_hash"]}
+            await self.bus.publish(events_subject(self.instance_id) + ".mirror", encode(note))
+            return record
+
+    async def _ask(self, platform: str, op: str, body: dict[str, Any]) -> dict[str, Any]:
+        subject = op_subject(self.instance_id, platform, op)
+        return decode(await self.bus.request(subject, encode(body), timeout=self.timeout))
+
+    async def _wait_for(self, tick: int) -> dict[str, Any]:
+        async with self._caught_up:
+            await asyncio.wait_for(self._caught_up.wait_for(lambda: self.tick >= tick), self.timeout)
+        return {}
+
+
+def resolve(
+    *, tick: int, runtime: dict[str, Any], surface: dict[str, Any], protocol: dict[str, Any], mirror: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge the four views of one tick: detect where they disagree and let each domain's owner win."""
+    conflicts: list[dict[str, Any]] = []
+
+    def settle(domain: str, values: dict[str, Any]) -> Any:
+        winner = RESOLUTION[domain]
+        distinct = {json.dumps(v, sort_keys=True) for v in values.values()}
+        if len(distinct) > 1:
+            conflicts.append({"domain": domain, "values": values, "winner": winner})
+        return values[winner]
+
+    possessed = settle("agents", {"runtime": runtime["possessed"], "surface": surface["possessed"]})
+    in_flight = settle(
+        "ritual_timeline", {"runtime": sorted(int(k) for k in runtime["rituals"]), "mirror": mirror["in_flight"]}
+    )
+    weather = settle("vibe_weather", {"runtime": runtime["vibe"], "surface": surface["weather"]})
+    validation = settle("validation", {"runtime": {"valid": True, "violations": []}, "protocol": _verdict(protocol)})
+    merged = {
+        "tick": tick,
+        "agents": {"count": runtime["agent_count"], "possessed": possessed},
+        "ritual_timeline": {"in_flight": in_flight},
+        "vibe_weather": weather,
+        "validation": validation,
+    }
+    system_hash = hashlib.blake2b(json.dumps(merged, sort_keys=True).encode(), digest_size=32).hexdigest()
+    views = {"runtime": runtime, "surface": surface, "protocol": protocol, "mirror": mirror}
+    return {"tick": tick, "system_hash": system_hash, "merged": merged, "conflicts": conflicts, "views": views}
+
+
+def _verdict(protocol: dict[str, Any]) -> dict[str, Any]:
+    return {"valid": bool(protocol.get("valid")), "violations": list(protocol.get("violations", []))}

@@ -1,0 +1,51 @@
+"""ProtocolPlatform: validation and permission. Serves the rule set and validation results; never takes part in
+loops and never changes a world. The rules themselves live in ``soulfra.security.permissions``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soulfra.bus.port import Bus
+from soulfra.errors import InputError
+from soulfra.platforms.base import Op, Platform
+from soulfra.security.permissions import PermissionValidator, RuleSet
+from soulfra.store.ports import Store
+
+__all__ = ["ProtocolPlatform"]
+
+
+class ProtocolPlatform(Platform):
+    name = "protocol"
+    always = frozenset({"status", "rules"})
+
+    def __init__(self, instance_id: str, bus: Bus, store: Store | None = None, *, rules: RuleSet | None = None) -> None:
+        super().__init__(instance_id, bus)
+        self.validator = PermissionValidator(rules or RuleSet(), store)
+        self.validations = 0
+        self.violations = 0
+
+    def ops(self) -> dict[str, Op]:
+        return {"status": self.status, "rules": self.read_rules, "validate": self.validate}
+
+    async def status(self, body: dict[str, Any]) -> dict[str, Any]:
+        report = await super().status(body)
+        report.update(validations=self.validations, violations=self.violations)
+        return report
+
+    async def read_rules(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.validator.rules.to_json()
+
+    async def validate(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``{"subject": snapshot|instance|input|fork|export, ...}``: every violation of every rule that applies."""
+        subject = body.get("subject")
+        if not isinstance(subject, str):
+            raise InputError("'subject' must name what to validate: snapshot, instance, input, fork or export")
+        if subject == "state":
+            raise InputError("a state is validated in process, not over the bus")
+        target = body.get("instance", self.instance_id)
+        if not isinstance(target, str):
+            raise InputError("'instance' must be a string")
+        result = self.validator.validate(subject, target, {k: v for k, v in body.items() if not k.startswith("_")})
+        self.validations += 1
+        self.violations += len(result.violations)
+        return result.to_json()

@@ -1,0 +1,353 @@
+"""RuntimePlatform: runs one durable world tick by tick on an asyncio loop and takes its inputs.
+
+It owns the world: every other platform sees it only through the events it publishes and the ops it serves.
+It never serves the public. Inputs are stored before they are acknowledged (``DurableWorld.submit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from soulfra.bus.port import Bus
+from soulfra.durable import DurableWorld, stamp_input
+from soulfra.errors import ConflictError, InputError, NotFoundError, UnknownAgentError
+from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject
+from soulfra.runner import fixed_to_number, vibe_to_json
+from soulfra.store.sql import agent_state_json, personality_json
+from soulfra.world.events import Event, event_to_json
+from soulfra.world.inputs import input_to_json
+from soulfra.world.model import WorldState
+
+__all__ = ["HOLD_LIMIT_S", "MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "agent_json"]
+
+log = logging.getLogger(__name__)
+
+HOLD_LIMIT_S = 2.0  # a unified-snapshot hold nobody releases ends by itself after this long
+MAX_INPUTS_PER_REQUEST = 256
+
+
+def agent_json(state: WorldState, i: int) -> dict[str, Any]:
+    spec = state.specs[i]
+    affinity = state.affinity.get(i, {})
+    return {
+        "id": spec.id,
+        "name": spec.name,
+        "mind": spec.mind,
+        "personality": personality_json(state, i),
+        "state": agent_state_json(state, i),
+        "mood": {"valence": fixed_to_number(int(state.valence[i])), "arousal": fixed_to_number(int(state.arousal[i]))},
+        "affinity": {state.specs[other].id: fixed_to_number(value) for other, value in sorted(affinity.items())},
+        "whisper": _whisper_json(state, i),
+    }
+
+
+def _whisper_json(state: WorldState, i: int) -> dict[str, Any] | None:
+    heard = state.whispers.get(i)
+    if heard is None:
+        return None
+    return {"tick": heard[0], "text": heard[1], "tone": heard[2]}
+
+
+class _Hold:
+    def __init__(self, hold_id: int, tick: int, state: WorldState, started_ns: int) -> None:
+        self.id = hold_id
+        self.tick = tick
+        self.state = state
+        self.started_ns = started_ns
+        self.pause_ns: int | None = None
+
+
+class RuntimePlatform(Platform):
+    """The tick loop. ``rate`` is ticks per second, or ``None`` for as fast as the world goes.
+
+    ``pause`` stops the ticks of this world only; ``override`` stops every platform of the instance (broadcast on
+    the control subject) and refuses inputs; ``resume`` lifts either.
+    """
+
+    name = "runtime"
+    always = frozenset({"status", "view", "agents", "agent", "pause", "resume", "override", "snapshot", "inputs"})
+
+    def __init__(
+        self,
+        world: DurableWorld,
+        bus: Bus,
+        *,
+        rate: float | None = None,
+        clock_ns: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
+        super().__init__(world.instance_id, bus)
+        if rate is not None and rate <= 0:
+            raise InputError(f"tick rate must be positive, not {rate}")
+        self.world = world
+        self.rate = rate
+        self.paused = False
+        self._clock_ns = clock_ns
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._hold: _Hold | None = None
+        self._holds = 0
+        self._task: asyncio.Task[None] | None = None
+        self.ticks_run = 0
+        self.last_pause_ns: int | None = None
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def launch(self, *, ticks: int | None = None) -> asyncio.Task[None]:
+        """Start the tick loop as a task (``ticks`` bounds it; ``None`` runs until ``shutdown``)."""
+        if self.running:
+            raise ConflictError(f"the runtime of {self.instance_id} is already ticking")
+        self._stopping = False
+        self._task = asyncio.get_running_loop().create_task(self._loop(ticks))
+        return self._task
+
+    async def shutdown(self) -> None:
+        """Stop after the current tick, then flush the world's storage."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        self.world.flush()
+        await self.stop()
+
+    def _blocked(self) -> bool:
+        return self.paused or self.halted or self._hold is not None
+
+    async def _loop(self, ticks: int | None) -> None:
+        period_ns = None if self.rate is None else int(1e9 / self.rate)
+        next_ns = self._clock_ns()
+        done = 0
+        while not self._stopping and (ticks is None or done < ticks):
+            if self._blocked():
+                self._wake.clear()
+                if self._hold is not None:
+                    await self._await_hold()
+                else:
+                    await self._wake.wait()
+                next_ns = self._clock_ns()
+                continue
+            tick = self.world.tick
+            events = self.world.step()
+            done += 1
+            self.ticks_run += 1
+            await self.bus.publish(events_subject(self.instance_id), self._tick_message(tick, events))
+            if period_ns is None:
+                await asyncio.sleep(0)
+                continue
+            next_ns += period_ns
+            delay = next_ns - self._clock_ns()
+            if delay <= 0:
+                next_ns = self._clock_ns()  # behind: carry on without bursting to catch up
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay / 1e9)
+
+    async def _await_hold(self) -> None:
+        hold = self._hold
+        if hold is None:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), HOLD_LIMIT_S)
+        except TimeoutError:
+            if self._hold is hold:
+                log.warning("unified-snapshot hold %d on %s was never released; resuming", hold.id, self.instance_id)
+                self._end_hold(hold)
+
+    def _tick_message(self, tick: int, events: list[Event]) -> bytes:
+        state = self.world.world.state
+        return encode(
+            {
+                "instance": self.instance_id,
+                "tick": tick,
+                "after": state.tick,
+                "events": [event_to_json(e) for e in events],
+                "vibe": vibe_to_json(state.vibe),
+            }
+        )
+
+    # -- ops ----------------------------------------------------------------------------------------------------
+
+    def ops(self) -> dict[str, Op]:
+        return {
+            "status": self.status,
+            "view": self.view,
+            "agents": self.agents,
+            "agent": self.agent,
+            "whisper": self.whisper,
+            "submit": self.submit,
+            "inputs": self.inputs,
+            "pause": self.pause,
+            "resume": self.resume,
+            "override": self.override,
+            "snapshot": self.snapshot,
+            "hold": self.hold,
+            "release": self.release,
+        }
+
+    async def status(self, body: dict[str, Any]) -> dict[str, Any]:
+        report = await super().status(body)
+        state = self.world.world.state
+        report.update(
+            tick=state.tick,
+            state="overridden" if self.halted else "paused" if self.paused else "running" if self.running else "idle",
+            paused=self.paused,
+            rate=self.rate,
+            agents=state.size,
+            loop=state.loop.index,
+            ticks_run=self.ticks_run,
+            last_pause_ns=self.last_pause_ns,
+        )
+        return report
+
+    async def view(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What the runtime says of the shared domains, for the surface's start and the mirror's comparison."""
+        state = self.world.world.state
+        return {
+            "tick": state.tick,
+            "vibe": vibe_to_json(state.vibe),
+            "possessed": {state.specs[i].id: operator for i, operator in sorted(state.possessed.items())},
+            "agents": [{"id": spec.id, "name": spec.name} for spec in state.specs[:64]],
+            "rituals": {str(r.id): r.stage for r in state.rituals.values()},
+            "loop": state.loop.index,
+            "agent_count": state.size,
+        }
+
+    async def agents(self, body: dict[str, Any]) -> dict[str, Any]:
+        state = self.world.world.state
+        offset = _bounded_int(body, "offset", 0, 0, 1 << 31)
+        limit = _bounded_int(body, "limit", 100, 1, 1000)
+        rows = [agent_json(state, i) for i in range(offset, min(state.size, offset + limit))]
+        return {"tick": state.tick, "total": state.size, "offset": offset, "agents": rows}
+
+    async def agent(self, body: dict[str, Any]) -> dict[str, Any]:
+        state = self.world.world.state
+        agent_id = body.get("agent")
+        if not isinstance(agent_id, str) or agent_id not in state.index:
+            raise UnknownAgentError(f"no agent {agent_id!r} in {self.instance_id}")
+        return {"tick": state.tick, "agent": agent_json(state, state.index[agent_id])}
+
+    async def whisper(self, body: dict[str, Any]) -> dict[str, Any]:
+        item = {key: value for key, value in body.items() if key in ("target", "text", "tone", "tick")}
+        item["type"] = "whisper"
+        item.setdefault("target", "*")
+        return (await self.submit({"inputs": [item]}))["acks"][0]  # type: ignore[no-any-return]
+
+    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Store inputs (whisper, possess, act, release, intervene); each ack names its sequence number and tick."""
+        raw = body.get("inputs")
+        if not isinstance(raw, list) or not raw:
+            raise InputError("'inputs' must be a non-empty list of input objects")
+        if len(raw) > MAX_INPUTS_PER_REQUEST:
+            raise InputError(f"at most {MAX_INPUTS_PER_REQUEST} inputs per request, not {len(raw)}")
+        tick = self.world.tick
+        items = []
+        for n, obj in enumerate(raw):
+            try:
+                items.append(stamp_input(dict(obj) if isinstance(obj, dict) else obj, tick))
+            except InputError as exc:
+                raise type(exc)(f"input {n}: {exc.detail}") from None
+        stored = self.world.submit(items)
+        return {
+            "instance": self.instance_id,
+            "acks": [{"seq": s.seq, "tick": s.tick, "type": s.input.type} for s in stored],
+        }
+
+    async def inputs(self, body: dict[str, Any]) -> dict[str, Any]:
+        after = _bounded_int(body, "after", 0, 0, 1 << 62)
+        limit = _bounded_int(body, "limit", 100, 1, 1000)
+        rows = self.world.store.inputs.read(self.instance_id)
+        chosen = [s for s in rows if s.seq > after][:limit]
+        return {"inputs": [{"seq": s.seq, "tick": s.tick, "input": input_to_json(s.input)} for s in chosen]}
+
+    async def pause(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.paused = True
+        self.world.flush()
+        return {"instance": self.instance_id, "paused": True, "tick": self.world.tick}
+
+    async def resume(self, body: dict[str, Any]) -> dict[str, Any]:
+        was_halted = self.halted
+        self.paused = False
+        self.halted = False
+        self.halted_at = None
+        self._wake.set()
+        if was_halted:
+            await self.bus.publish(
+                control_subject(self.instance_id), encode({"kind": "resume", "tick": self.world.tick})
+            )
+        return {"instance": self.instance_id, "paused": False, "overridden": False, "tick": self.world.tick}
+
+    async def override(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Emergency stop: no tick runs after this returns; every platform is told on the control subject."""
+        self.halted = True
+        self.halted_at = self.world.tick
+        self.world.flush()
+        reason = str(body.get("reason", ""))[:500]
+        await self.bus.publish(
+            control_subject(self.instance_id), encode({"kind": "override", "tick": self.world.tick, "reason": reason})
+        )
+        return {"instance": self.instance_id, "overridden": True, "tick": self.world.tick}
+
+    async def snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
+        kind = body.get("type", "manual")
+        if kind not in ("manual", "unified"):
+            raise InputError(f"snapshot type must be manual or unified, not {kind!r}")
+        info = self.world.snapshot(kind)
+        return _snapshot_json(info)
+
+    async def hold(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Stop between ticks and capture the state; ticks wait until ``release`` (or ``HOLD_LIMIT_S``)."""
+        if self._hold is not None:
+            raise ConflictError(f"a unified snapshot of {self.instance_id} is already being taken")
+        started = self._clock_ns()
+        self._holds += 1
+        hold = _Hold(self._holds, self.world.tick, self.world.world.state.copy(), started)
+        self._hold = hold
+        return {"hold": hold.id, "tick": hold.tick}
+
+    async def release(self, body: dict[str, Any]) -> dict[str, Any]:
+        """End a hold: ticks go on; then store the captured state as a snapshot and report the pause."""
+        hold = self._hold
+        if hold is None or body.get("hold") != hold.id:
+            raise NotFoundError(f"no hold {body.get('hold')!r} on {self.instance_id}")
+        self._end_hold(hold)
+        result: dict[str, Any] = {"tick": hold.tick, "pause_ns": hold.pause_ns}
+        if body.get("save", True):
+            self.world.flush()
+            info = self.world.store.snapshots.save(self.instance_id, hold.state, str(body.get("type", "unified")))
+            result["snapshot"] = _snapshot_json(info)
+        return result
+
+    def _end_hold(self, hold: _Hold) -> None:
+        hold.pause_ns = self._clock_ns() - hold.started_ns
+        self.last_pause_ns = hold.pause_ns
+        self._hold = None
+        self._wake.set()
+
+
+def _snapshot_json(info: Any) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "tick": info.tick,
+        "type": info.type,
+        "state_hash": info.state_hash,
+        "raw_size": info.raw_size,
+        "stored_size": info.stored_size,
+    }
+
+
+def _bounded_int(body: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{key!r} must be an integer from {low} to {high}")
+    return value

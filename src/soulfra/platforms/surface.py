@@ -1,0 +1,206 @@
+"""SurfacePlatform: the read-only public face, projected from the runtime's events and never changing a world.
+
+It keeps vibe weather and its history, each agent's recent echoes, the ritual traces, and a numbered live stream
+that readers follow from any position they have seen (``stream`` with ``after``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Any
+
+from soulfra.bus.port import Bus, Message
+from soulfra.errors import BusError, InputError
+from soulfra.platforms.base import Op, Platform, decode, events_subject, op_subject
+
+__all__ = ["CHANNELS", "SurfacePlatform"]
+
+RITUAL_KINDS = frozenset(
+    {"ritual_proposed", "ritual_joined", "ritual_gathered", "ritual_blessed", "ritual_refused", "ritual_lapsed",
+     "ritual_performed", "ritual_sealed", "ritual_injected"}
+)  # fmt: skip
+ECHO_KINDS = frozenset({"post_made", "whisper_heard", "operator_acted", "artifact_produced"})
+
+# The live channels of the public stream, by world event kind (the wider Soulfra documents' names).
+CHANNELS: dict[str, str] = {
+    "vibe_shifted": "vibe:shift",
+    "vibe_altered": "vibe:shift",
+    "post_made": "agent:reflection",
+    "whisper_heard": "agent:reflection",
+    "operator_acted": "agent:reflection",
+    "artifact_produced": "agent:reflection",
+    "ritual_performed": "ritual:performed",
+    "ritual_sealed": "ritual:performed",
+    "loop_sealed": "loop:completed",
+    "anomaly": "anomaly:detected",
+    "unified_snapshot": "mirror:snapshot",
+}
+
+
+class SurfacePlatform(Platform):
+    name = "surface"
+    always = frozenset({"status", "weather", "echoes", "traces", "stream", "view"})
+
+    def __init__(
+        self, instance_id: str, bus: Bus, *, history: int = 256, traces: int = 512, stream: int = 4096, echoes: int = 8
+    ) -> None:
+        super().__init__(instance_id, bus)
+        self.tick = 0
+        self.weather: dict[str, Any] | None = None
+        self.history: deque[dict[str, Any]] = deque(maxlen=history)
+        self.traces: deque[dict[str, Any]] = deque(maxlen=traces)
+        self.echoes: dict[str, deque[dict[str, Any]]] = {}
+        self.possessed: dict[str, str] = {}
+        self.names: dict[str, str] = {}
+        self._echo_depth = echoes
+        self._stream: deque[dict[str, Any]] = deque(maxlen=stream)
+        self._seq = 0
+        self._changed = asyncio.Condition()
+
+    async def start(self) -> None:
+        await super().start()
+        self._subs.append(await self.bus.subscribe(events_subject(self.instance_id), self._on_tick))
+        self._subs.append(await self.bus.subscribe(events_subject(self.instance_id) + ".>", self._on_platform_event))
+        await self.hydrate()
+
+    async def hydrate(self, timeout: float = 2.0) -> bool:
+        """Take the runtime's current view, so a surface started late is not empty; False if no runtime answered."""
+        try:
+            reply = await self.bus.request(op_subject(self.instance_id, "runtime", "view"), b"{}", timeout=timeout)
+        except BusError:
+            return False
+        view = decode(reply)
+        if int(view["tick"]) >= self.tick:
+            self.tick = int(view["tick"])
+            self.weather = view["vibe"]
+            self.possessed = dict(view["possessed"])
+            self.names.update({a["id"]: a["name"] for a in view["agents"]})
+            if self.weather is not None and not self.history:
+                self.history.append({"tick": self.tick, **self.weather})
+        return True
+
+    # -- projections --------------------------------------------------------------------------------------------
+
+    async def _on_tick(self, message: Message) -> None:
+        body = decode(message.payload)
+        after = int(body["after"])
+        if after <= self.tick and self._seq:
+            return  # a repeat (a replayed stream) of what is already projected
+        for event in body["events"]:
+            self._project(event)
+        vibe = body.get("vibe")
+        if vibe is not None and vibe != self.weather:
+            self.history.append({"tick": after, **vibe})
+        self.weather = vibe
+        self.tick = after
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _on_platform_event(self, message: Message) -> None:
+        body = decode(message.payload)
+        kind = str(body.get("kind", "event"))
+        self._push(kind, int(body.get("tick", self.tick)), body)
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _project(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        tick = int(event["tick"])
+        if kind in ECHO_KINDS:
+            agent = str(event.get("agent", "*"))
+            echo = {"tick": tick, "kind": kind, **{k: v for k, v in event.items() if k not in ("kind", "tick")}}
+            self.echoes.setdefault(agent, deque(maxlen=self._echo_depth)).append(echo)
+        elif kind in RITUAL_KINDS or kind in ("loop_sealed", "seed_applied"):
+            self.traces.append(event)
+        if kind == "agent_possessed":
+            self.possessed[event["agent"]] = event.get("operator", "puppet-master")
+        elif kind == "agent_released":
+            self.possessed.pop(event["agent"], None)
+        self._push(kind, tick, event)
+
+    def _push(self, kind: str, tick: int, data: dict[str, Any]) -> None:
+        self._seq += 1
+        channel = CHANNELS.get(kind, "world:event")
+        self._stream.append({"seq": self._seq, "tick": tick, "channel": channel, "kind": kind, "data": data})
+
+    # -- ops ----------------------------------------------------------------------------------------------------
+
+    def ops(self) -> dict[str, Op]:
+        return {
+            "status": self.status,
+            "weather": self.read_weather,
+            "echoes": self.read_echoes,
+            "traces": self.read_traces,
+            "stream": self.read_stream,
+            "view": self.view,
+        }
+
+    async def status(self, body: dict[str, Any]) -> dict[str, Any]:
+        report = await super().status(body)
+        report.update(tick=self.tick, stream_seq=self._seq, traces=len(self.traces), history=len(self.history))
+        return report
+
+    async def read_weather(self, body: dict[str, Any]) -> dict[str, Any]:
+        limit = _limit(body, 32, self.history.maxlen or 256)
+        return {"tick": self.tick, "weather": self.weather, "history": list(self.history)[-limit:]}
+
+    async def read_echoes(self, body: dict[str, Any]) -> dict[str, Any]:
+        agent = body.get("agent")
+        if agent is not None:
+            if not isinstance(agent, str):
+                raise InputError("'agent' must be a string")
+            return {"tick": self.tick, "agent": agent, "echoes": list(self.echoes.get(agent, ()))}
+        limit = _limit(body, 50, 1000)
+        latest = sorted(
+            ((echo["tick"], agent, echo) for agent, echoes in self.echoes.items() for echo in echoes),
+            key=lambda row: (row[0], row[1]),
+        )[-limit:]
+        return {"tick": self.tick, "echoes": [{"agent": agent, **echo} for _, agent, echo in latest]}
+
+    async def read_traces(self, body: dict[str, Any]) -> dict[str, Any]:
+        limit = _limit(body, 100, self.traces.maxlen or 512)
+        return {"tick": self.tick, "traces": list(self.traces)[-limit:]}
+
+    async def read_stream(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Stream items with ``seq > after``; waits up to ``wait_ms`` for the first one. ``missed`` counts items that
+        fell out of the buffer before the reader came back."""
+        after = body.get("after", 0)
+        wait_ms = body.get("wait_ms", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise InputError("'after' must be a non-negative integer")
+        if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) or not 0 <= wait_ms <= 30_000:
+            raise InputError("'wait_ms' must be an integer from 0 to 30000")
+        limit = _limit(body, 256, 4096)
+        if self._seq <= after and wait_ms:
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait_for(lambda: self._seq > after), wait_ms / 1000)
+        items = [item for item in self._stream if item["seq"] > after][:limit]
+        first = items[0]["seq"] if items else self._seq + 1
+        return {"seq": self._seq, "missed": max(0, first - after - 1), "items": items}
+
+    async def view(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The surface's view at tick ``tick``: waits (``wait_ms``) until it has projected that far."""
+        tick = body.get("tick", self.tick)
+        wait_ms = body.get("wait_ms", 1000)
+        if isinstance(tick, bool) or not isinstance(tick, int) or tick < 0:
+            raise InputError("'tick' must be a non-negative integer")
+        if self.tick < tick:
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait_for(lambda: self.tick >= tick), int(wait_ms) / 1000)
+        weather = self.weather
+        for entry in reversed(self.history):
+            if entry["tick"] <= tick:
+                weather = {k: v for k, v in entry.items() if k != "tick"}
+                break
+        return {"tick": self.tick, "weather": weather, "possessed": dict(self.possessed)}
+
+
+def _limit(body: dict[str, Any], default: int, high: int) -> int:
+    value = body.get("limit", default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise InputError(f"'limit' must be an integer from 1 to {high}")
+    return value

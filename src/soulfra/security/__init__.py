@@ -1,0 +1,1 @@
+"""soulfra.security: the protocol's rules (PermissionValidator) and the audit trail of every change (AuditLogger)."""
