@@ -21,12 +21,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from soulfra import __version__, cli_store
+from soulfra import __version__, cli_server, cli_store
 from soulfra.bench import storage as storage_bench
 from soulfra.bench import tick as tick_bench
 from soulfra.console import LiveView, summary
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import (
+    BusError,
     CodecError,
     ConfigError,
     ConflictError,
@@ -34,6 +35,8 @@ from soulfra.errors import (
     IntegrityError,
     NotFoundError,
     OutputError,
+    PlatformError,
+    ServerUnavailableError,
     SoulfraError,
     StorageError,
     StorageUnavailableError,
@@ -59,6 +62,9 @@ EXIT_CODES: dict[type, int] = {
     IntegrityError: 65,
     StorageUnavailableError: 69,  # EX_UNAVAILABLE
     StorageError: 74,
+    PlatformError: 75,  # EX_TEMPFAIL: paused, overridden, busy; try again later
+    BusError: 69,
+    ServerUnavailableError: 69,
 }
 PROGRESS_MIN_STEPS = 200_000  # show a progress bar when a run is at least this many agent-steps
 
@@ -76,6 +82,7 @@ app.add_typer(cli_store.db_app, name="db")
 app.command("state")(cli_store.state_command)
 app.command("history")(cli_store.history_command)
 app.command("verify")(cli_store.verify_command)
+cli_server.register(app)
 
 
 def _version(value: bool) -> None:

@@ -16,6 +16,7 @@
     ├── PlatformError               a platform refused a request in its current state
     │   ├── OverrideActiveError     the instance is stopped by an emergency override until it is resumed
     │   └── ValidationFailedError   the protocol platform found violations of its rules
+    ├── ServerUnavailableError      no Soulfra server answers at the URL a CLI command was given
     └── BusError                    the message bus failed to carry a message
         ├── BusUnavailableError     the bus (a NATS server) cannot be reached
         ├── BusTimeoutError         a request got no reply within its timeout
@@ -41,6 +42,7 @@ __all__ = [
     "OutputError",
     "OverrideActiveError",
     "PlatformError",
+    "ServerUnavailableError",
     "SoulfraError",
     "StorageError",
     "StorageUnavailableError",
@@ -119,6 +121,10 @@ class OverrideActiveError(PlatformError):
 
 class ValidationFailedError(PlatformError):
     code = "validation_failed"
+
+
+class ServerUnavailableError(SoulfraError):
+    code = "server_unavailable"
 
 
 class BusError(SoulfraError):

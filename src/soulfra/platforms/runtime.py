@@ -70,7 +70,10 @@ class RuntimePlatform(Platform):
     """
 
     name = "runtime"
-    always = frozenset({"status", "view", "agents", "agent", "pause", "resume", "override", "snapshot", "inputs"})
+    always = frozenset(
+        {"status", "view", "agents", "agent", "pause", "resume", "override", "snapshot", "snapshots", "snapshot_info",
+         "inputs"}
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -191,6 +194,8 @@ class RuntimePlatform(Platform):
             "resume": self.resume,
             "override": self.override,
             "snapshot": self.snapshot,
+            "snapshots": self.snapshots,
+            "snapshot_info": self.snapshot_info,
             "hold": self.hold,
             "release": self.release,
         }
@@ -305,6 +310,24 @@ class RuntimePlatform(Platform):
         info = self.world.snapshot(kind)
         return _snapshot_json(info)
 
+    async def snapshots(self, body: dict[str, Any]) -> dict[str, Any]:
+        rows = self.world.store.snapshots.list_snapshots(self.instance_id)
+        return {"snapshots": [_snapshot_json(info) for info in rows]}
+
+    async def snapshot_info(self, body: dict[str, Any]) -> dict[str, Any]:
+        wanted = body.get("id")
+        if isinstance(wanted, bool) or not isinstance(wanted, int):
+            raise InputError("'id' must be a snapshot id (an integer)")
+        info, state = self.world.store.snapshots.load(wanted)
+        if info.instance_id != self.instance_id:
+            raise NotFoundError(f"{self.instance_id} has no snapshot {wanted}")
+        return {
+            **_snapshot_json(info),
+            "agents": state.size,
+            "loop": state.loop.index,
+            "vibe": vibe_to_json(state.vibe),
+        }
+
     async def hold(self, body: dict[str, Any]) -> dict[str, Any]:
         """Stop between ticks and capture the state; ticks wait until ``release`` (or ``HOLD_LIMIT_S``)."""
         if self._hold is not None:
@@ -343,6 +366,8 @@ def _snapshot_json(info: Any) -> dict[str, Any]:
         "state_hash": info.state_hash,
         "raw_size": info.raw_size,
         "stored_size": info.stored_size,
+        "codec": info.codec,
+        "timestamp": info.timestamp.isoformat(),
     }
 
 

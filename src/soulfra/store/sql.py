@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from soulfra.codec import CompressionEngine, Dictionary, train_dictionary
-from soulfra.errors import CodecError, ConflictError, InputError, IntegrityError, NotFoundError
+from soulfra.errors import CodecError, ConflictError, InputError, IntegrityError, NotFoundError, StorageError
 from soulfra.store import schema
 from soulfra.store.database import make_engine, translate_errors, upgrade
 from soulfra.store.ports import (
@@ -449,7 +449,10 @@ class SqlRitualStorage:
     def record(self, instance_id: str, *, tick: int, kind: str, data: dict[str, Any]) -> int:
         row = {"instance_id": instance_id, "ritual_data": data, "timestamp": _now(), "tick": tick, "kind": kind}
         with self._store.connect(f"storing a {kind} record of {instance_id}") as conn:
-            return int(conn.execute(schema.ritual_logs.insert().values(**row)).inserted_primary_key[0])
+            key = conn.execute(schema.ritual_logs.insert().values(**row)).inserted_primary_key
+        if key is None:
+            raise StorageError(f"the database returned no id for the {kind} record of {instance_id}")
+        return int(key[0])
 
     def read(
         self, instance_id: str, *, from_tick: int = 0, to_tick: int | None = None, kinds: Sequence[str] = ()

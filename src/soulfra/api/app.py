@@ -1,0 +1,359 @@
+"""The public HTTP API: an app factory over a ``Gateway``. Thin: every route is one bridge call, translated.
+
+Errors leave as JSON ``{"code", "detail"}`` with the status from ``STATUS``; no route answers 500 for bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from soulfra import __version__
+from soulfra.api.gateway import Gateway
+from soulfra.errors import (
+    BusError,
+    BusTimeoutError,
+    ConflictError,
+    InputError,
+    NotFoundError,
+    PlatformError,
+    SoulfraError,
+    StorageUnavailableError,
+    ValidationFailedError,
+)
+
+__all__ = ["STATUS", "create_app"]
+
+# One table from error class to HTTP status; the most specific class listed wins.
+STATUS: dict[type[SoulfraError], int] = {
+    InputError: 422,
+    NotFoundError: 404,
+    ConflictError: 409,
+    PlatformError: 409,
+    ValidationFailedError: 422,
+    BusError: 503,
+    BusTimeoutError: 504,
+    StorageUnavailableError: 503,
+}
+
+InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
+AgentId = Annotated[str, Path(min_length=1, max_length=64)]
+Tone = Literal["gentle", "urgent", "playful", "solemn", "dark"]
+
+
+def status_for(error: SoulfraError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def problem(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"code": code, "detail": detail}, status_code=status)
+
+
+class WhisperBody(BaseModel):
+    text: str = Field(min_length=1, max_length=500)
+    target: str = Field(default="*", min_length=1, max_length=64, description="an agent id, or * for every agent")
+    tone: Tone = "gentle"
+    tick: int | None = Field(default=None, ge=0, le=2**62, description="the tick to apply at; default the next")
+
+
+class OverrideBody(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+class PossessBody(BaseModel):
+    operator: str = Field(default="puppet-master", min_length=1, max_length=64)
+
+
+class ActBody(BaseModel):
+    action: Literal["post", "propose_ritual", "join_ritual", "bless", "refuse", "assign_task", "work", "rest"]
+    text: str | None = Field(default=None, max_length=500)
+    topic: str | None = Field(default=None, max_length=64)
+    ritual: int | None = Field(default=None, ge=0, le=2**62)
+    task: int | None = Field(default=None, ge=0, le=2**62)
+    name: str | None = Field(default=None, max_length=64)
+    participants: list[str] | None = Field(default=None, max_length=64)
+    goal: str | None = Field(default=None, max_length=200)
+
+
+class ValidateBody(BaseModel):
+    subject: Literal["snapshot", "instance", "input", "fork", "export"]
+    snapshot: int | None = Field(default=None, ge=0, le=2**62)
+    tick: int | None = Field(default=None, ge=0, le=2**62)
+    input: dict[str, Any] | None = None
+
+
+def create_app(
+    gateway: Gateway, *, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None
+) -> FastAPI:
+    app = FastAPI(
+        title="Soulfra",
+        version=__version__,
+        description="Autonomous multi-agent worlds: the public surface and the operator's controls.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+
+    @app.exception_handler(SoulfraError)
+    async def soulfra_error(request: Request, exc: SoulfraError) -> JSONResponse:
+        return problem(status_for(exc), exc.code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for error in exc.errors()[:5]:
+            where = ".".join(str(p) for p in error.get("loc", ()))
+            parts.append(f"{where}: {error.get('msg', 'invalid')}")
+        return problem(422, "invalid_request", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    async def call(instance_id: str, platform: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        bridge = await gateway.bridge(instance_id)
+        return await bridge.request(platform, op, body)
+
+    # -- operations ----------------------------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
+    async def readyz() -> JSONResponse:
+        """Ready when the default instance's runtime answers over the bus."""
+        try:
+            status = await call(gateway.default_instance, "runtime", "status")
+        except SoulfraError as exc:
+            return problem(503, exc.code, exc.detail)
+        return JSONResponse({"status": "ready", "instance": gateway.default_instance, "tick": status["tick"]})
+
+    # -- the seed's public surface (default instance) -----------------------------------------------------------
+
+    @app.get("/api/vibe/weather", tags=["surface"])
+    async def vibe_weather(limit: Annotated[int, Query(ge=1, le=256)] = 32) -> dict[str, Any]:
+        """The default instance's vibe weather and its recent history."""
+        return await call(gateway.default_instance, "surface", "weather", {"limit": limit})
+
+    @app.get("/api/agents/echo", tags=["surface"])
+    async def agents_echo(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+        """The latest echoes (posts, whispers heard, artifacts) of the default instance's agents."""
+        return await call(gateway.default_instance, "surface", "echoes", {"limit": limit})
+
+    @app.get("/api/agents/echo/{agent_id}", tags=["surface"])
+    async def agent_echo(agent_id: AgentId) -> dict[str, Any]:
+        return await call(gateway.default_instance, "surface", "echoes", {"agent": agent_id})
+
+    @app.get("/api/ritual/traces", tags=["surface"])
+    async def ritual_traces(limit: Annotated[int, Query(ge=1, le=512)] = 100) -> dict[str, Any]:
+        """The default instance's ritual timeline: proposed, gathered, blessed, refused, performed, sealed."""
+        return await call(gateway.default_instance, "surface", "traces", {"limit": limit})
+
+    @app.get("/api/stream", tags=["surface"], response_class=StreamingResponse)
+    async def default_stream(request: Request, after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> StreamingResponse:
+        """The default instance's live events as server-sent events (``Last-Event-ID`` resumes)."""
+        return stream_response(request, gateway.default_instance, after)
+
+    # -- instances ----------------------------------------------------------------------------------------------
+
+    @app.get("/api/instances", tags=["instances"])
+    async def list_instances() -> dict[str, Any]:
+        return {"default": gateway.default_instance, "instances": await gateway.list_instances()}
+
+    @app.get("/api/instances/{instance_id}/status", tags=["instances"])
+    async def instance_status(instance_id: InstanceId) -> dict[str, Any]:
+        """Every platform's status, as the bridge sees it."""
+        bridge = await gateway.bridge(instance_id)
+        return {"instance": instance_id, "platforms": await bridge.cross_platform_status()}
+
+    @app.get("/api/instances/{instance_id}/vibe/weather", tags=["surface"])
+    async def instance_weather(
+        instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=256)] = 32
+    ) -> dict[str, Any]:
+        return await call(instance_id, "surface", "weather", {"limit": limit})
+
+    @app.get("/api/instances/{instance_id}/agents/echo", tags=["surface"])
+    async def instance_echo(
+        instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    ) -> dict[str, Any]:
+        return await call(instance_id, "surface", "echoes", {"limit": limit})
+
+    @app.get("/api/instances/{instance_id}/ritual/traces", tags=["surface"])
+    async def instance_traces(
+        instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=512)] = 100
+    ) -> dict[str, Any]:
+        return await call(instance_id, "surface", "traces", {"limit": limit})
+
+    @app.get("/api/instances/{instance_id}/events", tags=["surface"], response_class=StreamingResponse)
+    async def instance_stream(
+        request: Request, instance_id: InstanceId, after: Annotated[int, Query(ge=0, le=2**62)] = 0
+    ) -> StreamingResponse:
+        await gateway.bridge(instance_id)
+        return stream_response(request, instance_id, after)
+
+    @app.post("/api/instances/{instance_id}/whispers", tags=["runtime"], status_code=202)
+    async def whisper(instance_id: InstanceId, body: WhisperBody) -> dict[str, Any]:
+        """Store a whisper; the reply is its acknowledgement, with the tick it applies at."""
+        ack = await call(instance_id, "runtime", "whisper", body.model_dump(exclude_none=True))
+        await gateway.audit("operator", "whisper", instance_id, {**body.model_dump(exclude_none=True), **ack})
+        return {"instance": instance_id, **ack}
+
+    async def control(instance_id: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        reply = await call(instance_id, "runtime", op, body)
+        await gateway.audit("operator", op, instance_id, body or {})
+        return reply
+
+    @app.post("/api/instances/{instance_id}/pause", tags=["runtime"])
+    async def pause(instance_id: InstanceId) -> dict[str, Any]:
+        return await control(instance_id, "pause")
+
+    @app.post("/api/instances/{instance_id}/resume", tags=["runtime"])
+    async def resume(instance_id: InstanceId) -> dict[str, Any]:
+        return await control(instance_id, "resume")
+
+    @app.post("/api/instances/{instance_id}/override", tags=["runtime"])
+    async def override(instance_id: InstanceId, body: Annotated[OverrideBody | None, Body()] = None) -> dict[str, Any]:
+        """Emergency override: every platform of the instance stops until resumed."""
+        return await control(instance_id, "override", (body or OverrideBody()).model_dump())
+
+    @app.get("/api/instances/{instance_id}/agents", tags=["runtime"])
+    async def agents(
+        instance_id: InstanceId,
+        offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        return await call(instance_id, "runtime", "agents", {"offset": offset, "limit": limit})
+
+    @app.get("/api/instances/{instance_id}/agents/{agent_id}", tags=["runtime"])
+    async def agent(instance_id: InstanceId, agent_id: AgentId) -> dict[str, Any]:
+        return await call(instance_id, "runtime", "agent", {"agent": agent_id})
+
+    async def submit(instance_id: str, item: dict[str, Any], action: str) -> dict[str, Any]:
+        reply = await call(instance_id, "runtime", "submit", {"inputs": [item]})
+        ack = reply["acks"][0]
+        await gateway.audit("puppet-master", action, instance_id, {**item, **ack})
+        return {"instance": instance_id, **ack}
+
+    @app.post("/api/instances/{instance_id}/agents/{agent_id}/possess", tags=["runtime"], status_code=202)
+    async def possess(
+        instance_id: InstanceId, agent_id: AgentId, body: Annotated[PossessBody | None, Body()] = None
+    ) -> dict[str, Any]:
+        operator = (body or PossessBody()).operator
+        return await submit(instance_id, {"type": "possess", "agent": agent_id, "operator": operator}, "possess")
+
+    @app.post("/api/instances/{instance_id}/agents/{agent_id}/act", tags=["runtime"], status_code=202)
+    async def act(instance_id: InstanceId, agent_id: AgentId, body: ActBody) -> dict[str, Any]:
+        """Act as a possessed agent (the world refuses the act, as an event, if the agent is not possessed)."""
+        item = {"type": "act", "agent": agent_id, **body.model_dump(exclude_none=True)}
+        return await submit(instance_id, item, "act")
+
+    @app.post("/api/instances/{instance_id}/agents/{agent_id}/release", tags=["runtime"], status_code=202)
+    async def release(instance_id: InstanceId, agent_id: AgentId) -> dict[str, Any]:
+        return await submit(instance_id, {"type": "release", "agent": agent_id}, "release")
+
+    @app.get("/api/instances/{instance_id}/inputs", tags=["runtime"])
+    async def inputs(
+        instance_id: InstanceId,
+        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """The instance's input log: every whisper and command, with its sequence number and tick."""
+        return await call(instance_id, "runtime", "inputs", {"after": after, "limit": limit})
+
+    @app.get("/api/instances/{instance_id}/protocol/rules", tags=["protocol"])
+    async def rules(instance_id: InstanceId) -> dict[str, Any]:
+        return await call(instance_id, "protocol", "rules")
+
+    @app.post("/api/instances/{instance_id}/protocol/validate", tags=["protocol"])
+    async def validate(instance_id: InstanceId, body: ValidateBody) -> dict[str, Any]:
+        """Every violation of every rule that applies; ``valid`` is true when there are none."""
+        return await call(instance_id, "protocol", "validate", body.model_dump(exclude_none=True))
+
+    @app.post("/api/instances/{instance_id}/snapshots", tags=["mirror"], status_code=201)
+    async def take_snapshot(instance_id: InstanceId) -> dict[str, Any]:
+        reply = await call(instance_id, "runtime", "snapshot", {"type": "manual"})
+        await gateway.audit("operator", "snapshot", instance_id, reply)
+        return reply
+
+    @app.get("/api/instances/{instance_id}/snapshots", tags=["mirror"])
+    async def list_snapshots(instance_id: InstanceId) -> dict[str, Any]:
+        return await call(instance_id, "runtime", "snapshots")
+
+    @app.get("/api/instances/{instance_id}/snapshots/{snapshot_id}", tags=["mirror"])
+    async def get_snapshot(
+        instance_id: InstanceId, snapshot_id: Annotated[int, Path(ge=0, le=2**62)]
+    ) -> dict[str, Any]:
+        return await call(instance_id, "runtime", "snapshot_info", {"id": snapshot_id})
+
+    @app.post("/api/instances/{instance_id}/unified-snapshots", tags=["mirror"], status_code=201)
+    async def take_unified(instance_id: InstanceId) -> dict[str, Any]:
+        """The active platform merge: all four platforms at one tick, conflicts resolved, the runtime's pause."""
+        bridge = await gateway.bridge(instance_id)
+        record = await bridge.unified_snapshot()
+        await gateway.audit("operator", "unified-snapshot", instance_id, {"id": record["id"], "tick": record["tick"]})
+        return record
+
+    @app.get("/api/instances/{instance_id}/unified-snapshots", tags=["mirror"])
+    async def list_unified(instance_id: InstanceId) -> dict[str, Any]:
+        return await call(instance_id, "mirror", "unified_list")
+
+    @app.get("/api/instances/{instance_id}/unified-snapshots/{unified_id}", tags=["mirror"])
+    async def get_unified(
+        instance_id: InstanceId, unified_id: Annotated[str, Path(pattern=r"^(latest|[0-9]{1,18})$")]
+    ) -> dict[str, Any]:
+        wanted: int | str = unified_id if unified_id == "latest" else int(unified_id)
+        return await call(instance_id, "mirror", "unified_get", {"id": wanted})
+
+    @app.get("/api/instances/{instance_id}/mirror/anomalies", tags=["mirror"])
+    async def anomalies(instance_id: InstanceId) -> dict[str, Any]:
+        return await call(instance_id, "mirror", "anomalies")
+
+    @app.get("/api/instances/{instance_id}/mirror/seeds", tags=["mirror"])
+    async def seeds(instance_id: InstanceId) -> dict[str, Any]:
+        """Each loop's seed as the mirror's trace collector built it from the loop's traces."""
+        return await call(instance_id, "mirror", "seeds")
+
+    def stream_response(request: Request, instance_id: str, after: int) -> StreamingResponse:
+        header = request.headers.get("last-event-id", "")
+        start = int(header) if header.isdigit() and len(header) < 19 else after
+        return StreamingResponse(
+            sse(request, gateway, instance_id, start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return app
+
+
+async def sse(request: Request, gateway: Gateway, instance_id: str, after: int) -> AsyncIterator[bytes]:
+    """Long-poll the surface's numbered stream and write each item as one server-sent event."""
+    bridge = await gateway.bridge(instance_id)
+    yield b"retry: 1000\n\n"
+    while not await request.is_disconnected() and not gateway.closing:
+        try:
+            batch = await bridge.request("surface", "stream", {"after": after, "wait_ms": 1000})
+        except SoulfraError as exc:
+            yield f"event: error\ndata: {json.dumps({'code': exc.code, 'detail': exc.detail})}\n\n".encode()
+            await asyncio.sleep(1.0)  # the surface is away: try again at the pace the client was told to retry
+            continue
+        if batch["missed"]:
+            yield f"event: missed\ndata: {json.dumps({'count': batch['missed']})}\n\n".encode()
+        for item in batch["items"]:
+            after = item["seq"]
+            yield f"id: {after}\nevent: {item['channel']}\ndata: {json.dumps(item)}\n\n".encode()
+        if not batch["items"]:
+            yield b": keep-alive\n\n"

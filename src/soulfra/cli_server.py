@@ -1,0 +1,192 @@
+"""The CLI's server commands: ``up`` (the embedded system), ``serve`` (one platform on NATS), and the client
+commands that talk to a running server over HTTP (status, whisper, pause, resume, override, snapshot)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+
+from soulfra.errors import ConfigError, ServerUnavailableError, error_for_code
+from soulfra.runner import load_world_file
+from soulfra.world import DEFAULT_WORLD
+
+__all__ = ["register"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="SOULFRA_URL", help="The running server (soulfra up), default " + DEFAULT_URL)
+]
+InstanceOption = Annotated[
+    str | None, typer.Option("--instance", "-i", help="Instance id; default: the server's default instance")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's reply as JSON")]
+
+
+def up_command(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
+    data: Annotated[Path, typer.Option(help="Data directory: the SQLite database lives here")] = Path("soulfra-data"),
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed of the default instance")] = 0,
+    world: Annotated[Path | None, typer.Option(help="World file (TOML) of the default instance")] = None,
+    agents: Annotated[int, typer.Option(min=0, max=100_000, help="Extra generated agents")] = 0,
+    rate: Annotated[float, typer.Option(min=0.0, help="Ticks per second; 0 runs as fast as possible")] = 2.0,
+    cycle_every: Annotated[int, typer.Option(min=0, help="Ticks between unified snapshots; 0 for none")] = 0,
+) -> None:
+    """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
+    from soulfra.system import EmbeddedSettings, run_embedded  # noqa: PLC0415 -- the server stack loads only here
+
+    spec = load_world_file(world) if world is not None else DEFAULT_WORLD
+    settings = EmbeddedSettings(
+        data=data, seed=seed, spec=spec, agents=agents, rate=rate or None, cycle_every=cycle_every
+    )
+    Console(stderr=True, highlight=False).print(
+        f"soulfra: serving on http://{host}:{port} (data in {data}); Ctrl-C stops", markup=False
+    )
+    run_embedded(settings, host=host, port=port)
+
+
+def serve_command(
+    platform: Annotated[str, typer.Argument(help="runtime, surface, protocol or mirror")],
+    instance: Annotated[str, typer.Option("--instance", help="The instance this platform belongs to")],
+    db: Annotated[str, typer.Option("--db", help="Database URL (PostgreSQL for several processes)")],
+    nats: Annotated[str, typer.Option("--nats", help="NATS URL")] = "nats://127.0.0.1:4222",
+    rate: Annotated[float, typer.Option(min=0.0, help="runtime: ticks per second; 0 as fast as possible")] = 2.0,
+    cycle_every: Annotated[int, typer.Option(min=0, help="mirror: ticks between unified snapshots")] = 0,
+) -> None:
+    """Run one platform of one instance as its own process, on NATS (the services topology)."""
+    from soulfra.system import serve_platform  # noqa: PLC0415 -- the server stack loads only here
+
+    if platform not in ("runtime", "surface", "protocol", "mirror"):
+        raise ConfigError(f"unknown platform {platform!r}; expected runtime, surface, protocol or mirror")
+    asyncio.run(
+        serve_platform(
+            platform, instance_id=instance, db_url=db, nats_url=nats, rate=rate or None, cycle_every=cycle_every
+        )
+    )
+
+
+def _request(method: str, url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    try:
+        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=15.0)
+    except httpx.HTTPError as exc:
+        raise ServerUnavailableError(
+            f"no Soulfra server at {url} ({type(exc).__name__}); start one with `soulfra up`"
+        ) from None
+    try:
+        reply = response.json()
+    except ValueError:
+        raise ServerUnavailableError(
+            f"{url} answered {response.status_code} without JSON; is it a Soulfra server?"
+        ) from None
+    if response.status_code >= 400:
+        raise error_for_code(str(reply.get("code", "error")), str(reply.get("detail", response.text)))
+    return dict(reply)
+
+
+def _instance(url: str, instance: str | None) -> str:
+    if instance is not None:
+        return instance
+    return str(_request("GET", url, "/api/instances")["default"])
+
+
+def _print(reply: dict[str, Any], as_json: bool, line: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(reply))
+    else:
+        typer.echo(line)
+
+
+def status_command(url: UrlOption = DEFAULT_URL, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
+    """Every platform's status, as the server's bridge sees it."""
+    target = _instance(url, instance)
+    reply = _request("GET", url, f"/api/instances/{target}/status")
+    if as_json:
+        typer.echo(json.dumps(reply))
+        return
+    typer.echo(f"instance {target}")
+    for name, report in reply["platforms"].items():
+        if "error" in report:
+            typer.echo(f"  {name:<9} DOWN  {report['error']['code']}: {report['error']['detail']}")
+            continue
+        state = "overridden" if report.get("halted") else report.get("state", "running")
+        typer.echo(f"  {name:<9} {state:<10} tick {report.get('tick', '-')}")
+
+
+def whisper_command(
+    text: Annotated[str, typer.Argument(help="What to whisper")],
+    to: Annotated[str, typer.Option("--to", help="Agent id, or * for every agent")] = "*",
+    tone: Annotated[str, typer.Option(help="gentle, urgent, playful, solemn or dark")] = "gentle",
+    url: UrlOption = DEFAULT_URL,
+    instance: InstanceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Whisper to an agent; prints the acknowledgement once the whisper is stored."""
+    target = _instance(url, instance)
+    ack = _request("POST", url, f"/api/instances/{target}/whispers", {"text": text, "target": to, "tone": tone})
+    _print(ack, as_json, f"whisper {ack['seq']} stored; applies at tick {ack['tick']}")
+
+
+def pause_command(url: UrlOption = DEFAULT_URL, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
+    """Stop the instance's ticks (the other platforms go on serving)."""
+    target = _instance(url, instance)
+    reply = _request("POST", url, f"/api/instances/{target}/pause")
+    _print(reply, as_json, f"{target} paused at tick {reply['tick']}")
+
+
+def resume_command(url: UrlOption = DEFAULT_URL, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
+    """Lift a pause or an emergency override."""
+    target = _instance(url, instance)
+    reply = _request("POST", url, f"/api/instances/{target}/resume")
+    _print(reply, as_json, f"{target} resumed at tick {reply['tick']}")
+
+
+def override_command(
+    reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
+    url: UrlOption = DEFAULT_URL,
+    instance: InstanceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Emergency override: every platform of the instance stops until `soulfra resume`."""
+    target = _instance(url, instance)
+    reply = _request("POST", url, f"/api/instances/{target}/override", {"reason": reason})
+    _print(reply, as_json, f"{target} stopped by emergency override at tick {reply['tick']}")
+
+
+def snapshot_command(
+    unified: Annotated[bool, typer.Option(help="A unified snapshot of all four platforms")] = False,
+    url: UrlOption = DEFAULT_URL,
+    instance: InstanceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Take a snapshot now (manual, or unified with --unified)."""
+    target = _instance(url, instance)
+    if unified:
+        reply = _request("POST", url, f"/api/instances/{target}/unified-snapshots")
+        line = (
+            f"unified snapshot {reply['id']} at tick {reply['tick']}: system hash {reply['system_hash'][:16]}, "
+            f"{len(reply['conflicts'])} conflicts, runtime paused {reply['pause_ns'] / 1e6:.2f} ms"
+        )
+    else:
+        reply = _request("POST", url, f"/api/instances/{target}/snapshots")
+        line = f"snapshot {reply['id']} at tick {reply['tick']}: {reply['state_hash']}"
+    _print(reply, as_json, line)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up_command)
+    app.command("serve")(serve_command)
+    for name, command in (
+        ("status", status_command),
+        ("whisper", whisper_command),
+        ("pause", pause_command),
+        ("resume", resume_command),
+        ("override", override_command),
+        ("snapshot", snapshot_command),
+    ):
+        app.command(name)(command)

@@ -1,0 +1,132 @@
+"""The composition root: the one place that names concrete adapters and builds a running system from settings.
+
+``embedded`` is ``soulfra up``: one process, SQLite in a data directory, the in-memory bus, a default instance
+with its four platforms, and the API. ``serve_platform`` is one platform alone on NATS (``soulfra serve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from soulfra.api import Gateway, create_app
+from soulfra.bus import InMemoryBus, connect
+from soulfra.durable import DurabilitySettings, DurableWorld
+from soulfra.errors import ConfigError, OutputError
+from soulfra.platforms.base import PLATFORMS, Platform
+from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
+from soulfra.platforms.mirror import MirrorPlatform
+from soulfra.platforms.protocol import ProtocolPlatform
+from soulfra.platforms.runtime import RuntimePlatform
+from soulfra.platforms.surface import SurfacePlatform
+from soulfra.store import SqlStore
+from soulfra.world import DEFAULT_WORLD, WorldSpec
+
+__all__ = ["EmbeddedSettings", "embedded_app", "run_embedded", "serve_platform"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbeddedSettings:
+    data: Path = Path("soulfra-data")
+    seed: int = 0
+    spec: WorldSpec = DEFAULT_WORLD
+    agents: int = 0
+    rate: float | None = 2.0
+    cycle_every: int = 0
+    snapshot_every: int = 20
+
+    def database_url(self) -> str:
+        return f"sqlite:///{self.data / 'soulfra.db'}"
+
+
+def embedded_app(settings: EmbeddedSettings) -> FastAPI:
+    """The whole embedded system as one ASGI app: the lifespan opens the store and starts the instance."""
+    try:
+        settings.data.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the data directory {settings.data}: {exc.strerror}") from None
+    store = SqlStore.open(settings.database_url())
+    bus = InMemoryBus()
+    instance = FourPlatformInstance(
+        store,
+        bus,
+        InstanceSettings(
+            seed=settings.seed,
+            spec=settings.spec,
+            agents=settings.agents,
+            rate=settings.rate,
+            cycle_every=settings.cycle_every,
+            durability=DurabilitySettings(snapshot_every=settings.snapshot_every),
+        ),
+    )
+    # The default instance's id is known only once the world is opened; the gateway learns it in the lifespan.
+    gateway = Gateway(bus, "pending", store=store)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await instance.initialize()
+        gateway.default_instance = instance.instance_id
+        instance.start_autonomous_operations()
+        try:
+            yield
+        finally:
+            gateway.closing = True
+            await instance.close()
+            await bus.close()
+            store.close()
+
+    app = create_app(gateway, lifespan=lifespan)
+    app.state.instance = instance
+    return app
+
+
+def run_embedded(settings: EmbeddedSettings, *, host: str, port: int) -> None:
+    app = embedded_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
+    uvicorn.Server(config).run()
+
+
+async def serve_platform(
+    platform: str, *, instance_id: str, db_url: str, nats_url: str, rate: float | None, cycle_every: int = 0
+) -> None:
+    """Run one platform of one instance on NATS until SIGTERM or SIGINT."""
+    if platform not in PLATFORMS:
+        raise ConfigError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
+    store = SqlStore.open(db_url)
+    bus = await connect(nats_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runtime: RuntimePlatform | None = None
+    server: Platform
+    try:
+        if platform == "runtime":
+            world = DurableWorld.open(store, instance_id)
+            runtime = RuntimePlatform(world, bus, rate=rate)
+            server = runtime
+        elif platform == "surface":
+            server = SurfacePlatform(instance_id, bus)
+        elif platform == "protocol":
+            server = ProtocolPlatform(instance_id, bus, store)
+        else:
+            server = MirrorPlatform(instance_id, bus, store, cycle_every=cycle_every)
+        await server.start()
+        if runtime is not None:
+            runtime.launch()
+        print(f"soulfra {platform} serving {instance_id} on {nats_url} (pid {os.getpid()})", flush=True)  # noqa: T201
+        await stop.wait()
+    finally:
+        if runtime is not None:
+            await runtime.shutdown()
+            runtime.world.close()
+        await bus.close()
+        store.close()
