@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck format bench bench-storage install clean
+.PHONY: up test lint typecheck format bench bench-storage bench-api install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Start Soulfra: the default world, live in the terminal (Ctrl-C stops it).
+## Start Soulfra: the default instance ticking, its four platforms and the HTTP API on 127.0.0.1:8000 (Ctrl-C stops it).
 up: $(STAMP)
-	$(BIN)/soulfra run --live --ticks 0
+	$(BIN)/soulfra up
 
 ## Lint, type-check and run the whole test suite.
 test: $(STAMP) lint typecheck
@@ -39,6 +39,9 @@ bench: $(STAMP)
 
 bench-storage: $(STAMP)
 	$(BIN)/soulfra bench storage
+
+bench-api: $(STAMP)
+	$(BIN)/soulfra bench api
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage

@@ -39,16 +39,17 @@ def up_command(
     cycle_every: Annotated[int, typer.Option(min=0, help="Ticks between unified snapshots; 0 for none")] = 0,
 ) -> None:
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
-    from soulfra.system import EmbeddedSettings, run_embedded  # noqa: PLC0415 -- the server stack loads only here
+    from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415 -- loads only here
 
     spec = load_world_file(world) if world is not None else DEFAULT_WORLD
     settings = EmbeddedSettings(
         data=data, seed=seed, spec=spec, agents=agents, rate=rate or None, cycle_every=cycle_every
     )
+    sock = listen(host, port)
     Console(stderr=True, highlight=False).print(
         f"soulfra: serving on http://{host}:{port} (data in {data}); Ctrl-C stops", markup=False
     )
-    run_embedded(settings, host=host, port=port)
+    run_embedded(settings, sock)
 
 
 def serve_command(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from soulfra.platforms.surface import SurfacePlatform
 from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD, WorldSpec
 
-__all__ = ["EmbeddedSettings", "embedded_app", "run_embedded", "serve_platform"]
+__all__ = ["EmbeddedSettings", "embedded_app", "listen", "run_embedded", "serve_platform"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,10 +89,23 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
     return app
 
 
-def run_embedded(settings: EmbeddedSettings, *, host: str, port: int) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the server's socket first, so a port in use is one clear error before anything is opened."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def run_embedded(settings: EmbeddedSettings, sock: socket.socket) -> None:
+    """Serve the embedded system on a bound socket (``listen``) until SIGINT or SIGTERM."""
     app = embedded_app(settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
-    uvicorn.Server(config).run()
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 async def serve_platform(

@@ -295,6 +295,19 @@ def test_rituals_read_back_as_event_json_in_stored_order(store: SqlStore) -> Non
     assert store.rituals.read("nobody") == []
 
 
+def test_a_derived_record_is_stored_beside_the_events_with_its_own_id(store: SqlStore) -> None:
+    store.instances.create(make_record("a"))
+    store.rituals.append("a", _run(5))
+    first = store.rituals.record("a", tick=3, kind="unified_snapshot", data={"system_hash": "ab", "conflicts": []})
+    second = store.rituals.record("a", tick=4, kind="anomaly", data={"detail": "x"})
+    assert second > first
+    read = store.rituals.read("a", kinds=["unified_snapshot", "anomaly"])
+    assert [(r.id, r.tick, r.kind, r.data) for r in read] == [
+        (first, 3, "unified_snapshot", {"system_hash": "ab", "conflicts": []}),
+        (second, 4, "anomaly", {"detail": "x"}),
+    ]
+
+
 def test_rituals_read_with_tick_bounds_and_kinds(store: SqlStore) -> None:
     store.instances.create(make_record("a"))
     events = _run(40)

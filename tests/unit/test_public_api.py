@@ -21,12 +21,24 @@ def test_world_exports_exactly_its_public_names() -> None:
 
 
 def test_every_error_descends_from_the_root_with_a_distinct_code() -> None:
-    classes = [getattr(soulfra.errors, name) for name in soulfra.errors.__all__]
+    exported = [getattr(soulfra.errors, name) for name in soulfra.errors.__all__]
+    classes = [obj for obj in exported if isinstance(obj, type)]
+    assert [obj.__name__ for obj in exported if not isinstance(obj, type)] == ["error_for_code"]
     assert all(issubclass(cls, soulfra.SoulfraError) for cls in classes)
     codes = [cls.code for cls in classes]
     assert len(codes) == len(set(codes))
     # the docstring's tree names every class
     assert all(cls.__name__ in (soulfra.errors.__doc__ or "") for cls in classes)
+
+
+def test_an_error_crosses_a_process_boundary_as_its_code() -> None:
+    for cls in (soulfra.errors.NotFoundError, soulfra.errors.OverrideActiveError, soulfra.errors.BusTimeoutError):
+        rebuilt = soulfra.errors.error_for_code(cls.code, "detail")
+        assert type(rebuilt) is cls
+        assert rebuilt.detail == "detail"
+    unknown = soulfra.errors.error_for_code("made_up", "x")
+    assert type(unknown) is soulfra.SoulfraError
+    assert unknown.code == "made_up"
 
 
 def test_the_seed_minds_are_registered_under_their_keys() -> None:
