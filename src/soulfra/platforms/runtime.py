@@ -15,8 +15,15 @@ from typing import Any
 
 from soulfra.bus.port import Bus
 from soulfra.durable import DurableWorld, stamp_input
-from soulfra.errors import ConflictError, InputError, NotFoundError, UnknownAgentError
-from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject
+from soulfra.errors import (
+    BusTimeoutError,
+    ConflictError,
+    InputError,
+    NoRespondersError,
+    NotFoundError,
+    UnknownAgentError,
+)
+from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, op_subject
 from soulfra.runner import fixed_to_number, vibe_to_json
 from soulfra.store.sql import agent_state_json, personality_json
 from soulfra.world.events import Event, event_to_json
@@ -97,6 +104,16 @@ class RuntimePlatform(Platform):
         self._task: asyncio.Task[None] | None = None
         self.ticks_run = 0
         self.last_pause_ns: int | None = None
+
+    async def start(self) -> None:
+        """Serve the runtime's ops; refuses to when another runtime of the same instance already answers on the bus,
+        since two writers of one instance would interleave its input log."""
+        try:
+            await self.bus.request(op_subject(self.instance_id, "runtime", "status"), b"{}", timeout=1.0)
+        except (NoRespondersError, BusTimeoutError):
+            await super().start()
+            return
+        raise ConflictError(f"a runtime of {self.instance_id} is already running on this bus")
 
     # -- the loop ----------------------------------------------------------------------------------------------
 
