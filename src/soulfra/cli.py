@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from soulfra import __version__, cli_server, cli_store
+from soulfra.bench import api as api_bench
 from soulfra.bench import storage as storage_bench
 from soulfra.bench import tick as tick_bench
 from soulfra.console import LiveView, summary
@@ -83,6 +84,7 @@ app.command("state")(cli_store.state_command)
 app.command("history")(cli_store.history_command)
 app.command("verify")(cli_store.verify_command)
 cli_server.register(app)
+bench_app.command("api")(api_bench.api_command)
 
 
 def _version(value: bool) -> None:

@@ -93,7 +93,7 @@ def listen(host: str, port: int) -> socket.socket:
     """Bind the server's socket first, so a port in use is one clear error before anything is opened."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY only then
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     except OSError as exc:
@@ -105,7 +105,13 @@ def run_embedded(settings: EmbeddedSettings, sock: socket.socket) -> None:
     """Serve the embedded system on a bound socket (``listen``) until SIGINT or SIGTERM."""
     app = embedded_app(settings)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
-    uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler it found installed:
+    # make that handler "ignore", so a requested stop ends the process with status 0 rather than by the signal.
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 async def serve_platform(

@@ -22,7 +22,7 @@ def test_world_exports_exactly_its_public_names() -> None:
 
 def test_every_error_descends_from_the_root_with_a_distinct_code() -> None:
     exported = [getattr(soulfra.errors, name) for name in soulfra.errors.__all__]
-    classes = [obj for obj in exported if isinstance(obj, type)]
+    classes: list[type[soulfra.SoulfraError]] = [obj for obj in exported if isinstance(obj, type)]
     assert [obj.__name__ for obj in exported if not isinstance(obj, type)] == ["error_for_code"]
     assert all(issubclass(cls, soulfra.SoulfraError) for cls in classes)
     codes = [cls.code for cls in classes]

@@ -28,6 +28,7 @@ from soulfra.errors import (
     PlatformError,
     SoulfraError,
     StorageUnavailableError,
+    UnknownAgentError,
     ValidationFailedError,
 )
 
@@ -36,6 +37,7 @@ __all__ = ["STATUS", "create_app"]
 # One table from error class to HTTP status; the most specific class listed wins.
 STATUS: dict[type[SoulfraError], int] = {
     InputError: 422,
+    UnknownAgentError: 404,
     NotFoundError: 404,
     ConflictError: 409,
     PlatformError: 409,

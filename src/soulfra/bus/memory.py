@@ -50,7 +50,8 @@ class _Subscription:
         if self in self._bus._subscriptions:
             self._bus._subscriptions.remove(self)
             self._queue.put_nowait(None)
-            await self._task
+            if self._task is not asyncio.current_task():  # a handler may unsubscribe itself
+                await self._task
 
 
 class _Service:

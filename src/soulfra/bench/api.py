@@ -1,0 +1,449 @@
+"""``soulfra bench api``: the public surface's requests per second and p99, ticking, beside a bare Starlette route.
+
+Each server runs in its own uvicorn subprocess on 127.0.0.1, driven by the same keep-alive asyncio load generator;
+the bare route serves the exact bytes Soulfra answered. Also the runtime's pause in a big instance's unified snapshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console, Group
+from rich.table import Table
+
+from soulfra.errors import OutputError
+
+__all__ = ["ENDPOINTS", "api_command", "bench_api", "render"]
+
+ENDPOINTS = ("/api/vibe/weather", "/api/agents/echo", "/api/ritual/traces")
+HOST = "127.0.0.1"
+BUILTIN_AGENTS = 3  # Cal Riven, Arty, Agent Zero
+TARGET_RPS_RATIO = 0.7
+TARGET_P99_MS = 50.0
+TARGET_PAUSE_MS = 5.0
+STARTUP_TIMEOUT = 60.0
+# httpx.AsyncClient itself tops out near 100-200 req/s at 64 concurrent requests (encode/httpx#3215), which would
+# measure the client, not the servers; the generator is plain asyncio streams, one keep-alive connection per worker.
+LOAD_GENERATOR = "asyncio streams, HTTP/1.1 keep-alive, one connection per worker, in the bench process"
+
+
+# -- the servers under test (run in subprocesses) ---------------------------------------------------------------
+
+
+def _serve(kind: str, port_file: Path, *, data: Path | None, agents: int, bodies: Path | None) -> None:
+    """Serve Soulfra's embedded app or the bare Starlette routes on a free port written to ``port_file``."""
+    import uvicorn  # noqa: PLC0415 - only the server subprocess needs it
+
+    from soulfra.system import EmbeddedSettings, embedded_app  # noqa: PLC0415
+
+    if kind == "soulfra":
+        assert data is not None  # noqa: S101 - argparse requires it for this kind
+        app: Any = embedded_app(EmbeddedSettings(data=data, rate=None, agents=max(0, agents - BUILTIN_AGENTS)))
+    else:
+        assert bodies is not None  # noqa: S101
+        app = _bare_app(json.loads(bodies.read_text()))
+    sock = _bind()
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(sock.getsockname()[1]))
+    tmp.replace(port_file)  # the port appears whole, or not at all
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _bind() -> socket.socket:
+    """A free port on 127.0.0.1. The protocol is named (IPPROTO_TCP) so that asyncio sets TCP_NODELAY on every
+    accepted connection; with ``proto=0`` it does not, and each response waits out the client's delayed ACK."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind((HOST, 0))
+    return sock
+
+
+def _bare_app(bodies: dict[str, str]) -> Any:
+    """One Starlette route per path, each returning fixed bytes as JSON, as a hand-written service would."""
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.requests import Request  # noqa: PLC0415
+    from starlette.responses import Response  # noqa: PLC0415
+    from starlette.routing import Route  # noqa: PLC0415
+
+    def route(path: str, body: bytes) -> Route:
+        async def endpoint(_request: Request) -> Response:
+            return Response(body, media_type="application/json")
+
+        return Route(path, endpoint, methods=["GET"])
+
+    return Starlette(routes=[route(path, text.encode()) for path, text in bodies.items()])
+
+
+def _main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m soulfra.bench.api", description="a server under test")
+    parser.add_argument("kind", choices=("soulfra", "bare"))
+    parser.add_argument("--port-file", type=Path, required=True)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--agents", type=int, default=BUILTIN_AGENTS)
+    parser.add_argument("--bodies", type=Path)
+    args = parser.parse_args(argv)
+    if (args.kind == "soulfra" and args.data is None) or (args.kind == "bare" and args.bodies is None):
+        parser.error("soulfra needs --data; bare needs --bodies")
+    _serve(args.kind, args.port_file, data=args.data, agents=args.agents, bodies=args.bodies)
+
+
+class _Server:
+    """A server subprocess, started on a free port and stopped by SIGTERM to its own pid."""
+
+    def __init__(self, args: list[str], workdir: Path, name: str) -> None:
+        self.port_file = workdir / f"{name}.port"
+        self.log = workdir / f"{name}.log"
+        self.port_file.unlink(missing_ok=True)  # a port file left by an earlier server of this name is stale
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "soulfra.bench.api", *args, "--port-file", str(self.port_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.port = 0
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def _failed(self, what: str) -> OutputError:
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
+        return OutputError(f"the benchmark server {what}: " + (" | ".join(tail) or "no output"))
+
+    def wait_ready(self, path: str) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self.port_file.exists():
+            if self.process.poll() is not None:
+                raise self._failed(f"exited with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise self._failed("did not bind a port in time")
+            time.sleep(0.05)
+        self.port = int(self.port_file.read_text())
+        with httpx.Client(base_url=self.base, timeout=2.0) as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise self._failed(f"exited with {self.process.returncode}")
+                try:
+                    if client.get(path).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise self._failed(f"did not answer {path} in time")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def _server(args: list[str], workdir: Path, name: str, ready: str) -> Iterator[_Server]:
+    server = _Server(args, workdir, name)
+    try:
+        server.wait_ready(ready)
+        yield server
+    finally:
+        server.stop()
+
+
+# -- the load generator -----------------------------------------------------------------------------------------
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection speaking just enough of the protocol for a GET with a sized body."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> None:
+        self.reader, self.writer, self.request = reader, writer, request
+
+    @classmethod
+    async def open(cls, port: int, path: str) -> _Connection:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        return cls(reader, writer, f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+
+    async def get(self) -> int:
+        self.writer.write(self.request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = next(
+            (int(v) for k, _, v in (ln.partition(":") for ln in lines[1:]) if k.lower() == "content-length"), None
+        )
+        if length is None:
+            raise OutputError(f"{lines[0]!r} came without a Content-Length; the load generator needs one")
+        await self.reader.readexactly(length)
+        return status
+
+    async def close(self) -> None:
+        self.writer.close()
+        with suppress(OSError):
+            await self.writer.wait_closed()
+
+
+async def _load(port: int, path: str, *, seconds: float, warmup: float, connections: int) -> dict[str, Any]:
+    """``connections`` workers, each on its own keep-alive connection, sending GETs back to back."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    pool = await asyncio.gather(*(_Connection.open(port, path) for _ in range(connections)))
+
+    async def worker(connection: _Connection, until: float, record: bool) -> None:
+        while (begun := time.perf_counter()) < until:
+            try:
+                status = await connection.get()
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                status, key = 0, type(exc).__name__
+                connection = await _Connection.open(port, path)  # the old one is in an unknown state
+            else:
+                key = str(status)
+            if not record:
+                continue
+            if 200 <= status < 300:
+                latencies.append(time.perf_counter() - begun)
+            else:
+                errors[key] = errors.get(key, 0) + 1
+
+    try:
+        warm_until = time.perf_counter() + warmup
+        await asyncio.gather(*(worker(c, warm_until, False) for c in pool))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(c, started + seconds, True) for c in pool))
+        elapsed = time.perf_counter() - started
+    finally:
+        await asyncio.gather(*(c.close() for c in pool))
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "elapsed_s": round(elapsed, 3),
+        "rps": round(len(ordered) / elapsed, 1),
+        "p50_ms": round(_percentile(ordered, 0.5) * 1000, 2),
+        "p99_ms": round(_percentile(ordered, 0.99) * 1000, 2),
+        "max_ms": round((ordered[-1] if ordered else 0.0) * 1000, 2),
+    }
+
+
+def _tick(client: httpx.Client) -> int:
+    return int(client.get("/readyz").json()["tick"])
+
+
+def _measure_soulfra(
+    workdir: Path, *, seconds: float, warmup: float, connections: int, agents: int
+) -> tuple[dict[str, Any], dict[str, str]]:
+    args = ["soulfra", "--data", str(workdir / "soulfra-data"), "--agents", str(agents)]
+    rows: dict[str, Any] = {}
+    bodies: dict[str, str] = {}
+    with _server(args, workdir, "soulfra", "/readyz") as server, httpx.Client(base_url=server.base) as probe:
+        for path in ENDPOINTS:
+            captured = probe.get(path)
+            captured.raise_for_status()
+            bodies[path] = captured.text
+            tick_before, begun = _tick(probe), time.perf_counter()
+            result = asyncio.run(_load(server.port, path, seconds=seconds, warmup=warmup, connections=connections))
+            ticks = _tick(probe) - tick_before
+            result["ticks_per_s"] = round(ticks / (time.perf_counter() - begun), 1)
+            rows[path] = result
+    return rows, bodies
+
+
+def _measure_bare(
+    workdir: Path, bodies: dict[str, str], *, seconds: float, warmup: float, connections: int
+) -> dict[str, Any]:
+    body_file = workdir / "bodies.json"
+    body_file.write_text(json.dumps(bodies))
+    rows: dict[str, Any] = {}
+    with _server(["bare", "--bodies", str(body_file)], workdir, "bare", ENDPOINTS[0]) as server:
+        for path in ENDPOINTS:
+            rows[path] = asyncio.run(_load(server.port, path, seconds=seconds, warmup=warmup, connections=connections))
+            rows[path]["body_bytes"] = len(bodies[path].encode())
+    return rows
+
+
+# -- the unified snapshot's pause -------------------------------------------------------------------------------
+
+
+async def _pauses(workdir: Path, *, agents: int, snapshots: int) -> dict[str, Any]:
+    from soulfra.bus import InMemoryBus  # noqa: PLC0415 - the API half of the bench never needs these
+    from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings  # noqa: PLC0415
+    from soulfra.store import SqlStore  # noqa: PLC0415
+
+    store = SqlStore.open(f"sqlite:///{workdir / 'pause.db'}")
+    bus = InMemoryBus()
+    instance = FourPlatformInstance(store, bus, InstanceSettings(agents=max(0, agents - BUILTIN_AGENTS), rate=None))
+    pauses: list[int] = []
+    took: list[int] = []
+    try:
+        await instance.initialize()
+        assert instance.bridge is not None  # noqa: S101 - set by initialize()
+        assert instance.world is not None  # noqa: S101
+        instance.start_autonomous_operations()
+        await asyncio.sleep(0.2)
+        first = instance.world.tick
+        begun = time.perf_counter()
+        for _ in range(snapshots):
+            record = await instance.bridge.unified_snapshot()
+            pauses.append(int(record["pause_ns"]))
+            took.append(int(record["took_ns"]))
+            await asyncio.sleep(0.02)  # let the world tick between snapshots
+        ticks_per_s = (instance.world.tick - first) / (time.perf_counter() - begun)
+    finally:
+        await instance.close()
+        await bus.close()
+        store.close()
+    ordered = sorted(float(p) for p in pauses)
+    return {
+        "agents": agents,
+        "snapshots": snapshots,
+        "pause_ns": pauses,
+        "pause_p50_ms": round(_percentile(ordered, 0.5) / 1e6, 3),
+        "pause_max_ms": round(ordered[-1] / 1e6, 3),
+        "took_p50_ms": round(statistics.median(took) / 1e6, 3),
+        "ticks_per_s": round(ticks_per_s, 1),
+    }
+
+
+# -- the benchmark ----------------------------------------------------------------------------------------------
+
+
+def _versions() -> dict[str, str]:
+    return {name: metadata.version(name) for name in ("fastapi", "starlette", "uvicorn", "httpx")}
+
+
+def bench_api(
+    *, seconds: float, connections: int, agents: int, out: Path | None, snapshots: int = 20, warmup: float = 1.0
+) -> dict[str, Any]:
+    """Soulfra's surface beside the bare route, then the unified snapshot's pause; writes ``out`` when given."""
+    with tempfile.TemporaryDirectory(prefix="soulfra-bench-api-") as tmp:
+        workdir = Path(tmp)
+        ours, bodies = _measure_soulfra(workdir, seconds=seconds, warmup=warmup, connections=connections, agents=agents)
+        bare = _measure_bare(workdir, bodies, seconds=seconds, warmup=warmup, connections=connections)
+        pause = asyncio.run(_pauses(workdir, agents=agents, snapshots=snapshots))
+    rows = []
+    for path in ENDPOINTS:
+        ratio = ours[path]["rps"] / bare[path]["rps"] if bare[path]["rps"] else 0.0
+        rows.append({"path": path, "soulfra": ours[path], "bare": bare[path], "rps_ratio": round(ratio, 3)})
+    worst_ratio = min(row["rps_ratio"] for row in rows)
+    worst_p99 = max(row["soulfra"]["p99_ms"] for row in rows)
+    results: dict[str, Any] = {
+        "benchmark": "api",
+        "seconds": seconds,
+        "warmup_s": warmup,
+        "connections": connections,
+        "agents": agents,
+        "rate": "unlimited",
+        "load_generator": LOAD_GENERATOR,
+        "rows": rows,
+        "unified_snapshot": pause,
+        "targets": {
+            "rps_ratio": {
+                "target": f">= {TARGET_RPS_RATIO}",
+                "worst": worst_ratio,
+                "pass": worst_ratio >= TARGET_RPS_RATIO,
+            },
+            "p99_ms": {"target": f"< {TARGET_P99_MS}", "worst": worst_p99, "pass": worst_p99 < TARGET_P99_MS},
+            "pause_ms": {
+                "target": f"<= {TARGET_PAUSE_MS}",
+                "worst": pause["pause_max_ms"],
+                "pass": pause["pause_max_ms"] <= TARGET_PAUSE_MS,
+            },
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "system": f"{platform.system()} {platform.machine()}",
+        },
+        "versions": _versions(),
+    }
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return results
+
+
+def render(results: dict[str, Any]) -> Group:
+    table = Table(
+        title=f"GET at {results['connections']} connections for {results['seconds']:g} s each, {results['agents']:,} "
+        f"agents ticking unthrottled: Soulfra beside bare Starlette {results['versions']['starlette']}"
+    )
+    for column in ("path", "system", "req/s", "p50", "p99", "max", "errors", "ticks/s"):
+        table.add_column(column, justify="left" if column in ("path", "system") else "right")
+    for row in results["rows"]:
+        for key in ("soulfra", "bare"):
+            side = row[key]
+            ticks = f"{side['ticks_per_s']:,.0f}" if "ticks_per_s" in side else ""
+            table.add_row(
+                row["path"] if key == "soulfra" else "", key, f"{side['rps']:,.0f}", f"{side['p50_ms']:.1f} ms",
+                f"{side['p99_ms']:.1f} ms", f"{side['max_ms']:.1f} ms", f"{side['errors']:,}", ticks,
+            )  # fmt: skip
+        table.add_row("", "ratio", f"{row['rps_ratio']:.3f}x", "", "", "", "", "", end_section=True)
+    pause = results["unified_snapshot"]
+    targets = Table(title=f"targets (unified snapshot: {pause['agents']:,} agents, {pause['snapshots']} snapshots)")
+    for column in ("target", "wanted", "measured", "verdict"):
+        targets.add_column(column, justify="left" if column == "target" else "right")
+    names = {
+        "rps_ratio": "surface req/s over bare",
+        "p99_ms": "surface p99 while ticking",
+        "pause_ms": "snapshot pause",
+    }
+    units = {"rps_ratio": "x", "p99_ms": " ms", "pause_ms": " ms"}
+    for key, target in results["targets"].items():
+        worst = f"{target['worst']:.3f}{units[key]}" if key == "rps_ratio" else f"{target['worst']:.2f}{units[key]}"
+        if key == "pause_ms":
+            worst = f"max {worst} (p50 {pause['pause_p50_ms']:.2f} ms)"
+        targets.add_row(names[key], f"{target['target']}{units[key]}", worst, "pass" if target["pass"] else "FAIL")
+    return Group(table, targets)
+
+
+def api_command(
+    seconds: Annotated[float, typer.Option(min=0.1, help="Measured seconds per endpoint and server.")] = 5.0,
+    connections: Annotated[int, typer.Option(min=1, help="Concurrent connections (and workers).")] = 64,
+    agents: Annotated[int, typer.Option(min=BUILTIN_AGENTS, help="Agents in the ticking instance.")] = 1000,
+    snapshots: Annotated[int, typer.Option(min=1, help="Unified snapshots whose pause is measured.")] = 20,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Warm-up seconds before each measurement.")] = 1.0,
+    out: Annotated[Path, typer.Option(help="Where to write the JSON results.")] = Path("benchmarks/api.json"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Surface req/s and p99 with the runtime ticking, beside a bare Starlette route; the snapshot pause."""
+    results = bench_api(
+        seconds=seconds, connections=connections, agents=agents, out=out, snapshots=snapshots, warmup=warmup
+    )
+    if as_json:
+        typer.echo(json.dumps(results))
+    else:
+        Console().print(render(results))
+
+
+if __name__ == "__main__":
+    _main()
