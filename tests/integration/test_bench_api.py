@@ -20,6 +20,7 @@ def test_bench_api_measures_both_servers_and_the_snapshot_pause(tmp_path: Path) 
     app.command()(api_command)
     out = tmp_path / "api.json"
     args = ["--seconds", "0.5", "--warmup", "0.1", "--connections", "4", "--agents", "20", "--snapshots", "3"]
+    args += ["--pause-agents", "30"]
     done = CliRunner().invoke(app, [*args, "--out", str(out), "--json"])
     assert done.exit_code == 0, done.output
     result = json.loads(out.read_text())
@@ -38,7 +39,7 @@ def test_bench_api_measures_both_servers_and_the_snapshot_pause(tmp_path: Path) 
         assert bare["body_bytes"] > 0
         assert row["rps_ratio"] == pytest.approx(ours["rps"] / bare["rps"], abs=1e-3)
     pause = result["unified_snapshot"]
-    assert pause["agents"] == 20
+    assert pause["agents"] == 30
     assert len(pause["pause_ns"]) == pause["snapshots"] == 3
     assert all(ns > 0 for ns in pause["pause_ns"])
     assert pause["pause_max_ms"] == pytest.approx(max(pause["pause_ns"]) / 1e6, abs=1e-3)

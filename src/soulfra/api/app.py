@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -50,6 +50,12 @@ STATUS: dict[type[SoulfraError], int] = {
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
 AgentId = Annotated[str, Path(min_length=1, max_length=64)]
 Tone = Literal["gentle", "urgent", "playful", "solemn", "dark"]
+
+
+class JsonBytes(Response):
+    """A JSON body that is already encoded (the surface's cached replies)."""
+
+    media_type = "application/json"
 
 
 def status_for(error: SoulfraError) -> int:
@@ -128,6 +134,11 @@ def create_app(
         bridge = await gateway.bridge(instance_id)
         return await bridge.request(platform, op, body)
 
+    async def read(instance_id: str, op: str, body: dict[str, Any]) -> Response:
+        """A surface read, passed on as the bytes the surface encoded (it caches them between changes)."""
+        bridge = await gateway.bridge(instance_id)
+        return JsonBytes(await bridge.request_raw("surface", op, body))
+
     # -- operations ----------------------------------------------------------------------------------------------
 
     @app.get("/healthz", tags=["operations"])
@@ -146,24 +157,24 @@ def create_app(
 
     # -- the seed's public surface (default instance) -----------------------------------------------------------
 
-    @app.get("/api/vibe/weather", tags=["surface"])
-    async def vibe_weather(limit: Annotated[int, Query(ge=1, le=256)] = 32) -> dict[str, Any]:
+    @app.get("/api/vibe/weather", tags=["surface"], response_class=JsonBytes)
+    async def vibe_weather(limit: Annotated[int, Query(ge=1, le=256)] = 32) -> Response:
         """The default instance's vibe weather and its recent history."""
-        return await call(gateway.default_instance, "surface", "weather", {"limit": limit})
+        return await read(gateway.default_instance, "weather", {"limit": limit})
 
-    @app.get("/api/agents/echo", tags=["surface"])
-    async def agents_echo(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+    @app.get("/api/agents/echo", tags=["surface"], response_class=JsonBytes)
+    async def agents_echo(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Response:
         """The latest echoes (posts, whispers heard, artifacts) of the default instance's agents."""
-        return await call(gateway.default_instance, "surface", "echoes", {"limit": limit})
+        return await read(gateway.default_instance, "echoes", {"limit": limit})
 
-    @app.get("/api/agents/echo/{agent_id}", tags=["surface"])
-    async def agent_echo(agent_id: AgentId) -> dict[str, Any]:
-        return await call(gateway.default_instance, "surface", "echoes", {"agent": agent_id})
+    @app.get("/api/agents/echo/{agent_id}", tags=["surface"], response_class=JsonBytes)
+    async def agent_echo(agent_id: AgentId) -> Response:
+        return await read(gateway.default_instance, "echoes", {"agent": agent_id})
 
-    @app.get("/api/ritual/traces", tags=["surface"])
-    async def ritual_traces(limit: Annotated[int, Query(ge=1, le=512)] = 100) -> dict[str, Any]:
+    @app.get("/api/ritual/traces", tags=["surface"], response_class=JsonBytes)
+    async def ritual_traces(limit: Annotated[int, Query(ge=1, le=512)] = 100) -> Response:
         """The default instance's ritual timeline: proposed, gathered, blessed, refused, performed, sealed."""
-        return await call(gateway.default_instance, "surface", "traces", {"limit": limit})
+        return await read(gateway.default_instance, "traces", {"limit": limit})
 
     @app.get("/api/stream", tags=["surface"], response_class=StreamingResponse)
     async def default_stream(request: Request, after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> StreamingResponse:
@@ -182,23 +193,17 @@ def create_app(
         bridge = await gateway.bridge(instance_id)
         return {"instance": instance_id, "platforms": await bridge.cross_platform_status()}
 
-    @app.get("/api/instances/{instance_id}/vibe/weather", tags=["surface"])
-    async def instance_weather(
-        instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=256)] = 32
-    ) -> dict[str, Any]:
-        return await call(instance_id, "surface", "weather", {"limit": limit})
+    @app.get("/api/instances/{instance_id}/vibe/weather", tags=["surface"], response_class=JsonBytes)
+    async def instance_weather(instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=256)] = 32) -> Response:
+        return await read(instance_id, "weather", {"limit": limit})
 
-    @app.get("/api/instances/{instance_id}/agents/echo", tags=["surface"])
-    async def instance_echo(
-        instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=1000)] = 50
-    ) -> dict[str, Any]:
-        return await call(instance_id, "surface", "echoes", {"limit": limit})
+    @app.get("/api/instances/{instance_id}/agents/echo", tags=["surface"], response_class=JsonBytes)
+    async def instance_echo(instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Response:
+        return await read(instance_id, "echoes", {"limit": limit})
 
-    @app.get("/api/instances/{instance_id}/ritual/traces", tags=["surface"])
-    async def instance_traces(
-        instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=512)] = 100
-    ) -> dict[str, Any]:
-        return await call(instance_id, "surface", "traces", {"limit": limit})
+    @app.get("/api/instances/{instance_id}/ritual/traces", tags=["surface"], response_class=JsonBytes)
+    async def instance_traces(instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=512)] = 100) -> Response:
+        return await read(instance_id, "traces", {"limit": limit})
 
     @app.get("/api/instances/{instance_id}/events", tags=["surface"], response_class=StreamingResponse)
     async def instance_stream(

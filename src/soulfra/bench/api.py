@@ -338,14 +338,21 @@ def _versions() -> dict[str, str]:
 
 
 def bench_api(
-    *, seconds: float, connections: int, agents: int, out: Path | None, snapshots: int = 20, warmup: float = 1.0
+    *,
+    seconds: float,
+    connections: int,
+    agents: int,
+    out: Path | None,
+    snapshots: int = 20,
+    warmup: float = 1.0,
+    pause_agents: int = 1000,
 ) -> dict[str, Any]:
     """Soulfra's surface beside the bare route, then the unified snapshot's pause; writes ``out`` when given."""
     with tempfile.TemporaryDirectory(prefix="soulfra-bench-api-") as tmp:
         workdir = Path(tmp)
         ours, bodies = _measure_soulfra(workdir, seconds=seconds, warmup=warmup, connections=connections, agents=agents)
         bare = _measure_bare(workdir, bodies, seconds=seconds, warmup=warmup, connections=connections)
-        pause = asyncio.run(_pauses(workdir, agents=agents, snapshots=snapshots))
+        pause = asyncio.run(_pauses(workdir, agents=pause_agents, snapshots=snapshots))
     rows = []
     for path in ENDPOINTS:
         ratio = ours[path]["rps"] / bare[path]["rps"] if bare[path]["rps"] else 0.0
@@ -429,7 +436,12 @@ def render(results: dict[str, Any]) -> Group:
 def api_command(
     seconds: Annotated[float, typer.Option(min=0.1, help="Measured seconds per endpoint and server.")] = 5.0,
     connections: Annotated[int, typer.Option(min=1, help="Concurrent connections (and workers).")] = 64,
-    agents: Annotated[int, typer.Option(min=BUILTIN_AGENTS, help="Agents in the ticking instance.")] = 1000,
+    agents: Annotated[
+        int, typer.Option(min=BUILTIN_AGENTS, help="Agents in the instance behind the API (3: the default world).")
+    ] = BUILTIN_AGENTS,
+    pause_agents: Annotated[
+        int, typer.Option(min=BUILTIN_AGENTS, help="Agents in the instance whose unified snapshots are measured.")
+    ] = 1000,
     snapshots: Annotated[int, typer.Option(min=1, help="Unified snapshots whose pause is measured.")] = 20,
     warmup: Annotated[float, typer.Option(min=0.0, help="Warm-up seconds before each measurement.")] = 1.0,
     out: Annotated[Path, typer.Option(help="Where to write the JSON results.")] = Path("benchmarks/api.json"),
@@ -437,7 +449,13 @@ def api_command(
 ) -> None:
     """Surface req/s and p99 with the runtime ticking, beside a bare Starlette route; the snapshot pause."""
     results = bench_api(
-        seconds=seconds, connections=connections, agents=agents, out=out, snapshots=snapshots, warmup=warmup
+        seconds=seconds,
+        connections=connections,
+        agents=agents,
+        out=out,
+        snapshots=snapshots,
+        warmup=warmup,
+        pause_agents=pause_agents,
     )
     if as_json:
         typer.echo(json.dumps(results))

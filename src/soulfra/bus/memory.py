@@ -109,7 +109,8 @@ class InMemoryBus:
             self._turn[subject] = turn + 1
             service = services[turn % len(services)]
             try:
-                reply = await asyncio.wait_for(_answer(service.responder, payload), timeout)
+                async with asyncio.timeout(timeout):
+                    reply = await _answer(service.responder, payload)
             except TimeoutError:
                 raise BusTimeoutError(f"no reply from {subject} within {timeout:g} s") from None
             return decode_reply(reply)

@@ -29,7 +29,8 @@ __all__ = [
 PLATFORMS = ("runtime", "surface", "protocol", "mirror")
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
-Op = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# An op answers a JSON object, or bytes already encoded as one (a platform caching its hot replies).
+Op = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | bytes]]
 
 
 def check_instance_id(instance_id: str) -> str:
@@ -106,7 +107,8 @@ class Platform:
                     f"{self.instance_id} is stopped by an emergency override since tick {self.halted_at}; "
                     "resume it first"
                 )
-            return encode(await handler(decode(payload)))
+            reply = await handler(decode(payload))
+            return reply if isinstance(reply, bytes) else encode(reply)
 
         return respond
 

@@ -24,11 +24,16 @@ class CrossPlatformBridge:
     async def request(
         self, platform: str, op: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
     ) -> dict[str, Any]:
+        return decode(await self.request_raw(platform, op, body, timeout=timeout))
+
+    async def request_raw(
+        self, platform: str, op: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> bytes:
+        """``request`` without decoding the reply: the JSON bytes the platform sent, for passing straight on."""
         if platform not in PLATFORMS:
             raise InputError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
         subject = op_subject(self.instance_id, platform, op)
-        reply = await self.bus.request(subject, encode(body or {}), timeout=timeout or self.timeout)
-        return decode(reply)
+        return await self.bus.request(subject, encode(body or {}), timeout=timeout or self.timeout)
 
     async def fetch_from_runtime(self, op: str = "status", body: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.request("runtime", op, body)

@@ -49,6 +49,7 @@ class MirrorPlatform(Platform):
         self.tick = 0
         self.in_flight: dict[int, str] = {}  # ritual id -> name, for rituals not yet sealed, refused or lapsed
         self.timeline: deque[dict[str, Any]] = deque(maxlen=512)
+        self._in_flight_at: deque[tuple[int, list[int]]] = deque(maxlen=512)  # (tick, in-flight ids) on change
         self.seeds: deque[dict[str, Any]] = deque(maxlen=64)
         self.anomalies: deque[dict[str, Any]] = deque(maxlen=256)
         self.unified: deque[dict[str, Any]] = deque(maxlen=64)
@@ -81,6 +82,9 @@ class MirrorPlatform(Platform):
             return
         for event in body["events"]:
             self._collect(event)
+        now = sorted(self.in_flight)
+        if not self._in_flight_at or self._in_flight_at[-1][1] != now:
+            self._in_flight_at.append((after, now))
         self.tick = after
         async with self._caught_up:
             self._caught_up.notify_all()
@@ -209,43 +213,29 @@ class MirrorPlatform(Platform):
         return [{**r.data, "id": r.id} for r in records]
 
     async def take_unified(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The active platform merge: hold the runtime, gather the four views at one tick, release, resolve."""
+        """The active platform merge: the runtime captured between two ticks, the surface's and the mirror's views
+        as of that tick, the captured state stored and validated by the protocol, conflicts resolved by rule."""
         async with self._busy:
             started = time.perf_counter_ns()
-            held = decode(await self.bus.request(self._runtime("hold"), b"{}", timeout=self.timeout))
-            tick = int(held["tick"])
-            try:
-                wait = {"tick": tick, "wait_ms": int(self.timeout * 1000)}
-                views = await asyncio.gather(
-                    self._ask("runtime", "view", {}), self._ask("surface", "view", wait), self._wait_for(tick)
-                )
-                runtime_view, surface_view = views[0], views[1]
-                mirror_view = {"tick": self.tick, "in_flight": sorted(self.in_flight)}
-            finally:
-                released = decode(
-                    await self.bus.request(
-                        self._runtime("release"), encode({"hold": held["hold"], "save": True}), timeout=self.timeout
-                    )
-                )
-            snapshot = released["snapshot"]
+            captured = await self._ask("runtime", "capture", {})
+            tick = int(captured["tick"])
+            surface_view = await self._ask("surface", "view", {"tick": tick, "wait_ms": int(self.timeout * 1000)})
+            mirror_view = await self._view_at(tick)
+            saved = await self._ask("runtime", "save_capture", {"capture": captured["capture"], "type": "unified"})
+            snapshot = saved["snapshot"]
             protocol_view = await self._ask("protocol", "validate", {"subject": "snapshot", "snapshot": snapshot["id"]})
             record = resolve(
-                tick=tick,
-                runtime=runtime_view,
-                surface=surface_view,
-                protocol=protocol_view,
-                mirror=mirror_view,
+                tick=tick, runtime=captured["view"], surface=surface_view, protocol=protocol_view, mirror=mirror_view
             )
             record.update(
                 instance=self.instance_id,
                 snapshot=snapshot,
-                pause_ns=int(released["pause_ns"]),
+                pause_ns=int(captured["pause_ns"]),
                 took_ns=time.perf_counter_ns() - started,
             )
             if self.store is not None:
-                record["id"] = self.store.rituals.record(
-                    self.instance_id, tick=tick, kind="unified_snapshot", data=record
-                )
+                stored = self.store.rituals.record(self.instance_id, tick=tick, kind="unified_snapshot", data=record)
+                record["id"] = stored
             else:
                 record["id"] = len(self.unified) + 1
             self.unified.append(record)
@@ -253,14 +243,20 @@ class MirrorPlatform(Platform):
             await self.bus.publish(events_subject(self.instance_id) + ".mirror", encode(note))
             return record
 
+    async def _view_at(self, tick: int) -> dict[str, Any]:
+        """The mirror's ritual timeline as of ``tick``, once it has collected that far."""
+        async with self._caught_up:
+            await asyncio.wait_for(self._caught_up.wait_for(lambda: self.tick >= tick), self.timeout)
+        in_flight = sorted(self.in_flight)
+        for at, ids in reversed(self._in_flight_at):
+            if at <= tick:
+                in_flight = ids
+                break
+        return {"tick": tick, "in_flight": in_flight}
+
     async def _ask(self, platform: str, op: str, body: dict[str, Any]) -> dict[str, Any]:
         subject = op_subject(self.instance_id, platform, op)
         return decode(await self.bus.request(subject, encode(body), timeout=self.timeout))
-
-    async def _wait_for(self, tick: int) -> dict[str, Any]:
-        async with self._caught_up:
-            await asyncio.wait_for(self._caught_up.wait_for(lambda: self.tick >= tick), self.timeout)
-        return {}
 
 
 def resolve(

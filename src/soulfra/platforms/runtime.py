@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -30,11 +31,11 @@ from soulfra.world.events import Event, event_to_json
 from soulfra.world.inputs import input_to_json
 from soulfra.world.model import WorldState
 
-__all__ = ["HOLD_LIMIT_S", "MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "agent_json"]
+__all__ = ["MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "agent_json"]
 
 log = logging.getLogger(__name__)
 
-HOLD_LIMIT_S = 2.0  # a unified-snapshot hold nobody releases ends by itself after this long
+KEPT_CAPTURES = 4  # captures waiting to be saved; an older one nobody saved is dropped
 MAX_INPUTS_PER_REQUEST = 256
 
 
@@ -60,13 +61,12 @@ def _whisper_json(state: WorldState, i: int) -> dict[str, Any] | None:
     return {"tick": heard[0], "text": heard[1], "tone": heard[2]}
 
 
-class _Hold:
-    def __init__(self, hold_id: int, tick: int, state: WorldState, started_ns: int) -> None:
-        self.id = hold_id
-        self.tick = tick
+class _Capture:
+    def __init__(self, capture_id: int, state: WorldState, view: dict[str, Any], pause_ns: int) -> None:
+        self.id = capture_id
         self.state = state
-        self.started_ns = started_ns
-        self.pause_ns: int | None = None
+        self.view = view
+        self.pause_ns = pause_ns
 
 
 class RuntimePlatform(Platform):
@@ -99,8 +99,8 @@ class RuntimePlatform(Platform):
         self._clock_ns = clock_ns
         self._wake = asyncio.Event()
         self._stopping = False
-        self._hold: _Hold | None = None
-        self._holds = 0
+        self._captures: dict[int, _Capture] = {}
+        self._captured = 0
         self._task: asyncio.Task[None] | None = None
         self.ticks_run = 0
         self.last_pause_ns: int | None = None
@@ -140,7 +140,7 @@ class RuntimePlatform(Platform):
         await self.stop()
 
     def _blocked(self) -> bool:
-        return self.paused or self.halted or self._hold is not None
+        return self.paused or self.halted
 
     async def _loop(self, ticks: int | None) -> None:
         period_ns = None if self.rate is None else int(1e9 / self.rate)
@@ -149,10 +149,7 @@ class RuntimePlatform(Platform):
         while not self._stopping and (ticks is None or done < ticks):
             if self._blocked():
                 self._wake.clear()
-                if self._hold is not None:
-                    await self._await_hold()
-                else:
-                    await self._wake.wait()
+                await self._wake.wait()
                 next_ns = self._clock_ns()
                 continue
             tick = self.world.tick
@@ -172,17 +169,6 @@ class RuntimePlatform(Platform):
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay / 1e9)
-
-    async def _await_hold(self) -> None:
-        hold = self._hold
-        if hold is None:
-            return
-        try:
-            await asyncio.wait_for(self._wake.wait(), HOLD_LIMIT_S)
-        except TimeoutError:
-            if self._hold is hold:
-                log.warning("unified-snapshot hold %d on %s was never released; resuming", hold.id, self.instance_id)
-                self._end_hold(hold)
 
     def _tick_message(self, tick: int, events: list[Event]) -> bytes:
         state = self.world.world.state
@@ -213,8 +199,8 @@ class RuntimePlatform(Platform):
             "snapshot": self.snapshot,
             "snapshots": self.snapshots,
             "snapshot_info": self.snapshot_info,
-            "hold": self.hold,
-            "release": self.release,
+            "capture": self.capture,
+            "save_capture": self.save_capture,
         }
 
     async def status(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -345,34 +331,38 @@ class RuntimePlatform(Platform):
             "vibe": vibe_to_json(state.vibe),
         }
 
-    async def hold(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Stop between ticks and capture the state; ticks wait until ``release`` (or ``HOLD_LIMIT_S``)."""
-        if self._hold is not None:
-            raise ConflictError(f"a unified snapshot of {self.instance_id} is already being taken")
-        started = self._clock_ns()
-        self._holds += 1
-        hold = _Hold(self._holds, self.world.tick, self.world.world.state.copy(), started)
-        self._hold = hold
-        return {"hold": hold.id, "tick": hold.tick}
+    async def capture(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Stop between two ticks just long enough to copy the state and read the runtime's view of it; the
+        reply carries that view and how long the tick loop was held (``pause_ns``). ``save_capture`` stores it."""
+        collecting = gc.isenabled()
+        gc.disable()  # a collection triggered by the copy's allocations would hold the ticks far longer
+        try:
+            started = self._clock_ns()
+            state = self.world.world.state.copy()
+            view = await self.view({})
+            pause_ns = self._clock_ns() - started
+        finally:
+            if collecting:
+                gc.enable()
+        self._captured += 1
+        self._captures[self._captured] = _Capture(self._captured, state, view, pause_ns)
+        for stale in sorted(self._captures)[:-KEPT_CAPTURES]:
+            del self._captures[stale]
+        self.last_pause_ns = pause_ns
+        return {"capture": self._captured, "tick": state.tick, "view": view, "pause_ns": pause_ns}
 
-    async def release(self, body: dict[str, Any]) -> dict[str, Any]:
-        """End a hold: ticks go on; then store the captured state as a snapshot and report the pause."""
-        hold = self._hold
-        if hold is None or body.get("hold") != hold.id:
-            raise NotFoundError(f"no hold {body.get('hold')!r} on {self.instance_id}")
-        self._end_hold(hold)
-        result: dict[str, Any] = {"tick": hold.tick, "pause_ns": hold.pause_ns}
-        if body.get("save", True):
-            self.world.flush()
-            info = self.world.store.snapshots.save(self.instance_id, hold.state, str(body.get("type", "unified")))
-            result["snapshot"] = _snapshot_json(info)
-        return result
-
-    def _end_hold(self, hold: _Hold) -> None:
-        hold.pause_ns = self._clock_ns() - hold.started_ns
-        self.last_pause_ns = hold.pause_ns
-        self._hold = None
-        self._wake.set()
+    async def save_capture(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Store a captured state as a snapshot (after the ticks have gone on: saving never holds them)."""
+        key = body.get("capture")
+        captured = self._captures.pop(key, None) if isinstance(key, int) else None
+        if captured is None:
+            raise NotFoundError(f"no capture {body.get('capture')!r} waiting on {self.instance_id}")
+        kind = str(body.get("type", "unified"))
+        if kind not in ("manual", "unified"):
+            raise InputError(f"snapshot type must be manual or unified, not {kind!r}")
+        self.world.flush()
+        info = self.world.store.snapshots.save(self.instance_id, captured.state, kind)
+        return {"tick": captured.state.tick, "snapshot": _snapshot_json(info)}
 
 
 def _snapshot_json(info: Any) -> dict[str, Any]:

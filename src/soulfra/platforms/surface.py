@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from soulfra.bus.port import Bus, Message
 from soulfra.errors import BusError, InputError
-from soulfra.platforms.base import Op, Platform, decode, events_subject, op_subject
+from soulfra.platforms.base import Op, Platform, decode, encode, events_subject, op_subject
 
 __all__ = ["CHANNELS", "SurfacePlatform"]
 
@@ -53,8 +54,13 @@ class SurfacePlatform(Platform):
         self.traces: deque[dict[str, Any]] = deque(maxlen=traces)
         self.echoes: dict[str, deque[dict[str, Any]]] = {}
         self.possessed: dict[str, str] = {}
+        self._possession: deque[tuple[int, dict[str, str]]] = deque(maxlen=history)  # (tick, possessed) on change
         self.names: dict[str, str] = {}
         self._echo_depth = echoes
+        self._recent: deque[dict[str, Any]] = deque(maxlen=1000)  # every agent's echoes, newest last
+        self._version = 0  # bumped by every change; the reply cache holds for one version
+        self._cache: dict[tuple[str, Any], bytes] = {}
+        self._cache_version = -1
         self._stream: deque[dict[str, Any]] = deque(maxlen=stream)
         self._seq = 0
         self._changed = asyncio.Condition()
@@ -93,8 +99,11 @@ class SurfacePlatform(Platform):
         vibe = body.get("vibe")
         if vibe is not None and vibe != self.weather:
             self.history.append({"tick": after, **vibe})
+        if not self._possession or self._possession[-1][1] != self.possessed:
+            self._possession.append((after, dict(self.possessed)))
         self.weather = vibe
         self.tick = after
+        self._version += 1
         async with self._changed:
             self._changed.notify_all()
 
@@ -112,6 +121,7 @@ class SurfacePlatform(Platform):
             agent = str(event.get("agent", "*"))
             echo = {"tick": tick, "kind": kind, **{k: v for k, v in event.items() if k not in ("kind", "tick")}}
             self.echoes.setdefault(agent, deque(maxlen=self._echo_depth)).append(echo)
+            self._recent.append({"agent": agent, **echo})
         elif kind in RITUAL_KINDS or kind in ("loop_sealed", "seed_applied"):
             self.traces.append(event)
         if kind == "agent_possessed":
@@ -121,6 +131,7 @@ class SurfacePlatform(Platform):
         self._push(kind, tick, event)
 
     def _push(self, kind: str, tick: int, data: dict[str, Any]) -> None:
+        self._version += 1
         self._seq += 1
         channel = CHANNELS.get(kind, "world:event")
         self._stream.append({"seq": self._seq, "tick": tick, "channel": channel, "kind": kind, "data": data})
@@ -142,26 +153,37 @@ class SurfacePlatform(Platform):
         report.update(tick=self.tick, stream_seq=self._seq, traces=len(self.traces), history=len(self.history))
         return report
 
-    async def read_weather(self, body: dict[str, Any]) -> dict[str, Any]:
-        limit = _limit(body, 32, self.history.maxlen or 256)
-        return {"tick": self.tick, "weather": self.weather, "history": list(self.history)[-limit:]}
+    def _cached(self, key: tuple[str, Any], build: Callable[[], dict[str, Any]]) -> bytes:
+        """The encoded reply for ``key`` at the current version: public reads repeat far more often than ticks."""
+        if self._cache_version != self._version:
+            self._cache.clear()
+            self._cache_version = self._version
+        reply = self._cache.get(key)
+        if reply is None:
+            reply = self._cache[key] = encode(build())
+        return reply
 
-    async def read_echoes(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def read_weather(self, body: dict[str, Any]) -> bytes:
+        limit = _limit(body, 32, self.history.maxlen or 256)
+        return self._cached(
+            ("weather", limit),
+            lambda: {"tick": self.tick, "weather": self.weather, "history": list(self.history)[-limit:]},
+        )
+
+    async def read_echoes(self, body: dict[str, Any]) -> bytes:
         agent = body.get("agent")
         if agent is not None:
             if not isinstance(agent, str):
                 raise InputError("'agent' must be a string")
-            return {"tick": self.tick, "agent": agent, "echoes": list(self.echoes.get(agent, ()))}
+            return self._cached(
+                ("echo", agent), lambda: {"tick": self.tick, "agent": agent, "echoes": list(self.echoes.get(agent, ()))}
+            )
         limit = _limit(body, 50, 1000)
-        latest = sorted(
-            ((echo["tick"], agent, echo) for agent, echoes in self.echoes.items() for echo in echoes),
-            key=lambda row: (row[0], row[1]),
-        )[-limit:]
-        return {"tick": self.tick, "echoes": [{"agent": agent, **echo} for _, agent, echo in latest]}
+        return self._cached(("echoes", limit), lambda: {"tick": self.tick, "echoes": list(self._recent)[-limit:]})
 
-    async def read_traces(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def read_traces(self, body: dict[str, Any]) -> bytes:
         limit = _limit(body, 100, self.traces.maxlen or 512)
-        return {"tick": self.tick, "traces": list(self.traces)[-limit:]}
+        return self._cached(("traces", limit), lambda: {"tick": self.tick, "traces": list(self.traces)[-limit:]})
 
     async def read_stream(self, body: dict[str, Any]) -> dict[str, Any]:
         """Stream items with ``seq > after``; waits up to ``wait_ms`` for the first one. ``missed`` counts items that
@@ -182,21 +204,33 @@ class SurfacePlatform(Platform):
         return {"seq": self._seq, "missed": max(0, first - after - 1), "items": items}
 
     async def view(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The surface's view at tick ``tick``: waits (``wait_ms``) until it has projected that far."""
+        """The surface's view as of tick ``tick`` (after the ticks before it ran): waits up to ``wait_ms`` until it
+        has projected that far, then answers from its history, so it may already be further on."""
         tick = body.get("tick", self.tick)
         wait_ms = body.get("wait_ms", 1000)
         if isinstance(tick, bool) or not isinstance(tick, int) or tick < 0:
             raise InputError("'tick' must be a non-negative integer")
+        if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) or not 0 <= wait_ms <= 30_000:
+            raise InputError("'wait_ms' must be an integer from 0 to 30000")
         if self.tick < tick:
             async with self._changed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait_for(lambda: self.tick >= tick), int(wait_ms) / 1000)
-        weather = self.weather
-        for entry in reversed(self.history):
-            if entry["tick"] <= tick:
-                weather = {k: v for k, v in entry.items() if k != "tick"}
-                break
-        return {"tick": self.tick, "weather": weather, "possessed": dict(self.possessed)}
+                    await asyncio.wait_for(self._changed.wait_for(lambda: self.tick >= tick), wait_ms / 1000)
+        weather = _as_of(((e["tick"], e) for e in self.history), tick, self.weather)
+        if weather is not None and "tick" in weather:
+            weather = {k: v for k, v in weather.items() if k != "tick"}
+        possessed = _as_of(iter(self._possession), tick, self.possessed)
+        return {"tick": min(self.tick, tick), "weather": weather, "possessed": dict(possessed or {})}
+
+
+def _as_of(entries: Iterator[tuple[int, Any]], tick: int, current: Any) -> Any:
+    """The last value recorded at or before ``tick``; ``current`` when nothing was recorded yet."""
+    found = current
+    for at, value in entries:
+        if at > tick:
+            break
+        found = value
+    return found
 
 
 def _limit(body: dict[str, Any], default: int, high: int) -> int:
