@@ -450,6 +450,12 @@ def test_pause_stops_ticks_but_not_the_other_platforms(own: Server) -> None:
         assert not any(p["halted"] for p in platforms.values())
         # While paused, the surface still serves and whispers are still stored, for the next tick.
         assert api.get("/api/vibe/weather").status_code == 200
+        # with the world still, the short path (no query) and the routed path answer the same bytes
+        for path, limit in (("/api/vibe/weather", 32), ("/api/agents/echo", 50), ("/api/ritual/traces", 100)):
+            short, routed = api.get(path), api.get(path, params={"limit": limit})
+            assert short.status_code == routed.status_code == 200
+            assert short.content == routed.content
+            assert short.headers["content-type"] == routed.headers["content-type"] == "application/json"
         ack = api.post(f"{BASE}/whispers", json={"text": "wait", "target": "arty"})
         assert ack.status_code == 202
         assert ack.json()["tick"] == paused

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soulfra import __version__
+from soulfra.api.fastpath import SURFACE_DEFAULTS, SurfaceReads
 from soulfra.api.gateway import Gateway
 from soulfra.errors import (
     BusError,
@@ -112,6 +113,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.add_middleware(SurfaceReads, gateway=gateway)
 
     @app.exception_handler(SoulfraError)
     async def soulfra_error(request: Request, exc: SoulfraError) -> JSONResponse:
@@ -158,12 +160,16 @@ def create_app(
     # -- the seed's public surface (default instance) -----------------------------------------------------------
 
     @app.get("/api/vibe/weather", tags=["surface"], response_class=JsonBytes)
-    async def vibe_weather(limit: Annotated[int, Query(ge=1, le=256)] = 32) -> Response:
+    async def vibe_weather(
+        limit: Annotated[int, Query(ge=1, le=256)] = SURFACE_DEFAULTS["/api/vibe/weather"][1]["limit"],
+    ) -> Response:
         """The default instance's vibe weather and its recent history."""
         return await read(gateway.default_instance, "weather", {"limit": limit})
 
     @app.get("/api/agents/echo", tags=["surface"], response_class=JsonBytes)
-    async def agents_echo(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Response:
+    async def agents_echo(
+        limit: Annotated[int, Query(ge=1, le=1000)] = SURFACE_DEFAULTS["/api/agents/echo"][1]["limit"],
+    ) -> Response:
         """The latest echoes (posts, whispers heard, artifacts) of the default instance's agents."""
         return await read(gateway.default_instance, "echoes", {"limit": limit})
 
@@ -172,7 +178,9 @@ def create_app(
         return await read(gateway.default_instance, "echoes", {"agent": agent_id})
 
     @app.get("/api/ritual/traces", tags=["surface"], response_class=JsonBytes)
-    async def ritual_traces(limit: Annotated[int, Query(ge=1, le=512)] = 100) -> Response:
+    async def ritual_traces(
+        limit: Annotated[int, Query(ge=1, le=512)] = SURFACE_DEFAULTS["/api/ritual/traces"][1]["limit"],
+    ) -> Response:
         """The default instance's ritual timeline: proposed, gathered, blessed, refused, performed, sealed."""
         return await read(gateway.default_instance, "traces", {"limit": limit})
 

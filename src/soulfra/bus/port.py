@@ -6,6 +6,7 @@ bridge depend only on this module. Payloads are bytes; what they mean belongs to
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,7 @@ class Bus(Protocol):
         """Drain and disconnect; idempotent."""
 
 
+@functools.lru_cache(maxsize=4096)  # the same few subjects are checked on every request
 def check_subject(subject: str, *, pattern: bool = False) -> str:
     """Refuse subjects NATS would refuse, so both adapters accept exactly the same ones."""
     parts = subject.split(".")
