@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -80,9 +81,11 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
             yield
         finally:
             gateway.closing = True
-            await instance.close()
-            await bus.close()
-            store.close()
+            try:
+                await instance.close()
+            finally:
+                await bus.close()
+                store.close()
 
     app = create_app(gateway, lifespan=lifespan)
     app.state.instance = instance
@@ -101,6 +104,18 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the gateway at the signal, so live streams end before the grace period runs out."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self._gateway = gateway
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._gateway.closing = True
+        super().handle_exit(sig, frame)
+
+
 def run_embedded(settings: EmbeddedSettings, sock: socket.socket) -> None:
     """Serve the embedded system on a bound socket (``listen``) until SIGINT or SIGTERM."""
     app = embedded_app(settings)
@@ -109,7 +124,7 @@ def run_embedded(settings: EmbeddedSettings, sock: socket.socket) -> None:
     # make that handler "ignore", so a requested stop ends the process with status 0 rather than by the signal.
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config, app.state.gateway).run(sockets=[sock])
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -127,7 +142,7 @@ async def serve_platform(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runtime: RuntimePlatform | None = None
-    server: Platform
+    server: Platform | None = None
     try:
         if platform == "runtime":
             world = DurableWorld.open(store, instance_id)
@@ -145,8 +160,14 @@ async def serve_platform(
         print(f"soulfra {platform} serving {instance_id} on {nats_url} (pid {os.getpid()})", flush=True)  # noqa: T201
         await stop.wait()
     finally:
-        if runtime is not None:
-            await runtime.shutdown()
-            runtime.world.close()
-        await bus.close()
-        store.close()
+        try:
+            if runtime is not None:
+                try:
+                    await runtime.shutdown()
+                finally:
+                    runtime.world.close()
+            elif server is not None:
+                await server.stop()
+        finally:
+            await bus.close()
+            store.close()

@@ -20,6 +20,7 @@ from soulfra.errors import (
     NoRespondersError,
     NotFoundError,
     OverrideActiveError,
+    StorageError,
 )
 from soulfra.platforms.base import PLATFORMS, decode, encode, events_subject, op_subject
 from soulfra.platforms.bridge import CrossPlatformBridge
@@ -610,3 +611,46 @@ async def test_the_mirror_collects_the_same_loop_seeds_as_the_world(
     assert [a for a in anomalies if a["anomaly"] == "seed-divergence"] == []
     stored = store.rituals.read(run.id, kinds=["loop_seed"])
     assert [r.data["loop"] for r in stored] == [s["loop"] for s in seeds]
+
+
+# -- failures -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_tick_that_cannot_be_stored_stops_the_loop_and_says_so(
+    make: Callable[..., Awaitable[Running]], store: SqlStore
+) -> None:
+    run = await make(rate=200)
+    world = run.instance.world
+    runtime = run.instance.runtime
+    assert world is not None
+    assert runtime is not None
+    real_step = world.step
+    calls = 0
+
+    def failing_step() -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 15:
+            raise StorageError("database is locked")
+        return real_step()
+
+    world.step = failing_step  # type: ignore[method-assign]
+    run.instance.start_autonomous_operations()
+    await wait_until("the loop to stop", held(lambda: runtime.failure is not None))
+    status = await run.bridge.fetch_from_runtime("status")
+    assert (status["state"], status["tick"]) == ("failed", 14)
+    assert status["failure"] == {"code": "storage_error", "detail": "database is locked"}
+    await run.instance.close()  # does not raise, and flushes what was ticked
+    assert store.instances.get(run.id).head_tick == 14
+
+
+@pytest.mark.anyio
+async def test_echoes_of_an_unknown_agent_are_empty_and_not_cached(make: Callable[..., Awaitable[Running]]) -> None:
+    run = await make()
+    surface = run.instance.surface
+    assert surface is not None
+    for n in range(50):
+        reply = await run.bridge.fetch_from_surface("echoes", {"agent": f"nobody-{n}"})
+        assert reply["echoes"] == []
+    assert not any(key[0] == "echo" for key in surface._cache)

@@ -28,6 +28,7 @@ from soulfra.errors import (
     NotFoundError,
     PlatformError,
     SoulfraError,
+    StorageError,
     StorageUnavailableError,
     UnknownAgentError,
     ValidationFailedError,
@@ -46,6 +47,7 @@ STATUS: dict[type[SoulfraError], int] = {
     BusError: 503,
     BusTimeoutError: 504,
     StorageUnavailableError: 503,
+    StorageError: 503,
 }
 
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
@@ -155,6 +157,8 @@ def create_app(
             status = await call(gateway.default_instance, "runtime", "status")
         except SoulfraError as exc:
             return problem(503, exc.code, exc.detail)
+        if status.get("failure"):
+            return problem(503, "runtime_failed", f"the runtime stopped: {status['failure']['detail']}")
         return JSONResponse({"status": "ready", "instance": gateway.default_instance, "tick": status["tick"]})
 
     # -- the seed's public surface (default instance) -----------------------------------------------------------

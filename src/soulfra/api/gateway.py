@@ -6,16 +6,19 @@ It knows instances from the store's catalog when it has one, so an unknown id is
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from soulfra.bus.port import Bus
-from soulfra.errors import NotFoundError
+from soulfra.errors import NotFoundError, SoulfraError
 from soulfra.platforms.base import check_instance_id
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.security.audit import AuditLogger
 from soulfra.store.ports import Store
 
 __all__ = ["Gateway"]
+
+log = logging.getLogger(__name__)
 
 
 class Gateway:
@@ -50,5 +53,9 @@ class Gateway:
         ]
 
     async def audit(self, actor: str, action: str, instance_id: str, detail: dict[str, Any]) -> None:
-        if self._audit is not None:
+        if self._audit is None:
+            return
+        try:
             self._audit.record(actor=actor, action=action, instance_id=instance_id, detail=detail)
+        except SoulfraError as exc:  # the change itself is done and acknowledged; losing its audit line is logged
+            log.error("audit of %s on %s failed: %s", action, instance_id, exc.detail)

@@ -130,14 +130,18 @@ class FourPlatformInstance:
                 "matches_live": after == before}  # fmt: skip
 
     async def close(self) -> None:
-        """Stop ticking, stop the platforms and flush the world."""
-        for platform in (self.mirror, self.surface, self.protocol):
-            if platform is not None:
-                await platform.stop()
-        if self.runtime is not None:
-            await self.runtime.shutdown()
-        if self.world is not None:
-            self.world.close()
+        """Stop ticking, stop the platforms and flush the world; every step runs even if one before it failed."""
+        try:
+            for platform in (self.mirror, self.surface, self.protocol):
+                if platform is not None:
+                    await platform.stop()
+        finally:
+            try:
+                if self.runtime is not None:
+                    await self.runtime.shutdown()
+            finally:
+                if self.world is not None:
+                    self.world.close()
 
     def _need_bridge(self) -> CrossPlatformBridge:
         if self.bridge is None:

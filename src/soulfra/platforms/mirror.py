@@ -70,6 +70,13 @@ class MirrorPlatform(Platform):
         self.tick = max(self.tick, int(view["tick"]))
         self.in_flight.update({int(k): "" for k in view.get("rituals", {})})
 
+    async def stop(self) -> None:
+        """Stop serving, after the scheduled snapshots and anomaly notes in flight are cancelled."""
+        for task in list(self._cycles):
+            task.cancel()
+        await asyncio.gather(*self._cycles, return_exceptions=True)
+        await super().stop()
+
     def _runtime(self, op: str) -> str:
         return op_subject(self.instance_id, "runtime", op)
 

@@ -17,11 +17,13 @@ from typing import Any
 from soulfra.bus.port import Bus
 from soulfra.durable import DurableWorld, stamp_input
 from soulfra.errors import (
+    BusError,
     BusTimeoutError,
     ConflictError,
     InputError,
     NoRespondersError,
     NotFoundError,
+    SoulfraError,
     UnknownAgentError,
 )
 from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, op_subject
@@ -103,6 +105,7 @@ class RuntimePlatform(Platform):
         self._captured = 0
         self._task: asyncio.Task[None] | None = None
         self.ticks_run = 0
+        self.failure: SoulfraError | None = None  # what stopped the tick loop, if it stopped by itself
         self.last_pause_ns: int | None = None
 
     async def start(self) -> None:
@@ -130,14 +133,18 @@ class RuntimePlatform(Platform):
         return self._task
 
     async def shutdown(self) -> None:
-        """Stop after the current tick, then flush the world's storage."""
+        """Stop after the current tick, then flush the world's storage (whatever ended the loop)."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
+        try:
+            if self._task is not None:
+                await self._task
+        finally:
             self._task = None
-        self.world.flush()
-        await self.stop()
+            try:
+                self.world.flush()
+            finally:
+                await self.stop()
 
     def _blocked(self) -> bool:
         return self.paused or self.halted
@@ -153,10 +160,18 @@ class RuntimePlatform(Platform):
                 next_ns = self._clock_ns()
                 continue
             tick = self.world.tick
-            events = self.world.step()
+            try:
+                events = self.world.step()
+            except SoulfraError as exc:  # the world cannot go on durably: stop ticking and say so in status
+                self.failure = exc
+                log.error("the runtime of %s stopped at tick %d: %s", self.instance_id, tick, exc.detail)
+                return
             done += 1
             self.ticks_run += 1
-            await self.bus.publish(events_subject(self.instance_id), self._tick_message(tick, events))
+            try:
+                await self.bus.publish(events_subject(self.instance_id), self._tick_message(tick, events))
+            except BusError as exc:  # the world goes on; readers catch up from the next tick's message
+                log.warning("events of tick %d of %s were not published: %s", tick, self.instance_id, exc.detail)
             if period_ns is None:
                 await asyncio.sleep(0)
                 continue
@@ -208,7 +223,18 @@ class RuntimePlatform(Platform):
         state = self.world.world.state
         report.update(
             tick=state.tick,
-            state="overridden" if self.halted else "paused" if self.paused else "running" if self.running else "idle",
+            state=(
+                "failed"
+                if self.failure is not None
+                else "overridden"
+                if self.halted
+                else "paused"
+                if self.paused
+                else "running"
+                if self.running
+                else "idle"
+            ),
+            failure=None if self.failure is None else {"code": self.failure.code, "detail": self.failure.detail},
             paused=self.paused,
             rate=self.rate,
             agents=state.size,

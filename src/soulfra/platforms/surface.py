@@ -78,6 +78,7 @@ class SurfacePlatform(Platform):
         except BusError:
             return False
         view = decode(reply)
+        self._version += 1
         if int(view["tick"]) >= self.tick:
             self.tick = int(view["tick"])
             self.weather = view["vibe"]
@@ -170,13 +171,15 @@ class SurfacePlatform(Platform):
             lambda: {"tick": self.tick, "weather": self.weather, "history": list(self.history)[-limit:]},
         )
 
-    async def read_echoes(self, body: dict[str, Any]) -> bytes:
+    async def read_echoes(self, body: dict[str, Any]) -> dict[str, Any] | bytes:
         agent = body.get("agent")
         if agent is not None:
             if not isinstance(agent, str):
                 raise InputError("'agent' must be a string")
+            if agent not in self.echoes:  # not cached: any string may be asked for, and the cache must stay small
+                return {"tick": self.tick, "agent": agent, "echoes": []}
             return self._cached(
-                ("echo", agent), lambda: {"tick": self.tick, "agent": agent, "echoes": list(self.echoes.get(agent, ()))}
+                ("echo", agent), lambda: {"tick": self.tick, "agent": agent, "echoes": list(self.echoes[agent])}
             )
         limit = _limit(body, 50, 1000)
         return self._cached(("echoes", limit), lambda: {"tick": self.tick, "echoes": list(self._recent)[-limit:]})
