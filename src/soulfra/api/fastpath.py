@@ -6,6 +6,7 @@ bus exactly as the documented routes fetch them. Anything else, and any error, g
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,6 +23,7 @@ SURFACE_DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "/api/ritual/traces": ("traces", {"limit": 100}),
 }
 _HEADERS = [(b"content-type", b"application/json")]
+_PAYLOADS = {path: json.dumps(body, separators=(",", ":")).encode() for path, (_, body) in SURFACE_DEFAULTS.items()}
 
 
 class SurfaceReads:
@@ -35,7 +37,7 @@ class SurfaceReads:
             if found is not None:
                 try:
                     bridge = await self.gateway.bridge(self.gateway.default_instance)
-                    body = await bridge.request_raw("surface", found[0], found[1])
+                    body = await bridge.request_raw("surface", found[0], payload=_PAYLOADS[scope["path"]])
                 except SoulfraError:
                     pass  # the route answers with the error, in the API's one format
                 else:

@@ -27,13 +27,21 @@ class CrossPlatformBridge:
         return decode(await self.request_raw(platform, op, body, timeout=timeout))
 
     async def request_raw(
-        self, platform: str, op: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
+        self,
+        platform: str,
+        op: str,
+        body: dict[str, Any] | None = None,
+        *,
+        payload: bytes | None = None,
+        timeout: float | None = None,
     ) -> bytes:
-        """``request`` without decoding the reply: the JSON bytes the platform sent, for passing straight on."""
+        """``request`` without decoding the reply: the JSON bytes the platform sent, for passing straight on.
+        ``payload`` is the body already encoded, for callers that send the same request again and again."""
         if platform not in PLATFORMS:
             raise InputError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
         subject = op_subject(self.instance_id, platform, op)
-        return await self.bus.request(subject, encode(body or {}), timeout=timeout or self.timeout)
+        sent = payload if payload is not None else encode(body or {})
+        return await self.bus.request(subject, sent, timeout=timeout or self.timeout)
 
     async def fetch_from_runtime(self, op: str = "status", body: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.request("runtime", op, body)

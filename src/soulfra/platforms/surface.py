@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -51,6 +52,7 @@ class SurfacePlatform(Platform):
         self.tick = 0
         self.weather: dict[str, Any] | None = None
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
+        self._history_json: deque[bytes] = deque(maxlen=history)  # each history entry, encoded once
         self.traces: deque[dict[str, Any]] = deque(maxlen=traces)
         self.echoes: dict[str, deque[dict[str, Any]]] = {}
         self.possessed: dict[str, str] = {}
@@ -58,9 +60,9 @@ class SurfacePlatform(Platform):
         self.names: dict[str, str] = {}
         self._echo_depth = echoes
         self._recent: deque[dict[str, Any]] = deque(maxlen=1000)  # every agent's echoes, newest last
-        self._version = 0  # bumped by every change; the reply cache holds for one version
-        self._cache: dict[tuple[str, Any], bytes] = {}
-        self._cache_version = -1
+        # Each domain's version is bumped when it changes; a cached reply (without its tick) holds for one version.
+        self._versions = {"weather": 0, "echoes": 0, "traces": 0}
+        self._cache: dict[tuple[str, Any], tuple[int, bytes]] = {}
         self._stream: deque[dict[str, Any]] = deque(maxlen=stream)
         self._seq = 0
         self._changed = asyncio.Condition()
@@ -78,14 +80,15 @@ class SurfacePlatform(Platform):
         except BusError:
             return False
         view = decode(reply)
-        self._version += 1
+        for domain in self._versions:
+            self._versions[domain] += 1
         if int(view["tick"]) >= self.tick:
             self.tick = int(view["tick"])
             self.weather = view["vibe"]
             self.possessed = dict(view["possessed"])
             self.names.update({a["id"]: a["name"] for a in view["agents"]})
             if self.weather is not None and not self.history:
-                self.history.append({"tick": self.tick, **self.weather})
+                self._remember_weather(self.tick, self.weather)
         return True
 
     # -- projections --------------------------------------------------------------------------------------------
@@ -98,13 +101,14 @@ class SurfacePlatform(Platform):
         for event in body["events"]:
             self._project(event)
         vibe = body.get("vibe")
-        if vibe is not None and vibe != self.weather:
-            self.history.append({"tick": after, **vibe})
+        if vibe != self.weather:
+            self._versions["weather"] += 1
+            if vibe is not None:
+                self._remember_weather(after, vibe)
         if not self._possession or self._possession[-1][1] != self.possessed:
             self._possession.append((after, dict(self.possessed)))
         self.weather = vibe
         self.tick = after
-        self._version += 1
         async with self._changed:
             self._changed.notify_all()
 
@@ -115,6 +119,11 @@ class SurfacePlatform(Platform):
         async with self._changed:
             self._changed.notify_all()
 
+    def _remember_weather(self, tick: int, vibe: dict[str, Any]) -> None:
+        entry = {"tick": tick, **vibe}
+        self.history.append(entry)
+        self._history_json.append(encode(entry))
+
     def _project(self, event: dict[str, Any]) -> None:
         kind = event["kind"]
         tick = int(event["tick"])
@@ -123,8 +132,10 @@ class SurfacePlatform(Platform):
             echo = {"tick": tick, "kind": kind, **{k: v for k, v in event.items() if k not in ("kind", "tick")}}
             self.echoes.setdefault(agent, deque(maxlen=self._echo_depth)).append(echo)
             self._recent.append({"agent": agent, **echo})
+            self._versions["echoes"] += 1
         elif kind in RITUAL_KINDS or kind in ("loop_sealed", "seed_applied"):
             self.traces.append(event)
+            self._versions["traces"] += 1
         if kind == "agent_possessed":
             self.possessed[event["agent"]] = event.get("operator", "puppet-master")
         elif kind == "agent_released":
@@ -132,7 +143,6 @@ class SurfacePlatform(Platform):
         self._push(kind, tick, event)
 
     def _push(self, kind: str, tick: int, data: dict[str, Any]) -> None:
-        self._version += 1
         self._seq += 1
         channel = CHANNELS.get(kind, "world:event")
         self._stream.append({"seq": self._seq, "tick": tick, "channel": channel, "kind": kind, "data": data})
@@ -154,22 +164,18 @@ class SurfacePlatform(Platform):
         report.update(tick=self.tick, stream_seq=self._seq, traces=len(self.traces), history=len(self.history))
         return report
 
-    def _cached(self, key: tuple[str, Any], build: Callable[[], dict[str, Any]]) -> bytes:
-        """The encoded reply for ``key`` at the current version: public reads repeat far more often than ticks."""
-        if self._cache_version != self._version:
-            self._cache.clear()
-            self._cache_version = self._version
-        reply = self._cache.get(key)
-        if reply is None:
-            reply = self._cache[key] = encode(build())
-        return reply
+    def _cached(self, domain: str, key: Any, build: Callable[[], dict[str, Any]]) -> bytes:
+        """``{"tick": ..., **build()}`` encoded. Public reads repeat far more often than their domain changes, so the
+        encoding of ``build()`` is kept until it does; only the tick in front is new each time."""
+        version = self._versions[domain]
+        cached = self._cache.get((domain, key))
+        if cached is None or cached[0] != version:
+            cached = self._cache[(domain, key)] = (version, encode(build()))
+        return b'{"tick":%d,' % self.tick + cached[1][1:]
 
     async def read_weather(self, body: dict[str, Any]) -> bytes:
         limit = _limit(body, 32, self.history.maxlen or 256)
-        return self._cached(
-            ("weather", limit),
-            lambda: {"tick": self.tick, "weather": self.weather, "history": list(self.history)[-limit:]},
-        )
+        return self._cached("weather", limit, lambda: {"weather": self.weather, "history": list(self.history)[-limit:]})
 
     async def read_echoes(self, body: dict[str, Any]) -> dict[str, Any] | bytes:
         agent = body.get("agent")
@@ -178,15 +184,13 @@ class SurfacePlatform(Platform):
                 raise InputError("'agent' must be a string")
             if agent not in self.echoes:  # not cached: any string may be asked for, and the cache must stay small
                 return {"tick": self.tick, "agent": agent, "echoes": []}
-            return self._cached(
-                ("echo", agent), lambda: {"tick": self.tick, "agent": agent, "echoes": list(self.echoes[agent])}
-            )
+            return self._cached("echoes", agent, lambda: {"agent": agent, "echoes": list(self.echoes[agent])})
         limit = _limit(body, 50, 1000)
-        return self._cached(("echoes", limit), lambda: {"tick": self.tick, "echoes": list(self._recent)[-limit:]})
+        return self._cached("echoes", limit, lambda: {"echoes": list(self._recent)[-limit:]})
 
     async def read_traces(self, body: dict[str, Any]) -> bytes:
         limit = _limit(body, 100, self.traces.maxlen or 512)
-        return self._cached(("traces", limit), lambda: {"tick": self.tick, "traces": list(self.traces)[-limit:]})
+        return self._cached("traces", limit, lambda: {"traces": list(self.traces)[-limit:]})
 
     async def read_stream(self, body: dict[str, Any]) -> dict[str, Any]:
         """Stream items with ``seq > after``; waits up to ``wait_ms`` for the first one. ``missed`` counts items that
@@ -234,6 +238,10 @@ def _as_of(entries: Iterator[tuple[int, Any]], tick: int, current: Any) -> Any:
             break
         found = value
     return found
+
+
+def encode_value(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _limit(body: dict[str, Any], default: int, high: int) -> int:
