@@ -521,7 +521,8 @@ def test_manual_snapshots(api: httpx.Client) -> None:
     assert response.status_code == 201, response.text
     snap = response.json()
     assert isinstance(snap["id"], int)
-    assert snap["type"] == "manual"
+    # a tick that already has a snapshot (every 20th, or a loop seal) answers with that one, under its first type
+    assert snap["type"] == "manual" or (snap["type"] in ("periodic", "loop-seal") and snap["tick"] % 20 == 0)
     assert snap["state_hash"].startswith("b2:")
     listed = api.get(f"{BASE}/snapshots").json()["snapshots"]
     assert snap in listed
@@ -692,7 +693,8 @@ def test_cli_client_commands(own: Server) -> None:
     ), unified.stdout
     as_json = soulfra_cli("snapshot", "--json", "--url", url)
     assert as_json.returncode == 0, as_json.stderr
-    assert json.loads(as_json.stdout)["type"] == "manual"
+    taken = json.loads(as_json.stdout)
+    assert taken["type"] == "manual" or (taken["type"] in ("periodic", "loop-seal") and taken["tick"] % 20 == 0)
 
     overridden = soulfra_cli("override", "--reason", "cli test", "--url", url)
     assert overridden.returncode == 0, overridden.stderr
