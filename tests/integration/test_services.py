@@ -10,16 +10,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import pytest
 
-import soulfra.bus
 from soulfra.bus import Bus
 from soulfra.durable import DurableWorld
-from soulfra.errors import BusUnavailableError, OverrideActiveError, SoulfraError
+from soulfra.errors import OverrideActiveError, SoulfraError
 from soulfra.platforms.base import PLATFORMS
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.store import SqlStore
@@ -28,53 +27,13 @@ from soulfra.world import DEFAULT_WORLD
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(90)]
 
 NATS_URL = "nats://127.0.0.1:4222"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
 RATE = 20
 DEADLINE_S = 20.0
-
-
-def _unavailable(what: str, reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required in CI but unreachable: {reason}")
-    pytest.skip(f"{what} unreachable: {reason}")
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search path is a schema of this test's own (dropped afterwards)."""
-    try:
-        import psycopg  # noqa: PLC0415 - only these tests need the driver
-    except ModuleNotFoundError as exc:
-        _unavailable("PostgreSQL", f"psycopg is not installed ({exc})")
-    schema = f"svc_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        _unavailable("PostgreSQL", str(exc).strip().splitlines()[0])
-    with admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            yield PG_URL.format(schema=schema)
-        finally:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture
-async def bus(anyio_backend: str) -> AsyncIterator[Bus]:
-    try:
-        connected = await soulfra.bus.connect(NATS_URL)
-    except BusUnavailableError as exc:
-        _unavailable("NATS", exc.detail)
-    try:
-        yield connected
-    finally:
-        await connected.close()
 
 
 class Services:
@@ -261,8 +220,8 @@ async def check_override_and_resume(bridge: CrossPlatformBridge, services: Servi
 
 
 @pytest.mark.anyio
-async def test_four_platform_processes_on_nats_and_postgres(bus: Bus, services: Services, pg_url: str) -> None:
-    bridge = CrossPlatformBridge(bus, services.instance_id, timeout=5.0)
+async def test_four_platform_processes_on_nats_and_postgres(nats_bus: Bus, services: Services, pg_url: str) -> None:
+    bridge = CrossPlatformBridge(nats_bus, services.instance_id, timeout=5.0)
     await start_all(bridge, services)
     await check_whisper(bridge, services, pg_url)
     await check_unified(bridge)
@@ -279,8 +238,8 @@ def _status_errors(report: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.anyio
-async def test_a_platform_that_is_not_running_is_reported_not_raised(bus: Bus, services: Services) -> None:
-    bridge = CrossPlatformBridge(bus, services.instance_id, timeout=2.0)
+async def test_a_platform_that_is_not_running_is_reported_not_raised(nats_bus: Bus, services: Services) -> None:
+    bridge = CrossPlatformBridge(nats_bus, services.instance_id, timeout=2.0)
     services.start("protocol")
 
     async def protocol_answers() -> bool:
