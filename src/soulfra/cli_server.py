@@ -12,7 +12,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from soulfra.errors import ConfigError, ServerUnavailableError, error_for_code
+from soulfra.errors import ServerUnavailableError, error_for_code
 from soulfra.runner import load_world_file
 from soulfra.world import DEFAULT_WORLD
 
@@ -63,8 +63,6 @@ def serve_command(
     """Run one platform of one instance as its own process, on NATS (the services topology)."""
     from soulfra.system import serve_platform  # noqa: PLC0415 -- the server stack loads only here
 
-    if platform not in ("runtime", "surface", "protocol", "mirror"):
-        raise ConfigError(f"unknown platform {platform!r}; expected runtime, surface, protocol or mirror")
     asyncio.run(
         serve_platform(
             platform, instance_id=instance, db_url=db, nats_url=nats, rate=rate or None, cycle_every=cycle_every
@@ -133,18 +131,20 @@ def whisper_command(
     _print(ack, as_json, f"whisper {ack['seq']} stored; applies at tick {ack['tick']}")
 
 
+def _control(url: str, instance: str | None, as_json: bool, op: str, done: str) -> None:
+    target = _instance(url, instance)
+    reply = _request("POST", url, f"/api/instances/{target}/{op}")
+    _print(reply, as_json, f"{target} {done} at tick {reply['tick']}")
+
+
 def pause_command(url: UrlOption = DEFAULT_URL, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
     """Stop the instance's ticks (the other platforms go on serving)."""
-    target = _instance(url, instance)
-    reply = _request("POST", url, f"/api/instances/{target}/pause")
-    _print(reply, as_json, f"{target} paused at tick {reply['tick']}")
+    _control(url, instance, as_json, "pause", "paused")
 
 
 def resume_command(url: UrlOption = DEFAULT_URL, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
     """Lift a pause or an emergency override."""
-    target = _instance(url, instance)
-    reply = _request("POST", url, f"/api/instances/{target}/resume")
-    _print(reply, as_json, f"{target} resumed at tick {reply['tick']}")
+    _control(url, instance, as_json, "resume", "resumed")
 
 
 def override_command(

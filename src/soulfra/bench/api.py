@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ def _serve(kind: str, port_file: Path, *, data: Path | None, agents: int, bodies
     """Serve Soulfra's embedded app or the bare Starlette routes on a free port written to ``port_file``."""
     import uvicorn  # noqa: PLC0415 - only the server subprocess needs it
 
-    from soulfra.system import EmbeddedSettings, embedded_app  # noqa: PLC0415
+    from soulfra.system import EmbeddedSettings, embedded_app, listen  # noqa: PLC0415
 
     if kind == "soulfra":
         assert data is not None  # noqa: S101 - argparse requires it for this kind
@@ -60,20 +59,12 @@ def _serve(kind: str, port_file: Path, *, data: Path | None, agents: int, bodies
     else:
         assert bodies is not None  # noqa: S101
         app = _bare_app(json.loads(bodies.read_text()))
-    sock = _bind()
+    sock = listen(HOST, 0)
     tmp = port_file.with_suffix(".tmp")
     tmp.write_text(str(sock.getsockname()[1]))
     tmp.replace(port_file)  # the port appears whole, or not at all
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3)
     uvicorn.Server(config).run(sockets=[sock])
-
-
-def _bind() -> socket.socket:
-    """A free port on 127.0.0.1. The protocol is named (IPPROTO_TCP) so that asyncio sets TCP_NODELAY on every
-    accepted connection; with ``proto=0`` it does not, and each response waits out the client's delayed ACK."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind((HOST, 0))
-    return sock
 
 
 def _bare_app(bodies: dict[str, str]) -> Any:

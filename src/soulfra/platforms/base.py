@@ -23,6 +23,7 @@ __all__ = [
     "decode",
     "encode",
     "events_subject",
+    "int_field",
     "op_subject",
 ]
 
@@ -51,8 +52,16 @@ def control_subject(instance_id: str) -> str:
     return f"soulfra.{instance_id}.control"
 
 
-def encode(body: dict[str, Any]) -> bytes:
+def encode(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def int_field(body: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """An integer field of a request, within ``low..high``; ``InputError`` names the field otherwise."""
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{key!r} must be an integer from {low} to {high}")
+    return value
 
 
 def decode(payload: bytes) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 from soulfra.bus.port import Bus, Message
@@ -96,9 +97,7 @@ class MirrorPlatform(Platform):
         async with self._caught_up:
             self._caught_up.notify_all()
         if self.cycle_every and not self.halted and after % self.cycle_every == 0:
-            task = asyncio.get_running_loop().create_task(self._cycle())
-            self._cycles.add(task)
-            task.add_done_callback(self._cycles.discard)
+            self._spawn(self._cycle())
 
     async def _cycle(self) -> None:
         try:
@@ -164,9 +163,11 @@ class MirrorPlatform(Platform):
         self.anomalies.append(anomaly)
         if self.store is not None:
             self.store.rituals.record(self.instance_id, tick=int(tick), kind="anomaly", data=anomaly)
-        task = asyncio.get_running_loop().create_task(
-            self.bus.publish(events_subject(self.instance_id) + ".mirror", encode(anomaly))
-        )
+        self._spawn(self.bus.publish(events_subject(self.instance_id) + ".mirror", encode(anomaly)))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the event handler, kept so that ``stop`` can cancel it."""
+        task = asyncio.get_running_loop().create_task(work)
         self._cycles.add(task)
         task.add_done_callback(self._cycles.discard)
 

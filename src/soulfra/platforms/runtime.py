@@ -26,7 +26,7 @@ from soulfra.errors import (
     SoulfraError,
     UnknownAgentError,
 )
-from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, op_subject
+from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, int_field, op_subject
 from soulfra.runner import fixed_to_number, vibe_to_json
 from soulfra.store.sql import agent_state_json, personality_json
 from soulfra.world.events import Event, event_to_json
@@ -259,8 +259,8 @@ class RuntimePlatform(Platform):
 
     async def agents(self, body: dict[str, Any]) -> dict[str, Any]:
         state = self.world.world.state
-        offset = _bounded_int(body, "offset", 0, 0, 1 << 31)
-        limit = _bounded_int(body, "limit", 100, 1, 1000)
+        offset = int_field(body, "offset", 0, 0, 1 << 31)
+        limit = int_field(body, "limit", 100, 1, 1000)
         rows = [agent_json(state, i) for i in range(offset, min(state.size, offset + limit))]
         return {"tick": state.tick, "total": state.size, "offset": offset, "agents": rows}
 
@@ -298,8 +298,8 @@ class RuntimePlatform(Platform):
         }
 
     async def inputs(self, body: dict[str, Any]) -> dict[str, Any]:
-        after = _bounded_int(body, "after", 0, 0, 1 << 62)
-        limit = _bounded_int(body, "limit", 100, 1, 1000)
+        after = int_field(body, "after", 0, 0, 1 << 62)
+        limit = int_field(body, "limit", 100, 1, 1000)
         rows = self.world.store.inputs.read(self.instance_id)
         chosen = [s for s in rows if s.seq > after][:limit]
         return {"inputs": [{"seq": s.seq, "tick": s.tick, "input": input_to_json(s.input)} for s in chosen]}
@@ -402,10 +402,3 @@ def _snapshot_json(info: Any) -> dict[str, Any]:
         "codec": info.codec,
         "timestamp": info.timestamp.isoformat(),
     }
-
-
-def _bounded_int(body: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InputError(f"{key!r} must be an integer from {low} to {high}")
-    return value

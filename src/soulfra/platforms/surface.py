@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from soulfra.bus.port import Bus, Message
 from soulfra.errors import BusError, InputError
-from soulfra.platforms.base import Op, Platform, decode, encode, events_subject, op_subject
+from soulfra.platforms.base import Op, Platform, decode, encode, events_subject, int_field, op_subject
 
 __all__ = ["CHANNELS", "SurfacePlatform"]
 
@@ -174,7 +173,7 @@ class SurfacePlatform(Platform):
         return b'{"tick":%d,' % self.tick + cached[1][1:]
 
     async def read_weather(self, body: dict[str, Any]) -> bytes:
-        limit = _limit(body, 32, self.history.maxlen or 256)
+        limit = int_field(body, "limit", 32, 1, self.history.maxlen or 256)
         return self._cached("weather", limit, lambda: {"weather": self.weather, "history": list(self.history)[-limit:]})
 
     async def read_echoes(self, body: dict[str, Any]) -> dict[str, Any] | bytes:
@@ -185,23 +184,19 @@ class SurfacePlatform(Platform):
             if agent not in self.echoes:  # not cached: any string may be asked for, and the cache must stay small
                 return {"tick": self.tick, "agent": agent, "echoes": []}
             return self._cached("echoes", agent, lambda: {"agent": agent, "echoes": list(self.echoes[agent])})
-        limit = _limit(body, 50, 1000)
+        limit = int_field(body, "limit", 50, 1, 1000)
         return self._cached("echoes", limit, lambda: {"echoes": list(self._recent)[-limit:]})
 
     async def read_traces(self, body: dict[str, Any]) -> bytes:
-        limit = _limit(body, 100, self.traces.maxlen or 512)
+        limit = int_field(body, "limit", 100, 1, self.traces.maxlen or 512)
         return self._cached("traces", limit, lambda: {"traces": list(self.traces)[-limit:]})
 
     async def read_stream(self, body: dict[str, Any]) -> dict[str, Any]:
         """Stream items with ``seq > after``; waits up to ``wait_ms`` for the first one. ``missed`` counts items that
         fell out of the buffer before the reader came back."""
-        after = body.get("after", 0)
-        wait_ms = body.get("wait_ms", 0)
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-            raise InputError("'after' must be a non-negative integer")
-        if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) or not 0 <= wait_ms <= 30_000:
-            raise InputError("'wait_ms' must be an integer from 0 to 30000")
-        limit = _limit(body, 256, 4096)
+        after = int_field(body, "after", 0, 0, 1 << 62)
+        wait_ms = int_field(body, "wait_ms", 0, 0, 30_000)
+        limit = int_field(body, "limit", 256, 1, 4096)
         if self._seq <= after and wait_ms:
             async with self._changed:
                 with contextlib.suppress(TimeoutError):
@@ -213,12 +208,8 @@ class SurfacePlatform(Platform):
     async def view(self, body: dict[str, Any]) -> dict[str, Any]:
         """The surface's view as of tick ``tick`` (after the ticks before it ran): waits up to ``wait_ms`` until it
         has projected that far, then answers from its history, so it may already be further on."""
-        tick = body.get("tick", self.tick)
-        wait_ms = body.get("wait_ms", 1000)
-        if isinstance(tick, bool) or not isinstance(tick, int) or tick < 0:
-            raise InputError("'tick' must be a non-negative integer")
-        if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) or not 0 <= wait_ms <= 30_000:
-            raise InputError("'wait_ms' must be an integer from 0 to 30000")
+        tick = int_field(body, "tick", self.tick, 0, 1 << 62)
+        wait_ms = int_field(body, "wait_ms", 1000, 0, 30_000)
         if self.tick < tick:
             async with self._changed:
                 with contextlib.suppress(TimeoutError):
@@ -238,14 +229,3 @@ def _as_of(entries: Iterator[tuple[int, Any]], tick: int, current: Any) -> Any:
             break
         found = value
     return found
-
-
-def encode_value(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _limit(body: dict[str, Any], default: int, high: int) -> int:
-    value = body.get("limit", default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise InputError(f"'limit' must be an integer from 1 to {high}")
-    return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from soulfra.errors import CodecError, InputError, IntegrityError, NotFoundError
 from soulfra.store.ports import InstanceRecord, Store
@@ -17,7 +17,6 @@ from soulfra.world.model import WorldState
 
 __all__ = ["Licence", "PermissionValidator", "RuleSet", "ValidationResult", "Violation"]
 
-Subject = Literal["snapshot", "instance", "input", "fork", "export", "state"]
 SUBJECTS: tuple[str, ...] = ("snapshot", "instance", "input", "fork", "export", "state")
 
 
