@@ -26,7 +26,7 @@ TRACE_KINDS = frozenset(
         "whisper_heard", "agent_possessed", "agent_released", "operator_acted", "personality_changed",
         "ritual_injected", "vibe_altered", "input_rejected", "ritual_proposed", "ritual_gathered", "ritual_blessed",
         "ritual_refused", "ritual_lapsed", "ritual_performed", "ritual_sealed", "vibe_shifted", "seed_applied",
-        "loop_sealed",
+        "visitor_posted", "loop_sealed",
     }
 )  # fmt: skip
 TraceLevel = Literal["rituals", "all", "none"]
@@ -104,6 +104,20 @@ class DurableWorld:
         """Continue a stored instance from its last durable tick (recovery after a crash is the same thing)."""
         record = store.instances.get(instance_id)
         state = state_at(store, instance_id, record.head_tick)
+        durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
+        for stored in store.inputs.read(instance_id, from_tick=record.head_tick):
+            durable._pending.setdefault(stored.tick, []).append(stored.input)
+        return durable
+
+    @classmethod
+    def from_state(
+        cls, store: Store, instance_id: str, state: WorldState, *, settings: DurabilitySettings | None = None
+    ) -> DurableWorld:
+        """Continue a stored instance from a state already in memory (equal to its state at its head tick), such
+        as a fork's copy of its parent's live state: nothing is read back but the inputs still to apply."""
+        record = store.instances.get(instance_id)
+        if state.tick != record.head_tick:
+            raise ConflictError(f"{instance_id} is durable to tick {record.head_tick}, not {state.tick}")
         durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
         for stored in store.inputs.read(instance_id, from_tick=record.head_tick):
             durable._pending.setdefault(stored.tick, []).append(stored.input)
@@ -238,20 +252,46 @@ def resolve_instance(store: Store, instance_id: str | None) -> InstanceRecord:
     return records[-1]
 
 
+def start_tick(record: InstanceRecord) -> int:
+    """The first tick of an instance's own history: 0, or the tick it was forked, cloned, merged or imported at."""
+    return record.fork_tick if record.fork_tick is not None else 0
+
+
 def state_at(store: Store, instance_id: str, tick: int) -> WorldState:
-    """The state at ``tick``: the nearest snapshot at or before it (checked against its hash) plus a replay."""
+    """The state at ``tick``: the nearest snapshot at or before it (checked against its hash) plus a replay.
+
+    A fork, clone or merge copies no history: before its own first snapshot it reads its parent's, up to the tick
+    it was made at, and replays its own inputs from there.
+    """
     record = store.instances.get(instance_id)
     if tick < 0 or tick > record.head_tick:
         raise NotFoundError(f"instance {instance_id} has durably reached tick {record.head_tick}; no tick {tick}")
     nearest = store.snapshots.nearest(instance_id, tick)
-    if nearest is None:
+    if nearest is not None:
+        base_tick = nearest.tick
+        _, state = store.snapshots.load(nearest.id)
+    elif record.parent_id is not None and record.fork_tick is not None:
+        if tick <= record.fork_tick:
+            return state_at(store, record.parent_id, tick)
+        base_tick = record.fork_tick
+        state = state_at(store, record.parent_id, base_tick)
+    else:
         raise IntegrityError(f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis")
-    _, state = store.snapshots.load(nearest.id)
     world = World(state)
-    by_tick = schedule(s.input for s in store.inputs.read(instance_id, from_tick=nearest.tick, to_tick=tick))
+    by_tick = schedule(s.input for s in store.inputs.read(instance_id, from_tick=base_tick, to_tick=tick))
     while world.tick < tick:
         world.step(by_tick.get(world.tick, ()))
     return world.state
+
+
+def _base(store: Store, record: InstanceRecord, snapshots: list[SnapshotInfo]) -> WorldState:
+    """Where an instance's own history starts: its genesis (or merge/import) snapshot, or its parent's state."""
+    start = start_tick(record)
+    if snapshots and snapshots[0].tick == start:
+        return store.snapshots.load(snapshots[0].id)[1]
+    if record.parent_id is not None:
+        return state_at(store, record.parent_id, start)
+    raise IntegrityError(f"instance {record.id} has no genesis snapshot to replay from")
 
 
 @dataclass(slots=True)
@@ -290,15 +330,16 @@ class VerifyReport:
 
 
 def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | None = None) -> VerifyReport:
-    """Replay the whole input log from genesis and compare the state hash at every stored snapshot."""
+    """Replay the whole input log from genesis (a fork: from its parent's state at the fork) and compare the state
+    hash at every stored snapshot."""
     record = store.instances.get(instance_id)
     snapshots = store.snapshots.list_snapshots(instance_id)
-    if not snapshots or snapshots[0].tick != 0:
-        raise IntegrityError(f"instance {instance_id} has no genesis snapshot to replay from")
-    _, genesis = store.snapshots.load(snapshots[0].id)
+    genesis = _base(store, record, snapshots)
     mismatches: list[Mismatch] = []
-    if state_hash(genesis) != record.genesis_hash:
-        mismatches.append(Mismatch(tick=0, stored=record.genesis_hash, replayed=state_hash(genesis), what="genesis"))
+    if record.genesis_hash and state_hash(genesis) != record.genesis_hash:
+        mismatches.append(
+            Mismatch(tick=genesis.tick, stored=record.genesis_hash, replayed=state_hash(genesis), what="genesis")
+        )
     logged = store.inputs.read(instance_id)
     by_tick = schedule(s.input for s in logged)
     expected = {info.tick: info for info in snapshots}
@@ -316,7 +357,7 @@ def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | N
                 mismatches.append(
                     Mismatch(tick=world.tick, stored=info.state_hash, replayed=replayed, what=f"{info.type} snapshot")
                 )
-    for info in snapshots[1:]:  # each stored blob must also read back intact
+    for info in snapshots:  # each stored blob must also read back intact
         try:
             store.snapshots.load(info.id)
         except (IntegrityError, ConflictError) as exc:
@@ -348,6 +389,7 @@ __all__ = [
     "VerifyReport",
     "replay",
     "resolve_instance",
+    "start_tick",
     "state_at",
     "verify",
 ]

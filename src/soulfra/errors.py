@@ -16,6 +16,12 @@
     ├── PlatformError               a platform refused a request in its current state
     │   ├── OverrideActiveError     the instance is stopped by an emergency override until it is resumed
     │   └── ValidationFailedError   the protocol platform found violations of its rules
+    ├── PackageError                a .soulpkg file that is not a valid package (bad ZIP, entry, path or hash)
+    │   ├── PackageSignatureError   the package's signature is missing, does not verify, or is by an untrusted key
+    │   └── PackageLimitError       the package (or an entry) would unpack beyond the configured size limits
+    ├── LineageError                a god command the lineage graph cannot carry out (no common ancestor, a revert
+    │                               past the head, a link deeper than the limit)
+    ├── MergeError                  two worlds that cannot be merged (different agents, seeds or format)
     ├── ServerUnavailableError      no Soulfra server answers at the URL a CLI command was given
     └── BusError                    the message bus failed to carry a message
         ├── BusUnavailableError     the bus (a NATS server) cannot be reached
@@ -37,10 +43,15 @@ __all__ = [
     "DecompressionLimitError",
     "InputError",
     "IntegrityError",
+    "LineageError",
+    "MergeError",
     "NoRespondersError",
     "NotFoundError",
     "OutputError",
     "OverrideActiveError",
+    "PackageError",
+    "PackageLimitError",
+    "PackageSignatureError",
     "PlatformError",
     "ServerUnavailableError",
     "SoulfraError",
@@ -121,6 +132,26 @@ class OverrideActiveError(PlatformError):
 
 class ValidationFailedError(PlatformError):
     code = "validation_failed"
+
+
+class PackageError(SoulfraError):
+    code = "package_invalid"
+
+
+class PackageSignatureError(PackageError):
+    code = "package_signature"
+
+
+class PackageLimitError(PackageError):
+    code = "package_too_large"
+
+
+class LineageError(SoulfraError):
+    code = "lineage_error"
+
+
+class MergeError(SoulfraError):
+    code = "merge_failed"
 
 
 class ServerUnavailableError(SoulfraError):

@@ -1,7 +1,8 @@
 """The composition root: the one place that names concrete adapters and builds a running system from settings.
 
-``embedded`` is ``soulfra up``: one process, SQLite in a data directory, the in-memory bus, a default instance
-with its four platforms, and the API. ``serve_platform`` is one platform alone on NATS (``soulfra serve``).
+``embedded`` is ``soulfra up``: one process, SQLite in a data directory, the in-memory bus, the puppet master
+running every stored instance (a default one first) with its four platforms, and the API. ``serve_platform`` is
+one platform alone on NATS (``soulfra serve``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from soulfra.api import Gateway, create_app
+from soulfra.api.meta import meta_router
 from soulfra.bus import InMemoryBus, connect
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import ConfigError, OutputError
+from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.meta.keys import KeyRing, default_home
+from soulfra.meta.package import Limits
 from soulfra.platforms.base import PLATFORMS, Platform
-from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.platforms.mirror import MirrorPlatform
 from soulfra.platforms.protocol import ProtocolPlatform
 from soulfra.platforms.runtime import RuntimePlatform
@@ -44,26 +48,25 @@ class EmbeddedSettings:
     rate: float | None = 2.0
     cycle_every: int = 0
     snapshot_every: int = 20
+    home: Path | None = None  # where the installation key and trusted keys live; None: $SOULFRA_HOME or ~/.soulfra
 
     def database_url(self) -> str:
         return f"sqlite:///{self.data / 'soulfra.db'}"
 
 
 def embedded_app(settings: EmbeddedSettings) -> FastAPI:
-    """The whole embedded system as one ASGI app: the lifespan opens the store and starts the instance."""
+    """The whole embedded system as one ASGI app: the lifespan opens the store, the default instance and every
+    other stored instance, under the puppet master."""
     try:
         settings.data.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the data directory {settings.data}: {exc.strerror}") from None
     store = SqlStore.open(settings.database_url())
     bus = InMemoryBus()
-    instance = FourPlatformInstance(
+    engine = PuppetMasterEngine(
         store,
         bus,
-        InstanceSettings(
-            seed=settings.seed,
-            spec=settings.spec,
-            agents=settings.agents,
+        EngineSettings(
             rate=settings.rate,
             cycle_every=settings.cycle_every,
             durability=DurabilitySettings(snapshot_every=settings.snapshot_every),
@@ -71,24 +74,25 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
     )
     # The default instance's id is known only once the world is opened; the gateway learns it in the lifespan.
     gateway = Gateway(bus, "pending", store=store)
+    gateway.lister = engine.list_instances
+    keyring = KeyRing(settings.home or default_home())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await instance.initialize()
-        gateway.default_instance = instance.instance_id
-        instance.start_autonomous_operations()
         try:
+            gateway.default_instance = await engine.open_default(settings.seed, settings.spec, settings.agents)
+            await engine.start()
             yield
         finally:
             gateway.closing = True
             try:
-                await instance.close()
+                await engine.close()
             finally:
                 await bus.close()
                 store.close()
 
-    app = create_app(gateway, lifespan=lifespan)
-    app.state.instance = instance
+    app = create_app(gateway, lifespan=lifespan, extra=[meta_router(engine, gateway, keyring, Limits())])
+    app.state.engine = engine
     return app
 
 

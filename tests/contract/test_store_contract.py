@@ -12,16 +12,18 @@ from typing import Any, get_args
 import pytest
 import sqlalchemy as sa
 
-from soulfra.errors import ConflictError, NotFoundError
+from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError
 from soulfra.store import InstanceRecord, SqlStore, schema
 from soulfra.store.sql import agent_state_json, personality_json
 from soulfra.world import (
     Act,
     AlterVibe,
     ChangePersonality,
+    CrossPost,
     Event,
     InjectRitual,
     Input,
+    Mark,
     Possess,
     Release,
     Whisper,
@@ -67,6 +69,8 @@ EVERY_INPUT: tuple[Input, ...] = (
     ChangePersonality(tick=3, agent="arty", traits=(("warmth", 800_000), ("chaos", 125_000))),
     InjectRitual(tick=4, name="vigil", participants=("arty", "cal-riven"), blessed=True),
     AlterVibe(tick=5, condition=PHASES[1], intensity=750_000, duration=12),
+    CrossPost(tick=6, origin="north/arty", thread=2, text="from the other world"),
+    Mark(tick=6, command="FREEZE_TIME", note='{"duration": 5}'),
 )
 
 
@@ -498,3 +502,95 @@ def test_a_nested_transaction_joins_the_outer_one(store: SqlStore, reopen: Calla
         attempt()
     assert [r.id for r in other.instances.list_instances()] == ["w"]
     assert other.inputs.count("v") == 0
+
+
+# -- lineage: status, children, branches, links ------------------------------------------------------------------
+
+
+def test_status_defaults_to_active_and_can_be_set(store: SqlStore) -> None:
+    store.instances.create(make_record("a"))
+    assert store.instances.get("a").status == "active"
+    store.instances.set_status("a", "frozen")
+    assert store.instances.get("a").status == "frozen"
+    with pytest.raises(InputError, match="unknown instance status"):
+        store.instances.set_status("a", "asleep")
+    with pytest.raises(NotFoundError):
+        store.instances.set_status("nope", "active")
+
+
+def test_children_are_forks_and_merges_oldest_first(store: SqlStore) -> None:
+    store.instances.create(make_record("p"))
+    store.instances.create(make_record("q"))
+    store.instances.create(replace(make_record("f"), parent_id="p", fork_tick=0))
+    store.instances.create(replace(make_record("m"), parent_id="q", merge_parent_id="p", fork_tick=0))
+    assert [r.id for r in store.instances.children("p")] == ["f", "m"]
+    assert [r.id for r in store.instances.children("q")] == ["m"]
+    assert store.instances.children("f") == []
+
+
+@pytest.mark.parametrize("agents", [0, 997], ids=["dictionary", "deltas"])
+def test_split_branch_moves_what_came_after_and_copies_nothing(store: SqlStore, agents: int) -> None:
+    _fill(store, "x", agents=agents)  # snapshots at ticks 0..19, traces, an input at tick 0
+    store.inputs.append("x", [Whisper(tick=t, target="*", text=f"at {t}") for t in (5, 10, 15)])
+    store.instances.set_head("x", 20)
+    head = 20
+    inputs_before = store.inputs.read("x")
+    snaps_before = store.snapshots.list_snapshots("x")
+    traces_before = store.rituals.read("x")
+    cut = snaps_before[len(snaps_before) // 2].tick
+    store.instances.create(replace(make_record("late-fork"), parent_id="x", fork_tick=cut + 1))
+    store.instances.create(replace(make_record("early-fork"), parent_id="x", fork_tick=cut))
+    branch = replace(make_record("x~1"), parent_id="x", fork_tick=cut, head_tick=head, status="abandoned")
+    with store.transaction():
+        created = store.instances.split_branch("x", cut, branch)
+    assert created.status == "abandoned"
+    assert store.instances.get("x").head_tick == cut
+    kept, moved = store.snapshots.list_snapshots("x"), store.snapshots.list_snapshots("x~1")
+    assert [s.tick for s in kept] == [s.tick for s in snaps_before if s.tick <= cut]
+    assert [s.tick for s in moved] == [s.tick for s in snaps_before if s.tick > cut]
+    assert len(kept) + len(moved) == len(snaps_before)
+    for info in moved:  # every moved snapshot (delta or not) still reads back
+        loaded, _ = store.snapshots.load(info.id)
+        assert loaded.state_hash == info.state_hash
+    assert [i.seq for i in store.inputs.read("x")] + [i.seq for i in store.inputs.read("x~1")] == [
+        i.seq for i in inputs_before
+    ]
+    assert all(i.tick >= cut for i in store.inputs.read("x~1"))
+    assert len(store.rituals.read("x")) + len(store.rituals.read("x~1")) == len(traces_before)
+    assert store.instances.get("late-fork").parent_id == "x~1"
+    assert store.instances.get("early-fork").parent_id == "x"
+
+
+def test_split_branch_past_the_head_is_refused_and_changes_nothing(store: SqlStore) -> None:
+    _fill(store, "x", agents=0)
+    store.instances.set_head("x", 20)
+    head = 20
+    with pytest.raises(LineageError, match="cannot revert"):
+        store.instances.split_branch("x", head + 1, replace(make_record("x~1"), parent_id="x"))
+    assert [r.id for r in store.instances.list_instances()] == ["x"]
+
+
+def test_links_are_symmetric_idempotent_and_go_with_the_instance(store: SqlStore) -> None:
+    for name in ("a", "b", "c"):
+        store.instances.create(make_record(name))
+    store.instances.link("b", "a")
+    store.instances.link("a", "b")
+    store.instances.link("a", "c")
+    assert store.instances.links("a") == ["b", "c"]
+    assert store.instances.links("b") == ["a"]
+    assert store.instances.unlink("a", "b") is True
+    assert store.instances.unlink("a", "b") is False
+    with pytest.raises(NotFoundError):
+        store.instances.link("a", "nope")
+    store.instances.delete("c")
+    assert store.instances.links("a") == []
+
+
+def test_record_many_stores_rows_in_order_and_reads_them_back(store: SqlStore) -> None:
+    store.instances.create(make_record("a"))
+    rows = [{"tick": t, "kind": "ritual_sealed", "data": {"kind": "ritual_sealed", "n": t}} for t in (1, 1, 4)]
+    assert store.rituals.record_many("a", rows) == 3
+    assert store.rituals.record_many("a", []) == 0
+    assert [(r.tick, r.kind, r.data) for r in store.rituals.read("a")] == [
+        (r["tick"], r["kind"], r["data"]) for r in rows
+    ]

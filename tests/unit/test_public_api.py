@@ -11,9 +11,9 @@ def test_world_exports_exactly_its_public_names() -> None:
     assert sorted(soulfra.world.__all__) == sorted(
         [
             "DEFAULT_WORLD", "EVENT_KINDS", "FORMAT_VERSION", "MINDS", "SCALE", "Act", "AgentDefinition", "AlterVibe",
-            "ChangePersonality", "Event", "InjectRitual", "Input", "Possess", "Release", "Whisper", "World",
-            "WorldSpec", "WorldState", "decode_state", "encode_state", "event_to_json", "genesis", "input_to_json",
-            "parse_input", "parse_world", "schedule", "state_hash",
+            "ChangePersonality", "CrossPost", "Event", "InjectRitual", "Input", "Mark", "Possess", "Release", "Whisper",
+            "World", "WorldSpec", "WorldState", "decode_state", "encode_state", "event_to_json", "genesis",
+            "input_to_json", "parse_input", "parse_world", "schedule", "state_hash",
         ]
     )  # fmt: skip
     for name in soulfra.world.__all__:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
@@ -106,7 +106,10 @@ class ValidateBody(BaseModel):
 
 
 def create_app(
-    gateway: Gateway, *, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None
+    gateway: Gateway,
+    *,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    extra: Sequence[APIRouter] = (),
 ) -> FastAPI:
     app = FastAPI(
         title="Soulfra",
@@ -355,6 +358,8 @@ def create_app(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    for router in extra:
+        app.include_router(router)
     return app
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from soulfra.bus.port import Bus
@@ -30,6 +31,7 @@ class Gateway:
         self.closing = False
         self._audit = AuditLogger(store) if store is not None else None
         self._bridges: dict[str, CrossPlatformBridge] = {}
+        self.lister: Callable[[], list[dict[str, Any]]] | None = None  # the puppet master's list, when there is one
 
     async def bridge(self, instance_id: str) -> CrossPlatformBridge:
         found = self._bridges.get(instance_id)
@@ -43,7 +45,13 @@ class Gateway:
         self._bridges[instance_id] = bridge
         return bridge
 
+    def forget(self, instance_id: str) -> None:
+        """Drop a deleted instance's bridge, so its id answers 404 again."""
+        self._bridges.pop(instance_id, None)
+
     async def list_instances(self) -> list[dict[str, Any]]:
+        if self.lister is not None:
+            return self.lister()
         if self.store is None:
             return [{"id": self.default_instance}]
         records = self.store.instances.list_instances()

@@ -59,12 +59,15 @@ class FourPlatformInstance:
             raise PlatformError("the instance is not initialized; call initialize() first")
         return self.world
 
-    async def initialize(self) -> None:
-        """Open (or create) the world and start the four platforms on the bus; no tick runs yet."""
+    async def initialize(self, world: DurableWorld | None = None) -> None:
+        """Open (or create) the world, or take the one given, and start the four platforms on the bus; no tick
+        runs yet."""
         if self.world is not None:
             raise ConflictError(f"instance {self.world.instance_id} is already initialized")
         s = self.settings
-        if s.instance_id is not None:
+        if world is not None:
+            pass
+        elif s.instance_id is not None:
             try:
                 world = DurableWorld.open(self.store, s.instance_id, settings=s.durability)
             except NotFoundError:

@@ -146,6 +146,13 @@ class RuntimePlatform(Platform):
             finally:
                 await self.stop()
 
+    def replace_world(self, world: DurableWorld) -> None:
+        """Carry on from another durable world of this instance (a revert's rebuilt one); pause the loop first."""
+        if world.instance_id != self.instance_id:
+            raise ConflictError(f"the runtime of {self.instance_id} cannot run {world.instance_id}")
+        self.world = world
+        self._wake.set()
+
     def _blocked(self) -> bool:
         return self.paused or self.halted
 

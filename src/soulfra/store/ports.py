@@ -30,6 +30,7 @@ class InstanceRecord:
     fork_tick: int | None = None
     merge_parent_id: str | None = None
     head_tick: int = 0
+    status: str = "active"  # active, frozen (time stopped by the puppet master) or abandoned (a reverted branch)
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -109,7 +110,29 @@ class InstanceCatalog(Protocol):
         """Record that ticks up to ``tick`` are durable. ``NotFoundError`` if there is no such instance."""
 
     def delete(self, instance_id: str) -> None:
-        """Remove an instance and everything stored for it. ``NotFoundError`` if absent."""
+        """Remove an instance and everything stored for it. ``NotFoundError`` if absent; ``ConflictError`` if
+        another instance's lineage (a fork, clone, merge or abandoned branch) still points at it."""
+
+    def set_status(self, instance_id: str, status: str) -> None:
+        """``active``, ``frozen`` or ``abandoned``. ``NotFoundError`` if there is no such instance."""
+
+    def children(self, instance_id: str) -> list[InstanceRecord]:
+        """Instances whose parent or merge parent is ``instance_id``, oldest first."""
+
+    def split_branch(self, instance_id: str, tick: int, branch: InstanceRecord) -> InstanceRecord:
+        """Revert ``instance_id`` to ``tick``, keeping what came after as ``branch`` (created here): inputs and
+        traces at ``tick`` or later and snapshots after it move to the branch (moved, never copied); forks taken
+        after ``tick`` now descend from the branch; the instance's head becomes ``tick``. Call it inside a
+        transaction. ``LineageError`` if ``tick`` is past the head."""
+
+    def link(self, a: str, b: str) -> None:
+        """Link two instances (idempotent, symmetric). ``NotFoundError`` if either is absent."""
+
+    def unlink(self, a: str, b: str) -> bool:
+        """Remove a link; False if there was none."""
+
+    def links(self, instance_id: str) -> list[str]:
+        """The instances linked to ``instance_id``, sorted."""
 
 
 class InputLog(Protocol):
@@ -127,6 +150,9 @@ class SnapshotStorage(Protocol):
     def save(self, instance_id: str, state: WorldState, type: str) -> SnapshotInfo:
         """Store ``state`` at its tick. Idempotent: saving the same state at a stored tick returns the stored
         snapshot; another state at a stored tick is a ``ConflictError``."""
+
+    def save_raw(self, instance_id: str, raw: bytes, *, tick: int, type: str) -> SnapshotInfo:
+        """``save`` for state bytes already encoded (``encode_state``): the same rules, no re-encoding."""
 
     def load(self, snapshot_id: int) -> tuple[SnapshotInfo, WorldState]:
         """The snapshot and its state, checked against its stored hash (``IntegrityError`` if it differs)."""
@@ -147,6 +173,10 @@ class RitualStorage(Protocol):
 
     def record(self, instance_id: str, *, tick: int, kind: str, data: dict[str, Any]) -> int:
         """Store one record a platform derived (a unified snapshot, an anomaly) beside the events; returns its id."""
+
+    def record_many(self, instance_id: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Store records given as ``{"tick", "kind", "data"}`` (an imported history's traces) in order, in one
+        statement; returns how many."""
 
     def read(
         self, instance_id: str, *, from_tick: int = 0, to_tick: int | None = None, kinds: Sequence[str] = ()

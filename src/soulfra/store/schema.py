@@ -36,9 +36,19 @@ instances = sa.Table(
     sa.Column("fork_tick", sa.BigInteger, nullable=True),
     sa.Column("merge_parent_id", sa.String(64), sa.ForeignKey("instances.id"), nullable=True),
     sa.Column("head_tick", sa.BigInteger, nullable=False),  # the last group-committed tick
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),  # active, frozen or abandoned
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Index(None, "seed"),
+)
+
+# Cross-instance communication: agents of two linked instances may whisper and post to each other (a < b).
+instance_links = sa.Table(
+    "instance_links",
+    metadata,
+    sa.Column("a", sa.String(64), sa.ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("b", sa.String(64), sa.ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("created_at", Timestamp, nullable=False),
 )
 
 agents = sa.Table(

@@ -19,7 +19,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from soulfra.codec import CompressionEngine, Dictionary, train_dictionary
-from soulfra.errors import CodecError, ConflictError, InputError, IntegrityError, NotFoundError, StorageError
+from soulfra.errors import (
+    CodecError,
+    ConflictError,
+    InputError,
+    IntegrityError,
+    LineageError,
+    NotFoundError,
+    StorageError,
+)
 from soulfra.store import schema
 from soulfra.store.database import make_engine, translate_errors, upgrade
 from soulfra.store.ports import (
@@ -121,7 +129,7 @@ class SqlInstanceCatalog:
         row = {
             "id": record.id, "name": record.name, "seed": str(record.seed), "genesis_hash": record.genesis_hash,
             "world": record.world, "parent_id": record.parent_id, "fork_tick": record.fork_tick,
-            "merge_parent_id": record.merge_parent_id, "head_tick": record.head_tick,
+            "merge_parent_id": record.merge_parent_id, "head_tick": record.head_tick, "status": record.status,
             "created_at": now, "updated_at": now,
         }  # fmt: skip
         with self._store.connect(f"creating instance {record.id}") as conn:
@@ -168,14 +176,103 @@ class SqlInstanceCatalog:
                 schema.snapshots, schema.compression_dictionaries, schema.ritual_logs, schema.inputs, schema.agents
             ):  # fmt: skip
                 conn.execute(table.delete().where(table.c.instance_id == instance_id))
+            links = schema.instance_links
+            conn.execute(links.delete().where(sa.or_(links.c.a == instance_id, links.c.b == instance_id)))
             conn.execute(schema.instances.delete().where(schema.instances.c.id == instance_id))
+
+    def set_status(self, instance_id: str, status: str) -> None:
+        if status not in STATUSES:
+            raise InputError(f"unknown instance status {status!r}; expected one of {', '.join(STATUSES)}")
+        table = schema.instances
+        with self._store.connect(f"setting the status of {instance_id}") as conn:
+            result = conn.execute(
+                table.update().where(table.c.id == instance_id).values(status=status, updated_at=_now())
+            )
+        if result.rowcount == 0:
+            raise NotFoundError(f"no instance {instance_id!r} in this database")
+
+    def children(self, instance_id: str) -> list[InstanceRecord]:
+        table = schema.instances
+        query = (
+            sa.select(table)
+            .where(sa.or_(table.c.parent_id == instance_id, table.c.merge_parent_id == instance_id))
+            .order_by(table.c.created_at, table.c.id)
+        )
+        with self._store.connect(f"reading the children of {instance_id}") as conn:
+            return [_instance(row) for row in conn.execute(query)]
+
+    def split_branch(self, instance_id: str, tick: int, branch: InstanceRecord) -> InstanceRecord:
+        record = self.get(instance_id)
+        if not 0 <= tick <= record.head_tick:
+            raise LineageError(f"instance {instance_id} has reached tick {record.head_tick}; cannot revert to {tick}")
+        start = record.fork_tick if record.fork_tick is not None else 0
+        if tick < start:
+            raise LineageError(
+                f"instance {instance_id} begins at tick {start}; its history before that is "
+                f"{record.parent_id or 'not in this database'}'s"
+            )
+        created = self.create(branch)
+        snaps, dicts, table = schema.snapshots, schema.compression_dictionaries, schema.instances
+        with self._store.connect(f"reverting {instance_id} to tick {tick}") as conn:
+            used = conn.execute(
+                sa.select(snaps.c.dictionary_id)
+                .where(snaps.c.instance_id == instance_id, snaps.c.tick > tick, snaps.c.dictionary_id.is_not(None))
+                .distinct()
+            ).scalars()
+            for dict_id in list(used):  # a trained dictionary is a few KiB of codec state, not history
+                row = conn.execute(
+                    sa.select(dicts).where(dicts.c.instance_id == instance_id, dicts.c.dict_id == dict_id)
+                ).one()
+                conn.execute(dicts.insert().values(
+                    instance_id=created.id, dict_id=dict_id, codec=row.codec, data=row.data, created_at=_now()
+                ))  # fmt: skip
+            conn.execute(snaps.update().where(snaps.c.instance_id == instance_id, snaps.c.tick > tick)
+                         .values(instance_id=created.id))  # fmt: skip
+            for moved in (schema.inputs, schema.ritual_logs):
+                conn.execute(
+                    moved.update()
+                    .where(moved.c.instance_id == instance_id, moved.c.tick >= tick)
+                    .values(instance_id=created.id)
+                )
+            conn.execute(
+                table.update()
+                .where(table.c.parent_id == instance_id, table.c.fork_tick > tick, table.c.id != created.id)
+                .values(parent_id=created.id, updated_at=_now())
+            )
+            conn.execute(table.update().where(table.c.id == instance_id).values(head_tick=tick, updated_at=_now()))
+        return created
+
+    def link(self, a: str, b: str) -> None:
+        first, second = sorted((a, b))
+        with self._store.connect(f"linking {a} and {b}") as conn:
+            self.get(first)
+            self.get(second)
+            stmt = self._store.insert(schema.instance_links).values(a=first, b=second, created_at=_now())
+            conn.execute(stmt.on_conflict_do_nothing())
+
+    def unlink(self, a: str, b: str) -> bool:
+        first, second = sorted((a, b))
+        links = schema.instance_links
+        with self._store.connect(f"unlinking {a} and {b}") as conn:
+            result = conn.execute(links.delete().where(links.c.a == first, links.c.b == second))
+        return bool(result.rowcount)
+
+    def links(self, instance_id: str) -> list[str]:
+        links = schema.instance_links
+        query = sa.select(links.c.a, links.c.b).where(sa.or_(links.c.a == instance_id, links.c.b == instance_id))
+        with self._store.connect(f"reading the links of {instance_id}") as conn:
+            return sorted(row.b if row.a == instance_id else row.a for row in conn.execute(query))
+
+
+STATUSES = ("active", "frozen", "abandoned")
 
 
 def _instance(row: sa.Row[Any]) -> InstanceRecord:
     return InstanceRecord(
         id=row.id, name=row.name, seed=int(row.seed), genesis_hash=row.genesis_hash, world=dict(row.world),
         parent_id=row.parent_id, fork_tick=row.fork_tick, merge_parent_id=row.merge_parent_id,
-        head_tick=row.head_tick, created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
+        head_tick=row.head_tick, status=row.status, created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
     )  # fmt: skip
 
 
@@ -453,6 +550,24 @@ class SqlRitualStorage:
         if key is None:
             raise StorageError(f"the database returned no id for the {kind} record of {instance_id}")
         return int(key[0])
+
+    def record_many(self, instance_id: str, rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        now = _now()
+        values = [
+            {
+                "instance_id": instance_id,
+                "ritual_data": r["data"],
+                "timestamp": now,
+                "tick": r["tick"],
+                "kind": r["kind"],
+            }
+            for r in rows
+        ]
+        with self._store.connect(f"storing {len(rows)} records of {instance_id}") as conn:
+            conn.execute(schema.ritual_logs.insert(), values)
+        return len(values)
 
     def read(
         self, instance_id: str, *, from_tick: int = 0, to_tick: int | None = None, kinds: Sequence[str] = ()

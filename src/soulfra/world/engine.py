@@ -51,8 +51,10 @@ from soulfra.world.inputs import (
     Act,
     AlterVibe,
     ChangePersonality,
+    CrossPost,
     InjectRitual,
     Input,
+    Mark,
     Possess,
     Release,
     Whisper,
@@ -239,6 +241,11 @@ class World:
             until = tick + item.duration
             state.vibe_override = VibeOverride(condition=item.condition, intensity=item.intensity, until=until)
             events.append(VibeAltered(tick=tick, condition=item.condition, intensity=item.intensity, until=until))
+        elif isinstance(item, CrossPost):
+            if not self._weaver.visit(state, item.origin, item.thread, item.text, events):
+                reason = f"thread {item.thread} is not open"
+        elif isinstance(item, Mark):
+            pass  # a note in the history; a world is the same with or without it
         if reason is not None:
             events.append(InputRejected(tick=tick, input=item.type, reason=reason))
 

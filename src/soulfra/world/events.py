@@ -84,6 +84,15 @@ class PostMade(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VisitorPosted(Event):
+    kind: ClassVar[str] = "visitor_posted"
+    origin: str  # "instance/agent" of a linked instance
+    thread: int
+    topic: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ThreadOpened(Event):
     kind: ClassVar[str] = "thread_opened"
     thread: int
@@ -244,6 +253,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WhisperHeard, AgentPossessed, AgentReleased, OperatorActed, PersonalityChanged, RitualInjected, VibeAltered,
     InputRejected, PostMade, ThreadOpened, ThreadsWoven, ThreadClosed, RitualProposed, RitualJoined, RitualGathered,
     RitualBlessed, RitualRefused, RitualLapsed, RitualPerformed, RitualSealed, TaskAssigned, TaskClaimed,
-    ArtifactProduced, VibeShifted, SeedApplied, LoopSealed,
+    ArtifactProduced, VibeShifted, SeedApplied, LoopSealed, VisitorPosted,
 )  # fmt: skip
 EVENT_KINDS = tuple(sorted(cls.kind for cls in EVENT_TYPES))

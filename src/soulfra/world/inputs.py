@@ -1,10 +1,11 @@
 """Operator inputs: the only way anything from outside enters a world, each stamped with the tick it applies at.
 
 Inputs are imperative (``Whisper``, ``Possess``, ``Act``, ``Release``) plus the three interventions
-(``ChangePersonality``, ``InjectRitual``, ``AlterVibe``; ``"type": "intervene"`` in JSON). ``parse_input`` turns
-one JSON object into an input or raises ``InputError``; ``input_to_json`` is its inverse. Whether an input makes
-sense *at its tick* (acting through an agent nobody possesses, say) is the engine's call: it rejects such an input
-with an ``InputRejected`` event, so a logged input can never stop a replay.
+(``ChangePersonality``, ``InjectRitual``, ``AlterVibe``; ``"type": "intervene"`` in JSON), ``CrossPost`` (a post
+arriving from an agent of a linked instance) and ``Mark`` (a god command noted in the log; it changes nothing).
+``parse_input`` turns one JSON object into an input or raises ``InputError``; ``input_to_json`` is its inverse.
+Whether an input makes sense *at its tick* (acting through an agent nobody possesses, say) is the engine's call: it
+rejects such an input with an ``InputRejected`` event, so a logged input can never stop a replay.
 """
 
 from __future__ import annotations
@@ -105,7 +106,29 @@ class AlterVibe:
     duration: int
 
 
-Input = Whisper | Possess | Act | Release | ChangePersonality | InjectRitual | AlterVibe
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CrossPost:
+    """A post from an agent of a linked instance (``origin``: ``"instance/agent"``) into one of this world's
+    threads."""
+
+    type: ClassVar[str] = "crosspost"
+    tick: int
+    origin: str
+    thread: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mark:
+    """A god command noted at its tick (a freeze, a fork taken here, a revert): part of the history, no effect."""
+
+    type: ClassVar[str] = "mark"
+    tick: int
+    command: str
+    note: str = ""
+
+
+Input = Whisper | Possess | Act | Release | ChangePersonality | InjectRitual | AlterVibe | CrossPost | Mark
 
 
 def _str(obj: Mapping[str, Any], key: str, *, default: str | None = None, limit: int = MAX_TEXT) -> str:
@@ -154,6 +177,8 @@ _KEYS: dict[str, frozenset[str]] = {
     "personality": frozenset({"kind", "agent", "traits"}),
     "ritual": frozenset({"kind", "name", "participants", "blessed"}),
     "vibe": frozenset({"kind", "condition", "intensity", "duration"}),
+    "crosspost": frozenset({"origin", "thread", "text"}),
+    "mark": frozenset({"command", "note"}),
 }
 
 
@@ -169,7 +194,10 @@ def parse_input(obj: object) -> Input:
         if kind not in ("personality", "ritual", "vibe"):
             raise InputError("an intervene input needs 'kind': one of personality, ritual, vibe")
     if not isinstance(kind, str) or kind not in _KEYS:
-        raise InputError(f"unknown input type {obj.get('type')!r}; expected whisper, possess, act, release, intervene")
+        raise InputError(
+            f"unknown input type {obj.get('type')!r}; expected whisper, possess, act, release, intervene, "
+            "crosspost, mark"
+        )
     extra = set(obj) - _KEYS[kind] - {"type", "tick"}
     if extra:
         raise InputError(f"unknown field(s) for {kind}: {', '.join(sorted(map(str, extra)))}")
@@ -187,6 +215,12 @@ def parse_input(obj: object) -> Input:
         )
     if kind == "release":
         return Release(tick=tick, agent=_str(obj, "agent", limit=64))
+    if kind == "crosspost":
+        return CrossPost(
+            tick=tick, origin=_str(obj, "origin", limit=130), thread=_int(obj, "thread", lo=1), text=_str(obj, "text")
+        )
+    if kind == "mark":
+        return Mark(tick=tick, command=_str(obj, "command", limit=64), note=_str(obj, "note", default=""))
     if kind == "act":
         action = _str(obj, "action")
         if action not in ACTIONS:
@@ -248,6 +282,10 @@ def input_to_json(item: Input) -> dict[str, Any]:
         return {"tick": item.tick, "type": "possess", "agent": item.agent, "operator": item.operator}
     if isinstance(item, Release):
         return {"tick": item.tick, "type": "release", "agent": item.agent}
+    if isinstance(item, CrossPost):
+        return {"tick": item.tick, "type": "crosspost", "origin": item.origin, "thread": item.thread, "text": item.text}
+    if isinstance(item, Mark):
+        return {"tick": item.tick, "type": "mark", "command": item.command, "note": item.note}
     if isinstance(item, Act):
         return {
             "tick": item.tick, "type": "act", "agent": item.agent, "action": item.action, "text": item.text,
@@ -282,8 +320,10 @@ __all__ = [
     "Act",
     "AlterVibe",
     "ChangePersonality",
+    "CrossPost",
     "InjectRitual",
     "Input",
+    "Mark",
     "Possess",
     "Release",
     "Whisper",

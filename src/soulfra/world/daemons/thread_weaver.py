@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from soulfra.world.events import Event, PostMade, ThreadClosed, ThreadOpened, ThreadsWoven
+from soulfra.world.events import Event, PostMade, ThreadClosed, ThreadOpened, ThreadsWoven, VisitorPosted
 from soulfra.world.model import RECENT_POSTS, Thread, WorldState
 
 STALE = 40
@@ -68,6 +68,23 @@ class ThreadWeaver:
             PostMade(tick=state.tick, agent=state.specs[agent].id, thread=thread.id, topic=thread.topic, text=text)
         )
         return previous
+
+    def visit(self, state: WorldState, origin: str, thread_id: int, text: str, events: list[Event]) -> bool:
+        """A post from an agent of a linked instance into an open thread; its author is recorded as ``-1``."""
+        thread = state.threads.get(thread_id)
+        if thread is None:
+            return False
+        state.threads[thread_id] = replace(
+            thread,
+            last=state.tick,
+            posts=thread.posts + 1,
+            recent=(*thread.recent, (state.tick, -1, f"{origin}: {text}"))[-RECENT_POSTS:],
+        )
+        loop = state.loop
+        loop.posts += 1
+        loop.topics[thread.topic] = loop.topics.get(thread.topic, 0) + 1
+        events.append(VisitorPosted(tick=state.tick, origin=origin, thread=thread_id, topic=thread.topic, text=text))
+        return True
 
     def weave(self, state: WorldState, thread_id: int, into_id: int, events: list[Event]) -> bool:
         thread, into = state.threads.get(thread_id), state.threads.get(into_id)

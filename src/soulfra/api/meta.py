@@ -1,0 +1,183 @@
+"""The puppet master's routes: instances (create, show, delete), god-mode commands (one typed endpoint and a REST
+route each), and packages (export as a download, import as an upload). Thin: each route is one engine call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from soulfra.api.gateway import Gateway
+from soulfra.errors import InputError, PackageLimitError, WorldFileError
+from soulfra.meta.commands import (
+    AgentPossession,
+    CloneInstance,
+    CrossInstanceCommunication,
+    FreezeTime,
+    GodCommand,
+    MergeInstances,
+    PuppetMasterIntervention,
+    RealityFork,
+    ThawTime,
+    TimelineRevert,
+)
+from soulfra.meta.engine import PuppetMasterEngine
+from soulfra.meta.keys import KeyRing
+from soulfra.meta.package import Limits, read_package, write_package
+from soulfra.meta.transfer import bundle_for, import_bundle
+from soulfra.world import DEFAULT_WORLD, parse_world
+
+__all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
+
+PACKAGE_MEDIA_TYPE = "application/vnd.soulfra.package+zip"
+InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
+
+
+class CreateInstance(BaseModel):
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    seed: int = Field(default=0, ge=0, le=2**64 - 1)
+    agents: int = Field(default=0, ge=0, le=100_000, description="Generated agents beside the world file's own")
+    world: str | None = Field(default=None, max_length=1_000_000, description="A world file's TOML text")
+    rate: float | None = Field(default=None, gt=0, le=1000, description="Ticks per second (default: the server's)")
+
+
+def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, limits: Limits) -> APIRouter:
+    router = APIRouter()
+
+    # -- instances ------------------------------------------------------------------------------------------------
+
+    @router.post("/api/instances", tags=["instances"], status_code=201)
+    async def create_instance(body: CreateInstance) -> dict[str, Any]:
+        """A new instance with its own seed and world, ticking from tick 0."""
+        spec = DEFAULT_WORLD
+        if body.world is not None:
+            try:
+                spec = parse_world(body.world, source="the request's world")
+            except WorldFileError as exc:
+                raise InputError(exc.detail) from None
+        return await engine.create_instance(
+            seed=body.seed, spec=spec, agents=body.agents, instance_id=body.id,
+            rate=body.rate if body.rate is not None else "default",
+        )  # fmt: skip
+
+    @router.get("/api/instances/{instance_id}", tags=["instances"])
+    async def show_instance(instance_id: InstanceId) -> dict[str, Any]:
+        """One instance: record, state, lineage, forks, abandoned branches, links."""
+        return engine.describe(instance_id)
+
+    @router.delete("/api/instances/{instance_id}", tags=["instances"])
+    async def delete_instance(instance_id: InstanceId) -> dict[str, Any]:
+        """Stop an instance and remove it with its history (refused while others descend from it)."""
+        result = await engine.delete_instance(instance_id)
+        gateway.forget(instance_id)
+        return result
+
+    # -- god mode -------------------------------------------------------------------------------------------------
+
+    @router.post("/api/god", tags=["god-mode"])
+    async def god(command: Annotated[GodCommand, Body()]) -> dict[str, Any]:
+        """Any god-mode command, told apart by ``type``; returns the command's result object."""
+        return await engine.execute(command)
+
+    routes: list[tuple[str, type[BaseModel], str]] = [
+        ("freeze", FreezeTime, "FREEZE_TIME: stop time in some or all instances, optionally for a duration"),
+        ("thaw", ThawTime, "Let frozen instances tick again"),
+        ("clone", CloneInstance, "CLONE_INSTANCE: a copy at the current tick, with modifications"),
+        ("fork", RealityFork, "REALITY_FORK: N forks, each with its own modifications"),
+        ("merge", MergeInstances, "MERGE_INSTANCES: three-way merge from the common ancestor, with a report"),
+        ("possess", AgentPossession, "AGENT_POSSESSION: possess, act through, or release an agent"),
+        ("revert", TimelineRevert, "TIMELINE_REVERT: back to a tick or snapshot; the old branch is kept"),
+        ("communicate", CrossInstanceCommunication, "CROSS_INSTANCE_COMMUNICATION: link, whisper or post across"),
+        ("intervene", PuppetMasterIntervention, "PUPPET_MASTER_INTERVENTION: personality, ritual, vibe, rewrite"),
+    ]
+    for name, model, summary in routes:
+        router.add_api_route(
+            f"/api/god/{name}", _god_route(engine, model), methods=["POST"], tags=["god-mode"], summary=summary
+        )
+
+    # -- packages -------------------------------------------------------------------------------------------------
+
+    def package_response(instance_ids: list[str]) -> Response:
+        for instance_id in instance_ids:
+            live = engine.live.get(instance_id)
+            if live is not None and live.world is not None:
+                live.world.flush()
+        bundles = [bundle_for(engine.store, i) for i in instance_ids]
+        buffer = io.BytesIO()
+        write_package(buffer, bundles, keyring.signer())
+        name = instance_ids[0] if len(instance_ids) == 1 else "instances"
+        return Response(
+            buffer.getvalue(),
+            media_type=PACKAGE_MEDIA_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{name}.soulpkg"'},
+        )
+
+    @router.get("/api/instances/{instance_id}/export", tags=["packages"], response_class=Response)
+    async def export_instance(instance_id: InstanceId) -> Response:
+        """The instance as a signed ``.soulpkg`` package (a ZIP file)."""
+        engine.store.instances.get(instance_id)
+        return await asyncio.to_thread(package_response, [instance_id])
+
+    @router.get("/api/export", tags=["packages"], response_class=Response)
+    async def export_many(
+        instance: Annotated[list[str] | None, Query(description="Instances to export; none: all of them")] = None,
+    ) -> Response:
+        """Several instances (or all) as one collection package of instance packages."""
+        ids = instance or [r["id"] for r in engine.list_instances()]
+        for instance_id in ids:
+            engine.store.instances.get(instance_id)
+        return await asyncio.to_thread(package_response, ids)
+
+    @router.post("/api/import", tags=["packages"], status_code=201)
+    async def import_package(
+        request: Request,
+        verify_replay: Annotated[bool, Query(description="Replay each history and check its head hash")] = False,
+        start: Annotated[bool, Query(description="Start the imported instances ticking")] = True,
+        as_id: Annotated[
+            str | None, Query(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="Import one instance under this id")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Upload a ``.soulpkg`` (the request body): verified, validated, stored, and started."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_total_bytes:
+            raise PackageLimitError(f"the upload is {declared} bytes, over the limit of {limits.max_total_bytes}")
+        data = bytearray()
+        async for chunk in request.stream():
+            data.extend(chunk)
+            if len(data) > limits.max_total_bytes:
+                raise PackageLimitError(f"the upload is over the limit of {limits.max_total_bytes} bytes")
+        package = await asyncio.to_thread(read_package, bytes(data), keyring, limits=limits)
+        if as_id is not None and len(package.bundles) != 1:
+            raise InputError(f"as_id names one instance, but the package holds {len(package.bundles)}")
+        imported = []
+        for bundle in package.bundles:
+            result = await asyncio.to_thread(
+                import_bundle, engine.store, bundle, as_id=as_id, verify_replay=verify_replay
+            )
+            imported.append(result)
+        if start:
+            await engine.start()
+        return {"key_id": package.key_id, "imported": imported}
+
+    return router
+
+
+def _god_route(engine: PuppetMasterEngine, model: type[BaseModel]) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """A route taking one command of ``model``'s type (its ``type`` field may be left out)."""
+
+    async def route(command: Any) -> dict[str, Any]:
+        return await engine.execute(command)
+
+    parameter = inspect.Parameter(
+        "command", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[model, Body()]
+    )
+    route.__signature__ = inspect.Signature([parameter], return_annotation=dict[str, Any])  # type: ignore[attr-defined]
+    route.__doc__ = model.__doc__
+    return route

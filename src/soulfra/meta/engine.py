@@ -1,0 +1,569 @@
+"""PuppetMasterEngine: the meta-orchestrator. Runs many instances in one process and carries out god-mode commands.
+
+Every command is audited and leaves its trace in the input log of each world it touches (an intervention, a
+possession, a whisper, or a ``Mark`` that changes nothing), so each world stays a pure function of its log. It
+never reaches into a world's state except to copy it (forks, merges) or to swap in a rebuilt one (revert).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from soulfra.bus.port import Bus
+from soulfra.durable import DurabilitySettings, DurableWorld, start_tick, state_at
+from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError, PlatformError
+from soulfra.meta.commands import (
+    AgentPossession,
+    CloneInstance,
+    CrossInstanceCommunication,
+    ForkSpec,
+    FreezeTime,
+    GodCommand,
+    MergeInstances,
+    PuppetMasterIntervention,
+    RealityFork,
+    ThawTime,
+    TimelineRevert,
+)
+from soulfra.meta.lineage import common_ancestor, fork_record, free_id, lineage, record_json, revert_record
+from soulfra.meta.merge import merge_states
+from soulfra.platforms.bridge import CrossPlatformBridge
+from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
+from soulfra.platforms.runtime import RuntimePlatform
+from soulfra.store.ports import InstanceRecord, Store
+from soulfra.world import World, WorldSpec, parse_input, state_hash
+from soulfra.world.inputs import Input
+from soulfra.world.model import WorldState
+
+__all__ = ["EngineSettings", "PuppetMasterEngine"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSettings:
+    rate: float | None = 2.0  # ticks per second of every instance the engine starts; None: as fast as they go
+    durability: DurabilitySettings = field(default_factory=DurabilitySettings)
+    cycle_every: int = 0
+    timeout: float = 5.0
+    max_instances: int = 5000  # live at once
+    max_links: int = 32  # per instance: cross-instance links are a bounded graph
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _child_id(store: Store, base: str, suffix: str) -> str:
+    return free_id(store, f"{base[: 64 - len(suffix) - 5]}-{suffix}")
+
+
+class PuppetMasterEngine:
+    def __init__(self, store: Store, bus: Bus, settings: EngineSettings | None = None) -> None:
+        self.store = store
+        self.bus = bus
+        self.settings = settings or EngineSettings()
+        self.live: dict[str, FourPlatformInstance] = {}
+        self._thaws: dict[str, asyncio.Task[None]] = {}
+        self._lock = asyncio.Lock()  # structural commands one at a time: lineage changes must not interleave
+
+    # -- instances ------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring every stored instance that is not an abandoned branch to life; frozen ones stay frozen."""
+        for record in self.store.instances.list_instances():
+            if record.status != "abandoned" and record.id not in self.live:
+                await self._launch(record.id, frozen=record.status == "frozen")
+
+    async def open_default(self, seed: int, spec: WorldSpec, agents: int) -> str:
+        """The instance of this seed and world (continued, or created): what ``soulfra up`` serves at /api."""
+        world = DurableWorld.open_or_create(self.store, seed, spec, agents=agents, settings=self.settings.durability)
+        if world.instance_id not in self.live:
+            await self._launch(world.instance_id, world=world, frozen=world.record.status == "frozen")
+        return world.instance_id
+
+    async def _launch(
+        self,
+        instance_id: str,
+        *,
+        world: DurableWorld | None = None,
+        frozen: bool = False,
+        rate: float | Literal["default"] | None = "default",
+    ) -> FourPlatformInstance:
+        if len(self.live) >= self.settings.max_instances:
+            raise ConflictError(f"{len(self.live)} instances are live, the most this server runs at once")
+        s = self.settings
+        instance = FourPlatformInstance(
+            self.store,
+            self.bus,
+            InstanceSettings(
+                instance_id=instance_id,
+                rate=s.rate if rate == "default" else rate,
+                durability=s.durability,
+                cycle_every=s.cycle_every,
+                timeout=s.timeout,
+            ),
+        )
+        if world is None:
+            world = DurableWorld.open(self.store, instance_id, settings=s.durability)
+        await instance.initialize(world)
+        _runtime(instance).paused = frozen
+        instance.start_autonomous_operations()
+        self.live[instance_id] = instance
+        return instance
+
+    async def create_instance(
+        self,
+        *,
+        seed: int,
+        spec: WorldSpec,
+        agents: int = 0,
+        instance_id: str | None = None,
+        rate: float | Literal["default"] | None = "default",
+        actor: str = "puppet-master",
+    ) -> dict[str, Any]:
+        """A new instance at tick 0 with its own seed and world, ticking from now on."""
+        async with self._lock:
+            if instance_id is not None:
+                with contextlib.suppress(NotFoundError):
+                    self.store.instances.get(instance_id)
+                    raise ConflictError(f"instance {instance_id!r} already exists")
+            world = DurableWorld.create(
+                self.store, seed, spec, agents=agents, instance_id=instance_id, settings=self.settings.durability,
+                actor=actor,
+            )  # fmt: skip
+            await self._launch(world.instance_id, world=world, rate=rate)
+        return self.describe(world.instance_id)
+
+    def list_instances(self, *, include_abandoned: bool = True) -> list[dict[str, Any]]:
+        rows = []
+        for record in self.store.instances.list_instances():
+            if include_abandoned or record.status != "abandoned":
+                rows.append(self._summary(record))
+        return rows
+
+    def _summary(self, record: InstanceRecord) -> dict[str, Any]:
+        out = record_json(record)
+        instance = self.live.get(record.id)
+        runtime = instance.runtime if instance is not None else None
+        if runtime is not None:
+            out["tick"] = runtime.world.tick
+            out["state"] = (
+                "failed" if runtime.failure is not None else "overridden" if runtime.halted
+                else "frozen" if record.status == "frozen" else "paused" if runtime.paused
+                else "running" if runtime.running else "idle"
+            )  # fmt: skip
+            out["agents"] = runtime.world.world.state.size
+        else:
+            out["tick"] = record.head_tick
+            out["state"] = "stored"
+        return out
+
+    def describe(self, instance_id: str) -> dict[str, Any]:
+        """One instance: its record, whether it runs, its lineage, forks, abandoned branches and links."""
+        record = self.store.instances.get(instance_id)
+        out = self._summary(record)
+        children = self.store.instances.children(instance_id)
+        out["children"] = [c.id for c in children if c.status != "abandoned"]
+        out["branches"] = [
+            {"id": c.id, "from_tick": c.fork_tick, "head_tick": c.head_tick}
+            for c in children
+            if c.status == "abandoned"
+        ]
+        out["lineage"] = [{"instance": p.instance, "tick": p.tick} for p in lineage(self.store, instance_id)[1:]]
+        out["links"] = self.store.instances.links(instance_id)
+        return out
+
+    async def delete_instance(self, instance_id: str, *, actor: str = "puppet-master") -> dict[str, Any]:
+        """Stop and remove an instance and its history; refused while forks, merges or branches descend from it."""
+        async with self._lock:
+            record = self.store.instances.get(instance_id)
+            children = self.store.instances.children(instance_id)
+            if children:
+                raise ConflictError(
+                    f"{instance_id} cannot be deleted: {', '.join(c.id for c in children)} descend from it "
+                    "(delete them first)"
+                )
+            await self._stop(instance_id)
+            self.store.instances.delete(instance_id)
+            self.store.audit.append(
+                actor=actor, action="instance.delete", instance_id=instance_id, detail={"head_tick": record.head_tick}
+            )
+        return {"deleted": instance_id, "head_tick": record.head_tick}
+
+    async def _stop(self, instance_id: str) -> None:
+        instance = self.live.pop(instance_id, None)
+        thaw = self._thaws.pop(instance_id, None)
+        if thaw is not None:
+            thaw.cancel()
+        if instance is not None:
+            await instance.close()
+
+    async def close(self) -> None:
+        for task in self._thaws.values():
+            task.cancel()
+        self._thaws.clear()
+        live, self.live = self.live, {}
+        results = await asyncio.gather(*(instance.close() for instance in live.values()), return_exceptions=True)
+        for instance_id, result in zip(live, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("closing %s failed: %s", instance_id, result)
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+
+    def _live(self, instance_id: str) -> FourPlatformInstance:
+        instance = self.live.get(instance_id)
+        if instance is not None:
+            return instance
+        record = self.store.instances.get(instance_id)  # NotFoundError for an unknown id
+        raise PlatformError(f"instance {instance_id} is {record.status} and not running; god commands need it live")
+
+    @staticmethod
+    def _world(instance: FourPlatformInstance) -> DurableWorld:
+        return _runtime(instance).world
+
+    async def _submit(self, instance: FourPlatformInstance, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        reply = await _bridge(instance).request("runtime", "submit", {"inputs": inputs})
+        return list(reply["acks"])
+
+    async def _mark(self, instance_id: str, command: str, note: dict[str, Any]) -> None:
+        """Note a command in a world's log (a ``Mark`` changes nothing), live or stored."""
+        text = json.dumps(note, sort_keys=True, separators=(",", ":"))[:500]
+        instance = self.live.get(instance_id)
+        if instance is not None:
+            await self._submit(instance, [{"type": "mark", "command": command, "note": text}])
+            return
+        record = self.store.instances.get(instance_id)
+        mark = parse_input({"type": "mark", "tick": record.head_tick, "command": command, "note": text})
+        self.store.inputs.append(instance_id, [mark])
+
+    def _state_now(self, instance_id: str) -> WorldState:
+        """The instance's state at its head, durably stored up to there: a live world's copy, else rebuilt."""
+        instance = self.live.get(instance_id)
+        if instance is not None:
+            world = self._world(instance)
+            world.flush()
+            return world.world.state.copy()
+        record = self.store.instances.get(instance_id)
+        return state_at(self.store, instance_id, record.head_tick)
+
+    def _modifications(self, raw: list[dict[str, Any]], tick: int, state: WorldState) -> list[Input]:
+        checker = World(state)
+        items: list[Input] = []
+        for n, obj in enumerate(raw):
+            try:
+                item = parse_input({**obj, "tick": tick})
+                checker.check(item)
+            except InputError as exc:
+                raise type(exc)(f"modification {n}: {exc.detail}") from None
+            items.append(item)
+        return items
+
+    # -- god mode -------------------------------------------------------------------------------------------------
+
+    async def execute(self, command: GodCommand, *, actor: str = "puppet-master") -> dict[str, Any]:
+        """Carry out one god-mode command; returns its result object. Every command is audited."""
+        async with self._lock:
+            result = await self._dispatch(command, actor)
+        touched = result.get("instance") or result.get("source") or result.get("id")
+        self.store.audit.append(
+            actor=actor,
+            action=f"god.{command.type.lower()}",
+            instance_id=touched if isinstance(touched, str) else None,
+            detail={"command": command.model_dump(mode="json"), "result": _brief(result)},
+        )
+        return {"type": command.type, "ok": True, **result}
+
+    async def _dispatch(self, command: GodCommand, actor: str) -> dict[str, Any]:
+        if isinstance(command, FreezeTime):
+            return await self._freeze(command)
+        if isinstance(command, ThawTime):
+            return await self._thaw(command.instances)
+        if isinstance(command, CloneInstance):
+            forks = [ForkSpec(id=command.id, modifications=command.modifications)]
+            made = await self._fork(command.source, command.tick, forks, "clone", command.start, command.name)
+            return {"source": command.source, "tick": made[0]["tick"], **made[0]}
+        if isinstance(command, RealityFork):
+            made = await self._fork(command.source, command.tick, command.forks, "fork", command.start, None)
+            return {"source": command.source, "tick": made[0]["tick"], "forks": made}
+        if isinstance(command, MergeInstances):
+            return await self._merge(command)
+        if isinstance(command, AgentPossession):
+            return await self._possess(command)
+        if isinstance(command, TimelineRevert):
+            return await self._revert(command)
+        if isinstance(command, CrossInstanceCommunication):
+            return await self._communicate(command)
+        return await self._intervene(command)
+
+    async def _freeze(self, command: FreezeTime) -> dict[str, Any]:
+        targets = command.instances if command.instances is not None else sorted(self.live)
+        frozen = []
+        for instance_id in targets:
+            reply = await _bridge(self._live(instance_id)).pause()
+            self.store.instances.set_status(instance_id, "frozen")
+            await self._mark(instance_id, "FREEZE_TIME", {"duration": command.duration})
+            frozen.append({"instance": instance_id, "tick": reply["tick"]})
+        until = None
+        if command.duration is not None:
+            until = (_now() + timedelta(seconds=command.duration)).isoformat()
+            for instance_id in targets:
+                previous = self._thaws.pop(instance_id, None)
+                if previous is not None:
+                    previous.cancel()
+                self._thaws[instance_id] = asyncio.get_running_loop().create_task(
+                    self._thaw_later(instance_id, command.duration)
+                )
+        return {"frozen": frozen, "until": until}
+
+    async def _thaw_later(self, instance_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._thaws.pop(instance_id, None)
+        try:
+            await self.execute(ThawTime(instances=[instance_id]), actor="freeze-timer")
+        except (NotFoundError, PlatformError) as exc:  # deleted or stopped meanwhile
+            log.info("thawing %s after its freeze: %s", instance_id, exc.detail)
+
+    async def _thaw(self, instances: list[str] | None) -> dict[str, Any]:
+        if instances is None:
+            instances = [i for i, inst in sorted(self.live.items()) if inst.runtime is not None and inst.runtime.paused]
+        thawed = []
+        for instance_id in instances:
+            instance = self._live(instance_id)
+            await self._mark(instance_id, "THAW_TIME", {})
+            reply = await _bridge(instance).resume()
+            self.store.instances.set_status(instance_id, "active")
+            thawed.append({"instance": instance_id, "tick": reply["tick"]})
+        return {"thawed": thawed}
+
+    async def _fork(
+        self, source: str, tick: int | None, specs: list[ForkSpec], kind: str, start: bool, name: str | None
+    ) -> list[dict[str, Any]]:
+        parent = self.store.instances.get(source)
+        live = self.live.get(source)
+        if live is not None and (tick is None or tick == self._world(live).tick):
+            state = self._state_now(source)
+            parent = self.store.instances.get(source)
+        else:
+            tick = parent.head_tick if tick is None else tick
+            if not start_tick(parent) <= tick <= parent.head_tick:
+                raise LineageError(f"{source} holds ticks {start_tick(parent)} to {parent.head_tick}; no tick {tick}")
+            state = state_at(self.store, source, tick)
+        at = state.tick
+        genesis = state_hash(state)
+        prepared = [(spec, self._modifications(spec.modifications, at, state)) for spec in specs]
+        ids = [spec.id for spec in specs if spec.id is not None]
+        if len(set(ids)) != len(ids):
+            raise InputError("two forks were given the same id")
+        made = []
+        for spec, inputs in prepared:
+            child_id = spec.id or _child_id(self.store, source, kind)
+            record = fork_record(
+                self.store, parent, tick=at, child_id=child_id, kind=kind, inputs=inputs, genesis_hash=genesis,
+                name=name,
+            )  # fmt: skip
+            if start:  # each child gets its own copy: forks never share mutable state
+                world = DurableWorld.from_state(self.store, record.id, state.copy(), settings=self.settings.durability)
+                await self._launch(record.id, world=world)
+            made.append({"id": record.id, "tick": at, "state_hash": genesis, "modifications": len(inputs)})
+        await self._mark(source, "REALITY_FORK" if kind == "fork" else "CLONE_INSTANCE", {"at": at, "children": [
+            m["id"] for m in made
+        ]})  # fmt: skip
+        return made
+
+    async def _merge(self, command: MergeInstances) -> dict[str, Any]:
+        ours_state = self._state_now(command.ours)
+        theirs_state = self._state_now(command.theirs)
+        base_point = common_ancestor(self.store, command.ours, command.theirs)
+        base_state = state_at(self.store, base_point.instance, base_point.tick)
+        result = merge_states(base_state, ours_state, theirs_state, policies=command.policies)
+        merged = result.state
+        ours = self.store.instances.get(command.ours)
+        merged_id = command.id or _child_id(self.store, command.ours, "merge")
+        record = InstanceRecord(
+            id=merged_id, name=ours.name, seed=ours.seed, genesis_hash=state_hash(merged),
+            world={**ours.world, "origin": "merge"}, parent_id=command.ours, fork_tick=merged.tick,
+            merge_parent_id=command.theirs, head_tick=merged.tick,
+        )  # fmt: skip
+        report = result.to_json()
+        with self.store.transaction():
+            self.store.instances.create(record)
+            self.store.snapshots.save(merged_id, merged, "merge")
+            self.store.vault.save_agents(merged_id, merged)
+            self.store.rituals.record(merged_id, tick=merged.tick, kind="merge_report", data=report)
+        if command.start:
+            world = DurableWorld.from_state(self.store, merged_id, merged.copy(), settings=self.settings.durability)
+            await self._launch(merged_id, world=world)
+        for parent in (command.ours, command.theirs):
+            await self._mark(parent, "MERGE_INSTANCES", {"into": merged_id})
+        return {
+            "id": merged_id,
+            "parents": [command.ours, command.theirs],
+            "base": {"instance": base_point.instance, "tick": base_point.tick},
+            "tick": merged.tick,
+            **report,
+        }
+
+    async def _possess(self, command: AgentPossession) -> dict[str, Any]:
+        instance = self._live(command.instance)
+        item: dict[str, Any] = {"type": command.action, "agent": command.agent}
+        if command.action == "possess":
+            item["operator"] = command.operator
+        elif command.action == "act":
+            item.update(command.act or {})
+            item["type"], item["agent"] = "act", command.agent
+        if command.agent not in self._world(instance).world.state.index:
+            raise InputError(f"{command.instance} has no agent {command.agent!r}")
+        ack = (await self._submit(instance, [item]))[0]
+        return {"instance": command.instance, "agent": command.agent, "action": command.action, "ack": ack}
+
+    async def _revert(self, command: TimelineRevert) -> dict[str, Any]:
+        instance_id = command.instance
+        tick = command.tick
+        if command.snapshot is not None:
+            info, _ = self.store.snapshots.load(command.snapshot)
+            if info.instance_id != instance_id:
+                raise NotFoundError(f"{instance_id} has no snapshot {command.snapshot}")
+            tick = info.tick
+        if tick is None:  # the command's validator asks for one of the two
+            raise InputError("a revert needs a tick or a snapshot")
+        instance = self.live.get(instance_id)
+        runtime = instance.runtime if instance is not None else None
+        was_paused = runtime.paused if runtime is not None else True
+        if runtime is not None:
+            runtime.paused = True  # no tick between the flush and the swap
+            runtime.world.flush()
+        record = self.store.instances.get(instance_id)
+        abandoned_head = record.head_tick
+        branch_id = _child_id(self.store, instance_id, "branch")
+        branch = revert_record(self.store, record, tick=tick, branch_id=branch_id)
+        world = DurableWorld.open(self.store, instance_id, settings=self.settings.durability)
+        self.store.vault.save_agents(instance_id, world.world.state)
+        if instance is not None and runtime is not None:
+            instance.world = world
+            runtime.paused = was_paused
+            runtime.replace_world(world)
+        branches = [c.id for c in self.store.instances.children(instance_id) if c.status == "abandoned"]
+        return {
+            "instance": instance_id,
+            "tick": tick,
+            "state_hash": world.world.state_hash(),
+            "abandoned_branch": {"id": branch.id, "from_tick": tick, "head_tick": abandoned_head},
+            "branches": branches,
+        }
+
+    async def _communicate(self, command: CrossInstanceCommunication) -> dict[str, Any]:
+        source, target = command.source, command.target
+        if command.action == "link":
+            for end in (source, target):
+                if len(self.store.instances.links(end)) >= self.settings.max_links:
+                    raise LineageError(f"{end} already has {self.settings.max_links} links, the most allowed")
+            self.store.instances.link(source, target)
+            for end, other in ((source, target), (target, source)):
+                await self._mark(end, "CROSS_INSTANCE_COMMUNICATION", {"link": other})
+            return {"source": source, "target": target, "links": self.store.instances.links(source)}
+        if command.action == "unlink":
+            removed = self.store.instances.unlink(source, target)
+            return {"source": source, "target": target, "removed": removed}
+        if target not in self.store.instances.links(source):
+            raise LineageError(f"{source} and {target} are not linked; link them first (action 'link')")
+        speaker = self._world(self._live(source)).world.state
+        if command.agent not in speaker.index:
+            raise InputError(f"{source} has no agent {command.agent!r}")
+        receiver = self._live(target)
+        origin = f"{source}/{command.agent}"
+        if command.action == "whisper":
+            item: dict[str, Any] = {
+                "type": "whisper", "target": command.to, "text": f"{origin}: {command.text}", "tone": command.tone
+            }  # fmt: skip
+            if command.to != "*" and command.to not in self._world(receiver).world.state.index:
+                raise InputError(f"{target} has no agent {command.to!r}")
+        else:
+            threads = self._world(receiver).world.state.threads
+            if command.thread not in threads:
+                raise InputError(f"thread {command.thread} is not open in {target} (open: {sorted(threads)})")
+            item = {"type": "crosspost", "origin": origin, "thread": command.thread, "text": command.text}
+        ack = (await self._submit(receiver, [item]))[0]
+        await self._mark(source, "CROSS_INSTANCE_COMMUNICATION", {command.action: target, "agent": command.agent})
+        return {"source": source, "target": target, "action": command.action, "ack": ack}
+
+    async def _intervene(self, command: PuppetMasterIntervention) -> dict[str, Any]:
+        if command.kind != "rewrite":
+            instance = self._live(command.instance)
+            ack = (await self._submit(instance, [command.as_input()]))[0]
+            return {"instance": command.instance, "kind": command.kind, "ack": ack}
+        return await self._rewrite(command)
+
+    async def _rewrite(self, command: PuppetMasterIntervention) -> dict[str, Any]:
+        """History from ``from_tick`` rewritten (inputs dropped or added) and replayed, as a new branch."""
+        source = command.instance
+        head_state = self._state_now(source)
+        parent = self.store.instances.get(source)
+        at = command.from_tick
+        if at is None:  # the command's validator asks for it
+            raise InputError("a rewrite needs from_tick")
+        if not start_tick(parent) <= at <= parent.head_tick:
+            raise LineageError(f"{source} holds ticks {start_tick(parent)} to {parent.head_tick}; no tick {at}")
+        logged = self.store.inputs.read(source, from_tick=at)
+        unknown = set(command.drop) - {s.seq for s in logged}
+        if unknown:
+            raise InputError(f"no input with seq {sorted(unknown)} at or after tick {at} in {source}")
+        kept = [s.input for s in logged if s.seq not in command.drop]
+        added = []
+        for n, obj in enumerate(command.add):
+            try:
+                item = parse_input({"tick": at, **obj})
+            except InputError as exc:
+                raise type(exc)(f"added input {n}: {exc.detail}") from None
+            if item.tick < at:
+                raise InputError(f"added input {n} is for tick {item.tick}, before the rewrite starts at {at}")
+            added.append(item)
+        branch_id = command.id or _child_id(self.store, source, "rewrite")
+        record = fork_record(self.store, parent, tick=at, child_id=branch_id, kind="rewrite")
+        history = sorted(kept + added, key=lambda item: item.tick)
+        world = DurableWorld.open(self.store, record.id, settings=self.settings.durability)
+        if history:
+            world.submit(history)
+        while world.tick < head_state.tick:
+            world.step()
+        world.flush()
+        await self._launch(record.id, world=world)
+        await self._mark(source, "PUPPET_MASTER_INTERVENTION", {"rewrite": branch_id, "from_tick": at})
+        return {
+            "instance": source,
+            "kind": "rewrite",
+            "branch": branch_id,
+            "from_tick": at,
+            "dropped": len(command.drop),
+            "added": len(added),
+            "tick": world.tick,
+            "state_hash": world.world.state_hash(),
+            "source_state_hash": state_hash(head_state),
+        }
+
+
+def _runtime(instance: FourPlatformInstance) -> RuntimePlatform:
+    if instance.runtime is None:
+        raise PlatformError("the instance is not initialized")
+    return instance.runtime
+
+
+def _bridge(instance: FourPlatformInstance) -> CrossPlatformBridge:
+    if instance.bridge is None:
+        raise PlatformError("the instance is not initialized")
+    return instance.bridge
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    """A result small enough for the audit log: a merge's full conflict list stays in its merge report."""
+    out = dict(result)
+    conflicts = out.get("conflicts")
+    if isinstance(conflicts, list):
+        out["conflicts"] = len(conflicts)
+    return out

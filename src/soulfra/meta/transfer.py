@@ -1,0 +1,249 @@
+"""Between a store and a package: an instance's history as a bundle (export), a verified bundle stored as a new
+instance (import), and offline edits of a bundle (``soulfra package edit``) that ``package apply`` sends back down.
+
+A bundle carries the state its own history starts from (a fork's parent state at the fork is materialised, so a
+package stands alone), its inputs and traces, and its head state. Import writes everything in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from soulfra.durable import start_tick, state_at
+from soulfra.errors import ConflictError, IntegrityError, NotFoundError, PackageError, ValidationFailedError
+from soulfra.meta.lineage import lineage, record_json
+from soulfra.meta.package import InstanceBundle
+from soulfra.security.permissions import PermissionValidator, RuleSet
+from soulfra.store.ports import InstanceRecord, Store
+from soulfra.world import World, decode_state, encode_state, input_to_json, parse_input, schedule, state_hash
+from soulfra.world.inputs import Input
+
+__all__ = ["EDIT_KINDS", "apply_edits", "bundle_for", "edit_bundle", "import_bundle", "replay_bundle"]
+
+EDIT_KINDS = ("personality", "ritual", "vibe", "rewrite")
+Progress = Callable[[int, int], None]
+
+
+def bundle_for(store: Store, instance_id: str, *, rules: RuleSet | None = None) -> InstanceBundle:
+    """One instance's history as a bundle: refused when the protocol's licence forbids export."""
+    record = store.instances.get(instance_id)
+    validator = PermissionValidator(rules or RuleSet(), store)
+    verdict = validator.validate("export", instance_id, {})
+    if not verdict.valid:
+        raise ValidationFailedError("; ".join(v.detail for v in verdict.violations))
+    base_tick = start_tick(record)
+    base = state_at(store, instance_id, base_tick) if record.parent_id is not None else _own_base(store, record)
+    head = state_at(store, instance_id, record.head_tick)
+    base_raw, head_raw = encode_state(base), encode_state(head)
+    inputs = [{"seq": s.seq, **input_to_json(s.input)} for s in store.inputs.read(instance_id)]
+    traces = [{"tick": t.tick, "kind": t.kind, "data": t.data} for t in store.rituals.read(instance_id)]
+    instance = {
+        "id": record.id, "name": record.name, "seed": record.seed, "genesis_hash": record.genesis_hash,
+        "world": record.world, "base_tick": base.tick, "base_hash": state_hash(base), "head_tick": head.tick,
+        "head_hash": state_hash(head), "parent_id": record.parent_id, "fork_tick": record.fork_tick,
+        "merge_parent_id": record.merge_parent_id,
+    }  # fmt: skip
+    ancestry = []
+    for point in lineage(store, instance_id)[1:]:
+        ancestor = store.instances.get(point.instance)
+        ancestry.append({k: v for k, v in record_json(ancestor).items() if k in _LINEAGE_KEYS} | {"tick": point.tick})
+    return InstanceBundle(
+        instance=instance,
+        lineage=ancestry,
+        base_state=base_raw,
+        head_state=head_raw,
+        inputs=inputs,
+        traces=traces,
+        config={"protocol": (rules or RuleSet()).to_json()},
+        edits=[],
+    )
+
+
+_LINEAGE_KEYS = ("id", "name", "parent_id", "fork_tick", "merge_parent_id")
+
+
+def _own_base(store: Store, record: InstanceRecord) -> Any:
+    snapshots = store.snapshots.list_snapshots(record.id)
+    if not snapshots:
+        raise IntegrityError(f"instance {record.id} has no snapshot to export from")
+    return store.snapshots.load(snapshots[0].id)[1]
+
+
+def replay_bundle(bundle: InstanceBundle, *, on_tick: Progress | None = None) -> str:
+    """The state hash a bundle's history replays to (from its base state through its inputs to its head tick)."""
+    world = World(decode_state(bundle.base_state))
+    head_tick = int(bundle.instance["head_tick"])
+    by_tick = schedule(_inputs(bundle))
+    start = world.tick
+    while world.tick < head_tick:
+        world.step(by_tick.get(world.tick, ()))
+        if on_tick is not None:
+            on_tick(world.tick - start, head_tick - start)
+    return world.state_hash()
+
+
+def _inputs(bundle: InstanceBundle) -> list[Input]:
+    items = []
+    for n, obj in enumerate(bundle.inputs):
+        body = {k: v for k, v in obj.items() if k != "seq"}
+        try:
+            items.append(parse_input(body))
+        except Exception as exc:  # an InputError names the field; the package is what is wrong
+            raise PackageError(f"input {n} of {bundle.instance['id']} is not a valid input: {exc}") from None
+    return items
+
+
+def import_bundle(
+    store: Store,
+    bundle: InstanceBundle,
+    *,
+    as_id: str | None = None,
+    verify_replay: bool = False,
+    rules: RuleSet | None = None,
+    on_tick: Progress | None = None,
+) -> dict[str, Any]:
+    """Store a verified bundle as a new instance (no parent here: its lineage is kept in ``world``), all in one
+    transaction. Protocol validation first; with ``verify_replay`` the history must replay to the head hash."""
+    meta = bundle.instance
+    instance_id = as_id or str(meta["id"])
+    try:
+        store.instances.get(instance_id)
+    except NotFoundError:
+        pass
+    else:
+        raise ConflictError(f"instance {instance_id!r} already exists here; import it under another id (--as)")
+    base, head = decode_state(bundle.base_state), decode_state(bundle.head_state)
+    validator = PermissionValidator(rules or RuleSet(), store)
+    problems = [v.detail for state in (base, head) for v in validator.validate_state(state).violations]
+    inputs = _inputs(bundle)
+    for item in inputs:
+        problems += [v.detail for v in validator.validate("input", instance_id, {"input": input_to_json(item)})
+                     .violations]  # fmt: skip
+    if problems:
+        raise ValidationFailedError(f"the protocol refuses {meta['id']}: " + "; ".join(sorted(set(problems))[:5]))
+    replayed = None
+    if verify_replay:
+        replayed = replay_bundle(bundle, on_tick=on_tick)
+        if replayed != meta["head_hash"]:
+            raise IntegrityError(
+                f"the history of {meta['id']} replays to {replayed}, not the head hash {meta['head_hash']} it claims"
+            )
+    record = InstanceRecord(
+        id=instance_id,
+        name=str(meta["name"]),
+        seed=int(meta["seed"]),
+        genesis_hash=state_hash(base),
+        world={**dict(meta["world"]), "imported": {"from": meta["id"], "lineage": bundle.lineage,
+                                                   "edits": len(bundle.edits)}},
+        fork_tick=base.tick if base.tick else None,
+        head_tick=head.tick,
+    )  # fmt: skip
+    with store.transaction():
+        store.instances.create(record)
+        store.snapshots.save_raw(instance_id, bundle.base_state, tick=base.tick, type="import")
+        if head.tick != base.tick:
+            store.snapshots.save_raw(instance_id, bundle.head_state, tick=head.tick, type="import")
+        if inputs:
+            store.inputs.append(instance_id, inputs)
+        store.rituals.record_many(instance_id, bundle.traces)
+        store.vault.save_agents(instance_id, head)
+        store.audit.append(
+            actor="import", action="instance.import", instance_id=instance_id,
+            detail={"from": meta["id"], "head_tick": head.tick, "verified_replay": verify_replay},
+        )  # fmt: skip
+    return {"id": instance_id, "from": meta["id"], "head_tick": head.tick, "state_hash": state_hash(head),
+            "inputs": len(inputs), "replayed": replayed is not None}  # fmt: skip
+
+
+# -- offline edits ---------------------------------------------------------------------------------------------
+
+
+def edit_bundle(bundle: InstanceBundle, edits: Sequence[dict[str, Any]]) -> InstanceBundle:
+    """A new bundle with ``edits`` made: personality, ritual and vibe become inputs at the head tick (they act
+    from the next tick); a rewrite drops or adds inputs from a tick and replays to the same head. Each edit is
+    recorded in the bundle's ``edits``."""
+    inputs = list(bundle.inputs)
+    head_tick = int(bundle.instance["head_tick"])
+    base_tick = int(bundle.instance["base_tick"])
+    recorded: list[dict[str, Any]] = []
+    rewritten = False
+    checker = World(decode_state(bundle.head_state))
+    for n, edit in enumerate(edits):
+        kind = edit.get("op")
+        if kind not in EDIT_KINDS:
+            raise PackageError(f"edit {n}: unknown op {kind!r}; expected one of {', '.join(EDIT_KINDS)}")
+        if kind == "rewrite":
+            inputs = _rewrite(inputs, edit, base_tick, head_tick, n)
+            rewritten = True
+            recorded.append(dict(edit))
+            continue
+        body = {k: v for k, v in edit.items() if k != "op"}
+        item = parse_input({"type": "intervene", "kind": kind, "tick": head_tick, **body})
+        checker.check(item)
+        inputs.append({"seq": _next_seq(inputs), **input_to_json(item)})
+        recorded.append({"op": kind, "input": {k: v for k, v in input_to_json(item).items() if k != "tick"}})
+    instance = dict(bundle.instance)
+    head_state = bundle.head_state
+    if rewritten:
+        edited = replace(bundle, inputs=inputs)
+        world = World(decode_state(bundle.base_state))
+        by_tick = schedule(_inputs(edited))
+        while world.tick < head_tick:
+            world.step(by_tick.get(world.tick, ()))
+        head_state = encode_state(world.state)
+        instance["head_hash"] = world.state_hash()
+    return replace(bundle, instance=instance, inputs=inputs, head_state=head_state, edits=[*bundle.edits, *recorded])
+
+
+def _next_seq(inputs: list[dict[str, Any]]) -> int:
+    return max((int(i["seq"]) for i in inputs), default=0) + 1
+
+
+def _rewrite(
+    inputs: list[dict[str, Any]], edit: dict[str, Any], base_tick: int, head_tick: int, n: int
+) -> list[dict[str, Any]]:
+    start = edit.get("from_tick")
+    if not isinstance(start, int) or not base_tick <= start <= head_tick:
+        raise PackageError(f"edit {n}: a rewrite needs from_tick between {base_tick} and {head_tick}")
+    drop = set(edit.get("drop", []))
+    known = {int(i["seq"]) for i in inputs if int(i["tick"]) >= start}
+    if drop - known:
+        raise PackageError(f"edit {n}: no input with seq {sorted(drop - known)} at or after tick {start}")
+    kept = [i for i in inputs if int(i["seq"]) not in drop]
+    for added in edit.get("add", []):
+        item = parse_input({"tick": start, **added})
+        if item.tick < start:
+            raise PackageError(f"edit {n}: an added input is for tick {item.tick}, before the rewrite at {start}")
+        kept.append({"seq": _next_seq(kept), **input_to_json(item)})
+    kept.sort(key=lambda i: (int(i["tick"]), int(i["seq"])))
+    return kept
+
+
+def apply_edits(bundle: InstanceBundle) -> list[dict[str, Any]]:
+    """The god commands that send a package's edits down into its live instance (``soulfra package apply``)."""
+    instance = str(bundle.instance["id"])
+    commands: list[dict[str, Any]] = []
+    for edit in bundle.edits:
+        if edit.get("op") == "rewrite":
+            commands.append({
+                "type": "PUPPET_MASTER_INTERVENTION", "instance": instance, "kind": "rewrite",
+                "from_tick": edit["from_tick"], "drop": list(edit.get("drop", [])), "add": list(edit.get("add", [])),
+            })  # fmt: skip
+            continue
+        body = dict(edit["input"])
+        kind = body.pop("kind")
+        body.pop("type", None)
+        if kind == "personality":
+            commands.append({"type": "PUPPET_MASTER_INTERVENTION", "instance": instance, "kind": kind,
+                             "agent": body["agent"], "traits": body["traits"]})  # fmt: skip
+        elif kind == "ritual":
+            commands.append({"type": "PUPPET_MASTER_INTERVENTION", "instance": instance, "kind": kind,
+                             "name": body["name"], "participants": body["participants"],
+                             "blessed": body["blessed"]})  # fmt: skip
+        else:
+            commands.append({"type": "PUPPET_MASTER_INTERVENTION", "instance": instance, "kind": kind,
+                             "condition": body["condition"], "intensity": body["intensity"],
+                             "duration": body["duration"]})  # fmt: skip
+    return commands
