@@ -47,8 +47,7 @@ class _Subscription:
                 log.exception("bus handler for %s failed", self.pattern)
 
     async def unsubscribe(self) -> None:
-        if self in self._bus._subscriptions:
-            self._bus._subscriptions.remove(self)
+        if self._bus._forget(self):
             self._queue.put_nowait(None)
             if self._task is not asyncio.current_task():  # a handler may unsubscribe itself
                 await self._task
@@ -66,9 +65,19 @@ class _Service:
             services.remove(self)
 
 
+def _bucket(pattern: str) -> str | None:
+    """Subscriptions are kept by their second token (the instance, in ``soulfra.<instance>.…``) when it is literal,
+    so a publish looks only at its own instance's subscribers and the wildcard ones: with a thousand instances on
+    one bus, matching every subscription on every publish would cost more than the ticks."""
+    parts = pattern.split(".", 2)
+    if len(parts) < 2 or parts[1] in ("*", ">") or parts[0] in ("*", ">"):
+        return None
+    return f"{parts[0]}.{parts[1]}"
+
+
 class InMemoryBus:
     def __init__(self) -> None:
-        self._subscriptions: list[_Subscription] = []
+        self._subscriptions: dict[str | None, list[_Subscription]] = {}
         self._services: dict[str, list[_Service]] = {}
         self._turn: dict[str, int] = {}
         self._closed = False
@@ -83,15 +92,25 @@ class InMemoryBus:
         with self._open():
             check_subject(subject)
             message = Message(subject=subject, payload=payload)
-            for sub in list(self._subscriptions):
+            parts = subject.split(".", 2)
+            key = f"{parts[0]}.{parts[1]}" if len(parts) > 1 else None
+            candidates = [*self._subscriptions.get(key, ()), *self._subscriptions.get(None, ())]
+            for sub in candidates:
                 if subject_matches(sub.pattern, subject):
                     sub.deliver(message)
 
     async def subscribe(self, subject: str, handler: Handler) -> _Subscription:
         with self._open():
             sub = _Subscription(self, check_subject(subject, pattern=True), handler)
-            self._subscriptions.append(sub)
+            self._subscriptions.setdefault(_bucket(sub.pattern), []).append(sub)
             return sub
+
+    def _forget(self, sub: _Subscription) -> bool:
+        bucket = self._subscriptions.get(_bucket(sub.pattern), [])
+        if sub not in bucket:
+            return False
+        bucket.remove(sub)
+        return True
 
     async def serve(self, subject: str, responder: Responder) -> _Service:
         with self._open():
@@ -118,8 +137,9 @@ class InMemoryBus:
     async def close(self) -> None:
         if self._closed:
             return
-        for sub in list(self._subscriptions):
-            await sub.unsubscribe()
+        for bucket in list(self._subscriptions.values()):
+            for sub in list(bucket):
+                await sub.unsubscribe()
         self._services.clear()
         self._closed = True
 
