@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from soulfra import __version__, cli_server, cli_store
+from soulfra import __version__, cli_meta, cli_server, cli_store
 from soulfra.bench import api as api_bench
 from soulfra.bench import storage as storage_bench
 from soulfra.bench import tick as tick_bench
@@ -34,8 +34,11 @@ from soulfra.errors import (
     ConflictError,
     InputError,
     IntegrityError,
+    LineageError,
+    MergeError,
     NotFoundError,
     OutputError,
+    PackageError,
     PlatformError,
     ServerUnavailableError,
     SoulfraError,
@@ -64,6 +67,9 @@ EXIT_CODES: dict[type, int] = {
     StorageUnavailableError: 69,  # EX_UNAVAILABLE
     StorageError: 74,
     PlatformError: 75,  # EX_TEMPFAIL: paused, overridden, busy; try again later
+    PackageError: 65,
+    LineageError: 65,
+    MergeError: 65,
     BusError: 69,
     ServerUnavailableError: 69,
 }
@@ -84,6 +90,7 @@ app.command("state")(cli_store.state_command)
 app.command("history")(cli_store.history_command)
 app.command("verify")(cli_store.verify_command)
 cli_server.register(app)
+cli_meta.register(app)
 bench_app.command("api")(api_bench.api_command)
 
 

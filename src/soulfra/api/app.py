@@ -25,7 +25,11 @@ from soulfra.errors import (
     BusTimeoutError,
     ConflictError,
     InputError,
+    LineageError,
+    MergeError,
     NotFoundError,
+    PackageError,
+    PackageLimitError,
     PlatformError,
     SoulfraError,
     StorageError,
@@ -48,6 +52,10 @@ STATUS: dict[type[SoulfraError], int] = {
     BusTimeoutError: 504,
     StorageUnavailableError: 503,
     StorageError: 503,
+    PackageError: 422,
+    PackageLimitError: 413,
+    LineageError: 409,
+    MergeError: 409,
 }
 
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]

@@ -1,0 +1,601 @@
+"""The CLI's puppet-master commands: ``instance`` (create, list, show, delete), ``god`` (every god-mode command),
+``export`` and ``import`` (a server over HTTP, or a database with ``--db``), ``package`` (show, edit offline, apply)
+and ``keys`` (the installation key and the trusted keys)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from soulfra.cli_server import DEFAULT_URL, JsonOption, UrlOption, _request
+from soulfra.errors import InputError, OutputError, ServerUnavailableError, error_for_code
+
+__all__ = ["register"]
+
+instance_app = typer.Typer(help="Create, list, inspect and delete instances on a running server.", no_args_is_help=True)
+god_app = typer.Typer(help="God-mode commands on a running server; each is audited and logged.", no_args_is_help=True)
+package_app = typer.Typer(help="Inspect, edit offline and apply .soulpkg packages.", no_args_is_help=True)
+keys_app = typer.Typer(help="The installation's signing key and the keys it trusts.", no_args_is_help=True)
+
+DbOption = Annotated[str | None, typer.Option("--db", help="Work on a database directly (no server): its URL")]
+TrustOption = Annotated[
+    list[Path] | None, typer.Option("--trust-key", help="Also trust this public key file (repeatable)")
+]
+
+
+def _emit(reply: dict[str, Any], as_json: bool, line: str) -> None:
+    typer.echo(json.dumps(reply) if as_json else line)
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} is not valid JSON: {exc.msg} (at character {exc.pos})") from None
+
+
+def _god(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return _request("POST", url, f"/api/god/{path}", body)
+
+
+@contextlib.contextmanager
+def _bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A byte progress bar on stderr; yields the callback ``(done, total)``."""
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=console, transient=True, disable=not (enabled and console.is_terminal),
+    )  # fmt: skip
+    task = progress.add_task(label, total=None)
+    with progress:
+        yield lambda done, total: progress.update(task, completed=done, total=total or None)
+
+
+# -- instance ------------------------------------------------------------------------------------------------------
+
+
+@instance_app.command("create")
+def instance_create(
+    instance_id: Annotated[str | None, typer.Option("--id", help="Its id (default: world-<seed>)")] = None,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Its seed")] = 0,
+    agents: Annotated[int, typer.Option(min=0, max=100_000, help="Extra generated agents")] = 0,
+    world: Annotated[Path | None, typer.Option(help="A world file (TOML)")] = None,
+    rate: Annotated[float | None, typer.Option(min=0.001, help="Ticks per second (default: the server's)")] = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an instance with its own seed and world; it starts ticking at once."""
+    body: dict[str, Any] = {"seed": seed, "agents": agents, "rate": rate}
+    if instance_id is not None:
+        body["id"] = instance_id
+    if world is not None:
+        try:
+            body["world"] = world.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read the world file {world}: {exc.strerror}") from None
+    reply = _request("POST", url, "/api/instances", body)
+    _emit(reply, as_json, f"created {reply['id']} (seed {reply['seed']}, {reply.get('agents', '?')} agents)")
+
+
+@instance_app.command("list")
+def instance_list(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+    """Every instance with its state, tick and parent."""
+    reply = _request("GET", url, "/api/instances")
+    if as_json:
+        typer.echo(json.dumps(reply))
+        return
+    for row in reply["instances"]:
+        parent = f" <- {row['parent_id']}@{row['fork_tick']}" if row.get("parent_id") else ""
+        merge = f" + {row['merge_parent_id']}" if row.get("merge_parent_id") else ""
+        typer.echo(
+            f"{row['id']:<24} {row.get('state', row['status']):<10} tick {row.get('tick', '-'):<8}{parent}{merge}"
+        )
+
+
+@instance_app.command("show")
+def instance_show(
+    instance_id: Annotated[str, typer.Argument(help="The instance")],
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """One instance: state, lineage, forks, abandoned branches and links."""
+    reply = _request("GET", url, f"/api/instances/{instance_id}")
+    if as_json:
+        typer.echo(json.dumps(reply))
+        return
+    typer.echo(f"{reply['id']}: {reply['state']} at tick {reply['tick']} (seed {reply['seed']}, {reply['status']})")
+    lineage = " <- ".join(f"{p['instance']}@{p['tick']}" for p in reply["lineage"]) or "(root)"
+    typer.echo(f"  lineage   {lineage}")
+    typer.echo(f"  children  {', '.join(reply['children']) or '-'}")
+    branches = ", ".join(f"{b['id']} (ticks {b['from_tick']}-{b['head_tick']})" for b in reply["branches"])
+    typer.echo(f"  branches  {branches or '-'}")
+    typer.echo(f"  links     {', '.join(reply['links']) or '-'}")
+
+
+@instance_app.command("delete")
+def instance_delete(
+    instance_id: Annotated[str, typer.Argument(help="The instance")],
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop an instance and delete it with its history (refused while forks or branches descend from it)."""
+    reply = _request("DELETE", url, f"/api/instances/{instance_id}")
+    _emit(reply, as_json, f"deleted {reply['deleted']} (it had reached tick {reply['head_tick']})")
+
+
+# -- god -----------------------------------------------------------------------------------------------------------
+
+
+@god_app.command("freeze")
+def god_freeze(
+    instances: Annotated[list[str] | None, typer.Argument(help="Instances to freeze (default: all)")] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=0.001, help="Thaw by themselves after this many seconds")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """FREEZE_TIME: stop the ticks of some or all instances."""
+    reply = _god(url, "freeze", {"instances": instances or None, "duration": duration})
+    frozen = ", ".join(f"{f['instance']}@{f['tick']}" for f in reply["frozen"]) or "nothing"
+    _emit(reply, as_json, f"frozen: {frozen}" + (f" until {reply['until']}" if reply["until"] else ""))
+
+
+@god_app.command("thaw")
+def god_thaw(
+    instances: Annotated[list[str] | None, typer.Argument(help="Instances to thaw (default: every frozen one)")] = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Let frozen instances tick again."""
+    reply = _god(url, "thaw", {"instances": instances or None})
+    thawed = ", ".join(f"{f['instance']}@{f['tick']}" for f in reply["thawed"]) or "nothing"
+    _emit(reply, as_json, f"thawed: {thawed}")
+
+
+ModifyOption = Annotated[
+    list[str] | None, typer.Option("--modify", "-m", help="An input without its tick, as JSON (repeatable)")
+]
+
+
+@god_app.command("clone")
+def god_clone(
+    source: Annotated[str, typer.Argument(help="The instance to clone")],
+    clone_id: Annotated[str | None, typer.Option("--id", help="The clone's id")] = None,
+    tick: Annotated[int | None, typer.Option(min=0, help="Clone the state at this stored tick (default: now)")] = None,
+    modify: ModifyOption = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """CLONE_INSTANCE: a copy (by reference: no history copied), with modifications from the next tick."""
+    mods = [_json_arg(m, "--modify") for m in modify or []]
+    reply = _god(url, "clone", {"source": source, "id": clone_id, "tick": tick, "modifications": mods})
+    _emit(reply, as_json, f"cloned {source} at tick {reply['tick']} as {reply['id']}")
+
+
+@god_app.command("fork")
+def god_fork(
+    source: Annotated[str, typer.Argument(help="The instance to fork")],
+    count: Annotated[int, typer.Option(min=1, max=64, help="How many forks (without --fork)")] = 2,
+    fork: Annotated[
+        list[str] | None, typer.Option("--fork", help="One fork's modifications as a JSON list (repeatable)")
+    ] = None,
+    tick: Annotated[int | None, typer.Option(min=0, help="Fork at this stored tick (default: now)")] = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """REALITY_FORK: N forks, each with its own modifications; each goes on deterministically."""
+    specs = [{"modifications": _json_arg(f, "--fork")} for f in fork] if fork else [{} for _ in range(count)]
+    reply = _god(url, "fork", {"source": source, "tick": tick, "forks": specs})
+    _emit(reply, as_json, f"forked {source} at tick {reply['tick']}: " + ", ".join(f["id"] for f in reply["forks"]))
+
+
+@god_app.command("merge")
+def god_merge(
+    ours: Annotated[str, typer.Argument(help="Our side")],
+    theirs: Annotated[str, typer.Argument(help="Their side")],
+    merged_id: Annotated[str | None, typer.Option("--id", help="The merged instance's id")] = None,
+    policy: Annotated[
+        list[str] | None, typer.Option("--policy", help="domain=policy, e.g. vibe=theirs (repeatable)")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """MERGE_INSTANCES: a three-way merge into a new instance, with a conflict report."""
+    policies: dict[str, str] = {}
+    for item in policy or []:
+        domain, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--policy takes domain=policy, not {item!r}")
+        policies[domain.strip()] = value.strip()
+    reply = _god(url, "merge", {"ours": ours, "theirs": theirs, "id": merged_id, "policies": policies})
+    if as_json:
+        typer.echo(json.dumps(reply))
+        return
+    typer.echo(f"merged {ours} + {theirs} into {reply['id']} at tick {reply['tick']} (base {reply['base']})")
+    for conflict in reply["conflicts"]:
+        typer.echo(
+            f"  {conflict['domain']}/{conflict['entity']}.{conflict['field']}: ours {conflict['ours']}, "
+            f"theirs {conflict['theirs']} -> {conflict['resolved']} ({conflict['policy']})"
+        )
+
+
+@god_app.command("possess")
+def god_possess(
+    instance: Annotated[str, typer.Argument(help="The instance")],
+    agent: Annotated[str, typer.Argument(help="The agent")],
+    action: Annotated[str, typer.Option(help="possess, act or release")] = "possess",
+    act: Annotated[str | None, typer.Option(help='For --action act: {"action": "post", "text": ...}')] = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """AGENT_POSSESSION: take over an agent, act through it, or release it."""
+    body: dict[str, Any] = {"instance": instance, "agent": agent, "action": action}
+    if act is not None:
+        body["act"] = _json_arg(act, "--act")
+    reply = _god(url, "possess", body)
+    _emit(reply, as_json, f"{action} {agent} in {instance}: stored, applies at tick {reply['ack']['tick']}")
+
+
+@god_app.command("revert")
+def god_revert(
+    instance: Annotated[str, typer.Argument(help="The instance")],
+    tick: Annotated[int | None, typer.Option(min=0, help="Back to this tick")] = None,
+    snapshot: Annotated[int | None, typer.Option(min=1, help="Back to this snapshot (id)")] = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """TIMELINE_REVERT: back to a tick or snapshot; the abandoned branch is kept and listed."""
+    reply = _god(url, "revert", {"instance": instance, "tick": tick, "snapshot": snapshot})
+    branch = reply["abandoned_branch"]
+    _emit(reply, as_json, f"{instance} is back at tick {reply['tick']}; ticks {branch['from_tick']}-"
+                          f"{branch['head_tick']} kept as {branch['id']}")  # fmt: skip
+
+
+@god_app.command("link")
+def god_link(
+    source: Annotated[str, typer.Argument()],
+    target: Annotated[str, typer.Argument()],
+    unlink: Annotated[bool, typer.Option("--unlink", help="Remove the link instead")] = False,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """CROSS_INSTANCE_COMMUNICATION: link two instances (their agents may then reach each other)."""
+    action = "unlink" if unlink else "link"
+    reply = _god(url, "communicate", {"action": action, "source": source, "target": target})
+    _emit(reply, as_json, f"{source} and {target} {'unlinked' if unlink else 'linked'}")
+
+
+@god_app.command("send")
+def god_send(
+    source: Annotated[str, typer.Argument(help="The speaking agent's instance")],
+    agent: Annotated[str, typer.Argument(help="The speaking agent")],
+    target: Annotated[str, typer.Argument(help="The linked instance addressed")],
+    text: Annotated[str, typer.Argument()],
+    to: Annotated[str, typer.Option(help="Whisper to this agent of target (* for all)")] = "*",
+    thread: Annotated[int | None, typer.Option(min=1, help="Post in this thread of target instead")] = None,
+    tone: Annotated[str, typer.Option(help="gentle, urgent, playful, solemn or dark")] = "gentle",
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """CROSS_INSTANCE_COMMUNICATION: an agent whispers to (or, with --thread, posts in) a linked instance."""
+    body: dict[str, Any] = {"action": "post" if thread else "whisper", "source": source, "target": target,
+                            "agent": agent, "text": text, "to": to, "thread": thread, "tone": tone}  # fmt: skip
+    reply = _god(url, "communicate", body)
+    _emit(reply, as_json, f"{reply['action']} from {source}/{agent} stored in {target} for tick {reply['ack']['tick']}")
+
+
+@god_app.command("intervene")
+def god_intervene(
+    instance: Annotated[str, typer.Argument()],
+    kind: Annotated[str, typer.Argument(help="personality, ritual or vibe")],
+    agent: Annotated[str | None, typer.Option(help="personality: the agent")] = None,
+    trait: Annotated[list[str] | None, typer.Option(help="personality: name=value, e.g. warmth=0.9")] = None,
+    name: Annotated[str | None, typer.Option(help="ritual: its name")] = None,
+    participant: Annotated[list[str] | None, typer.Option(help="ritual: an agent taking part (repeatable)")] = None,
+    blessed: Annotated[bool, typer.Option(help="ritual: already blessed")] = False,
+    condition: Annotated[str | None, typer.Option(help="vibe: calm-bloom, echo-storm, ...")] = None,
+    intensity: Annotated[str, typer.Option(help="vibe: 0..1")] = "0.8",
+    duration: Annotated[int, typer.Option(min=1, help="vibe: ticks")] = 20,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """PUPPET_MASTER_INTERVENTION: modify a personality, inject a ritual, or alter the vibe weather."""
+    traits = dict(_pair(t, "--trait") for t in trait or [])
+    body: dict[str, Any] = {"instance": instance, "kind": kind, "agent": agent, "traits": traits or None,
+                            "name": name, "participants": participant, "blessed": blessed, "condition": condition,
+                            "intensity": intensity, "duration": duration}  # fmt: skip
+    reply = _god(url, "intervene", body)
+    _emit(reply, as_json, f"{kind} intervention stored in {instance}, applies at tick {reply['ack']['tick']}")
+
+
+@god_app.command("rewrite")
+def god_rewrite(
+    instance: Annotated[str, typer.Argument()],
+    from_tick: Annotated[int, typer.Option("--from-tick", min=0, help="Rewrite history from this tick")],
+    drop: Annotated[list[int] | None, typer.Option(help="Leave out the input with this seq (repeatable)")] = None,
+    add: Annotated[list[str] | None, typer.Option(help="Add this input (JSON; repeatable)")] = None,
+    branch_id: Annotated[str | None, typer.Option("--id", help="The new branch's id")] = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """PUPPET_MASTER_INTERVENTION: rewrite history from a tick as a new branch, replayed to the present."""
+    body = {"instance": instance, "kind": "rewrite", "from_tick": from_tick, "drop": drop or [],
+            "add": [_json_arg(a, "--add") for a in add or []], "id": branch_id}  # fmt: skip
+    reply = _god(url, "intervene", body)
+    _emit(reply, as_json, f"rewrote {instance} from tick {from_tick} as {reply['branch']} (now at tick "
+                          f"{reply['tick']}, {reply['state_hash'][:19]})")  # fmt: skip
+
+
+@god_app.command("run")
+def god_run(
+    command: Annotated[str, typer.Argument(help='A command as JSON, e.g. {"type": "FREEZE_TIME"}; - reads stdin')],
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Send any god-mode command as JSON (POST /api/god); prints the result object."""
+    text = typer.get_text_stream("stdin").read() if command == "-" else command
+    reply = _request("POST", url, "/api/god", _json_arg(text, "the command"))
+    typer.echo(json.dumps(reply))
+
+
+def _pair(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise InputError(f"{flag} takes name=value, not {text!r}")
+    return key.strip(), value.strip()
+
+
+# -- export / import -----------------------------------------------------------------------------------------------
+
+
+def export_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The package file to write")],
+    instance: Annotated[list[str] | None, typer.Option("--instance", "-i", help="Instance (repeatable)")] = None,
+    all_instances: Annotated[bool, typer.Option("--all", help="Every instance (a package of packages)")] = False,
+    db: DbOption = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Export instances as one signed .soulpkg: one instance, several, or --all (default: the newest one)."""
+    if db is not None:
+        from soulfra.meta.offline import export_db  # noqa: PLC0415 -- the storage stack loads only here
+
+        with _bar("export") as progress:
+            reply = export_db(db, instance or [], all_instances=all_instances, output=output, progress=progress)
+    else:
+        params: list[tuple[str, str | int | float | bool | None]] = [("instance", i) for i in instance or []]
+        if params and not all_instances and len(params) == 1:
+            path = f"/api/instances/{params[0][1]}/export"
+            params = []
+        elif all_instances or params:
+            path = "/api/export"
+        else:
+            path = f"/api/instances/{_request('GET', url, '/api/instances')['default']}/export"
+        size = _download(url, path, params, output)
+        reply = {"output": str(output), "bytes": size}
+    _emit(reply, as_json, f"wrote {output} ({reply['bytes']:,} bytes)")
+
+
+def _download(url: str, path: str, params: list[tuple[str, str | int | float | bool | None]], output: Path) -> int:
+    try:
+        with httpx.stream("GET", url.rstrip("/") + path, params=params, timeout=120.0) as response:
+            if response.status_code >= 400:
+                response.read()
+                body = response.json()
+                raise error_for_code(str(body.get("code", "error")), str(body.get("detail", response.text)))
+            total = int(response.headers.get("content-length", 0))
+            with _bar("download") as progress, _atomic(output) as handle:
+                done = 0
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+                    done += len(chunk)
+                    progress(done, total)
+    except httpx.HTTPError as exc:
+        raise ServerUnavailableError(f"no Soulfra server at {url} ({type(exc).__name__})") from None
+    return done
+
+
+@contextlib.contextmanager
+def _atomic(output: Path) -> Iterator[Any]:
+    """Write beside ``output`` and rename at the end: a failed download leaves nothing behind."""
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}.", delete=False)  # noqa: SIM115
+    except OSError as exc:
+        raise OutputError(f"cannot write {output}: {exc.strerror}") from None
+    try:
+        with handle:
+            yield handle
+        os.replace(handle.name, output)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def import_command(
+    package: Annotated[Path, typer.Argument(help="The .soulpkg file")],
+    db: DbOption = None,
+    verify_replay: Annotated[bool, typer.Option("--verify-replay", help="Replay each history, check its hash")] = False,
+    as_id: Annotated[str | None, typer.Option("--as", help="Import a one-instance package under this id")] = None,
+    trust_key: TrustOption = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Import a package: signature, hashes, sizes, paths and the protocol's rules are checked; nothing is written
+    unless everything passes."""
+    if db is not None:
+        from soulfra.meta.offline import import_db  # noqa: PLC0415 -- the storage stack loads only here
+
+        with _bar("import") as progress:
+            reply = import_db(db, package, as_id=as_id, verify_replay=verify_replay, trusted=trust_key or [],
+                              progress=progress)  # fmt: skip
+    else:
+        try:
+            data = package.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {package}: {exc.strerror}") from None
+        params: dict[str, str] = {"verify_replay": "true" if verify_replay else "false"}
+        if as_id is not None:
+            params["as_id"] = as_id
+        reply = _post_bytes(url, "/api/import", data, params)
+    lines = [f"imported {row['id']} at tick {row['head_tick']} ({row['state_hash'][:19]}"
+             + (", replay verified)" if row["replayed"] else ")") for row in reply["imported"]]  # fmt: skip
+    _emit(reply, as_json, "\n".join(lines))
+
+
+def _post_bytes(url: str, path: str, data: bytes, params: dict[str, str]) -> dict[str, Any]:
+    try:
+        response = httpx.post(url.rstrip("/") + path, content=data, params=params, timeout=300.0,
+                              headers={"content-type": "application/octet-stream"})  # fmt: skip
+    except httpx.HTTPError as exc:
+        raise ServerUnavailableError(f"no Soulfra server at {url} ({type(exc).__name__})") from None
+    body = response.json()
+    if response.status_code >= 400:
+        raise error_for_code(str(body.get("code", "error")), str(body.get("detail", response.text)))
+    return dict(body)
+
+
+# -- package -------------------------------------------------------------------------------------------------------
+
+
+@package_app.command("show")
+def package_show(
+    package: Annotated[Path, typer.Argument(help="The .soulpkg file")],
+    trust_key: TrustOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The package's verified manifest: what it holds, who signed it, what was edited."""
+    from soulfra.meta.offline import show_package  # noqa: PLC0415
+
+    info = show_package(package, trusted=trust_key or [])
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    typer.echo(f"{package}: {info['kind']} package, signed by {info['key_id']}")
+    for row in info["instances"]:
+        typer.echo(f"  {row['id']}: ticks {row['base_tick']}-{row['head_tick']}, head {row['head_hash'][:19]}, "
+                   f"{row['edits']} edits")  # fmt: skip
+
+
+@package_app.command("edit")
+def package_edit(
+    package: Annotated[Path, typer.Argument(help="The .soulpkg file to edit (it is not changed)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The new package")],
+    personality: Annotated[list[str] | None, typer.Option(help="AGENT:TRAIT=V[,TRAIT=V] (repeatable)")] = None,
+    ritual: Annotated[list[str] | None, typer.Option(help="NAME:AGENT,AGENT[:blessed] (repeatable)")] = None,
+    vibe: Annotated[list[str] | None, typer.Option(help="CONDITION[:INTENSITY[:DURATION]] (repeatable)")] = None,
+    rewrite_from: Annotated[int | None, typer.Option(min=0, help="Rewrite history from this tick")] = None,
+    drop: Annotated[list[int] | None, typer.Option(help="rewrite: leave out the input with this seq")] = None,
+    add: Annotated[list[str] | None, typer.Option(help="rewrite: add this input (JSON)")] = None,
+    trust_key: TrustOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Edit a package offline; the new package is signed by this installation and records every change."""
+    from soulfra.meta.offline import edit_package  # noqa: PLC0415
+
+    edits: list[dict[str, Any]] = []
+    for text in personality or []:
+        agent, sep, rest = text.partition(":")
+        if not sep or not rest:
+            raise InputError(f"--personality takes AGENT:TRAIT=V[,TRAIT=V], not {text!r}")
+        edits.append({"op": "personality", "agent": agent,
+                      "traits": dict(_pair(p, "--personality") for p in rest.split(","))})  # fmt: skip
+    for text in ritual or []:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "blessed"):
+            raise InputError(f"--ritual takes NAME:AGENT,AGENT[:blessed], not {text!r}")
+        edits.append({"op": "ritual", "name": parts[0], "participants": parts[1].split(","),
+                      "blessed": len(parts) == 3})  # fmt: skip
+    for text in vibe or []:
+        parts = text.split(":")
+        edit: dict[str, Any] = {"op": "vibe", "condition": parts[0]}
+        if len(parts) > 1:
+            edit["intensity"] = parts[1]
+        if len(parts) > 2:
+            if not parts[2].isdigit():
+                raise InputError(f"--vibe duration must be a whole number of ticks, not {parts[2]!r}")
+            edit["duration"] = int(parts[2])
+        edits.append(edit)
+    if rewrite_from is not None:
+        edits.append({"op": "rewrite", "from_tick": rewrite_from, "drop": drop or [],
+                      "add": [_json_arg(a, "--add") for a in add or []]})  # fmt: skip
+    elif drop or add:
+        raise InputError("--drop and --add belong to a rewrite: give --rewrite-from TICK")
+    if not edits:
+        raise InputError("nothing to edit: give --personality, --ritual, --vibe or --rewrite-from")
+    reply = edit_package(package, output, edits, trusted=trust_key or [])
+    _emit(reply, as_json, f"wrote {output}: {len(edits)} edits, head {reply['head_hash'][:19]}")
+
+
+@package_app.command("apply")
+def package_apply(
+    package: Annotated[Path, typer.Argument(help="An edited .soulpkg")],
+    instance: Annotated[str | None, typer.Option("--instance", "-i", help="Apply to this instance instead")] = None,
+    trust_key: TrustOption = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Send a package's edits down into its live instance, as interventions."""
+    from soulfra.meta.offline import package_commands  # noqa: PLC0415
+
+    commands = package_commands(package, trusted=trust_key or [], instance=instance)
+    if not commands:
+        raise InputError(f"{package} records no edits to apply")
+    results = [_request("POST", url, "/api/god", command) for command in commands]
+    _emit({"applied": results}, as_json, "\n".join(_applied_line(r) for r in results))
+
+
+def _applied_line(result: dict[str, Any]) -> str:
+    if result.get("kind") == "rewrite":
+        return f"rewrite applied to {result['instance']} as branch {result['branch']}"
+    return f"{result['kind']} applied to {result['instance']} at tick {result['ack']['tick']}"
+
+
+# -- keys ----------------------------------------------------------------------------------------------------------
+
+
+@keys_app.command("show")
+def keys_show(as_json: JsonOption = False) -> None:
+    """This installation's key id (made on first use) and the keys it trusts."""
+    from soulfra.meta.keys import KeyRing, default_home, key_id  # noqa: PLC0415
+
+    ring = KeyRing(default_home())
+    own = key_id(ring.signer().public_key)
+    reply = {"home": str(ring.home), "key_id": own, "trusted": sorted(ring.trusted())}
+    _emit(reply, as_json, f"installation key {own} in {ring.home}; trusted: {', '.join(reply['trusted'])}")
+
+
+@keys_app.command("export")
+def keys_export(output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the public key")]) -> None:
+    """Write this installation's public key, for another installation to trust."""
+    from soulfra.meta.keys import KeyRing, default_home  # noqa: PLC0415
+
+    ring = KeyRing(default_home())
+    ring.signer()
+    typer.echo(f"wrote {ring.export_public(output)}")
+
+
+@keys_app.command("trust")
+def keys_trust(key: Annotated[Path, typer.Argument(help="A public key file (soulfra keys export)")]) -> None:
+    """Trust packages signed by this key from now on."""
+    from soulfra.meta.keys import KeyRing, default_home  # noqa: PLC0415
+
+    typer.echo(f"trusting key {KeyRing(default_home()).trust(key)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(instance_app, name="instance")
+    app.add_typer(god_app, name="god")
+    app.add_typer(package_app, name="package")
+    app.add_typer(keys_app, name="keys")
+    app.command("export")(export_command)
+    app.command("import")(import_command)

@@ -1,0 +1,102 @@
+"""Packages without a server: export from and import into a database by URL, show, edit and turn edits into
+god commands. What ``soulfra export --db``, ``import --db`` and ``package ...`` run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from soulfra.durable import resolve_instance
+from soulfra.errors import InputError, PackageError
+from soulfra.meta.keys import KeyRing, default_home, read_public_key
+from soulfra.meta.package import Limits, read_package, write_package
+from soulfra.meta.transfer import apply_edits, bundle_for, edit_bundle, import_bundle
+from soulfra.store import SqlStore
+
+__all__ = ["edit_package", "export_db", "import_db", "package_commands", "show_package"]
+
+Progress = Callable[[int, int], None]
+
+
+def _keyring(trusted: Sequence[Path]) -> KeyRing:
+    return KeyRing(default_home(), extra_trusted=[read_public_key(path) for path in trusted])
+
+
+def export_db(
+    db: str, instances: Sequence[str], *, all_instances: bool, output: Path, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Write the named instances (all, or the newest) of a database as one signed package."""
+    store = SqlStore.open(db)
+    try:
+        if all_instances:
+            ids = [record.id for record in store.instances.list_instances()]
+        else:
+            ids = list(instances) or [resolve_instance(store, None).id]
+        bundles = [bundle_for(store, instance_id) for instance_id in ids]
+    finally:
+        store.close()
+    manifest = write_package(output, bundles, _keyring(()).signer(), progress=progress)
+    return {"output": str(output), "bytes": output.stat().st_size, "instances": ids, "kind": manifest["kind"]}
+
+
+def import_db(
+    db: str,
+    package: Path,
+    *,
+    as_id: str | None = None,
+    verify_replay: bool = False,
+    trusted: Sequence[Path] = (),
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Verify a package and store its instances in a database; nothing is written unless all of it passes."""
+    read = read_package(package, _keyring(trusted), limits=Limits(), progress=progress)
+    if as_id is not None and len(read.bundles) != 1:
+        raise InputError(f"--as names one instance, but {package} holds {len(read.bundles)}")
+    store = SqlStore.open(db)
+    try:
+        taken = {record.id for record in store.instances.list_instances()}
+        clashes = [b.instance["id"] for b in read.bundles if as_id is None and b.instance["id"] in taken]
+        if clashes:
+            raise InputError(f"the database already holds {', '.join(clashes)}; import one under another id (--as)")
+        imported = [import_bundle(store, bundle, as_id=as_id, verify_replay=verify_replay) for bundle in read.bundles]
+    finally:
+        store.close()
+    return {"key_id": read.key_id, "imported": imported}
+
+
+def show_package(package: Path, *, trusted: Sequence[Path] = ()) -> dict[str, Any]:
+    """The verified package: its kind, who signed it, and each instance's ticks, head hash and edits."""
+    read = read_package(package, _keyring(trusted))
+    rows = [
+        {"id": b.instance["id"], "base_tick": b.instance["base_tick"], "head_tick": b.instance["head_tick"],
+         "head_hash": b.instance["head_hash"], "edits": len(b.edits)}
+        for b in read.bundles
+    ]  # fmt: skip
+    return {"kind": read.manifest["kind"], "key_id": read.key_id, "instances": rows}
+
+
+def edit_package(
+    package: Path, output: Path, edits: list[dict[str, Any]], *, trusted: Sequence[Path] = ()
+) -> dict[str, Any]:
+    """A new package with ``edits`` made and recorded, signed by this installation; the input is not changed."""
+    read = read_package(package, _keyring(trusted))
+    if len(read.bundles) != 1:
+        raise PackageError(f"{package} holds {len(read.bundles)} instances; edit one instance's package at a time")
+    edited = edit_bundle(read.bundles[0], edits)
+    write_package(output, [edited], _keyring(()).signer())
+    return {"output": str(output), "edits": edited.edits, "head_hash": edited.instance["head_hash"]}
+
+
+def package_commands(
+    package: Path, *, trusted: Sequence[Path] = (), instance: str | None = None
+) -> list[dict[str, Any]]:
+    """The god commands that carry a package's recorded edits into its live instance (or ``instance``)."""
+    read = read_package(package, _keyring(trusted))
+    commands: list[dict[str, Any]] = []
+    for bundle in read.bundles:
+        for command in apply_edits(bundle):
+            if instance is not None:
+                command["instance"] = instance
+            commands.append(command)
+    return commands
