@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -37,6 +38,7 @@ def test_readme_examples_run(tmp_path: Path) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "soulfra", *args],
             cwd=tmp_path,
+            env={**os.environ, "SOULFRA_HOME": str(tmp_path / "home")},  # the installation key of the examples
             capture_output=True,
             text=True,
             timeout=120,
