@@ -11,7 +11,7 @@ import typer
 from soulfra.cli_server import DEFAULT_URL, JsonOption, UrlOption, _request
 from soulfra.errors import InputError
 
-__all__ = ["god_app", "json_arg", "pair"]
+__all__ = ["emit", "god_app", "json_arg", "pair"]
 
 god_app = typer.Typer(help="God-mode commands on a running server; each is audited and logged.", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ def _god(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return _request("POST", url, f"/api/god/{path}", body)
 
 
-def _emit(reply: dict[str, Any], as_json: bool, line: str) -> None:
+def emit(reply: dict[str, Any], as_json: bool, line: str) -> None:
     typer.echo(json.dumps(reply) if as_json else line)
 
 
@@ -53,7 +53,7 @@ def god_freeze(
     """FREEZE_TIME: stop the ticks of some or all instances."""
     reply = _god(url, "freeze", {"instances": instances or None, "duration": duration})
     frozen = ", ".join(f"{f['instance']}@{f['tick']}" for f in reply["frozen"]) or "nothing"
-    _emit(reply, as_json, f"frozen: {frozen}" + (f" until {reply['until']}" if reply["until"] else ""))
+    emit(reply, as_json, f"frozen: {frozen}" + (f" until {reply['until']}" if reply["until"] else ""))
 
 
 @god_app.command("thaw")
@@ -65,7 +65,7 @@ def god_thaw(
     """Let frozen instances tick again."""
     reply = _god(url, "thaw", {"instances": instances or None})
     thawed = ", ".join(f"{f['instance']}@{f['tick']}" for f in reply["thawed"]) or "nothing"
-    _emit(reply, as_json, f"thawed: {thawed}")
+    emit(reply, as_json, f"thawed: {thawed}")
 
 
 ModifyOption = Annotated[
@@ -85,7 +85,7 @@ def god_clone(
     """CLONE_INSTANCE: a copy (by reference: no history copied), with modifications from the next tick."""
     mods = [json_arg(m, "--modify") for m in modify or []]
     reply = _god(url, "clone", {"source": source, "id": clone_id, "tick": tick, "modifications": mods})
-    _emit(reply, as_json, f"cloned {source} at tick {reply['tick']} as {reply['id']}")
+    emit(reply, as_json, f"cloned {source} at tick {reply['tick']} as {reply['id']}")
 
 
 @god_app.command("fork")
@@ -102,7 +102,7 @@ def god_fork(
     """REALITY_FORK: N forks, each with its own modifications; each goes on deterministically."""
     specs = [{"modifications": json_arg(f, "--fork")} for f in fork] if fork else [{} for _ in range(count)]
     reply = _god(url, "fork", {"source": source, "tick": tick, "forks": specs})
-    _emit(reply, as_json, f"forked {source} at tick {reply['tick']}: " + ", ".join(f["id"] for f in reply["forks"]))
+    emit(reply, as_json, f"forked {source} at tick {reply['tick']}: " + ", ".join(f["id"] for f in reply["forks"]))
 
 
 @god_app.command("merge")
@@ -149,7 +149,7 @@ def god_possess(
     if act is not None:
         body["act"] = json_arg(act, "--act")
     reply = _god(url, "possess", body)
-    _emit(reply, as_json, f"{action} {agent} in {instance}: stored, applies at tick {reply['ack']['tick']}")
+    emit(reply, as_json, f"{action} {agent} in {instance}: stored, applies at tick {reply['ack']['tick']}")
 
 
 @god_app.command("revert")
@@ -163,7 +163,7 @@ def god_revert(
     """TIMELINE_REVERT: back to a tick or snapshot; the abandoned branch is kept and listed."""
     reply = _god(url, "revert", {"instance": instance, "tick": tick, "snapshot": snapshot})
     branch = reply["abandoned_branch"]
-    _emit(reply, as_json, f"{instance} is back at tick {reply['tick']}; ticks {branch['from_tick']}-"
+    emit(reply, as_json, f"{instance} is back at tick {reply['tick']}; ticks {branch['from_tick']}-"
                           f"{branch['head_tick']} kept as {branch['id']}")  # fmt: skip
 
 
@@ -178,7 +178,7 @@ def god_link(
     """CROSS_INSTANCE_COMMUNICATION: link two instances (their agents may then reach each other)."""
     action = "unlink" if unlink else "link"
     reply = _god(url, "communicate", {"action": action, "source": source, "target": target})
-    _emit(reply, as_json, f"{source} and {target} {'unlinked' if unlink else 'linked'}")
+    emit(reply, as_json, f"{source} and {target} {'unlinked' if unlink else 'linked'}")
 
 
 @god_app.command("send")
@@ -197,7 +197,7 @@ def god_send(
     body: dict[str, Any] = {"action": "post" if thread else "whisper", "source": source, "target": target,
                             "agent": agent, "text": text, "to": to, "thread": thread, "tone": tone}  # fmt: skip
     reply = _god(url, "communicate", body)
-    _emit(reply, as_json, f"{reply['action']} from {source}/{agent} stored in {target} for tick {reply['ack']['tick']}")
+    emit(reply, as_json, f"{reply['action']} from {source}/{agent} stored in {target} for tick {reply['ack']['tick']}")
 
 
 @god_app.command("intervene")
@@ -221,7 +221,7 @@ def god_intervene(
                             "name": name, "participants": participant, "blessed": blessed, "condition": condition,
                             "intensity": intensity, "duration": duration}  # fmt: skip
     reply = _god(url, "intervene", body)
-    _emit(reply, as_json, f"{kind} intervention stored in {instance}, applies at tick {reply['ack']['tick']}")
+    emit(reply, as_json, f"{kind} intervention stored in {instance}, applies at tick {reply['ack']['tick']}")
 
 
 @god_app.command("rewrite")
@@ -238,7 +238,7 @@ def god_rewrite(
     body = {"instance": instance, "kind": "rewrite", "from_tick": from_tick, "drop": drop or [],
             "add": [json_arg(a, "--add") for a in add or []], "id": branch_id}  # fmt: skip
     reply = _god(url, "intervene", body)
-    _emit(reply, as_json, f"rewrote {instance} from tick {from_tick} as {reply['branch']} (now at tick "
+    emit(reply, as_json, f"rewrote {instance} from tick {from_tick} as {reply['branch']} (now at tick "
                           f"{reply['tick']}, {reply['state_hash'][:19]})")  # fmt: skip
 
 

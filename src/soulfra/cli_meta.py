@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from soulfra import cli_god
-from soulfra.cli_god import json_arg, pair
+from soulfra.cli_god import emit, json_arg, pair
 from soulfra.cli_server import DEFAULT_URL, JsonOption, UrlOption, _request
 from soulfra.errors import InputError, OutputError, ServerUnavailableError, error_for_code
 
@@ -32,10 +32,6 @@ DbOption = Annotated[str | None, typer.Option("--db", help="Work on a database d
 TrustOption = Annotated[
     list[Path] | None, typer.Option("--trust-key", help="Also trust this public key file (repeatable)")
 ]
-
-
-def _emit(reply: dict[str, Any], as_json: bool, line: str) -> None:
-    typer.echo(json.dumps(reply) if as_json else line)
 
 
 @contextlib.contextmanager
@@ -74,7 +70,7 @@ def instance_create(
         except OSError as exc:
             raise InputError(f"cannot read the world file {world}: {exc.strerror}") from None
     reply = _request("POST", url, "/api/instances", body)
-    _emit(reply, as_json, f"created {reply['id']} (seed {reply['seed']}, {reply.get('agents', '?')} agents)")
+    emit(reply, as_json, f"created {reply['id']} (seed {reply['seed']}, {reply.get('agents', '?')} agents)")
 
 
 @instance_app.command("list")
@@ -120,7 +116,7 @@ def instance_delete(
 ) -> None:
     """Stop an instance and delete it with its history (refused while forks or branches descend from it)."""
     reply = _request("DELETE", url, f"/api/instances/{instance_id}")
-    _emit(reply, as_json, f"deleted {reply['deleted']} (it had reached tick {reply['head_tick']})")
+    emit(reply, as_json, f"deleted {reply['deleted']} (it had reached tick {reply['head_tick']})")
 
 
 # -- export / import -----------------------------------------------------------------------------------------------
@@ -151,7 +147,7 @@ def export_command(
             path = f"/api/instances/{_request('GET', url, '/api/instances')['default']}/export"
         size = _download(url, path, params, output)
         reply = {"output": str(output), "bytes": size}
-    _emit(reply, as_json, f"wrote {output} ({reply['bytes']:,} bytes)")
+    emit(reply, as_json, f"wrote {output} ({reply['bytes']:,} bytes)")
 
 
 def _download(url: str, path: str, params: list[tuple[str, str | int | float | bool | None]], output: Path) -> int:
@@ -217,7 +213,7 @@ def import_command(
         reply = _post_bytes(url, "/api/import", data, params)
     lines = [f"imported {row['id']} at tick {row['head_tick']} ({row['state_hash'][:19]}"
              + (", replay verified)" if row["replayed"] else ")") for row in reply["imported"]]  # fmt: skip
-    _emit(reply, as_json, "\n".join(lines))
+    emit(reply, as_json, "\n".join(lines))
 
 
 def _post_bytes(url: str, path: str, data: bytes, params: dict[str, str]) -> dict[str, Any]:
@@ -301,7 +297,7 @@ def package_edit(
     if not edits:
         raise InputError("nothing to edit: give --personality, --ritual, --vibe or --rewrite-from")
     reply = edit_package(package, output, edits, trusted=trust_key or [])
-    _emit(reply, as_json, f"wrote {output}: {len(edits)} edits, head {reply['head_hash'][:19]}")
+    emit(reply, as_json, f"wrote {output}: {len(edits)} edits, head {reply['head_hash'][:19]}")
 
 
 @package_app.command("apply")
@@ -319,7 +315,7 @@ def package_apply(
     if not commands:
         raise InputError(f"{package} records no edits to apply")
     results = [_request("POST", url, "/api/god", command) for command in commands]
-    _emit({"applied": results}, as_json, "\n".join(_applied_line(r) for r in results))
+    emit({"applied": results}, as_json, "\n".join(_applied_line(r) for r in results))
 
 
 def _applied_line(result: dict[str, Any]) -> str:
@@ -339,7 +335,7 @@ def keys_show(as_json: JsonOption = False) -> None:
     ring = KeyRing(default_home())
     own = key_id(ring.signer().public_key)
     reply = {"home": str(ring.home), "key_id": own, "trusted": sorted(ring.trusted())}
-    _emit(reply, as_json, f"installation key {own} in {ring.home}; trusted: {', '.join(reply['trusted'])}")
+    emit(reply, as_json, f"installation key {own} in {ring.home}; trusted: {', '.join(reply['trusted'])}")
 
 
 @keys_app.command("export")

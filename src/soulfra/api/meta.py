@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from soulfra.api.gateway import Gateway
-from soulfra.errors import InputError, PackageLimitError, WorldFileError
+from soulfra.errors import ConflictError, InputError, PackageLimitError, WorldFileError
 from soulfra.meta.commands import (
     AgentPossession,
     CloneInstance,
@@ -74,7 +74,10 @@ def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, 
 
     @router.delete("/api/instances/{instance_id}", tags=["instances"])
     async def delete_instance(instance_id: InstanceId) -> dict[str, Any]:
-        """Stop an instance and remove it with its history (refused while others descend from it)."""
+        """Stop an instance and remove it with its history (refused while others descend from it, and for the
+        server's default instance)."""
+        if instance_id == gateway.default_instance:
+            raise ConflictError(f"{instance_id} is this server's default instance; it cannot be deleted while served")
         result = await engine.delete_instance(instance_id)
         gateway.forget(instance_id)
         return result
