@@ -96,8 +96,7 @@ class PuppetMasterEngine:
         frozen: bool = False,
         rate: float | Literal["default"] | None = "default",
     ) -> FourPlatformInstance:
-        if len(self.live) >= self.settings.max_instances:
-            raise ConflictError(f"{len(self.live)} instances are live, the most this server runs at once")
+        self._check_room(1)
         s = self.settings
         instance = FourPlatformInstance(
             self.store,
@@ -118,6 +117,13 @@ class PuppetMasterEngine:
         self.live[instance_id] = instance
         return instance
 
+    def _check_room(self, more: int) -> None:
+        """Refuse before anything is written when ``more`` instances would not fit among the live ones."""
+        if len(self.live) + more > self.settings.max_instances:
+            raise ConflictError(
+                f"{len(self.live)} instances are live and this server runs at most {self.settings.max_instances}"
+            )
+
     async def create_instance(
         self,
         *,
@@ -130,6 +136,7 @@ class PuppetMasterEngine:
     ) -> dict[str, Any]:
         """A new instance at tick 0 with its own seed and world, ticking from now on."""
         async with self._lock:
+            self._check_room(1)
             if instance_id is not None:
                 with contextlib.suppress(NotFoundError):
                     self.store.instances.get(instance_id)
@@ -199,9 +206,7 @@ class PuppetMasterEngine:
 
     async def _stop(self, instance_id: str) -> None:
         instance = self.live.pop(instance_id, None)
-        thaw = self._thaws.pop(instance_id, None)
-        if thaw is not None:
-            thaw.cancel()
+        self._cancel_thaw(instance_id)
         if instance is not None:
             await instance.close()
 
@@ -306,6 +311,7 @@ class PuppetMasterEngine:
         targets = command.instances if command.instances is not None else sorted(self.live)
         frozen = []
         for instance_id in targets:
+            self._cancel_thaw(instance_id)
             reply = await _bridge(self._live(instance_id)).pause()
             self.store.instances.set_status(instance_id, "frozen")
             await self._mark(instance_id, "FREEZE_TIME", {"duration": command.duration})
@@ -314,13 +320,15 @@ class PuppetMasterEngine:
         if command.duration is not None:
             until = (_now() + timedelta(seconds=command.duration)).isoformat()
             for instance_id in targets:
-                previous = self._thaws.pop(instance_id, None)
-                if previous is not None:
-                    previous.cancel()
                 self._thaws[instance_id] = asyncio.get_running_loop().create_task(
                     self._thaw_later(instance_id, command.duration)
                 )
         return {"frozen": frozen, "until": until}
+
+    def _cancel_thaw(self, instance_id: str) -> None:
+        timer = self._thaws.pop(instance_id, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
 
     async def _thaw_later(self, instance_id: str, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -336,6 +344,7 @@ class PuppetMasterEngine:
         thawed = []
         for instance_id in instances:
             instance = self._live(instance_id)
+            self._cancel_thaw(instance_id)
             await self._mark(instance_id, "THAW_TIME", {})
             reply = await _bridge(instance).resume()
             self.store.instances.set_status(instance_id, "active")
@@ -345,11 +354,12 @@ class PuppetMasterEngine:
     async def _fork(
         self, source: str, tick: int | None, specs: list[ForkSpec], kind: str, start: bool, name: str | None
     ) -> list[dict[str, Any]]:
-        parent = self.store.instances.get(source)
         live = self.live.get(source)
+        if live is not None:  # the stored head must reach the live tick before forking at it or before it
+            self._world(live).flush()
+        parent = self.store.instances.get(source)
         if live is not None and (tick is None or tick == self._world(live).tick):
-            state = self._state_now(source)
-            parent = self.store.instances.get(source)
+            state = self._world(live).world.state.copy()
         else:
             tick = parent.head_tick if tick is None else tick
             if not start_tick(parent) <= tick <= parent.head_tick:
@@ -361,6 +371,11 @@ class PuppetMasterEngine:
         ids = [spec.id for spec in specs if spec.id is not None]
         if len(set(ids)) != len(ids):
             raise InputError("two forks were given the same id")
+        taken = {record.id for record in self.store.instances.list_instances()} & set(ids)
+        if taken:
+            raise ConflictError(f"instance {', '.join(sorted(taken))} already exists; no fork was made")
+        if start:
+            self._check_room(len(specs))
         made = []
         for spec, inputs in prepared:
             child_id = spec.id or _child_id(self.store, source, kind)
@@ -383,12 +398,16 @@ class PuppetMasterEngine:
         base_point = common_ancestor(self.store, command.ours, command.theirs)
         base_state = state_at(self.store, base_point.instance, base_point.tick)
         result = merge_states(base_state, ours_state, theirs_state, policies=command.policies)
+        if command.start:
+            self._check_room(1)
         merged = result.state
         ours = self.store.instances.get(command.ours)
         merged_id = command.id or _child_id(self.store, command.ours, "merge")
         record = InstanceRecord(
             id=merged_id, name=ours.name, seed=ours.seed, genesis_hash=state_hash(merged),
-            world={**ours.world, "origin": "merge"}, parent_id=command.ours, fork_tick=merged.tick,
+            world={**ours.world, "origin": "merge",
+                   "parent_ticks": {"parent": ours_state.tick, "merge_parent": theirs_state.tick}},
+            parent_id=command.ours, fork_tick=merged.tick,
             merge_parent_id=command.theirs, head_tick=merged.tick,
         )  # fmt: skip
         report = result.to_json()
@@ -436,19 +455,23 @@ class PuppetMasterEngine:
         instance = self.live.get(instance_id)
         runtime = instance.runtime if instance is not None else None
         was_paused = runtime.paused if runtime is not None else True
-        if runtime is not None:
-            runtime.paused = True  # no tick between the flush and the swap
-            runtime.world.flush()
-        record = self.store.instances.get(instance_id)
-        abandoned_head = record.head_tick
-        branch_id = _child_id(self.store, instance_id, "branch")
-        branch = revert_record(self.store, record, tick=tick, branch_id=branch_id)
-        world = DurableWorld.open(self.store, instance_id, settings=self.settings.durability)
-        self.store.vault.save_agents(instance_id, world.world.state)
-        if instance is not None and runtime is not None:
-            instance.world = world
-            runtime.paused = was_paused
-            runtime.replace_world(world)
+        try:
+            if runtime is not None:
+                runtime.paused = True  # no tick between the flush and the swap
+                runtime.world.flush()
+            record = self.store.instances.get(instance_id)
+            abandoned_head = record.head_tick
+            branch_id = _child_id(self.store, instance_id, "branch")
+            branch = revert_record(self.store, record, tick=tick, branch_id=branch_id)
+            world = DurableWorld.open(self.store, instance_id, settings=self.settings.durability)
+            self.store.vault.save_agents(instance_id, world.world.state)
+            if instance is not None and runtime is not None:
+                instance.world = world
+                runtime.replace_world(world)
+        finally:
+            if runtime is not None:
+                runtime.paused = was_paused
+                runtime.replace_world(runtime.world)  # wakes the loop
         branches = [c.id for c in self.store.instances.children(instance_id) if c.status == "abandoned"]
         return {
             "instance": instance_id,
@@ -524,6 +547,7 @@ class PuppetMasterEngine:
             if item.tick < at:
                 raise InputError(f"added input {n} is for tick {item.tick}, before the rewrite starts at {at}")
             added.append(item)
+        self._check_room(1)
         branch_id = command.id or _child_id(self.store, source, "rewrite")
         record = fork_record(self.store, parent, tick=at, child_id=branch_id, kind="rewrite")
         history = sorted(kept + added, key=lambda item: item.tick)
@@ -533,6 +557,7 @@ class PuppetMasterEngine:
         while world.tick < head_state.tick:
             world.step()
         world.flush()
+        tick, branch_hash = world.tick, world.world.state_hash()  # before the branch ticks on
         await self._launch(record.id, world=world)
         await self._mark(source, "PUPPET_MASTER_INTERVENTION", {"rewrite": branch_id, "from_tick": at})
         return {
@@ -542,8 +567,8 @@ class PuppetMasterEngine:
             "from_tick": at,
             "dropped": len(command.drop),
             "added": len(added),
-            "tick": world.tick,
-            "state_hash": world.world.state_hash(),
+            "tick": tick,
+            "state_hash": branch_hash,
             "source_state_hash": state_hash(head_state),
         }
 

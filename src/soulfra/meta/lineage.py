@@ -13,7 +13,7 @@ from typing import Any
 
 from soulfra.durable import start_tick
 from soulfra.errors import LineageError
-from soulfra.store.ports import InstanceRecord, Store
+from soulfra.store.ports import InstanceRecord, Store, parent_tick
 from soulfra.world.inputs import Input, Mark
 
 __all__ = [
@@ -75,9 +75,9 @@ def lineage(store: Store, instance_id: str) -> list[AncestorPoint]:
             raise LineageError(f"the lineage of {instance_id} is deeper than {MAX_LINEAGE_DEPTH}; is it cyclic?")
         if current.fork_tick is None:
             continue
-        for parent in (current.parent_id, current.merge_parent_id):
+        for parent, role in ((current.parent_id, "parent"), (current.merge_parent_id, "merge_parent")):
             if parent is not None:
-                queue.append((store.instances.get(parent), min(current.fork_tick, limit)))
+                queue.append((store.instances.get(parent), min(parent_tick(current, role), limit)))
     return points
 
 

@@ -35,6 +35,15 @@ class InstanceRecord:
     updated_at: datetime | None = None
 
 
+def parent_tick(record: InstanceRecord, role: str = "parent") -> int:
+    """The tick of its ``parent`` (or ``merge_parent``) an instance was made from: a merge keeps one per parent in
+    ``world["parent_ticks"]``; a fork or clone has its ``fork_tick``."""
+    ticks = record.world.get("parent_ticks")
+    if isinstance(ticks, dict) and isinstance(ticks.get(role), int):
+        return int(ticks[role])
+    return record.fork_tick if record.fork_tick is not None else 0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredInput:
     seq: int

@@ -37,6 +37,7 @@ from soulfra.store.ports import (
     SnapshotInfo,
     StoredInput,
     TraceRecord,
+    parent_tick,
 )
 from soulfra.world.encoding import FORMAT_VERSION, HASH_PREFIX, decode_state, encode_state
 from soulfra.world.events import Event, event_to_json
@@ -234,11 +235,18 @@ class SqlInstanceCatalog:
                     .where(moved.c.instance_id == instance_id, moved.c.tick >= tick)
                     .values(instance_id=created.id)
                 )
-            conn.execute(
-                table.update()
-                .where(table.c.parent_id == instance_id, table.c.fork_tick > tick, table.c.id != created.id)
-                .values(parent_id=created.id, updated_at=_now())
-            )
+            for child in self.children(instance_id):  # made from the abandoned part: they descend from the branch
+                for role, column in (("parent", "parent_id"), ("merge_parent", "merge_parent_id")):
+                    if (
+                        getattr(child, column) == instance_id
+                        and child.id != created.id
+                        and parent_tick(child, role) > tick
+                    ):
+                        conn.execute(
+                            table.update()
+                            .where(table.c.id == child.id)
+                            .values({column: created.id, "updated_at": _now()})
+                        )
             conn.execute(table.update().where(table.c.id == instance_id).values(head_tick=tick, updated_at=_now()))
         return created
 
