@@ -309,10 +309,11 @@ class PuppetMasterEngine:
 
     async def _freeze(self, command: FreezeTime) -> dict[str, Any]:
         targets = command.instances if command.instances is not None else sorted(self.live)
+        live = {instance_id: self._live(instance_id) for instance_id in targets}  # every id known before any change
         frozen = []
         for instance_id in targets:
             self._cancel_thaw(instance_id)
-            reply = await _bridge(self._live(instance_id)).pause()
+            reply = await _bridge(live[instance_id]).pause()
             self.store.instances.set_status(instance_id, "frozen")
             await self._mark(instance_id, "FREEZE_TIME", {"duration": command.duration})
             frozen.append({"instance": instance_id, "tick": reply["tick"]})
@@ -341,9 +342,10 @@ class PuppetMasterEngine:
     async def _thaw(self, instances: list[str] | None) -> dict[str, Any]:
         if instances is None:
             instances = [i for i, inst in sorted(self.live.items()) if inst.runtime is not None and inst.runtime.paused]
+        live = {instance_id: self._live(instance_id) for instance_id in instances}  # every id known before any change
         thawed = []
         for instance_id in instances:
-            instance = self._live(instance_id)
+            instance = live[instance_id]
             self._cancel_thaw(instance_id)
             await self._mark(instance_id, "THAW_TIME", {})
             reply = await _bridge(instance).resume()
