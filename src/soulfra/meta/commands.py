@@ -32,6 +32,7 @@ Modification = Annotated[
     Field(description='An input without its tick, e.g. {"type": "whisper", "target": "arty", "text": "hello"}'),
 ]
 MAX_FORKS = 64
+BIG = 2**62  # ticks, snapshot ids, sequence numbers: beyond any real value, within every database's integers
 
 
 class _Command(BaseModel):
@@ -61,7 +62,7 @@ class CloneInstance(_Command):
     source: InstanceRef
     id: InstanceRef | None = None
     name: str | None = Field(default=None, max_length=200)
-    tick: int | None = Field(default=None, ge=0)
+    tick: int | None = Field(default=None, ge=0, le=BIG)
     modifications: list[Modification] = Field(default_factory=list, max_length=256)
     start: bool = True
 
@@ -76,7 +77,7 @@ class RealityFork(_Command):
 
     type: Literal["REALITY_FORK"] = "REALITY_FORK"
     source: InstanceRef
-    tick: int | None = Field(default=None, ge=0)
+    tick: int | None = Field(default=None, ge=0, le=BIG)
     forks: list[ForkSpec] = Field(min_length=1, max_length=MAX_FORKS)
     start: bool = True
 
@@ -114,8 +115,8 @@ class TimelineRevert(_Command):
 
     type: Literal["TIMELINE_REVERT"] = "TIMELINE_REVERT"
     instance: InstanceRef
-    tick: int | None = Field(default=None, ge=0)
-    snapshot: int | None = Field(default=None, ge=1)
+    tick: int | None = Field(default=None, ge=0, le=BIG)
+    snapshot: int | None = Field(default=None, ge=1, le=BIG)
 
     @model_validator(mode="after")
     def _one_target(self) -> TimelineRevert:
@@ -133,7 +134,7 @@ class CrossInstanceCommunication(_Command):
     target: InstanceRef
     agent: str | None = Field(default=None, min_length=1, max_length=64, description="The speaking agent in source")
     to: str = Field(default="*", min_length=1, max_length=64, description="The agent addressed in target (whisper)")
-    thread: int | None = Field(default=None, ge=1, description="The thread of target posted in (post)")
+    thread: int | None = Field(default=None, ge=1, le=BIG, description="The thread of target posted in (post)")
     text: str | None = Field(default=None, min_length=1, max_length=400)
     tone: Literal["gentle", "urgent", "playful", "solemn", "dark"] = "gentle"
 
@@ -162,8 +163,12 @@ class PuppetMasterIntervention(_Command):
     condition: str | None = Field(default=None, max_length=32)
     intensity: float | str = 0.8
     duration: int = Field(default=20, ge=1, le=1_000_000)
-    from_tick: int | None = Field(default=None, ge=0, description="rewrite: history from this tick is rewritten")
-    drop: list[int] = Field(default_factory=list, max_length=10_000, description="rewrite: input seqs to leave out")
+    from_tick: int | None = Field(
+        default=None, ge=0, le=BIG, description="rewrite: history from this tick is rewritten"
+    )
+    drop: list[Annotated[int, Field(ge=1, le=BIG)]] = Field(
+        default_factory=list, max_length=10_000, description="rewrite: input seqs to leave out"
+    )
     add: list[dict[str, Any]] = Field(default_factory=list, max_length=256, description="rewrite: inputs to add")
     id: InstanceRef | None = Field(default=None, description="rewrite: the new branch's id")
 
