@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck format bench bench-storage bench-api install clean
+.PHONY: up test lint typecheck format bench bench-storage bench-api bench-package install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench-storage: $(STAMP)
 
 bench-api: $(STAMP)
 	$(BIN)/soulfra bench api
+
+## Packages (size, export/import speed) against gzip'd JSON, fork/clone latency at 10,000 agents, 1,000 live instances.
+bench-package: $(STAMP)
+	$(BIN)/soulfra bench package
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage

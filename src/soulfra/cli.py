@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from soulfra import __version__, cli_meta, cli_server, cli_store
 from soulfra.bench import api as api_bench
+from soulfra.bench import package as package_bench
 from soulfra.bench import storage as storage_bench
 from soulfra.bench import tick as tick_bench
 from soulfra.console import LiveView, summary
@@ -92,6 +93,7 @@ app.command("verify")(cli_store.verify_command)
 cli_server.register(app)
 cli_meta.register(app)
 bench_app.command("api")(api_bench.api_command)
+bench_app.command("package")(package_bench.package_command)
 
 
 def _version(value: bool) -> None:

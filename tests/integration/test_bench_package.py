@@ -1,0 +1,108 @@
+"""``soulfra bench package`` end to end, tiny: every part measured, every figure in the JSON and well formed."""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from soulfra.bench.package import package_command, render, run_package_bench
+from soulfra.errors import ConfigError
+
+TINY: dict[str, Any] = {"agents": 50, "ticks": 40, "instances": 20, "instance_agents": 5, "window": 2.0}
+
+
+def _quiet() -> Console:
+    return Console(file=io.StringIO(), width=160)
+
+
+@pytest.mark.slow
+def test_bench_package_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "package.json"
+    returned = run_package_bench(**TINY, out=out, console=_quiet())
+    result = json.loads(out.read_text())
+    assert result == returned
+    assert result["benchmark"] == "package"
+    assert {key: result["settings"][key] for key in ("agents", "ticks", "instances", "instance_agents")} == {
+        "agents": 50, "ticks": 40, "instances": 20, "instance_agents": 5,
+    }  # fmt: skip
+
+    package = result["package"]
+    assert (package["agents"], package["ticks"]) == (50, 40)
+    assert package["inputs"] > 0  # the whispers
+    assert package["package_bytes"] > 0
+    assert package["gzip_json_bytes"] > 0
+    assert package["json_bytes"] > package["gzip_json_bytes"]
+    assert package["size_ratio"] == pytest.approx(package["package_bytes"] / package["gzip_json_bytes"], abs=1e-4)
+    raw = package["raw_bytes_by_entry"]
+    assert package["raw_bytes"] == sum(size for name, size in raw.items() if name.endswith(".zst")) > 0
+    for key in ("write_ms", "read_ms", "store_ms", "bundle_ms", "peer_write_ms", "peer_read_ms", "peer_build_ms"):
+        assert package[key] > 0, key
+    samples = package["samples_ms"]
+    imports = [r + s for r, s in zip(samples["read"], samples["store"], strict=True)]
+    assert package["import_ms"] == pytest.approx(statistics.median(imports), abs=1e-2)
+    for speed, took in (("export_mb_s", "write_ms"), ("import_mb_s", "import_ms")):
+        megabytes_per_s = package["raw_bytes"] / 1e6 / (package[took] / 1000)
+        assert package[speed] == pytest.approx(megabytes_per_s, rel=0.01, abs=0.01), speed
+    assert all(len(laps) == package["repeats"] for laps in samples.values())
+
+    fork = result["fork"]
+    assert fork["tick"] == 40  # a periodic snapshot's tick
+    for kind in ("fork", "clone", "copy"):
+        side = fork[kind]
+        assert len(side["samples_ms"]) == side["repeats"] == 20
+        assert 0 < side["p50_ms"] <= side["max_ms"]
+        assert side["instance_row_bytes"] > 0
+    assert fork["fork"]["history_bytes_copied"] == 0
+    assert fork["clone"]["history_bytes_copied"] == 0
+    assert fork["fork"]["own_modification_bytes"] == 0
+    assert fork["clone"]["own_modification_bytes"] > 0  # the clone's one input, and only it
+    assert fork["clone"]["bytes_grown_by_table"]["inputs"] == fork["clone"]["own_modification_bytes"]
+    assert fork["copy"]["history_bytes_copied"] >= 20 * fork["snapshot_stored_bytes"] > 0  # the peer copies
+    assert fork["materialise"]["p50_ms"] > 0
+
+    many = result["instances"]
+    assert many["instances"] == 20
+    assert many["ticks_achieved"] > 0
+    assert many["tick_rate_kept"] == pytest.approx(many["ticks_achieved"] / many["ticks_expected"], abs=1e-3)
+    assert many["peak_rss_bytes"] >= many["rss_before_bytes"] > 0
+    assert many["failed_instances"] == 0
+    assert many["created_s"] > 0
+
+    targets = result["targets"]
+    assert set(targets) == {
+        "package_size_ratio", "export_mb_s", "import_mb_s", "fork_ms", "clone_ms", "history_bytes_copied",
+        "peak_rss_bytes", "tick_rate_kept",
+    }  # fmt: skip
+    assert all(isinstance(target["pass"], bool) for target in targets.values())
+    assert targets["history_bytes_copied"]["pass"] is True
+    assert targets["package_size_ratio"]["measured"] == package["size_ratio"]
+    shown = io.StringIO()
+    Console(file=shown, width=200).print(render(result))
+    for words in ("gzip JSON", "copy (peer)", "tick rate kept", "history_bytes_copied"):
+        assert words in shown.getvalue()
+
+
+def test_bench_package_runs_one_part_from_the_command_line(tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(package_command)
+    out = tmp_path / "fork.json"
+    done = CliRunner().invoke(app, ["--part", "fork", "--agents", "10", "--ticks", "20", "--out", str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(out.read_text())
+    assert set(result) >= {"fork", "targets", "settings"}
+    assert "package" not in result
+    assert "instances" not in result
+    assert set(result["targets"]) == {"fork_ms", "clone_ms", "history_bytes_copied"}
+
+
+def test_bench_package_refuses_an_unknown_part(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--part must be one of"):
+        run_package_bench(**TINY, out=tmp_path / "x.json", console=_quiet(), part="everything")
