@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from soulfra.meta.commands import (
 from soulfra.meta.lineage import common_ancestor, fork_record, free_id, lineage, record_json, revert_record
 from soulfra.meta.merge import merge_states
 from soulfra.platforms.bridge import CrossPlatformBridge
-from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
+from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings, Retention
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world import World, WorldSpec, parse_input, state_hash
@@ -54,6 +55,7 @@ class EngineSettings:
     timeout: float = 5.0
     max_instances: int = 5000  # live at once
     max_links: int = 32  # per instance: cross-instance links are a bounded graph
+    retention: Retention = field(default_factory=Retention)
 
 
 def _now() -> datetime:
@@ -80,6 +82,9 @@ class PuppetMasterEngine:
         for record in self.store.instances.list_instances():
             if record.status != "abandoned" and record.id not in self.live:
                 await self._launch(record.id, frozen=record.status == "frozen")
+        # What exists now lives as long as the server: out of the collector's way, so that full collections (which
+        # grow with the number of instances) stop pausing every instance's ticks.
+        gc.freeze()
 
     async def open_default(self, seed: int, spec: WorldSpec, agents: int) -> str:
         """The instance of this seed and world (continued, or created): what ``soulfra up`` serves at /api."""
@@ -107,6 +112,7 @@ class PuppetMasterEngine:
                 durability=s.durability,
                 cycle_every=s.cycle_every,
                 timeout=s.timeout,
+                retention=s.retention,
             ),
         )
         if world is None:

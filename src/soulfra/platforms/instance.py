@@ -22,7 +22,19 @@ from soulfra.security.permissions import RuleSet
 from soulfra.store.ports import Store
 from soulfra.world import DEFAULT_WORLD, World, WorldSpec, schedule
 
-__all__ = ["FourPlatformInstance", "InstanceSettings"]
+__all__ = ["FourPlatformInstance", "InstanceSettings", "Retention"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """How much recent history the surface and the mirror keep in memory per instance (the store keeps it all):
+    what one instance costs in memory once these fill, so what bounds how many one process can run."""
+
+    stream: int = 512  # live-stream entries a reader can resume from (Last-Event-ID)
+    history: int = 64  # vibe weather readings
+    traces: int = 128  # ritual traces
+    recent: int = 128  # recent agent echoes
+    timeline: int = 128  # the mirror's ritual timeline
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +48,7 @@ class InstanceSettings:
     rules: RuleSet = field(default_factory=RuleSet)
     cycle_every: int = 0  # ticks between scheduled unified snapshots; 0 turns the cycle off
     timeout: float = 5.0
+    retention: Retention = field(default_factory=Retention)
 
 
 class FourPlatformInstance:
@@ -79,8 +92,14 @@ class FourPlatformInstance:
         self.world = world
         self.runtime = RuntimePlatform(world, self.bus, rate=s.rate)
         self.protocol = ProtocolPlatform(world.instance_id, self.bus, self.store, rules=s.rules)
-        self.surface = SurfacePlatform(world.instance_id, self.bus)
-        self.mirror = MirrorPlatform(world.instance_id, self.bus, self.store, cycle_every=s.cycle_every)
+        keep = s.retention
+        self.surface = SurfacePlatform(
+            world.instance_id, self.bus, history=keep.history, traces=keep.traces, stream=keep.stream,
+            recent=keep.recent,
+        )  # fmt: skip
+        self.mirror = MirrorPlatform(
+            world.instance_id, self.bus, self.store, cycle_every=s.cycle_every, timeline=keep.timeline
+        )
         for platform in (self.runtime, self.protocol, self.surface, self.mirror):
             await platform.start()
         self.bridge = CrossPlatformBridge(self.bus, world.instance_id, timeout=s.timeout)

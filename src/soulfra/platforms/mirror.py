@@ -39,7 +39,14 @@ class MirrorPlatform(Platform):
     always = frozenset({"status", "unified_list", "unified_get", "timeline", "seeds", "anomalies"})
 
     def __init__(
-        self, instance_id: str, bus: Bus, store: Store | None = None, *, cycle_every: int = 0, timeout: float = 2.0
+        self,
+        instance_id: str,
+        bus: Bus,
+        store: Store | None = None,
+        *,
+        cycle_every: int = 0,
+        timeout: float = 2.0,
+        timeline: int = 256,
     ) -> None:
         super().__init__(instance_id, bus)
         if cycle_every < 0:
@@ -49,8 +56,8 @@ class MirrorPlatform(Platform):
         self.timeout = timeout
         self.tick = 0
         self.in_flight: dict[int, str] = {}  # ritual id -> name, for rituals not yet sealed, refused or lapsed
-        self.timeline: deque[dict[str, Any]] = deque(maxlen=512)
-        self._in_flight_at: deque[tuple[int, list[int]]] = deque(maxlen=512)  # (tick, in-flight ids) on change
+        self.timeline: deque[dict[str, Any]] = deque(maxlen=timeline)
+        self._in_flight_at: deque[tuple[int, list[int]]] = deque(maxlen=timeline)  # (tick, in-flight ids) on change
         self.seeds: deque[dict[str, Any]] = deque(maxlen=64)
         self.anomalies: deque[dict[str, Any]] = deque(maxlen=256)
         self.unified: deque[dict[str, Any]] = deque(maxlen=64)

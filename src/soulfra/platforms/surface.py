@@ -45,7 +45,15 @@ class SurfacePlatform(Platform):
     always = frozenset({"status", "weather", "echoes", "traces", "stream", "view"})
 
     def __init__(
-        self, instance_id: str, bus: Bus, *, history: int = 256, traces: int = 512, stream: int = 4096, echoes: int = 8
+        self,
+        instance_id: str,
+        bus: Bus,
+        *,
+        history: int = 128,
+        traces: int = 256,
+        stream: int = 1024,
+        echoes: int = 8,
+        recent: int = 256,
     ) -> None:
         super().__init__(instance_id, bus)
         self.tick = 0
@@ -58,7 +66,7 @@ class SurfacePlatform(Platform):
         self._possession: deque[tuple[int, dict[str, str]]] = deque(maxlen=history)  # (tick, possessed) on change
         self.names: dict[str, str] = {}
         self._echo_depth = echoes
-        self._recent: deque[dict[str, Any]] = deque(maxlen=1000)  # every agent's echoes, newest last
+        self._recent: deque[dict[str, Any]] = deque(maxlen=recent)  # every agent's echoes, newest last
         # Each domain's version is bumped when it changes; a cached reply (without its tick) holds for one version.
         self._versions = {"weather": 0, "echoes": 0, "traces": 0}
         self._cache: dict[tuple[str, Any], tuple[int, bytes]] = {}
@@ -173,7 +181,7 @@ class SurfacePlatform(Platform):
         return b'{"tick":%d,' % self.tick + cached[1][1:]
 
     async def read_weather(self, body: dict[str, Any]) -> bytes:
-        limit = int_field(body, "limit", 32, 1, self.history.maxlen or 256)
+        limit = int_field(body, "limit", 32, 1, 256)  # at most what is retained comes back
         return self._cached("weather", limit, lambda: {"weather": self.weather, "history": list(self.history)[-limit:]})
 
     async def read_echoes(self, body: dict[str, Any]) -> dict[str, Any] | bytes:
@@ -188,7 +196,7 @@ class SurfacePlatform(Platform):
         return self._cached("echoes", limit, lambda: {"echoes": list(self._recent)[-limit:]})
 
     async def read_traces(self, body: dict[str, Any]) -> bytes:
-        limit = int_field(body, "limit", 100, 1, self.traces.maxlen or 512)
+        limit = int_field(body, "limit", 100, 1, 512)
         return self._cached("traces", limit, lambda: {"traces": list(self.traces)[-limit:]})
 
     async def read_stream(self, body: dict[str, Any]) -> dict[str, Any]:
