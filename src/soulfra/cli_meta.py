@@ -126,6 +126,9 @@ def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The package file to write")],
     instance: Annotated[list[str] | None, typer.Option("--instance", "-i", help="Instance (repeatable)")] = None,
     all_instances: Annotated[bool, typer.Option("--all", help="Every instance (a package of packages)")] = False,
+    compact: Annotated[
+        bool, typer.Option(help="Leave out the states the importer can rebuild by replay (smaller, slower import)")
+    ] = False,
     db: DbOption = None,
     url: UrlOption = DEFAULT_URL,
     as_json: JsonOption = False,
@@ -135,9 +138,12 @@ def export_command(
         from soulfra.meta.offline import export_db  # noqa: PLC0415 -- the storage stack loads only here
 
         with _bar("export") as progress:
-            reply = export_db(db, instance or [], all_instances=all_instances, output=output, progress=progress)
+            reply = export_db(
+                db, instance or [], all_instances=all_instances, output=output, compact=compact, progress=progress
+            )
     else:
         params: list[tuple[str, str | int | float | bool | None]] = [("instance", i) for i in instance or []]
+        compact_param: list[tuple[str, str | int | float | bool | None]] = [("compact", "true")] if compact else []
         if params and not all_instances and len(params) == 1:
             path = f"/api/instances/{params[0][1]}/export"
             params = []
@@ -145,7 +151,7 @@ def export_command(
             path = "/api/export"
         else:
             path = f"/api/instances/{_request('GET', url, '/api/instances')['default']}/export"
-        size = _download(url, path, params, output)
+        size = _download(url, path, params + compact_param, output)
         reply = {"output": str(output), "bytes": size}
     emit(reply, as_json, f"wrote {output} ({reply['bytes']:,} bytes)")
 

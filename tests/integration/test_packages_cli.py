@@ -354,3 +354,15 @@ def test_an_instance_already_there_is_refused_and_nothing_is_added(origin: Origi
     assert f"already holds {origin.state['instance']}" in line
     assert "--as" in line
     assert rows_in(origin.db) == before
+
+
+def test_a_compact_export_is_smaller_and_imports_to_the_same_state(origin: Origin, tmp_path: Path) -> None:
+    compact, db = tmp_path / "compact.soulpkg", f"sqlite:///{tmp_path / 'c.db'}"
+    exported = soulfra(origin.home, "export", "--db", origin.db, "-o", str(compact), "--compact")
+    assert exported.returncode == 0, exported.stderr
+    assert compact.stat().st_size < origin.package.stat().st_size
+    with zipfile.ZipFile(compact) as archive:
+        assert not {"state/base.zst", "state/head.zst"} & set(archive.namelist())  # genesis recipe, then replay
+    imported = soulfra(origin.home, "import", str(compact), "--db", db)
+    assert imported.returncode == 0, imported.stderr
+    assert parsed(soulfra(origin.home, "state", "--db", db, "--json"))["state_hash"] == origin.state["state_hash"]

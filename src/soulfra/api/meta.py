@@ -40,6 +40,11 @@ PACKAGE_MEDIA_TYPE = "application/vnd.soulfra.package+zip"
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
 
 
+CompactQuery = Annotated[
+    bool, Query(description="Leave the states out where the importer can rebuild them (smaller; slower to import)")
+]
+
+
 class CreateInstance(BaseModel):
     id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     seed: int = Field(default=0, ge=0, le=2**64 - 1)
@@ -107,14 +112,14 @@ def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, 
 
     # -- packages -------------------------------------------------------------------------------------------------
 
-    def package_response(instance_ids: list[str]) -> Response:
+    def package_response(instance_ids: list[str], compact: bool) -> Response:
         for instance_id in instance_ids:
             live = engine.live.get(instance_id)
             if live is not None and live.world is not None:
                 live.world.flush()
         bundles = [bundle_for(engine.store, i) for i in instance_ids]
         buffer = io.BytesIO()
-        write_package(buffer, bundles, keyring.signer())
+        write_package(buffer, bundles, keyring.signer(), compact=compact)
         name = instance_ids[0] if len(instance_ids) == 1 else "instances"
         return Response(
             buffer.getvalue(),
@@ -123,20 +128,21 @@ def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, 
         )
 
     @router.get("/api/instances/{instance_id}/export", tags=["packages"], response_class=Response)
-    async def export_instance(instance_id: InstanceId) -> Response:
+    async def export_instance(instance_id: InstanceId, compact: CompactQuery = False) -> Response:
         """The instance as a signed ``.soulpkg`` package (a ZIP file)."""
         engine.store.instances.get(instance_id)
-        return await asyncio.to_thread(package_response, [instance_id])
+        return await asyncio.to_thread(package_response, [instance_id], compact)
 
     @router.get("/api/export", tags=["packages"], response_class=Response)
     async def export_many(
         instance: Annotated[list[str] | None, Query(description="Instances to export; none: all of them")] = None,
+        compact: CompactQuery = False,
     ) -> Response:
         """Several instances (or all) as one collection package of instance packages."""
         ids = instance or [r["id"] for r in engine.list_instances()]
         for instance_id in ids:
             engine.store.instances.get(instance_id)
-        return await asyncio.to_thread(package_response, ids)
+        return await asyncio.to_thread(package_response, ids, compact)
 
     @router.post("/api/import", tags=["packages"], status_code=201)
     async def import_package(

@@ -24,7 +24,13 @@ def _keyring(trusted: Sequence[Path]) -> KeyRing:
 
 
 def export_db(
-    db: str, instances: Sequence[str], *, all_instances: bool, output: Path, progress: Progress | None = None
+    db: str,
+    instances: Sequence[str],
+    *,
+    all_instances: bool,
+    output: Path,
+    compact: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write the named instances (all, or the newest) of a database as one signed package."""
     store = SqlStore.open(db)
@@ -36,7 +42,7 @@ def export_db(
         bundles = [bundle_for(store, instance_id) for instance_id in ids]
     finally:
         store.close()
-    manifest = write_package(output, bundles, _keyring(()).signer(), progress=progress)
+    manifest = write_package(output, bundles, _keyring(()).signer(), progress=progress, compact=compact)
     return {"output": str(output), "bytes": output.stat().st_size, "instances": ids, "kind": manifest["kind"]}
 
 

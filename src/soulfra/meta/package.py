@@ -37,7 +37,9 @@ from soulfra.errors import (
     PackageSignatureError,
 )
 from soulfra.meta.keys import Signer, Verifier, key_id, verify
-from soulfra.world import decode_state, parse_input, state_hash
+from soulfra.meta.recipe import genesis_recipe, state_from_recipe
+from soulfra.world import World, decode_state, encode_state, parse_input, schedule
+from soulfra.world.encoding import encoded_hash
 
 __all__ = [
     "FORMAT",
@@ -124,19 +126,22 @@ def write_package(
     *,
     level: int = 3,
     progress: Progress | None = None,
+    compact: bool = False,
 ) -> dict[str, Any]:
     """Write one bundle as an instance package, several as a collection of instance packages; returns the manifest.
 
     The same content and key give the same bytes. A path target is written beside it and renamed at the end.
+    ``compact`` leaves the head state out (the reader rebuilds it by replaying the history, checked against the
+    head hash) and, for a history that starts at genesis, the base state too (rebuilt from its genesis recipe).
     """
     if not bundles:
         raise PackageError("a package needs at least one instance")
     engine = CompressionEngine(level=level)
     if len(bundles) == 1:
-        return _emit(target, _instance_files(bundles[0], engine), _instance_head(bundles[0]), signer, progress)
+        return _emit(target, *_instance_parts(bundles[0], engine, compact), signer, progress)
     members = []
     for bundle in bundles:
-        files, head = _instance_files(bundle, engine), _instance_head(bundle)
+        files, head = _instance_parts(bundle, engine, compact)
         members.append((str(bundle.instance["id"]), _package_bytes(files, head, signer)))
     return write_collection(target, members, signer, progress=progress)
 
@@ -154,25 +159,44 @@ def write_collection(
     return _emit(target, files, {"kind": "collection", "instances": ids}, signer, progress)
 
 
-def _instance_head(bundle: InstanceBundle) -> dict[str, Any]:
-    return {"kind": "instance", "instance": bundle.instance, "lineage": bundle.lineage, "edits": bundle.edits}
-
-
-def _instance_files(bundle: InstanceBundle, engine: CompressionEngine) -> dict[str, tuple[bytes, int]]:
+def _instance_parts(
+    bundle: InstanceBundle, engine: CompressionEngine, compact: bool
+) -> tuple[dict[str, tuple[bytes, int]], dict[str, Any]]:
+    """An instance package's entries and manifest head."""
     _check_bundle(bundle.instance, bundle.lineage, bundle.edits, bundle.config, "the bundle")
     _check_history(bundle.inputs, bundle.traces, "the bundle")
+    head: dict[str, Any] = {
+        "kind": "instance", "instance": bundle.instance, "lineage": bundle.lineage, "edits": bundle.edits
+    }  # fmt: skip
 
     def zst(raw: bytes) -> tuple[bytes, int]:
         return engine.compress(raw, codec=CODEC_ZSTD).data, len(raw)
 
     config = _canonical(bundle.config)
-    return {
-        _BASE: zst(bundle.base_state),
-        _HEAD: zst(bundle.head_state),
+    files = {
         _INPUTS: zst(b"".join(_canonical(item) + b"\n" for item in bundle.inputs)),
         _TRACES: zst(b"".join(_canonical(item) + b"\n" for item in bundle.traces)),
         _CONFIG: (config, len(config)),
     }
+    recipe = genesis_recipe(bundle.base_state) if compact and bundle.instance["base_tick"] == 0 else None
+    if recipe is None:
+        files[_BASE] = zst(bundle.base_state)
+    if compact:
+        head["compact"] = {"genesis": recipe}
+    else:
+        files[_HEAD] = zst(bundle.head_state)
+    return files, head
+
+
+def _expected_entries(manifest: dict[str, Any]) -> set[str]:
+    """An instance package's entries: all five, or (compact) without the head and perhaps without the base."""
+    compact = manifest.get("compact")
+    if compact is None:
+        return set(_INSTANCE_ENTRIES)
+    if not isinstance(compact, dict) or not isinstance(compact.get("genesis"), dict | None):
+        raise PackageError("manifest.json has a malformed compact section")
+    left_out = {_HEAD} | ({_BASE} if compact["genesis"] is not None else set())
+    return set(_INSTANCE_ENTRIES) - left_out
 
 
 def _package_bytes(files: dict[str, tuple[bytes, int]], head: dict[str, Any], signer: Signer) -> bytes:
@@ -409,7 +433,7 @@ def _check_manifest(manifest: dict[str, Any], infos: dict[str, zipfile.ZipInfo],
     kind, entries = manifest.get("kind"), manifest.get("entries")
     if kind == "instance":
         _check_bundle(manifest.get("instance"), manifest.get("lineage"), manifest.get("edits"), {}, _MANIFEST)
-        expected = set(_INSTANCE_ENTRIES)
+        expected = _expected_entries(manifest)
     elif kind == "collection":
         ids = manifest.get("instances")
         if not isinstance(ids, list) or not ids or len(set(map(str, ids))) != len(ids):
@@ -452,15 +476,20 @@ def _bundle(manifest: dict[str, Any], blobs: dict[str, bytes], limits: Limits) -
         except CodecError as exc:
             raise PackageError(f"entry {name} is not valid zstd data: {exc.detail}") from exc
     instance = manifest["instance"]
-    for name, which in ((_BASE, "base"), (_HEAD, "head")):
-        try:
-            state = decode_state(raw[name])
-        except CodecError as exc:
-            raise PackageError(f"entry {name} is not a valid world state: {exc.detail}") from exc
-        if state_hash(state) != instance[f"{which}_hash"] or state.tick != instance[f"{which}_tick"]:
-            raise PackageError(f"entry {name} is not the {which} state the manifest names (hash or tick differ)")
     inputs, traces = _json_lines(raw[_INPUTS], _INPUTS), _json_lines(raw[_TRACES], _TRACES)
     _check_history(inputs, traces, "the package")
+    compact = manifest.get("compact")
+    if _BASE not in raw:
+        raw[_BASE] = state_from_recipe(compact["genesis"] if isinstance(compact, dict) else None)
+    # The signed manifest names each state by the hash of its exact bytes: equal hashes mean these are the bytes
+    # that were signed, with no need to decode them here.
+    if encoded_hash(raw[_BASE]) != instance["base_hash"]:
+        raise PackageError(f"entry {_BASE} is not the base state the manifest names (its hash differs)")
+    if _HEAD not in raw:
+        raw[_HEAD] = _replayed(raw[_BASE], inputs, int(instance["head_tick"]))
+    if encoded_hash(raw[_HEAD]) != instance["head_hash"]:
+        what = "entry " + _HEAD if compact is None else "the history (replayed)"
+        raise PackageError(f"{what} does not give the head state the manifest names (its hash differs)")
     config = _json(raw[_CONFIG], _CONFIG)
     return InstanceBundle(
         instance=instance,
@@ -475,6 +504,20 @@ def _bundle(manifest: dict[str, Any], blobs: dict[str, bytes], limits: Limits) -
 
 
 # -- shapes -----------------------------------------------------------------------------------------------------
+
+
+def _replayed(base: bytes, inputs: list[dict[str, Any]], head_tick: int) -> bytes:
+    """The head state a compact package's history replays to."""
+    try:
+        world = World(decode_state(base))
+    except CodecError as exc:
+        raise PackageError(f"the base state is not a valid world state: {exc.detail}") from exc
+    by_tick = schedule(parse_input({k: v for k, v in item.items() if k != "seq"}) for item in inputs)
+    if head_tick < world.tick:
+        raise PackageError(f"the head tick {head_tick} comes before the base tick {world.tick}")
+    while world.tick < head_tick:
+        world.step(by_tick.get(world.tick, ()))
+    return encode_state(world.state)
 
 
 def _check_bundle(instance: object, lineage: object, edits: object, config: object, where: str) -> None:

@@ -12,12 +12,20 @@ from dataclasses import replace
 from typing import Any
 
 from soulfra.durable import start_tick, state_at
-from soulfra.errors import ConflictError, IntegrityError, NotFoundError, PackageError, ValidationFailedError
+from soulfra.errors import (
+    CodecError,
+    ConflictError,
+    IntegrityError,
+    NotFoundError,
+    PackageError,
+    ValidationFailedError,
+)
 from soulfra.meta.lineage import lineage, record_json
 from soulfra.meta.package import InstanceBundle
 from soulfra.security.permissions import PermissionValidator, RuleSet
 from soulfra.store.ports import InstanceRecord, Store
-from soulfra.world import World, decode_state, encode_state, input_to_json, parse_input, schedule, state_hash
+from soulfra.world import World, decode_state, encode_state, input_to_json, parse_input, schedule
+from soulfra.world.encoding import encoded_hash
 from soulfra.world.inputs import Input
 
 __all__ = ["EDIT_KINDS", "apply_edits", "bundle_for", "edit_bundle", "import_bundle", "replay_bundle"]
@@ -33,16 +41,15 @@ def bundle_for(store: Store, instance_id: str, *, rules: RuleSet | None = None) 
     verdict = validator.validate("export", instance_id, {})
     if not verdict.valid:
         raise ValidationFailedError("; ".join(v.detail for v in verdict.violations))
-    base_tick = start_tick(record)
-    base = state_at(store, instance_id, base_tick) if record.parent_id is not None else _own_base(store, record)
-    head = state_at(store, instance_id, record.head_tick)
-    base_raw, head_raw = encode_state(base), encode_state(head)
+    base_tick, base_raw = _base_raw(store, record)
+    head_raw = encode_state(state_at(store, instance_id, record.head_tick))
     inputs = [{"seq": s.seq, **input_to_json(s.input)} for s in store.inputs.read(instance_id)]
     traces = [{"tick": t.tick, "kind": t.kind, "data": t.data} for t in store.rituals.read(instance_id)]
     instance = {
         "id": record.id, "name": record.name, "seed": record.seed, "genesis_hash": record.genesis_hash,
-        "world": record.world, "base_tick": base.tick, "base_hash": state_hash(base), "head_tick": head.tick,
-        "head_hash": state_hash(head), "parent_id": record.parent_id, "fork_tick": record.fork_tick,
+        "world": record.world, "base_tick": base_tick, "base_hash": encoded_hash(base_raw),
+        "head_tick": record.head_tick, "head_hash": encoded_hash(head_raw), "parent_id": record.parent_id,
+        "fork_tick": record.fork_tick,
         "merge_parent_id": record.merge_parent_id,
     }  # fmt: skip
     ancestry = []
@@ -64,11 +71,16 @@ def bundle_for(store: Store, instance_id: str, *, rules: RuleSet | None = None) 
 _LINEAGE_KEYS = ("id", "name", "parent_id", "fork_tick", "merge_parent_id")
 
 
-def _own_base(store: Store, record: InstanceRecord) -> Any:
+def _base_raw(store: Store, record: InstanceRecord) -> tuple[int, bytes]:
+    """Where the instance's own history starts, as state bytes: its first snapshot (genesis, a merge, an import),
+    or for a fork its parent's state at the fork, materialised so that the package stands alone."""
+    start = start_tick(record)
     snapshots = store.snapshots.list_snapshots(record.id)
-    if not snapshots:
-        raise IntegrityError(f"instance {record.id} has no snapshot to export from")
-    return store.snapshots.load(snapshots[0].id)[1]
+    if snapshots and snapshots[0].tick == start:
+        return start, store.snapshots.load_raw(snapshots[0].id)[1]
+    if record.parent_id is None:
+        raise IntegrityError(f"instance {record.id} has no snapshot at tick {start} to export from")
+    return start, encode_state(state_at(store, record.id, start))
 
 
 def replay_bundle(bundle: InstanceBundle, *, on_tick: Progress | None = None) -> str:
@@ -114,9 +126,12 @@ def import_bundle(
         pass
     else:
         raise ConflictError(f"instance {instance_id!r} already exists here; import it under another id (--as)")
-    base, head = decode_state(bundle.base_state), decode_state(bundle.head_state)
+    try:
+        base, head = decode_state(bundle.base_state), decode_state(bundle.head_state)
+    except CodecError as exc:
+        raise PackageError(f"a state of {meta['id']} is not a valid world state: {exc.detail}") from exc
     validator = PermissionValidator(rules or RuleSet(), store)
-    problems = [v.detail for state in (base, head) for v in validator.validate_state(state).violations]
+    problems = [v.detail for v in validator.validate_state(head).violations]  # the agents never change
     inputs = _inputs(bundle)
     for item in inputs:
         problems += [v.detail for v in validator.validate("input", instance_id, {"input": input_to_json(item)})
@@ -134,7 +149,7 @@ def import_bundle(
         id=instance_id,
         name=str(meta["name"]),
         seed=int(meta["seed"]),
-        genesis_hash=state_hash(base),
+        genesis_hash=encoded_hash(bundle.base_state),
         world={**dict(meta["world"]), "imported": {"from": meta["id"], "lineage": bundle.lineage,
                                                    "edits": len(bundle.edits)}},
         fork_tick=base.tick if base.tick else None,
@@ -153,7 +168,7 @@ def import_bundle(
             actor="import", action="instance.import", instance_id=instance_id,
             detail={"from": meta["id"], "head_tick": head.tick, "verified_replay": verify_replay},
         )  # fmt: skip
-    return {"id": instance_id, "from": meta["id"], "head_tick": head.tick, "state_hash": state_hash(head),
+    return {"id": instance_id, "from": meta["id"], "head_tick": head.tick, "state_hash": meta["head_hash"],
             "inputs": len(inputs), "replayed": replayed is not None}  # fmt: skip
 
 

@@ -163,6 +163,9 @@ class SnapshotStorage(Protocol):
     def save_raw(self, instance_id: str, raw: bytes, *, tick: int, type: str) -> SnapshotInfo:
         """``save`` for state bytes already encoded (``encode_state``): the same rules, no re-encoding."""
 
+    def load_raw(self, snapshot_id: int) -> tuple[SnapshotInfo, bytes]:
+        """``load`` without decoding: the state bytes, checked against the stored hash."""
+
     def load(self, snapshot_id: int) -> tuple[SnapshotInfo, WorldState]:
         """The snapshot and its state, checked against its stored hash (``IntegrityError`` if it differs)."""
 

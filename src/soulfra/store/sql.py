@@ -8,7 +8,6 @@ states use a dictionary trained on the instance's own snapshots, where it pays.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,7 +38,7 @@ from soulfra.store.ports import (
     TraceRecord,
     parent_tick,
 )
-from soulfra.world.encoding import FORMAT_VERSION, HASH_PREFIX, decode_state, encode_state
+from soulfra.world.encoding import FORMAT_VERSION, decode_state, encode_state, encoded_hash
 from soulfra.world.events import Event, event_to_json
 from soulfra.world.fixed import SCALE
 from soulfra.world.inputs import Input, input_to_json, parse_input
@@ -62,7 +61,7 @@ def _aware(value: datetime) -> datetime:
 
 def raw_hash(raw: bytes) -> str:
     """The state hash of canonical state bytes (equal to ``state_hash`` of the decoded state)."""
-    return HASH_PREFIX + hashlib.blake2b(raw, digest_size=32).hexdigest()
+    return encoded_hash(raw)
 
 
 class SqlStore:

@@ -99,7 +99,12 @@ def encode_state(state: WorldState) -> bytes:
 
 def state_hash(state: WorldState) -> str:
     """``"b2:"`` + hex BLAKE2b-256 of the canonical encoding; equal hashes mean equal worlds."""
-    return HASH_PREFIX + hashlib.blake2b(encode_state(state), digest_size=32).hexdigest()
+    return encoded_hash(encode_state(state))
+
+
+def encoded_hash(data: bytes) -> str:
+    """The state hash of state bytes as ``encode_state`` gives them, without decoding them."""
+    return HASH_PREFIX + hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
 def decode_state(data: bytes) -> WorldState:
