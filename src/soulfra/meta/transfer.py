@@ -126,12 +126,17 @@ def import_bundle(
         pass
     else:
         raise ConflictError(f"instance {instance_id!r} already exists here; import it under another id (--as)")
+    # Both states are the exact bytes the trusted signer hashed; the base (the smaller, as a rule) is decoded for
+    # the protocol's checks, which look at the agents, and those never change within a history.
     try:
-        base, head = decode_state(bundle.base_state), decode_state(bundle.head_state)
+        base = decode_state(bundle.base_state)
     except CodecError as exc:
-        raise PackageError(f"a state of {meta['id']} is not a valid world state: {exc.detail}") from exc
+        raise PackageError(f"the base state of {meta['id']} is not a valid world state: {exc.detail}") from exc
+    base_tick, head_tick = base.tick, int(meta["head_tick"])
+    if base_tick != int(meta["base_tick"]) or head_tick < base_tick:
+        raise PackageError(f"the ticks of {meta['id']} (base {base_tick}, head {head_tick}) do not fit its manifest")
     validator = PermissionValidator(rules or RuleSet(), store)
-    problems = [v.detail for v in validator.validate_state(head).violations]  # the agents never change
+    problems = [v.detail for v in validator.validate_state(base).violations]
     inputs = _inputs(bundle)
     for item in inputs:
         problems += [v.detail for v in validator.validate("input", instance_id, {"input": input_to_json(item)})
@@ -152,23 +157,22 @@ def import_bundle(
         genesis_hash=encoded_hash(bundle.base_state),
         world={**dict(meta["world"]), "imported": {"from": meta["id"], "lineage": bundle.lineage,
                                                    "edits": len(bundle.edits)}},
-        fork_tick=base.tick if base.tick else None,
-        head_tick=head.tick,
+        fork_tick=base_tick or None,
+        head_tick=head_tick,
     )  # fmt: skip
     with store.transaction():
         store.instances.create(record)
-        store.snapshots.save_raw(instance_id, bundle.base_state, tick=base.tick, type="import")
-        if head.tick != base.tick:
-            store.snapshots.save_raw(instance_id, bundle.head_state, tick=head.tick, type="import")
+        store.snapshots.save_raw(instance_id, bundle.base_state, tick=base_tick, type="import")
+        if head_tick != base_tick:
+            store.snapshots.save_raw(instance_id, bundle.head_state, tick=head_tick, type="import")
         if inputs:
             store.inputs.append(instance_id, inputs)
-        store.rituals.record_many(instance_id, bundle.traces)
-        store.vault.save_agents(instance_id, head)
+        store.rituals.record_many(instance_id, bundle.traces)  # the agents table is written once it runs
         store.audit.append(
             actor="import", action="instance.import", instance_id=instance_id,
-            detail={"from": meta["id"], "head_tick": head.tick, "verified_replay": verify_replay},
+            detail={"from": meta["id"], "head_tick": head_tick, "verified_replay": verify_replay},
         )  # fmt: skip
-    return {"id": instance_id, "from": meta["id"], "head_tick": head.tick, "state_hash": meta["head_hash"],
+    return {"id": instance_id, "from": meta["id"], "head_tick": head_tick, "state_hash": meta["head_hash"],
             "inputs": len(inputs), "replayed": replayed is not None}  # fmt: skip
 
 
