@@ -229,8 +229,12 @@ def stamp_input(obj: object, tick: int) -> Input:
 
 
 def _free_id(store: Store, seed: int) -> str:
+    return free_id(store, f"world-{seed}")
+
+
+def free_id(store: Store, base: str) -> str:
+    """``base`` if no instance has it, else ``base-2``, ``base-3``..."""
     taken = {record.id for record in store.instances.list_instances()}
-    base = f"world-{seed}"
     if base not in taken:
         return base
     number = 2
@@ -387,6 +391,7 @@ __all__ = [
     "DurableWorld",
     "Mismatch",
     "VerifyReport",
+    "free_id",
     "replay",
     "resolve_instance",
     "start_tick",

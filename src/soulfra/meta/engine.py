@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from soulfra.bus.port import Bus
-from soulfra.durable import DurabilitySettings, DurableWorld, start_tick, state_at
+from soulfra.durable import DurabilitySettings, DurableWorld, free_id, start_tick, state_at
 from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError, PlatformError
 from soulfra.meta.commands import (
     AgentPossession,
@@ -32,7 +32,7 @@ from soulfra.meta.commands import (
     ThawTime,
     TimelineRevert,
 )
-from soulfra.meta.lineage import common_ancestor, fork_record, free_id, lineage, record_json, revert_record
+from soulfra.meta.lineage import common_ancestor, fork_record, lineage, record_json, revert_record
 from soulfra.meta.merge import merge_states
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings, Retention

@@ -21,7 +21,6 @@ __all__ = [
     "AncestorPoint",
     "common_ancestor",
     "fork_record",
-    "free_id",
     "lineage",
     "record_json",
     "revert_record",
@@ -45,17 +44,6 @@ def record_json(record: InstanceRecord) -> dict[str, Any]:
         "parent_id": record.parent_id, "fork_tick": record.fork_tick, "merge_parent_id": record.merge_parent_id,
         "created_at": None if record.created_at is None else record.created_at.isoformat(),
     }  # fmt: skip
-
-
-def free_id(store: Store, base: str) -> str:
-    """``base`` if no instance has it, else ``base-2``, ``base-3``..."""
-    taken = {record.id for record in store.instances.list_instances()}
-    if base not in taken:
-        return base
-    number = 2
-    while f"{base}-{number}" in taken:
-        number += 1
-    return f"{base}-{number}"
 
 
 def lineage(store: Store, instance_id: str) -> list[AncestorPoint]:
