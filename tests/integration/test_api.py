@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
-T = TypeVar("T")
+from .support import Server, assert_problem, running_server, soulfra, start_server, wait_for
 
 INSTANCE = "world-0"
 BASE = f"/api/instances/{INSTANCE}"
@@ -35,116 +29,24 @@ WEATHER_KEYS = {
     "narrative",
 }
 PLATFORM_NAMES = {"runtime", "surface", "protocol", "mirror"}
-READY_DEADLINE_S = 30.0
-STOP_DEADLINE_S = 20.0
+WAIT_S = 10.0  # the deadline of every wait here
+REQUEST_TIMEOUT_S = 10.0
 
 
 # -- the server process ------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], T | None], *, timeout: float = 10.0, what: str = "a condition") -> T:
-    """Poll ``predicate`` until it returns something other than None/False, within a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    url: str
-    data: Path
-    log: Path
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10.0)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> int:
-        """SIGTERM this server's own PID and wait for it to exit; returns its exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=STOP_DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_DEADLINE_S)
-            pytest.fail(f"the server did not exit within {STOP_DEADLINE_S} s of SIGTERM:\n{self.output()}")
-
-
-def start_server(data: Path, log: Path, *, rate: str = "20") -> Server:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "soulfra",
-                "up",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--data",
-                str(data),
-                "--rate",
-                rate,
-            ],
-            stdout=sink,
-            stderr=sink,
-        )
-    server = Server(proc=proc, url=url, data=data, log=log)
-    deadline = time.monotonic() + READY_DEADLINE_S
-    with httpx.Client(base_url=url, timeout=2.0) as client:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode} before it was ready:\n{server.output()}")
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                server.stop()
-                pytest.fail(f"the server was not ready within {READY_DEADLINE_S} s:\n{server.output()}")
-            time.sleep(0.05)
-
-
-@contextmanager
-def running_server(data: Path) -> Iterator[Server]:
-    server = start_server(data, data.parent / f"{data.name}.log")
-    try:
-        yield server
-    finally:
-        code = server.stop()
-        assert code == 0, f"the server exited with {code}:\n{server.output()}"
-
-
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the read-only checks (and for writes that do not stop the world)."""
-    with running_server(tmp_path_factory.mktemp("shared") / "data") as server:
+    with running_server(tmp_path_factory.mktemp("shared"), request_timeout=REQUEST_TIMEOUT_S) as server:
         yield server
 
 
 @pytest.fixture
 def own(tmp_path: Path) -> Iterator[Server]:
     """A server of this test's own, for tests that stop, possess or restart the world."""
-    with running_server(tmp_path / "data") as server:
+    with running_server(tmp_path, request_timeout=REQUEST_TIMEOUT_S) as server:
         yield server
 
 
@@ -165,7 +67,9 @@ def runtime_tick(client: httpx.Client) -> int:
 
 def wait_past(client: httpx.Client, tick: int) -> int:
     """Wait until the runtime has run tick ``tick`` (its tick counter is beyond it)."""
-    return wait_for(lambda: (t := runtime_tick(client)) > tick and t, what=f"the runtime to pass tick {tick}")
+    return wait_for(
+        lambda: (t := runtime_tick(client)) > tick and t, timeout=WAIT_S, what=f"the runtime to pass tick {tick}"
+    )
 
 
 def assert_still(client: httpx.Client, tick: int, *, span: float = 0.6) -> None:
@@ -176,15 +80,6 @@ def assert_still(client: httpx.Client, tick: int, *, span: float = 0.6) -> None:
         assert runtime_tick(client) == tick
         polls += 1
         time.sleep(0.05)
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"code", "detail"}
-    assert body["code"] == code
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
 
 
 def read_sse(response: httpx.Response, count: int) -> list[dict[str, Any]]:
@@ -204,12 +99,6 @@ def read_sse(response: httpx.Response, count: int) -> list[dict[str, Any]]:
         name, _, value = line.partition(":")
         fields[name] = value.removeprefix(" ")
     return events
-
-
-def soulfra_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "soulfra", *args], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 # -- operations ----------------------------------------------------------------------------------------------------
@@ -415,7 +304,7 @@ def test_override_stops_every_platform_until_resumed(own: Server) -> None:
             platforms: dict[str, Any] = api.get(f"{BASE}/status").json()["platforms"]
             return platforms if all(p.get("halted") is True for p in platforms.values()) else None
 
-        platforms = wait_for(all_halted, what="every platform to report halted")
+        platforms = wait_for(all_halted, timeout=WAIT_S, what="every platform to report halted")
         assert set(platforms) == PLATFORM_NAMES
         assert platforms["runtime"]["state"] == "overridden"
         assert platforms["runtime"]["halted_at"] == stopped
@@ -430,6 +319,7 @@ def test_override_stops_every_platform_until_resumed(own: Server) -> None:
         wait_past(api, stopped + 2)
         wait_for(
             lambda: all(p.get("halted") is False for p in api.get(f"{BASE}/status").json()["platforms"].values()),
+            timeout=WAIT_S,
             what="every platform to be released",
         )
         assert api.post(f"{BASE}/whispers", json={"text": "hello", "target": "arty"}).status_code == 202
@@ -615,10 +505,10 @@ def test_a_body_that_is_not_json_is_invalid(api: httpx.Client) -> None:
 @pytest.mark.timeout(180)
 def test_a_restart_keeps_the_state(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = start_server(data, tmp_path / "first.log")
+    first = start_server(tmp_path, log="first.log", request_timeout=REQUEST_TIMEOUT_S)
     try:
         with first.client() as api:
-            wait_for(lambda: runtime_tick(api) >= 10, what="tick 10")
+            wait_for(lambda: runtime_tick(api) >= 10, timeout=WAIT_S, what="tick 10")
             ack = api.post(f"{BASE}/whispers", json={"text": "remember me", "target": "arty"}).json()
             wait_past(api, ack["tick"])
             before_id = api.get("/readyz").json()["instance"]
@@ -627,7 +517,7 @@ def test_a_restart_keeps_the_state(tmp_path: Path) -> None:
         first_code = first.stop()
     assert (data / "soulfra.db").exists()
 
-    second = start_server(data, tmp_path / "second.log")
+    second = start_server(tmp_path, log="second.log", request_timeout=REQUEST_TIMEOUT_S)
     try:
         with second.client() as api:
             assert runtime_tick(api) >= before
@@ -658,13 +548,13 @@ def test_a_restart_keeps_the_state(tmp_path: Path) -> None:
 @pytest.mark.timeout(180)
 def test_cli_client_commands(own: Server) -> None:
     url = own.url
-    status = soulfra_cli("status", "--url", url)
+    status = soulfra("status", "--url", url)
     assert status.returncode == 0, status.stderr
     assert status.stdout.splitlines()[0] == f"instance {INSTANCE}"
     for name in PLATFORM_NAMES:
         assert re.search(rf"^  {name}\s+\S+", status.stdout, re.MULTILINE)
 
-    whispered = soulfra_cli("whisper", "hello from the cli", "--to", "arty", "--url", url)
+    whispered = soulfra("whisper", "hello from the cli", "--to", "arty", "--url", url)
     assert whispered.returncode == 0, whispered.stderr
     match = re.fullmatch(r"whisper (\d+) stored; applies at tick (\d+)\n", whispered.stdout)
     assert match, whispered.stdout
@@ -675,45 +565,45 @@ def test_cli_client_commands(own: Server) -> None:
         {"seq": r["seq"], "tick": r["tick"], "type": r["input"]["type"], "text": r["input"].get("text")} for r in logged
     ]
 
-    paused = soulfra_cli("pause", "--url", url)
+    paused = soulfra("pause", "--url", url)
     assert paused.returncode == 0, paused.stderr
     assert re.fullmatch(rf"{INSTANCE} paused at tick \d+\n", paused.stdout)
-    resumed = soulfra_cli("resume", "--url", url)
+    resumed = soulfra("resume", "--url", url)
     assert resumed.returncode == 0, resumed.stderr
     assert re.fullmatch(rf"{INSTANCE} resumed at tick \d+\n", resumed.stdout)
 
-    snap = soulfra_cli("snapshot", "--url", url)
+    snap = soulfra("snapshot", "--url", url)
     assert snap.returncode == 0, snap.stderr
     assert re.fullmatch(r"snapshot \d+ at tick \d+: b2:[0-9a-f]{64}\n", snap.stdout), snap.stdout
-    unified = soulfra_cli("snapshot", "--unified", "--url", url)
+    unified = soulfra("snapshot", "--unified", "--url", url)
     assert unified.returncode == 0, unified.stderr
     assert re.fullmatch(
         r"unified snapshot \d+ at tick \d+: system hash [0-9a-f]{16}, \d+ conflicts, runtime paused [0-9.]+ ms\n",
         unified.stdout,
     ), unified.stdout
-    as_json = soulfra_cli("snapshot", "--json", "--url", url)
+    as_json = soulfra("snapshot", "--json", "--url", url)
     assert as_json.returncode == 0, as_json.stderr
     taken = json.loads(as_json.stdout)
     assert taken["type"] == "manual" or (taken["type"] in ("periodic", "loop-seal") and taken["tick"] % 20 == 0)
 
-    overridden = soulfra_cli("override", "--reason", "cli test", "--url", url)
+    overridden = soulfra("override", "--reason", "cli test", "--url", url)
     assert overridden.returncode == 0, overridden.stderr
     assert re.fullmatch(rf"{INSTANCE} stopped by emergency override at tick \d+\n", overridden.stdout)
-    refused = soulfra_cli("whisper", "x", "--url", url)
+    refused = soulfra("whisper", "x", "--url", url)
     assert refused.returncode == 75, (refused.stdout, refused.stderr)
     assert refused.stdout == ""
     assert refused.stderr.startswith("soulfra: error:")
     assert "Traceback" not in refused.stderr
-    halted = soulfra_cli("status", "--url", url)
+    halted = soulfra("status", "--url", url)
     assert halted.returncode == 0, halted.stderr
     assert re.search(r"^  runtime\s+overridden", halted.stdout, re.MULTILINE)
-    assert soulfra_cli("resume", "--url", url).returncode == 0
-    again = soulfra_cli("whisper", "x", "--url", url)
+    assert soulfra("resume", "--url", url).returncode == 0
+    again = soulfra("whisper", "x", "--url", url)
     assert again.returncode == 0, again.stderr
 
 
 def test_cli_without_a_server_exits_69() -> None:
-    done = soulfra_cli("status", "--url", "http://127.0.0.1:1")
+    done = soulfra("status", "--url", "http://127.0.0.1:1")
     assert done.returncode == 69
     assert done.stdout == ""
     lines = done.stderr.splitlines()

@@ -3,14 +3,7 @@ request, valid or not, may make the server answer with a 5xx."""
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,8 +16,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.schemas import APIOperation, BaseSchema
 
-READY_DEADLINE_S = 30.0
-STOP_DEADLINE_S = 20.0
+from .support import Server, running_server
+
 # The live event streams never end; a request to them would hang the fuzzer.
 EXAMPLES = 25  # per operation: the whole file runs in well under a minute
 Operation = APIOperation[Any, Any, Any, Any]
@@ -32,62 +25,10 @@ FuzzCase = Case[Operation]
 STREAMS = r"^/api/stream$|^/api/instances/\{instance_id\}/events$"
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stop(server: Server) -> int:
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-    try:
-        return server.proc.wait(timeout=STOP_DEADLINE_S)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait(timeout=STOP_DEADLINE_S)
-        pytest.fail(f"the server did not exit within {STOP_DEADLINE_S} s of SIGTERM:\n{server.output()}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
-    log = base / "server.log"
-    command = [sys.executable, "-m", "soulfra", "up", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--data", str(base / "data"), "--rate", "20"]
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=sink)
-    running = Server(proc=proc, url=f"http://127.0.0.1:{port}", log=log)
-    deadline = time.monotonic() + READY_DEADLINE_S
-    with httpx.Client(base_url=running.url, timeout=2.0) as client:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode} before it was ready:\n{running.output()}")
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                stop(running)
-                pytest.fail(f"the server was not ready within {READY_DEADLINE_S} s:\n{running.output()}")
-            time.sleep(0.05)
-    try:
+    with running_server(tmp_path_factory.mktemp("fuzz")) as running:
         yield running
-    finally:
-        code = stop(running)
-        assert code == 0, f"the server exited with {code}:\n{running.output()}"
 
 
 def live_schema(server: Server) -> BaseSchema:

@@ -8,15 +8,11 @@ packages are made by taking a good one apart and, where the point is past the si
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +28,8 @@ from soulfra.meta.package import Limits, read_package
 from soulfra.store import SqlStore
 from soulfra.store import schema as tables
 
-Result = subprocess.CompletedProcess[str]
-CLI_TIMEOUT_S = 60.0
+from .support import one_error_line, parsed, soulfra_all_at, soulfra_at
+
 ENTRY_LIMIT = 1 << 30  # what the CLI accepts per entry, decompressed
 MANIFEST, SIGNATURE, HEAD, BASE, INPUTS = (
     "manifest.json",
@@ -42,58 +38,6 @@ MANIFEST, SIGNATURE, HEAD, BASE, INPUTS = (
     "state/base.zst",
     "history/inputs.jsonl.zst",
 )
-
-
-# -- processes -----------------------------------------------------------------------------------------------------
-
-
-def soulfra_all(home: Path, *commands: Sequence[str]) -> list[Result]:
-    """Run several ``soulfra`` commands of the installation at ``home`` at once; their results in order."""
-    env = {key: value for key, value in os.environ.items() if key != "SOULFRA_URL"}
-    env["SOULFRA_HOME"] = str(home)
-    with contextlib.ExitStack() as stack:
-        procs = [
-            stack.enter_context(
-                subprocess.Popen(
-                    [sys.executable, "-m", "soulfra", *args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=env,
-                )
-            )
-            for args in commands
-        ]
-        results = []
-        try:
-            for args, proc in zip(commands, procs, strict=True):
-                stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT_S)
-                results.append(subprocess.CompletedProcess(list(args), proc.returncode, stdout, stderr))
-        finally:
-            for proc in procs:  # after a timeout, none is left behind
-                if proc.poll() is None:
-                    proc.kill()
-        return results
-
-
-def soulfra(home: Path, *args: str) -> Result:
-    return soulfra_all(home, args)[0]
-
-
-def parsed(done: Result) -> dict[str, Any]:
-    assert done.returncode == 0, (done.args, done.stderr)
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
-
-
-def one_error_line(done: Result, code: int) -> str:
-    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("soulfra: error: "), lines[0]
-    return lines[0]
 
 
 def rows_in(url: str) -> dict[str, int]:
@@ -129,20 +73,20 @@ class Origin:
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Origin:
     root = tmp_path_factory.mktemp("origin")
     home, db, package = root / "home", f"sqlite:///{root / 'a.db'}", root / "f.soulpkg"
-    ran = soulfra(home, "run", "--db", db, "--ticks", "120", "--seed", "3")
+    ran = soulfra_at(home, "run", "--db", db, "--ticks", "120", "--seed", "3")
     assert ran.returncode == 0, ran.stderr
-    exported, state = soulfra_all(home, ["export", "--db", db, "-o", str(package)], ["state", "--db", db, "--json"])
+    exported, state = soulfra_all_at(home, ["export", "--db", db, "-o", str(package)], ["state", "--db", db, "--json"])
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.startswith(f"wrote {package} ("), exported.stdout
     return Origin(home=home, db=db, package=package, state=parsed(state))
 
 
 def test_the_documented_path_between_two_databases(origin: Origin, db_url: str) -> None:
-    imported = soulfra(origin.home, "import", str(origin.package), "--db", db_url)
+    imported = soulfra_at(origin.home, "import", str(origin.package), "--db", db_url)
     assert imported.returncode == 0, imported.stderr
     name = origin.state["instance"]
     assert imported.stdout == f"imported {name} at tick 120 ({origin.state['state_hash'][:19]})\n"
-    there = parsed(soulfra(origin.home, "state", "--db", db_url, "--json"))
+    there = parsed(soulfra_at(origin.home, "state", "--db", db_url, "--json"))
     assert (there["instance"], there["tick"], there["seed"]) == (name, 120, 3)
     assert there["state_hash"] == origin.state["state_hash"]
 
@@ -320,7 +264,7 @@ def test_a_bad_package_is_refused_and_nothing_is_written(origin: Origin, kit: Ki
     make, problem = REFUSALS[case]
     bad, target = tmp_path / "bad.soulpkg", f"sqlite:///{tmp_path / 'target.db'}"
     bad.write_bytes(make(kit))
-    line = one_error_line(soulfra(origin.home, "import", str(bad), "--db", target, "--verify-replay"), 65)
+    line = one_error_line(soulfra_at(origin.home, "import", str(bad), "--db", target, "--verify-replay"), 65)
     assert problem in line
     if case == "untrusted-signer":
         assert kit.stranger.key_id in line
@@ -350,7 +294,7 @@ def test_a_bomb_without_a_declared_size_is_stopped_at_the_limit(kit: Kit, instal
 
 def test_an_instance_already_there_is_refused_and_nothing_is_added(origin: Origin) -> None:
     before = rows_in(origin.db)
-    line = one_error_line(soulfra(origin.home, "import", str(origin.package), "--db", origin.db), 65)
+    line = one_error_line(soulfra_at(origin.home, "import", str(origin.package), "--db", origin.db), 65)
     assert f"already holds {origin.state['instance']}" in line
     assert "--as" in line
     assert rows_in(origin.db) == before
@@ -358,11 +302,11 @@ def test_an_instance_already_there_is_refused_and_nothing_is_added(origin: Origi
 
 def test_a_compact_export_is_smaller_and_imports_to_the_same_state(origin: Origin, tmp_path: Path) -> None:
     compact, db = tmp_path / "compact.soulpkg", f"sqlite:///{tmp_path / 'c.db'}"
-    exported = soulfra(origin.home, "export", "--db", origin.db, "-o", str(compact), "--compact")
+    exported = soulfra_at(origin.home, "export", "--db", origin.db, "-o", str(compact), "--compact")
     assert exported.returncode == 0, exported.stderr
     assert compact.stat().st_size < origin.package.stat().st_size
     with zipfile.ZipFile(compact) as archive:
         assert not {"state/base.zst", "state/head.zst"} & set(archive.namelist())  # genesis recipe, then replay
-    imported = soulfra(origin.home, "import", str(compact), "--db", db)
+    imported = soulfra_at(origin.home, "import", str(compact), "--db", db)
     assert imported.returncode == 0, imported.stderr
-    assert parsed(soulfra(origin.home, "state", "--db", db, "--json"))["state_hash"] == origin.state["state_hash"]
+    assert parsed(soulfra_at(origin.home, "state", "--db", db, "--json"))["state_hash"] == origin.state["state_hash"]

@@ -6,7 +6,6 @@ Commands that do not depend on each other run side by side (``soulfra_all``): a 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import queue
 import signal
@@ -24,55 +23,9 @@ from soulfra.store import SqlStore
 from soulfra.store import schema as tables
 from soulfra.world import Input, Whisper, World, schedule
 
-TIMEOUT = 60.0
+from .support import one_error_line, parsed, soulfra, soulfra_all
+
 LINE_TIMEOUT = 15.0
-Result = subprocess.CompletedProcess[str]
-
-
-def soulfra_all(*commands: Sequence[str]) -> list[Result]:
-    """Run several ``soulfra`` commands at once (stdin closed); their results in the order given."""
-    with contextlib.ExitStack() as stack:
-        procs = [
-            stack.enter_context(
-                subprocess.Popen(
-                    [sys.executable, "-m", "soulfra", *args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-            for args in commands
-        ]
-        results = []
-        try:
-            for args, proc in zip(commands, procs, strict=True):
-                stdout, stderr = proc.communicate(timeout=TIMEOUT)
-                results.append(subprocess.CompletedProcess(list(args), proc.returncode, stdout, stderr))
-        finally:
-            for proc in procs:  # after a timeout, none is left behind
-                if proc.poll() is None:
-                    proc.kill()
-        return results
-
-
-def soulfra(*args: str, stdin: str | None = None) -> Result:
-    if stdin is None:
-        return soulfra_all(args)[0]
-    return subprocess.run(
-        [sys.executable, "-m", "soulfra", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-
-
-def parsed(done: Result) -> dict[str, Any]:
-    assert done.returncode == 0, (done.args, done.stderr)
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 def ok_json_all(*commands: Sequence[str]) -> list[dict[str, Any]]:
@@ -81,15 +34,6 @@ def ok_json_all(*commands: Sequence[str]) -> list[dict[str, Any]]:
 
 def ok_json(*args: str) -> dict[str, Any]:
     return ok_json_all(args)[0]
-
-
-def one_error_line(done: Result, code: int) -> str:
-    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("soulfra: error: "), lines[0]
-    return lines[0]
 
 
 def in_memory_hash(seed: int, ticks: int, inputs: Sequence[Input] = ()) -> str:

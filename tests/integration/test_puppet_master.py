@@ -8,19 +8,12 @@ installation key lives); each test waits for what it checks with a deadline, nev
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -30,137 +23,9 @@ from soulfra.meta.keys import key_id, read_public_key
 from soulfra.store import SqlStore
 from soulfra.world import state_hash
 
-T = TypeVar("T")
-Result = subprocess.CompletedProcess[str]
+from .support import Result, Server, assert_problem, parsed, running_server, soulfra_all_at, soulfra_at, wait_for
 
-READY_DEADLINE_S = 30.0
-STOP_DEADLINE_S = 20.0
-CLI_TIMEOUT_S = 60.0
-
-
-# -- processes -----------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], T | None], *, timeout: float = 15.0, what: str = "a condition") -> T:
-    """Poll ``predicate`` until it returns something other than None/False, within a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def environment(home: Path) -> dict[str, str]:
-    """The environment of a process of the installation at ``home``; no server URL leaks in from outside."""
-    env = {key: value for key, value in os.environ.items() if key != "SOULFRA_URL"}
-    env["SOULFRA_HOME"] = str(home)
-    return env
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    url: str
-    data: Path
-    home: Path
-    log: Path
-
-    @property
-    def db_url(self) -> str:
-        return f"sqlite:///{self.data / 'soulfra.db'}"
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=15.0)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> int:
-        """SIGTERM this server's own PID and wait for it to exit; returns its exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=STOP_DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_DEADLINE_S)
-            pytest.fail(f"the server did not exit within {STOP_DEADLINE_S} s of SIGTERM:\n{self.output()}")
-
-
-def start_server(root: Path, *, rate: str = "20") -> Server:
-    """``soulfra up`` on a free loopback port, data in ``root/data``, its installation in ``root/home``."""
-    port = free_port()
-    data, home, log = root / "data", root / "home", root / "server.log"
-    root.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as sink:
-        command = ["up", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), "--rate", rate]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "soulfra", *command], stdout=sink, stderr=sink, env=environment(home)
-        )
-    server = Server(proc=proc, url=f"http://127.0.0.1:{port}", data=data, home=home, log=log)
-    deadline = time.monotonic() + READY_DEADLINE_S
-    with httpx.Client(base_url=server.url, timeout=2.0) as client:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode} before it was ready:\n{server.output()}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get("/readyz").status_code == 200:
-                    return server
-            if time.monotonic() > deadline:
-                server.stop()
-                pytest.fail(f"the server was not ready within {READY_DEADLINE_S} s:\n{server.output()}")
-            time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def running_server(root: Path, *, rate: str = "20") -> Iterator[Server]:
-    server = start_server(root, rate=rate)
-    try:
-        yield server
-    finally:
-        code = server.stop()
-        assert code == 0, f"the server exited with {code}:\n{server.output()}"
-
-
-def soulfra_all(home: Path, *commands: Sequence[str]) -> list[Result]:
-    """Run several ``soulfra`` commands of the installation at ``home`` at once; their results in order."""
-    with contextlib.ExitStack() as stack:
-        procs = [
-            stack.enter_context(
-                subprocess.Popen(
-                    [sys.executable, "-m", "soulfra", *args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=environment(home),
-                )
-            )
-            for args in commands
-        ]
-        results = []
-        try:
-            for args, proc in zip(commands, procs, strict=True):
-                stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT_S)
-                results.append(subprocess.CompletedProcess(list(args), proc.returncode, stdout, stderr))
-        finally:
-            for proc in procs:  # after a timeout, none is left behind
-                if proc.poll() is None:
-                    proc.kill()
-        return results
-
-
-def soulfra(home: Path, *args: str) -> Result:
-    return soulfra_all(home, args)[0]
+# -- the CLI -------------------------------------------------------------------------------------------------------
 
 
 def group(pattern: str, text: str) -> str:
@@ -168,12 +33,6 @@ def group(pattern: str, text: str) -> str:
     found = re.fullmatch(pattern, text)
     assert found is not None, (pattern, text)
     return found[1]
-
-
-def parse_json(done: Result) -> dict[str, Any]:
-    assert done.returncode == 0, (done.args, done.stderr)
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 def ok_line(done: Result) -> str:
@@ -210,16 +69,6 @@ def god(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     assert result["type"] == body["type"]
     assert result["ok"] is True
     return result
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"code", "detail"}
-    assert body["code"] == code
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return str(body["detail"])
 
 
 def create(api: httpx.Client, instance_id: str, seed: int, **extra: Any) -> dict[str, Any]:
@@ -704,32 +553,32 @@ def test_a_refused_fork_makes_no_fork(api: httpx.Client, pair: tuple[str, str]) 
 
 def test_cli_instance_and_god_commands(server: Server, api: httpx.Client) -> None:
     home, url = server.home, ["--url", server.url]
-    created = ok_line(soulfra(home, "instance", "create", "--id", "cli-one", "--seed", "21", *url))
+    created = ok_line(soulfra_at(home, "instance", "create", "--id", "cli-one", "--seed", "21", *url))
     assert created == "created cli-one (seed 21, 3 agents)"
     wait_tick(api, "cli-one", 3)
-    shown, listing = soulfra_all(home, ["instance", "show", "cli-one", *url], ["instance", "list", *url])
+    shown, listing = soulfra_all_at(home, ["instance", "show", "cli-one", *url], ["instance", "list", *url])
     assert shown.returncode == 0, shown.stderr
     assert re.match(r"cli-one: running at tick \d+ \(seed 21, active\)\n  lineage   \(root\)\n", shown.stdout)
     assert listing.returncode == 0, listing.stderr
     assert re.search(r"^cli-one +running +tick \d+", listing.stdout, re.MULTILINE)
 
-    frozen = ok_line(soulfra(home, "god", "freeze", "cli-one", *url))
+    frozen = ok_line(soulfra_at(home, "god", "freeze", "cli-one", *url))
     at = int(group(r"frozen: cli-one@(\d+)", frozen))
-    cloned, intervened = soulfra_all(
+    cloned, intervened = soulfra_all_at(
         home,
         ["god", "clone", "cli-one", "--id", "cli-two", "-m", '{"type": "whisper", "text": "hi", "target": "*"}', *url],
         ["god", "intervene", "cli-one", "personality", "--agent", "arty", "--trait", "warmth=0.2", *url],
     )
     assert ok_line(cloned) == f"cloned cli-one at tick {at} as cli-two"
     assert ok_line(intervened) == f"personality intervention stored in cli-one, applies at tick {at}"
-    assert ok_line(soulfra(home, "god", "thaw", "cli-one", *url)) == f"thawed: cli-one@{at}"
+    assert ok_line(soulfra_at(home, "god", "thaw", "cli-one", *url)) == f"thawed: cli-one@{at}"
     wait_for(lambda: agent(api, "cli-one", "arty")["personality"]["traits"]["warmth"] == 200_000, what="the trait")
     assert logged(api, "cli-two", type="whisper", text="hi")
-    deleted = ok_line(soulfra(home, "instance", "delete", "cli-two", *url))
+    deleted = ok_line(soulfra_at(home, "instance", "delete", "cli-two", *url))
     assert re.fullmatch(r"deleted cli-two \(it had reached tick \d+\)", deleted)
     assert "cli-two" not in listed(api)
 
-    missing, unrelated, unreachable = soulfra_all(
+    missing, unrelated, unreachable = soulfra_all_at(
         home,
         ["instance", "show", "nobody", *url],
         ["god", "merge", "cli-one", "world-0", *url],
@@ -756,9 +605,9 @@ def test_package_edits_arrive_as_interventions(server: Server, api: httpx.Client
 
     edits = ["--personality", "arty:warmth=0.3,chaos=0.7", "--ritual", "dawn chorus:arty,cal-riven:blessed"]
     edits += ["--vibe", "drift-wave:0.6:300"]
-    line = ok_line(soulfra(server.home, "package", "edit", str(package), "-o", str(edited), *edits))
+    line = ok_line(soulfra_at(server.home, "package", "edit", str(package), "-o", str(edited), *edits))
     assert re.fullmatch(r"wrote .*edited\.soulpkg: 3 edits, head b2:[0-9a-f]{16}", line)
-    applied = soulfra(server.home, "package", "apply", str(edited), "--url", server.url)
+    applied = soulfra_at(server.home, "package", "apply", str(edited), "--url", server.url)
     assert applied.returncode == 0, applied.stderr
     assert [re.sub(r"\d+$", "N", row) for row in applied.stdout.splitlines()] == [
         f"personality applied to {live} at tick N",
@@ -807,12 +656,12 @@ def test_a_package_moves_to_another_installation_and_continues_identically(tmp_p
         change = {"instance": "voyager", "kind": "personality", "agent": "cal-riven", "traits": {"order": 0.2}}
         god(api, {"type": "PUPPET_MASTER_INTERVENTION", **change})
         wait_tick(api, "voyager", 40)
-        frozen = ok_line(soulfra(a.home, "god", "freeze", "voyager", *url))
+        frozen = ok_line(soulfra_at(a.home, "god", "freeze", "voyager", *url))
         head = int(group(r"frozen: voyager@(\d+)", frozen))
         # Pending when the package is made: the package must carry it for both sides to go on alike.
         whisper = ok(api.post("/api/instances/voyager/whispers", json={"text": "later", "tick": head + 5}), 202)
         assert whisper["tick"] == head + 5
-        exported, keys, state_a = soulfra_all(
+        exported, keys, state_a = soulfra_all_at(
             a.home,
             ["export", "-i", "voyager", "-o", str(package), *url],
             ["keys", "export", "-o", str(public)],
@@ -820,18 +669,18 @@ def test_a_package_moves_to_another_installation_and_continues_identically(tmp_p
         )
         assert re.fullmatch(rf"wrote {re.escape(str(package))} \([\d,]+ bytes\)", ok_line(exported))
         assert ok_line(keys) == f"wrote {public}"
-        at_a = parse_json(state_a)
+        at_a = parsed(state_a)
         assert (at_a["instance"], at_a["tick"], at_a["head_tick"]) == ("voyager", head, head)
         assert tick_of(api, "voyager") == head  # still frozen: the package's head is the state read above
     signer = key_id(read_public_key(public))
 
-    untrusted = one_error_line(soulfra(home_b, "import", str(package), "--db", f"sqlite:///{db_b}"))
+    untrusted = one_error_line(soulfra_at(home_b, "import", str(package), "--db", f"sqlite:///{db_b}"))
     assert signer in untrusted
     assert "soulfra keys trust" in untrusted
     assert instance_ids(db_b) == []
 
-    assert ok_line(soulfra(home_b, "keys", "trust", str(public))) == f"trusting key {signer}"
-    imported = ok_line(soulfra(home_b, "import", str(package), "--db", f"sqlite:///{db_b}", "--verify-replay"))
+    assert ok_line(soulfra_at(home_b, "keys", "trust", str(public))) == f"trusting key {signer}"
+    imported = ok_line(soulfra_at(home_b, "import", str(package), "--db", f"sqlite:///{db_b}", "--verify-replay"))
     assert imported == f"imported voyager at tick {head} ({at_a['state_hash'][:19]}, replay verified)"
 
     # Both go on from the same head, offline, each in a copy of its own database.
@@ -839,8 +688,8 @@ def test_a_package_moves_to_another_installation_and_continues_identically(tmp_p
     sqlite_copy(a.data / "soulfra.db", copy_a)
     sqlite_copy(db_b, copy_b)
     at_b, on_a, on_b = (
-        parse_json(done)
-        for done in soulfra_all(
+        parsed(done)
+        for done in soulfra_all_at(
             home_b,
             ["state", "--db", f"sqlite:///{db_b}", "--json"],
             ["run", "--db", f"sqlite:///{copy_a}", "--seed", "5", "--ticks", "30", "--json"],

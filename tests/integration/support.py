@@ -1,0 +1,217 @@
+"""Processes for the integration tests: ``soulfra`` commands run as subprocesses, and ``soulfra up`` on a free
+loopback port with its own data directory and its own installation (``SOULFRA_HOME``), stopped by its own PID.
+
+Every wait has a deadline; a server that does not become ready, or does not stop, fails the test with its output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+T = TypeVar("T")
+Result = subprocess.CompletedProcess[str]
+
+READY_DEADLINE_S = 30.0
+STOP_DEADLINE_S = 20.0
+CLI_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], T | None], *, timeout: float = 15.0, what: str = "a condition") -> T:
+    """Poll ``predicate`` until it returns something other than None/False, within a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def environment(home: Path) -> dict[str, str]:
+    """The environment of a process of the installation at ``home``; no server URL leaks in from outside."""
+    env = {key: value for key, value in os.environ.items() if key != "SOULFRA_URL"}
+    env["SOULFRA_HOME"] = str(home)
+    return env
+
+
+# -- the CLI -------------------------------------------------------------------------------------------------------
+
+
+def soulfra_all(*commands: Sequence[str], env: dict[str, str] | None = None) -> list[Result]:
+    """Run several ``soulfra`` commands at once (stdin closed) in ``env`` (None: this process's environment);
+    their results in the order given."""
+    with contextlib.ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                subprocess.Popen(
+                    [sys.executable, "-m", "soulfra", *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )
+            )
+            for args in commands
+        ]
+        results = []
+        try:
+            for args, proc in zip(commands, procs, strict=True):
+                stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT_S)
+                results.append(subprocess.CompletedProcess(list(args), proc.returncode, stdout, stderr))
+        finally:
+            for proc in procs:  # after a timeout, none is left behind
+                if proc.poll() is None:
+                    proc.kill()
+        return results
+
+
+def soulfra(*args: str, stdin: str | None = None) -> Result:
+    """One ``soulfra`` command in this process's environment; ``stdin`` is its input (None: stdin closed)."""
+    if stdin is None:
+        return soulfra_all(args)[0]
+    return subprocess.run(
+        [sys.executable, "-m", "soulfra", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+
+
+def soulfra_all_at(home: Path, *commands: Sequence[str]) -> list[Result]:
+    """Run several ``soulfra`` commands of the installation at ``home`` at once; their results in order."""
+    return soulfra_all(*commands, env=environment(home))
+
+
+def soulfra_at(home: Path, *args: str) -> Result:
+    """One ``soulfra`` command of the installation at ``home``."""
+    return soulfra_all_at(home, args)[0]
+
+
+def parsed(done: Result) -> dict[str, Any]:
+    """The JSON a successful command printed."""
+    assert done.returncode == 0, (done.args, done.stderr)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def one_error_line(done: Result, code: int) -> str:
+    """A command refused with exit code ``code`` and one ``soulfra: error:`` line on stderr, no traceback."""
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("soulfra: error: "), lines[0]
+    return lines[0]
+
+
+# -- the API -------------------------------------------------------------------------------------------------------
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> str:
+    """An error answer: ``status`` and a body of exactly ``code`` and a non-empty ``detail``, which it returns."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"code", "detail"}
+    assert body["code"] == code
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    return str(body["detail"])
+
+
+# -- the server ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A ``soulfra up`` process: data in ``data``, its installation in ``home``, its output in ``log``."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    data: Path
+    home: Path
+    log: Path
+    request_timeout: float = 15.0  # of the clients made by ``client()``
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.data / 'soulfra.db'}"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=self.request_timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM this server's own PID and wait for it to exit; returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_DEADLINE_S)
+            pytest.fail(f"the server did not exit within {STOP_DEADLINE_S} s of SIGTERM:\n{self.output()}")
+
+
+def start_server(root: Path, *, log: str = "server.log", rate: str = "20", request_timeout: float = 15.0) -> Server:
+    """``soulfra up`` on a free loopback port, data in ``root/data``, its installation in ``root/home``, its output
+    appended to ``root/<log>``; returns once it is ready."""
+    port = free_port()
+    data, home, log_path = root / "data", root / "home", root / log
+    root.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as sink:
+        command = ["up", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), "--rate", rate]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "soulfra", *command], stdout=sink, stderr=sink, env=environment(home)
+        )
+    server = Server(
+        proc=proc, url=f"http://127.0.0.1:{port}", data=data, home=home, log=log_path, request_timeout=request_timeout
+    )
+    deadline = time.monotonic() + READY_DEADLINE_S
+    with httpx.Client(base_url=server.url, timeout=2.0) as client:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the server exited with {proc.returncode} before it was ready:\n{server.output()}")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get("/readyz").status_code == 200:
+                    return server
+            if time.monotonic() > deadline:
+                server.stop()
+                pytest.fail(f"the server was not ready within {READY_DEADLINE_S} s:\n{server.output()}")
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def running_server(root: Path, *, rate: str = "20", request_timeout: float = 15.0) -> Iterator[Server]:
+    """A ``start_server`` stopped on the way out, which must exit cleanly (code 0)."""
+    server = start_server(root, rate=rate, request_timeout=request_timeout)
+    try:
+        yield server
+    finally:
+        code = server.stop()
+        assert code == 0, f"the server exited with {code}:\n{server.output()}"
