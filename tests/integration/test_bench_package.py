@@ -16,11 +16,52 @@ from typer.testing import CliRunner
 from soulfra.bench.package import package_command, render, run_package_bench
 from soulfra.errors import ConfigError
 
-TINY: dict[str, Any] = {"agents": 50, "ticks": 40, "instances": 20, "instance_agents": 5, "window": 2.0}
+TINY: dict[str, Any] = {
+    "agents": 50, "ticks": 40, "instances": 20, "instance_agents": 5, "window": 2.0,
+    "saturation_instances": 5, "saturation_ticks": 50,
+}  # fmt: skip
 
 
 def _quiet() -> Console:
     return Console(file=io.StringIO(), width=160)
+
+
+def _check_many(many: dict[str, Any], *, instances: int, sample: tuple[int, int]) -> None:
+    """The many instances' figures, with the saturation sample of ``sample`` (instances, ticks) and the projection."""
+    assert many["instances"] == instances
+    assert many["ticks_achieved"] > 0
+    rounding = 0.05 / many["ticks_expected"] + 1e-4  # ticks_expected is rounded to 0.1, the rate kept to 1e-4
+    assert many["tick_rate_kept"] == pytest.approx(many["ticks_achieved"] / many["ticks_expected"], abs=rounding)
+    assert many["peak_rss_bytes"] >= many["rss_before_bytes"] > 0
+    assert many["failed_instances"] == 0
+    assert many["created_s"] > 0
+    assert many["loop_lag_max_ms"] >= many["loop_lag_p99_ms"] >= many["loop_lag_p50_ms"]
+
+    saturation = many["saturation"]
+    count, ticks = sample
+    assert (saturation["instances"], saturation["ticks"]) == sample
+    assert saturation["agents_per_instance"] == many["agents_per_instance"]
+    assert saturation["ticks_per_instance_max"] >= ticks
+    assert saturation["ticks_per_s"] > 0
+    before, after = saturation["rss_before_bytes"], saturation["rss_saturated_bytes"]
+    assert after > before > 0
+    assert saturation["bytes_per_instance"] == round((after - before) / count)
+    assert saturation["kib_per_instance"] == pytest.approx(saturation["bytes_per_instance"] / 1024, abs=0.1)
+    assert saturation["kib_per_instance"] > 0
+    curve = saturation["kib_per_instance_by_ticks"]
+    assert [at for at, _ in curve] == [0, *(mark for mark in (500, 1000) if mark < ticks), ticks]
+    assert curve[-1][1] == saturation["kib_per_instance"]
+    projected = many["projected_steady_rss_bytes"]
+    assert projected == many["rss_before_bytes"] + instances * saturation["bytes_per_instance"] > 0
+    assert many["steady_rss_bytes"] == max(many["peak_rss_bytes"], projected)
+
+
+def _check_memory_target(many: dict[str, Any], memory: dict[str, Any]) -> None:
+    """The memory verdict is on the larger of the window's peak and the projected steady state."""
+    assert (memory["peak"], memory["projected"]) == (many["peak_rss_bytes"], many["projected_steady_rss_bytes"])
+    assert memory["measured"] == many["steady_rss_bytes"] == max(memory["peak"], memory["projected"])
+    assert memory["basis"] == ("projected" if memory["projected"] >= memory["peak"] else "peak")
+    assert memory["pass"] is (memory["measured"] < 2 << 30)
 
 
 @pytest.mark.slow
@@ -69,24 +110,20 @@ def test_bench_package_reports_every_figure(tmp_path: Path) -> None:
     assert fork["materialise"]["p50_ms"] > 0
 
     many = result["instances"]
-    assert many["instances"] == 20
-    assert many["ticks_achieved"] > 0
-    assert many["tick_rate_kept"] == pytest.approx(many["ticks_achieved"] / many["ticks_expected"], abs=1e-3)
-    assert many["peak_rss_bytes"] >= many["rss_before_bytes"] > 0
-    assert many["failed_instances"] == 0
-    assert many["created_s"] > 0
+    _check_many(many, instances=20, sample=(5, 50))
 
     targets = result["targets"]
     assert set(targets) == {
         "package_size_ratio", "export_mb_s", "import_mb_s", "fork_ms", "clone_ms", "history_bytes_copied",
-        "peak_rss_bytes", "tick_rate_kept",
+        "rss_bytes", "tick_rate_kept",
     }  # fmt: skip
     assert all(isinstance(target["pass"], bool) for target in targets.values())
     assert targets["history_bytes_copied"]["pass"] is True
     assert targets["package_size_ratio"]["measured"] == package["size_ratio"]
+    _check_memory_target(many, targets["rss_bytes"])
     shown = io.StringIO()
     Console(file=shown, width=200).print(render(result))
-    for words in ("gzip JSON", "copy (peer)", "tick rate kept", "history_bytes_copied"):
+    for words in ("gzip JSON", "copy (peer)", "tick rate kept", "history_bytes_copied", "projected steady"):
         assert words in shown.getvalue()
 
 
@@ -103,6 +140,31 @@ def test_bench_package_runs_one_part_from_the_command_line(tmp_path: Path) -> No
     assert set(result["targets"]) == {"fork_ms", "clone_ms", "history_bytes_copied"}
 
 
+@pytest.mark.slow
+def test_bench_package_runs_the_instances_part_with_its_saturation_sample_from_the_command_line(tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(package_command)
+    out = tmp_path / "instances.json"
+    options = [
+        "--part", "instances", "--instances", "8", "--instance-agents", "3", "--window", "1",
+        "--saturation-instances", "3", "--saturation-ticks", "30", "--out", str(out), "--json",
+    ]  # fmt: skip
+    done = CliRunner().invoke(app, options)
+    assert done.exit_code == 0, done.output
+    result = json.loads(out.read_text())
+    assert "package" not in result
+    assert "fork" not in result
+    assert (result["settings"]["saturation_instances"], result["settings"]["saturation_ticks"]) == (3, 30)
+    _check_many(result["instances"], instances=8, sample=(3, 30))
+    assert set(result["targets"]) == {"rss_bytes", "tick_rate_kept"}
+    _check_memory_target(result["instances"], result["targets"]["rss_bytes"])
+
+
 def test_bench_package_refuses_an_unknown_part(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--part must be one of"):
         run_package_bench(**TINY, out=tmp_path / "x.json", console=_quiet(), part="everything")
+
+
+def test_bench_package_refuses_an_empty_saturation_sample(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="saturation"):
+        run_package_bench(**{**TINY, "saturation_ticks": 0}, out=tmp_path / "x.json", console=_quiet())

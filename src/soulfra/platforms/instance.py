@@ -35,6 +35,7 @@ class Retention:
     traces: int = 128  # ritual traces
     recent: int = 128  # recent agent echoes
     timeline: int = 128  # the mirror's ritual timeline
+    seeds: int = 16  # the mirror's last loop seeds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +99,7 @@ class FourPlatformInstance:
             recent=keep.recent,
         )  # fmt: skip
         self.mirror = MirrorPlatform(
-            world.instance_id, self.bus, self.store, cycle_every=s.cycle_every, timeline=keep.timeline
+            world.instance_id, self.bus, self.store, cycle_every=s.cycle_every, timeline=keep.timeline, seeds=keep.seeds
         )
         for platform in (self.runtime, self.protocol, self.surface, self.mirror):
             await platform.start()

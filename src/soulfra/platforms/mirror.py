@@ -47,6 +47,7 @@ class MirrorPlatform(Platform):
         cycle_every: int = 0,
         timeout: float = 2.0,
         timeline: int = 256,
+        seeds: int = 16,
     ) -> None:
         super().__init__(instance_id, bus)
         if cycle_every < 0:
@@ -58,7 +59,7 @@ class MirrorPlatform(Platform):
         self.in_flight: dict[int, str] = {}  # ritual id -> name, for rituals not yet sealed, refused or lapsed
         self.timeline: deque[dict[str, Any]] = deque(maxlen=timeline)
         self._in_flight_at: deque[tuple[int, list[int]]] = deque(maxlen=timeline)  # (tick, in-flight ids) on change
-        self.seeds: deque[dict[str, Any]] = deque(maxlen=64)
+        self.seeds: deque[dict[str, Any]] = deque(maxlen=seeds)
         self.anomalies: deque[dict[str, Any]] = deque(maxlen=256)
         self.unified: deque[dict[str, Any]] = deque(maxlen=64)
         self._trace: LoopTrace | None = None  # None until the mirror has seen a loop from its start
