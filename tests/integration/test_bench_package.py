@@ -44,10 +44,10 @@ def _check_many(many: dict[str, Any], *, instances: int, sample: tuple[int, int]
     assert saturation["ticks_per_instance_max"] >= ticks
     assert saturation["ticks_per_s"] > 0
     before, after = saturation["rss_before_bytes"], saturation["rss_saturated_bytes"]
-    assert after > before > 0
+    assert after >= before > 0  # a tiny sample may fit in memory the process already holds
     assert saturation["bytes_per_instance"] == round((after - before) / count)
     assert saturation["kib_per_instance"] == pytest.approx(saturation["bytes_per_instance"] / 1024, abs=0.1)
-    assert saturation["kib_per_instance"] > 0
+    assert saturation["kib_per_instance"] >= 0
     curve = saturation["kib_per_instance_by_ticks"]
     assert [at for at, _ in curve] == [0, *(mark for mark in (500, 1000) if mark < ticks), ticks]
     assert curve[-1][1] == saturation["kib_per_instance"]
