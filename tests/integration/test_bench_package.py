@@ -115,11 +115,14 @@ def test_bench_package_reports_every_figure(tmp_path: Path) -> None:
     targets = result["targets"]
     assert set(targets) == {
         "package_size_ratio", "export_mb_s", "import_mb_s", "fork_ms", "clone_ms", "history_bytes_copied",
-        "rss_bytes", "tick_rate_kept",
+        "rss_bytes", "tick_rate_kept", "compact_package_size_ratio", "compact_export_mb_s", "compact_import_mb_s",
     }  # fmt: skip
     assert all(isinstance(target["pass"], bool) for target in targets.values())
     assert targets["history_bytes_copied"]["pass"] is True
     assert targets["package_size_ratio"]["measured"] == package["size_ratio"]
+    assert targets["compact_package_size_ratio"]["measured"] == package["compact_size_ratio"]
+    assert package["compact_package_bytes"] < package["package_bytes"]
+    assert "state/head.zst" not in package["compact_entries"]
     _check_memory_target(many, targets["rss_bytes"])
     shown = io.StringIO()
     Console(file=shown, width=200).print(render(result))

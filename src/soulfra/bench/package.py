@@ -207,7 +207,8 @@ def _package_part(source: _Source, workdir: Path, progress: Progress) -> dict[st
     signer = Signer.generate()
     keyring = KeyRing(workdir / "home", extra_trusted=[signer.public_key])
     package_path, peer_path = workdir / "source.soulpkg", workdir / "source.json.gz"
-    task = progress.add_task("package: export, import, gzip'd JSON", total=REPEATS * 2)
+    compact_path = workdir / "compact.soulpkg"
+    task = progress.add_task("package: export, import, gzip'd JSON", total=REPEATS * 3)
     laps = _Laps()
     for n in range(REPEATS):
         bundle = laps.measure("bundle", partial(bundle_for, store, instance_id))
@@ -220,6 +221,17 @@ def _package_part(source: _Source, workdir: Path, progress: Progress) -> dict[st
             target.close()
         if imported["state_hash"] != bundle.instance["head_hash"]:
             raise IntegrityError(f"the imported instance has state {imported['state_hash']}, not the exported one")
+        progress.advance(task)
+    for n in range(REPEATS):  # compact: the importer rebuilds the states (genesis recipe, replay of the history)
+        compact = laps.measure("compact_write", partial(write_package, compact_path, [bundle], signer, compact=True))
+        target = SqlStore.open(f"sqlite:///{workdir / f'import-compact-{n}.db'}")
+        try:
+            package = laps.measure("compact_read", partial(read_package, compact_path, keyring))
+            imported = laps.measure("compact_store", partial(import_bundle, target, package.bundles[0]))
+        finally:
+            target.close()
+        if imported["state_hash"] != bundle.instance["head_hash"]:
+            raise IntegrityError(f"the compact import has state {imported['state_hash']}, not the exported one")
         progress.advance(task)
     base, head = decode_state(bundle.base_state), decode_state(bundle.head_state)
     for _ in range(REPEATS):
@@ -237,6 +249,8 @@ def _package_part(source: _Source, workdir: Path, progress: Progress) -> dict[st
     package_bytes = package_path.stat().st_size
     gzip_bytes = peer_path.stat().st_size
     laps.add("import", "read", "store")
+    laps.add("compact_import", "compact_read", "compact_store")
+    compact_bytes = compact_path.stat().st_size
     laps.add("export", "bundle", "write")
     write, read, imports = laps.median("write"), laps.median("read"), laps.median("import")
     peer_write, peer_read = laps.median("peer_write"), laps.median("peer_read")
@@ -270,6 +284,14 @@ def _package_part(source: _Source, workdir: Path, progress: Progress) -> dict[st
         "write_speed_vs_peer": round(peer_write / write, 2),
         "read_speed_vs_peer": round(peer_read / read, 2),
         "import_speed_vs_peer_read": round(peer_read / imports, 2),
+        "compact_entries": sorted(compact["entries"]),
+        "compact_package_bytes": compact_bytes,
+        "compact_size_ratio": round(compact_bytes / gzip_bytes, 4),
+        "compact_write_ms": _ms(laps.median("compact_write")),
+        "compact_read_ms": _ms(laps.median("compact_read")),
+        "compact_import_ms": _ms(laps.median("compact_import")),
+        "compact_export_mb_s": _mb_s(carried, laps.median("compact_write")),
+        "compact_import_mb_s": _mb_s(carried, laps.median("compact_import")),
         "repeats": REPEATS,
         "samples_ms": {name: [_ms(s) for s in samples] for name, samples in laps.samples.items()},
     }
@@ -618,7 +640,12 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
             "measured": package["size_ratio"],
             "pass": package["size_ratio"] <= TARGET_SIZE_RATIO,
         }
-        for key in ("export_mb_s", "import_mb_s"):
+        out["compact_package_size_ratio"] = {
+            "target": "<= 1/3 of gzip'd JSON",
+            "measured": package["compact_size_ratio"],
+            "pass": package["compact_size_ratio"] <= TARGET_SIZE_RATIO,
+        }
+        for key in ("export_mb_s", "import_mb_s", "compact_export_mb_s", "compact_import_mb_s"):
             out[key] = {"target": f">= {TARGET_MB_S:g} MB/s", "measured": package[key],
                         "pass": package[key] >= TARGET_MB_S}  # fmt: skip
     if fork is not None:
@@ -760,12 +787,17 @@ def _package_table(package: dict[str, Any]) -> Table:
         f"{package['import_ms']:.1f}", f"{package['export_mb_s']:.1f}", f"{package['import_mb_s']:.1f}",
     )  # fmt: skip
     table.add_row(
+        ".soulpkg --compact", f"{package['compact_package_bytes']:,}", f"{package['compact_write_ms']:.1f}",
+        f"{package['compact_read_ms']:.1f}", f"{package['compact_import_ms']:.1f}",
+        f"{package['compact_export_mb_s']:.1f}", f"{package['compact_import_mb_s']:.1f}",
+    )  # fmt: skip
+    table.add_row(
         f"gzip JSON {GZIP_LEVEL}", f"{package['gzip_json_bytes']:,}", f"{package['peer_write_ms']:.1f}",
         f"{package['peer_read_ms']:.1f}", "-", f"{package['peer_write_mb_s']:.1f}", f"{package['peer_read_mb_s']:.1f}*",
     )  # fmt: skip
     table.add_row(
-        "ratio", f"{package['size_ratio']:.3f}", f"{package['write_speed_vs_peer']:.2f}x",
-        f"{package['read_speed_vs_peer']:.2f}x", "", "", "",
+        "ratio (--compact)", f"{package['size_ratio']:.3f} ({package['compact_size_ratio']:.3f})",
+        f"{package['write_speed_vs_peer']:.2f}x", f"{package['read_speed_vs_peer']:.2f}x", "", "", "",
     )  # fmt: skip
     return table
 
@@ -829,6 +861,8 @@ def _instances_table(many: dict[str, Any]) -> Table:
 
 _SHOWN: dict[str, Callable[[Any], str]] = {
     "package_size_ratio": "{:.3f}".format, "export_mb_s": "{:,.1f} MB/s".format, "import_mb_s": "{:,.1f} MB/s".format,
+    "compact_package_size_ratio": "{:.3f}".format, "compact_export_mb_s": "{:,.1f} MB/s".format,
+    "compact_import_mb_s": "{:,.1f} MB/s".format,
     "fork_ms": "{:.2f} ms".format, "clone_ms": "{:.2f} ms".format, "history_bytes_copied": "{:,} B".format,
     "rss_bytes": lambda size: _mib(int(size)), "tick_rate_kept": "{:.3f}".format,
 }  # fmt: skip
