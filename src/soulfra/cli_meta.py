@@ -161,8 +161,7 @@ def _download(url: str, path: str, params: list[tuple[str, str | int | float | b
         with httpx.stream("GET", url.rstrip("/") + path, params=params, timeout=120.0) as response:
             if response.status_code >= 400:
                 response.read()
-                body = response.json()
-                raise error_for_code(str(body.get("code", "error")), str(body.get("detail", response.text)))
+                raise _reply_error(url, response)
             total = int(response.headers.get("content-length", 0))
             with _bar("download") as progress, _atomic(output) as handle:
                 done = 0
@@ -209,6 +208,8 @@ def import_command(
             reply = import_db(db, package, as_id=as_id, verify_replay=verify_replay, trusted=trust_key or [],
                               progress=progress)  # fmt: skip
     else:
+        if trust_key:
+            raise InputError("--trust-key applies to --db imports; a server trusts the keys of its own installation")
         try:
             data = package.read_bytes()
         except OSError as exc:
@@ -228,10 +229,21 @@ def _post_bytes(url: str, path: str, data: bytes, params: dict[str, str]) -> dic
                               headers={"content-type": "application/octet-stream"})  # fmt: skip
     except httpx.HTTPError as exc:
         raise ServerUnavailableError(f"no Soulfra server at {url} ({type(exc).__name__})") from None
-    body = response.json()
     if response.status_code >= 400:
-        raise error_for_code(str(body.get("code", "error")), str(body.get("detail", response.text)))
-    return dict(body)
+        raise _reply_error(url, response)
+    try:
+        return dict(response.json())
+    except ValueError:
+        raise ServerUnavailableError(f"{url} answered without JSON; is it a Soulfra server?") from None
+
+
+def _reply_error(url: str, response: httpx.Response) -> Exception:
+    """The error a server's refusal names, or a readable one when the reply is not Soulfra's JSON."""
+    try:
+        body = response.json()
+        return error_for_code(str(body.get("code", "error")), str(body.get("detail", response.text)))
+    except (ValueError, AttributeError):
+        return ServerUnavailableError(f"{url} answered {response.status_code} without JSON; is it a Soulfra server?")
 
 
 # -- package -------------------------------------------------------------------------------------------------------

@@ -232,9 +232,9 @@ def _free_id(store: Store, seed: int) -> str:
     return free_id(store, f"world-{seed}")
 
 
-def free_id(store: Store, base: str) -> str:
-    """``base`` if no instance has it, else ``base-2``, ``base-3``..."""
-    taken = {record.id for record in store.instances.list_instances()}
+def free_id(store: Store, base: str, *, reserved: set[str] | None = None) -> str:
+    """``base`` if no instance has it (nor is it ``reserved``), else ``base-2``, ``base-3``..."""
+    taken = {record.id for record in store.instances.list_instances()} | (reserved or set())
     if base not in taken:
         return base
     number = 2

@@ -295,7 +295,7 @@ def test_a_bomb_without_a_declared_size_is_stopped_at_the_limit(kit: Kit, instal
 def test_an_instance_already_there_is_refused_and_nothing_is_added(origin: Origin) -> None:
     before = rows_in(origin.db)
     line = one_error_line(soulfra_at(origin.home, "import", str(origin.package), "--db", origin.db), 65)
-    assert f"already holds {origin.state['instance']}" in line
+    assert f"instance '{origin.state['instance']}' already exists here" in line
     assert "--as" in line
     assert rows_in(origin.db) == before
 

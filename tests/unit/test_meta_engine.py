@@ -20,7 +20,14 @@ from pydantic import ValidationError
 from soulfra.bus import InMemoryBus
 from soulfra.bus.port import Bus
 from soulfra.durable import DurabilitySettings, DurableWorld, replay, state_at, verify
-from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError, UnknownAgentError
+from soulfra.errors import (
+    ConflictError,
+    InputError,
+    LineageError,
+    NotFoundError,
+    OverrideActiveError,
+    UnknownAgentError,
+)
 from soulfra.meta.commands import parse_command
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.lineage import AncestorPoint, common_ancestor, fork_record, lineage
@@ -962,3 +969,66 @@ def test_a_fork_outside_the_parent_durable_history_is_refused(family: SqlStore) 
         with pytest.raises(LineageError, match="cannot fork"):
             fork_record(family, child, tick=tick, child_id=f"late-{tick}", kind="fork")
     assert {r.id for r in family.instances.list_instances()} == {"root", "child", "grandchild"}
+
+
+# -- review mends ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_after_a_revert_the_surface_and_mirror_follow_the_reverted_timeline(engine: PuppetMasterEngine) -> None:
+    await create(engine, "a")
+    await wait_until("a reaches tick 40", lambda: tick_of(engine, "a") >= 40)
+    await god(engine, {"type": "TIMELINE_REVERT", "instance": "a", "tick": 5})
+    live = engine.live["a"]
+    assert live.surface is not None
+    assert live.mirror is not None
+    surface, mirror = live.surface, live.mirror
+    assert surface.tick <= tick_of(engine, "a")  # the old surface saw tick 40; this one starts over
+    await wait_until("the surface follows the runtime", lambda: 5 < surface.tick <= tick_of(engine, "a"))
+    await wait_until("the mirror follows the runtime", lambda: 5 < mirror.tick <= tick_of(engine, "a"))
+
+
+@pytest.mark.anyio
+async def test_a_command_touching_an_overridden_instance_changes_nothing(engine: PuppetMasterEngine) -> None:
+    await create(engine, "a")
+    await create(engine, "b")
+    bridge = engine.live["b"].bridge
+    assert bridge is not None
+    await bridge.send_emergency_override("test")
+    before = [r["id"] for r in engine.list_instances()]
+    for command in (
+        {"type": "CLONE_INSTANCE", "source": "b"},
+        {"type": "FREEZE_TIME", "instances": ["a", "b"], "duration": 1},
+    ):
+        with pytest.raises(OverrideActiveError):
+            await god(engine, command)
+    assert [r["id"] for r in engine.list_instances()] == before
+    assert engine.store.instances.get("a").status == "active"
+    assert not runtime(engine, "a").paused
+
+
+@pytest.mark.anyio
+async def test_unnamed_forks_never_take_an_id_named_later_in_the_same_command(engine: PuppetMasterEngine) -> None:
+    await create(engine, "a")
+    result = await god(engine, {"type": "REALITY_FORK", "source": "a", "forks": [{}, {"id": "a-fork"}]})
+    ids = [f["id"] for f in result["forks"]]
+    assert ids[1] == "a-fork"
+    assert len(set(ids)) == 2
+
+
+@pytest.mark.anyio
+async def test_a_rewrite_adding_an_input_for_an_unknown_agent_makes_no_branch(engine: PuppetMasterEngine) -> None:
+    await create(engine, "a")
+    await settle(engine, ["a"], 10)
+    with pytest.raises(UnknownAgentError):
+        await god(engine, {"type": "PUPPET_MASTER_INTERVENTION", "instance": "a", "kind": "rewrite", "from_tick": 2,
+                           "add": [{"type": "whisper", "target": "nobody", "text": "x"}]})  # fmt: skip
+    assert [r["id"] for r in engine.list_instances()] == ["a"]
+
+
+@pytest.mark.anyio
+async def test_the_default_instance_is_the_oldest_root_never_a_clone_of_it(engine: PuppetMasterEngine) -> None:
+    first = await engine.open_default(SEED, DEFAULT_WORLD, AGENTS)
+    await god(engine, {"type": "CLONE_INSTANCE", "source": first, "tick": 0, "id": "clone0"})
+    await create(engine, "same-seed-later")
+    assert await engine.open_default(SEED, DEFAULT_WORLD, AGENTS) == first

@@ -473,3 +473,12 @@ def test_bundle_with_an_unsafe_id_is_not_written(bundles: list[InstanceBundle], 
     bad = replace(bundles[0], instance={**bundles[0].instance, "id": "../up"})
     with pytest.raises(PackageError, match="instance id"):
         write_package(io.BytesIO(), [bad, bundles[1]], keyring.signer())
+
+
+def test_an_unsigned_manifest_is_read_only_up_to_a_small_cap(keyring: KeyRing) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", b" " * (17 << 20))  # 17 MiB of spaces: a few KiB deflated
+        archive.writestr("signature.json", b"{}")
+    with pytest.raises(PackageLimitError, match=r"manifest\.json holds more than"):
+        read_package(buffer.getvalue(), keyring)

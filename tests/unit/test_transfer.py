@@ -13,12 +13,19 @@ from typing import Any
 import pytest
 
 from soulfra.durable import DurabilitySettings, DurableWorld, state_at, verify
-from soulfra.errors import ConflictError, IntegrityError, PackageError, UnknownAgentError
+from soulfra.errors import ConflictError, PackageError, UnknownAgentError
 from soulfra.meta.commands import PuppetMasterIntervention, parse_command
 from soulfra.meta.keys import KeyRing, Signer
 from soulfra.meta.lineage import fork_record
 from soulfra.meta.package import InstanceBundle, read_package, write_package
-from soulfra.meta.transfer import apply_edits, bundle_for, edit_bundle, import_bundle, replay_bundle
+from soulfra.meta.transfer import (
+    apply_edits,
+    bundle_for,
+    edit_bundle,
+    import_bundle,
+    import_bundles,
+    replay_bundle,
+)
 from soulfra.store import SqlStore
 from soulfra.world import (
     DEFAULT_WORLD,
@@ -180,7 +187,7 @@ def test_tampered_inputs_are_refused_by_a_verified_import_and_nothing_is_written
     forged = [dict(obj) for obj in bundle.inputs]
     forged[0]["tone"] = "dark"  # another history under the same claimed head hash
     tampered = replace(bundle, inputs=forged)
-    with pytest.raises(IntegrityError, match="replays to"):
+    with pytest.raises(PackageError, match="replays to"):
         import_bundle(target, tampered, verify_replay=True)
     assert target.instances.list_instances() == []
     assert target.inputs.read("w") == []
@@ -279,6 +286,9 @@ def test_an_imported_edited_bundle_applies_its_edits_from_the_next_tick(source: 
         ({"op": "rewrite", "from_tick": 10, "drop": [999]}, PackageError, "999"),
         ({"op": "rewrite", "from_tick": 10, "add": [{"type": "whisper", "target": "*", "text": "x", "tick": 3}]},
          PackageError, "before the rewrite"),
+        ({"op": "rewrite", "from_tick": 10, "add": ["hello"]}, PackageError, "JSON object"),
+        ({"op": "rewrite", "from_tick": 10, "add": [{"type": "whisper", "target": "nobody", "text": "x"}]},
+         PackageError, "nobody"),
     ],
 )  # fmt: skip
 def test_bad_edits_are_refused(source: SqlStore, edit: dict[str, Any], error: type[Exception], words: str) -> None:
@@ -293,3 +303,13 @@ def test_exporting_the_same_instance_twice_gives_the_same_package_bytes(source: 
     write_package(first, [bundle_for(source, "w-fork")], signer)
     write_package(second, [bundle_for(source, "w-fork")], signer)
     assert first.getvalue() == second.getvalue()
+
+
+def test_an_import_of_several_writes_none_when_one_is_refused(source: SqlStore, target: SqlStore) -> None:
+    bundles = [bundle_for(source, "w"), bundle_for(source, "w-fork")]
+    import_bundle(target, bundles[1])  # w-fork is there already
+    before = [r.id for r in target.instances.list_instances()]
+    with pytest.raises(ConflictError, match="w-fork"):
+        import_bundles(target, bundles)
+    assert [r.id for r in target.instances.list_instances()] == before
+    assert import_bundles(target, bundles[:1])[0]["id"] == "w"

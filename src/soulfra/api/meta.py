@@ -31,7 +31,7 @@ from soulfra.meta.commands import (
 from soulfra.meta.engine import PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits, read_package, write_package
-from soulfra.meta.transfer import bundle_for, import_bundle
+from soulfra.meta.transfer import bundle_for, import_bundles
 from soulfra.world import DEFAULT_WORLD, parse_world
 
 __all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
@@ -112,11 +112,14 @@ def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, 
 
     # -- packages -------------------------------------------------------------------------------------------------
 
-    def package_response(instance_ids: list[str], compact: bool) -> Response:
+    def flush(instance_ids: list[str]) -> None:
+        """On the event loop, between two ticks: what the package reads is then durable up to the live tick."""
         for instance_id in instance_ids:
             live = engine.live.get(instance_id)
-            if live is not None and live.world is not None:
-                live.world.flush()
+            if live is not None and live.runtime is not None:
+                live.runtime.world.flush()
+
+    def package_response(instance_ids: list[str], compact: bool) -> Response:
         bundles = [bundle_for(engine.store, i) for i in instance_ids]
         buffer = io.BytesIO()
         write_package(buffer, bundles, keyring.signer(), compact=compact)
@@ -131,6 +134,7 @@ def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, 
     async def export_instance(instance_id: InstanceId, compact: CompactQuery = False) -> Response:
         """The instance as a signed ``.soulpkg`` package (a ZIP file)."""
         engine.store.instances.get(instance_id)
+        flush([instance_id])
         return await asyncio.to_thread(package_response, [instance_id], compact)
 
     @router.get("/api/export", tags=["packages"], response_class=Response)
@@ -142,6 +146,7 @@ def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, 
         ids = instance or [r["id"] for r in engine.list_instances()]
         for instance_id in ids:
             engine.store.instances.get(instance_id)
+        flush(ids)
         return await asyncio.to_thread(package_response, ids, compact)
 
     @router.post("/api/import", tags=["packages"], status_code=201)
@@ -154,23 +159,19 @@ def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, 
         ] = None,
     ) -> dict[str, Any]:
         """Upload a ``.soulpkg`` (the request body): verified, validated, stored, and started."""
+        cap = limits.max_entry_bytes  # a package as uploaded (compressed); what it unpacks to is checked on reading
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limits.max_total_bytes:
-            raise PackageLimitError(f"the upload is {declared} bytes, over the limit of {limits.max_total_bytes}")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise PackageLimitError(f"the upload is {declared} bytes, over the limit of {cap}")
         data = bytearray()
         async for chunk in request.stream():
             data.extend(chunk)
-            if len(data) > limits.max_total_bytes:
-                raise PackageLimitError(f"the upload is over the limit of {limits.max_total_bytes} bytes")
+            if len(data) > cap:
+                raise PackageLimitError(f"the upload is over the limit of {cap} bytes")
         package = await asyncio.to_thread(read_package, bytes(data), keyring, limits=limits)
-        if as_id is not None and len(package.bundles) != 1:
-            raise InputError(f"as_id names one instance, but the package holds {len(package.bundles)}")
-        imported = []
-        for bundle in package.bundles:
-            result = await asyncio.to_thread(
-                import_bundle, engine.store, bundle, as_id=as_id, verify_replay=verify_replay
-            )
-            imported.append(result)
+        imported = await asyncio.to_thread(
+            import_bundles, engine.store, package.bundles, as_id=as_id, verify_replay=verify_replay
+        )
         if start:
             await engine.start()
         return {"key_id": package.key_id, "imported": imported}

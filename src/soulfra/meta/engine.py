@@ -18,7 +18,15 @@ from typing import Any, Literal
 
 from soulfra.bus.port import Bus
 from soulfra.durable import DurabilitySettings, DurableWorld, free_id, start_tick, state_at
-from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError, PlatformError
+from soulfra.errors import (
+    ConflictError,
+    InputError,
+    LineageError,
+    NotFoundError,
+    OverrideActiveError,
+    PlatformError,
+    SoulfraError,
+)
 from soulfra.meta.commands import (
     AgentPossession,
     CloneInstance,
@@ -62,8 +70,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _child_id(store: Store, base: str, suffix: str) -> str:
-    return free_id(store, f"{base[: 64 - len(suffix) - 5]}-{suffix}")
+def _child_id(store: Store, base: str, suffix: str, reserved: set[str] | None = None) -> str:
+    return free_id(store, f"{base[: 64 - len(suffix) - 5]}-{suffix}", reserved=reserved)
 
 
 class PuppetMasterEngine:
@@ -78,17 +86,35 @@ class PuppetMasterEngine:
     # -- instances ------------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bring every stored instance that is not an abandoned branch to life; frozen ones stay frozen."""
-        for record in self.store.instances.list_instances():
-            if record.status != "abandoned" and record.id not in self.live:
-                await self._launch(record.id, frozen=record.status == "frozen")
+        """Bring every stored instance that is not an abandoned branch to life; frozen ones stay frozen. One that
+        cannot be opened is logged and left stored, so that it does not keep the others from running."""
+        async with self._lock:
+            for record in self.store.instances.list_instances():
+                if record.status == "abandoned" or record.id in self.live:
+                    continue
+                try:
+                    await self._launch(record.id, frozen=record.status == "frozen")
+                except SoulfraError as exc:
+                    log.error("instance %s was not started: %s", record.id, exc.detail)
         # What exists now lives as long as the server: out of the collector's way, so that full collections (which
         # grow with the number of instances) stop pausing every instance's ticks.
         gc.freeze()
 
     async def open_default(self, seed: int, spec: WorldSpec, agents: int) -> str:
-        """The instance of this seed and world (continued, or created): what ``soulfra up`` serves at /api."""
-        world = DurableWorld.open_or_create(self.store, seed, spec, agents=agents, settings=self.settings.durability)
+        """The instance of this seed and world (continued, or created): what ``soulfra up`` serves at /api. The
+        oldest root of that seed and world, never a clone, fork, merge or import that happens to match it."""
+        genesis_hash = World.create(seed, spec, agents=agents).state_hash()
+        roots = [
+            r for r in self.store.instances.list_instances()  # oldest first
+            if r.seed == seed and r.genesis_hash == genesis_hash and r.parent_id is None and r.fork_tick is None
+            and "imported" not in r.world and r.status != "abandoned"
+        ]  # fmt: skip
+        if roots:
+            world = DurableWorld.open(self.store, roots[0].id, settings=self.settings.durability)
+        else:
+            world = DurableWorld.open_or_create(
+                self.store, seed, spec, agents=agents, fresh=True, settings=self.settings.durability
+            )
         if world.instance_id not in self.live:
             await self._launch(world.instance_id, world=world, frozen=world.record.status == "frozen")
         return world.instance_id
@@ -291,7 +317,26 @@ class PuppetMasterEngine:
         )
         return {"type": command.type, "ok": True, **result}
 
+    def _refuse_halted(self, command: GodCommand) -> None:
+        """A command that would touch an instance under emergency override is refused before it changes anything."""
+        names: list[str | None]
+        if isinstance(command, FreezeTime | ThawTime):
+            names = list(command.instances) if command.instances is not None else list(self.live)
+        elif isinstance(command, CloneInstance | RealityFork):
+            names = [command.source]
+        elif isinstance(command, MergeInstances):
+            names = [command.ours, command.theirs]
+        elif isinstance(command, CrossInstanceCommunication):
+            names = [command.source, command.target]
+        else:
+            names = [command.instance]
+        for name in names:
+            instance = self.live.get(name or "")
+            if instance is not None and instance.runtime is not None and instance.runtime.halted:
+                raise OverrideActiveError(f"{name} is stopped by an emergency override; resume it first")
+
     async def _dispatch(self, command: GodCommand, actor: str) -> dict[str, Any]:
+        self._refuse_halted(command)
         if isinstance(command, FreezeTime):
             return await self._freeze(command)
         if isinstance(command, ThawTime):
@@ -384,9 +429,14 @@ class PuppetMasterEngine:
             raise ConflictError(f"instance {', '.join(sorted(taken))} already exists; no fork was made")
         if start:
             self._check_room(len(specs))
+        reserved = set(ids)
+        chosen = []
+        for spec in specs:  # every id settled before anything is written
+            child_id = spec.id or _child_id(self.store, source, kind, reserved)
+            reserved.add(child_id)
+            chosen.append(child_id)
         made = []
-        for spec, inputs in prepared:
-            child_id = spec.id or _child_id(self.store, source, kind)
+        for child_id, (_, inputs) in zip(chosen, prepared, strict=True):
             record = fork_record(
                 self.store, parent, tick=at, child_id=child_id, kind=kind, inputs=inputs, genesis_hash=genesis,
                 name=name,
@@ -480,11 +530,15 @@ class PuppetMasterEngine:
             if runtime is not None:
                 runtime.paused = was_paused
                 runtime.replace_world(runtime.world)  # wakes the loop
+        state_hash_now = world.world.state_hash()
+        if instance is not None:  # its surface and mirror start over from the reverted tick (and no capture taken
+            await self.live.pop(instance_id).close()  # before the revert can be saved into it); a timed freeze stays
+            await self._launch(instance_id, frozen=was_paused)
         branches = [c.id for c in self.store.instances.children(instance_id) if c.status == "abandoned"]
         return {
             "instance": instance_id,
             "tick": tick,
-            "state_hash": world.world.state_hash(),
+            "state_hash": state_hash_now,
             "abandoned_branch": {"id": branch.id, "from_tick": tick, "head_tick": abandoned_head},
             "branches": branches,
         }
@@ -501,6 +555,8 @@ class PuppetMasterEngine:
             return {"source": source, "target": target, "links": self.store.instances.links(source)}
         if command.action == "unlink":
             removed = self.store.instances.unlink(source, target)
+            for end, other in ((source, target), (target, source)):
+                await self._mark(end, "CROSS_INSTANCE_COMMUNICATION", {"unlink": other})
             return {"source": source, "target": target, "removed": removed}
         if target not in self.store.instances.links(source):
             raise LineageError(f"{source} and {target} are not linked; link them first (action 'link')")
@@ -554,6 +610,10 @@ class PuppetMasterEngine:
                 raise type(exc)(f"added input {n}: {exc.detail}") from None
             if item.tick < at:
                 raise InputError(f"added input {n} is for tick {item.tick}, before the rewrite starts at {at}")
+            try:
+                World(head_state).check(item)  # the agents are the same at every tick
+            except InputError as exc:
+                raise type(exc)(f"added input {n}: {exc.detail}") from None
             added.append(item)
         self._check_room(1)
         branch_id = command.id or _child_id(self.store, source, "rewrite")

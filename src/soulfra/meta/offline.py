@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from soulfra.durable import resolve_instance
-from soulfra.errors import InputError, PackageError
+from soulfra.errors import PackageError
 from soulfra.meta.keys import KeyRing, default_home, read_public_key
 from soulfra.meta.package import Limits, read_package, write_package
-from soulfra.meta.transfer import apply_edits, bundle_for, edit_bundle, import_bundle
+from soulfra.meta.transfer import apply_edits, bundle_for, edit_bundle, import_bundles
 from soulfra.store import SqlStore
 
 __all__ = ["edit_package", "export_db", "import_db", "package_commands", "show_package"]
@@ -57,15 +57,9 @@ def import_db(
 ) -> dict[str, Any]:
     """Verify a package and store its instances in a database; nothing is written unless all of it passes."""
     read = read_package(package, _keyring(trusted), limits=Limits(), progress=progress)
-    if as_id is not None and len(read.bundles) != 1:
-        raise InputError(f"--as names one instance, but {package} holds {len(read.bundles)}")
     store = SqlStore.open(db)
     try:
-        taken = {record.id for record in store.instances.list_instances()}
-        clashes = [b.instance["id"] for b in read.bundles if as_id is None and b.instance["id"] in taken]
-        if clashes:
-            raise InputError(f"the database already holds {', '.join(clashes)}; import one under another id (--as)")
-        imported = [import_bundle(store, bundle, as_id=as_id, verify_replay=verify_replay) for bundle in read.bundles]
+        imported = import_bundles(store, read.bundles, as_id=as_id, verify_replay=verify_replay)
     finally:
         store.close()
     return {"key_id": read.key_id, "imported": imported}

@@ -72,6 +72,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a ZIP header can hold
 _CHUNK = 1 << 20
 _MAX_SIGNATURE_BYTES = 4096
+_MAX_MANIFEST_BYTES = 16 << 20  # read before the signature is checked: an unsigned upload may not cost more
 # What zipfile raises on a damaged archive (ValueError: a negative seek from a corrupt offset, among others).
 _ZIP_ERRORS = (
     zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error,
@@ -385,8 +386,9 @@ def _verified(
         raise PackageError("not a Soulfra package: manifest.json is missing")
     if _SIGNATURE not in infos:
         raise PackageSignatureError("missing signature: the package has no signature.json")
-    body = _read_entry(archive, infos[_MANIFEST], limits.max_entry_bytes)
-    signer_id = _check_signature(_read_entry(archive, infos[_SIGNATURE], _MAX_SIGNATURE_BYTES), body, keyring)
+    signature = _read_entry(archive, infos[_SIGNATURE], _MAX_SIGNATURE_BYTES)
+    body = _read_entry(archive, infos[_MANIFEST], min(limits.max_entry_bytes, _MAX_MANIFEST_BYTES))
+    signer_id = _check_signature(signature, body, keyring)
     manifest = _json(body, _MANIFEST)
     _check_manifest(manifest, infos, limits)
     return manifest, signer_id, infos

@@ -15,6 +15,7 @@ from soulfra.durable import start_tick, state_at
 from soulfra.errors import (
     CodecError,
     ConflictError,
+    InputError,
     IntegrityError,
     NotFoundError,
     PackageError,
@@ -28,7 +29,9 @@ from soulfra.world import World, decode_state, encode_state, input_to_json, pars
 from soulfra.world.encoding import encoded_hash
 from soulfra.world.inputs import Input
 
-__all__ = ["EDIT_KINDS", "apply_edits", "bundle_for", "edit_bundle", "import_bundle", "replay_bundle"]
+__all__ = [
+    "EDIT_KINDS", "apply_edits", "bundle_for", "edit_bundle", "import_bundle", "import_bundles", "replay_bundle",
+]  # fmt: skip
 
 EDIT_KINDS = ("personality", "ritual", "vibe", "rewrite")
 Progress = Callable[[int, int], None]
@@ -116,10 +119,62 @@ def import_bundle(
     rules: RuleSet | None = None,
     on_tick: Progress | None = None,
 ) -> dict[str, Any]:
-    """Store a verified bundle as a new instance (no parent here: its lineage is kept in ``world``), all in one
-    transaction. Protocol validation first; with ``verify_replay`` the history must replay to the head hash."""
+    """Store a verified bundle as a new instance; see ``import_bundles``."""
+    return import_bundles(store, [bundle], as_id=as_id, verify_replay=verify_replay, rules=rules, on_tick=on_tick)[0]
+
+
+def import_bundles(
+    store: Store,
+    bundles: Sequence[InstanceBundle],
+    *,
+    as_id: str | None = None,
+    verify_replay: bool = False,
+    rules: RuleSet | None = None,
+    on_tick: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Store verified bundles as new instances (no parent here: each one's lineage is kept in its ``world``): every
+    check first (ids free, the protocol's rules, with ``verify_replay`` each history replaying to its head hash),
+    then all of them in one transaction, so that a refusal writes nothing."""
+    if as_id is not None and len(bundles) != 1:
+        raise InputError(f"an import under another id takes one instance, not {len(bundles)}")
+    prepared = [
+        _prepared(store, bundle, as_id or str(bundle.instance["id"]), verify_replay, rules, on_tick)
+        for bundle in bundles
+    ]
+    ids = [record.id for record, _, _ in prepared]
+    if len(set(ids)) != len(ids):
+        raise PackageError(f"the package holds instance {sorted(i for i in ids if ids.count(i) > 1)[0]} twice")
+    results = []
+    with store.transaction():
+        for record, bundle, inputs in prepared:
+            meta, base_tick = bundle.instance, int(bundle.instance["base_tick"])
+            store.instances.create(record)
+            store.snapshots.save_raw(record.id, bundle.base_state, tick=base_tick, type="import")
+            if record.head_tick != base_tick:
+                store.snapshots.save_raw(record.id, bundle.head_state, tick=record.head_tick, type="import")
+            if inputs:
+                store.inputs.append(record.id, inputs)
+            store.rituals.record_many(record.id, bundle.traces)  # the agents table is written once it runs
+            store.audit.append(
+                actor="import", action="instance.import", instance_id=record.id,
+                detail={"from": meta["id"], "head_tick": record.head_tick, "verified_replay": verify_replay},
+            )  # fmt: skip
+            results.append({
+                "id": record.id, "from": meta["id"], "head_tick": record.head_tick, "state_hash": meta["head_hash"],
+                "inputs": len(inputs), "replayed": verify_replay,
+            })  # fmt: skip
+    return results
+
+
+def _prepared(
+    store: Store,
+    bundle: InstanceBundle,
+    instance_id: str,
+    verify_replay: bool,
+    rules: RuleSet | None,
+    on_tick: Progress | None,
+) -> tuple[InstanceRecord, InstanceBundle, list[Input]]:
     meta = bundle.instance
-    instance_id = as_id or str(meta["id"])
     try:
         store.instances.get(instance_id)
     except NotFoundError:
@@ -143,11 +198,10 @@ def import_bundle(
                      .violations]  # fmt: skip
     if problems:
         raise ValidationFailedError(f"the protocol refuses {meta['id']}: " + "; ".join(sorted(set(problems))[:5]))
-    replayed = None
     if verify_replay:
         replayed = replay_bundle(bundle, on_tick=on_tick)
         if replayed != meta["head_hash"]:
-            raise IntegrityError(
+            raise PackageError(
                 f"the history of {meta['id']} replays to {replayed}, not the head hash {meta['head_hash']} it claims"
             )
     record = InstanceRecord(
@@ -160,20 +214,7 @@ def import_bundle(
         fork_tick=base_tick or None,
         head_tick=head_tick,
     )  # fmt: skip
-    with store.transaction():
-        store.instances.create(record)
-        store.snapshots.save_raw(instance_id, bundle.base_state, tick=base_tick, type="import")
-        if head_tick != base_tick:
-            store.snapshots.save_raw(instance_id, bundle.head_state, tick=head_tick, type="import")
-        if inputs:
-            store.inputs.append(instance_id, inputs)
-        store.rituals.record_many(instance_id, bundle.traces)  # the agents table is written once it runs
-        store.audit.append(
-            actor="import", action="instance.import", instance_id=instance_id,
-            detail={"from": meta["id"], "head_tick": head_tick, "verified_replay": verify_replay},
-        )  # fmt: skip
-    return {"id": instance_id, "from": meta["id"], "head_tick": head_tick, "state_hash": meta["head_hash"],
-            "inputs": len(inputs), "replayed": replayed is not None}  # fmt: skip
+    return record, bundle, inputs
 
 
 # -- offline edits ---------------------------------------------------------------------------------------------
@@ -194,7 +235,7 @@ def edit_bundle(bundle: InstanceBundle, edits: Sequence[dict[str, Any]]) -> Inst
         if kind not in EDIT_KINDS:
             raise PackageError(f"edit {n}: unknown op {kind!r}; expected one of {', '.join(EDIT_KINDS)}")
         if kind == "rewrite":
-            inputs = _rewrite(inputs, edit, base_tick, head_tick, n)
+            inputs = _rewrite(inputs, edit, base_tick, head_tick, n, checker)
             rewritten = True
             recorded.append(dict(edit))
             continue
@@ -221,7 +262,7 @@ def _next_seq(inputs: list[dict[str, Any]]) -> int:
 
 
 def _rewrite(
-    inputs: list[dict[str, Any]], edit: dict[str, Any], base_tick: int, head_tick: int, n: int
+    inputs: list[dict[str, Any]], edit: dict[str, Any], base_tick: int, head_tick: int, n: int, checker: World
 ) -> list[dict[str, Any]]:
     start = edit.get("from_tick")
     if not isinstance(start, int) or not base_tick <= start <= head_tick:
@@ -232,7 +273,13 @@ def _rewrite(
         raise PackageError(f"edit {n}: no input with seq {sorted(drop - known)} at or after tick {start}")
     kept = [i for i in inputs if int(i["seq"]) not in drop]
     for added in edit.get("add", []):
-        item = parse_input({"tick": start, **added})
+        if not isinstance(added, dict):
+            raise PackageError(f"edit {n}: an added input must be a JSON object, not {added!r}")
+        try:
+            item = parse_input({"tick": start, **added})
+            checker.check(item)  # the agents are the same at every tick
+        except InputError as exc:
+            raise PackageError(f"edit {n}: an added input is not valid: {exc.detail}") from None
         if item.tick < start:
             raise PackageError(f"edit {n}: an added input is for tick {item.tick}, before the rewrite at {start}")
         kept.append({"seq": _next_seq(kept), **input_to_json(item)})
