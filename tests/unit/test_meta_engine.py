@@ -1032,3 +1032,34 @@ async def test_the_default_instance_is_the_oldest_root_never_a_clone_of_it(engin
     await god(engine, {"type": "CLONE_INSTANCE", "source": first, "tick": 0, "id": "clone0"})
     await create(engine, "same-seed-later")
     assert await engine.open_default(SEED, DEFAULT_WORLD, AGENTS) == first
+
+
+@pytest.mark.anyio
+async def test_a_timed_freeze_thaws_after_a_restart_at_the_time_it_was_given(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'restart.db'}"
+    store, bus = SqlStore.open(url), InMemoryBus()
+    first = PuppetMasterEngine(store, bus, EngineSettings(rate=None))
+    try:
+        await create(first, "timed")
+        await create(first, "forever")
+        await god(first, {"type": "FREEZE_TIME", "instances": ["timed"], "duration": 1.0})
+        await god(first, {"type": "FREEZE_TIME", "instances": ["forever"]})
+    finally:
+        await first.close()
+        await bus.close()
+        store.close()
+    store, bus = SqlStore.open(url), InMemoryBus()
+    second = PuppetMasterEngine(store, bus, EngineSettings(rate=None))
+    try:
+        await second.start()
+        assert store.instances.get("timed").status == "frozen"
+        restarted_at = tick_of(second, "timed")
+        await wait_until("the timed freeze ends", lambda: store.instances.get("timed").status == "active")
+        frozen_at = tick_of(second, "forever")
+        await wait_until("the thawed one ticks", lambda: tick_of(second, "timed") > restarted_at + 3)
+        assert store.instances.get("forever").status == "frozen"
+        assert tick_of(second, "forever") == frozen_at
+    finally:
+        await second.close()
+        await bus.close()
+        store.close()

@@ -47,7 +47,7 @@ from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings, R
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world import World, WorldSpec, parse_input, state_hash
-from soulfra.world.inputs import Input
+from soulfra.world.inputs import Input, Mark
 from soulfra.world.model import WorldState
 
 __all__ = ["EngineSettings", "PuppetMasterEngine"]
@@ -96,6 +96,9 @@ class PuppetMasterEngine:
                     await self._launch(record.id, frozen=record.status == "frozen")
                 except SoulfraError as exc:
                     log.error("instance %s was not started: %s", record.id, exc.detail)
+                    continue
+                if record.status == "frozen":
+                    self._rearm_thaw(record)
         # What exists now lives as long as the server: out of the collector's way, so that full collections (which
         # grow with the number of instances) stop pausing every instance's ticks.
         gc.freeze()
@@ -361,21 +364,38 @@ class PuppetMasterEngine:
     async def _freeze(self, command: FreezeTime) -> dict[str, Any]:
         targets = command.instances if command.instances is not None else sorted(self.live)
         live = {instance_id: self._live(instance_id) for instance_id in targets}  # every id known before any change
+        until = None if command.duration is None else (_now() + timedelta(seconds=command.duration)).isoformat()
         frozen = []
         for instance_id in targets:
             self._cancel_thaw(instance_id)
             reply = await _bridge(live[instance_id]).pause()
             self.store.instances.set_status(instance_id, "frozen")
-            await self._mark(instance_id, "FREEZE_TIME", {"duration": command.duration})
+            # the mark keeps the wall-clock end of a timed freeze: a restart re-arms the timer from it
+            await self._mark(instance_id, "FREEZE_TIME", {"duration": command.duration, "until": until})
             frozen.append({"instance": instance_id, "tick": reply["tick"]})
-        until = None
         if command.duration is not None:
-            until = (_now() + timedelta(seconds=command.duration)).isoformat()
             for instance_id in targets:
-                self._thaws[instance_id] = asyncio.get_running_loop().create_task(
-                    self._thaw_later(instance_id, command.duration)
-                )
+                self._arm_thaw(instance_id, command.duration)
         return {"frozen": frozen, "until": until}
+
+    def _arm_thaw(self, instance_id: str, delay: float) -> None:
+        self._thaws[instance_id] = asyncio.get_running_loop().create_task(self._thaw_later(instance_id, delay))
+
+    def _rearm_thaw(self, record: InstanceRecord) -> None:
+        """A frozen instance's timed freeze, continued after a restart: the end its last FREEZE_TIME mark noted."""
+        marks = [
+            s.input for s in self.store.inputs.read(record.id, from_tick=record.head_tick)
+            if isinstance(s.input, Mark) and s.input.command in ("FREEZE_TIME", "THAW_TIME")
+        ]  # fmt: skip
+        if not marks or marks[-1].command != "FREEZE_TIME":
+            return
+        try:
+            until = json.loads(marks[-1].note).get("until")
+            end = datetime.fromisoformat(until) if isinstance(until, str) else None
+        except (ValueError, AttributeError):
+            return
+        if end is not None:
+            self._arm_thaw(record.id, max(0.0, (end - _now()).total_seconds()))
 
     def _cancel_thaw(self, instance_id: str) -> None:
         timer = self._thaws.pop(instance_id, None)
