@@ -282,9 +282,7 @@ def state_at(store: Store, instance_id: str, tick: int) -> WorldState:
     else:
         raise IntegrityError(f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis")
     world = World(state)
-    by_tick = schedule(s.input for s in store.inputs.read(instance_id, from_tick=base_tick, to_tick=tick))
-    while world.tick < tick:
-        world.step(by_tick.get(world.tick, ()))
+    world.run_to(tick, (s.input for s in store.inputs.read(instance_id, from_tick=base_tick, to_tick=tick)))
     return world.state
 
 
@@ -379,9 +377,7 @@ def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | N
 def replay(seed: int, spec: WorldSpec, agents: int, inputs: Iterable[Input], ticks: int) -> str:
     """The state hash of a clean in-memory run: what a durable instance must reproduce."""
     world = World.create(seed, spec, agents=agents)
-    by_tick = schedule(inputs)
-    while world.tick < ticks:
-        world.step(by_tick.get(world.tick, ()))
+    world.run_to(ticks, inputs)
     return state_hash(world.state)
 
 

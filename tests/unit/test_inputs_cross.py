@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from soulfra.errors import InputError
-from soulfra.world import DEFAULT_WORLD, CrossPost, Mark, World, input_to_json, parse_input
+from soulfra.world import DEFAULT_WORLD, CrossPost, Input, Mark, Whisper, World, input_to_json, parse_input
 
 
 def test_both_round_trip_through_json() -> None:
@@ -48,3 +48,20 @@ def test_a_cross_post_lands_in_an_open_thread_and_is_refused_for_a_closed_one() 
 def test_malformed_ones_are_refused(obj: dict[str, object]) -> None:
     with pytest.raises(InputError):
         parse_input(obj)
+
+
+def test_run_to_replays_inputs_at_their_ticks_like_stepping_by_hand() -> None:
+    inputs: list[Input] = [
+        Whisper(tick=3, target="arty", text="a"),
+        Mark(tick=3, command="X"),
+        Whisper(tick=9, target="*", text="b"),
+    ]
+    by_hand, replayed = World.create(4, DEFAULT_WORLD, agents=3), World.create(4, DEFAULT_WORLD, agents=3)
+    for tick in range(12):
+        by_hand.step([item for item in inputs if item.tick == tick])
+    seen: list[int] = []
+    replayed.run_to(12, inputs, on_tick=seen.append)
+    assert replayed.state_hash() == by_hand.state_hash()
+    assert seen == list(range(1, 13))
+    with pytest.raises(InputError, match="comes after"):
+        replayed.run_to(20, [Whisper(tick=5, target="*", text="late")])

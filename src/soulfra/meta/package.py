@@ -38,7 +38,7 @@ from soulfra.errors import (
 )
 from soulfra.meta.keys import Signer, Verifier, key_id, verify
 from soulfra.meta.recipe import genesis_recipe, state_from_recipe
-from soulfra.world import World, decode_state, encode_state, parse_input, schedule
+from soulfra.world import World, decode_state, encode_state, parse_input
 from soulfra.world.encoding import encoded_hash
 
 __all__ = [
@@ -106,6 +106,7 @@ class InstanceBundle:
     traces: list[dict[str, Any]]
     config: dict[str, Any]
     edits: list[dict[str, Any]]
+    replayed: bool = False  # the head state was rebuilt (and checked) by replaying the history as it was read
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -487,7 +488,8 @@ def _bundle(manifest: dict[str, Any], blobs: dict[str, bytes], limits: Limits) -
     # that were signed, with no need to decode them here.
     if encoded_hash(raw[_BASE]) != instance["base_hash"]:
         raise PackageError(f"entry {_BASE} is not the base state the manifest names (its hash differs)")
-    if _HEAD not in raw:
+    replayed = _HEAD not in raw
+    if replayed:
         raw[_HEAD] = _replayed(raw[_BASE], inputs, int(instance["head_tick"]))
     if encoded_hash(raw[_HEAD]) != instance["head_hash"]:
         what = "entry " + _HEAD if compact is None else "the history (replayed)"
@@ -502,6 +504,7 @@ def _bundle(manifest: dict[str, Any], blobs: dict[str, bytes], limits: Limits) -
         traces=traces,
         config=config,
         edits=manifest["edits"],
+        replayed=replayed,
     )
 
 
@@ -514,11 +517,12 @@ def _replayed(base: bytes, inputs: list[dict[str, Any]], head_tick: int) -> byte
         world = World(decode_state(base))
     except CodecError as exc:
         raise PackageError(f"the base state is not a valid world state: {exc.detail}") from exc
-    by_tick = schedule(parse_input({k: v for k, v in item.items() if k != "seq"}) for item in inputs)
     if head_tick < world.tick:
         raise PackageError(f"the head tick {head_tick} comes before the base tick {world.tick}")
-    while world.tick < head_tick:
-        world.step(by_tick.get(world.tick, ()))
+    try:
+        world.run_to(head_tick, (parse_input({k: v for k, v in item.items() if k != "seq"}) for item in inputs))
+    except InputError as exc:
+        raise PackageError(f"the history does not replay from the base state: {exc.detail}") from None
     return encode_state(world.state)
 
 

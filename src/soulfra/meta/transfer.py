@@ -25,7 +25,7 @@ from soulfra.meta.lineage import lineage, record_json
 from soulfra.meta.package import InstanceBundle
 from soulfra.security.permissions import PermissionValidator, RuleSet
 from soulfra.store.ports import InstanceRecord, Store
-from soulfra.world import World, decode_state, encode_state, input_to_json, parse_input, schedule
+from soulfra.world import World, decode_state, encode_state, input_to_json, parse_input
 from soulfra.world.encoding import encoded_hash
 from soulfra.world.inputs import Input
 
@@ -89,13 +89,16 @@ def _base_raw(store: Store, record: InstanceRecord) -> tuple[int, bytes]:
 def replay_bundle(bundle: InstanceBundle, *, on_tick: Progress | None = None) -> str:
     """The state hash a bundle's history replays to (from its base state through its inputs to its head tick)."""
     world = World(decode_state(bundle.base_state))
-    head_tick = int(bundle.instance["head_tick"])
-    by_tick = schedule(_inputs(bundle))
-    start = world.tick
-    while world.tick < head_tick:
-        world.step(by_tick.get(world.tick, ()))
+    start, head_tick = world.tick, int(bundle.instance["head_tick"])
+
+    def ticked(tick: int) -> None:
         if on_tick is not None:
-            on_tick(world.tick - start, head_tick - start)
+            on_tick(tick - start, head_tick - start)
+
+    try:
+        world.run_to(head_tick, _inputs(bundle), on_tick=ticked)
+    except InputError as exc:
+        raise PackageError(f"the history of {bundle.instance['id']} does not replay: {exc.detail}") from None
     return world.state_hash()
 
 
@@ -161,7 +164,7 @@ def import_bundles(
             )  # fmt: skip
             results.append({
                 "id": record.id, "from": meta["id"], "head_tick": record.head_tick, "state_hash": meta["head_hash"],
-                "inputs": len(inputs), "replayed": verify_replay,
+                "inputs": len(inputs), "replayed": verify_replay or bundle.replayed,
             })  # fmt: skip
     return results
 
@@ -198,7 +201,7 @@ def _prepared(
                      .violations]  # fmt: skip
     if problems:
         raise ValidationFailedError(f"the protocol refuses {meta['id']}: " + "; ".join(sorted(set(problems))[:5]))
-    if verify_replay:
+    if verify_replay and not bundle.replayed:  # a compact package's head was replayed as it was read
         replayed = replay_bundle(bundle, on_tick=on_tick)
         if replayed != meta["head_hash"]:
             raise PackageError(
@@ -247,11 +250,8 @@ def edit_bundle(bundle: InstanceBundle, edits: Sequence[dict[str, Any]]) -> Inst
     instance = dict(bundle.instance)
     head_state = bundle.head_state
     if rewritten:
-        edited = replace(bundle, inputs=inputs)
         world = World(decode_state(bundle.base_state))
-        by_tick = schedule(_inputs(edited))
-        while world.tick < head_tick:
-            world.step(by_tick.get(world.tick, ()))
+        world.run_to(head_tick, _inputs(replace(bundle, inputs=inputs)))
         head_state = encode_state(world.state)
         instance["head_hash"] = world.state_hash()
     return replace(bundle, instance=instance, inputs=inputs, head_state=head_state, edits=[*bundle.edits, *recorded])

@@ -20,7 +20,7 @@ from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.platforms.surface import SurfacePlatform
 from soulfra.security.permissions import RuleSet
 from soulfra.store.ports import Store
-from soulfra.world import DEFAULT_WORLD, World, WorldSpec, schedule
+from soulfra.world import DEFAULT_WORLD, World, WorldSpec
 
 __all__ = ["FourPlatformInstance", "InstanceSettings", "Retention"]
 
@@ -144,9 +144,7 @@ class FourPlatformInstance:
         before = world.world.state_hash()
         rebuilt = World(state)
         stored = self.store.inputs.read(world.instance_id, from_tick=info.tick, to_tick=head)
-        due = schedule((s.input for s in stored), info.tick)
-        for tick in range(info.tick, head):
-            rebuilt.step(due.get(tick, ()))
+        rebuilt.run_to(head, (s.input for s in stored))
         after = rebuilt.state_hash()
         world.world = rebuilt
         return {"snapshot": snapshot_id, "from_tick": info.tick, "tick": head, "state_hash": after,

@@ -10,7 +10,7 @@ absorbs the tick's events; on a loop's last tick the loop is sealed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -296,6 +296,15 @@ class World:
         return reason
 
     # -- the tick -------------------------------------------------------------------------------------------
+
+    def run_to(self, tick: int, inputs: Iterable[Input] = (), *, on_tick: Callable[[int], None] | None = None) -> None:
+        """Step until ``tick`` with each input at the tick it is stamped for (a replay); ``InputError`` for an input
+        stamped before the current tick. Inputs stamped at ``tick`` or later are left for later."""
+        due = schedule(inputs, self.state.tick)
+        while self.state.tick < tick:
+            self.step(due.get(self.state.tick, ()))
+            if on_tick is not None:
+                on_tick(self.state.tick)
 
     def step(self, inputs: Iterable[Input] = ()) -> list[Event]:
         """Advance one tick with the inputs stamped for it; returns the tick's events."""
