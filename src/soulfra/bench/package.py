@@ -210,29 +210,25 @@ def _package_part(source: _Source, workdir: Path, progress: Progress) -> dict[st
     compact_path = workdir / "compact.soulpkg"
     task = progress.add_task("package: export, import, gzip'd JSON", total=REPEATS * 3)
     laps = _Laps()
-    for n in range(REPEATS):
-        bundle = laps.measure("bundle", partial(bundle_for, store, instance_id))
-        manifest = laps.measure("write", partial(write_package, package_path, [bundle], signer))
-        target = SqlStore.open(f"sqlite:///{workdir / f'import-{n}.db'}")  # a fresh store each time
+    def round_trip(prefix: str, path: Path, n: int, *, compact: bool) -> dict[str, Any]:
+        """Write the package, read it and store it in a fresh database; the manifest written."""
+        written = laps.measure(f"{prefix}write", partial(write_package, path, [bundle], signer, compact=compact))
+        target = SqlStore.open(f"sqlite:///{workdir / f'import-{prefix}{n}.db'}")
         try:
-            package = laps.measure("read", partial(read_package, package_path, keyring))
-            imported = laps.measure("store", partial(import_bundle, target, package.bundles[0]))
+            package = laps.measure(f"{prefix}read", partial(read_package, path, keyring))
+            imported = laps.measure(f"{prefix}store", partial(import_bundle, target, package.bundles[0]))
         finally:
             target.close()
         if imported["state_hash"] != bundle.instance["head_hash"]:
             raise IntegrityError(f"the imported instance has state {imported['state_hash']}, not the exported one")
         progress.advance(task)
+        return written
+
+    for n in range(REPEATS):
+        bundle = laps.measure("bundle", partial(bundle_for, store, instance_id))
+        manifest = round_trip("", package_path, n, compact=False)
     for n in range(REPEATS):  # compact: the importer rebuilds the states (genesis recipe, replay of the history)
-        compact = laps.measure("compact_write", partial(write_package, compact_path, [bundle], signer, compact=True))
-        target = SqlStore.open(f"sqlite:///{workdir / f'import-compact-{n}.db'}")
-        try:
-            package = laps.measure("compact_read", partial(read_package, compact_path, keyring))
-            imported = laps.measure("compact_store", partial(import_bundle, target, package.bundles[0]))
-        finally:
-            target.close()
-        if imported["state_hash"] != bundle.instance["head_hash"]:
-            raise IntegrityError(f"the compact import has state {imported['state_hash']}, not the exported one")
-        progress.advance(task)
+        compact = round_trip("compact_", compact_path, n, compact=True)
     base, head = decode_state(bundle.base_state), decode_state(bundle.head_state)
     for _ in range(REPEATS):
         content = laps.measure("peer_build", partial(_peer_content, bundle, base, head))
