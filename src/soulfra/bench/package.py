@@ -210,6 +210,7 @@ def _package_part(source: _Source, workdir: Path, progress: Progress) -> dict[st
     compact_path = workdir / "compact.soulpkg"
     task = progress.add_task("package: export, import, gzip'd JSON", total=REPEATS * 3)
     laps = _Laps()
+
     def round_trip(prefix: str, path: Path, n: int, *, compact: bool) -> dict[str, Any]:
         """Write the package, read it and store it in a fresh database; the manifest written."""
         written = laps.measure(f"{prefix}write", partial(write_package, path, [bundle], signer, compact=compact))
