@@ -35,6 +35,8 @@ from soulfra.errors import (
     ConflictError,
     InputError,
     IntegrityError,
+    LeaseHeldError,
+    LeaseLostError,
     LineageError,
     MergeError,
     NotFoundError,
@@ -64,6 +66,8 @@ EXIT_CODES: dict[type, int] = {
     OutputError: 74,  # EX_IOERR
     NotFoundError: 66,  # EX_NOINPUT
     ConflictError: 65,
+    LeaseHeldError: 75,  # EX_TEMPFAIL: another process runs that world; try again once it stops
+    LeaseLostError: 75,
     IntegrityError: 65,
     StorageUnavailableError: 69,  # EX_UNAVAILABLE
     StorageError: 74,
@@ -189,7 +193,7 @@ def _run_and_report(
     core = instance.world if isinstance(instance, DurableWorld) else instance
     before_tick = None
     if stdin and isinstance(instance, DurableWorld):
-        source = cli_store.LiveInputs(sys.stdin.buffer, cli_store.print_json_line)
+        source = cli_store.LiveInputs(sys.stdin.fileno(), cli_store.print_json_line)
         durable = instance
 
         def before_tick() -> None:

@@ -7,13 +7,14 @@ Thin: each command translates flags into calls on ``soulfra.durable`` and the st
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sys
 import threading
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -210,16 +211,42 @@ class LiveInputs:
     line is skipped silently, as in an input log.
     """
 
-    def __init__(self, source: IO[bytes], out: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, fd: int, out: Callable[[dict[str, Any]], None]) -> None:
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
         self._out = out
         self.closed = False
-        self._thread = threading.Thread(target=self._read, args=(source,), name="soulfra-inputs", daemon=True)
+        self._thread = threading.Thread(target=self._read, args=(fd,), name="soulfra-inputs", daemon=True)
         self._thread.start()
 
-    def _read(self, source: IO[bytes]) -> None:
-        for number, raw in enumerate(source, start=1):
-            self._queue.put((number, raw))
+    def _read(self, fd: int) -> None:
+        """Lines from the raw file descriptor. A daemon thread blocked in ``os.read`` holds no lock of the
+        interpreter's; one blocked in a buffered reader would make the process abort as it exits (the run may end,
+        or fail, while stdin is still open). A line longer than ``MAX_INPUT_LINE`` is cut there (and refused)."""
+        pending = b""
+        number = 0
+        skipping = False  # the rest of an over-long line
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if skipping:
+                    skipping = False
+                    continue
+                number += 1
+                self._queue.put((number, line + b"\n"))
+            if len(pending) > MAX_INPUT_LINE and not skipping:
+                number += 1
+                self._queue.put((number, pending))
+                skipping = True
+            if skipping:
+                pending = b""
+        if pending and not skipping:
+            self._queue.put((number + 1, pending))
         self._queue.put(None)
 
     def submit_to(self, durable: DurableWorld) -> None:

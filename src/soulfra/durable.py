@@ -39,12 +39,15 @@ class DurabilitySettings:
     snapshot_every: int = 20
     commit_every: int = 32  # ticks per group commit when no input forces one sooner
     traces: TraceLevel = "rituals"
+    horizon: int = 1_000_000  # how far past the current tick an input may be stamped (a tick never reached is loss)
 
     def __post_init__(self) -> None:
         if self.snapshot_every < 1:
             raise ConfigError("snapshot_every must be at least 1")
         if self.commit_every < 1:
             raise ConfigError("commit_every must be at least 1")
+        if self.horizon < 1:
+            raise ConfigError("horizon must be at least 1")
         if self.traces not in ("rituals", "all", "none"):
             raise ConfigError(f"traces must be rituals, all or none, not {self.traces!r}")
 
@@ -54,7 +57,12 @@ def world_description(spec: WorldSpec, agents: int) -> dict[str, Any]:
 
 
 class DurableWorld:
-    """One persisted instance, stepping forward. Use ``create``, ``open`` or ``open_or_create``; ``close`` flushes."""
+    """One persisted instance, stepping forward. Use ``create``, ``open`` or ``open_or_create``; ``close`` flushes.
+
+    Opening one makes its store the instance's writer (``store.leases``): a second writer anywhere is refused with
+    ``LeaseHeldError``, and this one's writes fail with ``LeaseLostError`` if its lease is ever taken over. The
+    lease is kept until the store releases it or closes.
+    """
 
     def __init__(
         self, store: Store, record: InstanceRecord, world: World, settings: DurabilitySettings, durable_tick: int
@@ -92,17 +100,24 @@ class DurableWorld:
             genesis_hash=world.state_hash(),
             world=world_description(spec, agents),
         )
-        with store.transaction():
-            record = store.instances.create(record)
-            store.snapshots.save(record.id, world.state, "genesis")
-            store.vault.save_agents(record.id, world.state)
-            store.audit.append(actor=actor, action="instance.create", instance_id=record.id, detail=record.world)
+        store.leases.acquire(record.id)
+        try:
+            with store.transaction():
+                record = store.instances.create(record)
+                store.snapshots.save(record.id, world.state, "genesis")
+                store.vault.save_agents(record.id, world.state)
+                store.audit.append(actor=actor, action="instance.create", instance_id=record.id, detail=record.world)
+        except BaseException:
+            store.leases.release(record.id)
+            raise
         return cls(store, record, world, settings or DurabilitySettings(), 0)
 
     @classmethod
     def open(cls, store: Store, instance_id: str, *, settings: DurabilitySettings | None = None) -> DurableWorld:
         """Continue a stored instance from its last durable tick (recovery after a crash is the same thing)."""
-        record = store.instances.get(instance_id)
+        store.instances.get(instance_id)  # NotFoundError before a lease is taken on a name
+        store.leases.acquire(instance_id)
+        record = store.instances.get(instance_id)  # as of the lease: no other writer moves it from here on
         state = state_at(store, instance_id, record.head_tick)
         durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
         for stored in store.inputs.read(instance_id, from_tick=record.head_tick):
@@ -115,6 +130,8 @@ class DurableWorld:
     ) -> DurableWorld:
         """Continue a stored instance from a state already in memory (equal to its state at its head tick), such
         as a fork's copy of its parent's live state: nothing is read back but the inputs still to apply."""
+        store.instances.get(instance_id)
+        store.leases.acquire(instance_id)
         record = store.instances.get(instance_id)
         if state.tick != record.head_tick:
             raise ConflictError(f"{instance_id} is durable to tick {record.head_tick}, not {state.tick}")
@@ -159,6 +176,11 @@ class DurableWorld:
         for item in items:
             if item.tick < self.world.tick:
                 raise InputError(f"input for tick {item.tick} comes after the world has reached tick {self.world.tick}")
+            if item.tick > self.world.tick + self.settings.horizon:
+                raise InputError(
+                    f"input for tick {item.tick} is more than {self.settings.horizon:,} ticks past the world's "
+                    f"tick {self.world.tick}"
+                )
             self.world.check(item)
         with self.store.transaction():
             self._write_progress()

@@ -12,6 +12,8 @@
         ├── StorageUnavailableError the database cannot be reached or opened (bad URL, server down)
         ├── NotFoundError           no such instance, snapshot or tick in the database
         ├── ConflictError           a write that contradicts what is stored (another hash for a stored tick)
+        │   ├── LeaseHeldError      another live process is the writer of that instance (or server) already
+        │   └── LeaseLostError      this process's writer lease was taken over: it may no longer write
         └── IntegrityError          replayed history does not reproduce a stored state hash
     ├── PlatformError               a platform refused a request in its current state
     │   ├── OverrideActiveError     the instance is stopped by an emergency override until it is resumed
@@ -43,6 +45,8 @@ __all__ = [
     "DecompressionLimitError",
     "InputError",
     "IntegrityError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "LineageError",
     "MergeError",
     "NoRespondersError",
@@ -116,6 +120,14 @@ class NotFoundError(StorageError):
 
 class ConflictError(StorageError):
     code = "conflict"
+
+
+class LeaseHeldError(ConflictError):
+    code = "lease_held"
+
+
+class LeaseLostError(ConflictError):
+    code = "lease_lost"
 
 
 class IntegrityError(StorageError):

@@ -34,6 +34,7 @@ from soulfra.platforms.protocol import ProtocolPlatform
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.platforms.surface import SurfacePlatform
 from soulfra.store import SqlStore
+from soulfra.store.lease import PUPPET_MASTER_LEASE
 from soulfra.world import DEFAULT_WORLD, WorldSpec
 
 __all__ = ["EmbeddedSettings", "embedded_app", "listen", "run_embedded", "serve_platform"]
@@ -58,10 +59,15 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
     """The whole embedded system as one ASGI app: the lifespan opens the store, the default instance and every
     other stored instance, under the puppet master."""
     try:
-        settings.data.mkdir(parents=True, exist_ok=True)
+        settings.data.mkdir(parents=True, exist_ok=True, mode=0o700)  # the worlds and their history: owner only
     except OSError as exc:
         raise OutputError(f"cannot create the data directory {settings.data}: {exc.strerror}") from None
     store = SqlStore.open(settings.database_url())
+    try:  # one server per database: a second one is refused here, naming the first, before it serves anything
+        store.leases.acquire(PUPPET_MASTER_LEASE)
+    except BaseException:
+        store.close()
+        raise
     bus = InMemoryBus()
     engine = PuppetMasterEngine(
         store,

@@ -9,15 +9,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import httpx
 import pytest
@@ -28,6 +30,7 @@ Result = subprocess.CompletedProcess[str]
 READY_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 20.0
 CLI_TIMEOUT_S = 60.0
+ACK_TIMEOUT = 15.0  # seconds to wait for one line from a live run (a cold start included)
 
 
 def free_port() -> int:
@@ -126,6 +129,64 @@ def one_error_line(done: Result, code: int) -> str:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("soulfra: error: "), lines[0]
     return lines[0]
+
+
+# -- a live run ----------------------------------------------------------------------------------------------------
+
+
+class RunningWorld:
+    """``soulfra run --db`` in a subprocess, fed live inputs on stdin; its stdout lines arrive on a queue."""
+
+    def __init__(self, url: str, *, seed: int, rate: str = "500", snapshot_every: str = "50") -> None:
+        args = ["run", "--db", url, "--seed", str(seed), "--ticks", "0", "--inputs", "-", "--rate", rate]
+        args += ["--snapshot-every", snapshot_every]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "soulfra", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.sent = 0
+        assert self.proc.stdout is not None
+        threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
+
+    def _pump(self, stdout: IO[str]) -> None:
+        for line in stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def send(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+        self.sent += 1
+
+    def read(self, context: str) -> dict[str, Any]:
+        """The next line the run prints, waiting at most ``ACK_TIMEOUT`` seconds."""
+        try:
+            line = self.lines.get(timeout=ACK_TIMEOUT)
+        except queue.Empty:
+            self.kill()
+            pytest.fail(f"{context}: no line from the run within {ACK_TIMEOUT} s")
+        if line is None:
+            code = self.proc.wait(timeout=ACK_TIMEOUT)
+            stderr = self.proc.stderr.read() if self.proc.stderr is not None else ""
+            self.kill()
+            pytest.fail(f"{context}: the run ended early (exit {code}): {stderr}")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is flushed or closed."""
+        self.proc.kill()
+        self.proc.wait(timeout=ACK_TIMEOUT)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(BrokenPipeError):  # stdin held lines the dead process never read
+                    stream.close()
 
 
 # -- the API -------------------------------------------------------------------------------------------------------

@@ -7,17 +7,14 @@ assertion message (set ``SOULFRA_CRASH_SEED`` to replay a failing choice of mome
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import queue
 import random
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -26,68 +23,14 @@ from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD, Whisper
 from soulfra.world.encoding import state_hash
 
+from .support import ACK_TIMEOUT, RunningWorld
+
 WORLD_SEED = 11
 RATE = "500"  # ticks per second: the world moves between acknowledgements, but not absurdly fast
 SNAPSHOT_EVERY = "50"  # so group commits (every 32 ticks) fall between snapshots too
 CYCLES = 5
 MOMENTS = ("after-ack", "after-ticks", "mid-burst", "idle")
 POLL = 0.002
-ACK_TIMEOUT = 15.0  # seconds to wait for one line from the run (a cold start included)
-
-
-class RunningWorld:
-    """``soulfra run --db`` in a subprocess, fed live inputs on stdin; its stdout lines arrive on a queue."""
-
-    def __init__(self, url: str, *, seed: int) -> None:
-        args = ["run", "--db", url, "--seed", str(seed), "--ticks", "0", "--inputs", "-", "--rate", RATE]
-        args += ["--snapshot-every", SNAPSHOT_EVERY]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "soulfra", *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.sent = 0
-        assert self.proc.stdout is not None
-        threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
-
-    def _pump(self, stdout: IO[str]) -> None:
-        for line in stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def send(self, obj: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(obj) + "\n")
-        self.proc.stdin.flush()
-        self.sent += 1
-
-    def read(self, context: str) -> dict[str, Any]:
-        """The next line the run prints, waiting at most ``ACK_TIMEOUT`` seconds."""
-        try:
-            line = self.lines.get(timeout=ACK_TIMEOUT)
-        except queue.Empty:
-            self.kill()
-            pytest.fail(f"{context}: no line from the run within {ACK_TIMEOUT} s")
-        if line is None:
-            code = self.proc.wait(timeout=ACK_TIMEOUT)
-            stderr = self.proc.stderr.read() if self.proc.stderr is not None else ""
-            self.kill()
-            pytest.fail(f"{context}: the run ended early (exit {code}): {stderr}")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    def kill(self) -> None:
-        """SIGKILL: no handler runs, nothing is flushed or closed."""
-        self.proc.kill()
-        self.proc.wait(timeout=ACK_TIMEOUT)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(BrokenPipeError):  # stdin held lines the dead process never read
-                    stream.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +79,7 @@ def _wait_for_head(url: str, target: int, trail: Trail) -> int:
 
 def _crash_cycle(url: str, cycle: int, moment: str, rng: random.Random, trail: Trail, *, future: bool) -> list[Acked]:
     """One life of the run: some acknowledged inputs, then SIGKILL at ``moment``, details drawn from ``rng``."""
-    world = RunningWorld(url, seed=WORLD_SEED)
+    world = RunningWorld(url, seed=WORLD_SEED, rate=RATE, snapshot_every=SNAPSHOT_EVERY)
     acked: list[Acked] = []
     number = 0
 

@@ -232,8 +232,10 @@ class PuppetMasterEngine:
                     f"{instance_id} cannot be deleted: {', '.join(c.id for c in children)} descend from it "
                     "(delete them first)"
                 )
+            self.store.leases.acquire(instance_id)  # refused while another process runs it
             await self._stop(instance_id)
             self.store.instances.delete(instance_id)
+            self.store.leases.release(instance_id)
             self.store.audit.append(
                 actor=actor, action="instance.delete", instance_id=instance_id, detail={"head_tick": record.head_tick}
             )

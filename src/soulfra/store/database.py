@@ -6,6 +6,7 @@ connection; PostgreSQL is used as it comes. Nothing here knows about worlds.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,9 +32,27 @@ def translate_errors(what: str) -> Iterator[None]:
     except sa.exc.IntegrityError as exc:
         raise ConflictError(f"{what}: the database refused a conflicting write ({_reason(exc)})") from exc
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        if _cannot_write(exc):  # reached, but it cannot take the write: a full disk, a read-only file
+            raise StorageError(f"{what}: {_reason(exc)}") from exc
         raise StorageUnavailableError(f"{what}: {_reason(exc)}") from exc
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(f"{what}: {_reason(exc)}") from exc
+
+
+# SQLite result codes of a database that was opened but cannot take a write: SQLITE_READONLY, SQLITE_IOERR,
+# SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB. PostgreSQL's SQLSTATE class 53 is "insufficient resources" (disk full,
+# out of memory), 58 "system error" (an I/O error).
+_SQLITE_CANNOT_WRITE = frozenset({8, 10, 11, 13, 26})
+_POSTGRES_CANNOT_WRITE = ("53", "58")
+
+
+def _cannot_write(exc: sa.exc.SQLAlchemyError) -> bool:
+    original = getattr(exc, "orig", None)
+    code = getattr(original, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_CANNOT_WRITE  # the primary code is the low byte of an extended one
+    state = getattr(original, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(_POSTGRES_CANNOT_WRITE)
 
 
 def _reason(exc: sa.exc.SQLAlchemyError) -> str:
@@ -52,6 +71,16 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
+def _create_private(path: Path) -> None:
+    """Create a new SQLite file readable by its owner alone (SQLite gives its -wal and -shm files the same mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StorageUnavailableError(f"cannot create the database {path}: {exc.strerror or exc}") from None
+
+
 def make_engine(url: str) -> sa.Engine:
     """An engine for ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://...``); refuses other databases."""
     try:
@@ -65,10 +94,15 @@ def make_engine(url: str) -> sa.Engine:
         database = parsed.database or ""
         if database in ("", ":memory:") or database.startswith("file:"):
             raise StorageUnavailableError("an in-memory SQLite database keeps nothing; give a file: sqlite:///PATH")
-        parent = Path(database).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise StorageUnavailableError(f"cannot open {url}: directory {parent} does not exist")
+        path = Path(database).expanduser().resolve()
+        if not path.parent.is_dir():
+            raise StorageUnavailableError(f"cannot open {url}: directory {path.parent} does not exist")
         engine = sa.create_engine(parsed)
+
+        def create_private(*_: Any) -> None:  # as the first connection is made: an engine alone creates nothing
+            _create_private(path)
+
+        sa.event.listen(engine, "do_connect", create_private)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":

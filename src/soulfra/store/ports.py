@@ -102,6 +102,37 @@ class AuditEntry:
     detail: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseInfo:
+    """Who holds (or last held) the writer lease of ``key``: an instance id, or ``:puppet-master`` for a server."""
+
+    key: str
+    epoch: int
+    pid: int
+    host: str
+    since: datetime
+    live: bool  # False once released, or when its holder is gone
+
+
+class WriterLeases(Protocol):
+    """One writer per instance. A lease is held by one store (one process) until it releases it, closes, or dies;
+    readers never take one and are never blocked by one."""
+
+    def acquire(self, key: str) -> LeaseInfo:
+        """Become the writer of ``key``. Idempotent for the store that holds it. ``LeaseHeldError`` (naming the
+        holder's pid, host and since when) if another live store holds it; a dead holder's lease is taken over,
+        and from then on every write of the old holder to ``key`` raises ``LeaseLostError``."""
+
+    def release(self, key: str) -> None:
+        """Stop being the writer of ``key`` (a no-op if this store does not hold it)."""
+
+    def holder(self, key: str) -> LeaseInfo | None:
+        """Who holds or last held ``key``, or None if nobody ever did."""
+
+    def held(self) -> list[str]:
+        """The keys this store holds, sorted."""
+
+
 class InstanceCatalog(Protocol):
     def create(self, record: InstanceRecord) -> InstanceRecord:
         """Store a new instance; ``ConflictError`` if the id is taken. Returns it with its timestamps."""
@@ -229,8 +260,11 @@ class Store(Protocol):
     def vault(self) -> VaultManager: ...
     @property
     def audit(self) -> AuditLog: ...
+    @property
+    def leases(self) -> WriterLeases: ...
 
     def transaction(self) -> AbstractContextManager[None]:
         """Everything the stores do inside commits together, or not at all. Nested calls join the outer one."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release every lease this store holds and close its connections."""

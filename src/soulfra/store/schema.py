@@ -132,3 +132,17 @@ audit_log = sa.Table(
     sa.Column("detail", Json, nullable=False),
     sa.Index(None, "instance_id"),
 )
+
+# One writer per instance: the lease of each instance (or of the server, key ``:puppet-master``) names its holder.
+# ``epoch`` grows with every takeover; each write of the holder checks it, so a writer that lost the lease cannot
+# commit. ``owner`` is the holder's liveness token (a lock that dies with it); NULL once released.
+instance_leases = sa.Table(
+    "instance_leases",
+    metadata,
+    sa.Column("key", sa.String(80), primary_key=True),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("owner", sa.String(40), nullable=True),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("acquired_at", Timestamp, nullable=False),
+)

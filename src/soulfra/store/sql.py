@@ -29,6 +29,7 @@ from soulfra.errors import (
 )
 from soulfra.store import schema
 from soulfra.store.database import make_engine, translate_errors, upgrade
+from soulfra.store.lease import SqlLeases
 from soulfra.store.ports import (
     AgentRecord,
     AuditEntry,
@@ -76,6 +77,7 @@ class SqlStore:
         self.rituals = SqlRitualStorage(self)
         self.vault = SqlVaultManager(self)
         self.audit = SqlAuditLog(self)
+        self.leases = SqlLeases(self)
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True, compression: CompressionEngine | None = None) -> SqlStore:
@@ -96,10 +98,12 @@ class SqlStore:
             return
         with translate_errors("writing to the database"), self.engine.begin() as connection:
             self._local.connection = connection
+            self._local.fenced = set()
             try:
                 yield
             finally:
                 self._local.connection = None
+                self._local.fenced = None
 
     @contextmanager
     def connect(self, what: str) -> Iterator[sa.Connection]:
@@ -112,12 +116,20 @@ class SqlStore:
                 with self.engine.begin() as connection:
                     yield connection
 
+    def fence(self, conn: sa.Connection, instance_id: str) -> None:
+        """Before a write to ``instance_id``: if this store holds its lease, check it still does (``LeaseLostError``
+        otherwise), once per transaction."""
+        self.leases.fence(conn, instance_id, getattr(self._local, "fenced", None))
+
     def insert(self, table: sa.Table) -> Any:
         """An INSERT that supports ``on_conflict_do_*`` on both dialects."""
         return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
 
     def close(self) -> None:
-        self.engine.dispose()
+        try:
+            self.leases.close()
+        finally:
+            self.engine.dispose()
 
 
 class SqlInstanceCatalog:
@@ -160,6 +172,7 @@ class SqlInstanceCatalog:
     def set_head(self, instance_id: str, tick: int) -> None:
         table = schema.instances
         with self._store.connect(f"advancing instance {instance_id}") as conn:
+            self._store.fence(conn, instance_id)
             result = conn.execute(
                 table.update().where(table.c.id == instance_id).values(head_tick=tick, updated_at=_now())
             )
@@ -168,6 +181,7 @@ class SqlInstanceCatalog:
 
     def delete(self, instance_id: str) -> None:
         with self._store.connect(f"deleting instance {instance_id}") as conn:
+            self._store.fence(conn, instance_id)
             self.get(instance_id)
             snaps = schema.snapshots
             # deltas first: they reference their keyframes
@@ -185,6 +199,7 @@ class SqlInstanceCatalog:
             raise InputError(f"unknown instance status {status!r}; expected one of {', '.join(STATUSES)}")
         table = schema.instances
         with self._store.connect(f"setting the status of {instance_id}") as conn:
+            self._store.fence(conn, instance_id)
             result = conn.execute(
                 table.update().where(table.c.id == instance_id).values(status=status, updated_at=_now())
             )
@@ -214,6 +229,7 @@ class SqlInstanceCatalog:
         created = self.create(branch)
         snaps, dicts, table = schema.snapshots, schema.compression_dictionaries, schema.instances
         with self._store.connect(f"reverting {instance_id} to tick {tick}") as conn:
+            self._store.fence(conn, instance_id)
             used = conn.execute(
                 sa.select(snaps.c.dictionary_id)
                 .where(snaps.c.instance_id == instance_id, snaps.c.tick > tick, snaps.c.dictionary_id.is_not(None))
@@ -252,6 +268,8 @@ class SqlInstanceCatalog:
     def link(self, a: str, b: str) -> None:
         first, second = sorted((a, b))
         with self._store.connect(f"linking {a} and {b}") as conn:
+            self._store.fence(conn, a)
+            self._store.fence(conn, b)
             self.get(first)
             self.get(second)
             stmt = self._store.insert(schema.instance_links).values(a=first, b=second, created_at=_now())
@@ -261,6 +279,8 @@ class SqlInstanceCatalog:
         first, second = sorted((a, b))
         links = schema.instance_links
         with self._store.connect(f"unlinking {a} and {b}") as conn:
+            self._store.fence(conn, a)
+            self._store.fence(conn, b)
             result = conn.execute(links.delete().where(links.c.a == first, links.c.b == second))
         return bool(result.rowcount)
 
@@ -293,6 +313,7 @@ class SqlInputLog:
         table = schema.inputs
         now = _now()
         with self._store.connect(f"appending to the input log of {instance_id}") as conn:
+            self._store.fence(conn, instance_id)
             last = conn.execute(sa.select(sa.func.max(table.c.seq)).where(table.c.instance_id == instance_id)).scalar()
             first = (last or 0) + 1
             rows = [
@@ -357,6 +378,7 @@ class SqlSnapshotStorage:
         table = schema.snapshots
         digest = raw_hash(raw)
         with self._store.connect(f"saving a snapshot of {instance_id} at tick {tick}") as conn:
+            self._store.fence(conn, instance_id)
             stored = conn.execute(
                 sa.select(*_SNAPSHOT_INFO).where(table.c.instance_id == instance_id, table.c.tick == tick)
             ).first()
@@ -547,12 +569,14 @@ class SqlRitualStorage:
         ]  # fmt: skip
         if rows:
             with self._store.connect(f"storing traces of {instance_id}") as conn:
+                self._store.fence(conn, instance_id)
                 conn.execute(schema.ritual_logs.insert(), rows)
         return len(rows)
 
     def record(self, instance_id: str, *, tick: int, kind: str, data: dict[str, Any]) -> int:
         row = {"instance_id": instance_id, "ritual_data": data, "timestamp": _now(), "tick": tick, "kind": kind}
         with self._store.connect(f"storing a {kind} record of {instance_id}") as conn:
+            self._store.fence(conn, instance_id)
             key = conn.execute(schema.ritual_logs.insert().values(**row)).inserted_primary_key
         if key is None:
             raise StorageError(f"the database returned no id for the {kind} record of {instance_id}")
@@ -573,6 +597,7 @@ class SqlRitualStorage:
             for r in rows
         ]
         with self._store.connect(f"storing {len(rows)} records of {instance_id}") as conn:
+            self._store.fence(conn, instance_id)
             conn.execute(schema.ritual_logs.insert(), values)
         return len(values)
 
@@ -617,6 +642,7 @@ class SqlVaultManager:
             },
         )
         with self._store.connect(f"saving agents of {instance_id}") as conn:
+            self._store.fence(conn, instance_id)
             conn.execute(statement, rows)
         return len(rows)
 

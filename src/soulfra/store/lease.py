@@ -1,0 +1,295 @@
+"""Writer leases over SQL: one writer per instance, whichever process or machine it runs on.
+
+A lease is a row of ``instance_leases`` (key, epoch, owner, pid, host, since) plus a liveness lock its owner holds
+for as long as it lives: an exclusive ``flock`` on a file beside a SQLite database, or a session advisory lock on
+PostgreSQL. Either dies with the process (or its connection), so a crashed holder's lease is taken over by the next
+writer. A takeover raises the epoch, and every write of a holder checks its epoch inside the write's own
+transaction (``fence``): a writer that lost its lease cannot commit. Readers take nothing and wait for nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import socket
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import sqlalchemy as sa
+
+from soulfra.errors import ConfigError, ConflictError, LeaseHeldError, LeaseLostError
+from soulfra.store import schema
+from soulfra.store.database import translate_errors
+from soulfra.store.ports import LeaseInfo
+
+if TYPE_CHECKING:
+    from soulfra.store.sql import SqlStore
+
+__all__ = ["PUPPET_MASTER_LEASE", "SqlLeases", "describe_holder"]
+
+PUPPET_MASTER_LEASE = ":puppet-master"  # the server's own lease: one puppet master per database
+_MAX_KEY = 80
+_ADVISORY_NAMESPACE = 0x50F7  # the first key of PostgreSQL's two-key advisory locks: Soulfra's liveness locks
+_TAKE_ATTEMPTS = 5
+
+
+def describe_holder(info: LeaseInfo) -> str:
+    since = info.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"pid {info.pid} on host {info.host} since {since}"
+
+
+class _Liveness(Protocol):
+    token: str
+
+    def hold(self) -> None:
+        """Take this store's own liveness lock (once); its token then names this store in lease rows."""
+
+    def alive(self, token: str) -> bool:
+        """Whether the store whose token this is still holds its liveness lock."""
+
+    def close(self) -> None: ...
+
+
+class _FileLiveness:
+    """SQLite: an exclusive ``flock`` on ``<database>.leases/<token>.lock``. ``flock`` belongs to the open file, so
+    it conflicts between two stores of one process too, and the kernel drops it when the process dies."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.token = ""
+        self._fd: int | None = None
+
+    def hold(self) -> None:
+        if self._fd is not None:
+            return
+        try:
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+            while True:
+                token = secrets.token_hex(8)
+                try:
+                    fd = os.open(self.directory / f"{token}.lock", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:  # pragma: no cover - 64 random bits
+                    continue
+                break
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the lease lock in {self.directory}: {exc.strerror or exc}") from None
+        self.token, self._fd = token, fd
+
+    def alive(self, token: str) -> bool:
+        if token == self.token:
+            return self._fd is not None
+        if not token.isalnum():
+            return False
+        path = self.directory / f"{token}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell: assume the holder lives rather than take its world from under it
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            with contextlib.suppress(OSError):
+                path.unlink()  # its holder is gone
+            return False
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            (self.directory / f"{self.token}.lock").unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+class _AdvisoryLiveness:
+    """PostgreSQL: a session advisory lock held on a connection of its own; the server drops it when the process
+    or its connection dies. Other stores test it with ``pg_try_advisory_lock`` (and let go at once)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self.token = ""
+        self._conn: sa.Connection | None = None
+
+    def hold(self) -> None:
+        if self._conn is not None:
+            return
+        with translate_errors("taking the lease lock"):
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                while True:
+                    key = secrets.randbelow(2**31)
+                    taken = conn.execute(
+                        sa.text("SELECT pg_try_advisory_lock(:ns, :key)"), {"ns": _ADVISORY_NAMESPACE, "key": key}
+                    ).scalar_one()
+                    if taken:
+                        break
+            except BaseException:
+                conn.close()
+                raise
+        self.token, self._conn = str(key), conn
+
+    def alive(self, token: str) -> bool:
+        if token == self.token:
+            return self._conn is not None
+        if not token.isdigit() or int(token) >= 2**31:
+            return False
+        params = {"ns": _ADVISORY_NAMESPACE, "key": int(token)}
+        with translate_errors("checking a lease holder"), self._engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            if conn.execute(sa.text("SELECT pg_try_advisory_lock(:ns, :key)"), params).scalar_one():
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"), params)
+                return False
+        return True
+
+    def close(self) -> None:
+        if self._conn is None:
+            return
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            self._conn.close()  # the session ends, and its advisory lock with it
+        self._conn = None
+
+
+class SqlLeases:
+    """The ``WriterLeases`` port of a ``SqlStore``."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self._held: dict[str, int] = {}  # key -> the epoch this store took it at
+        self._liveness: _Liveness | None = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._host = socket.gethostname()[:255]
+
+    def _live(self) -> _Liveness:
+        if self._liveness is None:
+            engine = self._store.engine
+            if engine.dialect.name == "sqlite":
+                database = Path(engine.url.database or "").expanduser().resolve()
+                self._liveness = _FileLiveness(database.with_name(database.name + ".leases"))
+            else:
+                self._liveness = _AdvisoryLiveness(engine)
+        return self._liveness
+
+    def acquire(self, key: str) -> LeaseInfo:
+        if not key or len(key) > _MAX_KEY:
+            raise ConfigError(f"a lease key is 1 to {_MAX_KEY} characters, not {len(key)}")
+        with self._lock:
+            if key in self._held:
+                return self._info(key, self._held[key])
+            liveness = self._live()
+            liveness.hold()
+            for _ in range(_TAKE_ATTEMPTS):
+                try:
+                    epoch = self._take(key, liveness)
+                except LeaseHeldError:
+                    raise
+                except ConflictError:  # another store inserted the row first: look again
+                    continue
+                if epoch is not None:
+                    self._held[key] = epoch
+                    return self._info(key, epoch)
+            raise LeaseHeldError(f"the writer lease of {key} is contended; try again")
+
+    def _take(self, key: str, liveness: _Liveness) -> int | None:
+        """One attempt: the new epoch, or None if the row changed under us."""
+        table = schema.instance_leases
+        now = datetime.now(UTC)
+        mine = {"owner": liveness.token, "pid": self._pid, "host": self._host, "acquired_at": now}
+        with self._store.connect(f"taking the writer lease of {key}") as conn:
+            row = conn.execute(sa.select(table).where(table.c.key == key)).first()
+            if row is None:
+                conn.execute(table.insert().values(key=key, epoch=1, **mine))
+                return 1
+            if row.owner is not None and row.owner != liveness.token and liveness.alive(row.owner):
+                raise LeaseHeldError(_held_message(key, _row_info(row, live=True)))
+            result = conn.execute(
+                table.update().where(table.c.key == key, table.c.epoch == row.epoch).values(epoch=row.epoch + 1, **mine)
+            )
+            return int(row.epoch) + 1 if result.rowcount == 1 else None
+
+    def _info(self, key: str, epoch: int) -> LeaseInfo:
+        found = self.holder(key)
+        if found is None or found.epoch != epoch:  # pragma: no cover - taken over between two statements
+            raise LeaseLostError(f"the writer lease of {key} was taken over as it was acquired")
+        return found
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            epoch = self._held.pop(key, None)
+            if epoch is None or self._liveness is None:
+                return
+            table = schema.instance_leases
+            with self._store.connect(f"releasing the writer lease of {key}") as conn:
+                conn.execute(
+                    table.update()
+                    .where(table.c.key == key, table.c.epoch == epoch, table.c.owner == self._liveness.token)
+                    .values(owner=None)
+                )
+
+    def holder(self, key: str) -> LeaseInfo | None:
+        table = schema.instance_leases
+        with self._store.connect(f"reading the writer lease of {key}") as conn:
+            row = conn.execute(sa.select(table).where(table.c.key == key)).first()
+        if row is None:
+            return None
+        live = row.owner is not None and self._live().alive(row.owner)
+        return _row_info(row, live=live)
+
+    def held(self) -> list[str]:
+        return sorted(self._held)
+
+    def fence(self, conn: sa.Connection, key: str, fenced: set[str] | None) -> None:
+        """Inside a write transaction on ``key``: check this store still holds its lease (a no-op for keys it does
+        not hold). The check is an UPDATE of the lease row, so on PostgreSQL it also keeps a takeover waiting until
+        this transaction ends. ``fenced`` remembers what the current transaction has checked already."""
+        epoch = self._held.get(key)
+        if epoch is None or (fenced is not None and key in fenced):
+            return
+        assert self._liveness is not None  # noqa: S101 - a held key implies a liveness lock
+        table = schema.instance_leases
+        result = conn.execute(
+            table.update()
+            .where(table.c.key == key, table.c.epoch == epoch, table.c.owner == self._liveness.token)
+            .values(epoch=epoch)
+        )
+        if result.rowcount != 1:
+            row = conn.execute(sa.select(table).where(table.c.key == key)).first()
+            holder = f" by {describe_holder(_row_info(row, live=True))}" if row is not None else ""
+            raise LeaseLostError(
+                f"this process is no longer the writer of {key}: its lease was taken over{holder}; it stops writing"
+            )
+        if fenced is not None:
+            fenced.add(key)
+
+    def close(self) -> None:
+        """Release every lease (as far as the database can be reached) and drop the liveness lock."""
+        for key in self.held():
+            with contextlib.suppress(Exception):
+                self.release(key)
+        self._held.clear()
+        if self._liveness is not None:
+            self._liveness.close()
+
+
+def _row_info(row: Any, *, live: bool) -> LeaseInfo:
+    since = row.acquired_at if row.acquired_at.tzinfo is not None else row.acquired_at.replace(tzinfo=UTC)
+    return LeaseInfo(key=row.key, epoch=int(row.epoch), pid=int(row.pid), host=row.host, since=since, live=live)
+
+
+def _held_message(key: str, info: LeaseInfo) -> str:
+    what = "this server's database" if key == PUPPET_MASTER_LEASE else f"instance {key}"
+    return (
+        f"{what} is already being run by {describe_holder(info)}; stop that process first "
+        "(soulfra state, history, verify and export can read it meanwhile)"
+    )

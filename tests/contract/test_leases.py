@@ -1,0 +1,163 @@
+"""Writer leases on every backend: one writer per instance, refused with the holder named, released on close or on
+the holder's death, never blocking a reader, and fencing every write of a holder whose lease was taken over.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import sqlalchemy as sa
+
+from soulfra.durable import DurableWorld, state_at
+from soulfra.errors import LeaseHeldError, LeaseLostError
+from soulfra.store import SqlStore
+from soulfra.store.lease import PUPPET_MASTER_LEASE
+from soulfra.world import DEFAULT_WORLD, Whisper
+
+from .conftest import Backend
+
+HOLD_TIMEOUT_S = 30
+
+
+def _lose_liveness(store: SqlStore, backend: Backend) -> None:
+    """What a holder's death looks like from outside while the holder itself still runs: its liveness lock is gone
+    (a killed lock connection on PostgreSQL; the lock file closed on SQLite)."""
+    liveness = store.leases._liveness
+    assert liveness is not None
+    if backend.name == "sqlite":
+        liveness.close()
+        return
+    conn = liveness._conn  # type: ignore[attr-defined]
+    pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    admin = sa.create_engine(backend.url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        admin.dispose()
+
+
+def test_a_lease_is_held_once_and_names_its_holder(backend: Backend) -> None:
+    first, second = backend.open(), backend.open()
+    info = first.leases.acquire("world-1")
+    assert (info.pid, info.host, info.live) == (os.getpid(), socket.gethostname(), True)
+    assert first.leases.acquire("world-1").epoch == info.epoch  # idempotent for its holder
+    assert first.leases.held() == ["world-1"]
+    with pytest.raises(LeaseHeldError) as refused:
+        second.leases.acquire("world-1")
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in refused.value.detail
+    assert "instance world-1" in refused.value.detail
+    assert second.leases.held() == []
+    held = second.leases.holder("world-1")
+    assert held is not None
+    assert held.live
+    second.leases.acquire("world-2")  # another instance has a writer of its own
+
+
+def test_release_and_close_hand_the_lease_on(backend: Backend) -> None:
+    first, second = backend.open(), backend.open()
+    taken = first.leases.acquire("world-1").epoch
+    first.leases.release("world-1")
+    assert not first.leases.held()
+    released = second.leases.holder("world-1")
+    assert released is not None
+    assert not released.live
+    assert second.leases.acquire("world-1").epoch == taken + 1
+    second.close()
+    assert first.leases.acquire("world-1").epoch == taken + 2
+
+
+def test_the_server_lease_names_the_database(backend: Backend) -> None:
+    backend.open().leases.acquire(PUPPET_MASTER_LEASE)
+    with pytest.raises(LeaseHeldError, match="this server's database is already being run by pid"):
+        backend.open().leases.acquire(PUPPET_MASTER_LEASE)
+
+
+def test_a_second_writer_of_a_world_is_refused_and_a_reader_is_not(backend: Backend) -> None:
+    writer = backend.open()
+    durable = DurableWorld.create(writer, 3, DEFAULT_WORLD, instance_id="w")
+    durable.submit([Whisper(tick=2, target="arty", text="kept")])
+    for _ in range(5):
+        durable.step()
+    durable.flush()
+    other = backend.open()
+    with pytest.raises(LeaseHeldError):
+        DurableWorld.open(other, "w")
+    assert other.inputs.count("w") == 1  # the refused writer wrote nothing, and reads go on
+    assert state_at(other, "w", 5).tick == 5
+    writer.close()
+    resumed = DurableWorld.open(other, "w")
+    assert resumed.tick == 5
+
+
+def test_a_crashed_holder_is_taken_over(backend: Backend) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from soulfra.store import SqlStore
+        store = SqlStore.open({backend.url!r})
+        store.leases.acquire("world-1")
+        print("held", flush=True)
+        time.sleep({HOLD_TIMEOUT_S})
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "held"
+            store = backend.open()
+            with pytest.raises(LeaseHeldError, match=f"pid {holder.pid} "):
+                store.leases.acquire("world-1")
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait(timeout=HOLD_TIMEOUT_S)
+    info = store.leases.acquire("world-1")  # the lock died with the process
+    assert (info.pid, info.epoch) == (os.getpid(), 2)
+
+
+def test_a_writer_whose_lease_was_taken_over_cannot_commit(backend: Backend) -> None:
+    old = backend.open()
+    durable = DurableWorld.create(old, 5, DEFAULT_WORLD, instance_id="w")
+    for _ in range(3):
+        durable.step()
+    durable.flush()
+    _lose_liveness(old, backend)
+    new = backend.open()
+    assert new.leases.acquire("w").epoch == 2
+    with pytest.raises(LeaseLostError, match=f"taken over by pid {os.getpid()}"):
+        durable.submit([Whisper(tick=4, target="arty", text="never stored")])
+    for _ in range(40):  # past a group commit and a snapshot
+        durable.world.step(durable.inputs_due())
+    with pytest.raises(LeaseLostError):
+        durable.flush()
+    with pytest.raises(LeaseLostError):
+        durable.snapshot()
+    assert new.inputs.count("w") == 0
+    assert new.instances.get("w").head_tick == 3
+    assert [s.tick for s in new.snapshots.list_snapshots("w")] == [0]
+    successor = DurableWorld.open(new, "w")  # the new writer goes on from what was committed
+    assert successor.tick == 3
+    successor.submit([Whisper(tick=4, target="arty", text="stored")])
+    assert new.inputs.count("w") == 1
+
+
+def test_a_fenced_write_rolls_back_its_whole_transaction(backend: Backend) -> None:
+    old = backend.open()
+    DurableWorld.create(old, 5, DEFAULT_WORLD, instance_id="w")
+    _lose_liveness(old, backend)
+    backend.open().leases.acquire("w")
+
+    def audited_then_fenced() -> None:
+        with old.transaction():
+            old.audit.append(actor="test", action="before", instance_id="w", detail={})
+            old.instances.set_head("w", 10)
+
+    with pytest.raises(LeaseLostError):
+        audited_then_fenced()
+    assert [e.action for e in old.audit.read(instance_id="w")] == ["instance.create"]
