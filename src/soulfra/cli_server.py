@@ -46,10 +46,13 @@ def up_command(
         data=data, seed=seed, spec=spec, agents=agents, rate=rate or None, cycle_every=cycle_every
     )
     sock = listen(host, port)
-    Console(stderr=True, highlight=False).print(
-        f"soulfra: serving on http://{host}:{port} (data in {data}); Ctrl-C stops", markup=False
-    )
-    run_embedded(settings, sock)
+
+    def announce() -> None:
+        Console(stderr=True, highlight=False).print(
+            f"soulfra: serving on http://{host}:{port} (data in {data}); Ctrl-C stops", markup=False
+        )
+
+    run_embedded(settings, sock, announce=announce)
 
 
 def serve_command(

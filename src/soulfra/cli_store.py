@@ -270,7 +270,7 @@ class LiveInputs:
         good = []
         for number, item in batch:
             try:
-                durable.world.check(item)
+                durable.check(item)
             except SoulfraError as exc:
                 self._out({"rejected": number, "code": exc.code, "detail": exc.detail})
                 continue

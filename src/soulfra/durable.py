@@ -171,17 +171,22 @@ class DurableWorld:
     def tick(self) -> int:
         return self.world.tick
 
+    def check(self, item: Input) -> None:
+        """``InputError`` if ``item`` cannot be taken now: stamped for a tick already run or past the horizon, or
+        refused by the world (an unknown agent...)."""
+        if item.tick < self.world.tick:
+            raise InputError(f"input for tick {item.tick} comes after the world has reached tick {self.world.tick}")
+        if item.tick > self.world.tick + self.settings.horizon:
+            raise InputError(
+                f"input for tick {item.tick} is more than {self.settings.horizon:,} ticks past the world's "
+                f"tick {self.world.tick}"
+            )
+        self.world.check(item)
+
     def submit(self, items: Sequence[Input]) -> list[StoredInput]:
         """Validate, store and commit inputs; only then are they acknowledged (returned) and scheduled."""
         for item in items:
-            if item.tick < self.world.tick:
-                raise InputError(f"input for tick {item.tick} comes after the world has reached tick {self.world.tick}")
-            if item.tick > self.world.tick + self.settings.horizon:
-                raise InputError(
-                    f"input for tick {item.tick} is more than {self.settings.horizon:,} ticks past the world's "
-                    f"tick {self.world.tick}"
-                )
-            self.world.check(item)
+            self.check(item)
         with self.store.transaction():
             self._write_progress()
             stored = self.store.inputs.append(self.instance_id, items)

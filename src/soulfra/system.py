@@ -11,7 +11,7 @@ import asyncio
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,9 +126,14 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def run_embedded(settings: EmbeddedSettings, sock: socket.socket) -> None:
-    """Serve the embedded system on a bound socket (``listen``) until SIGINT or SIGTERM."""
+def run_embedded(
+    settings: EmbeddedSettings, sock: socket.socket, *, announce: Callable[[], None] | None = None
+) -> None:
+    """Serve the embedded system on a bound socket (``listen``) until SIGINT or SIGTERM; ``announce`` is called
+    once the database is claimed (a second server on it is refused before anything is announced)."""
     app = embedded_app(settings)
+    if announce is not None:
+        announce()
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler it found installed:
     # make that handler "ignore", so a requested stop ends the process with status 0 rather than by the signal.

@@ -22,6 +22,7 @@ from soulfra.errors import ConflictError, StorageError, StorageUnavailableError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
 
 
 @contextmanager
@@ -109,7 +110,8 @@ def make_engine(url: str) -> sa.Engine:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
-            return sa.create_engine(parsed, pool_pre_ping=True)
+            # a server that stops answering fails a connection attempt in bounded time instead of hanging a writer
+            return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
         except ModuleNotFoundError as exc:
             raise StorageUnavailableError(
                 f"PostgreSQL needs the psycopg driver: pip install 'soulfra[postgres]' ({exc})"
