@@ -113,9 +113,10 @@ def test_recovery_after_a_crash_continues_from_the_last_commit(store: SqlStore, 
     durable.submit(inputs)
     for _ in range(70):
         durable.step()
-    # the process dies here: no close(), no flush; whatever was not committed is gone
+    # the process dies here: no close(), no flush; whatever was not committed is gone, and its lease with it
     crashed_at = durable.tick
     del durable
+    store.close()
     reopened = SqlStore.open(f"sqlite:///{tmp_path / 'worlds.db'}")
     try:
         (record,) = reopened.instances.list_instances()
