@@ -63,11 +63,6 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
     except OSError as exc:
         raise OutputError(f"cannot create the data directory {settings.data}: {exc.strerror}") from None
     store = SqlStore.open(settings.database_url())
-    try:  # one server per database: a second one is refused here, naming the first, before it serves anything
-        store.leases.acquire(PUPPET_MASTER_LEASE)
-    except BaseException:
-        store.close()
-        raise
     bus = InMemoryBus()
     engine = PuppetMasterEngine(
         store,
@@ -78,15 +73,20 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
             durability=DurabilitySettings(snapshot_every=settings.snapshot_every),
         ),
     )
-    # The default instance's id is known only once the world is opened; the gateway learns it in the lifespan.
-    gateway = Gateway(bus, "pending", store=store)
+    try:  # one server per database, and the default world its own: refused here, naming the holder, before serving
+        store.leases.acquire(PUPPET_MASTER_LEASE)
+        default = engine.claim_default(settings.seed, settings.spec, settings.agents)
+    except BaseException:
+        store.close()
+        raise
+    gateway = Gateway(bus, default.instance_id, store=store)
     gateway.lister = engine.list_instances
     keyring = KeyRing(settings.home or default_home())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
-            gateway.default_instance = await engine.open_default(settings.seed, settings.spec, settings.agents)
+            await engine.open_default(settings.seed, settings.spec, settings.agents, claimed=default)
             await engine.start()
             yield
         finally:

@@ -77,6 +77,20 @@ def test_a_second_server_on_one_data_directory_refuses_and_a_killed_one_is_succe
     assert parsed(soulfra("verify", "--db", successor.db_url, "--json"))["ok"]
 
 
+def test_a_server_whose_default_world_another_process_runs_refuses(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    world = RunningWorld(f"sqlite:///{data / 'soulfra.db'}", seed=0, rate="20")
+    try:
+        world.send({"type": "whisper", "target": "arty", "text": "held"})
+        assert "ack" in world.read("a whisper to the held world")
+        refused = soulfra("up", "--host", "127.0.0.1", "--port", str(free_port()), "--data", str(data))
+        line = one_error_line(refused, 75)
+        assert f"instance world-0 is already being run by pid {world.proc.pid} " in line
+    finally:
+        world.kill()
+
+
 def test_a_second_run_of_one_instance_refuses_and_a_killed_one_is_succeeded(db_url: str) -> None:
     world = RunningWorld(db_url, seed=SEED, rate="50")
     try:

@@ -103,9 +103,10 @@ class PuppetMasterEngine:
         # grow with the number of instances) stop pausing every instance's ticks.
         gc.freeze()
 
-    async def open_default(self, seed: int, spec: WorldSpec, agents: int) -> str:
-        """The instance of this seed and world (continued, or created): what ``soulfra up`` serves at /api. The
-        oldest root of that seed and world, never a clone, fork, merge or import that happens to match it."""
+    def claim_default(self, seed: int, spec: WorldSpec, agents: int) -> DurableWorld:
+        """The instance of this seed and world (continued, or created), its writer lease taken but not yet running:
+        what ``soulfra up`` serves at /api. The oldest root of that seed and world, never a clone, fork, merge or
+        import that happens to match it. ``LeaseHeldError`` if another process runs it."""
         genesis_hash = World.create(seed, spec, agents=agents).state_hash()
         roots = [
             r for r in self.store.instances.list_instances()  # oldest first
@@ -113,11 +114,16 @@ class PuppetMasterEngine:
             and "imported" not in r.world and r.status != "abandoned"
         ]  # fmt: skip
         if roots:
-            world = DurableWorld.open(self.store, roots[0].id, settings=self.settings.durability)
-        else:
-            world = DurableWorld.open_or_create(
-                self.store, seed, spec, agents=agents, fresh=True, settings=self.settings.durability
-            )
+            return DurableWorld.open(self.store, roots[0].id, settings=self.settings.durability)
+        return DurableWorld.open_or_create(
+            self.store, seed, spec, agents=agents, fresh=True, settings=self.settings.durability
+        )
+
+    async def open_default(
+        self, seed: int, spec: WorldSpec, agents: int, *, claimed: DurableWorld | None = None
+    ) -> str:
+        """``claim_default`` (or the world it already gave), running; returns its id."""
+        world = claimed if claimed is not None else self.claim_default(seed, spec, agents)
         if world.instance_id not in self.live:
             await self._launch(world.instance_id, world=world, frozen=world.record.status == "frozen")
         return world.instance_id
