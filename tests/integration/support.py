@@ -179,6 +179,23 @@ class RunningWorld:
         result: dict[str, Any] = json.loads(line)
         return result
 
+    def exit_line(self, code: int, *, timeout: float = ACK_TIMEOUT) -> str:
+        """Wait for the run to end by itself with exit ``code`` and a last stderr line ``soulfra: error: ...``,
+        never a traceback or an interpreter abort; returns that line."""
+        try:
+            status = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"the run did not end within {timeout} s")
+        assert self.proc.stderr is not None
+        stderr = self.proc.stderr.read()
+        assert status == code, stderr
+        assert "Traceback" not in stderr
+        assert "Fatal Python error" not in stderr
+        line = stderr.strip().splitlines()[-1]
+        assert line.startswith("soulfra: error: "), stderr
+        return line
+
     def kill(self) -> None:
         """SIGKILL: no handler runs, nothing is flushed or closed."""
         self.proc.kill()
