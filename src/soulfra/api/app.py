@@ -25,6 +25,7 @@ from soulfra.errors import (
     BusTimeoutError,
     ConflictError,
     InputError,
+    InstanceFailedError,
     LineageError,
     MergeError,
     NotFoundError,
@@ -161,15 +162,34 @@ def create_app(
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={503: {"description": "not ready: the default runtime does not answer, or an instance failed"}},
+    )
     async def readyz() -> JSONResponse:
-        """Ready when the default instance's runtime answers over the bus."""
+        """Ready when the default instance's runtime answers over the bus and no live instance has failed (stopped
+        by a tick that raised): ``instance_failed`` names each failed one with its tick and error."""
         try:
             status = await call(gateway.default_instance, "runtime", "status")
         except SoulfraError as exc:
             return problem(503, exc.code, exc.detail)
+        failed: dict[str, dict[str, Any]] = {}
         if status.get("failure"):
-            return problem(503, "runtime_failed", f"the runtime stopped: {status['failure']['detail']}")
+            failed[gateway.default_instance] = status["failure"]
+        if gateway.lister is not None:  # the puppet master's instances, as GET /api/instances lists them
+            rows = await asyncio.to_thread(gateway.lister)
+            failed.update((row["id"], row["failure"]) for row in rows if row.get("failure"))
+        if failed:
+            named = [f"{i} at tick {f['tick']} ({f['type']}: {f['message']})" for i, f in sorted(failed.items())]
+            if len(named) > 10:
+                named[10:] = [f"and {len(named) - 10} more"]
+            detail = (
+                f"{len(failed)} failed instance(s): {'; '.join(named)}; restart the server to resume them from their "
+                "last committed tick"
+            )
+            body = {"code": InstanceFailedError.code, "detail": detail, "instances": sorted(failed)}
+            return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ready", "instance": gateway.default_instance, "tick": status["tick"]})
 
     # -- the seed's public surface (default instance) -----------------------------------------------------------
