@@ -78,6 +78,7 @@ class System:
         gateway = Gateway(self.bus, default_instance, store=self.store)
         gateway.lister = self.engine.list_instances
         app = create_app(gateway, extra=[meta_router(self.engine, gateway, KeyRing(Path("unused")), Limits())])
+        app.state.engine = self.engine  # as the composition root (soulfra.system) wires it
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soulfra.test")
         self.closed = False
 

@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +38,9 @@ from soulfra.errors import (
     UnknownAgentError,
     ValidationFailedError,
 )
+
+if TYPE_CHECKING:
+    from soulfra.meta.engine import PuppetMasterEngine
 
 __all__ = ["STATUS", "create_app"]
 
@@ -177,9 +180,12 @@ def create_app(
         failed: dict[str, dict[str, Any]] = {}
         if status.get("failure"):
             failed[gateway.default_instance] = status["failure"]
-        if gateway.lister is not None:  # the puppet master's instances, as GET /api/instances lists them
-            rows = await asyncio.to_thread(gateway.lister)
-            failed.update((row["id"], row["failure"]) for row in rows if row.get("failure"))
+        engine: PuppetMasterEngine | None = getattr(app.state, "engine", None)  # set where a puppet master runs
+        if engine is not None:  # its live runtimes, in memory: no query, however many instances are stored
+            for instance_id, instance in list(engine.live.items()):
+                runtime = instance.runtime
+                if runtime is not None and runtime.failure is not None:
+                    failed[instance_id] = runtime.failure.to_json()
         if failed:
             named = [f"{i} at tick {f['tick']} ({f['type']}: {f['message']})" for i, f in sorted(failed.items())]
             if len(named) > 10:
