@@ -17,9 +17,11 @@ import httpx
 import pytest
 
 from soulfra.api import Gateway, create_app
+from soulfra.api.app import status_for
 from soulfra.api.meta import meta_router
 from soulfra.bus import InMemoryBus
-from soulfra.errors import InstanceFailedError
+from soulfra.cli import EXIT_CODES
+from soulfra.errors import InstanceFailedError, StorageUnavailableError, error_for_code
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
@@ -27,6 +29,7 @@ from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD, World
 from soulfra.world.actions import Action
+from soulfra.world.events import Event
 from soulfra.world.minds.base import View
 from soulfra.world.minds.cal_riven import CalRivenAgent
 from soulfra.world.rng import Stream
@@ -288,3 +291,59 @@ async def test_after_a_failure_shutdown_completes_and_a_restart_resumes_from_the
     ready = await again.http.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert len(failures_logged()) == 1
+
+
+@pytest.mark.anyio
+async def test_a_tick_the_database_refuses_fails_its_instance_with_the_storage_code(
+    systems: Callable[[str], System],
+    database: str,
+    failures_logged: Callable[[], list[logging.LogRecord]],
+) -> None:
+    up = systems("steady")
+    await up.create("steady", STEADY_SEED)
+    await up.create("doomed", DOOMED_SEED)
+    world = up.runtime("doomed").world
+    failing_tick = world.tick + 5
+    commit = world.commit_tick
+
+    def commit_tick(events: list[Event]) -> None:
+        if world.tick == failing_tick + 1:  # the world has run the tick; storing it fails
+            raise StorageUnavailableError("the database went away")
+        commit(events)
+
+    world.commit_tick = commit_tick  # type: ignore[method-assign]
+    await wait_until("the doomed instance stops", lambda: not up.runtime("doomed").running)
+
+    expected = {
+        "tick": failing_tick,
+        "type": "StorageUnavailableError",
+        "message": "the database went away",
+        "code": "storage_unavailable",
+    }
+    shown = (await up.http.get("/api/instances/doomed")).json()
+    assert (shown["state"], shown["failure"]) == ("failed", expected)
+    ready = await up.http.get("/readyz")
+    assert (ready.status_code, ready.json()["instances"]) == (503, ["doomed"])
+    whispered = await up.http.post("/api/instances/doomed/whispers", json={"text": "still there?"})
+    assert (whispered.status_code, whispered.json()["code"]) == (409, "instance_failed")
+    assert len(failures_logged()) == 1
+    ran = up.tick("doomed")  # the tick ran in memory: the database failed, not the world
+    assert ran == failing_tick + 1
+
+    await up.close()  # the database is back: what ran is flushed
+    again = systems("steady")
+    await again.engine.start()
+    doomed = again.runtime("doomed")
+    assert doomed.world.resumed_from == ran
+    await wait_until("the doomed instance ticks again", lambda: again.tick("doomed") >= ran + 10)
+    tick = (await again.engine.live["doomed"].pause())["tick"]
+    clean = World.create(DOOMED_SEED, DEFAULT_WORLD, agents=AGENTS)
+    clean.run_to(tick)
+    assert doomed.world.world.state_hash() == clean.state_hash()
+    assert len(failures_logged()) == 1
+
+
+def test_a_refusal_by_a_failed_instance_is_a_conflict_over_http_and_a_temporary_failure_in_the_shell() -> None:
+    refused = error_for_code(InstanceFailedError.code, "doomed failed at tick 17")
+    assert type(refused) is InstanceFailedError
+    assert (status_for(refused), EXIT_CODES[InstanceFailedError]) == (409, 75)

@@ -51,6 +51,7 @@ STATUS: dict[type[SoulfraError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     PlatformError: 409,
+    InstanceFailedError: 409,
     ValidationFailedError: 422,
     BusError: 503,
     BusTimeoutError: 504,
