@@ -213,7 +213,7 @@ class RuntimePlatform(Platform):
                     "resume it from its last committed tick)", self.instance_id, tick,
                 )  # fmt: skip
                 if not stepped and not isinstance(exc, StorageError):  # the world raised halfway through a tick
-                    await self._restore(tick)
+                    self._restore(tick)
                 return
             if period_ns is None:
                 await asyncio.sleep(0)
@@ -234,18 +234,17 @@ class RuntimePlatform(Platform):
         except BusError as exc:  # the world goes on; readers catch up from the next tick's message
             log.warning("events of tick %d of %s were not published: %s", tick, self.instance_id, exc.detail)
 
-    async def _restore(self, tick: int) -> None:
+    def _restore(self, tick: int) -> None:
         """Put back the state at the start of the tick that raised (a tick changes the state in place, so it may
         have left it half-done): rebuilt from what is stored, so that what the runtime serves and flushes from
-        here on is the world as it stood. A storage failure leaves the state as it is: its tick was complete."""
-        world = self.world
+        here on is the world as it stood. A storage failure leaves the state as it is: its tick was complete.
+
+        Done before anything else runs on the loop (a replay of at most a snapshot interval and a group commit of
+        ticks), so that no read, snapshot or fork ever sees the half-done state."""
         try:
-            rebuilt = await asyncio.to_thread(_state_before, world, tick)
+            self.world.world = _state_before(self.world, tick)
         except Exception:  # a second failure is logged; the first one already stopped the loop
             log.exception("the state of %s at tick %d could not be rebuilt after its failure", self.instance_id, tick)
-            return
-        if self.world is world:  # not replaced (a revert) meanwhile
-            world.world = rebuilt
 
     def _refuse_if_failed(self, what: str) -> None:
         if self.failure is not None:
