@@ -34,6 +34,7 @@ from soulfra.errors import (
     ConfigError,
     ConflictError,
     InputError,
+    InstanceFailedError,
     IntegrityError,
     LeaseHeldError,
     LeaseLostError,
@@ -72,6 +73,7 @@ EXIT_CODES: dict[type, int] = {
     StorageUnavailableError: 69,  # EX_UNAVAILABLE
     StorageError: 74,
     PlatformError: 75,  # EX_TEMPFAIL: paused, overridden, busy; try again later
+    InstanceFailedError: 75,  # the instance failed: restart its server
     PackageError: 65,
     LineageError: 65,
     MergeError: 65,

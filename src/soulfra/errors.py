@@ -17,6 +17,7 @@
         └── IntegrityError          replayed history does not reproduce a stored state hash
     ├── PlatformError               a platform refused a request in its current state
     │   ├── OverrideActiveError     the instance is stopped by an emergency override until it is resumed
+    │   ├── InstanceFailedError     the instance stopped by itself when a tick failed; it takes no input until restarted
     │   └── ValidationFailedError   the protocol platform found violations of its rules
     ├── PackageError                a .soulpkg file that is not a valid package (bad ZIP, entry, path or hash)
     │   ├── PackageSignatureError   the package's signature is missing, does not verify, or is by an untrusted key
@@ -44,6 +45,7 @@ __all__ = [
     "ConflictError",
     "DecompressionLimitError",
     "InputError",
+    "InstanceFailedError",
     "IntegrityError",
     "LeaseHeldError",
     "LeaseLostError",
@@ -140,6 +142,10 @@ class PlatformError(SoulfraError):
 
 class OverrideActiveError(PlatformError):
     code = "override_active"
+
+
+class InstanceFailedError(PlatformError):
+    code = "instance_failed"
 
 
 class ValidationFailedError(PlatformError):

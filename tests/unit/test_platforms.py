@@ -640,7 +640,12 @@ async def test_a_tick_that_cannot_be_stored_stops_the_loop_and_says_so(
     await wait_until("the loop to stop", held(lambda: runtime.failure is not None))
     status = await run.bridge.fetch_from_runtime("status")
     assert (status["state"], status["tick"]) == ("failed", 14)
-    assert status["failure"] == {"code": "storage_error", "detail": "database is locked"}
+    assert status["failure"] == {
+        "tick": 14,
+        "type": "StorageError",
+        "message": "database is locked",
+        "code": "storage_error",
+    }
     await run.instance.close()  # does not raise, and flushes what was ticked
     assert store.instances.get(run.id).head_tick == 14
 

@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +25,7 @@ from soulfra.errors import (
     BusTimeoutError,
     ConflictError,
     InputError,
+    InstanceFailedError,
     LineageError,
     MergeError,
     NotFoundError,
@@ -38,6 +39,9 @@ from soulfra.errors import (
     ValidationFailedError,
 )
 
+if TYPE_CHECKING:
+    from soulfra.meta.engine import PuppetMasterEngine
+
 __all__ = ["STATUS", "create_app"]
 
 # One table from error class to HTTP status; the most specific class listed wins.
@@ -47,6 +51,7 @@ STATUS: dict[type[SoulfraError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     PlatformError: 409,
+    InstanceFailedError: 409,
     ValidationFailedError: 422,
     BusError: 503,
     BusTimeoutError: 504,
@@ -161,15 +166,37 @@ def create_app(
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={503: {"description": "not ready: the default runtime does not answer, or an instance failed"}},
+    )
     async def readyz() -> JSONResponse:
-        """Ready when the default instance's runtime answers over the bus."""
+        """Ready when the default instance's runtime answers over the bus and no live instance has failed (stopped
+        by a tick that raised): ``instance_failed`` names each failed one with its tick and error."""
         try:
             status = await call(gateway.default_instance, "runtime", "status")
         except SoulfraError as exc:
             return problem(503, exc.code, exc.detail)
+        failed: dict[str, dict[str, Any]] = {}
         if status.get("failure"):
-            return problem(503, "runtime_failed", f"the runtime stopped: {status['failure']['detail']}")
+            failed[gateway.default_instance] = status["failure"]
+        engine: PuppetMasterEngine | None = getattr(app.state, "engine", None)  # set where a puppet master runs
+        if engine is not None:  # its live runtimes, in memory: no query, however many instances are stored
+            for instance_id, instance in list(engine.live.items()):
+                runtime = instance.runtime
+                if runtime is not None and runtime.failure is not None:
+                    failed[instance_id] = runtime.failure.to_json()
+        if failed:
+            named = [f"{i} at tick {f['tick']} ({f['type']}: {f['message']})" for i, f in sorted(failed.items())]
+            if len(named) > 10:
+                named[10:] = [f"and {len(named) - 10} more"]
+            detail = (
+                f"{len(failed)} failed instance(s): {'; '.join(named)}; restart the server to resume them from their "
+                "last committed tick"
+            )
+            body = {"code": InstanceFailedError.code, "detail": detail, "instances": sorted(failed)}
+            return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ready", "instance": gateway.default_instance, "tick": status["tick"]})
 
     # -- the seed's public surface (default instance) -----------------------------------------------------------

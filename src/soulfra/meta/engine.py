@@ -197,9 +197,12 @@ class PuppetMasterEngine:
         return rows
 
     def _summary(self, record: InstanceRecord) -> dict[str, Any]:
+        """An instance's record with how it runs: ``state``, ``tick``, and ``failure`` (the tick and the error that
+        stopped a ``failed`` instance, else None)."""
         out = record_json(record)
         instance = self.live.get(record.id)
         runtime = instance.runtime if instance is not None else None
+        out["failure"] = None if runtime is None or runtime.failure is None else runtime.failure.to_json()
         if runtime is not None:
             out["tick"] = runtime.world.tick
             out["state"] = (

@@ -1,7 +1,8 @@
 """RuntimePlatform: runs one durable world tick by tick on an asyncio loop and takes its inputs.
 
 It owns the world: every other platform sees it only through the events it publishes and the ops it serves.
-It never serves the public. Inputs are stored before they are acknowledged (``DurableWorld.submit``).
+It never serves the public. Inputs are stored before they are acknowledged (``DurableWorld.submit``). A tick that
+raises stops this world alone, in state ``failed``: it takes no more input and never ticks again in this process.
 """
 
 from __future__ import annotations
@@ -12,33 +13,63 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from soulfra.bus.port import Bus
-from soulfra.durable import DurableWorld, stamp_input
+from soulfra.durable import DurableWorld, stamp_input, state_at
 from soulfra.errors import (
     BusError,
     BusTimeoutError,
     ConflictError,
     InputError,
+    InstanceFailedError,
     NoRespondersError,
     NotFoundError,
     SoulfraError,
+    StorageError,
     UnknownAgentError,
 )
 from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, int_field, op_subject
 from soulfra.runner import fixed_to_number, vibe_to_json
 from soulfra.store.sql import agent_state_json, personality_json
+from soulfra.world import World
 from soulfra.world.events import Event, event_to_json
 from soulfra.world.inputs import input_to_json
 from soulfra.world.model import WorldState
 
-__all__ = ["MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "agent_json"]
+__all__ = ["MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "TickFailure", "agent_json"]
 
 log = logging.getLogger(__name__)
 
 KEPT_CAPTURES = 4  # captures waiting to be saved; an older one nobody saved is dropped
 MAX_INPUTS_PER_REQUEST = 256
+MAX_FAILURE_MESSAGE = 500  # characters of an exception's message kept in the status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TickFailure:
+    """What stopped a runtime's tick loop by itself: the tick it was running and the error (``code`` is the
+    error's own for a Soulfra error, such as a storage failure, and ``internal_error`` for any other exception)."""
+
+    tick: int
+    type: str
+    message: str
+    code: str
+
+    @classmethod
+    def of(cls, error: BaseException, tick: int) -> TickFailure:
+        message = error.detail if isinstance(error, SoulfraError) else str(error)
+        if len(message) > MAX_FAILURE_MESSAGE:
+            message = message[: MAX_FAILURE_MESSAGE - 3] + "..."
+        code = error.code if isinstance(error, SoulfraError) else "internal_error"
+        return cls(tick=tick, type=type(error).__name__, message=message, code=code)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tick": self.tick, "type": self.type, "message": self.message, "code": self.code}
+
+    def describe(self) -> str:
+        return f"at tick {self.tick} ({self.type}: {self.message})"
 
 
 def agent_json(state: WorldState, i: int) -> dict[str, Any]:
@@ -105,7 +136,7 @@ class RuntimePlatform(Platform):
         self._captured = 0
         self._task: asyncio.Task[None] | None = None
         self.ticks_run = 0
-        self.failure: SoulfraError | None = None  # what stopped the tick loop, if it stopped by itself
+        self.failure: TickFailure | None = None  # what stopped the tick loop, if it stopped by itself
         self.last_pause_ns: int | None = None
 
     async def start(self) -> None:
@@ -126,6 +157,7 @@ class RuntimePlatform(Platform):
 
     def launch(self, *, ticks: int | None = None) -> asyncio.Task[None]:
         """Start the tick loop as a task (``ticks`` bounds it; ``None`` runs until ``shutdown``)."""
+        self._refuse_if_failed("ticks")
         if self.running:
             raise ConflictError(f"the runtime of {self.instance_id} is already ticking")
         self._stopping = False
@@ -167,18 +199,22 @@ class RuntimePlatform(Platform):
                 next_ns = self._clock_ns()
                 continue
             tick = self.world.tick
+            stepped = False
             try:
                 events = self.world.step()
-            except SoulfraError as exc:  # the world cannot go on durably: stop ticking and say so in status
-                self.failure = exc
-                log.error("the runtime of %s stopped at tick %d: %s", self.instance_id, tick, exc.detail)
+                stepped = True
+                done += 1
+                self.ticks_run += 1
+                await self._publish(tick, events)
+            except Exception as exc:  # a bug in a mind or a daemon, or storage: this world stops, visibly
+                self.failure = TickFailure.of(exc, tick)
+                log.exception(
+                    "instance %s failed at tick %d and stopped ticking (the other instances go on; restart to "
+                    "resume it from its last committed tick)", self.instance_id, tick,
+                )  # fmt: skip
+                if not stepped and not isinstance(exc, StorageError):  # the world raised halfway through a tick
+                    self._restore(tick)
                 return
-            done += 1
-            self.ticks_run += 1
-            try:
-                await self.bus.publish(events_subject(self.instance_id), self._tick_message(tick, events))
-            except BusError as exc:  # the world goes on; readers catch up from the next tick's message
-                log.warning("events of tick %d of %s were not published: %s", tick, self.instance_id, exc.detail)
             if period_ns is None:
                 await asyncio.sleep(0)
                 continue
@@ -191,6 +227,31 @@ class RuntimePlatform(Platform):
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay / 1e9)
+
+    async def _publish(self, tick: int, events: list[Event]) -> None:
+        try:
+            await self.bus.publish(events_subject(self.instance_id), self._tick_message(tick, events))
+        except BusError as exc:  # the world goes on; readers catch up from the next tick's message
+            log.warning("events of tick %d of %s were not published: %s", tick, self.instance_id, exc.detail)
+
+    def _restore(self, tick: int) -> None:
+        """Put back the state at the start of the tick that raised (a tick changes the state in place, so it may
+        have left it half-done): rebuilt from what is stored, so that what the runtime serves and flushes from
+        here on is the world as it stood. A storage failure leaves the state as it is: its tick was complete.
+
+        Done before anything else runs on the loop (a replay of at most a snapshot interval and a group commit of
+        ticks), so that no read, snapshot or fork ever sees the half-done state."""
+        try:
+            self.world.world = _state_before(self.world, tick)
+        except Exception:  # a second failure is logged; the first one already stopped the loop
+            log.exception("the state of %s at tick %d could not be rebuilt after its failure", self.instance_id, tick)
+
+    def _refuse_if_failed(self, what: str) -> None:
+        if self.failure is not None:
+            raise InstanceFailedError(
+                f"{self.instance_id} failed {self.failure.describe()} and takes no {what}; restart its server to "
+                "resume it from its last committed tick"
+            )
 
     def _tick_message(self, tick: int, events: list[Event]) -> bytes:
         state = self.world.world.state
@@ -241,7 +302,7 @@ class RuntimePlatform(Platform):
                 if self.running
                 else "idle"
             ),
-            failure=None if self.failure is None else {"code": self.failure.code, "detail": self.failure.detail},
+            failure=None if self.failure is None else self.failure.to_json(),
             paused=self.paused,
             rate=self.rate,
             agents=state.size,
@@ -291,6 +352,8 @@ class RuntimePlatform(Platform):
             raise InputError("'inputs' must be a non-empty list of input objects")
         if len(raw) > MAX_INPUTS_PER_REQUEST:
             raise InputError(f"at most {MAX_INPUTS_PER_REQUEST} inputs per request, not {len(raw)}")
+        if not all(isinstance(obj, dict) and obj.get("type") == "mark" for obj in raw):  # a mark changes nothing
+            self._refuse_if_failed("inputs")
         tick = self.world.tick
         items = []
         for n, obj in enumerate(raw):
@@ -343,6 +406,7 @@ class RuntimePlatform(Platform):
         kind = body.get("type", "manual")
         if kind not in ("manual", "unified"):
             raise InputError(f"snapshot type must be manual or unified, not {kind!r}")
+        self._refuse_if_failed("snapshots")
         info = self.world.snapshot(kind)
         return _snapshot_json(info)
 
@@ -367,6 +431,7 @@ class RuntimePlatform(Platform):
     async def capture(self, body: dict[str, Any]) -> dict[str, Any]:
         """Stop between two ticks just long enough to copy the state and read the runtime's view of it; the
         reply carries that view and how long the tick loop was held (``pause_ns``). ``save_capture`` stores it."""
+        self._refuse_if_failed("snapshots")
         collecting = gc.isenabled()
         gc.disable()  # a collection triggered by the copy's allocations would hold the ticks far longer
         try:
@@ -386,6 +451,7 @@ class RuntimePlatform(Platform):
 
     async def save_capture(self, body: dict[str, Any]) -> dict[str, Any]:
         """Store a captured state as a snapshot (after the ticks have gone on: saving never holds them)."""
+        self._refuse_if_failed("snapshots")
         key = body.get("capture")
         captured = self._captures.pop(key, None) if isinstance(key, int) else None
         if captured is None:
@@ -396,6 +462,17 @@ class RuntimePlatform(Platform):
         self.world.flush()
         info = self.world.store.snapshots.save(self.instance_id, captured.state, kind)
         return {"tick": captured.state.tick, "snapshot": _snapshot_json(info)}
+
+
+def _state_before(world: DurableWorld, tick: int) -> World:
+    """The world at ``tick`` from what is stored: its state at the durable head, and a replay of its inputs since."""
+    durable = world.durable_tick
+    if durable > tick:
+        raise ConflictError(f"{world.instance_id} was stored up to tick {durable}, past the failed tick {tick}")
+    rebuilt = World(state_at(world.store, world.instance_id, durable))
+    stored = world.store.inputs.read(world.instance_id, from_tick=durable, to_tick=tick)
+    rebuilt.run_to(tick, (s.input for s in stored))
+    return rebuilt
 
 
 def _snapshot_json(info: Any) -> dict[str, Any]:
