@@ -339,8 +339,8 @@ def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | N
     snapshots = store.snapshots.list_snapshots(instance_id)
     mismatches, parent_state = _lineage_check(store, record)
     start = start_tick(record)
-    if parent_state is not None and not (snapshots and snapshots[0].tick == start):
-        genesis = parent_state  # a fork's base is its parent's state at the fork, checked above
+    if parent_state is not None and parent_state.tick == start and not (snapshots and snapshots[0].tick == start):
+        genesis = parent_state  # a fork's base: its parent's state at the fork, already checked against its genesis
     else:
         try:
             genesis = _base(store, record, snapshots)
@@ -398,7 +398,8 @@ def lineage_mismatches(store: Store, instance_id: str) -> list[Mismatch]:
 
 
 def _lineage_check(store: Store, record: InstanceRecord) -> tuple[list[Mismatch], WorldState | None]:
-    """``lineage_mismatches``, and for a fork or clone whose lineage holds, its parent's state at the fork."""
+    """``lineage_mismatches``, and for a fork or clone, its parent's state at the tick it names (compared with its
+    genesis hash here), if its parent holds that tick."""
     mismatches: list[Mismatch] = []
     if record.fork_tick is None:
         return mismatches, None
@@ -429,7 +430,7 @@ def _lineage_check(store: Store, record: InstanceRecord) -> tuple[list[Mismatch]
         if state_hash(state) != expected:
             what = f"lineage: its {role} {parent_id} at tick {tick} is not the state it was made from"
             mismatches.append(Mismatch(tick=tick, stored=expected, replayed=state_hash(state), what=what))
-        elif role == "parent" and not merged:
+        if role == "parent" and not merged:
             fork_state = state
     return mismatches, fork_state
 
