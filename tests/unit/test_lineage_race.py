@@ -177,7 +177,9 @@ async def test_a_merge_forged_onto_the_reverted_timeline_is_a_mismatch(engine: P
     assert engine.store.instances.get("m").parent_id == reverted["abandoned_branch"]["id"]
     assert verify(engine.store, "m").ok
 
-    with engine.store.engine.begin() as conn:  # the merge pointed back at storm, whose head is now before `at`
+    store = engine.store
+    assert isinstance(store, SqlStore)
+    with store.engine.begin() as conn:  # the merge pointed back at storm, whose head is now before `at`
         conn.execute(sa.update(tables.instances).where(tables.instances.c.id == "m").values(parent_id="storm"))
     report = verify(engine.store, "m")
     assert [(m.tick, m.what) for m in report.mismatches] == [
