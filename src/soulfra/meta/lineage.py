@@ -149,9 +149,9 @@ def fork_record(
     return created
 
 
-def revert_record(store: Store, record: InstanceRecord, *, tick: int, branch_id: str, note: str = "") -> InstanceRecord:
+def revert_record(store: Store, record: InstanceRecord, *, tick: int, branch_id: str) -> InstanceRecord:
     """Move ``record``'s head back to ``tick``; what came after becomes the abandoned branch ``branch_id``. The
-    revert is marked in ``record``'s log at ``tick`` (its note JSON naming the branch, unless ``note`` is given)."""
+    revert is marked in ``record``'s log at ``tick``, its note (JSON, as every mark's) naming the branch."""
     branch = InstanceRecord(
         id=branch_id,
         name=record.name,
@@ -165,6 +165,6 @@ def revert_record(store: Store, record: InstanceRecord, *, tick: int, branch_id:
     )
     with store.transaction():
         created = store.instances.split_branch(record.id, tick, branch)
-        note = note or json.dumps({"branch": branch_id}, separators=(",", ":"))
+        note = json.dumps({"branch": branch_id}, separators=(",", ":"))
         store.inputs.append(record.id, [Mark(tick=tick, command="TIMELINE_REVERT", note=note)])
     return created
