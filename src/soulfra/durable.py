@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from soulfra.errors import ConfigError, ConflictError, InputError, IntegrityError, NotFoundError
-from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, StoredInput
+from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, StoredInput, parent_tick
 from soulfra.world import World, WorldSpec, schedule
 from soulfra.world.encoding import state_hash
 from soulfra.world.events import Event
@@ -360,15 +360,29 @@ class VerifyReport:
 
 def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | None = None) -> VerifyReport:
     """Replay the whole input log from genesis (a fork: from its parent's state at the fork) and compare the state
-    hash at every stored snapshot."""
+    hash at every stored snapshot; and check the lineage (``lineage_mismatches``): each parent point the instance
+    names is on that parent's history, with the state the instance was made from."""
     record = store.instances.get(instance_id)
     snapshots = store.snapshots.list_snapshots(instance_id)
-    genesis = _base(store, record, snapshots)
-    mismatches: list[Mismatch] = []
-    if record.genesis_hash and state_hash(genesis) != record.genesis_hash:
-        mismatches.append(
-            Mismatch(tick=genesis.tick, stored=record.genesis_hash, replayed=state_hash(genesis), what="genesis")
-        )
+    mismatches, parent_state = _lineage_check(store, record)
+    start = start_tick(record)
+    if parent_state is not None and parent_state.tick == start and not (snapshots and snapshots[0].tick == start):
+        genesis = parent_state  # a fork's base: its parent's state at the fork, already checked against its genesis
+    else:
+        try:
+            genesis = _base(store, record, snapshots)
+        except (NotFoundError, IntegrityError):
+            if not mismatches:
+                raise
+            # the parent does not hold the point named (reported): there is no base to replay from
+            return VerifyReport(
+                instance_id=instance_id, ticks=record.head_tick, inputs=store.inputs.count(instance_id),
+                snapshots_checked=0, state_hash="", mismatches=mismatches,
+            )  # fmt: skip
+        if record.genesis_hash and state_hash(genesis) != record.genesis_hash:
+            mismatches.append(
+                Mismatch(tick=genesis.tick, stored=record.genesis_hash, replayed=state_hash(genesis), what="genesis")
+            )
     logged = store.inputs.read(instance_id)
     by_tick = schedule(s.input for s in logged)
     expected = {info.tick: info for info in snapshots}
@@ -401,6 +415,53 @@ def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | N
     )
 
 
+def lineage_mismatches(store: Store, instance_id: str) -> list[Mismatch]:
+    """Where the lineage ``instance_id`` names is impossible: each parent (and merge parent) must hold the tick the
+    instance was made from in its own history (``start_tick <= tick <= head_tick``), and its state there must hash
+    to what the instance was made from, where that was recorded: a fork's or clone's genesis hash, a merge's
+    ``parent_hashes``. A child made before a revert of its parent, from a tick after the revert tick, moves with the
+    abandoned branch, so it names the branch and still passes."""
+    return _lineage_check(store, store.instances.get(instance_id))[0]
+
+
+def _lineage_check(store: Store, record: InstanceRecord) -> tuple[list[Mismatch], WorldState | None]:
+    """``lineage_mismatches``, and for a fork or clone, its parent's state at the tick it names (compared with its
+    genesis hash here), if its parent holds that tick."""
+    mismatches: list[Mismatch] = []
+    if record.fork_tick is None:
+        return mismatches, None
+    recorded = record.world.get("parent_hashes")
+    merged = record.merge_parent_id is not None or record.world.get("origin") == "merge"
+    fork_state: WorldState | None = None
+    for role, parent_id in (("parent", record.parent_id), ("merge_parent", record.merge_parent_id)):
+        if parent_id is None:
+            continue
+        tick = parent_tick(record, role)
+        # a merge made before merges kept their parents' hashes can only be checked for its ticks
+        made_from = recorded.get(role) if isinstance(recorded, dict) else None if merged else record.genesis_hash
+        expected = made_from if isinstance(made_from, str) else ""
+        try:
+            parent = store.instances.get(parent_id)
+        except NotFoundError:
+            what = f"lineage: its {role} {parent_id} is not in this database"
+            mismatches.append(Mismatch(tick=tick, stored=expected, replayed="none", what=what))
+            continue
+        first = start_tick(parent)
+        if not first <= tick <= parent.head_tick:
+            what = f"lineage: its {role} {parent_id} holds ticks {first} to {parent.head_tick}, not {tick}"
+            mismatches.append(Mismatch(tick=tick, stored=expected, replayed="none", what=what))
+            continue
+        if not expected:
+            continue
+        state = state_at(store, parent_id, tick)
+        if state_hash(state) != expected:
+            what = f"lineage: its {role} {parent_id} at tick {tick} is not the state it was made from"
+            mismatches.append(Mismatch(tick=tick, stored=expected, replayed=state_hash(state), what=what))
+        if role == "parent" and not merged:
+            fork_state = state
+    return mismatches, fork_state
+
+
 def replay(seed: int, spec: WorldSpec, agents: int, inputs: Iterable[Input], ticks: int) -> str:
     """The state hash of a clean in-memory run: what a durable instance must reproduce."""
     world = World.create(seed, spec, agents=agents)
@@ -415,6 +476,7 @@ __all__ = [
     "Mismatch",
     "VerifyReport",
     "free_id",
+    "lineage_mismatches",
     "replay",
     "resolve_instance",
     "start_tick",

@@ -40,14 +40,22 @@ from soulfra.meta.commands import (
     ThawTime,
     TimelineRevert,
 )
-from soulfra.meta.lineage import common_ancestor, fork_record, lineage, record_json, revert_record
+from soulfra.meta.lineage import (
+    common_ancestor,
+    fork_record,
+    lineage,
+    on_timeline,
+    own_world,
+    record_json,
+    revert_record,
+)
 from soulfra.meta.merge import merge_states
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings, Retention
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world import World, WorldSpec, parse_input, state_hash
-from soulfra.world.inputs import Input, Mark
+from soulfra.world.inputs import MAX_TEXT, Input, Mark
 from soulfra.world.model import WorldState
 
 __all__ = ["EngineSettings", "PuppetMasterEngine"]
@@ -68,6 +76,44 @@ class EngineSettings:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _json(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _note_text(note: dict[str, Any], limit: int = MAX_TEXT) -> str:
+    """``note`` as JSON of at most ``limit`` characters, for a mark. What does not fit is cut from the content,
+    never from the encoding: a long list keeps its first items and counts the others (``<key>_more``), a long
+    string keeps its beginning; the longest values are cut first."""
+    fitted = dict(note)
+    text = _json(fitted)
+    for key in sorted(note, key=lambda k: -len(_json(note[k]))):
+        if len(text) <= limit:
+            return text
+        value = note[key]
+        if not isinstance(value, list | str):
+            continue
+        low, high = 0, len(value)  # the longest cut that fits (the encoding grows with it)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if len(_json(_cut(fitted, key, value, middle))) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        fitted = _cut(fitted, key, value, low)
+        text = _json(fitted)
+    if len(text) <= limit:
+        return text
+    return _json({"omitted": len(text)})  # nothing long enough to cut (many keys): only how long the note was
+
+
+def _cut(note: dict[str, Any], key: str, value: list[Any] | str, n: int) -> dict[str, Any]:
+    """``note`` with ``value`` cut to its first ``n`` items (and a list's count of the others) under ``key``."""
+    if isinstance(value, str):
+        return {**note, key: value[:n]}
+    rest = {f"{key}_more": len(value) - n} if n < len(value) else {}
+    return {**note, key: value[:n], **rest}
 
 
 def _child_id(store: Store, base: str, suffix: str, reserved: set[str] | None = None) -> str:
@@ -285,7 +331,7 @@ class PuppetMasterEngine:
 
     async def _mark(self, instance_id: str, command: str, note: dict[str, Any]) -> None:
         """Note a command in a world's log (a ``Mark`` changes nothing), live or stored."""
-        text = json.dumps(note, sort_keys=True, separators=(",", ":"))[:500]
+        text = _note_text(note)
         instance = self.live.get(instance_id)
         if instance is not None:
             await self._submit(instance, [{"type": "mark", "command": command, "note": text}])
@@ -492,15 +538,22 @@ class PuppetMasterEngine:
         merged = result.state
         ours = self.store.instances.get(command.ours)
         merged_id = command.id or _child_id(self.store, command.ours, "merge")
+        # the merge names each parent at the tick its state was taken at, with that state's hash (what verify
+        # checks the parent's history against); its own history starts at the merged state's tick
         record = InstanceRecord(
             id=merged_id, name=ours.name, seed=ours.seed, genesis_hash=state_hash(merged),
-            world={**ours.world, "origin": "merge",
-                   "parent_ticks": {"parent": ours_state.tick, "merge_parent": theirs_state.tick}},
+            world=own_world(
+                ours.world, "merge",
+                parent_ticks={"parent": ours_state.tick, "merge_parent": theirs_state.tick},
+                parent_hashes={"parent": state_hash(ours_state), "merge_parent": state_hash(theirs_state)},
+            ),
             parent_id=command.ours, fork_tick=merged.tick,
             merge_parent_id=command.theirs, head_tick=merged.tick,
         )  # fmt: skip
         report = result.to_json()
         with self.store.transaction():
+            for parent, taken in ((command.ours, ours_state), (command.theirs, theirs_state)):
+                on_timeline(self.store, parent, taken.tick, doing="merge")
             self.store.instances.create(record)
             self.store.snapshots.save(merged_id, merged, "merge")
             self.store.vault.save_agents(merged_id, merged)

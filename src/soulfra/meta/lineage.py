@@ -2,12 +2,14 @@
 
 Forks and clones are made here by reference: the child's record names its parent and the tick; its state is the
 parent's there (``durable.state_at`` follows the reference) and no history is copied. A revert moves what came
-after the revert tick to an abandoned branch, which stays listed.
+after the revert tick to an abandoned branch, which stays listed. A child always names its parent at a tick the
+parent holds when the child is written (``on_timeline``); ``durable.verify`` checks that it still does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,11 +24,16 @@ __all__ = [
     "common_ancestor",
     "fork_record",
     "lineage",
+    "on_timeline",
+    "own_world",
     "record_json",
     "revert_record",
 ]
 
 MAX_LINEAGE_DEPTH = 256  # ancestors followed before a lineage is called corrupt
+# What a record's ``world`` says of how that record itself was made: a child never inherits it from its parent
+# (a clone of a merge that kept the merge's ``parent_ticks`` would name its parent at the merge's parents' ticks).
+_OWN_LINEAGE = ("origin", "parent_ticks", "parent_hashes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,26 @@ def common_ancestor(store: Store, a: str, b: str) -> AncestorPoint:
     return best
 
 
+def own_world(parent_world: Mapping[str, Any], origin: str, **lineage_keys: Any) -> dict[str, Any]:
+    """A child's ``world``: its parent's description without what it says of the parent's own making, with the
+    child's ``origin`` and lineage keys (a merge's ``parent_ticks`` and ``parent_hashes``)."""
+    kept = {key: value for key, value in parent_world.items() if key not in _OWN_LINEAGE}
+    return {**kept, "origin": origin, **lineage_keys}
+
+
+def on_timeline(store: Store, instance_id: str, tick: int, *, doing: str) -> InstanceRecord:
+    """The record of ``instance_id`` as stored now, if its own history holds ``tick``; else ``LineageError`` (for
+    instance, a revert has moved the head back before it). A fork, clone or merge names its parent only at such a
+    tick, checked when the child is written."""
+    record = store.instances.get(instance_id)
+    start = start_tick(record)
+    if not start <= tick <= record.head_tick:
+        raise LineageError(
+            f"{instance_id} holds ticks {start} to {record.head_tick} durably; cannot {doing} it at tick {tick}"
+        )
+    return record
+
+
 def fork_record(
     store: Store,
     parent: InstanceRecord,
@@ -98,12 +125,9 @@ def fork_record(
     name: str | None = None,
 ) -> InstanceRecord:
     """Make a fork or clone of ``parent`` at ``tick``: one record and the child's modifications (as inputs at the
-    fork tick). The parent's state there is referenced, not copied. ``LineageError`` past the parent's head."""
-    start = start_tick(parent)
-    if not start <= tick <= parent.head_tick:
-        raise LineageError(
-            f"{parent.id} holds ticks {start} to {parent.head_tick} durably; cannot {kind} it at tick {tick}"
-        )
+    fork tick). The parent's state there is referenced, not copied. ``LineageError`` when the parent's history (as
+    stored now, not as ``parent`` says) does not hold ``tick``."""
+    on_timeline(store, parent.id, tick, doing=kind)
     if genesis_hash is None:
         nearest = store.snapshots.nearest(parent.id, tick)
         genesis_hash = nearest.state_hash if nearest is not None and nearest.tick == tick else ""
@@ -112,26 +136,28 @@ def fork_record(
         name=name or parent.name,
         seed=parent.seed,
         genesis_hash=genesis_hash,
-        world={**parent.world, "origin": kind},
+        world=own_world(parent.world, kind),
         parent_id=parent.id,
         fork_tick=tick,
         head_tick=tick,
     )
     with store.transaction():
+        on_timeline(store, parent.id, tick, doing=kind)  # again where it is written: no revert crossed it
         created = store.instances.create(record)
         if inputs:
             store.inputs.append(created.id, [replace(item, tick=tick) for item in inputs])
     return created
 
 
-def revert_record(store: Store, record: InstanceRecord, *, tick: int, branch_id: str, note: str = "") -> InstanceRecord:
-    """Move ``record``'s head back to ``tick``; what came after becomes the abandoned branch ``branch_id``."""
+def revert_record(store: Store, record: InstanceRecord, *, tick: int, branch_id: str) -> InstanceRecord:
+    """Move ``record``'s head back to ``tick``; what came after becomes the abandoned branch ``branch_id``. The
+    revert is marked in ``record``'s log at ``tick``, its note (JSON, as every mark's) naming the branch."""
     branch = InstanceRecord(
         id=branch_id,
         name=record.name,
         seed=record.seed,
         genesis_hash="",
-        world={**record.world, "origin": "abandoned-branch"},
+        world=own_world(record.world, "abandoned-branch"),
         parent_id=record.id,
         fork_tick=tick,
         head_tick=record.head_tick,
@@ -139,5 +165,6 @@ def revert_record(store: Store, record: InstanceRecord, *, tick: int, branch_id:
     )
     with store.transaction():
         created = store.instances.split_branch(record.id, tick, branch)
-        store.inputs.append(record.id, [Mark(tick=tick, command="TIMELINE_REVERT", note=note or branch_id)])
+        note = json.dumps({"branch": branch_id}, separators=(",", ":"))
+        store.inputs.append(record.id, [Mark(tick=tick, command="TIMELINE_REVERT", note=note)])
     return created
