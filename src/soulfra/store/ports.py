@@ -37,9 +37,10 @@ class InstanceRecord:
 
 def parent_tick(record: InstanceRecord, role: str = "parent") -> int:
     """The tick of its ``parent`` (or ``merge_parent``) an instance was made from: a merge keeps one per parent in
-    ``world["parent_ticks"]``; a fork or clone has its ``fork_tick``."""
+    ``world["parent_ticks"]``; a fork or clone has its ``fork_tick`` (and may carry a ``parent_ticks`` copied from a
+    merge it descends from, in databases written before children stopped inheriting it: not its own)."""
     ticks = record.world.get("parent_ticks")
-    if isinstance(ticks, dict) and isinstance(ticks.get(role), int):
+    if record.world.get("origin") == "merge" and isinstance(ticks, dict) and isinstance(ticks.get(role), int):
         return int(ticks[role])
     return record.fork_tick if record.fork_tick is not None else 0
 
