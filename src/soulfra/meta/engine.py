@@ -336,9 +336,15 @@ class PuppetMasterEngine:
         if instance is not None:
             await self._submit(instance, [{"type": "mark", "command": command, "note": text}])
             return
-        record = self.store.instances.get(instance_id)
-        mark = parse_input({"type": "mark", "tick": record.head_tick, "command": command, "note": text})
-        self.store.inputs.append(instance_id, [mark])
+        held = instance_id in self.store.leases.held()
+        self.store.leases.acquire(instance_id)  # a stored world another process runs is that process's to write
+        try:
+            record = self.store.instances.get(instance_id)
+            mark = parse_input({"type": "mark", "tick": record.head_tick, "command": command, "note": text})
+            self.store.inputs.append(instance_id, [mark])
+        finally:
+            if not held:
+                self.store.leases.release(instance_id)
 
     def _state_now(self, instance_id: str) -> WorldState:
         """The instance's state at its head, durably stored up to there: a live world's copy, else rebuilt."""
