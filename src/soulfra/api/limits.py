@@ -142,7 +142,7 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 
 async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
-    body = json.dumps({"code": code, "detail": detail}).encode()
+    body = json.dumps({"code": code, "detail": detail}, separators=(",", ":")).encode()  # as JSONResponse writes
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
