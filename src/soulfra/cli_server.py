@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from pydantic import ByteSize, TypeAdapter, ValidationError
 from rich.console import Console
 
 from soulfra.errors import ServerUnavailableError, error_for_code
@@ -28,6 +29,17 @@ InstanceOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's reply as JSON")]
 
 
+def _size(text: str | int) -> int:
+    """A size in bytes, as a number or with a unit: 65536, 64KiB, 1MB, 1GiB (pydantic's ByteSize reads it)."""
+    try:
+        size = int(TypeAdapter(ByteSize).validate_python(text))
+    except ValidationError:
+        raise typer.BadParameter(f"{text!r} is not a size such as 65536, 64KiB or 1GiB") from None
+    if size < 1:
+        raise typer.BadParameter("a size must be at least 1 byte")
+    return size
+
+
 def up_command(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
@@ -37,13 +49,27 @@ def up_command(
     agents: Annotated[int, typer.Option(min=0, max=100_000, help="Extra generated agents")] = 0,
     rate: Annotated[float, typer.Option(min=0.0, help="Ticks per second; 0 runs as fast as possible")] = 2.0,
     cycle_every: Annotated[int, typer.Option(min=0, help="Ticks between unified snapshots; 0 for none")] = 0,
+    max_body: Annotated[
+        int, typer.Option(parser=_size, metavar="SIZE", show_default="64KiB", help="Largest JSON request body")
+    ] = 64 << 10,
+    max_upload: Annotated[
+        int,
+        typer.Option(
+            parser=_size, metavar="SIZE", show_default="1GiB", help="Largest package upload (POST /api/import)"
+        ),
+    ] = 1 << 30,
+    body_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds a request body may pause before it is refused (408)")
+    ] = 30.0,
 ) -> None:
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
-    from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415 -- loads only here
+    from soulfra.api.limits import RequestLimits  # noqa: PLC0415 -- the server stack loads only here
+    from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415
 
     spec = load_world_file(world) if world is not None else DEFAULT_WORLD
+    limits = RequestLimits(max_body=max_body, max_upload=max_upload, body_timeout=body_timeout)
     settings = EmbeddedSettings(
-        data=data, seed=seed, spec=spec, agents=agents, rate=rate or None, cycle_every=cycle_every
+        data=data, seed=seed, spec=spec, agents=agents, rate=rate or None, cycle_every=cycle_every, limits=limits
     )
     sock = listen(host, port)
 

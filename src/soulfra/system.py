@@ -13,7 +13,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from soulfra.api import Gateway, create_app
+from soulfra.api.limits import RequestLimits
 from soulfra.api.meta import meta_router
 from soulfra.bus import InMemoryBus, connect
 from soulfra.durable import DurabilitySettings, DurableWorld
@@ -50,6 +51,7 @@ class EmbeddedSettings:
     cycle_every: int = 0
     snapshot_every: int = 20
     home: Path | None = None  # where the installation key and trusted keys live; None: $SOULFRA_HOME or ~/.soulfra
+    limits: RequestLimits = field(default_factory=RequestLimits)  # request bodies: sizes per route, read timeout
 
     def database_url(self) -> str:
         return f"sqlite:///{self.data / 'soulfra.db'}"
@@ -97,7 +99,8 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
                 await bus.close()
                 store.close()
 
-    app = create_app(gateway, lifespan=lifespan, extra=[meta_router(engine, gateway, keyring, Limits())])
+    router = meta_router(engine, gateway, keyring, Limits(), spool=settings.data)
+    app = create_app(gateway, lifespan=lifespan, extra=[router], limits=settings.limits)
     app.state.engine = engine
     return app
 

@@ -256,14 +256,21 @@ class Server:
             pytest.fail(f"the server did not exit within {STOP_DEADLINE_S} s of SIGTERM:\n{self.output()}")
 
 
-def start_server(root: Path, *, log: str = "server.log", rate: str = "20", request_timeout: float = 15.0) -> Server:
+def start_server(
+    root: Path,
+    *,
+    log: str = "server.log",
+    rate: str = "20",
+    request_timeout: float = 15.0,
+    extra: Sequence[str] = (),
+) -> Server:
     """``soulfra up`` on a free loopback port, data in ``root/data``, its installation in ``root/home``, its output
-    appended to ``root/<log>``; returns once it is ready."""
+    appended to ``root/<log>``, with ``extra`` flags; returns once it is ready."""
     port = free_port()
     data, home, log_path = root / "data", root / "home", root / log
     root.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as sink:
-        command = ["up", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), "--rate", rate]
+        command = ["up", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), "--rate", rate, *extra]
         proc = subprocess.Popen(
             [sys.executable, "-m", "soulfra", *command], stdout=sink, stderr=sink, env=environment(home)
         )
@@ -285,9 +292,11 @@ def start_server(root: Path, *, log: str = "server.log", rate: str = "20", reque
 
 
 @contextlib.contextmanager
-def running_server(root: Path, *, rate: str = "20", request_timeout: float = 15.0) -> Iterator[Server]:
+def running_server(
+    root: Path, *, rate: str = "20", request_timeout: float = 15.0, extra: Sequence[str] = ()
+) -> Iterator[Server]:
     """A ``start_server`` stopped on the way out, which must exit cleanly (code 0)."""
-    server = start_server(root, rate=rate, request_timeout=request_timeout)
+    server = start_server(root, rate=rate, request_timeout=request_timeout, extra=extra)
     try:
         yield server
     finally:

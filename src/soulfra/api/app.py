@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from soulfra import __version__
 from soulfra.api.fastpath import SURFACE_DEFAULTS, SurfaceReads
 from soulfra.api.gateway import Gateway
+from soulfra.api.limits import BodyLimits, RequestLimits
 from soulfra.errors import (
     BusError,
     BusTimeoutError,
@@ -123,6 +124,7 @@ def create_app(
     *,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     extra: Sequence[APIRouter] = (),
+    limits: RequestLimits | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Soulfra",
@@ -132,6 +134,7 @@ def create_app(
     )
     app.state.gateway = gateway
     app.add_middleware(SurfaceReads, gateway=gateway)
+    app.add_middleware(BodyLimits, limits=limits or RequestLimits())  # outermost: bodies are bounded before all
 
     @app.exception_handler(SoulfraError)
     async def soulfra_error(request: Request, exc: SoulfraError) -> JSONResponse:

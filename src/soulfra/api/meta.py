@@ -7,15 +7,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import io
+import pathlib
+import tempfile
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from soulfra.api.gateway import Gateway
-from soulfra.errors import ConflictError, InputError, PackageLimitError, WorldFileError
+from soulfra.errors import ConflictError, InputError, PackageLimitError, StorageError, WorldFileError
 from soulfra.meta.commands import (
     AgentPossession,
     CloneInstance,
@@ -37,6 +39,7 @@ from soulfra.world import DEFAULT_WORLD, parse_world
 __all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
 
 PACKAGE_MEDIA_TYPE = "application/vnd.soulfra.package+zip"
+_SPOOL_CHUNK = 1 << 20  # bytes of an upload held in memory before they are written to its temporary file
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
 
 
@@ -53,7 +56,11 @@ class CreateInstance(BaseModel):
     rate: float | None = Field(default=None, gt=0, le=1000, description="Ticks per second (default: the server's)")
 
 
-def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, limits: Limits) -> APIRouter:
+def meta_router(
+    engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, limits: Limits, *, spool: pathlib.Path | None = None
+) -> APIRouter:
+    """The puppet master's routes; an uploaded package is spooled to a temporary file in ``spool`` (None: the
+    system's temporary directory) and read from there."""
     router = APIRouter()
 
     # -- instances ------------------------------------------------------------------------------------------------
@@ -159,16 +166,11 @@ def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, 
         ] = None,
     ) -> dict[str, Any]:
         """Upload a ``.soulpkg`` (the request body): verified, validated, stored, and started."""
-        cap = limits.max_entry_bytes  # a package as uploaded (compressed); what it unpacks to is checked on reading
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > cap:
-            raise PackageLimitError(f"the upload is {declared} bytes, over the limit of {cap}")
-        data = bytearray()
-        async for chunk in request.stream():
-            data.extend(chunk)
-            if len(data) > cap:
-                raise PackageLimitError(f"the upload is over the limit of {cap} bytes")
-        package = await asyncio.to_thread(read_package, bytes(data), keyring, limits=limits)
+        upload = await _spooled(request, limits.max_total_bytes, spool)
+        try:
+            package = await asyncio.to_thread(read_package, upload, keyring, limits=limits)
+        finally:
+            await asyncio.to_thread(upload.close)
         imported = await asyncio.to_thread(
             import_bundles, engine.store, package.bundles, as_id=as_id, verify_replay=verify_replay
         )
@@ -177,6 +179,46 @@ def meta_router(engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, 
         return {"key_id": package.key_id, "imported": imported}
 
     return router
+
+
+async def _spooled(request: Request, cap: int, directory: pathlib.Path | None) -> BinaryIO:
+    """The request's body in an anonymous temporary file, rewound; never more than ``_SPOOL_CHUNK`` bytes of it in
+    memory. A package as uploaded (compressed) over ``cap`` bytes is refused as it arrives."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise PackageLimitError(f"the upload is {declared} bytes, over the limit of {cap}")
+    try:
+        upload = await asyncio.to_thread(_temporary, directory)
+    except OSError as exc:
+        raise StorageError(f"cannot spool the upload: {exc.strerror or exc}") from None
+    try:
+        size, pending = 0, bytearray()
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                raise PackageLimitError(f"the upload is over the limit of {cap} bytes")
+            pending += chunk
+            if len(pending) >= _SPOOL_CHUNK:
+                await asyncio.to_thread(upload.write, pending)
+                pending.clear()
+        await asyncio.to_thread(_rewound, upload, pending)
+    except OSError as exc:
+        upload.close()
+        raise StorageError(f"cannot spool the upload: {exc.strerror or exc}") from None
+    except BaseException:
+        upload.close()  # an anonymous file: closing it is all the cleaning up there is
+        raise
+    return upload
+
+
+def _temporary(directory: pathlib.Path | None) -> BinaryIO:
+    return tempfile.TemporaryFile(dir=directory)  # unlinked at once (where it can be), mode 0600
+
+
+def _rewound(upload: BinaryIO, tail: bytes | bytearray) -> None:
+    upload.write(tail)
+    upload.flush()
+    upload.seek(0)
 
 
 def _god_route(engine: PuppetMasterEngine, model: type[BaseModel]) -> Callable[..., Awaitable[dict[str, Any]]]:

@@ -13,7 +13,8 @@
     goals = ["lanterns", "tides"]
     traits = { warmth = 0.8, curiosity = 0.7, order = 0.3, chaos = 0.4 }   # each 0..1, default 0.5
 
-Numbers are read as decimals (never floats), so a file gives the same world on every machine.
+Numbers are read as decimals (never floats), so a file gives the same world on every machine. Names and ids are
+bounded as storage bounds them (``MAX_WORLD_NAME``, ``MAX_AGENT_ID``), so every backend refuses the same files.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ from soulfra.world.minds import MIND_ALIASES, MINDS
 from soulfra.world.minds.voice import VOICES
 from soulfra.world.model import TRAITS, AgentSpec
 
-_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+MAX_WORLD_NAME = 200  # characters: the instances table's name column
+MAX_AGENT_ID = 64  # characters: the agents table's id column
+MAX_AGENT_NAME = 64
+_ID = re.compile(rf"[a-z0-9][a-z0-9-]{{0,{MAX_AGENT_ID - 1}}}")
 _WORLD_KEYS = {"name", "loop_length", "default_agents"}
 _AGENT_KEYS = {"id", "name", "mind", "voice", "goals", "traits"}
 
@@ -61,6 +65,8 @@ def _build(doc: dict[str, Any]) -> WorldSpec:
     defaults = world.get("default_agents", True)
     if not isinstance(name, str) or not name:
         raise WorldFileError("world.name must be a non-empty string")
+    if len(name) > MAX_WORLD_NAME:
+        raise WorldFileError(f"world.name is {len(name)} characters, over the limit of {MAX_WORLD_NAME}")
     if isinstance(loop_length, bool) or not isinstance(loop_length, int) or not 1 <= loop_length <= 1_000_000:
         raise WorldFileError("world.loop_length must be an integer from 1 to 1000000")
     if not isinstance(defaults, bool):
@@ -91,7 +97,8 @@ def _agent(raw: object, number: int) -> AgentDefinition:
     agent_id = raw.get("id")
     if not isinstance(agent_id, str) or not _ID.fullmatch(agent_id):
         raise WorldFileError(
-            f"{where}: id must be lower case letters, digits and dashes (at most 64), got {agent_id!r}"
+            f"{where}: id must be lower case letters, digits and dashes (at most {MAX_AGENT_ID} characters), "
+            f"got {_shown(agent_id)}"
         )
     where = f"agent {agent_id!r}"
     name = raw.get("name", agent_id)
@@ -99,15 +106,15 @@ def _agent(raw: object, number: int) -> AgentDefinition:
     voice = raw.get("voice", "measured")
     goals = raw.get("goals", [])
     traits = raw.get("traits", {})
-    if not isinstance(name, str) or not name or len(name) > 64:
-        raise WorldFileError(f"{where}: name must be a string of 1 to 64 characters")
+    if not isinstance(name, str) or not name or len(name) > MAX_AGENT_NAME:
+        raise WorldFileError(f"{where}: name must be a string of 1 to {MAX_AGENT_NAME} characters")
     if not isinstance(mind, str):
         raise WorldFileError(f"{where}: mind is required, one of {', '.join(MINDS)}")
     key = MIND_ALIASES.get(mind, mind)
     if key not in MINDS:
-        raise WorldFileError(f"{where}: unknown mind {mind!r}; expected one of {', '.join(MINDS)}")
+        raise WorldFileError(f"{where}: unknown mind {_shown(mind)}; expected one of {', '.join(MINDS)}")
     if voice not in VOICES:
-        raise WorldFileError(f"{where}: unknown voice {voice!r}; expected one of {', '.join(VOICES)}")
+        raise WorldFileError(f"{where}: unknown voice {_shown(voice)}; expected one of {', '.join(VOICES)}")
     if not isinstance(goals, list) or len(goals) > 8 or not all(isinstance(g, str) and 0 < len(g) <= 64 for g in goals):
         raise WorldFileError(f"{where}: goals must be a list of at most 8 short strings")
     if not isinstance(traits, dict):
@@ -121,3 +128,10 @@ def _agent(raw: object, number: int) -> AgentDefinition:
         raise WorldFileError(f"{where}: {exc}") from None
     spec = AgentSpec(id=agent_id, name=name, mind=key, voice=voice, goals=tuple(goals))
     return AgentDefinition(spec=spec, traits=(values[0], values[1], values[2], values[3]))
+
+
+def _shown(value: object) -> str:
+    """A value as an error message shows it: its repr, cut short when it is long (with its length)."""
+    if isinstance(value, str) and len(value) > 2 * MAX_AGENT_ID:
+        return f"{value[:MAX_AGENT_ID]!r}... ({len(value)} characters)"
+    return repr(value)
