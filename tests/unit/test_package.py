@@ -482,3 +482,12 @@ def test_an_unsigned_manifest_is_read_only_up_to_a_small_cap(keyring: KeyRing) -
         archive.writestr("signature.json", b"{}")
     with pytest.raises(PackageLimitError, match=r"manifest\.json holds more than"):
         read_package(buffer.getvalue(), keyring)
+
+
+@pytest.mark.parametrize(("field", "value"), [("id", "w" * 65), ("name", "n" * 201)])
+def test_an_instance_id_or_name_longer_than_storage_keeps_is_refused(
+    bundles: list[InstanceBundle], keyring: KeyRing, field: str, value: str
+) -> None:
+    manifest_only = replace(bundles[0], instance={**bundles[0].instance, field: value})
+    with pytest.raises(PackageError, match="64 characters" if field == "id" else "over the limit of 200"):
+        write_package(io.BytesIO(), [manifest_only], keyring.signer())

@@ -40,6 +40,7 @@ from soulfra.meta.keys import Signer, Verifier, key_id, verify
 from soulfra.meta.recipe import genesis_recipe, state_from_recipe
 from soulfra.world import World, decode_state, encode_state, parse_input
 from soulfra.world.encoding import encoded_hash
+from soulfra.world.worldfile import MAX_WORLD_NAME
 
 __all__ = [
     "FORMAT",
@@ -67,6 +68,7 @@ _INSTANCE_KEYS = (
     "id", "name", "seed", "genesis_hash", "world", "base_tick", "base_hash", "head_tick", "head_hash",
     "parent_id", "fork_tick", "merge_parent_id",
 )  # fmt: skip
+MAX_INSTANCE_ID = 64  # characters: the instances table's id column
 _SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a ZIP header can hold
@@ -534,6 +536,14 @@ def _check_bundle(instance: object, lineage: object, edits: object, config: obje
     if missing:
         raise PackageError(f"the instance record in {where} lacks {', '.join(missing)}")
     _check_id(instance["id"], where)
+    if len(instance["id"]) > MAX_INSTANCE_ID or not isinstance(instance["name"], str):
+        raise PackageError(
+            f"the instance record in {where} needs an id of at most {MAX_INSTANCE_ID} characters and a name"
+        )
+    if len(instance["name"]) > MAX_WORLD_NAME:
+        raise PackageError(
+            f"the instance name in {where} is {len(instance['name'])} characters, over the limit of {MAX_WORLD_NAME}"
+        )
     if not all(_is_int(instance[key]) for key in ("seed", "base_tick", "head_tick")):
         raise PackageError(f"the instance record in {where} needs integer seed, base_tick and head_tick")
     if not all(isinstance(instance[key], str) for key in ("base_hash", "head_hash")):
