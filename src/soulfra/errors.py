@@ -4,7 +4,9 @@
     ├── ConfigError                 bad run parameters (a negative tick count, an unknown option value)
     ├── WorldFileError              a world file (TOML) that cannot be read or does not describe a valid world
     ├── InputError                  a malformed input or input-log line (bad JSON, unknown type, bad field)
-    │   └── UnknownAgentError       an input names an agent the world does not have
+    │   ├── UnknownAgentError       an input names an agent the world does not have
+    │   ├── BodyTooLargeError       an HTTP request body over its route's size limit (413)
+    │   └── BodyTimeoutError        an HTTP request body that stopped arriving (408)
     ├── CodecError                  state bytes that are corrupt or of an unknown format version
     │   └── DecompressionLimitError a blob that would decompress beyond the configured size limit
     ├── OutputError                 an output file (an event log) could not be written
@@ -37,6 +39,8 @@ Each class has a stable ``code`` that the CLI and, later, the HTTP API report be
 from __future__ import annotations
 
 __all__ = [
+    "BodyTimeoutError",
+    "BodyTooLargeError",
     "BusError",
     "BusTimeoutError",
     "BusUnavailableError",
@@ -94,6 +98,14 @@ class InputError(SoulfraError):
 
 class UnknownAgentError(InputError):
     code = "unknown_agent"
+
+
+class BodyTooLargeError(InputError):
+    code = "body_too_large"
+
+
+class BodyTimeoutError(InputError):
+    code = "body_timeout"
 
 
 class CodecError(SoulfraError):

@@ -22,6 +22,8 @@ from soulfra.api.fastpath import SURFACE_DEFAULTS, SurfaceReads
 from soulfra.api.gateway import Gateway
 from soulfra.api.limits import BodyLimits, RequestLimits
 from soulfra.errors import (
+    BodyTimeoutError,
+    BodyTooLargeError,
     BusError,
     BusTimeoutError,
     ConflictError,
@@ -60,6 +62,8 @@ STATUS: dict[type[SoulfraError], int] = {
     StorageError: 503,
     PackageError: 422,
     PackageLimitError: 413,
+    BodyTooLargeError: 413,  # refused by the body limits at the edge, before any route runs
+    BodyTimeoutError: 408,
     LineageError: 409,
     MergeError: 409,
 }

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from soulfra.errors import ConfigError, PackageLimitError
+from soulfra.errors import BodyTimeoutError, BodyTooLargeError, ConfigError, PackageLimitError
 
 __all__ = ["DOCUMENT_BYTES", "BodyLimits", "Bound", "RequestLimits"]
 
@@ -32,7 +32,7 @@ class Bound:
     """The bound on one request's body: its size, the error code of a refusal, and what the detail calls it."""
 
     size: int
-    code: str = "body_too_large"
+    code: str = BodyTooLargeError.code
     what: str = "the request body"
 
 
@@ -120,7 +120,7 @@ class _Body:
                 message = await self._receive()
         except TimeoutError:
             detail = f"{self._bound.what} stopped arriving: nothing came for {self._timeout:g} s"
-            self.refusal = (408, "body_timeout", detail)
+            self.refusal = (408, BodyTimeoutError.code, detail)
             raise _Refused from None
         if message["type"] == "http.request":
             self._received += len(message.get("body", b""))
