@@ -12,6 +12,7 @@ import contextlib
 import gc
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -336,15 +337,9 @@ class PuppetMasterEngine:
         if instance is not None:
             await self._submit(instance, [{"type": "mark", "command": command, "note": text}])
             return
-        held = instance_id in self.store.leases.held()
-        self.store.leases.acquire(instance_id)  # a stored world another process runs is that process's to write
-        try:
-            record = self.store.instances.get(instance_id)
-            mark = parse_input({"type": "mark", "tick": record.head_tick, "command": command, "note": text})
-            self.store.inputs.append(instance_id, [mark])
-        finally:
-            if not held:
-                self.store.leases.release(instance_id)
+        record = self.store.instances.get(instance_id)  # its lease is held for the command (``_writer_of``)
+        mark = parse_input({"type": "mark", "tick": record.head_tick, "command": command, "note": text})
+        self.store.inputs.append(instance_id, [mark])
 
     def _state_now(self, instance_id: str) -> WorldState:
         """The instance's state at its head, durably stored up to there: a live world's copy, else rebuilt."""
@@ -383,8 +378,8 @@ class PuppetMasterEngine:
         )
         return {"type": command.type, "ok": True, **result}
 
-    def _refuse_halted(self, command: GodCommand) -> None:
-        """A command that would touch an instance under emergency override is refused before it changes anything."""
+    def _touched(self, command: GodCommand) -> list[str]:
+        """The existing instances a command reads or writes (a new fork, clone or merge is not among them)."""
         names: list[str | None]
         if isinstance(command, FreezeTime | ThawTime):
             names = list(command.instances) if command.instances is not None else list(self.live)
@@ -396,13 +391,42 @@ class PuppetMasterEngine:
             names = [command.source, command.target]
         else:
             names = [command.instance]
+        return [name for name in names if name]
+
+    def _refuse_halted(self, names: list[str]) -> None:
+        """A command that would touch an instance under emergency override is refused before it changes anything."""
         for name in names:
-            instance = self.live.get(name or "")
+            instance = self.live.get(name)
             if instance is not None and instance.runtime is not None and instance.runtime.halted:
                 raise OverrideActiveError(f"{name} is stopped by an emergency override; resume it first")
 
+    @contextlib.contextmanager
+    def _writer_of(self, names: list[str]) -> Iterator[None]:
+        """Hold the writer lease of every stored (not live) instance a command touches while it runs, so that one
+        another process runs is refused before anything changes (a live one's lease is held already)."""
+        taken: list[str] = []
+        try:
+            for name in names:
+                if name in self.live or name in self.store.leases.held():
+                    continue
+                try:
+                    self.store.instances.get(name)
+                except NotFoundError:
+                    continue  # the command itself says so
+                self.store.leases.acquire(name)
+                taken.append(name)
+            yield
+        finally:
+            for name in taken:
+                self.store.leases.release(name)
+
     async def _dispatch(self, command: GodCommand, actor: str) -> dict[str, Any]:
-        self._refuse_halted(command)
+        touched = self._touched(command)
+        self._refuse_halted(touched)
+        with self._writer_of(touched):
+            return await self._carry_out(command, actor)
+
+    async def _carry_out(self, command: GodCommand, actor: str) -> dict[str, Any]:
         if isinstance(command, FreezeTime):
             return await self._freeze(command)
         if isinstance(command, ThawTime):

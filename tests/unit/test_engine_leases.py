@@ -1,0 +1,57 @@
+"""The puppet master and the writer leases: it runs only what it can hold, skips (and names) a world another
+process runs, and refuses to write into one; a deleted world's lease is let go."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from soulfra.bus import InMemoryBus
+from soulfra.durable import DurableWorld
+from soulfra.errors import LeaseHeldError
+from soulfra.meta.commands import parse_command
+from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.store import SqlStore
+from soulfra.world import DEFAULT_WORLD
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_engine_skips_a_world_another_writer_holds_and_never_writes_into_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    other = SqlStore.open(url)  # another process's store, as far as leases go
+    held = DurableWorld.create(other, 1, DEFAULT_WORLD, instance_id="held")
+    DurableWorld.create(other, 2, DEFAULT_WORLD, instance_id="free")
+    other.leases.release("free")
+    store, bus = SqlStore.open(url), InMemoryBus()
+    engine = PuppetMasterEngine(store, bus, EngineSettings(rate=None))
+    try:
+        with caplog.at_level(logging.ERROR, logger="soulfra.meta.engine"):
+            await engine.start()
+        assert sorted(engine.live) == ["free"]
+        assert "instance held was not started: instance held is already being run by pid" in caplog.text
+        assert store.leases.held() == ["free"]
+        with pytest.raises(LeaseHeldError):  # a clone of it would mark its log: refused, nothing written there
+            await engine.execute(parse_command({"type": "CLONE_INSTANCE", "source": "held", "id": "copy"}))
+        assert other.inputs.count("held") == 0
+        with pytest.raises(LeaseHeldError):
+            await engine.delete_instance("held")
+        assert other.instances.get("held").id == "held"
+        await engine.delete_instance("free")
+        assert store.leases.held() == []
+        held.close()
+        other.close()
+        await engine.start()  # once its writer has stopped, the puppet master takes it on
+        assert sorted(engine.live) == ["held"]
+    finally:
+        await engine.close()
+        await bus.close()
+        store.close()
