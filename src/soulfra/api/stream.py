@@ -14,7 +14,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError
@@ -180,9 +180,10 @@ class LiveStreams:
 
     def response(self, instance_id: str, after: int) -> EventSourceResponse:
         """The events of ``instance_id`` numbered after ``after``, as a server-sent event response."""
-        return _EventStream(self, self._events(instance_id, after))
+        return _EventStream(self, self.events(instance_id, after))
 
-    async def _events(self, instance_id: str, after: int) -> AsyncIterator[bytes]:
+    async def events(self, instance_id: str, after: int) -> AsyncGenerator[bytes, None]:
+        """The stream of ``instance_id`` after ``after``, as the bytes of server-sent events (``retry`` first)."""
         feed = self._feeds.get(instance_id)
         if feed is None:
             feed = self._feeds[instance_id] = _Feed(self, instance_id)
@@ -199,6 +200,7 @@ class LiveStreams:
                     yield _event("missed", {"count": missed})
                 if chunk:
                     yield chunk
+                    await asyncio.sleep(0)  # a connection lost in that send is noticed before the next one
                     continue
                 await feed.changed.wait_until(functools.partial(self._news, feed, after, errors), HEARTBEAT_S)
         finally:
