@@ -150,7 +150,7 @@ class _StopGuard:
                 self._force(f"{signal.Signals(sig).name} again while stopping")
                 return
             self._first = time.monotonic()
-        _say(f"soulfra: stopping (a second Ctrl-C or SIGTERM, or {self.timeout:g} s without an end, stops it at once)")
+        _say(f"soulfra: stopping; a second Ctrl-C or SIGTERM exits at once, as does a stop past {self.timeout:g} s")
 
     def finished(self) -> None:
         """The server has stopped; later signals are no longer counted (the deadline still bounds the exit)."""

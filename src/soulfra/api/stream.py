@@ -106,19 +106,23 @@ class _Feed:
                     batch = await bridge.request(
                         "surface", "stream", {"after": self.last, "wait_ms": POLL_MS, "limit": LIMIT}
                     )
+                    self._append(batch)
                 except SoulfraError as exc:
-                    self.error = _event("error", {"code": exc.code, "detail": exc.detail})
-                    self.errors += 1
-                    self.changed.notify()
-                    await self._streams.rest(RETRY_MS / 1000)  # the surface is away: try again at the clients' pace
+                    self._failed(exc.code, exc.detail)
+                except Exception as exc:  # a bug here must not leave the clients without a reader
+                    log.exception("reading the live stream of %s failed", self.instance_id)
+                    self._failed("internal_error", f"the stream could not be read: {type(exc).__name__}")
+                else:
+                    await self._streams.rest(PACE_S)
                     continue
-                self._append(batch)
-                await self._streams.rest(PACE_S)
-        except Exception:
-            log.exception("the live stream of %s stopped", self.instance_id)
-            raise
+                await self._streams.rest(RETRY_MS / 1000)  # the surface is away: try again at the clients' pace
         finally:
             self._task = None  # a client that arrives from now on starts another
+
+    def _failed(self, code: str, detail: str) -> None:
+        self.error = _event("error", {"code": code, "detail": detail})
+        self.errors += 1
+        self.changed.notify()
 
 
 class _EventStream(EventSourceResponse):
@@ -172,11 +176,16 @@ class LiveStreams:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.closed = False
+        self._closed = False
         self.disconnect: Disconnect | None = None
         self.live: set[_EventStream] = set()
         self._feeds: dict[str, _Feed] = {}
         self._closing = Changed()
+
+    @property
+    def closed(self) -> bool:
+        """Closed by ``close``, or the gateway is closing (the system is stopping)."""
+        return self._closed or self.gateway.closing
 
     def response(self, instance_id: str, after: int) -> EventSourceResponse:
         """The events of ``instance_id`` numbered after ``after``, as a server-sent event response."""
@@ -215,7 +224,7 @@ class LiveStreams:
 
     def close(self) -> None:
         """End every stream: each client gets the end of its response, and one that reads nothing is dropped."""
-        self.closed = True
+        self._closed = True
         self._closing.notify()
         for feed in self._feeds.values():
             feed.changed.notify()
