@@ -8,14 +8,19 @@ one platform alone on NATS (``soulfra serve``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import select
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,6 +28,7 @@ from fastapi import FastAPI
 from soulfra.api import Gateway, create_app
 from soulfra.api.limits import RequestLimits
 from soulfra.api.meta import meta_router
+from soulfra.api.stream import LiveStreams
 from soulfra.bus import InMemoryBus, connect
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import ConfigError, OutputError
@@ -117,32 +123,146 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, telling the gateway at the signal, so live streams end before the grace period runs out."""
+STOP_TIMEOUT_S = 10.0  # a stop that takes longer than this ends the process at once
+SEND_BUFFER = 256 * 1024  # bytes the kernel holds for one connection (it doubles the figure for its bookkeeping)
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+
+class _StopGuard:
+    """Makes every stop complete. It counts SIGINT and SIGTERM on a thread of its own, through the signal wakeup
+    fd, so it acts even while the main thread is held (in a database call, say): at the second signal, or
+    ``timeout`` seconds after the first, it ends the process at once with status 1. Nothing acknowledged is lost
+    that way: inputs are stored before they are acknowledged, and the worlds replay their last ticks on start."""
+
+    def __init__(self, timeout: float, *, exit: Callable[[int], object] = os._exit) -> None:
+        self.timeout = timeout
+        self._exit = exit
+        self._lock = threading.Lock()
+        self._first: float | None = None  # when the first signal came (monotonic)
+        self._finished = False
+
+    def install(self) -> bool:
+        """Watch the signals from now on (main thread only); False where signals cannot be watched."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(read,), name="soulfra-stop", daemon=True).start()
+        return True
+
+    def signalled(self, sig: int) -> None:
+        """One SIGINT or SIGTERM: the first starts the clock, a second one ends the process."""
+        with self._lock:
+            if self._finished:
+                return  # the server has stopped; what is left is uvicorn raising the signal again for its caller
+            if self._first is not None:
+                self._force(f"{signal.Signals(sig).name} again while stopping")
+                return
+            self._first = time.monotonic()
+        _say(f"soulfra: stopping; a second Ctrl-C or SIGTERM exits at once, as does a stop past {self.timeout:g} s")
+
+    def finished(self) -> None:
+        """The server has stopped; later signals are no longer counted (the deadline still bounds the exit)."""
+        with self._lock:
+            self._finished = True
+
+    def remaining(self) -> float | None:
+        """Seconds until the deadline, or None before the first signal."""
+        with self._lock:
+            return None if self._first is None else max(0.0, self._first + self.timeout - time.monotonic())
+
+    def _watch(self, read: int) -> None:
+        while True:
+            ready, _, _ = select.select([read], [], [], self.remaining())
+            if not ready:
+                with self._lock:
+                    self._force(f"the stop did not complete within {self.timeout:g} s")
+                return
+            for sig in os.read(read, 64):
+                if sig in (signal.SIGINT, signal.SIGTERM):
+                    self.signalled(sig)
+
+    def _force(self, reason: str) -> None:
+        _say(f"soulfra: {reason}: exiting now (every acknowledged input is stored)")
+        self._exit(1)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, written without a lock (the main thread may be held anywhere)."""
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode())
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with a stop that always completes. At the first SIGINT or SIGTERM the live streams end at
+    once (a client that reads nothing is disconnected), requests in flight finish and every world is flushed; a
+    second signal, or a stop longer than the guard's timeout, ends the process at once (``_StopGuard``)."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway, streams: LiveStreams, guard: _StopGuard) -> None:
         super().__init__(config)
         self._gateway = gateway
+        self._streams = streams
+        self._guard = guard
+        self._loop: asyncio.AbstractEventLoop | None = None
+        streams.disconnect = self._disconnect
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._guard.finished()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._gateway.closing = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._streams.close)  # a signal handler must not touch the loop itself
         super().handle_exit(sig, frame)
+
+    def _disconnect(self, scope: MutableMapping[str, Any]) -> bool:
+        """Drop the connection of the request ``scope`` at once, unsent bytes and all (a client that reads nothing
+        would otherwise hold its buffers, and the stop, for as long as it stays connected)."""
+        client = scope.get("client")
+        if client is None:
+            return False
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if getattr(connection, "client", None) == tuple(client) and transport is not None:
+                transport.abort()
+                return True
+        return False
 
 
 def run_embedded(
-    settings: EmbeddedSettings, sock: socket.socket, *, announce: Callable[[], None] | None = None
+    settings: EmbeddedSettings,
+    sock: socket.socket,
+    *,
+    stop_timeout: float = STOP_TIMEOUT_S,
+    announce: Callable[[], None] | None = None,
 ) -> None:
-    """Serve the embedded system on a bound socket (``listen``) until SIGINT or SIGTERM; ``announce`` is called
-    once the database is claimed (a second server on it is refused before anything is announced)."""
+    """Serve the embedded system on a bound socket (``listen``) until SIGINT or SIGTERM; a second signal, or a stop
+    that takes longer than ``stop_timeout`` seconds, ends the process at once. ``announce`` is called once the
+    database is claimed (a second server on it is refused before anything is announced)."""
     app = embedded_app(settings)
     if announce is not None:
         announce()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
+    # The asyncio loop: the stop guard needs the signal wakeup fd, which uvloop would take for itself.
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3, loop="asyncio")
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler it found installed:
     # make that handler "ignore", so a requested stop ends the process with status 0 rather than by the signal.
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Every connection inherits this send buffer. The kernel's own grows to 4 MiB on loopback, and a stream client
+    # that reads nothing would make the server write all of that before it is held back.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    guard = _StopGuard(stop_timeout)
+    guard.install()
     try:
-        _Server(config, app.state.gateway).run(sockets=[sock])
+        _Server(config, app.state.gateway, app.state.streams, guard).run(sockets=[sock])
     finally:
         signal.signal(signal.SIGTERM, previous)
 

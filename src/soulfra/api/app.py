@@ -5,9 +5,7 @@ Errors leave as JSON ``{"code", "detail"}`` with the status from ``STATUS``; no 
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -21,6 +19,7 @@ from soulfra import __version__
 from soulfra.api.fastpath import SURFACE_DEFAULTS, SurfaceReads
 from soulfra.api.gateway import Gateway
 from soulfra.api.limits import BodyLimits, RequestLimits
+from soulfra.api.stream import LiveStreams
 from soulfra.errors import (
     BodyTimeoutError,
     BodyTooLargeError,
@@ -234,7 +233,7 @@ def create_app(
         return await read(gateway.default_instance, "traces", {"limit": limit})
 
     @app.get("/api/stream", tags=["surface"], response_class=StreamingResponse)
-    async def default_stream(request: Request, after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> StreamingResponse:
+    async def default_stream(request: Request, after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Response:
         """The default instance's live events as server-sent events (``Last-Event-ID`` resumes)."""
         return stream_response(request, gateway.default_instance, after)
 
@@ -265,7 +264,7 @@ def create_app(
     @app.get("/api/instances/{instance_id}/events", tags=["surface"], response_class=StreamingResponse)
     async def instance_stream(
         request: Request, instance_id: InstanceId, after: Annotated[int, Query(ge=0, le=2**62)] = 0
-    ) -> StreamingResponse:
+    ) -> Response:
         await gateway.bridge(instance_id)
         return stream_response(request, instance_id, after)
 
@@ -391,35 +390,13 @@ def create_app(
         """Each loop's seed as the mirror's trace collector built it from the loop's traces."""
         return await call(instance_id, "mirror", "seeds")
 
-    def stream_response(request: Request, instance_id: str, after: int) -> StreamingResponse:
+    streams = app.state.streams = LiveStreams(gateway)
+
+    def stream_response(request: Request, instance_id: str, after: int) -> Response:
         header = request.headers.get("last-event-id", "")
         start = int(header) if header.isdigit() and len(header) < 19 else after
-        return StreamingResponse(
-            sse(request, gateway, instance_id, start),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return streams.response(instance_id, start)
 
     for router in extra:
         app.include_router(router)
     return app
-
-
-async def sse(request: Request, gateway: Gateway, instance_id: str, after: int) -> AsyncIterator[bytes]:
-    """Long-poll the surface's numbered stream and write each item as one server-sent event."""
-    bridge = await gateway.bridge(instance_id)
-    yield b"retry: 1000\n\n"
-    while not await request.is_disconnected() and not gateway.closing:
-        try:
-            batch = await bridge.request("surface", "stream", {"after": after, "wait_ms": 1000})
-        except SoulfraError as exc:
-            yield f"event: error\ndata: {json.dumps({'code': exc.code, 'detail': exc.detail})}\n\n".encode()
-            await asyncio.sleep(1.0)  # the surface is away: try again at the pace the client was told to retry
-            continue
-        if batch["missed"]:
-            yield f"event: missed\ndata: {json.dumps({'count': batch['missed']})}\n\n".encode()
-        for item in batch["items"]:
-            after = item["seq"]
-            yield f"id: {after}\nevent: {item['channel']}\ndata: {json.dumps(item)}\n\n".encode()
-        if not batch["items"]:
-            yield b": keep-alive\n\n"

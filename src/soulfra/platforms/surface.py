@@ -1,13 +1,16 @@
 """SurfacePlatform: the read-only public face, projected from the runtime's events and never changing a world.
 
 It keeps vibe weather and its history, each agent's recent echoes, the ritual traces, and a numbered live stream
-that readers follow from any position they have seen (``stream`` with ``after``).
+that readers follow from any position they have seen (``stream`` with ``after``). Projecting a tick never waits for
+a reader: readers wait on a ``Changed`` signal, which holds no lock, so a reader cancelled mid-wait leaves nothing
+behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,7 +19,7 @@ from soulfra.bus.port import Bus, Message
 from soulfra.errors import BusError, InputError
 from soulfra.platforms.base import Op, Platform, decode, encode, events_subject, int_field, op_subject
 
-__all__ = ["CHANNELS", "SurfacePlatform"]
+__all__ = ["CHANNELS", "Changed", "SurfacePlatform"]
 
 RITUAL_KINDS = frozenset(
     {"ritual_proposed", "ritual_joined", "ritual_gathered", "ritual_blessed", "ritual_refused", "ritual_lapsed",
@@ -38,6 +41,29 @@ CHANNELS: dict[str, str] = {
     "anomaly": "anomaly:detected",
     "unified_snapshot": "mirror:snapshot",
 }
+
+
+class Changed:
+    """A lock-free "something changed" signal: ``notify`` wakes every waiter at once; ``wait_until`` returns when a
+    condition holds or its timeout passes. Unlike ``asyncio.Condition`` there is no lock to re-acquire after a wait,
+    so a waiter cancelled at any point (a stream client gone, a timeout) cannot leave the signal unusable."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        if self._event.is_set():
+            return
+        self._event.set()  # wakes the waiters of this round; later ones wait on a new event
+        self._event = asyncio.Event()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Whether ``predicate()`` holds, waiting up to ``timeout`` seconds for it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    await self._event.wait()
+        return predicate()
 
 
 class SurfacePlatform(Platform):
@@ -72,7 +98,7 @@ class SurfacePlatform(Platform):
         self._cache: dict[tuple[str, Any], tuple[int, bytes]] = {}
         self._stream: deque[dict[str, Any]] = deque(maxlen=stream)
         self._seq = 0
-        self._changed = asyncio.Condition()
+        self._changed = Changed()
 
     async def start(self) -> None:
         await super().start()
@@ -116,15 +142,13 @@ class SurfacePlatform(Platform):
             self._possession.append((after, dict(self.possessed)))
         self.weather = vibe
         self.tick = after
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.notify()
 
     async def _on_platform_event(self, message: Message) -> None:
         body = decode(message.payload)
         kind = str(body.get("kind", "event"))
         self._push(kind, int(body.get("tick", self.tick)), body)
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.notify()
 
     def _remember_weather(self, tick: int, vibe: dict[str, Any]) -> None:
         entry = {"tick": tick, **vibe}
@@ -206,10 +230,15 @@ class SurfacePlatform(Platform):
         wait_ms = int_field(body, "wait_ms", 0, 0, 30_000)
         limit = int_field(body, "limit", 256, 1, 4096)
         if self._seq <= after and wait_ms:
-            async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait_for(lambda: self._seq > after), wait_ms / 1000)
-        items = [item for item in self._stream if item["seq"] > after][:limit]
+            await self._changed.wait_until(lambda: self._seq > after, wait_ms / 1000)
+        # The buffer holds consecutive numbers ending at ``_seq``; walk it from the nearer end, so a reader that is
+        # up to date costs what it reads, not the length of the buffer.
+        newer = max(0, min(len(self._stream), self._seq - after))
+        if newer <= len(self._stream) // 2:
+            items = list(itertools.islice(reversed(self._stream), newer))[::-1][:limit]
+        else:
+            start = len(self._stream) - newer
+            items = list(itertools.islice(self._stream, start, start + limit))
         first = items[0]["seq"] if items else self._seq + 1
         return {"seq": self._seq, "missed": max(0, first - after - 1), "items": items}
 
@@ -219,9 +248,7 @@ class SurfacePlatform(Platform):
         tick = int_field(body, "tick", self.tick, 0, 1 << 62)
         wait_ms = int_field(body, "wait_ms", 1000, 0, 30_000)
         if self.tick < tick:
-            async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait_for(lambda: self.tick >= tick), wait_ms / 1000)
+            await self._changed.wait_until(lambda: self.tick >= tick, wait_ms / 1000)
         weather = _as_of(((e["tick"], e) for e in self.history), tick, self.weather)
         if weather is not None and "tick" in weather:
             weather = {k: v for k, v in weather.items() if k != "tick"}

@@ -1,0 +1,180 @@
+"""The live stream's fan-out (one surface reader per process, clients behind the ring told what they missed, every
+stream ended at close) and the stop guard that ends a stuck stop (a second signal, or a stop past its deadline)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from soulfra.api.gateway import Gateway
+from soulfra.api.stream import LiveStreams
+from soulfra.bus import InMemoryBus
+from soulfra.platforms.base import encode, events_subject
+from soulfra.platforms.surface import SurfacePlatform
+from soulfra.system import _StopGuard
+
+DEADLINE_S = 10.0
+INSTANCE = "streamed"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Counted(InMemoryBus):
+    """The in-memory bus, counting the surface stream reads it carries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stream_reads = 0
+
+    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:
+        if subject.endswith(".surface.stream"):
+            self.stream_reads += 1
+        return await super().request(subject, payload, timeout=timeout)
+
+
+async def publish_ticks(bus: InMemoryBus, ticks: range) -> None:
+    for tick in ticks:
+        event = {"kind": "post_made", "tick": tick, "agent": "arty", "topic": "trust"}
+        await bus.publish(
+            events_subject(INSTANCE), encode({"tick": tick, "after": tick + 1, "events": [event], "vibe": None})
+        )
+
+
+def parse(chunk: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """The (event, data) of each event in ``chunk``; ``retry`` and comment lines are left out."""
+    parsed = []
+    for block in chunk.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+        if "data" in fields:
+            parsed.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return parsed
+
+
+async def collect(stream: AsyncIterator[bytes], count: int) -> list[tuple[str, dict[str, Any]]]:
+    """Events of ``stream`` until ``count`` numbered ones have come (``missed`` ones kept too)."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    async with asyncio.timeout(DEADLINE_S):
+        while sum(1 for kind, _ in events if kind != "missed") < count:
+            events.extend(parse(await anext(stream)))
+    return events
+
+
+@pytest.fixture
+async def world(anyio_backend: str) -> AsyncIterator[tuple[Counted, SurfacePlatform, LiveStreams]]:
+    bus = Counted()
+    surface = SurfacePlatform(INSTANCE, bus, stream=64)
+    await surface.start()
+    streams = LiveStreams(Gateway(bus, INSTANCE))
+    try:
+        yield bus, surface, streams
+    finally:
+        streams.close()
+        await surface.stop()
+        await bus.close()
+
+
+@pytest.mark.anyio
+async def test_many_clients_share_one_reader_of_the_surface(
+    world: tuple[Counted, SurfacePlatform, LiveStreams],
+) -> None:
+    bus, _surface, streams = world
+    clients = [streams.events(INSTANCE, 0) for _ in range(50)]
+    for client in clients:
+        assert await anext(client) == b"retry: 1000\n\n"
+    await publish_ticks(bus, range(10))
+    received = await asyncio.gather(*(collect(client, 10) for client in clients))
+    for events in received:
+        assert [data["seq"] for _, data in events] == list(range(1, 11))
+        assert all(kind == "agent:reflection" for kind, _ in events)
+    # One long poll of the surface per batch for all 50 clients, not one per client.
+    assert bus.stream_reads < 50
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_client_behind_the_ring_is_told_what_it_missed(
+    world: tuple[Counted, SurfacePlatform, LiveStreams],
+) -> None:
+    bus, surface, streams = world
+    await publish_ticks(bus, range(200))  # the surface keeps the last 64
+    async with asyncio.timeout(DEADLINE_S):
+        while surface.tick < 200:
+            await asyncio.sleep(0.001)
+    client = streams.events(INSTANCE, 3)
+    await anext(client)
+    events = await collect(client, 64)
+    assert events[0] == ("missed", {"count": 200 - 64 - 3})
+    assert [data["seq"] for kind, data in events[1:]] == list(range(137, 201))
+    await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_close_ends_every_stream(world: tuple[Counted, SurfacePlatform, LiveStreams]) -> None:
+    _bus, _surface, streams = world
+    clients = [streams.events(INSTANCE, 0) for _ in range(5)]
+    for client in clients:
+        await anext(client)
+    waiting = [asyncio.ensure_future(anext(client)) for client in clients]
+    await asyncio.sleep(0)
+    streams.close()
+    for ended in await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), DEADLINE_S):
+        assert isinstance(ended, StopAsyncIteration)
+
+
+# -- the stop guard ------------------------------------------------------------------------------------------------
+
+
+class Exits:
+    def __init__(self) -> None:
+        self.codes: list[int] = []
+        self.called = threading.Event()
+
+    def __call__(self, code: int) -> None:
+        self.codes.append(code)
+        self.called.set()
+
+
+def test_a_second_signal_ends_the_process_and_the_first_does_not() -> None:
+    exits = Exits()
+    guard = _StopGuard(60.0, exit=exits)
+    guard.signalled(signal.SIGTERM)
+    assert exits.codes == []
+    guard.signalled(signal.SIGINT)
+    assert exits.codes == [1]
+
+
+def test_signals_after_the_server_stopped_are_not_counted() -> None:
+    """uvicorn raises a captured SIGINT again once it has stopped; that is not a second request to stop."""
+    exits = Exits()
+    guard = _StopGuard(60.0, exit=exits)
+    guard.signalled(signal.SIGINT)
+    guard.finished()
+    guard.signalled(signal.SIGINT)
+    assert exits.codes == []
+
+
+def test_a_stop_past_its_deadline_ends_the_process() -> None:
+    exits = Exits()
+    guard = _StopGuard(0.05, exit=exits)
+    read, write = os.pipe()
+    watcher = threading.Thread(target=guard._watch, args=(read,), daemon=True)
+    watcher.start()
+    try:
+        os.write(write, bytes([signal.SIGTERM]))  # what the signal wakeup fd carries for one SIGTERM
+        assert exits.called.wait(DEADLINE_S)
+        assert exits.codes == [1]
+    finally:
+        watcher.join(DEADLINE_S)
+        os.close(read)
+        os.close(write)
