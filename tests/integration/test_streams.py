@@ -14,7 +14,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,36 +23,10 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import READY_DEADLINE_S, Server, environment, free_port, soulfra, wait_for
+from .support import Server, soulfra, start_server, wait_for
 
 INSTANCE = "world-0"
 STOP_BOUND_S = 10.0  # a SIGTERM stops the server within this, whatever its clients do
-
-
-def start(root: Path, *flags: str) -> Server:
-    """``soulfra up`` with ``flags`` on a free loopback port (data and installation under ``root``), once ready."""
-    port = free_port()
-    data, home, log_path = root / "data", root / "home", root / "server.log"
-    root.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as sink:
-        command = ["up", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *flags]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "soulfra", *command], stdout=sink, stderr=sink, env=environment(home)
-        )
-    server = Server(proc=proc, url=f"http://127.0.0.1:{port}", data=data, home=home, log=log_path)
-
-    def ready() -> bool:
-        assert proc.poll() is None, f"the server exited with {proc.returncode}:\n{server.output()}"
-        with contextlib.suppress(httpx.TransportError), httpx.Client(base_url=server.url, timeout=2.0) as client:
-            return client.get("/readyz").status_code == 200
-        return False
-
-    try:
-        wait_for(ready, timeout=READY_DEADLINE_S, what="the server to be ready")
-    except BaseException:
-        kill(server)
-        raise
-    return server
 
 
 def kill(server: Server) -> None:
@@ -112,7 +85,7 @@ def tick_rate(client: httpx.Client, span: float) -> float:
 
 @pytest.mark.slow
 def test_unread_streams_do_not_slow_the_world(tmp_path: Path) -> None:
-    server = start(tmp_path, "--rate", "0", "--agents", "60")
+    server = start_server(tmp_path, rate="0", extra=["--agents", "60"])
     try:
         with server.client() as client:
             tick_rate(client, 0.5)  # past the start
@@ -133,7 +106,7 @@ def test_unread_streams_do_not_slow_the_world(tmp_path: Path) -> None:
 def test_a_stream_resumes_after_a_client_that_fell_behind(tmp_path: Path) -> None:
     """The ids of one stream are consecutive; a client asking from an id no longer kept is told how many it missed,
     then goes on from the oldest kept."""
-    server = start(tmp_path, "--rate", "0")
+    server = start_server(tmp_path, rate="0")
     try:
         with server.client() as client:
             wait_for(lambda: stream_seq(client) > 3 * 1024, what="a few thousand stream events")
@@ -223,7 +196,7 @@ def stored_inputs(server: Server) -> dict[int, dict[str, Any]]:
 
 @pytest.mark.slow
 def test_sigterm_stops_with_streams_open_and_requests_in_flight(tmp_path: Path) -> None:
-    server = start(tmp_path, "--rate", "0", "--agents", "30")
+    server = start_server(tmp_path, rate="0", extra=["--agents", "30"])
     try:
         with unread_streams(server, 100), Whisperers(server, 20) as whisperers:
             wait_for(lambda: whisperers.count() >= 40, what="whispers acknowledged")
@@ -247,7 +220,7 @@ def test_sigterm_stops_with_streams_open_and_requests_in_flight(tmp_path: Path) 
 def test_a_second_signal_ends_a_stuck_stop(tmp_path: Path) -> None:
     """Another process holds the database, so the world cannot be written and the stop that SIGTERM began cannot
     finish; a second SIGTERM ends the process at once, with a non-zero status and one line saying so."""
-    server = start(tmp_path, "--rate", "50")
+    server = start_server(tmp_path, rate="50")
     holder = sqlite3.connect(server.data / "soulfra.db", timeout=30.0, isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")  # the server's next write waits for it (its busy timeout is 30 s)
