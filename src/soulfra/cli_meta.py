@@ -19,7 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from soulfra import cli_god
 from soulfra.cli_god import emit, json_arg, pair
-from soulfra.cli_server import DEFAULT_URL, JsonOption, UrlOption, _request
+from soulfra.cli_server import DEFAULT_URL, JsonOption, UrlOption, _request, failure_note
 from soulfra.errors import InputError, OutputError, ServerUnavailableError, error_for_code
 
 __all__ = ["register"]
@@ -85,6 +85,7 @@ def instance_list(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> 
         merge = f" + {row['merge_parent_id']}" if row.get("merge_parent_id") else ""
         typer.echo(
             f"{row['id']:<24} {row.get('state', row['status']):<10} tick {row.get('tick', '-'):<8}{parent}{merge}"
+            + failure_note(row.get("failure"))
         )
 
 
@@ -100,6 +101,8 @@ def instance_show(
         typer.echo(json.dumps(reply))
         return
     typer.echo(f"{reply['id']}: {reply['state']} at tick {reply['tick']} (seed {reply['seed']}, {reply['status']})")
+    if reply.get("failure"):
+        typer.echo(f"  failure  {failure_note(reply['failure']).strip()}")
     lineage = " <- ".join(f"{p['instance']}@{p['tick']}" for p in reply["lineage"]) or "(root)"
     typer.echo(f"  lineage   {lineage}")
     typer.echo(f"  children  {', '.join(reply['children']) or '-'}")

@@ -143,7 +143,14 @@ def status_command(url: UrlOption = DEFAULT_URL, instance: InstanceOption = None
             typer.echo(f"  {name:<9} DOWN  {report['error']['code']}: {report['error']['detail']}")
             continue
         state = "overridden" if report.get("halted") else report.get("state", "running")
-        typer.echo(f"  {name:<9} {state:<10} tick {report.get('tick', '-')}")
+        typer.echo(f"  {name:<9} {state:<10} tick {report.get('tick', '-')}{failure_note(report.get('failure'))}")
+
+
+def failure_note(failure: Any) -> str:
+    """What stopped a failed instance, for a status line (empty when it has not failed)."""
+    if not isinstance(failure, dict):
+        return ""
+    return f"  (failed at tick {failure.get('tick')}: {failure.get('type')}: {failure.get('message')})"
 
 
 def whisper_command(

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from soulfra import cli_meta, cli_server
 from soulfra.api import Gateway, create_app
 from soulfra.api.app import status_for
 from soulfra.api.meta import meta_router
 from soulfra.bus import InMemoryBus
 from soulfra.cli import EXIT_CODES
+from soulfra.cli import app as cli_app
 from soulfra.errors import InstanceFailedError, StorageUnavailableError, error_for_code
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
@@ -185,6 +188,23 @@ async def test_a_mind_that_raises_fails_its_instance_visibly_and_the_others_tick
     assert (listed["doomed"]["state"], listed["doomed"]["failure"]) == ("failed", expected)
     assert {listed[i]["state"] for i in ("steady", "calm")} == {"running"}
     assert listed["steady"]["failure"] is None
+
+    # the CLI's lines say what stopped it, from these same replies
+    replies = {
+        "/api/instances": (await up.http.get("/api/instances")).json(),
+        "/api/instances/doomed": shown.json(),
+        "/api/instances/doomed/status": (await up.http.get("/api/instances/doomed/status")).json(),
+    }
+
+    def canned(method: str, url: str, path: str, body: object = None) -> object:
+        return replies[path]
+
+    monkeypatch.setattr(cli_server, "_request", canned)
+    monkeypatch.setattr(cli_meta, "_request", canned)
+    for args in (["instance", "list"], ["instance", "show", "doomed"], ["status", "--instance", "doomed"]):
+        printed = CliRunner().invoke(cli_app, args)
+        assert printed.exit_code == 0, printed.output
+        assert f"failed at tick {mind.tick}: ZeroDivisionError: Cal Riven divided the vote by zero" in printed.output
 
     ready = await up.http.get("/readyz")
     assert ready.status_code == 503
