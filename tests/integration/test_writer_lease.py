@@ -27,6 +27,7 @@ from .support import (
     one_error_line,
     parsed,
     soulfra,
+    soulfra_all,
     soulfra_at,
     start_server,
 )
@@ -226,3 +227,17 @@ def test_every_database_command_says_69_in_one_line_when_the_database_is_unreach
     args = [arg.format(tmp=tmp_path) for arg in command]
     line = one_error_line(soulfra(*args, "--db", url), 69)
     assert "refused" in line
+
+
+def test_two_writers_starting_at_once_on_a_new_database_are_one_writer(db_url: str) -> None:
+    """Both migrate the new database at once (one waits for the other), then one runs and the other is refused
+    or, if the first has finished by then, continues after it."""
+    run = ["run", "--db", db_url, "--seed", str(SEED), "--ticks", "30", "--json"]
+    first, second = soulfra_all(run, run)
+    assert sorted([first.returncode, second.returncode]) in ([0, 0], [0, 75]), (first.stderr, second.stderr)
+    for done in (first, second):
+        if done.returncode == 75:
+            assert "is already being run by pid" in one_error_line(done, 75)
+    report = parsed(soulfra("verify", "--db", db_url, "--json"))
+    assert report["ok"]
+    assert report["ticks"] == 30 * [first.returncode, second.returncode].count(0)

@@ -6,6 +6,7 @@ connection; PostgreSQL is used as it comes. Nothing here knows about worlds.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from soulfra.errors import ConflictError, StorageError, StorageUnavailableError
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10
+MIGRATION_LOCK_NAMESPACE = 0x50F8  # PostgreSQL advisory lock (first key) held while the schema is migrated
 
 
 @contextmanager
@@ -143,9 +145,33 @@ def head_revision() -> str:
 def upgrade(engine: sa.Engine) -> tuple[str | None, str]:
     """Migrate to the newest schema; returns (revision before, revision after). Safe to repeat."""
     before = current_revision(engine)
-    with translate_errors(f"migrating {_safe(engine)}"), engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), "head")
+    if before == head_revision():
+        return before, before  # the usual case: nothing to migrate, and nothing to wait for
+    with _migration_lock(engine), translate_errors(f"migrating {_safe(engine)}"), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # held to the end of this transaction: one migration at a time
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": MIGRATION_LOCK_NAMESPACE})
+        command.upgrade(_alembic_config(connection), "head")  # reads the revision again, under the lock
     return before, head_revision()
+
+
+@contextmanager
+def _migration_lock(engine: sa.Engine) -> Iterator[None]:
+    """SQLite: an exclusive ``flock`` on ``<database>.migrate.lock`` around a migration, so two processes opening a
+    new database at once do not both create its tables (SQLite runs DDL outside transactions). PostgreSQL takes an
+    advisory lock inside the migration's own transaction instead."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    path = Path(engine.url.database or "").expanduser().resolve()
+    try:
+        fd = os.open(path.with_name(path.name + ".migrate.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageUnavailableError(f"cannot lock {path} for its migration: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and the lock with it
 
 
 def _safe(engine: sa.Engine) -> str:
