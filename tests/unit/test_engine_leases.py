@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from soulfra.bus import InMemoryBus
-from soulfra.durable import DurableWorld
-from soulfra.errors import LeaseHeldError
+from soulfra.durable import DurabilitySettings, DurableWorld
+from soulfra.errors import InputError, LeaseHeldError
 from soulfra.meta.commands import parse_command
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.store import SqlStore
@@ -51,6 +51,25 @@ async def test_the_engine_skips_a_world_another_writer_holds_and_never_writes_in
         other.close()
         await engine.start()  # once its writer has stopped, the puppet master takes it on
         assert sorted(engine.live) == ["held"]
+    finally:
+        await engine.close()
+        await bus.close()
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_a_refused_rewrite_leaves_no_branch_and_no_lease(tmp_path: Path) -> None:
+    store, bus = SqlStore.open(f"sqlite:///{tmp_path / 'w.db'}"), InMemoryBus()
+    engine = PuppetMasterEngine(store, bus, EngineSettings(rate=None, durability=DurabilitySettings(horizon=100)))
+    try:
+        await engine.create_instance(seed=4, spec=DEFAULT_WORLD, instance_id="a")
+        far = {"type": "whisper", "target": "arty", "text": "too late", "tick": 5000}
+        rewrite = {"type": "PUPPET_MASTER_INTERVENTION", "instance": "a", "kind": "rewrite", "from_tick": 0,
+                   "id": "rw", "add": [far]}  # fmt: skip
+        with pytest.raises(InputError, match="more than 100 ticks past the rewrite's start at 0"):
+            await engine.execute(parse_command(rewrite))
+        assert [r.id for r in store.instances.list_instances()] == ["a"]
+        assert store.leases.held() == ["a"]
     finally:
         await engine.close()
         await bus.close()

@@ -724,6 +724,11 @@ class PuppetMasterEngine:
                 raise type(exc)(f"added input {n}: {exc.detail}") from None
             if item.tick < at:
                 raise InputError(f"added input {n} is for tick {item.tick}, before the rewrite starts at {at}")
+            if item.tick > at + self.settings.durability.horizon:
+                raise InputError(
+                    f"added input {n} is for tick {item.tick}, more than {self.settings.durability.horizon:,} ticks "
+                    f"past the rewrite's start at {at}"
+                )
             try:
                 World(head_state).check(item)  # the agents are the same at every tick
             except InputError as exc:
@@ -733,12 +738,17 @@ class PuppetMasterEngine:
         branch_id = command.id or _child_id(self.store, source, "rewrite")
         record = fork_record(self.store, parent, tick=at, child_id=branch_id, kind="rewrite")
         history = sorted(kept + added, key=lambda item: item.tick)
-        world = DurableWorld.open(self.store, record.id, settings=self.settings.durability)
-        if history:
-            world.submit(history)
-        while world.tick < head_state.tick:
-            world.step()
-        world.flush()
+        try:
+            world = DurableWorld.open(self.store, record.id, settings=self.settings.durability)
+            if history:
+                world.submit(history)
+            while world.tick < head_state.tick:
+                world.step()
+            world.flush()
+        except BaseException:  # a branch that could not be written whole is not left behind
+            self.store.instances.delete(record.id)
+            self.store.leases.release(record.id)
+            raise
         tick, branch_hash = world.tick, world.world.state_hash()  # before the branch ticks on
         await self._launch(record.id, world=world)
         await self._mark(source, "PUPPET_MASTER_INTERVENTION", {"rewrite": branch_id, "from_tick": at})
