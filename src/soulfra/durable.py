@@ -7,7 +7,8 @@ anything here: a durable run and an in-memory run with the same seed and inputs 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,28 +101,23 @@ class DurableWorld:
             genesis_hash=world.state_hash(),
             world=world_description(spec, agents),
         )
-        store.leases.acquire(record.id)
-        try:
-            with store.transaction():
-                record = store.instances.create(record)
-                store.snapshots.save(record.id, world.state, "genesis")
-                store.vault.save_agents(record.id, world.state)
-                store.audit.append(actor=actor, action="instance.create", instance_id=record.id, detail=record.world)
-        except BaseException:
-            store.leases.release(record.id)
-            raise
+        with _leased(store, record.id), store.transaction():
+            record = store.instances.create(record)
+            store.snapshots.save(record.id, world.state, "genesis")
+            store.vault.save_agents(record.id, world.state)
+            store.audit.append(actor=actor, action="instance.create", instance_id=record.id, detail=record.world)
         return cls(store, record, world, settings or DurabilitySettings(), 0)
 
     @classmethod
     def open(cls, store: Store, instance_id: str, *, settings: DurabilitySettings | None = None) -> DurableWorld:
         """Continue a stored instance from its last durable tick (recovery after a crash is the same thing)."""
         store.instances.get(instance_id)  # NotFoundError before a lease is taken on a name
-        store.leases.acquire(instance_id)
-        record = store.instances.get(instance_id)  # as of the lease: no other writer moves it from here on
-        state = state_at(store, instance_id, record.head_tick)
-        durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
-        for stored in store.inputs.read(instance_id, from_tick=record.head_tick):
-            durable._pending.setdefault(stored.tick, []).append(stored.input)
+        with _leased(store, instance_id):
+            record = store.instances.get(instance_id)  # as of the lease: no other writer moves it from here on
+            state = state_at(store, instance_id, record.head_tick)
+            durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
+            for stored in store.inputs.read(instance_id, from_tick=record.head_tick):
+                durable._pending.setdefault(stored.tick, []).append(stored.input)
         return durable
 
     @classmethod
@@ -131,13 +127,13 @@ class DurableWorld:
         """Continue a stored instance from a state already in memory (equal to its state at its head tick), such
         as a fork's copy of its parent's live state: nothing is read back but the inputs still to apply."""
         store.instances.get(instance_id)
-        store.leases.acquire(instance_id)
-        record = store.instances.get(instance_id)
-        if state.tick != record.head_tick:
-            raise ConflictError(f"{instance_id} is durable to tick {record.head_tick}, not {state.tick}")
-        durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
-        for stored in store.inputs.read(instance_id, from_tick=record.head_tick):
-            durable._pending.setdefault(stored.tick, []).append(stored.input)
+        with _leased(store, instance_id):
+            record = store.instances.get(instance_id)
+            if state.tick != record.head_tick:
+                raise ConflictError(f"{instance_id} is durable to tick {record.head_tick}, not {state.tick}")
+            durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
+            for stored in store.inputs.read(instance_id, from_tick=record.head_tick):
+                durable._pending.setdefault(stored.tick, []).append(stored.input)
         return durable
 
     @classmethod
@@ -244,6 +240,20 @@ class DurableWorld:
     def close(self) -> None:
         self.flush()
         self.store.vault.save_agents(self.instance_id, self.world.state)
+
+
+@contextmanager
+def _leased(store: Store, instance_id: str) -> Iterator[None]:
+    """Take the writer lease of ``instance_id`` for what follows; if it fails, let go of the lease again, unless this
+    store held it before."""
+    newly = instance_id not in store.leases.held()
+    store.leases.acquire(instance_id)
+    try:
+        yield
+    except BaseException:
+        if newly:
+            store.leases.release(instance_id)
+        raise
 
 
 def stamp_input(obj: object, tick: int) -> Input:

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from soulfra.durable import DurableWorld, state_at
-from soulfra.errors import LeaseHeldError, LeaseLostError
+from soulfra.errors import IntegrityError, LeaseHeldError, LeaseLostError
 from soulfra.store import SqlStore
 from soulfra.store.lease import PUPPET_MASTER_LEASE
 from soulfra.world import DEFAULT_WORLD, Whisper
@@ -161,3 +161,20 @@ def test_a_fenced_write_rolls_back_its_whole_transaction(backend: Backend) -> No
     with pytest.raises(LeaseLostError):
         audited_then_fenced()
     assert [e.action for e in old.audit.read(instance_id="w")] == ["instance.create"]
+
+
+def test_a_world_that_cannot_be_opened_keeps_no_lease(backend: Backend) -> None:
+    first = backend.open()
+    DurableWorld.create(first, 5, DEFAULT_WORLD, instance_id="w")
+    first.close()
+    admin = sa.create_engine(backend.url)
+    with admin.begin() as conn:  # its history is gone: it cannot be rebuilt
+        conn.execute(sa.text("DELETE FROM snapshots WHERE instance_id = 'w'"))
+    admin.dispose()
+    store = backend.open()
+    with pytest.raises(IntegrityError, match="no snapshot"):
+        DurableWorld.open(store, "w")
+    assert store.leases.held() == []
+    held = store.leases.holder("w")
+    assert held is not None
+    assert not held.live

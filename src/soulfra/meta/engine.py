@@ -197,11 +197,15 @@ class PuppetMasterEngine:
                 retention=s.retention,
             ),
         )
-        if world is None:
-            world = DurableWorld.open(self.store, instance_id, settings=s.durability)
-        await instance.initialize(world)
-        _runtime(instance).paused = frozen
-        instance.start_autonomous_operations()
+        try:
+            if world is None:
+                world = DurableWorld.open(self.store, instance_id, settings=s.durability)
+            await instance.initialize(world)
+            _runtime(instance).paused = frozen
+            instance.start_autonomous_operations()
+        except BaseException:  # not running here: its lease must not say it is
+            self.store.leases.release(instance_id)
+            raise
         self.live[instance_id] = instance
         return instance
 
@@ -289,9 +293,11 @@ class PuppetMasterEngine:
                     "(delete them first)"
                 )
             self.store.leases.acquire(instance_id)  # refused while another process runs it
-            await self._stop(instance_id)
-            self.store.instances.delete(instance_id)
-            self.store.leases.release(instance_id)
+            try:
+                await self._stop(instance_id)
+                self.store.instances.delete(instance_id)
+            finally:  # stopped, if not deleted: this process no longer runs it
+                self.store.leases.release(instance_id)
             self.store.audit.append(
                 actor=actor, action="instance.delete", instance_id=instance_id, detail={"head_tick": record.head_tick}
             )
