@@ -4,12 +4,14 @@ the holder's death, never blocking a reader, and fencing every write of a holder
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 from soulfra.durable import DurableWorld, state_at
 from soulfra.errors import IntegrityError, LeaseHeldError, LeaseLostError
 from soulfra.store import SqlStore
-from soulfra.store.lease import PUPPET_MASTER_LEASE
+from soulfra.store.lease import KEEP_EVERY_S, PUPPET_MASTER_LEASE
 from soulfra.world import DEFAULT_WORLD, Whisper
 
 from .conftest import Backend
@@ -29,11 +31,15 @@ def _lose_liveness(store: SqlStore, backend: Backend) -> None:
     """What a holder's death looks like from outside while the holder itself still runs: its liveness lock is gone
     (a killed lock connection on PostgreSQL; the lock file closed on SQLite)."""
     liveness = store.leases._liveness
-    assert liveness is not None
     if backend.name == "sqlite":
         liveness.close()
         return
-    conn = liveness._conn  # type: ignore[attr-defined]
+    liveness._stop.set()  # type: ignore[attr-defined]  # its keeper would take the lock again
+    _terminate_lock_session(store, backend)
+
+
+def _terminate_lock_session(store: SqlStore, backend: Backend) -> None:
+    conn = store.leases._liveness._conn  # type: ignore[attr-defined]
     pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
     admin = sa.create_engine(backend.url)
     try:
@@ -178,3 +184,23 @@ def test_a_world_that_cannot_be_opened_keeps_no_lease(backend: Backend) -> None:
     held = store.leases.holder("w")
     assert held is not None
     assert not held.live
+
+
+def test_a_lost_lock_connection_is_made_again_and_the_lease_still_refuses_others(
+    postgres_database: Backend,
+) -> None:
+    holder, other = postgres_database.open(), postgres_database.open()
+    durable = DurableWorld.create(holder, 5, DEFAULT_WORLD, instance_id="w")
+    _terminate_lock_session(holder, postgres_database)  # a server restart or an idle-session kill
+    deadline = time.monotonic() + 10 * KEEP_EVERY_S
+    while True:  # the keeper takes the same lock again within a round or two
+        with contextlib.suppress(LeaseHeldError):
+            info = other.leases.holder("w")
+            if info is not None and info.live:
+                break
+        assert time.monotonic() < deadline, "the holder's lock was not taken again"
+        time.sleep(0.05)
+    with pytest.raises(LeaseHeldError):
+        other.leases.acquire("w")
+    durable.submit([Whisper(tick=1, target="arty", text="still its writer")])  # its writes pass the fence
+    assert other.inputs.count("w") == 1

@@ -24,6 +24,13 @@ from soulfra.errors import ConflictError, StorageError, StorageUnavailableError
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10
+POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 MIGRATION_LOCK_NAMESPACE = 0x50F8  # PostgreSQL advisory lock (first key) held while the schema is migrated
 
 
@@ -112,8 +119,9 @@ def make_engine(url: str) -> sa.Engine:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
-            # a server that stops answering fails a connection attempt in bounded time instead of hanging a writer
-            return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+            # a server that stops answering fails a connection attempt in bounded time instead of hanging a writer,
+            # and TCP keepalives notice a connection (such as a lease's lock session) whose server is gone
+            return sa.create_engine(parsed, pool_pre_ping=True, connect_args=POSTGRES_CONNECT_ARGS)
         except ModuleNotFoundError as exc:
             raise StorageUnavailableError(
                 f"PostgreSQL needs the psycopg driver: pip install 'soulfra[postgres]' ({exc})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import socket
@@ -21,7 +22,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
-from soulfra.errors import ConfigError, ConflictError, LeaseHeldError, LeaseLostError
+from soulfra.errors import (
+    ConfigError,
+    ConflictError,
+    LeaseHeldError,
+    LeaseLostError,
+    SoulfraError,
+    StorageUnavailableError,
+)
 from soulfra.store import schema
 from soulfra.store.database import translate_errors
 from soulfra.store.ports import LeaseInfo
@@ -35,6 +43,9 @@ PUPPET_MASTER_LEASE = ":puppet-master"  # the server's own lease: one puppet mas
 _MAX_KEY = 80
 _ADVISORY_NAMESPACE = 0x50F7  # the first key of PostgreSQL's two-key advisory locks: Soulfra's liveness locks
 _TAKE_ATTEMPTS = 5
+KEEP_EVERY_S = 2.0  # how often a PostgreSQL liveness connection is checked (and its lock taken again if lost)
+
+log = logging.getLogger(__name__)
 
 
 def describe_holder(info: LeaseInfo) -> str:
@@ -114,30 +125,65 @@ class _FileLiveness:
 
 class _AdvisoryLiveness:
     """PostgreSQL: a session advisory lock held on a connection of its own; the server drops it when the process
-    or its connection dies. Other stores test it with ``pg_try_advisory_lock`` (and let go at once)."""
+    or its connection dies. Other stores test it with ``pg_try_advisory_lock`` (and let go at once).
+
+    A connection can also die under a living process (a server restart, an idle-session kill): a keeper thread
+    checks it every ``KEEP_EVERY_S`` seconds and takes the same lock again on a new connection. Should another
+    writer take a lease over in between, fencing stops this one from writing."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
         self.token = ""
         self._conn: sa.Connection | None = None
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
 
     def hold(self) -> None:
         if self._conn is not None:
             return
         with translate_errors("taking the lease lock"):
-            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            try:
-                while True:
-                    key = secrets.randbelow(2**31)
-                    taken = conn.execute(
-                        sa.text("SELECT pg_try_advisory_lock(:ns, :key)"), {"ns": _ADVISORY_NAMESPACE, "key": key}
-                    ).scalar_one()
-                    if taken:
-                        break
-            except BaseException:
-                conn.close()
-                raise
+            while True:
+                key = secrets.randbelow(2**31)
+                conn = self._lock(key)
+                if conn is not None:
+                    break
         self.token, self._conn = str(key), conn
+        threading.Thread(target=self._keep, name="soulfra-lease-keeper", daemon=True).start()
+
+    def _lock(self, key: int) -> sa.Connection | None:
+        """A new connection holding the advisory lock ``key``, or None if another session holds it."""
+        conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            params = {"ns": _ADVISORY_NAMESPACE, "key": key}
+            if conn.execute(sa.text("SELECT pg_try_advisory_lock(:ns, :key)"), params).scalar_one():
+                return conn
+        except BaseException:
+            conn.close()
+            raise
+        conn.close()
+        return None
+
+    def _keep(self) -> None:
+        while not self._stop.wait(KEEP_EVERY_S):
+            with self._guard:
+                if self._conn is None:
+                    return
+                try:
+                    self._conn.execute(sa.text("SELECT 1"))
+                    continue
+                except sa.exc.SQLAlchemyError:
+                    pass
+                try:  # the session is gone, and its lock with it: take the same lock again
+                    again = self._lock(int(self.token))
+                except sa.exc.SQLAlchemyError as exc:
+                    log.warning("the lease lock connection was lost and cannot be made again yet: %s", exc)
+                    continue
+                if again is None:  # probed at this moment, or taken over: try again next round
+                    continue
+                with contextlib.suppress(sa.exc.SQLAlchemyError):
+                    self._conn.close()
+                self._conn = again
+                log.warning("the lease lock connection was lost; its lock is held again on a new connection")
 
     def alive(self, token: str) -> bool:
         if token == self.token:
@@ -153,11 +199,13 @@ class _AdvisoryLiveness:
         return True
 
     def close(self) -> None:
-        if self._conn is None:
-            return
-        with contextlib.suppress(sa.exc.SQLAlchemyError):
-            self._conn.close()  # the session ends, and its advisory lock with it
-        self._conn = None
+        self._stop.set()
+        with self._guard:
+            if self._conn is None:
+                return
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._conn.close()  # the session ends, and its advisory lock with it
+            self._conn = None
 
 
 class SqlLeases:
@@ -166,19 +214,17 @@ class SqlLeases:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
         self._held: dict[str, int] = {}  # key -> the epoch this store took it at
-        self._liveness: _Liveness | None = None
+        engine = store.engine  # the liveness lock is made (a file, a connection) only when a lease is first taken
+        if engine.dialect.name == "sqlite":
+            database = Path(engine.url.database or "").expanduser().resolve()
+            self._liveness: _Liveness = _FileLiveness(database.with_name(database.name + ".leases"))
+        else:
+            self._liveness = _AdvisoryLiveness(engine)
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._host = socket.gethostname()[:255]
 
     def _live(self) -> _Liveness:
-        if self._liveness is None:
-            engine = self._store.engine
-            if engine.dialect.name == "sqlite":
-                database = Path(engine.url.database or "").expanduser().resolve()
-                self._liveness = _FileLiveness(database.with_name(database.name + ".leases"))
-            else:
-                self._liveness = _AdvisoryLiveness(engine)
         return self._liveness
 
     def acquire(self, key: str) -> LeaseInfo:
@@ -227,7 +273,7 @@ class SqlLeases:
     def release(self, key: str) -> None:
         with self._lock:
             epoch = self._held.pop(key, None)
-            if epoch is None or self._liveness is None:
+            if epoch is None:
                 return
             table = schema.instance_leases
             with self._store.connect(f"releasing the writer lease of {key}") as conn:
@@ -256,7 +302,6 @@ class SqlLeases:
         epoch = self._held.get(key)
         if epoch is None or (fenced is not None and key in fenced):
             return
-        assert self._liveness is not None  # noqa: S101 - a held key implies a liveness lock
         table = schema.instance_leases
         result = conn.execute(
             table.update()
@@ -275,11 +320,14 @@ class SqlLeases:
     def close(self) -> None:
         """Release every lease (as far as the database can be reached) and drop the liveness lock."""
         for key in self.held():
-            with contextlib.suppress(Exception):
+            try:
                 self.release(key)
+            except StorageUnavailableError:  # the database is away: the liveness lock goes with the process anyway
+                break
+            except SoulfraError as exc:
+                log.warning("releasing the writer lease of %s failed: %s", key, exc.detail)
         self._held.clear()
-        if self._liveness is not None:
-            self._liveness.close()
+        self._liveness.close()
 
 
 def _row_info(row: Any, *, live: bool) -> LeaseInfo:
