@@ -120,6 +120,31 @@ async def test_a_client_behind_the_ring_is_told_what_it_missed(
 
 
 @pytest.mark.anyio
+async def test_a_surface_that_starts_its_numbers_again_takes_its_clients_back_to_the_start(
+    world: tuple[Counted, SurfacePlatform, LiveStreams],
+) -> None:
+    bus, surface, streams = world
+    client = streams.events(INSTANCE, 0)
+    await anext(client)
+    await publish_ticks(bus, range(30))
+    assert [data["seq"] for _, data in await collect(client, 30)][-1] == 30
+    await surface.stop()  # a revert relaunches the instance: its new surface numbers from 1 again
+    again = SurfacePlatform(INSTANCE, bus, stream=64)
+    await again.start()
+    try:
+        await publish_ticks(bus, range(30, 35))
+        events = await collect(client, 6)
+        assert events[0][0] == "restarted"
+        assert [data["seq"] for kind, data in events[1:]] == [1, 2, 3, 4, 5]
+        await client.aclose()
+        async with asyncio.timeout(DEADLINE_S):  # nobody follows it now: its ring is let go
+            while streams._feeds:
+                await asyncio.sleep(0.01)
+    finally:
+        await again.stop()
+
+
+@pytest.mark.anyio
 async def test_close_ends_every_stream(world: tuple[Counted, SurfacePlatform, LiveStreams]) -> None:
     _bus, _surface, streams = world
     clients = [streams.events(INSTANCE, 0) for _ in range(5)]

@@ -59,6 +59,7 @@ class _Feed:
         self.last = 0
         self.error = b""  # the last failure to read the surface, as an ``error`` event
         self.errors = 0
+        self.generation = 0  # how many times the surface's numbering started again
         self.changed = Changed()
         self.clients = 0
         self._task: asyncio.Task[None] | None = None
@@ -84,6 +85,7 @@ class _Feed:
         if int(batch["seq"]) < self.last:  # the surface started again (a revert restarts it): so do its numbers
             self._events.clear()
             self.first, self.last = 1, 0
+            self.generation += 1  # every client goes back to the start of the new numbering
         items = [item for item in batch["items"] if int(item["seq"]) > self.last]
         if not items:
             return
@@ -118,6 +120,8 @@ class _Feed:
                 await self._streams.rest(RETRY_MS / 1000)  # the surface is away: try again at the clients' pace
         finally:
             self._task = None  # a client that arrives from now on starts another
+            if self.clients <= 0:  # nobody follows it: its ring goes (a deleted instance's with it)
+                self._streams.forget(self)
 
     def _failed(self, code: str, detail: str) -> None:
         self.error = _event("error", {"code": code, "detail": detail})
@@ -199,11 +203,14 @@ class LiveStreams:
         feed.attach()
         try:
             yield f"retry: {RETRY_MS}\n\n".encode()
-            errors = feed.errors
+            errors, generation = feed.errors, feed.generation
             while not self.closed:
                 if feed.errors != errors:
                     errors = feed.errors
                     yield feed.error
+                if feed.generation != generation:  # ids start again at 1 (a revert): a client further on would wait
+                    generation, after = feed.generation, 0
+                    yield _event("restarted", {"reason": "the world's timeline was restarted; ids start again at 1"})
                 missed, after, chunk = feed.take(after)
                 if missed:
                     yield _event("missed", {"count": missed})
@@ -211,12 +218,17 @@ class LiveStreams:
                     yield chunk
                     await asyncio.sleep(0)  # a connection lost in that send is noticed before the next one
                     continue
-                await feed.changed.wait_until(functools.partial(self._news, feed, after, errors), HEARTBEAT_S)
+                news = functools.partial(self._news, feed, after, errors, generation)
+                await feed.changed.wait_until(news, HEARTBEAT_S)
         finally:
             feed.detach()
 
-    def _news(self, feed: _Feed, after: int, errors: int) -> bool:
-        return feed.last > after or feed.errors != errors or self.closed
+    def _news(self, feed: _Feed, after: int, errors: int, generation: int) -> bool:
+        return feed.last > after or feed.errors != errors or feed.generation != generation or self.closed
+
+    def forget(self, feed: _Feed) -> None:
+        if self._feeds.get(feed.instance_id) is feed:
+            del self._feeds[feed.instance_id]
 
     async def rest(self, seconds: float) -> None:
         """Sleep, unless the streams are closed first."""
