@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import String
 from starlette.types import Message
 
-from soulfra.api.limits import DOCUMENT_BYTES, BodyLimits, RequestLimits
+from soulfra.api.limits import DOCUMENT_BYTES, MIN_BODY_RATE, BodyLimits, RequestLimits
 from soulfra.cli_server import _size
 from soulfra.errors import ConfigError
 from soulfra.store import schema
@@ -131,6 +131,20 @@ def test_a_body_that_stops_arriving_is_refused_with_408() -> None:
         status, headers, body, _ = call("POST", path, stalled(100))
         assert (status, body["code"], headers[b"connection"]) == (408, "body_timeout", b"close")
         assert "nothing came for 0.05 s" in body["detail"]
+
+
+def test_a_body_that_trickles_in_is_refused_with_408() -> None:
+    """One byte just inside each timeout would hold a connection for days: after one timeout's grace, a body
+    must average ``MIN_BODY_RATE``."""
+
+    async def trickle() -> Message:
+        await asyncio.sleep(0.6 * LIMITS.body_timeout)
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    status, headers, body, seen = call("POST", "/api/instances/w/whispers", trickle)
+    assert (status, body["code"], headers[b"connection"]) == (408, "body_timeout", b"close")
+    assert f"slower than {MIN_BODY_RATE} bytes a second" in body["detail"]
+    assert seen == []
 
 
 def test_within_bounds_and_after_the_body_nothing_is_limited() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +25,7 @@ MIB = 1 << 20
 # god-mode commands (their models allow lists of up to 10,000 instance ids or sequence numbers).
 DOCUMENT_BYTES = MIB
 _DOCUMENT_ROUTES = ("/api/instances", "/api/god")
+MIN_BODY_RATE = KIB  # bytes a second a body must average once one body timeout has passed
 _UPLOAD_ROUTES = ("/api/import",)
 
 
@@ -107,6 +109,7 @@ class _Body:
         self._bound = bound
         self._timeout = timeout
         self._received = 0
+        self._started: float | None = None
         self._complete = False
         self.refusal: tuple[int, str, str] | None = None
 
@@ -115,6 +118,8 @@ class _Body:
             return await self._receive()  # waiting for the disconnect (a stream) takes as long as it takes
         if self.refusal is not None:
             raise _Refused
+        if self._started is None:
+            self._started = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout):
                 message = await self._receive()
@@ -124,6 +129,14 @@ class _Body:
             raise _Refused from None
         if message["type"] == "http.request":
             self._received += len(message.get("body", b""))
+            late = time.monotonic() - self._started - self._timeout  # past the grace of one timeout...
+            if late > 0 and self._received < MIN_BODY_RATE * late and message.get("more_body", False):
+                detail = (
+                    f"{self._bound.what} is arriving slower than {MIN_BODY_RATE} bytes a second "
+                    f"({self._received} bytes in {late + self._timeout:.0f} s)"
+                )  # ...a body must keep up a trickle at least, or one byte per timeout would hold it for days
+                self.refusal = (408, BodyTimeoutError.code, detail)
+                raise _Refused
             if self._received > self._bound.size:
                 detail = f"{self._bound.what} is over the limit of {self._bound.size} bytes"
                 self.refusal = (413, self._bound.code, detail)
