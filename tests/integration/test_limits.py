@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, inspect
 
 from soulfra.store import SqlStore
 
-from .support import Server, assert_problem, one_error_line, running_server, soulfra
+from .support import Server, assert_problem, one_error_line, running_server, small_tmpfs, soulfra
 
 MIB = 1 << 20
 RSS_BOUND = 16 * MIB  # what a refused request may cost the server, at most (its peak, not what it keeps)
@@ -268,3 +268,12 @@ def test_a_created_instance_over_a_storage_bound_is_refused(server: Server) -> N
         )
         assert "world.name is 300 characters, over the limit of 200" in detail
         assert client.get("/api/instances/long").status_code == 404
+
+
+def test_an_upload_that_would_fill_the_data_disk_is_refused(tmp_path: Path) -> None:
+    """The worlds commit to the same disk the upload is spooled on: an upload never takes its last 256 MiB."""
+    with small_tmpfs(tmp_path / "disk", "258m") as disk, running_server(disk) as small, small.client() as client:
+        answer = client.post("/api/import", content=b"x" * (4 << 20))
+        detail = assert_problem(answer, 503, "storage_error")
+        assert "would leave less than 256 MiB free on the server's disk" in detail
+        assert client.get("/readyz").status_code == 200  # the worlds go on

@@ -6,13 +6,10 @@ with every acknowledged input; storage that fails under a live run ends it with 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import stat
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,6 +23,7 @@ from .support import (
     free_port,
     one_error_line,
     parsed,
+    small_tmpfs,
     soulfra,
     soulfra_all,
     soulfra_at,
@@ -181,23 +179,8 @@ def test_a_live_run_whose_database_goes_away_exits_69(pg_url: str) -> None:
         world.kill()
 
 
-@contextlib.contextmanager
-def _small_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, check=False
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 def test_a_live_run_on_a_full_disk_exits_74(tmp_path: Path) -> None:
-    with _small_tmpfs(tmp_path / "small", "600k") as disk:
+    with small_tmpfs(tmp_path / "small", "600k") as disk:
         url = f"sqlite:///{disk / 'w.db'}"
         world = RunningWorld(url, seed=SEED, rate="2000", snapshot_every="1")
         try:

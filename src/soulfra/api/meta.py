@@ -8,6 +8,7 @@ import asyncio
 import inspect
 import io
 import pathlib
+import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, BinaryIO
@@ -40,6 +41,7 @@ __all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
 
 PACKAGE_MEDIA_TYPE = "application/vnd.soulfra.package+zip"
 _SPOOL_CHUNK = 1 << 20  # bytes of an upload held in memory before they are written to its temporary file
+SPOOL_RESERVE = 256 << 20  # bytes an upload must leave free on the disk it is spooled to (the worlds write there)
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
 
 
@@ -187,6 +189,8 @@ async def _spooled(request: Request, cap: int, directory: pathlib.Path | None) -
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
         raise PackageLimitError(f"the upload is {declared} bytes, over the limit of {cap}")
+    if declared is not None and declared.isdigit():
+        _leave_room(directory, int(declared))
     try:
         upload = await asyncio.to_thread(_temporary, directory)
     except OSError as exc:
@@ -199,6 +203,7 @@ async def _spooled(request: Request, cap: int, directory: pathlib.Path | None) -
                 raise PackageLimitError(f"the upload is over the limit of {cap} bytes")
             pending += chunk
             if len(pending) >= _SPOOL_CHUNK:
+                _leave_room(directory, len(pending))
                 await asyncio.to_thread(upload.write, pending)
                 pending.clear()
         await asyncio.to_thread(_rewound, upload, pending)
@@ -209,6 +214,17 @@ async def _spooled(request: Request, cap: int, directory: pathlib.Path | None) -
         upload.close()  # an anonymous file: closing it is all the cleaning up there is
         raise
     return upload
+
+
+def _leave_room(directory: pathlib.Path | None, more: int) -> None:
+    """Refuse an upload that would leave less than ``SPOOL_RESERVE`` bytes free beside the worlds' database: a full
+    disk would fail every world's next commit."""
+    free = shutil.disk_usage(directory or tempfile.gettempdir()).free
+    if free - more < SPOOL_RESERVE:
+        raise StorageError(
+            f"the upload would leave less than {SPOOL_RESERVE >> 20} MiB free on the server's disk "
+            f"({free >> 20} MiB free); free some space and try again"
+        )
 
 
 def _temporary(directory: pathlib.Path | None) -> BinaryIO:
