@@ -235,6 +235,17 @@ def test_read_is_in_seq_order_not_tick_order(store: SqlStore) -> None:
     assert [(s.seq, s.tick) for s in store.inputs.read("a")] == list(enumerate(ticks, start=1))
 
 
+def test_a_page_is_the_inputs_after_a_seq_in_seq_order_at_most_limit(store: SqlStore) -> None:
+    store.instances.create(make_record("a"))
+    store.instances.create(make_record("b"))
+    store.inputs.append("a", [Whisper(tick=t, target="*", text=f"at {t}") for t in (5, 2, 9, 2, 0, 7)])
+    store.inputs.append("b", [Whisper(tick=0, target="*", text="other")])
+    assert [(s.seq, s.tick) for s in store.inputs.page("a", limit=4)] == [(1, 5), (2, 2), (3, 9), (4, 2)]
+    assert [s.seq for s in store.inputs.page("a", after_seq=4)] == [5, 6]
+    assert store.inputs.page("a", after_seq=6) == []
+    assert [s.input for s in store.inputs.page("b")] == [s.input for s in store.inputs.read("b")]
+
+
 def test_read_bounds_are_from_tick_inclusive_to_tick_exclusive(store: SqlStore) -> None:
     store.instances.create(make_record("a"))
     store.inputs.append("a", [Whisper(tick=t, target="*", text=str(t)) for t in range(10)])

@@ -370,8 +370,7 @@ class RuntimePlatform(Platform):
     async def inputs(self, body: dict[str, Any]) -> dict[str, Any]:
         after = int_field(body, "after", 0, 0, 1 << 62)
         limit = int_field(body, "limit", 100, 1, 1000)
-        rows = self.world.store.inputs.read(self.instance_id)
-        chosen = [s for s in rows if s.seq > after][:limit]
+        chosen = self.world.store.inputs.page(self.instance_id, after_seq=after, limit=limit)
         return {"inputs": [{"seq": s.seq, "tick": s.tick, "input": input_to_json(s.input)} for s in chosen]}
 
     async def pause(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -184,6 +184,9 @@ class InputLog(Protocol):
     def read(self, instance_id: str, *, from_tick: int = 0, to_tick: int | None = None) -> list[StoredInput]:
         """Inputs stamped ``from_tick <= tick < to_tick``, in ``seq`` order (the order they apply in)."""
 
+    def page(self, instance_id: str, *, after_seq: int = 0, limit: int = 100) -> list[StoredInput]:
+        """At most ``limit`` inputs with ``seq > after_seq``, in ``seq`` order: a log read a page at a time."""
+
     def count(self, instance_id: str) -> int: ...
 
 

@@ -303,6 +303,17 @@ def _instance(row: sa.Row[Any]) -> InstanceRecord:
     )  # fmt: skip
 
 
+def _stored_inputs(instance_id: str, rows: Sequence[sa.Row[Any, Any, Any, Any]]) -> list[StoredInput]:
+    out = []
+    for row in rows:
+        try:
+            item = parse_input(row.body)
+        except InputError as exc:
+            raise IntegrityError(f"input {row.seq} of {instance_id} cannot be read back: {exc.detail}") from exc
+        out.append(StoredInput(seq=row.seq, tick=row.tick, input=item, accepted_at=_aware(row.accepted_at)))
+    return out
+
+
 class SqlInputLog:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
@@ -333,14 +344,19 @@ class SqlInputLog:
             query = query.where(table.c.tick < to_tick)
         with self._store.connect(f"reading the input log of {instance_id}") as conn:
             rows = conn.execute(query.order_by(table.c.seq)).all()
-        out = []
-        for row in rows:
-            try:
-                item = parse_input(row.body)
-            except InputError as exc:
-                raise IntegrityError(f"input {row.seq} of {instance_id} cannot be read back: {exc.detail}") from exc
-            out.append(StoredInput(seq=row.seq, tick=row.tick, input=item, accepted_at=_aware(row.accepted_at)))
-        return out
+        return _stored_inputs(instance_id, rows)
+
+    def page(self, instance_id: str, *, after_seq: int = 0, limit: int = 100) -> list[StoredInput]:
+        table = schema.inputs
+        query = (
+            sa.select(table.c.seq, table.c.tick, table.c.body, table.c.accepted_at)
+            .where(table.c.instance_id == instance_id, table.c.seq > after_seq)
+            .order_by(table.c.seq)
+            .limit(limit)
+        )
+        with self._store.connect(f"reading the input log of {instance_id}") as conn:
+            rows = conn.execute(query).all()
+        return _stored_inputs(instance_id, rows)
 
     def count(self, instance_id: str) -> int:
         table = schema.inputs
