@@ -35,11 +35,6 @@ DEADLINE_S = 10.0
 BAD_SUBJECTS = ["a b", "a..b", "", ".a", "a.", "a\tb"]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _nats_unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"NATS is required when CI=true, but {reason}")

@@ -31,11 +31,6 @@ RATE = 20
 DEADLINE_S = 20.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Services:
     """The four ``soulfra serve`` processes of one instance; output goes to files in tmp_path for diagnosis."""
 

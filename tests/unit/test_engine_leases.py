@@ -17,11 +17,6 @@ from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_the_engine_skips_a_world_another_writer_holds_and_never_writes_into_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -34,11 +34,6 @@ DEADLINE_S = 20.0
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def engine(tmp_path: Path, anyio_backend: str) -> AsyncIterator[PuppetMasterEngine]:
     """An unpaced engine over its own SQLite file and in-memory bus; snapshots often, so past ticks read fast."""
     store = SqlStore.open(f"sqlite:///{tmp_path / 'lineage.db'}")

@@ -24,11 +24,6 @@ DEADLINE_S = 10.0
 INSTANCE = "streamed"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Counted(InMemoryBus):
     """The in-memory bus, counting the surface stream reads it carries."""
 

@@ -56,11 +56,6 @@ OpenEngine = Callable[..., PuppetMasterEngine]
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def open_engine(tmp_path: Path, anyio_backend: str) -> AsyncIterator[OpenEngine]:
     """Engines over their own SQLite file and bus (rate None unless told); all closed after the test."""
     opened: list[tuple[PuppetMasterEngine, Bus, SqlStore]] = []

@@ -36,11 +36,6 @@ DEADLINE_S = 10.0
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqlStore]:
     opened = SqlStore.open(f"sqlite:///{tmp_path}/s.db")
     try:

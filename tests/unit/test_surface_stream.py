@@ -16,11 +16,6 @@ DEADLINE_S = 10.0
 INSTANCE = "cancelled"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def publish_tick(bus: InMemoryBus, tick: int) -> None:
     event = {"kind": "post_made", "tick": tick, "agent": "arty", "topic": "trust"}
     await bus.publish(

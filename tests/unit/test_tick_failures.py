@@ -43,11 +43,6 @@ FAIL_FROM = 12  # the mind raises the first time it decides at this tick or late
 DEADLINE_S = 10.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Mind:
     """Cal Riven's decision function, made to raise in one world from ``FAIL_FROM`` on; remembers where it raised."""
 
