@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ from soulfra.store import schema as tables
 from soulfra.store.ports import parent_tick
 from soulfra.world import DEFAULT_WORLD, Mark, state_hash
 from soulfra.world.inputs import MAX_TEXT
+
+from .support import wait_until
 
 SEED = 5
 RACES = 50
@@ -57,14 +58,6 @@ def tick_of(engine: PuppetMasterEngine, instance_id: str) -> int:
     runtime = engine.live[instance_id].runtime
     assert runtime is not None
     return runtime.world.tick
-
-
-async def wait_until(what: str, predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {DEADLINE_S} s waiting until {what}")
-        await asyncio.sleep(0.005)
 
 
 async def settle(engine: PuppetMasterEngine, instance_id: str, at_least: int) -> int:

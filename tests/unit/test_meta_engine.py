@@ -48,6 +48,8 @@ from soulfra.world import (
 )
 from soulfra.world.model import TRAITS, WARMTH, VibeOverride
 
+from .support import wait_until
+
 SEED = 7
 AGENTS = 2  # extra agents beside the default world's three: five in all
 DEADLINE_S = 10.0
@@ -116,15 +118,6 @@ def marks(engine: PuppetMasterEngine, instance_id: str) -> list[tuple[str, int]]
 
 def traces(engine: PuppetMasterEngine, instance_id: str, kind: str) -> list[tuple[int, dict[str, Any]]]:
     return [(t.tick, t.data) for t in engine.store.rituals.read(instance_id, kinds=[kind])]
-
-
-async def wait_until(what: str, predicate: Callable[[], bool], deadline_s: float = DEADLINE_S) -> None:
-    """Poll ``predicate`` until it holds; fail with ``what`` when the deadline passes."""
-    deadline = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {deadline_s} s waiting until {what}")
-        await asyncio.sleep(0.01)
 
 
 async def god(engine: PuppetMasterEngine, command: dict[str, Any]) -> dict[str, Any]:

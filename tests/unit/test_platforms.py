@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -32,6 +31,8 @@ from soulfra.store import InstanceRecord, SqlStore, schema
 from soulfra.store.ports import Store
 from soulfra.world import DEFAULT_WORLD, World
 
+from .support import wait_until
+
 DEADLINE_S = 10.0
 
 
@@ -42,15 +43,6 @@ def store(tmp_path: Path) -> Iterator[SqlStore]:
         yield opened
     finally:
         opened.close()
-
-
-async def wait_until(what: str, check: Callable[[], Awaitable[bool]], deadline_s: float = DEADLINE_S) -> None:
-    """Poll ``check`` until it holds; fail with ``what`` when the deadline passes."""
-    deadline = time.monotonic() + deadline_s
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {deadline_s} s waiting until {what}")
-        await asyncio.sleep(0.005)
 
 
 def held(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:

@@ -7,9 +7,7 @@ Engines run on a SQLite file and the in-memory bus; the API is driven in process
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -36,6 +34,8 @@ from soulfra.world.events import Event
 from soulfra.world.minds.base import View
 from soulfra.world.minds.cal_riven import CalRivenAgent
 from soulfra.world.rng import Stream
+
+from .support import wait_until
 
 STEADY_SEED, DOOMED_SEED = 3, 11  # the patched mind raises only in the world of DOOMED_SEED
 AGENTS = 2
@@ -117,14 +117,6 @@ async def systems(database: str, anyio_backend: str) -> AsyncIterator[Callable[[
     yield factory
     for system in reversed(opened):
         await system.close()
-
-
-async def wait_until(what: str, predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {DEADLINE_S} s waiting until {what}")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
