@@ -1,20 +1,25 @@
-"""Rewrite the expected hashes in cases.toml from the current code. Run only when a change is meant."""
+"""Rewrite the expected hashes in cases.toml (and each case's per-tick hashes in ticks/) from the current code. Run
+only when a change is meant."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from golden import CASES, load_cases, play
+from golden import CASES, TICKS, load_cases, play
 
 
 def main() -> None:
     text = CASES.read_text(encoding="utf-8")
     for case in load_cases():
-        state_hash, events_digest = play(case)
+        played = play(case)
+        state_hash, events_digest = played.state_hash, played.events_digest
+        TICKS.mkdir(exist_ok=True)
+        (TICKS / f"{case['name']}.json").write_text(json.dumps(played.tick_hashes, indent=0) + "\n", encoding="utf-8")
         block = re.compile(
             rf'(name = "{re.escape(case["name"])}"(?:.|\n)*?state_hash = )"[^"]*"(\nevents_digest = )"[^"]*"'
         )
