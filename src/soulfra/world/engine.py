@@ -184,7 +184,8 @@ class World:
     # -- inputs ---------------------------------------------------------------------------------------------
 
     def check(self, item: Input) -> None:
-        """Raise ``UnknownAgentError`` if ``item`` names an agent this world does not have."""
+        """Raise ``UnknownAgentError`` if ``item`` names an agent this world does not have (``TypeError`` if ``item``
+        is of no input type at all)."""
         index = self.state.index
         names: list[str]
         match item:
