@@ -29,13 +29,15 @@ from soulfra.bench import tick as tick_bench
 from soulfra.console import LiveView, summary
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import (
+    BodyTimeoutError,
     BusError,
+    BusTimeoutError,
     CodecError,
     ConfigError,
     ConflictError,
+    HistoryIntegrityError,
     InputError,
     InstanceFailedError,
-    IntegrityError,
     LeaseHeldError,
     LeaseLostError,
     LineageError,
@@ -48,6 +50,7 @@ from soulfra.errors import (
     SoulfraError,
     StorageError,
     StorageUnavailableError,
+    ValidationFailedError,
     WorldFileError,
 )
 from soulfra.runner import RunReport, event_log, load_inputs, load_world_file, run
@@ -59,26 +62,39 @@ from soulfra.world.inputs import Input
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
+# One table from error class to exit code (sysexits.h where one fits): the most specific class listed wins. A class
+# that is not listed takes its nearest listed ancestor's code only where that code is right for it too;
+# tests/unit/test_error_map.py pins the code of every class of the tree, so a new class cannot go without a decision.
 EXIT_CODES: dict[type, int] = {
-    ConfigError: EXIT_USAGE,
-    WorldFileError: 65,  # EX_DATAERR
+    SoulfraError: 1,  # never raised itself; a code this CLI has no class for (a newer server's): a plain failure
+    ConfigError: EXIT_USAGE,  # the command line (or a file it names) asks for what cannot be done
+    # The data is wrong; running again unchanged fails again (EX_DATAERR). UnknownAgentError and BodyTooLargeError take
+    # InputError's 65; DecompressionLimitError takes CodecError's; PackageSignatureError and PackageLimitError take
+    # PackageError's.
+    WorldFileError: 65,
     InputError: 65,
     CodecError: 65,
-    OutputError: 74,  # EX_IOERR
-    NotFoundError: 66,  # EX_NOINPUT
     ConflictError: 65,
-    LeaseHeldError: 75,  # EX_TEMPFAIL: another process runs that world; try again once it stops
-    LeaseLostError: 75,
-    IntegrityError: 65,
-    StorageUnavailableError: 69,  # EX_UNAVAILABLE
-    StorageError: 74,
-    PlatformError: 75,  # EX_TEMPFAIL: paused, overridden, busy; try again later
-    InstanceFailedError: 75,  # the instance failed: restart its server
+    HistoryIntegrityError: 65,
+    ValidationFailedError: 65,  # the protocol's rules refuse the data itself: waiting changes nothing
     PackageError: 65,
     LineageError: 65,
     MergeError: 65,
+    NotFoundError: 66,  # EX_NOINPUT
+    OutputError: 74,  # EX_IOERR
+    StorageError: 74,
+    # Something needed is not there (EX_UNAVAILABLE). BusUnavailableError and NoRespondersError take BusError's 69.
+    StorageUnavailableError: 69,
     BusError: 69,
     ServerUnavailableError: 69,
+    # Passing: the same command can succeed later (EX_TEMPFAIL). OverrideActiveError takes PlatformError's 75 (it holds
+    # until an operator resumes the instance).
+    LeaseHeldError: 75,  # another process runs that world; try again once it stops
+    LeaseLostError: 75,
+    PlatformError: 75,  # paused, overridden, busy
+    InstanceFailedError: 75,  # the instance failed: restart its server
+    BusTimeoutError: 75,  # the platform is there but did not answer in time
+    BodyTimeoutError: 75,  # the request's body stalled on its way to the server
 }
 PROGRESS_MIN_STEPS = 200_000  # show a progress bar when a run is at least this many agent-steps
 

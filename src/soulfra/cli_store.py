@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from soulfra.durable import DurableWorld, resolve_instance, stamp_input, state_at, verify
-from soulfra.errors import InputError, IntegrityError, NotFoundError, SoulfraError
+from soulfra.errors import HistoryIntegrityError, InputError, NotFoundError, SoulfraError
 from soulfra.runner import MAX_INPUT_LINE, fixed_to_number, vibe_to_json
 from soulfra.store import SqlStore, upgrade
 from soulfra.store.database import current_revision, make_engine
@@ -201,7 +201,7 @@ def verify_command(db: DbOption, instance: InstanceOption = None, as_json: JsonO
         for m in report.mismatches:
             typer.echo(f"MISMATCH at tick {m.tick} ({m.what}): stored {m.stored}, replayed {m.replayed}")
     if not report.ok:
-        raise IntegrityError(f"{len(report.mismatches)} stored hash(es) of {report.instance_id} do not replay")
+        raise HistoryIntegrityError(f"{len(report.mismatches)} stored hash(es) of {report.instance_id} do not replay")
 
 
 class LiveInputs:

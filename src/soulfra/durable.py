@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from soulfra.errors import ConfigError, ConflictError, InputError, IntegrityError, NotFoundError
+from soulfra.errors import ConfigError, ConflictError, HistoryIntegrityError, InputError, NotFoundError
 from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, StoredInput, parent_tick
 from soulfra.world import World, WorldSpec, schedule
 from soulfra.world.encoding import state_hash
@@ -317,7 +317,9 @@ def state_at(store: Store, instance_id: str, tick: int) -> WorldState:
         base_tick = record.fork_tick
         state = state_at(store, record.parent_id, base_tick)
     else:
-        raise IntegrityError(f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis")
+        raise HistoryIntegrityError(
+            f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis"
+        )
     world = World(state)
     world.run_to(tick, (s.input for s in store.inputs.read(instance_id, from_tick=base_tick, to_tick=tick)))
     return world.state
@@ -330,7 +332,7 @@ def _base(store: Store, record: InstanceRecord, snapshots: list[SnapshotInfo]) -
         return store.snapshots.load(snapshots[0].id)[1]
     if record.parent_id is not None:
         return state_at(store, record.parent_id, start)
-    raise IntegrityError(f"instance {record.id} has no genesis snapshot to replay from")
+    raise HistoryIntegrityError(f"instance {record.id} has no genesis snapshot to replay from")
 
 
 @dataclass(slots=True)
@@ -381,7 +383,7 @@ def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | N
     else:
         try:
             genesis = _base(store, record, snapshots)
-        except (NotFoundError, IntegrityError):
+        except (NotFoundError, HistoryIntegrityError):
             if not mismatches:
                 raise
             # the parent does not hold the point named (reported): there is no base to replay from
@@ -413,7 +415,7 @@ def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | N
     for info in snapshots:  # each stored blob must also read back intact
         try:
             store.snapshots.load(info.id)
-        except (IntegrityError, ConflictError) as exc:
+        except (HistoryIntegrityError, ConflictError) as exc:
             mismatches.append(Mismatch(tick=info.tick, stored=info.state_hash, replayed="unreadable", what=exc.detail))
     return VerifyReport(
         instance_id=instance_id,

@@ -10,13 +10,14 @@
     ├── CodecError                  state bytes that are corrupt or of an unknown format version
     │   └── DecompressionLimitError a blob that would decompress beyond the configured size limit
     ├── OutputError                 an output file (an event log) could not be written
-    └── StorageError                the database refused or failed an operation
-        ├── StorageUnavailableError the database cannot be reached or opened (bad URL, server down)
-        ├── NotFoundError           no such instance, snapshot or tick in the database
-        ├── ConflictError           a write that contradicts what is stored (another hash for a stored tick)
-        │   ├── LeaseHeldError      another live process is the writer of that instance (or server) already
-        │   └── LeaseLostError      this process's writer lease was taken over: it may no longer write
-        └── IntegrityError          replayed history does not reproduce a stored state hash
+    ├── StorageError                the database refused or failed an operation
+    │   ├── StorageUnavailableError the database cannot be reached or opened (bad URL, server down)
+    │   ├── NotFoundError           no such instance, snapshot or tick in the database
+    │   ├── ConflictError           a write that contradicts what is stored (another hash for a stored tick)
+    │   │   ├── LeaseHeldError      another live process is the writer of that instance (or server) already
+    │   │   └── LeaseLostError      this process's writer lease was taken over: it may no longer write
+    │   └── HistoryIntegrityError   stored history that does not hold together: a replay that does not reproduce
+    │                               a stored state hash, a snapshot or dictionary that is missing
     ├── PlatformError               a platform refused a request in its current state
     │   ├── OverrideActiveError     the instance is stopped by an emergency override until it is resumed
     │   ├── InstanceFailedError     the instance stopped by itself when a tick failed; it takes no input until restarted
@@ -33,7 +34,9 @@
         ├── BusTimeoutError         a request got no reply within its timeout
         └── NoRespondersError       nothing serves the subject a request was sent to (that platform is not running)
 
-Each class has a stable ``code`` that the CLI and, later, the HTTP API report beside the message.
+Each class has a stable ``code`` that the CLI and the HTTP API report beside the message. Every class has an HTTP
+status (``STATUS`` in ``soulfra.api.app``) and an exit code (``EXIT_CODES`` in ``soulfra.cli``), its own or rightly
+inherited from its parent; ``tests/unit/test_error_map.py`` holds the whole map, so a new class needs a decision.
 """
 
 from __future__ import annotations
@@ -48,9 +51,9 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DecompressionLimitError",
+    "HistoryIntegrityError",
     "InputError",
     "InstanceFailedError",
-    "IntegrityError",
     "LeaseHeldError",
     "LeaseLostError",
     "LineageError",
@@ -144,7 +147,9 @@ class LeaseLostError(ConflictError):
     code = "lease_lost"
 
 
-class IntegrityError(StorageError):
+class HistoryIntegrityError(StorageError):
+    """Stored history is damaged. Named apart from SQLAlchemy's ``IntegrityError`` (a broken constraint)."""
+
     code = "integrity_error"
 
 

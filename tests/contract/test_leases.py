@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from soulfra.durable import DurableWorld, state_at
-from soulfra.errors import IntegrityError, LeaseHeldError, LeaseLostError
+from soulfra.errors import HistoryIntegrityError, LeaseHeldError, LeaseLostError
 from soulfra.store import SqlStore
 from soulfra.store.lease import KEEP_EVERY_S, PUPPET_MASTER_LEASE
 from soulfra.world import DEFAULT_WORLD, Whisper
@@ -178,7 +178,7 @@ def test_a_world_that_cannot_be_opened_keeps_no_lease(backend: Backend) -> None:
         conn.execute(sa.text("DELETE FROM snapshots WHERE instance_id = 'w'"))
     admin.dispose()
     store = backend.open()
-    with pytest.raises(IntegrityError, match="no snapshot"):
+    with pytest.raises(HistoryIntegrityError, match="no snapshot"):
         DurableWorld.open(store, "w")
     assert store.leases.held() == []
     held = store.leases.holder("w")

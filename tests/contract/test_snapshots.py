@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 import zstandard
 
-from soulfra.errors import CodecError, ConflictError, IntegrityError, NotFoundError
+from soulfra.errors import CodecError, ConflictError, HistoryIntegrityError, NotFoundError
 from soulfra.store import InstanceRecord, SnapshotInfo, SqlStore, schema
 from soulfra.store.sql import DICTIONARY_MAX_RAW, DICTIONARY_SAMPLES
 from soulfra.world import FORMAT_VERSION, World, WorldState, decode_state, encode_state, state_hash
@@ -243,7 +243,7 @@ def test_a_tampered_blob_is_an_error_never_a_wrong_state(
     victim, _ = (store.snapshots.save("w", state, "periodic") for state in history)
     _tamper(store, victim.id, TAMPERINGS[how](_blob(store, victim.id), encode_state(history[0])))
     for reader in (store, reopen()):
-        with pytest.raises((IntegrityError, CodecError)):
+        with pytest.raises((HistoryIntegrityError, CodecError)):
             reader.snapshots.load(victim.id)
 
 
@@ -255,5 +255,5 @@ def test_a_tampered_keyframe_breaks_its_deltas_loudly(store: SqlStore, reopen: C
     _tamper(store, keyframe.id, _other_bytes_of_the_same_size(encode_state(history[0])))
     fresh = reopen()
     for info in (deltas[-1], keyframe, deltas[0]):
-        with pytest.raises(IntegrityError):
+        with pytest.raises(HistoryIntegrityError):
             fresh.snapshots.load(info.id)

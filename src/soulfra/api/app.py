@@ -25,20 +25,26 @@ from soulfra.errors import (
     BodyTooLargeError,
     BusError,
     BusTimeoutError,
+    CodecError,
+    ConfigError,
     ConflictError,
+    HistoryIntegrityError,
     InputError,
     InstanceFailedError,
     LineageError,
     MergeError,
     NotFoundError,
+    OutputError,
     PackageError,
     PackageLimitError,
     PlatformError,
+    ServerUnavailableError,
     SoulfraError,
     StorageError,
     StorageUnavailableError,
     UnknownAgentError,
     ValidationFailedError,
+    WorldFileError,
 )
 
 if TYPE_CHECKING:
@@ -46,25 +52,47 @@ if TYPE_CHECKING:
 
 __all__ = ["STATUS", "create_app"]
 
-# One table from error class to HTTP status; the most specific class listed wins.
+# One table from error class to HTTP status: the most specific class listed wins. A class that is not listed takes
+# its nearest listed ancestor's status only where that status is right for it too; tests/unit/test_error_map.py pins
+# the status of every class of the tree, so a new class cannot go without a decision.
 STATUS: dict[type[SoulfraError], int] = {
+    # The root is never raised itself; one arrives only as a code this side has no class for: a failure of ours.
+    SoulfraError: 500,
+    # What the request carries is wrong; sending it again unchanged gets the same answer. UnknownAgentError: the
+    # agent the input names is what is not there. PackageSignatureError takes PackageError's 422: a package that
+    # does not verify is content we refuse, not a missing permission of the caller.
     InputError: 422,
     UnknownAgentError: 404,
+    WorldFileError: 422,  # a world file is only ever read from the request's body here
+    BodyTooLargeError: 413,  # refused by the body limits at the edge, before any route runs
+    BodyTimeoutError: 408,
+    PackageError: 422,
+    PackageLimitError: 413,
+    ValidationFailedError: 422,  # the protocol's rules refuse the content itself; it is no passing state
+    # The request does not fit the state it meets: something missing, or a state that refuses it. LeaseHeldError and
+    # LeaseLostError take ConflictError's 409 (another writer holds that instance); OverrideActiveError takes
+    # PlatformError's 409 (it holds until an operator resumes the instance).
     NotFoundError: 404,
     ConflictError: 409,
     PlatformError: 409,
     InstanceFailedError: 409,
-    ValidationFailedError: 422,
-    BusError: 503,
-    BusTimeoutError: 504,
-    StorageUnavailableError: 503,
-    StorageError: 503,
-    PackageError: 422,
-    PackageLimitError: 413,
-    BodyTooLargeError: 413,  # refused by the body limits at the edge, before any route runs
-    BodyTimeoutError: 408,
     LineageError: 409,
     MergeError: 409,
+    # Something the server relies on does not answer; the same request can succeed later. BusUnavailableError and
+    # NoRespondersError take BusError's 503 (a NATS server or a platform that is not running).
+    StorageError: 503,
+    StorageUnavailableError: 503,
+    BusError: 503,
+    BusTimeoutError: 504,
+    ServerUnavailableError: 502,  # a Soulfra server this one asked did not answer: we stood in as its gateway
+    # The server's own fault, which no retry mends. Request parameters are checked at the edge, so a ConfigError here
+    # is the server's configuration (its keys, limits, lease directory). A CodecError (DecompressionLimitError takes
+    # it) is stored state this server cannot decode; an uploaded package's bad bytes are a PackageError instead.
+    # OutputError: a file the server could not write. HistoryIntegrityError: damaged history is no outage (not 503).
+    ConfigError: 500,
+    CodecError: 500,
+    OutputError: 500,
+    HistoryIntegrityError: 500,
 }
 
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
@@ -79,10 +107,8 @@ class JsonBytes(Response):
 
 
 def status_for(error: SoulfraError) -> int:
-    for cls in type(error).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
+    """The HTTP status of ``error``: that of the most specific of its classes in ``STATUS`` (the root is there)."""
+    return next(STATUS[cls] for cls in type(error).__mro__ if cls in STATUS)
 
 
 def problem(status: int, code: str, detail: str) -> JSONResponse:

@@ -37,7 +37,7 @@ from rich.table import Table
 
 from soulfra.bus import InMemoryBus
 from soulfra.durable import DurabilitySettings, DurableWorld, state_at
-from soulfra.errors import ConfigError, IntegrityError, OutputError, PlatformError
+from soulfra.errors import ConfigError, HistoryIntegrityError, OutputError, PlatformError
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing, Signer
 from soulfra.meta.lineage import fork_record
@@ -221,7 +221,9 @@ def _package_part(source: _Source, workdir: Path, progress: Progress) -> dict[st
         finally:
             target.close()
         if imported["state_hash"] != bundle.instance["head_hash"]:
-            raise IntegrityError(f"the imported instance has state {imported['state_hash']}, not the exported one")
+            raise HistoryIntegrityError(
+                f"the imported instance has state {imported['state_hash']}, not the exported one"
+            )
         progress.advance(task)
         return written
 
@@ -236,7 +238,7 @@ def _package_part(source: _Source, workdir: Path, progress: Progress) -> dict[st
         laps.measure("peer_write", partial(_gzip_write, peer_path, content))
         loaded = laps.measure("peer_read", partial(_gzip_read, peer_path))
         if loaded != content:
-            raise IntegrityError("the gzip'd JSON peer did not read back what it wrote")
+            raise HistoryIntegrityError("the gzip'd JSON peer did not read back what it wrote")
         progress.advance(task)
     progress.remove_task(task)
 
@@ -329,7 +331,7 @@ def _fork_part(source: _Source, progress: Progress) -> dict[str, Any]:
     at = max(s.tick for s in store.snapshots.list_snapshots(parent.id) if s.tick <= parent.head_tick)
     snapshot = store.snapshots.nearest(parent.id, at)
     if snapshot is None or snapshot.tick != at:
-        raise IntegrityError(f"{parent.id} lost its snapshot at tick {at}")
+        raise HistoryIntegrityError(f"{parent.id} lost its snapshot at tick {at}")
     state = state_at(store, parent.id, at)  # what a copying fork copies, already in memory: the peer's best case
     change = Whisper(tick=at, target="arty", text="the clone's one change", tone="gentle")
 
@@ -378,7 +380,7 @@ def _fork_part(source: _Source, progress: Progress) -> dict[str, Any]:
     for n in range(MATERIALISE_REPEATS):
         world = laps.measure("open", partial(DurableWorld.open, store, f"fork-{n}"))
         if world.world.state_hash() != snapshot.state_hash:
-            raise IntegrityError(f"fork-{n} opened to another state than its parent's at tick {at}")
+            raise HistoryIntegrityError(f"fork-{n} opened to another state than its parent's at tick {at}")
         laps.measure("open_copy", partial(DurableWorld.open, store, f"copy-{n}"))
     return {
         "agents": state.size,

@@ -15,8 +15,8 @@ from soulfra.durable import start_tick, state_at
 from soulfra.errors import (
     CodecError,
     ConflictError,
+    HistoryIntegrityError,
     InputError,
-    IntegrityError,
     NotFoundError,
     PackageError,
     ValidationFailedError,
@@ -82,7 +82,7 @@ def _base_raw(store: Store, record: InstanceRecord) -> tuple[int, bytes]:
     if snapshots and snapshots[0].tick == start:
         return start, store.snapshots.load_raw(snapshots[0].id)[1]
     if record.parent_id is None:
-        raise IntegrityError(f"instance {record.id} has no snapshot at tick {start} to export from")
+        raise HistoryIntegrityError(f"instance {record.id} has no snapshot at tick {start} to export from")
     return start, encode_state(state_at(store, record.id, start))
 
 

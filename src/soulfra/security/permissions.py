@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from soulfra.errors import CodecError, InputError, IntegrityError, NotFoundError
+from soulfra.errors import CodecError, HistoryIntegrityError, InputError, NotFoundError
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world.model import WorldState
 
@@ -145,7 +145,11 @@ class PermissionValidator:
                 if found is None or found.tick != tick:
                     return f"{instance_id} has no snapshot at tick {tick}"
                 return store.snapshots.load(found.id)[1]
-        except (IntegrityError, CodecError, NotFoundError) as exc:  # a corrupt or missing snapshot is a violation
+        except (
+            HistoryIntegrityError,
+            CodecError,
+            NotFoundError,
+        ) as exc:  # a corrupt or missing snapshot is a violation
             return exc.detail
         raise InputError("a snapshot is named by 'snapshot' (its id) or 'tick'")
 

@@ -202,7 +202,7 @@ class SnapshotStorage(Protocol):
         """``load`` without decoding: the state bytes, checked against the stored hash."""
 
     def load(self, snapshot_id: int) -> tuple[SnapshotInfo, WorldState]:
-        """The snapshot and its state, checked against its stored hash (``IntegrityError`` if it differs)."""
+        """The snapshot and its state, checked against its stored hash (``HistoryIntegrityError`` if it differs)."""
 
     def nearest(self, instance_id: str, tick: int) -> SnapshotInfo | None:
         """The latest snapshot at or before ``tick``, or None."""

@@ -21,8 +21,8 @@ from soulfra.codec import CompressionEngine, Dictionary, train_dictionary
 from soulfra.errors import (
     CodecError,
     ConflictError,
+    HistoryIntegrityError,
     InputError,
-    IntegrityError,
     LineageError,
     NotFoundError,
     StorageError,
@@ -309,7 +309,7 @@ def _stored_inputs(instance_id: str, rows: Sequence[sa.Row[Any, Any, Any, Any]])
         try:
             item = parse_input(row.body)
         except InputError as exc:
-            raise IntegrityError(f"input {row.seq} of {instance_id} cannot be read back: {exc.detail}") from exc
+            raise HistoryIntegrityError(f"input {row.seq} of {instance_id} cannot be read back: {exc.detail}") from exc
         out.append(StoredInput(seq=row.seq, tick=row.tick, input=item, accepted_at=_aware(row.accepted_at)))
     return out
 
@@ -512,7 +512,9 @@ class SqlSnapshotStorage:
                 )
             ).scalar()
             if data is None:
-                raise IntegrityError(f"snapshot {snapshot_id} needs dictionary {row.dictionary_id}, which is missing")
+                raise HistoryIntegrityError(
+                    f"snapshot {snapshot_id} needs dictionary {row.dictionary_id}, which is missing"
+                )
             self._compression.add_dictionary(Dictionary(id=row.dictionary_id, data=data))
         reference = self._raw(conn, row.base_id) if row.base_id is not None else None
         blob = conn.execute(sa.select(table.c.data).where(table.c.id == snapshot_id)).scalar_one()
@@ -520,7 +522,7 @@ class SqlSnapshotStorage:
             row.codec, blob, dictionary_id=row.dictionary_id, raw_size=row.raw_size, reference=reference
         )
         if raw_hash(raw) != row.state_hash:
-            raise IntegrityError(
+            raise HistoryIntegrityError(
                 f"snapshot {snapshot_id} (instance {row.instance_id}, tick {row.tick}) does not match its stored hash"
             )
         if row.base_id is None:

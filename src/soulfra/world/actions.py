@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,5 +56,6 @@ class Rest:
     pass
 
 
-Action = Post | Weave | ProposeRitual | JoinRitual | Bless | Refuse | AssignTask | Work | Rest
+# The closed set of actions: the engine matches on it exhaustively, so a type added here fails mypy until handled.
+Action: TypeAlias = Post | Weave | ProposeRitual | JoinRitual | Bless | Refuse | AssignTask | Work | Rest
 REST = Rest()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from typing import Never, NoReturn
 
 import numpy as np
 
@@ -47,6 +48,7 @@ from soulfra.world.events import (
 from soulfra.world.fixed import HALF, SCALE
 from soulfra.world.genesis import DEFAULT_WORLD, WorldSpec, genesis
 from soulfra.world.inputs import (
+    ACTIONS,
     ALL,
     Act,
     AlterVibe,
@@ -182,17 +184,23 @@ class World:
     # -- inputs ---------------------------------------------------------------------------------------------
 
     def check(self, item: Input) -> None:
-        """Raise ``UnknownAgentError`` if ``item`` names an agent this world does not have."""
+        """Raise ``UnknownAgentError`` if ``item`` names an agent this world does not have (``TypeError`` if ``item``
+        is of no input type at all)."""
         index = self.state.index
-        names: list[str] = []
-        if isinstance(item, Whisper):
-            names = [] if item.target == ALL else [item.target]
-        elif isinstance(item, Possess | Release | ChangePersonality):
-            names = [item.agent]
-        elif isinstance(item, Act):
-            names = [item.agent, *item.participants]
-        elif isinstance(item, InjectRitual):
-            names = list(item.participants)
+        names: list[str]
+        match item:
+            case Whisper():
+                names = [] if item.target == ALL else [item.target]
+            case Possess() | Release() | ChangePersonality():
+                names = [item.agent]
+            case Act():
+                names = [item.agent, *item.participants]
+            case InjectRitual():
+                names = list(item.participants)
+            case AlterVibe() | CrossPost() | Mark():
+                names = []  # a linked instance's agent (CrossPost.origin) is not one of this world's
+            case _:
+                _unhandled(item, "input")
         for name in names:
             if name not in index:
                 raise UnknownAgentError(f"input at tick {item.tick} names unknown agent {name!r}")
@@ -207,47 +215,57 @@ class World:
             return
         index = state.index
         reason: str | None = None
-        if isinstance(item, Whisper):
-            self._whisper(item, events, forced)
-        elif isinstance(item, Possess):
-            agent = index[item.agent]
-            if agent in state.possessed:
-                reason = f"{item.agent} is already possessed by {state.possessed[agent]}"
-            else:
-                state.possessed[agent] = item.operator
-                events.append(AgentPossessed(tick=tick, agent=item.agent, operator=item.operator))
-        elif isinstance(item, Release):
-            agent = index[item.agent]
-            operator = state.possessed.pop(agent, None)
-            if operator is None:
-                reason = f"{item.agent} is not possessed"
-            else:
-                events.append(AgentReleased(tick=tick, agent=item.agent, operator=operator))
-        elif isinstance(item, Act):
-            reason = self._operator_act(item, events)
-        elif isinstance(item, ChangePersonality):
-            agent = index[item.agent]
-            for name, value in item.traits:
-                state.traits[agent, TRAITS.index(name)] = value
-            events.append(PersonalityChanged(tick=tick, agent=item.agent, traits=item.traits))
-        elif isinstance(item, InjectRitual):
-            members = tuple(dict.fromkeys(index[name] for name in item.participants))
-            if len(members) < 2:
-                reason = "an injected ritual needs two different participants"
-            else:
-                ritual = self._rituals.inject(state, item.name, members, blessed=item.blessed)
-                events.append(RitualInjected(tick=tick, ritual=ritual.id, name=item.name))
-        elif isinstance(item, AlterVibe):
-            until = tick + item.duration
-            state.vibe_override = VibeOverride(condition=item.condition, intensity=item.intensity, until=until)
-            events.append(VibeAltered(tick=tick, condition=item.condition, intensity=item.intensity, until=until))
-        elif isinstance(item, CrossPost):
-            if not self._weaver.visit(state, item.origin, item.thread, item.text, events):
-                reason = f"thread {item.thread} is not open"
-        elif isinstance(item, Mark):
-            pass  # a note in the history; a world is the same with or without it
+        match item:
+            case Whisper():
+                self._whisper(item, events, forced)
+            case Possess():
+                reason = self._possess(item, events)
+            case Release():
+                reason = self._release(item, events)
+            case Act():
+                reason = self._operator_act(item, events)
+            case ChangePersonality():
+                agent = index[item.agent]
+                for name, value in item.traits:
+                    state.traits[agent, TRAITS.index(name)] = value
+                events.append(PersonalityChanged(tick=tick, agent=item.agent, traits=item.traits))
+            case InjectRitual():
+                members = tuple(dict.fromkeys(index[name] for name in item.participants))
+                if len(members) < 2:
+                    reason = "an injected ritual needs two different participants"
+                else:
+                    ritual = self._rituals.inject(state, item.name, members, blessed=item.blessed)
+                    events.append(RitualInjected(tick=tick, ritual=ritual.id, name=item.name))
+            case AlterVibe():
+                until = tick + item.duration
+                state.vibe_override = VibeOverride(condition=item.condition, intensity=item.intensity, until=until)
+                events.append(VibeAltered(tick=tick, condition=item.condition, intensity=item.intensity, until=until))
+            case CrossPost():
+                if not self._weaver.visit(state, item.origin, item.thread, item.text, events):
+                    reason = f"thread {item.thread} is not open"
+            case Mark():
+                pass  # a note in the history; a world is the same with or without it
+            case _:
+                _unhandled(item, "input")
         if reason is not None:
             events.append(InputRejected(tick=tick, input=item.type, reason=reason))
+
+    def _possess(self, item: Possess, events: list[Event]) -> str | None:
+        state = self.state
+        agent = state.index[item.agent]
+        if agent in state.possessed:
+            return f"{item.agent} is already possessed by {state.possessed[agent]}"
+        state.possessed[agent] = item.operator
+        events.append(AgentPossessed(tick=state.tick, agent=item.agent, operator=item.operator))
+        return None
+
+    def _release(self, item: Release, events: list[Event]) -> str | None:
+        state = self.state
+        operator = state.possessed.pop(state.index[item.agent], None)
+        if operator is None:
+            return f"{item.agent} is not possessed"
+        events.append(AgentReleased(tick=state.tick, agent=item.agent, operator=operator))
+        return None
 
     def _whisper(self, item: Whisper, events: list[Event], forced: set[int]) -> None:
         state = self.state
@@ -272,24 +290,27 @@ class World:
         if agent not in state.possessed:
             return f"{item.agent} is not possessed; possess it before acting through it"
         action: Action
-        if item.action == "post":
-            topic = item.topic or whisper_topic(item.text)
-            action = Post(topic=topic, text=item.text or "...")
-        elif item.action == "propose_ritual":
-            invited = tuple(dict.fromkeys((agent, *(state.index[p] for p in item.participants))))
-            action = ProposeRitual(name=item.name or "operator rite", invited=invited)
-        elif item.action == "join_ritual":
-            action = JoinRitual(ritual=item.ritual)
-        elif item.action == "bless":
-            action = Bless(ritual=item.ritual)
-        elif item.action == "refuse":
-            action = Refuse(ritual=item.ritual, reason=item.text or "refused by the operator")
-        elif item.action == "assign_task":
-            action = AssignTask(goal=item.goal or "an operator's errand")
-        elif item.action == "work":
-            action = Work(task=item.task)
-        else:
-            action = Rest()
+        match item.action:
+            case "post":
+                topic = item.topic or whisper_topic(item.text)
+                action = Post(topic=topic, text=item.text or "...")
+            case "propose_ritual":
+                invited = tuple(dict.fromkeys((agent, *(state.index[p] for p in item.participants))))
+                action = ProposeRitual(name=item.name or "operator rite", invited=invited)
+            case "join_ritual":
+                action = JoinRitual(ritual=item.ritual)
+            case "bless":
+                action = Bless(ritual=item.ritual)
+            case "refuse":
+                action = Refuse(ritual=item.ritual, reason=item.text or "refused by the operator")
+            case "assign_task":
+                action = AssignTask(goal=item.goal or "an operator's errand")
+            case "work":
+                action = Work(task=item.task)
+            case "rest":
+                action = Rest()
+            case _:  # parse_input admits only ACTIONS: no logged input gets here, and no other is taken for a rest
+                return f"unknown action {item.action!r}; expected one of {', '.join(ACTIONS)}"
         reason = self._act(agent, action, events, operator=True)
         if reason is None:
             events.append(OperatorActed(tick=state.tick, agent=item.agent, action=item.action))
@@ -362,42 +383,45 @@ class World:
         state = self.state
         reason: str | None = None
         summary = type(action).__name__.lower()
-        if isinstance(action, Post):
-            previous = self._weaver.post(state, agent, action.topic, action.text, events, action.thread)
-            if previous >= 0 and previous != agent:
-                amount = 10_000 + int(state.traits[agent, WARMTH]) // 20
-                bump_affinity(state, agent, previous, amount)
-                bump_affinity(state, previous, agent, amount)
-            summary = f"post:{action.topic}"
-        elif isinstance(action, Weave):
-            if not self._weaver.weave(state, action.thread, action.into, events):
-                reason = "no such pair of open threads"
-        elif isinstance(action, ProposeRitual):
-            if not self.has_room("ritual"):
-                reason = "the world already holds as many rituals as it can"
-            else:
-                ritual = self._rituals.propose(state, agent, action.name, action.invited, events)
-                summary = f"ritual:{ritual.id}"
-        elif isinstance(action, JoinRitual):
-            reason = self._rituals.join(state, agent, action.ritual, events)
-        elif isinstance(action, Bless | Refuse):
-            if not operator and state.specs[agent].mind != "governor":
-                reason = "only a governor judges rituals"
-            else:
-                refusal = action.reason if isinstance(action, Refuse) else None
-                reason = self._rituals.judge(state, agent, action.ritual, refusal, events)
-        elif isinstance(action, AssignTask):
-            if not self.has_room("task"):
-                reason = "the task board is full"
-            else:
-                required = 3 + Stream(state.seed, state.tick, agent, Purpose.RITUAL).below(4)
-                tasks.assign(state, agent, action.goal, required, events)
-        elif isinstance(action, Rest):
-            state.energy[agent] = min(SCALE, int(state.energy[agent]) + REST_GAIN)
-            state.whispers.pop(agent, None)
-            return None
-        else:
-            reason = tasks.work(state, agent, action.task, events)
+        match action:
+            case Post():
+                previous = self._weaver.post(state, agent, action.topic, action.text, events, action.thread)
+                if previous >= 0 and previous != agent:
+                    amount = 10_000 + int(state.traits[agent, WARMTH]) // 20
+                    bump_affinity(state, agent, previous, amount)
+                    bump_affinity(state, previous, agent, amount)
+                summary = f"post:{action.topic}"
+            case Weave():
+                if not self._weaver.weave(state, action.thread, action.into, events):
+                    reason = "no such pair of open threads"
+            case ProposeRitual():
+                if not self.has_room("ritual"):
+                    reason = "the world already holds as many rituals as it can"
+                else:
+                    ritual = self._rituals.propose(state, agent, action.name, action.invited, events)
+                    summary = f"ritual:{ritual.id}"
+            case JoinRitual():
+                reason = self._rituals.join(state, agent, action.ritual, events)
+            case Bless() | Refuse():
+                if not operator and state.specs[agent].mind != "governor":
+                    reason = "only a governor judges rituals"
+                else:
+                    refusal = action.reason if isinstance(action, Refuse) else None
+                    reason = self._rituals.judge(state, agent, action.ritual, refusal, events)
+            case AssignTask():
+                if not self.has_room("task"):
+                    reason = "the task board is full"
+                else:
+                    required = 3 + Stream(state.seed, state.tick, agent, Purpose.RITUAL).below(4)
+                    tasks.assign(state, agent, action.goal, required, events)
+            case Rest():
+                state.energy[agent] = min(SCALE, int(state.energy[agent]) + REST_GAIN)
+                state.whispers.pop(agent, None)
+                return None
+            case Work():
+                reason = tasks.work(state, agent, action.task, events)
+            case _:
+                _unhandled(action, "action")
         if reason is not None:
             return reason
         state.energy[agent] = max(0, int(state.energy[agent]) - ACT_COST)
@@ -431,6 +455,15 @@ class World:
             events.append(
                 VibeShifted(tick=state.tick, condition=condition, previous=previous.condition, pressure=pressure)
             )
+
+
+def _unhandled(item: Never, kind: str) -> NoReturn:
+    """The end of a closed dispatch over ``Input`` or ``Action``, typed as ``typing.assert_never`` is: mypy rejects
+    the call wherever ``item`` may still be one of the union's types, so a type added to the union and not given its
+    own ``case`` fails the type check. At run time (only code that bypasses the types gets here) it raises a
+    ``TypeError`` naming the stray type, where ``assert_never`` would raise a bare ``AssertionError``; an object that
+    is no known input or action is never skipped and never treated as another one."""
+    raise TypeError(f"{type(item).__module__}.{type(item).__qualname__} is not a world {kind} type")
 
 
 def schedule(inputs: Iterable[Input], start: int = 0) -> dict[int, list[Input]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from soulfra.errors import InputError
 from soulfra.world.fixed import SCALE, from_decimal, to_decimal_str
@@ -128,7 +128,8 @@ class Mark:
     note: str = ""
 
 
-Input = Whisper | Possess | Act | Release | ChangePersonality | InjectRitual | AlterVibe | CrossPost | Mark
+# The closed set of inputs: the engine matches on it exhaustively, so a type added here fails mypy until handled.
+Input: TypeAlias = Whisper | Possess | Act | Release | ChangePersonality | InjectRitual | AlterVibe | CrossPost | Mark
 
 
 def _str(obj: Mapping[str, Any], key: str, *, default: str | None = None, limit: int = MAX_TEXT) -> str:
