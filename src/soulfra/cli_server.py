@@ -14,8 +14,6 @@ from pydantic import ByteSize, TypeAdapter, ValidationError
 from rich.console import Console
 
 from soulfra.errors import ServerUnavailableError, error_for_code
-from soulfra.runner import load_world_file
-from soulfra.world import DEFAULT_WORLD
 
 __all__ = ["register"]
 
@@ -64,7 +62,9 @@ def up_command(
 ) -> None:
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
     from soulfra.api.limits import RequestLimits  # noqa: PLC0415 -- the server stack loads only here
+    from soulfra.runner import load_world_file  # noqa: PLC0415
     from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415
+    from soulfra.world import DEFAULT_WORLD  # noqa: PLC0415
 
     spec = load_world_file(world) if world is not None else DEFAULT_WORLD
     limits = RequestLimits(max_body=max_body, max_upload=max_upload, body_timeout=body_timeout)
