@@ -10,8 +10,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import soulfra
+from soulfra.cli import EXIT_USAGE, app, main
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = Path(soulfra.__file__).parent
@@ -53,3 +55,27 @@ def test_only_the_benchmarks_import_psutil() -> None:
                 names = [node.module or ""]
             offenders += [f"{path.relative_to(SOURCE)}: {name}" for name in names if name.split(".")[0] == "psutil"]
     assert offenders == []
+
+
+def test_the_bench_commands_load_when_asked_for() -> None:
+    listed = CliRunner().invoke(app, ["bench", "--help"])
+    assert listed.exit_code == 0, listed.output
+    commands = [line.split()[0] for line in listed.output.split("Commands:")[1].splitlines() if line.strip()]
+    assert commands == ["api", "package", "tick", "storage"]
+    shown = CliRunner().invoke(app, ["bench", "api", "--help"])
+    assert shown.exit_code == 0, shown.output
+    assert "Usage: soulfra bench api [OPTIONS]" in shown.output
+    assert "--connections" in shown.output
+
+
+def test_a_benchmark_without_the_bench_extra_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "psutil", None)  # as if the bench extra were not installed
+    monkeypatch.delitem(sys.modules, "soulfra.bench.package", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", "package", "--part", "fork"])
+    assert stopped.value.code == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == (
+        "soulfra: error: `soulfra bench package` needs the bench extra (pip install 'soulfra[bench]'): no module psutil"
+    )
