@@ -6,6 +6,7 @@ exit code from ``EXIT_CODES``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -14,20 +15,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typer.core import TyperGroup
 
 from soulfra import __version__, cli_meta, cli_server, cli_store
-from soulfra.bench import api as api_bench
-from soulfra.bench import package as package_bench
-from soulfra.bench import storage as storage_bench
-from soulfra.bench import tick as tick_bench
-from soulfra.console import LiveView, summary
-from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import (
     BodyTimeoutError,
     BusError,
@@ -53,11 +49,17 @@ from soulfra.errors import (
     ValidationFailedError,
     WorldFileError,
 )
-from soulfra.runner import RunReport, event_log, load_inputs, load_world_file, run
-from soulfra.store import SqlStore
-from soulfra.world import DEFAULT_WORLD, World
-from soulfra.world.events import Event
-from soulfra.world.inputs import Input
+
+if TYPE_CHECKING:
+    from soulfra.durable import DurableWorld
+    from soulfra.runner import RunReport
+    from soulfra.world import World
+    from soulfra.world.events import Event
+    from soulfra.world.inputs import Input
+
+# `soulfra --help` and `--version` load no world, storage or benchmark code: each command imports what it needs
+# when it runs (the ``noqa: PLC0415`` imports below), and the bench commands that live in soulfra.bench load only
+# when `soulfra bench` is asked for.
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -106,7 +108,38 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-bench_app = typer.Typer(help="Measure Soulfra beside its peers, in the same run.", no_args_is_help=True)
+
+
+class _BenchGroup(TyperGroup):
+    """``soulfra bench``: the commands defined in ``soulfra.bench`` are imported when this group lists or runs them."""
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "api": ("soulfra.bench.api", "api_command"),
+        "package": ("soulfra.bench.package", "package_command"),
+    }
+
+    # Typed Any: Typer 0.29 keeps its click types in a private vendored module (typer._click).
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.lazy, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.lazy:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = self.lazy[cmd_name]
+        try:
+            command = getattr(importlib.import_module(module), attribute)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"`soulfra bench {cmd_name}` needs the bench extra (pip install 'soulfra[bench]'): no module {exc.name}"
+            ) from None
+        single = typer.Typer(add_completion=False, rich_markup_mode=None)
+        single.command(cmd_name)(command)
+        return typer.main.get_command(single)
+
+
+bench_app = typer.Typer(
+    cls=_BenchGroup, help="Measure Soulfra beside its peers, in the same run.", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")
 app.add_typer(cli_store.db_app, name="db")
 app.command("state")(cli_store.state_command)
@@ -114,8 +147,6 @@ app.command("history")(cli_store.history_command)
 app.command("verify")(cli_store.verify_command)
 cli_server.register(app)
 cli_meta.register(app)
-bench_app.command("api")(api_bench.api_command)
-bench_app.command("package")(package_bench.package_command)
 
 
 def _version(value: bool) -> None:
@@ -170,6 +201,11 @@ def run_command(
     snapshot_every: Annotated[int, typer.Option(min=1, help="With --db: store a snapshot every this many ticks.")] = 20,
 ) -> None:
     """Run a world for a number of ticks and report its state hash; with --db, persist it (or continue it)."""
+    from soulfra.durable import DurabilitySettings, DurableWorld  # noqa: PLC0415
+    from soulfra.runner import load_inputs, load_world_file  # noqa: PLC0415
+    from soulfra.store import SqlStore  # noqa: PLC0415
+    from soulfra.world import DEFAULT_WORLD, World  # noqa: PLC0415
+
     if live and as_json:
         raise ConfigError("--live and --json cannot be combined")
     if ticks == 0 and not (live or db):
@@ -207,6 +243,10 @@ def _run_and_report(
     rate: float | None,
     stdin: bool,
 ) -> None:
+    from soulfra.console import summary  # noqa: PLC0415
+    from soulfra.durable import DurableWorld  # noqa: PLC0415
+    from soulfra.runner import event_log, run  # noqa: PLC0415
+
     err = Console(stderr=True)
     core = instance.world if isinstance(instance, DurableWorld) else instance
     before_tick = None
@@ -251,6 +291,8 @@ def _run_paced(
     before_tick: Callable[[], None] | None,
 ) -> RunReport:
     """Run at ``rate`` ticks per second (unpaced when None); Ctrl-C or SIGTERM ends it after the current tick."""
+    from soulfra.runner import run  # noqa: PLC0415
+
     flag = _StopFlag()
     previous = signal.signal(signal.SIGINT, flag), signal.signal(signal.SIGTERM, flag)
     interval = 1.0 / rate if rate else 0.0
@@ -274,6 +316,10 @@ def _run_live(
     instance: World | DurableWorld, ticks: int, items: list[Input], sink: Callable[[list[Event]], None], rate: float
 ) -> RunReport:
     """Run paced at ``rate`` ticks per second, redrawing after every tick; Ctrl-C ends after the current tick."""
+    from soulfra.console import LiveView  # noqa: PLC0415
+    from soulfra.durable import DurableWorld  # noqa: PLC0415
+    from soulfra.runner import run  # noqa: PLC0415
+
     view = LiveView(instance.world if isinstance(instance, DurableWorld) else instance)
     flag = _StopFlag()
     previous = signal.signal(signal.SIGINT, flag)
@@ -304,6 +350,8 @@ def bench_tick(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
 ) -> None:
     """Agent-steps per second: the built-in minds, and the mood-contagion rule beside Mesa."""
+    from soulfra.bench import tick as tick_bench  # noqa: PLC0415
+
     try:
         counts = [int(part) for part in sizes.split(",") if part.strip()]
     except ValueError:
@@ -328,6 +376,8 @@ def bench_storage(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
 ) -> None:
     """Durable storage beside LangGraph's SqliteSaver: ticks/s, bytes per tick, read latency, fork cost."""
+    from soulfra.bench import storage as storage_bench  # noqa: PLC0415
+
     counts = _int_list(sizes, "--sizes", minimum=3)
     curve = _int_list(intervals, "--intervals", minimum=1)
     results = storage_bench.run(counts, ticks=ticks, reads=reads, intervals=curve)

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from soulfra import cli_god
 from soulfra.cli_god import emit, json_arg, pair
-from soulfra.cli_server import DEFAULT_URL, JsonOption, UrlOption, _request, failure_note
+from soulfra.cli_server import DEFAULT_URL, JsonOption, UrlOption, _request, failure_note, unreachable
 from soulfra.errors import InputError, OutputError, ServerUnavailableError, error_for_code
 
 __all__ = ["register"]
@@ -173,7 +173,7 @@ def _download(url: str, path: str, params: list[tuple[str, str | int | float | b
                     done += len(chunk)
                     progress(done, total)
     except httpx.HTTPError as exc:
-        raise ServerUnavailableError(f"no Soulfra server at {url} ({type(exc).__name__})") from None
+        raise unreachable(url, exc) from None
     return done
 
 
@@ -231,7 +231,7 @@ def _post_bytes(url: str, path: str, data: bytes, params: dict[str, str]) -> dic
         response = httpx.post(url.rstrip("/") + path, content=data, params=params, timeout=300.0,
                               headers={"content-type": "application/octet-stream"})  # fmt: skip
     except httpx.HTTPError as exc:
-        raise ServerUnavailableError(f"no Soulfra server at {url} ({type(exc).__name__})") from None
+        raise unreachable(url, exc) from None
     if response.status_code >= 400:
         raise _reply_error(url, response)
     try:

@@ -14,8 +14,6 @@ from pydantic import ByteSize, TypeAdapter, ValidationError
 from rich.console import Console
 
 from soulfra.errors import ServerUnavailableError, error_for_code
-from soulfra.runner import load_world_file
-from soulfra.world import DEFAULT_WORLD
 
 __all__ = ["register"]
 
@@ -64,7 +62,9 @@ def up_command(
 ) -> None:
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
     from soulfra.api.limits import RequestLimits  # noqa: PLC0415 -- the server stack loads only here
+    from soulfra.runner import load_world_file  # noqa: PLC0415
     from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415
+    from soulfra.world import DEFAULT_WORLD  # noqa: PLC0415
 
     spec = load_world_file(world) if world is not None else DEFAULT_WORLD
     limits = RequestLimits(max_body=max_body, max_upload=max_upload, body_timeout=body_timeout)
@@ -99,13 +99,25 @@ def serve_command(
     )
 
 
+REQUEST_TIMEOUT = 15.0  # seconds a client command waits for the server's reply
+
+
+def unreachable(url: str, exc: httpx.HTTPError, *, hint: str = "") -> ServerUnavailableError:
+    """The error for an exchange with ``url`` that failed: only a refused or unanswered connection means no server;
+    a server that took the connection and then went silent or broke off is reported as that."""
+    kind = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return ServerUnavailableError(f"no Soulfra server at {url} ({kind}){hint}")
+    if isinstance(exc, httpx.TimeoutException):
+        return ServerUnavailableError(f"the server at {url} took the connection but did not answer in time ({kind})")
+    return ServerUnavailableError(f"the exchange with the server at {url} failed ({kind}: {exc})")
+
+
 def _request(method: str, url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
-        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=15.0)
+        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=REQUEST_TIMEOUT)
     except httpx.HTTPError as exc:
-        raise ServerUnavailableError(
-            f"no Soulfra server at {url} ({type(exc).__name__}); start one with `soulfra up`"
-        ) from None
+        raise unreachable(url, exc, hint="; start one with `soulfra up`") from None
     try:
         reply = response.json()
     except ValueError:

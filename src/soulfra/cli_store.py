@@ -14,20 +14,20 @@ import threading
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from soulfra.durable import DurableWorld, resolve_instance, stamp_input, state_at, verify
 from soulfra.errors import HistoryIntegrityError, InputError, NotFoundError, SoulfraError
-from soulfra.runner import MAX_INPUT_LINE, fixed_to_number, vibe_to_json
-from soulfra.store import SqlStore, upgrade
-from soulfra.store.database import current_revision, make_engine
-from soulfra.world.encoding import state_hash
-from soulfra.world.inputs import input_to_json
+
+if TYPE_CHECKING:
+    from soulfra.durable import DurableWorld
+    from soulfra.store import SqlStore
+
+# The storage stack (SQLAlchemy, numpy) is imported inside each command: `soulfra --help` must not load it.
 
 DbOption = Annotated[str, typer.Option("--db", help="Database URL: sqlite:///PATH or postgresql+psycopg://...")]
 InstanceOption = Annotated[
@@ -41,6 +41,9 @@ db_app = typer.Typer(help="Manage a Soulfra database.", no_args_is_help=True)
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption) -> None:
     """Create or migrate the database schema to the newest version (safe to repeat)."""
+    from soulfra.store import upgrade  # noqa: PLC0415
+    from soulfra.store.database import make_engine  # noqa: PLC0415
+
     engine = make_engine(db)
     try:
         before, after = upgrade(engine)
@@ -54,6 +57,9 @@ def db_upgrade(db: DbOption) -> None:
 
 def _open_existing(db: str) -> SqlStore:
     """A store for reading: a SQLite file that does not exist is an error, not a new empty database."""
+    from soulfra.store import SqlStore  # noqa: PLC0415
+    from soulfra.store.database import make_engine  # noqa: PLC0415
+
     engine = make_engine(db)
     try:
         if engine.dialect.name == "sqlite" and not Path(engine.url.database or "").expanduser().exists():
@@ -64,6 +70,8 @@ def _open_existing(db: str) -> SqlStore:
 
 
 def db_revision(db: str) -> str | None:
+    from soulfra.store.database import current_revision, make_engine  # noqa: PLC0415
+
     engine = make_engine(db)
     try:
         return current_revision(engine)
@@ -78,6 +86,10 @@ def state_command(
     as_json: JsonOption = False,
 ) -> None:
     """Print the state of a stored instance at any past tick, rebuilt from a snapshot and the input log."""
+    from soulfra.durable import resolve_instance, state_at  # noqa: PLC0415
+    from soulfra.runner import fixed_to_number, vibe_to_json  # noqa: PLC0415
+    from soulfra.world.encoding import state_hash  # noqa: PLC0415
+
     store = _open_existing(db)
     try:
         record = resolve_instance(store, instance)
@@ -120,6 +132,9 @@ def history_command(
     as_json: JsonOption = False,
 ) -> None:
     """List a stored instance's snapshots, sealed loops and inputs."""
+    from soulfra.durable import resolve_instance  # noqa: PLC0415
+    from soulfra.world.inputs import input_to_json  # noqa: PLC0415
+
     store = _open_existing(db)
     try:
         record = resolve_instance(store, instance)
@@ -175,6 +190,8 @@ def history_command(
 
 def verify_command(db: DbOption, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
     """Replay an instance's whole input log and compare every stored state hash; exit 65 on any mismatch."""
+    from soulfra.durable import resolve_instance, verify  # noqa: PLC0415
+
     store = _open_existing(db)
     err = Console(stderr=True)
     try:
@@ -212,6 +229,9 @@ class LiveInputs:
     """
 
     def __init__(self, fd: int, out: Callable[[dict[str, Any]], None]) -> None:
+        from soulfra.runner import MAX_INPUT_LINE  # noqa: PLC0415
+
+        self._max_line = MAX_INPUT_LINE
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
         self._out = out
         self.closed = False
@@ -239,7 +259,7 @@ class LiveInputs:
                     continue
                 number += 1
                 self._queue.put((number, line + b"\n"))
-            if len(pending) > MAX_INPUT_LINE and not skipping:
+            if len(pending) > self._max_line and not skipping:
                 number += 1
                 self._queue.put((number, pending))
                 skipping = True
@@ -264,7 +284,7 @@ class LiveInputs:
             if not raw.strip():
                 continue
             try:
-                batch.append((number, self._parse(raw, durable.tick)))
+                batch.append((number, self._parse(raw, durable.tick, self._max_line)))
             except SoulfraError as exc:
                 self._out({"rejected": number, "code": exc.code, "detail": exc.detail})
         good = []
@@ -280,9 +300,11 @@ class LiveInputs:
             self._out({"ack": done.seq, "tick": done.tick, "line": number})
 
     @staticmethod
-    def _parse(raw: bytes, tick: int) -> Any:
-        if len(raw) > MAX_INPUT_LINE:
-            raise InputError(f"line is longer than {MAX_INPUT_LINE} bytes")
+    def _parse(raw: bytes, tick: int, max_line: int) -> Any:
+        from soulfra.durable import stamp_input  # noqa: PLC0415
+
+        if len(raw) > max_line:
+            raise InputError(f"line is longer than {max_line} bytes")
         try:
             obj = json.loads(raw.decode("utf-8"), parse_float=Decimal)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -257,3 +257,24 @@ def test_a_tampered_keyframe_breaks_its_deltas_loudly(store: SqlStore, reopen: C
     for info in (deltas[-1], keyframe, deltas[0]):
         with pytest.raises(HistoryIntegrityError):
             fresh.snapshots.load(info.id)
+
+
+def test_a_deleted_and_recreated_instance_gets_its_dictionary_judged_anew(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verdict that a trained dictionary did not pay belongs to one world: the same id, deleted and made again,
+    is another world, and its snapshots are given their own chance at a dictionary."""
+    history = states(1, DICTIONARY_SAMPLES + 4, every=3)
+    record = InstanceRecord(id="w", name="default", seed=1, genesis_hash=state_hash(history[0]))
+    store.instances.create(record)
+    with monkeypatch.context() as patched:  # the first world's dictionary does not pay
+        patched.setattr(store.snapshots._compression, "dictionary_pays", lambda samples, trained: False)
+        first = [store.snapshots.save("w", state, "periodic") for state in history]
+    assert {info.dictionary_id for info in first} == {None}
+
+    store.instances.delete("w")
+    store.instances.create(record)
+    again = [store.snapshots.save("w", state, "periodic") for state in history]
+    trained = {info.dictionary_id for info in again[DICTIONARY_SAMPLES:]}
+    assert len(trained) == 1
+    assert None not in trained

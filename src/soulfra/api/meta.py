@@ -177,7 +177,7 @@ def meta_router(
             import_bundles, engine.store, package.bundles, as_id=as_id, verify_replay=verify_replay
         )
         if start:
-            await engine.start()
+            await engine.start({row["id"] for row in imported})
         return {"key_id": package.key_id, "imported": imported}
 
     return router

@@ -12,7 +12,7 @@ import contextlib
 import gc
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -132,12 +132,13 @@ class PuppetMasterEngine:
 
     # -- instances ------------------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bring every stored instance that is not an abandoned branch to life; frozen ones stay frozen. One that
-        cannot be opened is logged and left stored, so that it does not keep the others from running."""
+    async def start(self, ids: Collection[str] | None = None) -> None:
+        """Bring every stored instance (or only those of ``ids``, such as the ones an import just stored) that is not
+        an abandoned branch to life; frozen ones stay frozen. One that cannot be opened is logged and left stored,
+        so that it does not keep the others from running."""
         async with self._lock:
             for record in self.store.instances.list_instances():
-                if record.status == "abandoned" or record.id in self.live:
+                if record.status == "abandoned" or record.id in self.live or (ids is not None and record.id not in ids):
                     continue
                 try:
                     await self._launch(record.id, frozen=record.status == "frozen")

@@ -149,6 +149,7 @@ class SqlInstanceCatalog:
             if exists is not None:
                 raise ConflictError(f"instance {record.id!r} already exists")
             conn.execute(schema.instances.insert().values(**row))
+        self._store.snapshots.forget(record.id)  # the id may have been deleted by another process
         return self.get(record.id)
 
     def get(self, instance_id: str) -> InstanceRecord:
@@ -193,6 +194,7 @@ class SqlInstanceCatalog:
             links = schema.instance_links
             conn.execute(links.delete().where(sa.or_(links.c.a == instance_id, links.c.b == instance_id)))
             conn.execute(schema.instances.delete().where(schema.instances.c.id == instance_id))
+        self._store.snapshots.forget(instance_id)
 
     def set_status(self, instance_id: str, status: str) -> None:
         if status not in STATUSES:
@@ -385,6 +387,11 @@ class SqlSnapshotStorage:
         self._dictionaries: dict[int, Dictionary] = {}  # by dictionary id, once read or trained
         self._untrained: set[str] = set()  # instances whose trained dictionary did not pay
         self._raw_cache: tuple[tuple[int, str], bytes] | None = None  # the last keyframe read or written
+
+    def forget(self, instance_id: str) -> None:
+        """Drop what this process learnt of ``instance_id``'s snapshots: an id deleted and made again names a new
+        world, whose trained dictionary may pay where the old one's did not."""
+        self._untrained.discard(instance_id)
 
     def save(self, instance_id: str, state: WorldState, type: str) -> SnapshotInfo:
         return self.save_raw(instance_id, encode_state(state), tick=state.tick, type=type)

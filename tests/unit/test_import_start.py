@@ -1,0 +1,72 @@
+"""Importing a package with ``start=true`` starts the instances it imported, and only those: a stored instance that
+is not live (its launch was skipped, or it was written by another process) stays as it is.
+
+The engine runs on a SQLite file and the in-memory bus; the API is driven in process through httpx's ASGI transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from soulfra.api import Gateway, create_app
+from soulfra.api.meta import meta_router
+from soulfra.bus import InMemoryBus
+from soulfra.durable import DurableWorld
+from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.meta.keys import KeyRing
+from soulfra.meta.package import Limits
+from soulfra.store import SqlStore
+from soulfra.world import DEFAULT_WORLD
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def system(tmp_path: Path, anyio_backend: str) -> AsyncIterator[tuple[PuppetMasterEngine, httpx.AsyncClient]]:
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'soulfra.db'}")
+    bus = InMemoryBus()
+    engine = PuppetMasterEngine(store, bus, EngineSettings(rate=None))
+    gateway = Gateway(bus, "source", store=store)
+    gateway.lister = engine.list_instances
+    app = create_app(gateway, extra=[meta_router(engine, gateway, KeyRing(tmp_path / "home"), Limits())])
+    app.state.engine = engine
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soulfra.test")
+    try:
+        yield engine, http
+    finally:
+        try:
+            await http.aclose()
+            await engine.close()
+        finally:
+            await bus.close()
+            store.close()
+
+
+@pytest.mark.anyio
+async def test_an_import_starts_only_the_imported_instances(
+    system: tuple[PuppetMasterEngine, httpx.AsyncClient],
+) -> None:
+    engine, http = system
+    await engine.create_instance(seed=4, spec=DEFAULT_WORLD, agents=1, instance_id="source")
+    # Stored while the server runs, by someone else: the engine has not started it, and an import must not either.
+    dormant = DurableWorld.open_or_create(engine.store, 9, DEFAULT_WORLD, agents=1, fresh=True)
+    dormant_id = dormant.instance_id
+    dormant.close()
+    assert dormant_id not in engine.live
+
+    package = await http.get("/api/instances/source/export")
+    assert package.status_code == 200, package.text
+    reply = await http.post("/api/import", params={"as_id": "copy"}, content=package.content)
+    assert reply.status_code == 201, reply.text
+
+    assert [row["id"] for row in reply.json()["imported"]] == ["copy"]
+    assert "copy" in engine.live
+    assert dormant_id not in engine.live
+    assert {r["id"] for r in engine.list_instances()} >= {"source", "copy", dormant_id}
