@@ -14,6 +14,7 @@ from pydantic import ByteSize, TypeAdapter, ValidationError
 from rich.console import Console
 
 from soulfra.errors import ServerUnavailableError, error_for_code
+from soulfra.logs import configure_logging
 
 __all__ = ["register"]
 
@@ -25,6 +26,14 @@ InstanceOption = Annotated[
     str | None, typer.Option("--instance", "-i", help="Instance id; default: the server's default instance")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's reply as JSON")]
+LogLevelOption = Annotated[
+    str,
+    typer.Option(
+        "--log-level",
+        envvar="SOULFRA_LOG_LEVEL",
+        help="Log records at this level and above: debug, info, warning, error",
+    ),
+]
 
 
 def _size(text: str | int) -> int:
@@ -59,8 +68,10 @@ def up_command(
     body_timeout: Annotated[
         float, typer.Option(min=0.001, help="Seconds a request body may pause before it is refused (408)")
     ] = 30.0,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
+    configure_logging(log_level)
     from soulfra.api.limits import RequestLimits  # noqa: PLC0415 -- the server stack loads only here
     from soulfra.runner import load_world_file  # noqa: PLC0415
     from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415
@@ -88,8 +99,10 @@ def serve_command(
     nats: Annotated[str, typer.Option("--nats", help="NATS URL")] = "nats://127.0.0.1:4222",
     rate: Annotated[float, typer.Option(min=0.0, help="runtime: ticks per second; 0 as fast as possible")] = 2.0,
     cycle_every: Annotated[int, typer.Option(min=0, help="mirror: ticks between unified snapshots")] = 0,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run one platform of one instance as its own process, on NATS (the services topology)."""
+    configure_logging(log_level)
     from soulfra.system import serve_platform  # noqa: PLC0415 -- the server stack loads only here
 
     asyncio.run(

@@ -1,0 +1,29 @@
+"""Logging, configured once by the processes that serve (``soulfra up``, ``soulfra serve``): one line per record on
+stderr, with time, level and logger, at the level ``--log-level`` or ``SOULFRA_LOG_LEVEL`` asks for. Library code
+only ever logs through ``logging.getLogger(__name__)``; nothing else configures handlers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from soulfra.errors import ConfigError
+
+__all__ = ["LEVELS", "configure_logging"]
+
+LEVELS = ("debug", "info", "warning", "error")
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """Send every record at ``level`` or above to stderr, formatted; warnings from ``warnings.warn`` too."""
+    if level.lower() not in LEVELS:
+        raise ConfigError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.captureWarnings(True)
