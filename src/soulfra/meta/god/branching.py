@@ -1,0 +1,170 @@
+"""CLONE_INSTANCE, REALITY_FORK, MERGE_INSTANCES and TIMELINE_REVERT: the commands that add to the lineage graph.
+
+Each settles every id and checks every modification before it writes, writes the new record through
+``soulfra.meta.lineage``, and marks the instances it read. None of them rewrites a world's past: a revert keeps
+the old head as an abandoned branch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soulfra.durable import DurableWorld, start_tick, state_at
+from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError
+from soulfra.meta.commands import CloneInstance, ForkSpec, MergeInstances, RealityFork, TimelineRevert
+from soulfra.meta.god.context import GodContext, child_id
+from soulfra.meta.lineage import common_ancestor, fork_record, on_timeline, own_world, revert_record
+from soulfra.meta.merge import merge_states
+from soulfra.store.ports import InstanceRecord
+from soulfra.world import state_hash
+
+__all__ = ["clone", "merge", "reality_fork", "revert"]
+
+
+async def clone(ctx: GodContext, command: CloneInstance) -> dict[str, Any]:
+    forks = [ForkSpec(id=command.id, modifications=command.modifications)]
+    made = await _fork(ctx, command.source, command.tick, forks, "clone", command.start, command.name)
+    return {"source": command.source, "tick": made[0]["tick"], **made[0]}
+
+
+async def reality_fork(ctx: GodContext, command: RealityFork) -> dict[str, Any]:
+    made = await _fork(ctx, command.source, command.tick, command.forks, "fork", command.start, None)
+    return {"source": command.source, "tick": made[0]["tick"], "forks": made}
+
+
+async def _fork(
+    ctx: GodContext, source: str, tick: int | None, specs: list[ForkSpec], kind: str, start: bool, name: str | None
+) -> list[dict[str, Any]]:
+    store = ctx.store
+    live = ctx.live.get(source)
+    if live is not None:  # the stored head must reach the live tick before forking at it or before it
+        ctx.world(live).flush()
+    parent = store.instances.get(source)
+    if live is not None and (tick is None or tick == ctx.world(live).tick):
+        state = ctx.world(live).world.state.copy()
+    else:
+        tick = parent.head_tick if tick is None else tick
+        if not start_tick(parent) <= tick <= parent.head_tick:
+            raise LineageError(f"{source} holds ticks {start_tick(parent)} to {parent.head_tick}; no tick {tick}")
+        state = state_at(store, source, tick)
+    at = state.tick
+    genesis = state_hash(state)
+    prepared = [(spec, ctx.modifications(spec.modifications, at, state)) for spec in specs]
+    ids = [spec.id for spec in specs if spec.id is not None]
+    if len(set(ids)) != len(ids):
+        raise InputError("two forks were given the same id")
+    taken = {record.id for record in store.instances.list_instances()} & set(ids)
+    if taken:
+        raise ConflictError(f"instance {', '.join(sorted(taken))} already exists; no fork was made")
+    if start:
+        ctx.check_room(len(specs))
+    reserved = set(ids)
+    chosen = []
+    for spec in specs:  # every id settled before anything is written
+        new_id = spec.id or child_id(store, source, kind, reserved)
+        reserved.add(new_id)
+        chosen.append(new_id)
+    made = []
+    for new_id, (_, inputs) in zip(chosen, prepared, strict=True):
+        record = fork_record(
+            store, parent, tick=at, child_id=new_id, kind=kind, inputs=inputs, genesis_hash=genesis, name=name,
+        )  # fmt: skip
+        if start:  # each child gets its own copy: forks never share mutable state
+            world = DurableWorld.from_state(store, record.id, state.copy(), settings=ctx.settings.durability)
+            await ctx.launch(record.id, world=world)
+        made.append({"id": record.id, "tick": at, "state_hash": genesis, "modifications": len(inputs)})
+    await ctx.mark(source, "REALITY_FORK" if kind == "fork" else "CLONE_INSTANCE", {"at": at, "children": [
+        m["id"] for m in made
+    ]})  # fmt: skip
+    return made
+
+
+async def merge(ctx: GodContext, command: MergeInstances) -> dict[str, Any]:
+    store = ctx.store
+    ours_state = ctx.state_now(command.ours)
+    theirs_state = ctx.state_now(command.theirs)
+    base_point = common_ancestor(store, command.ours, command.theirs)
+    base_state = state_at(store, base_point.instance, base_point.tick)
+    result = merge_states(base_state, ours_state, theirs_state, policies=command.policies)
+    if command.start:
+        ctx.check_room(1)
+    merged = result.state
+    ours = store.instances.get(command.ours)
+    merged_id = command.id or child_id(store, command.ours, "merge")
+    # the merge names each parent at the tick its state was taken at, with that state's hash (what verify
+    # checks the parent's history against); its own history starts at the merged state's tick
+    record = InstanceRecord(
+        id=merged_id, name=ours.name, seed=ours.seed, genesis_hash=state_hash(merged),
+        world=own_world(
+            ours.world, "merge",
+            parent_ticks={"parent": ours_state.tick, "merge_parent": theirs_state.tick},
+            parent_hashes={"parent": state_hash(ours_state), "merge_parent": state_hash(theirs_state)},
+        ),
+        parent_id=command.ours, fork_tick=merged.tick,
+        merge_parent_id=command.theirs, head_tick=merged.tick,
+    )  # fmt: skip
+    report = result.to_json()
+    with store.transaction():
+        for parent, taken in ((command.ours, ours_state), (command.theirs, theirs_state)):
+            on_timeline(store, parent, taken.tick, doing="merge")
+        store.instances.create(record)
+        store.snapshots.save(merged_id, merged, "merge")
+        store.vault.save_agents(merged_id, merged)
+        store.rituals.record(merged_id, tick=merged.tick, kind="merge_report", data=report)
+    if command.start:
+        world = DurableWorld.from_state(store, merged_id, merged.copy(), settings=ctx.settings.durability)
+        await ctx.launch(merged_id, world=world)
+    for parent in (command.ours, command.theirs):
+        await ctx.mark(parent, "MERGE_INSTANCES", {"into": merged_id})
+    return {
+        "id": merged_id,
+        "parents": [command.ours, command.theirs],
+        "base": {"instance": base_point.instance, "tick": base_point.tick},
+        "tick": merged.tick,
+        **report,
+    }
+
+
+async def revert(ctx: GodContext, command: TimelineRevert) -> dict[str, Any]:
+    store = ctx.store
+    instance_id = command.instance
+    tick = command.tick
+    if command.snapshot is not None:
+        info, _ = store.snapshots.load(command.snapshot)
+        if info.instance_id != instance_id:
+            raise NotFoundError(f"{instance_id} has no snapshot {command.snapshot}")
+        tick = info.tick
+    if tick is None:  # the command's validator asks for one of the two
+        raise InputError("a revert needs a tick or a snapshot")
+    instance = ctx.live.get(instance_id)
+    runtime = instance.runtime if instance is not None else None
+    was_paused = runtime.paused if runtime is not None else True
+    try:
+        if runtime is not None:
+            runtime.paused = True  # no tick between the flush and the swap
+            runtime.world.flush()
+        record = store.instances.get(instance_id)
+        abandoned_head = record.head_tick
+        branch_id = child_id(store, instance_id, "branch")
+        branch = revert_record(store, record, tick=tick, branch_id=branch_id)
+        world = DurableWorld.open(store, instance_id, settings=ctx.settings.durability)
+        store.vault.save_agents(instance_id, world.world.state)
+        if instance is not None and runtime is not None:
+            instance.world = world
+            runtime.replace_world(world)
+    finally:
+        if runtime is not None:
+            runtime.paused = was_paused
+            runtime.replace_world(runtime.world)  # wakes the loop
+    state_hash_now = world.world.state_hash()
+    if instance is not None:  # its surface and mirror start over from the reverted tick (and no capture taken
+        await ctx.live.pop(instance_id).close()  # before the revert can be saved into it); a timed freeze stays
+        await ctx.launch(instance_id, frozen=was_paused)
+    branches = [c.id for c in store.instances.children(instance_id) if c.status == "abandoned"]
+    return {
+        "instance": instance_id,
+        "tick": tick,
+        "state_hash": state_hash_now,
+        "abandoned_branch": {"id": branch.id, "from_tick": tick, "head_tick": abandoned_head},
+        "branches": branches,
+    }
