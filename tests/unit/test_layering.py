@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import soulfra.meta.package
 import soulfra.world
 
 WORLD = Path(soulfra.world.__file__).parent
@@ -62,3 +63,26 @@ def test_the_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
         "time",
         "soulfra.cli",
     ]
+
+
+def test_the_package_codec_keeps_its_sides_apart() -> None:
+    """The manifest's rules know no ZIP or signature; the writer and the reader never import each other."""
+    root = Path(soulfra.meta.package.__file__).parent
+    forbidden = {
+        "common.py": {
+            "zipfile",
+            "soulfra.meta.package.manifest",
+            "soulfra.meta.package.reader",
+            "soulfra.meta.package.writer",
+        },
+        "manifest.py": {"zipfile", "soulfra.meta.keys", "soulfra.meta.package.reader", "soulfra.meta.package.writer"},
+        "writer.py": {"soulfra.meta.package.reader"},
+        "reader.py": {"soulfra.meta.package.writer"},
+    }
+    offenders = [
+        f"{name}: {module}"
+        for name, banned in sorted(forbidden.items())
+        for module in _imports(root / name)
+        if module in banned
+    ]
+    assert offenders == []
