@@ -72,7 +72,8 @@ def test_a_benchmark_without_the_bench_extra_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "psutil", None)  # as if the bench extra were not installed
-    monkeypatch.delitem(sys.modules, "soulfra.bench.package", raising=False)
+    for name in [name for name in sys.modules if name.startswith("soulfra.bench.package")]:
+        monkeypatch.delitem(sys.modules, name)  # the package and its modules, so that they are imported anew
     with pytest.raises(SystemExit) as stopped:
         main(["bench", "package", "--part", "fork"])
     assert stopped.value.code == EXIT_USAGE
