@@ -1,5 +1,6 @@
-"""soulfra.store: where worlds are kept. Ports (``ports``), the SQL adapter for SQLite and PostgreSQL (``sql``),
-the schema and its migrations. ``SqlStore.open(url)`` is the way in.
+"""soulfra.store: where worlds are kept. Ports (``ports``), the SQL adapter for SQLite and PostgreSQL (``sql``, one
+module a port), the snapshot keyframe and dictionary rules (``snapshot_policy``), the schema and its migrations.
+``SqlStore.open(url)`` is the way in.
 """
 
 from __future__ import annotations

@@ -1,0 +1,33 @@
+"""The storage ports over SQLAlchemy Core: one adapter for SQLite and PostgreSQL, differing only where the dialects
+do (JSONB, upserts). Driver errors leave this package as ``StorageError``s. ``SqlStore`` (``store``) holds the engine
+and the transactions; each port has its own module, and none of them imports another port's.
+"""
+
+from __future__ import annotations
+
+from soulfra.store.snapshot_policy import DICTIONARY_MAX_RAW, DICTIONARY_SAMPLES, KEYFRAME_EVERY
+from soulfra.store.sql.audit import SqlAuditLog
+from soulfra.store.sql.inputs import SqlInputLog
+from soulfra.store.sql.instances import STATUSES, SqlInstanceCatalog
+from soulfra.store.sql.rituals import SqlRitualStorage
+from soulfra.store.sql.snapshots import SqlSnapshotStorage, raw_hash
+from soulfra.store.sql.store import SqlStore
+from soulfra.store.sql.vault import TRAIT_NAMES, SqlVaultManager, agent_state_json, personality_json
+
+__all__ = [
+    "DICTIONARY_MAX_RAW",
+    "DICTIONARY_SAMPLES",
+    "KEYFRAME_EVERY",
+    "STATUSES",
+    "TRAIT_NAMES",
+    "SqlAuditLog",
+    "SqlInputLog",
+    "SqlInstanceCatalog",
+    "SqlRitualStorage",
+    "SqlSnapshotStorage",
+    "SqlStore",
+    "SqlVaultManager",
+    "agent_state_json",
+    "personality_json",
+    "raw_hash",
+]
