@@ -13,6 +13,7 @@ __all__ = ["LEVELS", "configure_logging"]
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+QUIET = ("alembic", "nats", "httpx", "sqlalchemy")
 
 
 def configure_logging(level: str) -> None:
@@ -26,4 +27,6 @@ def configure_logging(level: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for chatty in QUIET:  # libraries that narrate every step at INFO: heard from at WARNING unless debugging
+        logging.getLogger(chatty).setLevel(logging.DEBUG if level.lower() == "debug" else logging.WARNING)
     logging.captureWarnings(True)

@@ -23,6 +23,7 @@ try:
 except ZeroDivisionError:
     log.exception("a tick failed")
 warnings.warn("a library warned", UserWarning, stacklevel=1)
+logging.getLogger("alembic.runtime.migration").info("Context impl SQLiteImpl.")
 """
 
 
@@ -38,6 +39,7 @@ def test_records_at_the_level_and_above_are_one_formatted_line_each_with_traceba
     assert "ZeroDivisionError: division by zero" in done.stderr
     assert re.search(rf"{stamp} WARNING py\.warnings: .*UserWarning: a library warned", done.stderr)
     assert "not shown" not in done.stderr
+    assert "SQLiteImpl" not in done.stderr  # a chatty library's INFO stays out
 
 
 def test_an_unknown_level_is_a_config_error() -> None:
