@@ -87,7 +87,7 @@ def state_command(
 ) -> None:
     """Print the state of a stored instance at any past tick, rebuilt from a snapshot and the input log."""
     from soulfra.durable import resolve_instance, state_at  # noqa: PLC0415
-    from soulfra.runner import fixed_to_number, vibe_to_json  # noqa: PLC0415
+    from soulfra.projection import fixed_to_number, vibe_to_json  # noqa: PLC0415
     from soulfra.world.encoding import state_hash  # noqa: PLC0415
 
     store = _open_existing(db)

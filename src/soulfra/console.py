@@ -9,7 +9,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from soulfra.runner import RunReport, fixed_to_number
+from soulfra.projection import fixed_to_number
+from soulfra.runner import RunReport
 from soulfra.world import World
 from soulfra.world.events import (
     Event,

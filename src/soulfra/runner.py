@@ -18,9 +18,9 @@ from typing import IO, Any
 
 from soulfra.durable import DurableWorld
 from soulfra.errors import ConfigError, InputError, OutputError, WorldFileError
+from soulfra.projection import vibe_to_json
 from soulfra.world import World, WorldSpec, event_to_json, parse_input, parse_world, schedule
 from soulfra.world.events import Event
-from soulfra.world.fixed import SCALE
 from soulfra.world.inputs import Input
 from soulfra.world.model import VibeReading
 
@@ -63,27 +63,6 @@ def load_inputs(path: Path) -> list[Input]:
             except InputError as exc:
                 raise InputError(f"{path}:{number}: {exc.detail}") from None
     return items
-
-
-def fixed_to_number(value: int) -> float:
-    """A fixed-point value for display (JSON, terminals); never fed back into a world."""
-    return value / SCALE
-
-
-def vibe_to_json(vibe: VibeReading | None) -> dict[str, Any] | None:
-    if vibe is None:
-        return None
-    return {
-        "condition": vibe.condition,
-        "temperature": fixed_to_number(vibe.temperature),
-        "pressure": fixed_to_number(vibe.pressure),
-        "wind": fixed_to_number(vibe.wind),
-        "forecast": vibe.forecast,
-        "frequency": vibe.frequency,
-        "colour": vibe.colour,
-        "emotion": vibe.emotion,
-        "narrative": vibe.narrative,
-    }
 
 
 @dataclass(slots=True)

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError
+from soulfra.projection import agent_state_json, personality_json
 from soulfra.store import InstanceRecord, SqlStore, schema
-from soulfra.store.sql import agent_state_json, personality_json
 from soulfra.world import (
     Act,
     AlterVibe,

@@ -86,3 +86,22 @@ def test_the_package_codec_keeps_its_sides_apart() -> None:
         if module in banned
     ]
     assert offenders == []
+
+
+def test_the_platforms_name_no_concrete_adapter_and_nothing_above_them() -> None:
+    """Platforms reach storage and the bus through their ports; adapters are chosen by the composition root."""
+    platforms = Path(soulfra.world.__file__).parent.parent / "platforms"
+    forbidden = (
+        "soulfra.store.sql", "soulfra.store.lease", "soulfra.store.database", "soulfra.bus.nats", "soulfra.bus.memory",
+        "soulfra.meta", "soulfra.api", "soulfra.system", "soulfra.cli", "soulfra.runner", "soulfra.console",
+        "sqlalchemy", "nats",
+    )  # fmt: skip
+    files = sorted(platforms.glob("*.py"))
+    assert len(files) > 5
+    offenders = [
+        f"{path.name}: {name}"
+        for path in files
+        for name in _imports(path)
+        if any(name == banned or name.startswith(banned + ".") for banned in forbidden)
+    ]
+    assert offenders == []

@@ -31,14 +31,13 @@ from soulfra.errors import (
     UnknownAgentError,
 )
 from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, int_field, op_subject
-from soulfra.runner import fixed_to_number, vibe_to_json
-from soulfra.store.sql import agent_state_json, personality_json
+from soulfra.projection import agent_json, snapshot_json, vibe_to_json
 from soulfra.world import World
 from soulfra.world.events import Event, event_to_json
 from soulfra.world.inputs import input_to_json
 from soulfra.world.model import WorldState
 
-__all__ = ["MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "TickFailure", "agent_json"]
+__all__ = ["MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "TickFailure"]
 
 log = logging.getLogger(__name__)
 
@@ -70,28 +69,6 @@ class TickFailure:
 
     def describe(self) -> str:
         return f"at tick {self.tick} ({self.type}: {self.message})"
-
-
-def agent_json(state: WorldState, i: int) -> dict[str, Any]:
-    spec = state.specs[i]
-    affinity = state.affinity.get(i, {})
-    return {
-        "id": spec.id,
-        "name": spec.name,
-        "mind": spec.mind,
-        "personality": personality_json(state, i),
-        "state": agent_state_json(state, i),
-        "mood": {"valence": fixed_to_number(int(state.valence[i])), "arousal": fixed_to_number(int(state.arousal[i]))},
-        "affinity": {state.specs[other].id: fixed_to_number(value) for other, value in sorted(affinity.items())},
-        "whisper": _whisper_json(state, i),
-    }
-
-
-def _whisper_json(state: WorldState, i: int) -> dict[str, Any] | None:
-    heard = state.whispers.get(i)
-    if heard is None:
-        return None
-    return {"tick": heard[0], "text": heard[1], "tone": heard[2]}
 
 
 class _Capture:
@@ -407,11 +384,11 @@ class RuntimePlatform(Platform):
             raise InputError(f"snapshot type must be manual or unified, not {kind!r}")
         self._refuse_if_failed("snapshots")
         info = self.world.snapshot(kind)
-        return _snapshot_json(info)
+        return snapshot_json(info)
 
     async def snapshots(self, body: dict[str, Any]) -> dict[str, Any]:
         rows = self.world.store.snapshots.list_snapshots(self.instance_id)
-        return {"snapshots": [_snapshot_json(info) for info in rows]}
+        return {"snapshots": [snapshot_json(info) for info in rows]}
 
     async def snapshot_info(self, body: dict[str, Any]) -> dict[str, Any]:
         wanted = body.get("id")
@@ -421,7 +398,7 @@ class RuntimePlatform(Platform):
         if info.instance_id != self.instance_id:
             raise NotFoundError(f"{self.instance_id} has no snapshot {wanted}")
         return {
-            **_snapshot_json(info),
+            **snapshot_json(info),
             "agents": state.size,
             "loop": state.loop.index,
             "vibe": vibe_to_json(state.vibe),
@@ -460,7 +437,7 @@ class RuntimePlatform(Platform):
             raise InputError(f"snapshot type must be manual or unified, not {kind!r}")
         self.world.flush()
         info = self.world.store.snapshots.save(self.instance_id, captured.state, kind)
-        return {"tick": captured.state.tick, "snapshot": _snapshot_json(info)}
+        return {"tick": captured.state.tick, "snapshot": snapshot_json(info)}
 
 
 def _state_before(world: DurableWorld, tick: int) -> World:
@@ -472,16 +449,3 @@ def _state_before(world: DurableWorld, tick: int) -> World:
     stored = world.store.inputs.read(world.instance_id, from_tick=durable, to_tick=tick)
     rebuilt.run_to(tick, (s.input for s in stored))
     return rebuilt
-
-
-def _snapshot_json(info: Any) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "tick": info.tick,
-        "type": info.type,
-        "state_hash": info.state_hash,
-        "raw_size": info.raw_size,
-        "stored_size": info.stored_size,
-        "codec": info.codec,
-        "timestamp": info.timestamp.isoformat(),
-    }

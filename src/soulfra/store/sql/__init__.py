@@ -12,14 +12,13 @@ from soulfra.store.sql.instances import STATUSES, SqlInstanceCatalog
 from soulfra.store.sql.rituals import SqlRitualStorage
 from soulfra.store.sql.snapshots import SqlSnapshotStorage, raw_hash
 from soulfra.store.sql.store import SqlStore
-from soulfra.store.sql.vault import TRAIT_NAMES, SqlVaultManager, agent_state_json, personality_json
+from soulfra.store.sql.vault import SqlVaultManager
 
 __all__ = [
     "DICTIONARY_MAX_RAW",
     "DICTIONARY_SAMPLES",
     "KEYFRAME_EVERY",
     "STATUSES",
-    "TRAIT_NAMES",
     "SqlAuditLog",
     "SqlInputLog",
     "SqlInstanceCatalog",
@@ -27,7 +26,5 @@ __all__ = [
     "SqlSnapshotStorage",
     "SqlStore",
     "SqlVaultManager",
-    "agent_state_json",
-    "personality_json",
     "raw_hash",
 ]

@@ -9,16 +9,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from soulfra.errors import NotFoundError
+from soulfra.projection import agent_state_json, personality_json
 from soulfra.store import schema
 from soulfra.store.ports import AgentRecord
 from soulfra.store.sql.clock import aware, utc_now
-from soulfra.world.fixed import SCALE
 from soulfra.world.model import WorldState
 
 if TYPE_CHECKING:
     from soulfra.store.sql.store import SqlStore
-
-TRAIT_NAMES = ("warmth", "curiosity", "order", "chaos")
 
 
 class SqlVaultManager:
@@ -65,25 +63,6 @@ class SqlVaultManager:
             rows = conn.execute(sa.select(table).where(table.c.instance_id == instance_id)).all()
         records = [_agent(row) for row in rows]
         return sorted(records, key=lambda r: r.state.get("index", 0))
-
-
-def personality_json(state: WorldState, i: int) -> dict[str, Any]:
-    spec = state.specs[i]
-    traits = {name: int(state.traits[i, k]) for k, name in enumerate(TRAIT_NAMES)}
-    return {"name": spec.name, "voice": spec.voice, "goals": list(spec.goals), "traits": traits, "scale": SCALE}
-
-
-def agent_state_json(state: WorldState, i: int) -> dict[str, Any]:
-    return {
-        "index": i,
-        "valence": int(state.valence[i]),
-        "arousal": int(state.arousal[i]),
-        "energy": int(state.energy[i]),
-        "focus": int(state.focus[i]),
-        "possessed_by": state.possessed.get(i),
-        "memory": list(state.memory.get(i, ())),
-        "scale": SCALE,
-    }
 
 
 def _agent(row: sa.Row[Any]) -> AgentRecord:
