@@ -224,16 +224,13 @@ class SqlLeases:
         self._pid = os.getpid()
         self._host = socket.gethostname()[:255]
 
-    def _live(self) -> _Liveness:
-        return self._liveness
-
     def acquire(self, key: str) -> LeaseInfo:
         if not key or len(key) > _MAX_KEY:
             raise ConfigError(f"a lease key is 1 to {_MAX_KEY} characters, not {len(key)}")
         with self._lock:
             if key in self._held:
                 return self._info(key, self._held[key])
-            liveness = self._live()
+            liveness = self._liveness
             liveness.hold()
             for _ in range(_TAKE_ATTEMPTS):
                 try:
@@ -289,7 +286,7 @@ class SqlLeases:
             row = conn.execute(sa.select(table).where(table.c.key == key)).first()
         if row is None:
             return None
-        live = row.owner is not None and self._live().alive(row.owner)
+        live = row.owner is not None and self._liveness.alive(row.owner)
         return _row_info(row, live=live)
 
     def held(self) -> list[str]:
