@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from soulfra.runner import load_inputs, load_world_file, run
+from soulfra.cli.runner import load_inputs, load_world_file, run
 from soulfra.world import DEFAULT_WORLD, World, event_to_json
 from soulfra.world.events import Event
 from soulfra.world.inputs import Input

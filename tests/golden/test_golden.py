@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from golden import first_divergence, load_cases, play, recorded_ticks
-from soulfra.runner import load_inputs
+from soulfra.cli.runner import load_inputs
 
 HERE = Path(__file__).parent
 CASES = load_cases()

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import pytest
 
-from soulfra.runner import load_inputs
+from soulfra.cli.runner import load_inputs
 from soulfra.store import SqlStore
 from soulfra.store import schema as tables
 from soulfra.world import Input, Whisper, World, schedule

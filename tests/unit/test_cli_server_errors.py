@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from soulfra import cli_server
 from soulfra.cli import EXIT_CODES, main
+from soulfra.cli import server as cli_server
 from soulfra.errors import ServerUnavailableError
 
 

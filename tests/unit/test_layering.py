@@ -93,7 +93,7 @@ def test_the_platforms_name_no_concrete_adapter_and_nothing_above_them() -> None
     platforms = Path(soulfra.world.__file__).parent.parent / "platforms"
     forbidden = (
         "soulfra.store.sql", "soulfra.store.lease", "soulfra.store.database", "soulfra.bus.nats", "soulfra.bus.memory",
-        "soulfra.meta", "soulfra.api", "soulfra.system", "soulfra.cli", "soulfra.runner", "soulfra.console",
+        "soulfra.meta", "soulfra.api", "soulfra.system", "soulfra.cli", "soulfra.cli.runner", "soulfra.cli.console",
         "sqlalchemy", "nats",
     )  # fmt: skip
     files = sorted(platforms.glob("*.py"))

@@ -15,7 +15,7 @@ from sqlalchemy import String
 from starlette.types import Message
 
 from soulfra.api.limits import DOCUMENT_BYTES, MIN_BODY_RATE, BodyLimits, RequestLimits
-from soulfra.cli_server import _size
+from soulfra.cli.server import _size
 from soulfra.errors import ConfigError
 from soulfra.store import schema
 from soulfra.world import worldfile

@@ -15,13 +15,14 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from soulfra import cli_meta, cli_server
 from soulfra.api import Gateway, create_app
 from soulfra.api.app import status_for
 from soulfra.api.meta import meta_router
 from soulfra.bus import InMemoryBus
 from soulfra.cli import EXIT_CODES
 from soulfra.cli import app as cli_app
+from soulfra.cli import meta as cli_meta
+from soulfra.cli import server as cli_server
 from soulfra.errors import InstanceFailedError, StorageUnavailableError, error_for_code
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from soulfra.cli.runner import load_world_file
 from soulfra.errors import WorldFileError
-from soulfra.runner import load_world_file
 from soulfra.world import worldfile
 from soulfra.world.genesis import DEFAULT_AGENTS, DEFAULT_LOOP_LENGTH, AgentDefinition, WorldSpec
 from soulfra.world.minds import MIND_ALIASES, MINDS

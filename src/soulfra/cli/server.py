@@ -73,7 +73,7 @@ def up_command(
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
     configure_logging(log_level)
     from soulfra.api.limits import RequestLimits  # noqa: PLC0415 -- the server stack loads only here
-    from soulfra.runner import load_world_file  # noqa: PLC0415
+    from soulfra.cli.runner import load_world_file  # noqa: PLC0415
     from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415
     from soulfra.world import DEFAULT_WORLD  # noqa: PLC0415
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from soulfra.cli_server import DEFAULT_URL, JsonOption, UrlOption, _request
+from soulfra.cli.server import DEFAULT_URL, JsonOption, UrlOption, _request
 from soulfra.errors import InputError
 
 __all__ = ["emit", "god_app", "json_arg", "pair"]

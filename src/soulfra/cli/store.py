@@ -229,7 +229,7 @@ class LiveInputs:
     """
 
     def __init__(self, fd: int, out: Callable[[dict[str, Any]], None]) -> None:
-        from soulfra.runner import MAX_INPUT_LINE  # noqa: PLC0415
+        from soulfra.cli.runner import MAX_INPUT_LINE  # noqa: PLC0415
 
         self._max_line = MAX_INPUT_LINE
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue()

@@ -23,7 +23,10 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
-from soulfra import __version__, cli_meta, cli_server, cli_store
+from soulfra import __version__
+from soulfra.cli import meta as cli_meta
+from soulfra.cli import server as cli_server
+from soulfra.cli import store as cli_store
 from soulfra.errors import (
     BodyTimeoutError,
     BusError,
@@ -51,8 +54,8 @@ from soulfra.errors import (
 )
 
 if TYPE_CHECKING:
+    from soulfra.cli.runner import RunReport
     from soulfra.durable import DurableWorld
-    from soulfra.runner import RunReport
     from soulfra.world import World
     from soulfra.world.events import Event
     from soulfra.world.inputs import Input
@@ -201,8 +204,8 @@ def run_command(
     snapshot_every: Annotated[int, typer.Option(min=1, help="With --db: store a snapshot every this many ticks.")] = 20,
 ) -> None:
     """Run a world for a number of ticks and report its state hash; with --db, persist it (or continue it)."""
+    from soulfra.cli.runner import load_inputs, load_world_file  # noqa: PLC0415
     from soulfra.durable import DurabilitySettings, DurableWorld  # noqa: PLC0415
-    from soulfra.runner import load_inputs, load_world_file  # noqa: PLC0415
     from soulfra.store import SqlStore  # noqa: PLC0415
     from soulfra.world import DEFAULT_WORLD, World  # noqa: PLC0415
 
@@ -243,9 +246,9 @@ def _run_and_report(
     rate: float | None,
     stdin: bool,
 ) -> None:
-    from soulfra.console import summary  # noqa: PLC0415
+    from soulfra.cli.console import summary  # noqa: PLC0415
+    from soulfra.cli.runner import event_log, run  # noqa: PLC0415
     from soulfra.durable import DurableWorld  # noqa: PLC0415
-    from soulfra.runner import event_log, run  # noqa: PLC0415
 
     err = Console(stderr=True)
     core = instance.world if isinstance(instance, DurableWorld) else instance
@@ -291,7 +294,7 @@ def _run_paced(
     before_tick: Callable[[], None] | None,
 ) -> RunReport:
     """Run at ``rate`` ticks per second (unpaced when None); Ctrl-C or SIGTERM ends it after the current tick."""
-    from soulfra.runner import run  # noqa: PLC0415
+    from soulfra.cli.runner import run  # noqa: PLC0415
 
     flag = _StopFlag()
     previous = signal.signal(signal.SIGINT, flag), signal.signal(signal.SIGTERM, flag)
@@ -316,9 +319,9 @@ def _run_live(
     instance: World | DurableWorld, ticks: int, items: list[Input], sink: Callable[[list[Event]], None], rate: float
 ) -> RunReport:
     """Run paced at ``rate`` ticks per second, redrawing after every tick; Ctrl-C ends after the current tick."""
-    from soulfra.console import LiveView  # noqa: PLC0415
+    from soulfra.cli.console import LiveView  # noqa: PLC0415
+    from soulfra.cli.runner import run  # noqa: PLC0415
     from soulfra.durable import DurableWorld  # noqa: PLC0415
-    from soulfra.runner import run  # noqa: PLC0415
 
     view = LiveView(instance.world if isinstance(instance, DurableWorld) else instance)
     flag = _StopFlag()

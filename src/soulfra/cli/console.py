@@ -9,8 +9,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from soulfra.cli.runner import RunReport
 from soulfra.projection import fixed_to_number
-from soulfra.runner import RunReport
 from soulfra.world import World
 from soulfra.world.events import (
     Event,

@@ -1,4 +1,4 @@
-"""The CLI's puppet-master commands: ``instance`` (create, list, show, delete), ``god`` (in ``cli_god``),
+"""The CLI's puppet-master commands: ``instance`` (create, list, show, delete), ``god`` (in ``soulfra.cli.god``),
 ``export`` and ``import`` (a server over HTTP, or a database with ``--db``), ``package`` (show, edit offline, apply)
 and ``keys`` (the installation key and the trusted keys)."""
 
@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from soulfra import cli_god
-from soulfra.cli_god import emit, json_arg, pair
-from soulfra.cli_server import DEFAULT_URL, JsonOption, UrlOption, _request, failure_note, unreachable
+from soulfra.cli import god as cli_god
+from soulfra.cli.god import emit, json_arg, pair
+from soulfra.cli.server import DEFAULT_URL, JsonOption, UrlOption, _request, failure_note, unreachable
 from soulfra.errors import InputError, OutputError, ServerUnavailableError, error_for_code
 
 __all__ = ["register"]
