@@ -5,10 +5,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import soulfra
 import soulfra.meta.package
 import soulfra.world
 
-WORLD = Path(soulfra.world.__file__).parent
+SRC = Path(soulfra.__file__).parent
+WORLD = SRC / "world"
 ALLOWED_ROOTS = {
     "__future__", "collections", "dataclasses", "decimal", "enum", "functools", "hashlib", "itertools", "re",
     "struct", "tomllib", "typing", "numpy",
@@ -27,6 +29,76 @@ def _imports(path: Path) -> list[str]:
             assert node.level == 0, f"{path}: relative import"
             found.append(node.module or "")
     return found
+
+
+# The layer order, lowest first: a module may import its own layer and those below it, never one above. Every
+# top-level module and package of soulfra has a place here (a new one fails until it is given one).
+LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(layer.split())
+    for layer in (
+        "__init__ errors",
+        "world",
+        "codec store bus projection",
+        "durable",
+        "platforms security",
+        "meta",
+        "api",
+        "system logs",
+        "bench",
+        "cli __main__",
+    )
+)
+
+
+def _layer_of(module: str) -> int:
+    """The layer of ``soulfra.<top>...`` (or of the top name itself)."""
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 and parts[0] == "soulfra" else parts[0]
+    for index, layer in enumerate(LAYERS):
+        if top in layer:
+            return index
+    raise AssertionError(f"{module}: soulfra.{top} has no layer in LAYERS")
+
+
+def _project_imports(path: Path) -> list[str]:
+    """The soulfra modules a file imports, ``from soulfra import x`` read as ``soulfra.x``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names if alias.name.startswith("soulfra."))
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            if node.module == "soulfra":
+                found.extend(f"soulfra.{alias.name}" for alias in node.names if alias.name != "__version__")
+            elif node.module.startswith("soulfra."):
+                found.append(node.module)
+    return found
+
+
+def _layer_violations(root: Path) -> list[str]:
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        own = _layer_of(".".join(("soulfra", *path.relative_to(root).with_suffix("").parts)))
+        for name in _project_imports(path):
+            if _layer_of(name) > own:
+                offenders.append(f"{path.relative_to(root)}: {name}")
+    return offenders
+
+
+def test_every_module_imports_only_its_layer_and_those_below() -> None:
+    """world -> codec/store/bus -> durable -> platforms/security -> meta -> api -> system -> bench -> cli."""
+    tops = {path.stem for path in SRC.glob("*.py")} | {path.name for path in SRC.iterdir() if path.is_dir()}
+    tops.discard("__pycache__")
+    assert tops <= set().union(*LAYERS), f"give these a layer: {sorted(tops - set().union(*LAYERS))}"
+    assert _layer_violations(SRC) == []
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "bad.py").write_text("from soulfra.meta.engine import PuppetMasterEngine\n")
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "fine.py").write_text("from soulfra import durable\nimport soulfra.meta.engine\n")
+    assert _layer_violations(tmp_path) == ["store/bad.py: soulfra.meta.engine"]
 
 
 def test_world_imports_only_the_allow_list() -> None:
