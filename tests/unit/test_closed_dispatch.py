@@ -15,6 +15,7 @@ import pytest
 from soulfra.world import Act, Input, Possess, Whisper, World
 from soulfra.world.actions import Action, Work
 from soulfra.world.events import InputRejected, OperatorActed
+from soulfra.world.inputs import AlterVibe, input_to_json, parse_input
 from soulfra.world.minds import MINDS, Mind, View
 from soulfra.world.rng import Stream
 
@@ -73,3 +74,11 @@ def test_an_act_with_an_unknown_action_is_rejected_not_taken_for_a_rest() -> Non
     rejected = [e for e in events if isinstance(e, InputRejected)]
     assert [(e.input, e.reason.split(";")[0]) for e in rejected] == [("act", "unknown action 'loiter'")]
     assert not [e for e in events if isinstance(e, OperatorActed)]  # a rest would have been reported as acted
+
+
+def test_an_input_of_no_known_type_is_not_written_as_some_other_input() -> None:
+    """input_to_json used to write whatever it did not recognise as a vibe intervention."""
+    vibe = AlterVibe(tick=3, condition="echo-storm", intensity=500_000, duration=4)
+    assert parse_input(input_to_json(vibe)) == vibe
+    with pytest.raises(TypeError, match=r"Murmur is not a world input type"):
+        input_to_json(cast(Input, Murmur(tick=0, target="cal-riven", text="hello")))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Never, NoReturn
 
 import numpy as np
 
@@ -31,6 +30,7 @@ from soulfra.world.actions import (
 )
 from soulfra.world.daemons import FinalExportDaemon, LoopReseedDaemon, RitualEngine, ThreadWeaver
 from soulfra.world.daemons.ritual_engine import bump_affinity, max_active
+from soulfra.world.dispatch import unhandled
 from soulfra.world.encoding import state_hash
 from soulfra.world.events import (
     AgentPossessed,
@@ -200,7 +200,7 @@ class World:
             case AlterVibe() | CrossPost() | Mark():
                 names = []  # a linked instance's agent (CrossPost.origin) is not one of this world's
             case _:
-                _unhandled(item, "input")
+                unhandled(item, "input")
         for name in names:
             if name not in index:
                 raise UnknownAgentError(f"input at tick {item.tick} names unknown agent {name!r}")
@@ -246,7 +246,7 @@ class World:
             case Mark():
                 pass  # a note in the history; a world is the same with or without it
             case _:
-                _unhandled(item, "input")
+                unhandled(item, "input")
         if reason is not None:
             events.append(InputRejected(tick=tick, input=item.type, reason=reason))
 
@@ -421,7 +421,7 @@ class World:
             case Work():
                 reason = tasks.work(state, agent, action.task, events)
             case _:
-                _unhandled(action, "action")
+                unhandled(action, "action")
         if reason is not None:
             return reason
         state.energy[agent] = max(0, int(state.energy[agent]) - ACT_COST)
@@ -455,15 +455,6 @@ class World:
             events.append(
                 VibeShifted(tick=state.tick, condition=condition, previous=previous.condition, pressure=pressure)
             )
-
-
-def _unhandled(item: Never, kind: str) -> NoReturn:
-    """The end of a closed dispatch over ``Input`` or ``Action``, typed as ``typing.assert_never`` is: mypy rejects
-    the call wherever ``item`` may still be one of the union's types, so a type added to the union and not given its
-    own ``case`` fails the type check. At run time (only code that bypasses the types gets here) it raises a
-    ``TypeError`` naming the stray type, where ``assert_never`` would raise a bare ``AssertionError``; an object that
-    is no known input or action is never skipped and never treated as another one."""
-    raise TypeError(f"{type(item).__module__}.{type(item).__qualname__} is not a world {kind} type")
 
 
 def schedule(inputs: Iterable[Input], start: int = 0) -> dict[int, list[Input]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
 from soulfra.errors import InputError
+from soulfra.world.dispatch import unhandled
 from soulfra.world.fixed import SCALE, from_decimal, to_decimal_str
 from soulfra.world.model import TRAITS
 from soulfra.world.vibe import PHASES
@@ -269,48 +270,48 @@ def parse_input(obj: object) -> Input:
     )
 
 
-def input_to_json(item: Input) -> dict[str, Any]:
+def input_to_json(item: Input) -> dict[str, Any]:  # noqa: RET503 -- unhandled() never returns
     """The JSON object ``parse_input`` reads back into an equal input."""
-    if isinstance(item, Whisper):
-        return {
-            "tick": item.tick,
-            "type": "whisper",
-            "target": item.target,
-            "text": item.text,
-            "tone": item.tone,
-        }
-    if isinstance(item, Possess):
-        return {"tick": item.tick, "type": "possess", "agent": item.agent, "operator": item.operator}
-    if isinstance(item, Release):
-        return {"tick": item.tick, "type": "release", "agent": item.agent}
-    if isinstance(item, CrossPost):
-        return {"tick": item.tick, "type": "crosspost", "origin": item.origin, "thread": item.thread, "text": item.text}
-    if isinstance(item, Mark):
-        return {"tick": item.tick, "type": "mark", "command": item.command, "note": item.note}
-    if isinstance(item, Act):
-        return {
-            "tick": item.tick, "type": "act", "agent": item.agent, "action": item.action, "text": item.text,
-            "topic": item.topic, "ritual": item.ritual, "task": item.task, "name": item.name,
-            "participants": list(item.participants), "goal": item.goal,
-        }  # fmt: skip
-    if isinstance(item, ChangePersonality):
-        traits = {name: to_decimal_str(value) for name, value in item.traits}
-        return {
-            "tick": item.tick,
-            "type": "intervene",
-            "kind": "personality",
-            "agent": item.agent,
-            "traits": traits,
-        }
-    if isinstance(item, InjectRitual):
-        return {
-            "tick": item.tick, "type": "intervene", "kind": "ritual", "name": item.name,
-            "participants": list(item.participants), "blessed": item.blessed,
-        }  # fmt: skip
-    return {
-        "tick": item.tick, "type": "intervene", "kind": "vibe", "condition": item.condition,
-        "intensity": to_decimal_str(item.intensity), "duration": item.duration,
-    }  # fmt: skip
+    match item:
+        case Whisper():
+            return {"tick": item.tick, "type": "whisper", "target": item.target, "text": item.text, "tone": item.tone}
+        case Possess():
+            return {"tick": item.tick, "type": "possess", "agent": item.agent, "operator": item.operator}
+        case Release():
+            return {"tick": item.tick, "type": "release", "agent": item.agent}
+        case CrossPost():
+            return {
+                "tick": item.tick, "type": "crosspost", "origin": item.origin, "thread": item.thread, "text": item.text,
+            }  # fmt: skip
+        case Mark():
+            return {"tick": item.tick, "type": "mark", "command": item.command, "note": item.note}
+        case Act():
+            return {
+                "tick": item.tick, "type": "act", "agent": item.agent, "action": item.action, "text": item.text,
+                "topic": item.topic, "ritual": item.ritual, "task": item.task, "name": item.name,
+                "participants": list(item.participants), "goal": item.goal,
+            }  # fmt: skip
+        case ChangePersonality():
+            traits = {name: to_decimal_str(value) for name, value in item.traits}
+            return {
+                "tick": item.tick,
+                "type": "intervene",
+                "kind": "personality",
+                "agent": item.agent,
+                "traits": traits,
+            }
+        case InjectRitual():
+            return {
+                "tick": item.tick, "type": "intervene", "kind": "ritual", "name": item.name,
+                "participants": list(item.participants), "blessed": item.blessed,
+            }  # fmt: skip
+        case AlterVibe():
+            return {
+                "tick": item.tick, "type": "intervene", "kind": "vibe", "condition": item.condition,
+                "intensity": to_decimal_str(item.intensity), "duration": item.duration,
+            }  # fmt: skip
+        case _:
+            unhandled(item, "input")
 
 
 __all__ = [
