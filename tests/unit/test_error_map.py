@@ -11,8 +11,8 @@ import re
 import pytest
 
 import soulfra.errors
-from soulfra import cli
 from soulfra.api.app import status_for
+from soulfra.cli import main as cli
 from soulfra.errors import (
     BodyTimeoutError,
     BodyTooLargeError,
