@@ -12,7 +12,7 @@ import pytest
 
 import soulfra.errors
 from soulfra.api.app import status_for
-from soulfra.cli import main as cli
+from soulfra.cli import commands as cli
 from soulfra.errors import (
     BodyTimeoutError,
     BodyTooLargeError,
