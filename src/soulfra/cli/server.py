@@ -4,7 +4,10 @@ commands that talk to a running server over HTTP (status, whisper, pause, resume
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -12,7 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from soulfra.errors import ConfigError, ServerUnavailableError, error_for_code
+from soulfra.errors import ConfigError, ServerUnavailableError, SoulfraError, error_for_code
 from soulfra.logs import configure_logging
 
 __all__ = ["register"]
@@ -74,6 +77,19 @@ RateOption = Annotated[float, typer.Option(help="Ticks per second; 0 runs as fas
 CycleOption = Annotated[int, typer.Option(help="Ticks between unified snapshots; 0 for none" + _env("cycle_every"))]
 
 
+@contextlib.contextmanager
+def _crash_logged(command: str) -> Iterator[None]:
+    """A server that stops on a failure that is not one of Soulfra's own (a bug) logs it with its traceback, in the
+    log's format, and exits with status 1; Soulfra's errors stay one line with their exit code (``main``)."""
+    try:
+        yield
+    except SoulfraError:
+        raise
+    except Exception:
+        logging.getLogger("soulfra.cli").exception("soulfra %s stopped by an unexpected error", command)
+        raise typer.Exit(1) from None
+
+
 def up_command(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default)" + _env("host"))] = "127.0.0.1",
@@ -118,7 +134,8 @@ def up_command(
             markup=False,
         )
 
-    run_embedded(embedded, sock, announce=announce)
+    with _crash_logged("up"):
+        run_embedded(embedded, sock, announce=announce)
 
 
 def serve_command(
@@ -143,16 +160,17 @@ def serve_command(
     configure_logging(settings.log_level)
     from soulfra.system import serve_platform  # noqa: PLC0415 -- the server stack loads only here
 
-    asyncio.run(
-        serve_platform(
-            platform,
-            instance_id=instance,
-            db_url=settings.db,
-            nats_url=settings.nats_url,
-            rate=settings.rate or None,
-            cycle_every=settings.cycle_every,
+    with _crash_logged("serve"):
+        asyncio.run(
+            serve_platform(
+                platform,
+                instance_id=instance,
+                db_url=settings.db,
+                nats_url=settings.nats_url,
+                rate=settings.rate or None,
+                cycle_every=settings.cycle_every,
+            )
         )
-    )
 
 
 REQUEST_TIMEOUT = 15.0  # seconds a client command waits for the server's reply
