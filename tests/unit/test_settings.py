@@ -69,6 +69,7 @@ def test_the_variables_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         "SOULFRA_MAX_BODY": "256KiB", "SOULFRA_MAX_UPLOAD": "4GiB", "SOULFRA_BODY_TIMEOUT": "10",
         "SOULFRA_LOG_LEVEL": "DEBUG", "SOULFRA_HOME": str(tmp_path / "home"), "SOULFRA_DB": "sqlite:///x.db",
         "SOULFRA_NATS_URL": "nats://10.0.0.1:4222", "SOULFRA_URL": "http://10.0.0.1:9000",
+        "SOULFRA_TEST_POSTGRES_URL": "postgresql://elsewhere",  # not a setting: left alone
     }.items():  # fmt: skip
         monkeypatch.setenv(name, value)
     up = UpSettings.load()
