@@ -241,13 +241,15 @@ def test_the_errors_of_several_bad_values_share_one_line(monkeypatch: pytest.Mon
     ("command", "kind"), [("up", UpSettings), ("serve", ServeSettings), ("status", ClientSettings)]
 )
 def test_the_flags_defaults_are_the_settings_defaults(command: str, kind: type[SoulfraSettings]) -> None:
-    """What --help shows as a flag's default is what the command uses when neither flag nor variable is given."""
+    """What --help shows as a flag's default is what the command uses when neither flag nor variable is given, and
+    the help names the flag's variable."""
     group = typer.main.get_command(app)
     params = [param for param in group.commands[command].params if param.name in kind.model_fields]  # type: ignore[attr-defined]
     assert len(params) >= (1 if kind is ClientSettings else 5)
     for param in params:
         name = str(param.name)
         assert getattr(kind.load({name: param.default}), name) == getattr(kind.load(), name), name
+        assert f"(env {kind.env_name(name)})" in str(getattr(param, "help", "")), name  # --help names the variable
 
 
 def test_a_server_stopped_by_a_bug_logs_it_with_its_traceback(
