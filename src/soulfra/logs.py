@@ -1,6 +1,7 @@
 """Logging, configured once by the processes that serve (``soulfra up``, ``soulfra serve``): one line per record on
-stderr, with time, level and logger, at the level ``--log-level`` or ``SOULFRA_LOG_LEVEL`` asks for. Library code
-only ever logs through ``logging.getLogger(__name__)``; nothing else configures handlers."""
+stderr, with time, level and logger, at the level their settings give (``--log-level`` or ``SOULFRA_LOG_LEVEL``, read
+by soulfra.settings). Library code only ever logs through ``logging.getLogger(__name__)``; nothing else configures
+handlers (uvicorn's records come here too)."""
 
 from __future__ import annotations
 

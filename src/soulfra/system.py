@@ -33,13 +33,14 @@ from soulfra.bus import InMemoryBus, connect
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import ConfigError, OutputError
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
-from soulfra.meta.keys import KeyRing, default_home
+from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
 from soulfra.platforms.base import PLATFORMS, Platform
 from soulfra.platforms.mirror import MirrorPlatform
 from soulfra.platforms.protocol import ProtocolPlatform
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.platforms.surface import SurfacePlatform
+from soulfra.settings import UpSettings, default_home
 from soulfra.store import SqlStore
 from soulfra.store.lease import PUPPET_MASTER_LEASE
 from soulfra.world import DEFAULT_WORLD, WorldSpec
@@ -49,15 +50,35 @@ __all__ = ["EmbeddedSettings", "embedded_app", "listen", "run_embedded", "serve_
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EmbeddedSettings:
+    """What the embedded system is built from, as the objects it needs (a world spec, request limits). ``soulfra
+    up`` makes it from its ``UpSettings``; a benchmark or a test writes it directly (no environment is read)."""
+
     data: Path = Path("soulfra-data")
     seed: int = 0
     spec: WorldSpec = DEFAULT_WORLD
     agents: int = 0
-    rate: float | None = 2.0
+    rate: float | None = 2.0  # ticks per second; None as fast as possible
     cycle_every: int = 0
     snapshot_every: int = 20
-    home: Path | None = None  # where the installation key and trusted keys live; None: $SOULFRA_HOME or ~/.soulfra
+    home: Path = field(default_factory=default_home)  # where the installation key and trusted keys live
     limits: RequestLimits = field(default_factory=RequestLimits)  # request bodies: sizes per route, read timeout
+
+    @classmethod
+    def from_settings(cls, settings: UpSettings, spec: WorldSpec) -> EmbeddedSettings:
+        """The embedded system that ``settings`` describe, running ``spec`` (read from ``settings.world``)."""
+        limits = RequestLimits(
+            max_body=int(settings.max_body), max_upload=int(settings.max_upload), body_timeout=settings.body_timeout
+        )
+        return cls(
+            data=settings.data,
+            seed=settings.seed,
+            spec=spec,
+            agents=settings.agents,
+            rate=settings.rate or None,
+            cycle_every=settings.cycle_every,
+            home=settings.home,
+            limits=limits,
+        )
 
     def database_url(self) -> str:
         return f"sqlite:///{self.data / 'soulfra.db'}"
@@ -89,7 +110,7 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
         raise
     gateway = Gateway(bus, default.instance_id, store=store)
     gateway.lister = engine.list_instances
-    keyring = KeyRing(settings.home or default_home())
+    keyring = KeyRing(settings.home)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -252,7 +273,11 @@ def run_embedded(
     if announce is not None:
         announce()
     # The asyncio loop: the stop guard needs the signal wakeup fd, which uvloop would take for itself.
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3, loop="asyncio")
+    # log_config=None: uvicorn's records (a request that raised, with its traceback) go through the one handler that
+    # soulfra.logs installed, formatted like every other record, instead of through handlers of uvicorn's own.
+    config = uvicorn.Config(
+        app, log_level="warning", log_config=None, lifespan="on", timeout_graceful_shutdown=3, loop="asyncio"
+    )
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler it found installed:
     # make that handler "ignore", so a requested stop ends the process with status 0 rather than by the signal.
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -273,9 +273,8 @@ def test_a_bad_package_is_refused_and_nothing_is_written(origin: Origin, kit: Ki
 
 
 @pytest.fixture
-def installation(origin: Origin, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """This process acts as the module's installation (for the library calls that read ``SOULFRA_HOME``)."""
-    monkeypatch.setenv("SOULFRA_HOME", str(origin.home))
+def installation(origin: Origin) -> Path:
+    """The module's installation, whose home the library calls here are given."""
     return origin.home
 
 
@@ -288,7 +287,7 @@ def test_a_bomb_without_a_declared_size_is_stopped_at_the_limit(kit: Kit, instal
     path, target = tmp_path / "bomb.soulpkg", f"sqlite:///{tmp_path / 'target.db'}"
     path.write_bytes(package)
     with pytest.raises(PackageError, match=r"entry state/head\.zst"):
-        import_db(target, path, verify_replay=True)
+        import_db(target, path, home=installation, verify_replay=True)
     assert rows_in(target) == {}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from soulfra.errors import ConfigError
-from soulfra.meta.keys import KeyRing, Signer, default_home, key_id, public_key_text, read_public_key, verify
+from soulfra.meta.keys import KeyRing, Signer, key_id, public_key_text, read_public_key, verify
 
 
 def mode(path: Path) -> int:
@@ -117,11 +117,3 @@ def test_corrupt_installation_key_is_a_config_error(tmp_path: Path) -> None:
     ring.key_path.write_text("garbage")
     with pytest.raises(ConfigError, match=r"installation\.pem"):
         ring.signer()
-
-
-def test_default_home_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOULFRA_HOME", str(tmp_path))
-    assert default_home() == tmp_path
-    monkeypatch.delenv("SOULFRA_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "user"))
-    assert default_home() == tmp_path / "user" / ".soulfra"

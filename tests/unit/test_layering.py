@@ -43,7 +43,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "platforms security",
         "meta",
         "api",
-        "system logs",
+        "system logs settings",
         "bench",
         "cli __main__",
     )

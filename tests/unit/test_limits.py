@@ -15,8 +15,8 @@ from sqlalchemy import String
 from starlette.types import Message
 
 from soulfra.api.limits import DOCUMENT_BYTES, MIN_BODY_RATE, BodyLimits, RequestLimits
-from soulfra.cli.server import _size
 from soulfra.errors import ConfigError
+from soulfra.settings import UpSettings
 from soulfra.store import schema
 from soulfra.world import worldfile
 
@@ -173,7 +173,8 @@ def test_each_route_has_its_bound() -> None:
 
 
 def test_sizes_on_the_command_line() -> None:
-    assert [_size(text) for text in ("65536", "64KiB", "1MB", "1 GiB")] == [65536, 65536, 10**6, 1 << 30]
+    sizes = [UpSettings.load({"max_body": text}).max_body for text in ("65536", "64KiB", "1MB", "1 GiB")]
+    assert sizes == [65536, 65536, 10**6, 1 << 30]
 
 
 def test_world_file_bounds_are_the_storage_columns() -> None:

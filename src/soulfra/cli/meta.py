@@ -142,7 +142,13 @@ def export_command(
 
         with _bar("export") as progress:
             reply = export_db(
-                db, instance or [], all_instances=all_instances, output=output, compact=compact, progress=progress
+                db,
+                instance or [],
+                home=_home(),
+                all_instances=all_instances,
+                output=output,
+                compact=compact,
+                progress=progress,
             )
     else:
         params: list[tuple[str, str | int | float | bool | None]] = [("instance", i) for i in instance or []]
@@ -208,8 +214,8 @@ def import_command(
         from soulfra.meta.offline import import_db  # noqa: PLC0415 -- the storage stack loads only here
 
         with _bar("import") as progress:
-            reply = import_db(db, package, as_id=as_id, verify_replay=verify_replay, trusted=trust_key or [],
-                              progress=progress)  # fmt: skip
+            reply = import_db(db, package, home=_home(), as_id=as_id, verify_replay=verify_replay,
+                              trusted=trust_key or [], progress=progress)  # fmt: skip
     else:
         if trust_key:
             raise InputError("--trust-key applies to --db imports; a server trusts the keys of its own installation")
@@ -261,7 +267,7 @@ def package_show(
     """The package's verified manifest: what it holds, who signed it, what was edited."""
     from soulfra.meta.offline import show_package  # noqa: PLC0415
 
-    info = show_package(package, trusted=trust_key or [])
+    info = show_package(package, home=_home(), trusted=trust_key or [])
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -317,7 +323,7 @@ def package_edit(
         raise InputError("--drop and --add belong to a rewrite: give --rewrite-from TICK")
     if not edits:
         raise InputError("nothing to edit: give --personality, --ritual, --vibe or --rewrite-from")
-    reply = edit_package(package, output, edits, trusted=trust_key or [])
+    reply = edit_package(package, output, edits, home=_home(), trusted=trust_key or [])
     emit(reply, as_json, f"wrote {output}: {len(edits)} edits, head {reply['head_hash'][:19]}")
 
 
@@ -332,7 +338,7 @@ def package_apply(
     """Send a package's edits down into its live instance, as interventions."""
     from soulfra.meta.offline import package_commands  # noqa: PLC0415
 
-    commands = package_commands(package, trusted=trust_key or [], instance=instance)
+    commands = package_commands(package, home=_home(), trusted=trust_key or [], instance=instance)
     if not commands:
         raise InputError(f"{package} records no edits to apply")
     results = [_request("POST", url, "/api/god", command) for command in commands]
@@ -348,12 +354,19 @@ def _applied_line(result: dict[str, Any]) -> str:
 # -- keys ----------------------------------------------------------------------------------------------------------
 
 
+def _home() -> Path:
+    """This installation's home, where its key and the keys it trusts live: ``SOULFRA_HOME``, else ``~/.soulfra``."""
+    from soulfra.settings import SoulfraSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
+
+    return SoulfraSettings.load().home
+
+
 @keys_app.command("show")
 def keys_show(as_json: JsonOption = False) -> None:
     """This installation's key id (made on first use) and the keys it trusts."""
-    from soulfra.meta.keys import KeyRing, default_home, key_id  # noqa: PLC0415
+    from soulfra.meta.keys import KeyRing, key_id  # noqa: PLC0415
 
-    ring = KeyRing(default_home())
+    ring = KeyRing(_home())
     own = key_id(ring.signer().public_key)
     reply = {"home": str(ring.home), "key_id": own, "trusted": sorted(ring.trusted())}
     emit(reply, as_json, f"installation key {own} in {ring.home}; trusted: {', '.join(reply['trusted'])}")
@@ -362,9 +375,9 @@ def keys_show(as_json: JsonOption = False) -> None:
 @keys_app.command("export")
 def keys_export(output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the public key")]) -> None:
     """Write this installation's public key, for another installation to trust."""
-    from soulfra.meta.keys import KeyRing, default_home  # noqa: PLC0415
+    from soulfra.meta.keys import KeyRing  # noqa: PLC0415
 
-    ring = KeyRing(default_home())
+    ring = KeyRing(_home())
     ring.signer()
     typer.echo(f"wrote {ring.export_public(output)}")
 
@@ -372,9 +385,9 @@ def keys_export(output: Annotated[Path, typer.Option("--output", "-o", help="Whe
 @keys_app.command("trust")
 def keys_trust(key: Annotated[Path, typer.Argument(help="A public key file (soulfra keys export)")]) -> None:
     """Trust packages signed by this key from now on."""
-    from soulfra.meta.keys import KeyRing, default_home  # noqa: PLC0415
+    from soulfra.meta.keys import KeyRing  # noqa: PLC0415
 
-    typer.echo(f"trusting key {KeyRing(default_home()).trust(key)}")
+    typer.echo(f"trusting key {KeyRing(_home()).trust(key)}")
 
 
 def register(app: typer.Typer) -> None:

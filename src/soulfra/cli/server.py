@@ -4,23 +4,64 @@ commands that talk to a running server over HTTP (status, whisper, pause, resume
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import httpx
 import typer
-from pydantic import ByteSize, TypeAdapter, ValidationError
 from rich.console import Console
 
-from soulfra.errors import ServerUnavailableError, error_for_code
+from soulfra.errors import ConfigError, ServerUnavailableError, SoulfraError, error_for_code
 from soulfra.logs import configure_logging
 
 __all__ = ["register"]
 
+if TYPE_CHECKING:
+    from soulfra.settings import SoulfraSettings
+
+    Kind = TypeVar("Kind", bound=SoulfraSettings)
+
+# The flags below that have a setting (soulfra.settings) name its variable in their help; what is not given on the
+# command line comes from that variable, then from the setting's default. The defaults written here are the settings'
+# own (tests/unit/test_settings.py holds them equal), so that --help shows them without loading pydantic-settings.
 DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _given(ctx: typer.Context, name: str | None) -> bool:
+    """True when the parameter ``name`` was given on the command line (not taken from its default)."""
+    source = ctx.get_parameter_source(name) if name else None
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def load_settings(ctx: typer.Context, kind: type[Kind]) -> Kind:
+    """This command's settings: the flags given on its command line, over ``SOULFRA_*`` variables, over defaults."""
+    given: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for param in ctx.command.params:
+        if param.name in kind.model_fields and _given(ctx, param.name):
+            given[param.name] = ctx.params[param.name]
+            names[param.name] = param.opts[0]
+    return kind.load(given, names=names)
+
+
+def _server_url(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
+    """``--url`` when given, else ``SOULFRA_URL``, else the default: checked, for every client command."""
+    from soulfra.settings import ClientSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
+
+    return ClientSettings.load({"url": value} if _given(ctx, param.name) else {}).url
+
+
+def _env(field: str) -> str:
+    return f" (env SOULFRA_{field.upper()})"
+
+
 UrlOption = Annotated[
-    str, typer.Option("--url", envvar="SOULFRA_URL", help="The running server (soulfra up), default " + DEFAULT_URL)
+    str,
+    typer.Option("--url", callback=_server_url, help="The running server (soulfra up)" + _env("url")),
 ]
 InstanceOption = Annotated[
     str | None, typer.Option("--instance", "-i", help="Instance id; default: the server's default instance")
@@ -29,87 +70,107 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's rep
 LogLevelOption = Annotated[
     str,
     typer.Option(
-        "--log-level",
-        envvar="SOULFRA_LOG_LEVEL",
-        help="Log records at this level and above: debug, info, warning, error",
+        "--log-level", help="Log records at this level and above: debug, info, warning, error" + _env("log_level")
     ),
 ]
+RateOption = Annotated[float, typer.Option(help="Ticks per second; 0 runs as fast as possible" + _env("rate"))]
+CycleOption = Annotated[int, typer.Option(help="Ticks between unified snapshots; 0 for none" + _env("cycle_every"))]
 
 
-def _size(text: str | int) -> int:
-    """A size in bytes, as a number or with a unit: 65536, 64KiB, 1MB, 1GiB (pydantic's ByteSize reads it)."""
+@contextlib.contextmanager
+def _crash_logged(command: str) -> Iterator[None]:
+    """A server that stops on a failure that is not one of Soulfra's own (a bug) logs it with its traceback, in the
+    log's format, and exits with status 1; Soulfra's errors stay one line with their exit code (``main``)."""
     try:
-        size = int(TypeAdapter(ByteSize).validate_python(text))
-    except ValidationError:
-        raise typer.BadParameter(f"{text!r} is not a size such as 65536, 64KiB or 1GiB") from None
-    if size < 1:
-        raise typer.BadParameter("a size must be at least 1 byte")
-    return size
+        yield
+    except SoulfraError:
+        raise
+    except Exception:
+        logging.getLogger("soulfra.cli").exception("soulfra %s stopped by an unexpected error", command)
+        raise typer.Exit(1) from None
 
 
 def up_command(
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
-    data: Annotated[Path, typer.Option(help="Data directory: the SQLite database lives here")] = Path("soulfra-data"),
-    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed of the default instance")] = 0,
-    world: Annotated[Path | None, typer.Option(help="World file (TOML) of the default instance")] = None,
-    agents: Annotated[int, typer.Option(min=0, max=100_000, help="Extra generated agents")] = 0,
-    rate: Annotated[float, typer.Option(min=0.0, help="Ticks per second; 0 runs as fast as possible")] = 2.0,
-    cycle_every: Annotated[int, typer.Option(min=0, help="Ticks between unified snapshots; 0 for none")] = 0,
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default)" + _env("host"))] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on, 1 to 65535" + _env("port"))] = 8000,
+    data: Annotated[Path, typer.Option(help="Data directory: the SQLite database lives here" + _env("data"))] = Path(
+        "soulfra-data"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the default instance, 0 to 2**63-1" + _env("seed"))] = 0,
+    world: Annotated[
+        Path | None, typer.Option(help="World file (TOML) of the default instance" + _env("world"))
+    ] = None,
+    agents: Annotated[int, typer.Option(help="Extra generated agents, 0 to 100000" + _env("agents"))] = 0,
+    rate: RateOption = 2.0,
+    cycle_every: CycleOption = 0,
     max_body: Annotated[
-        int, typer.Option(parser=_size, metavar="SIZE", show_default="64KiB", help="Largest JSON request body")
-    ] = 64 << 10,
+        str, typer.Option(metavar="SIZE", help="Largest JSON request body: 65536, 64KiB, 1MB..." + _env("max_body"))
+    ] = "64KiB",
     max_upload: Annotated[
-        int,
-        typer.Option(
-            parser=_size, metavar="SIZE", show_default="1GiB", help="Largest package upload (POST /api/import)"
-        ),
-    ] = 1 << 30,
+        str, typer.Option(metavar="SIZE", help="Largest package upload (POST /api/import)" + _env("max_upload"))
+    ] = "1GiB",
     body_timeout: Annotated[
-        float, typer.Option(min=0.001, help="Seconds a request body may pause before it is refused (408)")
+        float, typer.Option(help="Seconds a request body may pause before it is refused (408)" + _env("body_timeout"))
     ] = 30.0,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
-    configure_logging(log_level)
-    from soulfra.api.limits import RequestLimits  # noqa: PLC0415 -- the server stack loads only here
-    from soulfra.cli.runner import load_world_file  # noqa: PLC0415
+    from soulfra.settings import UpSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
+
+    settings = load_settings(ctx, UpSettings)
+    configure_logging(settings.log_level)
+    from soulfra.cli.runner import load_world_file  # noqa: PLC0415 -- the server stack loads only here
     from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415
     from soulfra.world import DEFAULT_WORLD  # noqa: PLC0415
 
-    spec = load_world_file(world) if world is not None else DEFAULT_WORLD
-    limits = RequestLimits(max_body=max_body, max_upload=max_upload, body_timeout=body_timeout)
-    settings = EmbeddedSettings(
-        data=data, seed=seed, spec=spec, agents=agents, rate=rate or None, cycle_every=cycle_every, limits=limits
-    )
-    sock = listen(host, port)
+    spec = load_world_file(settings.world) if settings.world is not None else DEFAULT_WORLD
+    embedded = EmbeddedSettings.from_settings(settings, spec)
+    sock = listen(settings.host, settings.port)
 
     def announce() -> None:
         Console(stderr=True, highlight=False).print(
-            f"soulfra: serving on http://{host}:{port} (data in {data}); Ctrl-C stops", markup=False
+            f"soulfra: serving on http://{settings.host}:{settings.port} (data in {settings.data}); Ctrl-C stops",
+            markup=False,
         )
 
-    run_embedded(settings, sock, announce=announce)
+    with _crash_logged("up"):
+        run_embedded(embedded, sock, announce=announce)
 
 
 def serve_command(
+    ctx: typer.Context,
     platform: Annotated[str, typer.Argument(help="runtime, surface, protocol or mirror")],
     instance: Annotated[str, typer.Option("--instance", help="The instance this platform belongs to")],
-    db: Annotated[str, typer.Option("--db", help="Database URL (PostgreSQL for several processes)")],
-    nats: Annotated[str, typer.Option("--nats", help="NATS URL")] = "nats://127.0.0.1:4222",
-    rate: Annotated[float, typer.Option(min=0.0, help="runtime: ticks per second; 0 as fast as possible")] = 2.0,
-    cycle_every: Annotated[int, typer.Option(min=0, help="mirror: ticks between unified snapshots")] = 0,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (PostgreSQL for several processes)" + _env("db"))
+    ] = None,
+    nats_url: Annotated[str, typer.Option("--nats", help="NATS URL" + _env("nats_url"))] = "nats://127.0.0.1:4222",
+    rate: RateOption = 2.0,
+    cycle_every: CycleOption = 0,
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Run one platform of one instance as its own process, on NATS (the services topology)."""
-    configure_logging(log_level)
+    """Run one platform of one instance as its own process, on NATS (the services topology). The runtime ticks at
+    --rate; the mirror takes a unified snapshot every --cycle-every ticks."""
+    from soulfra.settings import ServeSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
+
+    settings = load_settings(ctx, ServeSettings)
+    if settings.db is None:
+        raise ConfigError("soulfra serve needs a database: --db URL, or SOULFRA_DB")
+    configure_logging(settings.log_level)
     from soulfra.system import serve_platform  # noqa: PLC0415 -- the server stack loads only here
 
-    asyncio.run(
-        serve_platform(
-            platform, instance_id=instance, db_url=db, nats_url=nats, rate=rate or None, cycle_every=cycle_every
+    with _crash_logged("serve"):
+        asyncio.run(
+            serve_platform(
+                platform,
+                instance_id=instance,
+                db_url=settings.db,
+                nats_url=settings.nats_url,
+                rate=settings.rate or None,
+                cycle_every=settings.cycle_every,
+            )
         )
-    )
 
 
 REQUEST_TIMEOUT = 15.0  # seconds a client command waits for the server's reply

@@ -275,7 +275,7 @@ class PuppetMasterEngine:
         results = await asyncio.gather(*(instance.close() for instance in live.values()), return_exceptions=True)
         for instance_id, result in zip(live, results, strict=True):
             if isinstance(result, BaseException):
-                log.error("closing %s failed: %s", instance_id, result)
+                log.error("closing %s failed", instance_id, exc_info=result)
 
     # -- god mode -------------------------------------------------------------------------------------------------
 

@@ -29,7 +29,6 @@ __all__ = [
     "KeyRing",
     "Signer",
     "Verifier",
-    "default_home",
     "key_id",
     "public_key_text",
     "read_public_key",
@@ -39,12 +38,6 @@ __all__ = [
 KEY_FILE = "installation.pem"
 PUBLIC_KEY_SIZE = 32
 _PUB_SUFFIX = ".pub"
-
-
-def default_home() -> Path:
-    """``$SOULFRA_HOME`` when set, else ``~/.soulfra``."""
-    home = os.environ.get("SOULFRA_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".soulfra"
 
 
 def key_id(public_key: bytes) -> str:

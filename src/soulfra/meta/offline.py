@@ -1,5 +1,6 @@
 """Packages without a server: export from and import into a database by URL, show, edit and turn edits into
-god commands. What ``soulfra export --db``, ``import --db`` and ``package ...`` run."""
+god commands. What ``soulfra export --db``, ``import --db`` and ``package ...`` run. Each is handed the
+installation's ``home`` (its signing key and trusted keys) by the caller, which reads it from the settings."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from soulfra.durable import resolve_instance
 from soulfra.errors import PackageError
-from soulfra.meta.keys import KeyRing, default_home, read_public_key
+from soulfra.meta.keys import KeyRing, read_public_key
 from soulfra.meta.package import Limits, read_package, write_package
 from soulfra.meta.transfer import apply_edits, bundle_for, edit_bundle, import_bundles
 from soulfra.store import SqlStore
@@ -19,14 +20,15 @@ __all__ = ["edit_package", "export_db", "import_db", "package_commands", "show_p
 Progress = Callable[[int, int], None]
 
 
-def _keyring(trusted: Sequence[Path]) -> KeyRing:
-    return KeyRing(default_home(), extra_trusted=[read_public_key(path) for path in trusted])
+def _keyring(home: Path, trusted: Sequence[Path]) -> KeyRing:
+    return KeyRing(home, extra_trusted=[read_public_key(path) for path in trusted])
 
 
 def export_db(
     db: str,
     instances: Sequence[str],
     *,
+    home: Path,
     all_instances: bool,
     output: Path,
     compact: bool = False,
@@ -42,7 +44,7 @@ def export_db(
         bundles = [bundle_for(store, instance_id) for instance_id in ids]
     finally:
         store.close()
-    manifest = write_package(output, bundles, _keyring(()).signer(), progress=progress, compact=compact)
+    manifest = write_package(output, bundles, _keyring(home, ()).signer(), progress=progress, compact=compact)
     return {"output": str(output), "bytes": output.stat().st_size, "instances": ids, "kind": manifest["kind"]}
 
 
@@ -50,13 +52,14 @@ def import_db(
     db: str,
     package: Path,
     *,
+    home: Path,
     as_id: str | None = None,
     verify_replay: bool = False,
     trusted: Sequence[Path] = (),
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Verify a package and store its instances in a database; nothing is written unless all of it passes."""
-    read = read_package(package, _keyring(trusted), limits=Limits(), progress=progress)
+    read = read_package(package, _keyring(home, trusted), limits=Limits(), progress=progress)
     store = SqlStore.open(db)
     try:
         imported = import_bundles(store, read.bundles, as_id=as_id, verify_replay=verify_replay)
@@ -65,9 +68,9 @@ def import_db(
     return {"key_id": read.key_id, "imported": imported}
 
 
-def show_package(package: Path, *, trusted: Sequence[Path] = ()) -> dict[str, Any]:
+def show_package(package: Path, *, home: Path, trusted: Sequence[Path] = ()) -> dict[str, Any]:
     """The verified package: its kind, who signed it, and each instance's ticks, head hash and edits."""
-    read = read_package(package, _keyring(trusted))
+    read = read_package(package, _keyring(home, trusted))
     rows = [
         {"id": b.instance["id"], "base_tick": b.instance["base_tick"], "head_tick": b.instance["head_tick"],
          "head_hash": b.instance["head_hash"], "edits": len(b.edits)}
@@ -77,22 +80,22 @@ def show_package(package: Path, *, trusted: Sequence[Path] = ()) -> dict[str, An
 
 
 def edit_package(
-    package: Path, output: Path, edits: list[dict[str, Any]], *, trusted: Sequence[Path] = ()
+    package: Path, output: Path, edits: list[dict[str, Any]], *, home: Path, trusted: Sequence[Path] = ()
 ) -> dict[str, Any]:
     """A new package with ``edits`` made and recorded, signed by this installation; the input is not changed."""
-    read = read_package(package, _keyring(trusted))
+    read = read_package(package, _keyring(home, trusted))
     if len(read.bundles) != 1:
         raise PackageError(f"{package} holds {len(read.bundles)} instances; edit one instance's package at a time")
     edited = edit_bundle(read.bundles[0], edits)
-    write_package(output, [edited], _keyring(()).signer())
+    write_package(output, [edited], _keyring(home, ()).signer())
     return {"output": str(output), "edits": edited.edits, "head_hash": edited.instance["head_hash"]}
 
 
 def package_commands(
-    package: Path, *, trusted: Sequence[Path] = (), instance: str | None = None
+    package: Path, *, home: Path, trusted: Sequence[Path] = (), instance: str | None = None
 ) -> list[dict[str, Any]]:
     """The god commands that carry a package's recorded edits into its live instance (or ``instance``)."""
-    read = read_package(package, _keyring(trusted))
+    read = read_package(package, _keyring(home, trusted))
     commands: list[dict[str, Any]] = []
     for bundle in read.bundles:
         for command in apply_edits(bundle):

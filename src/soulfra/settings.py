@@ -1,0 +1,138 @@
+"""Settings: what Soulfra's commands are configured by, read in one place. A command-line flag wins over a
+``SOULFRA_*`` environment variable, which wins over the default here.
+
+Each kind of process reads only what it uses (``UpSettings``, ``ServeSettings``, ``ClientSettings``), so a bad
+variable meant for the server never stops a client command. Nothing below this layer reads the environment: the
+values are handed down. A bad value is a ConfigError naming the flag or variable it came from, in one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import ByteSize, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from soulfra.errors import ConfigError
+from soulfra.logs import LEVELS
+
+__all__ = [
+    "ENV_PREFIX",
+    "ClientSettings",
+    "ServeSettings",
+    "ServingSettings",
+    "SoulfraSettings",
+    "UpSettings",
+    "default_home",
+]
+
+ENV_PREFIX = "SOULFRA_"
+
+
+def default_home() -> Path:
+    """Where the installation key and trusted keys live when ``SOULFRA_HOME`` does not say: ``~/.soulfra``."""
+    return Path.home() / ".soulfra"
+
+
+class SoulfraSettings(BaseSettings):
+    """What every command shares: the installation's home (its signing key and the keys it trusts)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,  # SOULFRA_HOME= (set but empty) means "not set", as it did before
+        frozen=True,
+        extra="forbid",  # a flag handed to the wrong kind of settings is a bug, not something to drop
+        validate_default=False,
+    )
+
+    home: Path = Field(default_factory=default_home, description="the installation key and trusted keys")
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @classmethod
+    def load(cls, flags: Mapping[str, Any] | None = None, *, names: Mapping[str, str] | None = None) -> Self:
+        """The settings from ``flags`` (the values given on the command line, by field name), then the environment,
+        then the defaults. ``names`` gives each flag's spelling (``--nats``) for errors; by default ``--field-name``.
+        Raises ConfigError with one line naming each bad value's flag or variable."""
+        given = dict(flags or {})
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_url=False):
+                field = str(error["loc"][0]) if error["loc"] else ""
+                if field in given:
+                    source = (names or {}).get(field) or "--" + field.replace("_", "-")
+                else:
+                    source = cls.env_name(field)
+                message = str(error["msg"]).removeprefix("Value error, ")
+                problems.append(f"{source}={error['input']!r}: {message[:1].lower()}{message[1:]}")
+            raise ConfigError("invalid setting " + "; ".join(problems)) from None
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        """The environment variable that sets ``field``."""
+        return ENV_PREFIX + field.upper()
+
+
+class ClientSettings(SoulfraSettings):
+    """The commands that talk to a running server (``status``, ``whisper``, ``god ...``, ``export`` ...)."""
+
+    url: str = Field("http://127.0.0.1:8000", description="the running server the client commands talk to")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL, such as http://127.0.0.1:8000")
+        return value
+
+
+class ServingSettings(SoulfraSettings):
+    """What both serving commands (``up`` and ``serve``) share: logging and the pace of the worlds."""
+
+    log_level: str = Field("info", description="log records at this level and above")
+    rate: float = Field(2.0, ge=0.0, allow_inf_nan=False, description="ticks per second; 0 as fast as possible")
+    cycle_every: int = Field(0, ge=0, description="ticks between unified snapshots; 0 for none")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in LEVELS:
+            raise ValueError(f"expected one of {', '.join(LEVELS)}")
+        return value.lower()
+
+
+class UpSettings(ServingSettings):
+    """``soulfra up``: the embedded system in one process, and its HTTP API."""
+
+    MAX_SEED: ClassVar[int] = 2**63 - 1
+
+    host: str = Field("127.0.0.1", min_length=1, description="the address the API listens on")
+    port: int = Field(8000, ge=1, le=65535, description="the port the API listens on")
+    data: Path = Field(Path("soulfra-data"), description="the data directory (the SQLite database)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the default instance's seed")
+    world: Path | None = Field(None, description="the default instance's world file (TOML)")
+    agents: int = Field(0, ge=0, le=100_000, description="extra generated agents in the default instance")
+    max_body: ByteSize = Field(ByteSize(64 << 10), description="the largest JSON request body")
+    max_upload: ByteSize = Field(ByteSize(1 << 30), description="the largest package upload")
+    body_timeout: float = Field(30.0, ge=0.001, allow_inf_nan=False, description="seconds a body may pause")
+
+    @field_validator("max_body", "max_upload")
+    @classmethod
+    def _positive_size(cls, value: ByteSize) -> ByteSize:
+        if value < 1:
+            raise ValueError("a size must be at least 1 byte, such as 65536, 64KiB or 1GiB")
+        return value
+
+
+class ServeSettings(ServingSettings):
+    """``soulfra serve``: one platform of one instance as its own process, on NATS and a shared database."""
+
+    db: str | None = Field(None, description="the database URL (PostgreSQL for several processes)")
+    nats_url: str = Field("nats://127.0.0.1:4222", min_length=1, description="the NATS server")
