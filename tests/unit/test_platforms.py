@@ -60,12 +60,10 @@ class Running:
 
     @property
     def bridge(self) -> CrossPlatformBridge:
-        assert self.instance.bridge is not None
         return self.instance.bridge
 
     @property
     def tick(self) -> int:
-        assert self.instance.world is not None
         return self.instance.world.tick
 
     @property
@@ -81,8 +79,7 @@ async def make(store: SqlStore, anyio_backend: str) -> AsyncIterator[Callable[..
         bus = InMemoryBus()
         settings.setdefault("rate", None)
         settings.setdefault("instance_id", f"unit-{len(made)}")
-        instance = FourPlatformInstance(store, bus, InstanceSettings(**settings))
-        await instance.initialize()
+        instance = await FourPlatformInstance.open(store, bus, InstanceSettings(**settings))
         made.append((instance, bus))
         return Running(instance)
 
@@ -467,7 +464,6 @@ async def test_protocol_validates_over_the_bus(make: Callable[..., Awaitable[Run
 @pytest.mark.anyio
 async def test_the_bridge_raises_typed_errors(make: Callable[..., Awaitable[Running]]) -> None:
     run = await make()
-    assert run.instance.surface is not None
     await run.instance.surface.stop()
     with pytest.raises(NoRespondersError):
         await run.bridge.fetch_from_surface("status")
@@ -536,7 +532,6 @@ async def test_the_surface_stream_is_ordered_and_counts_what_was_missed(anyio_ba
 async def test_the_surface_stream_of_a_running_instance_is_ordered(make: Callable[..., Awaitable[Running]]) -> None:
     run = await make()
     await run.instance.start_autonomous_operations(ticks=30)
-    assert run.instance.surface is not None
     surface = run.instance.surface
     await wait_until("the surface caught up", held(lambda: surface.tick == 30))
     stream = await run.bridge.fetch_from_surface("stream", {"after": 0, "limit": 4096})
@@ -582,7 +577,6 @@ async def test_the_mirror_collects_the_same_loop_seeds_as_the_world(
     length = DEFAULT_WORLD.loop_length
     ticks = 3 * length + 1  # loop 0 seals, the mirror traces loop 1 whole, and loop 2's seed is applied
     await run.instance.start_autonomous_operations(ticks=ticks)
-    assert run.instance.mirror is not None
     mirror = run.instance.mirror
     await wait_until("the mirror caught up", held(lambda: mirror.tick == ticks))
     await sub.unsubscribe()
