@@ -97,8 +97,6 @@ async def test_override_stops_every_platform_refuses_inputs_and_resume_clears(
     make: Callable[..., Awaitable[Running]],
 ) -> None:
     run = await make()
-    runtime = run.instance.runtime
-    assert runtime is not None
     run.instance.start_autonomous_operations()
     await wait_until("the world has ticked", held(lambda: run.tick >= 5))
 
@@ -189,7 +187,6 @@ async def test_the_durable_runtime_matches_an_in_memory_replay(
     await run.bridge.send_whisper_to_runtime("mid-run", target="agent-zero", tone="urgent")
     await run.instance.start_autonomous_operations(ticks=28)
     assert run.tick == 40
-    assert run.instance.world is not None
     live = run.instance.world.world.state_hash()
 
     inputs = [s.input for s in store.inputs.read(run.id)]
@@ -559,7 +556,6 @@ async def test_restore_from_snapshot_matches_the_live_world(
     restored = await run.instance.restore_from_snapshot(periodic[0].id)
     assert restored["matches_live"] is True
     assert (restored["from_tick"], restored["tick"]) == (20, 45)
-    assert run.instance.world is not None
     assert restored["state_hash"] == run.instance.world.world.state_hash()
 
 
@@ -604,8 +600,6 @@ async def test_a_tick_that_cannot_be_stored_stops_the_loop_and_says_so(
     run = await make(rate=200)
     world = run.instance.world
     runtime = run.instance.runtime
-    assert world is not None
-    assert runtime is not None
     real_step = world.step
     calls = 0
 
@@ -635,7 +629,6 @@ async def test_a_tick_that_cannot_be_stored_stops_the_loop_and_says_so(
 async def test_echoes_of_an_unknown_agent_are_empty_and_not_cached(make: Callable[..., Awaitable[Running]]) -> None:
     run = await make()
     surface = run.instance.surface
-    assert surface is not None
     for n in range(50):
         reply = await run.bridge.fetch_from_surface("echoes", {"agent": f"nobody-{n}"})
         assert reply["echoes"] == []
