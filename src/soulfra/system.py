@@ -36,6 +36,7 @@ from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
 from soulfra.platforms.base import PLATFORMS, Platform
+from soulfra.platforms.instance import InstanceSettings
 from soulfra.platforms.mirror import MirrorPlatform
 from soulfra.platforms.protocol import ProtocolPlatform
 from soulfra.platforms.runtime import RuntimePlatform
@@ -97,9 +98,11 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
         store,
         bus,
         EngineSettings(
-            rate=settings.rate,
-            cycle_every=settings.cycle_every,
-            durability=DurabilitySettings(snapshot_every=settings.snapshot_every),
+            instance=InstanceSettings(
+                rate=settings.rate,
+                cycle_every=settings.cycle_every,
+                durability=DurabilitySettings(snapshot_every=settings.snapshot_every),
+            )
         ),
     )
     try:  # one server per database, and the default world its own: refused here, naming the holder, before serving

@@ -13,6 +13,7 @@ from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import InputError, LeaseHeldError
 from soulfra.meta.commands import parse_command
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.platforms.instance import InstanceSettings
 from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD
 
@@ -27,7 +28,7 @@ async def test_the_engine_skips_a_world_another_writer_holds_and_never_writes_in
     DurableWorld.create(other, 2, DEFAULT_WORLD, instance_id="free")
     other.leases.release("free")
     store, bus = SqlStore.open(url), InMemoryBus()
-    engine = PuppetMasterEngine(store, bus, EngineSettings(rate=None))
+    engine = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=None)))
     try:
         with caplog.at_level(logging.ERROR, logger="soulfra.meta.engine"):
             await engine.start()
@@ -55,7 +56,8 @@ async def test_the_engine_skips_a_world_another_writer_holds_and_never_writes_in
 @pytest.mark.anyio
 async def test_a_refused_rewrite_leaves_no_branch_and_no_lease(tmp_path: Path) -> None:
     store, bus = SqlStore.open(f"sqlite:///{tmp_path / 'w.db'}"), InMemoryBus()
-    engine = PuppetMasterEngine(store, bus, EngineSettings(rate=None, durability=DurabilitySettings(horizon=100)))
+    settings = EngineSettings(instance=InstanceSettings(rate=None, durability=DurabilitySettings(horizon=100)))
+    engine = PuppetMasterEngine(store, bus, settings)
     try:
         await engine.create_instance(seed=4, spec=DEFAULT_WORLD, instance_id="a")
         far = {"type": "whisper", "target": "arty", "text": "too late", "tick": 5000}

@@ -19,6 +19,7 @@ from soulfra.durable import DurableWorld
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
+from soulfra.platforms.instance import InstanceSettings
 from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD
 
@@ -32,7 +33,7 @@ def anyio_backend() -> str:
 async def system(tmp_path: Path, anyio_backend: str) -> AsyncIterator[tuple[PuppetMasterEngine, httpx.AsyncClient]]:
     store = SqlStore.open(f"sqlite:///{tmp_path / 'soulfra.db'}")
     bus = InMemoryBus()
-    engine = PuppetMasterEngine(store, bus, EngineSettings(rate=None))
+    engine = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=None)))
     gateway = Gateway(bus, "source", store=store)
     gateway.lister = engine.list_instances
     app = create_app(gateway, extra=[meta_router(engine, gateway, KeyRing(tmp_path / "home"), Limits())])

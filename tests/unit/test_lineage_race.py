@@ -21,6 +21,7 @@ from soulfra.bus import InMemoryBus
 from soulfra.durable import DurabilitySettings, start_tick, state_at, verify
 from soulfra.meta.commands import parse_command
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.platforms.instance import InstanceSettings
 from soulfra.store import SqlStore
 from soulfra.store import schema as tables
 from soulfra.store.ports import parent_tick
@@ -39,7 +40,11 @@ async def engine(tmp_path: Path, anyio_backend: str) -> AsyncIterator[PuppetMast
     """An unpaced engine over its own SQLite file and in-memory bus; snapshots often, so past ticks read fast."""
     store = SqlStore.open(f"sqlite:///{tmp_path / 'lineage.db'}")
     bus = InMemoryBus()
-    engine = PuppetMasterEngine(store, bus, EngineSettings(rate=None, durability=DurabilitySettings(snapshot_every=4)))
+    engine = PuppetMasterEngine(
+        store,
+        bus,
+        EngineSettings(instance=InstanceSettings(rate=None, durability=DurabilitySettings(snapshot_every=4))),
+    )
     try:
         yield engine
     finally:
@@ -55,9 +60,7 @@ async def god(engine: PuppetMasterEngine, command: dict[str, Any]) -> dict[str, 
 
 
 def tick_of(engine: PuppetMasterEngine, instance_id: str) -> int:
-    runtime = engine.live[instance_id].runtime
-    assert runtime is not None
-    return runtime.world.tick
+    return engine.live[instance_id].runtime.world.tick
 
 
 async def settle(engine: PuppetMasterEngine, instance_id: str, at_least: int) -> int:
@@ -116,7 +119,6 @@ async def test_merges_and_clones_racing_reverts_never_name_an_abandoned_timeline
         await wait_until("storm ticks on", lambda: tick_of(engine, "storm") >= start + 12)
         # a whisper on the timeline about to be abandoned: the two timelines differ from it on
         storm = engine.live["storm"].bridge
-        assert storm is not None
         await storm.send_whisper_to_runtime(f"race {race}", tick=tick_of(engine, "storm") + 1, tone="urgent")
         await wait_until("the whisper is heard", lambda: tick_of(engine, "storm") >= start + 14)
         commands = [

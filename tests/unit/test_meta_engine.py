@@ -32,6 +32,7 @@ from soulfra.meta.commands import parse_command
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.lineage import AncestorPoint, common_ancestor, fork_record, lineage
 from soulfra.meta.merge import merge_states
+from soulfra.platforms.instance import InstanceSettings
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.store import SqlStore
 from soulfra.world import (
@@ -65,7 +66,7 @@ async def open_engine(tmp_path: Path, anyio_backend: str) -> AsyncIterator[OpenE
     def factory(settings: EngineSettings | None = None, bus: Bus | None = None) -> PuppetMasterEngine:
         store = SqlStore.open(f"sqlite:///{tmp_path / f'engine-{len(opened)}.db'}")
         bus = bus or InMemoryBus()
-        engine = PuppetMasterEngine(store, bus, settings or EngineSettings(rate=None))
+        engine = PuppetMasterEngine(store, bus, settings or EngineSettings(instance=InstanceSettings(rate=None)))
         opened.append((engine, bus, store))
         return engine
 
@@ -87,9 +88,7 @@ def engine(open_engine: OpenEngine) -> PuppetMasterEngine:
 
 
 def runtime(engine: PuppetMasterEngine, instance_id: str) -> RuntimePlatform:
-    instance = engine.live[instance_id]
-    assert instance.runtime is not None
-    return instance.runtime
+    return engine.live[instance_id].runtime
 
 
 def tick_of(engine: PuppetMasterEngine, instance_id: str) -> int:
@@ -153,7 +152,6 @@ async def settle(engine: PuppetMasterEngine, instance_ids: Sequence[str], at_lea
 async def whisper(engine: PuppetMasterEngine, instance_id: str, text: str, *, tick: int) -> int:
     """A whisper to every agent, stamped for ``tick``; its seq."""
     bridge = engine.live[instance_id].bridge
-    assert bridge is not None
     ack = await bridge.send_whisper_to_runtime(text, tick=tick, tone="urgent")
     return int(ack["seq"])
 
@@ -239,7 +237,7 @@ async def test_thirty_instances_tick_side_by_side(engine: PuppetMasterEngine) ->
 
 @pytest.mark.anyio
 async def test_an_instance_refused_for_the_live_limit_is_not_left_in_the_store(open_engine: OpenEngine) -> None:
-    engine = open_engine(EngineSettings(rate=None, max_instances=1))
+    engine = open_engine(EngineSettings(instance=InstanceSettings(rate=None), max_instances=1))
     await create(engine, "a")
     with pytest.raises(ConflictError, match="live"):
         await create(engine, "b")
@@ -405,7 +403,7 @@ async def test_a_clone_with_a_modification_naming_an_unknown_agent_is_refused(en
 async def test_a_clone_at_a_past_tick_of_a_running_instance_is_not_refused(open_engine: OpenEngine) -> None:
     # group commits far apart: the durable head of a running world lags its live tick
     lazy = DurabilitySettings(snapshot_every=1000, commit_every=1000)
-    engine = open_engine(EngineSettings(rate=None, durability=lazy))
+    engine = open_engine(EngineSettings(instance=InstanceSettings(rate=None, durability=lazy)))
     await create(engine, "a")
     await wait_until("a passes tick 20", lambda: tick_of(engine, "a") >= 20)
     # BUG: _fork checks a past tick against the stored head without flushing the live world first (only the
@@ -968,8 +966,6 @@ async def test_after_a_revert_the_surface_and_mirror_follow_the_reverted_timelin
     await wait_until("a reaches tick 40", lambda: tick_of(engine, "a") >= 40)
     await god(engine, {"type": "TIMELINE_REVERT", "instance": "a", "tick": 5})
     live = engine.live["a"]
-    assert live.surface is not None
-    assert live.mirror is not None
     surface, mirror = live.surface, live.mirror
     assert surface.tick <= tick_of(engine, "a")  # the old surface saw tick 40; this one starts over
     await wait_until("the surface follows the runtime", lambda: 5 < surface.tick <= tick_of(engine, "a"))
@@ -981,7 +977,6 @@ async def test_a_command_touching_an_overridden_instance_changes_nothing(engine:
     await create(engine, "a")
     await create(engine, "b")
     bridge = engine.live["b"].bridge
-    assert bridge is not None
     await bridge.send_emergency_override("test")
     before = [r["id"] for r in engine.list_instances()]
     for command in (
@@ -1026,7 +1021,7 @@ async def test_the_default_instance_is_the_oldest_root_never_a_clone_of_it(engin
 async def test_a_timed_freeze_thaws_after_a_restart_at_the_time_it_was_given(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'restart.db'}"
     store, bus = SqlStore.open(url), InMemoryBus()
-    first = PuppetMasterEngine(store, bus, EngineSettings(rate=None))
+    first = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=None)))
     try:
         await create(first, "timed")
         await create(first, "forever")
@@ -1037,7 +1032,7 @@ async def test_a_timed_freeze_thaws_after_a_restart_at_the_time_it_was_given(tmp
         await bus.close()
         store.close()
     store, bus = SqlStore.open(url), InMemoryBus()
-    second = PuppetMasterEngine(store, bus, EngineSettings(rate=None))
+    second = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=None)))
     try:
         await second.start()
         assert store.instances.get("timed").status == "frozen"

@@ -60,12 +60,10 @@ class Running:
 
     @property
     def bridge(self) -> CrossPlatformBridge:
-        assert self.instance.bridge is not None
         return self.instance.bridge
 
     @property
     def tick(self) -> int:
-        assert self.instance.world is not None
         return self.instance.world.tick
 
     @property
@@ -81,8 +79,7 @@ async def make(store: SqlStore, anyio_backend: str) -> AsyncIterator[Callable[..
         bus = InMemoryBus()
         settings.setdefault("rate", None)
         settings.setdefault("instance_id", f"unit-{len(made)}")
-        instance = FourPlatformInstance(store, bus, InstanceSettings(**settings))
-        await instance.initialize()
+        instance = await FourPlatformInstance.open(store, bus, InstanceSettings(**settings))
         made.append((instance, bus))
         return Running(instance)
 
@@ -100,8 +97,6 @@ async def test_override_stops_every_platform_refuses_inputs_and_resume_clears(
     make: Callable[..., Awaitable[Running]],
 ) -> None:
     run = await make()
-    runtime = run.instance.runtime
-    assert runtime is not None
     run.instance.start_autonomous_operations()
     await wait_until("the world has ticked", held(lambda: run.tick >= 5))
 
@@ -192,7 +187,6 @@ async def test_the_durable_runtime_matches_an_in_memory_replay(
     await run.bridge.send_whisper_to_runtime("mid-run", target="agent-zero", tone="urgent")
     await run.instance.start_autonomous_operations(ticks=28)
     assert run.tick == 40
-    assert run.instance.world is not None
     live = run.instance.world.world.state_hash()
 
     inputs = [s.input for s in store.inputs.read(run.id)]
@@ -467,7 +461,6 @@ async def test_protocol_validates_over_the_bus(make: Callable[..., Awaitable[Run
 @pytest.mark.anyio
 async def test_the_bridge_raises_typed_errors(make: Callable[..., Awaitable[Running]]) -> None:
     run = await make()
-    assert run.instance.surface is not None
     await run.instance.surface.stop()
     with pytest.raises(NoRespondersError):
         await run.bridge.fetch_from_surface("status")
@@ -536,7 +529,6 @@ async def test_the_surface_stream_is_ordered_and_counts_what_was_missed(anyio_ba
 async def test_the_surface_stream_of_a_running_instance_is_ordered(make: Callable[..., Awaitable[Running]]) -> None:
     run = await make()
     await run.instance.start_autonomous_operations(ticks=30)
-    assert run.instance.surface is not None
     surface = run.instance.surface
     await wait_until("the surface caught up", held(lambda: surface.tick == 30))
     stream = await run.bridge.fetch_from_surface("stream", {"after": 0, "limit": 4096})
@@ -564,7 +556,6 @@ async def test_restore_from_snapshot_matches_the_live_world(
     restored = await run.instance.restore_from_snapshot(periodic[0].id)
     assert restored["matches_live"] is True
     assert (restored["from_tick"], restored["tick"]) == (20, 45)
-    assert run.instance.world is not None
     assert restored["state_hash"] == run.instance.world.world.state_hash()
 
 
@@ -582,7 +573,6 @@ async def test_the_mirror_collects_the_same_loop_seeds_as_the_world(
     length = DEFAULT_WORLD.loop_length
     ticks = 3 * length + 1  # loop 0 seals, the mirror traces loop 1 whole, and loop 2's seed is applied
     await run.instance.start_autonomous_operations(ticks=ticks)
-    assert run.instance.mirror is not None
     mirror = run.instance.mirror
     await wait_until("the mirror caught up", held(lambda: mirror.tick == ticks))
     await sub.unsubscribe()
@@ -610,8 +600,6 @@ async def test_a_tick_that_cannot_be_stored_stops_the_loop_and_says_so(
     run = await make(rate=200)
     world = run.instance.world
     runtime = run.instance.runtime
-    assert world is not None
-    assert runtime is not None
     real_step = world.step
     calls = 0
 
@@ -641,7 +629,6 @@ async def test_a_tick_that_cannot_be_stored_stops_the_loop_and_says_so(
 async def test_echoes_of_an_unknown_agent_are_empty_and_not_cached(make: Callable[..., Awaitable[Running]]) -> None:
     run = await make()
     surface = run.instance.surface
-    assert surface is not None
     for n in range(50):
         reply = await run.bridge.fetch_from_surface("echoes", {"agent": f"nobody-{n}"})
         assert reply["echoes"] == []

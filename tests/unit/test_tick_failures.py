@@ -27,6 +27,7 @@ from soulfra.errors import InstanceFailedError, StorageUnavailableError, error_f
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
+from soulfra.platforms.instance import InstanceSettings
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD, World
@@ -76,7 +77,7 @@ class System:
     def __init__(self, database: str, default_instance: str) -> None:
         self.store = SqlStore.open(database)
         self.bus = InMemoryBus()
-        self.engine = PuppetMasterEngine(self.store, self.bus, EngineSettings(rate=None))
+        self.engine = PuppetMasterEngine(self.store, self.bus, EngineSettings(instance=InstanceSettings(rate=None)))
         gateway = Gateway(self.bus, default_instance, store=self.store)
         gateway.lister = self.engine.list_instances
         app = create_app(gateway, extra=[meta_router(self.engine, gateway, KeyRing(Path("unused")), Limits())])
@@ -85,9 +86,7 @@ class System:
         self.closed = False
 
     def runtime(self, instance_id: str) -> RuntimePlatform:
-        runtime = self.engine.live[instance_id].runtime
-        assert runtime is not None
-        return runtime
+        return self.engine.live[instance_id].runtime
 
     def tick(self, instance_id: str) -> int:
         return self.runtime(instance_id).world.tick
@@ -261,7 +260,6 @@ async def test_after_a_failure_shutdown_completes_and_a_restart_resumes_from_the
     await up.create("doomed", DOOMED_SEED)
     # a whisper taken before the failure, for a tick after it: stored, so it applies once the world gets there
     bridge = up.engine.live["doomed"].bridge
-    assert bridge is not None
     later = up.tick("doomed") + 200
     await bridge.send_whisper_to_runtime("hold on", tick=later)
     with monkeypatch.context() as patch:

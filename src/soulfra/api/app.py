@@ -216,9 +216,9 @@ def create_app(
         engine: PuppetMasterEngine | None = getattr(app.state, "engine", None)  # set where a puppet master runs
         if engine is not None:  # its live runtimes, in memory: no query, however many instances are stored
             for instance_id, instance in list(engine.live.items()):
-                runtime = instance.runtime
-                if runtime is not None and runtime.failure is not None:
-                    failed[instance_id] = runtime.failure.to_json()
+                failure = instance.runtime.failure
+                if failure is not None:
+                    failed[instance_id] = failure.to_json()
         if failed:
             named = [f"{i} at tick {f['tick']} ({f['type']}: {f['message']})" for i, f in sorted(failed.items())]
             if len(named) > 10:

@@ -125,7 +125,7 @@ def meta_router(
         """On the event loop, between two ticks: what the package reads is then durable up to the live tick."""
         for instance_id in instance_ids:
             live = engine.live.get(instance_id)
-            if live is not None and live.runtime is not None:
+            if live is not None:
                 live.runtime.world.flush()
 
     def package_response(instance_ids: list[str], compact: bool) -> Response:

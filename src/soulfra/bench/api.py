@@ -288,25 +288,25 @@ async def _pauses(workdir: Path, *, agents: int, snapshots: int) -> dict[str, An
 
     store = SqlStore.open(f"sqlite:///{workdir / 'pause.db'}")
     bus = InMemoryBus()
-    instance = FourPlatformInstance(store, bus, InstanceSettings(agents=max(0, agents - BUILTIN_AGENTS), rate=None))
+    settings = InstanceSettings(agents=max(0, agents - BUILTIN_AGENTS), rate=None)
     pauses: list[int] = []
     took: list[int] = []
     try:
-        await instance.initialize()
-        assert instance.bridge is not None  # noqa: S101 - set by initialize()
-        assert instance.world is not None  # noqa: S101
-        instance.start_autonomous_operations()
-        await asyncio.sleep(0.2)
-        first = instance.world.tick
-        begun = time.perf_counter()
-        for _ in range(snapshots):
-            record = await instance.bridge.unified_snapshot()
-            pauses.append(int(record["pause_ns"]))
-            took.append(int(record["took_ns"]))
-            await asyncio.sleep(0.02)  # let the world tick between snapshots
-        ticks_per_s = (instance.world.tick - first) / (time.perf_counter() - begun)
+        instance = await FourPlatformInstance.open(store, bus, settings)
+        try:
+            instance.start_autonomous_operations()
+            await asyncio.sleep(0.2)
+            first = instance.world.tick
+            begun = time.perf_counter()
+            for _ in range(snapshots):
+                record = await instance.bridge.unified_snapshot()
+                pauses.append(int(record["pause_ns"]))
+                took.append(int(record["took_ns"]))
+                await asyncio.sleep(0.02)  # let the world tick between snapshots
+            ticks_per_s = (instance.world.tick - first) / (time.perf_counter() - begun)
+        finally:
+            await instance.close()
     finally:
-        await instance.close()
         await bus.close()
         store.close()
     ordered = sorted(float(p) for p in pauses)

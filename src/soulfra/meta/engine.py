@@ -12,13 +12,13 @@ import contextlib
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from soulfra.bus.port import Bus
-from soulfra.durable import DurabilitySettings, DurableWorld
+from soulfra.durable import DurableWorld
 from soulfra.errors import ConflictError, NotFoundError, SoulfraError
 from soulfra.meta.commands import (
     AgentPossession,
@@ -34,13 +34,13 @@ from soulfra.meta.commands import (
 )
 from soulfra.meta.god.agents import communicate, possess
 from soulfra.meta.god.branching import clone, merge, reality_fork, revert
-from soulfra.meta.god.context import GodContext, runtime_of
+from soulfra.meta.god.context import GodContext
 from soulfra.meta.god.freeze import freeze, thaw
 from soulfra.meta.god.guard import refuse_halted, touched, writer_of
 from soulfra.meta.god.intervene import intervene
 from soulfra.meta.god.timers import FreezeTimers
 from soulfra.meta.lineage import lineage, record_json
-from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings, Retention
+from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world import World, WorldSpec
 
@@ -66,13 +66,13 @@ HANDLERS: Mapping[type[BaseModel], Handler] = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineSettings:
-    rate: float | None = 2.0  # ticks per second of every instance the engine starts; None: as fast as they go
-    durability: DurabilitySettings = field(default_factory=DurabilitySettings)
-    cycle_every: int = 0
-    timeout: float = 5.0
+    """How the puppet master runs its instances. ``instance`` is what every instance it starts is given (tick rate,
+    durability, snapshot cycle, bus timeout, retention, rules); each one's id, seed and world come from its own
+    record, so the template's are not used."""
+
+    instance: InstanceSettings = field(default_factory=InstanceSettings)
     max_instances: int = 5000  # live at once
     max_links: int = 32  # per instance: cross-instance links are a bounded graph
-    retention: Retention = field(default_factory=Retention)
 
 
 class PuppetMasterEngine:
@@ -120,9 +120,9 @@ class PuppetMasterEngine:
             and "imported" not in r.world and r.status != "abandoned"
         ]  # fmt: skip
         if roots:
-            return DurableWorld.open(self.store, roots[0].id, settings=self.settings.durability)
+            return DurableWorld.open(self.store, roots[0].id, settings=self.settings.instance.durability)
         return DurableWorld.open_or_create(
-            self.store, seed, spec, agents=agents, fresh=True, settings=self.settings.durability
+            self.store, seed, spec, agents=agents, fresh=True, settings=self.settings.instance.durability
         )
 
     async def open_default(
@@ -143,28 +143,17 @@ class PuppetMasterEngine:
         rate: float | Literal["default"] | None = "default",
     ) -> FourPlatformInstance:
         self._check_room(1)
-        s = self.settings
-        instance = FourPlatformInstance(
-            self.store,
-            self.bus,
-            InstanceSettings(
-                instance_id=instance_id,
-                rate=s.rate if rate == "default" else rate,
-                durability=s.durability,
-                cycle_every=s.cycle_every,
-                timeout=s.timeout,
-                retention=s.retention,
-            ),
-        )
-        try:
-            if world is None:
-                world = DurableWorld.open(self.store, instance_id, settings=s.durability)
-            await instance.initialize(world)
-            runtime_of(instance).paused = frozen
-            instance.start_autonomous_operations()
-        except BaseException:  # not running here: its lease must not say it is
-            self.store.leases.release(instance_id)
-            raise
+        template = self.settings.instance
+        if world is None:
+            try:
+                world = DurableWorld.open(self.store, instance_id, settings=template.durability)
+            except BaseException:  # not running here (a revert's relaunch held it before): its lease must not say so
+                self.store.leases.release(instance_id)
+                raise
+        settings = replace(template, instance_id=instance_id, rate=template.rate if rate == "default" else rate)
+        instance = await FourPlatformInstance.open(self.store, self.bus, settings, world=world)  # or lets go of it
+        instance.runtime.paused = frozen
+        instance.start_autonomous_operations()
         self.live[instance_id] = instance
         return instance
 
@@ -193,8 +182,8 @@ class PuppetMasterEngine:
                     self.store.instances.get(instance_id)
                     raise ConflictError(f"instance {instance_id!r} already exists")
             world = DurableWorld.create(
-                self.store, seed, spec, agents=agents, instance_id=instance_id, settings=self.settings.durability,
-                actor=actor,
+                self.store, seed, spec, agents=agents, instance_id=instance_id,
+                settings=self.settings.instance.durability, actor=actor,
             )  # fmt: skip
             await self._launch(world.instance_id, world=world, rate=rate)
         return self.describe(world.instance_id)
@@ -211,9 +200,9 @@ class PuppetMasterEngine:
         stopped a ``failed`` instance, else None)."""
         out = record_json(record)
         instance = self.live.get(record.id)
-        runtime = instance.runtime if instance is not None else None
-        out["failure"] = None if runtime is None or runtime.failure is None else runtime.failure.to_json()
-        if runtime is not None:
+        if instance is not None:
+            runtime = instance.runtime
+            out["failure"] = None if runtime.failure is None else runtime.failure.to_json()
             out["tick"] = runtime.world.tick
             out["state"] = (
                 "failed" if runtime.failure is not None else "overridden" if runtime.halted
@@ -222,6 +211,7 @@ class PuppetMasterEngine:
             )  # fmt: skip
             out["agents"] = runtime.world.world.state.size
         else:
+            out["failure"] = None
             out["tick"] = record.head_tick
             out["state"] = "stored"
         return out

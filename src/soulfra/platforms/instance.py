@@ -7,6 +7,7 @@ Used by the embedded topology (all four in one process); in the services topolog
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,86 +54,100 @@ class InstanceSettings:
 
 
 class FourPlatformInstance:
-    def __init__(self, store: Store, bus: Bus, settings: InstanceSettings | None = None) -> None:
+    """One world and its four started platforms. Made only by ``open``, which hands it out whole: every part is
+    there and serving from the first moment a caller sees it, so nothing needs checking before use."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        settings: InstanceSettings,
+        *,
+        world: DurableWorld,
+        runtime: RuntimePlatform,
+        protocol: ProtocolPlatform,
+        surface: SurfacePlatform,
+        mirror: MirrorPlatform,
+        bridge: CrossPlatformBridge,
+    ) -> None:
         self.store = store
         self.bus = bus
-        self.settings = settings or InstanceSettings()
-        self.world: DurableWorld | None = None
-        self.runtime: RuntimePlatform | None = None
-        self.surface: SurfacePlatform | None = None
-        self.protocol: ProtocolPlatform | None = None
-        self.mirror: MirrorPlatform | None = None
-        self.bridge: CrossPlatformBridge | None = None
+        self.settings = settings
+        self.world = world
+        self.runtime = runtime
+        self.protocol = protocol
+        self.surface = surface
+        self.mirror = mirror
+        self.bridge = bridge
+
+    @classmethod
+    async def open(
+        cls, store: Store, bus: Bus, settings: InstanceSettings | None = None, *, world: DurableWorld | None = None
+    ) -> FourPlatformInstance:
+        """Open (or create) the world the settings name, or take over the one given, and start the four platforms on
+        the bus; no tick runs yet (``start_autonomous_operations``).
+
+        If a platform fails to start, the platforms are stopped (those started, and the one that failed half-way)
+        and the world's writer lease is let go before the error is raised, since no one runs the world: the lease of
+        a world given, or the one this call took (not one this store held before, which its holder still runs)."""
+        s = settings or InstanceSettings()
+        took_lease = True
+        if world is None:
+            held_before = set(store.leases.held())
+            world = _open_world(store, s)
+            took_lease = world.instance_id not in held_before
+        async with contextlib.AsyncExitStack() as undo:  # on a failure: each platform stopped, then the lease
+            if took_lease:
+                undo.callback(store.leases.release, world.instance_id)
+            runtime = RuntimePlatform(world, bus, rate=s.rate)
+            protocol = ProtocolPlatform(world.instance_id, bus, store, rules=s.rules)
+            keep = s.retention
+            surface = SurfacePlatform(
+                world.instance_id, bus, history=keep.history, traces=keep.traces, stream=keep.stream,
+                recent=keep.recent,
+            )  # fmt: skip
+            mirror = MirrorPlatform(
+                world.instance_id, bus, store, cycle_every=s.cycle_every, timeline=keep.timeline, seeds=keep.seeds
+            )
+            for platform in (runtime, protocol, surface, mirror):
+                undo.push_async_callback(platform.stop)  # before it starts: one that fails half-way may be serving
+                await platform.start()
+            undo.pop_all()  # all four run: the instance owns them from here on
+        bridge = CrossPlatformBridge(bus, world.instance_id, timeout=s.timeout)
+        return cls(
+            store, bus, s, world=world, runtime=runtime, protocol=protocol, surface=surface, mirror=mirror,
+            bridge=bridge,
+        )  # fmt: skip
 
     @property
     def instance_id(self) -> str:
-        return self._need_world().instance_id
-
-    def _need_world(self) -> DurableWorld:
-        if self.world is None:
-            raise PlatformError("the instance is not initialized; call initialize() first")
-        return self.world
-
-    async def initialize(self, world: DurableWorld | None = None) -> None:
-        """Open (or create) the world, or take the one given, and start the four platforms on the bus; no tick
-        runs yet."""
-        if self.world is not None:
-            raise ConflictError(f"instance {self.world.instance_id} is already initialized")
-        s = self.settings
-        if world is not None:
-            pass
-        elif s.instance_id is not None:
-            try:
-                world = DurableWorld.open(self.store, s.instance_id, settings=s.durability)
-            except NotFoundError:
-                world = DurableWorld.create(
-                    self.store, s.seed, s.spec, agents=s.agents, instance_id=s.instance_id, settings=s.durability
-                )
-        else:
-            world = DurableWorld.open_or_create(self.store, s.seed, s.spec, agents=s.agents, settings=s.durability)
-        self.world = world
-        self.runtime = RuntimePlatform(world, self.bus, rate=s.rate)
-        self.protocol = ProtocolPlatform(world.instance_id, self.bus, self.store, rules=s.rules)
-        keep = s.retention
-        self.surface = SurfacePlatform(
-            world.instance_id, self.bus, history=keep.history, traces=keep.traces, stream=keep.stream,
-            recent=keep.recent,
-        )  # fmt: skip
-        self.mirror = MirrorPlatform(
-            world.instance_id, self.bus, self.store, cycle_every=s.cycle_every, timeline=keep.timeline, seeds=keep.seeds
-        )
-        for platform in (self.runtime, self.protocol, self.surface, self.mirror):
-            await platform.start()
-        self.bridge = CrossPlatformBridge(self.bus, world.instance_id, timeout=s.timeout)
+        return self.world.instance_id
 
     def start_autonomous_operations(self, *, ticks: int | None = None) -> asyncio.Task[None]:
         """Start ticking: the agents act on their own from here on."""
-        if self.runtime is None:
-            raise PlatformError("the instance is not initialized; call initialize() first")
         return self.runtime.launch(ticks=ticks)
 
     async def pause(self) -> dict[str, Any]:
-        return await self._need_bridge().pause()
+        return await self.bridge.pause()
 
     async def resume(self) -> dict[str, Any]:
-        return await self._need_bridge().resume()
+        return await self.bridge.resume()
 
     async def get_agent(self, agent_id: str) -> dict[str, Any]:
-        reply = await self._need_bridge().fetch_from_runtime("agent", {"agent": agent_id})
+        reply = await self.bridge.fetch_from_runtime("agent", {"agent": agent_id})
         return dict(reply["agent"])
 
     async def status(self) -> dict[str, Any]:
-        world = self._need_world()
-        platforms = await self._need_bridge().cross_platform_status()
+        world = self.world
+        platforms = await self.bridge.cross_platform_status()
         return {"instance": world.instance_id, "seed": world.record.seed, "tick": world.tick, "platforms": platforms}
 
     async def restore_from_snapshot(self, snapshot_id: int) -> dict[str, Any]:
         """Rebuild the live world from a stored snapshot of this instance plus the stored inputs since, up to the
         durable head, and check it against the live state hash. The runtime must be paused. Going back in time,
         which keeps the abandoned branch, is the puppet master's TIMELINE_REVERT."""
-        world = self._need_world()
-        runtime = self.runtime
-        if runtime is None or not (runtime.paused or runtime.halted):
+        world = self.world
+        if not (self.runtime.paused or self.runtime.halted):
             raise PlatformError("pause the instance before restoring it from a snapshot")
         info, state = self.store.snapshots.load(snapshot_id)
         if info.instance_id != world.instance_id:
@@ -152,19 +167,21 @@ class FourPlatformInstance:
 
     async def close(self) -> None:
         """Stop ticking, stop the platforms and flush the world; every step runs even if one before it failed."""
-        try:
-            for platform in (self.mirror, self.surface, self.protocol):
-                if platform is not None:
-                    await platform.stop()
-        finally:
-            try:
-                if self.runtime is not None:
-                    await self.runtime.shutdown()
-            finally:
-                if self.world is not None:
-                    self.world.close()
+        async with contextlib.AsyncExitStack() as steps:  # run last pushed first, each even if one before failed
+            steps.callback(self.world.close)
+            steps.push_async_callback(self.runtime.shutdown)
+            for platform in (self.protocol, self.surface, self.mirror):
+                steps.push_async_callback(platform.stop)
 
-    def _need_bridge(self) -> CrossPlatformBridge:
-        if self.bridge is None:
-            raise PlatformError("the instance is not initialized; call initialize() first")
-        return self.bridge
+
+def _open_world(store: Store, s: InstanceSettings) -> DurableWorld:
+    """The world ``s`` names: the instance of ``s.instance_id`` (created if missing), else the one of this seed and
+    world (continued or created)."""
+    if s.instance_id is None:
+        return DurableWorld.open_or_create(store, s.seed, s.spec, agents=s.agents, settings=s.durability)
+    try:
+        return DurableWorld.open(store, s.instance_id, settings=s.durability)
+    except NotFoundError:
+        return DurableWorld.create(
+            store, s.seed, s.spec, agents=s.agents, instance_id=s.instance_id, settings=s.durability
+        )

@@ -21,6 +21,7 @@ from soulfra.bench.package.common import BUILTIN_AGENTS, _ms, _percentile
 from soulfra.bus import InMemoryBus
 from soulfra.errors import PlatformError
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.platforms.instance import InstanceSettings
 from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD
 
@@ -73,7 +74,7 @@ class _RssSampler:
 
 
 def _ticks(engine: PuppetMasterEngine) -> dict[str, int]:
-    return {key: inst.runtime.ticks_run for key, inst in engine.live.items() if inst.runtime is not None}
+    return {key: inst.runtime.ticks_run for key, inst in engine.live.items()}
 
 
 async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
@@ -101,7 +102,7 @@ async def _saturation(count: int, agents: int, ticks: int, workdir: Path, progre
     marks = sorted({*(mark for mark in SATURATION_CHECKPOINTS if mark < ticks), ticks})
     store = SqlStore.open(f"sqlite:///{workdir / 'saturation.db'}")
     bus = InMemoryBus()
-    engine = PuppetMasterEngine(store, bus, EngineSettings(rate=None))
+    engine = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=None)))
     try:
         _settled()
         before = _rss()
@@ -119,7 +120,7 @@ async def _saturation(count: int, agents: int, ticks: int, workdir: Path, progre
         first, started = sum(_ticks(engine).values()), time.perf_counter()
         while marks:
             await asyncio.sleep(SATURATION_POLL_S)
-            stopped = [key for key, inst in engine.live.items() if inst.runtime is None or not inst.runtime.running]
+            stopped = [key for key, inst in engine.live.items() if not inst.runtime.running]
             if stopped:
                 raise PlatformError(f"{len(stopped)} saturation instances stopped ticking, {stopped[0]} first")
             ran = _ticks(engine)
@@ -142,7 +143,7 @@ async def _saturation(count: int, agents: int, ticks: int, workdir: Path, progre
         "instances": count,
         "agents_per_instance": agents,
         "ticks": ticks,
-        "rate": "unthrottled (EngineSettings(rate=None))",
+        "rate": "unthrottled (rate=None)",
         "store": "a fresh SQLite file (WAL) and engine, closed before the main window",
         "gc_frozen_after_create": FREEZE_AFTER_CREATE,
         "ran_s": round(elapsed, 2),
@@ -161,7 +162,7 @@ async def _saturation(count: int, agents: int, ticks: int, workdir: Path, progre
 async def _many(count: int, agents: int, window: float, workdir: Path, progress: Progress) -> dict[str, Any]:
     store = SqlStore.open(f"sqlite:///{workdir / 'instances.db'}")
     bus = InMemoryBus()
-    engine = PuppetMasterEngine(store, bus, EngineSettings(rate=RATE))
+    engine = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=RATE)))
     sampler = _RssSampler()
     lags: list[float] = []
     stop = asyncio.Event()
@@ -191,7 +192,7 @@ async def _many(count: int, agents: int, window: float, workdir: Path, progress:
             stop.set()
             await probe
             progress.remove_task(task)
-            failed = sum(1 for inst in engine.live.values() if inst.runtime is None or inst.runtime.failure)
+            failed = sum(1 for inst in engine.live.values() if inst.runtime.failure)
             closing_begun = time.perf_counter()
             await engine.close()
             closed_s = time.perf_counter() - closing_begun

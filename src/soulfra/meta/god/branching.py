@@ -70,7 +70,7 @@ async def _fork(
             store, parent, tick=at, child_id=new_id, kind=kind, inputs=inputs, genesis_hash=genesis, name=name,
         )  # fmt: skip
         if start:  # each child gets its own copy: forks never share mutable state
-            world = DurableWorld.from_state(store, record.id, state.copy(), settings=ctx.settings.durability)
+            world = DurableWorld.from_state(store, record.id, state.copy(), settings=ctx.settings.instance.durability)
             await ctx.launch(record.id, world=world)
         made.append({"id": record.id, "tick": at, "state_hash": genesis, "modifications": len(inputs)})
     await ctx.mark(source, "REALITY_FORK" if kind == "fork" else "CLONE_INSTANCE", {"at": at, "children": [
@@ -112,7 +112,7 @@ async def merge(ctx: GodContext, command: MergeInstances) -> dict[str, Any]:
         store.vault.save_agents(merged_id, merged)
         store.rituals.record(merged_id, tick=merged.tick, kind="merge_report", data=report)
     if command.start:
-        world = DurableWorld.from_state(store, merged_id, merged.copy(), settings=ctx.settings.durability)
+        world = DurableWorld.from_state(store, merged_id, merged.copy(), settings=ctx.settings.instance.durability)
         await ctx.launch(merged_id, world=world)
     for parent in (command.ours, command.theirs):
         await ctx.mark(parent, "MERGE_INSTANCES", {"into": merged_id})
@@ -147,7 +147,7 @@ async def revert(ctx: GodContext, command: TimelineRevert) -> dict[str, Any]:
         abandoned_head = record.head_tick
         branch_id = child_id(store, instance_id, "branch")
         branch = revert_record(store, record, tick=tick, branch_id=branch_id)
-        world = DurableWorld.open(store, instance_id, settings=ctx.settings.durability)
+        world = DurableWorld.open(store, instance_id, settings=ctx.settings.instance.durability)
         store.vault.save_agents(instance_id, world.world.state)
         if instance is not None and runtime is not None:
             instance.world = world

@@ -14,9 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from soulfra.durable import DurableWorld, free_id, state_at
 from soulfra.errors import InputError, PlatformError
-from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.instance import FourPlatformInstance
-from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.store.ports import Store
 from soulfra.world import World, parse_input
 from soulfra.world.inputs import MAX_TEXT, Input
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
     from soulfra.meta.engine import EngineSettings
     from soulfra.meta.god.timers import FreezeTimers
 
-__all__ = ["GodContext", "bridge_of", "child_id", "runtime_of"]
+__all__ = ["GodContext", "child_id"]
 
 
 class Launch(Protocol):
@@ -61,10 +59,10 @@ class GodContext:
 
     @staticmethod
     def world(instance: FourPlatformInstance) -> DurableWorld:
-        return runtime_of(instance).world
+        return instance.runtime.world
 
     async def submit(self, instance: FourPlatformInstance, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        reply = await bridge_of(instance).request("runtime", "submit", {"inputs": inputs})
+        reply = await instance.bridge.request("runtime", "submit", {"inputs": inputs})
         return list(reply["acks"])
 
     async def mark(self, instance_id: str, command: str, note: dict[str, Any]) -> None:
@@ -99,18 +97,6 @@ class GodContext:
                 raise type(exc)(f"modification {n}: {exc.detail}") from None
             items.append(item)
         return items
-
-
-def runtime_of(instance: FourPlatformInstance) -> RuntimePlatform:
-    if instance.runtime is None:
-        raise PlatformError("the instance is not initialized")
-    return instance.runtime
-
-
-def bridge_of(instance: FourPlatformInstance) -> CrossPlatformBridge:
-    if instance.bridge is None:
-        raise PlatformError("the instance is not initialized")
-    return instance.bridge
 
 
 def child_id(store: Store, base: str, suffix: str, reserved: set[str] | None = None) -> str:

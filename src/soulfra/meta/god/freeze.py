@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from soulfra.meta.commands import FreezeTime, ThawTime
-from soulfra.meta.god.context import GodContext, bridge_of
+from soulfra.meta.god.context import GodContext
 from soulfra.meta.god.timers import now
 
 __all__ = ["freeze", "thaw"]
@@ -23,7 +23,7 @@ async def freeze(ctx: GodContext, command: FreezeTime) -> dict[str, Any]:
     frozen = []
     for instance_id in targets:
         ctx.timers.cancel(instance_id)
-        reply = await bridge_of(live[instance_id]).pause()
+        reply = await live[instance_id].bridge.pause()
         ctx.store.instances.set_status(instance_id, "frozen")
         # the mark keeps the wall-clock end of a timed freeze: a restart re-arms the timer from it
         await ctx.mark(instance_id, "FREEZE_TIME", {"duration": command.duration, "until": until})
@@ -37,14 +37,14 @@ async def freeze(ctx: GodContext, command: FreezeTime) -> dict[str, Any]:
 async def thaw(ctx: GodContext, command: ThawTime) -> dict[str, Any]:
     instances = command.instances
     if instances is None:
-        instances = [i for i, inst in sorted(ctx.live.items()) if inst.runtime is not None and inst.runtime.paused]
+        instances = [i for i, inst in sorted(ctx.live.items()) if inst.runtime.paused]
     live = {instance_id: ctx.running(instance_id) for instance_id in instances}  # every id known before any change
     thawed = []
     for instance_id in instances:
         instance = live[instance_id]
         ctx.timers.cancel(instance_id)
         await ctx.mark(instance_id, "THAW_TIME", {})
-        reply = await bridge_of(instance).resume()
+        reply = await instance.bridge.resume()
         ctx.store.instances.set_status(instance_id, "active")
         thawed.append({"instance": instance_id, "tick": reply["tick"]})
     return {"thawed": thawed}

@@ -45,7 +45,7 @@ def refuse_halted(live: Mapping[str, FourPlatformInstance], names: list[str]) ->
     """A command that would touch an instance under emergency override is refused before it changes anything."""
     for name in names:
         instance = live.get(name)
-        if instance is not None and instance.runtime is not None and instance.runtime.halted:
+        if instance is not None and instance.runtime.halted:
             raise OverrideActiveError(f"{name} is stopped by an emergency override; resume it first")
 
 

@@ -28,7 +28,7 @@ async def intervene(ctx: GodContext, command: PuppetMasterIntervention) -> dict[
 
 async def _rewrite(ctx: GodContext, command: PuppetMasterIntervention) -> dict[str, Any]:
     """History from ``from_tick`` rewritten (inputs dropped or added) and replayed, as a new branch."""
-    store, horizon = ctx.store, ctx.settings.durability.horizon
+    store, horizon = ctx.store, ctx.settings.instance.durability.horizon
     source = command.instance
     head_state = ctx.state_now(source)
     parent = store.instances.get(source)
@@ -64,7 +64,7 @@ async def _rewrite(ctx: GodContext, command: PuppetMasterIntervention) -> dict[s
     record = fork_record(store, parent, tick=at, child_id=branch_id, kind="rewrite")
     history = sorted(kept + added, key=lambda item: item.tick)
     try:
-        world = DurableWorld.open(store, record.id, settings=ctx.settings.durability)
+        world = DurableWorld.open(store, record.id, settings=ctx.settings.instance.durability)
         if history:
             world.submit(history)
         while world.tick < head_state.tick:
