@@ -1,0 +1,144 @@
+"""Blocking work never runs on the event loop: a world ticks durably (group commits, snapshots, unified snapshots)
+while god commands and API calls run, on a store whose every commit is slow, and no callback of the loop takes
+longer than a bound.
+
+The store is a SQLite file made slow on purpose: each commit sleeps ``COMMIT_DELAY_S`` (a slow disk, or a remote
+PostgreSQL). Any storage call made on the loop then holds it at least that long, so asyncio's debug mode reports
+it ("Executing <Task ...> took 0.4 seconds"), which fails the test with the callbacks named. The bound is half the
+delay: far above what a tick of this small world or a request costs on a loaded 2-core machine, far below a
+commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from soulfra.api import Gateway, create_app
+from soulfra.api.meta import meta_router
+from soulfra.bus import InMemoryBus
+from soulfra.durable import DurabilitySettings
+from soulfra.meta.commands import AgentPossession, CloneInstance, FreezeTime, ThawTime, TimelineRevert
+from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.meta.keys import KeyRing
+from soulfra.meta.package import Limits
+from soulfra.offload import off_loop
+from soulfra.store import SqlStore
+from soulfra.world import DEFAULT_WORLD
+
+COMMIT_DELAY_S = 0.4
+BOUND_S = 0.2  # the longest a callback of the loop may run
+DEADLINE_S = 60.0  # every commit is slow: the whole run makes a few dozen
+
+
+class _SlowCallbacks(logging.Handler):
+    """Keeps what asyncio's debug mode reports of callbacks slower than ``loop.slow_callback_duration``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reports: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing "):
+            self.reports.append(message)
+
+
+async def _wait(what: str, check: Callable[[], bool | Awaitable[bool]]) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        held = check()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.02)
+
+
+def _ok(response: httpx.Response) -> dict[str, Any]:
+    assert response.is_success, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _workload(store: SqlStore, home: Path) -> dict[str, int]:
+    asyncio.get_running_loop().slow_callback_duration = BOUND_S
+    bus = InMemoryBus()
+    settings = EngineSettings(rate=None, cycle_every=6, durability=DurabilitySettings(snapshot_every=4, commit_every=2))
+    engine = PuppetMasterEngine(store, bus, settings)
+    gateway = Gateway(bus, "w", store=store)
+    gateway.lister = engine.list_instances
+    app = create_app(gateway, extra=[meta_router(engine, gateway, KeyRing(home), Limits())])
+    app.state.engine = engine
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soulfra.test")
+    base = "/api/instances/w"
+    try:
+        await engine.create_instance(seed=3, spec=DEFAULT_WORLD, agents=2, instance_id="w")
+        runtime = engine.live["w"].runtime
+        assert runtime is not None
+        await _wait("the world has ticked past a few snapshots", lambda: runtime.world.tick >= 10)
+
+        agent = _ok(await http.get(f"{base}/agents"))["agents"][0]["id"]
+        _ok(await http.post(f"{base}/whispers", json={"text": "hold on", "target": "*"}))
+        _ok(await http.post(f"{base}/snapshots"))
+        _ok(await http.post(f"{base}/unified-snapshots"))
+        _ok(await http.get(f"{base}/snapshots"))
+        _ok(await http.get(f"{base}/unified-snapshots"))
+        _ok(await http.get(f"{base}/inputs", params={"limit": 5}))
+        _ok(await http.get(f"{base}/status"))
+        _ok(await http.get("/api/instances"))
+        _ok(await http.post(f"{base}/protocol/validate", json={"subject": "instance"}))
+
+        await engine.execute(FreezeTime(instances=["w"]))
+        await engine.execute(ThawTime(instances=["w"]))
+        await engine.execute(AgentPossession(instance="w", agent=agent))
+        await engine.execute(CloneInstance(source="w", id="w-copy"))
+        await engine.execute(TimelineRevert(instance="w", tick=4))
+        exported = await http.get(f"{base}/export")
+        assert exported.is_success, exported.text
+
+        runtime = engine.live["w"].runtime
+        assert runtime is not None
+        reverted = runtime.world.tick
+        await _wait("the reverted world ticks on", lambda: runtime.world.tick >= reverted + 4)
+        return {
+            "snapshots": len(await off_loop(store.snapshots.list_snapshots, "w")),
+            "inputs": await off_loop(store.inputs.count, "w"),
+            "instances": len(await off_loop(store.instances.list_instances)),
+        }
+    finally:
+        try:
+            await http.aclose()
+            await engine.close()
+        finally:
+            await bus.close()
+
+
+def test_no_callback_blocks_the_loop_while_worlds_write(tmp_path: Path) -> None:
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'slow.db'}")  # migrated at full speed, before the loop runs
+
+    def slow_commit(connection: sa.Connection) -> None:
+        del connection
+        time.sleep(COMMIT_DELAY_S)
+
+    sa.event.listen(store.engine, "commit", slow_commit)
+    slow = _SlowCallbacks()
+    logging.getLogger("asyncio").addHandler(slow)
+    try:
+        done = asyncio.run(_workload(store, tmp_path / "home"), debug=True)
+    finally:
+        logging.getLogger("asyncio").removeHandler(slow)
+        store.close()
+    # the workload really wrote: periodic and manual snapshots, the whisper and the marks, the clone and the branch
+    assert done["snapshots"] >= 3
+    assert done["inputs"] >= 2
+    assert done["instances"] >= 3
+    assert not slow.reports, f"{len(slow.reports)} callbacks held the event loop:\n" + "\n".join(slow.reports)
