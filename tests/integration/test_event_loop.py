@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from soulfra.api import Gateway, create_app
@@ -33,8 +34,8 @@ from soulfra.offload import off_loop
 from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD
 
-COMMIT_DELAY_S = 0.4
-BOUND_S = 0.2  # the longest a callback of the loop may run
+COMMIT_DELAY_S = 0.3
+BOUND_S = 0.15  # the longest a callback of the loop may run
 DEADLINE_S = 60.0  # every commit is slow: the whole run makes a few dozen
 
 
@@ -70,9 +71,10 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
 
 
 async def _workload(store: SqlStore, home: Path) -> dict[str, int]:
-    asyncio.get_running_loop().slow_callback_duration = BOUND_S
+    loop = asyncio.get_running_loop()
+    loop.slow_callback_duration = 60.0  # building the app (its routes and schemas) is not the system at work
     bus = InMemoryBus()
-    settings = EngineSettings(rate=None, cycle_every=6, durability=DurabilitySettings(snapshot_every=4, commit_every=2))
+    settings = EngineSettings(rate=20.0, durability=DurabilitySettings(snapshot_every=8, commit_every=4))
     engine = PuppetMasterEngine(store, bus, settings)
     gateway = Gateway(bus, "w", store=store)
     gateway.lister = engine.list_instances
@@ -80,11 +82,13 @@ async def _workload(store: SqlStore, home: Path) -> dict[str, int]:
     app.state.engine = engine
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soulfra.test")
     base = "/api/instances/w"
+    await asyncio.sleep(0)
+    loop.slow_callback_duration = BOUND_S
     try:
         await engine.create_instance(seed=3, spec=DEFAULT_WORLD, agents=2, instance_id="w")
         runtime = engine.live["w"].runtime
         assert runtime is not None
-        await _wait("the world has ticked past a few snapshots", lambda: runtime.world.tick >= 10)
+        await _wait("the world has ticked past a few snapshots", lambda: runtime.world.tick >= 9)
 
         agent = _ok(await http.get(f"{base}/agents"))["agents"][0]["id"]
         _ok(await http.post(f"{base}/whispers", json={"text": "hold on", "target": "*"}))
@@ -100,19 +104,20 @@ async def _workload(store: SqlStore, home: Path) -> dict[str, int]:
         await engine.execute(FreezeTime(instances=["w"]))
         await engine.execute(ThawTime(instances=["w"]))
         await engine.execute(AgentPossession(instance="w", agent=agent))
-        await engine.execute(CloneInstance(source="w", id="w-copy"))
+        await engine.execute(CloneInstance(source="w", id="w-copy", start=False))
         await engine.execute(TimelineRevert(instance="w", tick=4))
         exported = await http.get(f"{base}/export")
         assert exported.is_success, exported.text
 
-        runtime = engine.live["w"].runtime
-        assert runtime is not None
-        reverted = runtime.world.tick
-        await _wait("the reverted world ticks on", lambda: runtime.world.tick >= reverted + 4)
+        reverted = engine.live["w"].world
+        assert reverted is not None
+        begun = reverted.tick
+        await _wait("the reverted world ticks on", lambda: reverted.tick >= begun + 2)
+        records = await off_loop(store.instances.list_instances)
         return {
             "snapshots": len(await off_loop(store.snapshots.list_snapshots, "w")),
-            "inputs": await off_loop(store.inputs.count, "w"),
-            "instances": len(await off_loop(store.instances.list_instances)),
+            "inputs": sum([await off_loop(store.inputs.count, r.id) for r in records]),
+            "instances": len(records),
         }
     finally:
         try:
@@ -122,6 +127,7 @@ async def _workload(store: SqlStore, home: Path) -> dict[str, int]:
             await bus.close()
 
 
+@pytest.mark.slow
 def test_no_callback_blocks_the_loop_while_worlds_write(tmp_path: Path) -> None:
     store = SqlStore.open(f"sqlite:///{tmp_path / 'slow.db'}")  # migrated at full speed, before the loop runs
 

@@ -13,6 +13,7 @@ from typing import Any
 from soulfra.bus.port import Bus
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import ConflictError, NotFoundError, PlatformError
+from soulfra.offload import off_loop
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.mirror import MirrorPlatform
 from soulfra.platforms.protocol import ProtocolPlatform
@@ -79,17 +80,8 @@ class FourPlatformInstance:
         if self.world is not None:
             raise ConflictError(f"instance {self.world.instance_id} is already initialized")
         s = self.settings
-        if world is not None:
-            pass
-        elif s.instance_id is not None:
-            try:
-                world = DurableWorld.open(self.store, s.instance_id, settings=s.durability)
-            except NotFoundError:
-                world = DurableWorld.create(
-                    self.store, s.seed, s.spec, agents=s.agents, instance_id=s.instance_id, settings=s.durability
-                )
-        else:
-            world = DurableWorld.open_or_create(self.store, s.seed, s.spec, agents=s.agents, settings=s.durability)
+        if world is None:
+            world = await off_loop(self._open_world)
         self.world = world
         self.runtime = RuntimePlatform(world, self.bus, rate=s.rate)
         self.protocol = ProtocolPlatform(world.instance_id, self.bus, self.store, rules=s.rules)
@@ -104,6 +96,17 @@ class FourPlatformInstance:
         for platform in (self.runtime, self.protocol, self.surface, self.mirror):
             await platform.start()
         self.bridge = CrossPlatformBridge(self.bus, world.instance_id, timeout=s.timeout)
+
+    def _open_world(self) -> DurableWorld:
+        s = self.settings
+        if s.instance_id is None:
+            return DurableWorld.open_or_create(self.store, s.seed, s.spec, agents=s.agents, settings=s.durability)
+        try:
+            return DurableWorld.open(self.store, s.instance_id, settings=s.durability)
+        except NotFoundError:
+            return DurableWorld.create(
+                self.store, s.seed, s.spec, agents=s.agents, instance_id=s.instance_id, settings=s.durability
+            )
 
     def start_autonomous_operations(self, *, ticks: int | None = None) -> asyncio.Task[None]:
         """Start ticking: the agents act on their own from here on."""
@@ -134,20 +137,9 @@ class FourPlatformInstance:
         runtime = self.runtime
         if runtime is None or not (runtime.paused or runtime.halted):
             raise PlatformError("pause the instance before restoring it from a snapshot")
-        info, state = self.store.snapshots.load(snapshot_id)
-        if info.instance_id != world.instance_id:
-            raise NotFoundError(f"snapshot {snapshot_id} belongs to {info.instance_id}, not {world.instance_id}")
-        world.flush()
-        head = world.tick
-        if info.tick > head:
-            raise ConflictError(f"snapshot {snapshot_id} is at tick {info.tick}, past the head {head}")
-        before = world.world.state_hash()
-        rebuilt = World(state)
-        stored = self.store.inputs.read(world.instance_id, from_tick=info.tick, to_tick=head)
-        rebuilt.run_to(head, (s.input for s in stored))
-        after = rebuilt.state_hash()
-        world.world = rebuilt
-        return {"snapshot": snapshot_id, "from_tick": info.tick, "tick": head, "state_hash": after,
+        # in the runtime's lane: no write of the world, and no other swap of its state, comes in between
+        from_tick, head, before, after = await runtime.lane.run(_restore, self.store, world, snapshot_id)
+        return {"snapshot": snapshot_id, "from_tick": from_tick, "tick": head, "state_hash": after,
                 "matches_live": after == before}  # fmt: skip
 
     async def close(self) -> None:
@@ -162,9 +154,26 @@ class FourPlatformInstance:
                     await self.runtime.shutdown()
             finally:
                 if self.world is not None:
-                    self.world.close()
+                    await off_loop(self.world.close)
 
     def _need_bridge(self) -> CrossPlatformBridge:
         if self.bridge is None:
             raise PlatformError("the instance is not initialized; call initialize() first")
         return self.bridge
+
+
+def _restore(store: Store, world: DurableWorld, snapshot_id: int) -> tuple[int, int, str, str]:
+    """``restore_from_snapshot``'s work, off the loop: (the snapshot's tick, the head, the hash before, after)."""
+    info, state = store.snapshots.load(snapshot_id)
+    if info.instance_id != world.instance_id:
+        raise NotFoundError(f"snapshot {snapshot_id} belongs to {info.instance_id}, not {world.instance_id}")
+    world.flush()
+    head = world.tick
+    if info.tick > head:
+        raise ConflictError(f"snapshot {snapshot_id} is at tick {info.tick}, past the head {head}")
+    before = world.world.state_hash()
+    rebuilt = World(state)
+    stored = store.inputs.read(world.instance_id, from_tick=info.tick, to_tick=head)
+    rebuilt.run_to(head, (s.input for s in stored))
+    world.world = rebuilt
+    return info.tick, head, before, rebuilt.state_hash()

@@ -11,12 +11,13 @@ from typing import Any
 from soulfra.errors import InputError, LineageError
 from soulfra.meta.commands import AgentPossession, CrossInstanceCommunication
 from soulfra.meta.god.context import GodContext
+from soulfra.offload import off_loop
 
 __all__ = ["communicate", "possess"]
 
 
 async def possess(ctx: GodContext, command: AgentPossession) -> dict[str, Any]:
-    instance = ctx.running(command.instance)
+    instance = await ctx.running(command.instance)
     item: dict[str, Any] = {"type": command.action, "agent": command.agent}
     if command.action == "possess":
         item["operator"] = command.operator
@@ -33,24 +34,28 @@ async def communicate(ctx: GodContext, command: CrossInstanceCommunication) -> d
     source, target = command.source, command.target
     links = ctx.store.instances
     if command.action == "link":
-        for end in (source, target):
-            if len(links.links(end)) >= ctx.settings.max_links:
-                raise LineageError(f"{end} already has {ctx.settings.max_links} links, the most allowed")
-        links.link(source, target)
+
+        def link() -> None:
+            for end in (source, target):
+                if len(links.links(end)) >= ctx.settings.max_links:
+                    raise LineageError(f"{end} already has {ctx.settings.max_links} links, the most allowed")
+            links.link(source, target)
+
+        await off_loop(link)
         for end, other in ((source, target), (target, source)):
             await ctx.mark(end, "CROSS_INSTANCE_COMMUNICATION", {"link": other})
-        return {"source": source, "target": target, "links": links.links(source)}
+        return {"source": source, "target": target, "links": await off_loop(links.links, source)}
     if command.action == "unlink":
-        removed = links.unlink(source, target)
+        removed = await off_loop(links.unlink, source, target)
         for end, other in ((source, target), (target, source)):
             await ctx.mark(end, "CROSS_INSTANCE_COMMUNICATION", {"unlink": other})
         return {"source": source, "target": target, "removed": removed}
-    if target not in links.links(source):
+    if target not in await off_loop(links.links, source):
         raise LineageError(f"{source} and {target} are not linked; link them first (action 'link')")
-    speaker = ctx.world(ctx.running(source)).world.state
+    speaker = ctx.world(await ctx.running(source)).world.state
     if command.agent not in speaker.index:
         raise InputError(f"{source} has no agent {command.agent!r}")
-    receiver = ctx.running(target)
+    receiver = await ctx.running(target)
     origin = f"{source}/{command.agent}"
     if command.action == "whisper":
         item: dict[str, Any] = {
