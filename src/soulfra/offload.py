@@ -2,14 +2,14 @@
 world's writes, which must keep their order. Nothing else in Soulfra calls ``asyncio.to_thread`` or
 ``run_in_executor`` (a test checks), and no async function calls the store directly.
 
-Why this way, measured on the 2-core test machine (``/tmp``-style microbenchmark of a no-op hop, under load):
-the loop's default executor costs 100 to 250 us per hop (about what ``asyncio.to_thread`` and
-``anyio.to_thread.run_sync`` with a ``CapacityLimiter`` cost: the three are the same mechanism), a dedicated
-single-thread executor 70 us, and an uncontended ``asyncio.Lock`` 1 us. A durable world hops only when it writes
-(a group commit every ``commit_every`` ticks, a snapshot every ``snapshot_every``, an input), so the hop is noise
-next to the write. A dedicated thread per world would keep its order for free, but a server runs up to
-``max_instances`` (5,000) worlds and each would hold an idle thread (1,000 lanes made 1,000 threads); so a lane
-is an ``asyncio.Lock`` (FIFO: waiters are served in arrival order) over the shared, bounded default executor.
+Why this way. Measured on the 2-core test machine under load, 3,000 hops of a no-op call each: the loop's default
+executor, ``asyncio.to_thread`` and ``anyio.to_thread.run_sync`` with a ``CapacityLimiter`` all cost 150 to 250 us
+a hop (they are one mechanism), a dedicated single-thread executor 70 us, an uncontended ``asyncio.Lock`` 1 us.
+A durable world hops only when it writes (a group commit every ``commit_every`` ticks, a snapshot every
+``snapshot_every``, an input), so the hop is noise beside the write itself. A dedicated thread per world would
+keep its order for free, but a server runs up to ``max_instances`` (5,000) worlds and each would hold an idle
+thread (1,000 such lanes made 1,000 threads). So a lane is an ``asyncio.Lock`` (FIFO: waiters are served in the
+order they came) over the shared, bounded default executor, and anyio buys nothing here that asyncio lacks.
 
 Thread affinity: a ``SqlStore`` keeps its transaction per thread, so one call passed here holds a whole
 transaction and never spans an ``await``; SQLAlchemy's file SQLite pool and psycopg connections may move between
