@@ -7,6 +7,7 @@ anything here: a durable run and an in-memory run with the same seed and inputs 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ class DurableWorld:
         """A new instance at tick 0, stored with its genesis snapshot."""
         world = World.create(seed, spec, agents=agents)
         record = InstanceRecord(
-            id=instance_id or _free_id(store, seed),
+            id=instance_id or free_id(store, f"world-{seed}"),
             name=spec.name,
             seed=seed,
             genesis_hash=world.state_hash(),
@@ -202,6 +203,12 @@ class DurableWorld:
 
     def commit_tick(self, events: list[Event]) -> None:
         """The storage half of ``step``, after the world has ticked: traces, snapshots, group commits."""
+        if (write := self.record_tick(events)) is not None:
+            write()
+
+    def record_tick(self, events: list[Event]) -> Callable[[], object] | None:
+        """Keep the traces of the tick just run; return the write it calls for (a snapshot, a group commit), if any,
+        for the caller to run before the next tick where it runs blocking work (a runtime: off the event loop)."""
         level = self.settings.traces
         if level == "all":
             self._traces.extend(events)
@@ -210,9 +217,10 @@ class DurableWorld:
         tick = self.world.tick
         sealed = any(e.kind == "loop_sealed" for e in events)
         if sealed or tick % self.settings.snapshot_every == 0:
-            self.snapshot("loop-seal" if sealed else "periodic", agents=False)
-        elif tick - self.durable_tick >= self.settings.commit_every:
-            self.flush()
+            return functools.partial(self.snapshot, "loop-seal" if sealed else "periodic", agents=False)
+        if tick - self.durable_tick >= self.settings.commit_every:
+            return self.flush
+        return None
 
     def snapshot(self, type: str = "manual", *, agents: bool = True) -> SnapshotInfo:
         """Store the current state (and, with ``agents``, the agents table) with everything before it."""
@@ -244,8 +252,7 @@ class DurableWorld:
 
 @contextmanager
 def _leased(store: Store, instance_id: str) -> Iterator[None]:
-    """Take the writer lease of ``instance_id`` for what follows; if it fails, let go of the lease again, unless this
-    store held it before."""
+    """Take the writer lease of ``instance_id`` for what follows; let go of it if that fails (unless held before)."""
     newly = instance_id not in store.leases.held()
     store.leases.acquire(instance_id)
     try:
@@ -263,10 +270,6 @@ def stamp_input(obj: object, tick: int) -> Input:
         if isinstance(obj["tick"], int) and obj["tick"] < tick:
             raise InputError(f"input for tick {obj['tick']} comes after the world has reached tick {tick}")
     return parse_input(obj)
-
-
-def _free_id(store: Store, seed: int) -> str:
-    return free_id(store, f"world-{seed}")
 
 
 def free_id(store: Store, base: str, *, reserved: set[str] | None = None) -> str:

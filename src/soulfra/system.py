@@ -35,6 +35,7 @@ from soulfra.errors import ConfigError, OutputError
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
+from soulfra.offload import off_loop
 from soulfra.platforms.base import PLATFORMS, Platform
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.platforms.mirror import MirrorPlatform
@@ -127,7 +128,7 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
                 await engine.close()
             finally:
                 await bus.close()
-                store.close()
+                await off_loop(store.close)
 
     router = meta_router(engine, gateway, keyring, Limits(), spool=settings.data)
     app = create_app(gateway, lifespan=lifespan, extra=[router], limits=settings.limits)
@@ -301,7 +302,7 @@ async def serve_platform(
     """Run one platform of one instance on NATS until SIGTERM or SIGINT."""
     if platform not in PLATFORMS:
         raise ConfigError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
-    store = SqlStore.open(db_url)
+    store = await off_loop(SqlStore.open, db_url)
     bus = await connect(nats_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -311,7 +312,7 @@ async def serve_platform(
     server: Platform | None = None
     try:
         if platform == "runtime":
-            world = DurableWorld.open(store, instance_id)
+            world = await off_loop(DurableWorld.open, store, instance_id)
             runtime = RuntimePlatform(world, bus, rate=rate)
             server = runtime
         elif platform == "surface":
@@ -331,9 +332,9 @@ async def serve_platform(
                 try:
                     await runtime.shutdown()
                 finally:
-                    runtime.world.close()
+                    await off_loop(runtime.world.close)
             elif server is not None:
                 await server.stop()
         finally:
             await bus.close()
-            store.close()
+            await off_loop(store.close)

@@ -294,12 +294,16 @@ async def test_freeze_and_thaw_without_names_reach_every_instance(engine: Puppet
 async def test_a_freeze_with_a_duration_thaws_by_itself(engine: PuppetMasterEngine) -> None:
     await create(engine, "a")
     result = await god(engine, {"type": "FREEZE_TIME", "instances": ["a"], "duration": 0.2})
+
+    def thaw_audited() -> bool:  # written after the thaw itself, as every command's audit line is
+        return any(e.action == "god.thaw_time" for e in engine.store.audit.read(instance_id=None))
+
     assert result["until"] is not None
     at = result["frozen"][0]["tick"]
     assert engine.store.instances.get("a").status == "frozen"
     await wait_until(
-        "a thaws and ticks again",
-        lambda: engine.store.instances.get("a").status == "active" and tick_of(engine, "a") > at,
+        "a thaws and ticks again, and the thaw is audited",
+        lambda: engine.store.instances.get("a").status == "active" and tick_of(engine, "a") > at and thaw_audited(),
     )
     assert marks(engine, "a") == [("FREEZE_TIME", at), ("THAW_TIME", at)]
     assert "freeze-timer" in {e.actor for e in engine.store.audit.read(instance_id=None) if e.action == "god.thaw_time"}
@@ -419,7 +423,9 @@ async def test_reality_forks_are_isolated_and_each_replays_from_its_parent(engin
     await whisper(engine, "a", "before the fork", tick=t0 + 3)
     await thaw(engine, "a")
     at = (await settle(engine, ["a"], t0 + 8))["a"]
-    storm = {"type": "intervene", "kind": "vibe", "condition": "echo-storm", "intensity": "0.9", "duration": 30}
+    # held far longer than the test runs: a world goes on ticking while the others are frozen one by one (their
+    # storage work no longer holds the event loop), so f2 may run many ticks past at + 12 before its own freeze
+    storm = {"type": "intervene", "kind": "vibe", "condition": "echo-storm", "intensity": "0.9", "duration": 100_000}
     result = await god(engine, {"type": "REALITY_FORK", "source": "a", "forks": [
         {"id": "f1", "modifications": [WARM]}, {"id": "f2", "modifications": [storm]}, {"id": "f3"},
     ]})  # fmt: skip

@@ -600,17 +600,17 @@ async def test_a_tick_that_cannot_be_stored_stops_the_loop_and_says_so(
     run = await make(rate=200)
     world = run.instance.world
     runtime = run.instance.runtime
-    real_step = world.step
+    real_inputs_due = world.inputs_due
     calls = 0
 
-    def failing_step() -> list[Any]:
+    def failing_inputs_due() -> list[Any]:  # the runtime reads the stored inputs due first in every tick
         nonlocal calls
         calls += 1
         if calls == 15:
             raise StorageError("database is locked")
-        return real_step()
+        return real_inputs_due()
 
-    world.step = failing_step  # type: ignore[method-assign]
+    world.inputs_due = failing_inputs_due  # type: ignore[method-assign]
     run.instance.start_autonomous_operations()
     await wait_until("the loop to stop", held(lambda: runtime.failure is not None))
     status = await run.bridge.fetch_from_runtime("status")

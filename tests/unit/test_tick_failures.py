@@ -310,14 +310,18 @@ async def test_a_tick_the_database_refuses_fails_its_instance_with_the_storage_c
     await up.create("doomed", DOOMED_SEED)
     world = up.runtime("doomed").world
     failing_tick = world.tick + 5
-    commit = world.commit_tick
+    record = world.record_tick
 
-    def commit_tick(events: list[Event]) -> None:
+    def refused() -> None:
+        raise StorageUnavailableError("the database went away")
+
+    def record_tick(events: list[Event]) -> Callable[[], object] | None:
         if world.tick == failing_tick + 1:  # the world has run the tick; storing it fails
-            raise StorageUnavailableError("the database went away")
-        commit(events)
+            record(events)
+            return refused
+        return record(events)
 
-    world.commit_tick = commit_tick  # type: ignore[method-assign]
+    world.record_tick = record_tick  # type: ignore[method-assign]
     await wait_until("the doomed instance stops", lambda: not up.runtime("doomed").running)
 
     expected = {

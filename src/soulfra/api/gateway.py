@@ -5,13 +5,13 @@ It knows instances from the store's catalog when it has one, so an unknown id is
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from soulfra.bus.port import Bus
 from soulfra.errors import NotFoundError, SoulfraError
+from soulfra.offload import off_loop
 from soulfra.platforms.base import check_instance_id
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.security.audit import AuditLogger
@@ -38,7 +38,7 @@ class Gateway:
         if found is not None:
             return found
         if self.store is not None:
-            await asyncio.to_thread(self.store.instances.get, instance_id)  # NotFoundError for an unknown id
+            await off_loop(self.store.instances.get, instance_id)  # NotFoundError for an unknown id
         elif instance_id != self.default_instance:
             raise NotFoundError(f"no instance {instance_id!r}")
         bridge = CrossPlatformBridge(self.bus, instance_id, timeout=self.timeout)
@@ -51,10 +51,10 @@ class Gateway:
 
     async def list_instances(self) -> list[dict[str, Any]]:
         if self.lister is not None:
-            return self.lister()
+            return await off_loop(self.lister)
         if self.store is None:
             return [{"id": self.default_instance}]
-        records = self.store.instances.list_instances()
+        records = await off_loop(self.store.instances.list_instances)
         return [
             {"id": r.id, "name": r.name, "seed": r.seed, "head_tick": r.head_tick, "parent_id": r.parent_id}
             for r in records
@@ -64,6 +64,6 @@ class Gateway:
         if self._audit is None:
             return
         try:
-            self._audit.record(actor=actor, action=action, instance_id=instance_id, detail=detail)
+            await off_loop(self._audit.record, actor=actor, action=action, instance_id=instance_id, detail=detail)
         except SoulfraError as exc:  # the change itself is done and acknowledged; losing its audit line is logged
             log.error("audit of %s on %s failed: %s", action, instance_id, exc.detail)

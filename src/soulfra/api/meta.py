@@ -4,7 +4,6 @@ route each), and packages (export as a download, import as an upload). Thin: eac
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import io
 import pathlib
@@ -35,6 +34,7 @@ from soulfra.meta.engine import PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits, read_package, write_package
 from soulfra.meta.transfer import bundle_for, import_bundles
+from soulfra.offload import off_loop
 from soulfra.world import DEFAULT_WORLD, parse_world
 
 __all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
@@ -84,7 +84,7 @@ def meta_router(
     @router.get("/api/instances/{instance_id}", tags=["instances"])
     async def show_instance(instance_id: InstanceId) -> dict[str, Any]:
         """One instance: record, state, lineage, forks, abandoned branches, links."""
-        return engine.describe(instance_id)
+        return await off_loop(engine.describe, instance_id)
 
     @router.delete("/api/instances/{instance_id}", tags=["instances"])
     async def delete_instance(instance_id: InstanceId) -> dict[str, Any]:
@@ -121,12 +121,12 @@ def meta_router(
 
     # -- packages -------------------------------------------------------------------------------------------------
 
-    def flush(instance_ids: list[str]) -> None:
-        """On the event loop, between two ticks: what the package reads is then durable up to the live tick."""
+    async def flush(instance_ids: list[str]) -> None:
+        """Each live world flushed in its lane: what the package reads is then durable up to the live tick."""
         for instance_id in instance_ids:
             live = engine.live.get(instance_id)
             if live is not None:
-                live.runtime.world.flush()
+                await live.runtime.lane.run(live.runtime.world.flush)
 
     def package_response(instance_ids: list[str], compact: bool) -> Response:
         bundles = [bundle_for(engine.store, i) for i in instance_ids]
@@ -142,9 +142,9 @@ def meta_router(
     @router.get("/api/instances/{instance_id}/export", tags=["packages"], response_class=Response)
     async def export_instance(instance_id: InstanceId, compact: CompactQuery = False) -> Response:
         """The instance as a signed ``.soulpkg`` package (a ZIP file)."""
-        engine.store.instances.get(instance_id)
-        flush([instance_id])
-        return await asyncio.to_thread(package_response, [instance_id], compact)
+        await off_loop(engine.store.instances.get, instance_id)
+        await flush([instance_id])
+        return await off_loop(package_response, [instance_id], compact)
 
     @router.get("/api/export", tags=["packages"], response_class=Response)
     async def export_many(
@@ -152,11 +152,11 @@ def meta_router(
         compact: CompactQuery = False,
     ) -> Response:
         """Several instances (or all) as one collection package of instance packages."""
-        ids = instance or [r["id"] for r in engine.list_instances()]
+        ids = instance or [r["id"] for r in await off_loop(engine.list_instances)]
         for instance_id in ids:
-            engine.store.instances.get(instance_id)
-        flush(ids)
-        return await asyncio.to_thread(package_response, ids, compact)
+            await off_loop(engine.store.instances.get, instance_id)
+        await flush(ids)
+        return await off_loop(package_response, ids, compact)
 
     @router.post("/api/import", tags=["packages"], status_code=201)
     async def import_package(
@@ -170,10 +170,10 @@ def meta_router(
         """Upload a ``.soulpkg`` (the request body): verified, validated, stored, and started."""
         upload = await _spooled(request, limits.max_total_bytes, spool)
         try:
-            package = await asyncio.to_thread(read_package, upload, keyring, limits=limits)
+            package = await off_loop(read_package, upload, keyring, limits=limits)
         finally:
-            await asyncio.to_thread(upload.close)
-        imported = await asyncio.to_thread(
+            await off_loop(upload.close)
+        imported = await off_loop(
             import_bundles, engine.store, package.bundles, as_id=as_id, verify_replay=verify_replay
         )
         if start:
@@ -192,7 +192,7 @@ async def _spooled(request: Request, cap: int, directory: pathlib.Path | None) -
     if declared is not None and declared.isdigit():
         _leave_room(directory, int(declared))
     try:
-        upload = await asyncio.to_thread(_temporary, directory)
+        upload = await off_loop(_temporary, directory)
     except OSError as exc:
         raise StorageError(f"cannot spool the upload: {exc.strerror or exc}") from None
     try:
@@ -204,14 +204,14 @@ async def _spooled(request: Request, cap: int, directory: pathlib.Path | None) -
             pending += chunk
             if len(pending) >= _SPOOL_CHUNK:
                 _leave_room(directory, len(pending))
-                await asyncio.to_thread(upload.write, pending)
+                await off_loop(upload.write, pending)
                 pending.clear()
-        await asyncio.to_thread(_rewound, upload, pending)
+        await off_loop(_rewound, upload, pending)
     except OSError as exc:
-        upload.close()
+        await off_loop(upload.close)
         raise StorageError(f"cannot spool the upload: {exc.strerror or exc}") from None
     except BaseException:
-        upload.close()  # an anonymous file: closing it is all the cleaning up there is
+        await off_loop(upload.close)  # an anonymous file: closing it is all the cleaning up there is
         raise
     return upload
 

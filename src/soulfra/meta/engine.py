@@ -40,6 +40,7 @@ from soulfra.meta.god.guard import refuse_halted, touched, writer_of
 from soulfra.meta.god.intervene import intervene
 from soulfra.meta.god.timers import FreezeTimers
 from soulfra.meta.lineage import lineage, record_json
+from soulfra.offload import off_loop
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world import World, WorldSpec
@@ -95,7 +96,7 @@ class PuppetMasterEngine:
         an abandoned branch to life; frozen ones stay frozen. One that cannot be opened is logged and left stored,
         so that it does not keep the others from running."""
         async with self._lock:
-            for record in self.store.instances.list_instances():
+            for record in await off_loop(self.store.instances.list_instances):
                 if record.status == "abandoned" or record.id in self.live or (ids is not None and record.id not in ids):
                     continue
                 try:
@@ -104,7 +105,7 @@ class PuppetMasterEngine:
                     log.error("instance %s was not started: %s", record.id, exc.detail)
                     continue
                 if record.status == "frozen":
-                    self._timers.rearm(record)
+                    await self._timers.rearm(record)
         # What exists now lives as long as the server: out of the collector's way, so that full collections (which
         # grow with the number of instances) stop pausing every instance's ticks.
         gc.freeze()
@@ -129,7 +130,7 @@ class PuppetMasterEngine:
         self, seed: int, spec: WorldSpec, agents: int, *, claimed: DurableWorld | None = None
     ) -> str:
         """``claim_default`` (or the world it already gave), running; returns its id."""
-        world = claimed if claimed is not None else self.claim_default(seed, spec, agents)
+        world = claimed if claimed is not None else await off_loop(self.claim_default, seed, spec, agents)
         if world.instance_id not in self.live:
             await self._launch(world.instance_id, world=world, frozen=world.record.status == "frozen")
         return world.instance_id
@@ -146,9 +147,9 @@ class PuppetMasterEngine:
         template = self.settings.instance
         if world is None:
             try:
-                world = DurableWorld.open(self.store, instance_id, settings=template.durability)
+                world = await off_loop(DurableWorld.open, self.store, instance_id, settings=template.durability)
             except BaseException:  # not running here (a revert's relaunch held it before): its lease must not say so
-                self.store.leases.release(instance_id)
+                await off_loop(self.store.leases.release, instance_id)
                 raise
         settings = replace(template, instance_id=instance_id, rate=template.rate if rate == "default" else rate)
         instance = await FourPlatformInstance.open(self.store, self.bus, settings, world=world)  # or lets go of it
@@ -175,18 +176,22 @@ class PuppetMasterEngine:
         actor: str = "puppet-master",
     ) -> dict[str, Any]:
         """A new instance at tick 0 with its own seed and world, ticking from now on."""
-        async with self._lock:
-            self._check_room(1)
+
+        def stored() -> DurableWorld:
             if instance_id is not None:
                 with contextlib.suppress(NotFoundError):
                     self.store.instances.get(instance_id)
                     raise ConflictError(f"instance {instance_id!r} already exists")
-            world = DurableWorld.create(
+            return DurableWorld.create(
                 self.store, seed, spec, agents=agents, instance_id=instance_id,
                 settings=self.settings.instance.durability, actor=actor,
             )  # fmt: skip
+
+        async with self._lock:
+            self._check_room(1)
+            world = await off_loop(stored)
             await self._launch(world.instance_id, world=world, rate=rate)
-        return self.describe(world.instance_id)
+        return await off_loop(self.describe, world.instance_id)
 
     def list_instances(self, *, include_abandoned: bool = True) -> list[dict[str, Any]]:
         rows = []
@@ -233,7 +238,8 @@ class PuppetMasterEngine:
 
     async def delete_instance(self, instance_id: str, *, actor: str = "puppet-master") -> dict[str, Any]:
         """Stop and remove an instance and its history; refused while forks, merges or branches descend from it."""
-        async with self._lock:
+
+        def claim() -> InstanceRecord:
             record = self.store.instances.get(instance_id)
             children = self.store.instances.children(instance_id)
             if children:
@@ -242,14 +248,25 @@ class PuppetMasterEngine:
                     "(delete them first)"
                 )
             self.store.leases.acquire(instance_id)  # refused while another process runs it
+            return record
+
+        def delete() -> None:
             try:
-                await self._stop(instance_id)
                 self.store.instances.delete(instance_id)
             finally:  # stopped, if not deleted: this process no longer runs it
                 self.store.leases.release(instance_id)
             self.store.audit.append(
                 actor=actor, action="instance.delete", instance_id=instance_id, detail={"head_tick": record.head_tick}
             )
+
+        async with self._lock:
+            record = await off_loop(claim)
+            try:
+                await self._stop(instance_id)
+            except BaseException:
+                await off_loop(self.store.leases.release, instance_id)
+                raise
+            await off_loop(delete)
         return {"deleted": instance_id, "head_tick": record.head_tick}
 
     async def _stop(self, instance_id: str) -> None:
@@ -274,10 +291,11 @@ class PuppetMasterEngine:
         async with self._lock:
             names = touched(command, self.live)
             refuse_halted(self.live, names)
-            with writer_of(self.store, self.live, names):
+            async with writer_of(self.store, self.live, names):
                 result = await HANDLERS[type(command)](self._god, command)
         touched_id = result.get("instance") or result.get("source") or result.get("id")
-        self.store.audit.append(
+        await off_loop(
+            self.store.audit.append,
             actor=actor,
             action=f"god.{command.type.lower()}",
             instance_id=touched_id if isinstance(touched_id, str) else None,

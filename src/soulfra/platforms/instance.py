@@ -14,6 +14,7 @@ from typing import Any
 from soulfra.bus.port import Bus
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import ConflictError, NotFoundError, PlatformError
+from soulfra.offload import off_loop
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.mirror import MirrorPlatform
 from soulfra.platforms.protocol import ProtocolPlatform
@@ -94,11 +95,11 @@ class FourPlatformInstance:
         took_lease = True
         if world is None:
             held_before = set(store.leases.held())
-            world = _open_world(store, s)
+            world = await off_loop(_open_world, store, s)
             took_lease = world.instance_id not in held_before
         async with contextlib.AsyncExitStack() as undo:  # on a failure: each platform stopped, then the lease
             if took_lease:
-                undo.callback(store.leases.release, world.instance_id)
+                undo.push_async_callback(off_loop, store.leases.release, world.instance_id)
             runtime = RuntimePlatform(world, bus, rate=s.rate)
             protocol = ProtocolPlatform(world.instance_id, bus, store, rules=s.rules)
             keep = s.retention
@@ -149,26 +150,15 @@ class FourPlatformInstance:
         world = self.world
         if not (self.runtime.paused or self.runtime.halted):
             raise PlatformError("pause the instance before restoring it from a snapshot")
-        info, state = self.store.snapshots.load(snapshot_id)
-        if info.instance_id != world.instance_id:
-            raise NotFoundError(f"snapshot {snapshot_id} belongs to {info.instance_id}, not {world.instance_id}")
-        world.flush()
-        head = world.tick
-        if info.tick > head:
-            raise ConflictError(f"snapshot {snapshot_id} is at tick {info.tick}, past the head {head}")
-        before = world.world.state_hash()
-        rebuilt = World(state)
-        stored = self.store.inputs.read(world.instance_id, from_tick=info.tick, to_tick=head)
-        rebuilt.run_to(head, (s.input for s in stored))
-        after = rebuilt.state_hash()
-        world.world = rebuilt
-        return {"snapshot": snapshot_id, "from_tick": info.tick, "tick": head, "state_hash": after,
+        # in the runtime's lane: no write of the world, and no other swap of its state, comes in between
+        from_tick, head, before, after = await self.runtime.lane.run(_restore, self.store, world, snapshot_id)
+        return {"snapshot": snapshot_id, "from_tick": from_tick, "tick": head, "state_hash": after,
                 "matches_live": after == before}  # fmt: skip
 
     async def close(self) -> None:
         """Stop ticking, stop the platforms and flush the world; every step runs even if one before it failed."""
         async with contextlib.AsyncExitStack() as steps:  # run last pushed first, each even if one before failed
-            steps.callback(self.world.close)
+            steps.push_async_callback(off_loop, self.world.close)
             steps.push_async_callback(self.runtime.shutdown)
             for platform in (self.protocol, self.surface, self.mirror):
                 steps.push_async_callback(platform.stop)
@@ -185,3 +175,20 @@ def _open_world(store: Store, s: InstanceSettings) -> DurableWorld:
         return DurableWorld.create(
             store, s.seed, s.spec, agents=s.agents, instance_id=s.instance_id, settings=s.durability
         )
+
+
+def _restore(store: Store, world: DurableWorld, snapshot_id: int) -> tuple[int, int, str, str]:
+    """``restore_from_snapshot``'s work, off the loop: (the snapshot's tick, the head, the hash before, after)."""
+    info, state = store.snapshots.load(snapshot_id)
+    if info.instance_id != world.instance_id:
+        raise NotFoundError(f"snapshot {snapshot_id} belongs to {info.instance_id}, not {world.instance_id}")
+    world.flush()
+    head = world.tick
+    if info.tick > head:
+        raise ConflictError(f"snapshot {snapshot_id} is at tick {info.tick}, past the head {head}")
+    before = world.world.state_hash()
+    rebuilt = World(state)
+    stored = store.inputs.read(world.instance_id, from_tick=info.tick, to_tick=head)
+    rebuilt.run_to(head, (s.input for s in stored))
+    world.world = rebuilt
+    return info.tick, head, before, rebuilt.state_hash()

@@ -19,6 +19,7 @@ from typing import Any
 
 from soulfra.bus.port import Bus, Message
 from soulfra.errors import BusError, InputError, NotFoundError
+from soulfra.offload import Lane, off_loop
 from soulfra.platforms.base import Op, Platform, decode, encode, events_subject, op_subject
 from soulfra.store.ports import Store
 from soulfra.world.daemons.final_export import collect_seed
@@ -68,6 +69,8 @@ class MirrorPlatform(Platform):
         self._caught_up = asyncio.Condition()
         self._busy = asyncio.Lock()
         self._cycles: set[asyncio.Task[Any]] = set()
+        self._unwritten: list[tuple[int, str, dict[str, Any]]] = []  # (tick, kind, data) records to store
+        self._writes = Lane()  # the mirror's records reach the store in the order it made them
 
     async def start(self) -> None:
         await super().start()
@@ -106,6 +109,17 @@ class MirrorPlatform(Platform):
             self._caught_up.notify_all()
         if self.cycle_every and not self.halted and after % self.cycle_every == 0:
             self._spawn(self._cycle())
+        if self._unwritten:
+            records, self._unwritten = self._unwritten, []
+            await self._writes.run(self._write, records)
+
+    def _write(self, records: list[tuple[int, str, dict[str, Any]]]) -> list[int]:
+        """Store records (off the loop); their ids. A mirror without a store keeps them in memory only."""
+        if self.store is None:
+            return []
+        return [
+            self.store.rituals.record(self.instance_id, tick=tick, kind=kind, data=data) for tick, kind, data in records
+        ]
 
     async def _cycle(self) -> None:
         try:
@@ -150,8 +164,7 @@ class MirrorPlatform(Platform):
                       "refused": trace.refused, "artifacts": trace.artifacts, "tick": int(event["tick"])}  # fmt: skip
             self.seeds.append(record)
             self._expected = record
-            if self.store is not None:
-                self.store.rituals.record(self.instance_id, tick=int(event["tick"]), kind="loop_seed", data=record)
+            self._unwritten.append((int(event["tick"]), "loop_seed", record))
 
     def _check_seed(self, event: dict[str, Any]) -> None:
         expected = self._expected
@@ -169,8 +182,7 @@ class MirrorPlatform(Platform):
     def _anomaly(self, kind: str, tick: int, detail: str) -> None:
         anomaly = {"kind": "anomaly", "anomaly": kind, "tick": int(tick), "detail": detail}
         self.anomalies.append(anomaly)
-        if self.store is not None:
-            self.store.rituals.record(self.instance_id, tick=int(tick), kind="anomaly", data=anomaly)
+        self._unwritten.append((int(tick), "anomaly", anomaly))
         self._spawn(self.bus.publish(events_subject(self.instance_id) + ".mirror", encode(anomaly)))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -209,12 +221,12 @@ class MirrorPlatform(Platform):
         return {"tick": self.tick, "anomalies": list(self.anomalies)}
 
     async def list_unified(self, body: dict[str, Any]) -> dict[str, Any]:
-        rows = self._stored_unified()
+        rows = await off_loop(self._stored_unified)
         return {"unified": [{k: r[k] for k in ("id", "tick", "system_hash", "pause_ns", "conflicts")} for r in rows]}
 
     async def get_unified(self, body: dict[str, Any]) -> dict[str, Any]:
         wanted = body.get("id")
-        rows = self._stored_unified()
+        rows = await off_loop(self._stored_unified)
         if wanted == "latest" and rows:
             return rows[-1]
         for row in rows:
@@ -250,8 +262,7 @@ class MirrorPlatform(Platform):
                 took_ns=time.perf_counter_ns() - started,
             )
             if self.store is not None:
-                stored = self.store.rituals.record(self.instance_id, tick=tick, kind="unified_snapshot", data=record)
-                record["id"] = stored
+                (record["id"],) = await self._writes.run(self._write, [(tick, "unified_snapshot", record)])
             else:
                 record["id"] = len(self.unified) + 1
             self.unified.append(record)

@@ -7,6 +7,7 @@ from typing import Any
 
 from soulfra.bus.port import Bus
 from soulfra.errors import InputError
+from soulfra.offload import off_loop
 from soulfra.platforms.base import Op, Platform
 from soulfra.security.permissions import PermissionValidator, RuleSet
 from soulfra.store.ports import Store
@@ -45,7 +46,8 @@ class ProtocolPlatform(Platform):
         target = body.get("instance", self.instance_id)
         if not isinstance(target, str):
             raise InputError("'instance' must be a string")
-        result = self.validator.validate(subject, target, {k: v for k, v in body.items() if not k.startswith("_")})
+        fields = {k: v for k, v in body.items() if not k.startswith("_")}
+        result = await off_loop(self.validator.validate, subject, target, fields)  # it reads the store
         self.validations += 1
         self.violations += len(result.violations)
         return result.to_json()

@@ -3,6 +3,8 @@
 It owns the world: every other platform sees it only through the events it publishes and the ops it serves.
 It never serves the public. Inputs are stored before they are acknowledged (``DurableWorld.submit``). A tick that
 raises stops this world alone, in state ``failed``: it takes no more input and never ticks again in this process.
+The world ticks on the loop; its storage work runs off it, in its ``lane`` (ticks, inputs, snapshots, flushes in
+the order asked), so that one world's commit never holds another world's ticks or a request.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from soulfra.errors import (
     StorageError,
     UnknownAgentError,
 )
+from soulfra.offload import Lane, off_loop
 from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, int_field, op_subject
 from soulfra.projection import agent_json, snapshot_json, vibe_to_json
+from soulfra.store.ports import SnapshotInfo
 from soulfra.world import World
 from soulfra.world.events import Event, event_to_json
 from soulfra.world.inputs import input_to_json
@@ -104,6 +108,7 @@ class RuntimePlatform(Platform):
         if rate is not None and rate <= 0:
             raise InputError(f"tick rate must be positive, not {rate}")
         self.world = world
+        self.lane = Lane()  # the order of this world's writes: whoever writes to it (or swaps it) takes its turn
         self.rate = rate
         self.paused = False
         self._clock_ns = clock_ns
@@ -151,7 +156,7 @@ class RuntimePlatform(Platform):
         finally:
             self._task = None
             try:
-                self.world.flush()
+                await self.lane.run(self.world.flush)
             finally:
                 await self.stop()
 
@@ -175,22 +180,23 @@ class RuntimePlatform(Platform):
                 await self._wake.wait()
                 next_ns = self._clock_ns()
                 continue
-            tick = self.world.tick
-            stepped = False
+            async with self.lane.turn():
+                if self._blocked():  # paused or stopped while this tick waited for its turn
+                    continue
+                tick = self.world.tick
+                try:
+                    events = await self._step()
+                except Exception as exc:  # a bug in a mind or a daemon, or storage: this world stops, visibly
+                    self._fail(exc, tick)
+                    if not isinstance(exc, StorageError):  # the world raised halfway through a tick
+                        await self._restore(tick)
+                    return
+            done += 1
+            self.ticks_run += 1
             try:
-                events = self.world.step()
-                stepped = True
-                done += 1
-                self.ticks_run += 1
                 await self._publish(tick, events)
-            except Exception as exc:  # a bug in a mind or a daemon, or storage: this world stops, visibly
-                self.failure = TickFailure.of(exc, tick)
-                log.exception(
-                    "instance %s failed at tick %d and stopped ticking (the other instances go on; restart to "
-                    "resume it from its last committed tick)", self.instance_id, tick,
-                )  # fmt: skip
-                if not stepped and not isinstance(exc, StorageError):  # the world raised halfway through a tick
-                    self._restore(tick)
+            except Exception as exc:
+                self._fail(exc, tick)
                 return
             if period_ns is None:
                 await asyncio.sleep(0)
@@ -205,23 +211,47 @@ class RuntimePlatform(Platform):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay / 1e9)
 
+    async def _step(self) -> list[Event]:
+        """One tick, in the lane's turn: the world steps on the loop, and the write it calls for runs off it."""
+        world = self.world
+        events = world.world.step(world.inputs_due())
+        write = world.record_tick(events)
+        if write is not None:
+            await off_loop(write)
+        return events
+
+    def _fail(self, error: Exception, tick: int) -> None:
+        self.failure = TickFailure.of(error, tick)
+        log.exception(
+            "instance %s failed at tick %d and stopped ticking (the other instances go on; restart to resume it "
+            "from its last committed tick)", self.instance_id, tick, exc_info=error,
+        )  # fmt: skip
+
     async def _publish(self, tick: int, events: list[Event]) -> None:
         try:
             await self.bus.publish(events_subject(self.instance_id), self._tick_message(tick, events))
         except BusError as exc:  # the world goes on; readers catch up from the next tick's message
             log.warning("events of tick %d of %s were not published: %s", tick, self.instance_id, exc.detail)
 
-    def _restore(self, tick: int) -> None:
+    async def _restore(self, tick: int) -> None:
         """Put back the state at the start of the tick that raised (a tick changes the state in place, so it may
         have left it half-done): rebuilt from what is stored, so that what the runtime serves and flushes from
         here on is the world as it stood. A storage failure leaves the state as it is: its tick was complete.
 
-        Done before anything else runs on the loop (a replay of at most a snapshot interval and a group commit of
-        ticks), so that no read, snapshot or fork ever sees the half-done state."""
+        Rebuilt off the loop (a replay of at most a snapshot interval and a group commit of ticks) in the failed
+        tick's turn of the lane, so that no write, snapshot or fork gets in first, and the reads wait for it
+        (``_settled``): none of them ever sees the half-done state."""
         try:
-            self.world.world = _state_before(self.world, tick)
+            self.world.world = await off_loop(_state_before, self.world, tick)
         except Exception:  # a second failure is logged; the first one already stopped the loop
             log.exception("the state of %s at tick %d could not be rebuilt after its failure", self.instance_id, tick)
+
+    async def _settled(self) -> None:
+        """Before a read of the state: once the world has failed, wait for its state to be rebuilt (``_restore``
+        holds the lane until then)."""
+        if self.failure is not None:
+            async with self.lane.turn():
+                pass
 
     def _refuse_if_failed(self, what: str) -> None:
         if self.failure is not None:
@@ -265,6 +295,7 @@ class RuntimePlatform(Platform):
 
     async def status(self, body: dict[str, Any]) -> dict[str, Any]:
         report = await super().status(body)
+        await self._settled()
         state = self.world.world.state
         report.update(
             tick=state.tick,
@@ -291,6 +322,7 @@ class RuntimePlatform(Platform):
 
     async def view(self, body: dict[str, Any]) -> dict[str, Any]:
         """What the runtime says of the shared domains, for the surface's start and the mirror's comparison."""
+        await self._settled()
         state = self.world.world.state
         return {
             "tick": state.tick,
@@ -303,6 +335,7 @@ class RuntimePlatform(Platform):
         }
 
     async def agents(self, body: dict[str, Any]) -> dict[str, Any]:
+        await self._settled()
         state = self.world.world.state
         offset = int_field(body, "offset", 0, 0, 1 << 31)
         limit = int_field(body, "limit", 100, 1, 1000)
@@ -310,6 +343,7 @@ class RuntimePlatform(Platform):
         return {"tick": state.tick, "total": state.size, "offset": offset, "agents": rows}
 
     async def agent(self, body: dict[str, Any]) -> dict[str, Any]:
+        await self._settled()
         state = self.world.world.state
         agent_id = body.get("agent")
         if not isinstance(agent_id, str) or agent_id not in state.index:
@@ -329,16 +363,18 @@ class RuntimePlatform(Platform):
             raise InputError("'inputs' must be a non-empty list of input objects")
         if len(raw) > MAX_INPUTS_PER_REQUEST:
             raise InputError(f"at most {MAX_INPUTS_PER_REQUEST} inputs per request, not {len(raw)}")
-        if not all(isinstance(obj, dict) and obj.get("type") == "mark" for obj in raw):  # a mark changes nothing
-            self._refuse_if_failed("inputs")
-        tick = self.world.tick
-        items = []
-        for n, obj in enumerate(raw):
-            try:
-                items.append(stamp_input(dict(obj) if isinstance(obj, dict) else obj, tick))
-            except InputError as exc:
-                raise type(exc)(f"input {n}: {exc.detail}") from None
-        stored = self.world.submit(items)
+        marks = all(isinstance(obj, dict) and obj.get("type") == "mark" for obj in raw)  # a mark changes nothing
+        async with self.lane.turn():  # no tick between stamping, checking, storing and scheduling the inputs
+            if not marks:
+                self._refuse_if_failed("inputs")
+            tick = self.world.tick
+            items = []
+            for n, obj in enumerate(raw):
+                try:
+                    items.append(stamp_input(dict(obj) if isinstance(obj, dict) else obj, tick))
+                except InputError as exc:
+                    raise type(exc)(f"input {n}: {exc.detail}") from None
+            stored = await off_loop(self.world.submit, items)
         return {
             "instance": self.instance_id,
             "acks": [{"seq": s.seq, "tick": s.tick, "type": s.input.type} for s in stored],
@@ -347,12 +383,12 @@ class RuntimePlatform(Platform):
     async def inputs(self, body: dict[str, Any]) -> dict[str, Any]:
         after = int_field(body, "after", 0, 0, 1 << 62)
         limit = int_field(body, "limit", 100, 1, 1000)
-        chosen = self.world.store.inputs.page(self.instance_id, after_seq=after, limit=limit)
+        chosen = await off_loop(self.world.store.inputs.page, self.instance_id, after_seq=after, limit=limit)
         return {"inputs": [{"seq": s.seq, "tick": s.tick, "input": input_to_json(s.input)} for s in chosen]}
 
     async def pause(self, body: dict[str, Any]) -> dict[str, Any]:
         self.paused = True
-        self.world.flush()
+        await self.lane.run(self.world.flush)  # after the tick under way, if any: the last one until a resume
         return {"instance": self.instance_id, "paused": True, "tick": self.world.tick}
 
     async def resume(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -370,8 +406,8 @@ class RuntimePlatform(Platform):
     async def override(self, body: dict[str, Any]) -> dict[str, Any]:
         """Emergency stop: no tick runs after this returns; every platform is told on the control subject."""
         self.halted = True
+        await self.lane.run(self.world.flush)  # after the tick under way, if any: the last one
         self.halted_at = self.world.tick
-        self.world.flush()
         reason = str(body.get("reason", ""))[:500]
         await self.bus.publish(
             control_subject(self.instance_id), encode({"kind": "override", "tick": self.world.tick, "reason": reason})
@@ -382,19 +418,20 @@ class RuntimePlatform(Platform):
         kind = body.get("type", "manual")
         if kind not in ("manual", "unified"):
             raise InputError(f"snapshot type must be manual or unified, not {kind!r}")
-        self._refuse_if_failed("snapshots")
-        info = self.world.snapshot(kind)
+        async with self.lane.turn():
+            self._refuse_if_failed("snapshots")
+            info = await off_loop(self.world.snapshot, kind)
         return snapshot_json(info)
 
     async def snapshots(self, body: dict[str, Any]) -> dict[str, Any]:
-        rows = self.world.store.snapshots.list_snapshots(self.instance_id)
+        rows = await off_loop(self.world.store.snapshots.list_snapshots, self.instance_id)
         return {"snapshots": [snapshot_json(info) for info in rows]}
 
     async def snapshot_info(self, body: dict[str, Any]) -> dict[str, Any]:
         wanted = body.get("id")
         if isinstance(wanted, bool) or not isinstance(wanted, int):
             raise InputError("'id' must be a snapshot id (an integer)")
-        info, state = self.world.store.snapshots.load(wanted)
+        info, state = await off_loop(self.world.store.snapshots.load, wanted)
         if info.instance_id != self.instance_id:
             raise NotFoundError(f"{self.instance_id} has no snapshot {wanted}")
         return {
@@ -435,9 +472,15 @@ class RuntimePlatform(Platform):
         kind = str(body.get("type", "unified"))
         if kind not in ("manual", "unified"):
             raise InputError(f"snapshot type must be manual or unified, not {kind!r}")
-        self.world.flush()
-        info = self.world.store.snapshots.save(self.instance_id, captured.state, kind)
+        async with self.lane.turn():
+            info = await off_loop(_save_capture, self.world, captured.state, kind)
         return {"tick": captured.state.tick, "snapshot": snapshot_json(info)}
+
+
+def _save_capture(world: DurableWorld, state: WorldState, kind: str) -> SnapshotInfo:
+    """A captured state stored as a snapshot, with the world's progress before it."""
+    world.flush()
+    return world.store.snapshots.save(world.instance_id, state, kind)
 
 
 def _state_before(world: DurableWorld, tick: int) -> World:

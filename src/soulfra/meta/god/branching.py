@@ -13,10 +13,13 @@ from soulfra.durable import DurableWorld, start_tick, state_at
 from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError
 from soulfra.meta.commands import CloneInstance, ForkSpec, MergeInstances, RealityFork, TimelineRevert
 from soulfra.meta.god.context import GodContext, child_id
-from soulfra.meta.lineage import common_ancestor, fork_record, on_timeline, own_world, revert_record
-from soulfra.meta.merge import merge_states
+from soulfra.meta.lineage import AncestorPoint, common_ancestor, fork_record, on_timeline, own_world, revert_record
+from soulfra.meta.merge import MergeResult, merge_states
+from soulfra.offload import off_loop
 from soulfra.store.ports import InstanceRecord
 from soulfra.world import state_hash
+from soulfra.world.inputs import Input
+from soulfra.world.model import WorldState
 
 __all__ = ["clone", "merge", "reality_fork", "revert"]
 
@@ -37,40 +40,59 @@ async def _fork(
 ) -> list[dict[str, Any]]:
     store = ctx.store
     live = ctx.live.get(source)
-    if live is not None:  # the stored head must reach the live tick before forking at it or before it
-        ctx.world(live).flush()
-    parent = store.instances.get(source)
-    if live is not None and (tick is None or tick == ctx.world(live).tick):
-        state = ctx.world(live).world.state.copy()
-    else:
+
+    def stored(tick: int | None) -> tuple[InstanceRecord, WorldState]:
+        """The parent's record and its state at ``tick``; off the loop, in the live parent's lane if it runs."""
+        if live is not None:  # the stored head must reach the live tick before forking at it or before it
+            live.runtime.world.flush()
+        parent = store.instances.get(source)
+        if live is not None and (tick is None or tick == live.runtime.world.tick):
+            return parent, live.runtime.world.world.state.copy()
         tick = parent.head_tick if tick is None else tick
         if not start_tick(parent) <= tick <= parent.head_tick:
             raise LineageError(f"{source} holds ticks {start_tick(parent)} to {parent.head_tick}; no tick {tick}")
-        state = state_at(store, source, tick)
+        return parent, state_at(store, source, tick)
+
+    if live is None:
+        parent, state = await off_loop(stored, tick)
+    else:  # no tick between the flush and the copy
+        parent, state = await live.runtime.lane.run(stored, tick)
     at = state.tick
     genesis = state_hash(state)
     prepared = [(spec, ctx.modifications(spec.modifications, at, state)) for spec in specs]
     ids = [spec.id for spec in specs if spec.id is not None]
     if len(set(ids)) != len(ids):
         raise InputError("two forks were given the same id")
-    taken = {record.id for record in store.instances.list_instances()} & set(ids)
+    taken = {record.id for record in await off_loop(store.instances.list_instances)} & set(ids)
     if taken:
         raise ConflictError(f"instance {', '.join(sorted(taken))} already exists; no fork was made")
     if start:
         ctx.check_room(len(specs))
-    reserved = set(ids)
-    chosen = []
-    for spec in specs:  # every id settled before anything is written
-        new_id = spec.id or child_id(store, source, kind, reserved)
-        reserved.add(new_id)
-        chosen.append(new_id)
-    made = []
-    for new_id, (_, inputs) in zip(chosen, prepared, strict=True):
+
+    def settle() -> list[str]:
+        reserved = set(ids)
+        chosen = []
+        for spec in specs:  # every id settled before anything is written
+            new_id = spec.id or child_id(store, source, kind, reserved)
+            reserved.add(new_id)
+            chosen.append(new_id)
+        return chosen
+
+    def write(new_id: str, inputs: list[Input]) -> tuple[InstanceRecord, DurableWorld | None]:
         record = fork_record(
             store, parent, tick=at, child_id=new_id, kind=kind, inputs=inputs, genesis_hash=genesis, name=name,
         )  # fmt: skip
-        if start:  # each child gets its own copy: forks never share mutable state
-            world = DurableWorld.from_state(store, record.id, state.copy(), settings=ctx.settings.instance.durability)
+        if not start:
+            return record, None
+        # each child gets its own copy: forks never share mutable state
+        return record, DurableWorld.from_state(
+            store, record.id, state.copy(), settings=ctx.settings.instance.durability
+        )
+
+    made = []
+    for new_id, (_, inputs) in zip(await off_loop(settle), prepared, strict=True):
+        record, world = await off_loop(write, new_id, inputs)
+        if world is not None:
             await ctx.launch(record.id, world=world)
         made.append({"id": record.id, "tick": at, "state_hash": genesis, "modifications": len(inputs)})
     await ctx.mark(source, "REALITY_FORK" if kind == "fork" else "CLONE_INSTANCE", {"at": at, "children": [
@@ -81,16 +103,20 @@ async def _fork(
 
 async def merge(ctx: GodContext, command: MergeInstances) -> dict[str, Any]:
     store = ctx.store
-    ours_state = ctx.state_now(command.ours)
-    theirs_state = ctx.state_now(command.theirs)
-    base_point = common_ancestor(store, command.ours, command.theirs)
-    base_state = state_at(store, base_point.instance, base_point.tick)
-    result = merge_states(base_state, ours_state, theirs_state, policies=command.policies)
+    ours_state = await ctx.state_now(command.ours)
+    theirs_state = await ctx.state_now(command.theirs)
+
+    def prepare() -> tuple[AncestorPoint, MergeResult, InstanceRecord]:
+        base_point = common_ancestor(store, command.ours, command.theirs)
+        base_state = state_at(store, base_point.instance, base_point.tick)
+        result = merge_states(base_state, ours_state, theirs_state, policies=command.policies)
+        return base_point, result, store.instances.get(command.ours)
+
+    base_point, result, ours = await off_loop(prepare)
     if command.start:
         ctx.check_room(1)
     merged = result.state
-    ours = store.instances.get(command.ours)
-    merged_id = command.id or child_id(store, command.ours, "merge")
+    merged_id = command.id if command.id is not None else await off_loop(child_id, store, command.ours, "merge")
     # the merge names each parent at the tick its state was taken at, with that state's hash (what verify
     # checks the parent's history against); its own history starts at the merged state's tick
     record = InstanceRecord(
@@ -104,15 +130,21 @@ async def merge(ctx: GodContext, command: MergeInstances) -> dict[str, Any]:
         merge_parent_id=command.theirs, head_tick=merged.tick,
     )  # fmt: skip
     report = result.to_json()
-    with store.transaction():
-        for parent, taken in ((command.ours, ours_state), (command.theirs, theirs_state)):
-            on_timeline(store, parent, taken.tick, doing="merge")
-        store.instances.create(record)
-        store.snapshots.save(merged_id, merged, "merge")
-        store.vault.save_agents(merged_id, merged)
-        store.rituals.record(merged_id, tick=merged.tick, kind="merge_report", data=report)
+
+    def write() -> None:
+        with store.transaction():
+            for parent, taken in ((command.ours, ours_state), (command.theirs, theirs_state)):
+                on_timeline(store, parent, taken.tick, doing="merge")
+            store.instances.create(record)
+            store.snapshots.save(merged_id, merged, "merge")
+            store.vault.save_agents(merged_id, merged)
+            store.rituals.record(merged_id, tick=merged.tick, kind="merge_report", data=report)
+
+    await off_loop(write)
     if command.start:
-        world = DurableWorld.from_state(store, merged_id, merged.copy(), settings=ctx.settings.instance.durability)
+        world = await off_loop(
+            DurableWorld.from_state, store, merged_id, merged.copy(), settings=ctx.settings.instance.durability
+        )
         await ctx.launch(merged_id, world=world)
     for parent in (command.ours, command.theirs):
         await ctx.mark(parent, "MERGE_INSTANCES", {"into": merged_id})
@@ -130,7 +162,7 @@ async def revert(ctx: GodContext, command: TimelineRevert) -> dict[str, Any]:
     instance_id = command.instance
     tick = command.tick
     if command.snapshot is not None:
-        info, _ = store.snapshots.load(command.snapshot)
+        info, _ = await off_loop(store.snapshots.load, command.snapshot)
         if info.instance_id != instance_id:
             raise NotFoundError(f"{instance_id} has no snapshot {command.snapshot}")
         tick = info.tick
@@ -139,19 +171,28 @@ async def revert(ctx: GodContext, command: TimelineRevert) -> dict[str, Any]:
     instance = ctx.live.get(instance_id)
     runtime = instance.runtime if instance is not None else None
     was_paused = runtime.paused if runtime is not None else True
-    try:
+    at = tick
+
+    def rebuild() -> tuple[int, InstanceRecord, DurableWorld]:
+        """Off the loop (in the live world's lane): the old head kept as a branch, the world reopened at ``at``."""
         if runtime is not None:
-            runtime.paused = True  # no tick between the flush and the swap
             runtime.world.flush()
         record = store.instances.get(instance_id)
-        abandoned_head = record.head_tick
-        branch_id = child_id(store, instance_id, "branch")
-        branch = revert_record(store, record, tick=tick, branch_id=branch_id)
+        branch = revert_record(store, record, tick=at, branch_id=child_id(store, instance_id, "branch"))
         world = DurableWorld.open(store, instance_id, settings=ctx.settings.instance.durability)
         store.vault.save_agents(instance_id, world.world.state)
-        if instance is not None and runtime is not None:
-            instance.world = world
-            runtime.replace_world(world)
+        return record.head_tick, branch, world
+
+    try:
+        if runtime is None:
+            abandoned_head, branch, world = await off_loop(rebuild)
+        else:
+            runtime.paused = True  # no tick between the flush and the swap
+            async with runtime.lane.turn():  # nor an input
+                abandoned_head, branch, world = await off_loop(rebuild)
+                if instance is not None:
+                    instance.world = world
+                    runtime.replace_world(world)
     finally:
         if runtime is not None:
             runtime.paused = was_paused
@@ -160,7 +201,7 @@ async def revert(ctx: GodContext, command: TimelineRevert) -> dict[str, Any]:
     if instance is not None:  # its surface and mirror start over from the reverted tick (and no capture taken
         await ctx.live.pop(instance_id).close()  # before the revert can be saved into it); a timed freeze stays
         await ctx.launch(instance_id, frozen=was_paused)
-    branches = [c.id for c in store.instances.children(instance_id) if c.status == "abandoned"]
+    branches = [c.id for c in await off_loop(store.instances.children, instance_id) if c.status == "abandoned"]
     return {
         "instance": instance_id,
         "tick": tick,

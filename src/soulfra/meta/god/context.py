@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from soulfra.durable import DurableWorld, free_id, state_at
 from soulfra.errors import InputError, PlatformError
+from soulfra.offload import off_loop
 from soulfra.platforms.instance import FourPlatformInstance
 from soulfra.store.ports import Store
 from soulfra.world import World, parse_input
@@ -49,17 +50,13 @@ class GodContext:
     check_room: Callable[[int], None]  # refuses when that many more instances would not fit among the live ones
     timers: FreezeTimers
 
-    def running(self, instance_id: str) -> FourPlatformInstance:
+    async def running(self, instance_id: str) -> FourPlatformInstance:
         """The live instance of that id; ``PlatformError`` if it is only stored, ``NotFoundError`` if unknown."""
         instance = self.live.get(instance_id)
         if instance is not None:
             return instance
-        record = self.store.instances.get(instance_id)  # NotFoundError for an unknown id
+        record = await off_loop(self.store.instances.get, instance_id)  # NotFoundError for an unknown id
         raise PlatformError(f"instance {instance_id} is {record.status} and not running; god commands need it live")
-
-    @staticmethod
-    def world(instance: FourPlatformInstance) -> DurableWorld:
-        return instance.runtime.world
 
     async def submit(self, instance: FourPlatformInstance, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         reply = await instance.bridge.request("runtime", "submit", {"inputs": inputs})
@@ -72,19 +69,17 @@ class GodContext:
         if instance is not None:
             await self.submit(instance, [{"type": "mark", "command": command, "note": text}])
             return
-        record = self.store.instances.get(instance_id)  # its lease is held for the command (``writer_of``)
-        mark = parse_input({"type": "mark", "tick": record.head_tick, "command": command, "note": text})
-        self.store.inputs.append(instance_id, [mark])
+        await off_loop(_mark_stored, self.store, instance_id, command, text)
 
-    def state_now(self, instance_id: str) -> WorldState:
+    async def state_now(self, instance_id: str) -> WorldState:
         """The instance's state at its head, durably stored up to there: a live world's copy, else rebuilt."""
         instance = self.live.get(instance_id)
         if instance is not None:
-            world = self.world(instance)
-            world.flush()
-            return world.world.state.copy()
-        record = self.store.instances.get(instance_id)
-        return state_at(self.store, instance_id, record.head_tick)
+            runtime = instance.runtime
+            async with runtime.lane.turn():  # no tick between the flush and the copy
+                await off_loop(runtime.world.flush)
+                return runtime.world.world.state.copy()
+        return await off_loop(_state_at_head, self.store, instance_id)
 
     def modifications(self, raw: list[dict[str, Any]], tick: int, state: WorldState) -> list[Input]:
         checker = World(state)
@@ -97,6 +92,16 @@ class GodContext:
                 raise type(exc)(f"modification {n}: {exc.detail}") from None
             items.append(item)
         return items
+
+
+def _mark_stored(store: Store, instance_id: str, command: str, text: str) -> None:
+    record = store.instances.get(instance_id)  # its lease is held for the command (``writer_of``)
+    store.inputs.append(instance_id, [parse_input({"type": "mark", "tick": record.head_tick, "command": command,
+                                                   "note": text})])  # fmt: skip
+
+
+def _state_at_head(store: Store, instance_id: str) -> WorldState:
+    return state_at(store, instance_id, store.instances.get(instance_id).head_tick)
 
 
 def child_id(store: Store, base: str, suffix: str, reserved: set[str] | None = None) -> str:

@@ -12,19 +12,20 @@ from typing import Any
 from soulfra.meta.commands import FreezeTime, ThawTime
 from soulfra.meta.god.context import GodContext
 from soulfra.meta.god.timers import now
+from soulfra.offload import off_loop
 
 __all__ = ["freeze", "thaw"]
 
 
 async def freeze(ctx: GodContext, command: FreezeTime) -> dict[str, Any]:
     targets = command.instances if command.instances is not None else sorted(ctx.live)
-    live = {instance_id: ctx.running(instance_id) for instance_id in targets}  # every id known before any change
+    live = {instance_id: await ctx.running(instance_id) for instance_id in targets}  # every id known before any change
     until = None if command.duration is None else (now() + timedelta(seconds=command.duration)).isoformat()
     frozen = []
     for instance_id in targets:
         ctx.timers.cancel(instance_id)
         reply = await live[instance_id].bridge.pause()
-        ctx.store.instances.set_status(instance_id, "frozen")
+        await off_loop(ctx.store.instances.set_status, instance_id, "frozen")
         # the mark keeps the wall-clock end of a timed freeze: a restart re-arms the timer from it
         await ctx.mark(instance_id, "FREEZE_TIME", {"duration": command.duration, "until": until})
         frozen.append({"instance": instance_id, "tick": reply["tick"]})
@@ -38,13 +39,15 @@ async def thaw(ctx: GodContext, command: ThawTime) -> dict[str, Any]:
     instances = command.instances
     if instances is None:
         instances = [i for i, inst in sorted(ctx.live.items()) if inst.runtime.paused]
-    live = {instance_id: ctx.running(instance_id) for instance_id in instances}  # every id known before any change
+    live = {
+        instance_id: await ctx.running(instance_id) for instance_id in instances
+    }  # every id known before any change
     thawed = []
     for instance_id in instances:
         instance = live[instance_id]
         ctx.timers.cancel(instance_id)
         await ctx.mark(instance_id, "THAW_TIME", {})
         reply = await instance.bridge.resume()
-        ctx.store.instances.set_status(instance_id, "active")
+        await off_loop(ctx.store.instances.set_status, instance_id, "active")
         thawed.append({"instance": instance_id, "tick": reply["tick"]})
     return {"thawed": thawed}

@@ -7,7 +7,7 @@ It decides nothing about what a command does, and never writes to a world.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from soulfra.errors import NotFoundError, OverrideActiveError
 from soulfra.meta.commands import (
@@ -19,6 +19,7 @@ from soulfra.meta.commands import (
     RealityFork,
     ThawTime,
 )
+from soulfra.offload import off_loop
 from soulfra.platforms.instance import FourPlatformInstance
 from soulfra.store.ports import Store
 
@@ -49,12 +50,13 @@ def refuse_halted(live: Mapping[str, FourPlatformInstance], names: list[str]) ->
             raise OverrideActiveError(f"{name} is stopped by an emergency override; resume it first")
 
 
-@contextlib.contextmanager
-def writer_of(store: Store, live: Mapping[str, FourPlatformInstance], names: list[str]) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def writer_of(store: Store, live: Mapping[str, FourPlatformInstance], names: list[str]) -> AsyncIterator[None]:
     """Hold the writer lease of every stored (not live) instance a command touches while it runs, so that one
     another process runs is refused before anything changes (a live one's lease is held already)."""
     taken: list[str] = []
-    try:
+
+    def take() -> None:
         for name in names:
             if name in live or name in store.leases.held():
                 continue
@@ -64,7 +66,13 @@ def writer_of(store: Store, live: Mapping[str, FourPlatformInstance], names: lis
                 continue  # the command itself says so
             store.leases.acquire(name)
             taken.append(name)
-        yield
-    finally:
+
+    def release() -> None:
         for name in taken:
             store.leases.release(name)
+
+    try:
+        await off_loop(take)
+        yield
+    finally:
+        await off_loop(release)

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from soulfra.durable import DurableWorld, start_tick
+from soulfra.durable import DurabilitySettings, DurableWorld, start_tick
 from soulfra.errors import InputError, LineageError
 from soulfra.meta.commands import PuppetMasterIntervention
 from soulfra.meta.god.context import GodContext, child_id
 from soulfra.meta.lineage import fork_record
+from soulfra.offload import off_loop
+from soulfra.store.ports import InstanceRecord, Store, StoredInput
 from soulfra.world import World, parse_input, state_hash
+from soulfra.world.inputs import Input
 
 __all__ = ["intervene"]
 
 
 async def intervene(ctx: GodContext, command: PuppetMasterIntervention) -> dict[str, Any]:
     if command.kind != "rewrite":
-        instance = ctx.running(command.instance)
+        instance = await ctx.running(command.instance)
         ack = (await ctx.submit(instance, [command.as_input()]))[0]
         return {"instance": command.instance, "kind": command.kind, "ack": ack}
     return await _rewrite(ctx, command)
@@ -30,14 +33,18 @@ async def _rewrite(ctx: GodContext, command: PuppetMasterIntervention) -> dict[s
     """History from ``from_tick`` rewritten (inputs dropped or added) and replayed, as a new branch."""
     store, horizon = ctx.store, ctx.settings.instance.durability.horizon
     source = command.instance
-    head_state = ctx.state_now(source)
-    parent = store.instances.get(source)
+    head_state = await ctx.state_now(source)
     at = command.from_tick
     if at is None:  # the command's validator asks for it
         raise InputError("a rewrite needs from_tick")
-    if not start_tick(parent) <= at <= parent.head_tick:
-        raise LineageError(f"{source} holds ticks {start_tick(parent)} to {parent.head_tick}; no tick {at}")
-    logged = store.inputs.read(source, from_tick=at)
+
+    def read() -> tuple[InstanceRecord, list[StoredInput]]:
+        parent = store.instances.get(source)
+        if not start_tick(parent) <= at <= parent.head_tick:
+            raise LineageError(f"{source} holds ticks {start_tick(parent)} to {parent.head_tick}; no tick {at}")
+        return parent, store.inputs.read(source, from_tick=at)
+
+    parent, logged = await off_loop(read)
     unknown = set(command.drop) - {s.seq for s in logged}
     if unknown:
         raise InputError(f"no input with seq {sorted(unknown)} at or after tick {at} in {source}")
@@ -60,19 +67,14 @@ async def _rewrite(ctx: GodContext, command: PuppetMasterIntervention) -> dict[s
             raise type(exc)(f"added input {n}: {exc.detail}") from None
         added.append(item)
     ctx.check_room(1)
-    branch_id = command.id or child_id(store, source, "rewrite")
-    record = fork_record(store, parent, tick=at, child_id=branch_id, kind="rewrite")
+    branch_id = command.id if command.id is not None else await off_loop(child_id, store, source, "rewrite")
+    record = await off_loop(fork_record, store, parent, tick=at, child_id=branch_id, kind="rewrite")
     history = sorted(kept + added, key=lambda item: item.tick)
+
     try:
-        world = DurableWorld.open(store, record.id, settings=ctx.settings.instance.durability)
-        if history:
-            world.submit(history)
-        while world.tick < head_state.tick:
-            world.step()
-        world.flush()
+        world = await off_loop(_replay, store, record.id, history, head_state.tick, ctx.settings.instance.durability)
     except BaseException:  # a branch that could not be written whole is not left behind
-        store.instances.delete(record.id)
-        store.leases.release(record.id)
+        await off_loop(_remove, store, record.id)
         raise
     tick, branch_hash = world.tick, world.world.state_hash()  # before the branch ticks on
     await ctx.launch(record.id, world=world)
@@ -88,3 +90,21 @@ async def _rewrite(ctx: GodContext, command: PuppetMasterIntervention) -> dict[s
         "state_hash": branch_hash,
         "source_state_hash": state_hash(head_state),
     }
+
+
+def _replay(
+    store: Store, branch_id: str, history: list[Input], tick: int, settings: DurabilitySettings
+) -> DurableWorld:
+    """The new branch opened, its history stored and replayed up to ``tick``, and flushed (off the loop)."""
+    world = DurableWorld.open(store, branch_id, settings=settings)
+    if history:
+        world.submit(history)
+    while world.tick < tick:
+        world.step()
+    world.flush()
+    return world
+
+
+def _remove(store: Store, branch_id: str) -> None:
+    store.instances.delete(branch_id)
+    store.leases.release(branch_id)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from soulfra.errors import NotFoundError, PlatformError
+from soulfra.offload import off_loop
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world.inputs import Mark
 
@@ -34,10 +35,11 @@ class FreezeTimers:
     def arm(self, instance_id: str, delay: float) -> None:
         self._tasks[instance_id] = asyncio.get_running_loop().create_task(self._thaw_later(instance_id, delay))
 
-    def rearm(self, record: InstanceRecord) -> None:
+    async def rearm(self, record: InstanceRecord) -> None:
         """A frozen instance's timed freeze, continued after a restart: the end its last FREEZE_TIME mark noted."""
+        logged = await off_loop(self._store.inputs.read, record.id, from_tick=record.head_tick)
         marks = [
-            s.input for s in self._store.inputs.read(record.id, from_tick=record.head_tick)
+            s.input for s in logged
             if isinstance(s.input, Mark) and s.input.command in ("FREEZE_TIME", "THAW_TIME")
         ]  # fmt: skip
         if not marks or marks[-1].command != "FREEZE_TIME":
