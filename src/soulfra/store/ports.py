@@ -35,6 +35,9 @@ class InstanceRecord:
     updated_at: datetime | None = None
 
 
+STATUSES = ("active", "frozen", "abandoned")  # an instance's status: what ``InstanceCatalog.set_status`` accepts
+
+
 def parent_tick(record: InstanceRecord, role: str = "parent") -> int:
     """The tick of its ``parent`` (or ``merge_parent``) an instance was made from: a merge keeps one per parent in
     ``world["parent_ticks"]``; a fork or clone has its ``fork_tick`` (and may carry a ``parent_ticks`` copied from a

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError
 from soulfra.store import schema
-from soulfra.store.ports import InstanceRecord, parent_tick
+from soulfra.store.ports import STATUSES, InstanceRecord, parent_tick
 from soulfra.store.sql.clock import aware, utc_now
 
 if TYPE_CHECKING:
@@ -174,9 +174,6 @@ class SqlInstanceCatalog:
         query = sa.select(links.c.a, links.c.b).where(sa.or_(links.c.a == instance_id, links.c.b == instance_id))
         with self._store.connect(f"reading the links of {instance_id}") as conn:
             return sorted(row.b if row.a == instance_id else row.a for row in conn.execute(query))
-
-
-STATUSES = ("active", "frozen", "abandoned")
 
 
 def _instance(row: sa.Row[Any]) -> InstanceRecord:
