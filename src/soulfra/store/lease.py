@@ -14,7 +14,6 @@ import fcntl
 import logging
 import os
 import secrets
-import socket
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +31,14 @@ from soulfra.errors import (
 )
 from soulfra.store import schema
 from soulfra.store.database import translate_errors
-from soulfra.store.lease_rules import PUPPET_MASTER_LEASE, check_key, describe_holder, held_message, lost_message
+from soulfra.store.lease_rules import (
+    PUPPET_MASTER_LEASE,
+    check_key,
+    describe_holder,
+    held_message,
+    lost_message,
+    this_process,
+)
 from soulfra.store.ports import LeaseInfo
 
 if TYPE_CHECKING:
@@ -215,8 +221,7 @@ class SqlLeases:
         else:
             self._liveness = _AdvisoryLiveness(engine)
         self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._host = socket.gethostname()[:255]
+        self._pid, self._host = this_process()
 
     def acquire(self, key: str) -> LeaseInfo:
         check_key(key)

@@ -4,21 +4,37 @@ in a refusal. No adapter here: ``lease`` (SQL) and ``memory`` (one process) each
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import UTC
 
 from soulfra.errors import ConfigError
 from soulfra.store.ports import LeaseInfo
 
-__all__ = ["MAX_KEY", "PUPPET_MASTER_LEASE", "check_key", "describe_holder", "held_message"]
+__all__ = [
+    "MAX_KEY",
+    "PUPPET_MASTER_LEASE",
+    "check_key",
+    "describe_holder",
+    "held_message",
+    "lost_message",
+    "this_process",
+]
 
 PUPPET_MASTER_LEASE = ":puppet-master"  # the server's own lease: one puppet master per database
 MAX_KEY = 80
+MAX_HOST = 255  # a lease names its holder's host by at most this many characters
 
 
 def check_key(key: str) -> None:
     """``ConfigError`` unless ``key`` can name a lease."""
     if not key or len(key) > MAX_KEY:
         raise ConfigError(f"a lease key is 1 to {MAX_KEY} characters, not {len(key)}")
+
+
+def this_process() -> tuple[int, str]:
+    """The pid and the host a lease taken by this process names."""
+    return os.getpid(), socket.gethostname()[:MAX_HOST]
 
 
 def describe_holder(info: LeaseInfo) -> str:

@@ -9,9 +9,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError
+from soulfra.errors import ConflictError, InputError, NotFoundError
 from soulfra.store.memory.tables import DictionaryRow, InstanceRow, Tables, from_json, to_json
-from soulfra.store.ports import STATUSES, InstanceRecord, parent_tick
+from soulfra.store.ports import STATUSES, InstanceRecord, check_revert, moved_to_branch
 
 if TYPE_CHECKING:
     from soulfra.store.memory.store import InMemoryStore
@@ -100,24 +100,15 @@ class InMemoryInstanceCatalog:
         ]
 
     def split_branch(self, instance_id: str, tick: int, branch: InstanceRecord) -> InstanceRecord:
-        record = self.get(instance_id)
-        if not 0 <= tick <= record.head_tick:
-            raise LineageError(f"instance {instance_id} has reached tick {record.head_tick}; cannot revert to {tick}")
-        start = record.fork_tick if record.fork_tick is not None else 0
-        if tick < start:
-            raise LineageError(
-                f"instance {instance_id} begins at tick {start}; its history before that is "
-                f"{record.parent_id or 'not in this database'}'s"
-            )
+        check_revert(self.get(instance_id), tick)
         created = self.create(branch)
         with self._store.write(f"reverting {instance_id} to tick {tick}") as tables:
             self._store.fence(tables, instance_id)
             _move_history(tables, instance_id, created.id, tick)
             for child in self.children(instance_id):  # made from the abandoned part: they descend from the branch
-                for role, column in (("parent", "parent_id"), ("merge_parent", "merge_parent_id")):
-                    moves = getattr(child, column) == instance_id and child.id != created.id
-                    if moves and parent_tick(child, role) > tick:
-                        _set(tables, child.id, **{column: created.id})
+                columns = [] if child.id == created.id else moved_to_branch(child, instance_id, tick)
+                if columns:
+                    _set(tables, child.id, **dict.fromkeys(columns, created.id))
             _set(tables, instance_id, head_tick=tick)
         return created
 
@@ -152,14 +143,15 @@ def _move_history(tables: Tables, source: str, branch: str, tick: int) -> None:
     """Move ``source``'s snapshots after ``tick`` and its inputs and traces at ``tick`` or later to ``branch``, with
     a copy of the trained dictionaries the moved snapshots need."""
     moving = [(t, i) for t, i in tables.ticks.get(source, ()) if t > tick]
-    used = {tables.snapshots[i].dictionary_id for _, i in moving} - {None}
+    used = {tables.snapshots[i].info.dictionary_id for _, i in moving} - {None}
     copied = tuple(d for d in tables.dictionaries.get(source, ()) if d.dict_id in used)
     if copied:  # a trained dictionary is a few KiB of codec state, not history
         tables.dictionaries[branch] = tables.dictionaries.get(branch, ()) + tuple(
             DictionaryRow(dict_id=d.dict_id, codec=d.codec, data=d.data) for d in copied
         )
     for _, snapshot_id in moving:
-        tables.snapshots[snapshot_id] = replace(tables.snapshots[snapshot_id], instance_id=branch)
+        row = tables.snapshots[snapshot_id]
+        tables.snapshots[snapshot_id] = replace(row, info=replace(row.info, instance_id=branch))
     tables.ticks[source] = tuple((t, i) for t, i in tables.ticks.get(source, ()) if t <= tick)
     tables.ticks[branch] = tuple(sorted(tables.ticks.get(branch, ()) + tuple(moving)))
     kept_inputs = tuple(s for s in tables.inputs.get(source, ()) if s.tick < tick)

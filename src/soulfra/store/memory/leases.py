@@ -6,15 +6,13 @@ cannot commit.
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from soulfra.errors import LeaseHeldError, LeaseLostError
-from soulfra.store.lease_rules import check_key, held_message, lost_message
+from soulfra.store.lease_rules import check_key, held_message, lost_message, this_process
 from soulfra.store.memory.tables import LeaseRow, Tables
 from soulfra.store.ports import LeaseInfo
 
@@ -28,10 +26,9 @@ class InMemoryLeases:
     def __init__(self, store: InMemoryStore) -> None:
         self._store = store
         self.token = secrets.token_hex(8)  # names this store in lease rows
+        self._pid, self._host = this_process()
         self._held: dict[str, int] = {}  # key -> the epoch this store took it at
         self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._host = socket.gethostname()[:255]
 
     def acquire(self, key: str) -> LeaseInfo:
         check_key(key)

@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from soulfra.codec import CompressionEngine, Dictionary
-from soulfra.errors import ConflictError, HistoryIntegrityError, NotFoundError
+from soulfra.errors import HistoryIntegrityError, NotFoundError
 from soulfra.store.memory.tables import DictionaryRow, SnapshotRow, Tables
 from soulfra.store.ports import SnapshotInfo
+from soulfra.store.snapshot_blobs import refuse_another_state, unpack
 from soulfra.store.snapshot_policy import KEYFRAME_EVERY, SnapshotPolicy
 from soulfra.world.encoding import FORMAT_VERSION, decode_state, encode_state, encoded_hash
 from soulfra.world.model import WorldState
@@ -23,17 +24,9 @@ if TYPE_CHECKING:
     from soulfra.store.memory.store import InMemoryStore
 
 
-def _info(row: SnapshotRow) -> SnapshotInfo:
-    return SnapshotInfo(
-        id=row.id, instance_id=row.instance_id, type=row.type, tick=row.tick, state_hash=row.state_hash,
-        format_version=row.format_version, codec=row.codec, dictionary_id=row.dictionary_id, base_id=row.base_id,
-        raw_size=row.raw_size, stored_size=len(row.data), timestamp=row.timestamp,
-    )  # fmt: skip
-
-
-def _rows(tables: Tables, instance_id: str) -> list[SnapshotRow]:
+def _infos(tables: Tables, instance_id: str) -> list[SnapshotInfo]:
     """The instance's snapshots, by tick."""
-    return [tables.snapshots[snapshot_id] for _, snapshot_id in tables.ticks.get(instance_id, ())]
+    return [tables.snapshots[snapshot_id].info for _, snapshot_id in tables.ticks.get(instance_id, ())]
 
 
 class InMemorySnapshotStorage:
@@ -43,48 +36,43 @@ class InMemorySnapshotStorage:
         self._store = store
         self._compression = compression
         self.policy = SnapshotPolicy(compression, keyframe_every=keyframe_every)
-        self._raw_cache: tuple[tuple[int, str], bytes] | None = None  # the last keyframe read or written
-
-    def forget(self, instance_id: str) -> None:
-        """Drop what this store learnt of ``instance_id``'s snapshots: an id deleted and made again names a new
-        world, whose trained dictionary may pay where the old one's did not."""
-        self.policy.forget(instance_id)
+        self._last_keyframe: tuple[tuple[int, str], bytes] | None = None  # (id, hash) and bytes, read or written
 
     def save(self, instance_id: str, state: WorldState, type: str) -> SnapshotInfo:
         return self.save_raw(instance_id, encode_state(state), tick=state.tick, type=type)
+
+    def forget(self, instance_id: str) -> None:
+        """An id deleted and made again names a new world: what the policy learnt of the old one goes."""
+        self.policy.forget(instance_id)
 
     def save_raw(self, instance_id: str, raw: bytes, *, tick: int, type: str) -> SnapshotInfo:
         digest = encoded_hash(raw)
         what = f"saving a snapshot of {instance_id} at tick {tick}"
         with self._store.write(what) as tables:
             self._store.fence(tables, instance_id)
-            stored = next((row for row in _rows(tables, instance_id) if row.tick == tick), None)
+            stored = next((info for info in _infos(tables, instance_id) if info.tick == tick), None)
             if stored is not None:
-                if stored.state_hash != digest:
-                    raise ConflictError(
-                        f"instance {instance_id} already has a snapshot at tick {tick} with another state hash "
-                        f"({stored.state_hash}, not {digest})"
-                    )
-                return _info(stored)
+                refuse_another_state(instance_id, tick, stored_hash=stored.state_hash, digest=digest)
+                return stored
             tables.require_instance(instance_id, what)
             history = _History(tables, instance_id, self._raw)
             base_id = self.policy.delta_base(history, tick=tick, size=len(raw))
             base = None if base_id is None else self._raw(tables, base_id)
             dictionary = None if base is not None else self._dictionary(tables, instance_id, history, len(raw))
             packed = self._compression.compress(raw, reference=base, dictionary=dictionary)
-            row = SnapshotRow(
+            info = SnapshotInfo(
                 id=tables.next_id(), instance_id=instance_id, type=type, tick=tick, state_hash=digest,
                 format_version=FORMAT_VERSION, codec=packed.codec, dictionary_id=packed.dictionary_id,
-                base_id=base_id if base is not None else None, raw_size=len(raw), data=packed.data,
+                base_id=base_id if base is not None else None, raw_size=len(raw), stored_size=len(packed.data),
                 timestamp=datetime.now(UTC),
             )  # fmt: skip
-            tables.snapshots[row.id] = row
+            tables.snapshots[info.id] = SnapshotRow(info=info, data=packed.data)
             ticks = list(tables.ticks.get(instance_id, ()))
-            bisect.insort(ticks, (tick, row.id))
+            bisect.insort(ticks, (tick, info.id))
             tables.ticks[instance_id] = tuple(ticks)
             if base is None:
-                self._raw_cache = ((row.id, digest), raw)
-        return _info(row)
+                self._last_keyframe = ((info.id, digest), raw)
+        return info
 
     def _dictionary(self, tables: Tables, instance_id: str, history: _History, size: int) -> Dictionary | None:
         """The instance's dictionary for a keyframe of ``size`` bytes: the one it has, or one the policy has trained
@@ -109,32 +97,29 @@ class InMemorySnapshotStorage:
         row = tables.snapshots.get(snapshot_id)
         if row is None:
             raise NotFoundError(f"no snapshot {snapshot_id} in this database")
-        cache = self._raw_cache
-        if cache is not None and cache[0] == (snapshot_id, row.state_hash):
-            return cache[1]
-        if row.dictionary_id is not None and not self._compression.has_dictionary(row.dictionary_id):
-            kept = [d for d in tables.dictionaries.get(row.instance_id, ()) if d.dict_id == row.dictionary_id]
+        info = row.info
+        last = self._last_keyframe
+        if last is not None and last[0] == (snapshot_id, info.state_hash):
+            return last[1]
+        wanted = info.dictionary_id
+        if wanted is not None and not self._compression.has_dictionary(wanted):
+            kept = [d.data for d in tables.dictionaries.get(info.instance_id, ()) if d.dict_id == wanted]
             if not kept:
-                raise HistoryIntegrityError(
-                    f"snapshot {snapshot_id} needs dictionary {row.dictionary_id}, which is missing"
-                )
-            self._compression.add_dictionary(Dictionary(id=row.dictionary_id, data=kept[0].data))
-        reference = self._raw(tables, row.base_id) if row.base_id is not None else None
-        raw = self._compression.decompress(
-            row.codec, row.data, dictionary_id=row.dictionary_id, raw_size=row.raw_size, reference=reference
-        )
-        if encoded_hash(raw) != row.state_hash:
-            raise HistoryIntegrityError(
-                f"snapshot {snapshot_id} (instance {row.instance_id}, tick {row.tick}) does not match its stored hash"
-            )
-        if row.base_id is None:
-            self._raw_cache = ((snapshot_id, row.state_hash), raw)
+                raise HistoryIntegrityError(f"snapshot {snapshot_id} needs dictionary {wanted}, which is missing")
+            self._compression.add_dictionary(Dictionary(id=wanted, data=kept[0]))
+        raw = unpack(
+            self._compression, row.data, snapshot_id=snapshot_id, instance_id=info.instance_id, tick=info.tick,
+            codec=info.codec, dictionary_id=wanted, raw_size=info.raw_size, state_hash=info.state_hash,
+            reference=None if info.base_id is None else self._raw(tables, info.base_id),
+        )  # fmt: skip
+        if info.base_id is None:
+            self._last_keyframe = ((snapshot_id, info.state_hash), raw)
         return raw
 
     def load_raw(self, snapshot_id: int) -> tuple[SnapshotInfo, bytes]:
         tables = self._store.view()
         raw = self._raw(tables, snapshot_id)
-        return _info(tables.snapshots[snapshot_id]), raw
+        return tables.snapshots[snapshot_id].info, raw
 
     def load(self, snapshot_id: int) -> tuple[SnapshotInfo, WorldState]:
         info, raw = self.load_raw(snapshot_id)
@@ -144,16 +129,16 @@ class InMemorySnapshotStorage:
         tables = self._store.view()
         ticks = tables.ticks.get(instance_id, ())
         at = bisect.bisect_right(ticks, tick, key=lambda entry: entry[0])
-        return _info(tables.snapshots[ticks[at - 1][1]]) if at else None
+        return tables.snapshots[ticks[at - 1][1]].info if at else None
 
     def by_hash(self, instance_id: str, state_hash: str) -> SnapshotInfo:
-        for row in _rows(self._store.view(), instance_id):
-            if row.state_hash == state_hash:
-                return _info(row)
+        for info in _infos(self._store.view(), instance_id):
+            if info.state_hash == state_hash:
+                return info
         raise NotFoundError(f"instance {instance_id!r} has no snapshot with hash {state_hash}")
 
     def list_snapshots(self, instance_id: str) -> list[SnapshotInfo]:
-        return [_info(row) for row in _rows(self._store.view(), instance_id)]
+        return _infos(self._store.view(), instance_id)
 
 
 class _History:
@@ -165,7 +150,7 @@ class _History:
         self._raw = raw
 
     def latest_keyframe(self) -> tuple[int, int] | None:
-        keyframes = [row for row in _rows(self._tables, self._instance_id) if row.base_id is None]
+        keyframes = [info for info in _infos(self._tables, self._instance_id) if info.base_id is None]
         return None if not keyframes else (keyframes[-1].id, keyframes[-1].tick)
 
     def count_after(self, tick: int) -> int:

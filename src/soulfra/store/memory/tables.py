@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from soulfra.errors import ConflictError, StorageUnavailableError
-from soulfra.store.ports import InstanceRecord, StoredInput
+from soulfra.store.ports import InstanceRecord, SnapshotInfo, StoredInput
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another one's transaction, as SQLite's busy timeout
 
@@ -59,18 +59,8 @@ class AgentRow:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRow:
-    id: int
-    instance_id: str
-    type: str
-    tick: int
-    state_hash: str
-    format_version: int
-    codec: str
-    dictionary_id: int | None
-    base_id: int | None
-    raw_size: int
+    info: SnapshotInfo
     data: bytes
-    timestamp: datetime
 
 
 @dataclass(frozen=True, slots=True)
