@@ -1,11 +1,71 @@
-"""Fixtures every layer of the tests shares."""
+"""Fixtures every layer of the tests shares: the async backend, and a PostgreSQL schema of a test's own (the one
+place that knows where the test server is and what happens when it cannot be reached)."""
 
 from __future__ import annotations
 
+import functools
+import os
+import secrets
+from collections.abc import Iterator
+from typing import NoReturn
+
 import pytest
+
+POSTGRES_URL = os.environ.get("SOULFRA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+CONNECT_TIMEOUT_S = 3
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     """Async tests run on asyncio, as Soulfra does."""
     return "asyncio"
+
+
+def _libpq_url() -> str:
+    """``POSTGRES_URL`` as the driver itself takes it (without SQLAlchemy's ``+psycopg``)."""
+    return POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@functools.cache
+def postgres_unreachable() -> str | None:
+    """Why the test PostgreSQL server cannot be used (asked once per session), or None when it can."""
+    try:
+        import psycopg  # noqa: PLC0415 - only tests that use PostgreSQL need the driver
+    except ModuleNotFoundError as exc:
+        return f"the psycopg driver is not installed ({exc})"
+    try:
+        psycopg.connect(_libpq_url(), connect_timeout=CONNECT_TIMEOUT_S).close()
+    except psycopg.Error as exc:
+        return f"cannot connect to {POSTGRES_URL}: {str(exc).strip().splitlines()[0]}"
+    return None
+
+
+def _unreachable(reason: str) -> NoReturn:
+    """Skip a test that needs PostgreSQL when it is unreachable; under CI=true fail it instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required when CI=true, but {reason}")
+    pytest.skip(f"PostgreSQL unreachable: {reason}")
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """The name of an empty PostgreSQL schema of the test's own, dropped afterwards. An unreachable server skips the
+    test, and fails it when ``CI=true``."""
+    reason = postgres_unreachable()
+    if reason is not None:
+        _unreachable(reason)
+    import psycopg  # noqa: PLC0415 - reachable, so the driver is installed
+
+    name = f"t_{secrets.token_hex(8)}"
+    with psycopg.connect(_libpq_url(), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as admin:
+        admin.execute(f'CREATE SCHEMA "{name}"')
+        try:
+            yield name
+        finally:
+            admin.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture
+def postgres_url(postgres_schema: str) -> str:
+    """A SQLAlchemy URL of the test server whose search path is the test's own schema: what it makes is made there."""
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{postgres_schema}"

@@ -1,68 +1,154 @@
-"""The storage backend matrix: every contract test runs once on SQLite and once on PostgreSQL.
+"""The storage backend matrix: every contract test runs on SQLite, on PostgreSQL and in memory, through the ``Store``
+port (as eventsourcing's recorder suite runs on its POPO, SQLite and PostgreSQL recorders alike).
 
-SQLite is a file in the test's own ``tmp_path``; PostgreSQL is a schema of the test's own (``t_<hex>``, reached
-through ``search_path``), dropped afterwards. An unreachable PostgreSQL skips its half locally and fails it when
-``CI=true``.
+SQLite is a file in the test's own ``tmp_path``; PostgreSQL is a schema of the test's own (the root ``postgres_url``
+fixture: unreachable, it skips locally and fails when ``CI=true``); memory is a ``MemoryDatabase`` of the test's own.
+What a test must do behind the stores' backs (count rows, tamper with a blob, forge a lineage, kill a holder) each
+backend does its own way, through ``Backend``. Tests of what only SQL has (migrations, schemas, JSONB, URLs, locks
+across processes) take ``sql_backend`` or ``sql_store`` instead.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import secrets
-from collections.abc import Callable, Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sized
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from soulfra.store import SqlStore
+from soulfra.codec import CompressionEngine
+from soulfra.store import InMemoryStore, MemoryDatabase, SqlStore, Store
+from soulfra.store import schema as tables
 
-POSTGRES_URL = os.environ.get("SOULFRA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-CONNECT_TIMEOUT_S = 3
-
-
-@functools.cache
-def postgres_unreachable() -> str | None:
-    """Why PostgreSQL cannot be used (asked once per session), or None when it can."""
-    try:
-        engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
-    except ModuleNotFoundError as exc:
-        return f"the psycopg driver is not installed ({exc})"
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.DBAPIError as exc:
-        return f"cannot connect to {POSTGRES_URL}: {str(exc.orig).strip().splitlines()[0]}"
-    finally:
-        engine.dispose()
-    return None
+# The tables a test counts rows of, by their SQL names.
+COUNTED = ("snapshots", "compression_dictionaries", "ritual_logs", "inputs", "agents")
 
 
-def require_postgres() -> None:
-    """Skip the test when PostgreSQL is unreachable; fail it instead when ``CI=true``."""
-    reason = postgres_unreachable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required when CI=true, but {reason}")
-    pytest.skip(f"PostgreSQL unreachable: {reason}")
-
-
-@dataclass(slots=True)
-class Backend:
-    """One empty database of one test: its URL, and every ``SqlStore`` opened on it (closed at teardown)."""
+class Backend(ABC):
+    """One empty database of one test, the stores opened on it (closed at teardown), and what a test does to the
+    database behind their backs."""
 
     name: str
-    url: str
-    schema: str | None = None  # PostgreSQL: the test's own schema
-    opened: list[SqlStore] = field(default_factory=list)
 
-    def open(self) -> SqlStore:
-        """A new ``SqlStore`` on this database, with caches of its own (as in another process)."""
-        store = SqlStore.open(self.url)
+    @abstractmethod
+    def open(self, *, compression: CompressionEngine | None = None) -> Store:
+        """A new store on this database, with caches of its own (as in another process)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def rows(self, table: str, instance_id: str) -> int:
+        """How many rows of ``table`` (one of ``COUNTED``) belong to ``instance_id``."""
+
+    @abstractmethod
+    def dictionary_ids(self) -> list[int]:
+        """The ids of every stored trained dictionary, in the order they were stored."""
+
+    @abstractmethod
+    def blob(self, snapshot_id: int) -> bytes:
+        """A snapshot's stored (compressed) bytes."""
+
+    @abstractmethod
+    def tamper(self, snapshot_id: int, data: bytes) -> None:
+        """Overwrite a snapshot's stored bytes."""
+
+    @abstractmethod
+    def forge_parent(self, child: str, parent: str) -> None:
+        """Point ``child``'s lineage at ``parent``, as a hand-edited database would."""
+
+    @abstractmethod
+    def delete_snapshots(self, instance_id: str) -> None:
+        """Lose every snapshot of ``instance_id``."""
+
+    @abstractmethod
+    def lose_liveness(self, store: Store) -> None:
+        """What a lease holder's death looks like from outside while the holder itself still runs."""
+
+
+class SqlBackend(Backend):
+    def __init__(self, name: str, url: str, schema: str | None = None) -> None:
+        self.name, self.url = name, url
+        self.schema = schema  # PostgreSQL: the test's own schema
+        self.opened: list[SqlStore] = []
+        self._admin: sa.Engine | None = None
+
+    def open(self, *, compression: CompressionEngine | None = None) -> SqlStore:
+        store = SqlStore.open(self.url, compression=compression)
+        self.opened.append(store)
+        return store
+
+    def close(self) -> None:
+        for store in self.opened:
+            store.close()
+        if self._admin is not None:
+            self._admin.dispose()
+
+    @property
+    def admin(self) -> sa.Engine:
+        if self._admin is None:
+            self._admin = sa.create_engine(self.url)
+        return self._admin
+
+    def rows(self, table: str, instance_id: str) -> int:
+        column = tables.metadata.tables[table].c.instance_id
+        with self.admin.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).where(column == instance_id)).scalar_one())
+
+    def dictionary_ids(self) -> list[int]:
+        dicts = tables.compression_dictionaries
+        with self.admin.connect() as conn:
+            return list(conn.execute(sa.select(dicts.c.dict_id).order_by(dicts.c.id)).scalars())
+
+    def blob(self, snapshot_id: int) -> bytes:
+        snaps = tables.snapshots
+        with self.admin.connect() as conn:
+            return bytes(conn.execute(sa.select(snaps.c.data).where(snaps.c.id == snapshot_id)).scalar_one())
+
+    def tamper(self, snapshot_id: int, data: bytes) -> None:
+        snaps = tables.snapshots
+        with self.admin.begin() as conn:
+            conn.execute(snaps.update().where(snaps.c.id == snapshot_id).values(data=data))
+
+    def forge_parent(self, child: str, parent: str) -> None:
+        instances = tables.instances
+        with self.admin.begin() as conn:
+            changed = conn.execute(instances.update().where(instances.c.id == child).values(parent_id=parent))
+        assert changed.rowcount == 1
+
+    def delete_snapshots(self, instance_id: str) -> None:
+        with self.admin.begin() as conn:
+            conn.execute(tables.snapshots.delete().where(tables.snapshots.c.instance_id == instance_id))
+
+    def lose_liveness(self, store: Store) -> None:
+        """A killed lock connection on PostgreSQL; the lock file closed on SQLite."""
+        assert isinstance(store, SqlStore)
+        liveness = store.leases._liveness
+        if self.name == "sqlite":
+            liveness.close()
+            return
+        liveness._stop.set()  # type: ignore[attr-defined]  # its keeper would take the lock again
+        self.terminate_lock_session(store)
+
+    def terminate_lock_session(self, store: SqlStore) -> None:
+        conn = store.leases._liveness._conn  # type: ignore[attr-defined]
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with self.admin.connect() as admin:
+            admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+class MemoryBackend(Backend):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.database = MemoryDatabase()
+        self.opened: list[InMemoryStore] = []
+
+    def open(self, *, compression: CompressionEngine | None = None) -> InMemoryStore:
+        store = InMemoryStore(self.database, compression=compression)
         self.opened.append(store)
         return store
 
@@ -70,68 +156,107 @@ class Backend:
         for store in self.opened:
             store.close()
 
+    def rows(self, table: str, instance_id: str) -> int:
+        content = self.database.tables
+        kept: dict[str, Mapping[str, Sized]] = {
+            "snapshots": content.ticks, "compression_dictionaries": content.dictionaries,
+            "ritual_logs": content.traces, "inputs": content.inputs, "agents": content.agents,
+        }  # fmt: skip
+        return len(kept[table].get(instance_id, ()))
+
+    def dictionary_ids(self) -> list[int]:
+        return [d.dict_id for kept in self.database.tables.dictionaries.values() for d in kept]
+
+    def blob(self, snapshot_id: int) -> bytes:
+        return self.database.tables.snapshots[snapshot_id].data
+
+    def tamper(self, snapshot_id: int, data: bytes) -> None:
+        with self.database.edit() as content:
+            content.snapshots[snapshot_id] = replace(content.snapshots[snapshot_id], data=data)
+
+    def forge_parent(self, child: str, parent: str) -> None:
+        with self.database.edit() as content:
+            row = content.instances[child]
+            content.instances[child] = replace(row, record=replace(row.record, parent_id=parent))
+
+    def delete_snapshots(self, instance_id: str) -> None:
+        with self.database.edit() as content:
+            for _, snapshot_id in content.ticks.pop(instance_id, ()):
+                del content.snapshots[snapshot_id]
+
+    def lose_liveness(self, store: Store) -> None:
+        """The store is no longer counted alive, as if its process had died."""
+        assert isinstance(store, InMemoryStore)
+        self.database.live.discard(store.leases.token)
+
 
 @contextmanager
-def new_database(name: str, tmp_path: Path) -> Iterator[Backend]:
-    """An empty database of one test; a PostgreSQL one is a schema dropped on exit."""
+def new_sql_database(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlBackend]:
+    """An empty SQL database of the test's own: a SQLite file, or a PostgreSQL schema."""
     if name == "sqlite":
-        sqlite = Backend(name="sqlite", url=f"sqlite:///{tmp_path}/s.db")
-        try:
-            yield sqlite
-        finally:
-            sqlite.close()
-        return
-    require_postgres()
-    schema = f"t_{secrets.token_hex(8)}"
-    admin = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    postgres = Backend(name="postgresql", url=f"{POSTGRES_URL}?options=-csearch_path%3D{schema}", schema=schema)
+        database = SqlBackend("sqlite", f"sqlite:///{tmp_path}/s.db")
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+        database = SqlBackend("postgresql", url, schema=request.getfixturevalue("postgres_schema"))
     try:
-        yield postgres
+        yield database
     finally:
-        postgres.close()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        database.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+SQL = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=[*SQL, "memory"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with new_database(request.param, tmp_path) as database:
+    if request.param == "memory":
+        memory = MemoryBackend()
+        try:
+            yield memory
+        finally:
+            memory.close()
+        return
+    with new_sql_database(request.param, request, tmp_path) as database:
+        yield database
+
+
+@pytest.fixture(params=SQL)
+def sql_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlBackend]:
+    """For the tests of what only SQL has: SQLite and PostgreSQL."""
+    with new_sql_database(request.param, request, tmp_path) as database:
         yield database
 
 
 @pytest.fixture
-def postgres_database(tmp_path: Path) -> Iterator[Backend]:
-    """For the PostgreSQL-only tests (schemas, JSONB): a schema of the test's own."""
-    with new_database("postgresql", tmp_path) as database:
-        yield database
-
-
-@pytest.fixture
-def postgres_store(postgres_database: Backend) -> SqlStore:
-    return postgres_database.open()
-
-
-@pytest.fixture
-def postgres_schema(postgres_database: Backend) -> str:
-    assert postgres_database.schema is not None
-    return postgres_database.schema
-
-
-@pytest.fixture
-def store(backend: Backend) -> SqlStore:
-    """A migrated, empty store on the backend."""
+def store(backend: Backend) -> Store:
+    """An empty store on the backend."""
     return backend.open()
 
 
 @pytest.fixture
-def reopen(backend: Backend) -> Callable[[], SqlStore]:
-    """Opens another ``SqlStore`` on the same database: fresh caches, as a new process would have."""
+def reopen(backend: Backend) -> Callable[[], Store]:
+    """Opens another store on the same database: fresh caches, as a new process would have."""
     return backend.open
 
 
 @pytest.fixture
-def database_url(backend: Backend) -> str:
-    return backend.url
+def sql_store(sql_backend: SqlBackend) -> SqlStore:
+    """A migrated, empty SQL store."""
+    return sql_backend.open()
+
+
+@pytest.fixture
+def database_url(sql_backend: SqlBackend) -> str:
+    return sql_backend.url
+
+
+@pytest.fixture
+def postgres_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlBackend]:
+    """For the PostgreSQL-only tests (schemas, JSONB, lock sessions): a schema of the test's own."""
+    with new_sql_database("postgresql", request, tmp_path) as database:
+        yield database
+
+
+@pytest.fixture
+def postgres_store(postgres_database: SqlBackend) -> SqlStore:
+    return postgres_database.open()

@@ -14,39 +14,16 @@ import textwrap
 import time
 
 import pytest
-import sqlalchemy as sa
 
 from soulfra.durable import DurableWorld, state_at
 from soulfra.errors import HistoryIntegrityError, LeaseHeldError, LeaseLostError
-from soulfra.store import SqlStore
-from soulfra.store.lease import KEEP_EVERY_S, PUPPET_MASTER_LEASE
+from soulfra.store.lease import KEEP_EVERY_S
+from soulfra.store.lease_rules import PUPPET_MASTER_LEASE
 from soulfra.world import DEFAULT_WORLD, Whisper
 
-from .conftest import Backend
+from .conftest import Backend, SqlBackend
 
 HOLD_TIMEOUT_S = 30
-
-
-def _lose_liveness(store: SqlStore, backend: Backend) -> None:
-    """What a holder's death looks like from outside while the holder itself still runs: its liveness lock is gone
-    (a killed lock connection on PostgreSQL; the lock file closed on SQLite)."""
-    liveness = store.leases._liveness
-    if backend.name == "sqlite":
-        liveness.close()
-        return
-    liveness._stop.set()  # type: ignore[attr-defined]  # its keeper would take the lock again
-    _terminate_lock_session(store, backend)
-
-
-def _terminate_lock_session(store: SqlStore, backend: Backend) -> None:
-    conn = store.leases._liveness._conn  # type: ignore[attr-defined]
-    pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-    admin = sa.create_engine(backend.url)
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    finally:
-        admin.dispose()
 
 
 def test_a_lease_is_held_once_and_names_its_holder(backend: Backend) -> None:
@@ -102,12 +79,13 @@ def test_a_second_writer_of_a_world_is_refused_and_a_reader_is_not(backend: Back
     assert resumed.tick == 5
 
 
-def test_a_crashed_holder_is_taken_over(backend: Backend) -> None:
+def test_a_crashed_holder_is_taken_over(sql_backend: SqlBackend) -> None:
+    """SQL only: a holder in another process, whose lock dies with it (stores in memory share one process)."""
     script = textwrap.dedent(
         f"""
         import sys, time
         from soulfra.store import SqlStore
-        store = SqlStore.open({backend.url!r})
+        store = SqlStore.open({sql_backend.url!r})
         store.leases.acquire("world-1")
         print("held", flush=True)
         time.sleep({HOLD_TIMEOUT_S})
@@ -117,7 +95,7 @@ def test_a_crashed_holder_is_taken_over(backend: Backend) -> None:
         try:
             assert holder.stdout is not None
             assert holder.stdout.readline().strip() == "held"
-            store = backend.open()
+            store = sql_backend.open()
             with pytest.raises(LeaseHeldError, match=f"pid {holder.pid} "):
                 store.leases.acquire("world-1")
         finally:
@@ -133,7 +111,7 @@ def test_a_writer_whose_lease_was_taken_over_cannot_commit(backend: Backend) -> 
     for _ in range(3):
         durable.step()
     durable.flush()
-    _lose_liveness(old, backend)
+    backend.lose_liveness(old)
     new = backend.open()
     assert new.leases.acquire("w").epoch == 2
     with pytest.raises(LeaseLostError, match=f"taken over by pid {os.getpid()}"):
@@ -156,7 +134,7 @@ def test_a_writer_whose_lease_was_taken_over_cannot_commit(backend: Backend) -> 
 def test_a_fenced_write_rolls_back_its_whole_transaction(backend: Backend) -> None:
     old = backend.open()
     DurableWorld.create(old, 5, DEFAULT_WORLD, instance_id="w")
-    _lose_liveness(old, backend)
+    backend.lose_liveness(old)
     backend.open().leases.acquire("w")
 
     def audited_then_fenced() -> None:
@@ -173,10 +151,7 @@ def test_a_world_that_cannot_be_opened_keeps_no_lease(backend: Backend) -> None:
     first = backend.open()
     DurableWorld.create(first, 5, DEFAULT_WORLD, instance_id="w")
     first.close()
-    admin = sa.create_engine(backend.url)
-    with admin.begin() as conn:  # its history is gone: it cannot be rebuilt
-        conn.execute(sa.text("DELETE FROM snapshots WHERE instance_id = 'w'"))
-    admin.dispose()
+    backend.delete_snapshots("w")  # its history is gone: it cannot be rebuilt
     store = backend.open()
     with pytest.raises(HistoryIntegrityError, match="no snapshot"):
         DurableWorld.open(store, "w")
@@ -187,11 +162,13 @@ def test_a_world_that_cannot_be_opened_keeps_no_lease(backend: Backend) -> None:
 
 
 def test_a_lost_lock_connection_is_made_again_and_the_lease_still_refuses_others(
-    postgres_database: Backend,
+    postgres_database: SqlBackend,
 ) -> None:
+    """PostgreSQL only: a liveness lock is a session of its own there, which the server can end under a live
+    holder."""
     holder, other = postgres_database.open(), postgres_database.open()
     durable = DurableWorld.create(holder, 5, DEFAULT_WORLD, instance_id="w")
-    _terminate_lock_session(holder, postgres_database)  # a server restart or an idle-session kill
+    postgres_database.terminate_lock_session(holder)  # a server restart or an idle-session kill
     deadline = time.monotonic() + 10 * KEEP_EVERY_S
     while True:  # the keeper takes the same lock again within a round or two
         with contextlib.suppress(LeaseHeldError):

@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import sqlalchemy as sa
 
 from soulfra.cli import main
 from soulfra.durable import DurabilitySettings, DurableWorld, lineage_mismatches, state_at, verify
 from soulfra.meta.lineage import fork_record, revert_record
-from soulfra.store import SqlStore
-from soulfra.store import schema as tables
+from soulfra.store import Store
 from soulfra.world import DEFAULT_WORLD, Whisper, state_hash
 
-from .conftest import Backend
+from .conftest import Backend, SqlBackend
 
 SEED = 11
 SETTINGS = DurabilitySettings(snapshot_every=10)
@@ -33,7 +31,7 @@ def run_to(world: DurableWorld, tick: int) -> None:
     world.flush()
 
 
-def history(store: SqlStore) -> None:
+def history(store: Store) -> None:
     """``root`` runs to FIRST_HEAD with a whisper at 28; f and g fork from it; ``root`` is reverted to
     REVERT_TICK (its later history becomes ``root-branch``) and runs a different timeline to SECOND_HEAD."""
     root = DurableWorld.create(store, SEED, DEFAULT_WORLD, instance_id="root", settings=SETTINGS)
@@ -47,15 +45,7 @@ def history(store: SqlStore) -> None:
     run_to(DurableWorld.open(store, "root", settings=SETTINGS), SECOND_HEAD)
 
 
-def forge_parent(store: SqlStore, child: str, parent: str) -> None:
-    with store.engine.begin() as conn:
-        changed = conn.execute(
-            sa.update(tables.instances).where(tables.instances.c.id == child).values(parent_id=parent)
-        )
-    assert changed.rowcount == 1
-
-
-def test_forks_that_moved_with_the_abandoned_branch_verify(store: SqlStore) -> None:
+def test_forks_that_moved_with_the_abandoned_branch_verify(store: Store) -> None:
     history(store)
     for child, tick in FORKS.items():
         record = store.instances.get(child)
@@ -66,27 +56,36 @@ def test_forks_that_moved_with_the_abandoned_branch_verify(store: SqlStore) -> N
         assert verify(store, instance).ok
 
 
-@pytest.mark.parametrize(
-    ("child", "finding"),
-    [
-        ("f", "lineage: its parent root at tick 35 is not the state it was made from"),
-        ("g", f"lineage: its parent root holds ticks 0 to {SECOND_HEAD}, not 42"),
-    ],
-)
+FORGERIES = [
+    ("f", "lineage: its parent root at tick 35 is not the state it was made from"),
+    ("g", f"lineage: its parent root holds ticks 0 to {SECOND_HEAD}, not 42"),
+]
+
+
+@pytest.mark.parametrize(("child", "finding"), FORGERIES)
 def test_a_fork_forged_back_onto_the_reverted_timeline_is_a_mismatch(
-    store: SqlStore, backend: Backend, capsys: pytest.CaptureFixture[str], child: str, finding: str
+    store: Store, backend: Backend, child: str, finding: str
 ) -> None:
     history(store)
-    forge_parent(store, child, "root")
+    backend.forge_parent(child, "root")
 
     report = verify(store, child)
     assert not report.ok
     assert [(m.tick, m.what) for m in report.mismatches] == [(FORKS[child], finding)]
     assert report.mismatches[0].stored == store.instances.get(child).genesis_hash
 
+
+@pytest.mark.parametrize(("child", "finding"), FORGERIES)
+def test_soulfra_verify_of_a_forged_lineage_exits_65(
+    sql_backend: SqlBackend, capsys: pytest.CaptureFixture[str], child: str, finding: str
+) -> None:
+    """SQL only: the CLI opens a database by its URL."""
+    history(sql_backend.open())
+    sql_backend.forge_parent(child, "root")
+
     capsys.readouterr()
     with pytest.raises(SystemExit) as exited:
-        main(["verify", "--db", backend.url, "--instance", child, "--json"])
+        main(["verify", "--db", sql_backend.url, "--instance", child, "--json"])
     assert exited.value.code == 65
     printed = json.loads(capsys.readouterr().out)
     assert printed["ok"] is False

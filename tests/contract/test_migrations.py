@@ -1,5 +1,6 @@
-"""Migrations build exactly ``soulfra.store.schema`` on every backend, repeat as no-ops, and keep to the test's own
-PostgreSQL schema (JSON as JSONB there). Opening a database that cannot be used is a ``StorageUnavailableError``.
+"""Migrations build exactly ``soulfra.store.schema`` on SQLite and PostgreSQL, repeat as no-ops, and keep to the
+test's own PostgreSQL schema (JSON as JSONB there). Opening a database that cannot be used is a
+``StorageUnavailableError``. SQL only: an in-memory store has no schema to migrate and no URL to open.
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ def _revisions(engine: sa.Engine) -> list[str]:
         return list(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
 
 
-def test_upgrade_builds_every_table_and_repeats_as_a_no_op(store: SqlStore) -> None:
-    before = _tables(store.engine)
+def test_upgrade_builds_every_table_and_repeats_as_a_no_op(sql_store: SqlStore) -> None:
+    before = _tables(sql_store.engine)
     assert set(before) == set(schema.metadata.tables) | {"alembic_version"}
-    assert _revisions(store.engine) == [head_revision()]
-    assert upgrade(store.engine) == (head_revision(), head_revision())
-    assert upgrade(store.engine) == (head_revision(), head_revision())
-    assert _tables(store.engine) == before
-    assert _revisions(store.engine) == [head_revision()]
+    assert _revisions(sql_store.engine) == [head_revision()]
+    assert upgrade(sql_store.engine) == (head_revision(), head_revision())
+    assert upgrade(sql_store.engine) == (head_revision(), head_revision())
+    assert _tables(sql_store.engine) == before
+    assert _revisions(sql_store.engine) == [head_revision()]
 
 
 def test_upgrade_of_an_empty_database_reports_where_it_started(database_url: str) -> None:
@@ -54,14 +55,14 @@ def test_upgrade_of_an_empty_database_reports_where_it_started(database_url: str
         engine.dispose()
 
 
-def test_migrated_schema_equals_the_declared_one(store: SqlStore) -> None:
-    with store.engine.connect() as conn:
+def test_migrated_schema_equals_the_declared_one(sql_store: SqlStore) -> None:
+    with sql_store.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), schema.metadata)
     assert differences == []
 
 
-def test_a_store_opened_without_migrating_uses_the_migrated_schema(store: SqlStore, database_url: str) -> None:
-    store.audit.append(actor="test", action="seen", instance_id=None, detail={})
+def test_a_store_opened_without_migrating_uses_the_migrated_schema(sql_store: SqlStore, database_url: str) -> None:
+    sql_store.audit.append(actor="test", action="seen", instance_id=None, detail={})
     unmigrated = SqlStore.open(database_url, migrate=False)
     try:
         assert [e.action for e in unmigrated.audit.read()] == ["seen"]

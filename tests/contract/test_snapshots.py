@@ -1,5 +1,5 @@
 """The ``SnapshotStorage`` contract on every backend: exact round trips, idempotent saves, conflicts, lookups, and
-the SQL adapter's compression (keyframes and deltas for large states, a trained dictionary for small ones) reading
+compression every adapter shares (keyframes and deltas for large states, a trained dictionary for small ones) reading
 back exactly, also in a fresh process. A tampered blob is an error, never a wrong state.
 """
 
@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-import sqlalchemy as sa
 import zstandard
 
+from soulfra.codec import CompressionEngine
 from soulfra.errors import CodecError, ConflictError, HistoryIntegrityError, NotFoundError
-from soulfra.store import InstanceRecord, SnapshotInfo, SqlStore, schema
-from soulfra.store.sql import DICTIONARY_MAX_RAW, DICTIONARY_SAMPLES
+from soulfra.store import InstanceRecord, SnapshotInfo, Store
+from soulfra.store.snapshot_policy import DICTIONARY_MAX_RAW, DICTIONARY_SAMPLES
 from soulfra.world import FORMAT_VERSION, World, WorldState, decode_state, encode_state, state_hash
+
+from .conftest import Backend
 
 
 def make_record(instance_id: str, world: World) -> InstanceRecord:
@@ -37,14 +39,14 @@ def states(seed: int, count: int, *, agents: int = 0, every: int = 1) -> list[Wo
     return out
 
 
-def assert_loads_exactly(store: SqlStore, info: SnapshotInfo, expected: WorldState) -> None:
+def assert_loads_exactly(store: Store, info: SnapshotInfo, expected: WorldState) -> None:
     loaded, state = store.snapshots.load(info.id)
     assert loaded == info
     assert state_hash(state) == info.state_hash == state_hash(expected)
     assert encode_state(state) == encode_state(expected)
 
 
-def test_save_and_load_round_trip(store: SqlStore, reopen: Callable[[], SqlStore]) -> None:
+def test_save_and_load_round_trip(store: Store, reopen: Callable[[], Store]) -> None:
     world = World.create(5)
     store.instances.create(make_record("w", world))
     for _ in range(7):
@@ -59,7 +61,7 @@ def test_save_and_load_round_trip(store: SqlStore, reopen: Callable[[], SqlStore
     assert_loads_exactly(reopen(), info, world.state)
 
 
-def test_saving_the_same_state_at_a_stored_tick_returns_the_stored_snapshot(store: SqlStore) -> None:
+def test_saving_the_same_state_at_a_stored_tick_returns_the_stored_snapshot(store: Store) -> None:
     world = World.create(5)
     store.instances.create(make_record("w", world))
     first = store.snapshots.save("w", world.state, "genesis")
@@ -68,7 +70,7 @@ def test_saving_the_same_state_at_a_stored_tick_returns_the_stored_snapshot(stor
     assert [s.id for s in store.snapshots.list_snapshots("w")] == [first.id]
 
 
-def test_another_state_at_a_stored_tick_is_a_conflict(store: SqlStore) -> None:
+def test_another_state_at_a_stored_tick_is_a_conflict(store: Store) -> None:
     world = World.create(5)
     store.instances.create(make_record("w", world))
     first = store.snapshots.save("w", world.state, "genesis")
@@ -80,7 +82,7 @@ def test_another_state_at_a_stored_tick_is_a_conflict(store: SqlStore) -> None:
     assert_loads_exactly(store, first, world.state)
 
 
-def test_snapshots_of_two_instances_are_independent(store: SqlStore) -> None:
+def test_snapshots_of_two_instances_are_independent(store: Store) -> None:
     a, b = World.create(5), World.create(6)
     store.instances.create(make_record("a", a))
     store.instances.create(make_record("b", b))
@@ -93,7 +95,7 @@ def test_snapshots_of_two_instances_are_independent(store: SqlStore) -> None:
     assert_loads_exactly(store, info_b, b.state)
 
 
-def test_list_snapshots_is_by_tick_whatever_the_save_order(store: SqlStore) -> None:
+def test_list_snapshots_is_by_tick_whatever_the_save_order(store: Store) -> None:
     history = states(5, 6, every=2)
     store.instances.create(InstanceRecord(id="w", name="default", seed=5, genesis_hash=state_hash(history[0])))
     for i in (3, 0, 5, 1, 4, 2):
@@ -105,7 +107,7 @@ def test_list_snapshots_is_by_tick_whatever_the_save_order(store: SqlStore) -> N
     assert store.snapshots.list_snapshots("nobody") == []
 
 
-def test_nearest_is_the_latest_snapshot_at_or_before_a_tick(store: SqlStore) -> None:
+def test_nearest_is_the_latest_snapshot_at_or_before_a_tick(store: Store) -> None:
     history = states(5, 11)
     store.instances.create(InstanceRecord(id="w", name="default", seed=5, genesis_hash=state_hash(history[0])))
     saved = {tick: store.snapshots.save("w", history[tick], "periodic") for tick in (2, 5, 10)}
@@ -119,7 +121,7 @@ def test_nearest_is_the_latest_snapshot_at_or_before_a_tick(store: SqlStore) -> 
     assert store.snapshots.nearest("nobody", 7) is None
 
 
-def test_by_hash_finds_a_snapshot_or_raises_not_found(store: SqlStore) -> None:
+def test_by_hash_finds_a_snapshot_or_raises_not_found(store: Store) -> None:
     history = states(5, 4)
     store.instances.create(InstanceRecord(id="w", name="default", seed=5, genesis_hash=state_hash(history[0])))
     infos = [store.snapshots.save("w", state, "periodic") for state in history]
@@ -129,13 +131,13 @@ def test_by_hash_finds_a_snapshot_or_raises_not_found(store: SqlStore) -> None:
         store.snapshots.by_hash("w", "b2:" + "00" * 32)
 
 
-def test_loading_a_missing_snapshot_is_not_found(store: SqlStore) -> None:
+def test_loading_a_missing_snapshot_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError, match="12345"):
         store.snapshots.load(12345)
 
 
 def test_large_states_are_stored_as_keyframes_and_deltas_that_load_back_exactly(
-    store: SqlStore, reopen: Callable[[], SqlStore]
+    store: Store, reopen: Callable[[], Store]
 ) -> None:
     history = states(1, 23, agents=997)
     assert len(encode_state(history[0])) > DICTIONARY_MAX_RAW
@@ -161,7 +163,7 @@ def test_large_states_are_stored_as_keyframes_and_deltas_that_load_back_exactly(
 
 
 def test_small_states_get_a_trained_dictionary_that_loads_back_in_a_fresh_process(
-    store: SqlStore, reopen: Callable[[], SqlStore]
+    store: Store, reopen: Callable[[], Store], backend: Backend
 ) -> None:
     history = states(1, DICTIONARY_SAMPLES + 8, every=3)
     assert all(len(encode_state(state)) <= DICTIONARY_MAX_RAW for state in history)
@@ -175,9 +177,7 @@ def test_small_states_get_a_trained_dictionary_that_loads_back_in_a_fresh_proces
     trained = {info.dictionary_id for info in infos[DICTIONARY_SAMPLES:]}
     assert len(trained) == 1
     assert None not in trained
-    with store.engine.connect() as conn:
-        stored = conn.execute(sa.select(schema.compression_dictionaries.c.dict_id)).scalars().all()
-    assert stored == list(trained)
+    assert backend.dictionary_ids() == list(trained)
     for reader in (store, reopen()):
         for info, state in zip(infos, history, strict=True):
             assert_loads_exactly(reader, info, state)
@@ -186,7 +186,7 @@ def test_small_states_get_a_trained_dictionary_that_loads_back_in_a_fresh_proces
 
 
 def test_a_dictionary_trained_in_a_rolled_back_transaction_is_not_used(
-    store: SqlStore, reopen: Callable[[], SqlStore]
+    store: Store, reopen: Callable[[], Store]
 ) -> None:
     history = states(1, DICTIONARY_SAMPLES + 4, every=3)
     store.instances.create(InstanceRecord(id="w", name="default", seed=1, genesis_hash=state_hash(history[0])))
@@ -204,18 +204,6 @@ def test_a_dictionary_trained_in_a_rolled_back_transaction_is_not_used(
     fresh = reopen()
     for info, state in zip(later, history[DICTIONARY_SAMPLES:], strict=True):
         assert_loads_exactly(fresh, info, state)
-
-
-def _tamper(store: SqlStore, snapshot_id: int, data: bytes) -> None:
-    table = schema.snapshots
-    with store.engine.begin() as conn:
-        conn.execute(table.update().where(table.c.id == snapshot_id).values(data=data))
-
-
-def _blob(store: SqlStore, snapshot_id: int) -> bytes:
-    table = schema.snapshots
-    with store.engine.connect() as conn:
-        return bytes(conn.execute(sa.select(table.c.data).where(table.c.id == snapshot_id)).scalar_one())
 
 
 def _other_bytes_of_the_same_size(raw: bytes) -> bytes:
@@ -236,23 +224,25 @@ TAMPERINGS: dict[str, Callable[[bytes, bytes], bytes]] = {
 
 @pytest.mark.parametrize("how", sorted(TAMPERINGS))
 def test_a_tampered_blob_is_an_error_never_a_wrong_state(
-    store: SqlStore, reopen: Callable[[], SqlStore], how: str
+    store: Store, reopen: Callable[[], Store], backend: Backend, how: str
 ) -> None:
     history = states(2, 2)
     store.instances.create(InstanceRecord(id="w", name="default", seed=2, genesis_hash=state_hash(history[0])))
     victim, _ = (store.snapshots.save("w", state, "periodic") for state in history)
-    _tamper(store, victim.id, TAMPERINGS[how](_blob(store, victim.id), encode_state(history[0])))
+    backend.tamper(victim.id, TAMPERINGS[how](backend.blob(victim.id), encode_state(history[0])))
     for reader in (store, reopen()):
         with pytest.raises((HistoryIntegrityError, CodecError)):
             reader.snapshots.load(victim.id)
 
 
-def test_a_tampered_keyframe_breaks_its_deltas_loudly(store: SqlStore, reopen: Callable[[], SqlStore]) -> None:
+def test_a_tampered_keyframe_breaks_its_deltas_loudly(
+    store: Store, reopen: Callable[[], Store], backend: Backend
+) -> None:
     history = states(1, 4, agents=997)
     store.instances.create(InstanceRecord(id="w", name="default", seed=1, genesis_hash=state_hash(history[0])))
     keyframe, *deltas = (store.snapshots.save("w", state, "periodic") for state in history)
     assert all(delta.base_id == keyframe.id for delta in deltas)
-    _tamper(store, keyframe.id, _other_bytes_of_the_same_size(encode_state(history[0])))
+    backend.tamper(keyframe.id, _other_bytes_of_the_same_size(encode_state(history[0])))
     fresh = reopen()
     for info in (deltas[-1], keyframe, deltas[0]):
         with pytest.raises(HistoryIntegrityError):
@@ -260,15 +250,17 @@ def test_a_tampered_keyframe_breaks_its_deltas_loudly(store: SqlStore, reopen: C
 
 
 def test_a_deleted_and_recreated_instance_gets_its_dictionary_judged_anew(
-    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A verdict that a trained dictionary did not pay belongs to one world: the same id, deleted and made again,
     is another world, and its snapshots are given their own chance at a dictionary."""
+    compression = CompressionEngine()
+    store = backend.open(compression=compression)
     history = states(1, DICTIONARY_SAMPLES + 4, every=3)
     record = InstanceRecord(id="w", name="default", seed=1, genesis_hash=state_hash(history[0]))
     store.instances.create(record)
     with monkeypatch.context() as patched:  # the first world's dictionary does not pay
-        patched.setattr(store.snapshots._compression, "dictionary_pays", lambda samples, trained: False)
+        patched.setattr(compression, "dictionary_pays", lambda samples, trained: False)
         first = [store.snapshots.save("w", state, "periodic") for state in history]
     assert {info.dictionary_id for info in first} == {None}
 

@@ -10,11 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any, get_args
 
 import pytest
-import sqlalchemy as sa
 
 from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError
 from soulfra.projection import agent_state_json, personality_json
-from soulfra.store import InstanceRecord, SqlStore, schema
+from soulfra.store import InstanceRecord, Store
 from soulfra.world import (
     Act,
     AlterVibe,
@@ -32,6 +31,8 @@ from soulfra.world import (
 )
 from soulfra.world.vibe import PHASES
 
+from .conftest import Backend
+
 
 def make_record(
     instance_id: str, *, seed: int = 7, genesis_hash: str = "b2:genesis", world: dict[str, Any] | None = None
@@ -42,11 +43,6 @@ def make_record(
 
 def _is_utc(moment: datetime | None) -> bool:
     return moment is not None and moment.utcoffset() == timedelta(0)
-
-
-def _rows(store: SqlStore, table: sa.Table, instance_id: str) -> int:
-    with store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).where(table.c.instance_id == instance_id)).scalar_one())
 
 
 EVERY_INPUT: tuple[Input, ...] = (
@@ -77,7 +73,7 @@ EVERY_INPUT: tuple[Input, ...] = (
 # -- InstanceCatalog -------------------------------------------------------------------------------------------
 
 
-def test_create_returns_the_stored_record_and_get_reads_it_back(store: SqlStore) -> None:
+def test_create_returns_the_stored_record_and_get_reads_it_back(store: Store) -> None:
     wanted = make_record(
         "w-1", seed=2**64 - 1, world={"name": "default", "loop_length": 100, "agents": 3, "nested": {"a": [1, 2]}}
     )
@@ -90,7 +86,7 @@ def test_create_returns_the_stored_record_and_get_reads_it_back(store: SqlStore)
     assert store.instances.get("w-1") == created
 
 
-def test_lineage_fields_round_trip(store: SqlStore) -> None:
+def test_lineage_fields_round_trip(store: Store) -> None:
     store.instances.create(make_record("parent"))
     store.instances.create(make_record("other"))
     child = store.instances.create(
@@ -100,7 +96,7 @@ def test_lineage_fields_round_trip(store: SqlStore) -> None:
     assert store.instances.get("child") == child
 
 
-def test_create_with_a_taken_id_is_a_conflict_and_keeps_the_first(store: SqlStore) -> None:
+def test_create_with_a_taken_id_is_a_conflict_and_keeps_the_first(store: Store) -> None:
     first = store.instances.create(make_record("w-1", seed=1))
     with pytest.raises(ConflictError, match="w-1"):
         store.instances.create(make_record("w-1", seed=2))
@@ -108,7 +104,7 @@ def test_create_with_a_taken_id_is_a_conflict_and_keeps_the_first(store: SqlStor
     assert [r.id for r in store.instances.list_instances()] == ["w-1"]
 
 
-def test_missing_instances_are_not_found(store: SqlStore) -> None:
+def test_missing_instances_are_not_found(store: Store) -> None:
     store.instances.create(make_record("present"))
     with pytest.raises(NotFoundError, match="absent"):
         store.instances.get("absent")
@@ -119,14 +115,14 @@ def test_missing_instances_are_not_found(store: SqlStore) -> None:
     assert store.instances.get("present").head_tick == 0
 
 
-def test_list_instances_is_oldest_first(store: SqlStore) -> None:
+def test_list_instances_is_oldest_first(store: Store) -> None:
     assert store.instances.list_instances() == []
     for name in ("zeta", "alpha", "mid"):
         store.instances.create(make_record(name))
     assert [r.id for r in store.instances.list_instances()] == ["zeta", "alpha", "mid"]
 
 
-def test_find_returns_only_that_seed_newest_first(store: SqlStore) -> None:
+def test_find_returns_only_that_seed_newest_first(store: Store) -> None:
     for name, seed in (("a", 5), ("b", 6), ("c", 5), ("d", 5)):
         store.instances.create(make_record(name, seed=seed))
     assert [r.id for r in store.instances.find(5)] == ["d", "c", "a"]
@@ -134,7 +130,7 @@ def test_find_returns_only_that_seed_newest_first(store: SqlStore) -> None:
     assert store.instances.find(99) == []
 
 
-def test_set_head_records_the_durable_tick(store: SqlStore) -> None:
+def test_set_head_records_the_durable_tick(store: Store) -> None:
     store.instances.create(make_record("w"))
     store.instances.create(make_record("untouched"))
     store.instances.set_head("w", 128)
@@ -144,7 +140,7 @@ def test_set_head_records_the_durable_tick(store: SqlStore) -> None:
     assert store.instances.get("untouched").head_tick == 0
 
 
-def _fill(store: SqlStore, instance_id: str, *, agents: int) -> None:
+def _fill(store: Store, instance_id: str, *, agents: int) -> None:
     """An instance with something in every table: inputs, snapshots (deltas or a dictionary), traces, agents."""
     world = World.create(3, agents=agents)
     store.instances.create(make_record(instance_id, seed=3, genesis_hash=world.state_hash()))
@@ -157,13 +153,13 @@ def _fill(store: SqlStore, instance_id: str, *, agents: int) -> None:
 
 
 def test_delete_removes_everything_stored_for_the_instance_and_nothing_else(
-    store: SqlStore, reopen: Callable[[], SqlStore]
+    store: Store, reopen: Callable[[], Store], backend: Backend
 ) -> None:
     _fill(store, "big", agents=997)  # over 64 KiB: keyframes and deltas
     _fill(store, "small", agents=0)  # 3 agents: a trained dictionary
     _fill(store, "kept", agents=0)
     assert any(s.base_id is not None for s in store.snapshots.list_snapshots("big"))
-    assert _rows(store, schema.compression_dictionaries, "small") == 1
+    assert backend.rows("compression_dictionaries", "small") == 1
 
     store.instances.delete("big")
     store.instances.delete("small")
@@ -175,8 +171,8 @@ def test_delete_removes_everything_stored_for_the_instance_and_nothing_else(
         assert store.snapshots.list_snapshots(gone) == []
         assert store.rituals.read(gone) == []
         assert store.vault.list_agents(gone) == []
-        for table in (schema.snapshots, schema.compression_dictionaries, schema.ritual_logs, schema.inputs):
-            assert _rows(store, table, gone) == 0
+        for table in ("snapshots", "compression_dictionaries", "ritual_logs", "inputs", "agents"):
+            assert backend.rows(table, gone) == 0
     assert [r.id for r in store.instances.list_instances()] == ["kept"]
     assert store.inputs.count("kept") == 1
     assert len(store.snapshots.list_snapshots("kept")) == 20
@@ -192,7 +188,7 @@ def test_delete_removes_everything_stored_for_the_instance_and_nothing_else(
         assert loaded.state_hash == info.state_hash
 
 
-def test_deleting_an_instance_that_was_forked_is_a_conflict_and_removes_nothing(store: SqlStore) -> None:
+def test_deleting_an_instance_that_was_forked_is_a_conflict_and_removes_nothing(store: Store) -> None:
     _fill(store, "parent", agents=0)
     store.instances.create(replace(make_record("fork"), parent_id="parent", fork_tick=10))
     with pytest.raises(ConflictError, match="parent"):
@@ -210,7 +206,7 @@ def test_deleting_an_instance_that_was_forked_is_a_conflict_and_removes_nothing(
 # -- InputLog --------------------------------------------------------------------------------------------------
 
 
-def test_append_numbers_from_one_across_calls_per_instance(store: SqlStore) -> None:
+def test_append_numbers_from_one_across_calls_per_instance(store: Store) -> None:
     store.instances.create(make_record("a"))
     store.instances.create(make_record("b"))
     first = store.inputs.append("a", [Whisper(tick=0, target="*", text="1"), Whisper(tick=0, target="*", text="2")])
@@ -227,7 +223,7 @@ def test_append_numbers_from_one_across_calls_per_instance(store: SqlStore) -> N
     assert store.inputs.count("nobody") == 0
 
 
-def test_read_is_in_seq_order_not_tick_order(store: SqlStore) -> None:
+def test_read_is_in_seq_order_not_tick_order(store: Store) -> None:
     store.instances.create(make_record("a"))
     ticks = [5, 2, 9, 2, 0]
     store.inputs.append("a", [Whisper(tick=t, target="*", text=f"at {t}") for t in ticks[:3]])
@@ -235,7 +231,7 @@ def test_read_is_in_seq_order_not_tick_order(store: SqlStore) -> None:
     assert [(s.seq, s.tick) for s in store.inputs.read("a")] == list(enumerate(ticks, start=1))
 
 
-def test_a_page_is_the_inputs_after_a_seq_in_seq_order_at_most_limit(store: SqlStore) -> None:
+def test_a_page_is_the_inputs_after_a_seq_in_seq_order_at_most_limit(store: Store) -> None:
     store.instances.create(make_record("a"))
     store.instances.create(make_record("b"))
     store.inputs.append("a", [Whisper(tick=t, target="*", text=f"at {t}") for t in (5, 2, 9, 2, 0, 7)])
@@ -246,7 +242,7 @@ def test_a_page_is_the_inputs_after_a_seq_in_seq_order_at_most_limit(store: SqlS
     assert [s.input for s in store.inputs.page("b")] == [s.input for s in store.inputs.read("b")]
 
 
-def test_read_bounds_are_from_tick_inclusive_to_tick_exclusive(store: SqlStore) -> None:
+def test_read_bounds_are_from_tick_inclusive_to_tick_exclusive(store: Store) -> None:
     store.instances.create(make_record("a"))
     store.inputs.append("a", [Whisper(tick=t, target="*", text=str(t)) for t in range(10)])
 
@@ -261,7 +257,7 @@ def test_read_bounds_are_from_tick_inclusive_to_tick_exclusive(store: SqlStore) 
     assert ticks(from_tick=10) == []
 
 
-def test_every_input_type_reads_back_equal(store: SqlStore, reopen: Callable[[], SqlStore]) -> None:
+def test_every_input_type_reads_back_equal(store: Store, reopen: Callable[[], Store]) -> None:
     store.instances.create(make_record("a"))
     stored = store.inputs.append("a", EVERY_INPUT)
     assert [s.input for s in stored] == list(EVERY_INPUT)
@@ -290,7 +286,7 @@ def _run(ticks: int) -> list[Event]:
     return events
 
 
-def test_rituals_read_back_as_event_json_in_stored_order(store: SqlStore) -> None:
+def test_rituals_read_back_as_event_json_in_stored_order(store: Store) -> None:
     store.instances.create(make_record("a"))
     store.instances.create(make_record("b"))
     events = _run(40)
@@ -310,7 +306,7 @@ def test_rituals_read_back_as_event_json_in_stored_order(store: SqlStore) -> Non
     assert store.rituals.read("nobody") == []
 
 
-def test_a_derived_record_is_stored_beside_the_events_with_its_own_id(store: SqlStore) -> None:
+def test_a_derived_record_is_stored_beside_the_events_with_its_own_id(store: Store) -> None:
     store.instances.create(make_record("a"))
     store.rituals.append("a", _run(5))
     first = store.rituals.record("a", tick=3, kind="unified_snapshot", data={"system_hash": "ab", "conflicts": []})
@@ -323,7 +319,7 @@ def test_a_derived_record_is_stored_beside_the_events_with_its_own_id(store: Sql
     ]
 
 
-def test_rituals_read_with_tick_bounds_and_kinds(store: SqlStore) -> None:
+def test_rituals_read_with_tick_bounds_and_kinds(store: Store) -> None:
     store.instances.create(make_record("a"))
     events = _run(40)
     store.rituals.append("a", events)
@@ -349,14 +345,14 @@ def test_rituals_read_with_tick_bounds_and_kinds(store: SqlStore) -> None:
 # -- VaultManager ----------------------------------------------------------------------------------------------
 
 
-def test_save_agents_upserts_one_row_per_agent_at_the_latest_tick(store: SqlStore) -> None:
+def test_save_agents_upserts_one_row_per_agent_at_the_latest_tick(store: Store, backend: Backend) -> None:
     world = World.create(4, agents=20)
     store.instances.create(make_record("a"))
     assert store.vault.save_agents("a", world.state) == 23
     for _ in range(5):
         world.step([ChangePersonality(tick=world.tick, agent="arty", traits=(("warmth", 900_000),))])
     assert store.vault.save_agents("a", world.state) == 23
-    assert _rows(store, schema.agents, "a") == 23
+    assert backend.rows("agents", "a") == 23
 
     agents = store.vault.list_agents("a")
     assert [a.id for a in agents] == [spec.id for spec in world.state.specs]
@@ -369,7 +365,7 @@ def test_save_agents_upserts_one_row_per_agent_at_the_latest_tick(store: SqlStor
     assert agents[1].personality["traits"]["warmth"] == 900_000
 
 
-def test_load_agent_and_missing_agents(store: SqlStore) -> None:
+def test_load_agent_and_missing_agents(store: Store) -> None:
     world = World.create(4)
     store.instances.create(make_record("a"))
     store.instances.create(make_record("b"))
@@ -386,7 +382,7 @@ def test_load_agent_and_missing_agents(store: SqlStore) -> None:
 # -- AuditLog --------------------------------------------------------------------------------------------------
 
 
-def test_audit_entries_read_back_oldest_first_and_by_instance(store: SqlStore) -> None:
+def test_audit_entries_read_back_oldest_first_and_by_instance(store: Store) -> None:
     detail = {"agents": 3, "nested": {"list": [1, "two", None, True]}, "text": "ünïcode"}
     store.audit.append(actor="cli", action="instance.create", instance_id="a", detail=detail)
     store.audit.append(actor="api", action="db.upgrade", instance_id=None, detail={})
@@ -414,7 +410,7 @@ class AbortError(Exception):
     """Raised inside a transaction to abandon it."""
 
 
-def _write_everything(store: SqlStore, instance_id: str) -> None:
+def _write_everything(store: Store, instance_id: str) -> None:
     world = World.create(9)
     store.instances.create(make_record(instance_id, seed=9, genesis_hash=world.state_hash()))
     store.inputs.append(instance_id, [Whisper(tick=0, target="*", text="inside")])
@@ -425,7 +421,7 @@ def _write_everything(store: SqlStore, instance_id: str) -> None:
     store.audit.append(actor="test", action="everything", instance_id=instance_id, detail={})
 
 
-def _assert_nothing_stored(store: SqlStore, instance_id: str) -> None:
+def _assert_nothing_stored(store: Store, instance_id: str) -> None:
     with pytest.raises(NotFoundError):
         store.instances.get(instance_id)
     assert store.instances.list_instances() == []
@@ -436,7 +432,7 @@ def _assert_nothing_stored(store: SqlStore, instance_id: str) -> None:
     assert store.audit.read() == []
 
 
-def test_a_transaction_commits_everything_together(store: SqlStore, reopen: Callable[[], SqlStore]) -> None:
+def test_a_transaction_commits_everything_together(store: Store, reopen: Callable[[], Store]) -> None:
     other = reopen()
     with store.transaction():
         _write_everything(store, "w")
@@ -452,7 +448,7 @@ def test_a_transaction_commits_everything_together(store: SqlStore, reopen: Call
         assert [e.action for e in reader.audit.read()] == ["everything"]
 
 
-def test_an_exception_rolls_back_the_whole_transaction(store: SqlStore, reopen: Callable[[], SqlStore]) -> None:
+def test_an_exception_rolls_back_the_whole_transaction(store: Store, reopen: Callable[[], Store]) -> None:
     def attempt() -> None:
         with store.transaction():
             _write_everything(store, "w")
@@ -464,7 +460,7 @@ def test_an_exception_rolls_back_the_whole_transaction(store: SqlStore, reopen: 
     _assert_nothing_stored(reopen(), "w")
 
 
-def test_instance_and_inputs_roll_back_together(store: SqlStore) -> None:
+def test_instance_and_inputs_roll_back_together(store: Store) -> None:
     def attempt() -> None:
         with store.transaction():
             store.instances.create(make_record("w"))
@@ -478,7 +474,7 @@ def test_instance_and_inputs_roll_back_together(store: SqlStore) -> None:
     assert [s.seq for s in store.inputs.append("w", [Whisper(tick=0, target="*", text="kept")])] == [1]
 
 
-def test_a_conflict_inside_a_transaction_rolls_back_its_earlier_writes(store: SqlStore) -> None:
+def test_a_conflict_inside_a_transaction_rolls_back_its_earlier_writes(store: Store) -> None:
     store.instances.create(make_record("w"))
 
     def attempt() -> None:
@@ -492,7 +488,7 @@ def test_a_conflict_inside_a_transaction_rolls_back_its_earlier_writes(store: Sq
     assert [s.seq for s in store.inputs.append("w", [Whisper(tick=0, target="*", text="kept")])] == [1]
 
 
-def test_a_nested_transaction_joins_the_outer_one(store: SqlStore, reopen: Callable[[], SqlStore]) -> None:
+def test_a_nested_transaction_joins_the_outer_one(store: Store, reopen: Callable[[], Store]) -> None:
     other = reopen()
     with store.transaction():
         store.instances.create(make_record("w"))
@@ -518,7 +514,7 @@ def test_a_nested_transaction_joins_the_outer_one(store: SqlStore, reopen: Calla
 # -- lineage: status, children, branches, links ------------------------------------------------------------------
 
 
-def test_status_defaults_to_active_and_can_be_set(store: SqlStore) -> None:
+def test_status_defaults_to_active_and_can_be_set(store: Store) -> None:
     store.instances.create(make_record("a"))
     assert store.instances.get("a").status == "active"
     store.instances.set_status("a", "frozen")
@@ -529,7 +525,7 @@ def test_status_defaults_to_active_and_can_be_set(store: SqlStore) -> None:
         store.instances.set_status("nope", "active")
 
 
-def test_children_are_forks_and_merges_oldest_first(store: SqlStore) -> None:
+def test_children_are_forks_and_merges_oldest_first(store: Store) -> None:
     store.instances.create(make_record("p"))
     store.instances.create(make_record("q"))
     store.instances.create(replace(make_record("f"), parent_id="p", fork_tick=0))
@@ -540,7 +536,7 @@ def test_children_are_forks_and_merges_oldest_first(store: SqlStore) -> None:
 
 
 @pytest.mark.parametrize("agents", [0, 997], ids=["dictionary", "deltas"])
-def test_split_branch_moves_what_came_after_and_copies_nothing(store: SqlStore, agents: int) -> None:
+def test_split_branch_moves_what_came_after_and_copies_nothing(store: Store, agents: int) -> None:
     _fill(store, "x", agents=agents)  # snapshots at ticks 0..19, traces, an input at tick 0
     store.inputs.append("x", [Whisper(tick=t, target="*", text=f"at {t}") for t in (5, 10, 15)])
     store.instances.set_head("x", 20)
@@ -572,7 +568,7 @@ def test_split_branch_moves_what_came_after_and_copies_nothing(store: SqlStore, 
     assert store.instances.get("early-fork").parent_id == "x"
 
 
-def test_split_branch_past_the_head_is_refused_and_changes_nothing(store: SqlStore) -> None:
+def test_split_branch_past_the_head_is_refused_and_changes_nothing(store: Store) -> None:
     _fill(store, "x", agents=0)
     store.instances.set_head("x", 20)
     head = 20
@@ -581,7 +577,7 @@ def test_split_branch_past_the_head_is_refused_and_changes_nothing(store: SqlSto
     assert [r.id for r in store.instances.list_instances()] == ["x"]
 
 
-def test_links_are_symmetric_idempotent_and_go_with_the_instance(store: SqlStore) -> None:
+def test_links_are_symmetric_idempotent_and_go_with_the_instance(store: Store) -> None:
     for name in ("a", "b", "c"):
         store.instances.create(make_record(name))
     store.instances.link("b", "a")
@@ -597,7 +593,7 @@ def test_links_are_symmetric_idempotent_and_go_with_the_instance(store: SqlStore
     assert store.instances.links("a") == []
 
 
-def test_record_many_stores_rows_in_order_and_reads_them_back(store: SqlStore) -> None:
+def test_record_many_stores_rows_in_order_and_reads_them_back(store: Store) -> None:
     store.instances.create(make_record("a"))
     rows = [{"tick": t, "kind": "ritual_sealed", "data": {"kind": "ritual_sealed", "n": t}} for t in (1, 1, 4)]
     assert store.rituals.record_many("a", rows) == 3

@@ -1,10 +1,9 @@
-"""Fixtures shared by the integration tests: a fresh database per test, on SQLite and on PostgreSQL."""
+"""Fixtures shared by the integration tests: a fresh database per test, on SQLite and on PostgreSQL, and a NATS bus."""
 
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -15,8 +14,6 @@ from soulfra.bus import Bus
 from soulfra.errors import BusUnavailableError
 
 NATS_URL = "nats://127.0.0.1:4222"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
 
 
 def unavailable(what: str, reason: str) -> NoReturn:
@@ -26,38 +23,20 @@ def unavailable(what: str, reason: str) -> NoReturn:
     pytest.skip(f"{what} unreachable: {reason}")
 
 
-def postgres_schema_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search path is a schema of the calling test's own, dropped afterwards."""
-    try:
-        import psycopg  # noqa: PLC0415 - only the PostgreSQL tests need the driver
-    except ModuleNotFoundError as exc:
-        unavailable("PostgreSQL", f"psycopg is not installed ({exc})")
-    schema = f"it_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        unavailable("PostgreSQL", str(exc).strip().splitlines()[0])
-    with admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            yield PG_URL.format(schema=schema)
-        finally:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database URL: a SQLite file in tmp_path, or a PostgreSQL schema of this test's own."""
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database URL: a SQLite file in tmp_path, or a PostgreSQL schema of this test's own (the root
+    ``postgres_url`` fixture)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'worlds.db'}"
-        return
-    yield from postgres_schema_url()
+        return f"sqlite:///{tmp_path / 'worlds.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_url(postgres_url: str) -> str:
     """A PostgreSQL schema of this test's own, for tests that need several processes on one database."""
-    yield from postgres_schema_url()
+    return postgres_url
 
 
 @pytest.fixture

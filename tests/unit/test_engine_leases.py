@@ -4,7 +4,6 @@ process runs, and refuses to write into one; a deleted world's lease is let go."
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 
@@ -14,20 +13,20 @@ from soulfra.errors import InputError, LeaseHeldError
 from soulfra.meta.commands import parse_command
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.platforms.instance import InstanceSettings
-from soulfra.store import SqlStore
+from soulfra.store import InMemoryStore, MemoryDatabase
 from soulfra.world import DEFAULT_WORLD
 
 
 @pytest.mark.anyio
 async def test_the_engine_skips_a_world_another_writer_holds_and_never_writes_into_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'w.db'}"
-    other = SqlStore.open(url)  # another process's store, as far as leases go
+    database = MemoryDatabase()
+    other = InMemoryStore(database)  # another process's store, as far as leases go
     held = DurableWorld.create(other, 1, DEFAULT_WORLD, instance_id="held")
     DurableWorld.create(other, 2, DEFAULT_WORLD, instance_id="free")
     other.leases.release("free")
-    store, bus = SqlStore.open(url), InMemoryBus()
+    store, bus = InMemoryStore(database), InMemoryBus()
     engine = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=None)))
     try:
         with caplog.at_level(logging.ERROR, logger="soulfra.meta.engine"):
@@ -54,10 +53,11 @@ async def test_the_engine_skips_a_world_another_writer_holds_and_never_writes_in
 
 
 @pytest.mark.anyio
-async def test_a_refused_rewrite_leaves_no_branch_and_no_lease(tmp_path: Path) -> None:
-    store, bus = SqlStore.open(f"sqlite:///{tmp_path / 'w.db'}"), InMemoryBus()
-    settings = EngineSettings(instance=InstanceSettings(rate=None, durability=DurabilitySettings(horizon=100)))
-    engine = PuppetMasterEngine(store, bus, settings)
+async def test_a_refused_rewrite_leaves_no_branch_and_no_lease() -> None:
+    store, bus = InMemoryStore(), InMemoryBus()
+    engine = PuppetMasterEngine(
+        store, bus, EngineSettings(instance=InstanceSettings(rate=None, durability=DurabilitySettings(horizon=100)))
+    )
     try:
         await engine.create_instance(seed=4, spec=DEFAULT_WORLD, instance_id="a")
         far = {"type": "whisper", "target": "arty", "text": "too late", "tick": 5000}

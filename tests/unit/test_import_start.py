@@ -1,7 +1,7 @@
 """Importing a package with ``start=true`` starts the instances it imported, and only those: a stored instance that
 is not live (its launch was skipped, or it was written by another process) stays as it is.
 
-The engine runs on a SQLite file and the in-memory bus; the API is driven in process through httpx's ASGI transport.
+The engine runs on the in-memory store and bus; the API is driven in process through httpx's ASGI transport.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
 from soulfra.platforms.instance import InstanceSettings
-from soulfra.store import SqlStore
+from soulfra.store import InMemoryStore
 from soulfra.world import DEFAULT_WORLD
 
 
@@ -31,7 +31,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def system(tmp_path: Path, anyio_backend: str) -> AsyncIterator[tuple[PuppetMasterEngine, httpx.AsyncClient]]:
-    store = SqlStore.open(f"sqlite:///{tmp_path / 'soulfra.db'}")
+    store = InMemoryStore()
     bus = InMemoryBus()
     engine = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=None)))
     gateway = Gateway(bus, "source", store=store)

@@ -164,7 +164,8 @@ def test_the_platforms_name_no_concrete_adapter_and_nothing_above_them() -> None
     """Platforms reach storage and the bus through their ports; adapters are chosen by the composition root."""
     platforms = Path(soulfra.world.__file__).parent.parent / "platforms"
     forbidden = (
-        "soulfra.store.sql", "soulfra.store.lease", "soulfra.store.database", "soulfra.bus.nats", "soulfra.bus.memory",
+        "soulfra.store.sql", "soulfra.store.lease", "soulfra.store.database", "soulfra.store.memory",
+        "soulfra.bus.nats", "soulfra.bus.memory",
         "soulfra.meta", "soulfra.api", "soulfra.system", "soulfra.cli", "soulfra.cli.runner", "soulfra.cli.console",
         "sqlalchemy", "nats",
     )  # fmt: skip

@@ -11,19 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from soulfra.bus import InMemoryBus
 from soulfra.durable import DurabilitySettings, start_tick, state_at, verify
 from soulfra.meta.commands import parse_command
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.platforms.instance import InstanceSettings
-from soulfra.store import SqlStore
-from soulfra.store import schema as tables
+from soulfra.store import InMemoryStore
 from soulfra.store.ports import parent_tick
 from soulfra.world import DEFAULT_WORLD, Mark, state_hash
 from soulfra.world.inputs import MAX_TEXT
@@ -36,9 +34,9 @@ DEADLINE_S = 20.0
 
 
 @pytest.fixture
-async def engine(tmp_path: Path, anyio_backend: str) -> AsyncIterator[PuppetMasterEngine]:
-    """An unpaced engine over its own SQLite file and in-memory bus; snapshots often, so past ticks read fast."""
-    store = SqlStore.open(f"sqlite:///{tmp_path / 'lineage.db'}")
+async def engine(anyio_backend: str) -> AsyncIterator[PuppetMasterEngine]:
+    """An unpaced engine over its own in-memory store and bus; snapshots often, so past ticks read fast."""
+    store = InMemoryStore()
     bus = InMemoryBus()
     engine = PuppetMasterEngine(
         store,
@@ -168,9 +166,10 @@ async def test_a_merge_forged_onto_the_reverted_timeline_is_a_mismatch(engine: P
     assert verify(engine.store, "m").ok
 
     store = engine.store
-    assert isinstance(store, SqlStore)
-    with store.engine.begin() as conn:  # the merge pointed back at storm, whose head is now before `at`
-        conn.execute(sa.update(tables.instances).where(tables.instances.c.id == "m").values(parent_id="storm"))
+    assert isinstance(store, InMemoryStore)
+    with store.database.edit() as content:  # the merge pointed back at storm, whose head is now before `at`
+        row = content.instances["m"]
+        content.instances["m"] = replace(row, record=replace(row.record, parent_id="storm"))
     report = verify(engine.store, "m")
     assert [(m.tick, m.what) for m in report.mismatches] == [
         (at, f"lineage: its parent storm holds ticks {start} to {start + 2}, not {at}")

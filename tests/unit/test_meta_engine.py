@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ from soulfra.meta.lineage import AncestorPoint, common_ancestor, fork_record, li
 from soulfra.meta.merge import merge_states
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.platforms.runtime import RuntimePlatform
-from soulfra.store import SqlStore
+from soulfra.store import InMemoryStore, MemoryDatabase, Store
 from soulfra.world import (
     DEFAULT_WORLD,
     Act,
@@ -59,12 +58,12 @@ OpenEngine = Callable[..., PuppetMasterEngine]
 
 
 @pytest.fixture
-async def open_engine(tmp_path: Path, anyio_backend: str) -> AsyncIterator[OpenEngine]:
-    """Engines over their own SQLite file and bus (rate None unless told); all closed after the test."""
-    opened: list[tuple[PuppetMasterEngine, Bus, SqlStore]] = []
+async def open_engine(anyio_backend: str) -> AsyncIterator[OpenEngine]:
+    """Engines over their own in-memory store and bus (rate None unless told); all closed after the test."""
+    opened: list[tuple[PuppetMasterEngine, Bus, InMemoryStore]] = []
 
     def factory(settings: EngineSettings | None = None, bus: Bus | None = None) -> PuppetMasterEngine:
-        store = SqlStore.open(f"sqlite:///{tmp_path / f'engine-{len(opened)}.db'}")
+        store = InMemoryStore()
         bus = bus or InMemoryBus()
         engine = PuppetMasterEngine(store, bus, settings or EngineSettings(instance=InstanceSettings(rate=None)))
         opened.append((engine, bus, store))
@@ -898,15 +897,15 @@ async def test_a_rewrite_reports_its_branch_at_the_source_head_when_the_bus_lags
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    opened = SqlStore.open(f"sqlite:///{tmp_path / 'lineage.db'}")
+def store() -> Iterator[InMemoryStore]:
+    opened = InMemoryStore()
     try:
         yield opened
     finally:
         opened.close()
 
 
-def stepped(store: SqlStore, instance_id: str, ticks: int) -> None:
+def stepped(store: Store, instance_id: str, ticks: int) -> None:
     world = DurableWorld.open(store, instance_id, settings=DurabilitySettings(snapshot_every=10))
     for _ in range(ticks):
         world.step()
@@ -914,7 +913,7 @@ def stepped(store: SqlStore, instance_id: str, ticks: int) -> None:
 
 
 @pytest.fixture
-def family(store: SqlStore) -> SqlStore:
+def family(store: Store) -> Store:
     """root (20 ticks) <- child (forked at 8, warmth changed, to 18) <- grandchild (cloned at 14, a whisper, to 20)."""
     DurableWorld.create(store, SEED, DEFAULT_WORLD, agents=AGENTS, instance_id="root").close()
     stepped(store, "root", 20)
@@ -927,7 +926,7 @@ def family(store: SqlStore) -> SqlStore:
     return store
 
 
-def test_state_at_follows_a_chain_of_forks_back_to_the_root(family: SqlStore) -> None:
+def test_state_at_follows_a_chain_of_forks_back_to_the_root(family: Store) -> None:
     change = ChangePersonality(tick=8, agent="arty", traits=(("warmth", 100_000),))
     hush = Whisper(tick=14, target="*", text="hush", tone="solemn")
     assert [s.input for s in family.inputs.read("grandchild")] == [hush]  # no history copied
@@ -943,7 +942,7 @@ def test_state_at_follows_a_chain_of_forks_back_to_the_root(family: SqlStore) ->
         assert verify(family, instance_id).ok, instance_id
 
 
-def test_lineage_and_common_ancestors_follow_the_fork_points(family: SqlStore) -> None:
+def test_lineage_and_common_ancestors_follow_the_fork_points(family: Store) -> None:
     assert lineage(family, "grandchild") == [
         AncestorPoint("grandchild", 20), AncestorPoint("child", 14), AncestorPoint("root", 8)
     ]  # fmt: skip
@@ -955,7 +954,7 @@ def test_lineage_and_common_ancestors_follow_the_fork_points(family: SqlStore) -
         common_ancestor(family, "grandchild", "stranger")
 
 
-def test_a_fork_outside_the_parent_durable_history_is_refused(family: SqlStore) -> None:
+def test_a_fork_outside_the_parent_durable_history_is_refused(family: Store) -> None:
     child = family.instances.get("child")
     for tick in (7, 19):  # before the child's own history begins; past its head
         with pytest.raises(LineageError, match="cannot fork"):
@@ -1024,9 +1023,9 @@ async def test_the_default_instance_is_the_oldest_root_never_a_clone_of_it(engin
 
 
 @pytest.mark.anyio
-async def test_a_timed_freeze_thaws_after_a_restart_at_the_time_it_was_given(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'restart.db'}"
-    store, bus = SqlStore.open(url), InMemoryBus()
+async def test_a_timed_freeze_thaws_after_a_restart_at_the_time_it_was_given() -> None:
+    database = MemoryDatabase()  # what outlives the first engine's process
+    store, bus = InMemoryStore(database), InMemoryBus()
     first = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=None)))
     try:
         await create(first, "timed")
@@ -1037,7 +1036,7 @@ async def test_a_timed_freeze_thaws_after_a_restart_at_the_time_it_was_given(tmp
         await first.close()
         await bus.close()
         store.close()
-    store, bus = SqlStore.open(url), InMemoryBus()
+    store, bus = InMemoryStore(database), InMemoryBus()
     second = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=None)))
     try:
         await second.start()

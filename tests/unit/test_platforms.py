@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -27,7 +27,7 @@ from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.platforms.mirror import RESOLUTION, resolve
 from soulfra.platforms.surface import SurfacePlatform
 from soulfra.security.permissions import Licence, PermissionValidator, RuleSet
-from soulfra.store import InstanceRecord, SqlStore, schema
+from soulfra.store import InMemoryStore, InstanceRecord
 from soulfra.store.ports import Store
 from soulfra.world import DEFAULT_WORLD, World
 
@@ -37,8 +37,8 @@ DEADLINE_S = 10.0
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    opened = SqlStore.open(f"sqlite:///{tmp_path}/s.db")
+def store() -> Iterator[InMemoryStore]:
+    opened = InMemoryStore()
     try:
         yield opened
     finally:
@@ -72,7 +72,7 @@ class Running:
 
 
 @pytest.fixture
-async def make(store: SqlStore, anyio_backend: str) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
+async def make(store: Store, anyio_backend: str) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     made: list[tuple[FourPlatformInstance, InMemoryBus]] = []
 
     async def factory(**settings: Any) -> Running:
@@ -164,7 +164,7 @@ async def test_pause_stops_ticks_of_the_runtime_only_and_resume_restarts_them(
 
 @pytest.mark.anyio
 async def test_a_whisper_is_acknowledged_with_its_seq_and_tick(
-    make: Callable[..., Awaitable[Running]], store: SqlStore
+    make: Callable[..., Awaitable[Running]], store: Store
 ) -> None:
     run = await make()
     first = await run.bridge.send_whisper_to_runtime("hello", tone="gentle")
@@ -178,7 +178,7 @@ async def test_a_whisper_is_acknowledged_with_its_seq_and_tick(
 
 @pytest.mark.anyio
 async def test_the_durable_runtime_matches_an_in_memory_replay(
-    make: Callable[..., Awaitable[Running]], store: SqlStore
+    make: Callable[..., Awaitable[Running]], store: Store
 ) -> None:
     run = await make(seed=3)
     for tick, target, text in ((0, "*", "dawn"), (4, "arty", "you are seen"), (17, "cal-riven", "hold the line")):
@@ -226,7 +226,7 @@ async def test_the_surface_echoes_a_whisper_after_its_tick(make: Callable[..., A
 
 @pytest.mark.anyio
 async def test_a_unified_snapshot_records_the_pause_and_has_no_conflicts(
-    make: Callable[..., Awaitable[Running]], store: SqlStore
+    make: Callable[..., Awaitable[Running]], store: Store
 ) -> None:
     run = await make()
     run.instance.start_autonomous_operations()
@@ -324,7 +324,7 @@ def test_resolution_owners_are_the_documented_ones() -> None:
 # -- protocol rules ----------------------------------------------------------------------------------------------
 
 
-def _created(store: SqlStore, instance_id: str = "w") -> int:
+def _created(store: Store, instance_id: str = "w") -> int:
     world = World.create(0, DEFAULT_WORLD)
     store.instances.create(InstanceRecord(id=instance_id, name="default", seed=0, genesis_hash=world.state_hash()))
     return store.snapshots.save(instance_id, world.state, "genesis").id
@@ -334,7 +334,7 @@ def _rules(result: Any) -> list[str]:
     return [v.rule for v in result.violations]
 
 
-def test_protocol_agent_limit_and_required_agents_are_both_listed(store: SqlStore) -> None:
+def test_protocol_agent_limit_and_required_agents_are_both_listed(store: Store) -> None:
     snapshot = _created(store)
     assert PermissionValidator(RuleSet(), store).validate("snapshot", "w", {"snapshot": snapshot}).valid
     strict = PermissionValidator(RuleSet(max_agents=2, required_agents=("arty", "nobody", "ghost")), store)
@@ -351,12 +351,12 @@ def test_protocol_agent_limit_and_required_agents_are_both_listed(store: SqlStor
     assert _rules(strict.validate("snapshot", "w", {"tick": 5})) == ["snapshot-hash"]
 
 
-def test_protocol_a_tampered_snapshot_is_a_hash_violation(store: SqlStore, tmp_path: Path) -> None:
+def test_protocol_a_tampered_snapshot_is_a_hash_violation(store: InMemoryStore) -> None:
     snapshot = _created(store)
-    table = schema.snapshots
-    with store.engine.begin() as conn:
-        conn.execute(table.update().where(table.c.id == snapshot).values(state_hash="b2:" + "0" * 64))
-    fresh = SqlStore.open(f"sqlite:///{tmp_path}/s.db")
+    with store.database.edit() as tables:
+        row = tables.snapshots[snapshot]
+        tables.snapshots[snapshot] = replace(row, info=replace(row.info, state_hash="b2:" + "0" * 64))
+    fresh = InMemoryStore(store.database)
     try:
         result = PermissionValidator(RuleSet(max_agents=1), fresh).validate("snapshot", "w", {"snapshot": snapshot})
     finally:
@@ -366,12 +366,11 @@ def test_protocol_a_tampered_snapshot_is_a_hash_violation(store: SqlStore, tmp_p
     assert not result.valid
 
 
-def test_protocol_a_corrupt_snapshot_blob_is_a_hash_violation_not_a_crash(store: SqlStore, tmp_path: Path) -> None:
+def test_protocol_a_corrupt_snapshot_blob_is_a_hash_violation_not_a_crash(store: InMemoryStore) -> None:
     snapshot = _created(store)
-    table = schema.snapshots
-    with store.engine.begin() as conn:
-        conn.execute(table.update().where(table.c.id == snapshot).values(data=b"\x00not a blob" * 8))
-    fresh = SqlStore.open(f"sqlite:///{tmp_path}/s.db")
+    with store.database.edit() as tables:
+        tables.snapshots[snapshot] = replace(tables.snapshots[snapshot], data=b"\x00not a blob" * 8)
+    fresh = InMemoryStore(store.database)
     try:
         result = PermissionValidator(RuleSet(), fresh).validate("snapshot", "w", {"snapshot": snapshot})
     finally:
@@ -380,7 +379,7 @@ def test_protocol_a_corrupt_snapshot_blob_is_a_hash_violation_not_a_crash(store:
     assert not result.valid
 
 
-def test_protocol_input_size(store: SqlStore) -> None:
+def test_protocol_input_size(store: Store) -> None:
     validator = PermissionValidator(RuleSet(max_input_bytes=80), store)
     small = {"type": "whisper", "target": "*", "text": "hi"}
     big = {"type": "whisper", "target": "*", "text": "x" * 200}
@@ -390,7 +389,7 @@ def test_protocol_input_size(store: SqlStore) -> None:
     assert "more than the limit of 80" in result.violations[0].detail
 
 
-def test_protocol_licence_forbids_fork_and_export(store: SqlStore) -> None:
+def test_protocol_licence_forbids_fork_and_export(store: Store) -> None:
     _created(store)
     closed = PermissionValidator(RuleSet(licence=Licence(fork=False, export=False)), store)
     assert _rules(closed.validate("fork", "w", {})) == ["licence"]
@@ -544,7 +543,7 @@ async def test_the_surface_stream_of_a_running_instance_is_ordered(make: Callabl
 
 @pytest.mark.anyio
 async def test_restore_from_snapshot_matches_the_live_world(
-    make: Callable[..., Awaitable[Running]], store: SqlStore
+    make: Callable[..., Awaitable[Running]], store: Store
 ) -> None:
     run = await make(seed=5)
     await run.bridge.send_whisper_to_runtime("before", tick=3)
@@ -561,7 +560,7 @@ async def test_restore_from_snapshot_matches_the_live_world(
 
 @pytest.mark.anyio
 async def test_the_mirror_collects_the_same_loop_seeds_as_the_world(
-    make: Callable[..., Awaitable[Running]], store: SqlStore
+    make: Callable[..., Awaitable[Running]], store: Store
 ) -> None:
     run = await make(seed=0)
     applied: list[dict[str, Any]] = []
@@ -595,7 +594,7 @@ async def test_the_mirror_collects_the_same_loop_seeds_as_the_world(
 
 @pytest.mark.anyio
 async def test_a_tick_that_cannot_be_stored_stops_the_loop_and_says_so(
-    make: Callable[..., Awaitable[Running]], store: SqlStore
+    make: Callable[..., Awaitable[Running]], store: Store
 ) -> None:
     run = await make(rate=200)
     world = run.instance.world

@@ -29,7 +29,7 @@ from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.platforms.runtime import RuntimePlatform
-from soulfra.store import SqlStore
+from soulfra.store import InMemoryStore, MemoryDatabase
 from soulfra.world import DEFAULT_WORLD, World
 from soulfra.world.actions import Action
 from soulfra.world.events import Event
@@ -67,15 +67,16 @@ class Mind:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'soulfra.db'}"
+def database() -> MemoryDatabase:
+    """What outlives one system: a second one over it finds what the first stored."""
+    return MemoryDatabase()
 
 
 class System:
     """An engine over a store and a bus, with the API in front of it, as ``soulfra up`` builds them."""
 
-    def __init__(self, database: str, default_instance: str) -> None:
-        self.store = SqlStore.open(database)
+    def __init__(self, database: MemoryDatabase, default_instance: str) -> None:
+        self.store = InMemoryStore(database)
         self.bus = InMemoryBus()
         self.engine = PuppetMasterEngine(self.store, self.bus, EngineSettings(instance=InstanceSettings(rate=None)))
         gateway = Gateway(self.bus, default_instance, store=self.store)
@@ -107,7 +108,7 @@ class System:
 
 
 @pytest.fixture
-async def systems(database: str, anyio_backend: str) -> AsyncIterator[Callable[[str], System]]:
+async def systems(database: MemoryDatabase, anyio_backend: str) -> AsyncIterator[Callable[[str], System]]:
     opened: list[System] = []
 
     def factory(default_instance: str) -> System:
@@ -251,7 +252,7 @@ async def test_a_failed_instance_serves_reads_and_refuses_inputs(
 @pytest.mark.anyio
 async def test_after_a_failure_shutdown_completes_and_a_restart_resumes_from_the_last_committed_tick(
     systems: Callable[[str], System],
-    database: str,
+    database: MemoryDatabase,
     monkeypatch: pytest.MonkeyPatch,
     failures_logged: Callable[[], list[logging.LogRecord]],
 ) -> None:
@@ -274,7 +275,7 @@ async def test_after_a_failure_shutdown_completes_and_a_restart_resumes_from_the
         await up.close()  # neither raises nor logs another traceback
     assert failed_at < later
     assert len(failures_logged()) == 1
-    store = SqlStore.open(database)
+    store = InMemoryStore(database)
     try:
         assert store.instances.get("doomed").head_tick == failed_at  # every tick before the failure was committed
     finally:
@@ -302,7 +303,7 @@ async def test_after_a_failure_shutdown_completes_and_a_restart_resumes_from_the
 @pytest.mark.anyio
 async def test_a_tick_the_database_refuses_fails_its_instance_with_the_storage_code(
     systems: Callable[[str], System],
-    database: str,
+    database: MemoryDatabase,
     failures_logged: Callable[[], list[logging.LogRecord]],
 ) -> None:
     up = systems("steady")

@@ -26,7 +26,7 @@ from soulfra.meta.transfer import (
     import_bundles,
     replay_bundle,
 )
-from soulfra.store import SqlStore
+from soulfra.store import InMemoryStore, Store
 from soulfra.world import (
     DEFAULT_WORLD,
     ChangePersonality,
@@ -53,15 +53,10 @@ EDITS: list[dict[str, Any]] = [
 ]
 
 
-def open_store(path: Path) -> SqlStore:
-    path.mkdir(parents=True, exist_ok=True)
-    return SqlStore.open(f"sqlite:///{path / 's.db'}")
-
-
 @pytest.fixture
-def source(tmp_path: Path) -> Iterator[SqlStore]:
+def source() -> Iterator[Store]:
     """'w': HEAD ticks with two whispers; 'w-fork': a fork of w at FORK_TICK with a personality change."""
-    store = open_store(tmp_path / "source")
+    store = InMemoryStore()
     try:
         world = DurableWorld.create(store, SEED, DEFAULT_WORLD, agents=AGENTS, instance_id="w", settings=SETTINGS)
         world.submit([
@@ -83,19 +78,19 @@ def source(tmp_path: Path) -> Iterator[SqlStore]:
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[SqlStore]:
-    store = open_store(tmp_path / "target")
+def target() -> Iterator[Store]:
+    store = InMemoryStore()
     try:
         yield store
     finally:
         store.close()
 
 
-def head_hash(store: SqlStore, instance_id: str) -> str:
+def head_hash(store: Store, instance_id: str) -> str:
     return state_hash(state_at(store, instance_id, store.instances.get(instance_id).head_tick))
 
 
-def continued(store: SqlStore, instance_id: str, ticks: int) -> str:
+def continued(store: Store, instance_id: str, ticks: int) -> str:
     """Open the stored instance, step it ``ticks`` times and close it; the state hash it reached."""
     world = DurableWorld.open(store, instance_id, settings=SETTINGS)
     for _ in range(ticks):
@@ -132,7 +127,7 @@ def inputs_of(bundle: InstanceBundle) -> list[Input]:
 
 
 def test_an_exported_instance_imports_elsewhere_and_both_continue_alike(
-    source: SqlStore, target: SqlStore, tmp_path: Path
+    source: Store, target: Store, tmp_path: Path
 ) -> None:
     bundle = bundle_for(source, "w")
     assert bundle.instance["base_tick"] == 0
@@ -157,7 +152,7 @@ def test_an_exported_instance_imports_elsewhere_and_both_continue_alike(
 
 
 def test_an_exported_fork_carries_its_parent_state_and_replays_alone(
-    source: SqlStore, target: SqlStore, tmp_path: Path
+    source: Store, target: Store, tmp_path: Path
 ) -> None:
     bundle = bundle_for(source, "w-fork")
     assert bundle.instance["base_tick"] == FORK_TICK
@@ -180,9 +175,7 @@ def test_an_exported_fork_carries_its_parent_state_and_replays_alone(
     assert continued(source, "w-fork", 9) == continued(target, "w-fork", 9)
 
 
-def test_tampered_inputs_are_refused_by_a_verified_import_and_nothing_is_written(
-    source: SqlStore, target: SqlStore
-) -> None:
+def test_tampered_inputs_are_refused_by_a_verified_import_and_nothing_is_written(source: Store, target: Store) -> None:
     bundle = bundle_for(source, "w")
     forged = [dict(obj) for obj in bundle.inputs]
     forged[0]["tone"] = "dark"  # another history under the same claimed head hash
@@ -198,9 +191,7 @@ def test_tampered_inputs_are_refused_by_a_verified_import_and_nothing_is_written
     assert [r.id for r in target.instances.list_instances()] == ["w"]
 
 
-def test_importing_an_existing_id_is_a_conflict_and_another_id_imports_beside_it(
-    source: SqlStore, target: SqlStore
-) -> None:
+def test_importing_an_existing_id_is_a_conflict_and_another_id_imports_beside_it(source: Store, target: Store) -> None:
     bundle = bundle_for(source, "w")
     import_bundle(target, bundle)
     with pytest.raises(ConflictError, match="already exists"):
@@ -216,7 +207,7 @@ def test_importing_an_existing_id_is_a_conflict_and_another_id_imports_beside_it
 # -- offline edits -----------------------------------------------------------------------------------------------
 
 
-def test_edits_become_inputs_at_the_head_and_apply_edits_returns_matching_commands(source: SqlStore) -> None:
+def test_edits_become_inputs_at_the_head_and_apply_edits_returns_matching_commands(source: Store) -> None:
     bundle = bundle_for(source, "w")
     edited = edit_bundle(bundle, EDITS)
 
@@ -240,7 +231,7 @@ def test_edits_become_inputs_at_the_head_and_apply_edits_returns_matching_comman
         assert parse_input({**command.as_input(), "tick": HEAD}) == item
 
 
-def test_a_rewrite_edit_replays_the_edited_history_to_a_new_head(source: SqlStore, target: SqlStore) -> None:
+def test_a_rewrite_edit_replays_the_edited_history_to_a_new_head(source: Store, target: Store) -> None:
     bundle = bundle_for(source, "w")
     late = next(obj for obj in bundle.inputs if obj["tick"] == 17)
     added = {"type": "whisper", "target": "agent-zero", "text": "a new memory", "tone": "solemn", "tick": 9}
@@ -263,7 +254,7 @@ def test_a_rewrite_edit_replays_the_edited_history_to_a_new_head(source: SqlStor
     assert verify(target, "w").ok
 
 
-def test_an_imported_edited_bundle_applies_its_edits_from_the_next_tick(source: SqlStore, target: SqlStore) -> None:
+def test_an_imported_edited_bundle_applies_its_edits_from_the_next_tick(source: Store, target: Store) -> None:
     edited = edit_bundle(bundle_for(source, "w"), EDITS[:2])
     import_bundle(target, edited, verify_replay=True)
     arty = decode_state(edited.head_state).index["arty"]
@@ -291,13 +282,13 @@ def test_an_imported_edited_bundle_applies_its_edits_from_the_next_tick(source: 
          PackageError, "nobody"),
     ],
 )  # fmt: skip
-def test_bad_edits_are_refused(source: SqlStore, edit: dict[str, Any], error: type[Exception], words: str) -> None:
+def test_bad_edits_are_refused(source: Store, edit: dict[str, Any], error: type[Exception], words: str) -> None:
     bundle = bundle_for(source, "w")
     with pytest.raises(error, match=words):
         edit_bundle(bundle, [edit])
 
 
-def test_exporting_the_same_instance_twice_gives_the_same_package_bytes(source: SqlStore) -> None:
+def test_exporting_the_same_instance_twice_gives_the_same_package_bytes(source: Store) -> None:
     signer = Signer.generate()
     first, second = io.BytesIO(), io.BytesIO()
     write_package(first, [bundle_for(source, "w-fork")], signer)
@@ -305,7 +296,7 @@ def test_exporting_the_same_instance_twice_gives_the_same_package_bytes(source: 
     assert first.getvalue() == second.getvalue()
 
 
-def test_an_import_of_several_writes_none_when_one_is_refused(source: SqlStore, target: SqlStore) -> None:
+def test_an_import_of_several_writes_none_when_one_is_refused(source: Store, target: Store) -> None:
     bundles = [bundle_for(source, "w"), bundle_for(source, "w-fork")]
     import_bundle(target, bundles[1])  # w-fork is there already
     before = [r.id for r in target.instances.list_instances()]

@@ -1,11 +1,13 @@
 """soulfra.store: where worlds are kept. Ports (``ports``), the SQL adapter for SQLite and PostgreSQL (``sql``, one
-module a port), the snapshot keyframe and dictionary rules (``snapshot_policy``), the schema and its migrations.
-``SqlStore.open(url)`` is the way in.
+module a port), the in-memory adapter (``memory``) that passes the same contract suite, the snapshot keyframe and
+dictionary rules (``snapshot_policy``), the schema and its migrations. ``SqlStore.open(url)`` is the way in;
+``InMemoryStore()`` is a database of this process's own, for tests.
 """
 
 from __future__ import annotations
 
 from soulfra.store.database import head_revision, make_engine, upgrade
+from soulfra.store.memory import InMemoryStore, MemoryDatabase
 from soulfra.store.ports import (
     AgentRecord,
     AuditEntry,
@@ -27,9 +29,11 @@ __all__ = [
     "AgentRecord",
     "AuditEntry",
     "AuditLog",
+    "InMemoryStore",
     "InputLog",
     "InstanceCatalog",
     "InstanceRecord",
+    "MemoryDatabase",
     "RitualStorage",
     "SnapshotInfo",
     "SnapshotStorage",

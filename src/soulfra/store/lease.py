@@ -14,7 +14,6 @@ import fcntl
 import logging
 import os
 import secrets
-import socket
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +31,14 @@ from soulfra.errors import (
 )
 from soulfra.store import schema
 from soulfra.store.database import translate_errors
+from soulfra.store.lease_rules import (
+    PUPPET_MASTER_LEASE,
+    check_key,
+    describe_holder,
+    held_message,
+    lost_message,
+    this_process,
+)
 from soulfra.store.ports import LeaseInfo
 
 if TYPE_CHECKING:
@@ -39,18 +46,11 @@ if TYPE_CHECKING:
 
 __all__ = ["PUPPET_MASTER_LEASE", "SqlLeases", "describe_holder"]
 
-PUPPET_MASTER_LEASE = ":puppet-master"  # the server's own lease: one puppet master per database
-_MAX_KEY = 80
 _ADVISORY_NAMESPACE = 0x50F7  # the first key of PostgreSQL's two-key advisory locks: Soulfra's liveness locks
 _TAKE_ATTEMPTS = 5
 KEEP_EVERY_S = 2.0  # how often a PostgreSQL liveness connection is checked (and its lock taken again if lost)
 
 log = logging.getLogger(__name__)
-
-
-def describe_holder(info: LeaseInfo) -> str:
-    since = info.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"pid {info.pid} on host {info.host} since {since}"
 
 
 class _Liveness(Protocol):
@@ -221,12 +221,10 @@ class SqlLeases:
         else:
             self._liveness = _AdvisoryLiveness(engine)
         self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._host = socket.gethostname()[:255]
+        self._pid, self._host = this_process()
 
     def acquire(self, key: str) -> LeaseInfo:
-        if not key or len(key) > _MAX_KEY:
-            raise ConfigError(f"a lease key is 1 to {_MAX_KEY} characters, not {len(key)}")
+        check_key(key)
         with self._lock:
             if key in self._held:
                 return self._info(key, self._held[key])
@@ -255,7 +253,7 @@ class SqlLeases:
                 conn.execute(table.insert().values(key=key, epoch=1, **mine))
                 return 1
             if row.owner is not None and row.owner != liveness.token and liveness.alive(row.owner):
-                raise LeaseHeldError(_held_message(key, _row_info(row, live=True)))
+                raise LeaseHeldError(held_message(key, _row_info(row, live=True)))
             result = conn.execute(
                 table.update().where(table.c.key == key, table.c.epoch == row.epoch).values(epoch=row.epoch + 1, **mine)
             )
@@ -307,10 +305,7 @@ class SqlLeases:
         )
         if result.rowcount != 1:
             row = conn.execute(sa.select(table).where(table.c.key == key)).first()
-            holder = f" by {describe_holder(_row_info(row, live=True))}" if row is not None else ""
-            raise LeaseLostError(
-                f"this process is no longer the writer of {key}: its lease was taken over{holder}; it stops writing"
-            )
+            raise LeaseLostError(lost_message(key, _row_info(row, live=True) if row is not None else None))
         if fenced is not None:
             fenced.add(key)
 
@@ -330,11 +325,3 @@ class SqlLeases:
 def _row_info(row: Any, *, live: bool) -> LeaseInfo:
     since = row.acquired_at if row.acquired_at.tzinfo is not None else row.acquired_at.replace(tzinfo=UTC)
     return LeaseInfo(key=row.key, epoch=int(row.epoch), pid=int(row.pid), host=row.host, since=since, live=live)
-
-
-def _held_message(key: str, info: LeaseInfo) -> str:
-    what = "this server's database" if key == PUPPET_MASTER_LEASE else f"instance {key}"
-    return (
-        f"{what} is already being run by {describe_holder(info)}; stop that process first "
-        "(soulfra state, history, verify and export can read it meanwhile)"
-    )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from soulfra.errors import LineageError
 from soulfra.world.events import Event
 from soulfra.world.inputs import Input
 from soulfra.world.model import WorldState
@@ -35,6 +36,9 @@ class InstanceRecord:
     updated_at: datetime | None = None
 
 
+STATUSES = ("active", "frozen", "abandoned")  # an instance's status: what ``InstanceCatalog.set_status`` accepts
+
+
 def parent_tick(record: InstanceRecord, role: str = "parent") -> int:
     """The tick of its ``parent`` (or ``merge_parent``) an instance was made from: a merge keeps one per parent in
     ``world["parent_ticks"]``; a fork or clone has its ``fork_tick`` (and may carry a ``parent_ticks`` copied from a
@@ -43,6 +47,27 @@ def parent_tick(record: InstanceRecord, role: str = "parent") -> int:
     if record.world.get("origin") == "merge" and isinstance(ticks, dict) and isinstance(ticks.get(role), int):
         return int(ticks[role])
     return record.fork_tick if record.fork_tick is not None else 0
+
+
+def check_revert(record: InstanceRecord, tick: int) -> None:
+    """``LineageError`` unless ``record`` can be reverted to ``tick`` (``InstanceCatalog.split_branch``): a tick of
+    its own history, from where it began to its head."""
+    if not 0 <= tick <= record.head_tick:
+        raise LineageError(f"instance {record.id} has reached tick {record.head_tick}; cannot revert to {tick}")
+    start = record.fork_tick if record.fork_tick is not None else 0
+    if tick < start:
+        raise LineageError(
+            f"instance {record.id} begins at tick {start}; its history before that is "
+            f"{record.parent_id or 'not in this database'}'s"
+        )
+
+
+def moved_to_branch(child: InstanceRecord, source: str, tick: int) -> list[str]:
+    """Which lineage fields of ``child`` (``parent_id``, ``merge_parent_id``) name ``source`` at a tick after
+    ``tick``: when ``source`` is reverted to ``tick``, ``child`` was made from the abandoned part, and those fields
+    move to the branch that keeps it."""
+    roles = (("parent", "parent_id"), ("merge_parent", "merge_parent_id"))
+    return [column for role, column in roles if getattr(child, column) == source and parent_tick(child, role) > tick]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,10 +5,11 @@ and the transactions; each port has its own module, and none of them imports ano
 
 from __future__ import annotations
 
+from soulfra.store.ports import STATUSES
 from soulfra.store.snapshot_policy import DICTIONARY_MAX_RAW, DICTIONARY_SAMPLES, KEYFRAME_EVERY
 from soulfra.store.sql.audit import SqlAuditLog
 from soulfra.store.sql.inputs import SqlInputLog
-from soulfra.store.sql.instances import STATUSES, SqlInstanceCatalog
+from soulfra.store.sql.instances import SqlInstanceCatalog
 from soulfra.store.sql.rituals import SqlRitualStorage
 from soulfra.store.sql.snapshots import SqlSnapshotStorage, raw_hash
 from soulfra.store.sql.store import SqlStore

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError
+from soulfra.errors import ConflictError, InputError, NotFoundError
 from soulfra.store import schema
-from soulfra.store.ports import InstanceRecord, parent_tick
+from soulfra.store.ports import STATUSES, InstanceRecord, check_revert, moved_to_branch
 from soulfra.store.sql.clock import aware, utc_now
 
 if TYPE_CHECKING:
@@ -102,15 +102,7 @@ class SqlInstanceCatalog:
             return [_instance(row) for row in conn.execute(query)]
 
     def split_branch(self, instance_id: str, tick: int, branch: InstanceRecord) -> InstanceRecord:
-        record = self.get(instance_id)
-        if not 0 <= tick <= record.head_tick:
-            raise LineageError(f"instance {instance_id} has reached tick {record.head_tick}; cannot revert to {tick}")
-        start = record.fork_tick if record.fork_tick is not None else 0
-        if tick < start:
-            raise LineageError(
-                f"instance {instance_id} begins at tick {start}; its history before that is "
-                f"{record.parent_id or 'not in this database'}'s"
-            )
+        check_revert(self.get(instance_id), tick)
         created = self.create(branch)
         snaps, dicts, table = schema.snapshots, schema.compression_dictionaries, schema.instances
         with self._store.connect(f"reverting {instance_id} to tick {tick}") as conn:
@@ -136,17 +128,13 @@ class SqlInstanceCatalog:
                     .values(instance_id=created.id)
                 )
             for child in self.children(instance_id):  # made from the abandoned part: they descend from the branch
-                for role, column in (("parent", "parent_id"), ("merge_parent", "merge_parent_id")):
-                    if (
-                        getattr(child, column) == instance_id
-                        and child.id != created.id
-                        and parent_tick(child, role) > tick
-                    ):
-                        conn.execute(
-                            table.update()
-                            .where(table.c.id == child.id)
-                            .values({column: created.id, "updated_at": utc_now()})
-                        )
+                columns = [] if child.id == created.id else moved_to_branch(child, instance_id, tick)
+                if columns:
+                    conn.execute(
+                        table.update()
+                        .where(table.c.id == child.id)
+                        .values({**dict.fromkeys(columns, created.id), "updated_at": utc_now()})
+                    )
             conn.execute(table.update().where(table.c.id == instance_id).values(head_tick=tick, updated_at=utc_now()))
         return created
 
@@ -174,9 +162,6 @@ class SqlInstanceCatalog:
         query = sa.select(links.c.a, links.c.b).where(sa.or_(links.c.a == instance_id, links.c.b == instance_id))
         with self._store.connect(f"reading the links of {instance_id}") as conn:
             return sorted(row.b if row.a == instance_id else row.a for row in conn.execute(query))
-
-
-STATUSES = ("active", "frozen", "abandoned")
 
 
 def _instance(row: sa.Row[Any]) -> InstanceRecord:

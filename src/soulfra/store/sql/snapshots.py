@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from soulfra.codec import CompressionEngine, Dictionary
-from soulfra.errors import ConflictError, HistoryIntegrityError, NotFoundError
+from soulfra.errors import HistoryIntegrityError, NotFoundError
 from soulfra.store import schema
 from soulfra.store.ports import SnapshotInfo
+from soulfra.store.snapshot_blobs import refuse_another_state, unpack
 from soulfra.store.snapshot_policy import KEYFRAME_EVERY, SnapshotPolicy
 from soulfra.store.sql.clock import aware, utc_now
 from soulfra.world.encoding import FORMAT_VERSION, decode_state, encode_state, encoded_hash
@@ -68,11 +69,7 @@ class SqlSnapshotStorage:
                 sa.select(*_SNAPSHOT_INFO).where(table.c.instance_id == instance_id, table.c.tick == tick)
             ).first()
             if stored is not None:
-                if stored.state_hash != digest:
-                    raise ConflictError(
-                        f"instance {instance_id} already has a snapshot at tick {tick} with another state hash "
-                        f"({stored.state_hash}, not {digest})"
-                    )
+                refuse_another_state(instance_id, tick, stored_hash=stored.state_hash, digest=digest)
                 return _snapshot_info(stored)
             history = _History(conn, instance_id, self._raw)
             base_id = self.policy.delta_base(history, tick=tick, size=len(raw))
@@ -153,13 +150,11 @@ class SqlSnapshotStorage:
             self._compression.add_dictionary(Dictionary(id=row.dictionary_id, data=data))
         reference = self._raw(conn, row.base_id) if row.base_id is not None else None
         blob = conn.execute(sa.select(table.c.data).where(table.c.id == snapshot_id)).scalar_one()
-        raw = self._compression.decompress(
-            row.codec, blob, dictionary_id=row.dictionary_id, raw_size=row.raw_size, reference=reference
-        )
-        if raw_hash(raw) != row.state_hash:
-            raise HistoryIntegrityError(
-                f"snapshot {snapshot_id} (instance {row.instance_id}, tick {row.tick}) does not match its stored hash"
-            )
+        raw = unpack(
+            self._compression, blob, snapshot_id=snapshot_id, instance_id=row.instance_id, tick=row.tick,
+            codec=row.codec, dictionary_id=row.dictionary_id, raw_size=row.raw_size, state_hash=row.state_hash,
+            reference=reference,
+        )  # fmt: skip
         if row.base_id is None:
             self._raw_cache = ((snapshot_id, row.state_hash), raw)
         return raw
