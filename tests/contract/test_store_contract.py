@@ -242,6 +242,22 @@ def test_a_page_is_the_inputs_after_a_seq_in_seq_order_at_most_limit(store: Stor
     assert [s.input for s in store.inputs.page("b")] == [s.input for s in store.inputs.read("b")]
 
 
+def test_latest_is_the_tail_of_the_log_in_seq_order_across_a_gap(store: Store) -> None:
+    store.instances.create(make_record("a"))
+    store.inputs.append("a", [Whisper(tick=t, target="*", text=f"at {t}") for t in (0, 1, 2, 3, 4, 5)])
+    store.instances.set_head("a", 6)
+    branch = replace(make_record("a~1"), parent_id="a", fork_tick=3, head_tick=6, status="abandoned")
+    store.instances.split_branch("a", 3, branch)  # the later inputs move to the branch, keeping their seqs
+    store.inputs.append("a", [Whisper(tick=4, target="*", text="after the revert")])
+    log, moved = store.inputs.read("a"), store.inputs.read("a~1")
+    assert moved and moved[0].seq > 1  # the branch's log does not start at seq 1: counting back cannot find its tail
+    assert store.inputs.latest("a~1", limit=2) == moved[-2:]
+    assert store.inputs.latest("a", limit=2) == log[-2:]
+    assert store.inputs.latest("a", limit=100) == log
+    assert store.inputs.latest("a", limit=0) == []
+    assert store.inputs.latest("nobody", limit=3) == []
+
+
 def test_read_bounds_are_from_tick_inclusive_to_tick_exclusive(store: Store) -> None:
     store.instances.create(make_record("a"))
     store.inputs.append("a", [Whisper(tick=t, target="*", text=str(t)) for t in range(10)])

@@ -140,7 +140,8 @@ def history_command(
         record = resolve_instance(store, instance)
         snapshots = store.snapshots.list_snapshots(record.id)
         loops = store.rituals.read(record.id, kinds=("loop_sealed",))
-        inputs = store.inputs.read(record.id)
+        inputs = store.inputs.latest(record.id, limit=limit)
+        input_total = store.inputs.count(record.id)
     finally:
         store.close()
     out = {
@@ -159,8 +160,8 @@ def history_command(
              "state_hash": r.data["state_hash"]}
             for r in loops[-limit:]
         ],
-        "inputs": [{"seq": s.seq, "tick": s.tick, **input_to_json(s.input)} for s in inputs[-limit:]],
-        "totals": {"snapshots": len(snapshots), "loops": len(loops), "inputs": len(inputs)},
+        "inputs": [{"seq": s.seq, "tick": s.tick, **input_to_json(s.input)} for s in inputs],
+        "totals": {"snapshots": len(snapshots), "loops": len(loops), "inputs": input_total},
     }  # fmt: skip
     if as_json:
         typer.echo(json.dumps(out))
@@ -180,10 +181,10 @@ def history_command(
     for r in loops[-limit:]:
         loop_table.add_row(str(r.data["loop"]), f"{r.data['start']}-{r.data['end']}", r.data["state_hash"][:19] + "…")
     console.print(loop_table)
-    input_table = Table(title=f"inputs ({len(inputs)})")
+    input_table = Table(title=f"inputs ({input_total})")
     for column in ("seq", "tick", "input"):
         input_table.add_column(column)
-    for entry in inputs[-limit:]:
+    for entry in inputs:
         input_table.add_row(str(entry.seq), str(entry.tick), json.dumps(input_to_json(entry.input), ensure_ascii=False))
     console.print(input_table)
 

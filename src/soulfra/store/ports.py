@@ -212,6 +212,10 @@ class InputLog(Protocol):
     def page(self, instance_id: str, *, after_seq: int = 0, limit: int = 100) -> list[StoredInput]:
         """At most ``limit`` inputs with ``seq > after_seq``, in ``seq`` order: a log read a page at a time."""
 
+    def latest(self, instance_id: str, *, limit: int) -> list[StoredInput]:
+        """The last ``limit`` inputs of the log, in ``seq`` order (a revert leaves gaps in ``seq``, so counting back
+        from the total cannot find them)."""
+
     def count(self, instance_id: str) -> int: ...
 
 

@@ -51,6 +51,10 @@ class InMemoryInputLog:
         after = [s for s in self._store.view().inputs.get(instance_id, ()) if s.seq > after_seq]
         return after[: max(limit, 0)]
 
+    def latest(self, instance_id: str, *, limit: int) -> list[StoredInput]:
+        stored = list(self._store.view().inputs.get(instance_id, ()))
+        return stored[len(stored) - max(limit, 0) :]
+
     def count(self, instance_id: str) -> int:
         return len(self._store.view().inputs.get(instance_id, ()))
 

@@ -74,6 +74,18 @@ class SqlInputLog:
             rows = conn.execute(query).all()
         return _stored_inputs(instance_id, rows)
 
+    def latest(self, instance_id: str, *, limit: int) -> list[StoredInput]:
+        table = schema.inputs
+        query = (
+            sa.select(table.c.seq, table.c.tick, table.c.body, table.c.accepted_at)
+            .where(table.c.instance_id == instance_id)
+            .order_by(table.c.seq.desc())
+            .limit(max(limit, 0))
+        )
+        with self._store.connect(f"reading the input log of {instance_id}") as conn:
+            rows = conn.execute(query).all()
+        return _stored_inputs(instance_id, rows[::-1])
+
     def count(self, instance_id: str) -> int:
         table = schema.inputs
         with self._store.connect(f"counting inputs of {instance_id}") as conn:
