@@ -51,7 +51,7 @@ async def engine(tmp_path: Path, anyio_backend: str) -> AsyncIterator[PuppetMast
 
 
 async def god(engine: PuppetMasterEngine, command: dict[str, Any]) -> dict[str, Any]:
-    return await engine.execute(parse_command(command))
+    return (await engine.execute(parse_command(command))).reply()
 
 
 def tick_of(engine: PuppetMasterEngine, instance_id: str) -> int:

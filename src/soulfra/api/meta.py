@@ -101,7 +101,7 @@ def meta_router(
     @router.post("/api/god", tags=["god-mode"])
     async def god(command: Annotated[GodCommand, Body()]) -> dict[str, Any]:
         """Any god-mode command, told apart by ``type``; returns the command's result object."""
-        return await engine.execute(command)
+        return (await engine.execute(command)).reply()
 
     routes: list[tuple[str, type[BaseModel], str]] = [
         ("freeze", FreezeTime, "FREEZE_TIME: stop time in some or all instances, optionally for a duration"),
@@ -241,7 +241,7 @@ def _god_route(engine: PuppetMasterEngine, model: type[BaseModel]) -> Callable[.
     """A route taking one command of ``model``'s type (its ``type`` field may be left out)."""
 
     async def route(command: Any) -> dict[str, Any]:
-        return await engine.execute(command)
+        return (await engine.execute(command)).reply()
 
     parameter = inspect.Parameter(
         "command", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[model, Body()]
