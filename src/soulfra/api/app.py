@@ -29,6 +29,7 @@ from soulfra.api.models import (
     InstanceAck,
     InstanceList,
     InstanceStatus,
+    NotReady,
     Overridden,
     OverrideBody,
     Paused,
@@ -209,7 +210,12 @@ def create_app(
         "/readyz",
         tags=["operations"],
         response_model=Ready,
-        responses={503: {"description": "not ready: the default runtime does not answer, or an instance failed"}},
+        responses={
+            503: {
+                "model": NotReady,
+                "description": "not ready: the default runtime does not answer, or an instance failed",
+            }
+        },
     )
     async def readyz() -> JSONResponse:
         """Ready when the default instance's runtime answers over the bus and no live instance has failed (stopped

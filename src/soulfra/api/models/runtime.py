@@ -22,6 +22,7 @@ __all__ = [
     "InstanceAck",
     "InstanceStatus",
     "LoggedInput",
+    "NotReady",
     "Overridden",
     "Paused",
     "Ready",
@@ -40,6 +41,14 @@ class Ready(Closed):
     status: str
     instance: str = Field(description="The default instance")
     tick: int
+
+
+class NotReady(Closed):
+    """Why the server is not ready: the error of the default runtime, or the instances that failed."""
+
+    code: str
+    detail: str
+    instances: list[str] | None = Field(default=None, description="The failed instances, when that is the reason")
 
 
 class Failure(Closed):
