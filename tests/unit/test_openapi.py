@@ -19,15 +19,10 @@ from fastapi.routing import APIRoute
 from pydantic import TypeAdapter
 from starlette.routing import BaseRoute
 
-from soulfra.api import Gateway, create_app
-from soulfra.api.meta import PACKAGE_MEDIA_TYPE, meta_router
-from soulfra.bus import InMemoryBus
+from soulfra.api.meta import PACKAGE_MEDIA_TYPE
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
-from soulfra.meta.keys import KeyRing
-from soulfra.meta.package import Limits
-from soulfra.store import SqlStore
 
-from .support import wait_until
+from .support import api_in_process, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -75,23 +70,8 @@ def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
 
 @pytest.fixture
 async def system(tmp_path: Path, anyio_backend: str) -> AsyncIterator[System]:
-    store = SqlStore.open(f"sqlite:///{tmp_path / 'soulfra.db'}")
-    bus = InMemoryBus()
-    engine = PuppetMasterEngine(store, bus, EngineSettings(rate=200.0))
-    gateway = Gateway(bus, "a", store=store)
-    gateway.lister = engine.list_instances
-    app = create_app(gateway, extra=[meta_router(engine, gateway, KeyRing(tmp_path / "home"), Limits())])
-    app.state.engine = engine
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soulfra.test")
-    try:
+    async with api_in_process(tmp_path, "a", EngineSettings(rate=200.0)) as (app, engine, http):
         yield System(app, engine, http)
-    finally:
-        try:
-            await http.aclose()
-            await engine.close()
-        finally:
-            await bus.close()
-            store.close()
 
 
 async def test_every_2xx_answer_declares_a_schema_or_a_media_type(system: System) -> None:

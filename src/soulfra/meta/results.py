@@ -210,12 +210,10 @@ class MergeResult(GodResult):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PossessionResult(GodResult):
-    command: ClassVar[str] = "AGENT_POSSESSION"
+class _OfInstance(GodResult):
+    """A result about one instance, ``instance``, that the audit files it under."""
+
     instance: str
-    agent: str
-    action: str
-    ack: InputAck
 
     @property
     def subject(self) -> str | None:
@@ -223,6 +221,14 @@ class PossessionResult(GodResult):
 
     def instances(self) -> tuple[str, ...]:
         return (self.instance,)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PossessionResult(_OfInstance):
+    command: ClassVar[str] = "AGENT_POSSESSION"
+    agent: str
+    action: str
+    ack: InputAck
 
     def to_json(self) -> dict[str, Any]:
         return {"instance": self.instance, "agent": self.agent, "action": self.action, "ack": self.ack.to_json()}
@@ -279,17 +285,12 @@ class AbandonedBranch:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RevertResult(GodResult):
+class RevertResult(_OfInstance):
     command: ClassVar[str] = "TIMELINE_REVERT"
-    instance: str
     tick: int
     state_hash: str
     abandoned_branch: AbandonedBranch
     branches: tuple[str, ...]  # every abandoned branch of the instance afterwards
-
-    @property
-    def subject(self) -> str | None:
-        return self.instance
 
     def instances(self) -> tuple[str, ...]:
         return (self.instance, self.abandoned_branch.id)
@@ -306,31 +307,22 @@ class RevertResult(GodResult):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class InterventionResult(GodResult):
+class InterventionResult(_OfInstance):
     """A personality, ritual or vibe intervention, stored as an input of the instance."""
 
     command: ClassVar[str] = "PUPPET_MASTER_INTERVENTION"
-    instance: str
     kind: str
     ack: InputAck
-
-    @property
-    def subject(self) -> str | None:
-        return self.instance
-
-    def instances(self) -> tuple[str, ...]:
-        return (self.instance,)
 
     def to_json(self) -> dict[str, Any]:
         return {"instance": self.instance, "kind": self.kind, "ack": self.ack.to_json()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RewriteResult(GodResult):
+class RewriteResult(_OfInstance):
     """History of ``instance`` rewritten from ``from_tick`` into the new branch ``branch``."""
 
     command: ClassVar[str] = "PUPPET_MASTER_INTERVENTION"
-    instance: str
     branch: str
     from_tick: int
     dropped: int
@@ -338,10 +330,6 @@ class RewriteResult(GodResult):
     tick: int  # the branch's tick when it was written: the source's head
     state_hash: str  # the branch's, at ``tick``
     source_state_hash: str  # the source's, at ``tick``
-
-    @property
-    def subject(self) -> str | None:
-        return self.instance
 
     def instances(self) -> tuple[str, ...]:
         return (self.instance, self.branch)
