@@ -1,13 +1,26 @@
-"""Helpers the unit tests share: waiting, with a deadline, for a condition of a running engine or platform."""
+"""Helpers the unit tests share: waiting, with a deadline, for a condition of a running engine or platform, and the
+whole API over an engine, in process."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
+
+from soulfra.api import Gateway, create_app
+from soulfra.api.meta import meta_router
+from soulfra.bus import InMemoryBus
+from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.meta.keys import KeyRing
+from soulfra.meta.package import Limits
+from soulfra.store import InMemoryStore
 
 DEADLINE_S = 10.0
 
@@ -26,3 +39,28 @@ async def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {deadline_s} s waiting until {what}")
         await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def api_in_process(
+    tmp_path: Path, default_instance: str, settings: EngineSettings
+) -> AsyncIterator[tuple[FastAPI, PuppetMasterEngine, httpx.AsyncClient]]:
+    """An engine on the in-memory store and bus (its keys in ``tmp_path``), with the whole API over it as the
+    composition root (``soulfra.system``) wires it, driven through httpx's ASGI transport; all closed afterwards."""
+    store = InMemoryStore()
+    bus = InMemoryBus()
+    engine = PuppetMasterEngine(store, bus, settings)
+    gateway = Gateway(bus, default_instance, store=store)
+    gateway.lister = engine.list_instances
+    app = create_app(gateway, extra=[meta_router(engine, gateway, KeyRing(tmp_path / "home"), Limits())])
+    app.state.engine = engine
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soulfra.test")
+    try:
+        yield app, engine, http
+    finally:
+        try:
+            await http.aclose()
+            await engine.close()
+        finally:
+            await bus.close()
+            store.close()

@@ -12,42 +12,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from soulfra.api import Gateway, create_app
-from soulfra.api.meta import meta_router
-from soulfra.bus import InMemoryBus
 from soulfra.durable import DurableWorld
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
-from soulfra.meta.keys import KeyRing
-from soulfra.meta.package import Limits
 from soulfra.platforms.instance import InstanceSettings
-from soulfra.store import InMemoryStore
 from soulfra.world import DEFAULT_WORLD
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+from .support import api_in_process
 
 
 @pytest.fixture
 async def system(tmp_path: Path, anyio_backend: str) -> AsyncIterator[tuple[PuppetMasterEngine, httpx.AsyncClient]]:
-    store = InMemoryStore()
-    bus = InMemoryBus()
-    engine = PuppetMasterEngine(store, bus, EngineSettings(instance=InstanceSettings(rate=None)))
-    gateway = Gateway(bus, "source", store=store)
-    gateway.lister = engine.list_instances
-    app = create_app(gateway, extra=[meta_router(engine, gateway, KeyRing(tmp_path / "home"), Limits())])
-    app.state.engine = engine
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soulfra.test")
-    try:
+    settings = EngineSettings(instance=InstanceSettings(rate=None))
+    async with api_in_process(tmp_path, "source", settings) as (_, engine, http):
         yield engine, http
-    finally:
-        try:
-            await http.aclose()
-            await engine.close()
-        finally:
-            await bus.close()
-            store.close()
 
 
 @pytest.mark.anyio

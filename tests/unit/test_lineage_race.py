@@ -54,7 +54,7 @@ async def engine(anyio_backend: str) -> AsyncIterator[PuppetMasterEngine]:
 
 
 async def god(engine: PuppetMasterEngine, command: dict[str, Any]) -> dict[str, Any]:
-    return await engine.execute(parse_command(command))
+    return (await engine.execute(parse_command(command))).reply()
 
 
 def tick_of(engine: PuppetMasterEngine, instance_id: str) -> int:

@@ -119,7 +119,7 @@ def traces(engine: PuppetMasterEngine, instance_id: str, kind: str) -> list[tupl
 
 
 async def god(engine: PuppetMasterEngine, command: dict[str, Any]) -> dict[str, Any]:
-    return await engine.execute(parse_command(command))
+    return (await engine.execute(parse_command(command))).reply()
 
 
 async def create(engine: PuppetMasterEngine, instance_id: str, *, seed: int = SEED) -> dict[str, Any]:

@@ -7,18 +7,48 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soulfra import __version__
 from soulfra.api.fastpath import SURFACE_DEFAULTS, SurfaceReads
 from soulfra.api.gateway import Gateway
 from soulfra.api.limits import BodyLimits, RequestLimits
+from soulfra.api.models import (
+    ActBody,
+    AgentPage,
+    AgentReply,
+    Anomalies,
+    Echoes,
+    Health,
+    InputPage,
+    InstanceAck,
+    InstanceList,
+    InstanceStatus,
+    NotReady,
+    Overridden,
+    OverrideBody,
+    Paused,
+    PossessBody,
+    Ready,
+    Resumed,
+    Rules,
+    Seeds,
+    Snapshot,
+    SnapshotDetail,
+    SnapshotList,
+    Traces,
+    UnifiedList,
+    UnifiedSnapshot,
+    ValidateBody,
+    Validation,
+    WeatherReport,
+    WhisperBody,
+)
 from soulfra.api.stream import LiveStreams
 from soulfra.errors import (
     BodyTimeoutError,
@@ -50,7 +80,15 @@ from soulfra.errors import (
 if TYPE_CHECKING:
     from soulfra.meta.engine import PuppetMasterEngine
 
-__all__ = ["STATUS", "create_app"]
+__all__ = ["EVENT_STREAM", "STATUS", "create_app"]
+
+# The live streams' documented answer: server-sent events, never one JSON body.
+EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-sent events, one per surface event (``id`` is its number; ``Last-Event-ID`` resumes)",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
 
 # One table from error class to HTTP status: the most specific class listed wins. A class that is not listed takes
 # its nearest listed ancestor's status only where that status is right for it too; tests/unit/test_error_map.py pins
@@ -97,13 +135,16 @@ STATUS: dict[type[SoulfraError], int] = {
 
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
 AgentId = Annotated[str, Path(min_length=1, max_length=64)]
-Tone = Literal["gentle", "urgent", "playful", "solemn", "dark"]
 
 
-class JsonBytes(Response):
-    """A JSON body that is already encoded (the surface's cached replies)."""
+class JsonBytes(JSONResponse):
+    """A JSON body that is already encoded (the surface's cached replies), passed on as it is. A ``JSONResponse``
+    so that the OpenAPI document shows its route's response model as the body's schema."""
 
-    media_type = "application/json"
+    def render(self, content: Any) -> bytes:
+        if not isinstance(content, bytes):
+            raise TypeError("JsonBytes takes a body that is already encoded")
+        return content
 
 
 def status_for(error: SoulfraError) -> int:
@@ -113,39 +154,6 @@ def status_for(error: SoulfraError) -> int:
 
 def problem(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"code": code, "detail": detail}, status_code=status)
-
-
-class WhisperBody(BaseModel):
-    text: str = Field(min_length=1, max_length=500)
-    target: str = Field(default="*", min_length=1, max_length=64, description="an agent id, or * for every agent")
-    tone: Tone = "gentle"
-    tick: int | None = Field(default=None, ge=0, le=2**62, description="the tick to apply at; default the next")
-
-
-class OverrideBody(BaseModel):
-    reason: str = Field(default="", max_length=500)
-
-
-class PossessBody(BaseModel):
-    operator: str = Field(default="puppet-master", min_length=1, max_length=64)
-
-
-class ActBody(BaseModel):
-    action: Literal["post", "propose_ritual", "join_ritual", "bless", "refuse", "assign_task", "work", "rest"]
-    text: str | None = Field(default=None, max_length=500)
-    topic: str | None = Field(default=None, max_length=64)
-    ritual: int | None = Field(default=None, ge=0, le=2**62)
-    task: int | None = Field(default=None, ge=0, le=2**62)
-    name: str | None = Field(default=None, max_length=64)
-    participants: list[str] | None = Field(default=None, max_length=64)
-    goal: str | None = Field(default=None, max_length=200)
-
-
-class ValidateBody(BaseModel):
-    subject: Literal["snapshot", "instance", "input", "fork", "export"]
-    snapshot: int | None = Field(default=None, ge=0, le=2**62)
-    tick: int | None = Field(default=None, ge=0, le=2**62)
-    input: dict[str, Any] | None = None
 
 
 def create_app(
@@ -193,7 +201,7 @@ def create_app(
 
     # -- operations ----------------------------------------------------------------------------------------------
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], response_model=Health)
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
@@ -201,7 +209,13 @@ def create_app(
     @app.get(
         "/readyz",
         tags=["operations"],
-        responses={503: {"description": "not ready: the default runtime does not answer, or an instance failed"}},
+        response_model=Ready,
+        responses={
+            503: {
+                "model": NotReady,
+                "description": "not ready: the default runtime does not answer, or an instance failed",
+            }
+        },
     )
     async def readyz() -> JSONResponse:
         """Ready when the default instance's runtime answers over the bus and no live instance has failed (stopped
@@ -233,68 +247,82 @@ def create_app(
 
     # -- the seed's public surface (default instance) -----------------------------------------------------------
 
-    @app.get("/api/vibe/weather", tags=["surface"], response_class=JsonBytes)
+    @app.get("/api/vibe/weather", tags=["surface"], response_class=JsonBytes, response_model=WeatherReport)
     async def vibe_weather(
         limit: Annotated[int, Query(ge=1, le=256)] = SURFACE_DEFAULTS["/api/vibe/weather"][1]["limit"],
     ) -> Response:
         """The default instance's vibe weather and its recent history."""
         return await read(gateway.default_instance, "weather", {"limit": limit})
 
-    @app.get("/api/agents/echo", tags=["surface"], response_class=JsonBytes)
+    @app.get("/api/agents/echo", tags=["surface"], response_class=JsonBytes, response_model=Echoes)
     async def agents_echo(
         limit: Annotated[int, Query(ge=1, le=1000)] = SURFACE_DEFAULTS["/api/agents/echo"][1]["limit"],
     ) -> Response:
         """The latest echoes (posts, whispers heard, artifacts) of the default instance's agents."""
         return await read(gateway.default_instance, "echoes", {"limit": limit})
 
-    @app.get("/api/agents/echo/{agent_id}", tags=["surface"], response_class=JsonBytes)
+    @app.get("/api/agents/echo/{agent_id}", tags=["surface"], response_class=JsonBytes, response_model=Echoes)
     async def agent_echo(agent_id: AgentId) -> Response:
         return await read(gateway.default_instance, "echoes", {"agent": agent_id})
 
-    @app.get("/api/ritual/traces", tags=["surface"], response_class=JsonBytes)
+    @app.get("/api/ritual/traces", tags=["surface"], response_class=JsonBytes, response_model=Traces)
     async def ritual_traces(
         limit: Annotated[int, Query(ge=1, le=512)] = SURFACE_DEFAULTS["/api/ritual/traces"][1]["limit"],
     ) -> Response:
         """The default instance's ritual timeline: proposed, gathered, blessed, refused, performed, sealed."""
         return await read(gateway.default_instance, "traces", {"limit": limit})
 
-    @app.get("/api/stream", tags=["surface"], response_class=StreamingResponse)
+    @app.get("/api/stream", tags=["surface"], response_class=StreamingResponse, responses=EVENT_STREAM)
     async def default_stream(request: Request, after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Response:
         """The default instance's live events as server-sent events (``Last-Event-ID`` resumes)."""
         return stream_response(request, gateway.default_instance, after)
 
     # -- instances ----------------------------------------------------------------------------------------------
 
-    @app.get("/api/instances", tags=["instances"])
+    @app.get("/api/instances", tags=["instances"], response_model=InstanceList, response_model_exclude_unset=True)
     async def list_instances() -> dict[str, Any]:
         return {"default": gateway.default_instance, "instances": await gateway.list_instances()}
 
-    @app.get("/api/instances/{instance_id}/status", tags=["instances"])
+    @app.get("/api/instances/{instance_id}/status", tags=["instances"], response_model=InstanceStatus)
     async def instance_status(instance_id: InstanceId) -> dict[str, Any]:
         """Every platform's status, as the bridge sees it."""
         bridge = await gateway.bridge(instance_id)
         return {"instance": instance_id, "platforms": await bridge.cross_platform_status()}
 
-    @app.get("/api/instances/{instance_id}/vibe/weather", tags=["surface"], response_class=JsonBytes)
+    @app.get(
+        "/api/instances/{instance_id}/vibe/weather",
+        tags=["surface"],
+        response_class=JsonBytes,
+        response_model=WeatherReport,
+    )
     async def instance_weather(instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=256)] = 32) -> Response:
         return await read(instance_id, "weather", {"limit": limit})
 
-    @app.get("/api/instances/{instance_id}/agents/echo", tags=["surface"], response_class=JsonBytes)
+    @app.get(
+        "/api/instances/{instance_id}/agents/echo", tags=["surface"], response_class=JsonBytes, response_model=Echoes
+    )
     async def instance_echo(instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Response:
         return await read(instance_id, "echoes", {"limit": limit})
 
-    @app.get("/api/instances/{instance_id}/ritual/traces", tags=["surface"], response_class=JsonBytes)
+    @app.get(
+        "/api/instances/{instance_id}/ritual/traces", tags=["surface"], response_class=JsonBytes, response_model=Traces
+    )
     async def instance_traces(instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=512)] = 100) -> Response:
         return await read(instance_id, "traces", {"limit": limit})
 
-    @app.get("/api/instances/{instance_id}/events", tags=["surface"], response_class=StreamingResponse)
+    @app.get(
+        "/api/instances/{instance_id}/events",
+        tags=["surface"],
+        response_class=StreamingResponse,
+        responses=EVENT_STREAM,
+    )
     async def instance_stream(
         request: Request, instance_id: InstanceId, after: Annotated[int, Query(ge=0, le=2**62)] = 0
     ) -> Response:
         await gateway.bridge(instance_id)
         return stream_response(request, instance_id, after)
 
-    @app.post("/api/instances/{instance_id}/whispers", tags=["runtime"], status_code=202)
+    @app.post("/api/instances/{instance_id}/whispers", tags=["runtime"], status_code=202, response_model=InstanceAck)
     async def whisper(instance_id: InstanceId, body: WhisperBody) -> dict[str, Any]:
         """Store a whisper; the reply is its acknowledgement, with the tick it applies at."""
         ack = await call(instance_id, "runtime", "whisper", body.model_dump(exclude_none=True))
@@ -306,20 +334,20 @@ def create_app(
         await gateway.audit("operator", op, instance_id, body or {})
         return reply
 
-    @app.post("/api/instances/{instance_id}/pause", tags=["runtime"])
+    @app.post("/api/instances/{instance_id}/pause", tags=["runtime"], response_model=Paused)
     async def pause(instance_id: InstanceId) -> dict[str, Any]:
         return await control(instance_id, "pause")
 
-    @app.post("/api/instances/{instance_id}/resume", tags=["runtime"])
+    @app.post("/api/instances/{instance_id}/resume", tags=["runtime"], response_model=Resumed)
     async def resume(instance_id: InstanceId) -> dict[str, Any]:
         return await control(instance_id, "resume")
 
-    @app.post("/api/instances/{instance_id}/override", tags=["runtime"])
+    @app.post("/api/instances/{instance_id}/override", tags=["runtime"], response_model=Overridden)
     async def override(instance_id: InstanceId, body: Annotated[OverrideBody | None, Body()] = None) -> dict[str, Any]:
         """Emergency override: every platform of the instance stops until resumed."""
         return await control(instance_id, "override", (body or OverrideBody()).model_dump())
 
-    @app.get("/api/instances/{instance_id}/agents", tags=["runtime"])
+    @app.get("/api/instances/{instance_id}/agents", tags=["runtime"], response_model=AgentPage)
     async def agents(
         instance_id: InstanceId,
         offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
@@ -327,7 +355,7 @@ def create_app(
     ) -> dict[str, Any]:
         return await call(instance_id, "runtime", "agents", {"offset": offset, "limit": limit})
 
-    @app.get("/api/instances/{instance_id}/agents/{agent_id}", tags=["runtime"])
+    @app.get("/api/instances/{instance_id}/agents/{agent_id}", tags=["runtime"], response_model=AgentReply)
     async def agent(instance_id: InstanceId, agent_id: AgentId) -> dict[str, Any]:
         return await call(instance_id, "runtime", "agent", {"agent": agent_id})
 
@@ -337,24 +365,39 @@ def create_app(
         await gateway.audit("puppet-master", action, instance_id, {**item, **ack})
         return {"instance": instance_id, **ack}
 
-    @app.post("/api/instances/{instance_id}/agents/{agent_id}/possess", tags=["runtime"], status_code=202)
+    @app.post(
+        "/api/instances/{instance_id}/agents/{agent_id}/possess",
+        tags=["runtime"],
+        status_code=202,
+        response_model=InstanceAck,
+    )
     async def possess(
         instance_id: InstanceId, agent_id: AgentId, body: Annotated[PossessBody | None, Body()] = None
     ) -> dict[str, Any]:
         operator = (body or PossessBody()).operator
         return await submit(instance_id, {"type": "possess", "agent": agent_id, "operator": operator}, "possess")
 
-    @app.post("/api/instances/{instance_id}/agents/{agent_id}/act", tags=["runtime"], status_code=202)
+    @app.post(
+        "/api/instances/{instance_id}/agents/{agent_id}/act",
+        tags=["runtime"],
+        status_code=202,
+        response_model=InstanceAck,
+    )
     async def act(instance_id: InstanceId, agent_id: AgentId, body: ActBody) -> dict[str, Any]:
         """Act as a possessed agent (the world refuses the act, as an event, if the agent is not possessed)."""
         item = {"type": "act", "agent": agent_id, **body.model_dump(exclude_none=True)}
         return await submit(instance_id, item, "act")
 
-    @app.post("/api/instances/{instance_id}/agents/{agent_id}/release", tags=["runtime"], status_code=202)
+    @app.post(
+        "/api/instances/{instance_id}/agents/{agent_id}/release",
+        tags=["runtime"],
+        status_code=202,
+        response_model=InstanceAck,
+    )
     async def release(instance_id: InstanceId, agent_id: AgentId) -> dict[str, Any]:
         return await submit(instance_id, {"type": "release", "agent": agent_id}, "release")
 
-    @app.get("/api/instances/{instance_id}/inputs", tags=["runtime"])
+    @app.get("/api/instances/{instance_id}/inputs", tags=["runtime"], response_model=InputPage)
     async def inputs(
         instance_id: InstanceId,
         after: Annotated[int, Query(ge=0, le=2**62)] = 0,
@@ -363,32 +406,38 @@ def create_app(
         """The instance's input log: every whisper and command, with its sequence number and tick."""
         return await call(instance_id, "runtime", "inputs", {"after": after, "limit": limit})
 
-    @app.get("/api/instances/{instance_id}/protocol/rules", tags=["protocol"])
+    @app.get("/api/instances/{instance_id}/protocol/rules", tags=["protocol"], response_model=Rules)
     async def rules(instance_id: InstanceId) -> dict[str, Any]:
         return await call(instance_id, "protocol", "rules")
 
-    @app.post("/api/instances/{instance_id}/protocol/validate", tags=["protocol"])
+    @app.post("/api/instances/{instance_id}/protocol/validate", tags=["protocol"], response_model=Validation)
     async def validate(instance_id: InstanceId, body: ValidateBody) -> dict[str, Any]:
         """Every violation of every rule that applies; ``valid`` is true when there are none."""
         return await call(instance_id, "protocol", "validate", body.model_dump(exclude_none=True))
 
-    @app.post("/api/instances/{instance_id}/snapshots", tags=["mirror"], status_code=201)
+    @app.post("/api/instances/{instance_id}/snapshots", tags=["mirror"], status_code=201, response_model=Snapshot)
     async def take_snapshot(instance_id: InstanceId) -> dict[str, Any]:
         reply = await call(instance_id, "runtime", "snapshot", {"type": "manual"})
         await gateway.audit("operator", "snapshot", instance_id, reply)
         return reply
 
-    @app.get("/api/instances/{instance_id}/snapshots", tags=["mirror"])
+    @app.get("/api/instances/{instance_id}/snapshots", tags=["mirror"], response_model=SnapshotList)
     async def list_snapshots(instance_id: InstanceId) -> dict[str, Any]:
         return await call(instance_id, "runtime", "snapshots")
 
-    @app.get("/api/instances/{instance_id}/snapshots/{snapshot_id}", tags=["mirror"])
+    @app.get("/api/instances/{instance_id}/snapshots/{snapshot_id}", tags=["mirror"], response_model=SnapshotDetail)
     async def get_snapshot(
         instance_id: InstanceId, snapshot_id: Annotated[int, Path(ge=0, le=2**62)]
     ) -> dict[str, Any]:
         return await call(instance_id, "runtime", "snapshot_info", {"id": snapshot_id})
 
-    @app.post("/api/instances/{instance_id}/unified-snapshots", tags=["mirror"], status_code=201)
+    @app.post(
+        "/api/instances/{instance_id}/unified-snapshots",
+        tags=["mirror"],
+        status_code=201,
+        response_model=UnifiedSnapshot,
+        response_model_exclude_unset=True,
+    )
     async def take_unified(instance_id: InstanceId) -> dict[str, Any]:
         """The active platform merge: all four platforms at one tick, conflicts resolved, the runtime's pause."""
         bridge = await gateway.bridge(instance_id)
@@ -396,22 +445,27 @@ def create_app(
         await gateway.audit("operator", "unified-snapshot", instance_id, {"id": record["id"], "tick": record["tick"]})
         return record
 
-    @app.get("/api/instances/{instance_id}/unified-snapshots", tags=["mirror"])
+    @app.get("/api/instances/{instance_id}/unified-snapshots", tags=["mirror"], response_model=UnifiedList)
     async def list_unified(instance_id: InstanceId) -> dict[str, Any]:
         return await call(instance_id, "mirror", "unified_list")
 
-    @app.get("/api/instances/{instance_id}/unified-snapshots/{unified_id}", tags=["mirror"])
+    @app.get(
+        "/api/instances/{instance_id}/unified-snapshots/{unified_id}",
+        tags=["mirror"],
+        response_model=UnifiedSnapshot,
+        response_model_exclude_unset=True,
+    )
     async def get_unified(
         instance_id: InstanceId, unified_id: Annotated[str, Path(pattern=r"^(latest|[0-9]{1,18})$")]
     ) -> dict[str, Any]:
         wanted: int | str = unified_id if unified_id == "latest" else int(unified_id)
         return await call(instance_id, "mirror", "unified_get", {"id": wanted})
 
-    @app.get("/api/instances/{instance_id}/mirror/anomalies", tags=["mirror"])
+    @app.get("/api/instances/{instance_id}/mirror/anomalies", tags=["mirror"], response_model=Anomalies)
     async def anomalies(instance_id: InstanceId) -> dict[str, Any]:
         return await call(instance_id, "mirror", "anomalies")
 
-    @app.get("/api/instances/{instance_id}/mirror/seeds", tags=["mirror"])
+    @app.get("/api/instances/{instance_id}/mirror/seeds", tags=["mirror"], response_model=Seeds)
     async def seeds(instance_id: InstanceId) -> dict[str, Any]:
         """Each loop's seed as the mirror's trace collector built it from the loop's traces."""
         return await call(instance_id, "mirror", "seeds")

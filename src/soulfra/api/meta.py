@@ -17,6 +17,21 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from soulfra.api.gateway import Gateway
+from soulfra.api.models import Deleted, GodReply, ImportReply, InstanceDetail
+from soulfra.api.models.god import (
+    CloneReply,
+    ForkReply,
+    FreezeReply,
+    InterventionReply,
+    LinkReply,
+    MergeReply,
+    MessageReply,
+    PossessionReply,
+    RevertReply,
+    RewriteReply,
+    ThawReply,
+    UnlinkReply,
+)
 from soulfra.errors import ConflictError, InputError, PackageLimitError, StorageError, WorldFileError
 from soulfra.meta.commands import (
     AgentPossession,
@@ -42,6 +57,13 @@ __all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
 PACKAGE_MEDIA_TYPE = "application/vnd.soulfra.package+zip"
 _SPOOL_CHUNK = 1 << 20  # bytes of an upload held in memory before they are written to its temporary file
 SPOOL_RESERVE = 256 << 20  # bytes an upload must leave free on the disk it is spooled to (the worlds write there)
+# A package download's documented answer: the bytes of a signed ZIP file, never a JSON body.
+PACKAGE_DOWNLOAD: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A signed .soulpkg package (a ZIP file), as an attachment",
+        "content": {PACKAGE_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
 
 
@@ -67,7 +89,13 @@ def meta_router(
 
     # -- instances ------------------------------------------------------------------------------------------------
 
-    @router.post("/api/instances", tags=["instances"], status_code=201)
+    @router.post(
+        "/api/instances",
+        tags=["instances"],
+        status_code=201,
+        response_model=InstanceDetail,
+        response_model_exclude_unset=True,
+    )
     async def create_instance(body: CreateInstance) -> dict[str, Any]:
         """A new instance with its own seed and world, ticking from tick 0."""
         spec = DEFAULT_WORLD
@@ -81,12 +109,17 @@ def meta_router(
             rate=body.rate if body.rate is not None else "default",
         )  # fmt: skip
 
-    @router.get("/api/instances/{instance_id}", tags=["instances"])
+    @router.get(
+        "/api/instances/{instance_id}",
+        tags=["instances"],
+        response_model=InstanceDetail,
+        response_model_exclude_unset=True,
+    )
     async def show_instance(instance_id: InstanceId) -> dict[str, Any]:
         """One instance: record, state, lineage, forks, abandoned branches, links."""
         return await off_loop(engine.describe, instance_id)
 
-    @router.delete("/api/instances/{instance_id}", tags=["instances"])
+    @router.delete("/api/instances/{instance_id}", tags=["instances"], response_model=Deleted)
     async def delete_instance(instance_id: InstanceId) -> dict[str, Any]:
         """Stop an instance and remove it with its history (refused while others descend from it, and for the
         server's default instance)."""
@@ -98,25 +131,36 @@ def meta_router(
 
     # -- god mode -------------------------------------------------------------------------------------------------
 
-    @router.post("/api/god", tags=["god-mode"])
+    @router.post("/api/god", tags=["god-mode"], response_model=GodReply)
     async def god(command: Annotated[GodCommand, Body()]) -> dict[str, Any]:
         """Any god-mode command, told apart by ``type``; returns the command's result object."""
-        return await engine.execute(command)
+        return (await engine.execute(command)).reply()
 
-    routes: list[tuple[str, type[BaseModel], str]] = [
-        ("freeze", FreezeTime, "FREEZE_TIME: stop time in some or all instances, optionally for a duration"),
-        ("thaw", ThawTime, "Let frozen instances tick again"),
-        ("clone", CloneInstance, "CLONE_INSTANCE: a copy at the current tick, with modifications"),
-        ("fork", RealityFork, "REALITY_FORK: N forks, each with its own modifications"),
-        ("merge", MergeInstances, "MERGE_INSTANCES: three-way merge from the common ancestor, with a report"),
-        ("possess", AgentPossession, "AGENT_POSSESSION: possess, act through, or release an agent"),
-        ("revert", TimelineRevert, "TIMELINE_REVERT: back to a tick or snapshot; the old branch is kept"),
-        ("communicate", CrossInstanceCommunication, "CROSS_INSTANCE_COMMUNICATION: link, whisper or post across"),
-        ("intervene", PuppetMasterIntervention, "PUPPET_MASTER_INTERVENTION: personality, ritual, vibe, rewrite"),
-    ]
-    for name, model, summary in routes:
+    routes: list[tuple[str, type[BaseModel], Any, str]] = [
+        ("freeze", FreezeTime, FreezeReply, "FREEZE_TIME: stop time in some or all instances, maybe for a while"),
+        ("thaw", ThawTime, ThawReply, "Let frozen instances tick again"),
+        ("clone", CloneInstance, CloneReply, "CLONE_INSTANCE: a copy at the current tick, with modifications"),
+        ("fork", RealityFork, ForkReply, "REALITY_FORK: N forks, each with its own modifications"),
+        ("merge", MergeInstances, MergeReply, "MERGE_INSTANCES: three-way merge from the common ancestor, reported"),
+        ("possess", AgentPossession, PossessionReply, "AGENT_POSSESSION: possess, act through, or release an agent"),
+        ("revert", TimelineRevert, RevertReply, "TIMELINE_REVERT: back to a tick or snapshot; the old branch is kept"),
+        (
+            "communicate", CrossInstanceCommunication, LinkReply | UnlinkReply | MessageReply,
+            "CROSS_INSTANCE_COMMUNICATION: link, whisper or post across",
+        ),
+        (
+            "intervene", PuppetMasterIntervention, InterventionReply | RewriteReply,
+            "PUPPET_MASTER_INTERVENTION: personality, ritual, vibe, rewrite",
+        ),
+    ]  # fmt: skip
+    for name, model, reply, summary in routes:
         router.add_api_route(
-            f"/api/god/{name}", _god_route(engine, model), methods=["POST"], tags=["god-mode"], summary=summary
+            f"/api/god/{name}",
+            _god_route(engine, model),
+            methods=["POST"],
+            tags=["god-mode"],
+            summary=summary,
+            response_model=reply,
         )
 
     # -- packages -------------------------------------------------------------------------------------------------
@@ -139,14 +183,16 @@ def meta_router(
             headers={"Content-Disposition": f'attachment; filename="{name}.soulpkg"'},
         )
 
-    @router.get("/api/instances/{instance_id}/export", tags=["packages"], response_class=Response)
+    @router.get(
+        "/api/instances/{instance_id}/export", tags=["packages"], response_class=Response, responses=PACKAGE_DOWNLOAD
+    )
     async def export_instance(instance_id: InstanceId, compact: CompactQuery = False) -> Response:
         """The instance as a signed ``.soulpkg`` package (a ZIP file)."""
         await off_loop(engine.store.instances.get, instance_id)
         await flush([instance_id])
         return await off_loop(package_response, [instance_id], compact)
 
-    @router.get("/api/export", tags=["packages"], response_class=Response)
+    @router.get("/api/export", tags=["packages"], response_class=Response, responses=PACKAGE_DOWNLOAD)
     async def export_many(
         instance: Annotated[list[str] | None, Query(description="Instances to export; none: all of them")] = None,
         compact: CompactQuery = False,
@@ -158,7 +204,7 @@ def meta_router(
         await flush(ids)
         return await off_loop(package_response, ids, compact)
 
-    @router.post("/api/import", tags=["packages"], status_code=201)
+    @router.post("/api/import", tags=["packages"], status_code=201, response_model=ImportReply)
     async def import_package(
         request: Request,
         verify_replay: Annotated[bool, Query(description="Replay each history and check its head hash")] = False,
@@ -241,7 +287,7 @@ def _god_route(engine: PuppetMasterEngine, model: type[BaseModel]) -> Callable[.
     """A route taking one command of ``model``'s type (its ``type`` field may be left out)."""
 
     async def route(command: Any) -> dict[str, Any]:
-        return await engine.execute(command)
+        return (await engine.execute(command)).reply()
 
     parameter = inspect.Parameter(
         "command", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[model, Body()]

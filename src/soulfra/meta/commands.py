@@ -1,11 +1,13 @@
 """The god-mode commands, as typed request schemas: one per command, told apart by ``type``.
 
 These are the puppet master's edge: the API validates ``POST /api/god`` bodies against ``GodCommand`` and the CLI
-builds the same objects. What each command does is ``PuppetMasterEngine.execute``'s job.
+builds the same objects. Each command names the existing instances it touches (``touches``), which the engine locks
+and checks before the command runs; what each command does is ``PuppetMasterEngine.execute``'s job.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -38,6 +40,11 @@ BIG = 2**62  # ticks, snapshot ids, sequence numbers: beyond any real value, wit
 class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def touches(self, live: Collection[str]) -> tuple[str, ...]:
+        """The existing instances this command reads or writes (not the ones it makes); ``live`` is every running
+        instance, for the commands that default to all of them."""
+        raise NotImplementedError
+
 
 class FreezeTime(_Command):
     """Stop the ticks of some instances (all when ``instances`` is omitted) for ``duration`` seconds, or until
@@ -47,12 +54,18 @@ class FreezeTime(_Command):
     instances: list[InstanceRef] | None = Field(default=None, max_length=10_000)
     duration: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
 
+    def touches(self, live: Collection[str]) -> tuple[str, ...]:
+        return tuple(self.instances if self.instances is not None else live)
+
 
 class ThawTime(_Command):
     """Let frozen instances tick again (all frozen ones when ``instances`` is omitted)."""
 
     type: Literal["THAW_TIME"] = "THAW_TIME"
     instances: list[InstanceRef] | None = Field(default=None, max_length=10_000)
+
+    def touches(self, live: Collection[str]) -> tuple[str, ...]:
+        return tuple(self.instances if self.instances is not None else live)
 
 
 class CloneInstance(_Command):
@@ -65,6 +78,9 @@ class CloneInstance(_Command):
     tick: int | None = Field(default=None, ge=0, le=BIG)
     modifications: list[Modification] = Field(default_factory=list, max_length=256)
     start: bool = True
+
+    def touches(self, live: Collection[str]) -> tuple[str, ...]:
+        return (self.source,)
 
 
 class ForkSpec(_Command):
@@ -81,6 +97,9 @@ class RealityFork(_Command):
     forks: list[ForkSpec] = Field(min_length=1, max_length=MAX_FORKS)
     start: bool = True
 
+    def touches(self, live: Collection[str]) -> tuple[str, ...]:
+        return (self.source,)
+
 
 class MergeInstances(_Command):
     """Three-way merge of ``ours`` and ``theirs`` from their common ancestor into a new instance with two parents."""
@@ -92,6 +111,9 @@ class MergeInstances(_Command):
     policies: dict[str, str] = Field(default_factory=dict)
     start: bool = True
 
+    def touches(self, live: Collection[str]) -> tuple[str, ...]:
+        return (self.ours, self.theirs)
+
 
 class AgentPossession(_Command):
     """Take (``possess``), drive (``act``) or give back (``release``) one agent."""
@@ -102,6 +124,9 @@ class AgentPossession(_Command):
     action: Literal["possess", "act", "release"] = "possess"
     operator: str = Field(default="puppet-master", min_length=1, max_length=100)
     act: dict[str, Any] | None = Field(default=None, description='For "act": {"action": "post", "text": ...}')
+
+    def touches(self, live: Collection[str]) -> tuple[str, ...]:
+        return (self.instance,)
 
     @model_validator(mode="after")
     def _act_needs_a_body(self) -> AgentPossession:
@@ -117,6 +142,9 @@ class TimelineRevert(_Command):
     instance: InstanceRef
     tick: int | None = Field(default=None, ge=0, le=BIG)
     snapshot: int | None = Field(default=None, ge=1, le=BIG)
+
+    def touches(self, live: Collection[str]) -> tuple[str, ...]:
+        return (self.instance,)
 
     @model_validator(mode="after")
     def _one_target(self) -> TimelineRevert:
@@ -137,6 +165,9 @@ class CrossInstanceCommunication(_Command):
     thread: int | None = Field(default=None, ge=1, le=BIG, description="The thread of target posted in (post)")
     text: str | None = Field(default=None, min_length=1, max_length=400)
     tone: Literal["gentle", "urgent", "playful", "solemn", "dark"] = "gentle"
+
+    def touches(self, live: Collection[str]) -> tuple[str, ...]:
+        return (self.source, self.target)
 
     @model_validator(mode="after")
     def _message_fields(self) -> CrossInstanceCommunication:
@@ -171,6 +202,9 @@ class PuppetMasterIntervention(_Command):
     )
     add: list[dict[str, Any]] = Field(default_factory=list, max_length=256, description="rewrite: inputs to add")
     id: InstanceRef | None = Field(default=None, description="rewrite: the new branch's id")
+
+    def touches(self, live: Collection[str]) -> tuple[str, ...]:
+        return (self.instance,)
 
     def as_input(self) -> dict[str, Any]:
         """The intervention as an input object (without its tick); not for ``rewrite``."""

@@ -36,10 +36,11 @@ from soulfra.meta.god.agents import communicate, possess
 from soulfra.meta.god.branching import clone, merge, reality_fork, revert
 from soulfra.meta.god.context import GodContext
 from soulfra.meta.god.freeze import freeze, thaw
-from soulfra.meta.god.guard import refuse_halted, touched, writer_of
+from soulfra.meta.god.guard import refuse_halted, writer_of
 from soulfra.meta.god.intervene import intervene
 from soulfra.meta.god.timers import FreezeTimers
 from soulfra.meta.lineage import lineage, record_json
+from soulfra.meta.results import GodResult
 from soulfra.offload import off_loop
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.store.ports import InstanceRecord, Store
@@ -49,7 +50,7 @@ __all__ = ["HANDLERS", "EngineSettings", "PuppetMasterEngine"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[GodContext, Any], Awaitable[dict[str, Any]]]
+Handler = Callable[[GodContext, Any], Awaitable[GodResult]]
 
 # Which handler carries out each command type: every member of ``GodCommand`` has exactly one.
 HANDLERS: Mapping[type[BaseModel], Handler] = {
@@ -286,22 +287,22 @@ class PuppetMasterEngine:
 
     # -- god mode -------------------------------------------------------------------------------------------------
 
-    async def execute(self, command: GodCommand, *, actor: str = "puppet-master") -> dict[str, Any]:
-        """Carry out one god-mode command; returns its result object. Every command is audited."""
+    async def execute(self, command: GodCommand, *, actor: str = "puppet-master") -> GodResult:
+        """Carry out one god-mode command; returns its typed result (``reply()`` is the API's answer). Every
+        command is audited, filed under its result's ``subject``."""
         async with self._lock:
-            names = touched(command, self.live)
+            names = command.touches(self.live)
             refuse_halted(self.live, names)
             async with writer_of(self.store, self.live, names):
                 result = await HANDLERS[type(command)](self._god, command)
-        touched_id = result.get("instance") or result.get("source") or result.get("id")
         await off_loop(
             self.store.audit.append,
             actor=actor,
             action=f"god.{command.type.lower()}",
-            instance_id=touched_id if isinstance(touched_id, str) else None,
-            detail={"command": command.model_dump(mode="json"), "result": _brief(result)},
+            instance_id=result.subject,
+            detail={"command": command.model_dump(mode="json"), "result": _brief(result.to_json())},
         )
-        return {"type": command.type, "ok": True, **result}
+        return result
 
     async def _thaw_by_timer(self, instance_id: str) -> None:
         await self.execute(ThawTime(instances=[instance_id]), actor="freeze-timer")

@@ -11,12 +11,13 @@ from typing import Any
 from soulfra.errors import InputError, LineageError
 from soulfra.meta.commands import AgentPossession, CrossInstanceCommunication
 from soulfra.meta.god.context import GodContext
+from soulfra.meta.results import InputAck, LinkResult, MessageResult, PossessionResult, UnlinkResult
 from soulfra.offload import off_loop
 
 __all__ = ["communicate", "possess"]
 
 
-async def possess(ctx: GodContext, command: AgentPossession) -> dict[str, Any]:
+async def possess(ctx: GodContext, command: AgentPossession) -> PossessionResult:
     instance = await ctx.running(command.instance)
     item: dict[str, Any] = {"type": command.action, "agent": command.agent}
     if command.action == "possess":
@@ -27,10 +28,14 @@ async def possess(ctx: GodContext, command: AgentPossession) -> dict[str, Any]:
     if command.agent not in instance.runtime.world.world.state.index:
         raise InputError(f"{command.instance} has no agent {command.agent!r}")
     ack = (await ctx.submit(instance, [item]))[0]
-    return {"instance": command.instance, "agent": command.agent, "action": command.action, "ack": ack}
+    return PossessionResult(
+        instance=command.instance, agent=command.agent, action=command.action, ack=InputAck.from_json(ack)
+    )
 
 
-async def communicate(ctx: GodContext, command: CrossInstanceCommunication) -> dict[str, Any]:
+async def communicate(
+    ctx: GodContext, command: CrossInstanceCommunication
+) -> LinkResult | UnlinkResult | MessageResult:
     source, target = command.source, command.target
     links = ctx.store.instances
     if command.action == "link":
@@ -44,12 +49,12 @@ async def communicate(ctx: GodContext, command: CrossInstanceCommunication) -> d
         await off_loop(link)
         for end, other in ((source, target), (target, source)):
             await ctx.mark(end, "CROSS_INSTANCE_COMMUNICATION", {"link": other})
-        return {"source": source, "target": target, "links": await off_loop(links.links, source)}
+        return LinkResult(source=source, target=target, links=tuple(await off_loop(links.links, source)))
     if command.action == "unlink":
         removed = await off_loop(links.unlink, source, target)
         for end, other in ((source, target), (target, source)):
             await ctx.mark(end, "CROSS_INSTANCE_COMMUNICATION", {"unlink": other})
-        return {"source": source, "target": target, "removed": removed}
+        return UnlinkResult(source=source, target=target, removed=removed)
     if target not in await off_loop(links.links, source):
         raise LineageError(f"{source} and {target} are not linked; link them first (action 'link')")
     speaker = (await ctx.running(source)).runtime.world.world.state
@@ -70,4 +75,4 @@ async def communicate(ctx: GodContext, command: CrossInstanceCommunication) -> d
         item = {"type": "crosspost", "origin": origin, "thread": command.thread, "text": command.text}
     ack = (await ctx.submit(receiver, [item]))[0]
     await ctx.mark(source, "CROSS_INSTANCE_COMMUNICATION", {command.action: target, "agent": command.agent})
-    return {"source": source, "target": target, "action": command.action, "ack": ack}
+    return MessageResult(source=source, target=target, action=command.action, ack=InputAck.from_json(ack))

@@ -7,14 +7,22 @@ the old head as an abandoned branch.
 
 from __future__ import annotations
 
-from typing import Any
-
 from soulfra.durable import DurableWorld, start_tick, state_at
 from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError
 from soulfra.meta.commands import CloneInstance, ForkSpec, MergeInstances, RealityFork, TimelineRevert
 from soulfra.meta.god.context import GodContext, child_id
 from soulfra.meta.lineage import AncestorPoint, common_ancestor, fork_record, on_timeline, own_world, revert_record
-from soulfra.meta.merge import MergeResult, merge_states
+from soulfra.meta.merge import MergeResult as MergedStates
+from soulfra.meta.merge import merge_states
+from soulfra.meta.results import (
+    AbandonedBranch,
+    CloneResult,
+    ForkMade,
+    ForkResult,
+    MergeBase,
+    MergeResult,
+    RevertResult,
+)
 from soulfra.offload import off_loop
 from soulfra.store.ports import InstanceRecord
 from soulfra.world import state_hash
@@ -24,20 +32,20 @@ from soulfra.world.model import WorldState
 __all__ = ["clone", "merge", "reality_fork", "revert"]
 
 
-async def clone(ctx: GodContext, command: CloneInstance) -> dict[str, Any]:
+async def clone(ctx: GodContext, command: CloneInstance) -> CloneResult:
     forks = [ForkSpec(id=command.id, modifications=command.modifications)]
     made = await _fork(ctx, command.source, command.tick, forks, "clone", command.start, command.name)
-    return {"source": command.source, "tick": made[0]["tick"], **made[0]}
+    return CloneResult(source=command.source, made=made[0])
 
 
-async def reality_fork(ctx: GodContext, command: RealityFork) -> dict[str, Any]:
+async def reality_fork(ctx: GodContext, command: RealityFork) -> ForkResult:
     made = await _fork(ctx, command.source, command.tick, command.forks, "fork", command.start, None)
-    return {"source": command.source, "tick": made[0]["tick"], "forks": made}
+    return ForkResult(source=command.source, tick=made[0].tick, forks=made)
 
 
 async def _fork(
     ctx: GodContext, source: str, tick: int | None, specs: list[ForkSpec], kind: str, start: bool, name: str | None
-) -> list[dict[str, Any]]:
+) -> tuple[ForkMade, ...]:
     store = ctx.store
     live = ctx.live.get(source)
 
@@ -89,24 +97,24 @@ async def _fork(
             store, record.id, state.copy(), settings=ctx.settings.instance.durability
         )
 
-    made = []
+    made: list[ForkMade] = []
     for new_id, (_, inputs) in zip(await off_loop(settle), prepared, strict=True):
         record, world = await off_loop(write, new_id, inputs)
         if world is not None:
             await ctx.launch(record.id, world=world)
-        made.append({"id": record.id, "tick": at, "state_hash": genesis, "modifications": len(inputs)})
+        made.append(ForkMade(id=record.id, tick=at, state_hash=genesis, modifications=len(inputs)))
     await ctx.mark(source, "REALITY_FORK" if kind == "fork" else "CLONE_INSTANCE", {"at": at, "children": [
-        m["id"] for m in made
+        m.id for m in made
     ]})  # fmt: skip
-    return made
+    return tuple(made)
 
 
-async def merge(ctx: GodContext, command: MergeInstances) -> dict[str, Any]:
+async def merge(ctx: GodContext, command: MergeInstances) -> MergeResult:
     store = ctx.store
     ours_state = await ctx.state_now(command.ours)
     theirs_state = await ctx.state_now(command.theirs)
 
-    def prepare() -> tuple[AncestorPoint, MergeResult, InstanceRecord]:
+    def prepare() -> tuple[AncestorPoint, MergedStates, InstanceRecord]:
         base_point = common_ancestor(store, command.ours, command.theirs)
         base_state = state_at(store, base_point.instance, base_point.tick)
         result = merge_states(base_state, ours_state, theirs_state, policies=command.policies)
@@ -148,16 +156,16 @@ async def merge(ctx: GodContext, command: MergeInstances) -> dict[str, Any]:
         await ctx.launch(merged_id, world=world)
     for parent in (command.ours, command.theirs):
         await ctx.mark(parent, "MERGE_INSTANCES", {"into": merged_id})
-    return {
-        "id": merged_id,
-        "parents": [command.ours, command.theirs],
-        "base": {"instance": base_point.instance, "tick": base_point.tick},
-        "tick": merged.tick,
-        **report,
-    }
+    return MergeResult(
+        id=merged_id,
+        parents=(command.ours, command.theirs),
+        base=MergeBase(instance=base_point.instance, tick=base_point.tick),
+        tick=merged.tick,
+        report=report,
+    )
 
 
-async def revert(ctx: GodContext, command: TimelineRevert) -> dict[str, Any]:
+async def revert(ctx: GodContext, command: TimelineRevert) -> RevertResult:
     store = ctx.store
     instance_id = command.instance
     tick = command.tick
@@ -201,11 +209,11 @@ async def revert(ctx: GodContext, command: TimelineRevert) -> dict[str, Any]:
     if instance is not None:  # its surface and mirror start over from the reverted tick (and no capture taken
         await ctx.live.pop(instance_id).close()  # before the revert can be saved into it); a timed freeze stays
         await ctx.launch(instance_id, frozen=was_paused)
-    branches = [c.id for c in await off_loop(store.instances.children, instance_id) if c.status == "abandoned"]
-    return {
-        "instance": instance_id,
-        "tick": tick,
-        "state_hash": state_hash_now,
-        "abandoned_branch": {"id": branch.id, "from_tick": tick, "head_tick": abandoned_head},
-        "branches": branches,
-    }
+    branches = tuple(c.id for c in await off_loop(store.instances.children, instance_id) if c.status == "abandoned")
+    return RevertResult(
+        instance=instance_id,
+        tick=tick,
+        state_hash=state_hash_now,
+        abandoned_branch=AbandonedBranch(id=branch.id, from_tick=tick, head_tick=abandoned_head),
+        branches=branches,
+    )

@@ -6,13 +6,12 @@ and removes that branch again if it could not be written whole.
 
 from __future__ import annotations
 
-from typing import Any
-
 from soulfra.durable import DurabilitySettings, DurableWorld, start_tick
 from soulfra.errors import InputError, LineageError
 from soulfra.meta.commands import PuppetMasterIntervention
 from soulfra.meta.god.context import GodContext, child_id
 from soulfra.meta.lineage import fork_record
+from soulfra.meta.results import InputAck, InterventionResult, RewriteResult
 from soulfra.offload import off_loop
 from soulfra.store.ports import InstanceRecord, Store, StoredInput
 from soulfra.world import World, parse_input, state_hash
@@ -21,15 +20,15 @@ from soulfra.world.inputs import Input
 __all__ = ["intervene"]
 
 
-async def intervene(ctx: GodContext, command: PuppetMasterIntervention) -> dict[str, Any]:
+async def intervene(ctx: GodContext, command: PuppetMasterIntervention) -> InterventionResult | RewriteResult:
     if command.kind != "rewrite":
         instance = await ctx.running(command.instance)
         ack = (await ctx.submit(instance, [command.as_input()]))[0]
-        return {"instance": command.instance, "kind": command.kind, "ack": ack}
+        return InterventionResult(instance=command.instance, kind=command.kind, ack=InputAck.from_json(ack))
     return await _rewrite(ctx, command)
 
 
-async def _rewrite(ctx: GodContext, command: PuppetMasterIntervention) -> dict[str, Any]:
+async def _rewrite(ctx: GodContext, command: PuppetMasterIntervention) -> RewriteResult:
     """History from ``from_tick`` rewritten (inputs dropped or added) and replayed, as a new branch."""
     store, horizon = ctx.store, ctx.settings.instance.durability.horizon
     source = command.instance
@@ -79,17 +78,10 @@ async def _rewrite(ctx: GodContext, command: PuppetMasterIntervention) -> dict[s
     tick, branch_hash = world.tick, world.world.state_hash()  # before the branch ticks on
     await ctx.launch(record.id, world=world)
     await ctx.mark(source, "PUPPET_MASTER_INTERVENTION", {"rewrite": branch_id, "from_tick": at})
-    return {
-        "instance": source,
-        "kind": "rewrite",
-        "branch": branch_id,
-        "from_tick": at,
-        "dropped": len(command.drop),
-        "added": len(added),
-        "tick": tick,
-        "state_hash": branch_hash,
-        "source_state_hash": state_hash(head_state),
-    }
+    return RewriteResult(
+        instance=source, branch=branch_id, from_tick=at, dropped=len(command.drop), added=len(added), tick=tick,
+        state_hash=branch_hash, source_state_hash=state_hash(head_state),
+    )  # fmt: skip
 
 
 def _replay(

@@ -1,0 +1,74 @@
+"""The API's response models: pydantic at the edge, one module per area, each route's ``response_model``.
+
+Every JSON body a route returns is one of these, so ``/openapi.json`` documents it; streams and package downloads
+declare their media type instead. The bodies are what the routes answered before they were typed: a model names
+every field it may carry (``Closed``), or says that a body is open (``Open``) where its fields vary with its kind.
+"""
+
+from soulfra.api.models.god import GodReply
+from soulfra.api.models.instances import Deleted, ImportReply, InstanceDetail, InstanceList, InstanceSummary
+from soulfra.api.models.requests import ActBody, OverrideBody, PossessBody, ValidateBody, WhisperBody
+from soulfra.api.models.runtime import (
+    AgentPage,
+    AgentReply,
+    Health,
+    InputPage,
+    InstanceAck,
+    InstanceStatus,
+    NotReady,
+    Overridden,
+    Paused,
+    Ready,
+    Resumed,
+    Snapshot,
+    SnapshotDetail,
+    SnapshotList,
+)
+from soulfra.api.models.surface import (
+    Anomalies,
+    Echoes,
+    Rules,
+    Seeds,
+    Traces,
+    UnifiedList,
+    UnifiedSnapshot,
+    Validation,
+    WeatherReport,
+)
+
+__all__ = [
+    "ActBody",
+    "AgentPage",
+    "AgentReply",
+    "Anomalies",
+    "Deleted",
+    "Echoes",
+    "GodReply",
+    "Health",
+    "ImportReply",
+    "InputPage",
+    "InstanceAck",
+    "InstanceDetail",
+    "InstanceList",
+    "InstanceStatus",
+    "InstanceSummary",
+    "NotReady",
+    "Overridden",
+    "OverrideBody",
+    "Paused",
+    "PossessBody",
+    "Ready",
+    "Resumed",
+    "Rules",
+    "Seeds",
+    "Snapshot",
+    "SnapshotDetail",
+    "SnapshotList",
+    "Traces",
+    "UnifiedList",
+    "UnifiedSnapshot",
+    "ValidateBody",
+    "Validation",
+    "WeatherReport",
+    "WhisperBody",
+]
