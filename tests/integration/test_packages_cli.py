@@ -31,6 +31,9 @@ from soulfra.store import schema as tables
 
 from .support import one_error_line, parsed, soulfra_at, soulfra_each_at
 
+# The module's tests share an expensive module-scoped fixture: under pytest-xdist they all run in one worker.
+pytestmark = pytest.mark.xdist_group("test_packages_cli")
+
 ENTRY_LIMIT = 1 << 30  # what the CLI accepts per entry, decompressed
 MANIFEST, SIGNATURE, HEAD, BASE, INPUTS = (
     "manifest.json",

@@ -25,6 +25,9 @@ from soulfra.world import state_hash
 
 from .support import Result, Server, assert_problem, parsed, running_server, soulfra_at, soulfra_each_at, wait_for
 
+# The module's tests share an expensive module-scoped fixture: under pytest-xdist they all run in one worker.
+pytestmark = pytest.mark.xdist_group("test_puppet_master")
+
 # -- the CLI -------------------------------------------------------------------------------------------------------
 
 
