@@ -27,9 +27,11 @@ XDIST = -n $(TEST_WORKERS) --dist loadgroup
 # (workers, servers, CLI smoke tests), and pytest caches its rewritten test modules only with them.
 PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
-## Lint, type-check and run the whole test suite (coverage gate on the deterministic core).
+## Lint, type-check and run the whole test suite (coverage gate on the deterministic core). Tests marked serial
+## compare speeds over time, so they run first, alone; the parallel run adds its coverage to theirs.
 test: $(STAMP) lint typecheck
-	$(PYTEST) $(XDIST) --cov=soulfra.world --cov-report=term --cov-fail-under=90
+	$(PYTEST) -m serial --cov=soulfra.world --cov-report=
+	$(PYTEST) $(XDIST) -m "not serial" --cov=soulfra.world --cov-append --cov-report=term --cov-fail-under=90
 
 ## The unit layer only (tests/unit and tests/golden): no services, no servers; the quick loop while editing.
 test-fast: $(STAMP)

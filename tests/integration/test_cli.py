@@ -135,7 +135,10 @@ def test_bench_tick_measures_soulfra_beside_mesa() -> None:
     assert [row["agents"] for row in result["rows"]] == [50, 200]
     for row in result["rows"]:
         assert row["builtin_steps_per_s"] > 0 and row["mesa_contagion_steps_per_s"] > 0
-        assert row["contagion_vs_mesa"] == round(row["contagion_steps_per_s"] / row["mesa_contagion_steps_per_s"], 2)
+        # The report rounds the ratio of the unrounded rates (81.21 where the rounded rates give 81.2 was seen): it
+        # may differ from the rounded rates' ratio by the ratio's rounding plus what the rates' rounding moves it.
+        rate, peer = row["contagion_steps_per_s"], row["mesa_contagion_steps_per_s"]
+        assert abs(row["contagion_vs_mesa"] - rate / peer) <= 0.005 + 0.05 * (1 + rate / peer) / (peer - 0.05)
 
 
 def test_an_input_log_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
