@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck format bench bench-storage bench-api bench-package install clean
+.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,24 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/soulfra up
 
-## Lint, type-check and run the whole test suite.
+# Test processes (pytest-xdist). Many integration tests wait on servers and subprocesses rather than compute, so one
+# more worker than the machine's 2 cores keeps both busy; tests that must share a process are grouped with
+# @pytest.mark.xdist_group (--dist loadgroup). TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= 3
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
+# Bytecode caches on for the tests even where the shell turns them off: the suite starts many Python processes
+# (workers, servers, CLI smoke tests), and pytest caches its rewritten test modules only with them.
+PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
+
+## Lint, type-check and run the whole test suite (coverage gate on the deterministic core). Tests marked serial
+## compare speeds over time, so they run first, alone; the parallel run adds its coverage to theirs.
 test: $(STAMP) lint typecheck
-	$(BIN)/pytest --cov=soulfra.world --cov-report=term --cov-fail-under=90
+	$(PYTEST) -m serial --cov=soulfra.world --cov-report=
+	$(PYTEST) $(XDIST) -m "not serial" --cov=soulfra.world --cov-append --cov-report=term --cov-fail-under=90
+
+## The unit layer only (tests/unit and tests/golden): no services, no servers; the quick loop while editing.
+test-fast: $(STAMP)
+	$(PYTEST) $(XDIST) tests/unit tests/golden
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

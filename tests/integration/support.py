@@ -1,5 +1,7 @@
-"""Processes for the integration tests: ``soulfra`` commands run as subprocesses, and ``soulfra up`` on a free
-loopback port with its own data directory and its own installation (``SOULFRA_HOME``), stopped by its own PID.
+"""The integration tests' ways to run Soulfra: ``soulfra`` commands in this process (through the real ``main``, so
+exit codes and one-line errors are the user's) or as subprocesses where a real process is the point (signals, stdin,
+two writers at once), and ``soulfra up`` on a free loopback port with its own data directory and its own installation
+(``SOULFRA_HOME``), stopped by its own PID.
 
 Every wait has a deadline; a server that does not become ready, or does not stop, fails the test with its output.
 """
@@ -10,6 +12,7 @@ import contextlib
 import json
 import os
 import queue
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,6 +26,9 @@ from typing import IO, Any, TypeVar
 
 import httpx
 import pytest
+from typer.testing import CliRunner
+
+from soulfra.cli import main
 
 T = TypeVar("T")
 Result = subprocess.CompletedProcess[str]
@@ -58,11 +64,48 @@ def environment(home: Path) -> dict[str, str]:
     return env
 
 
-# -- the CLI -------------------------------------------------------------------------------------------------------
+# -- the CLI in this process -------------------------------------------------------------------------------------
 
 
-def soulfra_all(*commands: Sequence[str], env: dict[str, str] | None = None) -> list[Result]:
-    """Run several ``soulfra`` commands at once (stdin closed) in ``env`` (None: this process's environment);
+def soulfra(*args: str, stdin: str | None = None, home: Path | None = None) -> Result:
+    """One ``soulfra`` command run in this process through ``main``, as the installed command runs it: its exit code,
+    stdout and stderr. ``stdin`` is its input (None: empty); with ``home`` it is a command of the installation there
+    and no server URL leaks in from outside (as in ``environment``)."""
+    env: dict[str, str | None] = {} if home is None else {"SOULFRA_URL": None, "SOULFRA_HOME": str(home)}
+    # Typer's runner swaps stdin, stdout, stderr and the environment for the call and puts them back after it.
+    with CliRunner().isolation(input=stdin, env=env) as (out, err, _):
+        try:
+            main(list(args))
+        except SystemExit as exit_:  # main always ends with sys.exit
+            code = exit_.code
+        else:
+            pytest.fail(f"soulfra {shlex.join(args)} returned without an exit code")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    return subprocess.CompletedProcess(list(args), code if isinstance(code, int) else 1, stdout, stderr)
+
+
+def soulfra_each(*commands: Sequence[str]) -> list[Result]:
+    """Several ``soulfra`` commands, one after another in this process; their results in order."""
+    return [soulfra(*args) for args in commands]
+
+
+def soulfra_at(home: Path, *args: str) -> Result:
+    """One ``soulfra`` command of the installation at ``home``, in this process."""
+    return soulfra(*args, home=home)
+
+
+def soulfra_each_at(home: Path, *commands: Sequence[str]) -> list[Result]:
+    """Several ``soulfra`` commands of the installation at ``home``, one after another; their results in order."""
+    return [soulfra(*args, home=home) for args in commands]
+
+
+# -- the CLI as processes ------------------------------------------------------------------------------------------
+
+
+def soulfra_processes(*commands: Sequence[str], env: dict[str, str] | None = None) -> list[Result]:
+    """Run several ``soulfra`` processes at once (stdin closed) in ``env`` (None: this process's environment);
     their results in the order given."""
     with contextlib.ExitStack() as stack:
         procs = [
@@ -90,10 +133,12 @@ def soulfra_all(*commands: Sequence[str], env: dict[str, str] | None = None) -> 
         return results
 
 
-def soulfra(*args: str, stdin: str | None = None) -> Result:
-    """One ``soulfra`` command in this process's environment; ``stdin`` is its input (None: stdin closed)."""
+def soulfra_process(*args: str, stdin: str | None = None, home: Path | None = None) -> Result:
+    """One ``soulfra`` process; ``stdin`` is its input (None: stdin closed), ``home`` its installation (None: this
+    process's environment)."""
+    env = None if home is None else environment(home)
     if stdin is None:
-        return soulfra_all(args)[0]
+        return soulfra_processes(args, env=env)[0]
     return subprocess.run(
         [sys.executable, "-m", "soulfra", *args],
         input=stdin,
@@ -101,17 +146,8 @@ def soulfra(*args: str, stdin: str | None = None) -> Result:
         text=True,
         timeout=CLI_TIMEOUT_S,
         check=False,
+        env=env,
     )
-
-
-def soulfra_all_at(home: Path, *commands: Sequence[str]) -> list[Result]:
-    """Run several ``soulfra`` commands of the installation at ``home`` at once; their results in order."""
-    return soulfra_all(*commands, env=environment(home))
-
-
-def soulfra_at(home: Path, *args: str) -> Result:
-    """One ``soulfra`` command of the installation at ``home``."""
-    return soulfra_all_at(home, args)[0]
 
 
 def parsed(done: Result) -> dict[str, Any]:

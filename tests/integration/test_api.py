@@ -14,6 +14,9 @@ import pytest
 
 from .support import Server, assert_problem, running_server, soulfra, start_server, wait_for
 
+# The module's tests share an expensive module-scoped fixture: under pytest-xdist they all run in one worker.
+pytestmark = pytest.mark.xdist_group("test_api")
+
 INSTANCE = "world-0"
 BASE = f"/api/instances/{INSTANCE}"
 PHASES = {"calm-bloom", "echo-storm", "trust-surge", "drift-wave", "chaos-bloom"}

@@ -18,6 +18,9 @@ from schemathesis.schemas import APIOperation, BaseSchema
 
 from .support import Server, running_server
 
+# The module's tests share an expensive module-scoped fixture: under pytest-xdist they all run in one worker.
+pytestmark = pytest.mark.xdist_group("test_api_fuzz")
+
 # The live event streams never end; a request to them would hang the fuzzer.
 EXAMPLES = 25  # per operation: the whole file runs in well under a minute
 Operation = APIOperation[Any, Any, Any, Any]

@@ -27,6 +27,9 @@ from soulfra.store import SqlStore
 
 from .support import Server, assert_problem, one_error_line, running_server, small_tmpfs, soulfra
 
+# The module's tests share an expensive module-scoped fixture: under pytest-xdist they all run in one worker.
+pytestmark = pytest.mark.xdist_group("test_limits")
+
 MIB = 1 << 20
 RSS_BOUND = 16 * MIB  # what a refused request may cost the server, at most (its peak, not what it keeps)
 UPLOAD_BOUND = 32 * MIB  # the server's --max-upload in these tests

@@ -1,8 +1,9 @@
 """``.soulpkg`` packages through the CLI, with no server: the documented database-to-database path on SQLite and
 PostgreSQL, and every kind of bad package refused with one line and nothing written to the target database.
 
-Each process gets the installation of this module (``SOULFRA_HOME``): its own key signs and is trusted; bad
-packages are made by taking a good one apart and, where the point is past the signature, re-signing it.
+Each command runs in this process as a command of this module's installation (``SOULFRA_HOME``): its own key signs
+and is trusted; bad packages are made by taking a good one apart and, where the point is past the signature,
+re-signing it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from soulfra.meta.package import Limits, read_package
 from soulfra.store import SqlStore
 from soulfra.store import schema as tables
 
-from .support import one_error_line, parsed, soulfra_all_at, soulfra_at
+from .support import one_error_line, parsed, soulfra_at, soulfra_each_at
+
+# The module's tests share an expensive module-scoped fixture: under pytest-xdist they all run in one worker.
+pytestmark = pytest.mark.xdist_group("test_packages_cli")
 
 ENTRY_LIMIT = 1 << 30  # what the CLI accepts per entry, decompressed
 MANIFEST, SIGNATURE, HEAD, BASE, INPUTS = (
@@ -75,7 +79,7 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Origin:
     home, db, package = root / "home", f"sqlite:///{root / 'a.db'}", root / "f.soulpkg"
     ran = soulfra_at(home, "run", "--db", db, "--ticks", "120", "--seed", "3")
     assert ran.returncode == 0, ran.stderr
-    exported, state = soulfra_all_at(home, ["export", "--db", db, "-o", str(package)], ["state", "--db", db, "--json"])
+    exported, state = soulfra_each_at(home, ["export", "--db", db, "-o", str(package)], ["state", "--db", db, "--json"])
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.startswith(f"wrote {package} ("), exported.stdout
     return Origin(home=home, db=db, package=package, state=parsed(state))

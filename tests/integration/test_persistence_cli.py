@@ -1,7 +1,6 @@
 """``soulfra`` with a database, as a user runs it: ``run --db``, ``db upgrade``, ``state``, ``history``, ``verify``
-and live inputs on stdin, each in a real subprocess against SQLite (and PostgreSQL where the backend matters).
-
-Commands that do not depend on each other run side by side (``soulfra_all``): a process start costs half a second.
+against SQLite (and PostgreSQL where the backend matters), in this process through the real ``main``; live inputs on
+stdin in a real subprocess, stopped by a signal.
 """
 
 from __future__ import annotations
@@ -23,13 +22,13 @@ from soulfra.store import SqlStore
 from soulfra.store import schema as tables
 from soulfra.world import Input, Whisper, World, schedule
 
-from .support import one_error_line, parsed, soulfra, soulfra_all
+from .support import one_error_line, parsed, soulfra, soulfra_each
 
 LINE_TIMEOUT = 15.0
 
 
 def ok_json_all(*commands: Sequence[str]) -> list[dict[str, Any]]:
-    return [parsed(done) for done in soulfra_all(*([*args, "--json"] for args in commands))]
+    return [parsed(done) for done in soulfra_each(*([*args, "--json"] for args in commands))]
 
 
 def ok_json(*args: str) -> dict[str, Any]:
@@ -115,7 +114,7 @@ def test_fresh_starts_a_second_instance_and_instance_selects_it(sqlite_url: str)
     assert (first["instance"], first["tick"], first["state_hash"]) == ("world-3", 20, in_memory_hash(3, 20))
     assert (history["instance"], history["head_tick"]) == ("world-3", 20)
     assert (verified["instance"], verified["ok"], verified["ticks"]) == ("world-3", True, 20)
-    again, missing = soulfra_all(
+    again, missing = soulfra_each(
         ["run", "--db", sqlite_url, "--seed", "3", "--ticks", "5", "--json"],  # continues the newest of the seed
         ["state", "--db", sqlite_url, "--instance", "world-9"],
     )
@@ -135,7 +134,7 @@ def test_another_world_with_the_same_seed_is_refused(sqlite_url: str) -> None:
 def test_a_tick_beyond_the_head_is_not_found(sqlite_url: str) -> None:
     ok_json("run", "--db", sqlite_url, "--seed", "1", "--ticks", "30")
     assert soulfra("db", "upgrade", "--db", sqlite_url + ".empty").returncode == 0
-    beyond, empty, missing = soulfra_all(
+    beyond, empty, missing = soulfra_each(
         ["state", "--db", sqlite_url, "--tick", "31"],
         ["history", "--db", sqlite_url + ".empty"],
         ["verify", "--db", sqlite_url + ".missing"],
@@ -188,7 +187,7 @@ def test_history_lists_snapshots_loops_and_inputs_with_totals(sqlite_url: str, t
 
 def test_verify_passes_on_a_clean_database(db_url: str) -> None:
     run = ok_json("run", "--db", db_url, "--seed", "4", "--ticks", "120")
-    done, as_json = soulfra_all(["verify", "--db", db_url], ["verify", "--db", db_url, "--json"])
+    done, as_json = soulfra_each(["verify", "--db", db_url], ["verify", "--db", db_url, "--json"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok: world-4 replayed to tick 120") and run["state_hash"] in done.stdout
     assert parsed(as_json) == {
@@ -220,7 +219,7 @@ def test_verify_names_the_tick_where_a_tampered_history_stops_replaying(
         assert changed.rowcount == 1
     finally:
         store.close()
-    done, as_json = soulfra_all(["verify", "--db", db_url], ["verify", "--db", db_url, "--json"])
+    done, as_json = soulfra_each(["verify", "--db", db_url], ["verify", "--db", db_url, "--json"])
     assert done.stdout.splitlines()[0].startswith(f"MISMATCH at tick {first_bad} "), done.stdout
     assert "do not replay" in one_error_line(done, 65)
     assert as_json.returncode == 65, as_json.stderr
@@ -243,7 +242,7 @@ def test_a_database_that_cannot_be_opened_gives_one_line() -> None:
         (("db", "upgrade"), "not a url", "not a database URL"),
         (("history",), "postgresql://postgres@127.0.0.1:1/nothing", "127.0.0.1"),  # nothing listens on port 1
     ]
-    results = soulfra_all(*([*command, "--db", url] for command, url, _ in cases))
+    results = soulfra_each(*([*command, "--db", url] for command, url, _ in cases))
     for (command, url, needle), done in zip(cases, results, strict=True):
         assert needle in one_error_line(done, 69), (command, url)
         assert done.stdout == "", (command, url)

@@ -23,7 +23,10 @@ from soulfra.meta.keys import key_id, read_public_key
 from soulfra.store import SqlStore
 from soulfra.world import state_hash
 
-from .support import Result, Server, assert_problem, parsed, running_server, soulfra_all_at, soulfra_at, wait_for
+from .support import Result, Server, assert_problem, parsed, running_server, soulfra_at, soulfra_each_at, wait_for
+
+# The module's tests share an expensive module-scoped fixture: under pytest-xdist they all run in one worker.
+pytestmark = pytest.mark.xdist_group("test_puppet_master")
 
 # -- the CLI -------------------------------------------------------------------------------------------------------
 
@@ -556,7 +559,7 @@ def test_cli_instance_and_god_commands(server: Server, api: httpx.Client) -> Non
     created = ok_line(soulfra_at(home, "instance", "create", "--id", "cli-one", "--seed", "21", *url))
     assert created == "created cli-one (seed 21, 3 agents)"
     wait_tick(api, "cli-one", 3)
-    shown, listing = soulfra_all_at(home, ["instance", "show", "cli-one", *url], ["instance", "list", *url])
+    shown, listing = soulfra_each_at(home, ["instance", "show", "cli-one", *url], ["instance", "list", *url])
     assert shown.returncode == 0, shown.stderr
     assert re.match(r"cli-one: running at tick \d+ \(seed 21, active\)\n  lineage   \(root\)\n", shown.stdout)
     assert listing.returncode == 0, listing.stderr
@@ -564,7 +567,7 @@ def test_cli_instance_and_god_commands(server: Server, api: httpx.Client) -> Non
 
     frozen = ok_line(soulfra_at(home, "god", "freeze", "cli-one", *url))
     at = int(group(r"frozen: cli-one@(\d+)", frozen))
-    cloned, intervened = soulfra_all_at(
+    cloned, intervened = soulfra_each_at(
         home,
         ["god", "clone", "cli-one", "--id", "cli-two", "-m", '{"type": "whisper", "text": "hi", "target": "*"}', *url],
         ["god", "intervene", "cli-one", "personality", "--agent", "arty", "--trait", "warmth=0.2", *url],
@@ -578,7 +581,7 @@ def test_cli_instance_and_god_commands(server: Server, api: httpx.Client) -> Non
     assert re.fullmatch(r"deleted cli-two \(it had reached tick \d+\)", deleted)
     assert "cli-two" not in listed(api)
 
-    missing, unrelated, unreachable = soulfra_all_at(
+    missing, unrelated, unreachable = soulfra_each_at(
         home,
         ["instance", "show", "nobody", *url],
         ["god", "merge", "cli-one", "world-0", *url],
@@ -661,7 +664,7 @@ def test_a_package_moves_to_another_installation_and_continues_identically(tmp_p
         # Pending when the package is made: the package must carry it for both sides to go on alike.
         whisper = ok(api.post("/api/instances/voyager/whispers", json={"text": "later", "tick": head + 5}), 202)
         assert whisper["tick"] == head + 5
-        exported, keys, state_a = soulfra_all_at(
+        exported, keys, state_a = soulfra_each_at(
             a.home,
             ["export", "-i", "voyager", "-o", str(package), *url],
             ["keys", "export", "-o", str(public)],
@@ -689,7 +692,7 @@ def test_a_package_moves_to_another_installation_and_continues_identically(tmp_p
     sqlite_copy(db_b, copy_b)
     at_b, on_a, on_b = (
         parsed(done)
-        for done in soulfra_all_at(
+        for done in soulfra_each_at(
             home_b,
             ["state", "--db", f"sqlite:///{db_b}", "--json"],
             ["run", "--db", f"sqlite:///{copy_a}", "--seed", "5", "--ticks", "30", "--json"],

@@ -84,6 +84,7 @@ def tick_rate(client: httpx.Client, span: float) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_unread_streams_do_not_slow_the_world(tmp_path: Path) -> None:
     server = start_server(tmp_path, rate="0", extra=["--agents", "60"])
     try:

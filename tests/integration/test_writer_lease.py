@@ -25,8 +25,8 @@ from .support import (
     parsed,
     small_tmpfs,
     soulfra,
-    soulfra_all,
-    soulfra_at,
+    soulfra_process,
+    soulfra_processes,
     start_server,
 )
 
@@ -53,8 +53,8 @@ def test_a_second_server_on_one_data_directory_refuses_and_a_killed_one_is_succe
         with server.client() as client:
             ack = client.post("/api/instances/world-0/whispers", json={"text": "first", "target": "arty"}).json()
         before = _rows(server.db_url)
-        second = soulfra_at(
-            server.home, "up", "--host", "127.0.0.1", "--port", str(free_port()), "--data", str(server.data)
+        second = soulfra_process(
+            "up", "--host", "127.0.0.1", "--port", str(free_port()), "--data", str(server.data), home=server.home
         )
         line = one_error_line(second, 75)
         assert f"already being run by pid {server.proc.pid} on host {socket.gethostname()} since " in line
@@ -83,7 +83,7 @@ def test_a_server_whose_default_world_another_process_runs_refuses(tmp_path: Pat
     try:
         world.send({"type": "whisper", "target": "arty", "text": "held"})
         assert "ack" in world.read("a whisper to the held world")
-        refused = soulfra("up", "--host", "127.0.0.1", "--port", str(free_port()), "--data", str(data))
+        refused = soulfra_process("up", "--host", "127.0.0.1", "--port", str(free_port()), "--data", str(data))
         line = one_error_line(refused, 75)
         assert f"instance world-0 is already being run by pid {world.proc.pid} " in line
     finally:
@@ -216,7 +216,7 @@ def test_two_writers_starting_at_once_on_a_new_database_are_one_writer(db_url: s
     """Both migrate the new database at once (one waits for the other), then one runs and the other is refused
     or, if the first has finished by then, continues after it."""
     run = ["run", "--db", db_url, "--seed", str(SEED), "--ticks", "30", "--json"]
-    first, second = soulfra_all(run, run)
+    first, second = soulfra_processes(run, run)
     assert sorted([first.returncode, second.returncode]) in ([0, 0], [0, 75]), (first.stderr, second.stderr)
     for done in (first, second):
         if done.returncode == 75:
