@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 
 import pytest
@@ -48,8 +47,6 @@ from soulfra.errors import (
     WorldFileError,
     error_for_code,
 )
-
-cli_main = importlib.import_module("soulfra.cli.main")  # soulfra.cli.main is also the name of the main function
 
 # class: (HTTP status, CLI exit code)
 EXPECTED: dict[type[SoulfraError], tuple[int, int]] = {
@@ -103,7 +100,7 @@ def _exit_code(error: SoulfraError, monkeypatch: pytest.MonkeyPatch, capsys: pyt
     def command(*args: object, **kwargs: object) -> int:
         raise error
 
-    monkeypatch.setattr(cli_main, "app", command)  # the module's own name, which main() calls
+    monkeypatch.setattr(cli, "app", command)  # the module's own name, which main() calls
     with pytest.raises(SystemExit) as stopped:
         cli.main([])
     assert capsys.readouterr().err == f"soulfra: error: {error.detail}\n"  # one line, no traceback
