@@ -233,22 +233,21 @@ async def test_a_unified_snapshot_records_the_pause_and_has_no_conflicts(
     run.instance.start_autonomous_operations()
     await wait_until("the world has ticked", held(lambda: run.tick >= 150))
     record = await run.bridge.unified_snapshot()
-    assert record["conflicts"] == []
-    assert set(record["views"]) == set(PLATFORMS)
-    assert isinstance(record["pause_ns"], int)
-    assert record["pause_ns"] >= 0
-    assert len(record["system_hash"]) == 64
-    assert record["snapshot"]["tick"] == record["tick"]
-    assert record["views"]["runtime"]["tick"] == record["tick"]
-    assert record["views"]["protocol"]["valid"] is True
+    assert record.conflicts == ()
+    assert set(record.views) == set(PLATFORMS)
+    assert record.pause_ns >= 0
+    assert len(record.system_hash) == 64
+    assert record.snapshot["tick"] == record.tick
+    assert record.views["runtime"]["tick"] == record.tick
+    assert record.views["protocol"]["valid"] is True
     status = await run.bridge.fetch_from_runtime("status")
-    assert status["last_pause_ns"] == record["pause_ns"]
+    assert status["last_pause_ns"] == record.pause_ns
     listed = await run.bridge.fetch_from_mirror("unified_list")
-    assert [r["id"] for r in listed["unified"]] == [record["id"]]
+    assert [r["id"] for r in listed["unified"]] == [record.id]
     got = await run.bridge.fetch_from_mirror("unified_get", {"id": "latest"})
-    assert got["system_hash"] == record["system_hash"]
+    assert got["system_hash"] == record.system_hash
     assert [r.kind for r in store.rituals.read(run.id, kinds=["unified_snapshot"])] == ["unified_snapshot"]
-    await wait_until("ticks go on after the hold", held(lambda: run.tick > record["tick"] + 2))
+    await wait_until("ticks go on after the hold", held(lambda: run.tick > record.tick + 2))
 
 
 def _views() -> dict[str, dict[str, Any]]:

@@ -7,7 +7,7 @@ import pytest
 from soulfra.meta import results
 from soulfra.platforms import replies
 from soulfra.platforms.base import decode, encode
-from soulfra.platforms.replies import InputAck, InstanceStatus, Restored, RunState
+from soulfra.platforms.replies import InputAck, InstanceStatus, Restored, RunState, UnifiedRecord
 
 
 @pytest.mark.parametrize(
@@ -47,4 +47,14 @@ def test_every_reply_is_frozen() -> None:
     ack = InputAck(seq=1, tick=0, type="mark")
     with pytest.raises(AttributeError):
         ack.seq = 2  # type: ignore[misc]
-    assert sorted(replies.__all__) == ["InputAck", "InstanceStatus", "Restored", "RunState"]
+    assert sorted(replies.__all__) == ["InputAck", "InstanceStatus", "Restored", "RunState", "UnifiedRecord"]
+
+
+def test_a_unified_record_gives_back_the_mirrors_json_in_its_order() -> None:
+    wire = {
+        "tick": 3, "system_hash": "f" * 64, "merged": {"tick": 3}, "conflicts": [], "views": {"runtime": {"tick": 3}},
+        "instance": "i-1", "snapshot": {"id": 4, "tick": 3}, "pause_ns": 10, "took_ns": 20, "id": 1,
+    }  # fmt: skip
+    record = UnifiedRecord.from_json(wire)
+    assert (record.id, record.tick, record.pause_ns, record.conflicts) == (1, 3, 10, ())
+    assert encode(record.to_json()) == encode(wire)

@@ -448,8 +448,8 @@ def create_app(
         """The active platform merge: all four platforms at one tick, conflicts resolved, the runtime's pause."""
         bridge = await gateway.bridge(instance_id)
         record = await bridge.unified_snapshot()
-        await gateway.audit("operator", "unified-snapshot", instance_id, {"id": record["id"], "tick": record["tick"]})
-        return record
+        await gateway.audit("operator", "unified-snapshot", instance_id, {"id": record.id, "tick": record.tick})
+        return record.to_json()
 
     @app.get("/api/instances/{instance_id}/unified-snapshots", tags=["mirror"], response_model=UnifiedList)
     async def list_unified(instance_id: InstanceId) -> dict[str, Any]:

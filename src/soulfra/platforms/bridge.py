@@ -1,9 +1,9 @@
 """CrossPlatformBridge: the only way in to an instance's platforms, as request/reply over the bus.
 
-The named calls (``pause``, ``resume``, ``send_emergency_override``, ``send_whisper_to_runtime``, ``submit``) hand
-back typed replies (``soulfra.platforms.replies``); ``request`` is the wire, a dict for any op. Every call has a
-timeout. Errors arrive typed: ``BusTimeoutError`` (no reply in time), ``NoRespondersError`` (that
-platform is not running), or the ``SoulfraError`` subclass the platform raised (``OverrideActiveError``, ...).
+The named calls (``pause``, ``resume``, ``send_emergency_override``, ``send_whisper_to_runtime``, ``submit``,
+``unified_snapshot``) hand back typed replies (``soulfra.platforms.replies``); ``request`` is the wire, a dict for
+any op. Every call has a timeout. Errors arrive typed: ``BusTimeoutError`` (no reply in time), ``NoRespondersError``
+(that platform is not running), or the ``SoulfraError`` subclass the platform raised (``OverrideActiveError``, ...).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from soulfra.bus.port import Bus
 from soulfra.errors import InputError, SoulfraError
 from soulfra.platforms.base import PLATFORMS, check_instance_id, decode, encode, op_subject
-from soulfra.platforms.replies import InputAck, RunState
+from soulfra.platforms.replies import InputAck, RunState, UnifiedRecord
 
 __all__ = ["CrossPlatformBridge"]
 
@@ -82,8 +82,9 @@ class CrossPlatformBridge:
     async def pause(self) -> RunState:
         return RunState.from_json(await self.request("runtime", "pause"))
 
-    async def unified_snapshot(self) -> dict[str, Any]:
-        return await self.request("mirror", "unified", timeout=max(self.timeout, 10.0))
+    async def unified_snapshot(self) -> UnifiedRecord:
+        """Have the mirror merge all four platforms at one tick and store the record."""
+        return UnifiedRecord.from_json(await self.request("mirror", "unified", timeout=max(self.timeout, 10.0)))
 
     async def cross_platform_status(self) -> dict[str, Any]:
         """Each platform's status, or the error that stood in for it (a platform that is down is reported, not

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["InputAck", "InstanceStatus", "Restored", "RunState"]
+__all__ = ["InputAck", "InstanceStatus", "Restored", "RunState", "UnifiedRecord"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,4 +93,41 @@ class Restored:
         return {
             "snapshot": self.snapshot, "from_tick": self.from_tick, "tick": self.tick, "state_hash": self.state_hash,
             "matches_live": self.matches_live,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnifiedRecord:
+    """A unified snapshot just taken by the mirror: the merged view of one tick and its hash, the conflicts and how
+    each was settled, the four platforms' own views, the stored snapshot, how long the runtime was held
+    (``pause_ns``) and the whole merge took (``took_ns``), and the record's id in the ritual log.
+
+    The views, the merged view and the snapshot stay JSON objects: they are each platform's own report, passed on."""
+
+    id: int
+    instance: str
+    tick: int
+    system_hash: str
+    merged: Mapping[str, Any]
+    conflicts: tuple[Mapping[str, Any], ...]
+    views: Mapping[str, Mapping[str, Any]]
+    snapshot: Mapping[str, Any]
+    pause_ns: int
+    took_ns: int
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> UnifiedRecord:
+        """From the mirror's reply to ``unified``."""
+        return cls(
+            id=int(obj["id"]), instance=str(obj["instance"]), tick=int(obj["tick"]),
+            system_hash=str(obj["system_hash"]), merged=obj["merged"], conflicts=tuple(obj["conflicts"]),
+            views=obj["views"], snapshot=obj["snapshot"], pause_ns=int(obj["pause_ns"]), took_ns=int(obj["took_ns"]),
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys in the order the mirror writes them."""
+        return {
+            "tick": self.tick, "system_hash": self.system_hash, "merged": self.merged,
+            "conflicts": list(self.conflicts), "views": self.views, "instance": self.instance,
+            "snapshot": self.snapshot, "pause_ns": self.pause_ns, "took_ns": self.took_ns, "id": self.id,
         }  # fmt: skip
