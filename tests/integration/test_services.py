@@ -145,17 +145,15 @@ async def start_all(bridge: CrossPlatformBridge, services: Services) -> None:
 async def check_whisper(bridge: CrossPlatformBridge, services: Services, pg_url: str) -> None:
     """A whisper: acknowledged, in the database's input log, then echoed by the surface after its tick."""
     ack = await bridge.send_whisper_to_runtime("the lanterns are lit", tone="gentle")
-    assert isinstance(ack["seq"], int)
-    assert isinstance(ack["tick"], int)
-    assert ack["type"] == "whisper"
+    assert ack.type == "whisper"
     store = SqlStore.open(pg_url)
     try:
         logged = {s.seq: s for s in store.inputs.read(services.instance_id)}
     finally:
         store.close()
-    assert ack["seq"] in logged
-    assert logged[ack["seq"]].tick == ack["tick"]
-    assert logged[ack["seq"]].input.type == "whisper"
+    assert ack.seq in logged
+    assert logged[ack.seq].tick == ack.tick
+    assert logged[ack.seq].input.type == "whisper"
 
     async def echoed() -> bool:
         reply = await bridge.fetch_from_surface("echoes", {"agent": "*"})
@@ -163,29 +161,27 @@ async def check_whisper(bridge: CrossPlatformBridge, services: Services, pg_url:
 
     await wait_until("the surface echoes the whisper", echoed, services)
     echoes = (await bridge.fetch_from_surface("echoes", {"agent": "*"}))["echoes"]
-    assert [e["tick"] for e in echoes if e["kind"] == "whisper_heard"] == [ack["tick"]]
-    assert (await bridge.fetch_from_surface("status"))["tick"] > ack["tick"]
+    assert [e["tick"] for e in echoes if e["kind"] == "whisper_heard"] == [ack.tick]
+    assert (await bridge.fetch_from_surface("status"))["tick"] > ack.tick
 
 
 async def check_unified(bridge: CrossPlatformBridge) -> None:
     """A unified snapshot of all four, stored by the mirror."""
     unified = await bridge.unified_snapshot()
-    assert isinstance(unified["tick"], int)
-    assert len(unified["system_hash"]) == 64
-    assert unified["conflicts"] == []
-    assert isinstance(unified["pause_ns"], int)
-    assert unified["pause_ns"] >= 0
-    assert set(unified["views"]) == set(PLATFORMS)
-    assert unified["views"]["runtime"]["tick"] == unified["tick"]
-    assert unified["views"]["protocol"]["valid"] is True
+    assert len(unified.system_hash) == 64
+    assert unified.conflicts == ()
+    assert unified.pause_ns >= 0
+    assert set(unified.views) == set(PLATFORMS)
+    assert unified.views["runtime"]["tick"] == unified.tick
+    assert unified.views["protocol"]["valid"] is True
     listed = (await bridge.fetch_from_mirror("unified_list"))["unified"]
-    assert [(r["id"], r["system_hash"]) for r in listed] == [(unified["id"], unified["system_hash"])]
+    assert [(r["id"], r["system_hash"]) for r in listed] == [(unified.id, unified.system_hash)]
 
 
 async def check_override_and_resume(bridge: CrossPlatformBridge, services: Services) -> None:
     """The emergency override: no tick after it, every platform halted, inputs refused; resume lifts it."""
     override = await bridge.send_emergency_override("integration test")
-    stopped_at = int(override["tick"])
+    stopped_at = override.tick
 
     async def all_halted() -> bool:
         report = await bridge.cross_platform_status()

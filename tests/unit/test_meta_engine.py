@@ -152,7 +152,7 @@ async def whisper(engine: PuppetMasterEngine, instance_id: str, text: str, *, ti
     """A whisper to every agent, stamped for ``tick``; its seq."""
     bridge = engine.live[instance_id].bridge
     ack = await bridge.send_whisper_to_runtime(text, tick=tick, tone="urgent")
-    return int(ack["seq"])
+    return ack.seq
 
 
 def agent(state: WorldState, agent_id: str) -> int:

@@ -25,6 +25,7 @@ from soulfra.platforms.base import PLATFORMS, decode, encode, events_subject, op
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.platforms.mirror import RESOLUTION, resolve
+from soulfra.platforms.replies import InputAck
 from soulfra.platforms.surface import SurfacePlatform
 from soulfra.security.permissions import Licence, PermissionValidator, RuleSet
 from soulfra.store import InMemoryStore, InstanceRecord
@@ -101,8 +102,8 @@ async def test_override_stops_every_platform_refuses_inputs_and_resume_clears(
     await wait_until("the world has ticked", held(lambda: run.tick >= 5))
 
     reply = await run.bridge.send_emergency_override("unit test")
-    stopped_at = int(reply["tick"])
-    assert reply["overridden"] is True
+    stopped_at = reply.tick
+    assert reply.overridden is True
     assert run.tick == stopped_at  # no tick ran after the override returned
 
     async def all_halted() -> bool:
@@ -126,7 +127,7 @@ async def test_override_stops_every_platform_refuses_inputs_and_resume_clears(
     assert run.tick == stopped_at
 
     resumed = await run.bridge.resume()
-    assert resumed["overridden"] is False
+    assert resumed.overridden is False
     await wait_until("ticks restart after resume", held(lambda: run.tick > stopped_at))
 
     async def none_halted() -> bool:
@@ -135,7 +136,7 @@ async def test_override_stops_every_platform_refuses_inputs_and_resume_clears(
 
     await wait_until("no platform reports halted", none_halted)
     ack = await run.bridge.send_whisper_to_runtime("welcome back")
-    assert ack["seq"] >= 1
+    assert ack.seq >= 1
 
 
 @pytest.mark.anyio
@@ -146,14 +147,14 @@ async def test_pause_stops_ticks_of_the_runtime_only_and_resume_restarts_them(
     run.instance.start_autonomous_operations()
     await wait_until("the world has ticked", held(lambda: run.tick >= 3))
     paused = await run.instance.pause()
-    assert paused["paused"] is True
-    at = int(paused["tick"])
+    assert paused.paused is True
+    at = paused.tick
     assert run.tick == at
     status = await run.instance.status()
-    assert status["platforms"]["runtime"]["state"] == "paused"
-    assert all(status["platforms"][p]["halted"] is False for p in PLATFORMS)
+    assert status.platforms["runtime"]["state"] == "paused"
+    assert all(status.platforms[p]["halted"] is False for p in PLATFORMS)
     ack = await run.bridge.send_whisper_to_runtime("while paused")  # a pause still takes inputs
-    assert ack["tick"] == at
+    assert ack.tick == at
     assert run.tick == at
     await run.instance.resume()
     await wait_until("ticks restart", held(lambda: run.tick > at + 2))
@@ -168,12 +169,12 @@ async def test_a_whisper_is_acknowledged_with_its_seq_and_tick(
 ) -> None:
     run = await make()
     first = await run.bridge.send_whisper_to_runtime("hello", tone="gentle")
-    assert first == {"seq": first["seq"], "tick": 0, "type": "whisper"}
+    assert first == InputAck(seq=first.seq, tick=0, type="whisper")
     later = await run.bridge.send_whisper_to_runtime("later", target="arty", tick=7)
-    assert later["tick"] == 7
-    assert later["seq"] > first["seq"]
+    assert later.tick == 7
+    assert later.seq > first.seq
     logged = store.inputs.read(run.id)
-    assert [(s.seq, s.tick) for s in logged] == [(first["seq"], 0), (later["seq"], 7)]
+    assert [(s.seq, s.tick) for s in logged] == [(first.seq, 0), (later.seq, 7)]
 
 
 @pytest.mark.anyio
@@ -218,7 +219,7 @@ async def test_the_surface_echoes_a_whisper_after_its_tick(make: Callable[..., A
     await wait_until("the surface echoes the whisper", echoed)
     reply = await run.bridge.fetch_from_surface("echoes", {"agent": "*"})
     heard = [e for e in reply["echoes"] if e["kind"] == "whisper_heard"]
-    assert [e["tick"] for e in heard] == [ack["tick"]]
+    assert [e["tick"] for e in heard] == [ack.tick]
 
 
 # -- unified snapshots and resolution ----------------------------------------------------------------------------
@@ -232,22 +233,21 @@ async def test_a_unified_snapshot_records_the_pause_and_has_no_conflicts(
     run.instance.start_autonomous_operations()
     await wait_until("the world has ticked", held(lambda: run.tick >= 150))
     record = await run.bridge.unified_snapshot()
-    assert record["conflicts"] == []
-    assert set(record["views"]) == set(PLATFORMS)
-    assert isinstance(record["pause_ns"], int)
-    assert record["pause_ns"] >= 0
-    assert len(record["system_hash"]) == 64
-    assert record["snapshot"]["tick"] == record["tick"]
-    assert record["views"]["runtime"]["tick"] == record["tick"]
-    assert record["views"]["protocol"]["valid"] is True
+    assert record.conflicts == ()
+    assert set(record.views) == set(PLATFORMS)
+    assert record.pause_ns >= 0
+    assert len(record.system_hash) == 64
+    assert record.snapshot["tick"] == record.tick
+    assert record.views["runtime"]["tick"] == record.tick
+    assert record.views["protocol"]["valid"] is True
     status = await run.bridge.fetch_from_runtime("status")
-    assert status["last_pause_ns"] == record["pause_ns"]
+    assert status["last_pause_ns"] == record.pause_ns
     listed = await run.bridge.fetch_from_mirror("unified_list")
-    assert [r["id"] for r in listed["unified"]] == [record["id"]]
+    assert [r["id"] for r in listed["unified"]] == [record.id]
     got = await run.bridge.fetch_from_mirror("unified_get", {"id": "latest"})
-    assert got["system_hash"] == record["system_hash"]
+    assert got["system_hash"] == record.system_hash
     assert [r.kind for r in store.rituals.read(run.id, kinds=["unified_snapshot"])] == ["unified_snapshot"]
-    await wait_until("ticks go on after the hold", held(lambda: run.tick > record["tick"] + 2))
+    await wait_until("ticks go on after the hold", held(lambda: run.tick > record.tick + 2))
 
 
 def _views() -> dict[str, dict[str, Any]]:
@@ -553,9 +553,9 @@ async def test_restore_from_snapshot_matches_the_live_world(
     periodic = [s for s in store.snapshots.list_snapshots(run.id) if s.tick == 20]
     assert len(periodic) == 1
     restored = await run.instance.restore_from_snapshot(periodic[0].id)
-    assert restored["matches_live"] is True
-    assert (restored["from_tick"], restored["tick"]) == (20, 45)
-    assert restored["state_hash"] == run.instance.world.world.state_hash()
+    assert restored.matches_live is True
+    assert (restored.from_tick, restored.tick) == (20, 45)
+    assert restored.state_hash == run.instance.world.world.state_hash()
 
 
 @pytest.mark.anyio

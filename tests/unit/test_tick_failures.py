@@ -164,10 +164,10 @@ async def test_a_mind_that_raises_fails_its_instance_visibly_and_the_others_tick
     }
     assert mind.raised_at == [mind.tick]  # stopped at the first failure: no tick ran after it
     status = await up.engine.live["doomed"].status()
-    runtime_status = status["platforms"]["runtime"]
+    runtime_status = status.platforms["runtime"]
     assert (runtime_status["state"], runtime_status["failure"]) == ("failed", expected)
     assert runtime_status["tick"] == mind.tick  # the tick that failed left nothing behind
-    assert status["tick"] == mind.tick
+    assert status.tick == mind.tick
 
     shown = await up.http.get("/api/instances/doomed")
     assert shown.status_code == 200
@@ -286,7 +286,7 @@ async def test_after_a_failure_shutdown_completes_and_a_restart_resumes_from_the
     doomed = again.runtime("doomed")
     assert doomed.world.resumed_from == failed_at
     await wait_until("the doomed instance ticks past the whisper", lambda: again.tick("doomed") > later + 5)
-    tick = (await again.engine.live["doomed"].pause())["tick"]
+    tick = (await again.engine.live["doomed"].pause()).tick
     live_hash = doomed.world.world.state_hash()
 
     clean = World.create(DOOMED_SEED, DEFAULT_WORLD, agents=AGENTS)
@@ -347,7 +347,7 @@ async def test_a_tick_the_database_refuses_fails_its_instance_with_the_storage_c
     doomed = again.runtime("doomed")
     assert doomed.world.resumed_from == ran
     await wait_until("the doomed instance ticks again", lambda: again.tick("doomed") >= ran + 10)
-    tick = (await again.engine.live["doomed"].pause())["tick"]
+    tick = (await again.engine.live["doomed"].pause()).tick
     clean = World.create(DOOMED_SEED, DEFAULT_WORLD, agents=AGENTS)
     clean.run_to(tick)
     assert doomed.world.world.state_hash() == clean.state_hash()

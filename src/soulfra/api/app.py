@@ -79,6 +79,7 @@ from soulfra.errors import (
 
 if TYPE_CHECKING:
     from soulfra.meta.engine import PuppetMasterEngine
+    from soulfra.platforms.replies import RunState
 
 __all__ = ["EVENT_STREAM", "STATUS", "create_app"]
 
@@ -325,27 +326,32 @@ def create_app(
     @app.post("/api/instances/{instance_id}/whispers", tags=["runtime"], status_code=202, response_model=InstanceAck)
     async def whisper(instance_id: InstanceId, body: WhisperBody) -> dict[str, Any]:
         """Store a whisper; the reply is its acknowledgement, with the tick it applies at."""
-        ack = await call(instance_id, "runtime", "whisper", body.model_dump(exclude_none=True))
-        await gateway.audit("operator", "whisper", instance_id, {**body.model_dump(exclude_none=True), **ack})
-        return {"instance": instance_id, **ack}
+        bridge = await gateway.bridge(instance_id)
+        ack = await bridge.send_whisper_to_runtime(body.text, target=body.target, tone=body.tone, tick=body.tick)
+        await gateway.audit("operator", "whisper", instance_id, {**body.model_dump(exclude_none=True), **ack.to_json()})
+        return {"instance": instance_id, **ack.to_json()}
 
-    async def control(instance_id: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        reply = await call(instance_id, "runtime", op, body)
-        await gateway.audit("operator", op, instance_id, body or {})
-        return reply
+    async def control(instance_id: str, op: str, state: RunState, note: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Audit a pause, resume or override the runtime has answered, and give its answer back as JSON."""
+        await gateway.audit("operator", op, instance_id, note or {})
+        return state.to_json()
 
     @app.post("/api/instances/{instance_id}/pause", tags=["runtime"], response_model=Paused)
     async def pause(instance_id: InstanceId) -> dict[str, Any]:
-        return await control(instance_id, "pause")
+        bridge = await gateway.bridge(instance_id)
+        return await control(instance_id, "pause", await bridge.pause())
 
     @app.post("/api/instances/{instance_id}/resume", tags=["runtime"], response_model=Resumed)
     async def resume(instance_id: InstanceId) -> dict[str, Any]:
-        return await control(instance_id, "resume")
+        bridge = await gateway.bridge(instance_id)
+        return await control(instance_id, "resume", await bridge.resume())
 
     @app.post("/api/instances/{instance_id}/override", tags=["runtime"], response_model=Overridden)
     async def override(instance_id: InstanceId, body: Annotated[OverrideBody | None, Body()] = None) -> dict[str, Any]:
         """Emergency override: every platform of the instance stops until resumed."""
-        return await control(instance_id, "override", (body or OverrideBody()).model_dump())
+        note = (body or OverrideBody()).model_dump()
+        bridge = await gateway.bridge(instance_id)
+        return await control(instance_id, "override", await bridge.send_emergency_override(note["reason"]), note)
 
     @app.get("/api/instances/{instance_id}/agents", tags=["runtime"], response_model=AgentPage)
     async def agents(
@@ -360,10 +366,10 @@ def create_app(
         return await call(instance_id, "runtime", "agent", {"agent": agent_id})
 
     async def submit(instance_id: str, item: dict[str, Any], action: str) -> dict[str, Any]:
-        reply = await call(instance_id, "runtime", "submit", {"inputs": [item]})
-        ack = reply["acks"][0]
-        await gateway.audit("puppet-master", action, instance_id, {**item, **ack})
-        return {"instance": instance_id, **ack}
+        bridge = await gateway.bridge(instance_id)
+        (ack,) = await bridge.submit([item])
+        await gateway.audit("puppet-master", action, instance_id, {**item, **ack.to_json()})
+        return {"instance": instance_id, **ack.to_json()}
 
     @app.post(
         "/api/instances/{instance_id}/agents/{agent_id}/possess",
@@ -442,8 +448,8 @@ def create_app(
         """The active platform merge: all four platforms at one tick, conflicts resolved, the runtime's pause."""
         bridge = await gateway.bridge(instance_id)
         record = await bridge.unified_snapshot()
-        await gateway.audit("operator", "unified-snapshot", instance_id, {"id": record["id"], "tick": record["tick"]})
-        return record
+        await gateway.audit("operator", "unified-snapshot", instance_id, {"id": record.id, "tick": record.tick})
+        return record.to_json()
 
     @app.get("/api/instances/{instance_id}/unified-snapshots", tags=["mirror"], response_model=UnifiedList)
     async def list_unified(instance_id: InstanceId) -> dict[str, Any]:

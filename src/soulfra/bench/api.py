@@ -300,8 +300,8 @@ async def _pauses(workdir: Path, *, agents: int, snapshots: int) -> dict[str, An
             begun = time.perf_counter()
             for _ in range(snapshots):
                 record = await instance.bridge.unified_snapshot()
-                pauses.append(int(record["pause_ns"]))
-                took.append(int(record["took_ns"]))
+                pauses.append(record.pause_ns)
+                took.append(record.took_ns)
                 await asyncio.sleep(0.02)  # let the world tick between snapshots
             ticks_per_s = (instance.world.tick - first) / (time.perf_counter() - begun)
         finally:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from soulfra.platforms.replies import InputAck  # an input's ack is the runtime's reply; results carry it as is
+
 __all__ = [
     "AbandonedBranch",
     "CloneResult",
@@ -23,7 +25,7 @@ __all__ = [
     "ForkResult",
     "FreezeResult",
     "GodResult",
-    "InputAck",
+    "InputAck",  # re-exported: defined with the other bus replies in soulfra.platforms.replies
     "InterventionResult",
     "LinkResult",
     "MergeBase",
@@ -36,23 +38,6 @@ __all__ = [
     "TickOf",
     "UnlinkResult",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InputAck:
-    """A stored input's acknowledgement: its sequence number in the log, the tick it applies at, and its type."""
-
-    seq: int
-    tick: int
-    type: str
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> InputAck:
-        """From the runtime's reply (``submit``'s ``acks``), which crosses the bus as JSON."""
-        return cls(seq=int(obj["seq"]), tick=int(obj["tick"]), type=str(obj["type"]))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "tick": self.tick, "type": self.type}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

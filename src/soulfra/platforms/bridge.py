@@ -1,7 +1,9 @@
 """CrossPlatformBridge: the only way in to an instance's platforms, as request/reply over the bus.
 
-Every call has a timeout. Errors arrive typed: ``BusTimeoutError`` (no reply in time), ``NoRespondersError`` (that
-platform is not running), or the ``SoulfraError`` subclass the platform raised (``OverrideActiveError``, ...).
+The named calls (``pause``, ``resume``, ``send_emergency_override``, ``send_whisper_to_runtime``, ``submit``,
+``unified_snapshot``) hand back typed replies (``soulfra.platforms.replies``); ``request`` is the wire, a dict for
+any op. Every call has a timeout. Errors arrive typed: ``BusTimeoutError`` (no reply in time), ``NoRespondersError``
+(that platform is not running), or the ``SoulfraError`` subclass the platform raised (``OverrideActiveError``, ...).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 from soulfra.bus.port import Bus
 from soulfra.errors import InputError, SoulfraError
 from soulfra.platforms.base import PLATFORMS, check_instance_id, decode, encode, op_subject
+from soulfra.platforms.replies import InputAck, RunState, UnifiedRecord
 
 __all__ = ["CrossPlatformBridge"]
 
@@ -57,25 +60,31 @@ class CrossPlatformBridge:
 
     async def send_whisper_to_runtime(
         self, text: str, *, target: str = "*", tone: str = "gentle", tick: int | None = None
-    ) -> dict[str, Any]:
+    ) -> InputAck:
         """Store a whisper; the reply is the acknowledgement: its sequence number and the tick it applies at."""
         body: dict[str, Any] = {"text": text, "target": target, "tone": tone}
         if tick is not None:
             body["tick"] = tick
-        return await self.request("runtime", "whisper", body)
+        return InputAck.from_json(await self.request("runtime", "whisper", body))
 
-    async def send_emergency_override(self, reason: str = "") -> dict[str, Any]:
+    async def submit(self, inputs: list[dict[str, Any]]) -> tuple[InputAck, ...]:
+        """Store inputs (JSON objects, each with its ``type``) in one request; one acknowledgement each, in order."""
+        reply = await self.request("runtime", "submit", {"inputs": inputs})
+        return tuple(InputAck.from_json(ack) for ack in reply["acks"])
+
+    async def send_emergency_override(self, reason: str = "") -> RunState:
         """Stop every platform of the instance; they stay stopped until ``resume``."""
-        return await self.request("runtime", "override", {"reason": reason})
+        return RunState.from_json(await self.request("runtime", "override", {"reason": reason}))
 
-    async def resume(self) -> dict[str, Any]:
-        return await self.request("runtime", "resume")
+    async def resume(self) -> RunState:
+        return RunState.from_json(await self.request("runtime", "resume"))
 
-    async def pause(self) -> dict[str, Any]:
-        return await self.request("runtime", "pause")
+    async def pause(self) -> RunState:
+        return RunState.from_json(await self.request("runtime", "pause"))
 
-    async def unified_snapshot(self) -> dict[str, Any]:
-        return await self.request("mirror", "unified", timeout=max(self.timeout, 10.0))
+    async def unified_snapshot(self) -> UnifiedRecord:
+        """Have the mirror merge all four platforms at one tick and store the record."""
+        return UnifiedRecord.from_json(await self.request("mirror", "unified", timeout=max(self.timeout, 10.0)))
 
     async def cross_platform_status(self) -> dict[str, Any]:
         """Each platform's status, or the error that stood in for it (a platform that is down is reported, not

@@ -18,6 +18,7 @@ from soulfra.offload import off_loop
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.mirror import MirrorPlatform
 from soulfra.platforms.protocol import ProtocolPlatform
+from soulfra.platforms.replies import InstanceStatus, Restored, RunState
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.platforms.surface import SurfacePlatform
 from soulfra.security.permissions import RuleSet
@@ -128,22 +129,22 @@ class FourPlatformInstance:
         """Start ticking: the agents act on their own from here on."""
         return self.runtime.launch(ticks=ticks)
 
-    async def pause(self) -> dict[str, Any]:
+    async def pause(self) -> RunState:
         return await self.bridge.pause()
 
-    async def resume(self) -> dict[str, Any]:
+    async def resume(self) -> RunState:
         return await self.bridge.resume()
 
     async def get_agent(self, agent_id: str) -> dict[str, Any]:
         reply = await self.bridge.fetch_from_runtime("agent", {"agent": agent_id})
         return dict(reply["agent"])
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> InstanceStatus:
         world = self.world
         platforms = await self.bridge.cross_platform_status()
-        return {"instance": world.instance_id, "seed": world.record.seed, "tick": world.tick, "platforms": platforms}
+        return InstanceStatus(instance=world.instance_id, seed=world.record.seed, tick=world.tick, platforms=platforms)
 
-    async def restore_from_snapshot(self, snapshot_id: int) -> dict[str, Any]:
+    async def restore_from_snapshot(self, snapshot_id: int) -> Restored:
         """Rebuild the live world from a stored snapshot of this instance plus the stored inputs since, up to the
         durable head, and check it against the live state hash. The runtime must be paused. Going back in time,
         which keeps the abandoned branch, is the puppet master's TIMELINE_REVERT."""
@@ -152,8 +153,9 @@ class FourPlatformInstance:
             raise PlatformError("pause the instance before restoring it from a snapshot")
         # in the runtime's lane: no write of the world, and no other swap of its state, comes in between
         from_tick, head, before, after = await self.runtime.lane.run(_restore, self.store, world, snapshot_id)
-        return {"snapshot": snapshot_id, "from_tick": from_tick, "tick": head, "state_hash": after,
-                "matches_live": after == before}  # fmt: skip
+        return Restored(
+            snapshot=snapshot_id, from_tick=from_tick, tick=head, state_hash=after, matches_live=after == before
+        )
 
     async def close(self) -> None:
         """Stop ticking, stop the platforms and flush the world; every step runs even if one before it failed."""

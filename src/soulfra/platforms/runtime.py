@@ -34,6 +34,7 @@ from soulfra.errors import (
 )
 from soulfra.offload import Lane, off_loop
 from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, int_field, op_subject
+from soulfra.platforms.replies import InputAck, RunState
 from soulfra.projection import agent_json, snapshot_json, vibe_to_json
 from soulfra.store.ports import SnapshotInfo
 from soulfra.world import World
@@ -377,7 +378,7 @@ class RuntimePlatform(Platform):
             stored = await off_loop(self.world.submit, items)
         return {
             "instance": self.instance_id,
-            "acks": [{"seq": s.seq, "tick": s.tick, "type": s.input.type} for s in stored],
+            "acks": [InputAck(seq=s.seq, tick=s.tick, type=s.input.type).to_json() for s in stored],
         }
 
     async def inputs(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -389,7 +390,7 @@ class RuntimePlatform(Platform):
     async def pause(self, body: dict[str, Any]) -> dict[str, Any]:
         self.paused = True
         await self.lane.run(self.world.flush)  # after the tick under way, if any: the last one until a resume
-        return {"instance": self.instance_id, "paused": True, "tick": self.world.tick}
+        return RunState(instance=self.instance_id, tick=self.world.tick, paused=True).to_json()
 
     async def resume(self, body: dict[str, Any]) -> dict[str, Any]:
         was_halted = self.halted
@@ -401,7 +402,7 @@ class RuntimePlatform(Platform):
             await self.bus.publish(
                 control_subject(self.instance_id), encode({"kind": "resume", "tick": self.world.tick})
             )
-        return {"instance": self.instance_id, "paused": False, "overridden": False, "tick": self.world.tick}
+        return RunState(instance=self.instance_id, tick=self.world.tick, paused=False, overridden=False).to_json()
 
     async def override(self, body: dict[str, Any]) -> dict[str, Any]:
         """Emergency stop: no tick runs after this returns; every platform is told on the control subject."""
@@ -412,7 +413,7 @@ class RuntimePlatform(Platform):
         await self.bus.publish(
             control_subject(self.instance_id), encode({"kind": "override", "tick": self.world.tick, "reason": reason})
         )
-        return {"instance": self.instance_id, "overridden": True, "tick": self.world.tick}
+        return RunState(instance=self.instance_id, tick=self.world.tick, overridden=True).to_json()
 
     async def snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
         kind = body.get("type", "manual")

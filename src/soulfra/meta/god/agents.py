@@ -11,7 +11,7 @@ from typing import Any
 from soulfra.errors import InputError, LineageError
 from soulfra.meta.commands import AgentPossession, CrossInstanceCommunication
 from soulfra.meta.god.context import GodContext
-from soulfra.meta.results import InputAck, LinkResult, MessageResult, PossessionResult, UnlinkResult
+from soulfra.meta.results import LinkResult, MessageResult, PossessionResult, UnlinkResult
 from soulfra.offload import off_loop
 
 __all__ = ["communicate", "possess"]
@@ -28,9 +28,7 @@ async def possess(ctx: GodContext, command: AgentPossession) -> PossessionResult
     if command.agent not in instance.runtime.world.world.state.index:
         raise InputError(f"{command.instance} has no agent {command.agent!r}")
     ack = (await ctx.submit(instance, [item]))[0]
-    return PossessionResult(
-        instance=command.instance, agent=command.agent, action=command.action, ack=InputAck.from_json(ack)
-    )
+    return PossessionResult(instance=command.instance, agent=command.agent, action=command.action, ack=ack)
 
 
 async def communicate(
@@ -75,4 +73,4 @@ async def communicate(
         item = {"type": "crosspost", "origin": origin, "thread": command.thread, "text": command.text}
     ack = (await ctx.submit(receiver, [item]))[0]
     await ctx.mark(source, "CROSS_INSTANCE_COMMUNICATION", {command.action: target, "agent": command.agent})
-    return MessageResult(source=source, target=target, action=command.action, ack=InputAck.from_json(ack))
+    return MessageResult(source=source, target=target, action=command.action, ack=ack)

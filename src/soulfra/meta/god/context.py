@@ -16,6 +16,7 @@ from soulfra.durable import DurableWorld, free_id, state_at
 from soulfra.errors import InputError, PlatformError
 from soulfra.offload import off_loop
 from soulfra.platforms.instance import FourPlatformInstance
+from soulfra.platforms.replies import InputAck
 from soulfra.store.ports import Store
 from soulfra.world import World, parse_input
 from soulfra.world.inputs import MAX_TEXT, Input
@@ -58,9 +59,8 @@ class GodContext:
         record = await off_loop(self.store.instances.get, instance_id)  # NotFoundError for an unknown id
         raise PlatformError(f"instance {instance_id} is {record.status} and not running; god commands need it live")
 
-    async def submit(self, instance: FourPlatformInstance, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        reply = await instance.bridge.request("runtime", "submit", {"inputs": inputs})
-        return list(reply["acks"])
+    async def submit(self, instance: FourPlatformInstance, inputs: list[dict[str, Any]]) -> tuple[InputAck, ...]:
+        return await instance.bridge.submit(inputs)
 
     async def mark(self, instance_id: str, command: str, note: dict[str, Any]) -> None:
         """Note a command in a world's log (a ``Mark`` changes nothing), live or stored."""

@@ -28,7 +28,7 @@ async def freeze(ctx: GodContext, command: FreezeTime) -> FreezeResult:
         await off_loop(ctx.store.instances.set_status, instance_id, "frozen")
         # the mark keeps the wall-clock end of a timed freeze: a restart re-arms the timer from it
         await ctx.mark(instance_id, "FREEZE_TIME", {"duration": command.duration, "until": until})
-        frozen.append(TickOf(instance=instance_id, tick=int(reply["tick"])))
+        frozen.append(TickOf(instance=instance_id, tick=reply.tick))
     if command.duration is not None:
         for instance_id in targets:
             ctx.timers.arm(instance_id, command.duration)
@@ -49,5 +49,5 @@ async def thaw(ctx: GodContext, command: ThawTime) -> ThawResult:
         await ctx.mark(instance_id, "THAW_TIME", {})
         reply = await instance.bridge.resume()
         await off_loop(ctx.store.instances.set_status, instance_id, "active")
-        thawed.append(TickOf(instance=instance_id, tick=int(reply["tick"])))
+        thawed.append(TickOf(instance=instance_id, tick=reply.tick))
     return ThawResult(thawed=tuple(thawed))

@@ -11,7 +11,7 @@ from soulfra.errors import InputError, LineageError
 from soulfra.meta.commands import PuppetMasterIntervention
 from soulfra.meta.god.context import GodContext, child_id
 from soulfra.meta.lineage import fork_record
-from soulfra.meta.results import InputAck, InterventionResult, RewriteResult
+from soulfra.meta.results import InterventionResult, RewriteResult
 from soulfra.offload import off_loop
 from soulfra.store.ports import InstanceRecord, Store, StoredInput
 from soulfra.world import World, parse_input, state_hash
@@ -24,7 +24,7 @@ async def intervene(ctx: GodContext, command: PuppetMasterIntervention) -> Inter
     if command.kind != "rewrite":
         instance = await ctx.running(command.instance)
         ack = (await ctx.submit(instance, [command.as_input()]))[0]
-        return InterventionResult(instance=command.instance, kind=command.kind, ack=InputAck.from_json(ack))
+        return InterventionResult(instance=command.instance, kind=command.kind, ack=ack)
     return await _rewrite(ctx, command)
 
 
