@@ -21,6 +21,7 @@ from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
 from soulfra.store import InMemoryStore
+from soulfra.store.ports import Store
 
 DEADLINE_S = 10.0
 
@@ -43,11 +44,13 @@ async def wait_until(
 
 @contextlib.asynccontextmanager
 async def api_in_process(
-    tmp_path: Path, default_instance: str, settings: EngineSettings
+    tmp_path: Path, default_instance: str, settings: EngineSettings, store: Store | None = None
 ) -> AsyncIterator[tuple[FastAPI, PuppetMasterEngine, httpx.AsyncClient]]:
-    """An engine on the in-memory store and bus (its keys in ``tmp_path``), with the whole API over it as the
-    composition root (``soulfra.system``) wires it, driven through httpx's ASGI transport; all closed afterwards."""
-    store = InMemoryStore()
+    """An engine on the in-memory bus and ``store`` (None: a new in-memory one), its keys in ``tmp_path``, with the
+    whole API over it as the composition root (``soulfra.system``) wires it, driven through httpx's ASGI transport;
+    all closed afterwards (a store given stays open: it belongs to the caller)."""
+    own_store = store is None
+    store = InMemoryStore() if store is None else store
     bus = InMemoryBus()
     engine = PuppetMasterEngine(store, bus, settings)
     gateway = Gateway(bus, default_instance, store=store)
@@ -63,4 +66,5 @@ async def api_in_process(
             await engine.close()
         finally:
             await bus.close()
-            store.close()
+            if own_store:
+                store.close()

@@ -16,7 +16,6 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +23,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from soulfra.api import Gateway, create_app
-from soulfra.api.meta import meta_router
-from soulfra.bus import InMemoryBus
 from soulfra.durable import DurabilitySettings
 from soulfra.meta.commands import AgentPossession, CloneInstance, FreezeTime, ThawTime, TimelineRevert
-from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
-from soulfra.meta.keys import KeyRing
-from soulfra.meta.package import Limits
+from soulfra.meta.engine import EngineSettings
 from soulfra.offload import off_loop
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD
+
+from .support import api_in_process, wait_until
 
 COMMIT_DELAY_S = 0.3
 BOUND_S = 0.15  # the longest a callback of the loop may run
@@ -55,45 +51,25 @@ class _SlowCallbacks(logging.Handler):
             self.reports.append(message)
 
 
-async def _wait(what: str, check: Callable[[], bool | Awaitable[bool]]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        held = check()
-        if not isinstance(held, bool):
-            held = await held
-        if held:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        await asyncio.sleep(0.02)
-
-
 def _ok(response: httpx.Response) -> dict[str, Any]:
     assert response.is_success, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
-async def _workload(store: SqlStore, home: Path) -> dict[str, int]:
+async def _workload(store: SqlStore, tmp_path: Path) -> dict[str, int]:
     loop = asyncio.get_running_loop()
     loop.slow_callback_duration = 60.0  # building the app (its routes and schemas) is not the system at work
-    bus = InMemoryBus()
     settings = EngineSettings(
         instance=InstanceSettings(rate=20.0, durability=DurabilitySettings(snapshot_every=8, commit_every=4))
     )
-    engine = PuppetMasterEngine(store, bus, settings)
-    gateway = Gateway(bus, "w", store=store)
-    gateway.lister = engine.list_instances
-    app = create_app(gateway, extra=[meta_router(engine, gateway, KeyRing(home), Limits())])
-    app.state.engine = engine
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soulfra.test")
-    base = "/api/instances/w"
-    await asyncio.sleep(0)
-    loop.slow_callback_duration = BOUND_S
-    try:
+    async with api_in_process(tmp_path, "w", settings, store) as (_, engine, http):
+        base = "/api/instances/w"
+        await asyncio.sleep(0)
+        loop.slow_callback_duration = BOUND_S
         await engine.create_instance(seed=3, spec=DEFAULT_WORLD, agents=2, instance_id="w")
         runtime = engine.live["w"].runtime
-        assert runtime is not None
-        await _wait("the world has ticked past a few snapshots", lambda: runtime.world.tick >= 9)
+        await wait_until("the world has ticked past a few snapshots", lambda: runtime.world.tick >= 9, DEADLINE_S)
 
         agent = _ok(await http.get(f"{base}/agents"))["agents"][0]["id"]
         _ok(await http.post(f"{base}/whispers", json={"text": "hold on", "target": "*"}))
@@ -115,21 +91,14 @@ async def _workload(store: SqlStore, home: Path) -> dict[str, int]:
         assert exported.is_success, exported.text
 
         reverted = engine.live["w"].world
-        assert reverted is not None
         begun = reverted.tick
-        await _wait("the reverted world ticks on", lambda: reverted.tick >= begun + 2)
+        await wait_until("the reverted world ticks on", lambda: reverted.tick >= begun + 2, DEADLINE_S)
         records = await off_loop(store.instances.list_instances)
         return {
             "snapshots": len(await off_loop(store.snapshots.list_snapshots, "w")),
             "inputs": sum([await off_loop(store.inputs.count, r.id) for r in records]),
             "instances": len(records),
         }
-    finally:
-        try:
-            await http.aclose()
-            await engine.close()
-        finally:
-            await bus.close()
 
 
 @pytest.mark.slow
@@ -147,7 +116,7 @@ def test_no_callback_blocks_the_loop_while_worlds_write(tmp_path: Path) -> None:
     # what it has made at its start for that reason (``PuppetMasterEngine.start``). Not what this test measures.
     gc.disable()
     try:
-        done = asyncio.run(_workload(store, tmp_path / "home"), debug=True)
+        done = asyncio.run(_workload(store, tmp_path), debug=True)
     finally:
         gc.enable()
         logging.getLogger("asyncio").removeHandler(slow)
