@@ -69,3 +69,10 @@ def postgres_schema() -> Iterator[str]:
 def postgres_url(postgres_schema: str) -> str:
     """A SQLAlchemy URL of the test server whose search path is the test's own schema: what it makes is made there."""
     return f"{POSTGRES_URL}?options=-csearch_path%3D{postgres_schema}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules holding a test marked ``slow`` run first, each module kept whole (its module-scoped servers start
+    once): under pytest-xdist a long test handed out last is the whole run's tail."""
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)  # stable: the order within each module stays

@@ -71,6 +71,7 @@ def strategy_for(operation: Operation) -> st.SearchStrategy[FuzzCase]:
 
 # schemathesis' own pytest integration (``schemathesis.pytest.from_fixture``) fails under pytest 9 before running
 # anything (it sets ``Function._nodeid``), so every operation is driven through Hypothesis here instead.
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_no_input_makes_a_server_error(server: Server) -> None:
     failures: list[str] = []

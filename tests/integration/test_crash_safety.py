@@ -136,6 +136,7 @@ def _logged(url: str) -> tuple[str, int, dict[int, Acked], list[Whisper]]:
     return record.id, record.head_tick, by_seq, items
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_sigkill_at_random_moments_loses_no_acknowledged_input(db_url: str) -> None:
     seed = int(os.environ.get("SOULFRA_CRASH_SEED") or random.SystemRandom().randrange(2**32))
