@@ -27,17 +27,17 @@ XDIST = -n $(TEST_WORKERS) --dist loadgroup
 # (workers, servers, CLI smoke tests), and pytest caches its rewritten test modules only with them.
 PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
-# The tests of the world core and its storage ports run under coverage (the gate is on the deterministic core, which
-# they cover on their own: 97%, the same as the whole suite gives); everything else runs without the tracer, which
-# on Python 3.11 slows every Python call (and every server and CLI process the integration tests start) by about half.
-CORE_TESTS = tests/unit tests/golden tests/contract
+# The tests of the world core and its ports (marked `core` by tests/conftest.py: tests/unit, golden, contract) run
+# under coverage, but for the slow ones: the gate is on the deterministic core, which they cover on their own (97%,
+# the same as the whole suite gives). Everything else runs without the tracer, which on Python 3.11 slows every
+# Python call (and every server and CLI process the integration tests start) by about half.
 
 ## Lint, type-check and run the whole test suite (coverage gate on the deterministic core). Tests marked serial
 ## compare speeds over time, so they run first, alone; then the core tests under coverage, then all the others.
 test: $(STAMP) lint typecheck
 	$(PYTEST) -m serial
-	$(PYTEST) $(XDIST) -m "not serial" $(CORE_TESTS) --cov=soulfra.world --cov-report=term --cov-fail-under=90
-	$(PYTEST) $(XDIST) -m "not serial" tests $(addprefix --ignore=,$(CORE_TESTS))
+	$(PYTEST) $(XDIST) -m "core and not slow and not serial" --cov=soulfra.world --cov-report=term --cov-fail-under=90
+	$(PYTEST) $(XDIST) -m "not serial and not (core and not slow)"
 
 ## The unit layer only (tests/unit and tests/golden): no services, no servers; the quick loop while editing.
 test-fast: $(STAMP)

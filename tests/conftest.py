@@ -7,6 +7,7 @@ import functools
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -71,8 +72,16 @@ def postgres_url(postgres_schema: str) -> str:
     return f"{POSTGRES_URL}?options=-csearch_path%3D{postgres_schema}"
 
 
+CORE_SUITES = ("unit", "golden", "contract")  # the tests of the world core and its ports: `make test` covers these
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules holding a test marked ``slow`` run first, each module kept whole (its module-scoped servers start
-    once): under pytest-xdist a long test handed out last is the whole run's tail."""
+    """Mark the core suites' tests ``core`` (``make test`` runs those that are not slow under coverage, the rest
+    without it), and collect the modules holding a test marked ``slow`` first, each module kept whole (its
+    module-scoped servers start once): under pytest-xdist a long test handed out last is the whole run's tail."""
+    root = Path(__file__).parent
+    for item in items:
+        if item.path.relative_to(root).parts[0] in CORE_SUITES:
+            item.add_marker(pytest.mark.core)
     slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
     items.sort(key=lambda item: item.path not in slow)  # stable: the order within each module stays
