@@ -27,10 +27,10 @@ XDIST = -n $(TEST_WORKERS) --dist loadgroup
 # (workers, servers, CLI smoke tests), and pytest caches its rewritten test modules only with them.
 PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
-# The tests of the world core and its ports (marked `core` by tests/conftest.py: tests/unit, golden, contract) run
-# under coverage, but for the slow ones: the gate is on the deterministic core, which they cover on their own (97%,
-# the same as the whole suite gives). Everything else runs without the tracer, which on Python 3.11 slows every
-# Python call (and every server and CLI process the integration tests start) by about half.
+# The unit and golden tests (marked `core` by tests/conftest.py) run under coverage, but for the slow ones: the gate
+# is on the deterministic core, which they cover on their own (97%, the same as the whole suite gives). Everything
+# else (the storage contract suites, the integration tests) runs without the tracer, which on Python 3.11 slows
+# every Python call (and every server and CLI process the integration tests start) by about half.
 
 ## Lint, type-check and run the whole test suite (coverage gate on the deterministic core). Tests marked serial
 ## compare speeds over time, so they run first, alone; then the core tests under coverage, then all the others.

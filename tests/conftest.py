@@ -72,7 +72,7 @@ def postgres_url(postgres_schema: str) -> str:
     return f"{POSTGRES_URL}?options=-csearch_path%3D{postgres_schema}"
 
 
-CORE_SUITES = ("unit", "golden", "contract")  # the tests of the world core and its ports: `make test` covers these
+CORE_SUITES = ("unit", "golden")  # the tests of the world core and its engines: `make test` runs these under coverage
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
