@@ -8,7 +8,6 @@ re-signing it.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -26,6 +25,8 @@ from soulfra.errors import PackageError, PackageLimitError
 from soulfra.meta.keys import KeyRing, Signer
 from soulfra.meta.offline import import_db
 from soulfra.meta.package import Limits, read_package
+from soulfra.meta.package.common import canonical
+from soulfra.meta.package.writer import signature_of
 from soulfra.store import SqlStore
 from soulfra.store import schema as tables
 
@@ -111,10 +112,6 @@ def zipped(entries: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def canonical(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def resigned(entries: dict[str, bytes], signer: Signer, *, raw_sizes: dict[str, int] | None = None) -> bytes:
     """The package with its manifest listing exactly ``entries`` (sha256 and size as they are; raw sizes kept, or
     from ``raw_sizes``), signed by ``signer``."""
@@ -130,13 +127,7 @@ def resigned(entries: dict[str, bytes], signer: Signer, *, raw_sizes: dict[str, 
         if name not in (MANIFEST, SIGNATURE)
     }
     body = canonical(manifest)
-    signature = {
-        "algorithm": "ed25519",
-        "key_id": signer.key_id,
-        "public_key": base64.b64encode(signer.public_key).decode("ascii"),
-        "signature": base64.b64encode(signer.sign(body)).decode("ascii"),
-    }
-    return zipped({**entries, MANIFEST: body, SIGNATURE: canonical(signature)})
+    return zipped({**entries, MANIFEST: body, SIGNATURE: canonical(signature_of(body, signer))})
 
 
 @dataclass(frozen=True)

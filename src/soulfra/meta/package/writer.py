@@ -127,14 +127,19 @@ def _signed(
     }
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **head, "entries": entries, "created_by": _BY}
     body = canonical(manifest)
-    signature = {
+    signature = signature_of(body, signer)
+    contents = {name: data for name, (data, _) in files.items()}
+    return manifest, {**contents, MANIFEST: body, SIGNATURE: canonical(signature)}
+
+
+def signature_of(body: bytes, signer: Signer) -> dict[str, str]:
+    """signature.json of a package whose manifest is ``body``: Ed25519 over those exact bytes, with the key."""
+    return {
         "algorithm": "ed25519",
         "key_id": signer.key_id,
         "public_key": base64.b64encode(signer.public_key).decode("ascii"),
         "signature": base64.b64encode(signer.sign(body)).decode("ascii"),
     }
-    contents = {name: data for name, (data, _) in files.items()}
-    return manifest, {**contents, MANIFEST: body, SIGNATURE: canonical(signature)}
 
 
 def _emit(
