@@ -6,7 +6,9 @@
     ├── InputError                  a malformed input or input-log line (bad JSON, unknown type, bad field)
     │   ├── UnknownAgentError       an input names an agent the world does not have
     │   ├── BodyTooLargeError       an HTTP request body over its route's size limit (413)
-    │   └── BodyTimeoutError        an HTTP request body that stopped arriving (408)
+    │   ├── BodyTimeoutError        an HTTP request body that stopped arriving (408)
+    │   ├── UnsupportedMediaError   a request body of a content type its route does not take (415)
+    │   └── BadHostError            a request for a host name this server does not answer to (400)
     ├── CodecError                  state bytes that are corrupt or of an unknown format version
     │   └── DecompressionLimitError a blob that would decompress beyond the configured size limit
     ├── OutputError                 an output file (an event log) could not be written
@@ -29,6 +31,10 @@
     │                               past the head, a link deeper than the limit)
     ├── MergeError                  two worlds that cannot be merged (different agents, seeds or format)
     ├── ServerUnavailableError      no Soulfra server answers at the URL a CLI command was given
+    ├── AuthenticationError         no credentials, or a token that is unknown, expired or revoked (401)
+    ├── PermissionDeniedError       an identity whose role does not allow the request (403)
+    │   └── LicenceError            an instance's licence terms forbid it (no forks, no export, too many forks)
+    ├── RateLimitedError            too many requests from one token, or failed sign-ins from one address (429)
     └── BusError                    the message bus failed to carry a message
         ├── BusUnavailableError     the bus (a NATS server) cannot be reached
         ├── BusTimeoutError         a request got no reply within its timeout
@@ -42,6 +48,8 @@ inherited from its parent; ``tests/unit/test_error_map.py`` holds the whole map,
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
+    "BadHostError",
     "BodyTimeoutError",
     "BodyTooLargeError",
     "BusError",
@@ -56,6 +64,7 @@ __all__ = [
     "InstanceFailedError",
     "LeaseHeldError",
     "LeaseLostError",
+    "LicenceError",
     "LineageError",
     "MergeError",
     "NoRespondersError",
@@ -65,12 +74,15 @@ __all__ = [
     "PackageError",
     "PackageLimitError",
     "PackageSignatureError",
+    "PermissionDeniedError",
     "PlatformError",
+    "RateLimitedError",
     "ServerUnavailableError",
     "SoulfraError",
     "StorageError",
     "StorageUnavailableError",
     "UnknownAgentError",
+    "UnsupportedMediaError",
     "ValidationFailedError",
     "WorldFileError",
     "error_for_code",
@@ -191,6 +203,36 @@ class MergeError(SoulfraError):
 
 class ServerUnavailableError(SoulfraError):
     code = "server_unavailable"
+
+
+class UnsupportedMediaError(InputError):
+    code = "unsupported_media_type"
+
+
+class BadHostError(InputError):
+    code = "bad_host"
+
+
+class AuthenticationError(SoulfraError):
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(SoulfraError):
+    code = "forbidden"
+
+
+class LicenceError(PermissionDeniedError):
+    code = "licence"
+
+
+class RateLimitedError(SoulfraError):
+    """Too many requests; ``retry_after`` is how many seconds to wait (the HTTP answer's Retry-After)."""
+
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after: float = 1.0) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class BusError(SoulfraError):

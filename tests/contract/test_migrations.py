@@ -22,6 +22,9 @@ JSON_COLUMNS = {
     ("inputs", "body"),
     ("instances", "world"),
     ("audit_log", "detail"),
+    ("audit_log", "instances"),
+    ("api_tokens", "instances"),
+    ("instance_rules", "rules"),
 }
 
 

@@ -14,6 +14,8 @@ import soulfra.errors
 from soulfra.api.app import status_for
 from soulfra.cli import commands as cli
 from soulfra.errors import (
+    AuthenticationError,
+    BadHostError,
     BodyTimeoutError,
     BodyTooLargeError,
     BusError,
@@ -28,6 +30,7 @@ from soulfra.errors import (
     InstanceFailedError,
     LeaseHeldError,
     LeaseLostError,
+    LicenceError,
     LineageError,
     MergeError,
     NoRespondersError,
@@ -37,12 +40,15 @@ from soulfra.errors import (
     PackageError,
     PackageLimitError,
     PackageSignatureError,
+    PermissionDeniedError,
     PlatformError,
+    RateLimitedError,
     ServerUnavailableError,
     SoulfraError,
     StorageError,
     StorageUnavailableError,
     UnknownAgentError,
+    UnsupportedMediaError,
     ValidationFailedError,
     WorldFileError,
     error_for_code,
@@ -81,6 +87,12 @@ EXPECTED: dict[type[SoulfraError], tuple[int, int]] = {
     BusUnavailableError: (503, 69),
     BusTimeoutError: (504, 75),
     NoRespondersError: (503, 69),
+    UnsupportedMediaError: (415, 65),
+    BadHostError: (400, 65),
+    AuthenticationError: (401, 77),
+    PermissionDeniedError: (403, 77),
+    LicenceError: (403, 77),
+    RateLimitedError: (429, 75),
 }
 
 

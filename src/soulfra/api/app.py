@@ -51,6 +51,8 @@ from soulfra.api.models import (
 )
 from soulfra.api.stream import LiveStreams
 from soulfra.errors import (
+    AuthenticationError,
+    BadHostError,
     BodyTimeoutError,
     BodyTooLargeError,
     BusError,
@@ -67,12 +69,15 @@ from soulfra.errors import (
     OutputError,
     PackageError,
     PackageLimitError,
+    PermissionDeniedError,
     PlatformError,
+    RateLimitedError,
     ServerUnavailableError,
     SoulfraError,
     StorageError,
     StorageUnavailableError,
     UnknownAgentError,
+    UnsupportedMediaError,
     ValidationFailedError,
     WorldFileError,
 )
@@ -124,6 +129,12 @@ STATUS: dict[type[SoulfraError], int] = {
     BusError: 503,
     BusTimeoutError: 504,
     ServerUnavailableError: 502,  # a Soulfra server this one asked did not answer: we stood in as its gateway
+    # Access control. LicenceError takes PermissionDeniedError's 403: the instance's own terms forbid the request.
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    RateLimitedError: 429,
+    UnsupportedMediaError: 415,
+    BadHostError: 400,
     # The server's own fault, which no retry mends. Request parameters are checked at the edge, so a ConfigError here
     # is the server's configuration (its keys, limits, lease directory). A CodecError (DecompressionLimitError takes
     # it) is stored state this server cannot decode; an uploaded package's bad bytes are a PackageError instead.

@@ -28,6 +28,7 @@ from soulfra.cli import meta as cli_meta
 from soulfra.cli import server as cli_server
 from soulfra.cli import store as cli_store
 from soulfra.errors import (
+    AuthenticationError,
     BodyTimeoutError,
     BusError,
     BusTimeoutError,
@@ -44,7 +45,9 @@ from soulfra.errors import (
     NotFoundError,
     OutputError,
     PackageError,
+    PermissionDeniedError,
     PlatformError,
+    RateLimitedError,
     ServerUnavailableError,
     SoulfraError,
     StorageError,
@@ -100,6 +103,11 @@ EXIT_CODES: dict[type, int] = {
     InstanceFailedError: 75,  # the instance failed: restart its server
     BusTimeoutError: 75,  # the platform is there but did not answer in time
     BodyTimeoutError: 75,  # the request's body stalled on its way to the server
+    # Access (EX_NOPERM): the credentials, or what they allow, must change first. LicenceError takes 77 too;
+    # UnsupportedMediaError and BadHostError take InputError's 65. Too many requests passes (EX_TEMPFAIL).
+    AuthenticationError: 77,
+    PermissionDeniedError: 77,
+    RateLimitedError: 75,
 }
 PROGRESS_MIN_STEPS = 200_000  # show a progress bar when a run is at least this many agent-steps
 

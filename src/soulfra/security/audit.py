@@ -1,28 +1,249 @@
-"""AuditLogger: every change an operator makes, recorded with who, what, which instance and the details.
+"""The audit trail: every change, accepted or refused, recorded once, with who, from where, what, on which
+instances, the outcome and the request it came in.
 
-Writes go through the store's ``AuditLog`` port; reading is ``entries``. Details are kept small and JSON-only.
+``AuditRecorder.acting`` opens the record of one action: what runs inside it (an API request, a god command, a
+package apply) may ``refine`` it (``god.clone_instance``, the instances touched, the result); the row is written
+once, when the outermost action ends, with ``ok`` or the error's code. An action opened inside another refines the
+outer one instead of writing a row of its own, so a god command that came through the API is one row. The identity
+of the action in progress is what ``current_identity`` gives the layers below (the puppet master checks it).
+
+Rows form a hash chain in the store (``soulfra.store.audit_chain``); now and then the chain's head is signed with the
+installation key and kept in the database and in a file outside it (``head_file``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
-from typing import Any
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
 
-from soulfra.store.ports import AuditEntry, Store
+from soulfra.errors import OutputError, SoulfraError
+from soulfra.offload import off_loop
+from soulfra.security.identity import Identity
+from soulfra.store.ports import AuditEntry, SignedHead, Store
 
-__all__ = ["AuditLogger"]
+__all__ = ["MAX_DETAIL_BYTES", "Action", "AuditLogger", "AuditRecorder", "HeadSigner", "current_identity", "head_bytes"]
+
+log = logging.getLogger(__name__)
 
 MAX_DETAIL_BYTES = 8192
+SIGN_EVERY_S = 5.0  # the head is signed at most this often (and on close)
+
+
+def head_bytes(row_id: int, row_hash: str) -> bytes:
+    """What a signed head's signature covers."""
+    return f"soulfra-audit-head\n{row_id}\n{row_hash}\n".encode()
+
+
+class HeadSigner(Protocol):
+    """What signs the chain's head: the installation key (``soulfra.meta.keys.Signer``)."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+@dataclass(slots=True)
+class Action:
+    """One action being recorded: who and how it came (fixed when it opens), and what it turns out to be."""
+
+    identity: Identity
+    action: str
+    source: str | None
+    request_id: str
+    instance_id: str | None = None
+    instances: set[str] = field(default_factory=set)
+    detail: dict[str, Any] = field(default_factory=dict)
+    outcome: str = "ok"
+
+    def refine(
+        self,
+        action: str | None = None,
+        *,
+        instance_id: str | None = None,
+        instances: Sequence[str] = (),
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Say more about the action: its precise name, its subject, the instances it touched, its details."""
+        if action is not None:
+            self.action = action
+        if instance_id is not None:
+            self.instance_id = instance_id
+            self.instances.add(instance_id)
+        self.instances.update(instances)
+        if detail:
+            self.detail.update(detail)
+
+
+_CURRENT: contextvars.ContextVar[Action | None] = contextvars.ContextVar("soulfra_audit_action", default=None)
+
+
+def current_identity() -> Identity | None:
+    """The identity of the action being recorded in this context, or None outside every action."""
+    current = _CURRENT.get()
+    return None if current is None else current.identity
+
+
+def current_action() -> Action | None:
+    return _CURRENT.get()
+
+
+def _small(detail: dict[str, Any]) -> dict[str, Any]:
+    text = json.dumps(detail, default=str, sort_keys=True)
+    if len(text) > MAX_DETAIL_BYTES:
+        return {"truncated": True, "size": len(text)}
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+class AuditRecorder:
+    """The one way a change is audited. ``signer`` and ``head_file``: where the chain's head is signed and kept
+    outside the database (both optional: without them the chain still links every row)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        signer: HeadSigner | None = None,
+        head_file: Path | None = None,
+        sign_every: float = SIGN_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.head_file = head_file
+        self.sign_every = sign_every
+        self._clock = clock
+        self._signed_at: float | None = None
+
+    @contextlib.asynccontextmanager
+    async def acting(
+        self,
+        identity: Identity,
+        action: str,
+        *,
+        source: str | None = None,
+        request_id: str | None = None,
+        instance_id: str | None = None,
+        instances: Sequence[str] = (),
+        detail: dict[str, Any] | None = None,
+    ) -> AsyncIterator[Action]:
+        """Record ``action`` by ``identity`` once it ends (its outcome: ``ok``, or the code of the error that ended
+        it, re-raised). Inside another action it refines that one instead."""
+        outer = _CURRENT.get()
+        if outer is not None:
+            outer.refine(action, instance_id=instance_id, instances=instances, detail=detail)
+            yield outer
+            return
+        current = Action(
+            identity=identity, action=action, source=source, request_id=request_id or uuid.uuid4().hex,
+        )  # fmt: skip
+        current.refine(instance_id=instance_id, instances=instances, detail=detail)
+        reset = _CURRENT.set(current)
+        try:
+            yield current
+        except SoulfraError as exc:
+            current.outcome = exc.code
+            current.detail.setdefault("error", exc.detail)
+            raise
+        except BaseException as exc:
+            current.outcome = "error" if isinstance(exc, Exception) else "cancelled"
+            raise
+        finally:
+            _CURRENT.reset(reset)
+            await off_loop(self.write, current)
+
+    def write(self, action: Action) -> AuditEntry | None:
+        """Write a finished action's row (and sign the head when it is time). A failure to write is logged, never
+        raised: the change itself has happened, or has been refused, either way."""
+        try:
+            entry = self.store.audit.append(
+                actor=action.identity.name, role=action.identity.role, source=action.source,
+                request_id=action.request_id, action=action.action, instance_id=action.instance_id,
+                instances=sorted(action.instances), outcome=action.outcome, detail=_small(action.detail),
+            )  # fmt: skip
+        except SoulfraError as exc:
+            log.error("audit of %s by %s failed: %s", action.action, action.identity.name, exc.detail)
+            return None
+        if self.signer is not None and (self._signed_at is None or self._clock() - self._signed_at >= self.sign_every):
+            self.sign_head()
+        return entry
+
+    def record(
+        self,
+        identity: Identity,
+        action: str,
+        *,
+        instance_id: str | None = None,
+        instances: Sequence[str] = (),
+        outcome: str = "ok",
+        detail: dict[str, Any] | None = None,
+        source: str | None = None,
+    ) -> AuditEntry | None:
+        """Write one row now, for a change made outside any action (blocking: call it off the loop)."""
+        finished = Action(identity=identity, action=action, source=source, request_id=uuid.uuid4().hex)
+        finished.refine(instance_id=instance_id, instances=instances, detail=detail)
+        finished.outcome = outcome
+        return self.write(finished)
+
+    def sign_head(self) -> SignedHead | None:
+        """Sign the chain's head as the database has it now; keep it in the database and in ``head_file``."""
+        if self.signer is None:
+            return None
+        row_id, row_hash = self.store.audit.head()
+        head = SignedHead(
+            row_id=row_id, row_hash=row_hash, key_id=self.signer.key_id,
+            signature=self.signer.sign(head_bytes(row_id, row_hash)).hex(), signed_at=datetime.now(UTC),
+        )  # fmt: skip
+        try:
+            self.store.audit.save_head(head)
+            if self.head_file is not None:
+                write_head_file(self.head_file, head)
+        except (SoulfraError, OSError) as exc:
+            log.error("keeping the audit chain's signed head failed: %s", getattr(exc, "detail", exc))
+            return None
+        self._signed_at = self._clock()
+        return head
+
+
+def write_head_file(path: Path, head: SignedHead) -> None:
+    """Replace ``path`` with ``head`` as JSON (owner-only, atomically: a crash leaves the old head or the new)."""
+    body = {
+        "row_id": head.row_id, "row_hash": head.row_hash, "key_id": head.key_id, "signature": head.signature,
+        "signed_at": head.signed_at.isoformat(),
+    }  # fmt: skip
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = path.with_name(path.name + ".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(body, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write the audit head file {path}: {exc.strerror or exc}") from None
 
 
 class AuditLogger:
+    """The audit log read back (``entries``) and written by a named process (``record``): a thin view kept for the
+    callers that audit outside any request."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def record(self, *, actor: str, action: str, instance_id: str | None, detail: dict[str, Any]) -> None:
-        text = json.dumps(detail, default=str, sort_keys=True)
-        detail = {"truncated": True, "size": len(text)} if len(text) > MAX_DETAIL_BYTES else json.loads(text)
-        self.store.audit.append(actor=actor, action=action, instance_id=instance_id, detail=detail)
+        self.store.audit.append(actor=actor, action=action, instance_id=instance_id, detail=_small(detail))
 
     def entries(self, instance_id: str | None = None) -> list[AuditEntry]:
         return self.store.audit.read(instance_id=instance_id)

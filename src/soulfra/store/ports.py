@@ -120,12 +120,57 @@ class AgentRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEntry:
+    """One row of the audit log: who (``actor``, with its ``role``, from ``source``), what (``action``, ``detail``),
+    to which instances, with what ``outcome`` (``ok`` or the refusal's error code), and the row's place in the hash
+    chain (``id`` counts 1, 2, 3...; ``row_hash`` commits to the row and to ``prev_hash``)."""
+
     id: int
     timestamp: datetime
     actor: str
     action: str
     instance_id: str | None
     detail: dict[str, Any]
+    role: str | None = None
+    source: str | None = None
+    request_id: str | None = None
+    outcome: str = "ok"
+    instances: tuple[str, ...] = ()
+    prev_hash: str = ""
+    row_hash: str = ""
+
+    def hash_fields(self) -> dict[str, Any]:
+        """What ``audit_chain.row_hash`` takes, as this row holds it."""
+        return {
+            "id": self.id, "timestamp": self.timestamp, "actor": self.actor, "role": self.role, "source": self.source,
+            "request_id": self.request_id, "action": self.action, "instance_id": self.instance_id,
+            "instances": list(self.instances), "outcome": self.outcome, "detail": self.detail,
+            "prev_hash": self.prev_hash,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedHead:
+    """The audit chain's head (its last row and that row's hash) as an installation key signed it."""
+
+    row_id: int
+    row_hash: str
+    key_id: str
+    signature: str  # hex
+    signed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenRecord:
+    """An API token as stored: its SHA-256, never the token. ``instances`` None: it may see every instance."""
+
+    name: str
+    role: str
+    token_hash: str
+    instances: tuple[str, ...] | None = None
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    created_by: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,6 +245,13 @@ class InstanceCatalog(Protocol):
     def links(self, instance_id: str) -> list[str]:
         """The instances linked to ``instance_id``, sorted."""
 
+    def rules(self, instance_id: str) -> dict[str, Any] | None:
+        """The protocol rules set for the instance (as ``RuleSet.to_json`` wrote them), or None if none were set.
+        ``NotFoundError`` if there is no such instance."""
+
+    def set_rules(self, instance_id: str, rules: dict[str, Any]) -> None:
+        """Set (replace) the instance's protocol rules. ``NotFoundError`` if there is no such instance."""
+
 
 class InputLog(Protocol):
     def append(self, instance_id: str, items: Sequence[Input]) -> list[StoredInput]:
@@ -272,10 +324,68 @@ class VaultManager(Protocol):
 
 
 class AuditLog(Protocol):
-    def append(self, *, actor: str, action: str, instance_id: str | None, detail: dict[str, Any]) -> None: ...
+    """The audit log, a hash chain: appends are one at a time across every store of the database, each row chained
+    to the one before (``soulfra.store.audit_chain``). Rows are stored as given; what goes into them is the security
+    layer's to decide."""
 
-    def read(self, *, instance_id: str | None = None) -> list[AuditEntry]:
-        """Entries oldest first (of one instance, if given)."""
+    def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        instance_id: str | None,
+        detail: dict[str, Any],
+        role: str | None = None,
+        source: str | None = None,
+        request_id: str | None = None,
+        outcome: str = "ok",
+        instances: Sequence[str] = (),
+    ) -> AuditEntry:
+        """Add a row at the chain's head; returns it with its id and hashes. Durable when the enclosing transaction
+        commits (at once outside a transaction). ``detail`` is kept as ``canonical_detail`` gives it."""
+
+    def read(
+        self,
+        *,
+        instance_id: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        """Entries with ``id > after_id`` oldest first, at most ``limit`` of them: those of one instance (named by
+        ``instance_id`` or among ``instances``), actor, action (a prefix ending in ``.`` matches every action under
+        it) and outcome, where given."""
+
+    def head(self) -> tuple[int, str]:
+        """The chain's head as the database records it: the last row's id and hash (0 and ``GENESIS`` if empty)."""
+
+    def save_head(self, head: SignedHead) -> None:
+        """Keep a signed head."""
+
+    def signed_heads(self) -> list[SignedHead]:
+        """Every signed head kept, oldest first."""
+
+
+class TokenStore(Protocol):
+    """API tokens, by name and by hash."""
+
+    def create(self, record: TokenRecord) -> TokenRecord:
+        """Store a token. ``ConflictError`` if a token that is not revoked has the name (a revoked one is
+        replaced), or if another token has the same hash."""
+
+    def get(self, name: str) -> TokenRecord:
+        """``NotFoundError`` if no token has that name."""
+
+    def by_hash(self, token_hash: str) -> TokenRecord | None:
+        """The token with that hash, revoked or not, or None."""
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, by name."""
+
+    def revoke(self, name: str, at: datetime) -> TokenRecord:
+        """Revoke a token from ``at`` on; ``NotFoundError`` if no token that is not revoked has that name."""
 
 
 class Store(Protocol):
@@ -295,6 +405,8 @@ class Store(Protocol):
     def audit(self) -> AuditLog: ...
     @property
     def leases(self) -> WriterLeases: ...
+    @property
+    def tokens(self) -> TokenStore: ...
 
     def transaction(self) -> AbstractContextManager[None]:
         """Everything the stores do inside commits together, or not at all. Nested calls join the outer one."""

@@ -121,16 +121,71 @@ inputs = sa.Table(
     sa.Index(None, "instance_id", "tick"),
 )
 
+# Every change, accepted or refused, by whom. Rows form a hash chain (``soulfra.store.audit_chain``): ``id`` is the
+# row's place in it (1, 2, 3... with no gaps), ``row_hash`` commits to the row and to ``prev_hash``, the hash of the
+# row before. ``audit_chain`` holds the chain's head, updated in the same transaction as each row it adds: the lock
+# that makes appends one at a time across processes.
 audit_log = sa.Table(
     "audit_log",
     metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("id", BigId, primary_key=True, autoincrement=False),
     sa.Column("timestamp", Timestamp, nullable=False),
-    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),  # the identity: a token's name, or a process's own name
     sa.Column("action", sa.String(64), nullable=False),
     sa.Column("instance_id", sa.String(64), nullable=True),
     sa.Column("detail", Json, nullable=False),
+    sa.Column("role", sa.String(16), nullable=True),
+    sa.Column("source", sa.String(128), nullable=True),  # the client's address, or the process that acted
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("outcome", sa.String(64), nullable=False, server_default="ok"),  # ok, or the refusal's error code
+    sa.Column("instances", Json, nullable=False, server_default="[]"),  # every instance the change touched
+    sa.Column("prev_hash", sa.String(64), nullable=False, server_default=""),
+    sa.Column("row_hash", sa.String(64), nullable=False, server_default=""),
     sa.Index(None, "instance_id"),
+)
+
+audit_chain = sa.Table(
+    "audit_chain",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1: one chain per database
+    sa.Column("last_id", sa.BigInteger, nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+)
+
+# The chain's head as the installation key signed it, now and then (the latest is also kept outside the database).
+audit_heads = sa.Table(
+    "audit_heads",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("row_id", sa.BigInteger, nullable=False),
+    sa.Column("row_hash", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False),  # Ed25519, hex
+    sa.Column("signed_at", Timestamp, nullable=False),
+)
+
+# API tokens: only each one's SHA-256 is kept. A revoked token keeps its row (the audit log names it) until a new
+# token takes its name.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("instances", Json, nullable=True),  # the instances it may see; NULL: all of them
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+    sa.Column("created_by", sa.String(100), nullable=False),
+)
+
+# The protocol rules an admin set for one instance (``RuleSet.to_json``); an instance without a row has the defaults.
+instance_rules = sa.Table(
+    "instance_rules",
+    metadata,
+    sa.Column("instance_id", sa.String(64), sa.ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("rules", Json, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
 )
 
 # One writer per instance: the lease of each instance (or of the server, key ``:puppet-master``) names its holder.

@@ -74,7 +74,7 @@ class InMemoryInstanceCatalog:
                 )
             for snapshot_id in (snapshot_id for _, snapshot_id in tables.ticks.pop(instance_id, ())):
                 del tables.snapshots[snapshot_id]
-            for per_instance in (tables.dictionaries, tables.traces, tables.inputs, tables.agents):
+            for per_instance in (tables.dictionaries, tables.traces, tables.inputs, tables.agents, tables.rules):
                 per_instance.pop(instance_id, None)
             for pair in [pair for pair in tables.links if instance_id in pair]:
                 del tables.links[pair]
@@ -131,6 +131,17 @@ class InMemoryInstanceCatalog:
     def links(self, instance_id: str) -> list[str]:
         pairs = self._store.view().links
         return sorted(b if a == instance_id else a for a, b in pairs if instance_id in (a, b))
+
+    def rules(self, instance_id: str) -> dict[str, Any] | None:
+        view = self._store.view()
+        _row(view, instance_id)
+        found = view.rules.get(instance_id)
+        return None if found is None else from_json(found)
+
+    def set_rules(self, instance_id: str, rules: dict[str, Any]) -> None:
+        with self._store.write(f"setting the rules of {instance_id}") as tables:
+            _row(tables, instance_id)
+            tables.rules[instance_id] = to_json(rules)
 
 
 def _set(tables: Tables, instance_id: str, **changes: Any) -> None:

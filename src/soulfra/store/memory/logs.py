@@ -5,13 +5,15 @@ agent) and the audit log. Rows are kept in the order they read back in; JSON is 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from soulfra.errors import NotFoundError
 from soulfra.projection import agent_state_json, personality_json
+from soulfra.store.audit_chain import GENESIS, canonical_detail, row_hash
 from soulfra.store.memory.tables import AgentRow, AuditRow, TraceRow, from_json, to_json
-from soulfra.store.ports import AgentRecord, AuditEntry, StoredInput, TraceRecord
+from soulfra.store.ports import AgentRecord, AuditEntry, SignedHead, StoredInput, TraceRecord
 from soulfra.world.events import Event, event_to_json
 from soulfra.world.inputs import Input
 from soulfra.world.model import WorldState
@@ -145,22 +147,69 @@ def _agent(instance_id: str, row: AgentRow) -> AgentRecord:
 
 
 class InMemoryAuditLog:
+    """The audit chain in memory: appends hold the database's write lock, as SQL appends hold the chain's row."""
+
     def __init__(self, store: InMemoryStore) -> None:
         self._store = store
 
-    def append(self, *, actor: str, action: str, instance_id: str | None, detail: dict[str, Any]) -> None:
-        encoded = to_json(detail)
+    def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        instance_id: str | None,
+        detail: dict[str, Any],
+        role: str | None = None,
+        source: str | None = None,
+        request_id: str | None = None,
+        outcome: str = "ok",
+        instances: Sequence[str] = (),
+    ) -> AuditEntry:
+        stored = canonical_detail(detail)
         with self._store.write(f"auditing {action}") as tables:
-            entry = AuditRow(
-                id=tables.next_id(), timestamp=datetime.now(UTC), actor=actor, action=action,
-                instance_id=instance_id, detail=encoded,
+            previous = tables.audit[-1].entry.row_hash if tables.audit else GENESIS
+            entry = AuditEntry(
+                id=len(tables.audit) + 1, timestamp=datetime.now(UTC), actor=actor, action=action,
+                instance_id=instance_id, detail=stored, role=role, source=source, request_id=request_id,
+                outcome=outcome, instances=tuple(sorted(set(instances))), prev_hash=previous,
             )  # fmt: skip
-            tables.audit = (*tables.audit, entry)
+            entry = replace(entry, row_hash=row_hash(**entry.hash_fields()))
+            tables.audit = (*tables.audit, AuditRow(entry=replace(entry, detail={}), detail=to_json(stored)))
+        return entry
 
-    def read(self, *, instance_id: str | None = None) -> list[AuditEntry]:
-        return [
-            AuditEntry(id=r.id, timestamp=r.timestamp, actor=r.actor, action=r.action, instance_id=r.instance_id,
-                       detail=from_json(r.detail))
-            for r in self._store.view().audit
-            if instance_id is None or r.instance_id == instance_id
-        ]  # fmt: skip
+    def read(
+        self,
+        *,
+        instance_id: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        found: list[AuditEntry] = []
+        for row in self._store.view().audit:
+            e = row.entry
+            if e.id <= after_id or (actor is not None and e.actor != actor):
+                continue
+            if outcome is not None and e.outcome != outcome:
+                continue
+            if action is not None and not (e.action.startswith(action) if action.endswith(".") else e.action == action):
+                continue
+            if instance_id is not None and instance_id != e.instance_id and instance_id not in e.instances:
+                continue
+            found.append(replace(e, detail=from_json(row.detail)))
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+    def head(self) -> tuple[int, str]:
+        audit = self._store.view().audit
+        return (audit[-1].entry.id, audit[-1].entry.row_hash) if audit else (0, GENESIS)
+
+    def save_head(self, head: SignedHead) -> None:
+        with self._store.write("keeping the audit chain's signed head") as tables:
+            tables.audit_heads = (*tables.audit_heads, head)
+
+    def signed_heads(self) -> list[SignedHead]:
+        return list(self._store.view().audit_heads)

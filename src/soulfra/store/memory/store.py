@@ -17,6 +17,7 @@ from soulfra.store.memory.leases import InMemoryLeases
 from soulfra.store.memory.logs import InMemoryAuditLog, InMemoryInputLog, InMemoryRitualStorage, InMemoryVaultManager
 from soulfra.store.memory.snapshots import InMemorySnapshotStorage
 from soulfra.store.memory.tables import MemoryDatabase, Tables
+from soulfra.store.memory.tokens import InMemoryTokenStore
 
 
 @dataclass(slots=True)
@@ -38,6 +39,7 @@ class InMemoryStore:
         self.vault = InMemoryVaultManager(self)
         self.audit = InMemoryAuditLog(self)
         self.leases = InMemoryLeases(self)
+        self.tokens = InMemoryTokenStore(self)
 
     def _current(self) -> _Transaction | None:
         current: _Transaction | None = getattr(self._local, "transaction", None)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from soulfra.errors import ConflictError, StorageUnavailableError
-from soulfra.store.ports import InstanceRecord, SnapshotInfo, StoredInput
+from soulfra.store.ports import AuditEntry, InstanceRecord, SignedHead, SnapshotInfo, StoredInput, TokenRecord
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another one's transaction, as SQLite's busy timeout
 
@@ -72,11 +72,7 @@ class DictionaryRow:
 
 @dataclass(frozen=True, slots=True)
 class AuditRow:
-    id: int
-    timestamp: datetime
-    actor: str
-    action: str
-    instance_id: str | None
+    entry: AuditEntry  # its ``detail`` is left empty: the JSON below is the stored one
     detail: str
 
 
@@ -101,16 +97,20 @@ class Tables:
     snapshots: dict[int, SnapshotRow] = field(default_factory=dict)
     ticks: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)  # (tick, snapshot id), by tick
     dictionaries: dict[str, tuple[DictionaryRow, ...]] = field(default_factory=dict)  # oldest first
-    audit: tuple[AuditRow, ...] = ()
+    audit: tuple[AuditRow, ...] = ()  # the chain, in order: row n is audit[n - 1]
+    audit_heads: tuple[SignedHead, ...] = ()
+    tokens: dict[str, TokenRecord] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)  # instance id -> its rules as JSON
     leases: dict[str, LeaseRow] = field(default_factory=dict)
-    last_id: int = 0  # snapshots, traces and audit entries are numbered from one sequence
+    last_id: int = 0  # snapshots and traces are numbered from one sequence
 
     def fork(self) -> Tables:
         """A copy to write on: new dicts over the same immutable rows."""
         return Tables(
             instances=dict(self.instances), links=dict(self.links), inputs=dict(self.inputs),
             traces=dict(self.traces), agents=dict(self.agents), snapshots=dict(self.snapshots),
-            ticks=dict(self.ticks), dictionaries=dict(self.dictionaries), audit=self.audit, leases=dict(self.leases),
+            ticks=dict(self.ticks), dictionaries=dict(self.dictionaries), audit=self.audit,
+            audit_heads=self.audit_heads, tokens=dict(self.tokens), rules=dict(self.rules), leases=dict(self.leases),
             last_id=self.last_id,
         )  # fmt: skip
 

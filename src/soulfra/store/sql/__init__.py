@@ -13,6 +13,7 @@ from soulfra.store.sql.instances import SqlInstanceCatalog
 from soulfra.store.sql.rituals import SqlRitualStorage
 from soulfra.store.sql.snapshots import SqlSnapshotStorage, raw_hash
 from soulfra.store.sql.store import SqlStore
+from soulfra.store.sql.tokens import SqlTokenStore
 from soulfra.store.sql.vault import SqlVaultManager
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "SqlRitualStorage",
     "SqlSnapshotStorage",
     "SqlStore",
+    "SqlTokenStore",
     "SqlVaultManager",
     "raw_hash",
 ]

@@ -67,7 +67,8 @@ class SqlInstanceCatalog:
             # deltas first: they reference their keyframes
             conn.execute(snaps.delete().where(snaps.c.instance_id == instance_id, snaps.c.base_id.is_not(None)))
             for table in (
-                schema.snapshots, schema.compression_dictionaries, schema.ritual_logs, schema.inputs, schema.agents
+                schema.snapshots, schema.compression_dictionaries, schema.ritual_logs, schema.inputs, schema.agents,
+                schema.instance_rules,
             ):  # fmt: skip
                 conn.execute(table.delete().where(table.c.instance_id == instance_id))
             links = schema.instance_links
@@ -162,6 +163,24 @@ class SqlInstanceCatalog:
         query = sa.select(links.c.a, links.c.b).where(sa.or_(links.c.a == instance_id, links.c.b == instance_id))
         with self._store.connect(f"reading the links of {instance_id}") as conn:
             return sorted(row.b if row.a == instance_id else row.a for row in conn.execute(query))
+
+    def rules(self, instance_id: str) -> dict[str, Any] | None:
+        table = schema.instance_rules
+        with self._store.connect(f"reading the rules of {instance_id}") as conn:
+            self.get(instance_id)
+            row = conn.execute(sa.select(table.c.rules).where(table.c.instance_id == instance_id)).first()
+        return None if row is None else dict(row.rules)
+
+    def set_rules(self, instance_id: str, rules: dict[str, Any]) -> None:
+        table = schema.instance_rules
+        with self._store.connect(f"setting the rules of {instance_id}") as conn:
+            self.get(instance_id)
+            statement = self._store.insert(table).values(instance_id=instance_id, rules=rules, updated_at=utc_now())
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[table.c.instance_id], set_={"rules": rules, "updated_at": utc_now()}
+                )
+            )
 
 
 def _instance(row: sa.Row[Any]) -> InstanceRecord:

@@ -20,6 +20,7 @@ from soulfra.store.sql.inputs import SqlInputLog
 from soulfra.store.sql.instances import SqlInstanceCatalog
 from soulfra.store.sql.rituals import SqlRitualStorage
 from soulfra.store.sql.snapshots import SqlSnapshotStorage
+from soulfra.store.sql.tokens import SqlTokenStore
 from soulfra.store.sql.vault import SqlVaultManager
 
 
@@ -36,6 +37,7 @@ class SqlStore:
         self.vault = SqlVaultManager(self)
         self.audit = SqlAuditLog(self)
         self.leases = SqlLeases(self)
+        self.tokens = SqlTokenStore(self)
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True, compression: CompressionEngine | None = None) -> SqlStore:
