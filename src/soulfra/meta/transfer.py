@@ -23,7 +23,7 @@ from soulfra.errors import (
 )
 from soulfra.meta.lineage import lineage, record_json
 from soulfra.meta.package import InstanceBundle
-from soulfra.security.permissions import PermissionValidator, RuleSet
+from soulfra.security.permissions import PermissionValidator, RuleSet, enforce
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world import World, decode_state, encode_state, input_to_json, parse_input
 from soulfra.world.encoding import encoded_hash
@@ -38,12 +38,10 @@ Progress = Callable[[int, int], None]
 
 
 def bundle_for(store: Store, instance_id: str, *, rules: RuleSet | None = None) -> InstanceBundle:
-    """One instance's history as a bundle: refused when the protocol's licence forbids export."""
+    """One instance's history as a bundle, carrying the rules it runs under (``rules`` are the server's, under the
+    instance's own): refused when its licence forbids export (LicenceError)."""
     record = store.instances.get(instance_id)
-    validator = PermissionValidator(rules or RuleSet(), store)
-    verdict = validator.validate("export", instance_id, {})
-    if not verdict.valid:
-        raise ValidationFailedError("; ".join(v.detail for v in verdict.violations))
+    rules = enforce(store, instance_id, "export", rules)
     base_tick, base_raw = _base_raw(store, record)
     head_raw = encode_state(state_at(store, instance_id, record.head_tick))
     inputs = [{"seq": s.seq, **input_to_json(s.input)} for s in store.inputs.read(instance_id)]
@@ -66,12 +64,25 @@ def bundle_for(store: Store, instance_id: str, *, rules: RuleSet | None = None) 
         head_state=head_raw,
         inputs=inputs,
         traces=traces,
-        config={"protocol": (rules or RuleSet()).to_json()},
+        config={"protocol": rules.to_json()},
         edits=[],
     )
 
 
 _LINEAGE_KEYS = ("id", "name", "parent_id", "fork_tick", "merge_parent_id")
+
+
+def bundle_rules(bundle: InstanceBundle, default: RuleSet | None) -> RuleSet:
+    """The rules an imported instance runs under: those its package carries, over the importing server's."""
+    carried = bundle.config.get("protocol")
+    if carried is None:
+        return default or RuleSet()
+    try:
+        return RuleSet.from_json(carried, base=default)
+    except InputError as exc:
+        raise PackageError(
+            f"the package's protocol rules for {bundle.instance['id']} are invalid: {exc.detail}"
+        ) from None
 
 
 def _base_raw(store: Store, record: InstanceRecord) -> tuple[int, bytes]:
@@ -158,6 +169,8 @@ def import_bundles(
             if inputs:
                 store.inputs.append(record.id, inputs)
             store.rituals.record_many(record.id, bundle.traces)  # the agents table is written once it runs
+            if "protocol" in bundle.config:  # the rules (the licence above all) travel with the world
+                store.instances.set_rules(record.id, bundle_rules(bundle, rules).to_json())
             store.audit.append(
                 actor="import", action="instance.import", instance_id=record.id,
                 detail={"from": meta["id"], "head_tick": record.head_tick, "verified_replay": verify_replay},
@@ -193,12 +206,12 @@ def _prepared(
     base_tick, head_tick = base.tick, int(meta["head_tick"])
     if base_tick != int(meta["base_tick"]) or head_tick < base_tick:
         raise PackageError(f"the ticks of {meta['id']} (base {base_tick}, head {head_tick}) do not fit its manifest")
-    validator = PermissionValidator(rules or RuleSet(), store)
-    problems = [v.detail for v in validator.validate_state(base).violations]
+    validator = PermissionValidator(bundle_rules(bundle, rules), store)
+    problems = [f"rule {v.rule!r}: {v.detail}" for v in validator.validate_state(base).violations]
     inputs = _inputs(bundle)
     for item in inputs:
-        problems += [v.detail for v in validator.validate("input", instance_id, {"input": input_to_json(item)})
-                     .violations]  # fmt: skip
+        verdict = validator.validate("input", instance_id, {"input": input_to_json(item)})
+        problems += [f"rule {v.rule!r}: {v.detail}" for v in verdict.violations]
     if problems:
         raise ValidationFailedError(f"the protocol refuses {meta['id']}: " + "; ".join(sorted(set(problems))[:5]))
     if verify_replay and not bundle.replayed:  # a compact package's head was replayed as it was read

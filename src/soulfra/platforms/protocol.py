@@ -1,5 +1,7 @@
 """ProtocolPlatform: validation and permission. Serves the rule set and validation results; never takes part in
-loops and never changes a world. The rules themselves live in ``soulfra.security.permissions``."""
+loops and never changes a world. The rules themselves live in ``soulfra.security.permissions``: each instance runs
+under the rules an admin set for it (read from the store on every request, so a change counts at once) over the
+server's."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from soulfra.bus.port import Bus
 from soulfra.errors import InputError
 from soulfra.offload import off_loop
 from soulfra.platforms.base import Op, Platform
-from soulfra.security.permissions import PermissionValidator, RuleSet
+from soulfra.security.permissions import PermissionValidator, RuleSet, rules_for
 from soulfra.store.ports import Store
 
 __all__ = ["ProtocolPlatform"]
@@ -21,7 +23,8 @@ class ProtocolPlatform(Platform):
 
     def __init__(self, instance_id: str, bus: Bus, store: Store | None = None, *, rules: RuleSet | None = None) -> None:
         super().__init__(instance_id, bus)
-        self.validator = PermissionValidator(rules or RuleSet(), store)
+        self.default_rules = rules or RuleSet()
+        self.store = store
         self.validations = 0
         self.violations = 0
 
@@ -33,8 +36,13 @@ class ProtocolPlatform(Platform):
         report.update(validations=self.validations, violations=self.violations)
         return report
 
+    async def rules_of(self, instance_id: str) -> RuleSet:
+        if self.store is None:
+            return self.default_rules
+        return await off_loop(rules_for, self.store, instance_id, self.default_rules)
+
     async def read_rules(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.validator.rules.to_json()
+        return (await self.rules_of(self.instance_id)).to_json()
 
     async def validate(self, body: dict[str, Any]) -> dict[str, Any]:
         """``{"subject": snapshot|instance|input|fork|export, ...}``: every violation of every rule that applies."""
@@ -47,7 +55,8 @@ class ProtocolPlatform(Platform):
         if not isinstance(target, str):
             raise InputError("'instance' must be a string")
         fields = {k: v for k, v in body.items() if not k.startswith("_")}
-        result = await off_loop(self.validator.validate, subject, target, fields)  # it reads the store
+        validator = PermissionValidator(await self.rules_of(target), self.store)
+        result = await off_loop(validator.validate, subject, target, fields)  # it reads the store
         self.validations += 1
         self.violations += len(result.violations)
         return result.to_json()

@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from soulfra.errors import CodecError, HistoryIntegrityError, InputError, NotFoundError
+from soulfra.errors import (
+    CodecError,
+    HistoryIntegrityError,
+    InputError,
+    LicenceError,
+    NotFoundError,
+)
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world.model import WorldState
 
-__all__ = ["Licence", "PermissionValidator", "RuleSet", "ValidationResult", "Violation"]
+__all__ = [
+    "Licence", "PermissionValidator", "RuleSet", "ValidationResult", "Violation", "enforce", "rules_for",
+]  # fmt: skip
 
 SUBJECTS: tuple[str, ...] = ("snapshot", "instance", "input", "fork", "export", "state")
+RULES = frozenset({"snapshot-hash", "lineage", "agent-limit", "required-agents", "input-size", "licence"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,22 +47,50 @@ class RuleSet:
     max_input_bytes: int = 4096
     max_lineage_depth: int = 64
     licence: Licence = field(default_factory=Licence)
-    rules: frozenset[str] = frozenset(
-        {"snapshot-hash", "lineage", "agent-limit", "required-agents", "input-size", "licence"}
-    )
+    rules: frozenset[str] = RULES
 
     @classmethod
-    def from_json(cls, body: dict[str, Any]) -> RuleSet:
+    def from_json(cls, body: dict[str, Any], *, base: RuleSet | None = None) -> RuleSet:
+        """Rules from JSON (as ``to_json`` writes them); what ``body`` leaves out comes from ``base`` (the
+        defaults if None). InputError naming what is wrong."""
+        start = base or cls()
+        if not isinstance(body, dict):
+            raise InputError("bad protocol rules: expected a JSON object")
         try:
-            licence = Licence(**body.get("licence", {}))
+            licence_body = body.get("licence", {})
+            if not isinstance(licence_body, dict):
+                raise TypeError("'licence' must be an object")
+            licence = replace(start.licence, **licence_body)
             rest = {k: v for k, v in body.items() if k != "licence"}
             if "required_agents" in rest:
                 rest["required_agents"] = tuple(rest["required_agents"])
             if "rules" in rest:
                 rest["rules"] = frozenset(rest["rules"])
-            return cls(licence=licence, **rest)
+            made = replace(start, licence=licence, **rest)
         except TypeError as exc:
             raise InputError(f"bad protocol rules: {exc}") from None
+        made.check()
+        return made
+
+    def check(self) -> None:
+        """InputError unless every value has its type and range and every rule named is known."""
+        ints = {"max_agents": self.max_agents, "max_input_bytes": self.max_input_bytes,
+                "max_lineage_depth": self.max_lineage_depth}  # fmt: skip
+        for name, value in ints.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InputError(f"bad protocol rules: {name} must be a whole number of 0 or more")
+        if not all(isinstance(a, str) for a in self.required_agents):
+            raise InputError("bad protocol rules: required_agents must be a list of agent ids")
+        unknown = sorted(str(r) for r in self.rules - RULES)
+        if unknown:
+            raise InputError(f"bad protocol rules: unknown rule {unknown[0]!r}; known: {', '.join(sorted(RULES))}")
+        licence = self.licence
+        if not isinstance(licence.fork, bool) or not isinstance(licence.export, bool):
+            raise InputError("bad protocol rules: licence.fork and licence.export must be true or false")
+        if licence.max_forks is not None and (
+            not isinstance(licence.max_forks, int) or isinstance(licence.max_forks, bool) or licence.max_forks < 0
+        ):
+            raise InputError("bad protocol rules: licence.max_forks must be a whole number of 0 or more, or null")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -216,11 +253,35 @@ class PermissionValidator:
         licence = self.rules.licence
         if not licence.fork:
             return [f"the licence of {instance_id} does not allow forks"]
-        if licence.max_forks is not None and self._forks_of(instance_id) >= licence.max_forks:
-            return [f"the licence of {instance_id} allows at most {licence.max_forks} forks"]
+        more = body.get("count", 1)
+        more = more if isinstance(more, int) and not isinstance(more, bool) and more > 0 else 1
+        if licence.max_forks is not None and self._forks_of(instance_id) + more > licence.max_forks:
+            have = self._forks_of(instance_id)
+            return [f"the licence of {instance_id} allows at most {licence.max_forks} forks; it has {have}"]
         return []
 
     def _licence_export(self, instance_id: str, body: dict[str, Any]) -> list[str]:
         if not self.rules.licence.export:
             return [f"the licence of {instance_id} does not allow export"]
         return []
+
+
+def rules_for(store: Store, instance_id: str, default: RuleSet | None = None) -> RuleSet:
+    """The rules ``instance_id`` runs under: those an admin set for it, over ``default`` (the server's)."""
+    stored = store.instances.rules(instance_id)
+    base = default or RuleSet()
+    return base if stored is None else RuleSet.from_json(stored, base=base)
+
+
+def enforce(store: Store, instance_id: str, subject: str, default: RuleSet | None = None, *, count: int = 1) -> RuleSet:
+    """Refuse what ``instance_id``'s licence forbids for ``subject`` (``fork`` for clone, fork and merge, making
+    ``count`` children; ``export``): LicenceError (403) naming the rule. Returns the rules it checked. (Its other
+    rules are about content, and are checked where content arrives: validation, import.)"""
+    rules = rules_for(store, instance_id, default)
+    if "licence" in rules.rules:
+        validator = PermissionValidator(rules, store)
+        check = validator._licence_fork if subject == "fork" else validator._licence_export
+        refused = check(instance_id, {"count": count})
+        if refused:
+            raise LicenceError(f"refused by rule 'licence': {'; '.join(refused)}")
+    return rules

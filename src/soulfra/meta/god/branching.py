@@ -24,6 +24,7 @@ from soulfra.meta.results import (
     RevertResult,
 )
 from soulfra.offload import off_loop
+from soulfra.security.permissions import enforce
 from soulfra.store.ports import InstanceRecord
 from soulfra.world import state_hash
 from soulfra.world.inputs import Input
@@ -61,6 +62,8 @@ async def _fork(
             raise LineageError(f"{source} holds ticks {start_tick(parent)} to {parent.head_tick}; no tick {tick}")
         return parent, state_at(store, source, tick)
 
+    # the source's licence and rules first: a refused fork reads no state and writes nothing
+    await off_loop(enforce, store, source, "fork", ctx.settings.instance.rules, count=len(specs))
     if live is None:
         parent, state = await off_loop(stored, tick)
     else:  # no tick between the flush and the copy
@@ -111,6 +114,8 @@ async def _fork(
 
 async def merge(ctx: GodContext, command: MergeInstances) -> MergeResult:
     store = ctx.store
+    for parent_id in (command.ours, command.theirs):  # a merge makes a child of both: each one's licence must allow it
+        await off_loop(enforce, store, parent_id, "fork", ctx.settings.instance.rules)
     ours_state = await ctx.state_now(command.ours)
     theirs_state = await ctx.state_now(command.theirs)
 
