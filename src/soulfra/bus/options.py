@@ -64,18 +64,20 @@ class NatsOptions:
         return url.startswith(TLS_SCHEME) or self.ca is not None or self.cert is not None
 
     def tls_context(self, url: str) -> ssl.SSLContext | None:
-        """The TLS context for ``url`` (None for plaintext): the server verified against ``ca`` (or the system's trust
-        store), hostname checked, TLS 1.2 at least, the client certificate loaded. Reads files: call it off the loop."""
+        """The TLS context for ``url`` (None for plaintext): the server verified against ``ca`` alone (or the system's
+        trust store), hostname checked, TLS 1.2 at least, the client certificate loaded. Reads files: call it off the
+        loop."""
         if not self.uses_tls(url):
             return None
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if self.ca is not None:
+        if self.ca is None:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        else:  # the given CA alone: a certificate some public CA issued for the same name is not the server
             _readable(self.ca, "--nats-ca")
             try:
-                context.load_verify_locations(cafile=str(self.ca))
+                context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
             except (ssl.SSLError, ValueError) as exc:
                 raise ConfigError(f"NATS CA file {self.ca} holds no usable certificate: {_reason(exc)}") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
         if self.cert is not None and self.key is not None:
             _readable(self.cert, "--nats-cert")
             _readable(self.key, "--nats-key")
