@@ -6,6 +6,7 @@ platform sending a command it has no permission for, and ``soulfra serve`` with 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import nkeys
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -157,18 +159,28 @@ def secure_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureNats
         f'jetstream {{\n  store_dir: "{where / "jetstream"}"\n  max_memory_store: 64MB\n  max_file_store: 256MB\n}}\n'
         + nats_authorization()
     )
-    passwords = {role: secrets.token_urlsafe(18) for role in ROLES}
-    env = {**os.environ, **{password_variable(role): passwords[role] for role in ROLES}}
-    log = where / "nats-server.log"
+    # nats-server parses a variable's value as a value of its config: a letter first and hex after stay a string
+    # ("1e5x" or "-ab" would not parse at all).
+    passwords = {role: "pw" + secrets.token_hex(16) for role in ROLES}
+    with nats_server(binary, config, {password_variable(role): passwords[role] for role in ROLES}):
+        yield SecureNats(f"tls://127.0.0.1:{port}", port, ca, passwords)
+
+
+@contextlib.contextmanager
+def nats_server(binary: str, config: Path, env: Mapping[str, str]) -> Iterator[None]:
+    """nats-server with ``config`` (and ``env`` beside the environment), ready; stopped by its PID afterwards."""
+    log = config.with_suffix(".log")
     with log.open("wb") as out:
-        proc = subprocess.Popen([binary, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+        proc = subprocess.Popen(
+            [binary, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=out, stderr=out, env={**os.environ, **env}
+        )
     try:
         deadline = time.monotonic() + READY_DEADLINE_S
         while "Server is ready" not in log.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"nats-server did not start (exit {proc.poll()}):\n{log.read_text(errors='replace')}")
             time.sleep(0.05)
-        yield SecureNats(f"tls://127.0.0.1:{port}", port, ca, passwords)
+        yield
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
@@ -328,3 +340,28 @@ def test_serve_with_a_missing_ca_file_exits_2_naming_it(secure_nats: SecureNats,
         env={**os.environ, "SOULFRA_NATS_PASSWORD": secure_nats.passwords["runtime"]},
     )  # fmt: skip
     assert one_error_line(done, 2) == f"soulfra: error: --nats-ca: no such file {missing}"
+
+
+@pytest.mark.anyio
+async def test_an_nkey_seed_file_authenticates(tmp_path: Path) -> None:
+    """``--nats-creds`` with a user NKey seed: the server knows only the public key; the seed signs its challenge."""
+    seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "user.nk"
+    seed_file.write_bytes(seed + b"\n")
+    seed_file.chmod(0o600)
+    port = free_port()
+    config = tmp_path / "nkey.conf"
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f'jetstream {{\n  store_dir: "{tmp_path / "jetstream"}"\n}}\n'
+        f'authorization {{\n  users = [ {{ nkey: "{public}" }} ]\n}}\n'
+    )
+    with nats_server(_server_binary(), config, {}):
+        bus = await soulfra.bus.connect(f"nats://127.0.0.1:{port}", NatsOptions(creds=seed_file))
+        try:
+            await bus.publish("soulfra.w.events", b"{}")  # stored by JetStream: the connection is fully usable
+        finally:
+            await bus.close()
+        with pytest.raises(BusUnavailableError, match="requires credentials"):
+            await soulfra.bus.connect(f"nats://127.0.0.1:{port}")
