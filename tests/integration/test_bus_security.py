@@ -304,6 +304,12 @@ async def test_a_platform_user_cannot_send_a_runtime_command(
             await surface.request(op_subject(instance_id, "runtime", "whisper"), whisper, timeout=2.0)
         with pytest.raises(BusError, match="NATS refused publish"):
             await surface.publish(op_subject(instance_id, "runtime", "pause"), b"{}")
+
+        async def impostor(payload: bytes) -> bytes:
+            return b"{}"
+
+        with pytest.raises(BusError, match="NATS refused subscription"):  # nor answer in the runtime's place
+            await surface.serve(op_subject(instance_id, "runtime", "whisper"), impostor)
     finally:
         await surface.close()
     before = await runtime_tick(bridge)
