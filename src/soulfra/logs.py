@@ -15,6 +15,9 @@ __all__ = ["LEVELS", "configure_logging"]
 LEVELS = ("debug", "info", "warning", "error")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUIET = ("alembic", "nats", "httpx", "sqlalchemy")
+# asyncio logs this each time nats-py's stream protocol ends a TLS connection (it asks to stay half-open, which TLS
+# cannot): nothing is wrong and nothing can be done about it, so it would only hide a real error line beside it.
+NOISE = frozenset({("asyncio", "returning true from eof_received() has no effect when using ssl")})
 
 
 def configure_logging(level: str) -> None:
@@ -23,6 +26,7 @@ def configure_logging(level: str) -> None:
         raise ConfigError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(_not_noise)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -31,3 +35,7 @@ def configure_logging(level: str) -> None:
     for chatty in QUIET:  # libraries that narrate every step at INFO: heard from at WARNING unless debugging
         logging.getLogger(chatty).setLevel(logging.DEBUG if level.lower() == "debug" else logging.WARNING)
     logging.captureWarnings(True)
+
+
+def _not_noise(record: logging.LogRecord) -> bool:
+    return (record.name, record.getMessage()) not in NOISE

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from pydantic import ByteSize, Field, ValidationError, field_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from soulfra.bus import NatsOptions
 from soulfra.errors import ConfigError
 from soulfra.logs import LEVELS
 
@@ -47,6 +48,8 @@ class SoulfraSettings(BaseSettings):
         validate_default=False,
     )
 
+    SECRETS: ClassVar[frozenset[str]] = frozenset()  # fields whose value an error never shows
+
     home: Path = Field(default_factory=default_home, description="the installation key and trusted keys")
 
     @field_validator("home")
@@ -71,7 +74,8 @@ class SoulfraSettings(BaseSettings):
                 else:
                     source = cls.env_name(field)
                 message = str(error["msg"]).removeprefix("Value error, ")
-                problems.append(f"{source}={error['input']!r}: {message[:1].lower()}{message[1:]}")
+                shown = "'**********'" if field in cls.SECRETS else repr(error["input"])
+                problems.append(f"{source}={shown}: {message[:1].lower()}{message[1:]}")
             raise ConfigError("invalid setting " + "; ".join(problems)) from None
 
     @staticmethod
@@ -134,5 +138,31 @@ class UpSettings(ServingSettings):
 class ServeSettings(ServingSettings):
     """``soulfra serve``: one platform of one instance as its own process, on NATS and a shared database."""
 
+    SECRETS: ClassVar[frozenset[str]] = frozenset({"nats_password", "nats_token"})
+
     db: str | None = Field(None, description="the database URL (PostgreSQL for several processes)")
-    nats_url: str = Field("nats://127.0.0.1:4222", min_length=1, description="the NATS server")
+    nats_url: str = Field("nats://127.0.0.1:4222", min_length=1, description="the NATS server (tls:// for TLS)")
+    nats_user: str | None = Field(None, min_length=1, description="the NATS user (with nats_password)")
+    nats_password: SecretStr | None = Field(None, description="the NATS user's password")
+    nats_token: SecretStr | None = Field(None, description="a NATS authentication token")
+    nats_creds: Path | None = Field(None, description="a NATS .creds file or NKey seed file")
+    nats_ca: Path | None = Field(None, description="the CA that signed the NATS server's certificate (implies TLS)")
+    nats_cert: Path | None = Field(None, description="this process's TLS client certificate for NATS")
+    nats_key: Path | None = Field(None, description="the key of the TLS client certificate")
+
+    @field_validator("nats_creds", "nats_ca", "nats_cert", "nats_key")
+    @classmethod
+    def _expand_path(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    def nats_options(self) -> NatsOptions:
+        """The NATS connection's credentials and TLS files; ConfigError for a combination that cannot be used."""
+        return NatsOptions(
+            user=self.nats_user,
+            password=None if self.nats_password is None else self.nats_password.get_secret_value(),
+            token=None if self.nats_token is None else self.nats_token.get_secret_value(),
+            creds=self.nats_creds,
+            ca=self.nats_ca,
+            cert=self.nats_cert,
+            key=self.nats_key,
+        )

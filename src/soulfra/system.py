@@ -29,7 +29,8 @@ from soulfra.api import Gateway, create_app
 from soulfra.api.limits import RequestLimits
 from soulfra.api.meta import meta_router
 from soulfra.api.stream import LiveStreams
-from soulfra.bus import InMemoryBus, connect
+from soulfra.bus import InMemoryBus, NatsOptions, connect
+from soulfra.bus.options import redact_url
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import ConfigError, OutputError
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
@@ -297,13 +298,24 @@ def run_embedded(
 
 
 async def serve_platform(
-    platform: str, *, instance_id: str, db_url: str, nats_url: str, rate: float | None, cycle_every: int = 0
+    platform: str,
+    *,
+    instance_id: str,
+    db_url: str,
+    nats_url: str,
+    rate: float | None,
+    cycle_every: int = 0,
+    nats_options: NatsOptions | None = None,
 ) -> None:
-    """Run one platform of one instance on NATS until SIGTERM or SIGINT."""
+    """Run one platform of one instance on NATS (with ``nats_options``' credentials and TLS) until SIGTERM or SIGINT."""
     if platform not in PLATFORMS:
         raise ConfigError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
-    store = await off_loop(SqlStore.open, db_url)
-    bus = await connect(nats_url)
+    bus = await connect(nats_url, nats_options)  # first: a bad TLS file or refused credentials is told at once
+    try:
+        store = await off_loop(SqlStore.open, db_url)
+    except BaseException:
+        await bus.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -324,7 +336,8 @@ async def serve_platform(
         await server.start()
         if runtime is not None:
             runtime.launch()
-        print(f"soulfra {platform} serving {instance_id} on {nats_url} (pid {os.getpid()})", flush=True)  # noqa: T201
+        shown = redact_url(nats_url)
+        print(f"soulfra {platform} serving {instance_id} on {shown} (pid {os.getpid()})", flush=True)  # noqa: T201
         await stop.wait()
     finally:
         try:

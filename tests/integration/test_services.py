@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,13 +31,25 @@ RATE = 20
 DEADLINE_S = 20.0
 
 
-class Services:
-    """The four ``soulfra serve`` processes of one instance; output goes to files in tmp_path for diagnosis."""
+Connection = Callable[[str], tuple[Sequence[str], Mapping[str, str]]]  # a platform's extra flags and variables
 
-    def __init__(self, instance_id: str, db_url: str, logs: Path) -> None:
+
+def anonymous(platform: str) -> tuple[Sequence[str], Mapping[str, str]]:
+    return (), {}
+
+
+class Services:
+    """The four ``soulfra serve`` processes of one instance; output goes to files in tmp_path for diagnosis.
+    ``connection`` gives each platform's NATS flags and environment (credentials, TLS files) beyond ``--nats``."""
+
+    def __init__(
+        self, instance_id: str, db_url: str, logs: Path, *, nats_url: str = NATS_URL, connection: Connection = anonymous
+    ) -> None:
         self.instance_id = instance_id
         self.db_url = db_url
         self.logs = logs
+        self.nats_url = nats_url
+        self.connection = connection
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._files: list[IO[bytes]] = []
 
@@ -45,12 +57,14 @@ class Services:
         out = (self.logs / f"{platform}.out").open("wb")
         err = (self.logs / f"{platform}.err").open("wb")
         self._files += [out, err]
+        flags, variables = self.connection(platform)
         self.procs[platform] = subprocess.Popen(
             [sys.executable, "-m", "soulfra", "serve", platform, "--instance", self.instance_id,
-             "--db", self.db_url, "--nats", NATS_URL, "--rate", str(RATE)],
+             "--db", self.db_url, "--nats", self.nats_url, "--rate", str(RATE), *flags],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
+            env={**os.environ, **variables},
         )  # fmt: skip
 
     def output(self, platform: str) -> str:
@@ -83,15 +97,20 @@ class Services:
         return codes
 
 
-@pytest.fixture
-def services(pg_url: str, tmp_path: Path) -> Iterator[Services]:
+def new_instance(db_url: str) -> str:
+    """A new instance of the default world in the database; its id."""
     instance_id = f"svc-{uuid.uuid4().hex[:12]}"
-    store = SqlStore.open(pg_url)
+    store = SqlStore.open(db_url)
     try:
         DurableWorld.create(store, 0, DEFAULT_WORLD, instance_id=instance_id).close()
     finally:
         store.close()
-    running = Services(instance_id, pg_url, tmp_path)
+    return instance_id
+
+
+@pytest.fixture
+def services(pg_url: str, tmp_path: Path) -> Iterator[Services]:
+    running = Services(new_instance(pg_url), pg_url, tmp_path)
     try:
         yield running
     finally:

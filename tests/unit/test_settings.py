@@ -14,6 +14,7 @@ import pytest
 import typer
 
 import soulfra.system
+from soulfra.bus import NatsOptions
 from soulfra.cli import EXIT_USAGE, app, main
 from soulfra.cli import server as cli_server
 from soulfra.errors import ConfigError
@@ -124,9 +125,44 @@ def test_serve_takes_its_database_and_nats_from_flags_over_variables(monkeypatch
     assert run("serve", "runtime", "--instance", "world-0", "--nats", "nats://10.0.0.2:4222", "--rate", "0") == 0
     assert recorder.seen["serve"] == {
         "platform": "runtime", "instance_id": "world-0", "db_url": "sqlite:///env.db",
-        "nats_url": "nats://10.0.0.2:4222", "rate": None, "cycle_every": 50,
+        "nats_url": "nats://10.0.0.2:4222", "rate": None, "cycle_every": 50, "nats_options": NatsOptions(),
     }  # fmt: skip
     assert recorder.seen["log_level"] == "info"
+
+
+def test_serve_takes_nats_credentials_and_tls_files_from_flags_over_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Recorder(monkeypatch)
+    monkeypatch.setenv("SOULFRA_DB", "sqlite:///env.db")
+    monkeypatch.setenv("SOULFRA_NATS_USER", "from-env")
+    monkeypatch.setenv("SOULFRA_NATS_PASSWORD", "env-secret")
+    monkeypatch.setenv("SOULFRA_NATS_CA", str(tmp_path / "env-ca.pem"))
+    args = ["serve", "surface", "--instance", "w", "--nats", "tls://10.0.0.2:4222", "--nats-user", "soulfra-surface"]
+    args += ["--nats-cert", str(tmp_path / "c.pem"), "--nats-key", str(tmp_path / "c.key")]
+    assert run(*args) == 0
+    assert recorder.seen["serve"]["nats_options"] == NatsOptions(
+        user="soulfra-surface", password="env-secret", ca=tmp_path / "env-ca.pem",
+        cert=tmp_path / "c.pem", key=tmp_path / "c.key",
+    )  # fmt: skip
+
+
+def test_nats_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOULFRA_NATS_USER", "soulfra-runtime")
+    monkeypatch.setenv("SOULFRA_NATS_PASSWORD", "hunter2-password")
+    monkeypatch.setenv("SOULFRA_NATS_TOKEN", "t0ken-value")
+    settings = ServeSettings.load()
+    options = NatsOptions(user="soulfra-runtime", password="hunter2-password")
+    for shown in (repr(settings), str(settings), repr(options), repr(NatsOptions(token="t0ken-value"))):
+        assert "hunter2-password" not in shown
+        assert "t0ken-value" not in shown
+    with pytest.raises(ConfigError) as raised:  # a user and a token both: refused, without showing either secret
+        settings.nats_options()
+    assert "--nats-user and --nats-token" in raised.value.detail
+    assert "hunter2" not in raised.value.detail and "t0ken" not in raised.value.detail
+    with pytest.raises(ConfigError) as raised:
+        ServeSettings.load({"nats_password": 12})  # a bad secret value: named, never shown
+    assert "--nats-password='**********'" in raised.value.detail
 
 
 def test_serve_without_a_database_is_one_line(

@@ -1,13 +1,17 @@
 """NatsBus: the bus across processes, over a NATS server (nats-py). Event-stream subjects (``soulfra.<instance>.events``
 and below) are published through JetStream and kept in the ``SOULFRA_EVENTS`` stream, so ``replay`` can read them
-back; every other subject is plain core NATS. Subscribers always get live delivery through core NATS."""
+back; every other subject is plain core NATS. Subscribers always get live delivery through core NATS. Credentials
+and TLS come from ``NatsOptions`` (soulfra.bus.options); a server that refuses them fails the connect at once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -17,6 +21,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
+from soulfra.bus.options import NatsOptions, redact_url
 from soulfra.bus.port import (
     Handler,
     Message,
@@ -35,6 +40,7 @@ from soulfra.errors import (
     NoRespondersError,
     SoulfraError,
 )
+from soulfra.offload import off_loop
 
 __all__ = ["EVENT_STREAM", "EVENT_SUBJECTS", "NatsBus", "is_event_subject"]
 
@@ -45,6 +51,8 @@ EVENT_SUBJECTS = ("soulfra.*.events", "soulfra.*.events.>")
 QUEUE_GROUP = "soulfra"  # responders of one subject share it, so each request reaches exactly one of them
 CONNECT_TIMEOUT_S = 2
 DRAIN_TIMEOUT_S = 10
+DISCARD_TIMEOUT_S = 1.0
+CREDENTIALS = frozenset({"user", "token", "user_credentials", "nkeys_seed"})  # nats-py's arguments that authenticate
 JETSTREAM_TIMEOUT_S = 5.0
 STREAM_MAX_AGE_S = 24 * 3600.0
 STREAM_MAX_MSGS_PER_SUBJECT = 100_000
@@ -64,6 +72,30 @@ class _FirstConnectError(Exception):
     def __init__(self, cause: Exception) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class _Denied:
+    """The subjects the server refused this connection (nats-py reports a permissions violation only to the error
+    callback), so the publish, request or subscription that caused one fails with it instead of going quiet."""
+
+    _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"', re.IGNORECASE)
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+
+    def note(self, text: str) -> None:
+        found = self._VIOLATION.search(text)
+        if found is not None:
+            self._seen.add((found.group(1).lower(), found.group(2)))
+
+    def refused(self, action: str, subject: str) -> bool:
+        return (action, subject) in self._seen
+
+    def check(self, action: str, subject: str) -> None:
+        """Raise ``BusError`` (once) if the server refused ``action`` on ``subject``."""
+        if (action, subject) in self._seen:
+            self._seen.discard((action, subject))
+            raise BusError(f"NATS refused {action} on {subject}: this user has no permission for it")
 
 
 class _NatsSubscription:
@@ -121,27 +153,35 @@ class _NatsSubscription:
 class NatsBus:
     """The ``Bus`` contract over one NATS connection. Beyond the port it offers ``replay`` for event subjects."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, url: str) -> None:
+    def __init__(self, nc: Client, js: JetStreamContext, url: str, denied: _Denied | None = None) -> None:
         self._nc = nc
         self._js = js
         self._url = url
+        self._denied = denied or _Denied()
         self._subscriptions: set[_NatsSubscription] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @classmethod
-    async def connect(cls, url: str, *, name: str = "soulfra") -> NatsBus:
-        """Connect to the NATS server at ``url`` and make sure the event stream exists.
+    async def connect(cls, url: str, options: NatsOptions | None = None, *, name: str = "soulfra") -> NatsBus:
+        """Connect to the NATS server at ``url`` with ``options`` (credentials, TLS) and make sure the event stream
+        exists.
 
-        A server that cannot be reached (or has no JetStream) gives ``BusUnavailableError`` at once; once connected,
-        a lost connection is re-established in the background by nats-py.
+        A file named in ``options`` that cannot be read gives ``ConfigError`` before anything is sent; a server that
+        cannot be reached, refuses the credentials or the TLS handshake (or has no JetStream) gives
+        ``BusUnavailableError`` at once. Once connected, a lost connection is re-established in the background by
+        nats-py.
         """
+        settings = await off_loop(_client_settings, url, options or NatsOptions())
+        shown = redact_url(url)  # the URL as errors and logs show it
         connecting = True
+        denied = _Denied()
 
         async def on_error(exc: Exception) -> None:
             if connecting:
                 raise _FirstConnectError(exc)
-            log.warning("NATS connection to %s: %s", url, exc or type(exc).__name__)
+            log.warning("NATS connection to %s: %s", shown, exc or type(exc).__name__)
+            denied.note(str(exc))
 
         nc = Client()
         try:
@@ -152,13 +192,14 @@ class NatsBus:
                 connect_timeout=CONNECT_TIMEOUT_S,
                 drain_timeout=DRAIN_TIMEOUT_S,
                 allow_reconnect=True,
+                **settings,
             )
         except _FirstConnectError as exc:
             await _discard(nc)
-            raise BusUnavailableError(f"cannot connect to NATS at {url}: {_describe(exc.cause)}") from exc.cause
+            raise _refused(shown, exc.cause, secured=bool(settings.keys() & CREDENTIALS) or shown != url) from exc.cause
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             await _discard(nc)
-            raise BusUnavailableError(f"cannot connect to NATS at {url}: {_describe(exc)}") from exc
+            raise _refused(shown, exc, secured=bool(settings.keys() & CREDENTIALS) or shown != url) from exc
         connecting = False
         js = nc.jetstream(timeout=JETSTREAM_TIMEOUT_S)
         try:
@@ -166,9 +207,9 @@ class NatsBus:
         except (nats.errors.Error, TimeoutError) as exc:
             await _discard(nc)
             raise BusUnavailableError(
-                f"NATS at {url} has no usable JetStream (stream {EVENT_STREAM}): {_describe(exc)}"
+                f"NATS at {shown} has no usable JetStream (stream {EVENT_STREAM}): {_describe(exc)}"
             ) from exc
-        return cls(nc, js, url)
+        return cls(nc, js, shown, denied)
 
     @asynccontextmanager
     async def _open(self, subject: str) -> AsyncIterator[None]:
@@ -201,6 +242,7 @@ class NatsBus:
             else:
                 await self._nc.publish(subject, payload)
                 await self._sync()
+                self._denied.check("publish", subject)
 
     async def subscribe(self, subject: str, handler: Handler) -> _NatsSubscription:
         async with self._open(subject):
@@ -233,6 +275,7 @@ class NatsBus:
             try:
                 reply = await self._nc.request(subject, payload, timeout=timeout)
             except TimeoutError:
+                self._denied.check("publish", subject)
                 raise BusTimeoutError(f"no reply from {subject} within {timeout:g} s") from None
             return decode_reply(reply.data)
 
@@ -285,6 +328,9 @@ class NatsBus:
         wrapper.attach(await self._nc.subscribe(subject, queue=queue, cb=wrapper.on_message))
         self._subscriptions.add(wrapper)
         await self._sync()  # the server knows the subscription before we return
+        if self._denied.refused("subscription", subject):
+            await wrapper.unsubscribe()
+            self._denied.check("subscription", subject)
         return wrapper
 
     async def _sync(self) -> None:
@@ -306,6 +352,43 @@ class NatsBus:
         task = asyncio.get_running_loop().create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _client_settings(url: str, options: NatsOptions) -> dict[str, Any]:
+    """nats-py's ``connect`` arguments for ``options``: the files are read here, so a bad one is a ConfigError now."""
+    settings: dict[str, Any] = {}
+    context = options.tls_context(url)
+    if context is not None:
+        settings["tls"] = context
+    if options.user is not None:
+        settings["user"] = options.user
+        settings["password"] = options.password or ""
+    if options.token is not None:
+        settings["token"] = options.token
+    nkey = options.nkey_file()
+    if nkey is not None and nkey.kind == "creds":
+        settings["user_credentials"] = str(nkey.path)
+    elif nkey is not None:
+        settings["nkeys_seed"] = str(nkey.path)
+    return settings
+
+
+def _refused(url: str, exc: BaseException, *, secured: object) -> BusUnavailableError:
+    """The one line for a first connection that failed: credentials refused or missing, TLS refused, no server."""
+    text = str(exc)
+    if isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in text.lower():
+        if not secured:
+            return BusUnavailableError(
+                f"NATS at {url} requires credentials (--nats-user and --nats-password, --nats-token or "
+                "--nats-creds): Authorization Violation"
+            )
+        return BusUnavailableError(f"NATS at {url} refused the credentials: Authorization Violation")
+    if isinstance(exc, ssl.SSLError):
+        hint = "; give the CA that signed the server's certificate with --nats-ca" if "VERIFY" in text else ""
+        return BusUnavailableError(f"TLS with NATS at {url} failed: {exc.reason or _describe(exc)}{hint}")
+    if "secure connection" in text.lower() or "tls required" in text.lower():
+        return BusUnavailableError(f"NATS at {url} requires TLS: use a tls:// URL or --nats-ca ({_describe(exc)})")
+    return BusUnavailableError(f"cannot connect to NATS at {url}: {_describe(exc)}")
 
 
 async def _ensure_stream(js: JetStreamContext) -> None:
@@ -334,7 +417,11 @@ async def _answer(responder: Responder, payload: bytes) -> bytes:
 
 async def _discard(nc: Client) -> None:
     try:
-        await nc.close()
+        # A TLS handshake that failed can leave nats-py waiting forever for its transport to close.
+        async with asyncio.timeout(DISCARD_TIMEOUT_S):
+            await nc.close()
+    except TimeoutError:
+        log.debug("closing a failed NATS connection timed out")
     except Exception:  # a half-open client may fail to close; nothing more can be done about it
         log.debug("closing a failed NATS connection failed", exc_info=True)
 

@@ -145,18 +145,43 @@ def serve_command(
     db: Annotated[
         str | None, typer.Option("--db", help="Database URL (PostgreSQL for several processes)" + _env("db"))
     ] = None,
-    nats_url: Annotated[str, typer.Option("--nats", help="NATS URL" + _env("nats_url"))] = "nats://127.0.0.1:4222",
+    nats_url: Annotated[
+        str, typer.Option("--nats", help="NATS URL; tls://host:port for TLS" + _env("nats_url"))
+    ] = "nats://127.0.0.1:4222",
+    nats_user: Annotated[str | None, typer.Option("--nats-user", help="NATS user" + _env("nats_user"))] = None,
+    nats_password: Annotated[
+        str | None,
+        typer.Option("--nats-password", help="NATS password; prefer the variable" + _env("nats_password")),
+    ] = None,
+    nats_token: Annotated[
+        str | None, typer.Option("--nats-token", help="NATS token; prefer the variable" + _env("nats_token"))
+    ] = None,
+    nats_creds: Annotated[
+        Path | None, typer.Option("--nats-creds", help="NATS .creds or NKey seed file" + _env("nats_creds"))
+    ] = None,
+    nats_ca: Annotated[
+        Path | None,
+        typer.Option("--nats-ca", help="CA of the NATS server's certificate; implies TLS" + _env("nats_ca")),
+    ] = None,
+    nats_cert: Annotated[
+        Path | None, typer.Option("--nats-cert", help="TLS client certificate for NATS" + _env("nats_cert"))
+    ] = None,
+    nats_key: Annotated[
+        Path | None, typer.Option("--nats-key", help="Key of the TLS client certificate" + _env("nats_key"))
+    ] = None,
     rate: RateOption = 2.0,
     cycle_every: CycleOption = 0,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run one platform of one instance as its own process, on NATS (the services topology). The runtime ticks at
-    --rate; the mirror takes a unified snapshot every --cycle-every ticks."""
+    --rate; the mirror takes a unified snapshot every --cycle-every ticks. NATS credentials and TLS: see
+    docs/nats-security.md."""
     from soulfra.settings import ServeSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
 
     settings = load_settings(ctx, ServeSettings)
     if settings.db is None:
         raise ConfigError("soulfra serve needs a database: --db URL, or SOULFRA_DB")
+    nats_options = settings.nats_options()
     configure_logging(settings.log_level)
     from soulfra.system import serve_platform  # noqa: PLC0415 -- the server stack loads only here
 
@@ -167,6 +192,7 @@ def serve_command(
                 instance_id=instance,
                 db_url=settings.db,
                 nats_url=settings.nats_url,
+                nats_options=nats_options,
                 rate=settings.rate or None,
                 cycle_every=settings.cycle_every,
             )
