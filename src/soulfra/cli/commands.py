@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from typer.core import TyperGroup
 
 from soulfra import __version__
+from soulfra.cli import audit as cli_audit
 from soulfra.cli import meta as cli_meta
 from soulfra.cli import server as cli_server
 from soulfra.cli import store as cli_store
@@ -158,6 +159,7 @@ app.command("history")(cli_store.history_command)
 app.command("verify")(cli_store.verify_command)
 cli_server.register(app)
 cli_meta.register(app)
+cli_audit.register(app)
 
 
 def _version(value: bool) -> None:
