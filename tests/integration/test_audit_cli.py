@@ -4,6 +4,7 @@ head file is reported; ``list`` reads the rows back, filtered, as a table or JSO
 
 from __future__ import annotations
 
+import getpass
 import json
 import sqlite3
 from pathlib import Path
@@ -103,3 +104,15 @@ def test_a_missing_database_is_not_created(tmp_path: Path, monkeypatch: pytest.M
     (tmp_path / "soulfra-data").mkdir()
     one_error_line(soulfra("audit", "verify", home=tmp_path / "home"), 66)
     assert not (tmp_path / "soulfra-data" / "soulfra.db").exists()
+
+
+def test_worlds_run_from_the_cli_are_audited_as_its_user(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    for _ in range(2):
+        assert soulfra("run", "--db", db, "--seed", "5", "--ticks", "3").returncode == 0
+    rows = parsed(soulfra("audit", "list", "--db", db, "--json"))["entries"]
+    assert [r["action"] for r in rows] == ["instance.create", "instance.run"]
+    assert {r["actor"] for r in rows} == {f"cli:{getpass.getuser()}"} and {r["role"] for r in rows} == {"admin"}
+    assert [(r["detail"]["from_tick"], r["detail"]["to_tick"]) for r in rows] == [(0, 3), (3, 6)]
+    assert rows[0]["instance_id"] == rows[1]["instance_id"] and rows[0]["detail"]["seed"] == 5
+    assert soulfra("audit", "verify", "--db", db, home=tmp_path / "home").returncode == 0
