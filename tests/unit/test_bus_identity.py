@@ -23,7 +23,7 @@ from soulfra.store import InMemoryStore
 pytestmark = pytest.mark.anyio
 
 ALICE = Identity(name="alice", role="operator")
-WHISPER = {"text": "let me in", "target": "*"}
+WHISPER: dict[str, object] = {"text": "let me in", "target": "*"}
 
 
 @pytest.fixture
@@ -46,7 +46,10 @@ async def _raw(instance: FourPlatformInstance, platform: str, op: str, body: dic
 
 
 async def test_a_whisper_without_an_identity_is_refused_and_not_stored(running: FourPlatformInstance) -> None:
-    for op, body in (("whisper", WHISPER), ("submit", {"inputs": [{"type": "whisper", **WHISPER}]}), ("pause", {})):
+    requests: list[tuple[str, dict[str, object]]] = [
+        ("whisper", WHISPER), ("submit", {"inputs": [{"type": "whisper", **WHISPER}]}), ("pause", {}),
+    ]  # fmt: skip
+    for op, body in requests:
         with pytest.raises(AuthenticationError, match="names no identity"):
             await _raw(running, "runtime", op, body)
     for forged in ({"name": "alice"}, {"name": "", "role": "admin"}, "alice"):
