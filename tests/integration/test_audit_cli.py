@@ -83,6 +83,11 @@ def test_another_installation_does_not_vouch_for_the_head(data: Path, tmp_path: 
     KeyRing(tmp_path / "elsewhere").signer()
     line = one_error_line(soulfra("audit", "verify", home=tmp_path / "elsewhere"), 65)
     assert "does not verify with this installation's key" in line
+    public = KeyRing(tmp_path / "home").export_public(tmp_path / "home.pub")  # verified elsewhere with its key
+    done = soulfra("audit", "verify", "--public-key", str(public), home=tmp_path / "elsewhere")
+    assert done.returncode == 0 and "(signed at row 5)" in done.stdout
+    unchecked = soulfra("audit", "verify", home=tmp_path / "keyless")
+    assert unchecked.returncode == 0 and "signature not checked" in unchecked.stdout
 
 
 def test_list_reads_the_rows_filtered(data: Path, tmp_path: Path) -> None:

@@ -56,15 +56,19 @@ def _head_beside(db: str) -> Path | None:
         engine.dispose()
 
 
-def _installation_key() -> HeadVerifier | None:
-    """What checks a signed head: this installation's own public key (None when it has no key pair yet)."""
-    from soulfra.meta.keys import KeyRing, key_id, verify  # noqa: PLC0415
+def _installation_key(public_key: Path | None) -> HeadVerifier | None:
+    """What checks a signed head: the public key in ``public_key`` (the installation's, exported), else this
+    installation's own (None when it has no key pair yet)."""
+    from soulfra.meta.keys import KeyRing, key_id, read_public_key, verify  # noqa: PLC0415
     from soulfra.settings import SoulfraSettings  # noqa: PLC0415
 
-    ring = KeyRing(SoulfraSettings.load().home)
-    if not ring.key_path.exists():
-        return None
-    own = ring.public_key()
+    if public_key is not None:
+        own = read_public_key(public_key)
+    else:
+        ring = KeyRing(SoulfraSettings.load().home)
+        if not ring.key_path.exists():
+            return None
+        own = ring.public_key()
 
     def check(named: str, signature: bytes, data: bytes) -> bool:
         return named == key_id(own) and verify(own, signature, data)
@@ -73,7 +77,17 @@ def _installation_key() -> HeadVerifier | None:
 
 
 @audit_app.command("verify")
-def verify_command(db: AuditDbOption = None, head: HeadOption = None, as_json: JsonOption = False) -> None:
+def verify_command(
+    db: AuditDbOption = None,
+    head: HeadOption = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key", help="Check the signed heads with this .pub file (default: this installation's key)"
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
     """Verify the audit log's hash chain and its signed heads; exit 65 naming the first bad row."""
     from soulfra.cli.store import _open_existing  # noqa: PLC0415
     from soulfra.errors import HistoryIntegrityError  # noqa: PLC0415
@@ -83,7 +97,7 @@ def verify_command(db: AuditDbOption = None, head: HeadOption = None, as_json: J
     head_file = head if head is not None else _head_beside(url)
     store = _open_existing(url)
     try:
-        report = verify_chain(store, head_file=head_file, trusted_key=_installation_key())
+        report = verify_chain(store, head_file=head_file, trusted_key=_installation_key(public_key))
     finally:
         store.close()
     if as_json:
