@@ -91,9 +91,9 @@ class DurableWorld:
         agents: int = 0,
         instance_id: str | None = None,
         settings: DurabilitySettings | None = None,
-        actor: str = "cli",
     ) -> DurableWorld:
-        """A new instance at tick 0, stored with its genesis snapshot."""
+        """A new instance at tick 0, stored with its genesis snapshot. Not audited here: whoever asked for it
+        records it (``soulfra.security.audit``)."""
         world = World.create(seed, spec, agents=agents)
         record = InstanceRecord(
             id=instance_id or free_id(store, f"world-{seed}"),
@@ -106,7 +106,6 @@ class DurableWorld:
             record = store.instances.create(record)
             store.snapshots.save(record.id, world.state, "genesis")
             store.vault.save_agents(record.id, world.state)
-            store.audit.append(actor=actor, action="instance.create", instance_id=record.id, detail=record.world)
         return cls(store, record, world, settings or DurabilitySettings(), 0)
 
     @classmethod

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from soulfra.errors import ConflictError, NotFoundError
+from soulfra.security.audit_verify import verify_chain
 from soulfra.store import SqlStore, Store, make_engine
 from soulfra.store.audit_chain import GENESIS, canonical_detail, row_hash
 from soulfra.store.ports import SignedHead, TokenRecord
@@ -199,5 +200,6 @@ def test_the_migration_chains_the_rows_an_older_database_holds(tmp_path: Path) -
         assert _chain_ok(store)
         assert store.audit.append(actor="new", action="x", instance_id=None, detail={}).id == 3
         assert _chain_ok(store)
+        assert verify_chain(store).line().startswith("audit log verified: 3 rows")  # `soulfra audit verify` agrees
     finally:
         store.close()

@@ -63,6 +63,23 @@ def rows_in(url: str) -> dict[str, int]:
     return {name: count for name, count in counts.items() if count}
 
 
+AUDIT_TABLES = {"audit_log", "audit_chain", "audit_heads"}
+
+
+def stored_in(url: str) -> dict[str, int]:
+    """``rows_in`` but the audit log's tables: what a refused import must not have written."""
+    return {name: count for name, count in rows_in(url).items() if name not in AUDIT_TABLES}
+
+
+def refusals_in(url: str) -> list[tuple[str, str]]:
+    """The refused actions the audit log of a database holds: (action, outcome)."""
+    store = SqlStore.open(url)
+    try:
+        return [(e.action, e.outcome) for e in store.audit.read() if e.outcome != "ok"]
+    finally:
+        store.close()
+
+
 # -- the good package ----------------------------------------------------------------------------------------------
 
 
@@ -266,7 +283,8 @@ def test_a_bad_package_is_refused_and_nothing_is_written(origin: Origin, kit: Ki
     if case == "untrusted-signer":
         assert kit.stranger.key_id in line
         assert "soulfra keys trust" in line
-    assert rows_in(target) == {}
+    assert stored_in(target) == {}
+    assert [action for action, _ in refusals_in(target)] == ["package.import"]  # the refusal alone is recorded
 
 
 @pytest.fixture
@@ -285,15 +303,17 @@ def test_a_bomb_without_a_declared_size_is_stopped_at_the_limit(kit: Kit, instal
     path.write_bytes(package)
     with pytest.raises(PackageError, match=r"entry state/head\.zst"):
         import_db(target, path, home=installation, verify_replay=True)
-    assert rows_in(target) == {}
+    assert stored_in(target) == {}
+    assert refusals_in(target) == [("package.import", "package_invalid")]
 
 
 def test_an_instance_already_there_is_refused_and_nothing_is_added(origin: Origin) -> None:
-    before = rows_in(origin.db)
+    before = stored_in(origin.db)
     line = one_error_line(soulfra_at(origin.home, "import", str(origin.package), "--db", origin.db), 65)
     assert f"instance '{origin.state['instance']}' already exists here" in line
     assert "--as" in line
-    assert rows_in(origin.db) == before
+    assert stored_in(origin.db) == before
+    assert refusals_in(origin.db)[-1] == ("package.import", "conflict")
 
 
 def test_a_compact_export_is_smaller_and_imports_to_the_same_state(origin: Origin, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import pytest
 
 from soulfra.errors import LicenceError
@@ -65,3 +66,39 @@ async def test_the_head_is_signed_into_the_database_and_a_file(tmp_path: Path) -
     assert head_file.stat().st_mode & 0o777 == 0o600
     assert recorder.sign_head() is not None
     assert [h.row_id for h in store.audit.signed_heads()] == [1, 2]
+
+
+async def test_a_task_started_inside_an_action_acts_on_its_own_once_the_action_ended() -> None:
+    store = InMemoryStore()
+    recorder = AuditRecorder(store)
+    started = anyio.Event()
+    go_on = anyio.Event()
+
+    async def later() -> None:  # a freeze timer: it keeps a copy of the context it was started in
+        started.set()
+        await go_on.wait()
+        assert current_identity() is None
+        async with recorder.acting(process_identity("freeze-timer"), "god.thaw_time"):
+            pass
+
+    async with anyio.create_task_group() as tasks:
+        async with recorder.acting(ALICE, "god.freeze_time"):
+            tasks.start_soon(later)
+            await started.wait()
+        go_on.set()
+    assert [(e.actor, e.action) for e in store.audit.read()] == [
+        ("alice", "god.freeze_time"), ("freeze-timer", "god.thaw_time"),
+    ]  # fmt: skip
+
+
+def test_synchronous_code_records_its_action_the_same_way() -> None:
+    store = InMemoryStore()
+    recorder = AuditRecorder(store)
+    with recorder.recording(ALICE, "package.import", detail={"package": "p.soulpkg"}) as action:
+        assert current_identity() == ALICE
+        action.refine(instances=["x"])
+    with pytest.raises(LicenceError), recorder.recording(ALICE, "package.import"):
+        raise LicenceError("no imports")
+    first, second = store.audit.read()
+    assert (first.instances, first.outcome, first.detail) == (("x",), "ok", {"package": "p.soulpkg"})
+    assert (second.outcome, second.detail) == ("licence", {"error": "no imports"})

@@ -167,7 +167,9 @@ async def test_the_audit_files_each_command_under_its_results_subject(engine: Pu
     ]
     subjects = [(await engine.execute(parse_command(command))).subject for command in commands]
     assert subjects == [None, None, "a", "m", "b"]
-    audited = [(e.action, e.instance_id) for e in engine.store.audit.read() if e.action.startswith("god.")]
-    assert audited == [
+    audited = [e for e in engine.store.audit.read() if e.action.startswith("god.")]
+    assert [(e.action, e.instance_id) for e in audited] == [
         (f"god.{command['type'].lower()}", subject) for command, subject in zip(commands, subjects, strict=True)
     ]
+    assert {(e.actor, e.role, e.outcome) for e in audited} == {("puppet-master", "puppet-master", "ok")}
+    assert [e.instances for e in audited] == [("a",), ("a",), ("a", "c"), ("a", "c", "m"), ("a", "b")]

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from typer.core import TyperGroup
 
 from soulfra import __version__
+from soulfra.cli import audit as cli_audit
 from soulfra.cli import meta as cli_meta
 from soulfra.cli import server as cli_server
 from soulfra.cli import store as cli_store
@@ -158,6 +159,7 @@ app.command("history")(cli_store.history_command)
 app.command("verify")(cli_store.verify_command)
 cli_server.register(app)
 cli_meta.register(app)
+cli_audit.register(app)
 
 
 def _version(value: bool) -> None:
@@ -214,6 +216,8 @@ def run_command(
     """Run a world for a number of ticks and report its state hash; with --db, persist it (or continue it)."""
     from soulfra.cli.runner import load_inputs, load_world_file  # noqa: PLC0415
     from soulfra.durable import DurabilitySettings, DurableWorld  # noqa: PLC0415
+    from soulfra.security.audit import AuditRecorder  # noqa: PLC0415
+    from soulfra.security.identity import cli_identity  # noqa: PLC0415
     from soulfra.store import SqlStore  # noqa: PLC0415
     from soulfra.world import DEFAULT_WORLD, World  # noqa: PLC0415
 
@@ -234,11 +238,20 @@ def run_command(
     store = SqlStore.open(db)
     try:
         settings = DurabilitySettings(snapshot_every=snapshot_every)
-        durable = DurableWorld.open_or_create(store, seed, spec, agents=agents, fresh=fresh, settings=settings)
-        try:
-            _run_and_report(durable, ticks, items, events, as_json=as_json, live=live, rate=rate, stdin=inputs == "-")
-        finally:
-            durable.close()
+        known = {record.id for record in store.instances.find(seed)}
+        with AuditRecorder(store).recording(cli_identity(), "instance.run", detail={"ticks": ticks}) as action:
+            durable = DurableWorld.open_or_create(store, seed, spec, agents=agents, fresh=fresh, settings=settings)
+            created = durable.instance_id not in known
+            made = {"seed": seed, **durable.record.world} if created else {}
+            action.refine("instance.create" if created else None, instance_id=durable.instance_id,
+                          detail={"from_tick": durable.tick, **made})  # fmt: skip
+            try:
+                _run_and_report(
+                    durable, ticks, items, events, as_json=as_json, live=live, rate=rate, stdin=inputs == "-"
+                )
+            finally:
+                durable.close()
+                action.refine(detail={"to_tick": durable.tick})
     finally:
         store.close()
 

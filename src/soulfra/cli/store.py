@@ -49,10 +49,24 @@ def db_upgrade(db: DbOption) -> None:
         before, after = upgrade(engine)
     finally:
         engine.dispose()
+    if before != after and before is not None:  # a new database has nothing to attribute yet
+        _audit_upgrade(db, before, after)
     if before == after:
         typer.echo(f"schema already at revision {after}")
     else:
         typer.echo(f"schema migrated from {before or 'empty'} to revision {after}")
+
+
+def _audit_upgrade(db: str, before: str, after: str) -> None:
+    from soulfra.security.audit import AuditRecorder  # noqa: PLC0415
+    from soulfra.security.identity import cli_identity  # noqa: PLC0415
+    from soulfra.store import SqlStore  # noqa: PLC0415
+
+    store = SqlStore.open(db)
+    try:
+        AuditRecorder(store).record(cli_identity(), "db.upgrade", detail={"from": before, "to": after})
+    finally:
+        store.close()
 
 
 def _open_existing(db: str) -> SqlStore:

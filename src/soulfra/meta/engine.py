@@ -3,6 +3,10 @@
 It owns the live instances (start, launch, create, delete, stop, close, the default instance), the views of them
 (list, describe) and ``execute``, which checks, locks and audits each command and hands it to the handler its table
 names for the command's type (``soulfra.meta.god``). Handlers get a ``GodContext``, never the engine itself.
+
+Every change it makes is one action of its ``AuditRecorder``, refused ones included, by the identity that asked
+(given, or the one of the action in progress, or the puppet master itself); an identity scoped to some instances
+finds no other.
 """
 
 from __future__ import annotations
@@ -43,12 +47,17 @@ from soulfra.meta.lineage import lineage, record_json
 from soulfra.meta.results import GodResult
 from soulfra.offload import off_loop
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
+from soulfra.security.audit import AuditRecorder, current_identity
+from soulfra.security.identity import Identity, process_identity
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world import World, WorldSpec
 
-__all__ = ["HANDLERS", "EngineSettings", "PuppetMasterEngine"]
+__all__ = ["HANDLERS", "PUPPET_MASTER", "EngineSettings", "PuppetMasterEngine"]
 
 log = logging.getLogger(__name__)
+
+PUPPET_MASTER = process_identity("puppet-master", "puppet-master")  # who acts when no one else is named
+FREEZE_TIMER = process_identity("freeze-timer", "puppet-master")
 
 Handler = Callable[[GodContext, Any], Awaitable[GodResult]]
 
@@ -78,10 +87,13 @@ class EngineSettings:
 
 
 class PuppetMasterEngine:
-    def __init__(self, store: Store, bus: Bus, settings: EngineSettings | None = None) -> None:
+    def __init__(
+        self, store: Store, bus: Bus, settings: EngineSettings | None = None, *, recorder: AuditRecorder | None = None
+    ) -> None:
         self.store = store
         self.bus = bus
         self.settings = settings or EngineSettings()
+        self.recorder = recorder or AuditRecorder(store)
         self.live: dict[str, FourPlatformInstance] = {}
         self._timers = FreezeTimers(self.store, self._thaw_by_timer)
         self._lock = asyncio.Lock()  # structural commands one at a time: lineage changes must not interleave
@@ -123,9 +135,12 @@ class PuppetMasterEngine:
         ]  # fmt: skip
         if roots:
             return DurableWorld.open(self.store, roots[0].id, settings=self.settings.instance.durability)
-        return DurableWorld.open_or_create(
-            self.store, seed, spec, agents=agents, fresh=True, settings=self.settings.instance.durability
-        )
+        with self.recorder.recording(PUPPET_MASTER, "instance.create", detail={"default": True}) as action:
+            world = DurableWorld.open_or_create(
+                self.store, seed, spec, agents=agents, fresh=True, settings=self.settings.instance.durability
+            )
+            action.refine(instance_id=world.instance_id, detail={"seed": seed, **world.record.world})
+        return world
 
     async def open_default(
         self, seed: int, spec: WorldSpec, agents: int, *, claimed: DurableWorld | None = None
@@ -174,9 +189,10 @@ class PuppetMasterEngine:
         agents: int = 0,
         instance_id: str | None = None,
         rate: float | Literal["default"] | None = "default",
-        actor: str = "puppet-master",
+        identity: Identity | None = None,
     ) -> dict[str, Any]:
-        """A new instance at tick 0 with its own seed and world, ticking from now on."""
+        """A new instance at tick 0 with its own seed and world, ticking from now on (audited as
+        ``instance.create``)."""
 
         def stored() -> DurableWorld:
             if instance_id is not None:
@@ -185,12 +201,14 @@ class PuppetMasterEngine:
                     raise ConflictError(f"instance {instance_id!r} already exists")
             return DurableWorld.create(
                 self.store, seed, spec, agents=agents, instance_id=instance_id,
-                settings=self.settings.instance.durability, actor=actor,
+                settings=self.settings.instance.durability,
             )  # fmt: skip
 
-        async with self._lock:
+        who = self._who(identity)
+        async with self.recorder.acting(who, "instance.create", instance_id=instance_id) as action, self._lock:
             self._check_room(1)
             world = await off_loop(stored)
+            action.refine(instance_id=world.instance_id, detail={"seed": seed, **world.record.world})
             await self._launch(world.instance_id, world=world, rate=rate)
         return await off_loop(self.describe, world.instance_id)
 
@@ -237,8 +255,9 @@ class PuppetMasterEngine:
         out["links"] = self.store.instances.links(instance_id)
         return out
 
-    async def delete_instance(self, instance_id: str, *, actor: str = "puppet-master") -> dict[str, Any]:
-        """Stop and remove an instance and its history; refused while forks, merges or branches descend from it."""
+    async def delete_instance(self, instance_id: str, *, identity: Identity | None = None) -> dict[str, Any]:
+        """Stop and remove an instance and its history; refused while forks, merges or branches descend from it
+        (audited as ``instance.delete``)."""
 
         def claim() -> InstanceRecord:
             record = self.store.instances.get(instance_id)
@@ -256,18 +275,19 @@ class PuppetMasterEngine:
                 self.store.instances.delete(instance_id)
             finally:  # stopped, if not deleted: this process no longer runs it
                 self.store.leases.release(instance_id)
-            self.store.audit.append(
-                actor=actor, action="instance.delete", instance_id=instance_id, detail={"head_tick": record.head_tick}
-            )
 
-        async with self._lock:
-            record = await off_loop(claim)
-            try:
-                await self._stop(instance_id)
-            except BaseException:
-                await off_loop(self.store.leases.release, instance_id)
-                raise
-            await off_loop(delete)
+        who = self._who(identity)
+        async with self.recorder.acting(who, "instance.delete", instance_id=instance_id) as action:
+            _check_scope(who, [instance_id])
+            async with self._lock:
+                record = await off_loop(claim)
+                action.refine(detail={"head_tick": record.head_tick})
+                try:
+                    await self._stop(instance_id)
+                except BaseException:
+                    await off_loop(self.store.leases.release, instance_id)
+                    raise
+                await off_loop(delete)
         return {"deleted": instance_id, "head_tick": record.head_tick}
 
     async def _stop(self, instance_id: str) -> None:
@@ -287,25 +307,41 @@ class PuppetMasterEngine:
 
     # -- god mode -------------------------------------------------------------------------------------------------
 
-    async def execute(self, command: GodCommand, *, actor: str = "puppet-master") -> GodResult:
+    async def execute(self, command: GodCommand, *, identity: Identity | None = None) -> GodResult:
         """Carry out one god-mode command; returns its typed result (``reply()`` is the API's answer). Every
-        command is audited, filed under its result's ``subject``."""
-        async with self._lock:
-            names = command.touches(self.live)
-            refuse_halted(self.live, names)
-            async with writer_of(self.store, self.live, names):
-                result = await HANDLERS[type(command)](self._god, command)
-        await off_loop(
-            self.store.audit.append,
-            actor=actor,
-            action=f"god.{command.type.lower()}",
-            instance_id=result.subject,
-            detail={"command": command.model_dump(mode="json"), "result": _brief(result.to_json())},
-        )
+        command is one audited action, refused ones included, filed under its result's ``subject``. An identity
+        scoped to some instances finds no other (``NotFoundError`` before anything changes), and a command on all
+        instances acts on those it sees."""
+        who = self._who(identity)
+        command = self._within_scope(command, who)
+        action_name = f"god.{command.type.lower()}"
+        detail = {"command": command.model_dump(mode="json")}
+        async with self.recorder.acting(who, action_name, instances=command.touches(self.live), detail=detail) as act:
+            _check_scope(who, command.touches(self.live))
+            async with self._lock:
+                names = command.touches(self.live)
+                refuse_halted(self.live, names)
+                async with writer_of(self.store, self.live, names):
+                    result = await HANDLERS[type(command)](self._god, command)
+            act.refine(
+                instance_id=result.subject, instances=result.instances(), detail={"result": _brief(result.to_json())}
+            )
         return result
 
+    def _who(self, identity: Identity | None) -> Identity:
+        return identity or current_identity() or PUPPET_MASTER
+
+    def _within_scope(self, command: GodCommand, who: Identity) -> GodCommand:
+        """A command on all instances (freeze or thaw without a list), narrowed to those a scoped identity sees."""
+        if who.instances is None or not isinstance(command, FreezeTime | ThawTime) or command.instances is not None:
+            return command
+        seen = [i for i in sorted(self.live) if who.sees(i)]
+        if isinstance(command, ThawTime):
+            seen = [i for i in seen if self.live[i].runtime.paused]
+        return command.model_copy(update={"instances": seen})
+
     async def _thaw_by_timer(self, instance_id: str) -> None:
-        await self.execute(ThawTime(instances=[instance_id]), actor="freeze-timer")
+        await self.execute(ThawTime(instances=[instance_id]), identity=FREEZE_TIMER)
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
@@ -315,3 +351,10 @@ def _brief(result: dict[str, Any]) -> dict[str, Any]:
     if isinstance(conflicts, list):
         out["conflicts"] = len(conflicts)
     return out
+
+
+def _check_scope(who: Identity, names: Collection[str]) -> None:
+    """``NotFoundError`` for the first instance ``who`` may not see: to it, that instance does not exist."""
+    for name in names:
+        if not who.sees(name):
+            raise NotFoundError(f"no instance {name!r}")

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from soulfra.durable import resolve_instance
-from soulfra.errors import PackageError
+from soulfra.errors import PackageError, SoulfraError
 from soulfra.meta.keys import KeyRing, read_public_key
 from soulfra.meta.package import Limits, read_package, write_package
 from soulfra.meta.transfer import apply_edits, bundle_for, edit_bundle, import_bundles
+from soulfra.security.audit import AuditRecorder
+from soulfra.security.identity import cli_identity
 from soulfra.store import SqlStore
 
 __all__ = ["edit_package", "export_db", "import_db", "package_commands", "show_package"]
@@ -59,13 +61,36 @@ def import_db(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Verify a package and store its instances in a database; nothing is written unless all of it passes."""
-    read = read_package(package, _keyring(home, trusted), limits=Limits(), progress=progress)
+    detail: dict[str, Any] = {"package": str(package), "as": as_id}
+    try:
+        read = read_package(package, _keyring(home, trusted), limits=Limits(), progress=progress)
+    except SoulfraError as exc:
+        _record_refusal(db, exc, detail)
+        raise
     store = SqlStore.open(db)
     try:
-        imported = import_bundles(store, read.bundles, as_id=as_id, verify_replay=verify_replay)
+        detail["key_id"] = read.key_id
+        with AuditRecorder(store).recording(cli_identity(), "package.import", detail=detail):
+            imported = import_bundles(store, read.bundles, as_id=as_id, verify_replay=verify_replay)
     finally:
         store.close()
     return {"key_id": read.key_id, "imported": imported}
+
+
+def _record_refusal(db: str, refusal: SoulfraError, detail: dict[str, Any]) -> None:
+    """Audit an import refused before the database was opened, if the database can be opened at all (a refusal
+    says why in its own words: one the audit cannot be written for is still raised)."""
+    try:
+        store = SqlStore.open(db)
+    except SoulfraError:
+        return
+    try:
+        recorder = AuditRecorder(store)
+        recorder.record(
+            cli_identity(), "package.import", outcome=refusal.code, detail={**detail, "error": refusal.detail}
+        )
+    finally:
+        store.close()
 
 
 def show_package(package: Path, *, home: Path, trusted: Sequence[Path] = ()) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from soulfra.errors import (
 )
 from soulfra.meta.lineage import lineage, record_json
 from soulfra.meta.package import InstanceBundle
+from soulfra.security.audit import current_action
 from soulfra.security.permissions import PermissionValidator, RuleSet, enforce
 from soulfra.store.ports import InstanceRecord, Store
 from soulfra.world import World, decode_state, encode_state, input_to_json, parse_input
@@ -148,7 +149,8 @@ def import_bundles(
 ) -> list[dict[str, Any]]:
     """Store verified bundles as new instances (no parent here: each one's lineage is kept in its ``world``): every
     check first (ids free, the protocol's rules, with ``verify_replay`` each history replaying to its head hash),
-    then all of them in one transaction, so that a refusal writes nothing."""
+    then all of them in one transaction, so that a refusal writes nothing. Not audited here: the caller's action
+    (the API request, the CLI command) is told which instances it imported."""
     if as_id is not None and len(bundles) != 1:
         raise InputError(f"an import under another id takes one instance, not {len(bundles)}")
     prepared = [
@@ -171,14 +173,16 @@ def import_bundles(
             store.rituals.record_many(record.id, bundle.traces)  # the agents table is written once it runs
             if "protocol" in bundle.config:  # the rules (the licence above all) travel with the world
                 store.instances.set_rules(record.id, bundle_rules(bundle, rules).to_json())
-            store.audit.append(
-                actor="import", action="instance.import", instance_id=record.id,
-                detail={"from": meta["id"], "head_tick": record.head_tick, "verified_replay": verify_replay},
-            )  # fmt: skip
             results.append({
                 "id": record.id, "from": meta["id"], "head_tick": record.head_tick, "state_hash": meta["head_hash"],
                 "inputs": len(inputs), "replayed": verify_replay or bundle.replayed,
             })  # fmt: skip
+    action = current_action()
+    if action is not None:
+        imported = [{"id": r["id"], "from": r["from"], "head_tick": r["head_tick"]} for r in results]
+        action.refine(
+            instances=[r["id"] for r in results], detail={"imported": imported, "verified_replay": verify_replay}
+        )
     return results
 
 

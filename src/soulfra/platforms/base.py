@@ -1,33 +1,43 @@
 """What every platform shares: its subjects on the bus, JSON requests and replies, and the override switch.
 
 A platform serves ``soulfra.<instance>.<platform>.<op>`` and listens on ``soulfra.<instance>.control`` for the
-emergency override; the runtime publishes the world's events on ``soulfra.<instance>.events``.
+emergency override; the runtime publishes the world's events on ``soulfra.<instance>.events``. A request to an op
+that changes something (a platform's ``mutating`` ops) carries the identity that issued it as ``_by``
+(``{"name", "role"}``): one without it is refused, so that nothing on the bus changes a world anonymously.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from soulfra.bus.port import Bus, Message, Subscription
-from soulfra.errors import ConfigError, InputError, OverrideActiveError
+from soulfra.errors import AuthenticationError, ConfigError, InputError, OverrideActiveError
+from soulfra.security.identity import Identity
 
 __all__ = [
+    "BY",
     "PLATFORMS",
     "Op",
     "Platform",
+    "by_field",
     "check_instance_id",
     "control_subject",
     "decode",
     "encode",
     "events_subject",
     "int_field",
+    "issuer",
     "op_subject",
 ]
 
+log = logging.getLogger(__name__)
+
 PLATFORMS = ("runtime", "surface", "protocol", "mirror")
+BY = "_by"  # the request field naming who issued it; platforms leave ``_`` fields out of any content
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 # An op answers a JSON object, or bytes already encoded as one (a platform caching its hot replies).
@@ -64,6 +74,22 @@ def int_field(body: dict[str, Any], key: str, default: int, low: int, high: int)
     return value
 
 
+def by_field(identity: Identity) -> dict[str, str]:
+    """What a request carries in ``_by`` for ``identity``."""
+    return {"name": identity.name, "role": identity.role}
+
+
+def issuer(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The (name, role) a request's ``_by`` names, or None when it names none."""
+    by = body.get(BY)
+    if not isinstance(by, dict):
+        return None
+    name, role = by.get("name"), by.get("role")
+    if not isinstance(name, str) or not isinstance(role, str) or not name or not role:
+        return None
+    return name[:100], role[:32]
+
+
 def decode(payload: bytes) -> dict[str, Any]:
     try:
         body = json.loads(payload) if payload else {}
@@ -83,6 +109,7 @@ class Platform:
 
     name = "platform"
     always: frozenset[str] = frozenset({"status"})
+    mutating: frozenset[str] = frozenset()  # the ops that change something: each request names who issued it
 
     def __init__(self, instance_id: str, bus: Bus) -> None:
         self.instance_id = check_instance_id(instance_id)
@@ -116,7 +143,15 @@ class Platform:
                     f"{self.instance_id} is stopped by an emergency override since tick {self.halted_at}; "
                     "resume it first"
                 )
-            reply = await handler(decode(payload))
+            body = decode(payload)
+            if op in self.mutating:
+                who = issuer(body)
+                if who is None:
+                    raise AuthenticationError(
+                        f"{self.name}.{op} of {self.instance_id} names no identity ({BY}); it was refused"
+                    )
+                log.info("%s.%s of %s by %s (%s)", self.name, op, self.instance_id, *who)
+            reply = await handler(body)
             return reply if isinstance(reply, bytes) else encode(reply)
 
         return respond

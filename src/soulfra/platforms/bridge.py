@@ -4,6 +4,10 @@ The named calls (``pause``, ``resume``, ``send_emergency_override``, ``send_whis
 ``unified_snapshot``) hand back typed replies (``soulfra.platforms.replies``); ``request`` is the wire, a dict for
 any op. Every call has a timeout. Errors arrive typed: ``BusTimeoutError`` (no reply in time), ``NoRespondersError``
 (that platform is not running), or the ``SoulfraError`` subclass the platform raised (``OverrideActiveError``, ...).
+Every request carries the identity that issued it (``_by``): the one of the action in progress
+(``soulfra.security.audit``), else the bridge's own (``LOCAL`` unless told otherwise: this process, which holds the
+bridge, asking outside any action); a platform refuses a change without it, so a client of the bus that is not a
+Soulfra process cannot make one without saying who it is.
 """
 
 from __future__ import annotations
@@ -12,17 +16,22 @@ from typing import Any
 
 from soulfra.bus.port import Bus
 from soulfra.errors import InputError, SoulfraError
-from soulfra.platforms.base import PLATFORMS, check_instance_id, decode, encode, op_subject
+from soulfra.platforms.base import BY, PLATFORMS, by_field, check_instance_id, decode, encode, op_subject
 from soulfra.platforms.replies import InputAck, RunState, UnifiedRecord
+from soulfra.security.audit import current_identity
+from soulfra.security.identity import Identity, process_identity
 
-__all__ = ["CrossPlatformBridge"]
+__all__ = ["LOCAL", "CrossPlatformBridge"]
+
+LOCAL = process_identity("local")  # code of this process asking outside any action (a test, a tool)
 
 
 class CrossPlatformBridge:
-    def __init__(self, bus: Bus, instance_id: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, bus: Bus, instance_id: str, *, timeout: float = 5.0, identity: Identity | None = LOCAL) -> None:
         self.bus = bus
         self.instance_id = check_instance_id(instance_id)
         self.timeout = timeout
+        self.identity = identity  # who asks when no action is in progress (None: nobody, and changes are refused)
 
     async def request(
         self, platform: str, op: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
@@ -43,8 +52,10 @@ class CrossPlatformBridge:
         if platform not in PLATFORMS:
             raise InputError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
         subject = op_subject(self.instance_id, platform, op)
-        sent = payload if payload is not None else encode(body or {})
-        return await self.bus.request(subject, sent, timeout=timeout or self.timeout)
+        if payload is None:
+            who = current_identity() or self.identity
+            payload = encode((body or {}) if who is None else {**(body or {}), BY: by_field(who)})
+        return await self.bus.request(subject, payload, timeout=timeout or self.timeout)
 
     async def fetch_from_runtime(self, op: str = "status", body: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.request("runtime", op, body)

@@ -20,7 +20,8 @@ from typing import Any
 from soulfra.bus.port import Bus, Message
 from soulfra.errors import BusError, InputError, NotFoundError
 from soulfra.offload import Lane, off_loop
-from soulfra.platforms.base import Op, Platform, decode, encode, events_subject, op_subject
+from soulfra.platforms.base import BY, Op, Platform, by_field, decode, encode, events_subject, issuer, op_subject
+from soulfra.security.identity import process_identity
 from soulfra.store.ports import Store
 from soulfra.world.daemons.final_export import collect_seed
 from soulfra.world.model import LoopTrace
@@ -35,9 +36,13 @@ ENDED = frozenset({"ritual_sealed", "ritual_refused", "ritual_lapsed"})
 REFUSALS_FOR_ANOMALY = 3
 
 
+MIRROR = process_identity("mirror", "operator")  # who asks for a scheduled unified snapshot
+
+
 class MirrorPlatform(Platform):
     name = "mirror"
     always = frozenset({"status", "unified_list", "unified_get", "timeline", "seeds", "anomalies"})
+    mutating = frozenset({"unified"})
 
     def __init__(
         self,
@@ -245,11 +250,14 @@ class MirrorPlatform(Platform):
         as of that tick, the captured state stored and validated by the protocol, conflicts resolved by rule."""
         async with self._busy:
             started = time.perf_counter_ns()
-            captured = await self._ask("runtime", "capture", {})
+            by = {BY: body[BY] if issuer(body) is not None else by_field(MIRROR)}  # a scheduled one is the mirror's
+            captured = await self._ask("runtime", "capture", by)
             tick = int(captured["tick"])
             surface_view = await self._ask("surface", "view", {"tick": tick, "wait_ms": int(self.timeout * 1000)})
             mirror_view = await self._view_at(tick)
-            saved = await self._ask("runtime", "save_capture", {"capture": captured["capture"], "type": "unified"})
+            saved = await self._ask(
+                "runtime", "save_capture", {"capture": captured["capture"], "type": "unified", **by}
+            )
             snapshot = saved["snapshot"]
             protocol_view = await self._ask("protocol", "validate", {"subject": "snapshot", "snapshot": snapshot["id"]})
             record = resolve(

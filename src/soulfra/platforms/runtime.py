@@ -96,6 +96,7 @@ class RuntimePlatform(Platform):
         {"status", "view", "agents", "agent", "pause", "resume", "override", "snapshot", "snapshots", "snapshot_info",
          "inputs"}
     )  # fmt: skip
+    mutating = frozenset({"whisper", "submit", "pause", "resume", "override", "snapshot", "capture", "save_capture"})
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +31,16 @@ from soulfra.offload import off_loop
 from soulfra.security.identity import Identity
 from soulfra.store.ports import AuditEntry, SignedHead, Store
 
-__all__ = ["MAX_DETAIL_BYTES", "Action", "AuditLogger", "AuditRecorder", "HeadSigner", "current_identity", "head_bytes"]
+__all__ = [
+    "MAX_DETAIL_BYTES",
+    "Action",
+    "AuditLogger",
+    "AuditRecorder",
+    "HeadSigner",
+    "current_action",
+    "current_identity",
+    "head_bytes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,7 @@ class Action:
     instances: set[str] = field(default_factory=set)
     detail: dict[str, Any] = field(default_factory=dict)
     outcome: str = "ok"
+    done: bool = False  # ended (its row written or being written): tasks it started do not act inside it
 
     def refine(
         self,
@@ -90,12 +100,15 @@ _CURRENT: contextvars.ContextVar[Action | None] = contextvars.ContextVar("soulfr
 
 def current_identity() -> Identity | None:
     """The identity of the action being recorded in this context, or None outside every action."""
-    current = _CURRENT.get()
+    current = current_action()
     return None if current is None else current.identity
 
 
 def current_action() -> Action | None:
-    return _CURRENT.get()
+    """The action in progress in this context. A task started inside an action (a freeze timer, a world's tick
+    loop) keeps a copy of its context: once that action has ended, it is no longer in progress there."""
+    current = _CURRENT.get()
+    return None if current is None or current.done else current
 
 
 def _small(detail: dict[str, Any]) -> dict[str, Any]:
@@ -140,28 +153,51 @@ class AuditRecorder:
     ) -> AsyncIterator[Action]:
         """Record ``action`` by ``identity`` once it ends (its outcome: ``ok``, or the code of the error that ended
         it, re-raised). Inside another action it refines that one instead."""
-        outer = _CURRENT.get()
+        outer = current_action()
         if outer is not None:
             outer.refine(action, instance_id=instance_id, instances=instances, detail=detail)
             yield outer
             return
-        current = Action(
-            identity=identity, action=action, source=source, request_id=request_id or uuid.uuid4().hex,
-        )  # fmt: skip
-        current.refine(instance_id=instance_id, instances=instances, detail=detail)
+        current = _opened(identity, action, source, request_id, instance_id, instances, detail)
         reset = _CURRENT.set(current)
         try:
             yield current
-        except SoulfraError as exc:
-            current.outcome = exc.code
-            current.detail.setdefault("error", exc.detail)
-            raise
         except BaseException as exc:
-            current.outcome = "error" if isinstance(exc, Exception) else "cancelled"
+            _refused(current, exc)
             raise
         finally:
             _CURRENT.reset(reset)
+            current.done = True
             await off_loop(self.write, current)
+
+    @contextlib.contextmanager
+    def recording(
+        self,
+        identity: Identity,
+        action: str,
+        *,
+        instance_id: str | None = None,
+        instances: Sequence[str] = (),
+        detail: dict[str, Any] | None = None,
+    ) -> Iterator[Action]:
+        """``acting`` for synchronous code that runs outside an event loop (a CLI command working on a database):
+        the row is written, blocking, when the action ends."""
+        outer = current_action()
+        if outer is not None:
+            outer.refine(action, instance_id=instance_id, instances=instances, detail=detail)
+            yield outer
+            return
+        current = _opened(identity, action, None, None, instance_id, instances, detail)
+        reset = _CURRENT.set(current)
+        try:
+            yield current
+        except BaseException as exc:
+            _refused(current, exc)
+            raise
+        finally:
+            _CURRENT.reset(reset)
+            current.done = True
+            self.write(current)
 
     def write(self, action: Action) -> AuditEntry | None:
         """Write a finished action's row (and sign the head when it is time). A failure to write is logged, never
@@ -214,6 +250,29 @@ class AuditRecorder:
             return None
         self._signed_at = self._clock()
         return head
+
+
+def _opened(
+    identity: Identity,
+    action: str,
+    source: str | None,
+    request_id: str | None,
+    instance_id: str | None,
+    instances: Sequence[str],
+    detail: dict[str, Any] | None,
+) -> Action:
+    opened = Action(identity=identity, action=action, source=source, request_id=request_id or uuid.uuid4().hex)
+    opened.refine(instance_id=instance_id, instances=instances, detail=detail)
+    return opened
+
+
+def _refused(action: Action, exc: BaseException) -> None:
+    """Note what ended ``action`` early: a Soulfra error's code and detail, or that it failed or was cancelled."""
+    if isinstance(exc, SoulfraError):
+        action.outcome = exc.code
+        action.detail.setdefault("error", exc.detail)
+    else:
+        action.outcome = "error" if isinstance(exc, Exception) else "cancelled"
 
 
 def write_head_file(path: Path, head: SignedHead) -> None:

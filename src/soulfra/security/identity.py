@@ -9,12 +9,13 @@ others do not exist for it.
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from soulfra.errors import InputError
 
-__all__ = ["ANONYMOUS", "ROLES", "Identity", "check_role", "process_identity", "rank"]
+__all__ = ["ANONYMOUS", "ROLES", "Identity", "check_role", "cli_identity", "process_identity", "rank"]
 
 ROLES: tuple[str, ...] = ("viewer", "operator", "puppet-master", "admin")
 _RANK = {"anonymous": 0, **{role: n for n, role in enumerate(ROLES, start=1)}}
@@ -62,3 +63,13 @@ def process_identity(name: str, role: str = "admin", instances: Iterable[str] | 
     """Soulfra itself acting as ``name`` (``freeze-timer``, ``cli``...): a process of the installation, which the
     operating system's file permissions already let in."""
     return Identity(name=name, role=role, kind="process", instances=None if instances is None else frozenset(instances))
+
+
+def cli_identity() -> Identity:
+    """A ``soulfra`` command working on a database it opened itself, as ``cli:<operating system user>``: whoever
+    can open the database file may do anything to it, so it acts as an admin."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the password database
+        user = "unknown"
+    return process_identity(f"cli:{user}")
