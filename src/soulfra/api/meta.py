@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from soulfra.api.access import identity_of
 from soulfra.api.gateway import Gateway
 from soulfra.api.models import Deleted, GodReply, ImportReply, InstanceDetail
 from soulfra.api.models.god import (
@@ -32,7 +33,7 @@ from soulfra.api.models.god import (
     ThawReply,
     UnlinkReply,
 )
-from soulfra.errors import ConflictError, InputError, PackageLimitError, StorageError, WorldFileError
+from soulfra.errors import ConflictError, InputError, NotFoundError, PackageLimitError, StorageError, WorldFileError
 from soulfra.meta.commands import (
     AgentPossession,
     CloneInstance,
@@ -50,6 +51,7 @@ from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits, read_package, write_package
 from soulfra.meta.transfer import bundle_for, import_bundles
 from soulfra.offload import off_loop
+from soulfra.security.audit import current_action
 from soulfra.world import DEFAULT_WORLD, parse_world
 
 __all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
@@ -98,6 +100,8 @@ def meta_router(
     )
     async def create_instance(body: CreateInstance) -> dict[str, Any]:
         """A new instance with its own seed and world, ticking from tick 0."""
+        _note({"id": body.id, "seed": body.seed, "agents": body.agents, "rate": body.rate,
+               "world_chars": None if body.world is None else len(body.world)})  # fmt: skip
         spec = DEFAULT_WORLD
         if body.world is not None:
             try:
@@ -194,12 +198,16 @@ def meta_router(
 
     @router.get("/api/export", tags=["packages"], response_class=Response, responses=PACKAGE_DOWNLOAD)
     async def export_many(
+        request: Request,
         instance: Annotated[list[str] | None, Query(description="Instances to export; none: all of them")] = None,
         compact: CompactQuery = False,
     ) -> Response:
         """Several instances (or all) as one collection package of instance packages."""
-        ids = instance or [r["id"] for r in await off_loop(engine.list_instances)]
+        identity = identity_of(request)
+        ids = instance or [r["id"] for r in await off_loop(engine.list_instances) if identity.sees(r["id"])]
         for instance_id in ids:
+            if not identity.sees(instance_id):
+                raise NotFoundError(f"no instance {instance_id!r}")  # as for one that does not exist
             await off_loop(engine.store.instances.get, instance_id)
         await flush(ids)
         return await off_loop(package_response, ids, compact)
@@ -222,6 +230,7 @@ def meta_router(
         imported = await off_loop(
             import_bundles, engine.store, package.bundles, as_id=as_id, verify_replay=verify_replay
         )
+        _note({"key_id": package.key_id, "imported": [row["id"] for row in imported]})
         if start:
             await engine.start({row["id"] for row in imported})
         return {"key_id": package.key_id, "imported": imported}
@@ -260,6 +269,13 @@ async def _spooled(request: Request, cap: int, directory: pathlib.Path | None) -
         await off_loop(upload.close)  # an anonymous file: closing it is all the cleaning up there is
         raise
     return upload
+
+
+def _note(detail: dict[str, Any]) -> None:
+    """Add a route's particulars to the request's audit row."""
+    action = current_action()
+    if action is not None:
+        action.refine(detail=detail)
 
 
 def _leave_room(directory: pathlib.Path | None, more: int) -> None:

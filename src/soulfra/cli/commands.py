@@ -27,6 +27,7 @@ from soulfra import __version__
 from soulfra.cli import meta as cli_meta
 from soulfra.cli import server as cli_server
 from soulfra.cli import store as cli_store
+from soulfra.cli import tokens as cli_tokens
 from soulfra.errors import (
     AuthenticationError,
     BodyTimeoutError,
@@ -158,6 +159,7 @@ app.command("history")(cli_store.history_command)
 app.command("verify")(cli_store.verify_command)
 cli_server.register(app)
 cli_meta.register(app)
+cli_tokens.register(app)
 
 
 def _version(value: bool) -> None:

@@ -24,6 +24,7 @@ from soulfra.api.models.runtime import (
     SnapshotDetail,
     SnapshotList,
 )
+from soulfra.api.models.security import AuditPage, AuditRow, TokenBody, TokenCreated, TokenInfo, TokenList
 from soulfra.api.models.surface import (
     Anomalies,
     Echoes,
@@ -41,6 +42,8 @@ __all__ = [
     "AgentPage",
     "AgentReply",
     "Anomalies",
+    "AuditPage",
+    "AuditRow",
     "Deleted",
     "Echoes",
     "GodReply",
@@ -64,6 +67,10 @@ __all__ = [
     "Snapshot",
     "SnapshotDetail",
     "SnapshotList",
+    "TokenBody",
+    "TokenCreated",
+    "TokenInfo",
+    "TokenList",
     "Traces",
     "UnifiedList",
     "UnifiedSnapshot",
