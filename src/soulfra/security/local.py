@@ -40,6 +40,7 @@ def _write_home_token(home: Path, token: str) -> None:
     path = token_file(home)
     try:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        home.chmod(0o700)  # the home holds the installation key and this token: its owner's alone
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(token + "\n")
