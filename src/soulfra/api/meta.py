@@ -79,7 +79,9 @@ class CreateInstance(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**64 - 1)
     agents: int = Field(default=0, ge=0, le=100_000, description="Generated agents beside the world file's own")
     world: str | None = Field(default=None, max_length=1_000_000, description="A world file's TOML text")
-    rate: float | None = Field(default=None, gt=0, le=1000, description="Ticks per second (default: the server's)")
+    rate: float | None = Field(
+        default=None, ge=0.001, le=1000, description="Ticks per second (default: the server's), as the CLI takes it"
+    )
 
 
 def meta_router(
