@@ -388,3 +388,23 @@ async def test_failed_authentications_lock_the_address_out(tmp_path: Path, anyio
             assert locked.status_code == 429
             assert int(locked.headers["retry-after"]) >= 1
             assert (await good.get("/api/vibe/weather")).status_code == 200  # the public surface stays open
+
+
+async def test_an_admin_sets_an_instance_s_rules_and_it_is_audited(system: System) -> None:
+    operator = system.token("operator", name="op")
+    async with system.client(operator) as client:
+        refused = await client.put("/api/instances/a/protocol/rules", json={"licence": {"fork": False}})
+        assert refused.status_code == 403
+    assert system.store.instances.rules("a") is None
+    bad = await system.admin.put("/api/instances/a/protocol/rules", json={"rules": ["no-such-rule"]})
+    assert bad.status_code == 422
+    done = await system.admin.put(
+        "/api/instances/a/protocol/rules", json={"licence": {"fork": False}}, headers={"x-request-id": "rules-1"}
+    )
+    assert done.status_code == 200, done.text
+    stored = system.store.instances.rules("a")
+    assert stored is not None
+    assert stored["licence"] == {"fork": False, "export": True, "max_forks": None}
+    [row] = system.store.audit.read(action="PUT /api/instances/{instance_id}/protocol/rules", outcome="ok")
+    assert (row.request_id, row.instance_id, row.role) == ("rules-1", "a", "admin")
+    assert row.detail["rules"]["licence"]["fork"] is False

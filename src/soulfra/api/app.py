@@ -40,6 +40,7 @@ from soulfra.api.models import (
     Ready,
     Resumed,
     Rules,
+    RulesBody,
     Seeds,
     Snapshot,
     SnapshotDetail,
@@ -84,7 +85,9 @@ from soulfra.errors import (
     ValidationFailedError,
     WorldFileError,
 )
+from soulfra.offload import off_loop
 from soulfra.security.audit import AuditRecorder, current_action
+from soulfra.security.permissions import RuleSet
 from soulfra.security.tokens import TokenService
 
 if TYPE_CHECKING:
@@ -469,6 +472,18 @@ def create_app(
     @app.get("/api/instances/{instance_id}/protocol/rules", tags=["protocol"], response_model=Rules)
     async def rules(instance_id: InstanceId) -> dict[str, Any]:
         return await call(instance_id, "protocol", "rules")
+
+    @app.put("/api/instances/{instance_id}/protocol/rules", tags=["protocol"], response_model=Rules)
+    async def set_rules(instance_id: InstanceId, body: RulesBody) -> dict[str, Any]:
+        """Set the instance's protocol rules and licence terms (kept in the store with the instance)."""
+        given = body.model_dump(exclude_none=True)
+        note({"rules": given})
+        rules = RuleSet.from_json(given).to_json()
+        if gateway.store is None:
+            raise ConfigError("this server keeps no per-instance rules: it has no store")
+        await gateway.bridge(instance_id)  # 404 for an instance this server does not know
+        await off_loop(gateway.store.instances.set_rules, instance_id, rules)
+        return rules
 
     @app.post("/api/instances/{instance_id}/protocol/validate", tags=["protocol"], response_model=Validation)
     async def validate(instance_id: InstanceId, body: ValidateBody) -> dict[str, Any]:

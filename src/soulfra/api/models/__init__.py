@@ -7,7 +7,7 @@ every field it may carry (``Closed``), or says that a body is open (``Open``) wh
 
 from soulfra.api.models.god import GodReply
 from soulfra.api.models.instances import Deleted, ImportReply, InstanceDetail, InstanceList, InstanceSummary
-from soulfra.api.models.requests import ActBody, OverrideBody, PossessBody, ValidateBody, WhisperBody
+from soulfra.api.models.requests import ActBody, OverrideBody, PossessBody, RulesBody, ValidateBody, WhisperBody
 from soulfra.api.models.runtime import (
     AgentPage,
     AgentReply,
@@ -63,6 +63,7 @@ __all__ = [
     "Ready",
     "Resumed",
     "Rules",
+    "RulesBody",
     "Seeds",
     "Snapshot",
     "SnapshotDetail",
