@@ -104,6 +104,15 @@ EVENT_STREAM: dict[int | str, dict[str, Any]] = {
     }
 }
 
+# The documented body of a change that takes no fields: a JSON object all the same (the API takes a change only as
+# application/json, so that no cross-site "simple" request can reach it), which may be empty.
+NO_FIELDS: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "description": "No fields: send {}"}}},
+    }
+}
+
 # One table from error class to HTTP status: the most specific class listed wins. A class that is not listed takes
 # its nearest listed ancestor's status only where that status is right for it too; tests/unit/test_error_map.py pins
 # the status of every class of the tree, so a new class cannot go without a decision.
@@ -391,12 +400,12 @@ def create_app(
         note({"tick": reply.get("tick")})
         return reply
 
-    @app.post("/api/instances/{instance_id}/pause", tags=["runtime"], response_model=Paused)
+    @app.post("/api/instances/{instance_id}/pause", tags=["runtime"], response_model=Paused, openapi_extra=NO_FIELDS)
     async def pause(instance_id: InstanceId) -> dict[str, Any]:
         bridge = await gateway.bridge(instance_id)
         return control(await bridge.pause())
 
-    @app.post("/api/instances/{instance_id}/resume", tags=["runtime"], response_model=Resumed)
+    @app.post("/api/instances/{instance_id}/resume", tags=["runtime"], response_model=Resumed, openapi_extra=NO_FIELDS)
     async def resume(instance_id: InstanceId) -> dict[str, Any]:
         bridge = await gateway.bridge(instance_id)
         return control(await bridge.resume())
@@ -454,6 +463,7 @@ def create_app(
     @app.post(
         "/api/instances/{instance_id}/agents/{agent_id}/release",
         tags=["runtime"],
+        openapi_extra=NO_FIELDS,
         status_code=202,
         response_model=InstanceAck,
     )
@@ -490,7 +500,13 @@ def create_app(
         """Every violation of every rule that applies; ``valid`` is true when there are none."""
         return await call(instance_id, "protocol", "validate", body.model_dump(exclude_none=True))
 
-    @app.post("/api/instances/{instance_id}/snapshots", tags=["mirror"], status_code=201, response_model=Snapshot)
+    @app.post(
+        "/api/instances/{instance_id}/snapshots",
+        tags=["mirror"],
+        status_code=201,
+        response_model=Snapshot,
+        openapi_extra=NO_FIELDS,
+    )
     async def take_snapshot(instance_id: InstanceId) -> dict[str, Any]:
         reply = await call(instance_id, "runtime", "snapshot", {"type": "manual"})
         note({"id": reply.get("id"), "tick": reply.get("tick"), "state_hash": reply.get("state_hash")})
@@ -510,6 +526,7 @@ def create_app(
         "/api/instances/{instance_id}/unified-snapshots",
         tags=["mirror"],
         status_code=201,
+        openapi_extra=NO_FIELDS,
         response_model=UnifiedSnapshot,
         response_model_exclude_unset=True,
     )

@@ -66,6 +66,16 @@ PACKAGE_DOWNLOAD: dict[int | str, dict[str, Any]] = {
         "content": {PACKAGE_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
     }
 }
+# A package upload's documented body: the bytes of a .soulpkg, as one of the two media types the API takes for it.
+PACKAGE_UPLOAD: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            kind: {"schema": {"type": "string", "format": "binary"}}
+            for kind in (PACKAGE_MEDIA_TYPE, "application/octet-stream")
+        },
+    }
+}
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
 
 
@@ -214,7 +224,9 @@ def meta_router(
         await flush(ids)
         return await off_loop(package_response, ids, compact)
 
-    @router.post("/api/import", tags=["packages"], status_code=201, response_model=ImportReply)
+    @router.post(
+        "/api/import", tags=["packages"], status_code=201, response_model=ImportReply, openapi_extra=PACKAGE_UPLOAD
+    )
     async def import_package(
         request: Request,
         verify_replay: Annotated[bool, Query(description="Replay each history and check its head hash")] = False,
