@@ -265,21 +265,20 @@ class AccessControl:
         guarded = _decorated(send, reply)
         method = scope["method"]
         resolved = self._resolve(scope)
-        policy = resolved[1] if resolved is not None else None
+        template, policy, instance = resolved if resolved is not None else (None, None, None)
         try:
-            if resolved is not None and policy is None:
-                log.error("no access policy for %s %s: refused (every route must declare one)", method, resolved[0])
-                raise SoulfraError(f"the route {method} {resolved[0]} declares no access policy")
+            if template is not None and policy is None:
+                log.error("no access policy for %s %s: refused (every route must declare one)", method, template)
+                raise SoulfraError(f"the route {method} {template} declares no access policy")
             if policy is None or not policy.mutating or self.recorder is None:
-                await self._admit(scope, policy, resolved, reply)
+                await self._admit(scope, policy, instance, reply)
                 await self.app(scope, receive, guarded)
                 return
-            assert resolved is not None  # noqa: S101 -- a policy comes only with its route
             async with self.recorder.acting(
-                ANONYMOUS, f"{'GET' if method == 'HEAD' else method} {resolved[0]}", source=_source(scope),
-                request_id=reply.request_id, instance_id=resolved[2],
+                ANONYMOUS, f"{method} {template}", source=_source(scope), request_id=reply.request_id,
+                instance_id=instance,
             ) as action:  # fmt: skip
-                await self._admit(scope, policy, resolved, reply)
+                await self._admit(scope, policy, instance, reply)
                 await self.app(scope, receive, guarded)
                 if reply.status >= 400 and action.outcome == "ok":
                     action.outcome = f"http_{reply.status}"  # refused inside the app without a Soulfra error
@@ -288,7 +287,7 @@ class AccessControl:
                 raise
             await _refuse(guarded, exc)
 
-    async def _admit(self, scope: Scope, policy: Policy | None, resolved: _Resolved | None, reply: _Reply) -> None:
+    async def _admit(self, scope: Scope, policy: Policy | None, instance: str | None, reply: _Reply) -> None:
         """Let the request in, or raise the refusal; the identity it came with goes in its state."""
         self._check_host(scope)
         if policy is None:
@@ -306,7 +305,6 @@ class AccessControl:
             action.identity = identity
         if not identity.allows(role):
             raise PermissionDeniedError(f"{identity.name!r} is a {identity.role}; this needs {role} or above")
-        instance = resolved[2] if resolved is not None else None
         if policy.scoped and instance is not None and not identity.sees(instance):
             raise NotFoundError(f"no instance {instance!r}")
         if policy.mutating:
