@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from soulfra.bus import NatsOptions
@@ -88,6 +88,7 @@ class ClientSettings(SoulfraSettings):
     """The commands that talk to a running server (``status``, ``whisper``, ``god ...``, ``export`` ...)."""
 
     url: str = Field("http://127.0.0.1:8000", description="the running server the client commands talk to")
+    token: SecretStr | None = Field(None, description="the API token sent (default: the one in SOULFRA_HOME)")
 
     @field_validator("url")
     @classmethod
@@ -126,6 +127,25 @@ class UpSettings(ServingSettings):
     max_body: ByteSize = Field(ByteSize(64 << 10), description="the largest JSON request body")
     max_upload: ByteSize = Field(ByteSize(1 << 30), description="the largest package upload")
     body_timeout: float = Field(30.0, ge=0.001, allow_inf_nan=False, description="seconds a body may pause")
+    private_surface: bool = Field(False, description="the public surface reads need a viewer token too")
+    allowed_host: list[str] | None = Field(None, description="more Host names the API answers to")
+    cors_origin: list[str] | None = Field(None, description="browser origins allowed to call the API")
+    tls_cert: Path | None = Field(None, description="the TLS certificate (PEM) to serve HTTPS with")
+    tls_key: Path | None = Field(None, description="the TLS certificate's private key (PEM)")
+    insecure_http: bool = Field(False, description="serve plain HTTP on a non-loopback address anyway")
+    rate_limit: float = Field(20.0, gt=0, allow_inf_nan=False, description="a token's changes per second")
+    rate_burst: int = Field(100, ge=1, description="a token's changes in one burst")
+    auth_failures: int = Field(10, ge=1, description="failed authentications a minute before an address waits")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        return self
+
+    def loopback(self) -> bool:
+        """Whether the API listens on this machine only."""
+        return self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
 
     @field_validator("max_body", "max_upload")
     @classmethod

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import logging
 import os
 import select
 import signal
@@ -26,6 +28,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from soulfra.api import Gateway, create_app
+from soulfra.api.access import AccessSettings
 from soulfra.api.limits import RequestLimits
 from soulfra.api.meta import meta_router
 from soulfra.api.stream import LiveStreams
@@ -43,12 +46,18 @@ from soulfra.platforms.mirror import MirrorPlatform
 from soulfra.platforms.protocol import ProtocolPlatform
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.platforms.surface import SurfacePlatform
+from soulfra.security.audit import AuditRecorder
+from soulfra.security.identity import process_identity
+from soulfra.security.local import LOCAL_ADMIN, ensure_local_admin
+from soulfra.security.tokens import TokenService
 from soulfra.settings import UpSettings, default_home
 from soulfra.store import SqlStore
 from soulfra.store.lease import PUPPET_MASTER_LEASE
 from soulfra.world import DEFAULT_WORLD, WorldSpec
 
 __all__ = ["EmbeddedSettings", "embedded_app", "listen", "run_embedded", "serve_platform"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +74,10 @@ class EmbeddedSettings:
     snapshot_every: int = 20
     home: Path = field(default_factory=default_home)  # where the installation key and trusted keys live
     limits: RequestLimits = field(default_factory=RequestLimits)  # request bodies: sizes per route, read timeout
+    access: AccessSettings = field(default_factory=AccessSettings)  # hosts, origins, rates, a private surface
+    local_token: bool = True  # keep the home's admin token registered (soulfra.security.local)
+    tls_cert: Path | None = None  # serve HTTPS with this certificate and key (PEM files)
+    tls_key: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: UpSettings, spec: WorldSpec) -> EmbeddedSettings:
@@ -72,7 +85,15 @@ class EmbeddedSettings:
         limits = RequestLimits(
             max_body=int(settings.max_body), max_upload=int(settings.max_upload), body_timeout=settings.body_timeout
         )
+        access = AccessSettings.for_host(
+            settings.host, settings.allowed_host or (), private_surface=settings.private_surface,
+            cors_origins=tuple(settings.cors_origin or ()), mutation_rate=settings.rate_limit,
+            mutation_burst=settings.rate_burst, auth_failures=settings.auth_failures,
+        )  # fmt: skip
         return cls(
+            access=access,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
             data=settings.data,
             seed=settings.seed,
             spec=spec,
@@ -96,26 +117,24 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
         raise OutputError(f"cannot create the data directory {settings.data}: {exc.strerror}") from None
     store = SqlStore.open(settings.database_url())
     bus = InMemoryBus()
-    engine = PuppetMasterEngine(
-        store,
-        bus,
-        EngineSettings(
-            instance=InstanceSettings(
-                rate=settings.rate,
-                cycle_every=settings.cycle_every,
-                durability=DurabilitySettings(snapshot_every=settings.snapshot_every),
-            )
-        ),
-    )
+    keyring = KeyRing(settings.home)
+    tokens = TokenService(store)
+    try:
+        recorder = AuditRecorder(store, signer=keyring.signer(), head_file=settings.data / "audit-head.json")
+        engine = _engine(store, bus, settings, recorder)
+    except BaseException:
+        store.close()
+        raise
     try:  # one server per database, and the default world its own: refused here, naming the holder, before serving
         store.leases.acquire(PUPPET_MASTER_LEASE)
+        if settings.local_token:
+            _local_admin(settings.home, tokens, recorder)
         default = engine.claim_default(settings.seed, settings.spec, settings.agents)
     except BaseException:
         store.close()
         raise
     gateway = Gateway(bus, default.instance_id, store=store)
     gateway.lister = engine.list_instances
-    keyring = KeyRing(settings.home)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -132,9 +151,41 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
                 await off_loop(store.close)
 
     router = meta_router(engine, gateway, keyring, Limits(), spool=settings.data)
-    app = create_app(gateway, lifespan=lifespan, extra=[router], limits=settings.limits)
+    app = create_app(
+        gateway, lifespan=lifespan, extra=[router], limits=settings.limits, tokens=tokens, recorder=recorder,
+        access=settings.access,
+    )  # fmt: skip
     app.state.engine = engine
+    app.state.tokens = tokens
+    app.state.recorder = recorder
     return app
+
+
+def _engine(
+    store: SqlStore, bus: InMemoryBus, settings: EmbeddedSettings, recorder: AuditRecorder
+) -> PuppetMasterEngine:
+    """The puppet master, auditing through the API's recorder (so a god command through the API is one row)."""
+    engine_settings = EngineSettings(
+        instance=InstanceSettings(
+            rate=settings.rate,
+            cycle_every=settings.cycle_every,
+            durability=DurabilitySettings(snapshot_every=settings.snapshot_every),
+        )
+    )
+    if "recorder" in inspect.signature(PuppetMasterEngine).parameters:
+        return PuppetMasterEngine(store, bus, engine_settings, recorder=recorder)  # type: ignore[call-arg,unused-ignore]
+    return PuppetMasterEngine(store, bus, engine_settings)
+
+
+def _local_admin(home: Path, tokens: TokenService, recorder: AuditRecorder) -> None:
+    """Keep the home's admin token registered; a token made or registered here is audited as ``soulfra up``'s."""
+    before = {r.name: r.token_hash for r in tokens.list() if r.revoked_at is None}
+    ensure_local_admin(home, tokens)
+    after = {r.name: r.token_hash for r in tokens.list() if r.revoked_at is None}
+    if before.get(LOCAL_ADMIN) != after.get(LOCAL_ADMIN) and LOCAL_ADMIN in after:
+        recorder.record(
+            process_identity("soulfra-up"), "token.create", detail={"name": LOCAL_ADMIN, "role": "admin", "home": True}
+        )
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -280,8 +331,11 @@ def run_embedded(
     # The asyncio loop: the stop guard needs the signal wakeup fd, which uvloop would take for itself.
     # log_config=None: uvicorn's records (a request that raised, with its traceback) go through the one handler that
     # soulfra.logs installed, formatted like every other record, instead of through handlers of uvicorn's own.
+    tls: dict[str, Any] = {}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
     config = uvicorn.Config(
-        app, log_level="warning", log_config=None, lifespan="on", timeout_graceful_shutdown=3, loop="asyncio"
+        app, log_level="warning", log_config=None, lifespan="on", timeout_graceful_shutdown=3, loop="asyncio", **tls
     )
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler it found installed:
     # make that handler "ignore", so a requested stop ends the process with status 0 rather than by the signal.

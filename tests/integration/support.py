@@ -292,8 +292,18 @@ class Server:
     def db_url(self) -> str:
         return f"sqlite:///{self.data / 'soulfra.db'}"
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=self.request_timeout)
+    @property
+    def token(self) -> str:
+        """The admin token ``soulfra up`` keeps in its home (the one the CLI sends by default)."""
+        return (self.home / "token").read_text().strip()
+
+    def auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
+    def client(self, *, anonymous: bool = False) -> httpx.Client:
+        """A client of this server sending the home's admin token (``anonymous``: no credentials)."""
+        headers = {} if anonymous else self.auth()
+        return httpx.Client(base_url=self.url, timeout=self.request_timeout, headers=headers)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

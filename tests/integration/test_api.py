@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import Server, assert_problem, running_server, soulfra, start_server, wait_for
+from .support import Server, assert_problem, running_server, soulfra, soulfra_at, start_server, wait_for
 
 # The module's tests share an expensive module-scoped fixture: under pytest-xdist they all run in one worker.
 pytestmark = pytest.mark.xdist_group("test_api")
@@ -316,7 +316,7 @@ def test_override_stops_every_platform_until_resumed(own: Server) -> None:
         assert api.get(f"{BASE}/vibe/weather").status_code == 200  # reads go on being served
         assert runtime_tick(api) == stopped
 
-        resumed = api.post(f"{BASE}/resume")
+        resumed = api.post(f"{BASE}/resume", json={})
         assert resumed.status_code == 200
         assert resumed.json()["overridden"] is False
         wait_past(api, stopped + 2)
@@ -331,7 +331,7 @@ def test_override_stops_every_platform_until_resumed(own: Server) -> None:
 def test_pause_stops_ticks_but_not_the_other_platforms(own: Server) -> None:
     with own.client() as api:
         wait_past(api, 3)
-        response = api.post(f"{BASE}/pause")
+        response = api.post(f"{BASE}/pause", json={})
         assert response.status_code == 200
         reply = response.json()
         assert reply["paused"] is True
@@ -353,7 +353,7 @@ def test_pause_stops_ticks_but_not_the_other_platforms(own: Server) -> None:
         assert ack.status_code == 202
         assert ack.json()["tick"] == paused
 
-        resumed = api.post(f"{BASE}/resume")
+        resumed = api.post(f"{BASE}/resume", json={})
         assert resumed.status_code == 200
         assert resumed.json()["paused"] is False
         wait_past(api, paused + 2)
@@ -387,7 +387,7 @@ def test_possess_act_and_release(own: Server) -> None:
             e["kind"] == "post_made" and e["tick"] == act["tick"] and e["text"] == "the operator speaks" for e in echoes
         )
 
-        released = api.post(f"{BASE}/agents/arty/release")
+        released = api.post(f"{BASE}/agents/arty/release", json={})
         assert released.status_code == 202
         rel = released.json()
         assert rel["type"] == "release"
@@ -400,7 +400,7 @@ def test_possess_act_and_release(own: Server) -> None:
 
 def test_possess_without_a_body_uses_the_default_operator(own: Server) -> None:
     with own.client() as api:
-        ack = api.post(f"{BASE}/agents/agent-zero/possess").json()
+        ack = api.post(f"{BASE}/agents/agent-zero/possess", headers={"content-type": "application/json"}).json()
         wait_past(api, ack["tick"])
         state = api.get(f"{BASE}/agents/agent-zero").json()["agent"]["state"]
         assert state["possessed_by"] == "puppet-master"
@@ -410,7 +410,7 @@ def test_possess_without_a_body_uses_the_default_operator(own: Server) -> None:
 
 
 def test_manual_snapshots(api: httpx.Client) -> None:
-    response = api.post(f"{BASE}/snapshots")
+    response = api.post(f"{BASE}/snapshots", json={})
     assert response.status_code == 201, response.text
     snap = response.json()
     assert isinstance(snap["id"], int)
@@ -432,7 +432,7 @@ def test_manual_snapshots(api: httpx.Client) -> None:
 
 
 def test_unified_snapshots(api: httpx.Client) -> None:
-    response = api.post(f"{BASE}/unified-snapshots")
+    response = api.post(f"{BASE}/unified-snapshots", json={})
     assert response.status_code == 201, response.text
     record = response.json()
     assert isinstance(record["tick"], int)
@@ -551,13 +551,13 @@ def test_a_restart_keeps_the_state(tmp_path: Path) -> None:
 @pytest.mark.timeout(180)
 def test_cli_client_commands(own: Server) -> None:
     url = own.url
-    status = soulfra("status", "--url", url)
+    status = soulfra_at(own.home, "status", "--url", url)
     assert status.returncode == 0, status.stderr
     assert status.stdout.splitlines()[0] == f"instance {INSTANCE}"
     for name in PLATFORM_NAMES:
         assert re.search(rf"^  {name}\s+\S+", status.stdout, re.MULTILINE)
 
-    whispered = soulfra("whisper", "hello from the cli", "--to", "arty", "--url", url)
+    whispered = soulfra_at(own.home, "whisper", "hello from the cli", "--to", "arty", "--url", url)
     assert whispered.returncode == 0, whispered.stderr
     match = re.fullmatch(r"whisper (\d+) stored; applies at tick (\d+)\n", whispered.stdout)
     assert match, whispered.stdout
@@ -568,40 +568,40 @@ def test_cli_client_commands(own: Server) -> None:
         {"seq": r["seq"], "tick": r["tick"], "type": r["input"]["type"], "text": r["input"].get("text")} for r in logged
     ]
 
-    paused = soulfra("pause", "--url", url)
+    paused = soulfra_at(own.home, "pause", "--url", url)
     assert paused.returncode == 0, paused.stderr
     assert re.fullmatch(rf"{INSTANCE} paused at tick \d+\n", paused.stdout)
-    resumed = soulfra("resume", "--url", url)
+    resumed = soulfra_at(own.home, "resume", "--url", url)
     assert resumed.returncode == 0, resumed.stderr
     assert re.fullmatch(rf"{INSTANCE} resumed at tick \d+\n", resumed.stdout)
 
-    snap = soulfra("snapshot", "--url", url)
+    snap = soulfra_at(own.home, "snapshot", "--url", url)
     assert snap.returncode == 0, snap.stderr
     assert re.fullmatch(r"snapshot \d+ at tick \d+: b2:[0-9a-f]{64}\n", snap.stdout), snap.stdout
-    unified = soulfra("snapshot", "--unified", "--url", url)
+    unified = soulfra_at(own.home, "snapshot", "--unified", "--url", url)
     assert unified.returncode == 0, unified.stderr
     assert re.fullmatch(
         r"unified snapshot \d+ at tick \d+: system hash [0-9a-f]{16}, \d+ conflicts, runtime paused [0-9.]+ ms\n",
         unified.stdout,
     ), unified.stdout
-    as_json = soulfra("snapshot", "--json", "--url", url)
+    as_json = soulfra_at(own.home, "snapshot", "--json", "--url", url)
     assert as_json.returncode == 0, as_json.stderr
     taken = json.loads(as_json.stdout)
     assert taken["type"] == "manual" or (taken["type"] in ("periodic", "loop-seal") and taken["tick"] % 20 == 0)
 
-    overridden = soulfra("override", "--reason", "cli test", "--url", url)
+    overridden = soulfra_at(own.home, "override", "--reason", "cli test", "--url", url)
     assert overridden.returncode == 0, overridden.stderr
     assert re.fullmatch(rf"{INSTANCE} stopped by emergency override at tick \d+\n", overridden.stdout)
-    refused = soulfra("whisper", "x", "--url", url)
+    refused = soulfra_at(own.home, "whisper", "x", "--url", url)
     assert refused.returncode == 75, (refused.stdout, refused.stderr)
     assert refused.stdout == ""
     assert refused.stderr.startswith("soulfra: error:")
     assert "Traceback" not in refused.stderr
-    halted = soulfra("status", "--url", url)
+    halted = soulfra_at(own.home, "status", "--url", url)
     assert halted.returncode == 0, halted.stderr
     assert re.search(r"^  runtime\s+overridden", halted.stdout, re.MULTILINE)
-    assert soulfra("resume", "--url", url).returncode == 0
-    again = soulfra("whisper", "x", "--url", url)
+    assert soulfra_at(own.home, "resume", "--url", url).returncode == 0
+    again = soulfra_at(own.home, "whisper", "x", "--url", url)
     assert again.returncode == 0, again.stderr
 
 

@@ -1,5 +1,6 @@
 """Property-based fuzzing of the HTTP API of a real ``soulfra up`` from its own OpenAPI document: no generated
-request, valid or not, may make the server answer with a 5xx."""
+request, valid or not, may make the server answer with a 5xx (sent with an admin token, so that the routes behind
+access control are reached); and without credentials, every route but the public ones answers 401."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.schemas import APIOperation, BaseSchema
 
-from .support import Server, running_server
+from soulfra.api.access import policy_for
+
+from .support import Server, parsed, running_server, soulfra_at
 
 # The module's tests share an expensive module-scoped fixture: under pytest-xdist they all run in one worker.
 pytestmark = pytest.mark.xdist_group("test_api_fuzz")
@@ -30,8 +33,18 @@ STREAMS = r"^/api/stream$|^/api/instances/\{instance_id\}/events$"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("fuzz")) as running:
+    generous = ["--rate-limit", "100000", "--rate-burst", "100000", "--auth-failures", "1000000"]
+    with running_server(tmp_path_factory.mktemp("fuzz"), extra=generous) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def fuzzer(server: Server) -> dict[str, str]:
+    """The fuzzer's own admin token (a generated DELETE /api/tokens/{name} could revoke it, never the home's)."""
+    made = soulfra_at(
+        server.home, "token", "create", "--name", "fuzzer", "--role", "admin", "--json", "--url", server.url
+    )
+    return {"authorization": f"Bearer {parsed(made)['token']}"}
 
 
 def live_schema(server: Server) -> BaseSchema:
@@ -73,7 +86,7 @@ def strategy_for(operation: Operation) -> st.SearchStrategy[FuzzCase]:
 # anything (it sets ``Function._nodeid``), so every operation is driven through Hypothesis here instead.
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_no_input_makes_a_server_error(server: Server) -> None:
+def test_no_input_makes_a_server_error(server: Server, fuzzer: dict[str, str]) -> None:
     failures: list[str] = []
     schema = live_schema(server)
     calls: list[FuzzCase] = []
@@ -89,7 +102,7 @@ def test_no_input_makes_a_server_error(server: Server) -> None:
         @given(case=strategy_for(operation))
         def check(case: FuzzCase) -> None:
             calls.append(case)
-            case.call_and_validate(base_url=server.url, checks=[not_a_server_error], timeout=15)
+            case.call_and_validate(base_url=server.url, headers=fuzzer, checks=[not_a_server_error], timeout=15)
 
         try:
             check()
@@ -98,3 +111,37 @@ def test_no_input_makes_a_server_error(server: Server) -> None:
         assert server.proc.poll() is None, f"the server died during {operation.label}:\n{server.output()}"
     assert len(calls) >= 100
     assert not failures, "\n\n".join(failures) + "\n\nserver output:\n" + server.output()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_without_credentials_only_the_public_routes_answer(server: Server) -> None:
+    """Every generated request without a token, to a route that needs one, is refused with 401 before it is read;
+    a request that reaches no route at all (a generated path that matches none) is the router's 404 or 405."""
+    failures: list[str] = []
+    protected = 0
+    for operation in operations(live_schema(server)):
+        policy = policy_for(operation.method.upper(), operation.path)
+        assert policy is not None, operation.label
+        if policy.role is None:
+            continue
+        protected += 1
+
+        @settings(
+            max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True
+        )
+        @given(case=strategy_for(operation))
+        def check(case: FuzzCase) -> None:
+            response = case.call(base_url=server.url, headers={"authorization": ""}, timeout=15)
+            if response.status_code in (401, 403):
+                return
+            assert response.status_code in (404, 405), (case.method, case.formatted_path, response.status_code)
+            assert response.json()["code"] in ("not_found", "method_not_allowed")
+            assert "no instance" not in response.json()["detail"], response.text  # the router's, not a route's
+
+        try:
+            check()
+        except Exception as exc:
+            failures.append(f"{operation.label}: {exc}")
+    assert protected > 40
+    assert not failures, "\n\n".join(failures)

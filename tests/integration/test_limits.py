@@ -35,6 +35,8 @@ RSS_BOUND = 16 * MIB  # what a refused request may cost the server, at most (its
 UPLOAD_BOUND = 32 * MIB  # the server's --max-upload in these tests
 ANSWER_DEADLINE_S = 20.0
 HUGE = 100 * MIB
+PACKAGE = "application/vnd.soulfra.package+zip"
+PACKAGE_HEADERS = {"content-type": PACKAGE}
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +100,14 @@ def exchange(server: Server, head: bytes, body: Iterable[bytes] = ()) -> Reply:
     return Reply(status=int(header.split()[1]), body=json.loads(payload), sent=sent, closed=closed)
 
 
-def request_head(path: str, *, length: int | None, content_type: str = "application/json") -> bytes:
+def request_head(path: str, *, length: int | None, token: str) -> bytes:
+    """A POST's head, with the route's content type and ``token``."""
     framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
-    return f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n{framing}\r\n\r\n".encode()
+    content_type = PACKAGE if path == "/api/import" else "application/json"
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"Authorization: Bearer {token}\r\n{framing}\r\n\r\n"
+    ).encode()
 
 
 def chunked(total: int, piece: int = 64 << 10) -> Iterator[bytes]:
@@ -157,7 +164,9 @@ def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(
 ) -> None:
     path = whispers if route == "whispers" else route
     with memory_growth(server, f"declared {HUGE >> 20} MiB to {route}"):
-        reply = exchange(server, request_head(path, length=HUGE))  # the client sends no byte of the body
+        reply = exchange(
+            server, request_head(path, length=HUGE, token=server.token)
+        )  # the client sends no byte of the body
     assert reply.status == 413, reply
     assert reply.body["code"] == code
     assert str(HUGE) in reply.body["detail"]
@@ -170,7 +179,7 @@ def test_a_chunked_body_over_the_limit_is_refused_once_it_passes_it(
 ) -> None:
     path = whispers if route == "whispers" else route
     with memory_growth(server, f"chunked {HUGE >> 20} MiB to {route}"):
-        reply = exchange(server, request_head(path, length=None), chunked(HUGE))
+        reply = exchange(server, request_head(path, length=None, token=server.token), chunked(HUGE))
     assert reply.status == 413, reply
     assert reply.body["code"] == code
     assert reply.sent < HUGE // 2, f"the answer came only after {reply.sent} bytes"
@@ -180,7 +189,7 @@ def test_a_chunked_body_over_the_limit_is_refused_once_it_passes_it(
 def test_a_body_that_stops_arriving_is_refused_with_408(server: Server, whispers: str) -> None:
     for path in (whispers, "/api/import"):
         with memory_growth(server, f"a stalled body to {path}"):
-            reply = exchange(server, request_head(path, length=1000), [b'{"text": "half a whisp'])
+            reply = exchange(server, request_head(path, length=1000, token=server.token), [b'{"text": "half a whisp'])
         assert reply.status == 408, reply
         assert reply.body["code"] == "body_timeout"
         assert "stopped arriving" in reply.body["detail"]
@@ -208,21 +217,26 @@ def test_a_package_import_is_spooled_and_bounded(server: Server) -> None:
         source = client.get("/api/instances").json()["default"]
         package = client.get(f"/api/instances/{source}/export", params={"compact": True})
         assert package.status_code == 200, package.text
-        imported = client.post("/api/import", params={"as_id": "spooled", "start": False}, content=package.content)
+        imported = client.post(
+            "/api/import", params={"as_id": "spooled", "start": False}, content=package.content, headers=PACKAGE_HEADERS
+        )
         assert imported.status_code == 201, imported.text
         assert [item["id"] for item in imported.json()["imported"]] == ["spooled"]
         assert client.get("/api/instances/spooled").status_code == 200
         # streamed without a length, the same package goes through the same spool
         streamed = client.post(
-            "/api/import", params={"as_id": "spooled-2", "start": False}, content=iter([package.content])
+            "/api/import",
+            params={"as_id": "spooled-2", "start": False},
+            content=iter([package.content]),
+            headers=PACKAGE_HEADERS,
         )
         assert streamed.status_code == 201, streamed.text
-        over = client.post("/api/import", content=package.content + b"\0" * UPLOAD_BOUND)
+        over = client.post("/api/import", content=package.content + b"\0" * UPLOAD_BOUND, headers=PACKAGE_HEADERS)
         assert_problem(over, 413, "package_too_large")
         # an upload within the bound is read from its spooled file, never held whole in memory
         junk = b"PK\x03\x04" + b"\0" * (UPLOAD_BOUND * 3 // 4)
         with memory_growth(server, f"an upload of {len(junk) >> 20} MiB read from its spool"):
-            assert_problem(client.post("/api/import", content=junk), 422, "package_invalid")
+            assert_problem(client.post("/api/import", content=junk, headers=PACKAGE_HEADERS), 422, "package_invalid")
     assert [path.name for path in server.data.iterdir() if path.name.startswith("tmp")] == []  # nothing spooled stays
 
 
@@ -276,7 +290,7 @@ def test_a_created_instance_over_a_storage_bound_is_refused(server: Server) -> N
 def test_an_upload_that_would_fill_the_data_disk_is_refused(tmp_path: Path) -> None:
     """The worlds commit to the same disk the upload is spooled on: an upload never takes its last 256 MiB."""
     with small_tmpfs(tmp_path / "disk", "258m") as disk, running_server(disk) as small, small.client() as client:
-        answer = client.post("/api/import", content=b"x" * (4 << 20))
+        answer = client.post("/api/import", content=b"x" * (4 << 20), headers=PACKAGE_HEADERS)
         detail = assert_problem(answer, 503, "storage_error")
         assert "would leave less than 256 MiB free on the server's disk" in detail
         assert client.get("/readyz").status_code == 200  # the worlds go on

@@ -407,6 +407,7 @@ def test_interventions_personality_ritual_vibe_and_rewrite(api: httpx.Client, pa
     assert "PUPPET_MASTER_INTERVENTION" in marks(api, alpha)
 
 
+OCTETS = {"content-type": "application/octet-stream"}
 REST_ROUTES = {
     "freeze": "FREEZE_TIME",
     "thaw": "THAW_TIME",
@@ -499,8 +500,8 @@ def test_errors_are_json_with_the_right_status(api: httpx.Client, pair: tuple[st
     assert_problem(api.post("/api/instances", json={"id": alpha}), 409, "conflict")
     assert show(api, alpha)["state"] == "running"  # the refusals changed nothing
 
-    assert_problem(api.post("/api/import", content=b"PK\x03\x04 but not a zip"), 422, "package_invalid")
-    assert_problem(api.post("/api/import", content=b""), 422, "package_invalid")
+    assert_problem(api.post("/api/import", content=b"PK\x03\x04 but not a zip", headers=OCTETS), 422, "package_invalid")
+    assert_problem(api.post("/api/import", content=b"", headers=OCTETS), 422, "package_invalid")
 
 
 def test_an_upload_declared_over_the_limit_is_refused_before_it_is_read(server: Server) -> None:
@@ -508,7 +509,8 @@ def test_an_upload_declared_over_the_limit_is_refused_before_it_is_read(server: 
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(
             b"POST /api/import HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
-            b"Content-Length: 5000000000\r\n\r\n"
+            + f"Authorization: Bearer {server.token}\r\n".encode()
+            + b"Content-Length: 5000000000\r\n\r\n"
         )
         reply = b""
         while b"}" not in reply:

@@ -169,7 +169,7 @@ class Whisperers:
             thread.join(timeout=30.0)
 
     def _post(self, n: int) -> None:
-        with httpx.Client(base_url=self.server.url, timeout=30.0) as client:
+        with httpx.Client(base_url=self.server.url, timeout=30.0, headers=self.server.auth()) as client:
             sent = 0
             while not self.stopping.is_set():
                 text = f"whisper {n}-{sent}"

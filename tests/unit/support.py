@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,15 +16,19 @@ import pytest
 from fastapi import FastAPI
 
 from soulfra.api import Gateway, create_app
+from soulfra.api.access import AccessSettings
 from soulfra.api.meta import meta_router
 from soulfra.bus import InMemoryBus
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
+from soulfra.security.audit import AuditRecorder
+from soulfra.security.tokens import TokenService
 from soulfra.store import InMemoryStore
 from soulfra.store.ports import Store
 
 DEADLINE_S = 10.0
+TEST_HOST = "soulfra.test"  # the in-process clients' Host, allowed as soulfra up allows its own
 
 
 async def wait_until(
@@ -42,22 +47,41 @@ async def wait_until(
         await asyncio.sleep(0.005)
 
 
+def client_for(app: FastAPI, token: str | None = None) -> httpx.AsyncClient:
+    """An in-process client of ``app`` sending ``token`` (None: no credentials)."""
+    headers = {} if token is None else {"authorization": f"Bearer {token}"}
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{TEST_HOST}", headers=headers)
+
+
 @contextlib.asynccontextmanager
 async def api_in_process(
-    tmp_path: Path, default_instance: str, settings: EngineSettings, store: Store | None = None
+    tmp_path: Path,
+    default_instance: str,
+    settings: EngineSettings,
+    store: Store | None = None,
+    access: AccessSettings | None = None,
 ) -> AsyncIterator[tuple[FastAPI, PuppetMasterEngine, httpx.AsyncClient]]:
     """An engine on the in-memory bus and ``store`` (None: a new in-memory one), its keys in ``tmp_path``, with the
-    whole API over it as the composition root (``soulfra.system``) wires it, driven through httpx's ASGI transport;
-    all closed afterwards (a store given stays open: it belongs to the caller)."""
+    whole API over it as the composition root (``soulfra.system``) wires it (access control and the audit trail
+    included: ``app.state.tokens``, ``app.state.recorder``), driven through httpx's ASGI transport by a client that
+    sends an admin token (``app.state.admin_token``); all closed afterwards (a store given stays open: it belongs to
+    the caller)."""
     own_store = store is None
     store = InMemoryStore() if store is None else store
     bus = InMemoryBus()
     engine = PuppetMasterEngine(store, bus, settings)
     gateway = Gateway(bus, default_instance, store=store)
     gateway.lister = engine.list_instances
-    app = create_app(gateway, extra=[meta_router(engine, gateway, KeyRing(tmp_path / "home"), Limits())])
+    tokens = TokenService(store)
+    recorder = AuditRecorder(store)
+    access = access or AccessSettings.for_host("127.0.0.1", [TEST_HOST])
+    router = meta_router(engine, gateway, KeyRing(tmp_path / "home"), Limits())
+    app = create_app(gateway, extra=[router], tokens=tokens, recorder=recorder, access=access)
     app.state.engine = engine
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soulfra.test")
+    app.state.tokens = tokens
+    app.state.recorder = recorder
+    _, app.state.admin_token = tokens.create(name=f"test-admin-{secrets.token_hex(4)}", role="admin", by="tests")
+    http = client_for(app, app.state.admin_token)
     try:
         yield app, engine, http
     finally:

@@ -73,8 +73,8 @@ async def _workload(store: SqlStore, tmp_path: Path) -> dict[str, int]:
 
         agent = _ok(await http.get(f"{base}/agents"))["agents"][0]["id"]
         _ok(await http.post(f"{base}/whispers", json={"text": "hold on", "target": "*"}))
-        _ok(await http.post(f"{base}/snapshots"))
-        _ok(await http.post(f"{base}/unified-snapshots"))
+        _ok(await http.post(f"{base}/snapshots", json={}))
+        _ok(await http.post(f"{base}/unified-snapshots", json={}))
         _ok(await http.get(f"{base}/snapshots"))
         _ok(await http.get(f"{base}/unified-snapshots"))
         _ok(await http.get(f"{base}/inputs", params={"limit": 5}))

@@ -41,7 +41,12 @@ async def test_an_import_starts_only_the_imported_instances(
 
     package = await http.get("/api/instances/source/export")
     assert package.status_code == 200, package.text
-    reply = await http.post("/api/import", params={"as_id": "copy"}, content=package.content)
+    reply = await http.post(
+        "/api/import",
+        params={"as_id": "copy"},
+        content=package.content,
+        headers={"content-type": "application/vnd.soulfra.package+zip"},
+    )
     assert reply.status_code == 201, reply.text
 
     assert [row["id"] for row in reply.json()["imported"]] == ["copy"]

@@ -126,16 +126,19 @@ async def test_real_answers_validate_against_their_models(system: System) -> Non
     await call("POST", "/api/instances/a/whispers", 202, json={"text": "hello", "target": "arty"})
     await call("GET", "/api/instances/a/inputs")
     await call("POST", "/api/instances/a/protocol/validate", json={"subject": "instance"})
-    snapshot = await call("POST", "/api/instances/a/snapshots", 201)
+    rules = await call("PUT", "/api/instances/b/protocol/rules", json={"max_agents": 50, "licence": {"max_forks": 3}})
+    assert (rules["max_agents"], rules["licence"]["max_forks"], rules["licence"]["fork"]) == (50, 3, True)
+    assert system.engine.store.instances.rules("b") == rules
+    snapshot = await call("POST", "/api/instances/a/snapshots", 201, json={})
     await call("GET", f"/api/instances/a/snapshots/{snapshot['id']}")
-    unified = await call("POST", "/api/instances/a/unified-snapshots", 201)
+    unified = await call("POST", "/api/instances/a/unified-snapshots", 201, json={})
     await call("GET", "/api/instances/a/unified-snapshots")
     await call("GET", f"/api/instances/a/unified-snapshots/{unified['id']}")
     for action in ("possess", "release"):
-        await call("POST", f"/api/instances/a/agents/arty/{action}", 202)
+        await call("POST", f"/api/instances/a/agents/arty/{action}", 202, json={})
     await call("POST", "/api/instances/a/agents/arty/act", 202, json={"action": "post", "text": "hi"})
     for action in ("pause", "resume", "override", "resume"):
-        await call("POST", f"/api/instances/a/{action}")
+        await call("POST", f"/api/instances/a/{action}", json={})
 
     await call("POST", "/api/god/freeze", json={"instances": ["a"], "duration": 600})
     await call("POST", "/api/god/thaw", json={})
@@ -154,9 +157,18 @@ async def test_real_answers_validate_against_their_models(system: System) -> Non
     package = await system.http.get("/api/instances/b/export")
     assert package.status_code == 200
     assert package.headers["content-type"] == PACKAGE_MEDIA_TYPE
-    await call("POST", "/api/import?as_id=imported&start=false", 201, content=package.content)
+    await call(
+        "POST", "/api/import?as_id=imported&start=false", 201, content=package.content,
+        headers={"content-type": PACKAGE_MEDIA_TYPE},
+    )  # fmt: skip
     await call("GET", "/api/instances")  # a stored instance among live ones
     await call("DELETE", "/api/instances/imported")
+
+    created = await call("POST", "/api/tokens", 201, json={"name": "v", "role": "viewer", "expires": "1d"})
+    assert created["token"].startswith("sft_")
+    await call("GET", "/api/tokens")
+    await call("DELETE", "/api/tokens/v")
+    await call("GET", "/api/audit?limit=5")
 
     json_routes = {
         (method, route.path)

@@ -304,3 +304,36 @@ def test_a_server_stopped_by_a_bug_logs_it_with_its_traceback(
     assert record.exc_info is not None
     assert isinstance(record.exc_info[1], RuntimeError)
     assert capsys.readouterr().err == ""  # the log has it; no second copy from main
+
+
+def test_the_access_settings_reach_the_embedded_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder(monkeypatch)
+    monkeypatch.setenv("SOULFRA_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SOULFRA_RATE_LIMIT", "5")
+    monkeypatch.setenv("SOULFRA_CORS_ORIGIN", '["https://ops.example"]')
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    args = ["up", "--private-surface", "--allowed-host", "soulfra.lan", "--allowed-host", "Box.Lan", "--rate-burst",
+            "7", "--auth-failures", "3", "--tls-cert", str(cert), "--tls-key", str(key)]  # fmt: skip
+    assert run(*args) == 0
+    embedded = recorder.seen["embedded"]
+    assert isinstance(embedded, EmbeddedSettings)
+    access = embedded.access
+    assert access.private_surface
+    assert access.allowed_hosts == ("localhost", "127.0.0.1", "::1", "soulfra.lan", "box.lan")
+    assert access.cors_origins == ("https://ops.example",)
+    assert (access.mutation_rate, access.mutation_burst, access.auth_failures) == (5.0, 7, 3)
+    assert (embedded.tls_cert, embedded.tls_key) == (cert, key)
+
+
+def test_a_certificate_needs_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Recorder(monkeypatch)
+    assert run("up", "--tls-cert", str(tmp_path / "c.pem")) == EXIT_USAGE
+
+
+def test_the_client_token_comes_from_soulfra_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ClientSettings.load().token is None
+    monkeypatch.setenv("SOULFRA_TOKEN", "sft_from-env")
+    token = ClientSettings.load().token
+    assert token is not None
+    assert token.get_secret_value() == "sft_from-env"
+    assert "sft_from-env" not in repr(ClientSettings.load())  # a secret: never printed

@@ -8,14 +8,15 @@ Engines run on a SQLite file and the in-memory bus; the API is driven in process
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from soulfra.api import Gateway, create_app
+from soulfra.api.access import AccessSettings
 from soulfra.api.app import status_for
 from soulfra.api.meta import meta_router
 from soulfra.bus import InMemoryBus
@@ -29,6 +30,8 @@ from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.platforms.runtime import RuntimePlatform
+from soulfra.security.audit import AuditRecorder
+from soulfra.security.tokens import TokenService
 from soulfra.store import InMemoryStore, MemoryDatabase
 from soulfra.world import DEFAULT_WORLD, World
 from soulfra.world.actions import Action
@@ -37,7 +40,7 @@ from soulfra.world.minds.base import View
 from soulfra.world.minds.cal_riven import CalRivenAgent
 from soulfra.world.rng import Stream
 
-from .support import wait_until
+from .support import TEST_HOST, client_for, wait_until
 
 STEADY_SEED, DOOMED_SEED = 3, 11  # the patched mind raises only in the world of DOOMED_SEED
 AGENTS = 2
@@ -81,9 +84,17 @@ class System:
         self.engine = PuppetMasterEngine(self.store, self.bus, EngineSettings(instance=InstanceSettings(rate=None)))
         gateway = Gateway(self.bus, default_instance, store=self.store)
         gateway.lister = self.engine.list_instances
-        app = create_app(gateway, extra=[meta_router(self.engine, gateway, KeyRing(Path("unused")), Limits())])
+        tokens = TokenService(self.store)
+        app = create_app(
+            gateway,
+            extra=[meta_router(self.engine, gateway, KeyRing(Path("unused")), Limits())],
+            tokens=tokens,
+            recorder=AuditRecorder(self.store),
+            access=AccessSettings.for_host("127.0.0.1", [TEST_HOST]),
+        )
         app.state.engine = self.engine  # as the composition root (soulfra.system) wires it
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soulfra.test")
+        _, admin = tokens.create(name=f"test-admin-{secrets.token_hex(4)}", role="admin", by="tests")
+        self.http = client_for(app, admin)
         self.closed = False
 
     def runtime(self, instance_id: str) -> RuntimePlatform:
@@ -233,7 +244,7 @@ async def test_a_failed_instance_serves_reads_and_refuses_inputs(
     assert "restart" in whispered.json()["detail"]
     possessed = await up.http.post("/api/god/possess", json={"instance": "doomed", "agent": "arty"})
     assert (possessed.status_code, possessed.json()["code"]) == (409, "instance_failed")
-    snapshot = await up.http.post("/api/instances/doomed/snapshots")
+    snapshot = await up.http.post("/api/instances/doomed/snapshots", json={})
     assert (snapshot.status_code, snapshot.json()["code"]) == (409, "instance_failed")
     assert up.store.inputs.read("doomed") == []
 

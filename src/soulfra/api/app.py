@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soulfra import __version__
+from soulfra.api.access import AccessControl, AccessSettings, identity_of
+from soulfra.api.admin import admin_router
 from soulfra.api.fastpath import SURFACE_DEFAULTS, SurfaceReads
 from soulfra.api.gateway import Gateway
 from soulfra.api.limits import BodyLimits, RequestLimits
@@ -37,6 +40,7 @@ from soulfra.api.models import (
     Ready,
     Resumed,
     Rules,
+    RulesBody,
     Seeds,
     Snapshot,
     SnapshotDetail,
@@ -81,6 +85,10 @@ from soulfra.errors import (
     ValidationFailedError,
     WorldFileError,
 )
+from soulfra.offload import off_loop
+from soulfra.security.audit import AuditRecorder, current_action
+from soulfra.security.permissions import RuleSet
+from soulfra.security.tokens import TokenService
 
 if TYPE_CHECKING:
     from soulfra.meta.engine import PuppetMasterEngine
@@ -93,6 +101,15 @@ EVENT_STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-sent events, one per surface event (``id`` is its number; ``Last-Event-ID`` resumes)",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+# The documented body of a change that takes no fields: a JSON object all the same (the API takes a change only as
+# application/json, so that no cross-site "simple" request can reach it), which may be empty.
+NO_FIELDS: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "description": "No fields: send {}"}}},
     }
 }
 
@@ -168,13 +185,35 @@ def problem(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"code": code, "detail": detail}, status_code=status)
 
 
+def refused(code: str, detail: str) -> None:
+    """The action being audited (a mutating request) ended in the error ``code``."""
+    action = current_action()
+    if action is not None:
+        action.outcome = code
+        action.detail.setdefault("error", detail)
+
+
+def note(detail: dict[str, Any]) -> None:
+    """Add the route's particulars (the whisper, its acknowledgement...) to the request's audit row."""
+    action = current_action()
+    if action is not None:
+        action.refine(detail=detail)
+
+
 def create_app(
     gateway: Gateway,
     *,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     extra: Sequence[APIRouter] = (),
     limits: RequestLimits | None = None,
+    tokens: TokenService,
+    recorder: AuditRecorder | None = None,
+    access: AccessSettings | None = None,
 ) -> FastAPI:
+    """The API over ``gateway``. Who may call what is ``soulfra.api.access``'s: ``tokens`` authenticates,
+    ``recorder`` audits every mutating request (None: nothing is audited, for tests of other things), ``access``
+    says which hosts, origins and rates are allowed."""
+    access = access or AccessSettings()
     app = FastAPI(
         title="Soulfra",
         version=__version__,
@@ -182,11 +221,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
-    app.add_middleware(SurfaceReads, gateway=gateway)
-    app.add_middleware(BodyLimits, limits=limits or RequestLimits())  # outermost: bodies are bounded before all
+    app.add_middleware(SurfaceReads, gateway=gateway, enabled=not access.private_surface)  # anonymous reads only
+    app.add_middleware(BodyLimits, limits=limits or RequestLimits())  # bodies are bounded before any route reads
+    app.add_middleware(AccessControl, tokens=tokens, recorder=recorder, settings=access)  # before anything runs
+    if access.cors_origins:  # no CORS headers at all unless origins are configured
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-request-id"], expose_headers=["x-request-id"],
+        )  # fmt: skip
 
     @app.exception_handler(SoulfraError)
     async def soulfra_error(request: Request, exc: SoulfraError) -> JSONResponse:
+        refused(exc.code, exc.detail)
         return problem(status_for(exc), exc.code, exc.detail)
 
     @app.exception_handler(RequestValidationError)
@@ -195,11 +241,13 @@ def create_app(
         for error in exc.errors()[:5]:
             where = ".".join(str(p) for p in error.get("loc", ()))
             parts.append(f"{where}: {error.get('msg', 'invalid')}")
+        refused("invalid_request", "; ".join(parts) or "invalid request")
         return problem(422, "invalid_request", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
+        refused(codes.get(exc.status_code, "http_error"), str(exc.detail))
         return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
     async def call(instance_id: str, platform: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -292,8 +340,11 @@ def create_app(
     # -- instances ----------------------------------------------------------------------------------------------
 
     @app.get("/api/instances", tags=["instances"], response_model=InstanceList, response_model_exclude_unset=True)
-    async def list_instances() -> dict[str, Any]:
-        return {"default": gateway.default_instance, "instances": await gateway.list_instances()}
+    async def list_instances(request: Request) -> dict[str, Any]:
+        """Every instance the caller's token may see."""
+        identity = identity_of(request)
+        visible = [row for row in await gateway.list_instances() if identity.sees(str(row["id"]))]
+        return {"default": gateway.default_instance, "instances": visible}
 
     @app.get("/api/instances/{instance_id}/status", tags=["instances"], response_model=InstanceStatus)
     async def instance_status(instance_id: InstanceId) -> dict[str, Any]:
@@ -338,31 +389,34 @@ def create_app(
     async def whisper(instance_id: InstanceId, body: WhisperBody) -> dict[str, Any]:
         """Store a whisper; the reply is its acknowledgement, with the tick it applies at."""
         bridge = await gateway.bridge(instance_id)
+        note(body.model_dump(exclude_none=True))
         ack = await bridge.send_whisper_to_runtime(body.text, target=body.target, tone=body.tone, tick=body.tick)
-        await gateway.audit("operator", "whisper", instance_id, {**body.model_dump(exclude_none=True), **ack.to_json()})
+        note(ack.to_json())
         return {"instance": instance_id, **ack.to_json()}
 
-    async def control(instance_id: str, op: str, state: RunState, note: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Audit a pause, resume or override the runtime has answered, and give its answer back as JSON."""
-        await gateway.audit("operator", op, instance_id, note or {})
-        return state.to_json()
+    def control(state: RunState) -> dict[str, Any]:
+        """A pause, resume or override the runtime has answered: its answer, in the audit row and as JSON."""
+        reply = state.to_json()
+        note({"tick": reply.get("tick")})
+        return reply
 
-    @app.post("/api/instances/{instance_id}/pause", tags=["runtime"], response_model=Paused)
+    @app.post("/api/instances/{instance_id}/pause", tags=["runtime"], response_model=Paused, openapi_extra=NO_FIELDS)
     async def pause(instance_id: InstanceId) -> dict[str, Any]:
         bridge = await gateway.bridge(instance_id)
-        return await control(instance_id, "pause", await bridge.pause())
+        return control(await bridge.pause())
 
-    @app.post("/api/instances/{instance_id}/resume", tags=["runtime"], response_model=Resumed)
+    @app.post("/api/instances/{instance_id}/resume", tags=["runtime"], response_model=Resumed, openapi_extra=NO_FIELDS)
     async def resume(instance_id: InstanceId) -> dict[str, Any]:
         bridge = await gateway.bridge(instance_id)
-        return await control(instance_id, "resume", await bridge.resume())
+        return control(await bridge.resume())
 
     @app.post("/api/instances/{instance_id}/override", tags=["runtime"], response_model=Overridden)
     async def override(instance_id: InstanceId, body: Annotated[OverrideBody | None, Body()] = None) -> dict[str, Any]:
         """Emergency override: every platform of the instance stops until resumed."""
-        note = (body or OverrideBody()).model_dump()
+        reason = (body or OverrideBody()).reason
+        note({"reason": reason})
         bridge = await gateway.bridge(instance_id)
-        return await control(instance_id, "override", await bridge.send_emergency_override(note["reason"]), note)
+        return control(await bridge.send_emergency_override(reason))
 
     @app.get("/api/instances/{instance_id}/agents", tags=["runtime"], response_model=AgentPage)
     async def agents(
@@ -376,10 +430,11 @@ def create_app(
     async def agent(instance_id: InstanceId, agent_id: AgentId) -> dict[str, Any]:
         return await call(instance_id, "runtime", "agent", {"agent": agent_id})
 
-    async def submit(instance_id: str, item: dict[str, Any], action: str) -> dict[str, Any]:
+    async def submit(instance_id: str, item: dict[str, Any]) -> dict[str, Any]:
+        note(item)
         bridge = await gateway.bridge(instance_id)
         (ack,) = await bridge.submit([item])
-        await gateway.audit("puppet-master", action, instance_id, {**item, **ack.to_json()})
+        note(ack.to_json())
         return {"instance": instance_id, **ack.to_json()}
 
     @app.post(
@@ -392,7 +447,7 @@ def create_app(
         instance_id: InstanceId, agent_id: AgentId, body: Annotated[PossessBody | None, Body()] = None
     ) -> dict[str, Any]:
         operator = (body or PossessBody()).operator
-        return await submit(instance_id, {"type": "possess", "agent": agent_id, "operator": operator}, "possess")
+        return await submit(instance_id, {"type": "possess", "agent": agent_id, "operator": operator})
 
     @app.post(
         "/api/instances/{instance_id}/agents/{agent_id}/act",
@@ -403,16 +458,17 @@ def create_app(
     async def act(instance_id: InstanceId, agent_id: AgentId, body: ActBody) -> dict[str, Any]:
         """Act as a possessed agent (the world refuses the act, as an event, if the agent is not possessed)."""
         item = {"type": "act", "agent": agent_id, **body.model_dump(exclude_none=True)}
-        return await submit(instance_id, item, "act")
+        return await submit(instance_id, item)
 
     @app.post(
         "/api/instances/{instance_id}/agents/{agent_id}/release",
         tags=["runtime"],
+        openapi_extra=NO_FIELDS,
         status_code=202,
         response_model=InstanceAck,
     )
     async def release(instance_id: InstanceId, agent_id: AgentId) -> dict[str, Any]:
-        return await submit(instance_id, {"type": "release", "agent": agent_id}, "release")
+        return await submit(instance_id, {"type": "release", "agent": agent_id})
 
     @app.get("/api/instances/{instance_id}/inputs", tags=["runtime"], response_model=InputPage)
     async def inputs(
@@ -427,15 +483,33 @@ def create_app(
     async def rules(instance_id: InstanceId) -> dict[str, Any]:
         return await call(instance_id, "protocol", "rules")
 
+    @app.put("/api/instances/{instance_id}/protocol/rules", tags=["protocol"], response_model=Rules)
+    async def set_rules(instance_id: InstanceId, body: RulesBody) -> dict[str, Any]:
+        """Set the instance's protocol rules and licence terms (kept in the store with the instance)."""
+        given = body.model_dump(exclude_none=True)
+        note({"rules": given})
+        rules = RuleSet.from_json(given).to_json()
+        if gateway.store is None:
+            raise ConfigError("this server keeps no per-instance rules: it has no store")
+        await gateway.bridge(instance_id)  # 404 for an instance this server does not know
+        await off_loop(gateway.store.instances.set_rules, instance_id, rules)
+        return rules
+
     @app.post("/api/instances/{instance_id}/protocol/validate", tags=["protocol"], response_model=Validation)
     async def validate(instance_id: InstanceId, body: ValidateBody) -> dict[str, Any]:
         """Every violation of every rule that applies; ``valid`` is true when there are none."""
         return await call(instance_id, "protocol", "validate", body.model_dump(exclude_none=True))
 
-    @app.post("/api/instances/{instance_id}/snapshots", tags=["mirror"], status_code=201, response_model=Snapshot)
+    @app.post(
+        "/api/instances/{instance_id}/snapshots",
+        tags=["mirror"],
+        status_code=201,
+        response_model=Snapshot,
+        openapi_extra=NO_FIELDS,
+    )
     async def take_snapshot(instance_id: InstanceId) -> dict[str, Any]:
         reply = await call(instance_id, "runtime", "snapshot", {"type": "manual"})
-        await gateway.audit("operator", "snapshot", instance_id, reply)
+        note({"id": reply.get("id"), "tick": reply.get("tick"), "state_hash": reply.get("state_hash")})
         return reply
 
     @app.get("/api/instances/{instance_id}/snapshots", tags=["mirror"], response_model=SnapshotList)
@@ -452,6 +526,7 @@ def create_app(
         "/api/instances/{instance_id}/unified-snapshots",
         tags=["mirror"],
         status_code=201,
+        openapi_extra=NO_FIELDS,
         response_model=UnifiedSnapshot,
         response_model_exclude_unset=True,
     )
@@ -459,7 +534,7 @@ def create_app(
         """The active platform merge: all four platforms at one tick, conflicts resolved, the runtime's pause."""
         bridge = await gateway.bridge(instance_id)
         record = await bridge.unified_snapshot()
-        await gateway.audit("operator", "unified-snapshot", instance_id, {"id": record.id, "tick": record.tick})
+        note({"id": record.id, "tick": record.tick})
         return record.to_json()
 
     @app.get("/api/instances/{instance_id}/unified-snapshots", tags=["mirror"], response_model=UnifiedList)
@@ -494,6 +569,7 @@ def create_app(
         start = int(header) if header.isdigit() and len(header) < 19 else after
         return streams.response(instance_id, start)
 
+    app.include_router(admin_router(tokens, tokens.store))
     for router in extra:
         app.include_router(router)
     return app

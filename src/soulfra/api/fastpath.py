@@ -1,7 +1,8 @@
 """SurfaceReads: the seed's three public paths, asked without a query string, answered before FastAPI's routing.
 
 They are the hottest reads and need no validation: the reply is the surface's own cached bytes, fetched over the
-bus exactly as the documented routes fetch them. Anything else, and any error, goes on to the app unchanged.
+bus exactly as the documented routes fetch them. Anything else, and any error, goes on to the app unchanged. Only
+anonymous reads take this path: with a private surface (``enabled`` False) every request goes on to the app.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ _PAYLOADS = {path: json.dumps(body, separators=(",", ":")).encode() for path, (_
 
 
 class SurfaceReads:
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+    def __init__(self, app: ASGIApp, gateway: Gateway, *, enabled: bool = True) -> None:
         self.app = app
         self.gateway = gateway
+        self.enabled = enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
+        if self.enabled and scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
             found = SURFACE_DEFAULTS.get(scope["path"])
             if found is not None:
                 try:

@@ -1,25 +1,21 @@
-"""Gateway: what the API needs from the system: a bridge per known instance, the default instance, the audit trail.
+"""Gateway: what the API needs from the system: a bridge per known instance and the default instance.
 
 It knows instances from the store's catalog when it has one, so an unknown id is a 404 rather than a bus timeout.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from soulfra.bus.port import Bus
-from soulfra.errors import NotFoundError, SoulfraError
+from soulfra.errors import NotFoundError
 from soulfra.offload import off_loop
 from soulfra.platforms.base import check_instance_id
 from soulfra.platforms.bridge import CrossPlatformBridge
-from soulfra.security.audit import AuditLogger
 from soulfra.store.ports import Store
 
 __all__ = ["Gateway"]
-
-log = logging.getLogger(__name__)
 
 
 class Gateway:
@@ -29,7 +25,6 @@ class Gateway:
         self.store = store
         self.timeout = timeout
         self.closing = False
-        self._audit = AuditLogger(store) if store is not None else None
         self._bridges: dict[str, CrossPlatformBridge] = {}
         self.lister: Callable[[], list[dict[str, Any]]] | None = None  # the puppet master's list, when there is one
 
@@ -59,11 +54,3 @@ class Gateway:
             {"id": r.id, "name": r.name, "seed": r.seed, "head_tick": r.head_tick, "parent_id": r.parent_id}
             for r in records
         ]
-
-    async def audit(self, actor: str, action: str, instance_id: str, detail: dict[str, Any]) -> None:
-        if self._audit is None:
-            return
-        try:
-            await off_loop(self._audit.record, actor=actor, action=action, instance_id=instance_id, detail=detail)
-        except SoulfraError as exc:  # the change itself is done and acknowledged; losing its audit line is logged
-            log.error("audit of %s on %s failed: %s", action, instance_id, exc.detail)

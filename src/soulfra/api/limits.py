@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from soulfra.errors import BodyTimeoutError, BodyTooLargeError, ConfigError, PackageLimitError
 
-__all__ = ["DOCUMENT_BYTES", "BodyLimits", "Bound", "RequestLimits"]
+__all__ = ["DOCUMENT_BYTES", "BodyLimits", "Bound", "RequestLimits", "json_refusal"]
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -155,11 +155,14 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 
 async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
+    await json_refusal(send, status, code, detail, extra=[(b"connection", b"close")])  # the rest is not read
+
+
+async def json_refusal(
+    send: Send, status: int, code: str, detail: str, *, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer ``{"code", "detail"}`` with ``status`` (and ``extra`` headers), as the API's error handler would."""
     body = json.dumps({"code": code, "detail": detail}, separators=(",", ":")).encode()  # as JSONResponse writes
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),  # what is left of the body is not read
-    ]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

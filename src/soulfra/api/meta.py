@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from soulfra.api.access import identity_of
 from soulfra.api.gateway import Gateway
 from soulfra.api.models import Deleted, GodReply, ImportReply, InstanceDetail
 from soulfra.api.models.god import (
@@ -32,7 +33,7 @@ from soulfra.api.models.god import (
     ThawReply,
     UnlinkReply,
 )
-from soulfra.errors import ConflictError, InputError, PackageLimitError, StorageError, WorldFileError
+from soulfra.errors import ConflictError, InputError, NotFoundError, PackageLimitError, StorageError, WorldFileError
 from soulfra.meta.commands import (
     AgentPossession,
     CloneInstance,
@@ -50,6 +51,7 @@ from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits, read_package, write_package
 from soulfra.meta.transfer import bundle_for, import_bundles
 from soulfra.offload import off_loop
+from soulfra.security.audit import current_action
 from soulfra.world import DEFAULT_WORLD, parse_world
 
 __all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
@@ -62,6 +64,16 @@ PACKAGE_DOWNLOAD: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A signed .soulpkg package (a ZIP file), as an attachment",
         "content": {PACKAGE_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+# A package upload's documented body: the bytes of a .soulpkg, as one of the two media types the API takes for it.
+PACKAGE_UPLOAD: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            kind: {"schema": {"type": "string", "format": "binary"}}
+            for kind in (PACKAGE_MEDIA_TYPE, "application/octet-stream")
+        },
     }
 }
 InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
@@ -77,7 +89,9 @@ class CreateInstance(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**64 - 1)
     agents: int = Field(default=0, ge=0, le=100_000, description="Generated agents beside the world file's own")
     world: str | None = Field(default=None, max_length=1_000_000, description="A world file's TOML text")
-    rate: float | None = Field(default=None, gt=0, le=1000, description="Ticks per second (default: the server's)")
+    rate: float | None = Field(
+        default=None, ge=0.001, le=1000, description="Ticks per second (default: the server's), as the CLI takes it"
+    )
 
 
 def meta_router(
@@ -98,6 +112,8 @@ def meta_router(
     )
     async def create_instance(body: CreateInstance) -> dict[str, Any]:
         """A new instance with its own seed and world, ticking from tick 0."""
+        _note({"id": body.id, "seed": body.seed, "agents": body.agents, "rate": body.rate,
+               "world_chars": None if body.world is None else len(body.world)})  # fmt: skip
         spec = DEFAULT_WORLD
         if body.world is not None:
             try:
@@ -194,17 +210,23 @@ def meta_router(
 
     @router.get("/api/export", tags=["packages"], response_class=Response, responses=PACKAGE_DOWNLOAD)
     async def export_many(
+        request: Request,
         instance: Annotated[list[str] | None, Query(description="Instances to export; none: all of them")] = None,
         compact: CompactQuery = False,
     ) -> Response:
         """Several instances (or all) as one collection package of instance packages."""
-        ids = instance or [r["id"] for r in await off_loop(engine.list_instances)]
+        identity = identity_of(request)
+        ids = instance or [r["id"] for r in await off_loop(engine.list_instances) if identity.sees(r["id"])]
         for instance_id in ids:
+            if not identity.sees(instance_id):
+                raise NotFoundError(f"no instance {instance_id!r}")  # as for one that does not exist
             await off_loop(engine.store.instances.get, instance_id)
         await flush(ids)
         return await off_loop(package_response, ids, compact)
 
-    @router.post("/api/import", tags=["packages"], status_code=201, response_model=ImportReply)
+    @router.post(
+        "/api/import", tags=["packages"], status_code=201, response_model=ImportReply, openapi_extra=PACKAGE_UPLOAD
+    )
     async def import_package(
         request: Request,
         verify_replay: Annotated[bool, Query(description="Replay each history and check its head hash")] = False,
@@ -222,6 +244,7 @@ def meta_router(
         imported = await off_loop(
             import_bundles, engine.store, package.bundles, as_id=as_id, verify_replay=verify_replay
         )
+        _note({"key_id": package.key_id, "imported": [row["id"] for row in imported]})
         if start:
             await engine.start({row["id"] for row in imported})
         return {"key_id": package.key_id, "imported": imported}
@@ -260,6 +283,13 @@ async def _spooled(request: Request, cap: int, directory: pathlib.Path | None) -
         await off_loop(upload.close)  # an anonymous file: closing it is all the cleaning up there is
         raise
     return upload
+
+
+def _note(detail: dict[str, Any]) -> None:
+    """Add a route's particulars to the request's audit row."""
+    action = current_action()
+    if action is not None:
+        action.refine(detail=detail)
 
 
 def _leave_room(directory: pathlib.Path | None, more: int) -> None:

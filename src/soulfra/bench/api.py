@@ -55,7 +55,9 @@ def _serve(kind: str, port_file: Path, *, data: Path | None, agents: int, bodies
 
     if kind == "soulfra":
         assert data is not None  # noqa: S101 - argparse requires it for this kind
-        app: Any = embedded_app(EmbeddedSettings(data=data, rate=None, agents=max(0, agents - BUILTIN_AGENTS)))
+        app: Any = embedded_app(
+            EmbeddedSettings(data=data, rate=None, agents=max(0, agents - BUILTIN_AGENTS), home=data / "home")
+        )
     else:
         assert bodies is not None  # noqa: S101
         app = _bare_app(json.loads(bodies.read_text()))

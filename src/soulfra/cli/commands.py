@@ -28,6 +28,7 @@ from soulfra.cli import audit as cli_audit
 from soulfra.cli import meta as cli_meta
 from soulfra.cli import server as cli_server
 from soulfra.cli import store as cli_store
+from soulfra.cli import tokens as cli_tokens
 from soulfra.errors import (
     AuthenticationError,
     BodyTimeoutError,
@@ -160,6 +161,7 @@ app.command("verify")(cli_store.verify_command)
 cli_server.register(app)
 cli_meta.register(app)
 cli_audit.register(app)
+cli_tokens.register(app)
 
 
 def _version(value: bool) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from soulfra.cli.server import DEFAULT_URL, JsonOption, UrlOption, _request
+from soulfra.cli.server import DEFAULT_URL, JsonOption, TokenOption, UrlOption, _request
 from soulfra.errors import InputError
 
 __all__ = ["emit", "god_app", "json_arg", "pair"]
@@ -48,6 +48,7 @@ def god_freeze(
         float | None, typer.Option(min=0.001, help="Thaw by themselves after this many seconds")
     ] = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """FREEZE_TIME: stop the ticks of some or all instances."""
@@ -60,6 +61,7 @@ def god_freeze(
 def god_thaw(
     instances: Annotated[list[str] | None, typer.Argument(help="Instances to thaw (default: every frozen one)")] = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Let frozen instances tick again."""
@@ -80,6 +82,7 @@ def god_clone(
     tick: Annotated[int | None, typer.Option(min=0, help="Clone the state at this stored tick (default: now)")] = None,
     modify: ModifyOption = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """CLONE_INSTANCE: a copy (by reference: no history copied), with modifications from the next tick."""
@@ -97,6 +100,7 @@ def god_fork(
     ] = None,
     tick: Annotated[int | None, typer.Option(min=0, help="Fork at this stored tick (default: now)")] = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """REALITY_FORK: N forks, each with its own modifications; each goes on deterministically."""
@@ -114,6 +118,7 @@ def god_merge(
         list[str] | None, typer.Option("--policy", help="domain=policy, e.g. vibe=theirs (repeatable)")
     ] = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """MERGE_INSTANCES: a three-way merge into a new instance, with a conflict report."""
@@ -142,6 +147,7 @@ def god_possess(
     action: Annotated[str, typer.Option(help="possess, act or release")] = "possess",
     act: Annotated[str | None, typer.Option(help='For --action act: {"action": "post", "text": ...}')] = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """AGENT_POSSESSION: take over an agent, act through it, or release it."""
@@ -158,6 +164,7 @@ def god_revert(
     tick: Annotated[int | None, typer.Option(min=0, help="Back to this tick")] = None,
     snapshot: Annotated[int | None, typer.Option(min=1, help="Back to this snapshot (id)")] = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """TIMELINE_REVERT: back to a tick or snapshot; the abandoned branch is kept and listed."""
@@ -173,6 +180,7 @@ def god_link(
     target: Annotated[str, typer.Argument()],
     unlink: Annotated[bool, typer.Option("--unlink", help="Remove the link instead")] = False,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """CROSS_INSTANCE_COMMUNICATION: link two instances (their agents may then reach each other)."""
@@ -191,6 +199,7 @@ def god_send(
     thread: Annotated[int | None, typer.Option(min=1, help="Post in this thread of target instead")] = None,
     tone: Annotated[str, typer.Option(help="gentle, urgent, playful, solemn or dark")] = "gentle",
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """CROSS_INSTANCE_COMMUNICATION: an agent whispers to (or, with --thread, posts in) a linked instance."""
@@ -213,6 +222,7 @@ def god_intervene(
     intensity: Annotated[str, typer.Option(help="vibe: 0..1")] = "0.8",
     duration: Annotated[int, typer.Option(min=1, help="vibe: ticks")] = 20,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """PUPPET_MASTER_INTERVENTION: modify a personality, inject a ritual, or alter the vibe weather."""
@@ -232,6 +242,7 @@ def god_rewrite(
     add: Annotated[list[str] | None, typer.Option(help="Add this input (JSON; repeatable)")] = None,
     branch_id: Annotated[str | None, typer.Option("--id", help="The new branch's id")] = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """PUPPET_MASTER_INTERVENTION: rewrite history from a tick as a new branch, replayed to the present."""
@@ -246,6 +257,7 @@ def god_rewrite(
 def god_run(
     command: Annotated[str, typer.Argument(help='A command as JSON, e.g. {"type": "FREEZE_TIME"}; - reads stdin')],
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
 ) -> None:
     """Send any god-mode command as JSON (POST /api/god); prints the result object."""
     text = typer.get_text_stream("stdin").read() if command == "-" else command

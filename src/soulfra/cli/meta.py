@@ -19,8 +19,18 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from soulfra.cli import god as cli_god
 from soulfra.cli.god import emit, json_arg, pair
-from soulfra.cli.server import DEFAULT_URL, JsonOption, UrlOption, _request, failure_note, unreachable
-from soulfra.errors import InputError, OutputError, ServerUnavailableError, error_for_code
+from soulfra.cli.server import (
+    DEFAULT_URL,
+    JsonOption,
+    TokenOption,
+    UrlOption,
+    _request,
+    auth_headers,
+    failure_note,
+    server_error,
+    unreachable,
+)
+from soulfra.errors import InputError, OutputError, ServerUnavailableError
 
 __all__ = ["register"]
 
@@ -28,6 +38,7 @@ instance_app = typer.Typer(help="Create, list, inspect and delete instances on a
 package_app = typer.Typer(help="Inspect, edit offline and apply .soulpkg packages.", no_args_is_help=True)
 keys_app = typer.Typer(help="The installation's signing key and the keys it trusts.", no_args_is_help=True)
 
+PACKAGE_MEDIA_TYPE = "application/vnd.soulfra.package+zip"  # as soulfra.api.meta serves and takes it
 DbOption = Annotated[str | None, typer.Option("--db", help="Work on a database directly (no server): its URL")]
 TrustOption = Annotated[
     list[Path] | None, typer.Option("--trust-key", help="Also trust this public key file (repeatable)")
@@ -58,6 +69,7 @@ def instance_create(
     world: Annotated[Path | None, typer.Option(help="A world file (TOML)")] = None,
     rate: Annotated[float | None, typer.Option(min=0.001, help="Ticks per second (default: the server's)")] = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create an instance with its own seed and world; it starts ticking at once."""
@@ -74,7 +86,7 @@ def instance_create(
 
 
 @instance_app.command("list")
-def instance_list(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def instance_list(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False, _token: TokenOption = None) -> None:
     """Every instance with its state, tick and parent."""
     reply = _request("GET", url, "/api/instances")
     if as_json:
@@ -93,6 +105,7 @@ def instance_list(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> 
 def instance_show(
     instance_id: Annotated[str, typer.Argument(help="The instance")],
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """One instance: state, lineage, forks, abandoned branches and links."""
@@ -115,6 +128,7 @@ def instance_show(
 def instance_delete(
     instance_id: Annotated[str, typer.Argument(help="The instance")],
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Stop an instance and delete it with its history (refused while forks or branches descend from it)."""
@@ -134,6 +148,7 @@ def export_command(
     ] = False,
     db: DbOption = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Export instances as one signed .soulpkg: one instance, several, or --all (default: the newest one)."""
@@ -167,7 +182,9 @@ def export_command(
 
 def _download(url: str, path: str, params: list[tuple[str, str | int | float | bool | None]], output: Path) -> int:
     try:
-        with httpx.stream("GET", url.rstrip("/") + path, params=params, timeout=120.0) as response:
+        with httpx.stream(
+            "GET", url.rstrip("/") + path, params=params, timeout=120.0, headers=auth_headers()
+        ) as response:
             if response.status_code >= 400:
                 response.read()
                 raise _reply_error(url, response)
@@ -206,6 +223,7 @@ def import_command(
     as_id: Annotated[str | None, typer.Option("--as", help="Import a one-instance package under this id")] = None,
     trust_key: TrustOption = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Import a package: signature, hashes, sizes, paths and the protocol's rules are checked; nothing is written
@@ -235,7 +253,7 @@ def import_command(
 def _post_bytes(url: str, path: str, data: bytes, params: dict[str, str]) -> dict[str, Any]:
     try:
         response = httpx.post(url.rstrip("/") + path, content=data, params=params, timeout=300.0,
-                              headers={"content-type": "application/octet-stream"})  # fmt: skip
+                              headers={"content-type": PACKAGE_MEDIA_TYPE, **auth_headers()})  # fmt: skip
     except httpx.HTTPError as exc:
         raise unreachable(url, exc) from None
     if response.status_code >= 400:
@@ -250,7 +268,7 @@ def _reply_error(url: str, response: httpx.Response) -> Exception:
     """The error a server's refusal names, or a readable one when the reply is not Soulfra's JSON."""
     try:
         body = response.json()
-        return error_for_code(str(body.get("code", "error")), str(body.get("detail", response.text)))
+        return server_error(str(body.get("code", "error")), str(body.get("detail", response.text)))
     except (ValueError, AttributeError):
         return ServerUnavailableError(f"{url} answered {response.status_code} without JSON; is it a Soulfra server?")
 
@@ -333,6 +351,7 @@ def package_apply(
     instance: Annotated[str | None, typer.Option("--instance", "-i", help="Apply to this instance instead")] = None,
     trust_key: TrustOption = None,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Send a package's edits down into its live instance, as interventions."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from soulfra.errors import ConfigError, ServerUnavailableError, SoulfraError, error_for_code
+from soulfra.errors import AuthenticationError, ConfigError, ServerUnavailableError, SoulfraError, error_for_code
 from soulfra.logs import configure_logging
 
 __all__ = ["register"]
@@ -63,6 +64,50 @@ UrlOption = Annotated[
     str,
     typer.Option("--url", callback=_server_url, help="The running server (soulfra up)" + _env("url")),
 ]
+
+# The token a client command sends: --token, else SOULFRA_TOKEN, else the one `soulfra up` keeps in SOULFRA_HOME.
+_TOKEN: contextvars.ContextVar[str | None] = contextvars.ContextVar("soulfra_cli_token", default=None)
+HOW_TO_AUTHENTICATE = (
+    "; pass --token TOKEN or set SOULFRA_TOKEN (a token from `soulfra token create`), or run where SOULFRA_HOME holds "
+    "the server's own token file"
+)
+
+
+def _remember_token(value: str | None) -> str | None:
+    """``--token``'s callback: remembered for this command's requests (every client command has the flag)."""
+    _TOKEN.set(value or None)
+    return value
+
+
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", callback=_remember_token, show_default=False,
+        help="API token to send (default: SOULFRA_TOKEN, else the token file in SOULFRA_HOME)",
+    ),
+]  # fmt: skip
+
+
+def auth_headers() -> dict[str, str]:
+    """The ``Authorization`` header a client command sends (none when no token is known)."""
+    token = _TOKEN.get()
+    if token is None:
+        from soulfra.security.local import read_home_token  # noqa: PLC0415 -- loads only when a command runs
+        from soulfra.settings import ClientSettings  # noqa: PLC0415
+
+        settings = ClientSettings.load()
+        token = settings.token.get_secret_value() if settings.token is not None else read_home_token(settings.home)
+    return {} if not token else {"authorization": f"Bearer {token}"}
+
+
+def server_error(code: str, detail: str) -> SoulfraError:
+    """The error a server's refusal names; a missing or refused token says how to pass one."""
+    error = error_for_code(code, detail)
+    if isinstance(error, AuthenticationError):
+        return AuthenticationError(detail + HOW_TO_AUTHENTICATE)
+    return error
+
+
 InstanceOption = Annotated[
     str | None, typer.Option("--instance", "-i", help="Instance id; default: the server's default instance")
 ]
@@ -104,6 +149,30 @@ def up_command(
     agents: Annotated[int, typer.Option(help="Extra generated agents, 0 to 100000" + _env("agents"))] = 0,
     rate: RateOption = 2.0,
     cycle_every: CycleOption = 0,
+    private_surface: Annotated[
+        bool, typer.Option(help="The public surface reads need a viewer token too" + _env("private_surface"))
+    ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(help="Another Host name the API answers to (repeatable)" + _env("allowed_host")),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A browser origin allowed to call the API (repeatable; none by default)" + _env("cors_origin")
+        ),
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS" + _env("tls_cert"))] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM)" + _env("tls_key"))] = None,
+    insecure_http: Annotated[
+        bool,
+        typer.Option(help="Serve plain HTTP on a non-loopback address anyway (logs a warning)" + _env("insecure_http")),
+    ] = False,
+    rate_limit: Annotated[float, typer.Option(help="A token's changes per second" + _env("rate_limit"))] = 20.0,
+    rate_burst: Annotated[int, typer.Option(help="A token's changes in one burst" + _env("rate_burst"))] = 100,
+    auth_failures: Annotated[
+        int, typer.Option(help="Failed authentications a minute before an address must wait" + _env("auth_failures"))
+    ] = 10,
     max_body: Annotated[
         str, typer.Option(metavar="SIZE", help="Largest JSON request body: 65536, 64KiB, 1MB..." + _env("max_body"))
     ] = "64KiB",
@@ -119,7 +188,17 @@ def up_command(
     from soulfra.settings import UpSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
 
     settings = load_settings(ctx, UpSettings)
+    tls = settings.tls_cert is not None
+    if not settings.loopback() and not tls and not settings.insecure_http:
+        raise ConfigError(
+            f"--host {settings.host} would open the API to the network in plain HTTP: give --tls-cert and --tls-key, "
+            "or --insecure-http to do it anyway"
+        )
     configure_logging(settings.log_level)
+    if not settings.loopback() and not tls:
+        logging.getLogger("soulfra.cli").warning(
+            "serving plain HTTP on %s (--insecure-http): tokens cross the network unencrypted", settings.host
+        )
     from soulfra.cli.runner import load_world_file  # noqa: PLC0415 -- the server stack loads only here
     from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415
     from soulfra.world import DEFAULT_WORLD  # noqa: PLC0415
@@ -130,7 +209,8 @@ def up_command(
 
     def announce() -> None:
         Console(stderr=True, highlight=False).print(
-            f"soulfra: serving on http://{settings.host}:{settings.port} (data in {settings.data}); Ctrl-C stops",
+            f"soulfra: serving on {'https' if tls else 'http'}://{settings.host}:{settings.port} "
+            f"(data in {settings.data}); Ctrl-C stops",
             markup=False,
         )
 
@@ -214,8 +294,12 @@ def unreachable(url: str, exc: httpx.HTTPError, *, hint: str = "") -> ServerUnav
 
 
 def _request(method: str, url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    if body is None and method in ("POST", "PUT"):
+        body = {}  # a JSON route's empty body: the API takes only application/json for a change
     try:
-        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=REQUEST_TIMEOUT)
+        response = httpx.request(
+            method, url.rstrip("/") + path, json=body, timeout=REQUEST_TIMEOUT, headers=auth_headers()
+        )
     except httpx.HTTPError as exc:
         raise unreachable(url, exc, hint="; start one with `soulfra up`") from None
     try:
@@ -225,7 +309,7 @@ def _request(method: str, url: str, path: str, body: dict[str, Any] | None = Non
             f"{url} answered {response.status_code} without JSON; is it a Soulfra server?"
         ) from None
     if response.status_code >= 400:
-        raise error_for_code(str(reply.get("code", "error")), str(reply.get("detail", response.text)))
+        raise server_error(str(reply.get("code", "error")), str(reply.get("detail", response.text)))
     return dict(reply)
 
 
@@ -242,7 +326,12 @@ def _print(reply: dict[str, Any], as_json: bool, line: str) -> None:
         typer.echo(line)
 
 
-def status_command(url: UrlOption = DEFAULT_URL, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
+def status_command(
+    url: UrlOption = DEFAULT_URL,
+    instance: InstanceOption = None,
+    as_json: JsonOption = False,
+    _token: TokenOption = None,
+) -> None:
     """Every platform's status, as the server's bridge sees it."""
     target = _instance(url, instance)
     reply = _request("GET", url, f"/api/instances/{target}/status")
@@ -270,6 +359,7 @@ def whisper_command(
     to: Annotated[str, typer.Option("--to", help="Agent id, or * for every agent")] = "*",
     tone: Annotated[str, typer.Option(help="gentle, urgent, playful, solemn or dark")] = "gentle",
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -285,12 +375,22 @@ def _control(url: str, instance: str | None, as_json: bool, op: str, done: str) 
     _print(reply, as_json, f"{target} {done} at tick {reply['tick']}")
 
 
-def pause_command(url: UrlOption = DEFAULT_URL, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
+def pause_command(
+    url: UrlOption = DEFAULT_URL,
+    instance: InstanceOption = None,
+    as_json: JsonOption = False,
+    _token: TokenOption = None,
+) -> None:
     """Stop the instance's ticks (the other platforms go on serving)."""
     _control(url, instance, as_json, "pause", "paused")
 
 
-def resume_command(url: UrlOption = DEFAULT_URL, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
+def resume_command(
+    url: UrlOption = DEFAULT_URL,
+    instance: InstanceOption = None,
+    as_json: JsonOption = False,
+    _token: TokenOption = None,
+) -> None:
     """Lift a pause or an emergency override."""
     _control(url, instance, as_json, "resume", "resumed")
 
@@ -298,6 +398,7 @@ def resume_command(url: UrlOption = DEFAULT_URL, instance: InstanceOption = None
 def override_command(
     reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -310,6 +411,7 @@ def override_command(
 def snapshot_command(
     unified: Annotated[bool, typer.Option(help="A unified snapshot of all four platforms")] = False,
     url: UrlOption = DEFAULT_URL,
+    _token: TokenOption = None,
     instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -106,6 +106,12 @@ class TokenService:
         scope = None if record.instances is None else frozenset(record.instances)
         return Identity(name=record.name, role=record.role, kind="token", instances=scope)
 
+    def cached(self, token: str) -> bool:
+        """Whether ``token``'s check is fresh in the cache: ``authenticate`` then asks no database."""
+        with self._lock:
+            found = self._cache.get(token_hash(token))
+        return found is not None and self._clock() - found[0] < self.cache_seconds
+
     def _lookup(self, digest: str) -> TokenRecord | None:
         now = self._clock()
         with self._lock:

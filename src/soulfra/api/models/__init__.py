@@ -7,7 +7,7 @@ every field it may carry (``Closed``), or says that a body is open (``Open``) wh
 
 from soulfra.api.models.god import GodReply
 from soulfra.api.models.instances import Deleted, ImportReply, InstanceDetail, InstanceList, InstanceSummary
-from soulfra.api.models.requests import ActBody, OverrideBody, PossessBody, ValidateBody, WhisperBody
+from soulfra.api.models.requests import ActBody, OverrideBody, PossessBody, RulesBody, ValidateBody, WhisperBody
 from soulfra.api.models.runtime import (
     AgentPage,
     AgentReply,
@@ -24,6 +24,7 @@ from soulfra.api.models.runtime import (
     SnapshotDetail,
     SnapshotList,
 )
+from soulfra.api.models.security import AuditPage, AuditRow, TokenBody, TokenCreated, TokenInfo, TokenList
 from soulfra.api.models.surface import (
     Anomalies,
     Echoes,
@@ -41,6 +42,8 @@ __all__ = [
     "AgentPage",
     "AgentReply",
     "Anomalies",
+    "AuditPage",
+    "AuditRow",
     "Deleted",
     "Echoes",
     "GodReply",
@@ -60,10 +63,15 @@ __all__ = [
     "Ready",
     "Resumed",
     "Rules",
+    "RulesBody",
     "Seeds",
     "Snapshot",
     "SnapshotDetail",
     "SnapshotList",
+    "TokenBody",
+    "TokenCreated",
+    "TokenInfo",
+    "TokenList",
     "Traces",
     "UnifiedList",
     "UnifiedSnapshot",

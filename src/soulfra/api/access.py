@@ -1,0 +1,443 @@
+"""Access control at the HTTP edge: every route's declared ``Policy`` (``POLICIES``, one table) and the one place
+that enforces them (``AccessControl``, ASGI middleware, outside every other part of the app).
+
+For each request it checks the Host header against an allow-list, finds the route and its policy (a route without
+one fails closed: 500 and a log line), authenticates ``Authorization: Bearer`` through the ``TokenService`` (401),
+checks the role (403) and the instance scope (404, as for an instance that does not exist), the content type of a
+mutating request (415) and the rate limits (429). Every mutating request, accepted or refused, is one audit row
+(``AuditRecorder.acting`` around the whole request: what runs inside refines it). Every reply carries an
+``X-Request-ID`` and the security headers. Must not: read bodies, or know what a route does beyond its policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from soulfra.api.limits import json_refusal
+from soulfra.errors import (
+    AuthenticationError,
+    BadHostError,
+    ConfigError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    SoulfraError,
+    UnsupportedMediaError,
+)
+from soulfra.offload import off_loop
+from soulfra.security.audit import AuditRecorder, current_action
+from soulfra.security.identity import ANONYMOUS, Identity
+from soulfra.security.tokens import TokenService
+
+__all__ = [
+    "JSON",
+    "LOOPBACK_HOSTS",
+    "PACKAGE_TYPES",
+    "POLICIES",
+    "AccessControl",
+    "AccessSettings",
+    "Policy",
+    "identity_of",
+    "policy_for",
+    "routes_of",
+]
+
+log = logging.getLogger(__name__)
+
+JSON = ("application/json",)
+PACKAGE_TYPES = ("application/vnd.soulfra.package+zip", "application/octet-stream")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """Who may call a route. ``role`` None: anyone (``surface``: anyone unless the surface is private, then
+    viewers). ``scoped``: the route names an instance (``{instance_id}``), which the caller's token must cover.
+    ``mutating``: it changes something, so it is audited, rate limited, and takes only ``content_types``."""
+
+    role: str | None
+    scoped: bool = False
+    mutating: bool = False
+    content_types: tuple[str, ...] = ()
+    surface: bool = False
+
+
+def _policies() -> dict[tuple[str, str], Policy]:
+    table: dict[tuple[str, str], Policy] = {}
+
+    def add(method: str, role: str | None, paths: Iterable[str], types: tuple[str, ...] = JSON) -> None:
+        mutating = method != "GET"
+        for path in paths:
+            table[(method, path)] = Policy(
+                role=role, scoped="{instance_id}" in path, mutating=mutating,
+                content_types=types if method in ("POST", "PUT", "PATCH") else (), surface=role is None,
+            )  # fmt: skip
+
+    instance = "/api/instances/{instance_id}"
+    add("GET", None, ["/healthz", "/readyz", "/api/vibe/weather", "/api/agents/echo", "/api/agents/echo/{agent_id}",
+                      "/api/ritual/traces", "/api/stream", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+                      "/redoc"])  # fmt: skip
+    add("GET", "viewer", ["/api/instances", instance] + [instance + tail for tail in (
+        "/status", "/vibe/weather", "/agents/echo", "/ritual/traces", "/events", "/agents", "/agents/{agent_id}",
+        "/inputs", "/protocol/rules", "/snapshots", "/snapshots/{snapshot_id}", "/unified-snapshots",
+        "/unified-snapshots/{unified_id}", "/mirror/anomalies", "/mirror/seeds",
+    )])  # fmt: skip
+    add("POST", "operator", [instance + tail for tail in (
+        "/whispers", "/pause", "/resume", "/override", "/snapshots", "/unified-snapshots", "/protocol/validate",
+        "/agents/{agent_id}/possess", "/agents/{agent_id}/act", "/agents/{agent_id}/release",
+    )])  # fmt: skip
+    gods = ("freeze", "thaw", "clone", "fork", "merge", "possess", "revert", "communicate", "intervene")
+    add("POST", "puppet-master", ["/api/god", "/api/instances", *(f"/api/god/{name}" for name in gods)])
+    add("GET", "puppet-master", [instance + "/export", "/api/export"])
+    add("POST", "puppet-master", ["/api/import"], PACKAGE_TYPES)
+    add("GET", "admin", ["/api/tokens", "/api/audit"])
+    add("POST", "admin", ["/api/tokens"])
+    add("DELETE", "admin", ["/api/tokens/{name}", instance])
+    add("PUT", "admin", [instance + "/protocol/rules"])
+    return table
+
+
+# (method, route path template) -> policy: every route of the app has one (tests/unit/test_access_policies.py).
+POLICIES: dict[tuple[str, str], Policy] = _policies()
+
+
+def policy_for(method: str, path: str) -> Policy | None:
+    """The policy of a route (HEAD is GET's)."""
+    return POLICIES.get(("GET" if method == "HEAD" else method, path))
+
+
+def routes_of(routes: Iterable[BaseRoute]) -> list[BaseRoute]:
+    """The routes that answer requests, in the order the router tries them: the routes of included routers in their
+    place (FastAPI keeps an included router as one route; ours are included without a prefix)."""
+    flat: list[BaseRoute] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            prefix = getattr(getattr(route, "include_context", None), "prefix", "")
+            if prefix:
+                raise ConfigError(f"a router included with the prefix {prefix!r}: access control cannot match it")
+            flat.extend(routes_of(inner.routes))
+        else:
+            flat.append(route)
+    return flat
+
+
+def identity_of(scope_or_request: Any) -> Identity:
+    """Who sent the request (``AccessControl`` put it in the request's state); anonymous if nobody said."""
+    scope = scope_or_request if isinstance(scope_or_request, dict) else scope_or_request.scope
+    found = (scope.get("state") or {}).get("identity")
+    return found if isinstance(found, Identity) else ANONYMOUS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessSettings:
+    """How the API lets requests in. ``allowed_hosts``: Host header values accepted (without port); ``cors_origins``:
+    browser origins allowed to call it (none: no CORS headers at all); ``mutation_rate``/``mutation_burst``: a
+    token's mutating requests per second, sustained and in a burst; ``auth_failures`` failed authentications from
+    one address within ``auth_window`` seconds lock that address out for ``lockout`` seconds."""
+
+    private_surface: bool = False
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    cors_origins: tuple[str, ...] = ()
+    mutation_rate: float = 20.0
+    mutation_burst: int = 100
+    auth_failures: int = 10
+    auth_window: float = 60.0
+    lockout: float = 60.0
+
+    @classmethod
+    def for_host(cls, bind_host: str, extra_hosts: Iterable[str] = (), **others: Any) -> AccessSettings:
+        """The defaults for a server bound to ``bind_host``: loopback names, the bind host, and ``extra_hosts``."""
+        hosts = dict.fromkeys([*LOOPBACK_HOSTS, bind_host.strip("[]").lower(), *(h.lower() for h in extra_hosts)])
+        return cls(allowed_hosts=tuple(hosts), **others)
+
+
+class RateLimits:
+    """Token buckets per identity (mutating requests) and failure windows per source address (authentication).
+    Kept in this process's memory: a restart forgets them, and several processes count apart."""
+
+    MAX_KEYS = 10_000  # buckets or windows held at once; past it they start again (a flood cannot grow them)
+
+    def __init__(self, settings: AccessSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens left, when counted)
+        self._failures: dict[str, deque[float]] = {}
+        self._locked: dict[str, float] = {}  # address -> locked until
+
+    def spend(self, name: str) -> None:
+        """One mutating request of ``name``: RateLimitedError when its bucket is empty."""
+        rate, burst = self.settings.mutation_rate, float(self.settings.mutation_burst)
+        now = self._clock()
+        with self._lock:
+            left, then = self._buckets.get(name, (burst, now))
+            left = min(burst, left + (now - then) * rate)
+            if left < 1.0:
+                self._buckets[name] = (left, now)
+                wait = (1.0 - left) / rate
+                raise RateLimitedError(f"too many changes from {name!r}: at most {rate:g} a second", retry_after=wait)
+            if len(self._buckets) >= self.MAX_KEYS:
+                self._buckets.clear()
+            self._buckets[name] = (left - 1.0, now)
+
+    def check_source(self, source: str) -> None:
+        """RateLimitedError while ``source`` is locked out for failed authentications."""
+        with self._lock:
+            until = self._locked.get(source)
+            now = self._clock()
+            if until is not None and until > now:
+                raise RateLimitedError(
+                    f"too many failed authentications from {source}; try again later", retry_after=until - now
+                )
+
+    def failed(self, source: str) -> None:
+        """Count a failed authentication from ``source``; lock it out when there were too many lately."""
+        now = self._clock()
+        with self._lock:
+            window = self._failures.get(source)
+            if window is None:
+                if len(self._failures) >= self.MAX_KEYS:
+                    self._failures.clear()
+                    self._locked = {k: v for k, v in self._locked.items() if v > now}
+                window = self._failures[source] = deque()
+            window.append(now)
+            while window and window[0] <= now - self.settings.auth_window:
+                window.popleft()
+            if len(window) >= self.settings.auth_failures:
+                self._locked[source] = now + self.settings.lockout
+                window.clear()
+
+
+_Resolved = tuple[str, Policy | None, str | None]  # route template, its policy, the instance it names
+
+
+@dataclass(slots=True)
+class _Reply:
+    status: int = 0
+    started: bool = False
+    authenticated: bool = False
+    request_id: str = ""
+    https: bool = False
+    extra: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class AccessControl:
+    """ASGI middleware: the one enforcement point of ``POLICIES`` (see the module's docstring)."""
+
+    CACHE_LIMIT = 4096  # (method, path) -> route resolutions remembered
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tokens: TokenService,
+        recorder: AuditRecorder | None,
+        settings: AccessSettings,
+        limits: RateLimits | None = None,
+    ) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.recorder = recorder
+        self.settings = settings
+        self.limits = limits or RateLimits(settings)
+        self._hosts = frozenset(h.lower() for h in settings.allowed_hosts)
+        self._routes: list[BaseRoute] | None = None
+        self._resolved: dict[tuple[str, str], _Resolved | None] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        reply = _Reply(request_id=_request_id(scope), https=scope.get("scheme") == "https")
+        guarded = _decorated(send, reply)
+        method = scope["method"]
+        resolved = self._resolve(scope)
+        template, policy, instance = resolved if resolved is not None else (None, None, None)
+        try:
+            if template is not None and policy is None:
+                log.error("no access policy for %s %s: refused (every route must declare one)", method, template)
+                raise SoulfraError(f"the route {method} {template} declares no access policy")
+            if policy is None or not policy.mutating or self.recorder is None:
+                await self._admit(scope, policy, instance, reply)
+                await self.app(scope, receive, guarded)
+                return
+            async with self.recorder.acting(
+                ANONYMOUS, f"{method} {template}", source=_source(scope), request_id=reply.request_id,
+                instance_id=instance,
+            ) as action:  # fmt: skip
+                await self._admit(scope, policy, instance, reply)
+                await self.app(scope, receive, guarded)
+                if reply.status >= 400 and action.outcome == "ok":
+                    action.outcome = f"http_{reply.status}"  # refused inside the app without a Soulfra error
+        except SoulfraError as exc:
+            if reply.started:
+                raise
+            await _refuse(guarded, exc)
+
+    async def _admit(self, scope: Scope, policy: Policy | None, instance: str | None, reply: _Reply) -> None:
+        """Let the request in, or raise the refusal; the identity it came with goes in its state."""
+        self._check_host(scope)
+        if policy is None:
+            return  # no route: the app answers 404 or 405, and nothing runs
+        role = "viewer" if policy.surface and self.settings.private_surface else policy.role
+        if role is None:
+            return
+        source = _source(scope) or "unknown"
+        self.limits.check_source(source)
+        identity = await self._identify(scope, source)
+        scope.setdefault("state", {})["identity"] = identity
+        reply.authenticated = True
+        action = current_action()
+        if action is not None and policy.mutating:
+            action.identity = identity
+        if not identity.allows(role):
+            raise PermissionDeniedError(f"{identity.name!r} is a {identity.role}; this needs {role} or above")
+        if policy.scoped and instance is not None and not identity.sees(instance):
+            raise NotFoundError(f"no instance {instance!r}")
+        if policy.mutating:
+            _check_content(scope, policy)
+            self.limits.spend(identity.name)
+
+    async def _identify(self, scope: Scope, source: str) -> Identity:
+        token = _bearer(scope)
+        try:
+            if token is None:
+                raise AuthenticationError("this route needs a token: send Authorization: Bearer <token>")
+            if self.tokens.cached(token):
+                return self.tokens.authenticate(token)  # known a moment ago: no database round trip
+            return await off_loop(self.tokens.authenticate, token)
+        except AuthenticationError:
+            self.limits.failed(source)
+            raise
+
+    def _check_host(self, scope: Scope) -> None:
+        host = _header(scope, b"host")
+        name = _host_name(host) if host is not None else None
+        if name not in self._hosts:
+            raise BadHostError(f"the Host {host!r} is not one this server answers to (see --allowed-host)")
+
+    def _resolve(self, scope: Scope) -> _Resolved | None:
+        """The route a request goes to (as the app's router picks it), its policy, and its instance id."""
+        key = (scope["method"], scope["path"])
+        if key in self._resolved:
+            return self._resolved[key]
+        if self._routes is None:
+            self._routes = routes_of(scope["app"].router.routes)
+        found: _Resolved | None = None
+        for route in self._routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                template = str(getattr(route, "path", ""))
+                params = child.get("path_params", {})
+                instance = params.get("instance_id")
+                found = (template, policy_for(scope["method"], template), None if instance is None else str(instance))
+                break
+        if len(self._resolved) >= self.CACHE_LIMIT:
+            self._resolved.clear()
+        self._resolved[key] = found
+        return found
+
+
+def _request_id(scope: Scope) -> str:
+    given = _header(scope, b"x-request-id")
+    return given if given is not None and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _bearer(scope: Scope) -> str | None:
+    value = _header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _source(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return None if not client else str(client[0])
+
+
+def _host_name(host: str) -> str:
+    """``[::1]:8000`` -> ``::1``; ``Example.org:80`` -> ``example.org``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _check_content(scope: Scope, policy: Policy) -> None:
+    kind = _header(scope, b"content-type")
+    media = None if kind is None else kind.split(";", 1)[0].strip().lower()
+    if not policy.content_types:  # DELETE: no body at all
+        length = _header(scope, b"content-length")
+        if kind is not None or (length not in (None, "0")) or _header(scope, b"transfer-encoding") is not None:
+            raise UnsupportedMediaError(f"{scope['method']} takes no body")
+        return
+    if media not in policy.content_types:
+        raise UnsupportedMediaError(
+            f"this route takes {' or '.join(policy.content_types)}, not {media or 'a request without a content type'}"
+        )
+
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_JSON_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
+
+
+def _decorated(send: Send, reply: _Reply) -> Send:
+    """``send`` with the security headers and the request id added to the reply, and its status noted."""
+
+    async def decorated(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            reply.started = True
+            reply.status = int(message["status"])
+            headers = list(message.get("headers", ()))
+            names = {key.lower() for key, _ in headers}
+            headers += [h for h in _SECURITY_HEADERS if h[0] not in names]
+            headers.append((b"x-request-id", reply.request_id.encode()))
+            kind = dict(headers).get(b"content-type", b"")
+            if not kind.startswith(b"text/html") and b"content-security-policy" not in names:
+                headers.append(_JSON_CSP)  # the docs pages (HTML) load their own scripts; nothing else needs any
+            if reply.authenticated and b"cache-control" not in names:
+                headers.append((b"cache-control", b"no-store"))
+            if reply.https:
+                headers.append(_HSTS)
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return decorated
+
+
+async def _refuse(send: Send, error: SoulfraError) -> None:
+    from soulfra.api.app import status_for  # noqa: PLC0415 -- the app module imports this one
+
+    status = status_for(error)
+    extra: list[tuple[bytes, bytes]] = []
+    if isinstance(error, AuthenticationError):
+        extra.append((b"www-authenticate", b'Bearer realm="soulfra"'))
+    if isinstance(error, RateLimitedError):
+        extra.append((b"retry-after", str(max(1, round(error.retry_after + 0.499))).encode()))
+    await json_refusal(send, status, error.code, error.detail, extra=extra)

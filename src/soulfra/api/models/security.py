@@ -1,0 +1,63 @@
+"""Bodies of the access-control routes: API tokens (created, listed, revoked) and the audit log read back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from soulfra.api.models.base import Closed
+
+__all__ = ["AuditPage", "AuditRow", "TokenBody", "TokenCreated", "TokenInfo", "TokenList"]
+
+
+class TokenBody(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@\-]{1,64}$", description="Unique among live tokens")
+    role: str = Field(description="viewer, operator, puppet-master or admin")
+    expires: str | None = Field(default=None, max_length=16, description="A lifetime such as 30d, 12h or 90m")
+    instances: list[str] | None = Field(
+        default=None, min_length=1, max_length=1000, description="Only these instances (default: every one)"
+    )
+
+
+class TokenInfo(Closed):
+    """A token as stored: never the token itself, nor its hash."""
+
+    name: str
+    role: str
+    instances: list[str] | None
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    created_by: str
+
+
+class TokenCreated(TokenInfo):
+    token: str = Field(description="The token itself: shown this once, never again")
+
+
+class TokenList(Closed):
+    tokens: list[TokenInfo]
+
+
+class AuditRow(Closed):
+    """One row of the audit log and its place in the hash chain."""
+
+    id: int
+    timestamp: str
+    actor: str
+    role: str | None
+    source: str | None
+    request_id: str | None
+    action: str
+    instance_id: str | None
+    instances: list[str]
+    outcome: str
+    detail: dict[str, Any]
+    prev_hash: str
+    row_hash: str
+
+
+class AuditPage(Closed):
+    entries: list[AuditRow]
+    next_after: int = Field(description="Pass as ?after= for the next page (the last id here, or the one given)")
