@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import select
@@ -148,7 +147,10 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
                 await engine.close()
             finally:
                 await bus.close()
-                await off_loop(store.close)
+                try:
+                    await off_loop(recorder.sign_head)  # the head as it is left, signed: a cut tail shows at once
+                finally:
+                    await off_loop(store.close)
 
     router = meta_router(engine, gateway, keyring, Limits(), spool=settings.data)
     app = create_app(
@@ -172,9 +174,7 @@ def _engine(
             durability=DurabilitySettings(snapshot_every=settings.snapshot_every),
         )
     )
-    if "recorder" in inspect.signature(PuppetMasterEngine).parameters:
-        return PuppetMasterEngine(store, bus, engine_settings, recorder=recorder)  # type: ignore[call-arg,unused-ignore]
-    return PuppetMasterEngine(store, bus, engine_settings)
+    return PuppetMasterEngine(store, bus, engine_settings, recorder=recorder)
 
 
 def _local_admin(home: Path, tokens: TokenService, recorder: AuditRecorder) -> None:

@@ -36,7 +36,9 @@ class Gateway:
             await off_loop(self.store.instances.get, instance_id)  # NotFoundError for an unknown id
         elif instance_id != self.default_instance:
             raise NotFoundError(f"no instance {instance_id!r}")
-        bridge = CrossPlatformBridge(self.bus, instance_id, timeout=self.timeout)
+        # No identity of its own: a change reaches a platform only inside a request's audited action, which says who
+        # sent it; one that escaped it would be refused by the platform rather than sent as this process.
+        bridge = CrossPlatformBridge(self.bus, instance_id, timeout=self.timeout, identity=None)
         self._bridges[instance_id] = bridge
         return bridge
 

@@ -189,7 +189,7 @@ def meta_router(
                 await live.runtime.lane.run(live.runtime.world.flush)
 
     def package_response(instance_ids: list[str], compact: bool) -> Response:
-        bundles = [bundle_for(engine.store, i) for i in instance_ids]
+        bundles = [bundle_for(engine.store, i, rules=engine.settings.instance.rules) for i in instance_ids]
         buffer = io.BytesIO()
         write_package(buffer, bundles, keyring.signer(), compact=compact)
         name = instance_ids[0] if len(instance_ids) == 1 else "instances"
