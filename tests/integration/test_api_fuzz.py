@@ -33,8 +33,10 @@ STREAMS = r"^/api/stream$|^/api/instances/\{instance_id\}/events$"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # Limits that a fuzzer's thousands of requests do not meet; worlds that tick slowly, so that the many instances it
+    # creates, forks and exports stay small enough to answer within the client's timeout on a busy machine.
     generous = ["--rate-limit", "100000", "--rate-burst", "100000", "--auth-failures", "1000000"]
-    with running_server(tmp_path_factory.mktemp("fuzz"), extra=generous) as running:
+    with running_server(tmp_path_factory.mktemp("fuzz"), rate="2", extra=generous) as running:
         yield running
 
 
