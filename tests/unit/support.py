@@ -69,11 +69,11 @@ async def api_in_process(
     own_store = store is None
     store = InMemoryStore() if store is None else store
     bus = InMemoryBus()
-    engine = PuppetMasterEngine(store, bus, settings)
+    recorder = AuditRecorder(store)
+    engine = PuppetMasterEngine(store, bus, settings, recorder=recorder)
     gateway = Gateway(bus, default_instance, store=store)
     gateway.lister = engine.list_instances
     tokens = TokenService(store)
-    recorder = AuditRecorder(store)
     access = access or AccessSettings.for_host("127.0.0.1", [TEST_HOST])
     router = meta_router(engine, gateway, KeyRing(tmp_path / "home"), Limits())
     app = create_app(gateway, extra=[router], tokens=tokens, recorder=recorder, access=access)

@@ -1,6 +1,7 @@
-"""Per-instance protocol rules, enforced by the puppet master: an instance's licence (may fork, may export, at most
-N forks) refuses clone, fork, merge and export with the rule named and nothing written; the rules travel with an
-exported world and hold where it is imported; bad rules are refused with what is wrong."""
+"""Per-instance protocol rules and scope, enforced by the puppet master: an instance's licence (may fork, may
+export, at most N forks) refuses clone, fork, merge and export with the rule named and nothing written; the rules
+travel with an exported world and hold where it is imported; bad rules are refused with what is wrong; an identity
+scoped to some instances cannot make new ones; a tick rate outside its range is refused."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from typing import Any
 import pytest
 
 from soulfra.bus import InMemoryBus
-from soulfra.errors import InputError, LicenceError, ValidationFailedError
+from soulfra.durable import DurableWorld
+from soulfra.errors import InputError, LicenceError, PermissionDeniedError, ValidationFailedError
 from soulfra.meta.commands import parse_command
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import Signer
 from soulfra.meta.package import read_package, write_package
 from soulfra.meta.transfer import bundle_for, import_bundles
 from soulfra.platforms.instance import InstanceSettings
+from soulfra.platforms.runtime import RuntimePlatform
+from soulfra.security.identity import Identity
 from soulfra.security.permissions import RuleSet, enforce, rules_for
 from soulfra.store import InMemoryStore
 from soulfra.world import DEFAULT_WORLD
@@ -130,3 +134,34 @@ def test_partial_rules_keep_the_rest_of_their_base() -> None:
     base = RuleSet(max_agents=10)
     made = RuleSet.from_json({"licence": {"max_forks": 3}}, base=base)
     assert made.max_agents == 10 and made.licence.max_forks == 3 and made.licence.fork is True
+
+
+async def test_a_scoped_identity_cannot_make_instances_and_the_refusal_is_audited(engine: PuppetMasterEngine) -> None:
+    scoped = Identity(name="carol", role="puppet-master", instances=frozenset({"a", "b"}))
+    before = count(engine)
+    for command in (
+        {"type": "CLONE_INSTANCE", "source": "a"},
+        {"type": "REALITY_FORK", "source": "a", "forks": [{}]},
+        {"type": "MERGE_INSTANCES", "ours": "a", "theirs": "b"},
+    ):
+        with pytest.raises(PermissionDeniedError, match="carol is scoped to a, b and cannot"):
+            await engine.execute(parse_command(command), identity=scoped)
+    with pytest.raises(PermissionDeniedError, match="cannot create instances"):
+        await engine.create_instance(seed=3, spec=DEFAULT_WORLD, identity=scoped)
+    assert count(engine) == before
+    refused = [(e.actor, e.action, e.outcome) for e in engine.store.audit.read(actor="carol")]
+    assert refused == [
+        ("carol", "god.clone_instance", "forbidden"),
+        ("carol", "god.reality_fork", "forbidden"),
+        ("carol", "god.merge_instances", "forbidden"),
+        ("carol", "instance.create", "forbidden"),
+    ]
+    await engine.execute(parse_command({"type": "FREEZE_TIME", "instances": ["a"]}), identity=scoped)  # in scope
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0, 1e-300, 0.0009, 2e9])
+def test_a_tick_rate_outside_its_range_is_refused(rate: float) -> None:
+    world = DurableWorld.create(InMemoryStore(), 1, DEFAULT_WORLD)
+    with pytest.raises(InputError, match=r"tick rate must be between 0\.001 and 1e\+09"):
+        RuntimePlatform(world, InMemoryBus(), rate=rate)
+    world.close()

@@ -51,7 +51,7 @@ from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits, read_package, write_package
 from soulfra.meta.transfer import bundle_for, import_bundles
 from soulfra.offload import off_loop
-from soulfra.security.audit import current_action
+from soulfra.security.audit import current_action, current_identity
 from soulfra.world import DEFAULT_WORLD, parse_world
 
 __all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
@@ -236,13 +236,21 @@ def meta_router(
         ] = None,
     ) -> dict[str, Any]:
         """Upload a ``.soulpkg`` (the request body): verified, validated, stored, and started."""
+        caller = current_identity()
+        if caller is not None:
+            caller.may_create("import packages")
         upload = await _spooled(request, limits.max_total_bytes, spool)
         try:
             package = await off_loop(read_package, upload, keyring, limits=limits)
         finally:
             await off_loop(upload.close)
         imported = await off_loop(
-            import_bundles, engine.store, package.bundles, as_id=as_id, verify_replay=verify_replay
+            import_bundles,
+            engine.store,
+            package.bundles,
+            as_id=as_id,
+            verify_replay=verify_replay,
+            rules=engine.settings.instance.rules,
         )
         _note({"key_id": package.key_id, "imported": [row["id"] for row in imported]})
         if start:

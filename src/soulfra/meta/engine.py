@@ -206,6 +206,7 @@ class PuppetMasterEngine:
 
         who = self._who(identity)
         async with self.recorder.acting(who, "instance.create", instance_id=instance_id) as action, self._lock:
+            who.may_create("create instances")
             self._check_room(1)
             world = await off_loop(stored)
             action.refine(instance_id=world.instance_id, detail={"seed": seed, **world.record.world})
@@ -318,6 +319,8 @@ class PuppetMasterEngine:
         detail = {"command": command.model_dump(mode="json")}
         async with self.recorder.acting(who, action_name, instances=command.touches(self.live), detail=detail) as act:
             _check_scope(who, command.touches(self.live))
+            if isinstance(command, CloneInstance | RealityFork | MergeInstances):
+                who.may_create(f"{command.type.lower().replace('_', ' ')} (it makes new instances)")
             async with self._lock:
                 names = command.touches(self.live)
                 refuse_halted(self.live, names)

@@ -42,6 +42,9 @@ from soulfra.world.events import Event, event_to_json
 from soulfra.world.inputs import input_to_json
 from soulfra.world.model import WorldState
 
+MIN_RATE = 0.001  # ticks a second: one tick every 1,000 seconds
+MAX_RATE = 1e9  # one tick a nanosecond, the clock's resolution
+
 __all__ = ["MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "TickFailure"]
 
 log = logging.getLogger(__name__)
@@ -107,8 +110,8 @@ class RuntimePlatform(Platform):
         clock_ns: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         super().__init__(world.instance_id, bus)
-        if rate is not None and rate <= 0:
-            raise InputError(f"tick rate must be positive, not {rate}")
+        if rate is not None and not MIN_RATE <= rate <= MAX_RATE:  # also what keeps the tick period a finite int
+            raise InputError(f"tick rate must be between {MIN_RATE} and {MAX_RATE:g} ticks a second, not {rate}")
         self.world = world
         self.lane = Lane()  # the order of this world's writes: whoever writes to it (or swaps it) takes its turn
         self.rate = rate

@@ -18,6 +18,7 @@ import contextvars
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -138,6 +139,7 @@ class AuditRecorder:
         self.sign_every = sign_every
         self._clock = clock
         self._signed_at: float | None = None
+        self._signing = threading.Lock()
 
     @contextlib.asynccontextmanager
     async def acting(
@@ -236,20 +238,21 @@ class AuditRecorder:
         """Sign the chain's head as the database has it now; keep it in the database and in ``head_file``."""
         if self.signer is None:
             return None
-        row_id, row_hash = self.store.audit.head()
-        head = SignedHead(
-            row_id=row_id, row_hash=row_hash, key_id=self.signer.key_id,
-            signature=self.signer.sign(head_bytes(row_id, row_hash)).hex(), signed_at=datetime.now(UTC),
-        )  # fmt: skip
-        try:
-            self.store.audit.save_head(head)
-            if self.head_file is not None:
-                write_head_file(self.head_file, head)
-        except (SoulfraError, OSError) as exc:
-            log.error("keeping the audit chain's signed head failed: %s", getattr(exc, "detail", exc))
-            return None
-        self._signed_at = self._clock()
-        return head
+        with self._signing:  # one at a time: the head file never goes back to an older head
+            row_id, row_hash = self.store.audit.head()
+            head = SignedHead(
+                row_id=row_id, row_hash=row_hash, key_id=self.signer.key_id,
+                signature=self.signer.sign(head_bytes(row_id, row_hash)).hex(), signed_at=datetime.now(UTC),
+            )  # fmt: skip
+            try:
+                self.store.audit.save_head(head)
+                if self.head_file is not None:
+                    write_head_file(self.head_file, head)
+            except (SoulfraError, OSError) as exc:
+                log.error("keeping the audit chain's signed head failed: %s", getattr(exc, "detail", exc))
+                return None
+            self._signed_at = self._clock()
+            return head
 
 
 def _opened(
@@ -283,7 +286,7 @@ def write_head_file(path: Path, head: SignedHead) -> None:
     }  # fmt: skip
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = path.with_name(path.name + ".tmp")
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # each writer its own
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as out:
             json.dump(body, out)

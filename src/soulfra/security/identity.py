@@ -13,7 +13,7 @@ import getpass
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from soulfra.errors import InputError
+from soulfra.errors import InputError, PermissionDeniedError
 
 __all__ = ["ANONYMOUS", "ROLES", "Identity", "check_role", "cli_identity", "process_identity", "rank"]
 
@@ -50,6 +50,15 @@ class Identity:
 
     def sees(self, instance_id: str) -> bool:
         return self.instances is None or instance_id in self.instances
+
+    def may_create(self, what: str) -> None:
+        """PermissionDeniedError for an identity scoped to some instances: whatever it made would lie outside its
+        scope, so making instances (``what``: create, import, clone...) takes an unscoped one."""
+        if self.instances is not None:
+            raise PermissionDeniedError(
+                f"{self.name} is scoped to {', '.join(sorted(self.instances))} and cannot {what}; "
+                "that needs a token that is not scoped to instances"
+            )
 
     def to_json(self) -> dict[str, object]:
         scope = None if self.instances is None else sorted(self.instances)
