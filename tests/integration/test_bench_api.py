@@ -43,8 +43,17 @@ def test_bench_api_measures_both_servers_and_the_snapshot_pause(tmp_path: Path) 
     assert len(pause["pause_ns"]) == pause["snapshots"] == 3
     assert all(ns > 0 for ns in pause["pause_ns"])
     assert pause["pause_max_ms"] == pytest.approx(max(pause["pause_ns"]) / 1e6, abs=1e-3)
+    access = result["access"]
+    assert set(access) == {"surface", "authenticated"}
+    assert access["authenticated"]["on"]["path"].endswith("/agents?limit=20")
+    for row in access.values():
+        for side in (row["on"], row["off"]):
+            assert side["requests"] > 0
+            assert side["errors"] == 0, side["error_kinds"]  # the token was let in; nothing refused
+        assert row["rps_ratio"] == pytest.approx(row["on"]["rps"] / row["off"]["rps"], abs=1e-3)
     targets = result["targets"]
-    assert set(targets) == {"rps_ratio", "p99_ms", "pause_ms"}
+    assert set(targets) == {"rps_ratio", "p99_ms", "access_ratio", "pause_ms"}
+    assert targets["access_ratio"]["worst"] == min(row["rps_ratio"] for row in access.values())
     assert targets["rps_ratio"]["worst"] == min(row["rps_ratio"] for row in result["rows"])
     assert targets["p99_ms"]["worst"] == max(row["soulfra"]["p99_ms"] for row in result["rows"])
     assert all(isinstance(target["pass"], bool) for target in targets.values())
@@ -54,3 +63,4 @@ def test_bench_api_measures_both_servers_and_the_snapshot_pause(tmp_path: Path) 
     Console(file=shown, width=160).print(render(result))
     assert "/api/agents/echo" in shown.getvalue()
     assert "snapshot pause" in shown.getvalue()
+    assert "access control on and off" in shown.getvalue()

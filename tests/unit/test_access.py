@@ -186,6 +186,16 @@ async def test_a_private_surface_needs_a_viewer(tmp_path: Path, anyio_backend: s
                 assert (await viewer.get(path)).status_code == 200, path
 
 
+async def test_enforce_off_takes_access_control_away_whole(tmp_path: Path, anyio_backend: str) -> None:
+    """The switch ``soulfra bench api`` measures access control's cost with: nothing is checked (so the comparison
+    is fair), which is why no flag or variable sets it."""
+    async for system in _system(tmp_path, _access(enforce=False)):
+        async with system.client(None) as anonymous:
+            reply = await anonymous.get("/api/instances")
+            assert reply.status_code == 200
+            assert "x-request-id" not in reply.headers
+
+
 async def test_the_public_surface_is_anonymous(system: System) -> None:
     async with system.client(None) as anonymous:
         for path in ("/api/vibe/weather", "/api/agents/echo", "/api/ritual/traces", "/healthz", "/openapi.json"):

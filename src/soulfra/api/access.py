@@ -11,6 +11,8 @@ mutating request (415) and the rate limits (429). Every mutating request, accept
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import re
 import threading
@@ -38,7 +40,7 @@ from soulfra.errors import (
 from soulfra.offload import off_loop
 from soulfra.security.audit import AuditRecorder, current_action
 from soulfra.security.identity import ANONYMOUS, Identity
-from soulfra.security.tokens import TokenService
+from soulfra.security.tokens import TokenService, token_hash
 
 __all__ = [
     "JSON",
@@ -149,6 +151,7 @@ class AccessSettings:
     one address within ``auth_window`` seconds lock that address out for ``lockout`` seconds."""
 
     private_surface: bool = False
+    enforce: bool = True  # False: no access control at all; only ``soulfra bench api`` sets it, to measure its cost
     allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
     cors_origins: tuple[str, ...] = ()
     mutation_rate: float = 20.0
@@ -254,6 +257,8 @@ class AccessControl:
         self.settings = settings
         self.limits = limits or RateLimits(settings)
         self._hosts = frozenset(h.lower() for h in settings.allowed_hosts)
+        self._hosts_seen: set[str | None] = set()  # Host header values already found allowed
+        self._checking: dict[str, asyncio.Future[Identity]] = {}  # token hash -> its database check under way
         self._routes: list[BaseRoute] | None = None
         self._resolved: dict[tuple[str, str], _Resolved | None] = {}
 
@@ -316,18 +321,30 @@ class AccessControl:
         try:
             if token is None:
                 raise AuthenticationError("this route needs a token: send Authorization: Bearer <token>")
-            if self.tokens.cached(token):
-                return self.tokens.authenticate(token)  # known a moment ago: no database round trip
-            return await off_loop(self.tokens.authenticate, token)
+            known = self.tokens.fresh(token)  # checked a moment ago: no database round trip
+            if known is not None:
+                return known
+            # One database check at a time per token: when its cached check goes stale, the requests that arrive
+            # meanwhile wait for that one instead of each asking the database.
+            digest = token_hash(token)
+            pending = self._checking.get(digest)
+            if pending is None:
+                pending = self._checking[digest] = asyncio.ensure_future(off_loop(self.tokens.authenticate, token))
+                pending.add_done_callback(lambda _: self._checking.pop(digest, None))
+            return await asyncio.shield(pending)
         except AuthenticationError:
             self.limits.failed(source)
             raise
 
     def _check_host(self, scope: Scope) -> None:
         host = _header(scope, b"host")
+        if host in self._hosts_seen:  # the few Host values a server sees, each parsed once
+            return
         name = _host_name(host) if host is not None else None
         if name not in self._hosts:
             raise BadHostError(f"the Host {host!r} is not one this server answers to (see --allowed-host)")
+        if len(self._hosts_seen) < self.CACHE_LIMIT:
+            self._hosts_seen.add(host)
 
     def _resolve(self, scope: Scope) -> _Resolved | None:
         """The route a request goes to (as the app's router picks it), its policy, and its instance id."""
@@ -351,9 +368,13 @@ class AccessControl:
         return found
 
 
+_ID_PREFIX = uuid.uuid4().hex[:12]  # this process's; a counter numbers its requests (no random bytes per request)
+_ID_COUNTER = itertools.count(1)
+
+
 def _request_id(scope: Scope) -> str:
     given = _header(scope, b"x-request-id")
-    return given if given is not None and _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if given is not None and _REQUEST_ID.match(given) else f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -415,10 +436,10 @@ def _decorated(send: Send, reply: _Reply) -> Send:
             reply.started = True
             reply.status = int(message["status"])
             headers = list(message.get("headers", ()))
-            names = {key.lower() for key, _ in headers}
+            names = {key.lower(): value for key, value in headers}
             headers += [h for h in _SECURITY_HEADERS if h[0] not in names]
             headers.append((b"x-request-id", reply.request_id.encode()))
-            kind = dict(headers).get(b"content-type", b"")
+            kind = names.get(b"content-type", b"")
             if not kind.startswith(b"text/html") and b"content-security-policy" not in names:
                 headers.append(_JSON_CSP)  # the docs pages (HTML) load their own scripts; nothing else needs any
             if reply.authenticated and b"cache-control" not in names:

@@ -223,7 +223,8 @@ def create_app(
     app.state.gateway = gateway
     app.add_middleware(SurfaceReads, gateway=gateway, enabled=not access.private_surface)  # anonymous reads only
     app.add_middleware(BodyLimits, limits=limits or RequestLimits())  # bodies are bounded before any route reads
-    app.add_middleware(AccessControl, tokens=tokens, recorder=recorder, settings=access)  # before anything runs
+    if access.enforce:  # always, but in the benchmark that measures what it costs
+        app.add_middleware(AccessControl, tokens=tokens, recorder=recorder, settings=access)  # before anything runs
     if access.cors_origins:  # no CORS headers at all unless origins are configured
         app.add_middleware(
             CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST", "PUT", "DELETE"],

@@ -1,4 +1,5 @@
-"""``soulfra bench api``: the public surface's requests per second and p99, ticking, beside a bare Starlette route.
+"""``soulfra bench api``: the public surface's requests per second and p99, ticking, beside a bare Starlette route;
+surface and authenticated reads with access control on, beside the same server with it off.
 
 Each server runs in its own uvicorn subprocess on 127.0.0.1, driven by the same keep-alive asyncio load generator;
 the bare route serves the exact bytes Soulfra answered. Also the runtime's pause in a big instance's unified snapshot.
@@ -38,6 +39,8 @@ BUILTIN_AGENTS = 3  # Cal Riven, Arty, Agent Zero
 TARGET_RPS_RATIO = 0.7
 TARGET_P99_MS = 50.0
 TARGET_PAUSE_MS = 5.0
+TARGET_ACCESS_RATIO = 0.95  # reads with access control on, over the same server with it off
+AUTHENTICATED_READ = "/api/instances/{instance}/agents?limit=20"  # a viewer's read: token, role and scope checked
 STARTUP_TIMEOUT = 60.0
 # httpx.AsyncClient itself tops out near 100-200 req/s at 64 concurrent requests (encode/httpx#3215), which would
 # measure the client, not the servers; the generator is plain asyncio streams, one keep-alive connection per worker.
@@ -48,15 +51,20 @@ LOAD_GENERATOR = "asyncio streams, HTTP/1.1 keep-alive, one connection per worke
 
 
 def _serve(kind: str, port_file: Path, *, data: Path | None, agents: int, bodies: Path | None) -> None:
-    """Serve Soulfra's embedded app or the bare Starlette routes on a free port written to ``port_file``."""
+    """Serve Soulfra's embedded app (``soulfra``; ``soulfra-open`` without access control, only to measure what it
+    costs) or the bare Starlette routes on a free port written to ``port_file``."""
     import uvicorn  # noqa: PLC0415 - only the server subprocess needs it
 
+    from soulfra.api.access import AccessSettings  # noqa: PLC0415
     from soulfra.system import EmbeddedSettings, embedded_app, listen  # noqa: PLC0415
 
-    if kind == "soulfra":
+    if kind in ("soulfra", "soulfra-open"):
         assert data is not None  # noqa: S101 - argparse requires it for this kind
+        access = AccessSettings(enforce=kind == "soulfra")
         app: Any = embedded_app(
-            EmbeddedSettings(data=data, rate=None, agents=max(0, agents - BUILTIN_AGENTS), home=data / "home")
+            EmbeddedSettings(
+                data=data, rate=None, agents=max(0, agents - BUILTIN_AGENTS), home=data / "home", access=access
+            )
         )
     else:
         assert bodies is not None  # noqa: S101
@@ -87,13 +95,13 @@ def _bare_app(bodies: dict[str, str]) -> Any:
 
 def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m soulfra.bench.api", description="a server under test")
-    parser.add_argument("kind", choices=("soulfra", "bare"))
+    parser.add_argument("kind", choices=("soulfra", "soulfra-open", "bare"))
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--data", type=Path)
     parser.add_argument("--agents", type=int, default=BUILTIN_AGENTS)
     parser.add_argument("--bodies", type=Path)
     args = parser.parse_args(argv)
-    if (args.kind == "soulfra" and args.data is None) or (args.kind == "bare" and args.bodies is None):
+    if (args.kind != "bare" and args.data is None) or (args.kind == "bare" and args.bodies is None):
         parser.error("soulfra needs --data; bare needs --bodies")
     _serve(args.kind, args.port_file, data=args.data, agents=args.agents, bodies=args.bodies)
 
@@ -178,9 +186,10 @@ class _Connection:
         self.reader, self.writer, self.request = reader, writer, request
 
     @classmethod
-    async def open(cls, port: int, path: str) -> _Connection:
+    async def open(cls, port: int, path: str, token: str | None = None) -> _Connection:
         reader, writer = await asyncio.open_connection(HOST, port)
-        return cls(reader, writer, f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+        auth = "" if token is None else f"Authorization: Bearer {token}\r\n"
+        return cls(reader, writer, f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{auth}\r\n".encode())
 
     async def get(self) -> int:
         self.writer.write(self.request)
@@ -201,11 +210,14 @@ class _Connection:
             await self.writer.wait_closed()
 
 
-async def _load(port: int, path: str, *, seconds: float, warmup: float, connections: int) -> dict[str, Any]:
-    """``connections`` workers, each on its own keep-alive connection, sending GETs back to back."""
+async def _load(
+    port: int, path: str, *, seconds: float, warmup: float, connections: int, token: str | None = None
+) -> dict[str, Any]:
+    """``connections`` workers, each on its own keep-alive connection, sending GETs back to back (with ``token`` as
+    a bearer token, if given)."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    pool = await asyncio.gather(*(_Connection.open(port, path) for _ in range(connections)))
+    pool = await asyncio.gather(*(_Connection.open(port, path, token) for _ in range(connections)))
 
     async def worker(connection: _Connection, until: float, record: bool) -> None:
         while (begun := time.perf_counter()) < until:
@@ -213,7 +225,7 @@ async def _load(port: int, path: str, *, seconds: float, warmup: float, connecti
                 status = await connection.get()
             except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 status, key = 0, type(exc).__name__
-                connection = await _Connection.open(port, path)  # the old one is in an unknown state
+                connection = await _Connection.open(port, path, token)  # the old one is in an unknown state
             else:
                 key = str(status)
             if not record:
@@ -277,6 +289,35 @@ def _measure_bare(
         for path in ENDPOINTS:
             rows[path] = asyncio.run(_load(server.port, path, seconds=seconds, warmup=warmup, connections=connections))
             rows[path]["body_bytes"] = len(bodies[path].encode())
+    return rows
+
+
+def _measure_access(
+    workdir: Path, *, seconds: float, warmup: float, connections: int, agents: int
+) -> dict[str, dict[str, Any]]:
+    """What access control costs: a public surface read and an authenticated read, on the same server with access
+    control on (``soulfra``) and off (``soulfra-open``). Both get the same request bytes (the bearer token too), so
+    only the checks differ. Each side runs twice, in the order on, off, off, on (a fresh server each time: whichever
+    runs first on a machine is the slower), and keeps its better run."""
+    from soulfra.security.local import read_home_token  # noqa: PLC0415
+
+    rows: dict[str, dict[str, Any]] = {"surface": {}, "authenticated": {}}
+    for n, kind in enumerate(("soulfra", "soulfra-open", "soulfra-open", "soulfra")):
+        data = workdir / f"{kind}-{n}-data"
+        args = [kind, "--data", str(data), "--agents", str(agents)]
+        with _server(args, workdir, kind, "/readyz") as server, httpx.Client(base_url=server.base) as probe:
+            instance = str(probe.get("/readyz").json()["instance"])
+            token = read_home_token(data / "home")
+            paths = {"surface": ENDPOINTS[0], "authenticated": AUTHENTICATED_READ.format(instance=instance)}
+            for label, path in paths.items():
+                load = _load(server.port, path, seconds=seconds, warmup=warmup, connections=connections, token=token)
+                run = {"path": path, **asyncio.run(load)}
+                side = "on" if kind == "soulfra" else "off"
+                kept = rows[label].get(side)
+                if kept is None or run["rps"] > kept["rps"]:
+                    rows[label][side] = run
+    for row in rows.values():
+        row["rps_ratio"] = round(row["on"]["rps"] / row["off"]["rps"], 3) if row["off"]["rps"] else 0.0
     return rows
 
 
@@ -345,12 +386,14 @@ def bench_api(
         workdir = Path(tmp)
         ours, bodies = _measure_soulfra(workdir, seconds=seconds, warmup=warmup, connections=connections, agents=agents)
         bare = _measure_bare(workdir, bodies, seconds=seconds, warmup=warmup, connections=connections)
+        access = _measure_access(workdir, seconds=seconds, warmup=warmup, connections=connections, agents=agents)
         pause = asyncio.run(_pauses(workdir, agents=pause_agents, snapshots=snapshots))
     rows = []
     for path in ENDPOINTS:
         ratio = ours[path]["rps"] / bare[path]["rps"] if bare[path]["rps"] else 0.0
         rows.append({"path": path, "soulfra": ours[path], "bare": bare[path], "rps_ratio": round(ratio, 3)})
     worst_ratio = min(row["rps_ratio"] for row in rows)
+    worst_access = min(row["rps_ratio"] for row in access.values())
     worst_p99 = max(row["soulfra"]["p99_ms"] for row in rows)
     results: dict[str, Any] = {
         "benchmark": "api",
@@ -361,6 +404,7 @@ def bench_api(
         "rate": "unlimited",
         "load_generator": LOAD_GENERATOR,
         "rows": rows,
+        "access": access,
         "unified_snapshot": pause,
         "targets": {
             "rps_ratio": {
@@ -369,6 +413,11 @@ def bench_api(
                 "pass": worst_ratio >= TARGET_RPS_RATIO,
             },
             "p99_ms": {"target": f"< {TARGET_P99_MS}", "worst": worst_p99, "pass": worst_p99 < TARGET_P99_MS},
+            "access_ratio": {
+                "target": f">= {TARGET_ACCESS_RATIO}",
+                "worst": worst_access,
+                "pass": worst_access >= TARGET_ACCESS_RATIO,
+            },
             "pause_ms": {
                 "target": f"<= {TARGET_PAUSE_MS}",
                 "worst": pause["pause_max_ms"],
@@ -408,6 +457,15 @@ def render(results: dict[str, Any]) -> Group:
                 f"{side['p99_ms']:.1f} ms", f"{side['max_ms']:.1f} ms", f"{side['errors']:,}", ticks,
             )  # fmt: skip
         table.add_row("", "ratio", f"{row['rps_ratio']:.3f}x", "", "", "", "", "", end_section=True)
+    access = Table(title="the same server with access control on and off (the same requests, bearer token included)")
+    for column in ("read", "path", "on req/s", "off req/s", "on p99", "off p99", "ratio"):
+        access.add_column(column, justify="left" if column in ("read", "path") else "right")
+    for label, row in results["access"].items():
+        on, off = row["on"], row["off"]
+        access.add_row(
+            label, on["path"], f"{on['rps']:,.0f}", f"{off['rps']:,.0f}", f"{on['p99_ms']:.1f} ms",
+            f"{off['p99_ms']:.1f} ms", f"{row['rps_ratio']:.3f}x",
+        )  # fmt: skip
     pause = results["unified_snapshot"]
     targets = Table(title=f"targets (unified snapshot: {pause['agents']:,} agents, {pause['snapshots']} snapshots)")
     for column in ("target", "wanted", "measured", "verdict"):
@@ -415,15 +473,17 @@ def render(results: dict[str, Any]) -> Group:
     names = {
         "rps_ratio": "surface req/s over bare",
         "p99_ms": "surface p99 while ticking",
+        "access_ratio": "reads with access control over without",
         "pause_ms": "snapshot pause",
     }
-    units = {"rps_ratio": "x", "p99_ms": " ms", "pause_ms": " ms"}
+    units = {"rps_ratio": "x", "p99_ms": " ms", "access_ratio": "x", "pause_ms": " ms"}
     for key, target in results["targets"].items():
-        worst = f"{target['worst']:.3f}{units[key]}" if key == "rps_ratio" else f"{target['worst']:.2f}{units[key]}"
+        ratio = key in ("rps_ratio", "access_ratio")
+        worst = f"{target['worst']:.3f}{units[key]}" if ratio else f"{target['worst']:.2f}{units[key]}"
         if key == "pause_ms":
             worst = f"max {worst} (p50 {pause['pause_p50_ms']:.2f} ms)"
         targets.add_row(names[key], f"{target['target']}{units[key]}", worst, "pass" if target["pass"] else "FAIL")
-    return Group(table, targets)
+    return Group(table, access, targets)
 
 
 def api_command(
