@@ -45,7 +45,7 @@ from soulfra.platforms.mirror import MirrorPlatform
 from soulfra.platforms.protocol import ProtocolPlatform
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.platforms.surface import SurfacePlatform
-from soulfra.security.audit import AuditRecorder
+from soulfra.security.audit import AuditRecorder, head_file_for
 from soulfra.security.identity import process_identity
 from soulfra.security.local import LOCAL_ADMIN, ensure_local_admin
 from soulfra.security.tokens import TokenService
@@ -119,7 +119,7 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
     keyring = KeyRing(settings.home)
     tokens = TokenService(store)
     try:
-        recorder = AuditRecorder(store, signer=keyring.signer(), head_file=settings.data / "audit-head.json")
+        recorder = AuditRecorder(store, signer=keyring.signer(), head_file=head_file_for(settings.database_url()))
         engine = _engine(store, bus, settings, recorder)
     except BaseException:
         store.close()

@@ -31,7 +31,7 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     store = SqlStore.open(f"sqlite:///{folder / 'soulfra.db'}")
     try:
         signer = KeyRing(tmp_path / "home").signer()
-        recorder = AuditRecorder(store, signer=signer, head_file=folder / "audit-head.json", sign_every=3600)
+        recorder = AuditRecorder(store, signer=signer, head_file=folder / "soulfra.db.audit-head.json", sign_every=3600)
         recorder.record(ALICE, "god.clone_instance", instance_id="b", instances=["a"], source="127.0.0.1")
         recorder.record(ALICE, "god.merge_instances", instances=["a", "b"], outcome="merge_failed")
         recorder.record(process_identity("freeze-timer"), "god.thaw_time", instances=["a"])
@@ -73,7 +73,7 @@ def test_a_truncated_tail_exits_65_naming_the_first_missing_row(data: Path, tmp_
 
 
 def test_an_edited_head_file_is_reported(data: Path, tmp_path: Path) -> None:
-    head = data / "audit-head.json"
+    head = data / "soulfra.db.audit-head.json"
     head.write_text(json.dumps({**json.loads(head.read_text()), "row_id": 4}))
     line = one_error_line(soulfra("audit", "verify", "--head", str(head), home=tmp_path / "home"), 65)
     assert "row 4" in line and "does not verify" in line

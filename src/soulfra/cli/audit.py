@@ -24,7 +24,6 @@ __all__ = ["audit_app", "register"]
 audit_app = typer.Typer(help="Verify and read the audit log.", no_args_is_help=True)
 
 DATA_DIR = Path("soulfra-data")  # `soulfra up`'s data directory by default
-HEAD_FILE = "audit-head.json"  # the signed head kept beside the database
 
 AuditDbOption = Annotated[
     str | None,
@@ -34,7 +33,8 @@ HeadOption = Annotated[
     Path | None,
     typer.Option(
         "--head",
-        help="The signed head file kept outside the database (default: audit-head.json beside a SQLite database)",
+        help="The signed head file kept outside the database (default: the database file's name and "
+        ".audit-head.json, beside a SQLite database)",
     ),
 ]
 
@@ -44,16 +44,10 @@ def _database(db: str | None) -> str:
 
 
 def _head_beside(db: str) -> Path | None:
-    """``audit-head.json`` beside a SQLite database file, where ``soulfra up`` keeps it."""
-    from soulfra.store.database import make_engine  # noqa: PLC0415 -- the storage stack loads only here
+    """The signed head file beside a SQLite database, where every Soulfra process that writes to it keeps it."""
+    from soulfra.security.audit import head_file_for  # noqa: PLC0415 -- the storage stack loads only here
 
-    engine = make_engine(db)
-    try:
-        if engine.dialect.name != "sqlite" or not engine.url.database:
-            return None
-        return Path(engine.url.database).expanduser().parent / HEAD_FILE
-    finally:
-        engine.dispose()
+    return head_file_for(db)
 
 
 def _installation_key(public_key: Path | None) -> HeadVerifier | None:

@@ -218,8 +218,9 @@ def run_command(
     """Run a world for a number of ticks and report its state hash; with --db, persist it (or continue it)."""
     from soulfra.cli.runner import load_inputs, load_world_file  # noqa: PLC0415
     from soulfra.durable import DurabilitySettings, DurableWorld  # noqa: PLC0415
-    from soulfra.security.audit import AuditRecorder  # noqa: PLC0415
+    from soulfra.meta.audit_signing import signed_recorder  # noqa: PLC0415
     from soulfra.security.identity import cli_identity  # noqa: PLC0415
+    from soulfra.settings import SoulfraSettings  # noqa: PLC0415
     from soulfra.store import SqlStore  # noqa: PLC0415
     from soulfra.world import DEFAULT_WORLD, World  # noqa: PLC0415
 
@@ -241,7 +242,9 @@ def run_command(
     try:
         settings = DurabilitySettings(snapshot_every=snapshot_every)
         known = {record.id for record in store.instances.find(seed)}
-        with AuditRecorder(store).recording(cli_identity(), "instance.run", detail={"ticks": ticks}) as action:
+        with signed_recorder(store, db, SoulfraSettings.load().home).recording(
+            cli_identity(), "instance.run", detail={"ticks": ticks}
+        ) as action:
             durable = DurableWorld.open_or_create(store, seed, spec, agents=agents, fresh=fresh, settings=settings)
             created = durable.instance_id not in known
             made = {"seed": seed, **durable.record.world} if created else {}

@@ -58,13 +58,16 @@ def db_upgrade(db: DbOption) -> None:
 
 
 def _audit_upgrade(db: str, before: str, after: str) -> None:
-    from soulfra.security.audit import AuditRecorder  # noqa: PLC0415
+    from soulfra.meta.audit_signing import signed_recorder  # noqa: PLC0415
     from soulfra.security.identity import cli_identity  # noqa: PLC0415
+    from soulfra.settings import SoulfraSettings  # noqa: PLC0415
     from soulfra.store import SqlStore  # noqa: PLC0415
 
     store = SqlStore.open(db)
     try:
-        AuditRecorder(store).record(cli_identity(), "db.upgrade", detail={"from": before, "to": after})
+        signed_recorder(store, db, SoulfraSettings.load().home).record(
+            cli_identity(), "db.upgrade", detail={"from": before, "to": after}
+        )
     finally:
         store.close()
 

@@ -28,14 +28,15 @@ def _line(row: dict[str, Any]) -> str:
 def _offline(db: str, action: str, work: Any) -> Any:
     """Run ``work(tokens)`` on the database ``db``, audited as this process's user."""
     from soulfra.errors import SoulfraError  # noqa: PLC0415 -- the storage stack loads only here
-    from soulfra.security.audit import AuditRecorder  # noqa: PLC0415
+    from soulfra.meta.audit_signing import signed_recorder  # noqa: PLC0415
     from soulfra.security.identity import process_identity  # noqa: PLC0415
     from soulfra.security.tokens import TokenService  # noqa: PLC0415
+    from soulfra.settings import SoulfraSettings  # noqa: PLC0415
     from soulfra.store import SqlStore  # noqa: PLC0415
 
     store = SqlStore.open(db)
     try:
-        recorder = AuditRecorder(store)
+        recorder = signed_recorder(store, db, SoulfraSettings.load().home)
         identity = process_identity(f"cli:{getpass.getuser()}")
         try:
             result, detail = work(TokenService(store), identity.name)

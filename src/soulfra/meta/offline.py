@@ -10,10 +10,10 @@ from typing import Any
 
 from soulfra.durable import resolve_instance
 from soulfra.errors import PackageError, SoulfraError
+from soulfra.meta.audit_signing import signed_recorder
 from soulfra.meta.keys import KeyRing, read_public_key
 from soulfra.meta.package import Limits, read_package, write_package
 from soulfra.meta.transfer import apply_edits, bundle_for, edit_bundle, import_bundles
-from soulfra.security.audit import AuditRecorder
 from soulfra.security.identity import cli_identity
 from soulfra.store import SqlStore
 
@@ -65,19 +65,19 @@ def import_db(
     try:
         read = read_package(package, _keyring(home, trusted), limits=Limits(), progress=progress)
     except SoulfraError as exc:
-        _record_refusal(db, exc, detail)
+        _record_refusal(db, home, exc, detail)
         raise
     store = SqlStore.open(db)
     try:
         detail["key_id"] = read.key_id
-        with AuditRecorder(store).recording(cli_identity(), "package.import", detail=detail):
+        with signed_recorder(store, db, home).recording(cli_identity(), "package.import", detail=detail):
             imported = import_bundles(store, read.bundles, as_id=as_id, verify_replay=verify_replay)
     finally:
         store.close()
     return {"key_id": read.key_id, "imported": imported}
 
 
-def _record_refusal(db: str, refusal: SoulfraError, detail: dict[str, Any]) -> None:
+def _record_refusal(db: str, home: Path, refusal: SoulfraError, detail: dict[str, Any]) -> None:
     """Audit an import refused before the database was opened, if the database can be opened at all (a refusal
     says why in its own words: one the audit cannot be written for is still raised)."""
     try:
@@ -85,7 +85,7 @@ def _record_refusal(db: str, refusal: SoulfraError, detail: dict[str, Any]) -> N
     except SoulfraError:
         return
     try:
-        recorder = AuditRecorder(store)
+        recorder = signed_recorder(store, db, home)
         recorder.record(
             cli_identity(), "package.import", outcome=refusal.code, detail={**detail, "error": refusal.detail}
         )

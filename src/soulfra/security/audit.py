@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import sqlalchemy as sa
+
 from soulfra.errors import OutputError, SoulfraError
 from soulfra.offload import off_loop
 from soulfra.security.identity import Identity
@@ -41,6 +43,7 @@ __all__ = [
     "current_action",
     "current_identity",
     "head_bytes",
+    "head_file_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -276,6 +279,22 @@ def _refused(action: Action, exc: BaseException) -> None:
         action.detail.setdefault("error", exc.detail)
     else:
         action.outcome = "error" if isinstance(exc, Exception) else "cancelled"
+
+
+HEAD_FILE_SUFFIX = ".audit-head.json"
+
+
+def head_file_for(url: str) -> Path | None:
+    """Where the signed head of the database at ``url`` is kept outside it: beside a SQLite file, named after it
+    (``soulfra.db`` -> ``soulfra.db.audit-head.json``); None for a database that is no file (give one by hand)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if not parsed.get_backend_name().startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    database = Path(parsed.database).expanduser()
+    return database.with_name(database.name + HEAD_FILE_SUFFIX)
 
 
 def write_head_file(path: Path, head: SignedHead) -> None:
