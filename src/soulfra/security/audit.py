@@ -158,22 +158,14 @@ class AuditRecorder:
     ) -> AsyncIterator[Action]:
         """Record ``action`` by ``identity`` once it ends (its outcome: ``ok``, or the code of the error that ended
         it, re-raised). Inside another action it refines that one instead."""
-        outer = current_action()
-        if outer is not None:
-            outer.refine(action, instance_id=instance_id, instances=instances, detail=detail)
-            yield outer
-            return
-        current = _opened(identity, action, source, request_id, instance_id, instances, detail)
-        reset = _CURRENT.set(current)
+        own: Action | None = None
         try:
-            yield current
-        except BaseException as exc:
-            _refused(current, exc)
-            raise
+            with _entered(identity, action, source, request_id, instance_id, instances, detail) as (current, mine):
+                own = current if mine else None
+                yield current
         finally:
-            _CURRENT.reset(reset)
-            current.done = True
-            await off_loop(self.write, current)
+            if own is not None:
+                await off_loop(self.write, own)
 
     @contextlib.contextmanager
     def recording(
@@ -187,22 +179,14 @@ class AuditRecorder:
     ) -> Iterator[Action]:
         """``acting`` for synchronous code that runs outside an event loop (a CLI command working on a database):
         the row is written, blocking, when the action ends."""
-        outer = current_action()
-        if outer is not None:
-            outer.refine(action, instance_id=instance_id, instances=instances, detail=detail)
-            yield outer
-            return
-        current = _opened(identity, action, None, None, instance_id, instances, detail)
-        reset = _CURRENT.set(current)
+        own: Action | None = None
         try:
-            yield current
-        except BaseException as exc:
-            _refused(current, exc)
-            raise
+            with _entered(identity, action, None, None, instance_id, instances, detail) as (current, mine):
+                own = current if mine else None
+                yield current
         finally:
-            _CURRENT.reset(reset)
-            current.done = True
-            self.write(current)
+            if own is not None:
+                self.write(own)
 
     def write(self, action: Action) -> AuditEntry | None:
         """Write a finished action's row (and sign the head when it is time). A failure to write is logged, never
@@ -256,6 +240,35 @@ class AuditRecorder:
                 return None
             self._signed_at = self._clock()
             return head
+
+
+@contextlib.contextmanager
+def _entered(
+    identity: Identity,
+    action: str,
+    source: str | None,
+    request_id: str | None,
+    instance_id: str | None,
+    instances: Sequence[str],
+    detail: dict[str, Any] | None,
+) -> Iterator[tuple[Action, bool]]:
+    """The action in progress while the block runs, and whether it is this block's own (to be written when it
+    ends) or an outer one it refined. Its outcome is the error that ends the block, if one does."""
+    outer = current_action()
+    if outer is not None:
+        outer.refine(action, instance_id=instance_id, instances=instances, detail=detail)
+        yield outer, False
+        return
+    current = _opened(identity, action, source, request_id, instance_id, instances, detail)
+    reset = _CURRENT.set(current)
+    try:
+        yield current, True
+    except BaseException as exc:
+        _refused(current, exc)
+        raise
+    finally:
+        _CURRENT.reset(reset)
+        current.done = True
 
 
 def _opened(
