@@ -12,11 +12,12 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, BinaryIO
 
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from soulfra.api.access import identity_of
+from soulfra.api.common import InstanceId
 from soulfra.api.gateway import Gateway
 from soulfra.api.models import Deleted, GodReply, ImportReply, InstanceDetail
 from soulfra.api.models.god import (
@@ -76,7 +77,6 @@ PACKAGE_UPLOAD: dict[str, Any] = {
         },
     }
 }
-InstanceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="An instance id, e.g. world-0")]
 
 
 CompactQuery = Annotated[
