@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from soulfra.errors import StorageError, StorageUnavailableError
+from soulfra.errors import ConfigError, StorageError, StorageUnavailableError
 from soulfra.store import SqlStore, head_revision, make_engine, schema, upgrade
 
 JSON_COLUMNS = {
@@ -107,12 +107,26 @@ def test_json_columns_are_declared_json_on_every_backend() -> None:
     assert declared == JSON_COLUMNS
 
 
-UNUSABLE_URLS = [
+BAD_URLS = [
     pytest.param("mysql://x", "unsupported database 'mysql'", id="mysql"),
-    pytest.param("sqlite:///{tmp}/missing/dir/s.db", "does not exist", id="sqlite-missing-directory"),
     pytest.param("garbage", "not a database URL", id="garbage"),
+    pytest.param("worlds.db", "try sqlite:///worlds.db", id="a-file-name"),
     pytest.param("", "not a database URL", id="empty"),
     pytest.param("sqlite:///:memory:", "in-memory", id="sqlite-memory"),
+]
+
+
+@pytest.mark.parametrize(("url", "reason"), BAD_URLS)
+def test_a_url_that_names_no_usable_database_is_a_bad_value(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SqlStore.open(url)
+    assert caught.value.code == "invalid_config"
+    assert reason in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+UNUSABLE_URLS = [
+    pytest.param("sqlite:///{tmp}/missing/dir/s.db", "does not exist", id="sqlite-missing-directory"),
     pytest.param("postgresql+psycopg://postgres@127.0.0.1:1/test", "port 1 failed", id="postgresql-closed-port"),
     pytest.param("postgresql://postgres@127.0.0.1:1/test", "port 1 failed", id="postgresql-no-driver-name"),
 ]

@@ -235,16 +235,17 @@ def test_verify_names_the_tick_where_a_tampered_history_stops_replaying(
 
 
 def test_a_database_that_cannot_be_opened_gives_one_line() -> None:
-    cases = [
-        (("run", "--ticks", "5"), "mysql://x", "unsupported database 'mysql'"),
-        (("run", "--ticks", "5"), "sqlite:///no/such/dir/x.db", "does not exist"),
-        (("verify",), "sqlite:///no/such/dir/x.db", "does not exist"),
-        (("db", "upgrade"), "not a url", "not a database URL"),
-        (("history",), "postgresql://postgres@127.0.0.1:1/nothing", "127.0.0.1"),  # nothing listens on port 1
+    cases = [  # a URL that names no database Soulfra can use is a bad value (2); one it cannot reach, 69
+        (("run", "--ticks", "5"), "mysql://x", "unsupported database 'mysql'", 2),
+        (("run", "--ticks", "5"), "worlds.db", "try sqlite:///worlds.db", 2),
+        (("run", "--ticks", "5"), "sqlite:///no/such/dir/x.db", "does not exist", 69),
+        (("verify",), "sqlite:///no/such/dir/x.db", "does not exist", 69),
+        (("db", "upgrade"), "not a url", "not a database URL", 2),
+        (("history",), "postgresql://postgres@127.0.0.1:1/nothing", "127.0.0.1", 69),  # nothing listens on port 1
     ]
-    results = soulfra_each(*([*command, "--db", url] for command, url, _ in cases))
-    for (command, url, needle), done in zip(cases, results, strict=True):
-        assert needle in one_error_line(done, 69), (command, url)
+    results = soulfra_each(*([*command, "--db", url] for command, url, _, _ in cases))
+    for (command, url, needle, code), done in zip(cases, results, strict=True):
+        assert needle in one_error_line(done, code), (command, url)
         assert done.stdout == "", (command, url)
 
 

@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from soulfra.errors import ConflictError, StorageError, StorageUnavailableError
+from soulfra.errors import ConfigError, ConflictError, StorageError, StorageUnavailableError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -92,18 +92,19 @@ def _create_private(path: Path) -> None:
 
 
 def make_engine(url: str) -> sa.Engine:
-    """An engine for ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://...``); refuses other databases."""
+    """An engine for ``url`` (``sqlite:///path.db``, ``postgresql://...`` or ``postgresql+psycopg://...``). A URL
+    that is none of these is a ConfigError (a bad value, exit 2); a database that cannot be reached is a
+    StorageUnavailableError."""
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
-        raise StorageUnavailableError(
-            f"not a database URL: {url!r} (try sqlite:///soulfra.db or postgresql+psycopg://user@host/db)"
-        ) from None
+        hint = f"sqlite:///{url}" if url.endswith((".db", ".sqlite", ".sqlite3")) else "sqlite:///soulfra.db"
+        raise ConfigError(f"not a database URL: {url!r} (try {hint} or postgresql://user@host/db)") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or database.startswith("file:"):
-            raise StorageUnavailableError("an in-memory SQLite database keeps nothing; give a file: sqlite:///PATH")
+            raise ConfigError("an in-memory SQLite database keeps nothing; give a file: sqlite:///PATH")
         path = Path(database).expanduser().resolve()
         if not path.parent.is_dir():
             raise StorageUnavailableError(f"cannot open {url}: directory {path.parent} does not exist")
@@ -126,9 +127,7 @@ def make_engine(url: str) -> sa.Engine:
             raise StorageUnavailableError(
                 f"PostgreSQL needs the psycopg driver: pip install 'soulfra[postgres]' ({exc})"
             ) from None
-    raise StorageUnavailableError(
-        f"unsupported database {backend!r} in {url!r}; Soulfra stores to SQLite or PostgreSQL"
-    )
+    raise ConfigError(f"unsupported database {backend!r} in {url!r}; Soulfra stores to SQLite or PostgreSQL")
 
 
 def _alembic_config(connection: sa.Connection) -> Config:
