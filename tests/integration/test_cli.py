@@ -115,7 +115,12 @@ def test_a_bad_world_file_gives_one_line(tmp_path: Path, content: str, needle: s
     [
         ('{"tick": 1, "type": "whisper", "target": "arty"}\n', ":1: missing field 'text'"),
         ('\n{"tick": 1, "type": "whisper", "target": "arty", "text": "x"}\n{oops\n', ":3: not valid JSON"),
-        ('{"tick": 2, "type": "possess", "agent": "nobody"}\n', "unknown agent 'nobody'"),
+        ('{"tick": 2, "type": "possess", "agent": "nobody"}\n', ":1: input at tick 2 names unknown agent 'nobody'"),
+        (
+            '{"tick": 1, "type": "whisper", "target": "arty", "text": "x"}\n{"tick": 5, "type": "whisper", '
+            '"target": "cal-rivn", "text": "y"}\n',
+            ":2: input at tick 5 names unknown agent 'cal-rivn'",
+        ),
         ('{"tick": 500, "type": "release", "agent": "arty"}\n', "run ends before tick"),
     ],
 )
@@ -126,6 +131,8 @@ def test_a_bad_input_log_gives_one_line(tmp_path: Path, content: str, needle: st
     assert done.returncode == 65, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], done.stderr
+    if needle.startswith(":"):  # a mistake in a line of the log names the file and the line
+        assert lines[0].startswith(f"soulfra: error: {path}{needle}"), lines[0]
 
 
 def test_bench_tick_measures_soulfra_beside_mesa() -> None:

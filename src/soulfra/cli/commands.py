@@ -216,7 +216,7 @@ def run_command(
     snapshot_every: Annotated[int, typer.Option(min=1, help="With --db: store a snapshot every this many ticks.")] = 20,
 ) -> None:
     """Run a world for a number of ticks and report its state hash; with --db, persist it (or continue it)."""
-    from soulfra.cli.runner import load_inputs, load_world_file  # noqa: PLC0415
+    from soulfra.cli.runner import check_agents, load_numbered_inputs, load_world_file  # noqa: PLC0415
     from soulfra.durable import DurabilitySettings, DurableWorld  # noqa: PLC0415
     from soulfra.meta.audit_signing import signed_recorder  # noqa: PLC0415
     from soulfra.security.identity import cli_identity  # noqa: PLC0415
@@ -233,7 +233,10 @@ def run_command(
     if fresh and db is None:
         raise ConfigError("--fresh needs --db")
     spec = load_world_file(world) if world is not None else DEFAULT_WORLD
-    items = load_inputs(Path(inputs)) if inputs not in (None, "-") else []
+    numbered = load_numbered_inputs(Path(inputs)) if inputs not in (None, "-") else []
+    if numbered:  # every agent an input names, checked before any tick runs: the mistake names its file and line
+        check_agents(World.create(seed, spec, agents=agents), Path(str(inputs)), numbered)
+    items = [item for _, item in numbered]
     if db is None:
         instance: World | DurableWorld = World.create(seed, spec, agents=agents)
         _run_and_report(instance, ticks, items, events, as_json=as_json, live=live, rate=rate, stdin=False)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from soulfra.durable import DurableWorld
-from soulfra.errors import ConfigError, InputError, OutputError, WorldFileError
+from soulfra.errors import ConfigError, InputError, OutputError, UnknownAgentError, WorldFileError
 from soulfra.projection import vibe_to_json
 from soulfra.world import World, WorldSpec, event_to_json, parse_input, parse_world, schedule
 from soulfra.world.events import Event
@@ -39,7 +39,22 @@ def load_world_file(path: Path) -> WorldSpec:
 
 def load_inputs(path: Path) -> list[Input]:
     """Parse a JSON-lines input log; errors name the file and line."""
-    items: list[Input] = []
+    return [item for _, item in load_numbered_inputs(path)]
+
+
+def check_agents(world: World, path: Path, numbered: list[tuple[int, Input]]) -> None:
+    """Refuse an input log that names an agent ``world`` does not have, naming the file and line (a world's agents
+    never change, so its first state tells for every tick)."""
+    for number, item in numbered:
+        try:
+            world.check(item)
+        except UnknownAgentError as exc:
+            raise UnknownAgentError(f"{path}:{number}: {exc.detail}") from None
+
+
+def load_numbered_inputs(path: Path) -> list[tuple[int, Input]]:
+    """``load_inputs`` with each input's line number."""
+    items: list[tuple[int, Input]] = []
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -59,7 +74,7 @@ def load_inputs(path: Path) -> list[Input]:
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
             try:
-                items.append(parse_input(obj))
+                items.append((number, parse_input(obj)))
             except InputError as exc:
                 raise InputError(f"{path}:{number}: {exc.detail}") from None
     return items
