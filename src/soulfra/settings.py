@@ -116,7 +116,7 @@ class ServingSettings(SoulfraSettings):
 class UpSettings(ServingSettings):
     """``soulfra up``: the embedded system in one process, and its HTTP API."""
 
-    MAX_SEED: ClassVar[int] = 2**63 - 1
+    MAX_SEED: ClassVar[int] = 2**64 - 1  # as every world takes (soulfra run, POST /api/instances)
 
     host: str = Field("127.0.0.1", min_length=1, description="the address the API listens on")
     port: int = Field(8000, ge=1, le=65535, description="the port the API listens on")

@@ -556,6 +556,8 @@ def test_cli_client_commands(own: Server) -> None:
     assert status.stdout.splitlines()[0] == f"instance {INSTANCE}"
     for name in PLATFORM_NAMES:
         assert re.search(rf"^  {name}\s+\S+", status.stdout, re.MULTILINE)
+    assert re.search(r"^  runtime\s+running\s+tick \d+", status.stdout, re.MULTILINE)
+    assert re.search(r"^  protocol\s+\S+\s+\(no ticks of its own\)", status.stdout, re.MULTILINE)
 
     whispered = soulfra_at(own.home, "whisper", "hello from the cli", "--to", "arty", "--url", url)
     assert whispered.returncode == 0, whispered.stderr

@@ -566,6 +566,7 @@ def test_cli_instance_and_god_commands(server: Server, api: httpx.Client) -> Non
     assert re.match(r"cli-one: running at tick \d+ \(seed 21, active\)\n  lineage   \(root\)\n", shown.stdout)
     assert listing.returncode == 0, listing.stderr
     assert re.search(r"^cli-one +running +tick \d+", listing.stdout, re.MULTILINE)
+    assert re.match(r"id +state +tick +from\n", listing.stdout)  # a header names the columns
 
     frozen = ok_line(soulfra_at(home, "god", "freeze", "cli-one", *url))
     at = int(group(r"frozen: cli-one@(\d+)", frozen))

@@ -337,3 +337,9 @@ def test_the_client_token_comes_from_soulfra_token(monkeypatch: pytest.MonkeyPat
     assert token is not None
     assert token.get_secret_value() == "sft_from-env"
     assert "sft_from-env" not in repr(ClientSettings.load())  # a secret: never printed
+
+
+def test_up_takes_every_seed_a_world_takes() -> None:
+    assert UpSettings.load({"seed": 2**64 - 1}).seed == 2**64 - 1  # as soulfra run and POST /api/instances do
+    with pytest.raises(ConfigError, match="--seed=18446744073709551616"):
+        UpSettings.load({"seed": 2**64})

@@ -22,6 +22,7 @@ from soulfra.cli.god import emit, json_arg, pair
 from soulfra.cli.server import (
     DEFAULT_URL,
     JsonOption,
+    LocalJsonOption,
     TokenOption,
     UrlOption,
     _request,
@@ -64,7 +65,7 @@ def _bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None
 @instance_app.command("create")
 def instance_create(
     instance_id: Annotated[str | None, typer.Option("--id", help="Its id (default: world-<seed>)")] = None,
-    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Its seed")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**64 - 1, help="Its seed, 0 to 2**64-1")] = 0,
     agents: Annotated[int, typer.Option(min=0, max=100_000, help="Extra generated agents")] = 0,
     world: Annotated[Path | None, typer.Option(help="A world file (TOML)")] = None,
     rate: Annotated[float | None, typer.Option(min=0.001, help="Ticks per second (default: the server's)")] = None,
@@ -92,6 +93,7 @@ def instance_list(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False, _to
     if as_json:
         typer.echo(json.dumps(reply))
         return
+    typer.echo(f"{'id':<24} {'state':<10} {'tick':<13}from")
     for row in reply["instances"]:
         parent = f" <- {row['parent_id']}@{row['fork_tick']}" if row.get("parent_id") else ""
         merge = f" + {row['merge_parent_id']}" if row.get("merge_parent_id") else ""
@@ -280,7 +282,7 @@ def _reply_error(url: str, response: httpx.Response) -> Exception:
 def package_show(
     package: Annotated[Path, typer.Argument(help="The .soulpkg file")],
     trust_key: TrustOption = None,
-    as_json: JsonOption = False,
+    as_json: LocalJsonOption = False,
 ) -> None:
     """The package's verified manifest: what it holds, who signed it, what was edited."""
     from soulfra.meta.offline import show_package  # noqa: PLC0415
@@ -292,7 +294,7 @@ def package_show(
     typer.echo(f"{package}: {info['kind']} package, signed by {info['key_id']}")
     for row in info["instances"]:
         typer.echo(f"  {row['id']}: ticks {row['base_tick']}-{row['head_tick']}, head {row['head_hash'][:19]}, "
-                   f"{row['edits']} edits")  # fmt: skip
+                   f"{plural(row['edits'], 'edit')}")  # fmt: skip
 
 
 @package_app.command("edit")
@@ -306,7 +308,7 @@ def package_edit(
     drop: Annotated[list[int] | None, typer.Option(help="rewrite: leave out the input with this seq")] = None,
     add: Annotated[list[str] | None, typer.Option(help="rewrite: add this input (JSON)")] = None,
     trust_key: TrustOption = None,
-    as_json: JsonOption = False,
+    as_json: LocalJsonOption = False,
 ) -> None:
     """Edit a package offline; the new package is signed by this installation and records every change."""
     from soulfra.meta.offline import edit_package  # noqa: PLC0415
@@ -342,7 +344,7 @@ def package_edit(
     if not edits:
         raise InputError("nothing to edit: give --personality, --ritual, --vibe or --rewrite-from")
     reply = edit_package(package, output, edits, home=_home(), trusted=trust_key or [])
-    emit(reply, as_json, f"wrote {output}: {len(edits)} edits, head {reply['head_hash'][:19]}")
+    emit(reply, as_json, f"wrote {output}: {plural(len(edits), 'edit')}, head {reply['head_hash'][:19]}")
 
 
 @package_app.command("apply")
@@ -373,6 +375,11 @@ def _applied_line(result: dict[str, Any]) -> str:
 # -- keys ----------------------------------------------------------------------------------------------------------
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 edit``, ``2 edits``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _home() -> Path:
     """This installation's home, where its key and the keys it trusts live: ``SOULFRA_HOME``, else ``~/.soulfra``."""
     from soulfra.settings import SoulfraSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
@@ -381,7 +388,7 @@ def _home() -> Path:
 
 
 @keys_app.command("show")
-def keys_show(as_json: JsonOption = False) -> None:
+def keys_show(as_json: LocalJsonOption = False) -> None:
     """This installation's key id (made on first use) and the keys it trusts."""
     from soulfra.meta.keys import KeyRing, key_id  # noqa: PLC0415
 

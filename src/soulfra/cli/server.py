@@ -112,6 +112,7 @@ InstanceOption = Annotated[
     str | None, typer.Option("--instance", "-i", help="Instance id; default: the server's default instance")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's reply as JSON")]
+LocalJsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]  # no server involved
 LogLevelOption = Annotated[
     str,
     typer.Option(
@@ -142,7 +143,7 @@ def up_command(
     data: Annotated[Path, typer.Option(help="Data directory: the SQLite database lives here" + _env("data"))] = Path(
         "soulfra-data"
     ),
-    seed: Annotated[int, typer.Option(help="Seed of the default instance, 0 to 2**63-1" + _env("seed"))] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the default instance, 0 to 2**64-1" + _env("seed"))] = 0,
     world: Annotated[
         Path | None, typer.Option(help="World file (TOML) of the default instance" + _env("world"))
     ] = None,
@@ -344,7 +345,8 @@ def status_command(
             typer.echo(f"  {name:<9} DOWN  {report['error']['code']}: {report['error']['detail']}")
             continue
         state = "overridden" if report.get("halted") else report.get("state", "running")
-        typer.echo(f"  {name:<9} {state:<10} tick {report.get('tick', '-')}{failure_note(report.get('failure'))}")
+        tick = f"tick {report['tick']}" if "tick" in report else "(no ticks of its own)"  # the protocol keeps none
+        typer.echo(f"  {name:<9} {state:<10} {tick}{failure_note(report.get('failure'))}")
 
 
 def failure_note(failure: Any) -> str:
