@@ -350,6 +350,7 @@ def test_live_inputs_reject_bad_lines_and_the_run_goes_on(sqlite_url: str) -> No
     assert replies[3]["code"] == "unknown_agent" and "nobody" in replies[3]["detail"]
     assert (replies[1]["ack"], replies[5]["ack"]) == (1, 2)
     report = json.loads(final)
+    assert f"soulfra: stopped at tick {report['tick']} of {report['instance']}, every tick up to it stored" in stderr
     assert replies[1]["tick"] <= replies[5]["tick"] < report["tick"]
     inputs = [
         Whisper(tick=replies[1]["tick"], target="arty", text="first light"),

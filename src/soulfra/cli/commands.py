@@ -289,10 +289,12 @@ def _run_and_report(
         def before_tick() -> None:
             source.submit_to(durable)
 
+    kept = isinstance(instance, DurableWorld)
     with event_log(events) as sink:
         if live:
             report = _run_live(instance, ticks, items, sink, rate or 5.0)
-        elif rate is not None or ticks == 0:
+        elif rate is not None or ticks == 0 or (kept and not err.is_terminal):
+            # paced, endless, or kept in a database: Ctrl-C and SIGTERM end it after the tick under way
             report = _run_paced(instance, ticks, items, sink, rate, before_tick)
         elif err.is_terminal and core.state.size * ticks >= PROGRESS_MIN_STEPS:
             with Progress(
@@ -312,6 +314,14 @@ def _run_and_report(
         typer.echo(json.dumps(report.to_json()))
     else:
         Console().print(summary(report))
+    if kept and (ticks == 0 or report.ticks < ticks):  # stopped by Ctrl-C or SIGTERM, after a whole tick
+        err.print(
+            f"soulfra: stopped at tick {report.tick} of {report.instance}, every tick up to it stored; "
+            "run again with the same --db and --seed to go on from there",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _run_paced(
