@@ -8,7 +8,11 @@ import inspect
 import typing
 from pathlib import Path
 
+import pytest
+
 import soulfra.meta.god
+from soulfra.cli.god import fork_spec
+from soulfra.errors import InputError
 from soulfra.meta.commands import COMMAND_TYPES, GodCommand
 from soulfra.meta.engine import HANDLERS
 from soulfra.meta.god.context import GodContext
@@ -48,3 +52,24 @@ def test_handlers_do_not_import_the_engine() -> None:
                 continue
             offenders.extend(f"{path.name}: {name}" for name in names if name.startswith("soulfra.meta.engine"))
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        (
+            '[{"type": "whisper", "target": "*", "text": "hi"}]',
+            {"modifications": [{"type": "whisper", "target": "*", "text": "hi"}]},
+        ),
+        ('{"id": "f1", "modifications": []}', {"id": "f1", "modifications": []}),
+        ('{"modifications": []}', {"modifications": []}),
+    ],
+)
+def test_a_fork_on_the_command_line_takes_a_list_or_the_api_s_shape(text: str, spec: dict[str, object]) -> None:
+    assert fork_spec(text) == spec
+
+
+@pytest.mark.parametrize("text", ['{"id": "f1", "mods": []}', '"whisper"', "3"])
+def test_any_other_fork_is_refused_with_the_shapes_it_takes(text: str) -> None:
+    with pytest.raises(InputError, match="--fork takes a JSON list of inputs"):
+        fork_spec(text)

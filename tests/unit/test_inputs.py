@@ -302,7 +302,7 @@ MALFORMED: list[tuple[object, str]] = [
     (3, "must be a JSON object"),
     ([("type", "release")], "must be a JSON object"),
     # unknown type
-    ({"tick": 0, "agent": "a"}, "unknown input type None"),
+    ({"tick": 0, "agent": "a"}, "an input needs a 'type': one of whisper, possess"),
     (_with(RELEASE, type="shout"), "unknown input type 'shout'"),
     (_with(RELEASE, type=3), "unknown input type 3"),
     (_with(RELEASE, type="Release"), "unknown input type 'Release'"),

@@ -71,8 +71,13 @@ def god_thaw(
 
 
 ModifyOption = Annotated[
-    list[str] | None, typer.Option("--modify", "-m", help="An input without its tick, as JSON (repeatable)")
-]
+    list[str] | None,
+    typer.Option(
+        "--modify", "-m", metavar="JSON",
+        help="""An input without its tick, as JSON (repeatable), e.g. -m '{"type": "whisper", "target": "arty", """
+        """"text": "hello"}'""",
+    ),
+]  # fmt: skip
 
 
 @god_app.command("clone")
@@ -91,12 +96,31 @@ def god_clone(
     emit(reply, as_json, f"cloned {source} at tick {reply['tick']} as {reply['id']}")
 
 
+def fork_spec(text: str) -> dict[str, Any]:
+    """One ``--fork``: a JSON list of inputs, or the API's ``{"id"?, "modifications"}``."""
+    given = json_arg(text, "--fork")
+    if isinstance(given, list):
+        return {"modifications": given}
+    if isinstance(given, dict) and set(given) <= {"id", "modifications"}:
+        return given
+    raise InputError(
+        '--fork takes a JSON list of inputs, such as \'[{"type": "whisper", "target": "*", "text": "hi"}]\', or '
+        '{"id": ..., "modifications": [...]}'
+    )
+
+
 @god_app.command("fork")
 def god_fork(
     source: Annotated[str, typer.Argument(help="The instance to fork")],
     count: Annotated[int, typer.Option(min=1, max=64, help="How many forks (without --fork)")] = 2,
     fork: Annotated[
-        list[str] | None, typer.Option("--fork", help="One fork's modifications as a JSON list (repeatable)")
+        list[str] | None,
+        typer.Option(
+            "--fork",
+            metavar="JSON",
+            help="""One fork (repeatable): its inputs as a JSON list, e.g. --fork '[{"type": "whisper", """
+            """"target": "*", "text": "hi"}]', or as the API takes it, --fork '{"id": "f1", "modifications": [...]}'""",
+        ),
     ] = None,
     tick: Annotated[int | None, typer.Option(min=0, help="Fork at this stored tick (default: now)")] = None,
     url: UrlOption = DEFAULT_URL,
@@ -104,7 +128,7 @@ def god_fork(
     as_json: JsonOption = False,
 ) -> None:
     """REALITY_FORK: N forks, each with its own modifications; each goes on deterministically."""
-    specs = [{"modifications": json_arg(f, "--fork")} for f in fork] if fork else [{} for _ in range(count)]
+    specs = [fork_spec(f) for f in fork] if fork else [{} for _ in range(count)]
     reply = _god(url, "fork", {"source": source, "tick": tick, "forks": specs})
     emit(reply, as_json, f"forked {source} at tick {reply['tick']}: " + ", ".join(f["id"] for f in reply["forks"]))
 
@@ -258,8 +282,11 @@ def god_run(
     command: Annotated[str, typer.Argument(help='A command as JSON, e.g. {"type": "FREEZE_TIME"}; - reads stdin')],
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
+    _json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON (as this command always does)")
+    ] = False,
 ) -> None:
-    """Send any god-mode command as JSON (POST /api/god); prints the result object."""
+    """Send any god-mode command as JSON (POST /api/god); prints the result object as JSON."""
     text = typer.get_text_stream("stdin").read() if command == "-" else command
     reply = _request("POST", url, "/api/god", json_arg(text, "the command"))
     typer.echo(json.dumps(reply))

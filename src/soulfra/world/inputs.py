@@ -196,10 +196,10 @@ def parse_input(obj: object) -> Input:
         if kind not in ("personality", "ritual", "vibe"):
             raise InputError("an intervene input needs 'kind': one of personality, ritual, vibe")
     if not isinstance(kind, str) or kind not in _KEYS:
-        raise InputError(
-            f"unknown input type {obj.get('type')!r}; expected whisper, possess, act, release, intervene, "
-            "crosspost, mark"
-        )
+        kinds = "whisper, possess, act, release, intervene, crosspost, mark"
+        if "type" not in obj:
+            raise InputError(f"an input needs a 'type': one of {kinds}")
+        raise InputError(f"unknown input type {obj.get('type')!r}; expected {kinds}")
     extra = set(obj) - _KEYS[kind] - {"type", "tick"}
     if extra:
         raise InputError(f"unknown field(s) for {kind}: {', '.join(sorted(map(str, extra)))}")
