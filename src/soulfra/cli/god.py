@@ -141,11 +141,13 @@ def god_merge(
     policy: Annotated[
         list[str] | None, typer.Option("--policy", help="domain=policy, e.g. vibe=theirs (repeatable)")
     ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every conflict, field by field")] = False,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """MERGE_INSTANCES: a three-way merge into a new instance, with a conflict report."""
+    """MERGE_INSTANCES: a three-way merge into a new instance, with a conflict report (a summary by domain;
+    --verbose for every field, --json for the exact values)."""
     policies: dict[str, str] = {}
     for item in policy or []:
         domain, sep, value = item.partition("=")
@@ -156,12 +158,32 @@ def god_merge(
     if as_json:
         typer.echo(json.dumps(reply))
         return
-    typer.echo(f"merged {ours} + {theirs} into {reply['id']} at tick {reply['tick']} (base {reply['base']})")
-    for conflict in reply["conflicts"]:
+    base = reply["base"]
+    typer.echo(f"merged {ours} + {theirs} into {reply['id']} at tick {reply['tick']} "
+               f"(from {base['instance']} at tick {base['tick']})")  # fmt: skip
+    conflicts = reply["conflicts"]
+    by_domain: dict[str, list[dict[str, Any]]] = {}
+    for conflict in conflicts:
+        by_domain.setdefault(conflict["domain"], []).append(conflict)
+    summary = ", ".join(
+        f"{domain} {len(found)} ({', '.join(sorted({c['policy'] for c in found}))})"
+        for domain, found in sorted(by_domain.items())
+    )
+    typer.echo(f"  {len(conflicts)} conflict{'' if len(conflicts) == 1 else 's'}" + (f": {summary}" if summary else ""))
+    if not verbose:
+        if conflicts:
+            typer.echo("  (--verbose lists each one, --json gives the exact values)")
+        return
+    for conflict in conflicts:
         typer.echo(
-            f"  {conflict['domain']}/{conflict['entity']}.{conflict['field']}: ours {conflict['ours']}, "
-            f"theirs {conflict['theirs']} -> {conflict['resolved']} ({conflict['policy']})"
+            f"  {conflict['domain']}/{conflict['entity']}.{conflict['field']}: ours {_shown(conflict['ours'])}, "
+            f"theirs {_shown(conflict['theirs'])} -> {_shown(conflict['resolved'])} ({conflict['policy']})"
         )
+
+
+def _shown(value: Any) -> str:
+    """A merged value as a person reads it: JSON, not Python's repr."""
+    return json.dumps(value, separators=(", ", ": ")) if isinstance(value, dict | list) else str(value)
 
 
 @god_app.command("possess")
