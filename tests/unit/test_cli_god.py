@@ -1,5 +1,5 @@
-"""What `soulfra god merge` prints: a summary by domain a person reads, every field with --verbose (values as JSON,
-never Python reprs), and the server's exact reply with --json."""
+"""What `soulfra god merge` prints: a summary by domain a person reads, every field with --verbose (an agent's
+fixed-point fields as decimals, the rest as JSON, never Python reprs), and the server's exact reply with --json."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def test_a_merge_is_summed_up_by_domain() -> None:
 
 def test_verbose_lists_every_field_with_values_as_json() -> None:
     shown = merge("--verbose")
-    assert "  agents/cal-riven.valence: ours 99257, theirs 98225 -> 98741 (mean)" in shown
+    assert "  agents/cal-riven.valence: ours 0.099257, theirs 0.098225 -> 0.098741 (mean)" in shown  # decimals
+    assert "  agents/arty.energy: ours 0.000006, theirs 0.000007 -> 0.000006 (mean)" in shown
     assert '  vibe/vibe.*: ours {"condition": "calm-bloom"}, theirs {"condition": "chaos-bloom"}' in shown
     assert "{'condition'" not in shown  # no Python reprs
 
