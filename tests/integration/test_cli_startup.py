@@ -80,3 +80,30 @@ def test_a_benchmark_without_the_bench_extra_is_one_line(
     assert capsys.readouterr().err.strip() == (
         "soulfra: error: `soulfra bench package` needs the bench extra (pip install 'soulfra[bench]'): no module psutil"
     )
+
+
+def test_every_help_names_each_value_and_describes_each_argument() -> None:
+    """No option shows its value as a Python type (`<list[str]>`), and every argument says what it is."""
+    import click  # noqa: PLC0415
+    import typer.main  # noqa: PLC0415
+
+    from .support import soulfra as run  # noqa: PLC0415
+
+    def commands(group: click.Command, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+        found = [(path, group)]
+        for name, sub in getattr(group, "commands", {}).items():
+            found += commands(sub, (*path, name))
+        return found
+
+    undescribed, listed = [], []
+    for path, command in commands(typer.main.get_command(app)):
+        for param in command.params:
+            if isinstance(param, click.Argument) and not getattr(param, "help", None):
+                undescribed.append(f"{' '.join(path)} {param.name}")
+        shown = run(*path, "--help")
+        assert shown.returncode == 0, (path, shown.stderr)
+        options = [line for line in shown.stdout.splitlines() if line.lstrip().startswith("-")]
+        if any("list[" in line for line in options):
+            listed.append(" ".join(path))
+    assert undescribed == []
+    assert listed == []

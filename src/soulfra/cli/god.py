@@ -139,7 +139,8 @@ def god_merge(
     theirs: Annotated[str, typer.Argument(help="Their side")],
     merged_id: Annotated[str | None, typer.Option("--id", help="The merged instance's id")] = None,
     policy: Annotated[
-        list[str] | None, typer.Option("--policy", help="domain=policy, e.g. vibe=theirs (repeatable)")
+        list[str] | None,
+        typer.Option("--policy", metavar="DOMAIN=POLICY", help="domain=policy, e.g. vibe=theirs (repeatable)"),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every conflict, field by field")] = False,
     url: UrlOption = DEFAULT_URL,
@@ -232,8 +233,8 @@ def god_revert(
 
 @god_app.command("link")
 def god_link(
-    source: Annotated[str, typer.Argument()],
-    target: Annotated[str, typer.Argument()],
+    source: Annotated[str, typer.Argument(help="One instance")],
+    target: Annotated[str, typer.Argument(help="The instance to link it with (links go both ways)")],
     unlink: Annotated[bool, typer.Option("--unlink", help="Remove the link instead")] = False,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
@@ -250,7 +251,7 @@ def god_send(
     source: Annotated[str, typer.Argument(help="The speaking agent's instance")],
     agent: Annotated[str, typer.Argument(help="The speaking agent")],
     target: Annotated[str, typer.Argument(help="The linked instance addressed")],
-    text: Annotated[str, typer.Argument()],
+    text: Annotated[str, typer.Argument(help="What the agent says")],
     to: Annotated[str, typer.Option(help="Whisper to this agent of target (* for all)")] = "*",
     thread: Annotated[int | None, typer.Option(min=1, help="Post in this thread of target instead")] = None,
     tone: Annotated[str, typer.Option(help="gentle, urgent, playful, solemn or dark")] = "gentle",
@@ -267,12 +268,16 @@ def god_send(
 
 @god_app.command("intervene")
 def god_intervene(
-    instance: Annotated[str, typer.Argument()],
+    instance: Annotated[str, typer.Argument(help="The instance to intervene in")],
     kind: Annotated[str, typer.Argument(help="personality, ritual or vibe")],
     agent: Annotated[str | None, typer.Option(help="personality: the agent")] = None,
-    trait: Annotated[list[str] | None, typer.Option(help="personality: name=value, e.g. warmth=0.9")] = None,
+    trait: Annotated[
+        list[str] | None, typer.Option(metavar="NAME=VALUE", help="personality: name=value, e.g. warmth=0.9")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="ritual: its name")] = None,
-    participant: Annotated[list[str] | None, typer.Option(help="ritual: an agent taking part (repeatable)")] = None,
+    participant: Annotated[
+        list[str] | None, typer.Option(metavar="AGENT", help="ritual: an agent taking part (repeatable)")
+    ] = None,
     blessed: Annotated[bool, typer.Option(help="ritual: already blessed")] = False,
     condition: Annotated[str | None, typer.Option(help="vibe: calm-bloom, echo-storm, ...")] = None,
     intensity: Annotated[str, typer.Option(help="vibe: 0..1")] = "0.8",
@@ -294,8 +299,10 @@ def god_intervene(
 def god_rewrite(
     instance: Annotated[str, typer.Argument()],
     from_tick: Annotated[int, typer.Option("--from-tick", min=0, help="Rewrite history from this tick")],
-    drop: Annotated[list[int] | None, typer.Option(help="Leave out the input with this seq (repeatable)")] = None,
-    add: Annotated[list[str] | None, typer.Option(help="Add this input (JSON; repeatable)")] = None,
+    drop: Annotated[
+        list[int] | None, typer.Option(metavar="SEQ", help="Leave out the input with this seq (repeatable)")
+    ] = None,
+    add: Annotated[list[str] | None, typer.Option(metavar="JSON", help="Add this input (JSON; repeatable)")] = None,
     branch_id: Annotated[str | None, typer.Option("--id", help="The new branch's id")] = None,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,

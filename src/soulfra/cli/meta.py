@@ -42,7 +42,7 @@ keys_app = typer.Typer(help="The installation's signing key and the keys it trus
 PACKAGE_MEDIA_TYPE = "application/vnd.soulfra.package+zip"  # as soulfra.api.meta serves and takes it
 DbOption = Annotated[str | None, typer.Option("--db", help="Work on a database directly (no server): its URL")]
 TrustOption = Annotated[
-    list[Path] | None, typer.Option("--trust-key", help="Also trust this public key file (repeatable)")
+    list[Path] | None, typer.Option("--trust-key", metavar="FILE", help="Also trust this public key file (repeatable)")
 ]
 
 
@@ -143,7 +143,9 @@ def instance_delete(
 
 def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The package file to write")],
-    instance: Annotated[list[str] | None, typer.Option("--instance", "-i", help="Instance (repeatable)")] = None,
+    instance: Annotated[
+        list[str] | None, typer.Option("--instance", "-i", metavar="ID", help="Instance (repeatable)")
+    ] = None,
     all_instances: Annotated[bool, typer.Option("--all", help="Every instance (a package of packages)")] = False,
     compact: Annotated[
         bool, typer.Option(help="Leave out the states the importer can rebuild by replay (smaller, slower import)")
@@ -301,12 +303,20 @@ def package_show(
 def package_edit(
     package: Annotated[Path, typer.Argument(help="The .soulpkg file to edit (it is not changed)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The new package")],
-    personality: Annotated[list[str] | None, typer.Option(help="AGENT:TRAIT=V[,TRAIT=V] (repeatable)")] = None,
-    ritual: Annotated[list[str] | None, typer.Option(help="NAME:AGENT,AGENT[:blessed] (repeatable)")] = None,
-    vibe: Annotated[list[str] | None, typer.Option(help="CONDITION[:INTENSITY[:DURATION]] (repeatable)")] = None,
+    personality: Annotated[
+        list[str] | None, typer.Option(metavar="SPEC", help="AGENT:TRAIT=V[,TRAIT=V] (repeatable)")
+    ] = None,
+    ritual: Annotated[
+        list[str] | None, typer.Option(metavar="SPEC", help="NAME:AGENT,AGENT[:blessed] (repeatable)")
+    ] = None,
+    vibe: Annotated[
+        list[str] | None, typer.Option(metavar="SPEC", help="CONDITION[:INTENSITY[:DURATION]] (repeatable)")
+    ] = None,
     rewrite_from: Annotated[int | None, typer.Option(min=0, help="Rewrite history from this tick")] = None,
-    drop: Annotated[list[int] | None, typer.Option(help="rewrite: leave out the input with this seq")] = None,
-    add: Annotated[list[str] | None, typer.Option(help="rewrite: add this input (JSON)")] = None,
+    drop: Annotated[
+        list[int] | None, typer.Option(metavar="SEQ", help="rewrite: leave out the input with this seq")
+    ] = None,
+    add: Annotated[list[str] | None, typer.Option(metavar="JSON", help="rewrite: add this input (JSON)")] = None,
     trust_key: TrustOption = None,
     as_json: LocalJsonOption = False,
 ) -> None:

@@ -155,12 +155,13 @@ def up_command(
     ] = False,
     allowed_host: Annotated[
         list[str] | None,
-        typer.Option(help="Another Host name the API answers to (repeatable)" + _env("allowed_host")),
+        typer.Option(metavar="HOST", help="Another Host name the API answers to (repeatable)" + _env("allowed_host")),
     ] = None,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option(
-            help="A browser origin allowed to call the API (repeatable; none by default)" + _env("cors_origin")
+            metavar="ORIGIN",
+            help="A browser origin allowed to call the API (repeatable; none by default)" + _env("cors_origin"),
         ),
     ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS" + _env("tls_cert"))] = None,
