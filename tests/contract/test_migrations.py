@@ -152,3 +152,11 @@ def test_a_closed_postgresql_port_fails_on_first_use_when_not_migrating() -> Non
             store.instances.list_instances()
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_missing_postgresql_database_says_how_to_create_it(postgres_url: str) -> None:
+    url = sa.engine.make_url(postgres_url).set(database="soulfra_no_such_database")
+    with pytest.raises(StorageUnavailableError) as caught:
+        SqlStore.open(url.render_as_string(hide_password=False))
+    assert "createdb soulfra_no_such_database" in str(caught.value)

@@ -297,7 +297,7 @@ def god_intervene(
 
 @god_app.command("rewrite")
 def god_rewrite(
-    instance: Annotated[str, typer.Argument()],
+    instance: Annotated[str, typer.Argument(help="The instance whose history is rewritten (it keeps its own)")],
     from_tick: Annotated[int, typer.Option("--from-tick", min=0, help="Rewrite history from this tick")],
     drop: Annotated[
         list[int] | None, typer.Option(metavar="SEQ", help="Leave out the input with this seq (repeatable)")

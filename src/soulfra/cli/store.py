@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # The storage stack (SQLAlchemy, numpy) is imported inside each command: `soulfra --help` must not load it.
 
-DbOption = Annotated[str, typer.Option("--db", help="Database URL: sqlite:///PATH or postgresql+psycopg://...")]
+DbOption = Annotated[str, typer.Option("--db", help="Database URL: sqlite:///PATH or postgresql://USER@HOST/DB")]
 InstanceOption = Annotated[
     str | None, typer.Option("--instance", help="Instance id (default: the newest instance in the database).")
 ]

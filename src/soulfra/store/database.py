@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,10 +66,17 @@ def _cannot_write(exc: sa.exc.SQLAlchemyError) -> bool:
     return isinstance(state, str) and state.startswith(_POSTGRES_CANNOT_WRITE)
 
 
+_MISSING_DATABASE = re.compile(r'database "([^"]+)" does not exist')
+
+
 def _reason(exc: sa.exc.SQLAlchemyError) -> str:
     original = getattr(exc, "orig", None)
     text = str(original if original is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    missing = _MISSING_DATABASE.search(line)
+    if missing is not None:  # a PostgreSQL server without that database: say how to make it
+        line += f"; create it first: createdb {missing.group(1)} (or psql -c 'CREATE DATABASE \"{missing.group(1)}\"')"
+    return line
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
