@@ -90,3 +90,14 @@ async def test_a_wait_times_out_is_cancelled_or_is_woken(anyio_backend: str) -> 
     # A notify with nobody waiting is not remembered as a wake-up for a later, unmet condition.
     changed.notify()
     assert await changed.wait_until(lambda: state["value"] > 1, 0.01) is False
+
+
+def test_the_readme_names_every_channel_and_the_kinds_each_one_carries() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    from soulfra.platforms.surface import CHANNELS  # noqa: PLC0415
+
+    text = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    for kind, channel in CHANNELS.items():
+        assert f"`{channel}`" in text and f"`{kind}`" in text, (kind, channel)
+    assert "`world:event` for every other kind" in text
