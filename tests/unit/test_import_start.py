@@ -53,3 +53,19 @@ async def test_an_import_starts_only_the_imported_instances(
     assert "copy" in engine.live
     assert dormant_id not in engine.live
     assert {r["id"] for r in engine.list_instances()} >= {"source", "copy", dormant_id}
+
+
+@pytest.mark.anyio
+async def test_an_instance_created_at_rate_0_ticks_as_fast_as_it_goes_and_a_rate_below_the_least_is_refused(
+    system: tuple[PuppetMasterEngine, httpx.AsyncClient],
+) -> None:
+    engine, http = system
+    made = await http.post("/api/instances", json={"id": "fast", "seed": 2, "rate": 0})
+    assert made.status_code == 201, made.text
+    assert engine.live["fast"].runtime.rate is None  # unthrottled, as `soulfra up --rate 0`
+    paced = await http.post("/api/instances", json={"id": "slow", "seed": 3, "rate": 0.5})
+    assert paced.status_code == 201, paced.text
+    assert engine.live["slow"].runtime.rate == 0.5
+    refused = await http.post("/api/instances", json={"id": "tiny", "seed": 4, "rate": 1e-300})
+    assert refused.status_code == 422
+    assert "at least 0.001" in refused.json()["detail"]

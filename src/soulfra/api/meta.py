@@ -14,7 +14,7 @@ from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from soulfra.api.access import identity_of
 from soulfra.api.common import InstanceId
@@ -52,6 +52,7 @@ from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits, read_package, write_package
 from soulfra.meta.transfer import bundle_for, import_bundles
 from soulfra.offload import off_loop
+from soulfra.platforms.runtime import MIN_RATE
 from soulfra.security.audit import current_action, current_identity
 from soulfra.world import DEFAULT_WORLD, parse_world
 
@@ -90,8 +91,16 @@ class CreateInstance(BaseModel):
     agents: int = Field(default=0, ge=0, le=100_000, description="Generated agents beside the world file's own")
     world: str | None = Field(default=None, max_length=1_000_000, description="A world file's TOML text")
     rate: float | None = Field(
-        default=None, ge=0.001, le=1000, description="Ticks per second (default: the server's), as the CLI takes it"
-    )
+        default=None, ge=0, le=1000,
+        description="Ticks per second, 0.001 to 1000, or 0 for as fast as it goes (default: the server's)",
+    )  # fmt: skip
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: float | None) -> float | None:
+        if value is not None and 0 < value < MIN_RATE:
+            raise ValueError(f"a rate is 0 (as fast as it goes) or at least {MIN_RATE} ticks a second")
+        return value
 
 
 def meta_router(
@@ -122,7 +131,7 @@ def meta_router(
                 raise InputError(exc.detail) from None
         return await engine.create_instance(
             seed=body.seed, spec=spec, agents=body.agents, instance_id=body.id,
-            rate=body.rate if body.rate is not None else "default",
+            rate="default" if body.rate is None else body.rate or None,  # 0: unthrottled
         )  # fmt: skip
 
     @router.get(

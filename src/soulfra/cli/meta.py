@@ -68,7 +68,9 @@ def instance_create(
     seed: Annotated[int, typer.Option(min=0, max=2**64 - 1, help="Its seed, 0 to 2**64-1")] = 0,
     agents: Annotated[int, typer.Option(min=0, max=100_000, help="Extra generated agents")] = 0,
     world: Annotated[Path | None, typer.Option(help="A world file (TOML)")] = None,
-    rate: Annotated[float | None, typer.Option(min=0.001, help="Ticks per second (default: the server's)")] = None,
+    rate: Annotated[
+        float | None, typer.Option(min=0, help="Ticks per second; 0 as fast as it goes (default: the server's)")
+    ] = None,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
     as_json: JsonOption = False,
