@@ -120,7 +120,8 @@ class UpSettings(ServingSettings):
 
     host: str = Field("127.0.0.1", min_length=1, description="the address the API listens on")
     port: int = Field(8000, ge=1, le=65535, description="the port the API listens on")
-    data: Path = Field(Path("soulfra-data"), description="the data directory (the SQLite database)")
+    data: Path = Field(Path("soulfra-data"), description="the data directory (the SQLite database, uploads)")
+    db: str | None = Field(None, description="the database URL (default: SQLite in the data directory)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the default instance's seed")
     world: Path | None = Field(None, description="the default instance's world file (TOML)")
     agents: int = Field(0, ge=0, le=100_000, description="extra generated agents in the default instance")

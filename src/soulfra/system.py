@@ -65,6 +65,7 @@ class EmbeddedSettings:
     up`` makes it from its ``UpSettings``; a benchmark or a test writes it directly (no environment is read)."""
 
     data: Path = Path("soulfra-data")
+    db: str | None = None  # the database URL; None: SQLite in ``data``
     seed: int = 0
     spec: WorldSpec = DEFAULT_WORLD
     agents: int = 0
@@ -94,6 +95,7 @@ class EmbeddedSettings:
             tls_cert=settings.tls_cert,
             tls_key=settings.tls_key,
             data=settings.data,
+            db=settings.db,
             seed=settings.seed,
             spec=spec,
             agents=settings.agents,
@@ -104,7 +106,8 @@ class EmbeddedSettings:
         )
 
     def database_url(self) -> str:
-        return f"sqlite:///{self.data / 'soulfra.db'}"
+        """``db``, or the SQLite database in ``data`` (which still holds uploads as they arrive)."""
+        return self.db if self.db is not None else f"sqlite:///{self.data / 'soulfra.db'}"
 
 
 def embedded_app(settings: EmbeddedSettings) -> FastAPI:

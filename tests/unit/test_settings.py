@@ -77,6 +77,7 @@ def test_the_variables_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert (up.host, up.port, up.data, up.seed, up.agents) == ("10.0.0.5", 9001, tmp_path / "data", 7, 20)
     assert (up.rate, up.cycle_every, up.log_level, up.home) == (0.0, 100, "debug", tmp_path / "home")
     assert (up.max_body, up.max_upload, up.body_timeout) == (256 << 10, 4 << 30, 10.0)
+    assert up.db == "sqlite:///x.db"  # soulfra up keeps its worlds there too
     serve = ServeSettings.load()
     assert (serve.db, serve.nats_url, serve.rate) == ("sqlite:///x.db", "nats://10.0.0.1:4222", 0.0)
     assert ClientSettings.load().url == "http://10.0.0.1:9000"

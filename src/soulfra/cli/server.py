@@ -143,6 +143,13 @@ def up_command(
     data: Annotated[Path, typer.Option(help="Data directory: the SQLite database lives here" + _env("data"))] = Path(
         "soulfra-data"
     ),
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: SQLite in --data)" + _env("db"),
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the default instance, 0 to 2**64-1" + _env("seed"))] = 0,
     world: Annotated[
         Path | None, typer.Option(help="World file (TOML) of the default instance" + _env("world"))
@@ -209,15 +216,28 @@ def up_command(
     embedded = EmbeddedSettings.from_settings(settings, spec)
     sock = listen(settings.host, settings.port)
 
+    where = f"data in {settings.data}" if settings.db is None else f"database {_shown_url(settings.db)}"
+
     def announce() -> None:
         Console(stderr=True, highlight=False).print(
-            f"soulfra: serving on {'https' if tls else 'http'}://{settings.host}:{settings.port} "
-            f"(data in {settings.data}); Ctrl-C stops",
+            f"soulfra: serving on {'https' if tls else 'http'}://{settings.host}:{settings.port} ({where}); "
+            "Ctrl-C stops",
             markup=False,
+            soft_wrap=True,  # one line, however long the database's URL
         )
 
     with _crash_logged("up"):
         run_embedded(embedded, sock, announce=announce)
+
+
+def _shown_url(url: str) -> str:
+    """A database URL as it may be printed: its password hidden."""
+    import sqlalchemy as sa  # noqa: PLC0415 -- only a server loads the storage stack
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
 
 
 def serve_command(
