@@ -226,7 +226,7 @@ def up_command(
             soft_wrap=True,  # one line, however long the database's URL
         )
 
-    with _crash_logged("up"):
+    with _crash_logged("up"), sock:  # closed however the server ends (a database refused before serving, say)
         run_embedded(embedded, sock, announce=announce)
 
 
