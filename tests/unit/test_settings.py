@@ -6,6 +6,7 @@ the server itself (``listen``, ``run_embedded``, ``serve_platform``) or the HTTP
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,9 @@ class Recorder:
     def _logging(self, level: str) -> None:
         self.seen["log_level"] = level
 
-    def _listen(self, host: str, port: int) -> object:
+    def _listen(self, host: str, port: int) -> socket.socket:
         self.seen["listen"] = (host, port)
-        return object()
+        return socket.socket()  # never bound: what `up` is handed, and closes when it is done
 
     def _run_embedded(self, settings: EmbeddedSettings, sock: object, *, announce: Any = None) -> None:
         self.seen["embedded"] = settings
