@@ -8,6 +8,7 @@ import contextlib
 import datetime
 import ipaddress
 import json
+import socket
 import ssl
 import stat
 import subprocess
@@ -170,7 +171,12 @@ def test_plain_http_off_loopback_is_refused_before_anything_is_bound(
 
 def test_insecure_http_off_loopback_is_served_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, object] = {}
-    monkeypatch.setattr(embedded, "listen", lambda host, port: seen.setdefault("listen", (host, port)))
+
+    def listen(host: str, port: int) -> socket.socket:
+        seen["listen"] = (host, port)
+        return socket.socket()  # never bound (192.0.2.1 is no address of this machine); up closes it when done
+
+    monkeypatch.setattr(embedded, "listen", listen)
     monkeypatch.setattr(embedded, "run_embedded", lambda settings, sock, **_: seen.setdefault("run", settings))
     done = soulfra("up", "--host", "192.0.2.1", "--insecure-http", "--data", str(tmp_path / "d"), home=tmp_path)
     assert done.returncode == 0, done.stderr
