@@ -49,14 +49,18 @@ DEADLINE_S = 10.0
 
 
 class Mind:
-    """Cal Riven's decision function, made to raise in one world from ``FAIL_FROM`` on; remembers where it raised."""
+    """Cal Riven's decision function, made to raise in one world from ``FAIL_FROM`` on (from the first tick it
+    raised at, once it has); remembers where it raised."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.raised_at: list[int] = []
         real = CalRivenAgent.decide
 
         def decide(mind: CalRivenAgent, view: View, agent: int, rng: Stream) -> Action:
-            if view.state.seed == DOOMED_SEED and view.tick >= FAIL_FROM:
+            # From the first tick it raises at on, and never before it: the runtime's rebuild after the failure
+            # replays the ticks before that one (from a snapshot that may be past FAIL_FROM, when the world ticked
+            # on before the patch was in), and those must decide as they did.
+            if view.state.seed == DOOMED_SEED and view.tick >= (self.raised_at[0] if self.raised_at else FAIL_FROM):
                 self.raised_at.append(view.tick)
                 raise ZeroDivisionError("Cal Riven divided the vote by zero")
             return real(mind, view, agent, rng)
