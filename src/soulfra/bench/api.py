@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,12 +29,12 @@ import typer
 from rich.console import Console, Group
 from rich.table import Table
 
+from soulfra.bench.load import HOST, LOAD_GENERATOR, load, percentile
 from soulfra.errors import OutputError
 
 __all__ = ["ENDPOINTS", "api_command", "bench_api", "render"]
 
 ENDPOINTS = ("/api/vibe/weather", "/api/agents/echo", "/api/ritual/traces")
-HOST = "127.0.0.1"
 BUILTIN_AGENTS = 3  # Cal Riven, Arty, Agent Zero
 TARGET_RPS_RATIO = 0.7
 TARGET_P99_MS = 50.0
@@ -42,9 +42,6 @@ TARGET_PAUSE_MS = 5.0
 TARGET_ACCESS_RATIO = 0.95  # reads with access control on, over the same server with it off
 AUTHENTICATED_READ = "/api/instances/{instance}/agents?limit=20"  # a viewer's read: token, role and scope checked
 STARTUP_TIMEOUT = 60.0
-# httpx.AsyncClient itself tops out near 100-200 req/s at 64 concurrent requests (encode/httpx#3215), which would
-# measure the client, not the servers; the generator is plain asyncio streams, one keep-alive connection per worker.
-LOAD_GENERATOR = "asyncio streams, HTTP/1.1 keep-alive, one connection per worker, in the bench process"
 
 
 # -- the servers under test (run in subprocesses) ---------------------------------------------------------------
@@ -172,90 +169,6 @@ def _server(args: list[str], workdir: Path, name: str, ready: str) -> Iterator[_
         server.stop()
 
 
-# -- the load generator -----------------------------------------------------------------------------------------
-
-
-def _percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
-
-
-class _Connection:
-    """One keep-alive HTTP/1.1 connection speaking just enough of the protocol for a GET with a sized body."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> None:
-        self.reader, self.writer, self.request = reader, writer, request
-
-    @classmethod
-    async def open(cls, port: int, path: str, token: str | None = None) -> _Connection:
-        reader, writer = await asyncio.open_connection(HOST, port)
-        auth = "" if token is None else f"Authorization: Bearer {token}\r\n"
-        return cls(reader, writer, f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{auth}\r\n".encode())
-
-    async def get(self) -> int:
-        self.writer.write(self.request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        length = next(
-            (int(v) for k, _, v in (ln.partition(":") for ln in lines[1:]) if k.lower() == "content-length"), None
-        )
-        if length is None:
-            raise OutputError(f"{lines[0]!r} came without a Content-Length; the load generator needs one")
-        await self.reader.readexactly(length)
-        return status
-
-    async def close(self) -> None:
-        self.writer.close()
-        with suppress(OSError):
-            await self.writer.wait_closed()
-
-
-async def _load(
-    port: int, path: str, *, seconds: float, warmup: float, connections: int, token: str | None = None
-) -> dict[str, Any]:
-    """``connections`` workers, each on its own keep-alive connection, sending GETs back to back (with ``token`` as
-    a bearer token, if given)."""
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    pool = await asyncio.gather(*(_Connection.open(port, path, token) for _ in range(connections)))
-
-    async def worker(connection: _Connection, until: float, record: bool) -> None:
-        while (begun := time.perf_counter()) < until:
-            try:
-                status = await connection.get()
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                status, key = 0, type(exc).__name__
-                connection = await _Connection.open(port, path, token)  # the old one is in an unknown state
-            else:
-                key = str(status)
-            if not record:
-                continue
-            if 200 <= status < 300:
-                latencies.append(time.perf_counter() - begun)
-            else:
-                errors[key] = errors.get(key, 0) + 1
-
-    try:
-        warm_until = time.perf_counter() + warmup
-        await asyncio.gather(*(worker(c, warm_until, False) for c in pool))
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(c, started + seconds, True) for c in pool))
-        elapsed = time.perf_counter() - started
-    finally:
-        await asyncio.gather(*(c.close() for c in pool))
-    ordered = sorted(latencies)
-    return {
-        "requests": len(ordered),
-        "errors": sum(errors.values()),
-        "error_kinds": errors,
-        "elapsed_s": round(elapsed, 3),
-        "rps": round(len(ordered) / elapsed, 1),
-        "p50_ms": round(_percentile(ordered, 0.5) * 1000, 2),
-        "p99_ms": round(_percentile(ordered, 0.99) * 1000, 2),
-        "max_ms": round((ordered[-1] if ordered else 0.0) * 1000, 2),
-    }
-
-
 def _tick(client: httpx.Client) -> int:
     return int(client.get("/readyz").json()["tick"])
 
@@ -272,7 +185,7 @@ def _measure_soulfra(
             captured.raise_for_status()
             bodies[path] = captured.text
             tick_before, begun = _tick(probe), time.perf_counter()
-            result = asyncio.run(_load(server.port, path, seconds=seconds, warmup=warmup, connections=connections))
+            result = asyncio.run(load(server.port, path, seconds=seconds, warmup=warmup, connections=connections))
             ticks = _tick(probe) - tick_before
             result["ticks_per_s"] = round(ticks / (time.perf_counter() - begun), 1)
             rows[path] = result
@@ -287,7 +200,7 @@ def _measure_bare(
     rows: dict[str, Any] = {}
     with _server(["bare", "--bodies", str(body_file)], workdir, "bare", ENDPOINTS[0]) as server:
         for path in ENDPOINTS:
-            rows[path] = asyncio.run(_load(server.port, path, seconds=seconds, warmup=warmup, connections=connections))
+            rows[path] = asyncio.run(load(server.port, path, seconds=seconds, warmup=warmup, connections=connections))
             rows[path]["body_bytes"] = len(bodies[path].encode())
     return rows
 
@@ -310,8 +223,8 @@ def _measure_access(
             token = read_home_token(data / "home")
             paths = {"surface": ENDPOINTS[0], "authenticated": AUTHENTICATED_READ.format(instance=instance)}
             for label, path in paths.items():
-                load = _load(server.port, path, seconds=seconds, warmup=warmup, connections=connections, token=token)
-                run = {"path": path, **asyncio.run(load)}
+                loaded = load(server.port, path, seconds=seconds, warmup=warmup, connections=connections, token=token)
+                run = {"path": path, **asyncio.run(loaded)}
                 side = "on" if kind == "soulfra" else "off"
                 kept = rows[label].get(side)
                 if kept is None or run["rps"] > kept["rps"]:
@@ -357,7 +270,7 @@ async def _pauses(workdir: Path, *, agents: int, snapshots: int) -> dict[str, An
         "agents": agents,
         "snapshots": snapshots,
         "pause_ns": pauses,
-        "pause_p50_ms": round(_percentile(ordered, 0.5) / 1e6, 3),
+        "pause_p50_ms": round(percentile(ordered, 0.5) / 1e6, 3),
         "pause_max_ms": round(ordered[-1] / 1e6, 3),
         "took_p50_ms": round(statistics.median(took) / 1e6, 3),
         "ticks_per_s": round(ticks_per_s, 1),

@@ -234,11 +234,12 @@ def run_command(
         raise ConfigError("--fresh needs --db")
     spec = load_world_file(world) if world is not None else DEFAULT_WORLD
     numbered = load_numbered_inputs(Path(inputs)) if inputs not in (None, "-") else []
-    if numbered:  # every agent an input names, checked before any tick runs: the mistake names its file and line
-        check_agents(World.create(seed, spec, agents=agents), Path(str(inputs)), numbered)
+    genesis = World.create(seed, spec, agents=agents) if numbered or db is None else None
+    if genesis is not None and numbered:  # every agent an input names, checked before any tick runs: the mistake
+        check_agents(genesis, Path(str(inputs)), numbered)  # names its file and line
     items = [item for _, item in numbered]
-    if db is None:
-        instance: World | DurableWorld = World.create(seed, spec, agents=agents)
+    if db is None:  # the world the agents were checked against (made above whenever db is None), run from genesis
+        instance: World | DurableWorld = genesis if genesis is not None else World.create(seed, spec, agents=agents)
         _run_and_report(instance, ticks, items, events, as_json=as_json, live=live, rate=rate, stdin=False)
         return
     store = SqlStore.open(db)

@@ -1,1 +1,2 @@
-"""soulfra.security: the protocol's rules (PermissionValidator) and the audit trail of every change (AuditLogger)."""
+"""soulfra.security: the protocol's rules (PermissionValidator), API tokens and roles, and the audit trail of every
+change (AuditRecorder)."""

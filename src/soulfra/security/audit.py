@@ -37,7 +37,6 @@ from soulfra.store.ports import AuditEntry, SignedHead, Store
 __all__ = [
     "MAX_DETAIL_BYTES",
     "Action",
-    "AuditLogger",
     "AuditRecorder",
     "HeadSigner",
     "current_action",
@@ -327,17 +326,3 @@ def write_head_file(path: Path, head: SignedHead) -> None:
         os.replace(temporary, path)
     except OSError as exc:
         raise OutputError(f"cannot write the audit head file {path}: {exc.strerror or exc}") from None
-
-
-class AuditLogger:
-    """The audit log read back (``entries``) and written by a named process (``record``): a thin view kept for the
-    callers that audit outside any request."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def record(self, *, actor: str, action: str, instance_id: str | None, detail: dict[str, Any]) -> None:
-        self.store.audit.append(actor=actor, action=action, instance_id=instance_id, detail=_small(detail))
-
-    def entries(self, instance_id: str | None = None) -> list[AuditEntry]:
-        return self.store.audit.read(instance_id=instance_id)

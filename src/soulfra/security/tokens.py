@@ -110,12 +110,6 @@ class TokenService:
             return None
         return self._identity(digest, found[1])
 
-    def cached(self, token: str) -> bool:
-        """Whether ``token``'s check is fresh in the cache: ``authenticate`` then asks no database."""
-        with self._lock:
-            found = self._cache.get(token_hash(token))
-        return found is not None and self._clock() - found[0] < self.cache_seconds
-
     def _identity(self, digest: str, record: TokenRecord | None) -> Identity:
         if record is None or not hmac.compare_digest(record.token_hash, digest):
             raise AuthenticationError("unknown token")
