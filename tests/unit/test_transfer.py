@@ -268,6 +268,19 @@ def test_an_imported_edited_bundle_applies_its_edits_from_the_next_tick(source: 
     assert after.vibe_override.until == HEAD + 10
 
 
+def test_an_input_added_before_kept_later_ones_imports_in_seq_order(source: Store, target: Store) -> None:
+    bundle = bundle_for(source, "w")
+    added = {"type": "whisper", "target": "arty", "text": "begin again", "tone": "gentle"}
+    edited = edit_bundle(bundle, [{"op": "rewrite", "from_tick": 8, "add": [added]}])
+
+    seqs = [obj["seq"] for obj in edited.inputs]
+    assert seqs == sorted(seqs) and [obj["tick"] for obj in edited.inputs] == [4, 17, 8]  # the kept tick-17 one too
+    expected = replayed(bundle, [*inputs_of(bundle), parse_input({"tick": 8, **added})])
+    assert edited.instance["head_hash"] == expected
+    import_bundle(target, edited, verify_replay=True)
+    assert head_hash(target, "w") == expected
+
+
 @pytest.mark.parametrize(
     ("edit", "error", "words"),
     [

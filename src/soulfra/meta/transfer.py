@@ -300,7 +300,9 @@ def _rewrite(
         if item.tick < start:
             raise PackageError(f"edit {n}: an added input is for tick {item.tick}, before the rewrite at {start}")
         kept.append({"seq": _next_seq(kept), **input_to_json(item)})
-    kept.sort(key=lambda i: (int(i["tick"]), int(i["seq"])))
+    # The log stays in seq order (the order inputs arrived in, and of those at one tick, the order they apply in),
+    # so an input added at the rewrite's tick comes after the kept ones stamped for later ticks.
+    kept.sort(key=lambda i: int(i["seq"]))
     return kept
 
 
