@@ -13,10 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from rich.console import Console
 
+from soulfra.cli import watch as watch_module
 from soulfra.cli.view import Feeds, Frame, render
 from soulfra.cli.watch import _Watch
+from soulfra.errors import ServerUnavailableError
 
 BASE = "/api/instances/world-0"
 AGENTS = [{"id": "arty", "name": "Arty"}, {"id": "cal-riven", "name": "Cal Riven"}]
@@ -157,3 +160,15 @@ def test_posts_are_text_not_markup() -> None:
     console = Console(width=100, record=True)
     console.print(render(Frame(tick=3, loop=0, size=0, vibe=None, agents=()), feeds))
     assert "[/oops] [bold]not bold[/bold]" in console.export_text()
+
+
+def test_a_server_gone_for_good_ends_the_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watch_module, "GIVE_UP_S", 0.0)  # the second failure in a row is past the deadline
+    server = Server([httpx.ConnectError("refused"), httpx.ConnectError("refused")])
+
+    async def follow(watch: _Watch) -> None:
+        watch.retry_s = 0.0  # no stream ever said how long to wait
+        await watch.follow()
+
+    with pytest.raises(ServerUnavailableError, match=r"http://soulfra did not answer for 0 s: no Soulfra server"):
+        _watching(server, follow)

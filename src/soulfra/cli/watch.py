@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from soulfra.cli.server import (
@@ -140,7 +140,7 @@ class _Watch:
         if self.lost_since is None:
             self.lost_since = now
         elif now - self.lost_since > GIVE_UP_S:
-            raise ServerUnavailableError(f"{error.detail} (for {GIVE_UP_S:.0f} s)")
+            raise ServerUnavailableError(f"{self.url} did not answer for {GIVE_UP_S:.0f} s: {error.detail}")
 
     def note(self) -> str:
         notes = [note for note in (self.runtime, self.stream) if note]
@@ -148,15 +148,8 @@ class _Watch:
             notes.append(f"{self.url} lost {time.monotonic() - self.lost_since:.0f} s ago; retrying")
         return "; ".join(notes)
 
-    def render(self) -> Any:
-        frame = self.frame
-        return render(
-            Frame(
-                tick=frame.tick, loop=frame.loop, size=frame.size, vibe=frame.vibe, agents=frame.agents,
-                instance=frame.instance, note=self.note(),
-            ),
-            self.feeds,
-        )  # fmt: skip
+    def render(self) -> RenderableType:
+        return render(dataclasses.replace(self.frame, note=self.note()), self.feeds)
 
     def to_json(self) -> dict[str, Any]:
         frame = self.frame
