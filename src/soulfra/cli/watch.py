@@ -272,7 +272,6 @@ async def _live(watch: _Watch, rate: float) -> None:
     interval = 1.0 / rate
     try:
         with Live(watch.render(), auto_refresh=False, console=Console()) as display:
-            display.refresh()
             next_at = time.monotonic()
             while not follower.done():
                 next_at = max(next_at + interval, time.monotonic())
