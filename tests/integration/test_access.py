@@ -223,7 +223,7 @@ def _certificates(where: Path) -> tuple[Path, Path, Path]:
     return ca_file, cert_file, key_file
 
 
-def test_https_with_a_certificate_verified_against_the_test_ca(tmp_path: Path) -> None:
+def test_https_with_a_certificate_verified_against_the_test_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ca_file, cert_file, key_file = _certificates(tmp_path)
     port, home = free_port(), tmp_path / "home"
     command = ["up", "--host", "127.0.0.1", "--port", str(port), "--data", str(tmp_path / "data"),
@@ -255,6 +255,10 @@ def test_https_with_a_certificate_verified_against_the_test_ca(tmp_path: Path) -
             untrusting.get("/readyz")  # the system's CAs do not know the test's
         listed = soulfra_at(home, "instance", "list", "--url", f"https://127.0.0.1:{port}")
         assert listed.returncode != 0  # the CLI verifies certificates too; this one's CA is not the system's
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # as the README tells a user of a private CA
+        watched = soulfra_at(home, "watch", "--url", f"https://127.0.0.1:{port}", "--once")
+        assert watched.returncode == 0, watched.stderr
+        assert "Soulfra world-0" in watched.stdout
     finally:
         proc.terminate()
         try:

@@ -29,6 +29,7 @@ from soulfra.cli import meta as cli_meta
 from soulfra.cli import server as cli_server
 from soulfra.cli import store as cli_store
 from soulfra.cli import tokens as cli_tokens
+from soulfra.cli import watch as cli_watch
 from soulfra.errors import (
     AuthenticationError,
     BodyTimeoutError,
@@ -162,6 +163,7 @@ cli_server.register(app)
 cli_meta.register(app)
 cli_audit.register(app)
 cli_tokens.register(app)
+cli_watch.register(app)
 
 
 def _version(value: bool) -> None:

@@ -323,7 +323,15 @@ def _request(method: str, url: str, path: str, body: dict[str, Any] | None = Non
             method, url.rstrip("/") + path, json=body, timeout=REQUEST_TIMEOUT, headers=auth_headers()
         )
     except httpx.HTTPError as exc:
-        raise unreachable(url, exc, hint="; start one with `soulfra up`") from None
+        raise unreachable(url, exc, hint=START_ONE) from None
+    return read_reply(url, response)
+
+
+START_ONE = "; start one with `soulfra up`"
+
+
+def read_reply(url: str, response: httpx.Response) -> dict[str, Any]:
+    """The JSON object a server at ``url`` answered; its refusal (``{code, detail}``) as the error the code names."""
     try:
         reply = response.json()
     except ValueError:
