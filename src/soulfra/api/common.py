@@ -45,9 +45,10 @@ StreamAfter = Annotated[
         le=2**62,
         description=(
             "Go on after the event with this number; 0 replays every event still kept. Left out (and with no "
-            "Last-Event-ID header), the stream starts from now: only events after the latest one when the stream "
-            "opens, a point decided once and sent first as a bare `id: N` line, so a client that reconnects with "
-            "Last-Event-ID loses and repeats nothing. A Last-Event-ID header, when sent, wins over this parameter."
+            "Last-Event-ID header), the stream starts from now: only events after the latest one the server holds "
+            "when the stream opens, a point decided once and sent first as a bare `id: N` line, so a client that "
+            "reconnects with Last-Event-ID loses and repeats nothing. A Last-Event-ID header, when sent, wins over "
+            "this parameter."
         ),
     ),
 ]
