@@ -85,13 +85,14 @@ def assert_still(client: httpx.Client, tick: int, *, span: float = 0.6) -> None:
         time.sleep(0.05)
 
 
-def read_sse(response: httpx.Response, count: int) -> list[dict[str, Any]]:
-    """The first ``count`` numbered events of a server-sent event stream, as {"id", "event", "data"}."""
+def read_sse(source: httpx.Response | Iterator[str], count: int) -> list[dict[str, Any]]:
+    """The first ``count`` numbered events of a server-sent event stream, as {"id", "event", "data"}; the bare
+    ``id:`` line a stream from now opens with is no event. ``source`` is a response or the lines left of one."""
     events: list[dict[str, Any]] = []
     fields: dict[str, str] = {}
-    for line in response.iter_lines():
+    for line in source.iter_lines() if isinstance(source, httpx.Response) else source:
         if line == "":
-            if "id" in fields:
+            if "id" in fields and "data" in fields:
                 events.append({"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])})
                 if len(events) >= count:
                     return events
@@ -288,6 +289,71 @@ def test_the_stream_is_ordered_and_resumes(api: httpx.Client, path: str) -> None
     with api.stream("GET", path, params={"after": last}) as response:
         by_query = read_sse(response, 1)
     assert by_query[0]["id"] == last + 1
+
+
+def surface_status(client: httpx.Client) -> dict[str, Any]:
+    response = client.get(f"{BASE}/status")
+    assert response.status_code == 200, response.text
+    return dict(response.json()["platforms"]["surface"])
+
+
+def opening_id(lines: Iterator[str]) -> int:
+    """The position a stream from now goes on after: the bare ``id:`` line that comes before any event."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if line == "":
+            assert "data" not in fields, f"an event came before the stream's opening id: {fields}"
+            if "id" in fields:
+                return int(fields["id"])
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+    pytest.fail("the stream ended before its opening id")
+
+
+def test_a_stream_starts_from_now_unless_told_to_replay(own: Server) -> None:
+    """A client that names no position gets none of the events the world made before it came, and the next one; the
+    id its stream opens with is where a reconnect with Last-Event-ID resumes, losing nothing made while it was
+    away; ``after=0`` replays the events still kept."""
+    with own.client() as api:
+        wait_past(api, 5)
+        paused = api.post(f"{BASE}/pause", json={}).json()["tick"]
+        wait_for(
+            lambda: surface_status(api)["tick"] >= paused, timeout=WAIT_S, what="the surface to project the last tick"
+        )
+        made = int(surface_status(api)["stream_seq"])
+        assert made > 0
+        for path in ("/api/stream", f"{BASE}/events"):
+            with api.stream("GET", path) as response:
+                assert response.status_code == 200
+                # None of the events made so far is sent (a mirror's note may still come in while the world is paused).
+                assert opening_id(response.iter_lines()) >= made
+        with api.stream("GET", f"{BASE}/events", params={"after": 0}) as response:
+            replayed = read_sse(response, made)
+        assert [e["id"] for e in replayed] == list(range(1, made + 1))
+
+        with api.stream("GET", "/api/stream") as response:
+            lines = response.iter_lines()
+            now = opening_id(lines)
+            assert api.post(f"{BASE}/resume", json={}).status_code == 200
+            first = read_sse(lines, 3)
+        assert [e["id"] for e in first] == [now + 1, now + 2, now + 3]
+        assert first[0]["data"]["tick"] >= paused
+
+        # A client gone before its first event comes back with the opening id: it gets everything made meanwhile.
+        api.post(f"{BASE}/pause", json={})
+        with api.stream("GET", "/api/stream") as response:
+            now = opening_id(response.iter_lines())
+        api.post(f"{BASE}/resume", json={})
+        wait_for(
+            lambda: int(surface_status(api)["stream_seq"]) > now + 5,
+            timeout=WAIT_S,
+            what="events after the client left",
+        )
+        with api.stream("GET", "/api/stream", headers={"Last-Event-ID": str(now)}) as response:
+            again = read_sse(response, 5)
+        assert [e["id"] for e in again] == list(range(now + 1, now + 6))
 
 
 # -- override, pause, resume ---------------------------------------------------------------------------------------

@@ -36,8 +36,10 @@ def kill(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def unread_streams(server: Server, count: int, path: str = "/api/stream") -> Iterator[list[socket.socket]]:
-    """``count`` connections that ask for the live stream and never read; yielded once the server answers each."""
+def unread_streams(server: Server, count: int, path: str = "/api/stream?after=0") -> Iterator[list[socket.socket]]:
+    """``count`` connections that ask for the live stream and never read; yielded once the server answers each. Each
+    asks for every event still kept (``after=0``), so its connection's buffers fill at once, not only as the world
+    goes on."""
     host, port = server.url.removeprefix("http://").split(":")
     sockets: list[socket.socket] = []
     try:

@@ -1,5 +1,6 @@
 """The live stream's fan-out (one surface reader per process, clients behind the ring told what they missed, every
-stream ended at close) and the stop guard that ends a stuck stop (a second signal, or a stop past its deadline)."""
+stream ended at close), where a stream starts (from now unless told, ``after=0`` replays what is kept, a resume goes
+on after its id) and the stop guard that ends a stuck stop (a second signal, or a stop past its deadline)."""
 
 from __future__ import annotations
 
@@ -137,6 +138,91 @@ async def test_a_surface_that_starts_its_numbers_again_takes_its_clients_back_to
                 await asyncio.sleep(0.01)
     finally:
         await again.stop()
+
+
+async def projected(surface: SurfacePlatform, ticks: int) -> None:
+    async with asyncio.timeout(DEADLINE_S):
+        while surface.tick < ticks:
+            await asyncio.sleep(0.001)
+
+
+async def opening(stream: AsyncIterator[bytes]) -> int:
+    """The position a stream that starts from now goes on after: its bare ``id:`` line, which comes before any
+    event."""
+    assert await anext(stream) == b"retry: 1000\n\n"
+    async with asyncio.timeout(DEADLINE_S):
+        line = await anext(stream)
+    assert line.startswith(b"id: ") and line.endswith(b"\n\n") and b"data" not in line, line
+    return int(line[4:])
+
+
+@pytest.mark.anyio
+async def test_a_client_that_names_no_position_gets_only_what_comes_after_it_arrived(
+    world: tuple[Counted, SurfacePlatform, LiveStreams],
+) -> None:
+    bus, surface, streams = world
+    await publish_ticks(bus, range(20))
+    await projected(surface, 20)
+    client = streams.events(INSTANCE, None)  # the first client: its feed reads the surface for the first time
+    assert await opening(client) == 20
+    await publish_ticks(bus, range(20, 23))
+    assert [data["seq"] for _, data in await collect(client, 3)] == [21, 22, 23]
+    await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_client_from_now_joins_a_feed_others_follow_at_its_latest_event(
+    world: tuple[Counted, SurfacePlatform, LiveStreams],
+) -> None:
+    bus, _surface, streams = world
+    early = streams.events(INSTANCE, 0)
+    await anext(early)
+    await publish_ticks(bus, range(30))
+    assert [data["seq"] for _, data in await collect(early, 30)][-1] == 30  # the feed holds 1..30
+    late = streams.events(INSTANCE, None)
+    assert await opening(late) == 30
+    await publish_ticks(bus, range(30, 32))
+    assert [data["seq"] for _, data in await collect(late, 2)] == [31, 32]
+    assert [data["seq"] for _, data in await collect(early, 2)] == [31, 32]
+    for client in (early, late):
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_after_zero_replays_every_event_still_kept(world: tuple[Counted, SurfacePlatform, LiveStreams]) -> None:
+    bus, surface, streams = world
+    await publish_ticks(bus, range(20))
+    await projected(surface, 20)
+    client = streams.events(INSTANCE, 0)
+    await anext(client)
+    assert [data["seq"] for _, data in await collect(client, 20)] == list(range(1, 21))
+    await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_client_from_now_that_reconnects_at_its_opening_id_loses_and_repeats_nothing(
+    world: tuple[Counted, SurfacePlatform, LiveStreams],
+) -> None:
+    """Events that come between the stream's opening and its first read, while its client is away, are all there
+    when it comes back with the ``Last-Event-ID`` its opening set, once each, and none from before it arrived."""
+    bus, surface, streams = world
+    await publish_ticks(bus, range(10))
+    await projected(surface, 10)
+    client = streams.events(INSTANCE, None)
+    now = await opening(client)
+    assert now == 10
+    await publish_ticks(bus, range(10, 15))
+    await projected(surface, 15)
+    await client.aclose()  # gone before reading any event
+    again = streams.events(INSTANCE, now)  # what a browser sends back: Last-Event-ID is the opening id
+    await anext(again)
+    first = [data["seq"] for _, data in await collect(again, 5)]
+    assert first == [11, 12, 13, 14, 15]
+    await again.aclose()
+    resumed = streams.events(INSTANCE, first[2])  # and from an event it did read, on after it
+    await anext(resumed)
+    assert [data["seq"] for _, data in await collect(resumed, 2)] == [14, 15]
+    await resumed.aclose()
 
 
 @pytest.mark.anyio

@@ -100,6 +100,19 @@ async def test_every_2xx_answer_declares_a_schema_or_a_media_type(system: System
     assert operations > 40
 
 
+async def test_the_streams_document_that_they_start_from_now(system: System) -> None:
+    """A client reads the document to learn that leaving ``after`` out means "from now", and how to replay."""
+    document = (await system.http.get("/openapi.json")).json()
+    for path in ("/api/stream", "/api/instances/{instance_id}/events"):
+        (after,) = (p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "after")
+        assert not after.get("required", False)
+        assert "default" not in after["schema"] or after["schema"]["default"] is None
+        description = after["description"]
+        assert "from now" in description
+        assert "0 replays" in description
+        assert "Last-Event-ID" in description
+
+
 def _named(schema: dict[str, Any]) -> bool:
     """A schema that names a model (or a choice of models), not a bare ``object``."""
     if "$ref" in schema:

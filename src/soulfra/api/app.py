@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from soulfra import __version__
 from soulfra.api.access import AccessControl, AccessSettings, identity_of
 from soulfra.api.admin import admin_router
-from soulfra.api.common import EVENT_STREAM, AgentId, JsonBytes, stream_response
+from soulfra.api.common import EVENT_STREAM, AgentId, JsonBytes, StreamAfter, stream_response
 from soulfra.api.fastpath import SURFACE_DEFAULTS, SurfaceReads
 from soulfra.api.gateway import Gateway
 from soulfra.api.instances import instance_router
@@ -276,8 +276,9 @@ def create_app(
         return await read(gateway.default_instance, "traces", {"limit": limit})
 
     @app.get("/api/stream", tags=["surface"], response_class=StreamingResponse, responses=EVENT_STREAM)
-    async def default_stream(request: Request, after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Response:
-        """The default instance's live events as server-sent events (``Last-Event-ID`` resumes)."""
+    async def default_stream(request: Request, after: StreamAfter = None) -> Response:
+        """The default instance's live events as server-sent events, from now unless ``after`` (0 replays what is
+        kept) or ``Last-Event-ID`` (a reconnect resumes) says where to go on from."""
         return stream_response(streams, request, gateway.default_instance, after)
 
     # -- instances ----------------------------------------------------------------------------------------------

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from soulfra.api.common import EVENT_STREAM, NO_FIELDS, AgentId, InstanceId, JsonBytes, note, stream_response
+from soulfra.api.common import (
+    EVENT_STREAM,
+    NO_FIELDS,
+    AgentId,
+    InstanceId,
+    JsonBytes,
+    StreamAfter,
+    note,
+    stream_response,
+)
 from soulfra.api.gateway import Gateway
 from soulfra.api.models import (
     ActBody,
@@ -95,9 +104,9 @@ def instance_router(gateway: Gateway, streams: LiveStreams) -> APIRouter:
         response_class=StreamingResponse,
         responses=EVENT_STREAM,
     )
-    async def instance_stream(
-        request: Request, instance_id: InstanceId, after: Annotated[int, Query(ge=0, le=2**62)] = 0
-    ) -> Response:
+    async def instance_stream(request: Request, instance_id: InstanceId, after: StreamAfter = None) -> Response:
+        """An instance's live events as server-sent events, from now unless ``after`` (0 replays what is kept) or
+        ``Last-Event-ID`` (a reconnect resumes) says where to go on from."""
         await gateway.bridge(instance_id)
         return stream_response(streams, request, instance_id, after)
 

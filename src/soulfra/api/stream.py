@@ -5,7 +5,10 @@ bounded ring. A client takes what it has not sent yet from the ring whenever it 
 at a time; it has no buffer of its own beyond its connection's, and nothing is done for it while it cannot send.
 A client that fell behind the ring is told how many events it missed (``event: missed``) and goes on from the
 oldest one kept; one whose send does not complete within ``SEND_TIMEOUT_S`` is disconnected (it resumes with
-``Last-Event-ID``). The world's tick never waits for any of this, and the surface sees one reader per process.
+``Last-Event-ID``). A client that names no position starts from now: the latest event the feed holds once it has
+caught up with the surface, decided in one step with no await and sent first as a bare ``id:`` line, so a browser
+that reconnects before any event came resumes from there. The world's tick never waits for any of this, and the
+surface sees one reader per process.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ class _Feed:
         self.error = b""  # the last failure to read the surface, as an ``error`` event
         self.errors = 0
         self.generation = 0  # how many times the surface's numbering started again
+        # Whether the ring reached the surface's latest event at some poll: until then "now" is not known, so the feed
+        # polls without waiting (a long poll would answer only with an event that came after the client arrived).
+        self.synced = False
         self.changed = Changed()
         self.clients = 0
         self._task: asyncio.Task[None] | None = None
@@ -105,10 +111,14 @@ class _Feed:
             while self.clients > 0 and not self._streams.closed:
                 try:
                     bridge = await self._streams.gateway.bridge(self.instance_id)
+                    wait_ms = POLL_MS if self.synced else 0
                     batch = await bridge.request(
-                        "surface", "stream", {"after": self.last, "wait_ms": POLL_MS, "limit": LIMIT}
+                        "surface", "stream", {"after": self.last, "wait_ms": wait_ms, "limit": LIMIT}
                     )
                     self._append(batch)
+                    if not self.synced and self.last >= int(batch["seq"]):
+                        self.synced = True
+                        self.changed.notify()
                 except SoulfraError as exc:
                     self._failed(exc.code, exc.detail)
                 except Exception as exc:  # a bug here must not leave the clients without a reader
@@ -191,12 +201,17 @@ class LiveStreams:
         """Closed by ``close``, or the gateway is closing (the system is stopping)."""
         return self._closed or self.gateway.closing
 
-    def response(self, instance_id: str, after: int) -> EventSourceResponse:
-        """The events of ``instance_id`` numbered after ``after``, as a server-sent event response."""
+    def response(self, instance_id: str, after: int | None) -> EventSourceResponse:
+        """The events of ``instance_id`` numbered after ``after`` (from now when None), as a server-sent event
+        response."""
         return _EventStream(self, self.events(instance_id, after))
 
-    async def events(self, instance_id: str, after: int) -> AsyncGenerator[bytes, None]:
-        """The stream of ``instance_id`` after ``after``, as the bytes of server-sent events (``retry`` first)."""
+    async def events(self, instance_id: str, after: int | None) -> AsyncGenerator[bytes, None]:
+        """The stream of ``instance_id`` after ``after``, as the bytes of server-sent events (``retry`` first).
+
+        With ``after`` None the stream starts from now: once the feed has caught up with the surface, its latest
+        event is the point the stream goes on after, sent as a bare ``id:`` line before any event (it sets a
+        browser's ``Last-Event-ID`` without dispatching anything)."""
         feed = self._feeds.get(instance_id)
         if feed is None:
             feed = self._feeds[instance_id] = _Feed(self, instance_id)
@@ -208,6 +223,15 @@ class LiveStreams:
                 if feed.errors != errors:
                     errors = feed.errors
                     yield feed.error
+                if after is None:
+                    if not feed.synced:
+                        await feed.changed.wait_until(functools.partial(self._synced, feed, errors), HEARTBEAT_S)
+                        continue
+                    # Now, decided with no await: the stream is exactly the events numbered after it, in the numbering
+                    # the feed holds at this moment.
+                    after, generation = feed.last, feed.generation
+                    yield f"id: {after}\n\n".encode()
+                    continue
                 if feed.generation != generation:  # ids start again at 1 (a revert): a client further on would wait
                     generation, after = feed.generation, 0
                     yield _event("restarted", {"reason": "the world's timeline was restarted; ids start again at 1"})
@@ -222,6 +246,9 @@ class LiveStreams:
                 await feed.changed.wait_until(news, HEARTBEAT_S)
         finally:
             feed.detach()
+
+    def _synced(self, feed: _Feed, errors: int) -> bool:
+        return feed.synced or feed.errors != errors or self.closed
 
     def _news(self, feed: _Feed, after: int, errors: int, generation: int) -> bool:
         return feed.last > after or feed.errors != errors or feed.generation != generation or self.closed
