@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -14,6 +16,22 @@ import pytest
 
 POSTGRES_URL = os.environ.get("SOULFRA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CONNECT_TIMEOUT_S = 3
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An installation (``SOULFRA_HOME``: keys, the admin token) of the test run's own, for every test and every
+    process it starts that names none: the tests never read or write the user's ``~/.soulfra``, and what one test
+    leaves there cannot change what another prints."""
+    home = tempfile.mkdtemp(prefix="soulfra-test-home-")
+    config.stash[_HOME] = home
+    os.environ["SOULFRA_HOME"] = home
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash.get(_HOME, ""), ignore_errors=True)
+
+
+_HOME = pytest.StashKey[str]()
 
 
 @pytest.fixture
