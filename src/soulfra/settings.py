@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from soulfra.bus import NatsOptions
 from soulfra.errors import ConfigError
 from soulfra.logs import LEVELS
+
+if TYPE_CHECKING:
+    from soulfra.bus import NatsOptions
 
 __all__ = [
     "ENV_PREFIX",
@@ -178,6 +180,8 @@ class ServeSettings(ServingSettings):
 
     def nats_options(self) -> NatsOptions:
         """The NATS connection's credentials and TLS files; ConfigError for a combination that cannot be used."""
+        from soulfra.bus import NatsOptions  # noqa: PLC0415 -- a client command's settings load no bus code
+
         return NatsOptions(
             user=self.nats_user,
             password=None if self.nats_password is None else self.nats_password.get_secret_value(),

@@ -1,9 +1,11 @@
-"""``soulfra --help`` and ``--version`` start fast: they load no world, storage or benchmark code, and psutil (which
-only the benchmarks use) is an optional dependency, in the ``bench`` extra."""
+"""``soulfra --help``, ``--version``, every command's ``--help`` and the client commands start fast: they load no
+server, world, storage or benchmark code (help loads no HTTP client either), and psutil (which only the benchmarks
+use) is an optional dependency, in the ``bench`` extra."""
 
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import tomllib
@@ -16,27 +18,81 @@ from typer.testing import CliRunner
 import soulfra
 from soulfra.cli import EXIT_USAGE, app, main
 
+from .support import environment, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = Path(soulfra.__file__).parent
-HEAVY = ("sqlalchemy", "numpy", "psutil", "soulfra.bench")
+# What no light command may load: the server stack, storage, the world, NATS, signing keys and the benchmarks.
+HEAVY = (
+    "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "numpy", "nats", "cryptography", "psutil",
+    "soulfra.api", "soulfra.bench", "soulfra.bus", "soulfra.codec", "soulfra.durable", "soulfra.meta",
+    "soulfra.platforms", "soulfra.store", "soulfra.system", "soulfra.world", "soulfra.security.tokens",
+)  # fmt: skip
+# What a client command needs and help does not: the settings, and httpx with what httpx loads itself (zstandard, and
+# the rich.progress and rich.live of its own command line, which it imports whenever click and rich are installed).
+# Help loads none of them, nor the progress bars and live view of the long local commands; pydantic it does load
+# (Typer 0.29 parses options with it).
+CLIENT_ONLY = (
+    "httpx", "zstandard", "asyncio", "pydantic_settings", "soulfra.settings", "rich.progress", "rich.live",
+)  # fmt: skip
+# Runs ``main`` with the arguments after the output file's name, then writes its exit code and every module loaded.
+PROBE = """
+import json, sys
+out, args = sys.argv[1], sys.argv[2:]
+from soulfra.cli import main
+try:
+    main(args)
+except SystemExit as stop:
+    code = stop.code
+with open(out, "w", encoding="utf-8") as handle:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, handle)
+"""
 
 
-def _imported(*args: str) -> list[str]:
-    """Every module ``python -m soulfra ARGS`` imports, as ``-X importtime`` lists them."""
+def _loaded(tmp_path: Path, *args: str) -> tuple[int, list[str], str]:
+    """``soulfra ARGS`` in a fresh interpreter of an empty installation: its exit code, every module it loaded, and
+    its stderr."""
+    out = tmp_path / "probe.json"
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "soulfra", *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-c", PROBE, str(out), *args],
+        capture_output=True, text=True, timeout=60, check=False, env=environment(tmp_path / "home"),
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    names = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
-    assert "soulfra.cli" in names  # the listing is there at all
-    return names
+    assert out.exists(), done.stderr[-2000:]
+    probe = json.loads(out.read_text(encoding="utf-8"))
+    return int(probe["code"]), list(probe["modules"]), done.stderr
 
 
-@pytest.mark.parametrize("args", [("--version",), ("--help",)], ids=["version", "help"])
-def test_version_and_help_import_no_heavy_module(args: tuple[str, ...]) -> None:
-    heavy = [name for name in _imported(*args) if name.split(".")[0] in HEAVY or name.startswith(HEAVY)]
-    assert heavy == []
+def _among(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    return [name for name in modules if name in names or name.startswith(tuple(f"{n}." for n in names))]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--version",), ("--help",), ("run", "--help"), ("up", "--help"), ("verify", "--help"),
+     ("instance", "list", "--help"), ("god", "fork", "--help"), ("package", "edit", "--help")],
+    ids="-".join,
+)  # fmt: skip
+def test_help_loads_no_heavy_module(tmp_path: Path, args: tuple[str, ...]) -> None:
+    code, modules, stderr = _loaded(tmp_path, *args)
+    assert code == 0, stderr
+    assert "soulfra.cli.commands" in modules  # the probe ran the CLI at all
+    assert _among(modules, HEAVY + CLIENT_ONLY) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("status",), ("whisper", "hello"), ("instance", "list"), ("pause",), ("god", "freeze", "world-0")],
+    ids=lambda args: args[0] if len(args) == 1 else "-".join(args[:2]),
+)
+def test_a_client_command_loads_no_heavy_module(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Against a port nothing listens on: the command gets as far as its request, and says so in its usual line."""
+    url = f"http://127.0.0.1:{free_port()}"
+    code, modules, stderr = _loaded(tmp_path, *args, "--url", url)
+    assert (code, stderr.strip()) == (
+        69, f"soulfra: error: no Soulfra server at {url} (ConnectError); start one with `soulfra up`"
+    )  # fmt: skip
+    assert "httpx" in modules  # it did try to reach the server
+    assert _among(modules, HEAVY) == []
 
 
 def test_psutil_is_a_bench_extra_not_a_core_dependency() -> None:

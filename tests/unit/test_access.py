@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from soulfra.api.access import AccessSettings, Policy, policy_for, routes_of
+from soulfra.api.access import POLICIES, AccessSettings, Policy, policy_for, routes_of
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.security.identity import ROLES, rank
@@ -106,6 +106,11 @@ async def test_every_route_of_the_app_has_a_declared_policy(system: System) -> N
         assert policy.scoped == ("{instance_id}" in path), path
         assert policy.mutating == (method != "GET"), path
         assert policy.role is None or policy.role in ROLES
+
+
+async def test_every_declared_policy_names_a_route_of_the_app(system: System) -> None:
+    """No stale row: a route taken away (``/redoc``, say) takes its policy with it."""
+    assert sorted(set(POLICIES) - set(routes(system.app))) == []
 
 
 async def test_a_route_without_a_policy_fails_closed(system: System, caplog: pytest.LogCaptureFixture) -> None:

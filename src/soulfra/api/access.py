@@ -89,8 +89,8 @@ def _policies() -> dict[tuple[str, str], Policy]:
 
     instance = "/api/instances/{instance_id}"
     add("GET", None, ["/healthz", "/readyz", "/api/vibe/weather", "/api/agents/echo", "/api/agents/echo/{agent_id}",
-                      "/api/ritual/traces", "/api/stream", "/openapi.json", "/docs", "/docs/oauth2-redirect",
-                      "/redoc"])  # fmt: skip
+                      "/api/ritual/traces", "/api/stream", "/openapi.json", "/docs",
+                      "/docs/assets/{name}"])  # fmt: skip
     add("GET", "viewer", ["/api/instances", instance] + [instance + tail for tail in (
         "/status", "/vibe/weather", "/agents/echo", "/ritual/traces", "/events", "/agents", "/agents/{agent_id}",
         "/inputs", "/protocol/rules", "/snapshots", "/snapshots/{snapshot_id}", "/unified-snapshots",
@@ -424,7 +424,7 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
-_JSON_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
+_DEFAULT_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
@@ -439,9 +439,8 @@ def _decorated(send: Send, reply: _Reply) -> Send:
             names = {key.lower(): value for key, value in headers}
             headers += [h for h in _SECURITY_HEADERS if h[0] not in names]
             headers.append((b"x-request-id", reply.request_id.encode()))
-            kind = names.get(b"content-type", b"")
-            if not kind.startswith(b"text/html") and b"content-security-policy" not in names:
-                headers.append(_JSON_CSP)  # the docs pages (HTML) load their own scripts; nothing else needs any
+            if b"content-security-policy" not in names:  # the docs page (soulfra.api.docs) brings its own
+                headers.append(_DEFAULT_CSP)  # nothing else needs to load anything
             if reply.authenticated and b"cache-control" not in names:
                 headers.append((b"cache-control", b"no-store"))
             if reply.https:

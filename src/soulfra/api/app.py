@@ -22,6 +22,7 @@ from soulfra import __version__
 from soulfra.api.access import AccessControl, AccessSettings, identity_of
 from soulfra.api.admin import admin_router
 from soulfra.api.common import EVENT_STREAM, AgentId, JsonBytes, StreamAfter, stream_response
+from soulfra.api.docs import docs_router
 from soulfra.api.fastpath import SURFACE_DEFAULTS, SurfaceReads
 from soulfra.api.gateway import Gateway
 from soulfra.api.instances import instance_router
@@ -161,6 +162,8 @@ def create_app(
         version=__version__,
         description="Autonomous multi-agent worlds: the public surface and the operator's controls.",
         lifespan=lifespan,
+        docs_url=None,  # served by soulfra.api.docs, with its files from this server rather than a CDN
+        redoc_url=None,  # none: ReDoc always links to its maker's site, and one documentation page is enough
     )
     app.state.gateway = gateway
     app.add_middleware(SurfaceReads, gateway=gateway, enabled=not access.private_surface)  # anonymous reads only
@@ -294,6 +297,7 @@ def create_app(
 
     app.include_router(instance_router(gateway, streams))
     app.include_router(admin_router(tokens, tokens.store))
+    app.include_router(docs_router(app.title, str(app.openapi_url)))
     for router in extra:
         app.include_router(router)
     return app

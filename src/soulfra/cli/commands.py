@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 from rich.console import Console
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
 from soulfra import __version__
@@ -66,9 +64,11 @@ if TYPE_CHECKING:
     from soulfra.world.events import Event
     from soulfra.world.inputs import Input
 
-# `soulfra --help` and `--version` load no world, storage or benchmark code: each command imports what it needs
-# when it runs (the ``noqa: PLC0415`` imports below), and the bench commands that live in soulfra.bench load only
-# when `soulfra bench` is asked for.
+# `soulfra --help`, `--version` and every command's --help load no world, storage, server or benchmark code, nor the
+# HTTP client, the settings or Rich's progress bars: each command imports what it needs when it runs (the
+# ``noqa: PLC0415`` imports here and in the other cli modules), and the bench commands that live in soulfra.bench load
+# only when `soulfra bench` is asked for. A client command (status, whisper, instance list...) loads httpx and the
+# settings but no more. tests/integration/test_cli_startup.py holds them to it.
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -278,6 +278,8 @@ def _run_and_report(
     rate: float | None,
     stdin: bool,
 ) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
     from soulfra.cli.console import summary  # noqa: PLC0415
     from soulfra.cli.runner import event_log, run  # noqa: PLC0415
     from soulfra.durable import DurableWorld  # noqa: PLC0415
@@ -361,6 +363,8 @@ def _run_live(
     instance: World | DurableWorld, ticks: int, items: list[Input], sink: Callable[[list[Event]], None], rate: float
 ) -> RunReport:
     """Run paced at ``rate`` ticks per second, redrawing after every tick; Ctrl-C ends after the current tick."""
+    from rich.live import Live  # noqa: PLC0415
+
     from soulfra.cli.console import LiveView  # noqa: PLC0415
     from soulfra.cli.runner import run  # noqa: PLC0415
     from soulfra.durable import DurableWorld  # noqa: PLC0415

@@ -10,12 +10,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from soulfra.cli import god as cli_god
 from soulfra.cli.god import emit, json_arg, pair
@@ -33,6 +31,9 @@ from soulfra.cli.server import (
 )
 from soulfra.errors import InputError, OutputError, ServerUnavailableError
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = ["register"]
 
 instance_app = typer.Typer(help="Create, list, inspect and delete instances on a running server.", no_args_is_help=True)
@@ -49,6 +50,8 @@ TrustOption = Annotated[
 @contextlib.contextmanager
 def _bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
     """A byte progress bar on stderr; yields the callback ``(done, total)``."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn  # noqa: PLC0415
+
     console = Console(stderr=True)
     progress = Progress(
         TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -187,6 +190,8 @@ def export_command(
 
 
 def _download(url: str, path: str, params: list[tuple[str, str | int | float | bool | None]], output: Path) -> int:
+    import httpx  # noqa: PLC0415 -- the HTTP client loads only when a command talks to a server
+
     try:
         with httpx.stream(
             "GET", url.rstrip("/") + path, params=params, timeout=120.0, headers=auth_headers()
@@ -257,6 +262,8 @@ def import_command(
 
 
 def _post_bytes(url: str, path: str, data: bytes, params: dict[str, str]) -> dict[str, Any]:
+    import httpx  # noqa: PLC0415 -- the HTTP client loads only when a command talks to a server
+
     try:
         response = httpx.post(url.rstrip("/") + path, content=data, params=params, timeout=300.0,
                               headers={"content-type": PACKAGE_MEDIA_TYPE, **auth_headers()})  # fmt: skip

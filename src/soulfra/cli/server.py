@@ -3,7 +3,6 @@ commands that talk to a running server over HTTP (status, whisper, pause, resume
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import json
@@ -12,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import httpx
 import typer
 from rich.console import Console
 
@@ -22,6 +20,8 @@ from soulfra.logs import configure_logging
 __all__ = ["register"]
 
 if TYPE_CHECKING:
+    import httpx
+
     from soulfra.settings import SoulfraSettings
 
     Kind = TypeVar("Kind", bound=SoulfraSettings)
@@ -285,6 +285,8 @@ def serve_command(
         raise ConfigError("soulfra serve needs a database: --db URL, or SOULFRA_DB")
     nats_options = settings.nats_options()
     configure_logging(settings.log_level)
+    import asyncio  # noqa: PLC0415
+
     from soulfra.system import serve_platform  # noqa: PLC0415 -- the server stack loads only here
 
     with _crash_logged("serve"):
@@ -307,6 +309,8 @@ REQUEST_TIMEOUT = 15.0  # seconds a client command waits for the server's reply
 def unreachable(url: str, exc: httpx.HTTPError, *, hint: str = "") -> ServerUnavailableError:
     """The error for an exchange with ``url`` that failed: only a refused or unanswered connection means no server;
     a server that took the connection and then went silent or broke off is reported as that."""
+    import httpx  # noqa: PLC0415 -- the HTTP client loads only when a command talks to a server
+
     kind = type(exc).__name__
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return ServerUnavailableError(f"no Soulfra server at {url} ({kind}){hint}")
@@ -318,6 +322,8 @@ def unreachable(url: str, exc: httpx.HTTPError, *, hint: str = "") -> ServerUnav
 def _request(method: str, url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     if body is None and method in ("POST", "PUT"):
         body = {}  # a JSON route's empty body: the API takes only application/json for a change
+    import httpx  # noqa: PLC0415 -- the HTTP client loads only when a command talks to a server
+
     try:
         response = httpx.request(
             method, url.rstrip("/") + path, json=body, timeout=REQUEST_TIMEOUT, headers=auth_headers()

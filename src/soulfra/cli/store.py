@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from soulfra.errors import HistoryIntegrityError, InputError, NotFoundError, SoulfraError
@@ -208,6 +207,8 @@ def history_command(
 
 def verify_command(db: DbOption, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
     """Replay an instance's whole input log and compare every stored state hash; exit 65 on any mismatch."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
     from soulfra.durable import resolve_instance, verify  # noqa: PLC0415
 
     store = _open_existing(db)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from soulfra.errors import ConfigError, OutputError
-from soulfra.security.tokens import TokenService, new_token, token_hash
+
+if TYPE_CHECKING:
+    from soulfra.security.tokens import TokenService
 
 __all__ = ["LOCAL_ADMIN", "ensure_local_admin", "read_home_token", "token_file"]
 
@@ -52,6 +55,10 @@ def ensure_local_admin(home: Path, tokens: TokenService) -> str | None:
     """Make sure the home's token is this database's ``local-admin``: made and written (mode 0600) if the home has
     none, registered if the database does not know it. Returns the token, or None when an admin revoked it (then
     the CLI needs ``--token``; a warning says so)."""
+    # Imported here, not above: a client command reads the home's token (read_home_token) without the storage stack
+    # that soulfra.security.tokens brings in.
+    from soulfra.security.tokens import new_token, token_hash  # noqa: PLC0415
+
     secret = read_home_token(home)
     if secret is None:
         secret = new_token()
