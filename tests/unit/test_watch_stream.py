@@ -16,9 +16,9 @@ import httpx
 import pytest
 from rich.console import Console
 
-from soulfra.cli import watch as watch_module
+from soulfra.cli import watching as watch_module
 from soulfra.cli.view import Feeds, Frame, render
-from soulfra.cli.watch import _Watch
+from soulfra.cli.watching import _Watch
 from soulfra.errors import ServerUnavailableError
 
 BASE = "/api/instances/world-0"
