@@ -418,21 +418,29 @@ def keys_show(as_json: LocalJsonOption = False) -> None:
 
 
 @keys_app.command("export")
-def keys_export(output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the public key")]) -> None:
+def keys_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the public key")],
+    as_json: LocalJsonOption = False,
+) -> None:
     """Write this installation's public key, for another installation to trust."""
-    from soulfra.meta.keys import KeyRing  # noqa: PLC0415
+    from soulfra.meta.keys import KeyRing, key_id  # noqa: PLC0415
 
     ring = KeyRing(_home())
-    ring.signer()
-    typer.echo(f"wrote {ring.export_public(output)}")
+    own = key_id(ring.signer().public_key)
+    written = ring.export_public(output)
+    emit({"written": str(written), "key_id": own}, as_json, f"wrote {written}")
 
 
 @keys_app.command("trust")
-def keys_trust(key: Annotated[Path, typer.Argument(help="A public key file (soulfra keys export)")]) -> None:
+def keys_trust(
+    key: Annotated[Path, typer.Argument(help="A public key file (soulfra keys export)")],
+    as_json: LocalJsonOption = False,
+) -> None:
     """Trust packages signed by this key from now on."""
     from soulfra.meta.keys import KeyRing  # noqa: PLC0415
 
-    typer.echo(f"trusting key {KeyRing(_home()).trust(key)}")
+    trusted = KeyRing(_home()).trust(key)
+    emit({"trusted": trusted}, as_json, f"trusting key {trusted}")
 
 
 def register(app: typer.Typer) -> None:

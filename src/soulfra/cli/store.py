@@ -38,7 +38,7 @@ db_app = typer.Typer(help="Manage a Soulfra database.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: DbOption) -> None:
+def db_upgrade(db: DbOption, as_json: JsonOption = False) -> None:
     """Create or migrate the database schema to the newest version (safe to repeat)."""
     from soulfra.store import upgrade  # noqa: PLC0415
     from soulfra.store.database import make_engine  # noqa: PLC0415
@@ -50,7 +50,9 @@ def db_upgrade(db: DbOption) -> None:
         engine.dispose()
     if before != after and before is not None:  # a new database has nothing to attribute yet
         _audit_upgrade(db, before, after)
-    if before == after:
+    if as_json:
+        typer.echo(json.dumps({"before": before, "after": after, "migrated": before != after}))
+    elif before == after:
         typer.echo(f"schema already at revision {after}")
     else:
         typer.echo(f"schema migrated from {before or 'empty'} to revision {after}")
