@@ -4,6 +4,7 @@ place that knows where the test server is and what happens when it cannot be rea
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import secrets
 import shutil
@@ -32,6 +33,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 _HOME = pytest.StashKey[str]()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging() -> Iterator[None]:
+    """The root logger as each test found it: a ``soulfra up`` run in the test's process configures logging for the
+    whole process (a handler on the stderr its runner swapped in, closed after it), which would otherwise be the next
+    test's."""
+    root = logging.getLogger()
+    handlers, level = set(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):  # pytest's own capture handlers come and go with each phase: left to it
+        if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
