@@ -200,6 +200,8 @@ async def test_the_forms_refuse_other_sites_and_other_content_types(system: Syst
             refused = await browser.post("/login", content=f"token={token}".encode(), headers={**FORM, **headers})
             assert refused.status_code == 403
             assert refused.json()["code"] == "csrf"
+        own = {"origin": "null", "sec-fetch-site": "same-origin"}  # a browser's own form under no-referrer
+        assert (await browser.post("/login", content=b"token=x", headers={**FORM, **own})).status_code == 401
         plain = await browser.post("/login", content=f"token={token}".encode(), headers={"content-type": "text/plain"})
         assert plain.status_code == 415
         same = {"origin": f"http://{TEST_HOST}", "sec-fetch-site": "same-origin"}

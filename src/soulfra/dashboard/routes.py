@@ -65,9 +65,11 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _cross_site(request: Request) -> bool:
     """A request another site's page made (a form posted from there): the browser says so in ``Sec-Fetch-Site``, or
-    older ones by an ``Origin`` that is not this server's."""
-    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
-        return True
+    older ones by an ``Origin`` that is not this server's. (With ``Referrer-Policy: no-referrer`` a browser sends
+    ``Origin: null`` even for this server's own forms, so ``Sec-Fetch-Site``, where sent, decides.)"""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("cross-site", "same-site")
     origin = request.headers.get("origin")
     return origin is not None and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
 
