@@ -168,12 +168,23 @@ def test_sign_in_with_the_home_token_and_a_wrong_one_is_refused(watched: Watched
     watched.assert_clean(r"status of 401")  # the refused sign-in's own answer
 
 
-def test_the_instances_view_lists_them_and_draws_a_fork_in_the_lineage(
-    watched: Watched, server: Server, shots: Path
-) -> None:
+def god(client: httpx.Client, command: str, body: dict[str, Any]) -> dict[str, Any]:
+    reply = client.post(f"/api/god/{command}", json=body)
+    assert reply.status_code == 200, reply.text
+    result: dict[str, Any] = reply.json()
+    return result
+
+
+def test_the_instances_view_lists_them_and_draws_the_lineage(watched: Watched, server: Server, shots: Path) -> None:
     with api(server) as client:
         tick = fork(client, "dash-fork")
+        god(client, "fork", {"source": DEFAULT, "forks": [{"id": "dash-ours"}, {"id": "dash-theirs"}]})
+        god(client, "merge", {"ours": "dash-ours", "theirs": "dash-theirs", "id": "dash-merged"})
+        cloned = int(god(client, "clone", {"source": DEFAULT, "id": "dash-clone"})["tick"])
+        wait_for(lambda: runtime_tick(client, "dash-clone") > cloned + 3, what="the clone to run a few ticks")
+        god(client, "revert", {"instance": "dash-clone", "tick": cloned + 1})
         listed = {row["id"] for row in client.get("/api/instances").json()["instances"]}
+    assert "dash-clone-branch" in listed
     sign_in(watched, server.token)
     page = watched.page
     page.wait_for_selector('#instance-table tr[data-instance="dash-fork"]', timeout=15_000)
@@ -182,6 +193,16 @@ def test_the_instances_view_lists_them_and_draws_a_fork_in_the_lineage(
     edge = '#lineage g.edge[data-parent="world-0"][data-child="dash-fork"]'
     page.wait_for_selector(edge)
     assert page.locator(f"{edge} text").text_content() == f"fork @ {tick}"
+    page.wait_for_selector('#lineage a.node-merge[data-instance="dash-merged"]')
+    into = page.eval_on_selector_all(
+        '#lineage g.edge[data-child="dash-merged"]', "edges => edges.map(e => [e.dataset.parent, e.classList.length])"
+    )
+    assert sorted(parent for parent, _ in into) == ["dash-ours", "dash-theirs"]  # a merge: two parents
+    assert page.locator("#lineage a.node-clone[data-instance='dash-clone']").count() == 1
+    branch = "#lineage a.node-abandoned.node-branch[data-instance='dash-clone-branch']"
+    page.wait_for_selector(branch)
+    abandoned = '#instance-table tr[data-instance="dash-clone-branch"] .status'
+    assert page.inner_text(abandoned) == "abandoned"
     assert page.inner_text(f'#instance-table tr[data-instance="{DEFAULT}"] .status') == "running"
     assert page.locator(f'#instance-table tr[data-instance="{DEFAULT}"] .vibe').count() == 1
     page.screenshot(path=str(shots / "instances.png"), full_page=True)

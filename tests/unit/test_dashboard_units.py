@@ -1,13 +1,19 @@
 """The dashboard's pure parts: the lineage layout (roots, forks at their ticks, clones, merges right of both parents,
 abandoned branches, parents the caller cannot see), the session table (random ids, expiry, sign-out, a bound on
-its size, CSRF compared whole) and the static files the package ships (htmx pinned with its licence and hashes)."""
+its size, CSRF compared whole) and the static files the package ships (htmx pinned with its licence and hashes, all
+of them in the wheel)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import zipfile
+from pathlib import Path
 from typing import Any
 
+from hatchling.builders.wheel import WheelBuilder
+
+import soulfra
 from soulfra.dashboard.assets import load_assets
 from soulfra.dashboard.lineage import layout, status_of
 from soulfra.security.sessions import SessionTable
@@ -67,8 +73,13 @@ def test_status_names_abandoned_and_failed_instances() -> None:
     assert status_of({"status": "active", "state": "running", "failure": {"tick": 3}}) == "failed"
     assert status_of({"status": "frozen", "state": "frozen"}) == "frozen"
     assert status_of({"status": "active", "state": "overridden"}) == "overridden"
-    graph = layout([row("root", 0), row("gone", 1, parent_id="root", fork_tick=2, status="abandoned")])
-    assert {n.id: n.status for n in graph.nodes} == {"root": "running", "gone": "abandoned"}
+    gone = row("gone", 1, parent_id="root", fork_tick=2, status="abandoned", world={"origin": "abandoned-branch"})
+    graph = layout([row("root", 0), gone])
+    assert {n.id: (n.status, n.kind) for n in graph.nodes} == {
+        "root": ("running", "root"),
+        "gone": ("abandoned", "branch"),
+    }
+    assert [e.label for e in graph.edges] == ["branch @ 2"]
 
 
 def test_a_parent_the_caller_cannot_see_leaves_a_root() -> None:
@@ -138,3 +149,14 @@ def test_no_asset_or_template_carries_inline_script_or_style_or_a_foreign_url() 
     for name, asset in load_assets().items():
         if name.startswith("js/"):
             assert "http://" not in asset.body.decode() and "https://" not in asset.body.decode(), name
+
+
+def test_the_wheel_ships_the_templates_and_static_files(tmp_path: Path) -> None:
+    root = Path(soulfra.__file__).parents[2]
+    (wheel,) = WheelBuilder(str(root)).build(directory=str(tmp_path), versions=["standard"])
+    names = set(zipfile.ZipFile(wheel).namelist())
+    package = Path(soulfra.__file__).parent
+    for folder in ("templates", "static"):
+        for path in (package / "dashboard" / folder).rglob("*"):
+            if path.is_file():
+                assert path.relative_to(package.parent).as_posix() in names, path

@@ -36,7 +36,6 @@ from soulfra.api.models import (
     WeatherReport,
 )
 from soulfra.api.stream import LiveStreams
-from soulfra.dashboard import dashboard_router
 from soulfra.errors import (
     AuthenticationError,
     BadHostError,
@@ -299,6 +298,8 @@ def create_app(
 
     app.include_router(instance_router(gateway, streams))
     app.include_router(admin_router(tokens, tokens.store))
+    from soulfra.dashboard.routes import dashboard_router  # noqa: PLC0415 -- the dashboard's routes import this package
+
     app.include_router(dashboard_router(gateway, tokens, sessions, guard))
     for router in extra:
         app.include_router(router)

@@ -14,9 +14,11 @@ from typing import Any
 
 __all__ = ["COLUMN", "ROW", "Edge", "Graph", "Node", "layout"]
 
-COLUMN = 170  # px between generations
-ROW = 56  # px between lanes
-MARGIN = 28
+COLUMN = 150  # px between generations
+ROW = 64  # px between lanes (a node's name is written under it)
+MARGIN_X = 70  # room for the first column's names, centred under their nodes
+MARGIN_Y = 24
+_KINDS = {"fork": "fork", "clone": "clone", "abandoned-branch": "branch"}  # a record's world.origin -> its kind
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,7 +27,7 @@ class Node:
     x: int
     y: int
     status: str  # running, frozen, overridden, failed, abandoned, paused, stored
-    kind: str  # root, fork, clone, merge, import
+    kind: str  # root, fork, clone, merge, branch (abandoned by a revert), import
     tick: int | None
 
 
@@ -37,7 +39,7 @@ class Edge:
     y1: int
     x2: int
     y2: int
-    label: str  # "fork @ 18", "clone @ 40", "merge"
+    label: str  # "fork @ 18", "clone @ 40", "branch @ 52", "merge"
     second: bool  # a merge's second parent
 
 
@@ -64,7 +66,7 @@ def kind_of(row: Mapping[str, Any]) -> str:
     world = row.get("world") or {}
     origin = world.get("origin") if isinstance(world, Mapping) else None
     if row.get("parent_id"):
-        return str(origin) if origin in ("fork", "clone") else "fork"
+        return _KINDS.get(str(origin), "fork")
     return "import" if isinstance(world, Mapping) and "imported" in world else "root"
 
 
@@ -100,7 +102,7 @@ def layout(rows: Sequence[Mapping[str, Any]]) -> Graph:
             lane_end.append(col)
 
     def place(instance_id: str) -> tuple[int, int]:
-        return MARGIN + column_of(instance_id) * COLUMN, MARGIN + lane[instance_id] * ROW
+        return MARGIN_X + column_of(instance_id) * COLUMN, MARGIN_Y + lane[instance_id] * ROW
 
     nodes = []
     edges = []
@@ -116,6 +118,6 @@ def layout(rows: Sequence[Mapping[str, Any]]) -> Graph:
             px, py = place(parent)
             label = "merge" if kind == "merge" else f"{kind} @ {tick}" if tick is not None else kind
             edges.append(Edge(parent=parent, child=instance_id, x1=px, y1=py, x2=x, y2=y, label=label, second=n == 1))
-    width = MARGIN * 2 + max((n.x for n in nodes), default=0) + COLUMN // 2
-    height = MARGIN * 2 + max((n.y for n in nodes), default=0)
+    width = max((n.x for n in nodes), default=0) + MARGIN_X
+    height = max((n.y for n in nodes), default=0) + ROW // 2 + MARGIN_Y // 2
     return Graph(nodes=tuple(nodes), edges=tuple(edges), width=width, height=height)

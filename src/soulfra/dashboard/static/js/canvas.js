@@ -56,11 +56,24 @@ function energyColour(bucket) {
   return `hsl(42 85% ${light}%)`;
 }
 
-// Where each agent sits: valence (-1..1) across, arousal (0..1) up.
-export function agentPoint(agent, width, height) {
-  const valence = Math.max(-1, Math.min(1, agent.mood?.valence ?? 0));
-  const arousal = Math.max(0, Math.min(1, agent.mood?.arousal ?? 0));
-  return [10 + ((valence + 1) / 2) * (width - 20), height - 10 - arousal * (height - 20)];
+// The axes' reach: valence symmetric around 0, arousal from 0, each widened to the crowd's extremes (at least a
+// quarter and a half of the full range), so a calm world is not a dot in the middle.
+export function moodScale(agents) {
+  let valence = 0.25;
+  let arousal = 0.5;
+  for (const agent of agents) {
+    valence = Math.max(valence, Math.abs(agent.mood?.valence ?? 0) * 1.15);
+    arousal = Math.max(arousal, (agent.mood?.arousal ?? 0) * 1.1);
+  }
+  return { valence: Math.min(1, valence), arousal: Math.min(1, arousal) };
+}
+
+// Where each agent sits: valence across (glad to the right), arousal up.
+export function agentPoint(agent, width, height, scale) {
+  const valence = Math.max(-scale.valence, Math.min(scale.valence, agent.mood?.valence ?? 0));
+  const arousal = Math.max(0, Math.min(scale.arousal, agent.mood?.arousal ?? 0));
+  const x = 10 + ((valence / scale.valence + 1) / 2) * (width - 20);
+  return [x, height - 10 - (arousal / scale.arousal) * (height - 20)];
 }
 
 export function drawAgents(canvas, agents, matches, selected) {
@@ -71,7 +84,8 @@ export function drawAgents(canvas, agents, matches, selected) {
   ctx.moveTo(width / 2, 0);
   ctx.lineTo(width / 2, height);
   ctx.stroke();
-  const radius = agents.length > 2000 ? 2 : agents.length > 200 ? 3 : 7;
+  const radius = agents.length > 2000 ? 2 : agents.length > 200 ? 3 : agents.length > 20 ? 5 : 7;
+  const scale = moodScale(agents);
   const buckets = Array.from({ length: BUCKETS }, () => []);
   const dimmed = [];
   for (const agent of agents) {
@@ -82,7 +96,7 @@ export function drawAgents(canvas, agents, matches, selected) {
   ctx.fillStyle = "#e3e6ea";
   ctx.beginPath();
   for (const agent of dimmed) {
-    const [x, y] = agentPoint(agent, width, height);
+    const [x, y] = agentPoint(agent, width, height, scale);
     ctx.moveTo(x + radius, y);
     ctx.arc(x, y, radius, 0, 2 * Math.PI);
   }
@@ -91,7 +105,7 @@ export function drawAgents(canvas, agents, matches, selected) {
     ctx.fillStyle = energyColour(bucket);
     ctx.beginPath();
     for (const agent of group) {
-      const [x, y] = agentPoint(agent, width, height);
+      const [x, y] = agentPoint(agent, width, height, scale);
       ctx.moveTo(x + radius, y);
       ctx.arc(x, y, radius, 0, 2 * Math.PI);
     }
@@ -102,13 +116,13 @@ export function drawAgents(canvas, agents, matches, selected) {
     ctx.font = "11px system-ui, sans-serif";
     for (const agent of agents) {
       if (!matches(agent)) continue;
-      const [x, y] = agentPoint(agent, width, height);
+      const [x, y] = agentPoint(agent, width, height, scale);
       ctx.fillText(agent.name ?? agent.id, x + radius + 3, y + 4);
     }
   }
   const chosen = agents.find((a) => a.id === selected);
   if (chosen) {
-    const [x, y] = agentPoint(chosen, width, height);
+    const [x, y] = agentPoint(chosen, width, height, scale);
     ctx.strokeStyle = "#1f4e79";
     ctx.lineWidth = 2;
     ctx.beginPath();
@@ -118,14 +132,15 @@ export function drawAgents(canvas, agents, matches, selected) {
 }
 
 // The agent nearest to a click, within a few pixels, or null.
-export function agentAt(canvas, agents, event) {
+export function agentAt(canvas, agents, all, event) {
   const rect = canvas.getBoundingClientRect();
+  const scale = moodScale(all);
   const px = event.clientX - rect.left;
   const py = event.clientY - rect.top;
   let best = null;
   let bestDistance = 12 * 12;
   for (const agent of agents) {
-    const [x, y] = agentPoint(agent, rect.width, rect.height);
+    const [x, y] = agentPoint(agent, rect.width, rect.height, scale);
     const distance = (x - px) ** 2 + (y - py) ** 2;
     if (distance < bestDistance) {
       best = agent;

@@ -12,6 +12,7 @@ const FEED_MAX = 200; // feed entries kept on the page
 const REFRESH_MS = 1000; // state reads at most this often, however many events arrive
 const AGENT_PAGE = 1000; // the API's largest page
 const AGENT_MAX = 10000;
+const LIST_MAX = 12; // agents listed under the canvas (search narrows the list)
 
 const view = { tick: -1, agents: [], history: [], selected: null, filter: "" };
 
@@ -76,7 +77,7 @@ async function loadAgents() {
 function drawAgentViews() {
   drawAgents($("agent-canvas"), view.agents, matches, view.selected);
   const list = $("agent-list");
-  const shown = view.agents.filter(matches).slice(0, 30);
+  const shown = view.agents.filter(matches).slice(0, LIST_MAX);
   const items = shown.map((agent) => {
     const item = document.createElement("li");
     const button = document.createElement("button");
@@ -170,7 +171,7 @@ function renderAgent(agent) {
   memories.append(heading("Memories"), memoryList);
   const affinities = document.createElement("section");
   affinities.className = "affinities";
-  const pairs = Object.entries(agent.affinity ?? {}).map(([other, value]) => [other, String(value)]);
+  const pairs = Object.entries(agent.affinity ?? {}).map(([other, value]) => [other, Number(value).toFixed(3)]);
   affinities.append(heading("Affinities"), pairs.length ? definitions(pairs) : muted("none yet"));
   $("agent-body").replaceChildren(personality, state, memories, affinities);
 }
@@ -354,7 +355,7 @@ async function start() {
     drawAgentViews();
   });
   $("agent-canvas").addEventListener("click", (event) => {
-    const agent = agentAt($("agent-canvas"), view.agents.filter(matches), event);
+    const agent = agentAt($("agent-canvas"), view.agents.filter(matches), view.agents, event);
     if (agent) showAgent(agent.id);
   });
   window.addEventListener("resize", () => {
