@@ -105,8 +105,10 @@ def watched(browser: Browser, server: Server) -> Iterator[Watched]:
             seen.outside.append(req.url)
 
     def request_failed(req: Any) -> None:
-        if req.url.endswith("/events") or "/events?" in req.url:
+        if "/events?" in req.url:
             return  # the live stream, cut when the page goes (its end is no failure of the page)
+        if req.method == "GET" and req.failure == "net::ERR_ABORTED":
+            return  # a read in flight when the page navigated away (htmx's poll of the instances, say)
         seen.failed.append(f"{req.method} {req.url}: {req.failure}")
 
     page.on("console", console)
