@@ -315,3 +315,13 @@ def test_a_change_without_the_csrf_token_from_a_session_is_refused(watched: Watc
     )
     assert answer == [403, "csrf"]
     watched.assert_clean(r"status of 403")
+
+
+def test_a_revoked_token_s_page_returns_to_the_sign_in_form(watched: Watched, server: Server) -> None:
+    with api(server) as client:
+        made = client.post("/api/tokens", json={"name": "dash-brief", "role": "viewer"})
+        assert made.status_code == 201, made.text
+        sign_in(watched, made.json()["token"])
+        assert client.delete("/api/tokens/dash-brief").status_code == 200
+    watched.page.wait_for_selector("#signin-form", timeout=15_000)  # the next refresh of the instances is refused
+    watched.assert_clean(r"status of 401", r"Error Code 401 from /ui/instances")  # the browser's and htmx's notes

@@ -20,6 +20,9 @@ async function answer(response) {
   } catch {
     body = null;
   }
+  if (response.status === 401) {
+    window.location.assign("/"); // the session ended: sign in again
+  }
   if (!response.ok) {
     throw new ApiError(response.status, body?.code ?? "http_error", body?.detail ?? response.statusText);
   }

@@ -10,6 +10,9 @@ const $ = (id) => document.getElementById(id);
 
 const FEED_MAX = 200; // feed entries kept on the page
 const REFRESH_MS = 1000; // state reads at most this often, however many events arrive
+// The agents page is large (about 0.9 MB of JSON at 1,000 agents: every agent's memories and affinities), so it is
+// read less often than the status and the weather; a compact agents view in the API would let this go to 1 s.
+const AGENTS_MS = 3000;
 const AGENT_PAGE = 1000; // the API's largest page
 const AGENT_MAX = 10000;
 const LIST_MAX = 12; // agents listed under the canvas (search narrows the list)
@@ -201,6 +204,7 @@ function message(error) {
 let refreshing = false;
 let again = false;
 let last = 0;
+let lastAgents = 0;
 
 async function refresh() {
   if (refreshing) {
@@ -219,7 +223,12 @@ async function refresh() {
   refreshing = true;
   last = performance.now();
   try {
-    await Promise.all([loadStatus(), loadWeather(), loadAgents()]);
+    const reads = [loadStatus(), loadWeather()];
+    if (last - lastAgents >= AGENTS_MS) {
+      lastAgents = last;
+      reads.push(loadAgents());
+    }
+    await Promise.all(reads);
   } catch (error) {
     setText("stream-state", `read failed: ${error.message}`);
   } finally {
@@ -366,7 +375,7 @@ async function start() {
   let seq = 0;
   try {
     const [status] = await Promise.all([loadStatus(), loadWeather(), loadAgents()]);
-    last = performance.now();
+    last = lastAgents = performance.now();
     seq = Number(status.platforms?.surface?.stream_seq ?? 0);
   } catch (error) {
     setText("stream-state", `read failed: ${error.message}`);
