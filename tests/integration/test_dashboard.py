@@ -237,7 +237,7 @@ def test_the_world_page_is_live_and_shows_an_agent(watched: Watched, server: Ser
     watched.assert_clean()
 
 
-def test_a_whisper_typed_in_the_page_is_acknowledged_and_in_the_input_log(watched: Watched, server: Server) -> None:
+def test_a_whisper_typed_in_the_page_is_acknowledged_logged_and_heard(watched: Watched, server: Server) -> None:
     sign_in(watched, server.token)
     page = watched.page
     page.goto(f"{server.url}/worlds/{DEFAULT}")
@@ -254,6 +254,10 @@ def test_a_whisper_typed_in_the_page_is_acknowledged_and_in_the_input_log(watche
     assert len(found) == 1, inputs
     assert "the lanterns are listening" in str(found[0])
     assert "arty" in str(found[0])
+    heard = page.wait_for_selector("#feed li.kind-whisper_heard", timeout=15_000)  # at its tick, over the stream
+    assert heard is not None
+    assert "the lanterns are listening" in heard.inner_text()
+    assert "arty heard a playful whisper" in heard.inner_text()
     watched.assert_clean()
 
 
@@ -269,12 +273,14 @@ def test_freeze_from_the_page_stops_ticks_and_thaw_resumes_them(watched: Watched
         held = runtime_tick(client, "dash-frozen")
         rows = {row["id"]: row for row in client.get("/api/instances").json()["instances"]}
         assert rows["dash-frozen"]["state"] == "frozen"
+        page.wait_for_selector("#state.status-frozen")  # the page says so too
         base = runtime_tick(client, DEFAULT)  # time passes, measured by the default world's ticks
         wait_for(lambda: runtime_tick(client, DEFAULT) >= base + 10, what="ten ticks of the default world")
         assert runtime_tick(client, "dash-frozen") == held
         page.click("#thaw-button")
         until(page, "document.getElementById('control-result').textContent.startsWith('thawed at tick')")
         wait_for(lambda: runtime_tick(client, "dash-frozen") > held + 2, what="the thawed fork to tick again")
+        page.wait_for_selector("#state.status-running")
     watched.assert_clean()
 
 

@@ -42,8 +42,16 @@ async function loadStatus() {
   const status = await getJson(`${base}/status`);
   const runtime = status.platforms?.runtime ?? {};
   showTick(Number(runtime.tick));
-  setText("state", runtime.halted ? "overridden" : runtime.paused ? "frozen or paused" : runtime.state ?? "–");
   return status;
+}
+
+// How the instance runs, as the instances view says it: running, frozen, paused, overridden, failed.
+async function loadState() {
+  const record = await getJson(base);
+  const state = record.status === "abandoned" ? "abandoned" : record.failure ? "failed" : record.state;
+  const el = $("state");
+  el.textContent = state ?? "\u2013";
+  el.className = `status status-${state}`;
 }
 
 async function loadWeather() {
@@ -223,7 +231,7 @@ async function refresh() {
   refreshing = true;
   last = performance.now();
   try {
-    const reads = [loadStatus(), loadWeather()];
+    const reads = [loadStatus(), loadState(), loadWeather()];
     if (last - lastAgents >= AGENTS_MS) {
       lastAgents = last;
       reads.push(loadAgents());
@@ -249,7 +257,7 @@ function describe(event) {
     case "post_made":
       return [`${who} on ${d.topic ?? "?"}`, d.text ?? ""];
     case "whisper_heard":
-      return [`${who} heard a whisper`, d.text ?? ""];
+      return [`${who === "*" ? "every agent" : who} heard a ${d.tone ?? ""} whisper`, d.text ?? ""];
     case "operator_acted":
       return [`${who} (possessed) acted`, d.action ?? d.text ?? ""];
     case "thread_opened":
@@ -374,7 +382,7 @@ async function start() {
   wireControls();
   let seq = 0;
   try {
-    const [status] = await Promise.all([loadStatus(), loadWeather(), loadAgents()]);
+    const [status] = await Promise.all([loadStatus(), loadState(), loadWeather(), loadAgents()]);
     last = lastAgents = performance.now();
     seq = Number(status.platforms?.surface?.stream_seq ?? 0);
   } catch (error) {
