@@ -1,8 +1,9 @@
 """The dashboard in a real browser (the system's Chromium driven by playwright) against a real ``soulfra up``: sign-in
-with the home's admin token (a wrong one refused), the instances view and its lineage graph with a fork made through
-the API, the world page live over SSE, a whisper and freeze/thaw from the page confirmed by the API, a viewer's page
-without controls whose forged change is refused, a change without the CSRF token refused. Every page is checked for
-console errors, failed requests and requests that leave the server.
+with the home's admin token (a wrong one refused), the instances view and its lineage graph (a fork, a merge of two
+parents, a clone and a revert's abandoned branch, made through the API), the world page live over SSE, a whisper
+and freeze/thaw from the page confirmed by the API, an error shown in place, a viewer's page without controls whose
+forged change is refused, a change without the CSRF token refused, a revoked token's page back at sign-in. Every
+page is checked for console errors, failed requests and requests that leave the server.
 
 Chromium is Debian's (``/usr/bin/chromium``, installed by ``.ci/run``); without it these tests skip locally and fail
 under ``CI=true``. ``SOULFRA_SCREENSHOTS=<dir>`` keeps the screenshots of each view there (docs/screenshots/ holds
@@ -331,3 +332,22 @@ def test_a_revoked_token_s_page_returns_to_the_sign_in_form(watched: Watched, se
         assert client.delete("/api/tokens/dash-brief").status_code == 200
     watched.page.wait_for_selector("#signin-form", timeout=15_000)  # the next refresh of the instances is refused
     watched.assert_clean(r"status of 401", r"Error Code 401 from /ui/instances")  # the browser's and htmx's notes
+
+
+def test_an_error_is_shown_in_place_and_an_overridden_world_says_so(watched: Watched, server: Server) -> None:
+    with api(server) as client:
+        fork(client, "dash-halted")
+        halted = client.post("/api/instances/dash-halted/override", json={"reason": "dashboard test"})
+        assert halted.status_code == 200, halted.text
+        sign_in(watched, server.token)
+        page = watched.page
+        page.wait_for_selector('#instance-table tr[data-instance="dash-halted"] .status-overridden')
+        page.goto(f"{server.url}/worlds/dash-halted")
+        page.wait_for_selector("#state.status-overridden")
+        page.fill("#whisper-text", "are you there?")
+        page.click("#whisper-form button[type=submit]")
+        page.wait_for_selector("#control-result.error")
+        assert "override_active" in page.inner_text("#control-result")
+        assert page.input_value("#whisper-text") == "are you there?"  # kept, to send again after a resume
+        assert client.post("/api/instances/dash-halted/resume", json={}).status_code == 200
+    watched.assert_clean(r"status of 409")  # the refused whisper's own answer
