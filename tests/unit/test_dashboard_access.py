@@ -112,6 +112,20 @@ async def test_a_wrong_token_is_refused_and_counts_toward_the_lockout(tmp_path: 
             assert locked.status_code == 429
 
 
+async def test_a_stale_session_cookie_is_refused_without_locking_the_address_out(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    async for system in _system(tmp_path, auth_failures=3):
+        async with system.browser() as browser:
+            browser.cookies.set(SESSION_COOKIE, "from-before-a-restart", domain=TEST_HOST)
+            for _ in range(5):
+                stale = await browser.get("/api/instances")
+                assert stale.status_code == 401
+                assert "session has ended" in stale.json()["detail"]
+            assert (await sign_in(browser, system.token("viewer", "back"))).status_code == 303
+            assert (await browser.get("/api/instances")).status_code == 200
+
+
 async def test_the_session_is_the_token_s_identity_with_its_role_and_scope(system: System) -> None:
     token = system.token("viewer", "scoped", instances=["b"])
     async with system.browser() as browser:

@@ -337,15 +337,19 @@ class AccessControl:
     async def _identify(self, scope: Scope, source: str) -> tuple[Identity, Session | None]:
         """The identity of the Bearer token, or else of the dashboard session's token (with that session)."""
         token = _bearer(scope)
-        session = None
+        session = session_id = None
         if token is None and self.sessions is not None:
             cookies = _header(scope, b"cookie")
-            session = self.sessions.get(cookie_parser(cookies).get(SESSION_COOKIE) if cookies else None)
+            session_id = cookie_parser(cookies).get(SESSION_COOKIE) if cookies else None
+            session = self.sessions.get(session_id)
         try:
             if token is not None:
                 digest = token_hash(token)
             elif session is not None:
                 digest = session.token_digest
+            elif session_id:  # no guess (session ids are 256 random bits): not counted as a failed authentication,
+                # so a browser left open across a restart, which ends every session, does not lock its address out
+                raise AuthenticationError("the dashboard session has ended (signed out, expired or a restart)")
             else:
                 raise AuthenticationError("this route needs a token: send Authorization: Bearer <token>")
             known = self.tokens.fresh_digest(digest)  # checked a moment ago: no database round trip
@@ -360,7 +364,8 @@ class AccessControl:
                 pending.add_done_callback(lambda _: self._checking.pop(digest, None))
             return await asyncio.shield(pending), session
         except AuthenticationError:
-            self.limits.failed(source)
+            if token is not None or session is not None or not session_id:
+                self.limits.failed(source)
             raise
 
     def _check_host(self, scope: Scope) -> None:
