@@ -33,7 +33,8 @@
     ├── ServerUnavailableError      no Soulfra server answers at the URL a CLI command was given
     ├── AuthenticationError         no credentials, or a token that is unknown, expired or revoked (401)
     ├── PermissionDeniedError       an identity whose role does not allow the request (403)
-    │   └── LicenceError            an instance's licence terms forbid it (no forks, no export, too many forks)
+    │   ├── LicenceError            an instance's licence terms forbid it (no forks, no export, too many forks)
+    │   └── CsrfError               a change sent with a dashboard session cookie but not its CSRF token (403)
     ├── RateLimitedError            too many requests from one token, or failed sign-ins from one address (429)
     └── BusError                    the message bus failed to carry a message
         ├── BusUnavailableError     the bus (a NATS server) cannot be reached
@@ -58,6 +59,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "ConflictError",
+    "CsrfError",
     "DecompressionLimitError",
     "HistoryIntegrityError",
     "InputError",
@@ -223,6 +225,13 @@ class PermissionDeniedError(SoulfraError):
 
 class LicenceError(PermissionDeniedError):
     code = "licence"
+
+
+class CsrfError(PermissionDeniedError):
+    """A mutating request authenticated by a dashboard session cookie without that session's CSRF token: it may
+    come from another site's page, which the browser sent the cookie with."""
+
+    code = "csrf"
 
 
 class RateLimitedError(SoulfraError):

@@ -24,6 +24,7 @@ from soulfra.errors import (
     CodecError,
     ConfigError,
     ConflictError,
+    CsrfError,
     DecompressionLimitError,
     HistoryIntegrityError,
     InputError,
@@ -92,6 +93,7 @@ EXPECTED: dict[type[SoulfraError], tuple[int, int]] = {
     AuthenticationError: (401, 77),
     PermissionDeniedError: (403, 77),
     LicenceError: (403, 77),
+    CsrfError: (403, 77),
     RateLimitedError: (429, 75),
 }
 

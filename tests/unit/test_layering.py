@@ -42,7 +42,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "durable",
         "platforms security",
         "meta",
-        "api",
+        "api dashboard",
         "system logs settings",
         "bench",
         "cli __main__",

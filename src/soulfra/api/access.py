@@ -2,11 +2,13 @@
 that enforces them (``AccessControl``, ASGI middleware, outside every other part of the app).
 
 For each request it checks the Host header against an allow-list, finds the route and its policy (a route without
-one fails closed: 500 and a log line), authenticates ``Authorization: Bearer`` through the ``TokenService`` (401),
-checks the role (403) and the instance scope (404, as for an instance that does not exist), the content type of a
-mutating request (415) and the rate limits (429). Every mutating request, accepted or refused, is one audit row
-(``AuditRecorder.acting`` around the whole request: what runs inside refines it). Every reply carries an
-``X-Request-ID`` and the security headers. Must not: read bodies, or know what a route does beyond its policy.
+one fails closed: 500 and a log line), authenticates ``Authorization: Bearer`` through the ``TokenService`` (401) or
+else a dashboard session cookie (``SessionTable``: its token's identity; a change must then carry the session's CSRF
+token, 403 ``csrf``), checks the role (403) and the instance scope (404, as for an instance that does not exist),
+the content type of a mutating request (415) and the rate limits (429). Every mutating request, accepted or refused,
+is one audit row (``AuditRecorder.acting`` around the whole request: what runs inside refines it). Every reply
+carries an ``X-Request-ID`` and the security headers. Must not: read bodies, or know what a route does beyond its
+policy.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.requests import cookie_parser
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +34,7 @@ from soulfra.errors import (
     AuthenticationError,
     BadHostError,
     ConfigError,
+    CsrfError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
@@ -40,6 +44,7 @@ from soulfra.errors import (
 from soulfra.offload import off_loop
 from soulfra.security.audit import AuditRecorder, current_action
 from soulfra.security.identity import ANONYMOUS, Identity
+from soulfra.security.sessions import CSRF_HEADER, SESSION_COOKIE, Session, SessionTable
 from soulfra.security.tokens import TokenService, token_hash
 
 __all__ = [
@@ -108,6 +113,15 @@ def _policies() -> dict[tuple[str, str], Policy]:
     add("POST", "admin", ["/api/tokens"])
     add("DELETE", "admin", ["/api/tokens/{name}", instance])
     add("PUT", "admin", [instance + "/protocol/rules"])
+    # The dashboard (soulfra.dashboard): its home page (the sign-in form to whoever has no session) and its assets
+    # answer anyone; a world page and the fragments read as viewers. Sign-in and sign-out check their own
+    # credentials, and are audited.
+    for path in ("/", "/static/{asset:path}"):
+        table[("GET", path)] = Policy(role=None)
+    for path in ("/ui/instances", "/worlds/{instance_id}"):
+        table[("GET", path)] = Policy(role="viewer", scoped="{instance_id}" in path)
+    for path in ("/login", "/logout"):
+        table[("POST", path)] = Policy(role=None, mutating=True, content_types=("application/x-www-form-urlencoded",))
     return table
 
 
@@ -250,9 +264,11 @@ class AccessControl:
         recorder: AuditRecorder | None,
         settings: AccessSettings,
         limits: RateLimits | None = None,
+        sessions: SessionTable | None = None,
     ) -> None:
         self.app = app
         self.tokens = tokens
+        self.sessions = sessions
         self.recorder = recorder
         self.settings = settings
         self.limits = limits or RateLimits(settings)
@@ -302,12 +318,14 @@ class AccessControl:
             return
         source = _source(scope) or "unknown"
         self.limits.check_source(source)
-        identity = await self._identify(scope, source)
+        identity, session = await self._identify(scope, source)
         scope.setdefault("state", {})["identity"] = identity
         reply.authenticated = True
         action = current_action()
         if action is not None and policy.mutating:
             action.identity = identity
+        if session is not None and policy.mutating and not session.csrf_matches(_header(scope, CSRF_HEADER.encode())):
+            raise CsrfError(f"a change from a dashboard session needs its CSRF token in the {CSRF_HEADER} header")
         if not identity.allows(role):
             raise PermissionDeniedError(f"{identity.name!r} is a {identity.role}; this needs {role} or above")
         if policy.scoped and instance is not None and not identity.sees(instance):
@@ -316,24 +334,38 @@ class AccessControl:
             _check_content(scope, policy)
             self.limits.spend(identity.name)
 
-    async def _identify(self, scope: Scope, source: str) -> Identity:
+    async def _identify(self, scope: Scope, source: str) -> tuple[Identity, Session | None]:
+        """The identity of the Bearer token, or else of the dashboard session's token (with that session)."""
         token = _bearer(scope)
+        session = session_id = None
+        if token is None and self.sessions is not None:
+            cookies = _header(scope, b"cookie")
+            session_id = cookie_parser(cookies).get(SESSION_COOKIE) if cookies else None
+            session = self.sessions.get(session_id)
         try:
-            if token is None:
+            if token is not None:
+                digest = token_hash(token)
+            elif session is not None:
+                digest = session.token_digest
+            elif session_id:  # no guess (session ids are 256 random bits): not counted as a failed authentication,
+                # so a browser left open across a restart, which ends every session, does not lock its address out
+                raise AuthenticationError("the dashboard session has ended (signed out, expired or a restart)")
+            else:
                 raise AuthenticationError("this route needs a token: send Authorization: Bearer <token>")
-            known = self.tokens.fresh(token)  # checked a moment ago: no database round trip
+            known = self.tokens.fresh_digest(digest)  # checked a moment ago: no database round trip
             if known is not None:
-                return known
+                return known, session
             # One database check at a time per token: when its cached check goes stale, the requests that arrive
             # meanwhile wait for that one instead of each asking the database.
-            digest = token_hash(token)
             pending = self._checking.get(digest)
             if pending is None:
-                pending = self._checking[digest] = asyncio.ensure_future(off_loop(self.tokens.authenticate, token))
+                check = off_loop(self.tokens.authenticate_digest, digest)
+                pending = self._checking[digest] = asyncio.ensure_future(check)
                 pending.add_done_callback(lambda _: self._checking.pop(digest, None))
-            return await asyncio.shield(pending)
+            return await asyncio.shield(pending), session
         except AuthenticationError:
-            self.limits.failed(source)
+            if token is not None or session is not None or not session_id:
+                self.limits.failed(source)
             raise
 
     def _check_host(self, scope: Scope) -> None:

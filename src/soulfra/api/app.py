@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soulfra import __version__
-from soulfra.api.access import AccessControl, AccessSettings, identity_of
+from soulfra.api.access import AccessControl, AccessSettings, RateLimits, identity_of
 from soulfra.api.admin import admin_router
 from soulfra.api.common import EVENT_STREAM, AgentId, JsonBytes, StreamAfter, stream_response
 from soulfra.api.docs import docs_router
@@ -69,6 +69,7 @@ from soulfra.errors import (
     WorldFileError,
 )
 from soulfra.security.audit import AuditRecorder, current_action
+from soulfra.security.sessions import SessionTable
 from soulfra.security.tokens import TokenService
 
 if TYPE_CHECKING:
@@ -168,8 +169,12 @@ def create_app(
     app.state.gateway = gateway
     app.add_middleware(SurfaceReads, gateway=gateway, enabled=not access.private_surface)  # anonymous reads only
     app.add_middleware(BodyLimits, limits=limits or RequestLimits())  # bodies are bounded before any route reads
+    sessions = app.state.sessions = SessionTable()  # the dashboard's sign-ins; access control reads their cookies
+    guard = RateLimits(access)  # failed sign-ins count toward the same lockout as failed tokens
     if access.enforce:  # always, but in the benchmark that measures what it costs
-        app.add_middleware(AccessControl, tokens=tokens, recorder=recorder, settings=access)  # before anything runs
+        app.add_middleware(
+            AccessControl, tokens=tokens, recorder=recorder, settings=access, limits=guard, sessions=sessions
+        )  # before anything runs
     if access.cors_origins:  # no CORS headers at all unless origins are configured
         app.add_middleware(
             CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST", "PUT", "DELETE"],
@@ -298,6 +303,9 @@ def create_app(
     app.include_router(instance_router(gateway, streams))
     app.include_router(admin_router(tokens, tokens.store))
     app.include_router(docs_router(app.title, str(app.openapi_url)))
+    from soulfra.dashboard.routes import dashboard_router  # noqa: PLC0415 -- the dashboard's routes import this package
+
+    app.include_router(dashboard_router(gateway, tokens, sessions, guard))
     for router in extra:
         app.include_router(router)
     return app

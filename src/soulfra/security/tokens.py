@@ -96,13 +96,19 @@ class TokenService:
 
     def authenticate(self, token: str) -> Identity:
         """The identity ``token`` stands for; AuthenticationError if it is unknown, expired or revoked."""
-        digest = token_hash(token)
+        return self.authenticate_digest(token_hash(token))
+
+    def authenticate_digest(self, digest: str) -> Identity:
+        """``authenticate`` for a token known only by its hash (a dashboard session keeps no raw token)."""
         return self._identity(digest, self._lookup(digest))
 
     def fresh(self, token: str) -> Identity | None:
         """``authenticate`` from the cache alone: None when ``token``'s check is not fresh there (ask
         ``authenticate``, off the event loop: it reads the database). What an API asks on every request."""
-        digest = token_hash(token)
+        return self.fresh_digest(token_hash(token))
+
+    def fresh_digest(self, digest: str) -> Identity | None:
+        """``fresh`` for a token known only by its hash."""
         now = self._clock()
         with self._lock:
             found = self._cache.get(digest)
