@@ -112,7 +112,9 @@ def test_a_stream_resumes_after_a_client_that_fell_behind(tmp_path: Path) -> Non
     server = start_server(tmp_path, rate="0")
     try:
         with server.client() as client:
-            wait_for(lambda: stream_seq(client) > 3 * 1024, what="a few thousand stream events")
+            wait_for(
+                lambda: stream_seq(client) > 3 * 1024, timeout=90, what="a few thousand stream events"
+            )  # slow when loaded
             with client.stream("GET", "/api/stream", headers={"Last-Event-ID": "1"}) as response:
                 assert response.status_code == 200
                 events = read_events(response, 50)
