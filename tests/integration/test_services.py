@@ -153,7 +153,7 @@ async def start_all(bridge: CrossPlatformBridge, services: Services) -> None:
         report = await bridge.cross_platform_status()
         return all("error" not in report[p] for p in PLATFORMS)
 
-    await wait_until("all four platforms answer status", all_answer, services)
+    await wait_until("all four platforms answer status", all_answer, services, deadline_s=3 * DEADLINE_S)  # 4 starts
     report = await bridge.cross_platform_status()
     assert {report[p]["platform"] for p in PLATFORMS} == set(PLATFORMS)
     assert all(report[p]["instance"] == services.instance_id for p in PLATFORMS)
