@@ -29,6 +29,7 @@ __all__ = [
     "InterventionResult",
     "LinkResult",
     "MergeBase",
+    "MergePreview",
     "MergeResult",
     "MessageResult",
     "PossessionResult",
@@ -188,6 +189,34 @@ class MergeResult(GodResult):
         return {
             "id": self.id,
             "parents": list(self.parents),
+            "base": {"instance": self.base.instance, "tick": self.base.tick},
+            "tick": self.tick,
+            **self.report,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MergePreview(GodResult):
+    """What MERGE_INSTANCES would report if it ran now (``preview_merge``): the same report, nothing made."""
+
+    command: ClassVar[str] = "MERGE_PREVIEW"
+    parents: tuple[str, str]
+    parent_ticks: tuple[int, int]  # the tick each parent's state was read at: a running parent moves on
+    base: MergeBase
+    tick: int
+    report: Mapping[str, Any]  # ``soulfra.meta.merge.MergeResult.to_json()``, as the merge would store it
+
+    @property
+    def subject(self) -> str | None:
+        return self.parents[0]
+
+    def instances(self) -> tuple[str, ...]:
+        return self.parents
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "parents": list(self.parents),
+            "parent_ticks": list(self.parent_ticks),
             "base": {"instance": self.base.instance, "tick": self.base.tick},
             "tick": self.tick,
             **self.report,
