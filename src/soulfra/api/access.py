@@ -131,6 +131,8 @@ def _policies() -> dict[tuple[str, str], Policy]:
         table[("GET", path)] = Policy(role=None)
     for path in ("/ui/instances", "/worlds/{instance_id}"):
         table[("GET", path)] = Policy(role="viewer", scoped="{instance_id}" in path)
+    for path in ("/merge", "/packages"):  # the puppet master's pages (soulfra.dashboard.puppet)
+        table[("GET", path)] = Policy(role="puppet-master")
     for path in ("/login", "/logout"):
         table[("POST", path)] = Policy(role=None, mutating=True, content_types=("application/x-www-form-urlencoded",))
     return table
