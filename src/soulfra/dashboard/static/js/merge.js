@@ -29,7 +29,7 @@ function command() {
 function value(v) {
   if (v === undefined) return "";
   const text = typeof v === "string" ? v : JSON.stringify(v);
-  return text.length > 80 ? `${text.slice(0, 79)}\u2026` : text;
+  return text.length > 40 ? `${text.slice(0, 39)}\u2026` : text; // the whole value is in the API's report
 }
 
 function drawConflicts(tableId, conflicts) {
