@@ -105,19 +105,9 @@ def _policies() -> dict[tuple[str, str], Policy]:
         "/whispers", "/pause", "/resume", "/override", "/snapshots", "/unified-snapshots", "/protocol/validate",
         "/agents/{agent_id}/possess", "/agents/{agent_id}/act", "/agents/{agent_id}/release",
     )])  # fmt: skip
-    gods = (
-        "freeze",
-        "thaw",
-        "clone",
-        "fork",
-        "merge",
-        "merge/preview",
-        "possess",
-        "revert",
-        "communicate",
-        "intervene",
-    )
+    gods = ("freeze", "thaw", "clone", "fork", "merge", "possess", "revert", "communicate", "intervene")
     add("POST", "puppet-master", ["/api/god", "/api/instances", *(f"/api/god/{name}" for name in gods)])
+    add("POST", "puppet-master", ["/api/god/merge/preview"])  # MERGE_INSTANCES as a dry run: what it would report
     add("GET", "puppet-master", [instance + "/export", "/api/export"])
     add("POST", "puppet-master", ["/api/import"], PACKAGE_TYPES)
     add("GET", "admin", ["/api/tokens", "/api/audit"])
