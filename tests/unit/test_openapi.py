@@ -157,6 +157,7 @@ async def test_real_answers_validate_against_their_models(system: System) -> Non
     await call("POST", "/api/god/thaw", json={})
     await call("POST", "/api/god/clone", json={"source": "a", "id": "c"})
     await call("POST", "/api/god/fork", json={"source": "a", "forks": [{"id": "f1"}, {"id": "f2"}]})
+    await call("POST", "/api/god/merge/preview", json={"ours": "f1", "theirs": "f2"})
     await call("POST", "/api/god/merge", json={"ours": "f1", "theirs": "f2", "id": "m"})
     await call("POST", "/api/god/possess", json={"instance": "a", "agent": "arty"})
     for message in ({"action": "link"}, {"action": "whisper", "agent": "arty", "text": "hey"}, {"action": "unlink"}):

@@ -107,6 +107,7 @@ def _policies() -> dict[tuple[str, str], Policy]:
     )])  # fmt: skip
     gods = ("freeze", "thaw", "clone", "fork", "merge", "possess", "revert", "communicate", "intervene")
     add("POST", "puppet-master", ["/api/god", "/api/instances", *(f"/api/god/{name}" for name in gods)])
+    add("POST", "puppet-master", ["/api/god/merge/preview"])  # MERGE_INSTANCES as a dry run: what it would report
     add("GET", "puppet-master", [instance + "/export", "/api/export"])
     add("POST", "puppet-master", ["/api/import"], PACKAGE_TYPES)
     add("GET", "admin", ["/api/tokens", "/api/audit"])
@@ -120,6 +121,8 @@ def _policies() -> dict[tuple[str, str], Policy]:
         table[("GET", path)] = Policy(role=None)
     for path in ("/ui/instances", "/worlds/{instance_id}"):
         table[("GET", path)] = Policy(role="viewer", scoped="{instance_id}" in path)
+    for path in ("/merge", "/packages"):  # the puppet master's pages (soulfra.dashboard.puppet)
+        table[("GET", path)] = Policy(role="puppet-master")
     for path in ("/login", "/logout"):
         table[("POST", path)] = Policy(role=None, mutating=True, content_types=("application/x-www-form-urlencoded",))
     return table

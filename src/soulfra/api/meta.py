@@ -26,6 +26,7 @@ from soulfra.api.models.god import (
     FreezeReply,
     InterventionReply,
     LinkReply,
+    MergePreviewReply,
     MergeReply,
     MessageReply,
     PossessionReply,
@@ -160,6 +161,12 @@ def meta_router(
     async def god(command: Annotated[GodCommand, Body()]) -> dict[str, Any]:
         """Any god-mode command, told apart by ``type``; returns the command's result object."""
         return (await engine.execute(command)).reply()
+
+    @router.post("/api/god/merge/preview", tags=["god-mode"], response_model=MergePreviewReply)
+    async def preview_merge(command: Annotated[MergeInstances, Body()]) -> dict[str, Any]:
+        """MERGE_INSTANCES as a dry run: the conflict report the merge would give now (the same code), with nothing
+        written. ``id`` and ``start`` are checked as the merge checks them."""
+        return (await engine.preview_merge(command)).reply()
 
     routes: list[tuple[str, type[BaseModel], Any, str]] = [
         ("freeze", FreezeTime, FreezeReply, "FREEZE_TIME: stop time in some or all instances, maybe for a while"),

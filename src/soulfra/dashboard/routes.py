@@ -19,6 +19,7 @@ from soulfra.api.common import InstanceId
 from soulfra.api.gateway import Gateway
 from soulfra.dashboard.assets import load_assets
 from soulfra.dashboard.lineage import layout, status_of
+from soulfra.dashboard.puppet import puppet_router
 from soulfra.errors import (
     AuthenticationError,
     CsrfError,
@@ -32,6 +33,7 @@ from soulfra.security.audit import current_action
 from soulfra.security.identity import Identity
 from soulfra.security.sessions import CSRF_FIELD, SESSION_COOKIE, Session, SessionTable
 from soulfra.security.tokens import TokenService, token_hash
+from soulfra.world.vibe import PHASES
 
 __all__ = ["CSP", "dashboard_router"]
 
@@ -217,9 +219,11 @@ def dashboard_router(gateway: Gateway, tokens: TokenService, sessions: SessionTa
         await gateway.bridge(instance_id)  # 404 for an instance this server does not know
         return page(
             "world.html", identity=identity, csrf="" if session is None else session.csrf, instance=instance_id,
-            tones=_TONES,
+            tones=_TONES, phases=PHASES,
             can_whisper=identity.allows("operator"), can_freeze=identity.allows("puppet-master"),
         )  # fmt: skip
+
+    router.include_router(puppet_router(gateway, sessions))  # /merge and /packages (soulfra.dashboard.puppet)
 
     @router.get("/static/{asset:path}")
     async def static(request: Request, asset: str) -> Response:

@@ -37,14 +37,14 @@ from soulfra.meta.commands import (
     TimelineRevert,
 )
 from soulfra.meta.god.agents import communicate, possess
-from soulfra.meta.god.branching import clone, merge, reality_fork, revert
+from soulfra.meta.god.branching import clone, merge, preview_merge, reality_fork, revert
 from soulfra.meta.god.context import GodContext
 from soulfra.meta.god.freeze import freeze, thaw
 from soulfra.meta.god.guard import refuse_halted, writer_of
 from soulfra.meta.god.intervene import intervene
 from soulfra.meta.god.timers import FreezeTimers
 from soulfra.meta.lineage import lineage, record_json
-from soulfra.meta.results import GodResult
+from soulfra.meta.results import GodResult, MergePreview
 from soulfra.offload import off_loop
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.security.audit import AuditRecorder, current_identity
@@ -330,6 +330,18 @@ class PuppetMasterEngine:
                 instance_id=result.subject, instances=result.instances(), detail={"result": _brief(result.to_json())}
             )
         return result
+
+    async def preview_merge(self, command: MergeInstances, *, identity: Identity | None = None) -> MergePreview:
+        """The report MERGE_INSTANCES would give now, by the merge's own code, with nothing written (the dashboard
+        shows it before the merge). Refused as the merge would be (scope, licences, a halted parent); under the
+        engine's lock, so no structural command changes the lineage while it reads. Not a god command: it changes
+        nothing, so it is audited only as the request that asked for it."""
+        who = self._who(identity)
+        _check_scope(who, command.touches(self.live))
+        who.may_create("merge instances (it makes new instances)")
+        async with self._lock:
+            refuse_halted(self.live, command.touches(self.live))
+            return await preview_merge(self._god, command)
 
     def _who(self, identity: Identity | None) -> Identity:
         return identity or current_identity() or PUPPET_MASTER

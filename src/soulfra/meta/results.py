@@ -29,6 +29,7 @@ __all__ = [
     "InterventionResult",
     "LinkResult",
     "MergeBase",
+    "MergePreview",
     "MergeResult",
     "MessageResult",
     "PossessionResult",
@@ -188,6 +189,30 @@ class MergeResult(GodResult):
         return {
             "id": self.id,
             "parents": list(self.parents),
+            "base": {"instance": self.base.instance, "tick": self.base.tick},
+            "tick": self.tick,
+            **self.report,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MergePreview:
+    """What MERGE_INSTANCES would report if it ran now (``preview_merge``): the same report, nothing made. Not a
+    ``GodResult``: no command made it, and nothing is audited as one (only the request that asked for it)."""
+
+    parents: tuple[str, str]
+    parent_ticks: tuple[int, int]  # the tick each parent's state was read at: a running parent moves on
+    base: MergeBase
+    tick: int
+    report: Mapping[str, Any]  # ``soulfra.meta.merge.MergeResult.to_json()``, as the merge would store it
+
+    def reply(self) -> dict[str, Any]:
+        """The API's answer (``MergePreviewReply``): ``MERGE_INSTANCES``'s reply without the new id."""
+        return {
+            "type": "MERGE_PREVIEW",
+            "ok": True,
+            "parents": list(self.parents),
+            "parent_ticks": list(self.parent_ticks),
             "base": {"instance": self.base.instance, "tick": self.base.tick},
             "tick": self.tick,
             **self.report,

@@ -17,6 +17,7 @@ __all__ = [
     "GodReply",
     "InterventionReply",
     "LinkReply",
+    "MergePreviewReply",
     "MergeReply",
     "MessageReply",
     "PossessionReply",
@@ -85,6 +86,23 @@ class MergeReply(_Reply):
     base: MergeBase = Field(description="Where the two histories last met")
     tick: int
     state_hash: str
+    policies: dict[str, str]
+    changes: dict[str, dict[str, int]]
+    renumbered: dict[str, dict[str, int]]
+    conflicts: list[dict[str, Any]]
+
+
+class MergePreviewReply(_Reply):
+    """What ``MERGE_INSTANCES`` would report if it ran now: the same fields as its reply but the new instance's id
+    (nothing is made), and the tick each parent was read at (a running parent moves on: freeze both for a preview
+    that stays exact)."""
+
+    type: Literal["MERGE_PREVIEW"]
+    parents: list[str]
+    parent_ticks: list[int] = Field(description="The tick each parent's state was read at")
+    base: MergeBase = Field(description="Where the two histories last met")
+    tick: int
+    state_hash: str = Field(description="The merged state's hash, as the merge would make it")
     policies: dict[str, str]
     changes: dict[str, dict[str, int]]
     renumbered: dict[str, dict[str, int]]

@@ -7,6 +7,8 @@ the old head as an abandoned branch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from soulfra.durable import DurableWorld, start_tick, state_at
 from soulfra.errors import ConflictError, InputError, LineageError, NotFoundError
 from soulfra.meta.commands import CloneInstance, ForkSpec, MergeInstances, RealityFork, TimelineRevert
@@ -20,6 +22,7 @@ from soulfra.meta.results import (
     ForkMade,
     ForkResult,
     MergeBase,
+    MergePreview,
     MergeResult,
     RevertResult,
 )
@@ -30,7 +33,7 @@ from soulfra.world import state_hash
 from soulfra.world.inputs import Input
 from soulfra.world.model import WorldState
 
-__all__ = ["clone", "merge", "reality_fork", "revert"]
+__all__ = ["clone", "merge", "preview_merge", "reality_fork", "revert"]
 
 
 async def clone(ctx: GodContext, command: CloneInstance) -> CloneResult:
@@ -112,20 +115,61 @@ async def _fork(
     return tuple(made)
 
 
-async def merge(ctx: GodContext, command: MergeInstances) -> MergeResult:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _MergePlan:
+    """Everything a merge decides before it writes: both parents' states, where they met, the merged state and
+    its report. ``merge`` writes it; ``preview_merge`` only shows it."""
+
+    ours_state: WorldState
+    theirs_state: WorldState
+    base: AncestorPoint
+    merged: MergedStates
+    ours: InstanceRecord
+
+
+async def _plan_merge(ctx: GodContext, command: MergeInstances) -> _MergePlan:
+    """The merge as it would be made now (licences checked, states read at the parents' heads); writes nothing."""
     store = ctx.store
     for parent_id in (command.ours, command.theirs):  # a merge makes a child of both: each one's licence must allow it
         await off_loop(enforce, store, parent_id, "fork", ctx.settings.instance.rules)
     ours_state = await ctx.state_now(command.ours)
     theirs_state = await ctx.state_now(command.theirs)
 
-    def prepare() -> tuple[AncestorPoint, MergedStates, InstanceRecord]:
+    def prepare() -> _MergePlan:
         base_point = common_ancestor(store, command.ours, command.theirs)
         base_state = state_at(store, base_point.instance, base_point.tick)
         result = merge_states(base_state, ours_state, theirs_state, policies=command.policies)
-        return base_point, result, store.instances.get(command.ours)
+        return _MergePlan(
+            ours_state=ours_state, theirs_state=theirs_state, base=base_point, merged=result,
+            ours=store.instances.get(command.ours),
+        )  # fmt: skip
 
-    base_point, result, ours = await off_loop(prepare)
+    return await off_loop(prepare)
+
+
+async def preview_merge(ctx: GodContext, command: MergeInstances) -> MergePreview:
+    """MERGE_INSTANCES without the merge: the report (conflicts, policies, changes) the merge would give from the
+    parents' states now, by the very same code; nothing is written, no id is taken, nothing is marked."""
+    plan = await _plan_merge(ctx, command)
+    if command.id is not None and command.id in {r.id for r in await off_loop(ctx.store.instances.list_instances)}:
+        raise ConflictError(f"instance {command.id} already exists; the merge would be refused")
+    if command.start:
+        ctx.check_room(1)
+    return MergePreview(
+        parents=(command.ours, command.theirs),
+        parent_ticks=(plan.ours_state.tick, plan.theirs_state.tick),
+        base=MergeBase(instance=plan.base.instance, tick=plan.base.tick),
+        tick=plan.merged.state.tick,
+        report=plan.merged.to_json(),
+    )
+
+
+async def merge(ctx: GodContext, command: MergeInstances) -> MergeResult:
+    store = ctx.store
+    plan = await _plan_merge(ctx, command)
+    ours_state, theirs_state, base_point, result, ours = (
+        plan.ours_state, plan.theirs_state, plan.base, plan.merged, plan.ours,
+    )  # fmt: skip
     if command.start:
         ctx.check_room(1)
     merged = result.state

@@ -3,6 +3,7 @@
 
 import { ApiError, getJson, postJson } from "./api.js";
 import { agentAt, drawAgents, drawWeather } from "./canvas.js";
+import "./god.js";
 
 const instance = document.body.dataset.instance;
 const base = `/api/instances/${encodeURIComponent(instance)}`;
@@ -350,9 +351,10 @@ function wireControls() {
   });
   $("freeze-button")?.addEventListener("click", () =>
     control(async () => {
-      const reply = await postJson("/api/god/freeze", { instances: [instance] });
+      const duration = Number($("freeze-duration")?.value || 0); // empty: until thawed
+      const reply = await postJson("/api/god/freeze", { instances: [instance], ...(duration > 0 ? { duration } : {}) });
       const at = reply.frozen?.find((f) => f.instance === instance)?.tick;
-      return `frozen at tick ${at ?? "?"}`;
+      return `frozen at tick ${at ?? "?"}${reply.until ? ` until ${reply.until}` : ""}`;
     }),
   );
   $("thaw-button")?.addEventListener("click", () =>
