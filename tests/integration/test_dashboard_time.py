@@ -9,6 +9,7 @@ failed requests and requests that leave the server (the fixtures are test_dashbo
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,10 +110,18 @@ def test_the_chronicle_panels_show_the_history_and_stay_live(watched: Watched, s
     # live: a ritual event after the page loaded shows up, and so does a unified snapshot taken now
     newest = ticks[0]
     until(page, f"Number(document.querySelector('#ritual-timeline li').dataset.tick) > {newest}", timeout=20)
+    page.evaluate(
+        """() => { window.unifiedSeen = null; new MutationObserver((_, observer) => {
+            window.unifiedSeen = Date.now(); observer.disconnect(); }).observe(document.getElementById("unified"),
+            {childList: true}); }"""
+    )  # when the unified list next changes, by the wall clock this process reads too
     with server.client() as client:
         again = client.post(f"/api/instances/{DEFAULT}/unified-snapshots", json={})
         assert again.status_code == 201, again.text
+        answered = time.time() * 1000
     page.wait_for_selector(f'#unified li[data-id="{again.json()["id"]}"]', timeout=3_000)
+    shown_after = page.evaluate("window.unifiedSeen") - answered
+    assert shown_after < 1000, f"the unified snapshot showed {shown_after:.0f} ms after the API answered"
     first = page.get_attribute("#unified li", "data-id")
     assert first == str(again.json()["id"])  # latest first
     watched.assert_clean()
@@ -218,4 +227,14 @@ def test_a_viewer_scrubs_but_sees_no_fork_or_revert(watched: Watched, server: Se
     scrub(page, 12)
     assert page.locator("#fork-here, #revert-here, #time-confirm, #time-actions").count() == 0
     page.wait_for_selector("#ritual-timeline li")
-    watched.assert_clean()
+    forged = page.evaluate(
+        """async (body) => {
+            const csrf = document.querySelector('meta[name="csrf-token"]').content;
+            const reply = await fetch("/api/god/fork", {method: "POST", headers: {"content-type": "application/json",
+                "x-csrf-token": csrf}, body: JSON.stringify(body)});
+            return [reply.status, (await reply.json()).code];
+        }""",
+        {"source": DEFAULT, "tick": 12, "forks": [{}]},
+    )
+    assert forged == [403, "forbidden"]  # the server refuses what the page does not show
+    watched.assert_clean(r"status of 403")  # the forged request's own refusal

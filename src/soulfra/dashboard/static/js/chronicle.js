@@ -131,24 +131,35 @@ async function loadAnomalies() {
   }
 }
 
+function unifiedItem(row) {
+  const li = document.createElement("li");
+  li.className = "feed-item unified";
+  li.dataset.id = String(row.id);
+  const at = document.createElement("span");
+  at.className = "feed-tick";
+  at.textContent = `t${row.tick}`;
+  const strong = document.createElement("strong");
+  strong.textContent = `unified ${row.id}`;
+  const text = document.createElement("span");
+  text.className = "feed-text";
+  const conflicts = row.conflicts ? `${row.conflicts.length} conflicts · ` : "";
+  text.textContent = `${conflicts}system ${String(row.system_hash ?? "").slice(0, 16)}`;
+  li.append(at, strong, text);
+  return li;
+}
+
+// A unified snapshot's event names it (id, tick, system hash): shown at once, then the list is read for the rest.
+function unifiedTaken(note) {
+  const list = $("unified");
+  list.querySelector(".none")?.remove();
+  if (!list.querySelector(`li[data-id="${Number(note.id)}"]`)) list.prepend(unifiedItem(note));
+  loadUnified().catch(failed);
+}
+
 async function loadUnified() {
   const reply = await getJson(`${base}/unified-snapshots`);
   const rows = [...(reply.unified ?? [])].sort((a, b) => Number(b.id) - Number(a.id)); // latest first
-  const items = rows.map((row) => {
-    const li = document.createElement("li");
-    li.className = "feed-item unified";
-    li.dataset.id = String(row.id);
-    const at = document.createElement("span");
-    at.className = "feed-tick";
-    at.textContent = `t${row.tick}`;
-    const strong = document.createElement("strong");
-    strong.textContent = `unified ${row.id}`;
-    const text = document.createElement("span");
-    text.className = "feed-text";
-    text.textContent = `${(row.conflicts ?? []).length} conflicts · system ${String(row.system_hash ?? "").slice(0, 16)}`;
-    li.append(at, strong, text);
-    return li;
-  });
+  const items = rows.map(unifiedItem);
   if (!items.length) {
     const none = document.createElement("li");
     none.className = "muted none";
@@ -187,7 +198,7 @@ function onEvent(event) {
   } else if (event.kind === "anomaly") {
     $("anomalies").querySelector(".none")?.remove();
     anomaly(data);
-  } else if (event.kind === "unified_snapshot") loadUnified().catch(failed);
+  } else if (event.kind === "unified_snapshot") unifiedTaken(data);
 }
 
 const PROTOCOL_MS = 5000; // the protocol's counts change only when something is validated
