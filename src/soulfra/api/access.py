@@ -99,7 +99,7 @@ def _policies() -> dict[tuple[str, str], Policy]:
     add("GET", "viewer", ["/api/instances", instance] + [instance + tail for tail in (
         "/status", "/vibe/weather", "/agents/echo", "/ritual/traces", "/events", "/agents", "/agents/{agent_id}",
         "/inputs", "/protocol/rules", "/snapshots", "/snapshots/{snapshot_id}", "/unified-snapshots",
-        "/unified-snapshots/{unified_id}", "/mirror/anomalies", "/mirror/seeds",
+        "/unified-snapshots/{unified_id}", "/mirror/anomalies", "/mirror/seeds", "/state",
     )])  # fmt: skip
     add("POST", "operator", [instance + tail for tail in (
         "/whispers", "/pause", "/resume", "/override", "/snapshots", "/unified-snapshots", "/protocol/validate",

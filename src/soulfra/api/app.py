@@ -25,6 +25,7 @@ from soulfra.api.common import EVENT_STREAM, AgentId, JsonBytes, StreamAfter, st
 from soulfra.api.docs import docs_router
 from soulfra.api.fastpath import SURFACE_DEFAULTS, SurfaceReads
 from soulfra.api.gateway import Gateway
+from soulfra.api.history import history_router
 from soulfra.api.instances import instance_router
 from soulfra.api.limits import BodyLimits, RequestLimits
 from soulfra.api.models import (
@@ -301,6 +302,7 @@ def create_app(
     streams = app.state.streams = LiveStreams(gateway)
 
     app.include_router(instance_router(gateway, streams))
+    app.include_router(history_router(gateway))
     app.include_router(admin_router(tokens, tokens.store))
     app.include_router(docs_router(app.title, str(app.openapi_url)))
     from soulfra.dashboard.routes import dashboard_router  # noqa: PLC0415 -- the dashboard's routes import this package

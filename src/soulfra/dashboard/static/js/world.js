@@ -306,6 +306,7 @@ function follow(after) {
   const source = new EventSource(`${base}/events?after=${after}`);
   const onEvent = (message) => {
     const event = JSON.parse(message.data);
+    document.dispatchEvent(new CustomEvent("soulfra:event", { detail: event })); // for the page's other modules
     showTick(Number(event.tick));
     addToFeed(event);
     refresh();
@@ -314,6 +315,7 @@ function follow(after) {
   source.addEventListener("open", () => setText("stream-state", "live"));
   source.addEventListener("restarted", () => {
     view.tick = -1;
+    document.dispatchEvent(new CustomEvent("soulfra:restarted"));
     $("feed").replaceChildren();
     refresh();
   });
