@@ -35,6 +35,7 @@ from soulfra.api.models import (
     Traces,
     WeatherReport,
 )
+from soulfra.api.reflection import reflection_router
 from soulfra.api.stream import LiveStreams
 from soulfra.errors import (
     AuthenticationError,
@@ -293,6 +294,7 @@ def create_app(
     streams = app.state.streams = LiveStreams(gateway)
 
     app.include_router(instance_router(gateway, streams))
+    app.include_router(reflection_router(gateway))  # the original Soulfra's public reflection paths
     app.include_router(admin_router(tokens, tokens.store))
     for router in extra:
         app.include_router(router)
