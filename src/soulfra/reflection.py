@@ -114,7 +114,7 @@ def loop_json(state: WorldState) -> dict[str, Any]:
         "loop": loop.index,
         "start": loop.start,
         "length": state.loop_length,
-        "ends": loop.start + state.loop_length,
+        "end": loop.start + state.loop_length - 1,  # its last tick, as a loop seal says
         "phase": loop_phase(state),
         "themes": list(loop.themes),
         "intentions": list(loop.intentions),

@@ -98,7 +98,7 @@ class CurrentLoop(Closed):
     loop: int
     start: int
     length: int
-    ends: int
+    end: int = Field(description="Its last tick")
     phase: Phase
     themes: list[str]
     intentions: list[str]
