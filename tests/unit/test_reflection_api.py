@@ -184,3 +184,34 @@ async def test_dark_whispers_sent_through_the_api_raise_a_mood_collapse(system: 
     history = (await _json(system.admin, "/api/instances/b/vibe/weather?limit=256"))["history"]
     by_tick = {h["tick"]: h["temperature"] for h in history}
     assert by_tick.get(collapse["tick"] + 1, collapse["to"]) == pytest.approx(collapse["to"])  # the world's reading
+
+
+async def test_a_conversation_left_for_another_thread_shows_as_stalled(system: System) -> None:
+    admin = system.admin
+
+    async def post(agent: str, topic: str) -> None:
+        reply = await admin.post(f"/api/instances/a/agents/{agent}/act", json={"action": "post", "topic": topic,
+                                                                               "text": topic})  # fmt: skip
+        assert reply.status_code == 202, reply.text
+
+    for agent in ("cal-riven", "arty", "agent-zero"):  # no agent posts on its own any more
+        assert (await admin.post(f"/api/instances/a/agents/{agent}/possess", json={})).status_code == 202
+    for agent in ("arty", "cal-riven", "arty", "cal-riven"):
+        await post(agent, "harvest")
+    for agent in ("arty", "cal-riven"):
+        await post(agent, "stars")
+
+    async def stalled() -> list[dict[str, Any]]:
+        anomalies = (await _json(admin, "/api/anomaly/echo"))["anomalies"]
+        return [a for a in anomalies if a["anomaly"] == "stalled-thread" and a["topic"] == "harvest"]
+
+    async def reported() -> bool:
+        return bool(await stalled())
+
+    await wait_until("the mirror reported the harvest thread stalled", reported)
+    (stall,) = await stalled()
+    assert stall["active_elsewhere"] == ["arty", "cal-riven"]
+    assert stall["posts"] >= 4
+    threads = (await _json(admin, "/api/thread/state"))["threads"]
+    harvest = [t for t in threads if t["id"] == stall["thread"]]
+    assert harvest == [] or harvest[0]["last_post"] == stall["last_post"]  # unchanged, or closed since as stale

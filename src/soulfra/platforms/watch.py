@@ -51,6 +51,7 @@ class Found:
 class _Thread:
     topic: str
     last: int
+    last_seq: int = 0  # the number of its latest post among every post the watch saw
     posts: int = 0
     participants: set[str] = field(default_factory=set)
     reported: bool = False
@@ -61,7 +62,8 @@ class ThreadWatch:
 
     def __init__(self) -> None:
         self._threads: dict[int, _Thread] = {}
-        self._posted: dict[str, int] = {}  # agent -> tick of its latest post in any thread
+        self._posted: dict[str, int] = {}  # agent -> the number of its latest post in any thread
+        self._seq = 0  # posts seen, in the order the world made them (several can share a tick)
 
     def feed(self, after: int, events: list[dict[str, Any]]) -> list[Found]:
         """Take one tick's events (``after``: the tick the world is at once they happened); the stalls found."""
@@ -74,19 +76,20 @@ class ThreadWatch:
                     thread = self._threads[int(event["thread"])] = _Thread(topic=str(event["topic"]), last=tick)
                 if kind == "thread_opened":
                     continue
-                thread.last, thread.reported = tick, False
+                self._seq += 1
+                thread.last, thread.last_seq, thread.reported = tick, self._seq, False
                 thread.posts += 1
                 if kind == "post_made":
                     thread.participants.add(str(event["agent"]))
-                    self._posted[str(event["agent"])] = tick
+                    self._posted[str(event["agent"])] = self._seq
             elif kind == "threads_woven":
                 woven = self._threads.pop(int(event["thread"]), None)
                 into = self._threads.get(int(event["into"]))
                 if woven is not None and into is not None:
                     into.participants |= woven.participants
                     into.posts += woven.posts
-                    if woven.last > into.last:
-                        into.last, into.reported = woven.last, False
+                    if woven.last_seq > into.last_seq:
+                        into.last, into.last_seq, into.reported = woven.last, woven.last_seq, False
             elif kind == "thread_closed":
                 self._threads.pop(int(event["thread"]), None)
         found = []
@@ -94,7 +97,7 @@ class ThreadWatch:
             quiet = after - 1 - thread.last  # ticks run since its last post
             if thread.reported or quiet < STALL_TICKS or thread.posts < STALL_MIN_POSTS:
                 continue
-            elsewhere = sorted(a for a in thread.participants if self._posted.get(a, -1) > thread.last)
+            elsewhere = sorted(a for a in thread.participants if self._posted.get(a, -1) > thread.last_seq)
             if len(elsewhere) >= STALL_ACTIVE:
                 thread.reported = True
                 found.append(
