@@ -18,6 +18,7 @@ from soulfra.platforms.watch import (
 from soulfra.projection import vibe_to_json
 from soulfra.reflection import LOOP_PHASES, RESPONDING_TICKS, agent_loop_json, agent_phase, loop_json, threads_json
 from soulfra.world import World
+from soulfra.world.daemons.thread_weaver import STALE
 from soulfra.world.events import event_to_json
 from soulfra.world.inputs import Act, Input, Possess, Whisper
 from soulfra.world.model import Ritual, Stage
@@ -189,3 +190,14 @@ def test_a_calm_large_world_raises_no_anomaly() -> None:
     # Measured: seeds 0-5 at 200 agents raise none in 600 ticks (a 3-agent world's few threads do stall now and
     # then: its agents leave a topic together, which is what the anomaly names).
     assert _run(World.create(0, agents=200), 300) == []
+
+
+def test_a_thread_whose_closing_the_watch_missed_is_forgotten() -> None:
+    watch = ThreadWatch()
+    posts = [{"kind": "post_made", "tick": t, "agent": a, "thread": 1, "topic": "harvest", "text": "."}
+             for t, a in enumerate(("arty", "cal-riven", "arty"))]  # fmt: skip
+    watch.feed(3, posts)
+    assert watch.feed(3 + STALE + 5, []) == []  # its participants never posted elsewhere
+    later = [{"kind": "post_made", "tick": 3 + STALE + 5, "agent": a, "thread": 2, "topic": "x",
+             "text": "."} for a in ("arty", "cal-riven")]  # fmt: skip
+    assert watch.feed(3 + STALE + 6, later) == []  # thread 1 is gone: no stall for a thread the weaver closed

@@ -95,6 +95,9 @@ class ThreadWatch:
         found = []
         for thread_id, thread in sorted(self._threads.items()):
             quiet = after - 1 - thread.last  # ticks run since its last post
+            if quiet > STALE + 1:  # the weaver has closed it, in a tick this watch did not see
+                del self._threads[thread_id]
+                continue
             if thread.reported or quiet < STALL_TICKS or thread.posts < STALL_MIN_POSTS:
                 continue
             elsewhere = sorted(a for a in thread.participants if self._posted.get(a, -1) > thread.last_seq)
