@@ -197,6 +197,22 @@ async def check_unified(bridge: CrossPlatformBridge) -> None:
     assert [(r["id"], r["system_hash"]) for r in listed] == [(unified.id, unified.system_hash)]
 
 
+async def check_reflection(bridge: CrossPlatformBridge) -> None:
+    """The reads behind the public reflection paths answer over NATS: agents' loop phases, the loop under way, the
+    open threads (runtime), the loop witness and the anomalies (mirror)."""
+    loop = await bridge.fetch_from_runtime("agent_loop", {"limit": 2})
+    assert loop["population"] == sum(loop["phases"].values()) == len(DEFAULT_WORLD.agents)
+    assert len(loop["agents"]) == 2
+    current = await bridge.fetch_from_runtime("loop")
+    assert current["phase"] in ("listening", "reflecting", "responding", "evolving")
+    assert current["end"] - current["start"] == DEFAULT_WORLD.loop_length - 1
+    threads = await bridge.fetch_from_runtime("threads")
+    assert threads["open"] == len(threads["threads"])
+    witness = await bridge.fetch_from_mirror("witness", {"limit": 4})
+    assert set(witness) == {"tick", "sealed", "seeds"}
+    assert "anomalies" in await bridge.fetch_from_mirror("anomalies")
+
+
 async def check_override_and_resume(bridge: CrossPlatformBridge, services: Services) -> None:
     """The emergency override: no tick after it, every platform halted, inputs refused; resume lifts it."""
     override = await bridge.send_emergency_override("integration test")
@@ -235,6 +251,7 @@ async def test_four_platform_processes_on_nats_and_postgres(nats_bus: Bus, servi
     await start_all(bridge, services)
     await check_whisper(bridge, services, pg_url)
     await check_unified(bridge)
+    await check_reflection(bridge)
     await check_override_and_resume(bridge, services)
 
     # Stopped by SIGTERM, every process exits 0.

@@ -38,7 +38,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     for layer in (
         "__init__ errors offload",
         "world",
-        "codec store bus projection",
+        "codec store bus projection reflection",
         "durable",
         "platforms security",
         "meta",

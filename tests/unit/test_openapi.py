@@ -147,6 +147,13 @@ async def test_real_answers_validate_against_their_models(system: System) -> Non
     unified = await call("POST", "/api/instances/a/unified-snapshots", 201, json={})
     await call("GET", "/api/instances/a/unified-snapshots")
     await call("GET", f"/api/instances/a/unified-snapshots/{unified['id']}")
+    for tail in (
+        "agents/loop", "agents/loop?limit=2&offset=1", "ritual/log", "thread/state", "loop/witness", "anomaly/echo",
+        "mirror/complete", f"mirror/snapshot/{unified['id']}", "mirror/snapshot/latest", "system/health",
+    ):  # fmt: skip
+        await call("GET", f"/api/{tail}{'&' if '?' in tail else '?'}instance=a")
+    await call("GET", "/api/agents/loop")
+    await call("GET", "/api/system/health")
     for action in ("possess", "release"):
         await call("POST", f"/api/instances/a/agents/arty/{action}", 202, json={})
     await call("POST", "/api/instances/a/agents/arty/act", 202, json={"action": "post", "text": "hi"})

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import cookie_parser
 from starlette.routing import BaseRoute, Match
@@ -72,30 +73,39 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 class Policy:
     """Who may call a route. ``role`` None: anyone (``surface``: anyone unless the surface is private, then
     viewers). ``scoped``: the route names an instance (``{instance_id}``), which the caller's token must cover.
-    ``mutating``: it changes something, so it is audited, rate limited, and takes only ``content_types``."""
+    ``mutating``: it changes something, so it is audited, rate limited, and takes only ``content_types``.
+    ``by_query``: the route reads the default instance, or the one ``?instance=`` names; naming one takes a viewer
+    token that covers it (404 otherwise, as for an instance that does not exist)."""
 
     role: str | None
     scoped: bool = False
     mutating: bool = False
     content_types: tuple[str, ...] = ()
     surface: bool = False
+    by_query: bool = False
 
 
 def _policies() -> dict[tuple[str, str], Policy]:
     table: dict[tuple[str, str], Policy] = {}
 
-    def add(method: str, role: str | None, paths: Iterable[str], types: tuple[str, ...] = JSON) -> None:
+    def add(
+        method: str, role: str | None, paths: Iterable[str], types: tuple[str, ...] = JSON, *, by_query: bool = False
+    ) -> None:
         mutating = method != "GET"
         for path in paths:
             table[(method, path)] = Policy(
                 role=role, scoped="{instance_id}" in path, mutating=mutating,
                 content_types=types if method in ("POST", "PUT", "PATCH") else (), surface=role is None,
+                by_query=by_query,
             )  # fmt: skip
 
     instance = "/api/instances/{instance_id}"
     add("GET", None, ["/healthz", "/readyz", "/api/vibe/weather", "/api/agents/echo", "/api/agents/echo/{agent_id}",
                       "/api/ritual/traces", "/api/stream", "/openapi.json", "/docs",
                       "/docs/assets/{name}"])  # fmt: skip
+    add("GET", None, ["/api/agents/loop", "/api/ritual/log", "/api/thread/state", "/api/loop/witness",
+                      "/api/anomaly/echo", "/api/mirror/complete", "/api/mirror/snapshot/{unified_id}",
+                      "/api/system/health"], by_query=True)  # fmt: skip
     add("GET", "viewer", ["/api/instances", instance] + [instance + tail for tail in (
         "/status", "/vibe/weather", "/agents/echo", "/ritual/traces", "/events", "/agents", "/agents/{agent_id}",
         "/inputs", "/protocol/rules", "/snapshots", "/snapshots/{snapshot_id}", "/unified-snapshots",
@@ -316,7 +326,8 @@ class AccessControl:
         self._check_host(scope)
         if policy is None:
             return  # no route: the app answers 404 or 405, and nothing runs
-        role = "viewer" if policy.surface and self.settings.private_surface else policy.role
+        named = _named_instances(scope) if policy.by_query else []
+        role = "viewer" if (policy.surface and self.settings.private_surface) or named else policy.role
         if role is None:
             return
         source = _source(scope) or "unknown"
@@ -333,6 +344,9 @@ class AccessControl:
             raise PermissionDeniedError(f"{identity.name!r} is a {identity.role}; this needs {role} or above")
         if policy.scoped and instance is not None and not identity.sees(instance):
             raise NotFoundError(f"no instance {instance!r}")
+        for name in named:
+            if not identity.sees(name):
+                raise NotFoundError(f"no instance {name!r}")
         if policy.mutating:
             _check_content(scope, policy)
             self.limits.spend(identity.name)
@@ -425,6 +439,12 @@ def _bearer(scope: Scope) -> str | None:
         return None
     scheme, _, token = value.partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _named_instances(scope: Scope) -> list[str]:
+    """Every instance a ``?instance=`` of the request names (a repeated one is checked each time)."""
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    return parse_qs(query).get("instance", []) if "instance" in query else []
 
 
 def _source(scope: Scope) -> str | None:

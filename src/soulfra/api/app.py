@@ -37,6 +37,7 @@ from soulfra.api.models import (
     Traces,
     WeatherReport,
 )
+from soulfra.api.reflection import reflection_router
 from soulfra.api.stream import LiveStreams
 from soulfra.errors import (
     AuthenticationError,
@@ -303,6 +304,7 @@ def create_app(
 
     app.include_router(instance_router(gateway, streams))
     app.include_router(history_router(gateway))
+    app.include_router(reflection_router(gateway))  # the original Soulfra's public reflection paths
     app.include_router(admin_router(tokens, tokens.store))
     app.include_router(docs_router(app.title, str(app.openapi_url)))
     from soulfra.dashboard.routes import dashboard_router  # noqa: PLC0415 -- the dashboard's routes import this package

@@ -20,7 +20,19 @@ from typing import Any
 from soulfra.bus.port import Bus, Message
 from soulfra.errors import BusError, InputError, NotFoundError
 from soulfra.offload import Lane, off_loop
-from soulfra.platforms.base import BY, Op, Platform, by_field, decode, encode, events_subject, issuer, op_subject
+from soulfra.platforms.base import (
+    BY,
+    Op,
+    Platform,
+    by_field,
+    decode,
+    encode,
+    events_subject,
+    int_field,
+    issuer,
+    op_subject,
+)
+from soulfra.platforms.watch import Found, MoodWatch, ThreadWatch
 from soulfra.security.identity import process_identity
 from soulfra.store.ports import Store
 from soulfra.world.daemons.final_export import collect_seed
@@ -41,7 +53,7 @@ MIRROR = process_identity("mirror", "operator")  # who asks for a scheduled unif
 
 class MirrorPlatform(Platform):
     name = "mirror"
-    always = frozenset({"status", "unified_list", "unified_get", "timeline", "seeds", "anomalies"})
+    always = frozenset({"status", "unified_list", "unified_get", "timeline", "seeds", "anomalies", "witness"})
     mutating = frozenset({"unified"})
 
     def __init__(
@@ -68,6 +80,9 @@ class MirrorPlatform(Platform):
         self.seeds: deque[dict[str, Any]] = deque(maxlen=seeds)
         self.anomalies: deque[dict[str, Any]] = deque(maxlen=256)
         self.unified: deque[dict[str, Any]] = deque(maxlen=64)
+        self.sealed: deque[dict[str, Any]] = deque(maxlen=64)  # the loop seals seen, for a mirror without a store
+        self._threads = ThreadWatch()
+        self._mood = MoodWatch()
         self._trace: LoopTrace | None = None  # None until the mirror has seen a loop from its start
         self._expected: dict[str, Any] | None = None
         self._refusals = 0
@@ -106,6 +121,8 @@ class MirrorPlatform(Platform):
             return
         for event in body["events"]:
             self._collect(event)
+        for found in [*self._threads.feed(after, body["events"]), *self._mood.feed(after, body.get("vibe"))]:
+            self._found(found)
         now = sorted(self.in_flight)
         if not self._in_flight_at or self._in_flight_at[-1][1] != now:
             self._in_flight_at.append((after, now))
@@ -152,6 +169,8 @@ class MirrorPlatform(Platform):
             self._trace = LoopTrace(index=int(event["loop"]), start=int(event["tick"]), digest=b"")
             return
         if trace is None:
+            if kind == "loop_sealed":
+                self.sealed.append(event)
             return
         if kind == "post_made":
             trace.posts += 1
@@ -163,6 +182,7 @@ class MirrorPlatform(Platform):
         elif kind == "artifact_produced":
             trace.artifacts += 1
         elif kind == "loop_sealed":
+            self.sealed.append(event)
             seed = collect_seed(trace, 0)
             record = {"loop": seed.loop, "from_loop": trace.index, "themes": list(seed.themes),
                       "intentions": list(seed.intentions), "posts": trace.posts, "performed": trace.performed,
@@ -184,8 +204,12 @@ class MirrorPlatform(Platform):
                 f"its traces give {expected['themes']} and {expected['intentions']}",
             )
 
-    def _anomaly(self, kind: str, tick: int, detail: str) -> None:
-        anomaly = {"kind": "anomaly", "anomaly": kind, "tick": int(tick), "detail": detail}
+    def _found(self, found: Found) -> None:
+        """Record and publish an anomaly one of the watches found (``soulfra.platforms.watch``)."""
+        self._anomaly(found.anomaly, found.tick, found.detail, found.data)
+
+    def _anomaly(self, kind: str, tick: int, detail: str, data: dict[str, Any] | None = None) -> None:
+        anomaly = {"kind": "anomaly", "anomaly": kind, "tick": int(tick), "detail": detail, **(data or {})}
         self.anomalies.append(anomaly)
         self._unwritten.append((int(tick), "anomaly", anomaly))
         self._spawn(self.bus.publish(events_subject(self.instance_id) + ".mirror", encode(anomaly)))
@@ -207,6 +231,7 @@ class MirrorPlatform(Platform):
             "timeline": self.read_timeline,
             "seeds": self.read_seeds,
             "anomalies": self.read_anomalies,
+            "witness": self.read_witness,
         }
 
     async def status(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -224,6 +249,18 @@ class MirrorPlatform(Platform):
 
     async def read_anomalies(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"tick": self.tick, "anomalies": list(self.anomalies)}
+
+    async def read_witness(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The latest ``limit`` sealed loops (their digests and state hashes), oldest first, from the store when
+        there is one (every seal since the instance began), else from those this mirror saw; with their seeds."""
+        limit = int_field(body, "limit", 32, 1, 1000)
+        stored = [] if self.store is None else await off_loop(self._stored_seals, self.store)
+        sealed = (stored or list(self.sealed))[-limit:]  # traces kept at level "none" store no seals
+        return {"tick": self.tick, "sealed": sealed, "seeds": list(self.seeds)}
+
+    def _stored_seals(self, store: Store) -> list[dict[str, Any]]:
+        records = store.rituals.read(self.instance_id, kinds=["loop_sealed"])
+        return [{**r.data, "kind": r.kind, "tick": r.tick} for r in records]
 
     async def list_unified(self, body: dict[str, Any]) -> dict[str, Any]:
         rows = await off_loop(self._stored_unified)

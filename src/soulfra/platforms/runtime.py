@@ -36,6 +36,7 @@ from soulfra.offload import Lane, off_loop
 from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, int_field, op_subject
 from soulfra.platforms.replies import InputAck, RunState
 from soulfra.projection import agent_json, snapshot_json, vibe_to_json
+from soulfra.reflection import agent_loop_json, loop_json, threads_json
 from soulfra.store.ports import SnapshotInfo
 from soulfra.world import World
 from soulfra.world.events import Event, event_to_json
@@ -97,7 +98,7 @@ class RuntimePlatform(Platform):
     name = "runtime"
     always = frozenset(
         {"status", "view", "agents", "agent", "pause", "resume", "override", "snapshot", "snapshots", "snapshot_info",
-         "inputs"}
+         "inputs", "agent_loop", "loop", "threads"}
     )  # fmt: skip
     mutating = frozenset({"whisper", "submit", "pause", "resume", "override", "snapshot", "capture", "save_capture"})
 
@@ -285,6 +286,9 @@ class RuntimePlatform(Platform):
             "view": self.view,
             "agents": self.agents,
             "agent": self.agent,
+            "agent_loop": self.agent_loop,
+            "loop": self.loop,
+            "threads": self.threads,
             "whisper": self.whisper,
             "submit": self.submit,
             "inputs": self.inputs,
@@ -354,6 +358,23 @@ class RuntimePlatform(Platform):
         if not isinstance(agent_id, str) or agent_id not in state.index:
             raise UnknownAgentError(f"no agent {agent_id!r} in {self.instance_id}")
         return {"tick": state.tick, "agent": agent_json(state, state.index[agent_id])}
+
+    async def agent_loop(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Each agent's phase in its loop (``soulfra.reflection.agent_phase``), counted, and a page of agents."""
+        await self._settled()
+        offset = int_field(body, "offset", 0, 0, 1 << 31)
+        limit = int_field(body, "limit", 100, 1, 1000)
+        return agent_loop_json(self.world.world.state, offset, limit)
+
+    async def loop(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The loop under way and its phase."""
+        await self._settled()
+        return loop_json(self.world.world.state)
+
+    async def threads(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The open threads, with how long each has been quiet."""
+        await self._settled()
+        return threads_json(self.world.world.state)
 
     async def whisper(self, body: dict[str, Any]) -> dict[str, Any]:
         item = {key: value for key, value in body.items() if key in ("target", "text", "tone", "tick")}
