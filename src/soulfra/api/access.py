@@ -109,7 +109,7 @@ def _policies() -> dict[tuple[str, str], Policy]:
     add("POST", "puppet-master", ["/api/god", "/api/instances", *(f"/api/god/{name}" for name in gods)])
     add("GET", "puppet-master", [instance + "/export", "/api/export"])
     add("POST", "puppet-master", ["/api/import"], PACKAGE_TYPES)
-    add("GET", "admin", ["/api/tokens", "/api/audit"])
+    add("GET", "admin", ["/api/tokens", "/api/audit", "/api/audit/verify"])
     add("POST", "admin", ["/api/tokens"])
     add("DELETE", "admin", ["/api/tokens/{name}", instance])
     add("PUT", "admin", [instance + "/protocol/rules"])

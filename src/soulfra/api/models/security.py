@@ -61,3 +61,24 @@ class AuditRow(Closed):
 class AuditPage(Closed):
     entries: list[AuditRow]
     next_after: int = Field(description="Pass as ?after= for the next page (the last id here, or the one given)")
+
+
+class SignedHeadCheck(Closed):
+    where: str = Field(description="Where the signed head was kept: database, or the head file outside it")
+    row_id: int
+    row_hash: str
+    signed_at: str
+    signature_checked: bool = Field(description="False when this server has no installation key to check it with")
+
+
+class AuditVerification(Closed):
+    """The audit log's hash chain as ``soulfra audit verify`` checks it: every row chained to the one before, the
+    recorded head, and the signed heads; the first bad row and what is wrong with it when it does not hold."""
+
+    ok: bool
+    rows: int
+    head_id: int
+    head_hash: str
+    signed: SignedHeadCheck | None = Field(description="The latest signed head checked; None when none was signed")
+    bad_row: int | None
+    problem: str | None
