@@ -1,11 +1,12 @@
 """What the dashboard's pages read, against the real app in process: the agents' compact view (only what a canvas
 draws, the same agents as the full view, larger pages), gzip on large JSON replies when the client accepts it (and
-not otherwise, nor on small ones), and the audit chain's verification route (it holds; a row edited behind the
-store's back is named), admin only."""
+not otherwise, nor on small ones), the audit chain's verification route (it holds; a row edited behind the
+store's back is named), admin only, and the writer leases of the instances a caller may see."""
 
 from __future__ import annotations
 
 import gzip
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -127,3 +128,17 @@ async def test_only_an_admin_verifies_the_audit_chain(system: tuple[FastAPI, htt
             assert (await client.get("/api/audit/verify")).status_code == status, role
     async with client_for(app) as anonymous:
         assert (await anonymous.get("/api/audit/verify")).status_code == 401
+
+
+async def test_leases_name_the_holder_of_each_instance_the_caller_sees(
+    system: tuple[FastAPI, httpx.AsyncClient, Path],
+) -> None:
+    app, http, _ = system
+    reply = (await http.get("/api/leases")).json()
+    assert reply["kept"] is True
+    held = {lease["key"]: lease for lease in reply["leases"]}
+    assert held["w"]["live"] is True and held["w"]["pid"] == os.getpid()
+    _, scoped = app.state.tokens.create(name="elsewhere", role="viewer", by="tests", instances=["other"])
+    async with client_for(app, scoped) as viewer:
+        seen = (await viewer.get("/api/leases")).json()
+    assert "w" not in {lease["key"] for lease in seen["leases"]}

@@ -183,6 +183,7 @@ async def test_real_answers_validate_against_their_models(system: System) -> Non
     await call("DELETE", "/api/tokens/v")
     await call("GET", "/api/audit?limit=5")
     await call("GET", "/api/audit/verify")
+    await call("GET", "/api/leases")
     await call("GET", "/api/instances/a/agents?limit=2&view=compact")
 
     json_routes = {

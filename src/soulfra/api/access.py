@@ -96,7 +96,7 @@ def _policies() -> dict[tuple[str, str], Policy]:
     add("GET", None, ["/healthz", "/readyz", "/api/vibe/weather", "/api/agents/echo", "/api/agents/echo/{agent_id}",
                       "/api/ritual/traces", "/api/stream", "/openapi.json", "/docs",
                       "/docs/assets/{name}"])  # fmt: skip
-    add("GET", "viewer", ["/api/instances", instance] + [instance + tail for tail in (
+    add("GET", "viewer", ["/api/instances", "/api/leases", instance] + [instance + tail for tail in (
         "/status", "/vibe/weather", "/agents/echo", "/ritual/traces", "/events", "/agents", "/agents/{agent_id}",
         "/inputs", "/protocol/rules", "/snapshots", "/snapshots/{snapshot_id}", "/unified-snapshots",
         "/unified-snapshots/{unified_id}", "/mirror/anomalies", "/mirror/seeds",
@@ -120,6 +120,8 @@ def _policies() -> dict[tuple[str, str], Policy]:
         table[("GET", path)] = Policy(role=None)
     for path in ("/ui/instances", "/worlds/{instance_id}"):
         table[("GET", path)] = Policy(role="viewer", scoped="{instance_id}" in path)
+    table[("GET", "/health")] = Policy(role="viewer")  # soulfra.dashboard.operations
+    table[("GET", "/audit")] = Policy(role="admin")
     for path in ("/login", "/logout"):
         table[("POST", path)] = Policy(role=None, mutating=True, content_types=("application/x-www-form-urlencoded",))
     return table

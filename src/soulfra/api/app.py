@@ -22,7 +22,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from soulfra import __version__
 from soulfra.api.access import AccessControl, AccessSettings, RateLimits, identity_of
 from soulfra.api.admin import admin_router
-from soulfra.api.audit_check import audit_check_router
 from soulfra.api.common import EVENT_STREAM, AgentId, JsonBytes, StreamAfter, stream_response
 from soulfra.api.docs import docs_router
 from soulfra.api.fastpath import SURFACE_DEFAULTS, SurfaceReads
@@ -38,6 +37,7 @@ from soulfra.api.models import (
     Traces,
     WeatherReport,
 )
+from soulfra.api.operations import operations_router
 from soulfra.api.stream import LiveStreams
 from soulfra.errors import (
     AuthenticationError,
@@ -312,12 +312,13 @@ def create_app(
 
     app.include_router(instance_router(gateway, streams))
     app.include_router(admin_router(tokens, tokens.store))
-    if recorder is not None:
-        app.include_router(audit_check_router(recorder))
+    app.include_router(operations_router(gateway, recorder))
     app.include_router(docs_router(app.title, str(app.openapi_url)))
+    from soulfra.dashboard.operations import operations_pages  # noqa: PLC0415 -- as the dashboard's routes
     from soulfra.dashboard.routes import dashboard_router  # noqa: PLC0415 -- the dashboard's routes import this package
 
     app.include_router(dashboard_router(gateway, tokens, sessions, guard))
+    app.include_router(operations_pages(sessions))  # the dashboard's audit and health views
     for router in extra:
         app.include_router(router)
     return app

@@ -82,3 +82,17 @@ class AuditVerification(Closed):
     signed: SignedHeadCheck | None = Field(description="The latest signed head checked; None when none was signed")
     bad_row: int | None
     problem: str | None
+
+
+class Lease(Closed):
+    key: str = Field(description="An instance id, or :puppet-master for the server's own lease")
+    epoch: int = Field(description="The fencing epoch: raised each time the lease is taken over")
+    pid: int
+    host: str
+    since: str
+    live: bool = Field(description="False once released, or when its holder is gone")
+
+
+class LeaseList(Closed):
+    kept: bool = Field(description="False on a server with no store: it reads no leases")
+    leases: list[Lease]
