@@ -133,7 +133,11 @@ def _first_load(browser: Browser, server: _Server, agents: int) -> dict[str, Any
     context = _signed_in(browser, server)
     page = context.new_page()
     finished: list[Any] = []
-    page.on("requestfinished", finished.append)
+
+    def keep(request: Any) -> None:  # a bound method will not do: playwright tags the handler it is given
+        finished.append(request)
+
+    page.on("requestfinished", keep)
     page.goto(server.url + "/worlds/world-0", wait_until="commit")
     _until(page, _drawn(agents))
     render_ms = float(page.evaluate("performance.now()"))
@@ -174,8 +178,9 @@ def _latencies(browser: Browser, server: _Server, agents: int, seconds: float) -
     return lags
 
 
-def _frames(browser: Browser, server: _Server, agents: int, seconds: float) -> list[float]:
-    """The time between animation frames, in ms, over ``seconds`` of a live page with ``agents`` on the canvas."""
+def _frames(browser: Browser, server: _Server, agents: int, seconds: float, shot: Path | None) -> list[float]:
+    """The time between animation frames, in ms, over ``seconds`` of a live page with ``agents`` on the canvas
+    (and a screenshot of it in ``shot``, when given)."""
     context = _signed_in(browser, server)
     page = context.new_page()
     page.goto(server.url + "/worlds/world-0")
@@ -191,6 +196,8 @@ def _frames(browser: Browser, server: _Server, agents: int, seconds: float) -> l
     )
     time.sleep(seconds)
     frames = [float(x) for x in page.evaluate("window.__frames")]
+    if shot is not None:
+        page.screenshot(path=str(shot), full_page=True)
     context.close()
     return frames
 
@@ -199,15 +206,9 @@ def _figure(name: str, value: float, unit: str, target: str, met: bool, **more: 
     return {"figure": name, "value": round(value, 1), "unit": unit, "target": target, "met": met, **more}
 
 
-def bench_dashboard(
-    *, agents: int, canvas_agents: int, rate: float, seconds: float, loads: int, out: Path
-) -> dict[str, Any]:
-    if not CHROMIUM.exists():
-        raise ConfigError(f"`soulfra bench dashboard` needs Debian's Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415 -- only this benchmark drives a browser
-    except ImportError:
-        raise ConfigError("`soulfra bench dashboard` needs playwright (pip install 'soulfra[dev]')") from None
+def _measure(
+    sync_playwright: Any, agents: int, canvas_agents: int, rate: float, seconds: float, loads: int, shots: Path | None
+) -> list[dict[str, Any]]:
     figures: list[dict[str, Any]] = []
     with sync_playwright() as playwright, tempfile.TemporaryDirectory(prefix="soulfra-bench-dash-") as tmp:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
@@ -242,7 +243,8 @@ def bench_dashboard(
                         )
                     )  # fmt: skip
             with _soulfra_up(Path(tmp) / "b", canvas_agents, rate) as server:
-                frames = _frames(browser, server, canvas_agents, seconds)
+                shot = None if shots is None else shots / f"world-{canvas_agents}.png"
+                frames = _frames(browser, server, canvas_agents, seconds, shot)
                 p95 = percentile(sorted(frames), 0.95)
                 figures.append(
                     _figure(
@@ -253,6 +255,24 @@ def bench_dashboard(
                 )  # fmt: skip
         finally:
             browser.close()
+    return figures
+
+
+def bench_dashboard(
+    *, agents: int, canvas_agents: int, rate: float, seconds: float, loads: int, out: Path, shots: Path | None = None
+) -> dict[str, Any]:
+    if not CHROMIUM.exists():
+        raise ConfigError(f"`soulfra bench dashboard` needs Debian's Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415 -- only this benchmark drives a browser
+    except ImportError:
+        raise ConfigError("`soulfra bench dashboard` needs playwright (pip install 'soulfra[dev]')") from None
+    from playwright.sync_api import Error as BrowserError  # noqa: PLC0415
+
+    try:
+        figures = _measure(sync_playwright, agents, canvas_agents, rate, seconds, loads, shots)
+    except BrowserError as exc:  # one line, as every CLI error: the browser's own message names what went wrong
+        raise ConfigError(f"the browser run failed: {str(exc).splitlines()[0]}") from None
     results = {
         "benchmark": "dashboard",
         "rate": rate,
@@ -281,11 +301,14 @@ def dashboard_command(
     seconds: Annotated[float, typer.Option(min=1.0, help="Seconds of latency and frame samples.")] = 10.0,
     loads: Annotated[int, typer.Option(min=1, help="First loads measured (after one warm-up load).")] = 3,
     out: Annotated[Path, typer.Option(help="Where to write the JSON results.")] = Path("benchmarks/dashboard.json"),
+    shots: Annotated[
+        Path | None, typer.Option(help="Keep a screenshot of the world page at the canvas figure's size here.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of lines.")] = False,
 ) -> None:
     """The world page in Chromium: first render, page weight, tick-to-screen latency, frame time at 10,000 agents."""
     results = bench_dashboard(
-        agents=agents, canvas_agents=canvas_agents, rate=rate, seconds=seconds, loads=loads, out=out
+        agents=agents, canvas_agents=canvas_agents, rate=rate, seconds=seconds, loads=loads, out=out, shots=shots
     )
     if as_json:
         typer.echo(json.dumps(results))
