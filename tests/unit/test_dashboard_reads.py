@@ -39,6 +39,7 @@ async def system(tmp_path: Path, anyio_backend: str) -> AsyncIterator[tuple[Fast
             http,
         ):
             await engine.create_instance(seed=7, spec=DEFAULT_WORLD, agents=AGENTS, instance_id="w")
+            assert (await http.post("/api/instances/w/pause", json={})).status_code == 200  # reads compare one tick
             yield app, http, db
     finally:
         store.close()
@@ -46,7 +47,6 @@ async def system(tmp_path: Path, anyio_backend: str) -> AsyncIterator[tuple[Fast
 
 async def test_the_compact_view_has_only_what_a_canvas_draws(system: tuple[FastAPI, httpx.AsyncClient, Path]) -> None:
     _, http, _ = system
-    assert (await http.post("/api/instances/w/pause", json={})).status_code == 200  # both reads see one tick
     full = (await http.get("/api/instances/w/agents", params={"limit": 1000})).json()
     compact = (await http.get("/api/instances/w/agents", params={"view": "compact", "limit": 1000})).json()
     assert set(compact) == {"tick", "total", "offset", "agents"}
