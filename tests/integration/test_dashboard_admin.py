@@ -9,6 +9,7 @@ Chromium, the page checks and the screenshots are as ``test_dashboard.py``'s (it
 
 from __future__ import annotations
 
+import gzip
 import json
 import sqlite3
 import time
@@ -128,6 +129,12 @@ def test_large_reads_are_gzipped_and_the_stream_is_not_and_carries_at_ms(server:
             raw = b"".join(reply.iter_raw())
         assert reply.headers["content-encoding"] == "gzip"
         assert len(raw) < int(0.2 * len(client.get(f"/api/instances/{DEFAULT}/agents?limit=1000").content))
+    with server.client(anonymous=True) as anonymous:  # the fast path's reply (no query string), outside the routes
+        with anonymous.stream("GET", "/api/agents/echo", headers={"accept-encoding": "gzip"}) as echoes:
+            zipped = b"".join(echoes.iter_raw())
+        assert echoes.status_code == 200 and echoes.headers["content-encoding"] == "gzip"
+        assert json.loads(gzip.decompress(zipped))["echoes"]
+    with server.client() as client:
         started = time.time() * 1000
         with client.stream(
             "GET", f"/api/instances/{DEFAULT}/events", headers={"accept-encoding": "gzip"}, params={"after": 0}
