@@ -1,7 +1,8 @@
 """What the dashboard's pages read, against the real app in process: the agents' compact view (only what a canvas
-draws, the same agents as the full view, larger pages), gzip on large JSON replies when the client accepts it (and
-not otherwise, nor on small ones), the audit chain's verification route (it holds; a row edited behind the
-store's back is named), admin only, and the writer leases of the instances a caller may see."""
+draws, the same agents as the full view, larger pages); gzip on large JSON replies when the client accepts it (and
+not otherwise, nor on small ones, nor on package downloads, which are zip files); the audit chain's verification
+route (it holds; a row edited behind the store's back is named), admin only; and the writer leases of the
+instances a caller may see."""
 
 from __future__ import annotations
 
@@ -102,6 +103,13 @@ async def test_a_large_reply_is_gzipped_when_the_client_accepts_it(
     async with client_for(app) as anonymous:  # the fast path's replies and access control's refusals go through it
         weather = await anonymous.get("/api/vibe/weather", headers={"accept-encoding": "gzip"})
         assert weather.status_code == 200 and weather.json()["weather"] is not None
+
+
+async def test_a_package_download_is_not_gzipped_again(system: tuple[FastAPI, httpx.AsyncClient, Path]) -> None:
+    _, http, _ = system
+    package = await http.get("/api/instances/w/export", headers={"accept-encoding": "gzip"})
+    assert package.status_code == 200 and package.headers["content-type"] == "application/vnd.soulfra.package+zip"
+    assert len(package.content) > 1024 and "content-encoding" not in package.headers  # a zip file already
 
 
 async def test_the_audit_chain_verifies_and_a_tampered_row_is_named(

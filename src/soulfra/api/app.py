@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 
 from soulfra import __version__
 from soulfra.api.access import AccessControl, AccessSettings, RateLimits, identity_of
@@ -131,6 +132,8 @@ STATUS: dict[type[SoulfraError], int] = {
 
 GZIP_MIN_BYTES = 1024  # smaller replies go as they are: a header and a deflate block would save little
 GZIP_LEVEL = 6  # zlib's default: within a few percent of 9 on JSON, at about half its time on a 1 MB page
+# Starlette's own list (the live streams' text/event-stream among them) and the packages, which are zip files already
+NOT_GZIPPED = (*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/vnd.soulfra.package+zip")
 
 
 def status_for(error: SoulfraError) -> int:
@@ -189,7 +192,9 @@ def create_app(
     # Outermost, so that every reply is compressed: the fast path's, access control's refusals, the static files.
     # Not the live streams: GZipMiddleware passes text/event-stream through as it is (compressing it would hold
     # events back until a block fills).
-    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
+    app.add_middleware(
+        GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL, exclude_content_types=NOT_GZIPPED
+    )
 
     @app.exception_handler(SoulfraError)
     async def soulfra_error(request: Request, exc: SoulfraError) -> JSONResponse:
