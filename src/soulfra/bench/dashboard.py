@@ -153,8 +153,9 @@ def _first_load(browser: Browser, server: _Server, agents: int) -> dict[str, Any
     }
 
 
-def _latencies(browser: Browser, server: _Server, agents: int, seconds: float) -> list[float]:
-    """Each feed entry's tick-to-screen latency, in ms, over ``seconds`` of a live page."""
+def _latencies(browser: Browser, server: _Server, agents: int, seconds: float, rates: list[float]) -> list[float]:
+    """Each feed entry's tick-to-screen latency, in ms, over ``seconds`` of a live page; the ticks a second the page
+    saw go to ``rates``."""
     context = _signed_in(browser, server)
     page = context.new_page()
     page.goto(server.url + "/worlds/world-0")
@@ -171,15 +172,19 @@ def _latencies(browser: Browser, server: _Server, agents: int, seconds: float) -
             }).observe(document.getElementById('feed'), { childList: true });
         }"""
     )
+    first = _tick(page)
     time.sleep(seconds)
     lags = [float(x) for x in page.evaluate("window.__lags")]
+    rates.append((_tick(page) - first) / seconds)
     context.close()
     return lags
 
 
-def _frames(browser: Browser, server: _Server, agents: int, seconds: float, shot: Path | None) -> list[float]:
+def _frames(
+    browser: Browser, server: _Server, agents: int, seconds: float, shot: Path | None, rates: list[float]
+) -> list[float]:
     """The time between animation frames, in ms, over ``seconds`` of a live page with ``agents`` on the canvas
-    (and a screenshot of it in ``shot``, when given)."""
+    (and a screenshot of it in ``shot``, when given); the ticks a second the page saw go to ``rates``."""
     context = _signed_in(browser, server)
     page = context.new_page()
     page.goto(server.url + "/worlds/world-0")
@@ -193,12 +198,19 @@ def _frames(browser: Browser, server: _Server, agents: int, seconds: float, shot
             requestAnimationFrame(step);
         }"""
     )
+    first = _tick(page)
     time.sleep(seconds)
     frames = [float(x) for x in page.evaluate("window.__frames")]
+    rates.append((_tick(page) - first) / seconds)
     if shot is not None:
         page.screenshot(path=str(shot), full_page=True)
     context.close()
     return frames
+
+
+def _tick(page: Page) -> int:
+    text = str(page.evaluate("document.getElementById('tick')?.textContent ?? ''"))
+    return int(text) if text.isdigit() else 0
 
 
 def _figure(name: str, value: float, unit: str, target: str, met: bool, **more: Any) -> dict[str, Any]:
@@ -233,24 +245,27 @@ def _measure(
                         max(weights) <= TARGET_WEIGHT_KB, requests=runs[0]["requests"],
                     )
                 )  # fmt: skip
-                lags = _latencies(browser, server, agents, seconds)
+                rates: list[float] = []
+                lags = _latencies(browser, server, agents, seconds, rates)
                 if lags:
                     p95 = percentile(sorted(lags), 0.95)
                     figures.append(
                         _figure(
                             "tick-to-screen latency p95", p95, "ms", "<= 500 ms", p95 <= TARGET_LATENCY_P95_MS,
                             events=len(lags), p50=round(percentile(sorted(lags), 0.5), 1), max=round(max(lags), 1),
+                            ticks_per_s=round(rates[0], 1),
                         )
                     )  # fmt: skip
             with _soulfra_up(Path(tmp) / "b", canvas_agents, rate) as server:
                 shot = None if shots is None else shots / f"world-{canvas_agents}.png"
-                frames = _frames(browser, server, canvas_agents, seconds, shot)
+                seen: list[float] = []
+                frames = _frames(browser, server, canvas_agents, seconds, shot, seen)
                 p95 = percentile(sorted(frames), 0.95)
                 figures.append(
                     _figure(
                         f"frame time p95, {canvas_agents:,} agents, live", p95, "ms", "< 33 ms",
                         p95 < TARGET_FRAME_P95_MS, frames=len(frames), p50=round(percentile(sorted(frames), 0.5), 1),
-                        max=round(max(frames), 1),
+                        max=round(max(frames), 1), ticks_per_s=round(seen[0], 1),
                     )
                 )  # fmt: skip
         finally:
@@ -315,7 +330,8 @@ def dashboard_command(
         return
     for figure in results["figures"]:
         verdict = "met" if figure["met"] else "NOT MET"
-        spread = "".join(f", {key} {figure[key]}" for key in ("worst", "p50", "max") if key in figure)
+        keys = ("worst", "p50", "max", "ticks_per_s")
+        spread = "".join(f", {key.replace('_', ' ')} {figure[key]}" for key in keys if key in figure)
         typer.echo(
             f"{figure['figure']}: {figure['value']} {figure['unit']}{spread} (target {figure['target']}): {verdict}"
         )
