@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package install clean
+.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package bench-dashboard install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ bench-api: $(STAMP)
 ## Packages (size, export/import speed) against gzip'd JSON, fork/clone latency at 10,000 agents, 1,000 live instances.
 bench-package: $(STAMP)
 	$(BIN)/soulfra bench package
+
+## The world page in Chromium: first render and page weight at 1,000 agents, tick-to-screen latency, frames at 10,000.
+bench-dashboard: $(STAMP)
+	$(BIN)/soulfra bench dashboard
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage

@@ -13,6 +13,7 @@ from soulfra.world.model import VibeReading, WorldState
 
 __all__ = [
     "TRAIT_NAMES",
+    "agent_briefs",
     "agent_json",
     "agent_state_json",
     "fixed_to_number",
@@ -80,6 +81,31 @@ def agent_json(state: WorldState, i: int) -> dict[str, Any]:
         "affinity": {state.specs[other].id: fixed_to_number(value) for other, value in sorted(affinity.items())},
         "whisper": _whisper_json(state, i),
     }
+
+
+def agent_briefs(state: WorldState, start: int, stop: int) -> list[dict[str, Any]]:
+    """Agents ``start..stop-1`` as a live canvas draws them: id, name, mind, and mood and energy as numbers; none of
+    the memories and affinities that make the full view heavy. Columns are converted once, not agent by agent."""
+    ids = range(start, min(stop, state.size))
+    if not ids:
+        return []
+    valence = (state.valence[ids.start : ids.stop] / SCALE).tolist()
+    arousal = (state.arousal[ids.start : ids.stop] / SCALE).tolist()
+    energy = (state.energy[ids.start : ids.stop] / SCALE).tolist()
+    rows = []
+    for n, i in enumerate(ids):
+        spec = state.specs[i]
+        rows.append(
+            {
+                "id": spec.id,
+                "name": spec.name,
+                "mind": spec.mind,
+                "valence": valence[n],
+                "arousal": arousal[n],
+                "energy": energy[n],
+            }
+        )
+    return rows
 
 
 def _whisper_json(state: WorldState, i: int) -> dict[str, Any] | None:

@@ -118,11 +118,14 @@ def test_the_bench_commands_load_when_asked_for() -> None:
     listed = CliRunner().invoke(app, ["bench", "--help"])
     assert listed.exit_code == 0, listed.output
     commands = [line.split()[0] for line in listed.output.split("Commands:")[1].splitlines() if line.strip()]
-    assert commands == ["api", "package", "tick", "storage"]
+    assert commands == ["api", "dashboard", "package", "tick", "storage"]
     shown = CliRunner().invoke(app, ["bench", "api", "--help"])
     assert shown.exit_code == 0, shown.output
     assert "Usage: soulfra bench api [OPTIONS]" in shown.output
     assert "--connections" in shown.output
+    dashboard = CliRunner().invoke(app, ["bench", "dashboard", "--help"])
+    assert dashboard.exit_code == 0, dashboard.output
+    assert "--canvas-agents" in dashboard.output
 
 
 def test_a_benchmark_without_the_bench_extra_is_one_line(

@@ -189,7 +189,13 @@ async def test_real_answers_validate_against_their_models(system: System) -> Non
     assert created["token"].startswith("sft_")
     await call("GET", "/api/tokens")
     await call("DELETE", "/api/tokens/v")
-    await call("GET", "/api/audit?limit=5")
+    for url in (
+        "/api/audit?limit=5",
+        "/api/audit/verify",
+        "/api/leases",
+        "/api/instances/a/agents?limit=2&view=compact",
+    ):
+        await call("GET", url)
 
     json_routes = {
         (method, route.path)

@@ -106,7 +106,7 @@ def _policies() -> dict[tuple[str, str], Policy]:
     add("GET", None, ["/api/agents/loop", "/api/ritual/log", "/api/thread/state", "/api/loop/witness",
                       "/api/anomaly/echo", "/api/mirror/complete", "/api/mirror/snapshot/{unified_id}",
                       "/api/system/health"], by_query=True)  # fmt: skip
-    add("GET", "viewer", ["/api/instances", instance] + [instance + tail for tail in (
+    add("GET", "viewer", ["/api/instances", "/api/leases", instance] + [instance + tail for tail in (
         "/status", "/vibe/weather", "/agents/echo", "/ritual/traces", "/events", "/agents", "/agents/{agent_id}",
         "/inputs", "/protocol/rules", "/snapshots", "/snapshots/{snapshot_id}", "/unified-snapshots",
         "/unified-snapshots/{unified_id}", "/mirror/anomalies", "/mirror/seeds", "/state",
@@ -120,7 +120,7 @@ def _policies() -> dict[tuple[str, str], Policy]:
     add("POST", "puppet-master", ["/api/god/merge/preview"])  # MERGE_INSTANCES as a dry run: what it would report
     add("GET", "puppet-master", [instance + "/export", "/api/export"])
     add("POST", "puppet-master", ["/api/import"], PACKAGE_TYPES)
-    add("GET", "admin", ["/api/tokens", "/api/audit"])
+    add("GET", "admin", ["/api/tokens", "/api/audit", "/api/audit/verify"])
     add("POST", "admin", ["/api/tokens"])
     add("DELETE", "admin", ["/api/tokens/{name}", instance])
     add("PUT", "admin", [instance + "/protocol/rules"])
@@ -133,6 +133,8 @@ def _policies() -> dict[tuple[str, str], Policy]:
         table[("GET", path)] = Policy(role="viewer", scoped="{instance_id}" in path)
     for path in ("/merge", "/packages"):  # the puppet master's pages (soulfra.dashboard.puppet)
         table[("GET", path)] = Policy(role="puppet-master")
+    table[("GET", "/health")] = Policy(role="viewer")  # soulfra.dashboard.operations
+    table[("GET", "/audit")] = Policy(role="admin")
     for path in ("/login", "/logout"):
         table[("POST", path)] = Policy(role=None, mutating=True, content_types=("application/x-www-form-urlencoded",))
     return table

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 
 from soulfra import __version__
 from soulfra.api.access import AccessControl, AccessSettings, RateLimits, identity_of
@@ -37,6 +39,7 @@ from soulfra.api.models import (
     Traces,
     WeatherReport,
 )
+from soulfra.api.operations import operations_router
 from soulfra.api.reflection import reflection_router
 from soulfra.api.stream import LiveStreams
 from soulfra.errors import (
@@ -129,6 +132,12 @@ STATUS: dict[type[SoulfraError], int] = {
 }
 
 
+GZIP_MIN_BYTES = 1024  # smaller replies go as they are: a header and a deflate block would save little
+GZIP_LEVEL = 6  # zlib's default: within a few percent of 9 on JSON, at about half its time on a 1 MB page
+# Starlette's own list (the live streams' text/event-stream among them) and the packages, which are zip files already
+NOT_GZIPPED = (*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/vnd.soulfra.package+zip")
+
+
 def status_for(error: SoulfraError) -> int:
     """The HTTP status of ``error``: that of the most specific of its classes in ``STATUS`` (the root is there)."""
     return next(STATUS[cls] for cls in type(error).__mro__ if cls in STATUS)
@@ -182,6 +191,12 @@ def create_app(
             CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["authorization", "content-type", "x-request-id"], expose_headers=["x-request-id"],
         )  # fmt: skip
+    # Outermost, so that every reply is compressed: the fast path's, access control's refusals, the static files.
+    # Not the live streams: GZipMiddleware passes text/event-stream through as it is (compressing it would hold
+    # events back until a block fills).
+    app.add_middleware(
+        GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL, exclude_content_types=NOT_GZIPPED
+    )
 
     @app.exception_handler(SoulfraError)
     async def soulfra_error(request: Request, exc: SoulfraError) -> JSONResponse:
@@ -306,10 +321,13 @@ def create_app(
     app.include_router(history_router(gateway))
     app.include_router(reflection_router(gateway))  # the original Soulfra's public reflection paths
     app.include_router(admin_router(tokens, tokens.store))
+    app.include_router(operations_router(gateway, recorder))
     app.include_router(docs_router(app.title, str(app.openapi_url)))
+    from soulfra.dashboard.operations import operations_pages  # noqa: PLC0415 -- as the dashboard's routes
     from soulfra.dashboard.routes import dashboard_router  # noqa: PLC0415 -- the dashboard's routes import this package
 
     app.include_router(dashboard_router(gateway, tokens, sessions, guard))
+    app.include_router(operations_pages(sessions))  # the dashboard's audit and health views
     for router in extra:
         app.include_router(router)
     return app

@@ -35,7 +35,7 @@ from soulfra.errors import (
 from soulfra.offload import Lane, off_loop
 from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, int_field, op_subject
 from soulfra.platforms.replies import InputAck, RunState
-from soulfra.projection import agent_json, snapshot_json, vibe_to_json
+from soulfra.projection import agent_briefs, agent_json, snapshot_json, vibe_to_json
 from soulfra.reflection import agent_loop_json, loop_json, threads_json
 from soulfra.store.ports import SnapshotInfo
 from soulfra.world import World
@@ -46,12 +46,14 @@ from soulfra.world.model import WorldState
 MIN_RATE = 0.001  # ticks a second: one tick every 1,000 seconds
 MAX_RATE = 1e9  # one tick a nanosecond, the clock's resolution
 
-__all__ = ["MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "TickFailure"]
+__all__ = ["MAX_COMPACT_PAGE", "MAX_FULL_PAGE", "MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "TickFailure"]
 
 log = logging.getLogger(__name__)
 
 KEPT_CAPTURES = 4  # captures waiting to be saved; an older one nobody saved is dropped
 MAX_INPUTS_PER_REQUEST = 256
+MAX_FULL_PAGE = 1000  # agents in one page of the full view (memories and affinities: about 1 KB each)
+MAX_COMPACT_PAGE = 10_000  # agents in one page of the compact view (about 100 bytes each)
 MAX_FAILURE_MESSAGE = 500  # characters of an exception's message kept in the status
 
 
@@ -267,12 +269,16 @@ class RuntimePlatform(Platform):
             )
 
     def _tick_message(self, tick: int, events: list[Event]) -> bytes:
+        """What the tick's readers get. ``at_ms`` is the wall-clock time (Unix ms) the tick was done and its write
+        made: the platform's, never the world's (a world has no clock), carried so that a reader far down the line
+        (a browser) can tell how long the tick took to reach it."""
         state = self.world.world.state
         return encode(
             {
                 "instance": self.instance_id,
                 "tick": tick,
                 "after": state.tick,
+                "at_ms": time.time_ns() // 1_000_000,
                 "events": [event_to_json(e) for e in events],
                 "vibe": vibe_to_json(state.vibe),
             }
@@ -344,11 +350,20 @@ class RuntimePlatform(Platform):
         }
 
     async def agents(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A page of agents: ``view`` "full" (the default: every field, at most 1,000 a page) or "compact" (what a
+        live canvas draws: id, name, mind, mood and energy, at most 10,000 a page)."""
         await self._settled()
         state = self.world.world.state
+        view = body.get("view", "full")
+        if view not in ("full", "compact"):
+            raise InputError(f"'view' must be full or compact, not {view!r}")
         offset = int_field(body, "offset", 0, 0, 1 << 31)
-        limit = int_field(body, "limit", 100, 1, 1000)
-        rows = [agent_json(state, i) for i in range(offset, min(state.size, offset + limit))]
+        if view == "compact":
+            limit = int_field(body, "limit", 100, 1, MAX_COMPACT_PAGE)
+            rows = agent_briefs(state, offset, offset + limit)
+        else:
+            limit = int_field(body, "limit", 100, 1, MAX_FULL_PAGE)
+            rows = [agent_json(state, i) for i in range(offset, min(state.size, offset + limit))]
         return {"tick": state.tick, "total": state.size, "offset": offset, "agents": rows}
 
     async def agent(self, body: dict[str, Any]) -> dict[str, Any]:

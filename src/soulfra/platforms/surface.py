@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -131,8 +132,9 @@ class SurfacePlatform(Platform):
         after = int(body["after"])
         if after <= self.tick and self._seq:
             return  # a repeat (a replayed stream) of what is already projected
+        at_ms = body.get("at_ms")
         for event in body["events"]:
-            self._project(event)
+            self._project(event, at_ms)
         vibe = body.get("vibe")
         if vibe != self.weather:
             self._versions["weather"] += 1
@@ -147,7 +149,7 @@ class SurfacePlatform(Platform):
     async def _on_platform_event(self, message: Message) -> None:
         body = decode(message.payload)
         kind = str(body.get("kind", "event"))
-        self._push(kind, int(body.get("tick", self.tick)), body)
+        self._push(kind, int(body.get("tick", self.tick)), body, time.time_ns() // 1_000_000)
         self._changed.notify()
 
     def _remember_weather(self, tick: int, vibe: dict[str, Any]) -> None:
@@ -155,7 +157,7 @@ class SurfacePlatform(Platform):
         self.history.append(entry)
         self._history_json.append(encode(entry))
 
-    def _project(self, event: dict[str, Any]) -> None:
+    def _project(self, event: dict[str, Any], at_ms: int | None = None) -> None:
         kind = event["kind"]
         tick = int(event["tick"])
         if kind in ECHO_KINDS:
@@ -171,12 +173,17 @@ class SurfacePlatform(Platform):
             self.possessed[event["agent"]] = event.get("operator", "puppet-master")
         elif kind == "agent_released":
             self.possessed.pop(event["agent"], None)
-        self._push(kind, tick, event)
+        self._push(kind, tick, event, at_ms)
 
-    def _push(self, kind: str, tick: int, data: dict[str, Any]) -> None:
+    def _push(self, kind: str, tick: int, data: dict[str, Any], at_ms: int | None) -> None:
+        """Number an event for the stream. ``at_ms``: when its tick was done (the runtime's wall clock, Unix ms) or,
+        for a platform's own event, when it arrived here; left out when unknown (a message from an older runtime)."""
         self._seq += 1
         channel = CHANNELS.get(kind, "world:event")
-        self._stream.append({"seq": self._seq, "tick": tick, "channel": channel, "kind": kind, "data": data})
+        item = {"seq": self._seq, "tick": tick, "channel": channel, "kind": kind, "data": data}
+        if at_ms is not None:
+            item["at_ms"] = at_ms
+        self._stream.append(item)
 
     # -- ops ----------------------------------------------------------------------------------------------------
 

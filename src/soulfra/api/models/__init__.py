@@ -9,8 +9,10 @@ from soulfra.api.models.god import GodReply
 from soulfra.api.models.instances import Deleted, ImportReply, InstanceDetail, InstanceList, InstanceSummary
 from soulfra.api.models.requests import ActBody, OverrideBody, PossessBody, RulesBody, ValidateBody, WhisperBody
 from soulfra.api.models.runtime import (
+    AgentBrief,
     AgentPage,
     AgentReply,
+    CompactAgentPage,
     Health,
     InputPage,
     InstanceAck,
@@ -24,7 +26,17 @@ from soulfra.api.models.runtime import (
     SnapshotDetail,
     SnapshotList,
 )
-from soulfra.api.models.security import AuditPage, AuditRow, TokenBody, TokenCreated, TokenInfo, TokenList
+from soulfra.api.models.security import (
+    AuditPage,
+    AuditRow,
+    AuditVerification,
+    Lease,
+    LeaseList,
+    TokenBody,
+    TokenCreated,
+    TokenInfo,
+    TokenList,
+)
 from soulfra.api.models.surface import (
     Anomalies,
     Echoes,
@@ -39,11 +51,14 @@ from soulfra.api.models.surface import (
 
 __all__ = [
     "ActBody",
+    "AgentBrief",
     "AgentPage",
     "AgentReply",
     "Anomalies",
     "AuditPage",
     "AuditRow",
+    "AuditVerification",
+    "CompactAgentPage",
     "Deleted",
     "Echoes",
     "GodReply",
@@ -55,6 +70,8 @@ __all__ = [
     "InstanceList",
     "InstanceStatus",
     "InstanceSummary",
+    "Lease",
+    "LeaseList",
     "NotReady",
     "Overridden",
     "OverrideBody",

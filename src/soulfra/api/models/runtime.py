@@ -209,6 +209,24 @@ class AgentPage(Closed):
     agents: list[Agent]
 
 
+class AgentBrief(Closed):
+    """An agent as a live view draws it (``view=compact``): mood and energy as numbers, nothing heavier."""
+
+    id: str
+    name: str
+    mind: str
+    valence: float = Field(description="Mood valence, -1 (low) to 1 (glad)")
+    arousal: float = Field(description="Mood arousal, 0 (still) to 1 (stirred)")
+    energy: float = Field(description="Energy, 0 to 1")
+
+
+class CompactAgentPage(Closed):
+    tick: int
+    total: int
+    offset: int
+    agents: list[AgentBrief]
+
+
 class AgentReply(Closed):
     tick: int
     agent: Agent

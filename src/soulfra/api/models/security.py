@@ -61,3 +61,38 @@ class AuditRow(Closed):
 class AuditPage(Closed):
     entries: list[AuditRow]
     next_after: int = Field(description="Pass as ?after= for the next page (the last id here, or the one given)")
+
+
+class SignedHeadCheck(Closed):
+    where: str = Field(description="Where the signed head was kept: database, or the head file outside it")
+    row_id: int
+    row_hash: str
+    signed_at: str
+    signature_checked: bool = Field(description="False when this server has no installation key to check it with")
+
+
+class AuditVerification(Closed):
+    """The audit log's hash chain as ``soulfra audit verify`` checks it: every row chained to the one before, the
+    recorded head, and the signed heads; the first bad row and what is wrong with it when it does not hold."""
+
+    ok: bool
+    rows: int
+    head_id: int
+    head_hash: str
+    signed: SignedHeadCheck | None = Field(description="The latest signed head checked; None when none was signed")
+    bad_row: int | None
+    problem: str | None
+
+
+class Lease(Closed):
+    key: str = Field(description="An instance id, or :puppet-master for the server's own lease")
+    epoch: int = Field(description="The fencing epoch: raised each time the lease is taken over")
+    pid: int
+    host: str
+    since: str
+    live: bool = Field(description="False once released, or when its holder is gone")
+
+
+class LeaseList(Closed):
+    kept: bool = Field(description="False on a server with no store: it reads no leases")
+    leases: list[Lease]

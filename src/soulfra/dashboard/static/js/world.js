@@ -11,10 +11,10 @@ const $ = (id) => document.getElementById(id);
 
 const FEED_MAX = 200; // feed entries kept on the page
 const REFRESH_MS = 1000; // state reads at most this often, however many events arrive
-// The agents page is large (about 0.9 MB of JSON at 1,000 agents: every agent's memories and affinities), so it is
-// read less often than the status and the weather; a compact agents view in the API would let this go to 1 s.
-const AGENTS_MS = 3000;
-const AGENT_PAGE = 1000; // the API's largest page
+// The agents are read in the API's compact view (id, name, mind, valence, arousal, energy: about 100 bytes an agent
+// before gzip), so they refresh as often as the rest; a click reads one agent's full record.
+const AGENTS_MS = 1000;
+const AGENT_PAGE = 10000; // the compact view's largest page
 const AGENT_MAX = 10000;
 const LIST_MAX = 12; // agents listed under the canvas (search narrows the list)
 
@@ -76,7 +76,7 @@ async function loadWeather() {
 async function loadAgents() {
   const agents = [];
   for (let offset = 0; offset < AGENT_MAX; offset += AGENT_PAGE) {
-    const page = await getJson(`${base}/agents?offset=${offset}&limit=${AGENT_PAGE}`);
+    const page = await getJson(`${base}/agents?view=compact&offset=${offset}&limit=${AGENT_PAGE}`);
     agents.push(...page.agents);
     if (agents.length >= page.total || page.agents.length === 0) break;
   }
@@ -278,6 +278,7 @@ function addToFeed(event) {
   const [title, body] = describe(event);
   const item = document.createElement("li");
   item.className = `feed-item channel-${event.channel.replace(":", "-")} kind-${event.kind}`;
+  if (event.at_ms) item.dataset.at = event.at_ms; // when the tick was done (server clock): tick-to-screen latency
   const tick = document.createElement("span");
   tick.className = "feed-tick";
   tick.textContent = `t${event.tick}`;
