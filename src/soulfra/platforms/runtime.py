@@ -30,17 +30,15 @@ from soulfra.errors import (
     NotFoundError,
     SoulfraError,
     StorageError,
-    UnknownAgentError,
 )
 from soulfra.offload import Lane, off_loop
-from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, int_field, op_subject
+from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, op_subject
 from soulfra.platforms.replies import InputAck, RunState
-from soulfra.projection import agent_briefs, agent_json, snapshot_json, vibe_to_json
-from soulfra.reflection import agent_loop_json, loop_json, threads_json
+from soulfra.platforms.runtime_reads import MAX_COMPACT_PAGE, MAX_FULL_PAGE, RuntimeReads
+from soulfra.projection import snapshot_json, vibe_to_json
 from soulfra.store.ports import SnapshotInfo
 from soulfra.world import World
 from soulfra.world.events import Event, event_to_json
-from soulfra.world.inputs import input_to_json
 from soulfra.world.model import WorldState
 
 MIN_RATE = 0.001  # ticks a second: one tick every 1,000 seconds
@@ -52,8 +50,6 @@ log = logging.getLogger(__name__)
 
 KEPT_CAPTURES = 4  # captures waiting to be saved; an older one nobody saved is dropped
 MAX_INPUTS_PER_REQUEST = 256
-MAX_FULL_PAGE = 1000  # agents in one page of the full view (memories and affinities: about 1 KB each)
-MAX_COMPACT_PAGE = 10_000  # agents in one page of the compact view (about 100 bytes each)
 MAX_FAILURE_MESSAGE = 500  # characters of an exception's message kept in the status
 
 
@@ -90,7 +86,7 @@ class _Capture:
         self.pause_ns = pause_ns
 
 
-class RuntimePlatform(Platform):
+class RuntimePlatform(RuntimeReads, Platform):
     """The tick loop. ``rate`` is ticks per second, or ``None`` for as fast as the world goes.
 
     ``pause`` stops the ticks of this world only; ``override`` stops every platform of the instance (broadcast on
@@ -335,62 +331,6 @@ class RuntimePlatform(Platform):
         )
         return report
 
-    async def view(self, body: dict[str, Any]) -> dict[str, Any]:
-        """What the runtime says of the shared domains, for the surface's start and the mirror's comparison."""
-        await self._settled()
-        state = self.world.world.state
-        return {
-            "tick": state.tick,
-            "vibe": vibe_to_json(state.vibe),
-            "possessed": {state.specs[i].id: operator for i, operator in sorted(state.possessed.items())},
-            "agents": [{"id": spec.id, "name": spec.name} for spec in state.specs[:64]],
-            "rituals": {str(r.id): r.stage for r in state.rituals.values()},
-            "loop": state.loop.index,
-            "agent_count": state.size,
-        }
-
-    async def agents(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A page of agents: ``view`` "full" (the default: every field, at most 1,000 a page) or "compact" (what a
-        live canvas draws: id, name, mind, mood and energy, at most 10,000 a page)."""
-        await self._settled()
-        state = self.world.world.state
-        view = body.get("view", "full")
-        if view not in ("full", "compact"):
-            raise InputError(f"'view' must be full or compact, not {view!r}")
-        offset = int_field(body, "offset", 0, 0, 1 << 31)
-        if view == "compact":
-            limit = int_field(body, "limit", 100, 1, MAX_COMPACT_PAGE)
-            rows = agent_briefs(state, offset, offset + limit)
-        else:
-            limit = int_field(body, "limit", 100, 1, MAX_FULL_PAGE)
-            rows = [agent_json(state, i) for i in range(offset, min(state.size, offset + limit))]
-        return {"tick": state.tick, "total": state.size, "offset": offset, "agents": rows}
-
-    async def agent(self, body: dict[str, Any]) -> dict[str, Any]:
-        await self._settled()
-        state = self.world.world.state
-        agent_id = body.get("agent")
-        if not isinstance(agent_id, str) or agent_id not in state.index:
-            raise UnknownAgentError(f"no agent {agent_id!r} in {self.instance_id}")
-        return {"tick": state.tick, "agent": agent_json(state, state.index[agent_id])}
-
-    async def agent_loop(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Each agent's phase in its loop (``soulfra.reflection.agent_phase``), counted, and a page of agents."""
-        await self._settled()
-        offset = int_field(body, "offset", 0, 0, 1 << 31)
-        limit = int_field(body, "limit", 100, 1, 1000)
-        return agent_loop_json(self.world.world.state, offset, limit)
-
-    async def loop(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The loop under way and its phase."""
-        await self._settled()
-        return loop_json(self.world.world.state)
-
-    async def threads(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The open threads, with how long each has been quiet."""
-        await self._settled()
-        return threads_json(self.world.world.state)
-
     async def whisper(self, body: dict[str, Any]) -> dict[str, Any]:
         item = {key: value for key, value in body.items() if key in ("target", "text", "tone", "tick")}
         item["type"] = "whisper"
@@ -420,12 +360,6 @@ class RuntimePlatform(Platform):
             "instance": self.instance_id,
             "acks": [InputAck(seq=s.seq, tick=s.tick, type=s.input.type).to_json() for s in stored],
         }
-
-    async def inputs(self, body: dict[str, Any]) -> dict[str, Any]:
-        after = int_field(body, "after", 0, 0, 1 << 62)
-        limit = int_field(body, "limit", 100, 1, 1000)
-        chosen = await off_loop(self.world.store.inputs.page, self.instance_id, after_seq=after, limit=limit)
-        return {"inputs": [{"seq": s.seq, "tick": s.tick, "input": input_to_json(s.input)} for s in chosen]}
 
     async def pause(self, body: dict[str, Any]) -> dict[str, Any]:
         self.paused = True
@@ -463,24 +397,6 @@ class RuntimePlatform(Platform):
             self._refuse_if_failed("snapshots")
             info = await off_loop(self.world.snapshot, kind)
         return snapshot_json(info)
-
-    async def snapshots(self, body: dict[str, Any]) -> dict[str, Any]:
-        rows = await off_loop(self.world.store.snapshots.list_snapshots, self.instance_id)
-        return {"snapshots": [snapshot_json(info) for info in rows]}
-
-    async def snapshot_info(self, body: dict[str, Any]) -> dict[str, Any]:
-        wanted = body.get("id")
-        if isinstance(wanted, bool) or not isinstance(wanted, int):
-            raise InputError("'id' must be a snapshot id (an integer)")
-        info, state = await off_loop(self.world.store.snapshots.load, wanted)
-        if info.instance_id != self.instance_id:
-            raise NotFoundError(f"{self.instance_id} has no snapshot {wanted}")
-        return {
-            **snapshot_json(info),
-            "agents": state.size,
-            "loop": state.loop.index,
-            "vibe": vibe_to_json(state.vibe),
-        }
 
     async def capture(self, body: dict[str, Any]) -> dict[str, Any]:
         """Stop between two ticks just long enough to copy the state and read the runtime's view of it; the
