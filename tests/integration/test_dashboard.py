@@ -234,6 +234,11 @@ def test_the_world_page_is_live_and_shows_an_agent(watched: Watched, server: Ser
     for part in ("Arty (arty)", "Personality", "warmth", "Memories", "Affinities"):
         assert part in detail, detail
     page.fill("#agent-filter", "")
+    page.select_option("#agent-mind", "governor")  # one mind only: the list (and the canvas) show governors alone
+    until(page, "[...document.querySelectorAll('#agent-list .agent-button')].every("
+                "(b) => b.textContent.includes('governor')) && document.querySelector("
+                "'#agent-list .agent-button[data-agent=\"cal-riven\"]') !== null")  # fmt: skip
+    page.select_option("#agent-mind", "")
     page.screenshot(path=str(shots / "world.png"), full_page=True)
     watched.assert_clean()
 

@@ -18,7 +18,7 @@ const AGENT_PAGE = 10000; // the compact view's largest page
 const AGENT_MAX = 10000;
 const LIST_MAX = 12; // agents listed under the canvas (search narrows the list)
 
-const view = { tick: -1, agents: [], history: [], selected: null, filter: "" };
+const view = { tick: -1, agents: [], history: [], selected: null, filter: "", mind: "" };
 
 function setText(id, text) {
   const el = $(id);
@@ -33,6 +33,7 @@ function showTick(tick) {
 }
 
 function matches(agent) {
+  if (view.mind && agent.mind !== view.mind) return false;
   if (!view.filter) return true;
   return agent.id.toLowerCase().includes(view.filter) || (agent.name ?? "").toLowerCase().includes(view.filter);
 }
@@ -374,6 +375,10 @@ function wireControls() {
 async function start() {
   $("agent-filter").addEventListener("input", (event) => {
     view.filter = event.currentTarget.value.trim().toLowerCase();
+    drawAgentViews();
+  });
+  $("agent-mind").addEventListener("change", (event) => {
+    view.mind = event.currentTarget.value;
     drawAgentViews();
   });
   $("agent-canvas").addEventListener("click", (event) => {
