@@ -250,3 +250,16 @@ async def test_pages_and_assets_allow_only_this_server(system: System) -> None:
         assert again.status_code == 304
         assert (await browser.get("/static/../routes.py")).status_code == 404
         assert (await browser.get("/static/nothing.js")).status_code == 404
+
+
+async def test_a_page_opened_without_a_session_sends_the_browser_to_sign_in(system: System) -> None:
+    async with system.browser() as browser:
+        for path in ("/worlds/a", "/merge", "/packages", "/health", "/audit"):
+            page = await browser.get(path)
+            assert (page.status_code, page.headers["location"]) == (303, "/"), path
+        assert (await browser.get("/")).status_code == 200  # the sign-in form itself
+        data = await browser.get("/api/instances/a/status")  # a client's read is still refused as JSON
+        assert data.status_code == 401
+        assert data.json()["code"] == "unauthenticated"
+        fragment = await browser.get("/ui/instances")  # htmx's refresh: a 401 it turns into the sign-in form
+        assert fragment.status_code == 401

@@ -223,6 +223,10 @@ class AccessControl:
         except SoulfraError as exc:
             if reply.started:
                 raise
+            page = policy is not None and policy.page and method == "GET" and _bearer(scope) is None
+            if isinstance(exc, AuthenticationError) and page:
+                await _to_sign_in(guarded)  # a person at a browser, not a client: the form, not a 401
+                return
             await _refuse(guarded, exc)
 
     async def _admit(self, scope: Scope, policy: Policy | None, instance: str | None, reply: _Reply) -> None:
@@ -408,6 +412,13 @@ def _decorated(send: Send, reply: _Reply) -> Send:
         await send(message)
 
     return decorated
+
+
+async def _to_sign_in(send: Send) -> None:
+    """303 to the dashboard's sign-in form (``/``)."""
+    headers = [(b"location", b"/"), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _refuse(send: Send, error: SoulfraError) -> None:

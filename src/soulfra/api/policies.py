@@ -22,7 +22,8 @@ class Policy:
     viewers). ``scoped``: the route names an instance (``{instance_id}``), which the caller's token must cover.
     ``mutating``: it changes something, so it is audited, rate limited, and takes only ``content_types``.
     ``by_query``: the route reads the default instance, or the one ``?instance=`` names; naming one takes a viewer
-    token that covers it (404 otherwise, as for an instance that does not exist)."""
+    token that covers it (404 otherwise, as for an instance that does not exist). ``page``: a dashboard page a
+    person opens in a browser; asked for without a session, it sends them to the sign-in form instead of a 401."""
 
     role: str | None
     scoped: bool = False
@@ -30,6 +31,7 @@ class Policy:
     content_types: tuple[str, ...] = ()
     surface: bool = False
     by_query: bool = False
+    page: bool = False
 
 
 def _policies() -> dict[tuple[str, str], Policy]:
@@ -76,12 +78,12 @@ def _policies() -> dict[tuple[str, str], Policy]:
     # credentials, and are audited.
     for path in ("/", "/static/{asset:path}"):
         table[("GET", path)] = Policy(role=None)
-    for path in ("/ui/instances", "/worlds/{instance_id}"):
-        table[("GET", path)] = Policy(role="viewer", scoped="{instance_id}" in path)
+    table[("GET", "/ui/instances")] = Policy(role="viewer")
+    table[("GET", "/worlds/{instance_id}")] = Policy(role="viewer", scoped=True, page=True)
     for path in ("/merge", "/packages"):  # the puppet master's pages (soulfra.dashboard.puppet)
-        table[("GET", path)] = Policy(role="puppet-master")
-    table[("GET", "/health")] = Policy(role="viewer")  # soulfra.dashboard.operations
-    table[("GET", "/audit")] = Policy(role="admin")
+        table[("GET", path)] = Policy(role="puppet-master", page=True)
+    table[("GET", "/health")] = Policy(role="viewer", page=True)  # soulfra.dashboard.operations
+    table[("GET", "/audit")] = Policy(role="admin", page=True)
     for path in ("/login", "/logout"):
         table[("POST", path)] = Policy(role=None, mutating=True, content_types=("application/x-www-form-urlencoded",))
     return table
