@@ -8,7 +8,6 @@ failed requests and requests that leave the server (the fixtures are test_dashbo
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from .support import Server, running_server, wait_for
 from .test_dashboard import Watched, sign_in, until
 from .test_dashboard import browser as browser  # noqa: PLC0414 -- the module-scoped fixture, shared
+from .test_dashboard import shots as shots  # noqa: PLC0414
 from .test_dashboard import watched as watched  # noqa: PLC0414
 
 if TYPE_CHECKING:
@@ -40,14 +40,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             seeds = f"/api/instances/{DEFAULT}/mirror/seeds"
             wait_for(lambda: bool(got(client, seeds)["seeds"]), timeout=60, what="the mirror's seed for loop 1")
         yield running
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = os.environ.get("SOULFRA_SCREENSHOTS")
-    path = Path(where) if where else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def head(client: httpx.Client, instance: str) -> int:
