@@ -60,6 +60,7 @@ def _policies() -> dict[tuple[str, str], Policy]:
         "/inputs", "/protocol/rules", "/snapshots", "/snapshots/{snapshot_id}", "/unified-snapshots",
         "/unified-snapshots/{unified_id}", "/mirror/anomalies", "/mirror/seeds", "/state",
     )])  # fmt: skip
+    add("GET", "viewer", ["/metrics"])  # a Prometheus scrape sends a viewer token (soulfra.api.metrics says why)
     add("POST", "operator", [instance + tail for tail in (
         "/whispers", "/pause", "/resume", "/override", "/snapshots", "/unified-snapshots", "/protocol/validate",
         "/agents/{agent_id}/possess", "/agents/{agent_id}/act", "/agents/{agent_id}/release",
