@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from soulfra.api.access import AccessSettings
 from soulfra.bus import InMemoryBus
 from soulfra.durable import DurableWorld
 from soulfra.errors import NotFoundError, UnknownAgentError
@@ -22,10 +23,12 @@ from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.metrics import OTHER_INSTANCES, UNMATCHED_ROUTE, InstanceLabels, Metrics
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.platforms.runtime import RuntimePlatform
+from soulfra.security.local import read_home_token
 from soulfra.store import InMemoryStore
+from soulfra.system import EmbeddedSettings, embedded_app
 from soulfra.world import DEFAULT_WORLD
 
-from .support import api_in_process, client_for
+from .support import TEST_HOST, api_in_process, client_for, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -195,3 +198,27 @@ async def test_metrics_needs_a_viewer_token_and_parses_as_prometheus_text(
 
 def _families(metrics: Metrics) -> list[Metric]:
     return list(text_string_to_metric_families(metrics.render().decode()))
+
+
+async def test_soulfra_up_counts_its_ticks_and_requests_in_one_registry(tmp_path: Path) -> None:
+    """The composition root wires one ``Metrics`` through the engine, every runtime and the API: the default
+    instance's ticks show on /metrics beside the requests that read them."""
+    access = AccessSettings.for_host("127.0.0.1", [TEST_HOST])
+    settings = EmbeddedSettings(data=tmp_path / "data", home=tmp_path / "home", rate=200.0, access=access)
+    app = embedded_app(settings)
+    token = read_home_token(settings.home)
+    async with app.router.lifespan_context(app), client_for(app, token) as client:
+        metrics: Metrics = app.state.metrics
+        assert metrics is app.state.engine.metrics
+        default = app.state.gateway.default_instance
+        await wait_until(
+            "the default instance ticks", lambda: value(metrics, "soulfra_ticks_total", instance=default) > 2
+        )
+        reply = await client.get("/metrics")
+        assert reply.status_code == 200
+        ticks = {s.labels["instance"]: s.value for f in text_string_to_metric_families(reply.text)
+                 if f.name == "soulfra_ticks" for s in f.samples if s.name == "soulfra_ticks_total"}  # fmt: skip
+        assert set(ticks) == {default}
+        assert ticks[default] > 2
+        assert (await client.get("/metrics")).status_code == 200
+        assert value(metrics, "soulfra_http_requests_total", method="GET", route="/metrics", status="200") == 2
