@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from soulfra.api.access import AccessSettings
 from soulfra.bus import InMemoryBus
 from soulfra.durable import DurableWorld
-from soulfra.errors import NotFoundError, UnknownAgentError
+from soulfra.errors import NotFoundError, StorageUnavailableError, UnknownAgentError
 from soulfra.meta.commands import FreezeTime
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.metrics import OTHER_INSTANCES, UNMATCHED_ROUTE, InstanceLabels, Metrics
@@ -97,6 +97,30 @@ async def test_a_refused_whisper_counts_under_its_code_and_an_accepted_one_under
         assert value(metrics, "soulfra_inputs_total", outcome="ok") == 4
         assert value(metrics, "soulfra_inputs_total", outcome=UnknownAgentError.code) == 1
     finally:
+        await runtime.shutdown()
+
+
+async def test_a_snapshot_counts_its_stored_bytes_and_a_storage_failure_counts_as_one(
+    bus: InMemoryBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metrics = Metrics()
+    runtime = await _runtime(metrics, "w", bus)
+    try:
+        taken = await runtime.snapshot({})
+        assert value(metrics, "soulfra_snapshot_bytes_count") == 1
+        assert value(metrics, "soulfra_snapshot_bytes_sum") == taken["stored_size"]
+        assert value(metrics, "soulfra_snapshot_duration_seconds_count") == 1
+
+        def unavailable(kind: str) -> None:
+            raise StorageUnavailableError("the disk went away")
+
+        monkeypatch.setattr(runtime.world, "snapshot", unavailable)
+        with pytest.raises(StorageUnavailableError):
+            await runtime.snapshot({})
+        assert value(metrics, "soulfra_storage_errors_total") == 1
+        assert value(metrics, "soulfra_snapshot_bytes_count") == 1
+    finally:
+        monkeypatch.undo()
         await runtime.shutdown()
 
 
