@@ -1,5 +1,8 @@
 """Who may call each route of the API and the dashboard: one table, ``POLICIES``, keyed by (method, route template).
-``soulfra.api.access`` enforces it; a route with no entry here fails closed there."""
+``soulfra.api.access`` enforces it; a route with no entry here fails closed there.
+
+``GET /metrics`` takes a viewer token, not none: Prometheus sends one as a bearer token on each scrape, and the
+numbers (instances, ticks, traffic, refusals) describe the installation, which anonymous callers have no need of."""
 
 from __future__ import annotations
 

@@ -204,7 +204,7 @@ class RuntimePlatform(RuntimeReads, Platform):
                     self._fail(exc, tick)
                     if isinstance(exc, StorageError):
                         self.metrics.storage_errors.inc()
-                    if not isinstance(exc, StorageError):  # the world raised halfway through a tick
+                    else:  # the world raised halfway through a tick
                         await self._restore(tick)
                     return
             done += 1
