@@ -38,6 +38,7 @@ from soulfra.errors import ConfigError, OutputError
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
+from soulfra.metrics import Metrics
 from soulfra.offload import off_loop
 from soulfra.platforms.base import PLATFORMS, Platform
 from soulfra.platforms.instance import InstanceSettings
@@ -119,11 +120,12 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
         raise OutputError(f"cannot create the data directory {settings.data}: {exc.strerror}") from None
     store = SqlStore.open(settings.database_url())
     bus = InMemoryBus()
+    metrics = Metrics()  # this system's registry: its runtimes, god commands, HTTP requests and streams count there
     keyring = KeyRing(settings.home)
     tokens = TokenService(store)
     try:
         recorder = AuditRecorder(store, signer=keyring.signer(), head_file=head_file_for(settings.database_url()))
-        engine = _engine(store, bus, settings, recorder)
+        engine = _engine(store, bus, settings, recorder, metrics)
     except BaseException:
         store.close()
         raise
@@ -158,7 +160,7 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
     router = meta_router(engine, gateway, keyring, Limits(), spool=settings.data)
     app = create_app(
         gateway, lifespan=lifespan, extra=[router], limits=settings.limits, tokens=tokens, recorder=recorder,
-        access=settings.access,
+        access=settings.access, metrics=metrics,
     )  # fmt: skip
     app.state.engine = engine
     app.state.tokens = tokens
@@ -167,7 +169,7 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
 
 
 def _engine(
-    store: SqlStore, bus: InMemoryBus, settings: EmbeddedSettings, recorder: AuditRecorder
+    store: SqlStore, bus: InMemoryBus, settings: EmbeddedSettings, recorder: AuditRecorder, metrics: Metrics
 ) -> PuppetMasterEngine:
     """The puppet master, auditing through the API's recorder (so a god command through the API is one row)."""
     engine_settings = EngineSettings(
@@ -175,6 +177,7 @@ def _engine(
             rate=settings.rate,
             cycle_every=settings.cycle_every,
             durability=DurabilitySettings(snapshot_every=settings.snapshot_every),
+            metrics=metrics,
         )
     )
     return PuppetMasterEngine(store, bus, engine_settings, recorder=recorder)

@@ -76,7 +76,7 @@ async def api_in_process(
     tokens = TokenService(store)
     access = access or AccessSettings.for_host("127.0.0.1", [TEST_HOST])
     router = meta_router(engine, gateway, KeyRing(tmp_path / "home"), Limits())
-    app = create_app(gateway, extra=[router], tokens=tokens, recorder=recorder, access=access)
+    app = create_app(gateway, extra=[router], tokens=tokens, recorder=recorder, access=access, metrics=engine.metrics)
     app.state.engine = engine
     app.state.tokens = tokens
     app.state.recorder = recorder

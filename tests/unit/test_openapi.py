@@ -27,7 +27,7 @@ from .support import api_in_process, wait_until
 
 pytestmark = pytest.mark.anyio
 
-NOT_JSON = {"text/event-stream", PACKAGE_MEDIA_TYPE}
+NOT_JSON = {"text/event-stream", "text/plain", PACKAGE_MEDIA_TYPE}  # text/plain: /metrics, Prometheus text
 
 
 class System:

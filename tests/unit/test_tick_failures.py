@@ -356,6 +356,12 @@ async def test_a_tick_the_database_refuses_fails_its_instance_with_the_storage_c
     whispered = await up.http.post("/api/instances/doomed/whispers", json={"text": "still there?"})
     assert (whispered.status_code, whispered.json()["code"]) == (409, "instance_failed")
     assert len(failures_logged()) == 1
+    metrics = up.engine.metrics  # the failure counted once, the whisper refused under its code, the instance failed
+    metrics.render()  # the gauges of current state are read at a scrape
+    sample = metrics.registry.get_sample_value
+    assert sample("soulfra_storage_errors_total") == 1
+    assert sample("soulfra_inputs_total", {"outcome": "instance_failed"}) == 1
+    assert sample("soulfra_instances", {"status": "failed"}) == 1
     ran = up.tick("doomed")  # the tick ran in memory: the database failed, not the world
     assert ran == failing_tick + 1
 

@@ -30,6 +30,7 @@ from soulfra.api.gateway import Gateway
 from soulfra.api.history import history_router
 from soulfra.api.instances import instance_router
 from soulfra.api.limits import BodyLimits, RequestLimits
+from soulfra.api.metrics import HttpMetrics, metrics_router
 from soulfra.api.models import (
     Echoes,
     Health,
@@ -73,6 +74,7 @@ from soulfra.errors import (
     ValidationFailedError,
     WorldFileError,
 )
+from soulfra.metrics import Metrics
 from soulfra.security.audit import AuditRecorder, current_action
 from soulfra.security.sessions import SessionTable
 from soulfra.security.tokens import TokenService
@@ -164,11 +166,14 @@ def create_app(
     tokens: TokenService,
     recorder: AuditRecorder | None = None,
     access: AccessSettings | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """The API over ``gateway``. Who may call what is ``soulfra.api.access``'s: ``tokens`` authenticates,
     ``recorder`` audits every mutating request (None: nothing is audited, for tests of other things), ``access``
-    says which hosts, origins and rates are allowed."""
+    says which hosts, origins and rates are allowed. ``metrics``: the system's, served at ``/metrics`` (None: a
+    registry of the app's own)."""
     access = access or AccessSettings()
+    metrics = metrics or Metrics()
     app = FastAPI(
         title="Soulfra",
         version=__version__,
@@ -197,6 +202,8 @@ def create_app(
     app.add_middleware(
         GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL, exclude_content_types=NOT_GZIPPED
     )
+    app.add_middleware(HttpMetrics, metrics=metrics)  # outside even that: every request counted, refusals too
+    app.state.metrics = metrics
 
     @app.exception_handler(SoulfraError)
     async def soulfra_error(request: Request, exc: SoulfraError) -> JSONResponse:
@@ -315,13 +322,14 @@ def create_app(
         visible = [row for row in await gateway.list_instances() if identity.sees(str(row["id"]))]
         return {"default": gateway.default_instance, "instances": visible}
 
-    streams = app.state.streams = LiveStreams(gateway)
+    streams = app.state.streams = LiveStreams(gateway, metrics=metrics)
 
     app.include_router(instance_router(gateway, streams))
     app.include_router(history_router(gateway))
     app.include_router(reflection_router(gateway))  # the original Soulfra's public reflection paths
     app.include_router(admin_router(tokens, tokens.store))
     app.include_router(operations_router(gateway, recorder))
+    app.include_router(metrics_router(metrics))
     app.include_router(docs_router(app.title, str(app.openapi_url)))
     from soulfra.dashboard.operations import operations_pages  # noqa: PLC0415 -- as the dashboard's routes
     from soulfra.dashboard.routes import dashboard_router  # noqa: PLC0415 -- the dashboard's routes import this package

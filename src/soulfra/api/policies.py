@@ -1,5 +1,8 @@
 """Who may call each route of the API and the dashboard: one table, ``POLICIES``, keyed by (method, route template).
-``soulfra.api.access`` enforces it; a route with no entry here fails closed there."""
+``soulfra.api.access`` enforces it; a route with no entry here fails closed there.
+
+``GET /metrics`` takes a viewer token, not none: Prometheus sends one as a bearer token on each scrape, and the
+numbers (instances, ticks, traffic, refusals) describe the installation, which anonymous callers have no need of."""
 
 from __future__ import annotations
 
@@ -60,6 +63,7 @@ def _policies() -> dict[tuple[str, str], Policy]:
         "/inputs", "/protocol/rules", "/snapshots", "/snapshots/{snapshot_id}", "/unified-snapshots",
         "/unified-snapshots/{unified_id}", "/mirror/anomalies", "/mirror/seeds", "/state",
     )])  # fmt: skip
+    add("GET", "viewer", ["/metrics"])  # a Prometheus scrape sends a viewer token (soulfra.api.metrics says why)
     add("POST", "operator", [instance + tail for tail in (
         "/whispers", "/pause", "/resume", "/override", "/snapshots", "/unified-snapshots", "/protocol/validate",
         "/agents/{agent_id}/possess", "/agents/{agent_id}/act", "/agents/{agent_id}/release",

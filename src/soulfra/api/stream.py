@@ -25,6 +25,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from soulfra.api.gateway import Gateway
 from soulfra.errors import SoulfraError
+from soulfra.metrics import Metrics
 from soulfra.platforms.surface import Changed
 
 __all__ = ["BATCH", "HEARTBEAT_S", "RING", "SEND_TIMEOUT_S", "LiveStreams"]
@@ -169,6 +170,7 @@ class _EventStream(EventSourceResponse):
             await super().__call__(scope, receive, tracked)
         except SendTimeoutError:
             log.info("a stream client at %s took nothing for %g s: disconnected", _peer(scope), SEND_TIMEOUT_S)
+            self._streams.metrics.stream_dropped.inc()
             await self.drop()
         finally:
             self._streams.live.discard(self)
@@ -188,8 +190,10 @@ class LiveStreams:
     """Every live stream of this process. ``close`` ends them (at shutdown). ``disconnect``, when the server sets
     it, drops a client's connection at once, so one that reads nothing releases its buffers."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, *, metrics: Metrics | None = None) -> None:
         self.gateway = gateway
+        self.metrics = metrics or Metrics()
+        self.metrics.on_scrape(lambda: self.metrics.stream_clients.set(len(self.live)))
         self._closed = False
         self.disconnect: Disconnect | None = None
         self.live: set[_EventStream] = set()

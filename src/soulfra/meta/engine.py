@@ -45,8 +45,10 @@ from soulfra.meta.god.intervene import intervene
 from soulfra.meta.god.timers import FreezeTimers
 from soulfra.meta.lineage import lineage, record_json
 from soulfra.meta.results import GodResult, MergePreview
+from soulfra.metrics import Metrics
 from soulfra.offload import off_loop
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
+from soulfra.platforms.runtime import RUN_STATES, run_state
 from soulfra.security.audit import AuditRecorder, current_identity
 from soulfra.security.identity import Identity, process_identity
 from soulfra.store.ports import InstanceRecord, Store
@@ -95,6 +97,10 @@ class PuppetMasterEngine:
         self.settings = settings or EngineSettings()
         self.recorder = recorder or AuditRecorder(store)
         self.live: dict[str, FourPlatformInstance] = {}
+        if self.settings.instance.metrics is None:  # one registry for the engine and every runtime it starts
+            self.settings = replace(self.settings, instance=replace(self.settings.instance, metrics=Metrics()))
+        self.metrics: Metrics = self.settings.instance.metrics or Metrics()
+        self.metrics.on_scrape(self._count_instances)
         self._timers = FreezeTimers(self.store, self._thaw_by_timer)
         self._lock = asyncio.Lock()  # structural commands one at a time: lineage changes must not interleave
         self._god = GodContext(
@@ -306,13 +312,31 @@ class PuppetMasterEngine:
             if isinstance(result, BaseException):
                 log.error("closing %s failed", instance_id, exc_info=result)
 
+    def _count_instances(self) -> None:
+        """``soulfra_instances{status}`` from the live runtimes, every status named (0 when none is in it)."""
+        counts = dict.fromkeys(RUN_STATES, 0)
+        for instance in list(self.live.values()):
+            counts[run_state(instance.runtime)] += 1
+        for status, count in counts.items():
+            self.metrics.instances.labels(status).set(count)
+
     # -- god mode -------------------------------------------------------------------------------------------------
 
     async def execute(self, command: GodCommand, *, identity: Identity | None = None) -> GodResult:
         """Carry out one god-mode command; returns its typed result (``reply()`` is the API's answer). Every
         command is one audited action, refused ones included, filed under its result's ``subject``. An identity
         scoped to some instances finds no other (``NotFoundError`` before anything changes), and a command on all
-        instances acts on those it sees."""
+        instances acts on those it sees. Counted in ``soulfra_god_commands_total`` by type and outcome (ok, or the
+        refusing error's code)."""
+        try:
+            result = await self._execute(command, identity)
+        except SoulfraError as exc:
+            self.metrics.god_commands.labels(command.type, exc.code).inc()
+            raise
+        self.metrics.god_commands.labels(command.type, "ok").inc()
+        return result
+
+    async def _execute(self, command: GodCommand, identity: Identity | None) -> GodResult:
         who = self._who(identity)
         command = self._within_scope(command, who)
         action_name = f"god.{command.type.lower()}"

@@ -14,6 +14,7 @@ from typing import Any
 from soulfra.bus.port import Bus
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import ConflictError, NotFoundError, PlatformError
+from soulfra.metrics import Metrics
 from soulfra.offload import off_loop
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.mirror import MirrorPlatform
@@ -53,6 +54,8 @@ class InstanceSettings:
     cycle_every: int = 0  # ticks between scheduled unified snapshots; 0 turns the cycle off
     timeout: float = 5.0
     retention: Retention = field(default_factory=Retention)
+    # The system's metrics, which every instance's runtime counts into; None: a registry of the runtime's own.
+    metrics: Metrics | None = field(default=None, compare=False)
 
 
 class FourPlatformInstance:
@@ -101,7 +104,7 @@ class FourPlatformInstance:
         async with contextlib.AsyncExitStack() as undo:  # on a failure: each platform stopped, then the lease
             if took_lease:
                 undo.push_async_callback(off_loop, store.leases.release, world.instance_id)
-            runtime = RuntimePlatform(world, bus, rate=s.rate)
+            runtime = RuntimePlatform(world, bus, rate=s.rate, metrics=s.metrics)
             protocol = ProtocolPlatform(world.instance_id, bus, store, rules=s.rules)
             keep = s.retention
             surface = SurfacePlatform(

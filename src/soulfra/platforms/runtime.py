@@ -31,12 +31,13 @@ from soulfra.errors import (
     SoulfraError,
     StorageError,
 )
+from soulfra.metrics import Metrics
 from soulfra.offload import Lane, off_loop
 from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, op_subject
 from soulfra.platforms.replies import InputAck, RunState
 from soulfra.platforms.runtime_reads import MAX_COMPACT_PAGE, MAX_FULL_PAGE, RuntimeReads
 from soulfra.projection import snapshot_json, vibe_to_json
-from soulfra.store.ports import SnapshotInfo
+from soulfra.store.ports import SnapshotInfo, StoredInput
 from soulfra.world import World
 from soulfra.world.events import Event, event_to_json
 from soulfra.world.model import WorldState
@@ -44,7 +45,10 @@ from soulfra.world.model import WorldState
 MIN_RATE = 0.001  # ticks a second: one tick every 1,000 seconds
 MAX_RATE = 1e9  # one tick a nanosecond, the clock's resolution
 
-__all__ = ["MAX_COMPACT_PAGE", "MAX_FULL_PAGE", "MAX_INPUTS_PER_REQUEST", "RuntimePlatform", "TickFailure"]
+__all__ = [
+    "MAX_COMPACT_PAGE", "MAX_FULL_PAGE", "MAX_INPUTS_PER_REQUEST", "RUN_STATES", "RuntimePlatform", "TickFailure",
+    "run_state",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         *,
         rate: float | None = None,
         clock_ns: Callable[[], int] = time.perf_counter_ns,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(world.instance_id, bus)
         if rate is not None and not MIN_RATE <= rate <= MAX_RATE:  # also what keeps the tick period a finite int
@@ -124,6 +129,10 @@ class RuntimePlatform(RuntimeReads, Platform):
         self.ticks_run = 0
         self.failure: TickFailure | None = None  # what stopped the tick loop, if it stopped by itself
         self.last_pause_ns: int | None = None
+        self.metrics = metrics or Metrics()  # none given: counted in a registry of its own, which nobody scrapes
+        label = self.metrics.instance_label(world.instance_id)
+        self._ticks = self.metrics.ticks.labels(label)
+        self._lag = self.metrics.tick_lag.labels(label)
 
     async def start(self) -> None:
         """Serve the runtime's ops; refuses to when another runtime of the same instance already answers on the bus,
@@ -188,15 +197,20 @@ class RuntimePlatform(RuntimeReads, Platform):
                 if self._blocked():  # paused or stopped while this tick waited for its turn
                     continue
                 tick = self.world.tick
+                started = self._clock_ns()
                 try:
                     events = await self._step()
                 except Exception as exc:  # a bug in a mind or a daemon, or storage: this world stops, visibly
                     self._fail(exc, tick)
-                    if not isinstance(exc, StorageError):  # the world raised halfway through a tick
+                    if isinstance(exc, StorageError):
+                        self.metrics.storage_errors.inc()
+                    else:  # the world raised halfway through a tick
                         await self._restore(tick)
                     return
             done += 1
             self.ticks_run += 1
+            self.metrics.tick_duration.observe((self._clock_ns() - started) / 1e9)
+            self._ticks.inc()
             try:
                 await self._publish(tick, events)
             except Exception as exc:
@@ -207,6 +221,7 @@ class RuntimePlatform(RuntimeReads, Platform):
                 continue
             next_ns += period_ns
             delay = next_ns - self._clock_ns()
+            self._lag.set(max(0, -delay) / 1e9)  # behind the schedule the next tick keeps (0 when on time)
             if delay <= 0:
                 next_ns = self._clock_ns()  # behind: carry on without bursting to catch up
                 await asyncio.sleep(0)
@@ -310,17 +325,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         state = self.world.world.state
         report.update(
             tick=state.tick,
-            state=(
-                "failed"
-                if self.failure is not None
-                else "overridden"
-                if self.halted
-                else "paused"
-                if self.paused
-                else "running"
-                if self.running
-                else "idle"
-            ),
+            state=run_state(self),
             failure=None if self.failure is None else self.failure.to_json(),
             paused=self.paused,
             rate=self.rate,
@@ -338,8 +343,23 @@ class RuntimePlatform(RuntimeReads, Platform):
         return (await self.submit({"inputs": [item]}))["acks"][0]  # type: ignore[no-any-return]
 
     async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Store inputs (whisper, possess, act, release, intervene); each ack names its sequence number and tick."""
-        raw = body.get("inputs")
+        """Store inputs (whisper, possess, act, release, intervene); each ack names its sequence number and tick.
+        Counted in ``soulfra_inputs_total``: each input stored under ``ok``, each refused under the error's code."""
+        try:
+            stored = await self._store_inputs(body.get("inputs"))
+        except SoulfraError as exc:
+            raw = body.get("inputs")
+            self.metrics.inputs.labels(exc.code).inc(len(raw) if isinstance(raw, list) and raw else 1)
+            if isinstance(exc, StorageError):
+                self.metrics.storage_errors.inc()
+            raise
+        self.metrics.inputs.labels("ok").inc(len(stored))
+        return {
+            "instance": self.instance_id,
+            "acks": [InputAck(seq=s.seq, tick=s.tick, type=s.input.type).to_json() for s in stored],
+        }
+
+    async def _store_inputs(self, raw: Any) -> list[StoredInput]:
         if not isinstance(raw, list) or not raw:
             raise InputError("'inputs' must be a non-empty list of input objects")
         if len(raw) > MAX_INPUTS_PER_REQUEST:
@@ -355,11 +375,7 @@ class RuntimePlatform(RuntimeReads, Platform):
                     items.append(stamp_input(dict(obj) if isinstance(obj, dict) else obj, tick))
                 except InputError as exc:
                     raise type(exc)(f"input {n}: {exc.detail}") from None
-            stored = await off_loop(self.world.submit, items)
-        return {
-            "instance": self.instance_id,
-            "acks": [InputAck(seq=s.seq, tick=s.tick, type=s.input.type).to_json() for s in stored],
-        }
+            return await off_loop(self.world.submit, items)
 
     async def pause(self, body: dict[str, Any]) -> dict[str, Any]:
         self.paused = True
@@ -395,7 +411,14 @@ class RuntimePlatform(RuntimeReads, Platform):
             raise InputError(f"snapshot type must be manual or unified, not {kind!r}")
         async with self.lane.turn():
             self._refuse_if_failed("snapshots")
-            info = await off_loop(self.world.snapshot, kind)
+            started = self._clock_ns()
+            try:
+                info = await off_loop(self.world.snapshot, kind)
+            except StorageError:
+                self.metrics.storage_errors.inc()
+                raise
+            self.metrics.snapshot_duration.observe((self._clock_ns() - started) / 1e9)
+        self.metrics.snapshot_bytes.observe(info.stored_size)
         return snapshot_json(info)
 
     async def capture(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -432,6 +455,20 @@ class RuntimePlatform(RuntimeReads, Platform):
         async with self.lane.turn():
             info = await off_loop(_save_capture, self.world, captured.state, kind)
         return {"tick": captured.state.tick, "snapshot": snapshot_json(info)}
+
+
+RUN_STATES = ("running", "paused", "overridden", "failed", "idle")
+
+
+def run_state(runtime: RuntimePlatform) -> str:
+    """What a runtime is doing, one of ``RUN_STATES`` (its status op's ``state``, and ``soulfra_instances``')."""
+    if runtime.failure is not None:
+        return "failed"
+    if runtime.halted:
+        return "overridden"
+    if runtime.paused:
+        return "paused"
+    return "running" if runtime.running else "idle"
 
 
 def _save_capture(world: DurableWorld, state: WorldState, kind: str) -> SnapshotInfo:
