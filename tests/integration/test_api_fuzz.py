@@ -87,7 +87,7 @@ def strategy_for(operation: Operation) -> st.SearchStrategy[FuzzCase]:
 # schemathesis' own pytest integration (``schemathesis.pytest.from_fixture``) fails under pytest 9 before running
 # anything (it sets ``Function._nodeid``), so every operation is driven through Hypothesis here instead.
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)  # a few thousand requests on a machine busy with the rest of the suite
 def test_no_input_makes_a_server_error(server: Server, fuzzer: dict[str, str]) -> None:
     failures: list[str] = []
     schema = live_schema(server)
@@ -117,7 +117,7 @@ def test_no_input_makes_a_server_error(server: Server, fuzzer: dict[str, str]) -
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)  # a few thousand requests on a machine busy with the rest of the suite
 def test_without_credentials_only_the_public_routes_answer(server: Server) -> None:
     """Every generated request without a token, to a route that needs one, is refused with 401 before it is read;
     a request that reaches no route at all (a generated path that matches none) is the router's 404 or 405."""
