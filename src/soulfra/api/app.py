@@ -225,15 +225,6 @@ def create_app(
         refused(codes.get(exc.status_code, "http_error"), str(exc.detail))
         return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
-    async def call(instance_id: str, platform: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        bridge = await gateway.bridge(instance_id)
-        return await bridge.request(platform, op, body)
-
-    async def read(instance_id: str, op: str, body: dict[str, Any]) -> Response:
-        """A surface read, passed on as the bytes the surface encoded (it caches them between changes)."""
-        bridge = await gateway.bridge(instance_id)
-        return JsonBytes(await bridge.request_raw("surface", op, body))
-
     # -- operations ----------------------------------------------------------------------------------------------
 
     @app.get("/healthz", tags=["operations"], response_model=Health)
@@ -256,7 +247,7 @@ def create_app(
         """Ready when the default instance's runtime answers over the bus and no live instance has failed (stopped
         by a tick that raised): ``instance_failed`` names each failed one with its tick and error."""
         try:
-            status = await call(gateway.default_instance, "runtime", "status")
+            status = await gateway.request(gateway.default_instance, "runtime", "status")
         except SoulfraError as exc:
             return problem(503, exc.code, exc.detail)
         failed: dict[str, dict[str, Any]] = {}
@@ -287,25 +278,25 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=256)] = SURFACE_DEFAULTS["/api/vibe/weather"][1]["limit"],
     ) -> Response:
         """The default instance's vibe weather and its recent history."""
-        return await read(gateway.default_instance, "weather", {"limit": limit})
+        return JsonBytes(await gateway.surface_bytes(gateway.default_instance, "weather", {"limit": limit}))
 
     @app.get("/api/agents/echo", tags=["surface"], response_class=JsonBytes, response_model=Echoes)
     async def agents_echo(
         limit: Annotated[int, Query(ge=1, le=1000)] = SURFACE_DEFAULTS["/api/agents/echo"][1]["limit"],
     ) -> Response:
         """The latest echoes (posts, whispers heard, artifacts) of the default instance's agents."""
-        return await read(gateway.default_instance, "echoes", {"limit": limit})
+        return JsonBytes(await gateway.surface_bytes(gateway.default_instance, "echoes", {"limit": limit}))
 
     @app.get("/api/agents/echo/{agent_id}", tags=["surface"], response_class=JsonBytes, response_model=Echoes)
     async def agent_echo(agent_id: AgentId) -> Response:
-        return await read(gateway.default_instance, "echoes", {"agent": agent_id})
+        return JsonBytes(await gateway.surface_bytes(gateway.default_instance, "echoes", {"agent": agent_id}))
 
     @app.get("/api/ritual/traces", tags=["surface"], response_class=JsonBytes, response_model=Traces)
     async def ritual_traces(
         limit: Annotated[int, Query(ge=1, le=512)] = SURFACE_DEFAULTS["/api/ritual/traces"][1]["limit"],
     ) -> Response:
         """The default instance's ritual timeline: proposed, gathered, blessed, refused, performed, sealed."""
-        return await read(gateway.default_instance, "traces", {"limit": limit})
+        return JsonBytes(await gateway.surface_bytes(gateway.default_instance, "traces", {"limit": limit}))
 
     @app.get("/api/stream", tags=["surface"], response_class=StreamingResponse, responses=EVENT_STREAM)
     async def default_stream(request: Request, after: StreamAfter = None) -> Response:

@@ -42,6 +42,16 @@ class Gateway:
         self._bridges[instance_id] = bridge
         return bridge
 
+    async def request(
+        self, instance_id: str, platform: str, op: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One op of one of ``instance_id``'s platforms, through its bridge (404 for an unknown instance)."""
+        return await (await self.bridge(instance_id)).request(platform, op, body)
+
+    async def surface_bytes(self, instance_id: str, op: str, body: dict[str, Any]) -> bytes:
+        """A surface read as the bytes the surface encoded (it caches them between changes), to pass on as is."""
+        return await (await self.bridge(instance_id)).request_raw("surface", op, body)
+
     def forget(self, instance_id: str) -> None:
         """Drop a deleted instance's bridge, so its id answers 404 again."""
         self._bridges.pop(instance_id, None)

@@ -64,15 +64,6 @@ __all__ = ["instance_router"]
 def instance_router(gateway: Gateway, streams: LiveStreams) -> APIRouter:
     router = APIRouter()
 
-    async def call(instance_id: str, platform: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        bridge = await gateway.bridge(instance_id)
-        return await bridge.request(platform, op, body)
-
-    async def read(instance_id: str, op: str, body: dict[str, Any]) -> Response:
-        """A surface read, passed on as the bytes the surface encoded (it caches them between changes)."""
-        bridge = await gateway.bridge(instance_id)
-        return JsonBytes(await bridge.request_raw("surface", op, body))
-
     @router.get("/api/instances/{instance_id}/status", tags=["instances"], response_model=InstanceStatus)
     async def instance_status(instance_id: InstanceId) -> dict[str, Any]:
         """Every platform's status, as the bridge sees it."""
@@ -86,19 +77,19 @@ def instance_router(gateway: Gateway, streams: LiveStreams) -> APIRouter:
         response_model=WeatherReport,
     )
     async def instance_weather(instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=256)] = 32) -> Response:
-        return await read(instance_id, "weather", {"limit": limit})
+        return JsonBytes(await gateway.surface_bytes(instance_id, "weather", {"limit": limit}))
 
     @router.get(
         "/api/instances/{instance_id}/agents/echo", tags=["surface"], response_class=JsonBytes, response_model=Echoes
     )
     async def instance_echo(instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Response:
-        return await read(instance_id, "echoes", {"limit": limit})
+        return JsonBytes(await gateway.surface_bytes(instance_id, "echoes", {"limit": limit}))
 
     @router.get(
         "/api/instances/{instance_id}/ritual/traces", tags=["surface"], response_class=JsonBytes, response_model=Traces
     )
     async def instance_traces(instance_id: InstanceId, limit: Annotated[int, Query(ge=1, le=512)] = 100) -> Response:
-        return await read(instance_id, "traces", {"limit": limit})
+        return JsonBytes(await gateway.surface_bytes(instance_id, "traces", {"limit": limit}))
 
     @router.get(
         "/api/instances/{instance_id}/events",
@@ -171,11 +162,11 @@ def instance_router(gateway: Gateway, streams: LiveStreams) -> APIRouter:
             return JsonBytes(await bridge.request_raw("runtime", "agents", body))
         if limit > MAX_FULL_PAGE:
             raise InputError(f"'limit' must be at most {MAX_FULL_PAGE} in the full view (view=compact takes more)")
-        return await call(instance_id, "runtime", "agents", {"offset": offset, "limit": limit})
+        return await gateway.request(instance_id, "runtime", "agents", {"offset": offset, "limit": limit})
 
     @router.get("/api/instances/{instance_id}/agents/{agent_id}", tags=["runtime"], response_model=AgentReply)
     async def agent(instance_id: InstanceId, agent_id: AgentId) -> dict[str, Any]:
-        return await call(instance_id, "runtime", "agent", {"agent": agent_id})
+        return await gateway.request(instance_id, "runtime", "agent", {"agent": agent_id})
 
     async def submit(instance_id: str, item: dict[str, Any]) -> dict[str, Any]:
         note(item)
@@ -224,11 +215,11 @@ def instance_router(gateway: Gateway, streams: LiveStreams) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         """The instance's input log: every whisper and command, with its sequence number and tick."""
-        return await call(instance_id, "runtime", "inputs", {"after": after, "limit": limit})
+        return await gateway.request(instance_id, "runtime", "inputs", {"after": after, "limit": limit})
 
     @router.get("/api/instances/{instance_id}/protocol/rules", tags=["protocol"], response_model=Rules)
     async def rules(instance_id: InstanceId) -> dict[str, Any]:
-        return await call(instance_id, "protocol", "rules")
+        return await gateway.request(instance_id, "protocol", "rules")
 
     @router.put("/api/instances/{instance_id}/protocol/rules", tags=["protocol"], response_model=Rules)
     async def set_rules(instance_id: InstanceId, body: RulesBody) -> dict[str, Any]:
@@ -245,7 +236,7 @@ def instance_router(gateway: Gateway, streams: LiveStreams) -> APIRouter:
     @router.post("/api/instances/{instance_id}/protocol/validate", tags=["protocol"], response_model=Validation)
     async def validate(instance_id: InstanceId, body: ValidateBody) -> dict[str, Any]:
         """Every violation of every rule that applies; ``valid`` is true when there are none."""
-        return await call(instance_id, "protocol", "validate", body.model_dump(exclude_none=True))
+        return await gateway.request(instance_id, "protocol", "validate", body.model_dump(exclude_none=True))
 
     @router.post(
         "/api/instances/{instance_id}/snapshots",
@@ -255,19 +246,19 @@ def instance_router(gateway: Gateway, streams: LiveStreams) -> APIRouter:
         openapi_extra=NO_FIELDS,
     )
     async def take_snapshot(instance_id: InstanceId) -> dict[str, Any]:
-        reply = await call(instance_id, "runtime", "snapshot", {"type": "manual"})
+        reply = await gateway.request(instance_id, "runtime", "snapshot", {"type": "manual"})
         note({"id": reply.get("id"), "tick": reply.get("tick"), "state_hash": reply.get("state_hash")})
         return reply
 
     @router.get("/api/instances/{instance_id}/snapshots", tags=["mirror"], response_model=SnapshotList)
     async def list_snapshots(instance_id: InstanceId) -> dict[str, Any]:
-        return await call(instance_id, "runtime", "snapshots")
+        return await gateway.request(instance_id, "runtime", "snapshots")
 
     @router.get("/api/instances/{instance_id}/snapshots/{snapshot_id}", tags=["mirror"], response_model=SnapshotDetail)
     async def get_snapshot(
         instance_id: InstanceId, snapshot_id: Annotated[int, Path(ge=0, le=2**62)]
     ) -> dict[str, Any]:
-        return await call(instance_id, "runtime", "snapshot_info", {"id": snapshot_id})
+        return await gateway.request(instance_id, "runtime", "snapshot_info", {"id": snapshot_id})
 
     @router.post(
         "/api/instances/{instance_id}/unified-snapshots",
@@ -286,7 +277,7 @@ def instance_router(gateway: Gateway, streams: LiveStreams) -> APIRouter:
 
     @router.get("/api/instances/{instance_id}/unified-snapshots", tags=["mirror"], response_model=UnifiedList)
     async def list_unified(instance_id: InstanceId) -> dict[str, Any]:
-        return await call(instance_id, "mirror", "unified_list")
+        return await gateway.request(instance_id, "mirror", "unified_list")
 
     @router.get(
         "/api/instances/{instance_id}/unified-snapshots/{unified_id}",
@@ -298,15 +289,15 @@ def instance_router(gateway: Gateway, streams: LiveStreams) -> APIRouter:
         instance_id: InstanceId, unified_id: Annotated[str, Path(pattern=r"^(latest|[0-9]{1,18})$")]
     ) -> dict[str, Any]:
         wanted: int | str = unified_id if unified_id == "latest" else int(unified_id)
-        return await call(instance_id, "mirror", "unified_get", {"id": wanted})
+        return await gateway.request(instance_id, "mirror", "unified_get", {"id": wanted})
 
     @router.get("/api/instances/{instance_id}/mirror/anomalies", tags=["mirror"], response_model=Anomalies)
     async def anomalies(instance_id: InstanceId) -> dict[str, Any]:
-        return await call(instance_id, "mirror", "anomalies")
+        return await gateway.request(instance_id, "mirror", "anomalies")
 
     @router.get("/api/instances/{instance_id}/mirror/seeds", tags=["mirror"], response_model=Seeds)
     async def seeds(instance_id: InstanceId) -> dict[str, Any]:
         """Each loop's seed as the mirror's trace collector built it from the loop's traces."""
-        return await call(instance_id, "mirror", "seeds")
+        return await gateway.request(instance_id, "mirror", "seeds")
 
     return router

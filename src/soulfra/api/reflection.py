@@ -42,8 +42,7 @@ def reflection_router(gateway: Gateway) -> APIRouter:
     router = APIRouter(tags=["reflection"])
 
     async def call(instance: str | None, platform: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        bridge = await gateway.bridge(instance or gateway.default_instance)
-        return await bridge.request(platform, op, body)
+        return await gateway.request(instance or gateway.default_instance, platform, op, body)
 
     @router.get("/api/agents/loop", response_model=AgentLoop)
     async def agents_loop(
