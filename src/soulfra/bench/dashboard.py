@@ -1,7 +1,7 @@
 """``soulfra bench dashboard``: the world page measured in a real browser against a real ``soulfra up``.
 
 Starts ``soulfra up`` on a free loopback port (its own data and home in a temporary directory), drives Debian's
-Chromium (``/usr/bin/chromium``) headless through playwright, and prints each figure of issue 15 with its target and
+Chromium (``/usr/bin/chromium``) headless through playwright, and prints each figure with its target and
 verdict: first meaningful render of the world page at 1,000 agents, page weight of that first load (bytes on the
 wire, compressed), tick-to-screen latency (each feed entry's ``data-at``, the runtime's wall clock when its tick was
 done, against the browser's clock when the entry entered the DOM: one machine, one clock), and the frame time p95
