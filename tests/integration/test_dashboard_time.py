@@ -132,10 +132,13 @@ def test_the_scrubber_shows_the_state_the_api_rebuilds(watched: Watched, server:
         rebuilt = got(client, f"/api/instances/{DEFAULT}/state", tick=tick)
     assert page.inner_text("#at-hash") == rebuilt["state_hash"]
     assert page.inner_text("#at-loop") == str(rebuilt["loop"])
-    now = int(page.inner_text("#now-tick"))
+    # "Now" and its row are read in one go: the page re-reads the head every few seconds and redraws both together.
+    now, threads = page.evaluate(
+        "[Number(document.getElementById('now-tick').textContent), [...document.querySelector("
+        "'#at-changes tr[data-what=\"threads\"]').cells].map((c) => c.textContent)]"
+    )
     with server.client() as client:
         current = got(client, f"/api/instances/{DEFAULT}/state", tick=now)
-    threads = page.eval_on_selector('#at-changes tr[data-what="threads"]', "r => [...r.cells].map(c => c.textContent)")
     change = current["threads"] - rebuilt["threads"]
     assert threads == ["threads", str(rebuilt["threads"]), str(current["threads"]), f"{change:+d}".replace("+0", "0")]
     assert count(page, "#at-agents tbody tr") == 8
