@@ -115,7 +115,9 @@ def ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json()
 
 
-def test_the_acceptance_path_through_two_api_processes(topology: Topology) -> None:
+def deploy(topology: Topology) -> tuple[str, list[httpx.Client]]:
+    """The puppet master (its /metrics on a port of its own) and two API processes, ready; the puppet master's
+    ops URL and a client of each API process, sending an admin token."""
     meta_port, ports = free_port(), [free_port(), free_port()]
     topology.start("meta", "meta", "--rate", "20", "--metrics-port", str(meta_port))
     meta = f"http://127.0.0.1:{meta_port}"
@@ -125,7 +127,11 @@ def test_the_acceptance_path_through_two_api_processes(topology: Topology) -> No
     for number, port in enumerate(ports, 1):
         topology.ready(f"api-{number}", f"http://127.0.0.1:{port}")
     headers = {"authorization": f"Bearer {admin_token(topology)}"}
-    clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", headers=headers, timeout=30.0) for p in ports]
+    return meta, [httpx.Client(base_url=f"http://127.0.0.1:{p}", headers=headers, timeout=30.0) for p in ports]
+
+
+def test_the_acceptance_path_through_two_api_processes(topology: Topology) -> None:
+    meta, clients = deploy(topology)
     turn = cycle(clients)  # every request goes to the next API process, as a round-robin balancer sends them
 
     def call(method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
@@ -203,3 +209,40 @@ def test_an_api_process_without_a_puppet_master_says_so(topology: Topology) -> N
     wait_for(lambda: proc.poll() is not None or "waiting for the puppet master" in topology.log("api"),
              timeout=30.0, what="the API process to say it waits")  # fmt: skip
     assert "soulfra serve meta" in topology.log("api")
+
+
+def test_a_world_left_to_its_own_platform_processes_is_served_beside_the_puppet_master(topology: Topology) -> None:
+    meta_port, runtime_port, api_port = free_port(), free_port(), free_port()
+    topology.start("meta", "meta", "--leave", "harbor", "--metrics-port", str(meta_port))
+    topology.ready("meta", f"http://127.0.0.1:{meta_port}")
+    topology.start(
+        "runtime", "runtime", "--instance", "harbor", "--create", "--seed", "5", "--rate", "20",
+        "--metrics-port", str(runtime_port),
+    )  # fmt: skip
+    runtime = f"http://127.0.0.1:{runtime_port}"
+    topology.ready("runtime", runtime)
+    topology.start("surface", "surface", "--instance", "harbor")
+    topology.start("api", "api", "--port", str(api_port))
+    topology.ready("api", f"http://127.0.0.1:{api_port}")
+    headers = {"authorization": f"Bearer {admin_token(topology)}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers=headers, timeout=30.0) as api:
+        weather = wait_for(
+            lambda: (r := api.get("/api/instances/harbor/vibe/weather")).status_code == 200 and r.json()["weather"],
+            timeout=30.0, what="the surface process to report harbor's weather through the API",
+        )  # fmt: skip
+        assert weather["condition"] in {"calm-bloom", "echo-storm", "trust-surge", "drift-wave", "chaos-bloom"}
+        rows = {r["id"]: r for r in ok(api.get("/api/instances"))["instances"]}
+        assert rows["harbor"]["state"] == "stored"  # the puppet master left it to its own processes
+        assert rows["world-0"]["state"] == "running"
+        refused = api.post("/api/god/freeze", json={"instances": ["harbor"]})
+        assert refused.status_code == 409
+        assert "harbor is already being run by pid" in refused.json()["detail"]  # its own runtime holds its lease
+    ticks = httpx.get(f"{runtime}/metrics").text
+    assert 'soulfra_ticks_total{instance="harbor"}' in ticks
+
+    topology.start("meta-2", "meta", "--leave", "harbor")  # a second puppet master on the same database
+    second = topology.procs["meta-2"]
+    second.wait(timeout=60)
+    assert second.returncode != 0
+    [line] = topology.log("meta-2").strip().splitlines()
+    assert line.startswith("soulfra: error: this server's database is already being run by pid "), line
