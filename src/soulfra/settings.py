@@ -16,7 +16,7 @@ from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validato
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from soulfra.errors import ConfigError
-from soulfra.logs import LEVELS
+from soulfra.logs import FORMATS, LEVELS
 
 if TYPE_CHECKING:
     from soulfra.bus import NatsOptions
@@ -104,6 +104,7 @@ class ServingSettings(SoulfraSettings):
     """What both serving commands (``up`` and ``serve``) share: logging and the pace of the worlds."""
 
     log_level: str = Field("info", description="log records at this level and above")
+    log_format: str = Field("auto", description="log lines as json or console; auto: console on a terminal")
     rate: float = Field(2.0, ge=0.0, allow_inf_nan=False, description="ticks per second; 0 as fast as possible")
     cycle_every: int = Field(0, ge=0, description="ticks between unified snapshots; 0 for none")
 
@@ -112,6 +113,13 @@ class ServingSettings(SoulfraSettings):
     def _known_level(cls, value: str) -> str:
         if value.lower() not in LEVELS:
             raise ValueError(f"expected one of {', '.join(LEVELS)}")
+        return value.lower()
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.lower() not in FORMATS:
+            raise ValueError(f"expected one of {', '.join(FORMATS)}")
         return value.lower()
 
 

@@ -42,8 +42,9 @@ class Recorder:
         monkeypatch.setattr(soulfra.system, "run_embedded", self._run_embedded)
         monkeypatch.setattr(soulfra.system, "serve_platform", self._serve_platform)
 
-    def _logging(self, level: str) -> None:
+    def _logging(self, level: str, log_format: str = "auto") -> None:
         self.seen["log_level"] = level
+        self.seen["log_format"] = log_format
 
     def _listen(self, host: str, port: int) -> socket.socket:
         self.seen["listen"] = (host, port)
@@ -98,17 +99,20 @@ def test_up_takes_the_flags_over_the_variables(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("SOULFRA_DATA", str(tmp_path / "from-env"))
     monkeypatch.setenv("SOULFRA_RATE", "0")
     monkeypatch.setenv("SOULFRA_LOG_LEVEL", "debug")
+    monkeypatch.setenv("SOULFRA_LOG_FORMAT", "console")
     monkeypatch.setenv("SOULFRA_MAX_BODY", "1KiB")
     monkeypatch.setenv("SOULFRA_HOME", str(tmp_path / "home"))
     assert run("up", "--port", "9002", "--log-level", "warning", "--max-body", "2KiB", "--seed", "5") == 0
     assert recorder.seen["listen"] == ("127.0.0.1", 9002)  # the flag, over SOULFRA_PORT; the host's default
-    assert recorder.seen["log_level"] == "warning"
+    assert (recorder.seen["log_level"], recorder.seen["log_format"]) == ("warning", "console")
     embedded = recorder.seen["embedded"]
     assert isinstance(embedded, EmbeddedSettings)
     assert (embedded.data, embedded.rate, embedded.seed, embedded.home) == (
         tmp_path / "from-env", None, 5, tmp_path / "home"
     )  # fmt: skip
     assert (embedded.limits.max_body, embedded.limits.max_upload) == (2 << 10, 1 << 30)
+    assert run("up", "--log-format", "JSON") == 0  # the flag, over SOULFRA_LOG_FORMAT
+    assert recorder.seen["log_format"] == "json"
 
 
 def test_a_flag_given_with_its_default_value_still_wins(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,7 +133,23 @@ def test_serve_takes_its_database_and_nats_from_flags_over_variables(monkeypatch
         "platform": "runtime", "instance_id": "world-0", "db_url": "sqlite:///env.db",
         "nats_url": "nats://10.0.0.2:4222", "rate": None, "cycle_every": 50, "nats_options": NatsOptions(),
     }  # fmt: skip
-    assert recorder.seen["log_level"] == "info"
+    assert (recorder.seen["log_level"], recorder.seen["log_format"]) == ("info", "auto")
+    assert run("serve", "runtime", "--instance", "world-0", "--log-format", "json") == 0
+    assert recorder.seen["log_format"] == "json"
+
+
+def test_an_unknown_log_format_is_one_line_naming_its_flag_or_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Recorder(monkeypatch)
+    assert run("up", "--log-format", "xml") == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == (
+        "soulfra: error: invalid setting --log-format='xml': expected one of auto, json, console"
+    )
+    monkeypatch.setenv("SOULFRA_LOG_FORMAT", "plain")
+    monkeypatch.setenv("SOULFRA_DB", "sqlite:///env.db")
+    assert run("serve", "runtime", "--instance", "world-0") == EXIT_USAGE
+    assert "SOULFRA_LOG_FORMAT='plain': expected one of auto, json, console" in capsys.readouterr().err
 
 
 def test_serve_takes_nats_credentials_and_tls_files_from_flags_over_variables(

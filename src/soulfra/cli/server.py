@@ -119,6 +119,13 @@ LogLevelOption = Annotated[
         "--log-level", help="Log records at this level and above: debug, info, warning, error" + _env("log_level")
     ),
 ]
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        help="Log lines as json or console; auto: console on a terminal, json otherwise" + _env("log_format"),
+    ),
+]
 RateOption = Annotated[float, typer.Option(help="Ticks per second; 0 runs as fast as possible" + _env("rate"))]
 CycleOption = Annotated[int, typer.Option(help="Ticks between unified snapshots; 0 for none" + _env("cycle_every"))]
 
@@ -192,6 +199,7 @@ def up_command(
         float, typer.Option(help="Seconds a request body may pause before it is refused (408)" + _env("body_timeout"))
     ] = 30.0,
     log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
 ) -> None:
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
     from soulfra.settings import UpSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
@@ -203,7 +211,7 @@ def up_command(
             f"--host {settings.host} would open the API to the network in plain HTTP: give --tls-cert and --tls-key, "
             "or --insecure-http to do it anyway"
         )
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if not settings.loopback() and not tls:
         logging.getLogger("soulfra.cli").warning(
             "serving plain HTTP on %s (--insecure-http): tokens cross the network unencrypted", settings.host
@@ -274,6 +282,7 @@ def serve_command(
     rate: RateOption = 2.0,
     cycle_every: CycleOption = 0,
     log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
 ) -> None:
     """Run one platform of one instance as its own process, on NATS (the services topology). The runtime ticks at
     --rate; the mirror takes a unified snapshot every --cycle-every ticks. NATS credentials and TLS: see
@@ -284,7 +293,7 @@ def serve_command(
     if settings.db is None:
         raise ConfigError("soulfra serve needs a database: --db URL, or SOULFRA_DB")
     nats_options = settings.nats_options()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     import asyncio  # noqa: PLC0415
 
     from soulfra.system import serve_platform  # noqa: PLC0415 -- the server stack loads only here
