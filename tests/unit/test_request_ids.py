@@ -1,6 +1,7 @@
-"""A request id travels across the bus: the bridge and the mirror send the one bound in their context as ``_rid``; a
-platform binds it (with the identity of ``_by`` and its instance) while it handles the request, so the runtime's
-lines about an input (accepted, then its tick committed) name the request it came in."""
+"""A request id is followed from the HTTP request to the runtime: the API takes a client's ``X-Request-ID`` (or makes
+one), audits and logs the request under it and sends it back; the bridge and the mirror send the id bound in their
+context on the bus as ``_rid``; a platform binds it (with the identity of ``_by`` and its instance) while it handles
+the request, so the runtime's lines about an input (accepted, then its tick committed) name the request it came in."""
 
 from __future__ import annotations
 
@@ -8,16 +9,21 @@ import io
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from soulfra.bus import InMemoryBus
 from soulfra.logs import JsonFormatter, bind
+from soulfra.meta.engine import EngineSettings
 from soulfra.platforms.base import RID, encode, op_subject
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.store import InMemoryStore
+from soulfra.world import DEFAULT_WORLD
+
+from .support import api_in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -149,3 +155,27 @@ async def test_the_mirror_passes_the_request_id_on_to_the_runtime(
         await running.bridge.unified_snapshot()
     runtime_ops = {subject.rsplit(".", 1)[1]: body for subject, body in asked if ".runtime." in subject}
     assert runtime_ops["capture"][RID] == runtime_ops["save_capture"][RID] == "u1"
+
+
+async def test_the_api_logs_a_request_under_the_clients_request_id_or_one_of_its_own(
+    tmp_path: Path, anyio_backend: str, lines: Lines
+) -> None:
+    settings = EngineSettings(instance=InstanceSettings(rate=None))
+    async with api_in_process(tmp_path, "a", settings) as (_app, engine, admin):
+        await engine.create_instance(seed=0, spec=DEFAULT_WORLD, instance_id="a")
+        given = await admin.post("/api/instances/a/whispers", json={"text": "hi"}, headers={"x-request-id": "abc123"})
+        made = await admin.post("/api/instances/a/whispers", json={"text": "hi"}, headers={"x-request-id": "a b"})
+    assert (given.status_code, made.status_code) == (202, 202), (given.text, made.text)
+    assert given.headers["x-request-id"] == "abc123"
+    own = made.headers["x-request-id"]
+    assert own != "a b"
+    for rid in ("abc123", own):
+        handled = [line for line in lines() if line.get("request_id") == rid]
+        by_logger = {line["logger"]: line for line in handled if "identity" in line}  # the request's own lines
+        assert set(by_logger) == {"soulfra.platforms.base", "soulfra.platforms.runtime_log", "soulfra.security.audit"}
+        audit, accepted = by_logger["soulfra.security.audit"], by_logger["soulfra.platforms.runtime_log"]
+        assert audit["event"].startswith("audit: POST /api/instances/{instance_id}/whispers by test-admin-")
+        assert audit["event"].endswith(" (admin): ok")
+        assert audit["instance"] == accepted["instance"] == "a"
+        assert audit["identity"] == accepted["identity"] == by_logger["soulfra.platforms.base"]["identity"]
+        assert accepted["event"].startswith("accepted input ")
