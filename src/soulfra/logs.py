@@ -10,13 +10,12 @@ record's own ``extra`` fields add to them. Must not import anything of Soulfra's
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -54,25 +53,36 @@ _EMPTY: Mapping[str, Any] = {}
 _BOUND: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("soulfra_log_fields", default=_EMPTY)
 
 
-@contextlib.contextmanager
-def bind(**fields: Any) -> Iterator[None]:
-    """Add ``fields`` (those not None) to every record logged in this context until the block ends."""
-    reset = _BOUND.set({**_BOUND.get(), **{k: v for k, v in fields.items() if v is not None}})
-    try:
-        yield
-    finally:
-        _BOUND.reset(reset)
+class bind:  # noqa: N801 -- used as a function: ``with bind(request_id=...)``
+    """Add ``fields`` (those not None) to every record logged in this context until the block ends. (A class, not a
+    generator: it runs for every request a platform handles.)"""
+
+    __slots__ = ("_fields", "_reset")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = {k: v for k, v in fields.items() if v is not None}
+        self._reset: contextvars.Token[Mapping[str, Any]] | None = None
+
+    def _bound(self) -> Mapping[str, Any]:
+        return {**_BOUND.get(), **self._fields}
+
+    def __enter__(self) -> None:
+        self._reset = _BOUND.set(self._bound())
+
+    def __exit__(self, *exc: object) -> None:
+        if self._reset is not None:
+            _BOUND.reset(self._reset)
+            self._reset = None
 
 
-@contextlib.contextmanager
-def rebind(**fields: Any) -> Iterator[None]:
+class rebind(bind):  # noqa: N801
     """``bind`` that drops what was bound before: for work that outlives the request that started it (a tick loop
     launched by an HTTP request is not about that request)."""
-    reset = _BOUND.set({k: v for k, v in fields.items() if v is not None})
-    try:
-        yield
-    finally:
-        _BOUND.reset(reset)
+
+    __slots__ = ()
+
+    def _bound(self) -> Mapping[str, Any]:
+        return dict(self._fields)
 
 
 def note(**fields: Any) -> None:
