@@ -43,7 +43,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "platforms security",
         "meta",
         "api dashboard",
-        "system settings",
+        "system services serving settings",
         "bench",
         "cli __main__",
     )
