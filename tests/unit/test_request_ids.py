@@ -16,10 +16,13 @@ import pytest
 
 from soulfra.bus import InMemoryBus
 from soulfra.logs import JsonFormatter, bind
-from soulfra.meta.engine import EngineSettings
+from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.meta.service import LocalPuppetMaster, MetaServer, meta_subject
 from soulfra.platforms.base import RID, encode, op_subject
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
+from soulfra.security.audit import AuditRecorder
+from soulfra.security.identity import Identity
 from soulfra.store import InMemoryStore
 from soulfra.world import DEFAULT_WORLD
 
@@ -179,3 +182,26 @@ async def test_the_api_logs_a_request_under_the_clients_request_id_or_one_of_its
         assert audit["instance"] == accepted["instance"] == "a"
         assert audit["identity"] == accepted["identity"] == by_logger["soulfra.platforms.base"]["identity"]
         assert accepted["event"].startswith("accepted input ")
+
+
+async def test_a_god_command_sent_to_the_puppet_master_on_the_bus_reaches_the_platforms_under_its_request_id(
+    anyio_backend: str, lines: Lines
+) -> None:
+    store, bus = InMemoryStore(), InMemoryBus()
+    engine = PuppetMasterEngine(
+        store, bus, EngineSettings(instance=InstanceSettings(rate=None)), recorder=AuditRecorder(store)
+    )
+    try:
+        await engine.create_instance(seed=0, spec=DEFAULT_WORLD, instance_id="a")
+        server = MetaServer(LocalPuppetMaster(engine, "a"), bus)
+        await server.start()
+        alice = Identity(name="alice", role="admin")
+        body = {"command": {"type": "FREEZE_TIME", "instances": ["a"]}, "_by": alice.to_json(), RID: "abc123"}
+        await bus.request(meta_subject("god"), encode(body), timeout=5)  # as `soulfra serve api` sends it
+        await server.stop()
+    finally:
+        await engine.close()
+        await bus.close()
+        store.close()
+    [paused] = [line for line in lines() if line["event"] == "runtime.pause of a by alice (admin)"]
+    assert (paused["request_id"], paused["identity"], paused["instance"]) == ("abc123", "alice", "a")
