@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from soulfra.errors import ConfigError
@@ -113,18 +113,12 @@ class ServingSettings(SoulfraSettings):
     rate: float = Field(2.0, ge=0.0, allow_inf_nan=False, description="ticks per second; 0 as fast as possible")
     cycle_every: int = Field(0, ge=0, description="ticks between unified snapshots; 0 for none")
 
-    @field_validator("log_level")
+    @field_validator("log_level", "log_format")
     @classmethod
-    def _known_level(cls, value: str) -> str:
-        if value.lower() not in LEVELS:
-            raise ValueError(f"expected one of {', '.join(LEVELS)}")
-        return value.lower()
-
-    @field_validator("log_format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        if value.lower() not in FORMATS:
-            raise ValueError(f"expected one of {', '.join(FORMATS)}")
+    def _known_choice(cls, value: str, info: ValidationInfo) -> str:
+        choices = LEVELS if info.field_name == "log_level" else FORMATS
+        if value.lower() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
         return value.lower()
 
 

@@ -26,7 +26,7 @@ from soulfra.security.identity import Identity
 from soulfra.store import InMemoryStore
 from soulfra.world import DEFAULT_WORLD
 
-from .support import api_in_process
+from .support import api_in_process, four_platforms
 
 pytestmark = pytest.mark.anyio
 
@@ -54,14 +54,8 @@ def lines() -> Iterator[Lines]:
 
 @pytest.fixture
 async def running(anyio_backend: str) -> AsyncIterator[FourPlatformInstance]:
-    store, bus = InMemoryStore(), InMemoryBus()
-    instance = await FourPlatformInstance.open(store, bus, InstanceSettings(rate=None, instance_id="w"))
-    try:
+    async with four_platforms("w") as instance:
         yield instance
-    finally:
-        await instance.close()
-        await bus.close()
-        store.close()
 
 
 async def _raw(instance: FourPlatformInstance, op: str, body: dict[str, Any]) -> dict[str, Any]:
