@@ -1,0 +1,205 @@
+"""The services topology, whole: ``soulfra serve meta`` (the puppet master) and two ``soulfra serve api`` processes
+on a NATS server of the test's own and one PostgreSQL schema. The puppet-master acceptance path (create, fork,
+merge, revert, possess, export, import) runs through the two API processes in turn, as a round-robin load balancer
+would send it; the audit trail has one row per change whichever process took it, and the puppet master's /metrics
+counts its commands."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import cycle
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+
+from .support import free_port, wait_for
+from .test_bus_security import _server_binary, nats_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300), pytest.mark.xdist_group("services_topology")]
+
+
+@dataclass
+class Topology:
+    """The processes of one services deployment, each logging to a file of its own; stopped by their PIDs."""
+
+    db_url: str
+    nats_url: str
+    where: Path
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    files: list[IO[bytes]] = field(default_factory=list)
+
+    def start(self, name: str, *args: str) -> None:
+        log = (self.where / f"{name}.log").open("wb")
+        self.files.append(log)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "soulfra", "serve", *args, "--db", self.db_url, "--nats", self.nats_url],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+        )  # fmt: skip
+
+    def log(self, name: str) -> str:
+        return (self.where / f"{name}.log").read_text(errors="replace")
+
+    def ready(self, name: str, url: str) -> None:
+        def answered() -> bool:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                pytest.fail(f"soulfra serve {name} exited with {proc.returncode}:\n{self.log(name)}")
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200
+            return False
+
+        wait_for(answered, timeout=60.0, what=f"{name} to be ready")
+
+    def stop(self) -> dict[str, int | None]:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        codes: dict[str, int | None] = {}
+        for name, proc in self.procs.items():
+            try:
+                codes[name] = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                codes[name] = None
+        for file in self.files:
+            file.close()
+        return codes
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[str]:
+    """A nats-server of this test's own (JetStream on, loopback, a free port): no other test's puppet master or
+    worlds answer on its subjects."""
+    port = free_port()
+    config = tmp_path / "nats.conf"
+    config.write_text(f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n')
+    with nats_server(_server_binary(), config, {}):
+        yield f"nats://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def topology(pg_url: str, private_nats: str, tmp_path: Path) -> Iterator[Topology]:
+    env = {**os.environ, "SOULFRA_HOME": str(tmp_path / "home")}  # meta and both APIs share the installation key
+    env.pop("SOULFRA_URL", None)
+    running = Topology(pg_url, private_nats, tmp_path, env)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def admin_token(topology: Topology) -> str:
+    made = subprocess.run(
+        [sys.executable, "-m", "soulfra", "token", "create", "--db", topology.db_url, "--name", "ops", "--role",
+         "admin", "--json"],
+        capture_output=True, text=True, env=topology.env, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    token: str = json.loads(made.stdout)["token"]
+    return token
+
+
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, (response.request.url, response.text)
+    return response.json()
+
+
+def test_the_acceptance_path_through_two_api_processes(topology: Topology) -> None:
+    meta_port, ports = free_port(), [free_port(), free_port()]
+    topology.start("meta", "meta", "--rate", "20", "--metrics-port", str(meta_port))
+    meta = f"http://127.0.0.1:{meta_port}"
+    topology.ready("meta", meta)
+    for number, port in enumerate(ports, 1):
+        topology.start(f"api-{number}", "api", "--port", str(port))
+    for number, port in enumerate(ports, 1):
+        topology.ready(f"api-{number}", f"http://127.0.0.1:{port}")
+    headers = {"authorization": f"Bearer {admin_token(topology)}"}
+    clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", headers=headers, timeout=30.0) for p in ports]
+    turn = cycle(clients)  # every request goes to the next API process, as a round-robin balancer sends them
+
+    def call(method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
+        return ok(next(turn).request(method, path, **kwargs), status)
+
+    def head(instance: str) -> int:
+        return int(call("GET", f"/api/instances/{instance}")["tick"])
+
+    try:
+        made = call("POST", "/api/instances", 201, json={"id": "alpha", "seed": 11})
+        assert (made["id"], made["seed"], made["state"]) == ("alpha", 11, "running")
+        wait_for(lambda: head("alpha") >= 5, what="alpha to tick")
+
+        fork = call("POST", "/api/god/fork", json={"source": "alpha", "forks": [{"id": "beta"}]})
+        assert [f["id"] for f in fork["forks"]] == ["beta"]
+        wait_for(lambda: head("beta") >= fork["tick"] + 3, what="beta to tick on from its fork")
+
+        preview = call("POST", "/api/god/merge/preview", json={"ours": "alpha", "theirs": "beta", "id": "gamma"})
+        merged = call("POST", "/api/god/merge", json={"ours": "alpha", "theirs": "beta", "id": "gamma"})
+        assert merged["parents"] == ["alpha", "beta"] == preview["parents"]
+        assert merged["base"] == {"instance": "alpha", "tick": fork["tick"]}
+
+        possess = {"instance": "alpha", "agent": "arty"}
+        call("POST", "/api/god/possess", json={**possess, "operator": "tester"})
+        acted = call("POST", "/api/god/possess", json={**possess, "action": "act", "act": {"action": "rest"}})
+        assert acted["ack"]["type"] == "act"
+        call("POST", "/api/god/possess", json={**possess, "action": "release"})
+
+        at = head("beta") - 1
+        reverted = call("POST", "/api/god/revert", json={"instance": "beta", "tick": at})
+        assert (reverted["instance"], reverted["tick"]) == ("beta", at)
+        rebuilt = call("GET", "/api/instances/beta/state", params={"tick": at})
+        assert rebuilt["state_hash"] == reverted["state_hash"]  # the other process reads what the revert made
+
+        package = next(turn).get("/api/instances/gamma/export")
+        assert package.status_code == 200, package.text
+        imported = call(
+            "POST", "/api/import", 201, params={"as_id": "gamma-copy", "start": "false"}, content=package.content,
+            headers={"content-type": "application/vnd.soulfra.package+zip"},
+        )  # fmt: skip
+        [row] = imported["imported"]
+        original = call("GET", "/api/instances/gamma/state", params={"tick": row["head_tick"]})
+        assert row["state_hash"] == original["state_hash"]
+
+        listed = {r["id"]: r for r in call("GET", "/api/instances")["instances"]}
+        assert {"alpha", "beta", "gamma", "gamma-copy"} <= listed.keys()
+        assert any(r["status"] == "abandoned" and r["parent_id"] == "beta" for r in listed.values())
+
+        audit = call("GET", "/api/audit", params={"limit": 100})["entries"]
+        actions = [(e["actor"], e["action"], e["outcome"]) for e in audit if e["actor"] == "ops"]
+        assert actions == [  # one row per request that changes something, whichever API process took it
+            ("ops", "instance.create", "ok"),
+            ("ops", "god.reality_fork", "ok"),
+            ("ops", "POST /api/god/merge/preview", "ok"),
+            ("ops", "god.merge_instances", "ok"),
+            ("ops", "god.agent_possession", "ok"),
+            ("ops", "god.agent_possession", "ok"),
+            ("ops", "god.agent_possession", "ok"),
+            ("ops", "god.timeline_revert", "ok"),
+            ("ops", "POST /api/import", "ok"),
+        ]
+        assert call("GET", "/api/audit/verify")["ok"] is True
+        assert 'soulfra_god_commands_total{outcome="ok",type="REALITY_FORK"} 1.0' in httpx.get(f"{meta}/metrics").text
+    finally:
+        for client in clients:
+            client.close()
+    codes = topology.stop()
+    assert codes == {"meta": 0, "api-1": 0, "api-2": 0}, {name: topology.log(name) for name in codes}
+
+
+def test_an_api_process_without_a_puppet_master_says_so(topology: Topology) -> None:
+    port = free_port()
+    topology.start("api", "api", "--port", str(port))
+    proc = topology.procs["api"]
+    wait_for(lambda: proc.poll() is not None or "waiting for the puppet master" in topology.log("api"),
+             timeout=30.0, what="the API process to say it waits")  # fmt: skip
+    assert "soulfra serve meta" in topology.log("api")
