@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from soulfra.errors import ConfigError
-from soulfra.logs import LEVELS
+from soulfra.logs import FORMATS, LEVELS
 
 if TYPE_CHECKING:
     from soulfra.bus import NatsOptions
@@ -109,14 +109,16 @@ class ServingSettings(SoulfraSettings):
     """What both serving commands (``up`` and ``serve``) share: logging and the pace of the worlds."""
 
     log_level: str = Field("info", description="log records at this level and above")
+    log_format: str = Field("auto", description="log lines as json or console; auto: console on a terminal")
     rate: float = Field(2.0, ge=0.0, allow_inf_nan=False, description="ticks per second; 0 as fast as possible")
     cycle_every: int = Field(0, ge=0, description="ticks between unified snapshots; 0 for none")
 
-    @field_validator("log_level")
+    @field_validator("log_level", "log_format")
     @classmethod
-    def _known_level(cls, value: str) -> str:
-        if value.lower() not in LEVELS:
-            raise ValueError(f"expected one of {', '.join(LEVELS)}")
+    def _known_choice(cls, value: str, info: ValidationInfo) -> str:
+        choices = LEVELS if info.field_name == "log_level" else FORMATS
+        if value.lower() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
         return value.lower()
 
 

@@ -23,6 +23,7 @@ from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
 from soulfra.meta.service import LocalPuppetMaster
+from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.security.audit import AuditRecorder
 from soulfra.security.tokens import TokenService
 from soulfra.store import InMemoryStore
@@ -52,6 +53,19 @@ def client_for(app: FastAPI, token: str | None = None) -> httpx.AsyncClient:
     """An in-process client of ``app`` sending ``token`` (None: no credentials)."""
     headers = {} if token is None else {"authorization": f"Bearer {token}"}
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{TEST_HOST}", headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def four_platforms(instance_id: str = "w") -> AsyncIterator[FourPlatformInstance]:
+    """A new instance's four platforms on the in-memory bus and store, not ticking until told; all closed after."""
+    store, bus = InMemoryStore(), InMemoryBus()
+    instance = await FourPlatformInstance.open(store, bus, InstanceSettings(rate=None, instance_id=instance_id))
+    try:
+        yield instance
+    finally:
+        await instance.close()
+        await bus.close()
+        store.close()
 
 
 @contextlib.asynccontextmanager

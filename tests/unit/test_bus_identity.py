@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from soulfra.bus import InMemoryBus
 from soulfra.errors import AuthenticationError
 from soulfra.platforms.base import op_subject
 from soulfra.platforms.bridge import CrossPlatformBridge
-from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
+from soulfra.platforms.instance import FourPlatformInstance
 from soulfra.security.audit import AuditRecorder
 from soulfra.security.identity import Identity
-from soulfra.store import InMemoryStore
+
+from .support import four_platforms
 
 pytestmark = pytest.mark.anyio
 
@@ -28,14 +28,8 @@ WHISPER: dict[str, object] = {"text": "let me in", "target": "*"}
 
 @pytest.fixture
 async def running(anyio_backend: str) -> AsyncIterator[FourPlatformInstance]:
-    store, bus = InMemoryStore(), InMemoryBus()
-    instance = await FourPlatformInstance.open(store, bus, InstanceSettings(rate=None, instance_id="w"))
-    try:
+    async with four_platforms("w") as instance:
         yield instance
-    finally:
-        await instance.close()
-        await bus.close()
-        store.close()
 
 
 async def _raw(instance: FourPlatformInstance, platform: str, op: str, body: dict[str, object]) -> dict[str, object]:

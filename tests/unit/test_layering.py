@@ -36,14 +36,14 @@ def _imports(path: Path) -> list[str]:
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
-        "__init__ errors offload metrics",
+        "__init__ errors offload metrics logs",
         "world",
         "codec store bus projection reflection",
         "durable",
         "platforms security",
         "meta",
         "api dashboard",
-        "system services serving logs settings",
+        "system services serving settings",
         "bench",
         "cli __main__",
     )

@@ -54,8 +54,9 @@ class Recorder:
         monkeypatch.setattr(soulfra.services, "serve_platform", self._serve_platform)
         monkeypatch.setattr(soulfra.services, "serve_meta", self._serve_meta)
 
-    def _logging(self, level: str) -> None:
+    def _logging(self, level: str, log_format: str = "auto") -> None:
         self.seen["log_level"] = level
+        self.seen["log_format"] = log_format
 
     def _listen(self, host: str, port: int) -> socket.socket:
         self.seen["listen"] = (host, port)
@@ -113,17 +114,20 @@ def test_up_takes_the_flags_over_the_variables(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("SOULFRA_DATA", str(tmp_path / "from-env"))
     monkeypatch.setenv("SOULFRA_RATE", "0")
     monkeypatch.setenv("SOULFRA_LOG_LEVEL", "debug")
+    monkeypatch.setenv("SOULFRA_LOG_FORMAT", "console")
     monkeypatch.setenv("SOULFRA_MAX_BODY", "1KiB")
     monkeypatch.setenv("SOULFRA_HOME", str(tmp_path / "home"))
     assert run("up", "--port", "9002", "--log-level", "warning", "--max-body", "2KiB", "--seed", "5") == 0
     assert recorder.seen["listen"] == ("127.0.0.1", 9002)  # the flag, over SOULFRA_PORT; the host's default
-    assert recorder.seen["log_level"] == "warning"
+    assert (recorder.seen["log_level"], recorder.seen["log_format"]) == ("warning", "console")
     embedded = recorder.seen["embedded"]
     assert isinstance(embedded, EmbeddedSettings)
     assert (embedded.data, embedded.rate, embedded.seed, embedded.home) == (
         tmp_path / "from-env", None, 5, tmp_path / "home"
     )  # fmt: skip
     assert (embedded.limits.max_body, embedded.limits.max_upload) == (2 << 10, 1 << 30)
+    assert run("up", "--log-format", "JSON") == 0  # the flag, over SOULFRA_LOG_FORMAT
+    assert recorder.seen["log_format"] == "json"
 
 
 def test_a_flag_given_with_its_default_value_still_wins(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,7 +152,23 @@ def test_serve_takes_its_database_and_nats_from_flags_over_variables(monkeypatch
     assert (settings.db, settings.nats_url, settings.rate, settings.cycle_every) == (
         "sqlite:///env.db", "nats://10.0.0.2:4222", 0.0, 50
     )  # fmt: skip
-    assert recorder.seen["log_level"] == "info"
+    assert (recorder.seen["log_level"], recorder.seen["log_format"]) == ("info", "auto")
+    assert run("serve", "runtime", "--instance", "world-0", "--log-format", "json") == 0
+    assert recorder.seen["log_format"] == "json"
+
+
+def test_an_unknown_log_format_is_one_line_naming_its_flag_or_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Recorder(monkeypatch)
+    assert run("up", "--log-format", "xml") == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == (
+        "soulfra: error: invalid setting --log-format='xml': expected one of auto, json, console"
+    )
+    monkeypatch.setenv("SOULFRA_LOG_FORMAT", "plain")
+    monkeypatch.setenv("SOULFRA_DB", "sqlite:///env.db")
+    assert run("serve", "runtime", "--instance", "world-0") == EXIT_USAGE
+    assert "SOULFRA_LOG_FORMAT='plain': expected one of auto, json, console" in capsys.readouterr().err
 
 
 def test_serve_meta_takes_its_world_and_the_instances_it_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,8 +178,9 @@ def test_serve_meta_takes_its_world_and_the_instances_it_leaves(monkeypatch: pyt
     assert run("serve", "meta", "--seed", "7", "--agents", "3") == 0
     settings = recorder.seen["meta"]["settings"]
     assert (settings.seed, settings.agents, settings.leave, settings.metrics_port) == (7, 3, ["harbor"], None)
-    assert run("serve", "meta", "--leave", "a", "--leave", "b") == 0
+    assert run("serve", "meta", "--leave", "a", "--leave", "b", "--log-format", "json") == 0
     assert recorder.seen["meta"]["settings"].leave == ["a", "b"]
+    assert recorder.seen["log_format"] == "json"
 
 
 def test_serve_takes_nats_credentials_and_tls_files_from_flags_over_variables(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
 import threading
 import time
 import uuid
@@ -42,6 +41,7 @@ from soulfra.errors import (
     SoulfraError,
     UnsupportedMediaError,
 )
+from soulfra.logs import bind, checked_request_id, note
 from soulfra.offload import off_loop
 from soulfra.security.audit import AuditRecorder, current_action
 from soulfra.security.identity import ANONYMOUS, Identity
@@ -64,7 +64,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
 def identity_of(scope_or_request: Any) -> Identity:
@@ -200,6 +199,10 @@ class AccessControl:
             await self.app(scope, receive, send)
             return
         reply = _Reply(request_id=_request_id(scope), https=scope.get("scheme") == "https")
+        with bind(request_id=reply.request_id):  # on every record logged while it is handled (soulfra.logs)
+            await self._handle(scope, receive, send, reply)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, reply: _Reply) -> None:
         guarded = _decorated(send, reply)
         method = scope["method"]
         resolved = self._resolve(scope)
@@ -242,6 +245,7 @@ class AccessControl:
         self.limits.check_source(source)
         identity, session = await self._identify(scope, source)
         scope.setdefault("state", {})["identity"] = identity
+        note(identity=identity.name)
         reply.authenticated = True
         action = current_action()
         if action is not None and policy.mutating:
@@ -330,8 +334,7 @@ _ID_COUNTER = itertools.count(1)
 
 
 def _request_id(scope: Scope) -> str:
-    given = _header(scope, b"x-request-id")
-    return given if given is not None and _REQUEST_ID.match(given) else f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+    return checked_request_id(_header(scope, b"x-request-id")) or f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

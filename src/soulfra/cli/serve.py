@@ -41,7 +41,15 @@ from soulfra.cli.options import (
     WorldOption,
     env,
 )
-from soulfra.cli.server import CycleOption, LogLevelOption, RateOption, crash_logged, load_settings, open_http
+from soulfra.cli.server import (
+    CycleOption,
+    LogFormatOption,
+    LogLevelOption,
+    RateOption,
+    crash_logged,
+    load_settings,
+    open_http,
+)
 from soulfra.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -101,6 +109,7 @@ def meta_command(
     metrics_host: MetricsHostOption = "127.0.0.1",
     metrics_port: MetricsPortOption = None,
     log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
 ) -> None:
     """The puppet master: runs every stored instance (and a default one, made from --seed, --world and --agents
     when none is stored) with its four platforms, and answers the API processes' god commands, instances and
@@ -144,6 +153,7 @@ def api_command(
     max_upload: MaxUploadOption = "1GiB",
     body_timeout: BodyTimeoutOption = 30.0,
     log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
 ) -> None:
     """The HTTP API and dashboard as a stateless gateway: platform reads over NATS, god commands to `soulfra serve
     meta`, tokens and packages in the shared database. Run several behind a load balancer; /metrics, /healthz and
@@ -155,7 +165,7 @@ def api_command(
         from soulfra.errors import ConfigError  # noqa: PLC0415
 
         raise ConfigError("soulfra serve api needs a database: --db URL, or SOULFRA_DB")
-    tls = open_http(settings, settings.log_level)
+    tls = open_http(settings, settings.log_level, settings.log_format)
     options = settings.nats_options()
     from soulfra.services import api_app  # noqa: PLC0415
     from soulfra.serving import listen  # noqa: PLC0415 -- the server stack loads only here
@@ -199,6 +209,7 @@ def _platform_command(platform: str) -> Callable[..., None]:
         metrics_host: MetricsHostOption = "127.0.0.1",
         metrics_port: MetricsPortOption = None,
         log_level: LogLevelOption = "info",
+        log_format: LogFormatOption = "auto",
     ) -> None:
         from soulfra.settings import PlatformServeSettings  # noqa: PLC0415
 
@@ -231,7 +242,7 @@ def _run(settings: Any, serve: Callable[[Any, socket.socket | None], Any], name:
 
         raise ConfigError(f"soulfra {name} needs a database: --db URL, or SOULFRA_DB")
     options = settings.nats_options()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     sock = _ops_socket(settings)
     with crash_logged(name):
         try:

@@ -138,6 +138,13 @@ LogLevelOption = Annotated[
         "--log-level", help="Log records at this level and above: debug, info, warning, error" + _env("log_level")
     ),
 ]
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        help="Log lines as json or console; auto: console on a terminal, json otherwise" + _env("log_format"),
+    ),
+]
 RateOption = Annotated[float, typer.Option(help="Ticks per second; 0 runs as fast as possible" + _env("rate"))]
 CycleOption = Annotated[int, typer.Option(help="Ticks between unified snapshots; 0 for none" + _env("cycle_every"))]
 
@@ -155,7 +162,7 @@ def crash_logged(command: str) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def open_http(settings: HttpSettings, log_level: str) -> bool:
+def open_http(settings: HttpSettings, log_level: str, log_format: str = "auto") -> bool:
     """Check that an API may listen where ``settings`` say, and configure logging; whether it serves HTTPS. Plain
     HTTP beyond loopback is refused unless asked for (``--insecure-http``), and then logged."""
     tls = settings.tls_cert is not None
@@ -164,7 +171,7 @@ def open_http(settings: HttpSettings, log_level: str) -> bool:
             f"--host {settings.host} would open the API to the network in plain HTTP: give --tls-cert and --tls-key, "
             "or --insecure-http to do it anyway"
         )
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     if not settings.loopback() and not tls:
         logging.getLogger("soulfra.cli").warning(
             "serving plain HTTP on %s (--insecure-http): tokens cross the network unencrypted", settings.host
@@ -204,12 +211,13 @@ def up_command(
     max_upload: MaxUploadOption = "1GiB",
     body_timeout: BodyTimeoutOption = 30.0,
     log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
 ) -> None:
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
     from soulfra.settings import UpSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
 
     settings = load_settings(ctx, UpSettings)
-    tls = open_http(settings, settings.log_level)
+    tls = open_http(settings, settings.log_level, settings.log_format)
     from soulfra.cli.runner import load_world_file  # noqa: PLC0415 -- the server stack loads only here
     from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415
     from soulfra.world import DEFAULT_WORLD  # noqa: PLC0415

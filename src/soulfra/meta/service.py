@@ -21,10 +21,11 @@ from typing import Any, Literal, Protocol
 
 from soulfra.bus.port import Bus, Subscription
 from soulfra.errors import InputError, NoRespondersError, SoulfraError, WorldFileError
+from soulfra.logs import bind, checked_request_id
 from soulfra.meta.commands import MergeInstances, parse_command
 from soulfra.meta.engine import PuppetMasterEngine
 from soulfra.offload import off_loop
-from soulfra.platforms.base import BY, decode, encode
+from soulfra.platforms.base import BY, RID, decode, encode
 from soulfra.security.audit import Action, adopted, current_action
 from soulfra.security.identity import Identity, check_role
 from soulfra.security.permissions import RuleSet
@@ -43,7 +44,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 META_PREFIX = "soulfra-meta"  # not ``soulfra.<instance>``: no instance id can take the puppet master's subjects
-RID = "_rid"  # the request a bus request belongs to (its audit row's request id)
 PAGE = 500  # instances per ``list`` reply: thousands of rows would pass NATS's 1 MB message limit in one
 
 
@@ -206,7 +206,8 @@ class MetaServer:
         async def respond(payload: bytes) -> bytes:
             body = decode(payload)
             identity = _identity(body)
-            with adopted(identity, body.get(RID)) as action:
+            rid, name = checked_request_id(body.get(RID)), None if identity is None else identity.name
+            with adopted(identity, body.get(RID)) as action, bind(request_id=rid, identity=name):  # its logs too
                 reply = await handler(body)
             return encode({"reply": reply, "audit": _refinements(action)})
 

@@ -3,7 +3,9 @@
 A platform serves ``soulfra.<instance>.<platform>.<op>`` and listens on ``soulfra.<instance>.control`` for the
 emergency override; the runtime publishes the world's events on ``soulfra.<instance>.events``. A request to an op
 that changes something (a platform's ``mutating`` ops) carries the identity that issued it as ``_by``
-(``{"name", "role"}``): one without it is refused, so that nothing on the bus changes a world anonymously.
+(``{"name", "role"}``): one without it is refused, so that nothing on the bus changes a world anonymously. A request
+may carry the id of the request it serves as ``_rid`` (an HTTP request's ``X-Request-ID``): the platform logs what it
+does for it under that id (``soulfra.logs.bind``), so one request can be followed from process to process.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from typing import Any
 
 from soulfra.bus.port import Bus, Message, Subscription
 from soulfra.errors import AuthenticationError, ConfigError, InputError, OverrideActiveError
+from soulfra.logs import bind, checked_request_id, current_request_id
 from soulfra.security.identity import Identity
 
 __all__ = [
     "BY",
     "PLATFORMS",
+    "RID",
     "Op",
     "Platform",
     "by_field",
@@ -32,12 +36,14 @@ __all__ = [
     "int_field",
     "issuer",
     "op_subject",
+    "rid_field",
 ]
 
 log = logging.getLogger(__name__)
 
 PLATFORMS = ("runtime", "surface", "protocol", "mirror")
 BY = "_by"  # the request field naming who issued it; platforms leave ``_`` fields out of any content
+RID = "_rid"  # the request field carrying the id of the request it serves (for logs only: it changes nothing)
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 # An op answers a JSON object, or bytes already encoded as one (a platform caching its hot replies).
@@ -77,6 +83,12 @@ def int_field(body: dict[str, Any], key: str, default: int, low: int, high: int)
 def by_field(identity: Identity) -> dict[str, str]:
     """What a request carries in ``_by`` for ``identity``."""
     return {"name": identity.name, "role": identity.role}
+
+
+def rid_field() -> dict[str, str]:
+    """What a request carries in ``_rid``: the id of the request being handled in this context, if any."""
+    rid = current_request_id()
+    return {} if rid is None else {RID: rid}
 
 
 def issuer(body: dict[str, Any]) -> tuple[str, str] | None:
@@ -144,14 +156,18 @@ class Platform:
                     "resume it first"
                 )
             body = decode(payload)
-            if op in self.mutating:
-                who = issuer(body)
-                if who is None:
-                    raise AuthenticationError(
-                        f"{self.name}.{op} of {self.instance_id} names no identity ({BY}); it was refused"
-                    )
-                log.info("%s.%s of %s by %s (%s)", self.name, op, self.instance_id, *who)
-            reply = await handler(body)
+            who = issuer(body)
+            with bind(
+                request_id=checked_request_id(body.get(RID)), identity=None if who is None else who[0],
+                instance=self.instance_id,
+            ):  # fmt: skip
+                if op in self.mutating:
+                    if who is None:
+                        raise AuthenticationError(
+                            f"{self.name}.{op} of {self.instance_id} names no identity ({BY}); it was refused"
+                        )
+                    log.info("%s.%s of %s by %s (%s)", self.name, op, self.instance_id, *who)
+                reply = await handler(body)
             return reply if isinstance(reply, bytes) else encode(reply)
 
         return respond

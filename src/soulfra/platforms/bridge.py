@@ -7,7 +7,8 @@ any op. Every call has a timeout. Errors arrive typed: ``BusTimeoutError`` (no r
 Every request carries the identity that issued it (``_by``): the one of the action in progress
 (``soulfra.security.audit``), else the bridge's own (``LOCAL`` unless told otherwise: this process, which holds the
 bridge, asking outside any action); a platform refuses a change without it, so a client of the bus that is not a
-Soulfra process cannot make one without saying who it is.
+Soulfra process cannot make one without saying who it is. It carries the id of the request being handled in this
+context too (``_rid``, from ``soulfra.logs``), so the platform's log lines about it name that request.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from soulfra.bus.port import Bus
 from soulfra.errors import InputError, SoulfraError
-from soulfra.platforms.base import BY, PLATFORMS, by_field, check_instance_id, decode, encode, op_subject
+from soulfra.platforms.base import BY, PLATFORMS, by_field, check_instance_id, decode, encode, op_subject, rid_field
 from soulfra.platforms.replies import InputAck, RunState, UnifiedRecord
 from soulfra.security.audit import current_identity
 from soulfra.security.identity import Identity, process_identity
@@ -54,7 +55,8 @@ class CrossPlatformBridge:
         subject = op_subject(self.instance_id, platform, op)
         if payload is None:
             who = current_identity() or self.identity
-            payload = encode((body or {}) if who is None else {**(body or {}), BY: by_field(who)})
+            by = {} if who is None else {BY: by_field(who)}
+            payload = encode({**(body or {}), **by, **rid_field()})
         return await self.bus.request(subject, payload, timeout=timeout or self.timeout)
 
     async def fetch_from_runtime(self, op: str = "status", body: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from soulfra.platforms.base import (
     int_field,
     issuer,
     op_subject,
+    rid_field,
 )
 from soulfra.platforms.watch import Found, MoodWatch, ThreadWatch
 from soulfra.security.identity import process_identity
@@ -328,7 +329,7 @@ class MirrorPlatform(Platform):
 
     async def _ask(self, platform: str, op: str, body: dict[str, Any]) -> dict[str, Any]:
         subject = op_subject(self.instance_id, platform, op)
-        return decode(await self.bus.request(subject, encode(body), timeout=self.timeout))
+        return decode(await self.bus.request(subject, encode({**body, **rid_field()}), timeout=self.timeout))
 
 
 def resolve(

@@ -31,10 +31,12 @@ from soulfra.errors import (
     SoulfraError,
     StorageError,
 )
+from soulfra.logs import rebind
 from soulfra.metrics import Metrics
 from soulfra.offload import Lane, off_loop
 from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, op_subject
 from soulfra.platforms.replies import InputAck, RunState
+from soulfra.platforms.runtime_log import InputTrail
 from soulfra.platforms.runtime_reads import MAX_COMPACT_PAGE, MAX_FULL_PAGE, RuntimeReads
 from soulfra.projection import snapshot_json, vibe_to_json
 from soulfra.store.ports import SnapshotInfo, StoredInput
@@ -129,6 +131,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         self.ticks_run = 0
         self.failure: TickFailure | None = None  # what stopped the tick loop, if it stopped by itself
         self.last_pause_ns: int | None = None
+        self.trail = InputTrail(world.instance_id)  # logs each input accepted, and the commit of its tick
         self.metrics = metrics or Metrics()  # none given: counted in a registry of its own, which nobody scrapes
         label = self.metrics.instance_label(world.instance_id)
         self._ticks = self.metrics.ticks.labels(label)
@@ -156,7 +159,8 @@ class RuntimePlatform(RuntimeReads, Platform):
         if self.running:
             raise ConflictError(f"the runtime of {self.instance_id} is already ticking")
         self._stopping = False
-        self._task = asyncio.get_running_loop().create_task(self._loop(ticks))
+        with rebind(instance=self.instance_id):  # the loop's records are not about the request that launched it
+            self._task = asyncio.get_running_loop().create_task(self._loop(ticks))
         return self._task
 
     async def shutdown(self) -> None:
@@ -169,15 +173,20 @@ class RuntimePlatform(RuntimeReads, Platform):
         finally:
             self._task = None
             try:
-                await self.lane.run(self.world.flush)
+                await self._flush()
             finally:
                 await self.stop()
+
+    async def _flush(self) -> None:
+        await self.lane.run(self.world.flush)
+        self.trail.committed(self.world.durable_tick)
 
     def replace_world(self, world: DurableWorld) -> None:
         """Carry on from another durable world of this instance (a revert's rebuilt one); pause the loop first."""
         if world.instance_id != self.instance_id:
             raise ConflictError(f"the runtime of {self.instance_id} cannot run {world.instance_id}")
         self.world = world
+        self.trail.forget()
         self._wake.set()
 
     def _blocked(self) -> bool:
@@ -207,6 +216,7 @@ class RuntimePlatform(RuntimeReads, Platform):
                     else:  # the world raised halfway through a tick
                         await self._restore(tick)
                     return
+            self.trail.committed(self.world.durable_tick)  # nothing to do unless a tick with inputs was committed
             done += 1
             self.ticks_run += 1
             self.metrics.tick_duration.observe((self._clock_ns() - started) / 1e9)
@@ -243,7 +253,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         self.failure = TickFailure.of(error, tick)
         log.exception(
             "instance %s failed at tick %d and stopped ticking (the other instances go on; restart to resume it "
-            "from its last committed tick)", self.instance_id, tick, exc_info=error,
+            "from its last committed tick)", self.instance_id, tick, exc_info=error, extra={"tick": tick},
         )  # fmt: skip
 
     async def _publish(self, tick: int, events: list[Event]) -> None:
@@ -354,6 +364,7 @@ class RuntimePlatform(RuntimeReads, Platform):
                 self.metrics.storage_errors.inc()
             raise
         self.metrics.inputs.labels("ok").inc(len(stored))
+        self.trail.accepted(stored)
         return {
             "instance": self.instance_id,
             "acks": [InputAck(seq=s.seq, tick=s.tick, type=s.input.type).to_json() for s in stored],
@@ -379,7 +390,7 @@ class RuntimePlatform(RuntimeReads, Platform):
 
     async def pause(self, body: dict[str, Any]) -> dict[str, Any]:
         self.paused = True
-        await self.lane.run(self.world.flush)  # after the tick under way, if any: the last one until a resume
+        await self._flush()  # after the tick under way, if any: the last one until a resume
         return RunState(instance=self.instance_id, tick=self.world.tick, paused=True).to_json()
 
     async def resume(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -397,7 +408,7 @@ class RuntimePlatform(RuntimeReads, Platform):
     async def override(self, body: dict[str, Any]) -> dict[str, Any]:
         """Emergency stop: no tick runs after this returns; every platform is told on the control subject."""
         self.halted = True
-        await self.lane.run(self.world.flush)  # after the tick under way, if any: the last one
+        await self._flush()  # after the tick under way, if any: the last one
         self.halted_at = self.world.tick
         reason = str(body.get("reason", ""))[:500]
         await self.bus.publish(

@@ -210,6 +210,10 @@ class AuditRecorder:
     def write(self, action: Action) -> AuditEntry | None:
         """Write a finished action's row (and sign the head when it is time). A failure to write is logged, never
         raised: the change itself has happened, or has been refused, either way."""
+        log.info(
+            "audit: %s by %s (%s): %s", action.action, action.identity.name, action.identity.role, action.outcome,
+            extra={"request_id": action.request_id, "identity": action.identity.name, "instance": action.instance_id},
+        )  # fmt: skip
         try:
             entry = self.store.audit.append(
                 actor=action.identity.name, role=action.identity.role, source=action.source,
