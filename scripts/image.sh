@@ -25,7 +25,10 @@ fi
 
 REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null || echo unknown)"
 echo "make image: building $IMAGE with $ENGINE (revision $REVISION)"
-"$ENGINE" build --tag "$IMAGE" --build-arg "REVISION=$REVISION" "$ROOT"
+# Podman writes OCI images by default, which drop HEALTHCHECK: ask it for Docker's format, which keeps it.
+FORMAT=()
+[ "$(basename "$ENGINE")" = podman ] && FORMAT=(--format docker)
+"$ENGINE" build "${FORMAT[@]}" --tag "$IMAGE" --build-arg "REVISION=$REVISION" "$ROOT"
 
 PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 NAME="soulfra-image-smoke-$$"
