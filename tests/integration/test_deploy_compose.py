@@ -164,7 +164,8 @@ def test_no_secret_is_written_in_the_file(raw: dict[str, Any]) -> None:
 
 
 def test_each_process_runs_its_job(services: dict[str, dict[str, Any]]) -> None:
-    assert services["migrate"]["command"] == ["db", "upgrade"]
+    database = environment(services["meta"])["SOULFRA_DB"]
+    assert services["migrate"]["command"] == ["db", "upgrade", "--db", database]
     meta = services["meta"]["command"]
     assert meta[:2] == ["serve", "meta"] and meta[meta.index("--leave") + 1] == "harbor"
     for name in ("api-1", "api-2"):

@@ -147,7 +147,9 @@ def test_meta_and_the_runtime_are_single_writers(rendered: tuple[str, Objects]) 
     meta = deployments["soulfra-meta"]["spec"]["template"]["spec"]
     args = meta["containers"][0]["args"]
     assert args[:2] == ["serve", "meta"] and args[args.index("--leave") + 1] == "harbor"
-    assert [c["args"] for c in meta["initContainers"]] == [["db", "upgrade"]]
+    (migrate,) = meta["initContainers"]
+    assert migrate["args"] == ["db", "upgrade", "--db", "$(SOULFRA_DB)"]  # expanded by the kubelet from its env
+    assert "SOULFRA_DB" in {e["name"] for e in migrate["env"]}
     for platform in ("runtime", "surface", "protocol", "mirror"):
         container = deployments[f"soulfra-harbor-{platform}"]["spec"]["template"]["spec"]["containers"][0]
         assert container["args"][:4] == ["serve", platform, "--instance", "harbor"]
