@@ -264,3 +264,24 @@ def test_the_overlays_pick_their_image_and_nats(rendered: tuple[str, Objects]) -
     (ingress,) = of_kind(objects, "Ingress").values()
     assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"] for rule in ingress["spec"]["rules"]]
     assert config["PUBLIC_HOST"] == ingress["spec"]["rules"][0]["host"]
+
+
+def test_every_variable_reference_is_defined_before_use(rendered: tuple[str, Objects]) -> None:
+    """The kubelet expands $(NAME) in env values and args only from variables defined before it (the ConfigMaps of
+    envFrom, then env in order); an undefined one stays as the literal text, silently."""
+    _, objects = rendered
+    config_maps = of_kind(objects, "ConfigMap")
+    for name, pod in pod_specs(objects):
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            where = f"{name}/{container['name']}"
+            defined = {
+                key
+                for source in container.get("envFrom", [])
+                for key in config_maps[source["configMapRef"]["name"]]["data"]
+            }
+            for variable in container.get("env", []):
+                for used in re.findall(r"\$\((\w+)\)", variable.get("value", "")):
+                    assert used in defined, f"{where}: {variable['name']} uses $({used}) before it is defined"
+                defined.add(variable["name"])
+            for used in re.findall(r"\$\((\w+)\)", " ".join(container.get("args", []))):
+                assert used in defined, f"{where}: its args use $({used}), which is not defined"
