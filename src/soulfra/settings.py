@@ -23,11 +23,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_PREFIX",
+    "ApiServeSettings",
     "ClientSettings",
+    "HttpSettings",
+    "MetaServeSettings",
+    "PlatformServeSettings",
     "ServeSettings",
     "ServingSettings",
     "SoulfraSettings",
     "UpSettings",
+    "WorldSettings",
     "default_home",
 ]
 
@@ -115,18 +120,12 @@ class ServingSettings(SoulfraSettings):
         return value.lower()
 
 
-class UpSettings(ServingSettings):
-    """``soulfra up``: the embedded system in one process, and its HTTP API."""
-
-    MAX_SEED: ClassVar[int] = 2**64 - 1  # as every world takes (soulfra run, POST /api/instances)
+class HttpSettings(SoulfraSettings):
+    """What the processes that serve the HTTP API (``up``, ``serve api``) share: where and how they listen, and the
+    limits and access rules of their requests."""
 
     host: str = Field("127.0.0.1", min_length=1, description="the address the API listens on")
     port: int = Field(8000, ge=1, le=65535, description="the port the API listens on")
-    data: Path = Field(Path("soulfra-data"), description="the data directory (the SQLite database, uploads)")
-    db: str | None = Field(None, description="the database URL (default: SQLite in the data directory)")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="the default instance's seed")
-    world: Path | None = Field(None, description="the default instance's world file (TOML)")
-    agents: int = Field(0, ge=0, le=100_000, description="extra generated agents in the default instance")
     max_body: ByteSize = Field(ByteSize(64 << 10), description="the largest JSON request body")
     max_upload: ByteSize = Field(ByteSize(1 << 30), description="the largest package upload")
     body_timeout: float = Field(30.0, ge=0.001, allow_inf_nan=False, description="seconds a body may pause")
@@ -158,6 +157,23 @@ class UpSettings(ServingSettings):
         return value
 
 
+class WorldSettings(SoulfraSettings):
+    """The world a serving process makes when it finds none stored: its seed, world file and extra agents."""
+
+    MAX_SEED: ClassVar[int] = 2**64 - 1  # as every world takes (soulfra run, POST /api/instances)
+
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the default instance's seed")
+    world: Path | None = Field(None, description="the default instance's world file (TOML)")
+    agents: int = Field(0, ge=0, le=100_000, description="extra generated agents in the default instance")
+
+
+class UpSettings(ServingSettings, HttpSettings, WorldSettings):
+    """``soulfra up``: the embedded system in one process, and its HTTP API."""
+
+    data: Path = Field(Path("soulfra-data"), description="the data directory (the SQLite database, uploads)")
+    db: str | None = Field(None, description="the database URL (default: SQLite in the data directory)")
+
+
 class ServeSettings(ServingSettings):
     """``soulfra serve``: one platform of one instance as its own process, on NATS and a shared database."""
 
@@ -172,6 +188,10 @@ class ServeSettings(ServingSettings):
     nats_ca: Path | None = Field(None, description="the CA that signed the NATS server's certificate (implies TLS)")
     nats_cert: Path | None = Field(None, description="this process's TLS client certificate for NATS")
     nats_key: Path | None = Field(None, description="the key of the TLS client certificate")
+    metrics_host: str = Field("127.0.0.1", min_length=1, description="the address /metrics and the probes listen on")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="the port of /metrics, /healthz and /readyz (none: not served)"
+    )
 
     @field_validator("nats_creds", "nats_ca", "nats_cert", "nats_key")
     @classmethod
@@ -191,3 +211,22 @@ class ServeSettings(ServingSettings):
             cert=self.nats_cert,
             key=self.nats_key,
         )
+
+
+class PlatformServeSettings(ServeSettings, WorldSettings):
+    """``soulfra serve runtime|surface|protocol|mirror``: one platform of one instance; ``create`` makes the
+    instance (of ``seed``, ``world`` and ``agents``) when it is not stored yet."""
+
+    create: bool = Field(False, description="create the instance when it is not stored yet (runtime)")
+
+
+class MetaServeSettings(ServeSettings, WorldSettings):
+    """``soulfra serve meta``: the puppet master, hosting the worlds; ``leave`` names instances it does not run
+    (their own platform processes do)."""
+
+    leave: list[str] | None = Field(None, description="instances the puppet master leaves to their own processes")
+
+
+class ApiServeSettings(ServeSettings, HttpSettings):
+    """``soulfra serve api``: the HTTP API and dashboard as a stateless gateway to the puppet master and the
+    platforms over NATS; several may run behind a load balancer."""

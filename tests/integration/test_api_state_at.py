@@ -95,6 +95,7 @@ def test_a_viewer_may_read_it_and_nobody_anonymous(server: Server) -> None:
         assert made.status_code == 201, made.text
         viewer = made.json()["token"]
     with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {viewer}"}) as client:
-        assert client.get(f"/api/instances/{DEFAULT}/state", params={"tick": 1}).status_code == 200
+        seen = client.get(f"/api/instances/{DEFAULT}/state", params={"tick": 1})
+        assert seen.status_code == 200, seen.text
     with server.client(anonymous=True) as client:
         assert client.get(f"/api/instances/{DEFAULT}/state", params={"tick": 1}).status_code == 401

@@ -132,7 +132,17 @@ def sign_in(seen: Watched, token: str) -> None:
 def until(page: Page, condition: str, *, timeout: float = 15.0) -> None:
     """Wait until the JavaScript expression ``condition`` holds in ``page`` (asked from here: playwright's own
     ``wait_for_function`` evaluates strings with ``eval``, which the page's CSP rightly forbids)."""
-    wait_for(lambda: bool(page.evaluate(condition)), timeout=timeout, what=condition)
+    from playwright.sync_api import Error as PlaywrightError  # noqa: PLC0415 -- playwright loads only where it runs
+
+    def holds() -> bool:
+        try:
+            return bool(page.evaluate(condition))
+        except PlaywrightError as exc:  # asked while the page was between documents (a click that navigates)
+            if "Execution context was destroyed" in str(exc):
+                return False
+            raise
+
+    wait_for(holds, timeout=timeout, what=condition)
 
 
 def api(server: Server) -> httpx.Client:

@@ -61,7 +61,7 @@ def test_an_admin_sees_the_audit_log_verified_and_filtered(watched: Watched, ser
     page = watched.page
     assert page.locator("#nav-audit").count() == 1 and page.locator("#nav-health").count() == 1
     page.click("#nav-audit")
-    until(page, "document.getElementById('chain-status').classList.contains('chain-ok')")
+    until(page, "document.getElementById('chain-status')?.classList.contains('chain-ok')")
     assert page.inner_text("#chain-status").startswith("verified: ")
     until(page, "document.querySelectorAll('#audit-rows tr').length > 0")
     page.fill("#audit-filter input[name=outcome]", "ok")
@@ -93,7 +93,7 @@ def test_an_admin_sees_health_readiness_and_leases(watched: Watched, server: Ser
     sign_in(watched, server.token)
     page = watched.page
     page.click("#nav-health")
-    until(page, "document.getElementById('readiness').classList.contains('ready')")
+    until(page, "document.getElementById('readiness')?.classList.contains('ready')")
     assert page.inner_text("#readiness").startswith(f"ready: {DEFAULT} at tick ")
     until(page, "!!document.querySelector('#failed .none-failed')")
     until(page, "document.querySelectorAll('#leases tr.lease-live').length >= 2")
@@ -110,7 +110,7 @@ def test_a_viewer_gets_no_audit_link_and_403_from_the_audit_page_and_route(watch
     assert page.locator("#nav-audit").count() == 0
     assert page.locator("#nav-health").count() == 1
     page.click("#nav-health")
-    until(page, "document.getElementById('readiness').classList.contains('ready')")
+    until(page, "document.getElementById('readiness')?.classList.contains('ready')")
     until(page, "document.querySelectorAll('#leases tr.lease-live').length >= 2")
     answer = page.evaluate(
         "async () => { const r = await fetch('/api/audit/verify'); return [r.status, (await r.json()).code]; }"
@@ -174,7 +174,7 @@ def test_a_row_edited_behind_the_server_s_back_shows_as_a_broken_chain(
         page.click("#signin-form button[type=submit]")
         page.wait_for_selector("#instance-table", timeout=15_000)
         page.goto(small.url + "/audit")
-        until(page, "document.getElementById('chain-status').classList.contains('chain-broken')")
+        until(page, "document.getElementById('chain-status')?.classList.contains('chain-broken')")
         assert page.inner_text("#chain-status").startswith("broken at row 2: ")
         assert not errors, errors
     finally:

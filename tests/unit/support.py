@@ -22,6 +22,7 @@ from soulfra.bus import InMemoryBus
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
+from soulfra.meta.service import LocalPuppetMaster
 from soulfra.security.audit import AuditRecorder
 from soulfra.security.tokens import TokenService
 from soulfra.store import InMemoryStore
@@ -71,12 +72,14 @@ async def api_in_process(
     bus = InMemoryBus()
     recorder = AuditRecorder(store)
     engine = PuppetMasterEngine(store, bus, settings, recorder=recorder)
-    gateway = Gateway(bus, default_instance, store=store)
-    gateway.lister = engine.list_instances
+    master = LocalPuppetMaster(engine, default_instance)
+    gateway = Gateway(bus, default_instance, store=store, lister=master.list_instances)
     tokens = TokenService(store)
     access = access or AccessSettings.for_host("127.0.0.1", [TEST_HOST])
-    router = meta_router(engine, gateway, KeyRing(tmp_path / "home"), Limits())
-    app = create_app(gateway, extra=[router], tokens=tokens, recorder=recorder, access=access, metrics=engine.metrics)
+    router = meta_router(master, gateway, KeyRing(tmp_path / "home"), Limits())
+    app = create_app(
+        gateway, extra=[router], tokens=tokens, recorder=recorder, access=access, metrics=engine.metrics, puppet=master
+    )
     app.state.engine = engine
     app.state.tokens = tokens
     app.state.recorder = recorder

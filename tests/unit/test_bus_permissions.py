@@ -68,8 +68,18 @@ def test_what_a_role_may_not_send(role: str, subject: str) -> None:
     assert not role_permissions()[role].may_publish(subject)
 
 
-def test_only_the_platforms_answer_requests() -> None:
-    assert {role for role, allowed in role_permissions().items() if allowed.allow_responses} == set(PLATFORMS)
+def test_only_the_platforms_and_the_puppet_master_answer_requests() -> None:
+    assert {role for role, allowed in role_permissions().items() if allowed.allow_responses} == {*PLATFORMS, "meta"}
+
+
+def test_the_puppet_master_may_do_what_the_platforms_and_control_do_and_serve_its_calls() -> None:
+    roles = role_permissions()
+    meta = roles["meta"]
+    for role in (*PLATFORMS, "control"):
+        assert set(roles[role].publish) <= set(meta.publish), role
+        assert set(roles[role].subscribe) <= set(meta.subscribe), role
+    assert meta.may_subscribe("soulfra-meta.*") and roles["control"].may_publish("soulfra-meta.god")
+    assert not any(roles[role].may_subscribe("soulfra-meta.*") for role in (*PLATFORMS, "control"))
 
 
 class RoleBus:

@@ -43,7 +43,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "platforms security",
         "meta",
         "api dashboard",
-        "system logs settings",
+        "system services serving logs settings",
         "bench",
         "cli __main__",
     )

@@ -19,7 +19,7 @@ from soulfra.api.stream import LiveStreams
 from soulfra.bus import InMemoryBus
 from soulfra.platforms.base import encode, events_subject
 from soulfra.platforms.surface import SurfacePlatform
-from soulfra.system import _StopGuard
+from soulfra.serving import _StopGuard
 
 DEADLINE_S = 10.0
 INSTANCE = "streamed"

@@ -14,12 +14,22 @@ import httpx
 import pytest
 import typer
 
+import soulfra.services
 import soulfra.system
 from soulfra.bus import NatsOptions
 from soulfra.cli import EXIT_USAGE, app, main
+from soulfra.cli import serve as cli_serve
 from soulfra.cli import server as cli_server
 from soulfra.errors import ConfigError
-from soulfra.settings import ClientSettings, ServeSettings, SoulfraSettings, UpSettings
+from soulfra.settings import (
+    ApiServeSettings,
+    ClientSettings,
+    MetaServeSettings,
+    PlatformServeSettings,
+    ServeSettings,
+    SoulfraSettings,
+    UpSettings,
+)
 from soulfra.system import EmbeddedSettings
 
 
@@ -38,9 +48,11 @@ class Recorder:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.seen: dict[str, Any] = {}
         monkeypatch.setattr(cli_server, "configure_logging", self._logging)
+        monkeypatch.setattr(cli_serve, "configure_logging", self._logging)
         monkeypatch.setattr(soulfra.system, "listen", self._listen)
         monkeypatch.setattr(soulfra.system, "run_embedded", self._run_embedded)
-        monkeypatch.setattr(soulfra.system, "serve_platform", self._serve_platform)
+        monkeypatch.setattr(soulfra.services, "serve_platform", self._serve_platform)
+        monkeypatch.setattr(soulfra.services, "serve_meta", self._serve_meta)
 
     def _logging(self, level: str) -> None:
         self.seen["log_level"] = level
@@ -52,8 +64,11 @@ class Recorder:
     def _run_embedded(self, settings: EmbeddedSettings, sock: object, *, announce: Any = None) -> None:
         self.seen["embedded"] = settings
 
-    async def _serve_platform(self, platform: str, **kwargs: Any) -> None:
-        self.seen["serve"] = {"platform": platform, **kwargs}
+    async def _serve_platform(self, platform: str, settings: PlatformServeSettings, **kwargs: Any) -> None:
+        self.seen["serve"] = {"platform": platform, "settings": settings, **kwargs}
+
+    async def _serve_meta(self, settings: MetaServeSettings, **kwargs: Any) -> None:
+        self.seen["meta"] = {"settings": settings, **kwargs}
 
 
 def run(*args: str) -> int:
@@ -125,11 +140,26 @@ def test_serve_takes_its_database_and_nats_from_flags_over_variables(monkeypatch
     monkeypatch.setenv("SOULFRA_RATE", "5")
     monkeypatch.setenv("SOULFRA_CYCLE_EVERY", "50")
     assert run("serve", "runtime", "--instance", "world-0", "--nats", "nats://10.0.0.2:4222", "--rate", "0") == 0
-    assert recorder.seen["serve"] == {
-        "platform": "runtime", "instance_id": "world-0", "db_url": "sqlite:///env.db",
-        "nats_url": "nats://10.0.0.2:4222", "rate": None, "cycle_every": 50, "nats_options": NatsOptions(),
-    }  # fmt: skip
+    seen = recorder.seen["serve"]
+    settings = seen["settings"]
+    assert (seen["platform"], seen["instance_id"], seen["nats_options"], seen["ops_socket"]) == (
+        "runtime", "world-0", NatsOptions(), None
+    )  # fmt: skip
+    assert (settings.db, settings.nats_url, settings.rate, settings.cycle_every) == (
+        "sqlite:///env.db", "nats://10.0.0.2:4222", 0.0, 50
+    )  # fmt: skip
     assert recorder.seen["log_level"] == "info"
+
+
+def test_serve_meta_takes_its_world_and_the_instances_it_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder(monkeypatch)
+    monkeypatch.setenv("SOULFRA_DB", "sqlite:///env.db")
+    monkeypatch.setenv("SOULFRA_LEAVE", '["harbor"]')
+    assert run("serve", "meta", "--seed", "7", "--agents", "3") == 0
+    settings = recorder.seen["meta"]["settings"]
+    assert (settings.seed, settings.agents, settings.leave, settings.metrics_port) == (7, 3, ["harbor"], None)
+    assert run("serve", "meta", "--leave", "a", "--leave", "b") == 0
+    assert recorder.seen["meta"]["settings"].leave == ["a", "b"]
 
 
 def test_serve_takes_nats_credentials_and_tls_files_from_flags_over_variables(
@@ -172,7 +202,15 @@ def test_serve_without_a_database_is_one_line(
 ) -> None:
     Recorder(monkeypatch)
     assert run("serve", "runtime", "--instance", "world-0") == EXIT_USAGE
-    assert capsys.readouterr().err == "soulfra: error: soulfra serve needs a database: --db URL, or SOULFRA_DB\n"
+    assert (
+        capsys.readouterr().err == "soulfra: error: soulfra serve runtime needs a database: --db URL, or SOULFRA_DB\n"
+    )
+    for command in ("meta", "api"):
+        assert run("serve", command) == EXIT_USAGE
+        assert (
+            capsys.readouterr().err
+            == f"soulfra: error: soulfra serve {command} needs a database: --db URL, or SOULFRA_DB\n"
+        )
 
 
 class Server:
@@ -276,13 +314,19 @@ def test_the_errors_of_several_bad_values_share_one_line(monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize(
-    ("command", "kind"), [("up", UpSettings), ("serve", ServeSettings), ("status", ClientSettings)]
-)
-def test_the_flags_defaults_are_the_settings_defaults(command: str, kind: type[SoulfraSettings]) -> None:
+    ("command", "kind"),
+    [
+        (("up",), UpSettings), (("serve", "runtime"), PlatformServeSettings), (("serve", "meta"), MetaServeSettings),
+        (("serve", "api"), ApiServeSettings), (("status",), ClientSettings),
+    ],
+)  # fmt: skip
+def test_the_flags_defaults_are_the_settings_defaults(command: tuple[str, ...], kind: type[SoulfraSettings]) -> None:
     """What --help shows as a flag's default is what the command uses when neither flag nor variable is given, and
     the help names the flag's variable."""
-    group = typer.main.get_command(app)
-    params = [param for param in group.commands[command].params if param.name in kind.model_fields]  # type: ignore[attr-defined]
+    found: Any = typer.main.get_command(app)
+    for name in command:
+        found = found.commands[name]
+    params = [param for param in found.params if param.name in kind.model_fields]
     assert len(params) >= (1 if kind is ClientSettings else 5)
     for param in params:
         name = str(param.name)

@@ -28,6 +28,7 @@ from soulfra.errors import InstanceFailedError, StorageUnavailableError, error_f
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
+from soulfra.meta.service import LocalPuppetMaster
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.security.audit import AuditRecorder
@@ -86,15 +87,16 @@ class System:
         self.store = InMemoryStore(database)
         self.bus = InMemoryBus()
         self.engine = PuppetMasterEngine(self.store, self.bus, EngineSettings(instance=InstanceSettings(rate=None)))
-        gateway = Gateway(self.bus, default_instance, store=self.store)
-        gateway.lister = self.engine.list_instances
+        master = LocalPuppetMaster(self.engine, default_instance)
+        gateway = Gateway(self.bus, default_instance, store=self.store, lister=master.list_instances)
         tokens = TokenService(self.store)
         app = create_app(
             gateway,
-            extra=[meta_router(self.engine, gateway, KeyRing(Path("unused")), Limits())],
+            extra=[meta_router(master, gateway, KeyRing(Path("unused")), Limits())],
             tokens=tokens,
             recorder=AuditRecorder(self.store),
             access=AccessSettings.for_host("127.0.0.1", [TEST_HOST]),
+            puppet=master,
         )
         app.state.engine = self.engine  # as the composition root (soulfra.system) wires it
         _, admin = tokens.create(name=f"test-admin-{secrets.token_hex(4)}", role="admin", by="tests")

@@ -80,7 +80,7 @@ from soulfra.security.sessions import SessionTable
 from soulfra.security.tokens import TokenService
 
 if TYPE_CHECKING:
-    from soulfra.meta.engine import PuppetMasterEngine
+    from soulfra.meta.service import PuppetMaster
 
 __all__ = ["EVENT_STREAM", "STATUS", "create_app"]
 
@@ -167,11 +167,12 @@ def create_app(
     recorder: AuditRecorder | None = None,
     access: AccessSettings | None = None,
     metrics: Metrics | None = None,
+    puppet: PuppetMaster | None = None,
 ) -> FastAPI:
     """The API over ``gateway``. Who may call what is ``soulfra.api.access``'s: ``tokens`` authenticates,
     ``recorder`` audits every mutating request (None: nothing is audited, for tests of other things), ``access``
     says which hosts, origins and rates are allowed. ``metrics``: the system's, served at ``/metrics`` (None: a
-    registry of the app's own)."""
+    registry of the app's own). ``puppet``: the puppet master whose failed instances make ``/readyz`` fail."""
     access = access or AccessSettings()
     metrics = metrics or Metrics()
     app = FastAPI(
@@ -183,6 +184,7 @@ def create_app(
         redoc_url=None,  # none: ReDoc always links to its maker's site, and one documentation page is enough
     )
     app.state.gateway = gateway
+    app.state.puppet = puppet
     app.add_middleware(SurfaceReads, gateway=gateway, enabled=not access.private_surface)  # anonymous reads only
     app.add_middleware(BodyLimits, limits=limits or RequestLimits())  # bodies are bounded before any route reads
     sessions = app.state.sessions = SessionTable()  # the dashboard's sign-ins; access control reads their cookies
@@ -253,12 +255,12 @@ def create_app(
         failed: dict[str, dict[str, Any]] = {}
         if status.get("failure"):
             failed[gateway.default_instance] = status["failure"]
-        engine: PuppetMasterEngine | None = getattr(app.state, "engine", None)  # set where a puppet master runs
-        if engine is not None:  # its live runtimes, in memory: no query, however many instances are stored
-            for instance_id, instance in list(engine.live.items()):
-                failure = instance.runtime.failure
-                if failure is not None:
-                    failed[instance_id] = failure.to_json()
+        master: PuppetMaster | None = app.state.puppet
+        if master is not None:  # its live runtimes, in memory: no query, however many instances are stored
+            try:
+                failed.update(await master.failures())
+            except SoulfraError as exc:  # a puppet master of another process that does not answer
+                return problem(503, exc.code, exc.detail)
         if failed:
             named = [f"{i} at tick {f['tick']} ({f['type']}: {f['message']})" for i, f in sorted(failed.items())]
             if len(named) > 10:

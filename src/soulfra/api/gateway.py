@@ -5,7 +5,7 @@ It knows instances from the store's catalog when it has one, so an unknown id is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from soulfra.bus.port import Bus
@@ -19,14 +19,22 @@ __all__ = ["Gateway"]
 
 
 class Gateway:
-    def __init__(self, bus: Bus, default_instance: str, *, store: Store | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        default_instance: str,
+        *,
+        store: Store | None = None,
+        timeout: float = 5.0,
+        lister: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+    ) -> None:
         self.bus = bus
         self.default_instance = check_instance_id(default_instance)
         self.store = store
         self.timeout = timeout
         self.closing = False
         self._bridges: dict[str, CrossPlatformBridge] = {}
-        self.lister: Callable[[], list[dict[str, Any]]] | None = None  # the puppet master's list, when there is one
+        self.lister = lister  # the puppet master's list, when there is one
 
     async def bridge(self, instance_id: str) -> CrossPlatformBridge:
         found = self._bridges.get(instance_id)
@@ -58,7 +66,7 @@ class Gateway:
 
     async def list_instances(self) -> list[dict[str, Any]]:
         if self.lister is not None:
-            return await off_loop(self.lister)
+            return await self.lister()
         if self.store is None:
             return [{"id": self.default_instance}]
         records = await off_loop(self.store.instances.list_instances)

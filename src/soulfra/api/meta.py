@@ -1,5 +1,6 @@
 """The puppet master's routes: instances (create, show, delete), god-mode commands (one typed endpoint and a REST
-route each), and packages (export as a download, import as an upload). Thin: each route is one engine call.
+route each), and packages (export as a download, import as an upload). Thin: each route is one call of the puppet
+master (``soulfra.meta.service``), in this process or over the bus.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from soulfra.api.models.god import (
     ThawReply,
     UnlinkReply,
 )
-from soulfra.errors import ConflictError, InputError, NotFoundError, PackageLimitError, StorageError, WorldFileError
+from soulfra.errors import ConflictError, NotFoundError, PackageLimitError, StorageError
 from soulfra.meta.commands import (
     AgentPossession,
     CloneInstance,
@@ -48,14 +49,13 @@ from soulfra.meta.commands import (
     ThawTime,
     TimelineRevert,
 )
-from soulfra.meta.engine import PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits, read_package, write_package
+from soulfra.meta.service import PuppetMaster
 from soulfra.meta.transfer import bundle_for, import_bundles
 from soulfra.offload import off_loop
 from soulfra.platforms.runtime import MIN_RATE
 from soulfra.security.audit import current_action, current_identity
-from soulfra.world import DEFAULT_WORLD, parse_world
 
 __all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
 
@@ -105,10 +105,11 @@ class CreateInstance(BaseModel):
 
 
 def meta_router(
-    engine: PuppetMasterEngine, gateway: Gateway, keyring: KeyRing, limits: Limits, *, spool: pathlib.Path | None = None
+    master: PuppetMaster, gateway: Gateway, keyring: KeyRing, limits: Limits, *, spool: pathlib.Path | None = None
 ) -> APIRouter:
-    """The puppet master's routes; an uploaded package is spooled to a temporary file in ``spool`` (None: the
-    system's temporary directory) and read from there."""
+    """The puppet master's routes (``master``: in this process, or another one's over the bus); an uploaded
+    package is spooled to a temporary file in ``spool`` (None: the system's temporary directory) and read from
+    there."""
     router = APIRouter()
 
     # -- instances ------------------------------------------------------------------------------------------------
@@ -124,14 +125,8 @@ def meta_router(
         """A new instance with its own seed and world, ticking from tick 0."""
         _note({"id": body.id, "seed": body.seed, "agents": body.agents, "rate": body.rate,
                "world_chars": None if body.world is None else len(body.world)})  # fmt: skip
-        spec = DEFAULT_WORLD
-        if body.world is not None:
-            try:
-                spec = parse_world(body.world, source="the request's world")
-            except WorldFileError as exc:
-                raise InputError(exc.detail) from None
-        return await engine.create_instance(
-            seed=body.seed, spec=spec, agents=body.agents, instance_id=body.id,
+        return await master.create_instance(
+            seed=body.seed, world=body.world, agents=body.agents, instance_id=body.id,
             rate="default" if body.rate is None else body.rate or None,  # 0: unthrottled
         )  # fmt: skip
 
@@ -143,7 +138,7 @@ def meta_router(
     )
     async def show_instance(instance_id: InstanceId) -> dict[str, Any]:
         """One instance: record, state, lineage, forks, abandoned branches, links."""
-        return await off_loop(engine.describe, instance_id)
+        return await master.describe(instance_id)
 
     @router.delete("/api/instances/{instance_id}", tags=["instances"], response_model=Deleted)
     async def delete_instance(instance_id: InstanceId) -> dict[str, Any]:
@@ -151,7 +146,7 @@ def meta_router(
         server's default instance)."""
         if instance_id == gateway.default_instance:
             raise ConflictError(f"{instance_id} is this server's default instance; it cannot be deleted while served")
-        result = await engine.delete_instance(instance_id)
+        result = await master.delete_instance(instance_id)
         gateway.forget(instance_id)
         return result
 
@@ -160,13 +155,13 @@ def meta_router(
     @router.post("/api/god", tags=["god-mode"], response_model=GodReply)
     async def god(command: Annotated[GodCommand, Body()]) -> dict[str, Any]:
         """Any god-mode command, told apart by ``type``; returns the command's result object."""
-        return (await engine.execute(command)).reply()
+        return await master.execute(command)
 
     @router.post("/api/god/merge/preview", tags=["god-mode"], response_model=MergePreviewReply)
     async def preview_merge(command: Annotated[MergeInstances, Body()]) -> dict[str, Any]:
         """MERGE_INSTANCES as a dry run: the conflict report the merge would give now (the same code), with nothing
         written. ``id`` and ``start`` are checked as the merge checks them."""
-        return (await engine.preview_merge(command)).reply()
+        return await master.preview_merge(command)
 
     routes: list[tuple[str, type[BaseModel], Any, str]] = [
         ("freeze", FreezeTime, FreezeReply, "FREEZE_TIME: stop time in some or all instances, maybe for a while"),
@@ -188,7 +183,7 @@ def meta_router(
     for name, model, reply, summary in routes:
         router.add_api_route(
             f"/api/god/{name}",
-            _god_route(engine, model),
+            _god_route(master, model),
             methods=["POST"],
             tags=["god-mode"],
             summary=summary,
@@ -197,15 +192,8 @@ def meta_router(
 
     # -- packages -------------------------------------------------------------------------------------------------
 
-    async def flush(instance_ids: list[str]) -> None:
-        """Each live world flushed in its lane: what the package reads is then durable up to the live tick."""
-        for instance_id in instance_ids:
-            live = engine.live.get(instance_id)
-            if live is not None:
-                await live.runtime.lane.run(live.runtime.world.flush)
-
     def package_response(instance_ids: list[str], compact: bool) -> Response:
-        bundles = [bundle_for(engine.store, i, rules=engine.settings.instance.rules) for i in instance_ids]
+        bundles = [bundle_for(master.store, i, rules=master.rules) for i in instance_ids]
         buffer = io.BytesIO()
         write_package(buffer, bundles, keyring.signer(), compact=compact)
         name = instance_ids[0] if len(instance_ids) == 1 else "instances"
@@ -220,8 +208,8 @@ def meta_router(
     )
     async def export_instance(instance_id: InstanceId, compact: CompactQuery = False) -> Response:
         """The instance as a signed ``.soulpkg`` package (a ZIP file)."""
-        await off_loop(engine.store.instances.get, instance_id)
-        await flush([instance_id])
+        await off_loop(master.store.instances.get, instance_id)
+        await master.flush([instance_id])  # what the package reads is then durable up to the live tick
         return await off_loop(package_response, [instance_id], compact)
 
     @router.get("/api/export", tags=["packages"], response_class=Response, responses=PACKAGE_DOWNLOAD)
@@ -232,12 +220,12 @@ def meta_router(
     ) -> Response:
         """Several instances (or all) as one collection package of instance packages."""
         identity = identity_of(request)
-        ids = instance or [r["id"] for r in await off_loop(engine.list_instances) if identity.sees(r["id"])]
+        ids = instance or [r["id"] for r in await master.list_instances() if identity.sees(r["id"])]
         for instance_id in ids:
             if not identity.sees(instance_id):
                 raise NotFoundError(f"no instance {instance_id!r}")  # as for one that does not exist
-            await off_loop(engine.store.instances.get, instance_id)
-        await flush(ids)
+            await off_loop(master.store.instances.get, instance_id)
+        await master.flush(ids)
         return await off_loop(package_response, ids, compact)
 
     @router.post(
@@ -262,15 +250,15 @@ def meta_router(
             await off_loop(upload.close)
         imported = await off_loop(
             import_bundles,
-            engine.store,
+            master.store,
             package.bundles,
             as_id=as_id,
             verify_replay=verify_replay,
-            rules=engine.settings.instance.rules,
+            rules=master.rules,
         )
         _note({"key_id": package.key_id, "imported": [row["id"] for row in imported]})
         if start:
-            await engine.start({row["id"] for row in imported})
+            await master.start({row["id"] for row in imported})
         return {"key_id": package.key_id, "imported": imported}
 
     return router
@@ -337,11 +325,11 @@ def _rewound(upload: BinaryIO, tail: bytes | bytearray) -> None:
     upload.seek(0)
 
 
-def _god_route(engine: PuppetMasterEngine, model: type[BaseModel]) -> Callable[..., Awaitable[dict[str, Any]]]:
+def _god_route(master: PuppetMaster, model: type[BaseModel]) -> Callable[..., Awaitable[dict[str, Any]]]:
     """A route taking one command of ``model``'s type (its ``type`` field may be left out)."""
 
     async def route(command: Any) -> dict[str, Any]:
-        return (await engine.execute(command)).reply()
+        return await master.execute(command)
 
     parameter = inspect.Parameter(
         "command", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[model, Body()]

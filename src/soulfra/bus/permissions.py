@@ -1,8 +1,9 @@
 """What each Soulfra process may say and hear on NATS, and the nats-server ``authorization`` block that grants it.
 
-One user per platform of the services topology (runtime, surface, protocol, mirror) and a ``control`` user for the
-processes that send commands (the API, the puppet master, CLI tools). Each gets only the subjects its code uses:
-a platform serves ``soulfra.<instance>.<platform>.<op>`` (``platforms/base.py``), hears the override on
+One user per platform of the services topology (runtime, surface, protocol, mirror), a ``control`` user for the
+processes that send commands (the API processes, CLI tools), and a ``meta`` user for the puppet master, which hosts
+worlds with their four platforms and serves the API's calls on ``soulfra-meta.<op>``. Each gets only the subjects
+its code uses: a platform serves ``soulfra.<instance>.<platform>.<op>`` (``platforms/base.py``), hears the override on
 ``soulfra.<instance>.control``, and asks the other platforms only for the ops listed here; the runtime alone
 publishes the world's events and the override broadcast, the mirror its notes on ``...events.mirror``.
 ``tests/unit/test_bus_permissions.py`` runs the four platforms and checks every subject they touch against this
@@ -18,7 +19,9 @@ from soulfra.bus.port import subject_matches
 
 __all__ = ["ROLES", "Permissions", "nats_authorization", "password_variable", "role_permissions", "user_name"]
 
-ROLES = ("runtime", "surface", "protocol", "mirror", "control")
+PLATFORM_ROLES = ("runtime", "surface", "protocol", "mirror")
+ROLES = (*PLATFORM_ROLES, "control", "meta")
+META_OPS = "soulfra-meta.*"  # the puppet master's calls (soulfra.meta.service), served by ``soulfra serve meta``
 EVENT_STREAM = "SOULFRA_EVENTS"  # soulfra.bus.nats.EVENT_STREAM (not imported: this module loads no NATS client)
 INBOX = "_INBOX.>"  # where replies to this connection's requests (JetStream's acknowledgements too) arrive
 
@@ -66,7 +69,7 @@ def role_permissions(instance: str = "*") -> dict[str, Permissions]:
             allow_responses=True,
         )
 
-    return {
+    roles = {
         # The world's events and the override broadcast; asks its own status before serving (one runtime per instance).
         "runtime": platform("runtime", publish=(events, control, op("runtime", "status"))),
         "surface": platform("surface", publish=(op("runtime", "view"),), hears=(events, f"{events}.>")),
@@ -88,7 +91,8 @@ def role_permissions(instance: str = "*") -> dict[str, Permissions]:
         # has really stopped announces the override there).
         "control": Permissions(
             publish=(
-                *(op(p) for p in ROLES if p != "control"),
+                *(op(p) for p in PLATFORM_ROLES),
+                META_OPS,
                 *stream_setup,
                 f"$JS.API.STREAM.INFO.{EVENT_STREAM}",
                 f"$JS.API.STREAM.MSG.GET.{EVENT_STREAM}",
@@ -96,6 +100,13 @@ def role_permissions(instance: str = "*") -> dict[str, Permissions]:
             subscribe=(events, f"{events}.>", INBOX),
         ),
     }
+    # The puppet master hosts worlds with their four platforms, asks them as the API does, and serves the API's calls.
+    roles["meta"] = Permissions(
+        publish=_union(*(roles[r].publish for r in (*PLATFORM_ROLES, "control"))),
+        subscribe=_union(*(roles[r].subscribe for r in (*PLATFORM_ROLES, "control")), (META_OPS,)),
+        allow_responses=True,
+    )
+    return roles
 
 
 def nats_authorization(passwords: Mapping[str, str] | None = None, *, instance: str = "*") -> str:
@@ -121,6 +132,11 @@ def nats_authorization(passwords: Mapping[str, str] | None = None, *, instance: 
         lines += ["      }", "    }"]
     lines += ["  ]", "}"]
     return "\n".join(lines) + "\n"
+
+
+def _union(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    """The subjects of every group, each once, in first-seen order."""
+    return tuple(dict.fromkeys(subject for group in groups for subject in group))
 
 
 def _list(subjects: tuple[str, ...]) -> str:

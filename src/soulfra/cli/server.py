@@ -1,4 +1,4 @@
-"""The CLI's server commands: ``up`` (the embedded system), ``serve`` (one platform on NATS), and the client
+"""The CLI's server commands: ``up`` (the embedded system; ``serve`` is soulfra.cli.serve), and the client
 commands that talk to a running server over HTTP (status, whisper, pause, resume, override, snapshot)."""
 
 from __future__ import annotations
@@ -14,6 +14,25 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from soulfra.cli.options import (
+    AgentsOption,
+    AllowedHostOption,
+    AuthFailuresOption,
+    BodyTimeoutOption,
+    CorsOriginOption,
+    HostOption,
+    InsecureHttpOption,
+    MaxBodyOption,
+    MaxUploadOption,
+    PortOption,
+    PrivateSurfaceOption,
+    RateBurstOption,
+    RateLimitOption,
+    SeedOption,
+    TlsCertOption,
+    TlsKeyOption,
+    WorldOption,
+)
 from soulfra.errors import AuthenticationError, ConfigError, ServerUnavailableError, SoulfraError, error_for_code
 from soulfra.logs import configure_logging
 
@@ -22,7 +41,7 @@ __all__ = ["register"]
 if TYPE_CHECKING:
     import httpx
 
-    from soulfra.settings import SoulfraSettings
+    from soulfra.settings import HttpSettings, SoulfraSettings
 
     Kind = TypeVar("Kind", bound=SoulfraSettings)
 
@@ -124,7 +143,7 @@ CycleOption = Annotated[int, typer.Option(help="Ticks between unified snapshots;
 
 
 @contextlib.contextmanager
-def _crash_logged(command: str) -> Iterator[None]:
+def crash_logged(command: str) -> Iterator[None]:
     """A server that stops on a failure that is not one of Soulfra's own (a bug) logs it with its traceback, in the
     log's format, and exits with status 1; Soulfra's errors stay one line with their exit code (``main``)."""
     try:
@@ -136,10 +155,27 @@ def _crash_logged(command: str) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def open_http(settings: HttpSettings, log_level: str) -> bool:
+    """Check that an API may listen where ``settings`` say, and configure logging; whether it serves HTTPS. Plain
+    HTTP beyond loopback is refused unless asked for (``--insecure-http``), and then logged."""
+    tls = settings.tls_cert is not None
+    if not settings.loopback() and not tls and not settings.insecure_http:
+        raise ConfigError(
+            f"--host {settings.host} would open the API to the network in plain HTTP: give --tls-cert and --tls-key, "
+            "or --insecure-http to do it anyway"
+        )
+    configure_logging(log_level)
+    if not settings.loopback() and not tls:
+        logging.getLogger("soulfra.cli").warning(
+            "serving plain HTTP on %s (--insecure-http): tokens cross the network unencrypted", settings.host
+        )
+    return tls
+
+
 def up_command(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default)" + _env("host"))] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on, 1 to 65535" + _env("port"))] = 8000,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
     data: Annotated[Path, typer.Option(help="Data directory: the SQLite database lives here" + _env("data"))] = Path(
         "soulfra-data"
     ),
@@ -150,64 +186,30 @@ def up_command(
             help="Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: SQLite in --data)" + _env("db"),
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the default instance, 0 to 2**64-1" + _env("seed"))] = 0,
-    world: Annotated[
-        Path | None, typer.Option(help="World file (TOML) of the default instance" + _env("world"))
-    ] = None,
-    agents: Annotated[int, typer.Option(help="Extra generated agents, 0 to 100000" + _env("agents"))] = 0,
+    seed: SeedOption = 0,
+    world: WorldOption = None,
+    agents: AgentsOption = 0,
     rate: RateOption = 2.0,
     cycle_every: CycleOption = 0,
-    private_surface: Annotated[
-        bool, typer.Option(help="The public surface reads need a viewer token too" + _env("private_surface"))
-    ] = False,
-    allowed_host: Annotated[
-        list[str] | None,
-        typer.Option(metavar="HOST", help="Another Host name the API answers to (repeatable)" + _env("allowed_host")),
-    ] = None,
-    cors_origin: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="ORIGIN",
-            help="A browser origin allowed to call the API (repeatable; none by default)" + _env("cors_origin"),
-        ),
-    ] = None,
-    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS" + _env("tls_cert"))] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM)" + _env("tls_key"))] = None,
-    insecure_http: Annotated[
-        bool,
-        typer.Option(help="Serve plain HTTP on a non-loopback address anyway (logs a warning)" + _env("insecure_http")),
-    ] = False,
-    rate_limit: Annotated[float, typer.Option(help="A token's changes per second" + _env("rate_limit"))] = 20.0,
-    rate_burst: Annotated[int, typer.Option(help="A token's changes in one burst" + _env("rate_burst"))] = 100,
-    auth_failures: Annotated[
-        int, typer.Option(help="Failed authentications a minute before an address must wait" + _env("auth_failures"))
-    ] = 10,
-    max_body: Annotated[
-        str, typer.Option(metavar="SIZE", help="Largest JSON request body: 65536, 64KiB, 1MB..." + _env("max_body"))
-    ] = "64KiB",
-    max_upload: Annotated[
-        str, typer.Option(metavar="SIZE", help="Largest package upload (POST /api/import)" + _env("max_upload"))
-    ] = "1GiB",
-    body_timeout: Annotated[
-        float, typer.Option(help="Seconds a request body may pause before it is refused (408)" + _env("body_timeout"))
-    ] = 30.0,
+    private_surface: PrivateSurfaceOption = False,
+    allowed_host: AllowedHostOption = None,
+    cors_origin: CorsOriginOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    insecure_http: InsecureHttpOption = False,
+    rate_limit: RateLimitOption = 20.0,
+    rate_burst: RateBurstOption = 100,
+    auth_failures: AuthFailuresOption = 10,
+    max_body: MaxBodyOption = "64KiB",
+    max_upload: MaxUploadOption = "1GiB",
+    body_timeout: BodyTimeoutOption = 30.0,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
     from soulfra.settings import UpSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
 
     settings = load_settings(ctx, UpSettings)
-    tls = settings.tls_cert is not None
-    if not settings.loopback() and not tls and not settings.insecure_http:
-        raise ConfigError(
-            f"--host {settings.host} would open the API to the network in plain HTTP: give --tls-cert and --tls-key, "
-            "or --insecure-http to do it anyway"
-        )
-    configure_logging(settings.log_level)
-    if not settings.loopback() and not tls:
-        logging.getLogger("soulfra.cli").warning(
-            "serving plain HTTP on %s (--insecure-http): tokens cross the network unencrypted", settings.host
-        )
+    tls = open_http(settings, settings.log_level)
     from soulfra.cli.runner import load_world_file  # noqa: PLC0415 -- the server stack loads only here
     from soulfra.system import EmbeddedSettings, listen, run_embedded  # noqa: PLC0415
     from soulfra.world import DEFAULT_WORLD  # noqa: PLC0415
@@ -216,7 +218,7 @@ def up_command(
     embedded = EmbeddedSettings.from_settings(settings, spec)
     sock = listen(settings.host, settings.port)
 
-    where = f"data in {settings.data}" if settings.db is None else f"database {_shown_url(settings.db)}"
+    where = f"data in {settings.data}" if settings.db is None else f"database {shown_url(settings.db)}"
 
     def announce() -> None:
         Console(stderr=True, highlight=False).print(
@@ -226,11 +228,11 @@ def up_command(
             soft_wrap=True,  # one line, however long the database's URL
         )
 
-    with _crash_logged("up"), sock:  # closed however the server ends (a database refused before serving, say)
+    with crash_logged("up"), sock:  # closed however the server ends (a database refused before serving, say)
         run_embedded(embedded, sock, announce=announce)
 
 
-def _shown_url(url: str) -> str:
+def shown_url(url: str) -> str:
     """A database URL as it may be printed: its password hidden."""
     import sqlalchemy as sa  # noqa: PLC0415 -- only a server loads the storage stack
 
@@ -238,69 +240,6 @@ def _shown_url(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return url
-
-
-def serve_command(
-    ctx: typer.Context,
-    platform: Annotated[str, typer.Argument(help="runtime, surface, protocol or mirror")],
-    instance: Annotated[str, typer.Option("--instance", help="The instance this platform belongs to")],
-    db: Annotated[
-        str | None, typer.Option("--db", help="Database URL (PostgreSQL for several processes)" + _env("db"))
-    ] = None,
-    nats_url: Annotated[
-        str, typer.Option("--nats", help="NATS URL; tls://host:port for TLS" + _env("nats_url"))
-    ] = "nats://127.0.0.1:4222",
-    nats_user: Annotated[str | None, typer.Option("--nats-user", help="NATS user" + _env("nats_user"))] = None,
-    nats_password: Annotated[
-        str | None,
-        typer.Option("--nats-password", help="NATS password; prefer the variable" + _env("nats_password")),
-    ] = None,
-    nats_token: Annotated[
-        str | None, typer.Option("--nats-token", help="NATS token; prefer the variable" + _env("nats_token"))
-    ] = None,
-    nats_creds: Annotated[
-        Path | None, typer.Option("--nats-creds", help="NATS .creds or NKey seed file" + _env("nats_creds"))
-    ] = None,
-    nats_ca: Annotated[
-        Path | None,
-        typer.Option("--nats-ca", help="CA of the NATS server's certificate; implies TLS" + _env("nats_ca")),
-    ] = None,
-    nats_cert: Annotated[
-        Path | None, typer.Option("--nats-cert", help="TLS client certificate for NATS" + _env("nats_cert"))
-    ] = None,
-    nats_key: Annotated[
-        Path | None, typer.Option("--nats-key", help="Key of the TLS client certificate" + _env("nats_key"))
-    ] = None,
-    rate: RateOption = 2.0,
-    cycle_every: CycleOption = 0,
-    log_level: LogLevelOption = "info",
-) -> None:
-    """Run one platform of one instance as its own process, on NATS (the services topology). The runtime ticks at
-    --rate; the mirror takes a unified snapshot every --cycle-every ticks. NATS credentials and TLS: see
-    docs/nats-security.md."""
-    from soulfra.settings import ServeSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
-
-    settings = load_settings(ctx, ServeSettings)
-    if settings.db is None:
-        raise ConfigError("soulfra serve needs a database: --db URL, or SOULFRA_DB")
-    nats_options = settings.nats_options()
-    configure_logging(settings.log_level)
-    import asyncio  # noqa: PLC0415
-
-    from soulfra.system import serve_platform  # noqa: PLC0415 -- the server stack loads only here
-
-    with _crash_logged("serve"):
-        asyncio.run(
-            serve_platform(
-                platform,
-                instance_id=instance,
-                db_url=settings.db,
-                nats_url=settings.nats_url,
-                nats_options=nats_options,
-                rate=settings.rate or None,
-                cycle_every=settings.cycle_every,
-            )
-        )
 
 
 REQUEST_TIMEOUT = 15.0  # seconds a client command waits for the server's reply
@@ -468,7 +407,6 @@ def snapshot_command(
 
 def register(app: typer.Typer) -> None:
     app.command("up")(up_command)
-    app.command("serve")(serve_command)
     for name, command in (
         ("status", status_command),
         ("whisper", whisper_command),

@@ -86,6 +86,7 @@ class EngineSettings:
     instance: InstanceSettings = field(default_factory=InstanceSettings)
     max_instances: int = 5000  # live at once
     max_links: int = 32  # per instance: cross-instance links are a bounded graph
+    leave: frozenset[str] = frozenset()  # instances run by their own platform processes, never started here
 
 
 class PuppetMasterEngine:
@@ -112,11 +113,13 @@ class PuppetMasterEngine:
 
     async def start(self, ids: Collection[str] | None = None) -> None:
         """Bring every stored instance (or only those of ``ids``, such as the ones an import just stored) that is not
-        an abandoned branch to life; frozen ones stay frozen. One that cannot be opened is logged and left stored,
-        so that it does not keep the others from running."""
+        an abandoned branch, nor one ``settings.leave`` names, to life; frozen ones stay frozen. One that cannot be
+        opened is logged and left stored, so that it does not keep the others from running."""
         async with self._lock:
             for record in await off_loop(self.store.instances.list_instances):
-                if record.status == "abandoned" or record.id in self.live or (ids is not None and record.id not in ids):
+                if record.status == "abandoned" or record.id in self.live or record.id in self.settings.leave:
+                    continue
+                if ids is not None and record.id not in ids:
                     continue
                 try:
                     await self._launch(record.id, frozen=record.status == "frozen")

@@ -39,6 +39,7 @@ __all__ = [
     "Action",
     "AuditRecorder",
     "HeadSigner",
+    "adopted",
     "current_action",
     "current_identity",
     "head_bytes",
@@ -112,6 +113,25 @@ def current_action() -> Action | None:
     loop) keeps a copy of its context: once that action has ended, it is no longer in progress there."""
     current = _CURRENT.get()
     return None if current is None or current.done else current
+
+
+@contextlib.contextmanager
+def adopted(identity: Identity | None, request_id: object) -> Iterator[Action | None]:
+    """Act inside an action another process opened and will write (a request the API sent over the bus): the block
+    sees it as the action in progress, with that identity and request id, and nothing here writes its row; what the
+    block adds to it (``Action.refine``) goes back with the reply. ``identity`` None: no action, the block acts as
+    this process."""
+    if identity is None:
+        yield None
+        return
+    rid = request_id if isinstance(request_id, str) and 0 < len(request_id) <= 64 else uuid.uuid4().hex
+    current = Action(identity=identity, action="", source=None, request_id=rid)  # named by what the block does
+    reset = _CURRENT.set(current)
+    try:
+        yield current
+    finally:
+        _CURRENT.reset(reset)
+        current.done = True
 
 
 def _small(detail: dict[str, Any]) -> dict[str, Any]:
