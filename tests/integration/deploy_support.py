@@ -5,6 +5,7 @@ kubectl read it."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,3 +32,14 @@ def yaml_documents(text: str) -> list[dict[str, Any]]:
     documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     assert all(isinstance(doc, dict) for doc in documents), "every YAML document is a mapping"
     return documents
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    """``kubectl kustomize deploy/k8s/overlays/<overlay>``: every object it renders."""
+    kubectl = tool("kubectl", why="kubectl kustomize renders the manifests")
+    done = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return yaml_documents(done.stdout)

@@ -185,7 +185,7 @@ def test_each_process_runs_its_job(services: dict[str, dict[str, Any]]) -> None:
 
 
 def test_each_process_is_its_own_nats_user_with_that_users_password(raw: dict[str, Any]) -> None:
-    users = {"meta": "control", "api-1": "control", "api-2": "control"} | {p: p for p in PLATFORMS}
+    users = {"meta": "meta", "api-1": "control", "api-2": "control"} | {p: p for p in PLATFORMS}
     for name, role in users.items():
         env = environment(raw["services"][name])
         assert env["SOULFRA_NATS_USER"] == user_name(role), name

@@ -8,30 +8,19 @@ from __future__ import annotations
 
 import copy
 import re
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
-from .deploy_support import DEPLOY, tool, yaml_documents
+from .deploy_support import DEPLOY, render
 
 OVERLAYS = ("dev", "production")
 # The oldest Kubernetes the manifests are held to, and the newest whose schemas kubernetes-validate ships.
 VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 PROCESSES = ("meta", "runtime", "surface", "protocol", "mirror")
 Objects = list[dict[str, Any]]
-
-
-def render(overlay: str) -> Objects:
-    kubectl = tool("kubectl", why="kubectl kustomize renders the manifests")
-    done = subprocess.run(
-        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return yaml_documents(done.stdout)
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -153,8 +142,14 @@ def test_meta_and_the_runtime_are_single_writers(rendered: tuple[str, Objects]) 
     for platform in ("runtime", "surface", "protocol", "mirror"):
         container = deployments[f"soulfra-harbor-{platform}"]["spec"]["template"]["spec"]["containers"][0]
         assert container["args"][:4] == ["serve", platform, "--instance", "harbor"]
-        nats_user = {e["name"]: e.get("value") for e in container["env"]}["SOULFRA_NATS_USER"]
-        assert nats_user == f"soulfra-{platform}"
+        assert nats_user(container) == f"soulfra-{platform}"
+    assert nats_user(meta["containers"][0]) == "soulfra-meta"
+    api = deployments["soulfra-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert nats_user(api) == "soulfra-control"
+
+
+def nats_user(container: dict[str, Any]) -> str:
+    return str({e["name"]: e.get("value") for e in container["env"]}["SOULFRA_NATS_USER"])
 
 
 def test_the_api_is_autoscaled_and_kept_available(rendered: tuple[str, Objects]) -> None:
