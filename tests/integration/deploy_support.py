@@ -4,6 +4,7 @@ kubectl read it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from .conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+# compose's ${VAR}, ${VAR:-default} and ${VAR:?error}
+COMPOSE_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
 def tool(name: str, *, why: str) -> str:
@@ -43,3 +46,34 @@ def render(overlay: str) -> list[dict[str, Any]]:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return yaml_documents(done.stdout)
+
+
+def env_example() -> dict[str, str]:
+    """deploy/.env.example's assignments (the required variables, with placeholder values)."""
+    pairs = {}
+    for line in (DEPLOY / ".env.example").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def interpolate(value: Any, variables: dict[str, str]) -> Any:
+    """``value`` with compose's ${VAR}, ${VAR:-default} and ${VAR:?error} resolved from ``variables``; a required
+    variable that is missing raises KeyError, as compose refuses to start."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, variables) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, variables) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"] or "", match["arg"] or ""
+        if variables.get(name):
+            return variables[name]
+        if op.endswith("?"):
+            raise KeyError(f"{name} is required: {arg}")
+        return arg if op.endswith("-") else ""
+
+    return COMPOSE_VARIABLE.sub(one, value)

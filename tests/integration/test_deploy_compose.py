@@ -17,7 +17,7 @@ import yaml
 from soulfra.bus.permissions import ROLES, nats_authorization, password_variable, user_name
 
 from .conftest import unavailable
-from .deploy_support import DEPLOY, ROOT, tool
+from .deploy_support import COMPOSE_VARIABLE, DEPLOY, ROOT, env_example, interpolate, tool
 
 COMPOSE = DEPLOY / "compose.yaml"
 PLATFORMS = ("runtime", "surface", "protocol", "mirror")
@@ -25,38 +25,6 @@ SOULFRA = {"migrate", "meta", "api-1", "api-2", *PLATFORMS}
 EXPECTED = SOULFRA | {"postgres", "nats", "lb", "prometheus", "grafana"}
 ONE_SHOT = {"migrate"}
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 -- what the file must not publish on, by default
-_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
-
-
-def env_example() -> dict[str, str]:
-    """deploy/.env.example's assignments (the required variables, with placeholder values)."""
-    pairs = {}
-    for line in (DEPLOY / ".env.example").read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            pairs[name.strip()] = value.strip()
-    return pairs
-
-
-def interpolate(value: Any, variables: dict[str, str]) -> Any:
-    """``value`` with compose's ${VAR}, ${VAR:-default} and ${VAR:?error} resolved from ``variables``; a required
-    variable that is missing raises KeyError, as compose refuses to start."""
-    if isinstance(value, dict):
-        return {key: interpolate(item, variables) for key, item in value.items()}
-    if isinstance(value, list):
-        return [interpolate(item, variables) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def one(match: re.Match[str]) -> str:
-        name, op, arg = match["name"], match["op"] or "", match["arg"] or ""
-        if variables.get(name):
-            return variables[name]
-        if op.endswith("?"):
-            raise KeyError(f"{name} is required: {arg}")
-        return arg if op.endswith("-") else ""
-
-    return _VARIABLE.sub(one, value)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +121,7 @@ def test_no_secret_is_written_in_the_file(raw: dict[str, Any]) -> None:
             if "PASSWORD" in key or key == "SOULFRA_DB":
                 assert re.search(r"\$\{\w+:\?", value), f"{name}: {key} must come from a required variable"
     lines = [line for line in COMPOSE.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#")]
-    required = {m["name"] for m in _VARIABLE.finditer("\n".join(lines)) if m["op"] == ":?"}
+    required = {m["name"] for m in COMPOSE_VARIABLE.finditer("\n".join(lines)) if m["op"] == ":?"}
     assert required and required <= set(example)
     assert all(example[name] == "change-me" for name in required)
     with pytest.raises(KeyError, match="POSTGRES_PASSWORD is required"):
