@@ -148,6 +148,20 @@ def test_meta_and_the_runtime_are_single_writers(rendered: tuple[str, Objects]) 
     assert nats_user(api) == "soulfra-control"
 
 
+def test_every_signer_has_the_installation_key(rendered: tuple[str, Objects]) -> None:
+    """meta and the API sign exports and the audit chain's head, and a migration audits itself: each mounts the one
+    installation key, so that every replica signs with it; the platforms sign nothing and get no key."""
+    _, objects = rendered
+    for name, pod in pod_specs(objects):
+        keys = {
+            v["name"] for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "soulfra-installation-key"
+        }
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            signer = container["args"][:2] in (["serve", "meta"], ["serve", "api"], ["db", "upgrade"])
+            mounted = {m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/var/lib/soulfra/home/keys"}
+            assert bool(mounted & keys) is signer, f"{name}/{container['name']}"
+
+
 def nats_user(container: dict[str, Any]) -> str:
     return str({e["name"]: e.get("value") for e in container["env"]}["SOULFRA_NATS_USER"])
 
