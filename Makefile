@@ -72,8 +72,8 @@ bench-package: $(STAMP)
 bench-dashboard: $(STAMP)
 	$(BIN)/soulfra bench dashboard
 
-## The container image (IMAGE, default soulfra:local), built with Docker or Podman, then smoke-tested: `soulfra up` in
-## one container until /readyz answers and the image's HEALTHCHECK says healthy (scripts/image.sh). Needs a running engine.
+## The container image (IMAGE, default soulfra:local), built with Docker or Podman and smoke-tested (scripts/image.sh):
+## `soulfra up` in one container until /readyz answers and the image's HEALTHCHECK says healthy. Needs a running engine.
 IMAGE ?= soulfra:local
 image:
 	IMAGE=$(IMAGE) PYTHON=$(PYTHON) scripts/image.sh
