@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package bench-dashboard install clean
+.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package bench-dashboard image install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,12 @@ bench-package: $(STAMP)
 ## The world page in Chromium: first render and page weight at 1,000 agents, tick-to-screen latency, frames at 10,000.
 bench-dashboard: $(STAMP)
 	$(BIN)/soulfra bench dashboard
+
+## The container image (IMAGE, default soulfra:local), built with Docker or Podman and smoke-tested (scripts/image.sh):
+## `soulfra up` in one container until /readyz answers and the image's HEALTHCHECK says healthy. Needs a running engine.
+IMAGE ?= soulfra:local
+image:
+	IMAGE=$(IMAGE) PYTHON=$(PYTHON) scripts/image.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
