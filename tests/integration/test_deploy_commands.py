@@ -26,9 +26,6 @@ from soulfra.settings import (
 
 from .deploy_support import DEPLOY, ROOT, env_example, interpolate, render
 
-# The logs work's setting (`--log-format json`, issue 16); no settings class of this checkout has it yet, and a
-# variable no setting reads is ignored. Drop it from here once SOULFRA_LOG_FORMAT is read.
-AWAITED = {"SOULFRA_LOG_FORMAT"}
 PLATFORMS = ("runtime", "surface", "protocol", "mirror")
 # Values for what the kubelet or compose fill in at run time: secrets and the pod's own address.
 PLACEHOLDERS = {
@@ -119,7 +116,7 @@ def test_every_variable_is_a_setting_of_its_process_with_a_value_it_takes(
         kind = settings_of(process.args)
         if kind is None:
             continue
-        given = {k: v for k, v in process.env.items() if k.startswith("SOULFRA_") and k not in AWAITED}
+        given = {k: v for k, v in process.env.items() if k.startswith("SOULFRA_")}
         unknown = {k for k in given if k.removeprefix("SOULFRA_").lower() not in kind.model_fields}
         # A ConfigMap feeds every process: its variables need only be read by some of them.
         assert not {k for k in unknown if not _read_by_some_process(k)}, f"{process.where}: no setting reads {unknown}"
@@ -146,7 +143,7 @@ def test_the_images_variables_are_settings() -> None:
     variables = set(re.findall(r"\b(SOULFRA_\w+)=", final))
     assert {"SOULFRA_HOME", "SOULFRA_HOST", "SOULFRA_METRICS_HOST"} <= variables
     kinds: tuple[type[SoulfraSettings], ...] = (UpSettings, MetaServeSettings, ApiServeSettings, PlatformServeSettings)
-    for variable in variables - AWAITED:
+    for variable in variables:
         field = variable.removeprefix("SOULFRA_").lower()
         assert any(field in kind.model_fields for kind in kinds), (
             f"the Dockerfile sets {variable}, which no setting reads"

@@ -64,14 +64,14 @@ def role_permissions(instance: str = "*") -> dict[str, Permissions]:
 
     def platform(name: str, *, publish: tuple[str, ...] = (), hears: tuple[str, ...] = ()) -> Permissions:
         return Permissions(
-            publish=(*publish, *stream_setup),
+            publish=(*publish, op(name, "status"), *stream_setup),  # its own status: the process's readiness probe
             subscribe=(op(name), control, *hears, INBOX),
             allow_responses=True,
         )
 
     roles = {
         # The world's events and the override broadcast; asks its own status before serving (one runtime per instance).
-        "runtime": platform("runtime", publish=(events, control, op("runtime", "status"))),
+        "runtime": platform("runtime", publish=(events, control)),
         "surface": platform("surface", publish=(op("runtime", "view"),), hears=(events, f"{events}.>")),
         "protocol": platform("protocol"),
         # The unified snapshot asks all three others; the trace collector follows the runtime's events.
