@@ -8,6 +8,7 @@ services topology share NATS; only one of them runs the worlds (one writer per d
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -53,9 +54,18 @@ class Pair:
     apps: dict[str, FastAPI]
     admin: str  # an admin token, sent as Bearer by ``api``
 
-    def browser(self) -> tuple[httpx.AsyncClient, Balancer]:
-        balancer = Balancer({name: httpx.ASGITransport(app=app) for name, app in self.apps.items()})
-        return httpx.AsyncClient(transport=balancer, base_url=f"http://{HOST}"), balancer
+    @contextlib.asynccontextmanager
+    async def signed_in(self, name: str, role: str, *, at: str) -> AsyncIterator[tuple[httpx.AsyncClient, Balancer]]:
+        """A browser behind a balancer, signed in at the app ``at`` with a new token ``name`` of ``role``."""
+        async with self.api("one") as api:
+            made = await api.post("/api/tokens", json={"name": name, "role": role})
+        assert made.status_code == 201, made.text
+        balancer = Balancer({name: httpx.ASGITransport(app=app) for name, app in self.apps.items()}, to=at)
+        async with httpx.AsyncClient(transport=balancer, base_url=f"http://{HOST}") as browser:
+            signed = await browser.post("/login", content=f"token={made.json()['token']}".encode(), headers=FORM)
+            assert signed.status_code == 303, signed.text
+            assert browser.cookies.get(SESSION_COOKIE)
+            yield browser, balancer
 
     def api(self, name: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -93,14 +103,6 @@ async def pair(db_url: str, tmp_path: Path, anyio_backend: str) -> AsyncIterator
             gateway_only.close()
 
 
-async def _token(pair: Pair, name: str, role: str) -> str:
-    async with pair.api("one") as api:
-        made = await api.post("/api/tokens", json={"name": name, "role": role})
-    assert made.status_code == 201, made.text
-    token: str = made.json()["token"]
-    return token
-
-
 def _csrf(page: httpx.Response) -> str:
     marker = '<meta name="csrf-token" content="'
     start = page.text.index(marker) + len(marker)
@@ -108,12 +110,7 @@ def _csrf(page: httpx.Response) -> str:
 
 
 async def test_a_session_from_one_process_is_honoured_and_csrf_checked_by_the_other(pair: Pair) -> None:
-    token = await _token(pair, "olive", "operator")
-    browser, balancer = pair.browser()
-    async with browser:
-        balancer.to = "one"
-        assert (await browser.post("/login", content=f"token={token}".encode(), headers=FORM)).status_code == 303
-        assert browser.cookies.get(SESSION_COOKIE)
+    async with pair.signed_in("olive", "operator", at="one") as (browser, balancer):
         csrf = _csrf(await browser.get("/"))
         balancer.to = "two"
         page = await browser.get("/worlds/a")
@@ -134,11 +131,7 @@ async def test_a_session_from_one_process_is_honoured_and_csrf_checked_by_the_ot
 
 
 async def test_signing_out_at_one_process_ends_the_session_at_the_other(pair: Pair) -> None:
-    token = await _token(pair, "leaving", "viewer")
-    browser, balancer = pair.browser()
-    async with browser:
-        balancer.to = "two"
-        assert (await browser.post("/login", content=f"token={token}".encode(), headers=FORM)).status_code == 303
+    async with pair.signed_in("leaving", "viewer", at="two") as (browser, balancer):
         cookie = browser.cookies.get(SESSION_COOKIE)
         csrf = _csrf(await browser.get("/"))
         balancer.to = "one"
@@ -155,11 +148,7 @@ async def test_signing_out_at_one_process_ends_the_session_at_the_other(pair: Pa
 
 
 async def test_revoking_the_token_at_one_process_ends_its_sessions_at_the_other_at_once(pair: Pair) -> None:
-    token = await _token(pair, "brief", "viewer")
-    browser, balancer = pair.browser()
-    async with browser:
-        balancer.to = "two"
-        assert (await browser.post("/login", content=f"token={token}".encode(), headers=FORM)).status_code == 303
+    async with pair.signed_in("brief", "viewer", at="two") as (browser, _):
         assert (await browser.get("/api/instances")).status_code == 200  # "two" has just checked the token
         async with pair.api("one") as api:
             assert (await api.delete("/api/tokens/brief")).status_code == 200
