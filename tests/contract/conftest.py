@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sized
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -22,6 +23,8 @@ import sqlalchemy as sa
 from soulfra.codec import CompressionEngine
 from soulfra.store import InMemoryStore, MemoryDatabase, SqlStore, Store
 from soulfra.store import schema as tables
+from soulfra.store.ports import SessionRecord
+from soulfra.store.sql.clock import aware
 
 # The tables a test counts rows of, by their SQL names.
 COUNTED = ("snapshots", "compression_dictionaries", "ritual_logs", "inputs", "agents")
@@ -67,6 +70,10 @@ class Backend(ABC):
     @abstractmethod
     def lose_liveness(self, store: Store) -> None:
         """What a lease holder's death looks like from outside while the holder itself still runs."""
+
+    @abstractmethod
+    def sessions(self) -> list[SessionRecord]:
+        """Every stored dashboard session, by token hash (the port lists none: it has no use for a list)."""
 
 
 class SqlBackend(Backend):
@@ -133,11 +140,23 @@ class SqlBackend(Backend):
         liveness._stop.set()  # type: ignore[attr-defined]  # its keeper would take the lock again
         self.terminate_lock_session(store)
 
+    def sessions(self) -> list[SessionRecord]:
+        with self.admin.connect() as conn:
+            rows = conn.execute(sa.select(tables.sessions).order_by(tables.sessions.c.token_hash)).all()
+        return [_session(row) for row in rows]
+
     def terminate_lock_session(self, store: SqlStore) -> None:
         conn = store.leases._liveness._conn  # type: ignore[attr-defined]
         pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         with self.admin.connect() as admin:
             admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+def _session(row: sa.Row[Any]) -> SessionRecord:
+    return SessionRecord(
+        id_hash=row.id_hash, token_hash=row.token_hash, created_at=aware(row.created_at),
+        last_seen_at=aware(row.last_seen_at), expires_at=aware(row.expires_at),
+    )  # fmt: skip
 
 
 class MemoryBackend(Backend):
@@ -188,6 +207,9 @@ class MemoryBackend(Backend):
         """The store is no longer counted alive, as if its process had died."""
         assert isinstance(store, InMemoryStore)
         self.database.live.discard(store.leases.token)
+
+    def sessions(self) -> list[SessionRecord]:
+        return sorted(self.database.tables.sessions.values(), key=lambda r: r.token_hash)
 
 
 @contextmanager

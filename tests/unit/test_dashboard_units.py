@@ -1,7 +1,7 @@
 """The dashboard's pure parts: the lineage layout (roots, forks at their ticks, clones, merges right of both parents,
-abandoned branches, parents the caller cannot see), the session table (random ids, expiry, sign-out, a bound on
-its size, CSRF compared whole) and the static files the package ships (htmx pinned with its licence and hashes, all
-of them in the wheel)."""
+abandoned branches, parents the caller cannot see), the session table on an in-memory store (random ids, expiry,
+sign-out, a bound on a token's sessions, CSRF compared whole) and the static files the package ships (htmx pinned
+with its licence and hashes, all of them in the wheel)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import soulfra
 from soulfra.dashboard.assets import load_assets
 from soulfra.dashboard.lineage import layout, status_of
 from soulfra.security.sessions import SessionTable
+from soulfra.store import InMemoryStore
 
 
 def row(instance_id: str, created: int, **fields: Any) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def test_a_parent_the_caller_cannot_see_leaves_a_root() -> None:
 
 def test_sessions_are_random_expire_and_end() -> None:
     now = [100.0]
-    table = SessionTable(lifetime=60.0, clock=lambda: now[0])
+    table = SessionTable(InMemoryStore(), lifetime=60.0, clock=lambda: now[0])
     one, two = table.open("digest-1"), table.open("digest-1")
     assert one.id != two.id
     assert one.csrf != two.csrf
@@ -104,17 +105,23 @@ def test_sessions_are_random_expire_and_end() -> None:
     assert table.get(two.id) is None
     now[0] += 61.0
     assert table.get(one.id) is None  # expired, and gone
-    assert len(table) == 0
+    assert table.store.sessions.get(hashlib.sha256(one.id.encode()).hexdigest()) is None
 
 
-def test_the_session_table_is_bounded_oldest_first() -> None:
-    table = SessionTable(limit=3)
-    sessions = [table.open(f"d{n}") for n in range(5)]
+def test_a_token_s_sessions_are_bounded_oldest_first_and_other_tokens_keep_theirs() -> None:
+    now = [100.0]
+    table = SessionTable(InMemoryStore(), limit=3, clock=lambda: now[0])
+    other = table.open("other")
+    sessions = []
+    for _ in range(5):
+        now[0] += 1.0
+        sessions.append(table.open("flood"))
     assert [table.get(s.id) is not None for s in sessions] == [False, False, True, True, True]
+    assert table.get(other.id) is not None
 
 
 def test_csrf_is_compared_whole() -> None:
-    session = SessionTable().open("d")
+    session = SessionTable(InMemoryStore()).open("d")
     assert session.csrf_matches(session.csrf)
     assert not session.csrf_matches(None)
     assert not session.csrf_matches("")

@@ -1,6 +1,6 @@
 """Blocking work never runs on the event loop: a world ticks durably (group commits, snapshots, unified snapshots)
-while god commands and API calls run, on a store whose every commit is slow, and no callback of the loop takes
-longer than a bound.
+while god commands, API calls and a dashboard session (kept in the store) run, on a store whose every commit is
+slow, and no callback of the loop takes longer than a bound.
 
 The store is a SQLite file made slow on purpose: each commit sleeps ``COMMIT_DELAY_S`` (a slow disk, or a remote
 PostgreSQL). Any storage call made on the loop then holds it at least that long, so asyncio's debug mode reports
@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 from soulfra.durable import DurabilitySettings
 from soulfra.meta.commands import AgentPossession, CloneInstance, FreezeTime, ThawTime, TimelineRevert
@@ -31,7 +32,7 @@ from soulfra.platforms.instance import InstanceSettings
 from soulfra.store import SqlStore
 from soulfra.world import DEFAULT_WORLD
 
-from .support import api_in_process, wait_until
+from .support import api_in_process, client_for, wait_until
 
 COMMIT_DELAY_S = 0.3
 BOUND_S = 0.15  # the longest a callback of the loop may run
@@ -63,7 +64,7 @@ async def _workload(store: SqlStore, tmp_path: Path) -> dict[str, int]:
     settings = EngineSettings(
         instance=InstanceSettings(rate=20.0, durability=DurabilitySettings(snapshot_every=8, commit_every=4))
     )
-    async with api_in_process(tmp_path, "w", settings, store) as (_, engine, http):
+    async with api_in_process(tmp_path, "w", settings, store) as (app, engine, http):
         base = "/api/instances/w"
         await asyncio.sleep(0)
         loop.slow_callback_duration = BOUND_S
@@ -81,6 +82,7 @@ async def _workload(store: SqlStore, tmp_path: Path) -> dict[str, int]:
         _ok(await http.get(f"{base}/status"))
         _ok(await http.get("/api/instances"))
         _ok(await http.post(f"{base}/protocol/validate", json={"subject": "instance"}))
+        await _dashboard_session(app, base)
 
         await engine.execute(FreezeTime(instances=["w"]))
         await engine.execute(ThawTime(instances=["w"]))
@@ -99,6 +101,24 @@ async def _workload(store: SqlStore, tmp_path: Path) -> dict[str, int]:
             "inputs": sum([await off_loop(store.inputs.count, r.id) for r in records]),
             "instances": len(records),
         }
+
+
+async def _dashboard_session(app: FastAPI, base: str) -> None:
+    """A browser's session, kept in the store: sign in, a page, a change with its CSRF token, sign out."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    async with client_for(app) as browser:
+        signed = await browser.post("/login", content=f"token={app.state.admin_token}".encode(), headers=form)
+        assert signed.status_code == 303, signed.text
+        page = await browser.get("/worlds/w")
+        marker = '<meta name="csrf-token" content="'
+        start = page.text.index(marker) + len(marker)
+        csrf = page.text[start : page.text.index('"', start)]
+        _ok(await browser.post(f"{base}/whispers", json={"text": "from the page"}, headers={"x-csrf-token": csrf}))
+        _ok(await browser.get("/api/instances"))
+        assert 'action="/logout"' in (await browser.get("/")).text
+        out = await browser.post("/logout", content=f"csrf_token={csrf}".encode(), headers=form)
+        assert out.status_code == 303
+        assert (await browser.get("/api/instances")).status_code == 401
 
 
 @pytest.mark.slow

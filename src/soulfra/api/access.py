@@ -59,6 +59,7 @@ __all__ = [
     "identity_of",
     "policy_for",
     "routes_of",
+    "session_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,14 @@ def identity_of(scope_or_request: Any) -> Identity:
     scope = scope_or_request if isinstance(scope_or_request, dict) else scope_or_request.scope
     found = (scope.get("state") or {}).get("identity")
     return found if isinstance(found, Identity) else ANONYMOUS
+
+
+def session_of(scope_or_request: Any) -> Session | None:
+    """The dashboard session the request came with (``AccessControl`` put it in the request's state, so a page needs
+    no second lookup), or None (a Bearer token, or a route that needs no role)."""
+    scope = scope_or_request if isinstance(scope_or_request, dict) else scope_or_request.scope
+    found = (scope.get("state") or {}).get("session")
+    return found if isinstance(found, Session) else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,7 +253,7 @@ class AccessControl:
         source = _source(scope) or "unknown"
         self.limits.check_source(source)
         identity, session = await self._identify(scope, source)
-        scope.setdefault("state", {})["identity"] = identity
+        scope.setdefault("state", {}).update(identity=identity, session=session)
         note(identity=identity.name)
         reply.authenticated = True
         action = current_action()
@@ -270,15 +279,15 @@ class AccessControl:
         if token is None and self.sessions is not None:
             cookies = _header(scope, b"cookie")
             session_id = cookie_parser(cookies).get(SESSION_COOKIE) if cookies else None
-            session = self.sessions.get(session_id)
+            session = await off_loop(self.sessions.get, session_id) if session_id else None
         try:
             if token is not None:
                 digest = token_hash(token)
             elif session is not None:
                 digest = session.token_digest
             elif session_id:  # no guess (session ids are 256 random bits): not counted as a failed authentication,
-                # so a browser left open across a restart, which ends every session, does not lock its address out
-                raise AuthenticationError("the dashboard session has ended (signed out, expired or a restart)")
+                # so a browser left open past its session's end does not lock its address out
+                raise AuthenticationError("the dashboard session has ended (signed out, expired or revoked)")
             else:
                 raise AuthenticationError("this route needs a token: send Authorization: Bearer <token>")
             known = self.tokens.fresh_digest(digest)  # checked a moment ago: no database round trip

@@ -168,11 +168,14 @@ def create_app(
     access: AccessSettings | None = None,
     metrics: Metrics | None = None,
     puppet: PuppetMaster | None = None,
+    sessions: SessionTable | None = None,
 ) -> FastAPI:
     """The API over ``gateway``. Who may call what is ``soulfra.api.access``'s: ``tokens`` authenticates,
     ``recorder`` audits every mutating request (None: nothing is audited, for tests of other things), ``access``
     says which hosts, origins and rates are allowed. ``metrics``: the system's, served at ``/metrics`` (None: a
-    registry of the app's own). ``puppet``: the puppet master whose failed instances make ``/readyz`` fail."""
+    registry of the app's own). ``puppet``: the puppet master whose failed instances make ``/readyz`` fail.
+    ``sessions``: the dashboard's sign-ins (None: a ``SessionTable`` on the tokens' store, with its defaults: every
+    API process on that database honours them)."""
     access = access or AccessSettings()
     metrics = metrics or Metrics()
     app = FastAPI(
@@ -187,7 +190,7 @@ def create_app(
     app.state.puppet = puppet
     app.add_middleware(SurfaceReads, gateway=gateway, enabled=not access.private_surface)  # anonymous reads only
     app.add_middleware(BodyLimits, limits=limits or RequestLimits())  # bodies are bounded before any route reads
-    sessions = app.state.sessions = SessionTable()  # the dashboard's sign-ins; access control reads their cookies
+    sessions = app.state.sessions = SessionTable(tokens.store) if sessions is None else sessions  # cookies' sessions
     guard = RateLimits(access)  # failed sign-ins count toward the same lockout as failed tokens
     if access.enforce:  # always, but in the benchmark that measures what it costs
         app.add_middleware(
@@ -328,7 +331,7 @@ def create_app(
     from soulfra.dashboard.routes import dashboard_router  # noqa: PLC0415 -- the dashboard's routes import this package
 
     app.include_router(dashboard_router(gateway, tokens, sessions, guard))
-    app.include_router(operations_pages(sessions))  # the dashboard's audit and health views
+    app.include_router(operations_pages())  # the dashboard's audit and health views
     for router in extra:
         app.include_router(router)
     return app

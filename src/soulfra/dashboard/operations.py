@@ -10,16 +10,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from soulfra.api.access import identity_of
+from soulfra.api.access import identity_of, session_of
 from soulfra.dashboard.routes import CSP
-from soulfra.security.sessions import SESSION_COOKIE, SessionTable
 
 __all__ = ["operations_pages"]
 
 _HEADERS = {"content-security-policy": CSP, "cache-control": "no-store"}
 
 
-def operations_pages(sessions: SessionTable) -> APIRouter:
+def operations_pages() -> APIRouter:
+    """The audit and health pages (a page's CSRF token is its session's, as access control found it)."""
     router = APIRouter(include_in_schema=False)
     env = Environment(
         loader=PackageLoader("soulfra.dashboard", "templates"),
@@ -29,7 +29,7 @@ def operations_pages(sessions: SessionTable) -> APIRouter:
     )
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
-        session = sessions.get(request.cookies.get(SESSION_COOKIE))
+        session = session_of(request)
         html = env.get_template(name).render(
             identity=identity_of(request), csrf="" if session is None else session.csrf, **context
         )

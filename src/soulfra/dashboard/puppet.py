@@ -13,17 +13,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from soulfra.api.access import identity_of
+from soulfra.api.access import identity_of, session_of
 from soulfra.api.gateway import Gateway
 from soulfra.dashboard.lineage import status_of
 from soulfra.meta.merge import DEFAULT_POLICIES, DOMAINS, POLICIES
-from soulfra.security.sessions import SESSION_COOKIE, SessionTable
 
 __all__ = ["puppet_router"]
 
 
-def puppet_router(gateway: Gateway, sessions: SessionTable) -> APIRouter:
-    """The merge and packages pages over ``gateway``; ``sessions`` gives a page its session's CSRF token."""
+def puppet_router(gateway: Gateway) -> APIRouter:
+    """The merge and packages pages over ``gateway`` (a page's CSRF token is its session's, as access control found
+    it)."""
     from soulfra.dashboard.routes import CSP  # noqa: PLC0415 -- routes includes this router: imported when called
 
     router = APIRouter(include_in_schema=False)
@@ -40,7 +40,7 @@ def puppet_router(gateway: Gateway, sessions: SessionTable) -> APIRouter:
 
     async def context(request: Request) -> dict[str, Any]:
         identity = identity_of(request)  # access control let a puppet master in, by session or token
-        session = sessions.get(request.cookies.get(SESSION_COOKIE))
+        session = session_of(request)
         rows = [row for row in await gateway.list_instances() if identity.sees(str(row["id"]))]
         live = [
             {"id": str(row["id"]), "status": status_of(row), "tick": row.get("tick", row.get("head_tick"))}

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from soulfra.api.access import RateLimits, identity_of
+from soulfra.api.access import RateLimits, identity_of, session_of
 from soulfra.api.common import InstanceId
 from soulfra.api.gateway import Gateway
 from soulfra.dashboard.assets import load_assets
@@ -107,7 +107,7 @@ def dashboard_router(gateway: Gateway, tokens: TokenService, sessions: SessionTa
     async def signed_in(request: Request) -> tuple[Identity, Session] | None:
         """The session of the request's cookie and its token's identity, or None (no session, or its token is no
         longer valid: then the session ends)."""
-        session = sessions.get(request.cookies.get(SESSION_COOKIE))
+        session = await off_loop(sessions.get, request.cookies.get(SESSION_COOKIE))
         if session is None:
             return None
         try:
@@ -115,7 +115,7 @@ def dashboard_router(gateway: Gateway, tokens: TokenService, sessions: SessionTa
             if identity is None:
                 identity = await off_loop(tokens.authenticate_digest, session.token_digest)
         except AuthenticationError:
-            sessions.close(session.id)
+            await off_loop(sessions.close, session.id)
             return None
         return identity, session
 
@@ -161,7 +161,7 @@ def dashboard_router(gateway: Gateway, tokens: TokenService, sessions: SessionTa
             if action is not None:
                 action.outcome = exc.code
             return signin(401, f"not signed in: {exc.detail}")
-        session = sessions.open(token_hash(token))
+        session = await off_loop(sessions.open, token_hash(token))
         if action is not None:
             action.identity = identity
             action.refine(detail={"session": "opened"})
@@ -178,11 +178,11 @@ def dashboard_router(gateway: Gateway, tokens: TokenService, sessions: SessionTa
         refusal = _form_refusal(request)
         if refusal is not None:
             return refusal
-        session = sessions.get(request.cookies.get(SESSION_COOKIE))
+        session = await off_loop(sessions.get, request.cookies.get(SESSION_COOKIE))
         if session is not None:
             if not session.csrf_matches((await _form(request)).get(CSRF_FIELD)):
                 return _refusal(CsrfError("sign-out refused: the form's CSRF token is not this session's"), 403)
-            sessions.close(session.id)
+            await off_loop(sessions.close, session.id)
         response = RedirectResponse("/", status_code=303, headers={"cache-control": "no-store"})
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
@@ -215,7 +215,7 @@ def dashboard_router(gateway: Gateway, tokens: TokenService, sessions: SessionTa
     async def world(request: Request, instance_id: InstanceId) -> Response:
         """One world, live: its page loads the JSON API and the event stream from the browser."""
         identity = identity_of(request)  # access control let a viewer of this instance in, by session or token
-        session = sessions.get(request.cookies.get(SESSION_COOKIE))
+        session = session_of(request)
         await gateway.bridge(instance_id)  # 404 for an instance this server does not know
         return page(
             "world.html", identity=identity, csrf="" if session is None else session.csrf, instance=instance_id,
@@ -223,7 +223,7 @@ def dashboard_router(gateway: Gateway, tokens: TokenService, sessions: SessionTa
             can_whisper=identity.allows("operator"), can_freeze=identity.allows("puppet-master"),
         )  # fmt: skip
 
-    router.include_router(puppet_router(gateway, sessions))  # /merge and /packages (soulfra.dashboard.puppet)
+    router.include_router(puppet_router(gateway))  # /merge and /packages (soulfra.dashboard.puppet)
 
     @router.get("/static/{asset:path}")
     async def static(request: Request, asset: str) -> Response:

@@ -89,7 +89,12 @@ class TokenService:
         return self.store.tokens.list_tokens()
 
     def revoke(self, name: str) -> TokenRecord:
-        revoked = self.store.tokens.revoke(name, datetime.now(UTC))
+        """Revoke the token named ``name`` and end its dashboard sessions, in one transaction: from its commit on,
+        no API process on the database lets the token or its sessions in (another process's token cache may still
+        hold the token for up to ``cache_seconds``, but its sessions are gone at once)."""
+        with self.store.transaction():
+            revoked = self.store.tokens.revoke(name, datetime.now(UTC))
+            self.store.sessions.delete_for_token(revoked.token_hash)
         with self._lock:
             self._cache.pop(revoked.token_hash, None)
         return revoked

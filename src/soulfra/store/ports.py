@@ -174,6 +174,19 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRecord:
+    """A dashboard sign-in as stored: the SHA-256 of its id (never the id, which only the browser's cookie holds),
+    the hash of the API token it signed in with, when it began, when it was last seen, and when it ends however
+    busy it is (an idle session ends sooner: the caller decides how idle is too idle)."""
+
+    id_hash: str
+    token_hash: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LeaseInfo:
     """Who holds (or last held) the writer lease of ``key``: an instance id, or ``:puppet-master`` for a server."""
 
@@ -388,6 +401,30 @@ class TokenStore(Protocol):
         """Revoke a token from ``at`` on; ``NotFoundError`` if no token that is not revoked has that name."""
 
 
+class SessionStore(Protocol):
+    """Dashboard sessions by the hash of their id, shared by every API process on the database."""
+
+    def create(self, record: SessionRecord, *, limit: int) -> SessionRecord:
+        """Store a session; then, if its token has more than ``limit`` sessions, end the oldest (by ``created_at``)
+        until it has ``limit``. ``ConflictError`` if a session has the same id hash."""
+
+    def get(self, id_hash: str) -> SessionRecord | None:
+        """The session with that id hash, ended by its time or not (the caller decides), or None."""
+
+    def touch(self, id_hash: str, at: datetime) -> None:
+        """Note the session was seen ``at`` (never earlier than it was last seen); nothing for one not there."""
+
+    def delete(self, id_hash: str) -> bool:
+        """End a session (sign-out); False if there was none."""
+
+    def delete_for_token(self, token_hash: str) -> int:
+        """End every session of a token (it was revoked); returns how many."""
+
+    def purge(self, *, now: datetime, idle_since: datetime) -> int:
+        """End every session that is over: ``expires_at <= now``, or last seen at or before ``idle_since``;
+        returns how many."""
+
+
 class Store(Protocol):
     """One database: the stores over it, and transactions that span them (a group commit)."""
 
@@ -407,6 +444,8 @@ class Store(Protocol):
     def leases(self) -> WriterLeases: ...
     @property
     def tokens(self) -> TokenStore: ...
+    @property
+    def sessions(self) -> SessionStore: ...
 
     def transaction(self) -> AbstractContextManager[None]:
         """Everything the stores do inside commits together, or not at all. Nested calls join the outer one."""

@@ -179,6 +179,24 @@ api_tokens = sa.Table(
     sa.Column("created_by", sa.String(100), nullable=False),
 )
 
+# Dashboard sessions, shared by every API process: the SHA-256 of the session id (the cookie's value is never
+# stored, as a token is not) and the hash of the token it signed in with (``api_tokens.token_hash``, not a foreign
+# key: a token's row may be replaced, its sessions end when it is revoked). The CSRF token is derived from the
+# session id (``soulfra.security.sessions``), so nothing of it is stored either. ``expires_at`` is the absolute end;
+# ``last_seen_at`` (moved on at most once a minute) gives the idle one.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_seen_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Index(None, "token_hash"),
+    sa.Index(None, "expires_at"),
+    sa.Index(None, "last_seen_at"),
+)
+
 # The protocol rules an admin set for one instance (``RuleSet.to_json``); an instance without a row has the defaults.
 instance_rules = sa.Table(
     "instance_rules",

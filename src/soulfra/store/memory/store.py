@@ -15,6 +15,7 @@ from soulfra.codec import CompressionEngine
 from soulfra.store.memory.instances import InMemoryInstanceCatalog
 from soulfra.store.memory.leases import InMemoryLeases
 from soulfra.store.memory.logs import InMemoryAuditLog, InMemoryInputLog, InMemoryRitualStorage, InMemoryVaultManager
+from soulfra.store.memory.sessions import InMemorySessionStore
 from soulfra.store.memory.snapshots import InMemorySnapshotStorage
 from soulfra.store.memory.tables import MemoryDatabase, Tables
 from soulfra.store.memory.tokens import InMemoryTokenStore
@@ -40,6 +41,7 @@ class InMemoryStore:
         self.audit = InMemoryAuditLog(self)
         self.leases = InMemoryLeases(self)
         self.tokens = InMemoryTokenStore(self)
+        self.sessions = InMemorySessionStore(self)
 
     def _current(self) -> _Transaction | None:
         current: _Transaction | None = getattr(self._local, "transaction", None)

@@ -17,7 +17,15 @@ from datetime import datetime
 from typing import Any
 
 from soulfra.errors import ConflictError, StorageUnavailableError
-from soulfra.store.ports import AuditEntry, InstanceRecord, SignedHead, SnapshotInfo, StoredInput, TokenRecord
+from soulfra.store.ports import (
+    AuditEntry,
+    InstanceRecord,
+    SessionRecord,
+    SignedHead,
+    SnapshotInfo,
+    StoredInput,
+    TokenRecord,
+)
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another one's transaction, as SQLite's busy timeout
 
@@ -100,6 +108,7 @@ class Tables:
     audit: tuple[AuditRow, ...] = ()  # the chain, in order: row n is audit[n - 1]
     audit_heads: tuple[SignedHead, ...] = ()
     tokens: dict[str, TokenRecord] = field(default_factory=dict)
+    sessions: dict[str, SessionRecord] = field(default_factory=dict)  # by id hash
     rules: dict[str, str] = field(default_factory=dict)  # instance id -> its rules as JSON
     leases: dict[str, LeaseRow] = field(default_factory=dict)
     last_id: int = 0  # snapshots and traces are numbered from one sequence
@@ -110,8 +119,8 @@ class Tables:
             instances=dict(self.instances), links=dict(self.links), inputs=dict(self.inputs),
             traces=dict(self.traces), agents=dict(self.agents), snapshots=dict(self.snapshots),
             ticks=dict(self.ticks), dictionaries=dict(self.dictionaries), audit=self.audit,
-            audit_heads=self.audit_heads, tokens=dict(self.tokens), rules=dict(self.rules), leases=dict(self.leases),
-            last_id=self.last_id,
+            audit_heads=self.audit_heads, tokens=dict(self.tokens), sessions=dict(self.sessions),
+            rules=dict(self.rules), leases=dict(self.leases), last_id=self.last_id,
         )  # fmt: skip
 
     def next_id(self) -> int:

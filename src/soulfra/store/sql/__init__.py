@@ -11,6 +11,7 @@ from soulfra.store.sql.audit import SqlAuditLog
 from soulfra.store.sql.inputs import SqlInputLog
 from soulfra.store.sql.instances import SqlInstanceCatalog
 from soulfra.store.sql.rituals import SqlRitualStorage
+from soulfra.store.sql.sessions import SqlSessionStore
 from soulfra.store.sql.snapshots import SqlSnapshotStorage, raw_hash
 from soulfra.store.sql.store import SqlStore
 from soulfra.store.sql.tokens import SqlTokenStore
@@ -25,6 +26,7 @@ __all__ = [
     "SqlInputLog",
     "SqlInstanceCatalog",
     "SqlRitualStorage",
+    "SqlSessionStore",
     "SqlSnapshotStorage",
     "SqlStore",
     "SqlTokenStore",

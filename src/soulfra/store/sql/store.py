@@ -19,6 +19,7 @@ from soulfra.store.sql.audit import SqlAuditLog
 from soulfra.store.sql.inputs import SqlInputLog
 from soulfra.store.sql.instances import SqlInstanceCatalog
 from soulfra.store.sql.rituals import SqlRitualStorage
+from soulfra.store.sql.sessions import SqlSessionStore
 from soulfra.store.sql.snapshots import SqlSnapshotStorage
 from soulfra.store.sql.tokens import SqlTokenStore
 from soulfra.store.sql.vault import SqlVaultManager
@@ -38,6 +39,7 @@ class SqlStore:
         self.audit = SqlAuditLog(self)
         self.leases = SqlLeases(self)
         self.tokens = SqlTokenStore(self)
+        self.sessions = SqlSessionStore(self)
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True, compression: CompressionEngine | None = None) -> SqlStore:
