@@ -22,6 +22,7 @@ from soulfra.api import Gateway, create_app
 from soulfra.api.access import AccessSettings
 from soulfra.bus import InMemoryBus
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.meta.service import LocalPuppetMaster
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.security.audit import AuditRecorder
 from soulfra.security.sessions import SESSION_COOKIE
@@ -83,8 +84,7 @@ async def pair(db_url: str, tmp_path: Path, anyio_backend: str) -> AsyncIterator
     recorder = AuditRecorder(worlds)
     engine = PuppetMasterEngine(worlds, bus, EngineSettings(instance=InstanceSettings(rate=50.0)), recorder=recorder)
     try:
-        gateway = Gateway(bus, "a", store=worlds)
-        gateway.lister = engine.list_instances
+        gateway = Gateway(bus, "a", store=worlds, lister=LocalPuppetMaster(engine, "a").list_instances)
         tokens = TokenService(worlds)
         first = create_app(gateway, tokens=tokens, recorder=recorder, access=access, metrics=engine.metrics)
         second = create_app(
