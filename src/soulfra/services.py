@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -175,11 +176,17 @@ async def serve_meta(
 
         await _ops(undo, ops_socket, metrics, ready, "meta")
         shown = redact_url(settings.nats_url)
-        print(  # noqa: T201
-            f"soulfra meta serving {len(engine.live)} instance(s), default {default}, on {shown} (pid {os.getpid()})",
-            flush=True,
+        _say(
+            f"soulfra: meta serving on {shown}: {len(engine.live)} instance(s), default {default} "
+            f"(pid {os.getpid()}); Ctrl-C stops"
         )
         await stop.wait()
+
+
+def _say(line: str) -> None:
+    """One line on stderr, where a serving command says it serves (soulfra up does the same)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 class _LateBus:

@@ -29,7 +29,7 @@ STOP_TIMEOUT_S = 30.0
 UNTIL_CTRL_C = re.compile(
     r"^(\w+=\S+ )*(soulfra (up|serve|watch)\b(?!.*--once)|soulfra run .*--ticks 0\b|curl .*-\w*N)"
 )
-SERVER = re.compile(r"^(\w+=\S+ )*soulfra up\b")
+SERVER = re.compile(r"^(\w+=\S+ )*soulfra (up|serve (api|meta))\b")  # says "serving on", then answers on a port
 STOPPED = (0, 130)  # a command stopped with Ctrl-C ends cleanly, or says it was interrupted
 
 
@@ -179,7 +179,7 @@ class Shell:
             raise AssertionError(f"README: {command!r} ended before it was stopped: {err.read_text()}")
 
     def _until_serving(self, command: str, line: str, out: Path, err: Path) -> None:
-        port = re.search(r"--port\s+(\d+)", line)
+        port = re.search(r"--(?:metrics-)?port\s+(\d+)", line)
         address = ("127.0.0.1", int(port.group(1)) if port else int(self.env.get("SOULFRA_PORT", "8000")))
         deadline = time.monotonic() + READY_TIMEOUT_S
         while "serving on" not in (said := err.read_text(encoding="utf-8") if err.exists() else ""):
