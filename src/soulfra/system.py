@@ -30,6 +30,7 @@ from soulfra.api import Gateway, create_app
 from soulfra.api.access import AccessSettings
 from soulfra.api.limits import RequestLimits
 from soulfra.api.meta import meta_router
+from soulfra.api.operations import audit_watch
 from soulfra.api.stream import LiveStreams
 from soulfra.bus import InMemoryBus, NatsOptions, connect
 from soulfra.bus.options import redact_url
@@ -120,7 +121,8 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
         raise OutputError(f"cannot create the data directory {settings.data}: {exc.strerror}") from None
     store = SqlStore.open(settings.database_url())
     bus = InMemoryBus()
-    metrics = Metrics()  # this system's registry: its runtimes, god commands, HTTP requests and streams count there
+    # This system's registry: its runtimes, god commands, HTTP requests, streams, leases and data disk count there.
+    metrics = Metrics(leases=store.leases.held, disk=settings.data)
     keyring = KeyRing(settings.home)
     tokens = TokenService(store)
     try:
@@ -137,7 +139,7 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
     except BaseException:
         store.close()
         raise
-    gateway = Gateway(bus, default.instance_id, store=store)
+    gateway = Gateway(bus, default.instance_id, store=store, metrics=metrics)
     gateway.lister = engine.list_instances
 
     @asynccontextmanager
@@ -145,7 +147,8 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
         try:
             await engine.open_default(settings.seed, settings.spec, settings.agents, claimed=default)
             await engine.start()
-            yield
+            async with audit_watch(recorder, metrics):  # soulfra_audit_last_verify_ok, without anyone asking
+                yield
         finally:
             gateway.closing = True
             try:

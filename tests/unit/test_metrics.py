@@ -107,9 +107,9 @@ async def test_a_snapshot_counts_its_stored_bytes_and_a_storage_failure_counts_a
     runtime = await _runtime(metrics, "w", bus)
     try:
         taken = await runtime.snapshot({})
-        assert value(metrics, "soulfra_snapshot_bytes_count") == 1
-        assert value(metrics, "soulfra_snapshot_bytes_sum") == taken["stored_size"]
-        assert value(metrics, "soulfra_snapshot_duration_seconds_count") == 1
+        assert value(metrics, "soulfra_snapshot_bytes_count", kind="manual") == 1
+        assert value(metrics, "soulfra_snapshot_bytes_sum", kind="manual") == taken["stored_size"]
+        assert value(metrics, "soulfra_snapshot_duration_seconds_count", kind="manual") == 1
 
         def unavailable(kind: str) -> None:
             raise StorageUnavailableError("the disk went away")
@@ -118,7 +118,7 @@ async def test_a_snapshot_counts_its_stored_bytes_and_a_storage_failure_counts_a
         with pytest.raises(StorageUnavailableError):
             await runtime.snapshot({})
         assert value(metrics, "soulfra_storage_errors_total") == 1
-        assert value(metrics, "soulfra_snapshot_bytes_count") == 1
+        assert value(metrics, "soulfra_snapshot_bytes_count", kind="manual") == 1
     finally:
         monkeypatch.undo()
         await runtime.shutdown()
