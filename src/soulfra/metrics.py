@@ -6,19 +6,23 @@ puppet master's god-command dispatch, the API's HTTP middleware and live streams
 (instances by status, open streams) are read at scrape time through ``on_scrape`` callbacks. The world core never
 sees this module: what it measures is the platforms' work around the world, never the world's own state.
 
-Label cardinality is bounded: ``instance`` labels only the per-world series (ticks, tick lag), and only for the first
-``MAX_INSTANCE_SERIES`` instances this process sees; every later one is counted under ``instance="_other"``. The bus
-series are by platform and op (never by instance), a snapshot's by its kind (``SNAPSHOT_KINDS``, else ``other``),
-errors by their ``code`` (the error tree's, a closed set).
+Label cardinality is bounded: the per-world series (ticks, tick lag) carry the instance's id as ``world``, and only
+for the first ``MAX_INSTANCE_SERIES`` instances this process sees; every later one is counted under
+``world="_other"``. (Not ``instance``: Prometheus gives every scraped series an ``instance`` label of its own, the
+target's address, and would rename ours ``exported_instance``.) The bus series are by platform and op (never by
+instance), a snapshot's by its kind (``SNAPSHOT_KINDS``, else ``other``), errors by their ``code`` (the error tree's,
+a closed set).
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -45,6 +49,14 @@ BUS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 # What a durable world's snapshots are labelled by: the types it stores them under (any other: ``other``).
 SNAPSHOT_KINDS = frozenset({"periodic", "loop-seal", "manual", "unified"})
 OTHER_KIND = "other"
+
+
+class Ticking(Protocol):
+    """What ``soulfra_world_running`` reads of a runtime at each scrape."""
+
+    @property
+    def ticking(self) -> bool:
+        """Whether its tick loop runs: launched, and not paused, overridden or failed."""
 
 
 class InstanceLabels:
@@ -82,15 +94,22 @@ class Metrics:
         self.instance_label = InstanceLabels(instance_limit)
         self.clock = clock  # seconds, for the durations measured here (bus requests, snapshots)
         self._scrapers: list[Callable[[], None]] = []
-        self.ticks = Counter("soulfra_ticks", "Ticks run, per instance.", ["instance"], registry=r)
+        self.ticks = Counter("soulfra_ticks", "Ticks run, per instance.", ["world"], registry=r)
         self.tick_duration = Histogram(
             "soulfra_tick_duration_seconds", "Time of one tick: the world's step and its write.",
             buckets=TICK_BUCKETS, registry=r,
         )  # fmt: skip
         self.tick_lag = Gauge(
             "soulfra_tick_lag_seconds", "How far the last tick started behind its schedule, per instance.",
-            ["instance"], registry=r,
+            ["world"], registry=r,
         )  # fmt: skip
+        self.world_running = Gauge(
+            "soulfra_world_running", "Instances whose tick loop runs (not paused, overridden, failed or stopped): 1 "
+            "or 0 per instance, and how many under world=\"_other\".", ["world"], registry=r,
+        )  # fmt: skip
+        self._worlds: weakref.WeakKeyDictionary[Ticking, str] = weakref.WeakKeyDictionary()
+        self._world_labels: set[str] = set()
+        self.on_scrape(self._count_running)
         self.inputs = Counter(
             "soulfra_inputs", "Inputs submitted: outcome is ok, or the code of the error that refused them.",
             ["outcome"], registry=r,
@@ -158,6 +177,18 @@ class Metrics:
             self.watch_leases(leases)
         if disk is not None:
             self.watch_disk(disk)
+
+    def track_world(self, runtime: Ticking, label: str) -> None:
+        """Count ``runtime`` in ``soulfra_world_running{world=label}`` from now on (for as long as it lives)."""
+        self._worlds[runtime] = label
+
+    def _count_running(self) -> None:
+        counts = dict.fromkeys(self._world_labels, 0)
+        for runtime, label in list(self._worlds.items()):
+            counts[label] = counts.get(label, 0) + runtime.ticking
+        self._world_labels.update(counts)
+        for label, running in counts.items():
+            self.world_running.labels(label).set(running)
 
     @contextmanager
     def bus_request(self, platform: str, op: str) -> Iterator[None]:

@@ -1,7 +1,7 @@
 """The metrics move exactly as the system does: ticks_total by the ticks run (and the tick's duration and lag read
 from the runtime's clock), inputs under ok or the refusing code, god commands by type and outcome, HTTP requests
 by route template and status, 401s as auth failures; /metrics takes a viewer token and parses as Prometheus text;
-per-instance series stop at the cap and the rest aggregate under instance="_other"."""
+per-instance series stop at the cap and the rest aggregate under world="_other"."""
 
 from __future__ import annotations
 
@@ -60,9 +60,9 @@ async def test_ticks_total_grows_by_exactly_the_ticks_run(bus: InMemoryBus) -> N
     runtime = await _runtime(metrics, "w", bus)
     try:
         await runtime.launch(ticks=7)
-        assert value(metrics, "soulfra_ticks_total", instance="w") == 7
+        assert value(metrics, "soulfra_ticks_total", world="w") == 7
         await runtime.launch(ticks=5)
-        assert value(metrics, "soulfra_ticks_total", instance="w") == 12
+        assert value(metrics, "soulfra_ticks_total", world="w") == 12
         assert value(metrics, "soulfra_tick_duration_seconds_count") == 12
     finally:
         await runtime.shutdown()
@@ -79,7 +79,7 @@ async def test_tick_duration_and_lag_come_from_the_runtimes_clock(bus: InMemoryB
     try:
         await runtime.launch(ticks=1)
         assert value(metrics, "soulfra_tick_duration_seconds_sum") == 2.0
-        assert value(metrics, "soulfra_tick_lag_seconds", instance="w") == 5.0
+        assert value(metrics, "soulfra_tick_lag_seconds", world="w") == 5.0
     finally:
         await runtime.shutdown()
 
@@ -130,10 +130,10 @@ async def test_instances_past_the_cap_aggregate_under_other(bus: InMemoryBus) ->
     try:
         for n, runtime in enumerate(runtimes, start=1):
             await runtime.launch(ticks=n)
-        assert value(metrics, "soulfra_ticks_total", instance="w1") == 1
-        assert value(metrics, "soulfra_ticks_total", instance="w2") == 2
-        assert value(metrics, "soulfra_ticks_total", instance=OTHER_INSTANCES) == 3 + 4
-        assert metrics.registry.get_sample_value("soulfra_ticks_total", {"instance": "w3"}) is None
+        assert value(metrics, "soulfra_ticks_total", world="w1") == 1
+        assert value(metrics, "soulfra_ticks_total", world="w2") == 2
+        assert value(metrics, "soulfra_ticks_total", world=OTHER_INSTANCES) == 3 + 4
+        assert metrics.registry.get_sample_value("soulfra_ticks_total", {"world": "w3"}) is None
     finally:
         for runtime in runtimes:
             await runtime.shutdown()
@@ -235,12 +235,10 @@ async def test_soulfra_up_counts_its_ticks_and_requests_in_one_registry(tmp_path
         metrics: Metrics = app.state.metrics
         assert metrics is app.state.engine.metrics
         default = app.state.gateway.default_instance
-        await wait_until(
-            "the default instance ticks", lambda: value(metrics, "soulfra_ticks_total", instance=default) > 2
-        )
+        await wait_until("the default instance ticks", lambda: value(metrics, "soulfra_ticks_total", world=default) > 2)
         reply = await client.get("/metrics")
         assert reply.status_code == 200
-        ticks = {s.labels["instance"]: s.value for f in text_string_to_metric_families(reply.text)
+        ticks = {s.labels["world"]: s.value for f in text_string_to_metric_families(reply.text)
                  if f.name == "soulfra_ticks" for s in f.samples if s.name == "soulfra_ticks_total"}  # fmt: skip
         assert set(ticks) == {default}
         assert ticks[default] > 2

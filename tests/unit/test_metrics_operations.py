@@ -24,7 +24,7 @@ from soulfra.bus import InMemoryBus
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import LeaseLostError, NoRespondersError, UnknownAgentError
 from soulfra.meta.commands import FreezeTime
-from soulfra.metrics import Metrics
+from soulfra.metrics import OTHER_INSTANCES, Metrics
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.security.audit import AuditRecorder
@@ -289,3 +289,40 @@ def test_a_data_disk_that_cannot_be_read_keeps_its_last_reading(tmp_path: Path) 
     gone.rmdir()
     metrics.render()  # no error at the scrape
     assert value(metrics, "soulfra_data_disk_size_bytes") == shutil.disk_usage(tmp_path).total
+
+
+# -- running worlds -----------------------------------------------------------------------------------------------
+
+
+async def test_world_running_is_1_while_the_tick_loop_runs_and_others_past_the_cap_are_summed(
+    bus: InMemoryBus,
+) -> None:
+    metrics = Metrics(instance_limit=1)
+    runtimes = []
+    for name in ("w1", "w2", "w3"):
+        world = DurableWorld.create(InMemoryStore(), 0, DEFAULT_WORLD, instance_id=name)
+        runtimes.append(RuntimePlatform(world, bus, rate=100.0, metrics=metrics))
+    w1, w2, w3 = runtimes
+
+    def running() -> dict[str, float]:
+        metrics.render()
+        return {w: value(metrics, "soulfra_world_running", world=w) for w in ("w1", OTHER_INSTANCES)}
+
+    for runtime in runtimes:
+        await runtime.start()
+    try:
+        assert running() == {"w1": 0, OTHER_INSTANCES: 0}
+        for runtime in runtimes:
+            runtime.launch()
+        assert running() == {"w1": 1, OTHER_INSTANCES: 2}
+        await w1.pause({})
+        await w2.override({"reason": "tests"})
+        assert running() == {"w1": 0, OTHER_INSTANCES: 1}
+        await w1.resume({})
+        assert running() == {"w1": 1, OTHER_INSTANCES: 1}
+        await w3.shutdown()
+        assert running() == {"w1": 1, OTHER_INSTANCES: 0}
+    finally:
+        for runtime in (w1, w2):
+            await runtime.shutdown()
+    assert running() == {"w1": 0, OTHER_INSTANCES: 0}

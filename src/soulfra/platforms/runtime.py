@@ -135,6 +135,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         self._ticks = self.metrics.ticks.labels(label)
         self._lag = self.metrics.tick_lag.labels(label)
         self._lease_lost = False  # counted in soulfra_leases_lost_total already
+        self.metrics.track_world(self, label)
 
     async def start(self) -> None:
         """Serve the runtime's ops; refuses to when another runtime of the same instance already answers on the bus,
@@ -151,6 +152,11 @@ class RuntimePlatform(RuntimeReads, Platform):
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    @property
+    def ticking(self) -> bool:
+        """Whether the tick loop runs (``run_state`` is ``running``): what ``soulfra_world_running`` counts."""
+        return run_state(self) == "running"
 
     def launch(self, *, ticks: int | None = None) -> asyncio.Task[None]:
         """Start the tick loop as a task (``ticks`` bounds it; ``None`` runs until ``shutdown``)."""
