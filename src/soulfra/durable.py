@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from soulfra.errors import ConfigError, ConflictError, HistoryIntegrityError, InputError, NotFoundError
+from soulfra.metrics import Metrics
 from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, StoredInput, parent_tick
 from soulfra.world import World, WorldSpec, schedule
 from soulfra.world.encoding import state_hash
@@ -64,6 +65,8 @@ class DurableWorld:
     Opening one makes its store the instance's writer (``store.leases``): a second writer anywhere is refused with
     ``LeaseHeldError``, and this one's writes fail with ``LeaseLostError`` if its lease is ever taken over. The
     lease is kept until the store releases it or closes.
+
+    ``metrics``, when set (the runtime that runs the world sets its own), observes each snapshot the world writes.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class DurableWorld:
         self._pending: dict[int, list[Input]] = {}
         self._traces: list[Event] = []
         self.resumed_from = world.tick
+        self.metrics: Metrics | None = None
 
     # -- opening ------------------------------------------------------------------------------------------------
 
@@ -223,11 +227,19 @@ class DurableWorld:
 
     def snapshot(self, type: str = "manual", *, agents: bool = True) -> SnapshotInfo:
         """Store the current state (and, with ``agents``, the agents table) with everything before it."""
+        return self.save_state(self.world.state, type, agents=agents)
+
+    def save_state(self, state: WorldState, type: str, *, agents: bool = False) -> SnapshotInfo:
+        """Store ``state`` (the current one, or one copied from it since) as a snapshot, with the world's progress
+        before it; observed in ``metrics``, by ``type``."""
+        started = None if self.metrics is None else self.metrics.clock()
         with self.store.transaction():
             self._write_progress()
-            info = self.store.snapshots.save(self.instance_id, self.world.state, type)
+            info = self.store.snapshots.save(self.instance_id, state, type)
             if agents:
-                self.store.vault.save_agents(self.instance_id, self.world.state)
+                self.store.vault.save_agents(self.instance_id, state)
+        if self.metrics is not None and started is not None:
+            self.metrics.snapshot_written(type, info.stored_size, self.metrics.clock() - started)
         return info
 
     def flush(self) -> None:

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from soulfra.api import Gateway, create_app
 from soulfra.api.meta import meta_router
+from soulfra.api.operations import audit_watch
 from soulfra.bus import NatsOptions, connect
 from soulfra.bus.options import redact_url
 from soulfra.bus.port import Bus, Handler, Responder, Subscription
@@ -99,6 +100,7 @@ async def serve_platform(
         undo.push_async_callback(bus.close)
         store = await off_loop(SqlStore.open, settings.db)
         undo.push_async_callback(off_loop, store.close)
+        metrics.watch_leases(store.leases.held)
         stop = _stop_event()
         runtime: RuntimePlatform | None = None
         server: Platform
@@ -116,7 +118,7 @@ async def serve_platform(
         undo.push_async_callback(runtime.shutdown if runtime is not None else server.stop)
         if runtime is not None:
             runtime.launch()
-        bridge = CrossPlatformBridge(bus, instance_id, timeout=2.0)
+        bridge = CrossPlatformBridge(bus, instance_id, timeout=2.0, metrics=metrics)
 
         async def ready() -> None:
             await off_loop(store.instances.get, instance_id)  # the database answers (and knows the instance)
@@ -157,8 +159,10 @@ async def serve_meta(
         undo.push_async_callback(off_loop, store.close)
         stop = _stop_event()
         await off_loop(store.leases.acquire, PUPPET_MASTER_LEASE)  # one puppet master per database, named if held
+        metrics.watch_leases(store.leases.held)
         recorder = AuditRecorder(store, signer=KeyRing(settings.home).signer())
         undo.push_async_callback(off_loop, recorder.sign_head)  # the head as it is left, signed
+        await undo.enter_async_context(audit_watch(recorder, metrics))  # the chain checked here, not by every gateway
         instance = InstanceSettings(rate=settings.rate or None, cycle_every=settings.cycle_every, metrics=metrics)
         engine = PuppetMasterEngine(
             store, bus, EngineSettings(instance=instance, leave=frozenset(settings.leave or ())), recorder=recorder
@@ -251,7 +255,7 @@ def api_app(
     late = _LateBus()
     metrics = Metrics()
     master = RemotePuppetMaster(late, store)
-    gateway = Gateway(late, "world-0", store=store, lister=master.list_instances)
+    gateway = Gateway(late, "world-0", store=store, lister=master.list_instances, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

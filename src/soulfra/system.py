@@ -20,6 +20,7 @@ from soulfra.api import Gateway, create_app
 from soulfra.api.access import AccessSettings
 from soulfra.api.limits import RequestLimits
 from soulfra.api.meta import meta_router
+from soulfra.api.operations import audit_watch
 from soulfra.bus import InMemoryBus
 from soulfra.durable import DurabilitySettings
 from soulfra.errors import OutputError
@@ -111,7 +112,8 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
         raise OutputError(f"cannot create the data directory {settings.data}: {exc.strerror}") from None
     store = SqlStore.open(settings.database_url())
     bus = InMemoryBus()
-    metrics = Metrics()  # this system's registry: its runtimes, god commands, HTTP requests and streams count there
+    # This system's registry: its runtimes, god commands, HTTP requests, streams, leases and data disk count there.
+    metrics = Metrics(leases=store.leases.held, disk=settings.data)
     keyring = KeyRing(settings.home)
     tokens = TokenService(store)
     try:
@@ -129,14 +131,15 @@ def embedded_app(settings: EmbeddedSettings) -> FastAPI:
         store.close()
         raise
     master = LocalPuppetMaster(engine, default.instance_id)
-    gateway = Gateway(bus, default.instance_id, store=store, lister=master.list_instances)
+    gateway = Gateway(bus, default.instance_id, store=store, lister=master.list_instances, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             await engine.open_default(settings.seed, settings.spec, settings.agents, claimed=default)
             await engine.start()
-            yield
+            async with audit_watch(recorder, metrics):  # soulfra_audit_last_verify_ok, without anyone asking
+                yield
         finally:
             gateway.closing = True
             try:

@@ -238,7 +238,7 @@ def test_a_world_left_to_its_own_platform_processes_is_served_beside_the_puppet_
         assert refused.status_code == 409
         assert "harbor is already being run by pid" in refused.json()["detail"]  # its own runtime holds its lease
     ticks = httpx.get(f"{runtime}/metrics").text
-    assert 'soulfra_ticks_total{instance="harbor"}' in ticks
+    assert 'soulfra_ticks_total{world="harbor"}' in ticks
 
     topology.start("meta-2", "meta", "--leave", "harbor")  # a second puppet master on the same database
     second = topology.procs["meta-2"]

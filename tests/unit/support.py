@@ -23,6 +23,7 @@ from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
 from soulfra.meta.service import LocalPuppetMaster
+from soulfra.metrics import Metrics
 from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.security.audit import AuditRecorder
 from soulfra.security.tokens import TokenService
@@ -47,6 +48,12 @@ async def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {deadline_s} s waiting until {what}")
         await asyncio.sleep(0.005)
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    """A metric sample's value; 0 for a series that has not been made (nothing counted yet)."""
+    found = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if found is None else found
 
 
 def client_for(app: FastAPI, token: str | None = None) -> httpx.AsyncClient:

@@ -1,7 +1,7 @@
 """The metrics move exactly as the system does: ticks_total by the ticks run (and the tick's duration and lag read
 from the runtime's clock), inputs under ok or the refusing code, god commands by type and outcome, HTTP requests
 by route template and status, 401s as auth failures; /metrics takes a viewer token and parses as Prometheus text;
-per-instance series stop at the cap and the rest aggregate under instance="_other"."""
+per-instance series stop at the cap and the rest aggregate under world="_other"."""
 
 from __future__ import annotations
 
@@ -28,88 +28,73 @@ from soulfra.store import InMemoryStore
 from soulfra.system import EmbeddedSettings, embedded_app
 from soulfra.world import DEFAULT_WORLD
 
-from .support import TEST_HOST, api_in_process, client_for, wait_until
+from .support import TEST_HOST, api_in_process, client_for, sample, wait_until
 
 pytestmark = pytest.mark.anyio
 
 
-def value(metrics: Metrics, name: str, **labels: str) -> float:
-    """A sample's value; 0 for a series that has not been made (nothing counted yet)."""
-    found = metrics.registry.get_sample_value(name, labels)
-    return 0.0 if found is None else found
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[InMemoryBus]:
-    shared = InMemoryBus()
-    try:
-        yield shared
-    finally:
-        await shared.close()
-
-
-async def _runtime(metrics: Metrics, instance_id: str, bus: InMemoryBus) -> RuntimePlatform:
+async def _runtime(metrics: Metrics, instance_id: str, memory_bus: InMemoryBus) -> RuntimePlatform:
     world = DurableWorld.create(InMemoryStore(), 0, DEFAULT_WORLD, instance_id=instance_id)
-    runtime = RuntimePlatform(world, bus, rate=None, metrics=metrics)
+    runtime = RuntimePlatform(world, memory_bus, rate=None, metrics=metrics)
     await runtime.start()
     return runtime
 
 
-async def test_ticks_total_grows_by_exactly_the_ticks_run(bus: InMemoryBus) -> None:
+async def test_ticks_total_grows_by_exactly_the_ticks_run(memory_bus: InMemoryBus) -> None:
     metrics = Metrics()
-    runtime = await _runtime(metrics, "w", bus)
+    runtime = await _runtime(metrics, "w", memory_bus)
     try:
         await runtime.launch(ticks=7)
-        assert value(metrics, "soulfra_ticks_total", instance="w") == 7
+        assert sample(metrics, "soulfra_ticks_total", world="w") == 7
         await runtime.launch(ticks=5)
-        assert value(metrics, "soulfra_ticks_total", instance="w") == 12
-        assert value(metrics, "soulfra_tick_duration_seconds_count") == 12
+        assert sample(metrics, "soulfra_ticks_total", world="w") == 12
+        assert sample(metrics, "soulfra_tick_duration_seconds_count") == 12
     finally:
         await runtime.shutdown()
 
 
-async def test_tick_duration_and_lag_come_from_the_runtimes_clock(bus: InMemoryBus) -> None:
+async def test_tick_duration_and_lag_come_from_the_runtimes_clock(memory_bus: InMemoryBus) -> None:
     """A clock that moves 2 s at each reading: the tick takes 2 s, and at one tick a second the next one is due 5 s
     before the loop looks (scheduled 1 s after the first reading, looked at on the fourth, at 6 s)."""
     readings = iter(range(0, 100 * 2_000_000_000, 2_000_000_000))
     metrics = Metrics()
     world = DurableWorld.create(InMemoryStore(), 0, DEFAULT_WORLD, instance_id="w")
-    runtime = RuntimePlatform(world, bus, rate=1.0, metrics=metrics, clock_ns=lambda: next(readings))
+    runtime = RuntimePlatform(world, memory_bus, rate=1.0, metrics=metrics, clock_ns=lambda: next(readings))
     await runtime.start()
     try:
         await runtime.launch(ticks=1)
-        assert value(metrics, "soulfra_tick_duration_seconds_sum") == 2.0
-        assert value(metrics, "soulfra_tick_lag_seconds", instance="w") == 5.0
+        assert sample(metrics, "soulfra_tick_duration_seconds_sum") == 2.0
+        assert sample(metrics, "soulfra_tick_lag_seconds", world="w") == 5.0
     finally:
         await runtime.shutdown()
 
 
-async def test_a_refused_whisper_counts_under_its_code_and_an_accepted_one_under_ok(bus: InMemoryBus) -> None:
+async def test_a_refused_whisper_counts_under_its_code_and_an_accepted_one_under_ok(memory_bus: InMemoryBus) -> None:
     metrics = Metrics()
-    runtime = await _runtime(metrics, "w", bus)
+    runtime = await _runtime(metrics, "w", memory_bus)
     try:
         with pytest.raises(UnknownAgentError):
             await runtime.whisper({"target": "nobody", "text": "are you there?"})
-        assert value(metrics, "soulfra_inputs_total", outcome=UnknownAgentError.code) == 1
-        assert value(metrics, "soulfra_inputs_total", outcome="ok") == 0
+        assert sample(metrics, "soulfra_inputs_total", outcome=UnknownAgentError.code) == 1
+        assert sample(metrics, "soulfra_inputs_total", outcome="ok") == 0
         await runtime.whisper({"target": "*", "text": "hello, all"})
         await runtime.submit({"inputs": [{"type": "whisper", "target": "*", "text": str(n)} for n in range(3)]})
-        assert value(metrics, "soulfra_inputs_total", outcome="ok") == 4
-        assert value(metrics, "soulfra_inputs_total", outcome=UnknownAgentError.code) == 1
+        assert sample(metrics, "soulfra_inputs_total", outcome="ok") == 4
+        assert sample(metrics, "soulfra_inputs_total", outcome=UnknownAgentError.code) == 1
     finally:
         await runtime.shutdown()
 
 
 async def test_a_snapshot_counts_its_stored_bytes_and_a_storage_failure_counts_as_one(
-    bus: InMemoryBus, monkeypatch: pytest.MonkeyPatch
+    memory_bus: InMemoryBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     metrics = Metrics()
-    runtime = await _runtime(metrics, "w", bus)
+    runtime = await _runtime(metrics, "w", memory_bus)
     try:
         taken = await runtime.snapshot({})
-        assert value(metrics, "soulfra_snapshot_bytes_count") == 1
-        assert value(metrics, "soulfra_snapshot_bytes_sum") == taken["stored_size"]
-        assert value(metrics, "soulfra_snapshot_duration_seconds_count") == 1
+        assert sample(metrics, "soulfra_snapshot_bytes_count", kind="manual") == 1
+        assert sample(metrics, "soulfra_snapshot_bytes_sum", kind="manual") == taken["stored_size"]
+        assert sample(metrics, "soulfra_snapshot_duration_seconds_count", kind="manual") == 1
 
         def unavailable(kind: str) -> None:
             raise StorageUnavailableError("the disk went away")
@@ -117,23 +102,23 @@ async def test_a_snapshot_counts_its_stored_bytes_and_a_storage_failure_counts_a
         monkeypatch.setattr(runtime.world, "snapshot", unavailable)
         with pytest.raises(StorageUnavailableError):
             await runtime.snapshot({})
-        assert value(metrics, "soulfra_storage_errors_total") == 1
-        assert value(metrics, "soulfra_snapshot_bytes_count") == 1
+        assert sample(metrics, "soulfra_storage_errors_total") == 1
+        assert sample(metrics, "soulfra_snapshot_bytes_count", kind="manual") == 1
     finally:
         monkeypatch.undo()
         await runtime.shutdown()
 
 
-async def test_instances_past_the_cap_aggregate_under_other(bus: InMemoryBus) -> None:
+async def test_instances_past_the_cap_aggregate_under_other(memory_bus: InMemoryBus) -> None:
     metrics = Metrics(instance_limit=2)
-    runtimes = [await _runtime(metrics, name, bus) for name in ("w1", "w2", "w3", "w4")]
+    runtimes = [await _runtime(metrics, name, memory_bus) for name in ("w1", "w2", "w3", "w4")]
     try:
         for n, runtime in enumerate(runtimes, start=1):
             await runtime.launch(ticks=n)
-        assert value(metrics, "soulfra_ticks_total", instance="w1") == 1
-        assert value(metrics, "soulfra_ticks_total", instance="w2") == 2
-        assert value(metrics, "soulfra_ticks_total", instance=OTHER_INSTANCES) == 3 + 4
-        assert metrics.registry.get_sample_value("soulfra_ticks_total", {"instance": "w3"}) is None
+        assert sample(metrics, "soulfra_ticks_total", world="w1") == 1
+        assert sample(metrics, "soulfra_ticks_total", world="w2") == 2
+        assert sample(metrics, "soulfra_ticks_total", world=OTHER_INSTANCES) == 3 + 4
+        assert metrics.registry.get_sample_value("soulfra_ticks_total", {"world": "w3"}) is None
     finally:
         for runtime in runtimes:
             await runtime.shutdown()
@@ -162,8 +147,8 @@ async def test_god_commands_count_by_type_and_outcome(
     await engine.execute(FreezeTime(instances=["a"]))
     with pytest.raises(NotFoundError):
         await engine.execute(FreezeTime(instances=["nowhere"]))
-    assert value(engine.metrics, "soulfra_god_commands_total", type="FREEZE_TIME", outcome="ok") == 1
-    assert value(engine.metrics, "soulfra_god_commands_total", type="FREEZE_TIME", outcome=NotFoundError.code) == 1
+    assert sample(engine.metrics, "soulfra_god_commands_total", type="FREEZE_TIME", outcome="ok") == 1
+    assert sample(engine.metrics, "soulfra_god_commands_total", type="FREEZE_TIME", outcome=NotFoundError.code) == 1
 
 
 async def test_http_requests_count_by_route_template_and_status(
@@ -177,13 +162,13 @@ async def test_http_requests_count_by_route_template_and_status(
     assert (await admin.get("/api/instances/nowhere/status")).status_code == 404
     assert (await admin.get("/no/such/path")).status_code == 404
     template = "/api/instances/{instance_id}/status"
-    assert value(metrics, "soulfra_http_requests_total", method="GET", route=template, status="200") == 2
-    assert value(metrics, "soulfra_http_requests_total", method="GET", route=template, status="404") == 1
-    assert value(metrics, "soulfra_http_requests_total", method="GET", route=UNMATCHED_ROUTE, status="404") == 1
-    assert value(metrics, "soulfra_http_request_duration_seconds_count", route=template) == 3
+    assert sample(metrics, "soulfra_http_requests_total", method="GET", route=template, status="200") == 2
+    assert sample(metrics, "soulfra_http_requests_total", method="GET", route=template, status="404") == 1
+    assert sample(metrics, "soulfra_http_requests_total", method="GET", route=UNMATCHED_ROUTE, status="404") == 1
+    assert sample(metrics, "soulfra_http_request_duration_seconds_count", route=template) == 3
     routes = {s.labels["route"] for f in _families(metrics) for s in f.samples if "route" in s.labels}
     assert not any("/a/" in route or "nowhere" in route or "such" in route for route in routes), routes
-    assert value(metrics, "soulfra_auth_failures_total") == 0
+    assert sample(metrics, "soulfra_auth_failures_total") == 0
 
 
 async def test_a_401_counts_as_an_auth_failure(system: tuple[FastAPI, PuppetMasterEngine, httpx.AsyncClient]) -> None:
@@ -193,8 +178,8 @@ async def test_a_401_counts_as_an_auth_failure(system: tuple[FastAPI, PuppetMast
         assert (await anonymous.get("/api/instances")).status_code == 401
         assert (await wrong.get("/api/instances")).status_code == 401
         assert (await anonymous.get("/api/vibe/weather")).status_code == 200  # public: no failure
-    assert value(metrics, "soulfra_auth_failures_total") == 2
-    assert value(metrics, "soulfra_http_requests_total", method="GET", route="/api/instances", status="401") == 2
+    assert sample(metrics, "soulfra_auth_failures_total") == 2
+    assert sample(metrics, "soulfra_http_requests_total", method="GET", route="/api/instances", status="401") == 2
 
 
 async def test_metrics_needs_a_viewer_token_and_parses_as_prometheus_text(
@@ -236,13 +221,13 @@ async def test_soulfra_up_counts_its_ticks_and_requests_in_one_registry(tmp_path
         assert metrics is app.state.engine.metrics
         default = app.state.gateway.default_instance
         await wait_until(
-            "the default instance ticks", lambda: value(metrics, "soulfra_ticks_total", instance=default) > 2
+            "the default instance ticks", lambda: sample(metrics, "soulfra_ticks_total", world=default) > 2
         )
         reply = await client.get("/metrics")
         assert reply.status_code == 200
-        ticks = {s.labels["instance"]: s.value for f in text_string_to_metric_families(reply.text)
+        ticks = {s.labels["world"]: s.value for f in text_string_to_metric_families(reply.text)
                  if f.name == "soulfra_ticks" for s in f.samples if s.name == "soulfra_ticks_total"}  # fmt: skip
         assert set(ticks) == {default}
         assert ticks[default] > 2
         assert (await client.get("/metrics")).status_code == 200
-        assert value(metrics, "soulfra_http_requests_total", method="GET", route="/metrics", status="200") == 2
+        assert sample(metrics, "soulfra_http_requests_total", method="GET", route="/metrics", status="200") == 2

@@ -10,7 +10,7 @@ import soulfra.store.sql
 from soulfra.store import SqlStore
 
 PACKAGE = Path(soulfra.store.sql.__file__).parent
-PORTS = {"audit", "inputs", "instances", "rituals", "snapshots", "tokens", "vault"}
+PORTS = {"audit", "inputs", "instances", "rituals", "sessions", "snapshots", "tokens", "vault"}
 
 
 def _project_imports(path: Path) -> set[str]:

@@ -324,7 +324,7 @@ def create_app(
     app.include_router(history_router(gateway))
     app.include_router(reflection_router(gateway))  # the original Soulfra's public reflection paths
     app.include_router(admin_router(tokens, tokens.store))
-    app.include_router(operations_router(gateway, recorder))
+    app.include_router(operations_router(gateway, recorder, metrics))
     app.include_router(metrics_router(metrics))
     app.include_router(docs_router(app.title, str(app.openapi_url)))
     from soulfra.dashboard.operations import operations_pages  # noqa: PLC0415 -- as the dashboard's routes

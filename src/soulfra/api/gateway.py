@@ -10,6 +10,7 @@ from typing import Any
 
 from soulfra.bus.port import Bus
 from soulfra.errors import NotFoundError
+from soulfra.metrics import Metrics
 from soulfra.offload import off_loop
 from soulfra.platforms.base import check_instance_id
 from soulfra.platforms.bridge import CrossPlatformBridge
@@ -27,8 +28,10 @@ class Gateway:
         store: Store | None = None,
         timeout: float = 5.0,
         lister: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.bus = bus
+        self.metrics = metrics  # where its bridges time their requests (None: nowhere)
         self.default_instance = check_instance_id(default_instance)
         self.store = store
         self.timeout = timeout
@@ -46,7 +49,7 @@ class Gateway:
             raise NotFoundError(f"no instance {instance_id!r}")
         # No identity of its own: a change reaches a platform only inside a request's audited action, which says who
         # sent it; one that escaped it would be refused by the platform rather than sent as this process.
-        bridge = CrossPlatformBridge(self.bus, instance_id, timeout=self.timeout, identity=None)
+        bridge = CrossPlatformBridge(self.bus, instance_id, timeout=self.timeout, identity=None, metrics=self.metrics)
         self._bridges[instance_id] = bridge
         return bridge
 

@@ -8,15 +8,18 @@ Every request carries the identity that issued it (``_by``): the one of the acti
 (``soulfra.security.audit``), else the bridge's own (``LOCAL`` unless told otherwise: this process, which holds the
 bridge, asking outside any action); a platform refuses a change without it, so a client of the bus that is not a
 Soulfra process cannot make one without saying who it is. It carries the id of the request being handled in this
-context too (``_rid``, from ``soulfra.logs``), so the platform's log lines about it name that request.
+context too (``_rid``, from ``soulfra.logs``), so the platform's log lines about it name that request. Given
+``metrics``, each request is timed and its errors counted there, by platform and op (``Metrics.bus_request``).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from soulfra.bus.port import Bus
 from soulfra.errors import InputError, SoulfraError
+from soulfra.metrics import Metrics
 from soulfra.platforms.base import BY, PLATFORMS, by_field, check_instance_id, decode, encode, op_subject, rid_field
 from soulfra.platforms.replies import InputAck, RunState, UnifiedRecord
 from soulfra.security.audit import current_identity
@@ -28,11 +31,20 @@ LOCAL = process_identity("local")  # code of this process asking outside any act
 
 
 class CrossPlatformBridge:
-    def __init__(self, bus: Bus, instance_id: str, *, timeout: float = 5.0, identity: Identity | None = LOCAL) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        instance_id: str,
+        *,
+        timeout: float = 5.0,
+        identity: Identity | None = LOCAL,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.bus = bus
         self.instance_id = check_instance_id(instance_id)
         self.timeout = timeout
         self.identity = identity  # who asks when no action is in progress (None: nobody, and changes are refused)
+        self.metrics = metrics
 
     async def request(
         self, platform: str, op: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
@@ -57,7 +69,11 @@ class CrossPlatformBridge:
             who = current_identity() or self.identity
             by = {} if who is None else {BY: by_field(who)}
             payload = encode({**(body or {}), **by, **rid_field()})
-        return await self.bus.request(subject, payload, timeout=timeout or self.timeout)
+        timed: AbstractContextManager[None] = (
+            nullcontext() if self.metrics is None else self.metrics.bus_request(platform, op)
+        )
+        with timed:
+            return await self.bus.request(subject, payload, timeout=timeout or self.timeout)
 
     async def fetch_from_runtime(self, op: str = "status", body: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.request("runtime", op, body)

@@ -118,7 +118,7 @@ class FourPlatformInstance:
                 undo.push_async_callback(platform.stop)  # before it starts: one that fails half-way may be serving
                 await platform.start()
             undo.pop_all()  # all four run: the instance owns them from here on
-        bridge = CrossPlatformBridge(bus, world.instance_id, timeout=s.timeout)
+        bridge = CrossPlatformBridge(bus, world.instance_id, timeout=s.timeout, metrics=s.metrics)
         return cls(
             store, bus, s, world=world, runtime=runtime, protocol=protocol, surface=surface, mirror=mirror,
             bridge=bridge,

@@ -39,7 +39,7 @@ from soulfra.platforms.replies import InputAck, RunState
 from soulfra.platforms.runtime_log import InputTrail
 from soulfra.platforms.runtime_reads import MAX_COMPACT_PAGE, MAX_FULL_PAGE, RuntimeReads
 from soulfra.projection import snapshot_json, vibe_to_json
-from soulfra.store.ports import SnapshotInfo, StoredInput
+from soulfra.store.ports import StoredInput
 from soulfra.world import World
 from soulfra.world.events import Event, event_to_json
 from soulfra.world.model import WorldState
@@ -133,9 +133,12 @@ class RuntimePlatform(RuntimeReads, Platform):
         self.last_pause_ns: int | None = None
         self.trail = InputTrail(world.instance_id)  # logs each input accepted, and the commit of its tick
         self.metrics = metrics or Metrics()  # none given: counted in a registry of its own, which nobody scrapes
+        world.metrics = self.metrics  # its snapshots are observed there
         label = self.metrics.instance_label(world.instance_id)
         self._ticks = self.metrics.ticks.labels(label)
         self._lag = self.metrics.tick_lag.labels(label)
+        self._lease_lost = False  # counted in soulfra_leases_lost_total already
+        self.metrics.track_world(self, label)
 
     async def start(self) -> None:
         """Serve the runtime's ops; refuses to when another runtime of the same instance already answers on the bus,
@@ -152,6 +155,11 @@ class RuntimePlatform(RuntimeReads, Platform):
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    @property
+    def ticking(self) -> bool:
+        """Whether the tick loop runs (``run_state`` is ``running``): what ``soulfra_world_running`` counts."""
+        return run_state(self) == "running"
 
     def launch(self, *, ticks: int | None = None) -> asyncio.Task[None]:
         """Start the tick loop as a task (``ticks`` bounds it; ``None`` runs until ``shutdown``)."""
@@ -185,6 +193,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         """Carry on from another durable world of this instance (a revert's rebuilt one); pause the loop first."""
         if world.instance_id != self.instance_id:
             raise ConflictError(f"the runtime of {self.instance_id} cannot run {world.instance_id}")
+        world.metrics = self.metrics
         self.world = world
         self.trail.forget()
         self._wake.set()
@@ -212,7 +221,7 @@ class RuntimePlatform(RuntimeReads, Platform):
                 except Exception as exc:  # a bug in a mind or a daemon, or storage: this world stops, visibly
                     self._fail(exc, tick)
                     if isinstance(exc, StorageError):
-                        self.metrics.storage_errors.inc()
+                        self._storage_failed(exc)
                     else:  # the world raised halfway through a tick
                         await self._restore(tick)
                     return
@@ -248,6 +257,10 @@ class RuntimePlatform(RuntimeReads, Platform):
         if write is not None:
             await off_loop(write)
         return events
+
+    def _storage_failed(self, error: StorageError) -> None:
+        """Count a storage failure, and a lost lease once (every write after the first fails the same way)."""
+        self._lease_lost = self.metrics.storage_failed(error, lease_counted=self._lease_lost)
 
     def _fail(self, error: Exception, tick: int) -> None:
         self.failure = TickFailure.of(error, tick)
@@ -361,7 +374,7 @@ class RuntimePlatform(RuntimeReads, Platform):
             raw = body.get("inputs")
             self.metrics.inputs.labels(exc.code).inc(len(raw) if isinstance(raw, list) and raw else 1)
             if isinstance(exc, StorageError):
-                self.metrics.storage_errors.inc()
+                self._storage_failed(exc)
             raise
         self.metrics.inputs.labels("ok").inc(len(stored))
         self.trail.accepted(stored)
@@ -422,14 +435,11 @@ class RuntimePlatform(RuntimeReads, Platform):
             raise InputError(f"snapshot type must be manual or unified, not {kind!r}")
         async with self.lane.turn():
             self._refuse_if_failed("snapshots")
-            started = self._clock_ns()
             try:
-                info = await off_loop(self.world.snapshot, kind)
-            except StorageError:
-                self.metrics.storage_errors.inc()
+                info = await off_loop(self.world.snapshot, kind)  # observed in the metrics by the world
+            except StorageError as exc:
+                self._storage_failed(exc)
                 raise
-            self.metrics.snapshot_duration.observe((self._clock_ns() - started) / 1e9)
-        self.metrics.snapshot_bytes.observe(info.stored_size)
         return snapshot_json(info)
 
     async def capture(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -464,7 +474,11 @@ class RuntimePlatform(RuntimeReads, Platform):
         if kind not in ("manual", "unified"):
             raise InputError(f"snapshot type must be manual or unified, not {kind!r}")
         async with self.lane.turn():
-            info = await off_loop(_save_capture, self.world, captured.state, kind)
+            try:
+                info = await off_loop(self.world.save_state, captured.state, kind)
+            except StorageError as exc:
+                self._storage_failed(exc)
+                raise
         return {"tick": captured.state.tick, "snapshot": snapshot_json(info)}
 
 
@@ -480,12 +494,6 @@ def run_state(runtime: RuntimePlatform) -> str:
     if runtime.paused:
         return "paused"
     return "running" if runtime.running else "idle"
-
-
-def _save_capture(world: DurableWorld, state: WorldState, kind: str) -> SnapshotInfo:
-    """A captured state stored as a snapshot, with the world's progress before it."""
-    world.flush()
-    return world.store.snapshots.save(world.instance_id, state, kind)
 
 
 def _state_before(world: DurableWorld, tick: int) -> World:
