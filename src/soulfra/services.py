@@ -254,7 +254,7 @@ def api_app(
         raise
     late = _LateBus()
     metrics = Metrics()
-    master = RemotePuppetMaster(late, store)
+    master = RemotePuppetMaster(late, store, metrics=metrics)
     gateway = Gateway(late, "world-0", store=store, lister=master.list_instances, metrics=metrics)
 
     @asynccontextmanager

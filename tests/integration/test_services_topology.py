@@ -195,6 +195,9 @@ def test_the_acceptance_path_through_two_api_processes(topology: Topology) -> No
         ]
         assert call("GET", "/api/audit/verify")["ok"] is True
         assert 'soulfra_god_commands_total{outcome="ok",type="REALITY_FORK"} 1.0' in httpx.get(f"{meta}/metrics").text
+        timed = 'soulfra_bus_request_duration_seconds_count{op="god",platform="meta"} '
+        gods = [next(line for line in c.get("/metrics").text.splitlines() if line.startswith(timed)) for c in clients]
+        assert sum(float(line.split()[-1]) for line in gods) == 6  # fork, merge, three possessions, revert: each timed
     finally:
         for client in clients:
             client.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, Protocol
 
 from soulfra.bus.port import Bus, Subscription
@@ -24,6 +25,7 @@ from soulfra.errors import InputError, NoRespondersError, SoulfraError, WorldFil
 from soulfra.logs import bind, checked_request_id
 from soulfra.meta.commands import MergeInstances, parse_command
 from soulfra.meta.engine import PuppetMasterEngine
+from soulfra.metrics import Metrics
 from soulfra.offload import off_loop
 from soulfra.platforms.base import BY, RID, decode, encode
 from soulfra.security.audit import Action, adopted, current_action
@@ -221,11 +223,20 @@ async def _wrapped(value: Awaitable[str]) -> dict[str, Any]:
 class RemotePuppetMaster:
     """The puppet master of another process (``soulfra serve meta``), asked over the bus."""
 
-    def __init__(self, bus: Bus, store: Store, *, rules: RuleSet | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        store: Store,
+        *,
+        rules: RuleSet | None = None,
+        timeout: float = 30.0,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.bus = bus
         self.store = store
         self.rules = rules or RuleSet()
         self.timeout = timeout
+        self.metrics = metrics  # each call timed as a bus request to the platform "meta"
 
     async def call(self, op: str, body: dict[str, Any] | None = None) -> Any:
         action = current_action()
@@ -233,8 +244,12 @@ class RemotePuppetMaster:
         if action is not None:
             sent[BY] = action.identity.to_json()
             sent[RID] = action.request_id
+        timed: AbstractContextManager[None] = (
+            nullcontext() if self.metrics is None else self.metrics.bus_request("meta", op)
+        )
         try:
-            raw = await self.bus.request(meta_subject(op), encode(sent), timeout=self.timeout)
+            with timed:
+                raw = await self.bus.request(meta_subject(op), encode(sent), timeout=self.timeout)
         except NoRespondersError:
             raise NoRespondersError(
                 "the puppet master does not answer on the bus: is `soulfra serve meta` running on this NATS server?"
