@@ -66,7 +66,11 @@ def test_an_admin_sees_the_audit_log_verified_and_filtered(watched: Watched, ser
     until(page, "document.querySelectorAll('#audit-rows tr').length > 0")
     page.fill("#audit-filter input[name=outcome]", "ok")
     page.click("#audit-filter button[type=submit]")
-    until(page, "document.getElementById('audit-result').textContent.includes('rows shown')")
+    until(  # the first load said "rows shown" too: wait for the filtered rows themselves
+        page,
+        "document.querySelectorAll('#audit-rows tr').length > 0 && "
+        "[...document.querySelectorAll('#audit-rows tr td:nth-child(7)')].every(c => c.textContent === 'ok')",
+    )
     outcomes = _cells(watched, 7)
     assert outcomes and set(outcomes) == {"ok"}
     page.fill("#audit-filter input[name=outcome]", "invalid_request")
