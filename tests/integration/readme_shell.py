@@ -213,7 +213,10 @@ class Shell:
                 os.killpg(job, signal.SIGKILL)
             self.process.kill()
             raise
-        for row in (self.log / "jobs").read_text(encoding="utf-8").splitlines():
+        jobs = self.log / "jobs"
+        if not jobs.exists():
+            raise AssertionError(f"README: the shell ended before the README did (exit {self.process.returncode})")
+        for row in jobs.read_text(encoding="utf-8").splitlines():
             pid, code = row.split()
             codes[int(pid)] = int(code)
         return codes

@@ -3,14 +3,15 @@ with a fresh home, exactly as written, and prints what the README shows. It also
 and every event kind.
 
 What the test changes, and why: the server's port (a free one, through ``SOULFRA_PORT`` and ``SOULFRA_URL``, and the
-``localhost:8000`` the curl examples name, so that a server already on 8000 cannot answer in its place) and the
-PostgreSQL database's name (a fresh one of the test's own, created with the README's own ``createdb`` and dropped
+``localhost:8000`` the curl examples name, so that a server already on 8000 cannot answer in its place), the fixed
+ports of the README's other servers (``FIXED_PORTS``: free ones too), and the PostgreSQL database's name (a fresh one of the test's own, created with the README's own ``createdb`` and dropped
 afterwards). The set-up block's ``make`` lines are what runs this test, so they are checked to be targets of the
 Makefile, not run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -78,6 +79,7 @@ def test_the_readme_runs_in_order_as_written(tmp_path: Path, database: str) -> N
     work.mkdir()
     home.mkdir()
     port = free_port()
+    others = {fixed: free_port() for fixed in FIXED_PORTS}  # the README's other servers, on free ports too
     env = {key: value for key, value in os.environ.items() if not key.startswith("SOULFRA_")}
     env |= {"HOME": str(home), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
             "SOULFRA_PORT": str(port), "SOULFRA_URL": f"http://127.0.0.1:{port}", "COLUMNS": "120"}  # fmt: skip
@@ -93,7 +95,7 @@ def test_the_readme_runs_in_order_as_written(tmp_path: Path, database: str) -> N
             elif block.lang in ("sh", "console"):
                 steps = commands(block)
                 for index, step in enumerate(steps):
-                    text = _local(step.text, port, database)
+                    text = _local(step.text, port, database, others)
                     if text.startswith("make "):
                         _check_make_target(text)
                         continue
@@ -109,16 +111,26 @@ def test_the_readme_runs_in_order_as_written(tmp_path: Path, database: str) -> N
                         for line in step.expected
                         if not matches(line, done.out + done.err)
                     ]
-    finally:
-        codes = shell.close()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the failure that stopped the run is the one to report
+            shell.close()
+        raise
+    codes = shell.close()
     assert not problems, "the README does not run as written:\n" + "\n".join(problems)
     assert len(ran) >= 60
     assert set(codes.values()) <= set(STOPPED), f"a server the README left running did not stop cleanly: {codes}"
 
 
-def _local(command: str, port: int, database: str) -> str:
-    """The command with the test's own port and database (see the module's docstring)."""
+# Ports the README's examples name for servers beside the main one (gateways, probes, HTTPS): free ones in the test.
+FIXED_PORTS = (8001, 8002, 8443, 9000, 9464, 9465)
+
+
+def _local(command: str, port: int, database: str, others: dict[int, int]) -> str:
+    """The command with the test's own ports and database (see the module's docstring)."""
     command = command.replace("localhost:8000", f"localhost:{port}")
+    command = re.sub(
+        r"(?<=[ :])(" + "|".join(map(str, others)) + r")\b", lambda found: str(others[int(found[1])]), command
+    )
     command = re.sub(r"postgresql://localhost/soulfra\b", f"postgresql://localhost/{database}", command)
     return re.sub(r"\b(createdb|dropdb) soulfra\b", rf"\1 {database}", command)
 
