@@ -18,8 +18,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -54,7 +54,7 @@ from soulfra.store.lease import PUPPET_MASTER_LEASE
 from soulfra.system import http_rules
 from soulfra.world import DEFAULT_WORLD, WorldSpec
 
-__all__ = ["api_app", "serve_meta", "serve_platform"]
+__all__ = ["PuppetSource", "api_app", "serve_meta", "serve_platform"]
 
 log = logging.getLogger(__name__)
 
@@ -238,11 +238,23 @@ async def _wait_for_meta(master: RemotePuppetMaster, wait: float) -> str:
             await asyncio.sleep(0.5)
 
 
+# How an API process reaches its puppet master: the master it asks, and what runs while it serves (yielding the
+# default instance's id). By default another process's, over the bus (``soulfra serve meta``); a cluster's is its own.
+PuppetSource = Callable[
+    [Bus, SqlStore, Metrics], tuple[RemotePuppetMaster, Callable[[], AbstractAsyncContextManager[str]]]
+]
+
+
 def api_app(
-    settings: ApiServeSettings, *, nats_options: NatsOptions | None = None, wait: float = META_WAIT_S
+    settings: ApiServeSettings,
+    *,
+    nats_options: NatsOptions | None = None,
+    wait: float = META_WAIT_S,
+    puppet: PuppetSource | None = None,
 ) -> FastAPI:
     """The HTTP API and dashboard as a gateway: reads go to the platforms over NATS, the puppet master's calls to
-    ``soulfra serve meta``, packages and tokens to the shared database; it holds no world of its own."""
+    ``soulfra serve meta`` (or to ``puppet``'s), packages and tokens to the shared database; it holds no world of
+    its own."""
     if settings.db is None:
         raise ConfigError("soulfra serve api needs a database: --db URL, or SOULFRA_DB")
     store = SqlStore.open(settings.db)
@@ -254,15 +266,27 @@ def api_app(
         raise
     late = _LateBus()
     metrics = Metrics()
-    master = RemotePuppetMaster(late, store, metrics=metrics)
+    running: Callable[[], AbstractAsyncContextManager[str]]
+    if puppet is None:
+        master = RemotePuppetMaster(late, store, metrics=metrics)
+
+        @asynccontextmanager
+        async def waiting() -> AsyncIterator[str]:
+            yield await _wait_for_meta(master, wait)
+
+        running = waiting
+
+    else:
+        master, running = puppet(late, store, metrics)
     gateway = Gateway(late, "world-0", store=store, lister=master.list_instances, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             late.bus = await connect(settings.nats_url, nats_options)
-            gateway.default_instance = await _wait_for_meta(master, wait)
-            yield
+            async with running() as default:
+                gateway.default_instance = default
+                yield
         finally:
             gateway.closing = True
             try:

@@ -300,6 +300,24 @@ class PuppetMasterEngine:
                 await off_loop(delete)
         return {"deleted": instance_id, "head_tick": record.head_tick}
 
+    async def hand_over(self, instance_ids: Collection[str]) -> list[str]:
+        """Stop running these live instances here and let go of their writer leases, so that another process can
+        take them over (a cluster moving worlds between nodes); their timers stay armed in the store. The ids that
+        were live here."""
+        moved = []
+        async with self._lock:
+            for instance_id in instance_ids:
+                if instance_id not in self.live:
+                    continue
+                await self._stop(instance_id)
+                await off_loop(self.store.leases.release, instance_id)
+                moved.append(instance_id)
+        return moved
+
+    def live_summaries(self) -> list[dict[str, Any]]:
+        """``list_instances``' row of each live instance, from memory and the records (no query of the others)."""
+        return [self._summary(self.store.instances.get(i)) for i in list(self.live)]
+
     async def _stop(self, instance_id: str) -> None:
         instance = self.live.pop(instance_id, None)
         self._timers.cancel(instance_id)

@@ -38,6 +38,7 @@ __all__ = [
     "META_PREFIX",
     "LocalPuppetMaster",
     "MetaServer",
+    "Op",
     "PuppetMaster",
     "RemotePuppetMaster",
     "meta_subject",
@@ -149,7 +150,7 @@ class LocalPuppetMaster:
         }
 
 
-Op = Callable[[dict[str, Any]], Awaitable[Any]]
+Op = Callable[[dict[str, Any]], Awaitable[Any]]  # one call's body in, its reply (JSON) out
 
 
 class MetaServer:
@@ -199,6 +200,14 @@ class MetaServer:
         for op, handler in self.ops().items():
             self._subs.append(await self.bus.serve(meta_subject(op), self._respond(handler)))
 
+    async def handle(self, op: str, payload: bytes, extra: dict[str, Op] | None = None) -> bytes:
+        """One call as the bus would bring it (a cluster's host is handed its calls directly); ``extra``: ops of the
+        caller's own beside the puppet master's."""
+        handler = {**self.ops(), **(extra or {})}.get(op)
+        if handler is None:
+            raise InputError(f"the puppet master has no op {op!r}")
+        return await self._respond(handler)(payload)
+
     async def stop(self) -> None:
         for sub in self._subs:
             await sub.unsubscribe()
@@ -247,17 +256,21 @@ class RemotePuppetMaster:
         timed: AbstractContextManager[None] = (
             nullcontext() if self.metrics is None else self.metrics.bus_request("meta", op)
         )
-        try:
-            with timed:
-                raw = await self.bus.request(meta_subject(op), encode(sent), timeout=self.timeout)
-        except NoRespondersError:
-            raise NoRespondersError(
-                "the puppet master does not answer on the bus: is `soulfra serve meta` running on this NATS server?"
-            ) from None
+        with timed:
+            raw = await self.send(op, sent)
         answer = decode(raw)
         if action is not None:
             _refine(action, answer.get("audit") or {})
         return answer.get("reply")
+
+    async def send(self, op: str, body: dict[str, Any]) -> bytes:
+        """One call on the wire: its body (with who asks, and for which request) out, the puppet master's reply in."""
+        try:
+            return await self.bus.request(meta_subject(op), encode(body), timeout=self.timeout)
+        except NoRespondersError:
+            raise NoRespondersError(
+                "the puppet master does not answer on the bus: is `soulfra serve meta` running on this NATS server?"
+            ) from None
 
     async def default_instance(self) -> str:
         return str((await self.call("default"))["instance"])
