@@ -25,6 +25,7 @@ __all__ = [
     "ENV_PREFIX",
     "ApiServeSettings",
     "ClientSettings",
+    "ClusterSettings",
     "HttpSettings",
     "MetaServeSettings",
     "PlatformServeSettings",
@@ -232,3 +233,11 @@ class MetaServeSettings(ServeSettings, WorldSettings):
 class ApiServeSettings(ServeSettings, HttpSettings):
     """``soulfra serve api``: the HTTP API and dashboard as a stateless gateway to the puppet master and the
     platforms over NATS; several may run behind a load balancer."""
+
+
+class ClusterSettings(ApiServeSettings, WorldSettings):
+    """The cluster topology (``soulfra up --ray-address``, ``soulfra cluster local``): this process the cluster's
+    puppet master and an API gateway, the worlds in Ray actors across the nodes, PostgreSQL and NATS shared."""
+
+    ray_address: str | None = Field(None, min_length=1, description="the Ray cluster to join (host:port)")
+    nodes: int = Field(2, ge=1, le=16, description="the nodes of a local cluster (soulfra cluster local)")

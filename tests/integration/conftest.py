@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -12,6 +12,9 @@ import pytest
 import soulfra.bus
 from soulfra.bus import Bus
 from soulfra.errors import BusUnavailableError
+
+from .support import free_port
+from .topology import Topology, nats_server, nats_server_binary
 
 NATS_URL = "nats://127.0.0.1:4222"
 
@@ -50,3 +53,25 @@ async def nats_bus(anyio_backend: str) -> AsyncIterator[Bus]:
         yield connected
     finally:
         await connected.close()
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[str]:
+    """A nats-server of this test's own (JetStream on, loopback, a free port): no other test's puppet master or
+    worlds answer on its subjects."""
+    port = free_port()
+    config = tmp_path / "nats.conf"
+    config.write_text(f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n')
+    with nats_server(nats_server_binary(), config, {}):
+        yield f"nats://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def topology(pg_url: str, private_nats: str, tmp_path: Path) -> Iterator[Topology]:
+    env = {**os.environ, "SOULFRA_HOME": str(tmp_path / "home")}  # meta and both APIs share the installation key
+    env.pop("SOULFRA_URL", None)
+    running = Topology(pg_url, private_nats, tmp_path, env)
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -6,14 +6,11 @@ platform sending a command it has no permission for, and ``soulfra serve`` with 
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import ipaddress
 import json
 import os
 import secrets
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,14 +34,11 @@ from soulfra.platforms.base import PLATFORMS, encode, op_subject
 from soulfra.platforms.bridge import CrossPlatformBridge
 from soulfra.store import SqlStore
 
-from .conftest import unavailable
 from .support import free_port, one_error_line
 from .test_services import Services, check_unified, check_whisper, new_instance, runtime_tick, start_all, wait_until
+from .topology import nats_server, nats_server_binary
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("nats-security")]
-
-NATS_SERVER = "nats-server"
-READY_DEADLINE_S = 15.0
 
 
 # -- certificates ------------------------------------------------------------------------------------------------
@@ -137,18 +131,11 @@ class SecureNats:
         }
 
 
-def _server_binary() -> str:
-    found = shutil.which(NATS_SERVER) or shutil.which(NATS_SERVER, path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        unavailable("nats-server", "no nats-server executable on PATH or in /usr/sbin")
-    return found
-
-
 @pytest.fixture(scope="module")
 def secure_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureNats]:
     """nats-server on a free loopback port: TLS required, the documented authorization block, JetStream in a store
     of its own; the passwords reach it through its environment. Stopped by its PID."""
-    binary = _server_binary()
+    binary = nats_server_binary()
     where = tmp_path_factory.mktemp("nats")
     ca, cert, key = make_pki(where)
     port = free_port()
@@ -164,31 +151,6 @@ def secure_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureNats
     passwords = {role: "pw" + secrets.token_hex(16) for role in ROLES}
     with nats_server(binary, config, {password_variable(role): passwords[role] for role in ROLES}):
         yield SecureNats(f"tls://127.0.0.1:{port}", port, ca, passwords)
-
-
-@contextlib.contextmanager
-def nats_server(binary: str, config: Path, env: Mapping[str, str]) -> Iterator[None]:
-    """nats-server with ``config`` (and ``env`` beside the environment), ready; stopped by its PID afterwards."""
-    log = config.with_suffix(".log")
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [binary, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=out, stderr=out, env={**os.environ, **env}
-        )
-    try:
-        deadline = time.monotonic() + READY_DEADLINE_S
-        while "Server is ready" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"nats-server did not start (exit {proc.poll()}):\n{log.read_text(errors='replace')}")
-            time.sleep(0.05)
-        yield
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -363,7 +325,7 @@ async def test_an_nkey_seed_file_authenticates(tmp_path: Path) -> None:
         f'jetstream {{\n  store_dir: "{tmp_path / "jetstream"}"\n}}\n'
         f'authorization {{\n  users = [ {{ nkey: "{public}" }} ]\n}}\n'
     )
-    with nats_server(_server_binary(), config, {}):
+    with nats_server(nats_server_binary(), config, {}):
         bus = await soulfra.bus.connect(f"nats://127.0.0.1:{port}", NatsOptions(creds=seed_file))
         try:
             await bus.publish("soulfra.w.events", b"{}")  # stored by JetStream: the connection is fully usable

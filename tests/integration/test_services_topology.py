@@ -6,113 +6,16 @@ counts its commands."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from itertools import cycle
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
 
 from .support import free_port, wait_for
-from .test_bus_security import _server_binary, nats_server
+from .topology import Topology, admin_token, ok
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300), pytest.mark.xdist_group("services_topology")]
-
-
-@dataclass
-class Topology:
-    """The processes of one services deployment, each logging to a file of its own; stopped by their PIDs."""
-
-    db_url: str
-    nats_url: str
-    where: Path
-    env: dict[str, str]
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    files: list[IO[bytes]] = field(default_factory=list)
-
-    def start(self, name: str, *args: str) -> None:
-        log = (self.where / f"{name}.log").open("wb")
-        self.files.append(log)
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "soulfra", "serve", *args, "--db", self.db_url, "--nats", self.nats_url],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-        )  # fmt: skip
-
-    def log(self, name: str) -> str:
-        return (self.where / f"{name}.log").read_text(errors="replace")
-
-    def ready(self, name: str, url: str) -> None:
-        def answered() -> bool:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                pytest.fail(f"soulfra serve {name} exited with {proc.returncode}:\n{self.log(name)}")
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200
-            return False
-
-        wait_for(answered, timeout=60.0, what=f"{name} to be ready")
-
-    def stop(self) -> dict[str, int | None]:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-        codes: dict[str, int | None] = {}
-        for name, proc in self.procs.items():
-            try:
-                codes[name] = proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                codes[name] = None
-        for file in self.files:
-            file.close()
-        return codes
-
-
-@pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[str]:
-    """A nats-server of this test's own (JetStream on, loopback, a free port): no other test's puppet master or
-    worlds answer on its subjects."""
-    port = free_port()
-    config = tmp_path / "nats.conf"
-    config.write_text(f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n')
-    with nats_server(_server_binary(), config, {}):
-        yield f"nats://127.0.0.1:{port}"
-
-
-@pytest.fixture
-def topology(pg_url: str, private_nats: str, tmp_path: Path) -> Iterator[Topology]:
-    env = {**os.environ, "SOULFRA_HOME": str(tmp_path / "home")}  # meta and both APIs share the installation key
-    env.pop("SOULFRA_URL", None)
-    running = Topology(pg_url, private_nats, tmp_path, env)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def admin_token(topology: Topology) -> str:
-    made = subprocess.run(
-        [sys.executable, "-m", "soulfra", "token", "create", "--db", topology.db_url, "--name", "ops", "--role",
-         "admin", "--json"],
-        capture_output=True, text=True, env=topology.env, check=False,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    token: str = json.loads(made.stdout)["token"]
-    return token
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, (response.request.url, response.text)
-    return response.json()
 
 
 def deploy(topology: Topology) -> tuple[str, list[httpx.Client]]:

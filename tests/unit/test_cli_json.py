@@ -9,7 +9,9 @@ import typer.main
 
 from soulfra.cli.commands import app
 
-SERVERS = {("up",)} | {("serve", name) for name in ("meta", "api", "runtime", "surface", "protocol", "mirror")}
+SERVERS = {("up",), ("cluster", "local")} | {
+    ("serve", name) for name in ("meta", "api", "runtime", "surface", "protocol", "mirror")
+}
 
 
 def leaves(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:

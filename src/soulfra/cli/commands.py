@@ -28,6 +28,7 @@ from soulfra.cli import server as cli_server
 from soulfra.cli import store as cli_store
 from soulfra.cli import tokens as cli_tokens
 from soulfra.cli import watch as cli_watch
+from soulfra.cli.cluster import cluster_app
 from soulfra.cli.serve import serve_app
 from soulfra.errors import (
     AuthenticationError,
@@ -163,6 +164,7 @@ app.command("history")(cli_store.history_command)
 app.command("verify")(cli_store.verify_command)
 cli_server.register(app)
 app.add_typer(serve_app, name="serve")
+app.add_typer(cluster_app, name="cluster")
 cli_meta.register(app)
 cli_audit.register(app)
 cli_tokens.register(app)

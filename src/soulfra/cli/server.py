@@ -24,6 +24,7 @@ from soulfra.cli.options import (
     InsecureHttpOption,
     MaxBodyOption,
     MaxUploadOption,
+    NatsUrlOption,
     PortOption,
     PrivateSurfaceOption,
     RateBurstOption,
@@ -212,10 +213,24 @@ def up_command(
     body_timeout: BodyTimeoutOption = 30.0,
     log_level: LogLevelOption = "info",
     log_format: LogFormatOption = "auto",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the worlds across this Ray cluster (host:port) instead, with --db PostgreSQL and --nats"
+            + _env("ray_address")
+        ),
+    ] = None,
+    nats_url: NatsUrlOption = "nats://127.0.0.1:4222",
 ) -> None:
-    """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API."""
-    from soulfra.settings import UpSettings  # noqa: PLC0415 -- pydantic-settings loads only when a command runs
+    """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API. With
+    --ray-address, the worlds run across a Ray cluster's nodes and this process is their puppet master and API."""
+    from soulfra.settings import ClusterSettings, UpSettings  # noqa: PLC0415 -- pydantic-settings loads only here
 
+    if ray_address is not None:
+        from soulfra.cli.cluster import run_cluster  # noqa: PLC0415
+
+        run_cluster(load_settings(ctx, ClusterSettings), ray_address)
+        return
     settings = load_settings(ctx, UpSettings)
     tls = open_http(settings, settings.log_level, settings.log_format)
     from soulfra.cli.runner import load_world_file  # noqa: PLC0415 -- the server stack loads only here

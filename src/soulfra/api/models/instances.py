@@ -31,8 +31,13 @@ class InstanceSummary(Closed):
     created_at: str | None = None
     failure: Failure | None = None
     tick: int | None = Field(default=None, description="The tick it runs at (the stored head when not live)")
-    state: str | None = Field(default=None, description="running, paused, frozen, overridden, failed, idle, stored")
+    state: str | None = Field(
+        default=None,
+        description="running, paused, frozen, overridden, failed, idle, stored; on a cluster also recovering (its "
+        "node died and another takes it over)",
+    )
     agents: int | None = Field(default=None, description="Live instances only")
+    node: str | None = Field(default=None, description="On a cluster: the node it runs on (none while not running)")
 
 
 class InstanceList(Closed):

@@ -1,0 +1,152 @@
+"""``WorldHost``: the worlds one cluster node runs, in one Ray actor.
+
+A host is a puppet master of its own (``PuppetMasterEngine``) over the shared PostgreSQL database and NATS, that
+starts only the worlds the cluster gives it (``adopt``) and lets them go when asked (``release``). Each world's four
+platforms serve on NATS, so an API gateway reaches them wherever they run. The cluster's puppet master
+(``soulfra.cluster.master``) hands a host the API's calls as they would come over the bus (``call``); the reply is
+the bus's envelope, so a refusal arrives as the same typed error. The writer lease of each world (a PostgreSQL
+session lock) fences it: a world runs on one host at a time, and the lease of a host whose node died goes with its
+database connections.
+
+This module does not import Ray: the cluster wraps the class as an actor where Ray is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from soulfra.bus import NatsOptions, connect
+from soulfra.bus.port import Bus, encode_error, encode_ok
+from soulfra.errors import SoulfraError
+from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
+from soulfra.meta.keys import KeyRing
+from soulfra.meta.service import LocalPuppetMaster, MetaServer
+from soulfra.metrics import Metrics
+from soulfra.offload import off_loop
+from soulfra.platforms.instance import InstanceSettings
+from soulfra.security.audit import AuditRecorder
+from soulfra.store import SqlStore
+
+__all__ = ["HostSettings", "WorldHost"]
+
+log = logging.getLogger(__name__)
+
+FENCE_EVERY_S = 0.25  # how often a host checks that its node's raylet still runs
+
+
+class HostSettings:
+    """What every host of a cluster is given: the database, NATS and how worlds tick (plain values: they travel to
+    the node pickled)."""
+
+    def __init__(
+        self,
+        *,
+        db_url: str,
+        nats_url: str,
+        nats_options: NatsOptions | None = None,
+        home: Path,
+        default: str,
+        rate: float | None = 2.0,
+        cycle_every: int = 0,
+    ) -> None:
+        self.db_url = db_url
+        self.nats_url = nats_url
+        self.nats_options = nats_options
+        self.home = home
+        self.default = default
+        self.rate = rate
+        self.cycle_every = cycle_every
+
+
+class WorldHost:
+    """The worlds of one node (see the module's docstring). ``node`` names the node, for the rows it reports."""
+
+    def __init__(self, settings: HostSettings, node: str) -> None:
+        self.settings = settings
+        self.node = node
+        self.bus: Bus | None = None
+        self.store: SqlStore | None = None
+        self.engine: PuppetMasterEngine | None = None
+        self.server: MetaServer | None = None
+        self._fence: asyncio.Task[None] | None = None
+
+    async def open(self) -> str:
+        """Connect to NATS and the database; the node's name and this process's pid."""
+        s = self.settings
+        self.bus = await connect(s.nats_url, s.nats_options)
+        self.store = await off_loop(SqlStore.open, s.db_url)
+        recorder = AuditRecorder(self.store, signer=KeyRing(s.home).signer())
+        instance = InstanceSettings(rate=s.rate, cycle_every=s.cycle_every, metrics=Metrics())
+        self.engine = PuppetMasterEngine(self.store, self.bus, EngineSettings(instance=instance), recorder=recorder)
+        self.server = MetaServer(LocalPuppetMaster(self.engine, s.default), self.bus)
+        self._fence = asyncio.get_running_loop().create_task(_fenced(os.getppid(), self.node))
+        return f"{self.node} pid {os.getpid()}"
+
+    def _engine(self) -> PuppetMasterEngine:
+        if self.engine is None:
+            raise SoulfraError("this host is not open")
+        return self.engine
+
+    async def call(self, op: str, payload: bytes) -> bytes:
+        """One of the puppet master's calls, as the bus brings it; the bus's reply envelope (a refusal included)."""
+        if self.server is None:
+            return encode_error(SoulfraError("this host is not open"))
+        try:
+            return encode_ok(await self.server.handle(op, payload))
+        except SoulfraError as exc:
+            return encode_error(exc)
+        except Exception as exc:
+            log.exception("%s on host %s failed", op, self.node)
+            return encode_error(SoulfraError(f"{op} failed on host {self.node}: {type(exc).__name__}: {exc}"))
+
+    async def adopt(self, instance_ids: Collection[str]) -> list[str]:
+        """Start these stored worlds here (each from its last committed tick); the ids now running here. One whose
+        lease another process still holds is left, and the cluster asks again."""
+        engine = self._engine()
+        await engine.start(set(instance_ids))
+        return [i for i in instance_ids if i in engine.live]
+
+    async def release(self, instance_ids: Collection[str]) -> list[str]:
+        """Stop running these worlds here and let go of their leases; the ids that were running here."""
+        return await self._engine().hand_over(instance_ids)
+
+    async def live(self) -> list[dict[str, Any]]:
+        """The row of each world running here, with the node's name."""
+        rows = await off_loop(self._engine().live_summaries)
+        for row in rows:
+            row["node"] = self.node
+        return rows
+
+    async def ping(self) -> int:
+        """How many worlds run here (an answer at all says the host is alive)."""
+        return len(self._engine().live)
+
+    async def close(self) -> None:
+        if self._fence is not None:
+            self._fence.cancel()
+        try:
+            if self.engine is not None:
+                await self.engine.close()
+        finally:
+            try:
+                if self.bus is not None:
+                    await self.bus.close()
+            finally:
+                if self.store is not None:
+                    await off_loop(self.store.close)
+
+
+async def _fenced(parent: int, node: str) -> None:
+    """End this process at once when its node's raylet (its parent) is gone: the node is lost to the cluster, which
+    gives its worlds to other hosts, and they must not run here too. The worlds' leases go with the process's
+    database sessions; what was acknowledged is stored, and the new hosts replay the ticks after the last commit."""
+    while True:
+        await asyncio.sleep(FENCE_EVERY_S)
+        if os.getppid() != parent:
+            log.error("host %s lost its node (raylet %d gone): stopping at once", node, parent)
+            os._exit(70)

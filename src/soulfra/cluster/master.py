@@ -1,0 +1,345 @@
+"""The cluster's puppet master: the API's calls routed to the hosts that run the worlds, worlds placed by load,
+moved between hosts when a command needs them together, and taken over by the survivors when a node dies.
+
+``ClusterPuppetMaster`` is a ``RemotePuppetMaster`` whose wire is the cluster: each call goes, as its bytes, to the
+host (``soulfra.cluster.host.WorldHost``) running the world it names, and the host's answer comes back as a bus
+reply would. What it keeps is only where each world runs (``Placement``); the worlds, their history and their
+leases are in PostgreSQL, so it can be restarted, and a host that dies loses nothing acknowledged.
+
+Hosts are reached through ``HostHandle``: ``soulfra.cluster.ray_hosts`` makes them Ray actors, one per node; the
+tests may make them in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from soulfra.bus.port import Bus, decode_reply
+from soulfra.errors import BusError, ConflictError, LeaseHeldError
+from soulfra.meta.commands import FreezeTime, MergeInstances, ThawTime, parse_command
+from soulfra.meta.lineage import record_json
+from soulfra.meta.service import PAGE, RemotePuppetMaster
+from soulfra.metrics import Metrics
+from soulfra.offload import off_loop
+from soulfra.platforms.base import decode, encode
+from soulfra.store.ports import Store
+
+__all__ = ["ClusterPuppetMaster", "HostHandle", "Placement", "adopted"]
+
+log = logging.getLogger(__name__)
+
+RECOVERING = "recovering"
+WATCH_EVERY_S = 1.0  # how often each host is asked whether it lives
+PING_TIMEOUT_S = 5.0  # a host that has not answered by then is taken for dead
+ADOPT_RETRY_S = 0.5  # a world whose lease the dead host's database session still holds is asked for again this soon
+
+
+class HostHandle(Protocol):
+    """One host as the cluster's puppet master reaches it (a Ray actor, or an object in the same process)."""
+
+    node: str
+
+    async def call(self, op: str, payload: bytes) -> bytes: ...
+
+    async def adopt(self, instance_ids: list[str]) -> list[str]: ...
+
+    async def release(self, instance_ids: list[str]) -> list[str]: ...
+
+    async def live(self) -> list[dict[str, Any]]: ...
+
+    async def ping(self) -> int: ...
+
+
+@dataclass
+class Placement:
+    """Where each world runs: host node -> the ids of its worlds; the worlds of a dead host while they wait for a
+    new one (``recovering``), with when their host died."""
+
+    hosts: dict[str, HostHandle] = field(default_factory=dict)
+    worlds: dict[str, set[str]] = field(default_factory=dict)
+    recovering: dict[str, float] = field(default_factory=dict)
+    dead: set[str] = field(default_factory=set)  # nodes whose host died: never given a host again
+
+    def add(self, host: HostHandle) -> None:
+        self.hosts[host.node] = host
+        self.worlds.setdefault(host.node, set())
+
+    def host_of(self, instance_id: str) -> HostHandle | None:
+        for node, ids in self.worlds.items():
+            if instance_id in ids:
+                return self.hosts[node]
+        return None
+
+    def least_loaded(self) -> HostHandle:
+        if not self.hosts:
+            raise BusError("no host of the cluster is alive")
+        node = min(self.hosts, key=lambda n: (len(self.worlds[n]), n))
+        return self.hosts[node]
+
+    def any_host(self) -> HostHandle:
+        return self.least_loaded()
+
+    def place(self, node: str, ids: Iterable[str]) -> None:
+        for instance_id in ids:
+            for others in self.worlds.values():
+                others.discard(instance_id)
+            self.worlds[node].add(instance_id)
+            self.recovering.pop(instance_id, None)
+
+    def remove(self, node: str) -> set[str]:
+        """Forget a dead host; its worlds are recovering from now."""
+        self.hosts.pop(node, None)
+        self.dead.add(node)
+        orphans = self.worlds.pop(node, set())
+        now = time.monotonic()
+        for instance_id in orphans:
+            self.recovering[instance_id] = now
+        return orphans
+
+    def live_ids(self) -> set[str]:
+        return set().union(*self.worlds.values()) if self.worlds else set()
+
+
+class ClusterPuppetMaster(RemotePuppetMaster):
+    """The API's puppet master over the hosts of a cluster (see the module's docstring)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        store: Store,
+        placement: Placement,
+        default: str,
+        *,
+        metrics: Metrics | None = None,
+        on_failover: Callable[[str, float], None] | None = None,
+    ) -> None:
+        super().__init__(bus, store, metrics=metrics)
+        self.placement = placement
+        self.default = default
+        self._moving = asyncio.Lock()  # one move of worlds between hosts at a time
+        self._watching: asyncio.Task[None] | None = None
+        self.on_failover = on_failover  # called with each recovered world and the seconds it took
+
+    # -- the wire ------------------------------------------------------------------------------------------------
+
+    async def send(self, op: str, body: dict[str, Any]) -> bytes:
+        route = getattr(self, f"_route_{op}", None)
+        if route is None:
+            return await self._to(self.placement.any_host(), op, body)
+        result: bytes = await route(body)
+        return result
+
+    async def _to(self, host: HostHandle, op: str, body: dict[str, Any]) -> bytes:
+        """The call on ``host``; the host's refusal raised as its typed error."""
+        return decode_reply(await host.call(op, encode(body)))
+
+    def _answer(self, reply: Any, audit: dict[str, Any] | None = None) -> bytes:
+        return encode({"reply": reply, "audit": audit or {}})
+
+    async def _route_default(self, body: dict[str, Any]) -> bytes:
+        return self._answer({"instance": self.default})
+
+    async def _route_list(self, body: dict[str, Any]) -> bytes:
+        records = await off_loop(self.store.instances.list_instances)
+        live: dict[str, dict[str, Any]] = {}
+        hosts = list(self.placement.hosts.values())
+        for rows in await asyncio.gather(*(h.live() for h in hosts), return_exceptions=True):
+            if isinstance(rows, BaseException):  # a host that is going: its worlds show as stored until taken over
+                continue
+            live.update((row["id"], row) for row in rows)
+        rows = []
+        for record in records:
+            row = live.get(record.id)
+            if row is None:
+                row = {**record_json(record), "failure": None, "tick": record.head_tick, "node": None}
+                row["state"] = RECOVERING if record.id in self.placement.recovering else "stored"
+            rows.append(row)
+        offset = int(body.get("offset", 0))
+        return self._answer({"rows": rows[offset : offset + PAGE], "total": len(rows)})
+
+    async def _route_create(self, body: dict[str, Any]) -> bytes:
+        host = self.placement.least_loaded()  # placement by load: a node that joined gets the next worlds
+        raw = await self._to(host, "create", body)
+        made = decode(raw)["reply"]["id"]
+        self.placement.place(host.node, [made])
+        return raw
+
+    async def _route_describe(self, body: dict[str, Any]) -> bytes:
+        return await self._to(
+            self.placement.host_of(str(body.get("id"))) or self.placement.any_host(), "describe", body
+        )
+
+    async def _route_delete(self, body: dict[str, Any]) -> bytes:
+        instance_id = str(body.get("id"))
+        host = self.placement.host_of(instance_id) or self.placement.any_host()
+        raw = await self._to(host, "delete", body)
+        self.placement.worlds.get(host.node, set()).discard(instance_id)
+        return raw
+
+    async def _route_flush(self, body: dict[str, Any]) -> bytes:
+        for node, ids in self._by_host(body.get("ids") or []).items():
+            await self._to(self.placement.hosts[node], "flush", {**body, "ids": ids})
+        return self._answer({})
+
+    async def _route_start(self, body: dict[str, Any]) -> bytes:
+        for instance_id in body.get("ids") or []:
+            if self.placement.host_of(instance_id) is None:
+                host = self.placement.least_loaded()
+                self.placement.place(host.node, await host.adopt([instance_id]))
+        return self._answer({})
+
+    async def _route_failures(self, body: dict[str, Any]) -> bytes:
+        failed: dict[str, Any] = {}
+        for host in list(self.placement.hosts.values()):
+            failed.update(decode(await self._to(host, "failures", body))["reply"])
+        return self._answer(failed)
+
+    async def _route_preview_merge(self, body: dict[str, Any]) -> bytes:
+        command = MergeInstances.model_validate(body.get("command"))
+        host = await self._together(command.touches(self.placement.live_ids()))
+        return await self._to(host, "preview_merge", body)
+
+    async def _route_god(self, body: dict[str, Any]) -> bytes:
+        command = parse_command(body.get("command"))
+        if isinstance(command, FreezeTime | ThawTime):
+            return await self._spread(command, body)
+        host = await self._together(command.touches(self.placement.live_ids()))
+        before = self.placement.live_ids()
+        raw = await self._to(host, "god", body)
+        running = [row["id"] for row in await host.live()]
+        self.placement.place(host.node, running)
+        await self._spread_out(host, [i for i in running if i not in before])  # forks, clones, merges made
+        return raw
+
+    async def _spread_out(self, host: HostHandle, made: list[str]) -> None:
+        """New worlds moved from ``host`` to the host with the fewest, while that evens the load out."""
+        for instance_id in made:
+            least = self.placement.least_loaded()
+            if least.node != host.node and len(self.placement.worlds[least.node]) < len(
+                self.placement.worlds[host.node]
+            ):
+                await self.move([instance_id], least)
+
+    # -- placement -----------------------------------------------------------------------------------------------
+
+    def _by_host(self, ids: Iterable[str]) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for instance_id in ids:
+            host = self.placement.host_of(instance_id)
+            if host is not None:
+                grouped.setdefault(host.node, []).append(instance_id)
+        return grouped
+
+    async def _together(self, ids: Collection[str]) -> HostHandle:
+        """A host running every one of ``ids`` that runs at all: the first one's, the others moved to it."""
+        hosts = [h for h in (self.placement.host_of(i) for i in ids) if h is not None]
+        if not hosts:
+            return self.placement.any_host()
+        target = hosts[0]
+        strays = [i for i in ids if (h := self.placement.host_of(i)) is not None and h.node != target.node]
+        if strays:
+            await self.move(strays, target)
+        return target
+
+    async def move(self, ids: Collection[str], target: HostHandle) -> None:
+        """Move running worlds to ``target``: each stopped on its host (its lease let go), then started there."""
+        async with self._moving:
+            for node, group in self._by_host(ids).items():
+                if node == target.node:
+                    continue
+                released = await self.placement.hosts[node].release(group)
+                self.placement.worlds[node].difference_update(released)
+                self.placement.place(target.node, await adopted(target, released, deadline_s=30.0))
+
+    async def _spread(self, command: FreezeTime | ThawTime, body: dict[str, Any]) -> bytes:
+        """A freeze or a thaw sent to each host for the worlds it runs; their results as one."""
+        targets: dict[str, list[str] | None]
+        if command.instances is None:  # every host acts on its own worlds, as one server acts on all of its
+            targets = dict.fromkeys(self.placement.hosts)
+        else:
+            for instance_id in command.instances:
+                if instance_id in self.placement.recovering:
+                    raise ConflictError(f"{instance_id} is recovering on another node; try again in a moment")
+                if self.placement.host_of(instance_id) is None:  # unknown, or not running: refused as one server
+                    return await self._to(self.placement.any_host(), "god", body)
+            targets = dict(self._by_host(command.instances))
+        key = "frozen" if isinstance(command, FreezeTime) else "thawed"
+        merged: dict[str, Any] | None = None
+        touched: set[str] = set()
+        audit: dict[str, Any] = {}
+        for node, ids in targets.items():
+            sent = {**body, "command": command.model_copy(update={"instances": ids}).model_dump(mode="json")}
+            answer = decode(await self._to(self.placement.hosts[node], "god", sent))
+            reply, audit = answer["reply"], answer.get("audit") or {}
+            touched.update(audit.get("instances") or ())
+            if merged is None:
+                merged = reply
+            else:
+                merged[key] = sorted(merged[key] + reply[key], key=lambda row: row["instance"])
+        if merged is None:  # no host: ask for the refusal one server would give
+            return await self._to(self.placement.any_host(), "god", body)
+        return self._answer(merged, {**audit, "instances": sorted(touched)})
+
+    # -- failover ------------------------------------------------------------------------------------------------
+
+    def watch(self, ping: Callable[[HostHandle], Awaitable[int]] | None = None) -> None:
+        """Start asking every host, every second, whether it lives; a dead host's worlds go to the others."""
+        self._watching = asyncio.get_running_loop().create_task(self._watch(ping or (lambda h: h.ping())))
+
+    async def stop_watching(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
+
+    async def _watch(self, ping: Callable[[HostHandle], Awaitable[int]]) -> None:
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            for host in list(self.placement.hosts.values()):
+                try:
+                    await asyncio.wait_for(ping(host), PING_TIMEOUT_S)
+                except Exception as exc:  # an actor that died raises Ray's own error; a hung one times out
+                    log.warning("host %s does not answer (%s): its worlds go to the others", host.node, exc)
+                    await self.fail_over(host.node)
+
+    async def fail_over(self, node: str) -> None:
+        """Every world of the dead host ``node`` started again on the live ones, from its last committed tick."""
+        orphans = sorted(self.placement.remove(node))
+        async with self._moving:
+            while orphans:
+                host = self.placement.least_loaded()
+                share = max(1, len(orphans) // max(1, len(self.placement.hosts)))
+                batch, orphans = orphans[:share], orphans[share:]
+                started = await adopted(host, batch, deadline_s=60.0)
+                for instance_id in started:
+                    since = self.placement.recovering.get(instance_id)
+                    if since is not None and self.on_failover is not None:
+                        self.on_failover(instance_id, time.monotonic() - since)
+                self.placement.place(host.node, started)
+                orphans += [i for i in batch if i not in started]
+
+
+async def adopted(host: HostHandle, ids: list[str], *, deadline_s: float) -> list[str]:
+    """``ids`` started on ``host``, asked again while another process's lease still holds some (a dead node's
+    database sessions end a moment after it); those it could not start by the deadline are left out."""
+    deadline = time.monotonic() + deadline_s
+    pending, started = list(ids), []
+    while pending:
+        try:
+            now = await host.adopt(pending)
+        except LeaseHeldError:
+            now = []
+        started += now
+        pending = [i for i in pending if i not in now]
+        if not pending or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(ADOPT_RETRY_S)
+    if pending:
+        log.error("%s could not take over %s by the deadline", host.node, ", ".join(pending))
+    return started
