@@ -4,9 +4,9 @@ and every event kind.
 
 What the test changes, and why: the server's port (a free one, through ``SOULFRA_PORT`` and ``SOULFRA_URL``, and the
 ``localhost:8000`` the curl examples name, so that a server already on 8000 cannot answer in its place), the fixed
-ports of the README's other servers (``FIXED_PORTS``: free ones too), and the PostgreSQL database's name (a fresh one of the test's own, created with the README's own ``createdb`` and dropped
-afterwards). The set-up block's ``make`` lines are what runs this test, so they are checked to be targets of the
-Makefile, not run.
+ports of the README's other servers (``FIXED_PORTS``: free ones too), and the PostgreSQL database's name (a fresh
+one of the test's own, created with the README's own ``createdb`` and dropped afterwards). The set-up block's
+``make`` lines are what runs this test, so they are checked to be targets of the Makefile, not run.
 """
 
 from __future__ import annotations
