@@ -43,7 +43,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "platforms security",
         "meta",
         "api dashboard",
-        "system services serving settings",
+        "system services serving cluster settings",
         "bench",
         "cli __main__",
     )

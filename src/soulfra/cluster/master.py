@@ -309,20 +309,39 @@ class ClusterPuppetMaster(RemotePuppetMaster):
                     await self.fail_over(host.node)
 
     async def fail_over(self, node: str) -> None:
-        """Every world of the dead host ``node`` started again on the live ones, from its last committed tick."""
-        orphans = sorted(self.placement.remove(node))
+        """Every world of the dead host ``node`` started again on the live ones, from its last committed tick: each
+        host takes a share at once, and a world whose lease the dead node's database session still holds is asked
+        for again until that session ends (a world never runs in two places)."""
+        pending = sorted(self.placement.remove(node))
         async with self._moving:
-            while orphans:
-                host = self.placement.least_loaded()
-                share = max(1, len(orphans) // max(1, len(self.placement.hosts)))
-                batch, orphans = orphans[:share], orphans[share:]
-                started = await adopted(host, batch, deadline_s=60.0)
-                for instance_id in started:
-                    since = self.placement.recovering.get(instance_id)
-                    if since is not None and self.on_failover is not None:
-                        self.on_failover(instance_id, time.monotonic() - since)
-                self.placement.place(host.node, started)
-                orphans += [i for i in batch if i not in started]
+            while pending:
+                shares = self.shares(pending)
+                tries = await asyncio.gather(*(_adopt_once(host, share) for host, share in shares))
+                for (host, _), started in zip(shares, tries, strict=True):
+                    for instance_id in started:
+                        since = self.placement.recovering.get(instance_id)
+                        if since is not None and self.on_failover is not None:
+                            self.on_failover(instance_id, time.monotonic() - since)
+                    self.placement.place(host.node, started)
+                pending = [i for i in pending if i in self.placement.recovering]
+                if pending:
+                    await asyncio.sleep(ADOPT_RETRY_S)
+
+    def shares(self, ids: list[str]) -> list[tuple[HostHandle, list[str]]]:
+        """``ids`` dealt to the live hosts, each next one to the host that would have the fewest."""
+        shares: dict[str, list[str]] = {node: [] for node in self.placement.hosts}
+        for instance_id in ids:
+            node = min(shares, key=lambda n: (len(self.placement.worlds[n]) + len(shares[n]), n))
+            shares[node].append(instance_id)
+        return [(self.placement.hosts[node], share) for node, share in shares.items() if share]
+
+
+async def _adopt_once(host: HostHandle, ids: list[str]) -> list[str]:
+    try:
+        return await host.adopt(ids)
+    except (LeaseHeldError, BusError) as exc:  # held still, or the host going too: the next round asks again
+        log.info("%s did not take over %s yet: %s", host.node, ", ".join(ids), exc.detail)
+        return []
 
 
 async def adopted(host: HostHandle, ids: list[str], *, deadline_s: float) -> list[str]:

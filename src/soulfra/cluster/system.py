@@ -132,15 +132,10 @@ def cluster_puppet(options: ClusterOptions) -> Callable[..., tuple[RemotePuppetM
 
 async def _place_all(master: ClusterPuppetMaster, ids: list[str]) -> None:
     """Every stored world given to the host with the fewest, in turn; each host starts its share at once."""
-    placement = master.placement
-    shares: dict[str, list[str]] = {node: [] for node in placement.hosts}
-    for instance_id in ids:
-        node = min(shares, key=lambda n: (len(placement.worlds[n]) + len(shares[n]), n))
-        shares[node].append(instance_id)
-    hosts = [(placement.hosts[node], share) for node, share in shares.items() if share]
-    started = await asyncio.gather(*(adopted(host, share, deadline_s=60.0) for host, share in hosts))
-    for (host, _), ids_started in zip(hosts, started, strict=True):
-        placement.place(host.node, ids_started)
+    shares = master.shares(ids)  # dealt as a failover deals
+    started = await asyncio.gather(*(adopted(host, share, deadline_s=60.0) for host, share in shares))
+    for (host, _), ids_started in zip(shares, started, strict=True):
+        master.placement.place(host.node, ids_started)
 
 
 async def _close_hosts(placement: Placement) -> None:

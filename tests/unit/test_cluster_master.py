@@ -1,0 +1,167 @@
+"""The cluster's puppet master over hosts that stand in for Ray actors: where it places worlds, how it moves them
+together for a command and spreads new ones out, how a freeze reaches every host, and how a dead host's worlds are
+taken over (asked again while the dead process's leases still hold them)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from soulfra.bus import InMemoryBus
+from soulfra.bus.port import encode_error, encode_ok
+from soulfra.cluster import master as cluster_master
+from soulfra.cluster.master import ClusterPuppetMaster, Placement
+from soulfra.errors import BusError, LeaseHeldError
+from soulfra.meta.commands import FreezeTime, RealityFork, ThawTime
+from soulfra.platforms.base import decode, encode
+from soulfra.store import InMemoryStore
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeHost:
+    """A host that runs a set of world ids; a god command's reply names what it did."""
+
+    def __init__(self, node: str, worlds: set[str] | None = None) -> None:
+        self.node = node
+        self.worlds = set(worlds or ())
+        self.held: set[str] = set()  # ids whose lease another process still holds: adopting them fails for now
+        self.dead = False
+        self.log: list[tuple[str, Any]] = []
+
+    async def call(self, op: str, payload: bytes) -> bytes:
+        body = decode(payload)
+        self.log.append((op, body))
+        if op == "create":
+            self.worlds.add(body["id"])
+            return encode_ok(encode({"reply": {"id": body["id"]}, "audit": {}}))
+        if op == "god":
+            command = body["command"]
+            if command["type"] == "REALITY_FORK":
+                made = [fork["id"] for fork in command["forks"]]
+                self.worlds.update(made)
+                return encode_ok(encode({"reply": {"forks": made}, "audit": {}}))
+            if command["type"] in ("FREEZE_TIME", "THAW_TIME"):
+                key = "frozen" if command["type"] == "FREEZE_TIME" else "thawed"
+                ids = command["instances"] if command["instances"] is not None else sorted(self.worlds)
+                rows = [{"instance": i, "tick": 1} for i in ids]
+                return encode_ok(encode({"reply": {key: rows}, "audit": {"instances": ids}}))
+            return encode_ok(encode({"reply": {"ran_on": self.node}, "audit": {}}))
+        return encode_error(BusError(f"no {op} here"))
+
+    async def adopt(self, instance_ids: list[str]) -> list[str]:
+        self.log.append(("adopt", instance_ids))
+        started = [i for i in instance_ids if i not in self.held]
+        self.worlds.update(started)
+        return started
+
+    async def release(self, instance_ids: list[str]) -> list[str]:
+        self.log.append(("release", instance_ids))
+        gone = [i for i in instance_ids if i in self.worlds]
+        self.worlds.difference_update(gone)
+        return gone
+
+    async def live(self) -> list[dict[str, Any]]:
+        return [{"id": i, "node": self.node, "state": "running"} for i in sorted(self.worlds)]
+
+    async def ping(self) -> int:
+        if self.dead:
+            raise BusError(f"{self.node} is gone")
+        return len(self.worlds)
+
+
+def cluster(*hosts: FakeHost) -> ClusterPuppetMaster:
+    placement = Placement()
+    for host in hosts:
+        placement.add(host)
+        placement.place(host.node, host.worlds)
+    return ClusterPuppetMaster(InMemoryBus(), InMemoryStore(), placement, "a")
+
+
+async def send(master: ClusterPuppetMaster, op: str, body: dict[str, Any]) -> Any:
+    return decode(await master.send(op, body))["reply"]
+
+
+async def test_a_new_world_goes_to_the_host_with_the_fewest() -> None:
+    one, two = FakeHost("one", {"a", "b"}), FakeHost("two", {"c"})
+    master = cluster(one, two)
+    await send(master, "create", {"id": "d"})
+    await send(master, "create", {"id": "e"})
+    assert (one.worlds, two.worlds) == ({"a", "b", "e"}, {"c", "d"})  # the tie went to the first by name
+    assert master.placement.host_of("d") is two
+
+
+async def test_a_command_on_worlds_of_two_hosts_runs_where_the_first_is_after_moving_the_others() -> None:
+    one, two = FakeHost("one", {"a"}), FakeHost("two", {"b"})
+    master = cluster(one, two)
+    reply = await send(master, "god", {"command": {"type": "MERGE_INSTANCES", "ours": "a", "theirs": "b"}})
+    assert reply == {"ran_on": "one"}
+    assert ("release", ["b"]) in two.log and ("adopt", ["b"]) in one.log
+    assert (one.worlds, two.worlds) == ({"a", "b"}, set())
+
+
+async def test_forks_made_on_a_busy_host_spread_to_the_one_with_fewer() -> None:
+    one, two = FakeHost("one", {"a", "b"}), FakeHost("two", {"c"})
+    master = cluster(one, two)
+    fork = RealityFork(source="a", forks=[{"id": "f1"}, {"id": "f2"}]).model_dump(mode="json")  # type: ignore[list-item]
+    await send(master, "god", {"command": fork})
+    assert (one.worlds, two.worlds) == ({"a", "b"}, {"c", "f1", "f2"})  # each moved while the other had fewer
+    assert master.placement.host_of("f1") is master.placement.host_of("f2") is two
+
+
+async def test_a_freeze_of_all_reaches_every_host_and_reads_as_one() -> None:
+    one, two = FakeHost("one", {"a", "b"}), FakeHost("two", {"c"})
+    master = cluster(one, two)
+    frozen = await send(master, "god", {"command": FreezeTime().model_dump(mode="json")})
+    assert [row["instance"] for row in frozen["frozen"]] == ["a", "b", "c"]
+    named = await send(master, "god", {"command": ThawTime(instances=["c"]).model_dump(mode="json")})
+    assert named["thawed"] == [{"instance": "c", "tick": 1}]
+    assert all(op != "god" for op, _ in one.log[1:])  # the named thaw went only to c's host
+
+
+async def test_a_dead_hosts_worlds_are_taken_over_once_their_leases_are_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster_master, "ADOPT_RETRY_S", 0.01)
+    monkeypatch.setattr(cluster_master, "WATCH_EVERY_S", 0.01)
+    one, two = FakeHost("one", {"a"}), FakeHost("two", {"b", "c"})
+    recovered: list[str] = []
+    master = cluster(one, two)
+    master.on_failover = lambda instance, seconds: recovered.append(instance)
+    one.held = {"c"}  # the dead process's database session still holds c's lease for a moment
+    two.dead = True
+    master.watch()
+    try:
+        await _until(lambda: "b" in one.worlds)
+        assert master.placement.recovering.keys() == {"c"}
+        one.held.clear()
+        await _until(lambda: "c" in one.worlds)
+    finally:
+        await master.stop_watching()
+    assert sorted(recovered) == ["b", "c"] and not master.placement.recovering
+    assert master.placement.hosts.keys() == {"one"} and "two" in master.placement.dead
+
+
+async def test_an_adoption_refused_by_a_held_lease_is_asked_again() -> None:
+    host = FakeHost("one")
+
+    async def refusing(ids: list[str]) -> list[str]:
+        host.log.append(("adopt", ids))
+        if len(host.log) < 3:
+            raise LeaseHeldError("held")
+        host.worlds.update(ids)
+        return ids
+
+    host.adopt = refusing  # type: ignore[method-assign,assignment]
+    cluster_master.ADOPT_RETRY_S, saved = 0.01, cluster_master.ADOPT_RETRY_S
+    try:
+        assert await cluster_master.adopted(host, ["x"], deadline_s=5.0) == ["x"]
+    finally:
+        cluster_master.ADOPT_RETRY_S = saved
+    assert [entry for entry in host.log if entry[0] == "adopt"] == [("adopt", ["x"])] * 3
+
+
+async def _until(condition: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
