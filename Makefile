@@ -68,6 +68,12 @@ bench-api: $(STAMP)
 bench-package: $(STAMP)
 	$(BIN)/soulfra bench package
 
+## Worlds on a local two-node Ray cluster against one node: ticks kept, memory per node, a node lost (needs PostgreSQL
+## and NATS; the run makes a database of its own on CLUSTER_DB's server and drops it).
+CLUSTER_DB ?= postgresql://127.0.0.1/postgres
+bench-cluster: $(STAMP)
+	$(BIN)/soulfra bench cluster --db $(CLUSTER_DB)
+
 ## The world page in Chromium: first render and page weight at 1,000 agents, tick-to-screen latency, frames at 10,000.
 bench-dashboard: $(STAMP)
 	$(BIN)/soulfra bench dashboard

@@ -131,6 +131,7 @@ class _BenchGroup(TyperGroup):
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "api": ("soulfra.bench.api", "api_command"),
+        "cluster": ("soulfra.bench.cluster", "cluster_command"),
         "dashboard": ("soulfra.bench.dashboard", "dashboard_command"),
         "package": ("soulfra.bench.package", "package_command"),
     }
