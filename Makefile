@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package bench-dashboard image install clean
+.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package bench-dashboard bench-cluster image install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
