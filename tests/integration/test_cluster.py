@@ -32,6 +32,7 @@ from .topology import Topology, admin_token, ok
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.cluster,
+    pytest.mark.serial,  # alone: a Ray cluster of two nodes would slow every test beside it, and they it
     pytest.mark.slow,
     pytest.mark.timeout(600),
     pytest.mark.xdist_group("cluster"),

@@ -30,14 +30,19 @@ from soulfra.offload import off_loop
 from soulfra.platforms.base import decode, encode
 from soulfra.store.ports import Store
 
-__all__ = ["ClusterPuppetMaster", "HostHandle", "Placement", "adopted"]
+__all__ = ["ClusterPuppetMaster", "HostGoneError", "HostHandle", "Placement", "adopted"]
 
 log = logging.getLogger(__name__)
 
 RECOVERING = "recovering"
 WATCH_EVERY_S = 1.0  # how often each host is asked whether it lives
-PING_TIMEOUT_S = 5.0  # a host that has not answered by then is taken for dead
+PING_TIMEOUT_S = 5.0  # a ping not answered by then is a miss
+MISSES_TO_DEAD = 3  # misses in a row that make a host dead (a busy host may miss one); Ray's word that it died, at once
 ADOPT_RETRY_S = 0.5  # a world whose lease the dead host's database session still holds is asked for again this soon
+
+
+class HostGoneError(BusError):
+    """The host is dead for sure (its actor or its node died), not merely slow to answer."""
 
 
 class HostHandle(Protocol):
@@ -299,33 +304,52 @@ class ClusterPuppetMaster(RemotePuppetMaster):
                 await self._watching
 
     async def _watch(self, ping: Callable[[HostHandle], Awaitable[int]]) -> None:
+        misses: dict[str, int] = {}
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
             for host in list(self.placement.hosts.values()):
                 try:
                     await asyncio.wait_for(ping(host), PING_TIMEOUT_S)
-                except Exception as exc:  # an actor that died raises Ray's own error; a hung one times out
-                    log.warning("host %s does not answer (%s): its worlds go to the others", host.node, exc)
-                    await self.fail_over(host.node)
+                    misses.pop(host.node, None)
+                    continue
+                except HostGoneError as exc:  # Ray says so: the actor, or its node, is dead
+                    reason = exc.detail
+                    misses[host.node] = MISSES_TO_DEAD
+                except Exception as exc:  # unavailable for now, or too busy to answer in time
+                    reason = f"{type(exc).__name__}: {getattr(exc, 'detail', exc)}"
+                    misses[host.node] = misses.get(host.node, 0) + 1
+                if misses[host.node] >= MISSES_TO_DEAD:
+                    log.warning("host %s is gone (%s): its worlds go to the others", host.node, reason)
+                    misses.pop(host.node, None)
+                    self.placement.remove(host.node)
+            if self.placement.recovering:
+                try:
+                    await self.recover()
+                except Exception:  # a host that went as it took worlds over, say: the next round tries again
+                    log.exception("taking over the worlds of a lost host failed; trying again")
 
     async def fail_over(self, node: str) -> None:
-        """Every world of the dead host ``node`` started again on the live ones, from its last committed tick: each
-        host takes a share at once, and a world whose lease the dead node's database session still holds is asked
-        for again until that session ends (a world never runs in two places)."""
-        pending = sorted(self.placement.remove(node))
+        """Every world of the dead host ``node`` started again on the live ones (``recover`` until none is left)."""
+        self.placement.remove(node)
+        while self.placement.recovering:
+            await self.recover()
+            if self.placement.recovering:
+                await asyncio.sleep(ADOPT_RETRY_S)
+
+    async def recover(self) -> None:
+        """One round of taking over: the worlds of lost hosts dealt to the live ones, each host starting its share
+        at once from their last committed ticks. A world whose lease the lost node's database session still holds
+        stays recovering until the next round (a world never runs in two places)."""
         async with self._moving:
-            while pending:
-                shares = self.shares(pending)
-                tries = await asyncio.gather(*(_adopt_once(host, share) for host, share in shares))
-                for (host, _), started in zip(shares, tries, strict=True):
-                    for instance_id in started:
-                        since = self.placement.recovering.get(instance_id)
-                        if since is not None and self.on_failover is not None:
-                            self.on_failover(instance_id, time.monotonic() - since)
-                    self.placement.place(host.node, started)
-                pending = [i for i in pending if i in self.placement.recovering]
-                if pending:
-                    await asyncio.sleep(ADOPT_RETRY_S)
+            pending = sorted(self.placement.recovering)
+            shares = self.shares(pending)
+            tries = await asyncio.gather(*(_adopt_once(host, share) for host, share in shares))
+            for (host, _), started in zip(shares, tries, strict=True):
+                for instance_id in started:
+                    since = self.placement.recovering.get(instance_id)
+                    if since is not None and self.on_failover is not None:
+                        self.on_failover(instance_id, time.monotonic() - since)
+                self.placement.place(host.node, started)
 
     def shares(self, ids: list[str]) -> list[tuple[HostHandle, list[str]]]:
         """``ids`` dealt to the live hosts, each next one to the host that would have the fewest."""

@@ -14,6 +14,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from soulfra.cluster.host import HostSettings, WorldHost
+from soulfra.cluster.master import HostGoneError
 from soulfra.errors import BusError, ConfigError, SoulfraError
 from soulfra.offload import off_loop
 
@@ -24,6 +25,7 @@ __all__ = ["RayHost", "import_ray", "ray_environment", "start_hosts", "watch_nod
 
 log = logging.getLogger(__name__)
 
+DEAD = frozenset({"ActorDiedError", "RayActorError", "NodeDiedError"})  # Ray's errors that say the actor is gone
 NODES_EVERY_S = 2.0  # how often the cluster's nodes are listed, to give a node that joined a host
 
 
@@ -63,6 +65,8 @@ class RayHost:
         except SoulfraError:
             raise
         except Exception as exc:  # Ray's own errors: the actor died, is unavailable, its node is gone
+            if type(exc).__name__ in DEAD:
+                raise HostGoneError(f"the host on node {self.node} died ({type(exc).__name__})") from exc
             raise BusError(f"the host on node {self.node} is unavailable ({type(exc).__name__})") from exc
 
     async def call(self, op: str, payload: bytes) -> bytes:
