@@ -18,6 +18,7 @@ import soulfra.services
 import soulfra.system
 from soulfra.bus import NatsOptions
 from soulfra.cli import EXIT_USAGE, app, main
+from soulfra.cli import cluster as cli_cluster
 from soulfra.cli import serve as cli_serve
 from soulfra.cli import server as cli_server
 from soulfra.errors import ConfigError
@@ -169,6 +170,21 @@ def test_an_unknown_log_format_is_one_line_naming_its_flag_or_variable(
     monkeypatch.setenv("SOULFRA_DB", "sqlite:///env.db")
     assert run("serve", "runtime", "--instance", "world-0") == EXIT_USAGE
     assert "SOULFRA_LOG_FORMAT='plain': expected one of auto, json, console" in capsys.readouterr().err
+
+
+def test_up_with_a_ray_address_runs_the_cluster_with_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder(monkeypatch)
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(cli_cluster, "run_cluster", lambda settings, address: ran.update(settings=settings, at=address))
+    monkeypatch.setenv("SOULFRA_DB", "postgresql://db.lan/worlds")
+    args = ["up", "--ray-address", "10.0.0.9:6379", "--nats", "nats://10.0.0.8:4222", "--seed", "3", "--port", "9001"]
+    assert run(*args) == 0
+    settings = ran["settings"]
+    assert ran["at"] == "10.0.0.9:6379"
+    assert (settings.db, settings.nats_url, settings.seed, settings.port) == (
+        "postgresql://db.lan/worlds", "nats://10.0.0.8:4222", 3, 9001
+    )  # fmt: skip
+    assert "embedded" not in recorder.seen  # no embedded system was started
 
 
 def test_serve_meta_takes_its_world_and_the_instances_it_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
