@@ -321,9 +321,19 @@ def _heads(data: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
         (size,) = _unpack_u32(data, pos + 1)
         if size == 0:
             raise ValueError("an empty inner list has no first item")
-        heads[index], pos = _decode(data, pos + 5)
+        pos += 5
+        if data[pos] == _s:
+            start = pos + 5
+            pos = start + _unpack_u32(data, pos + 1)[0]
+            heads[index] = data[start:pos].decode()
+        else:
+            heads[index], pos = _decode(data, pos)
         for _ in range(size - 1):
-            pos = _skip(data, pos)
+            # strs skipped inline: a call for each costs more than the skip (an agent's spec is mostly strs)
+            if data[pos] == _s:
+                pos += 5 + _unpack_u32(data, pos + 1)[0]
+            else:
+                pos = _skip(data, pos)
     return tuple(heads), pos
 
 
@@ -341,7 +351,10 @@ def _skip(data: bytes, pos: int) -> int:
         if count > len(data) - pos:
             raise ValueError("truncated")
         for _ in range(count):
-            pos = _skip(data, pos)
+            if data[pos] == _s:
+                pos += 5 + _unpack_u32(data, pos + 1)[0]
+            else:
+                pos = _skip(data, pos)
         return pos
     return _decode(data, pos)[1]
 
