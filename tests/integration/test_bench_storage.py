@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from soulfra.bench.storage import SEED, _whispers
+from soulfra.bench.storage import SEED, _targets, _whispers
 from soulfra.durable import replay
 from soulfra.world import DEFAULT_WORLD
 
@@ -32,6 +32,8 @@ def test_bench_storage_keeps_the_same_world_on_both_sides() -> None:
         assert ours["bytes_per_tick"] > 0 and peer["bytes_per_tick"] > 0
         assert ours["fork_bytes"] <= peer["fork_bytes"]  # a fork references history; LangGraph copies a checkpoint
         assert row["bytes_langgraph_over_soulfra"] > 1
+    assert result["targets"] == {}  # judged at 1,000 agents only
+    assert all(row["soulfra"]["verify_ticks_per_s"] is None for row in result["rows"])
     assert [point["snapshot_every"] for point in result["curve"]] == [5, 100]
     sparse, dense = result["curve"][1], result["curve"][0]
     assert sparse["bytes_per_tick"] < dense["bytes_per_tick"]  # fewer snapshots store fewer bytes
@@ -43,3 +45,23 @@ def test_bench_storage_refuses_bad_sizes() -> None:
     assert done.stderr.strip().splitlines() == [
         "soulfra: error: --sizes must be comma-separated whole numbers, got '2,x'"
     ]
+
+
+def test_bench_storage_judges_each_target_beside_the_peer_of_the_same_run() -> None:
+    def side(p50: float, p99: float, storage_ms: float, bytes_per_tick: float) -> dict[str, float]:
+        return {"old_read_p50_ms": p50, "old_read_p99_ms": p99, "storage_ms_per_tick": storage_ms,
+                "bytes_per_tick": bytes_per_tick}  # fmt: skip
+
+    ours = {**side(6.0, 30.0, 1.0, 100.0), "verify_ticks_per_s": 100.0}
+    row = {"agents": 1000, "soulfra": ours, "langgraph": side(3.0, 10.0, 5.0, 5000.0),
+           "durable_ticks_vs_langgraph": 5.0, "bytes_langgraph_over_soulfra": 50.0}  # fmt: skip
+    judged = _targets([row])
+    assert {key: item["met"] for key, item in judged.items()} == {
+        "old_read_p50_vs_langgraph": True,  # 2x, the bound itself
+        "old_read_p99_vs_langgraph": True,  # 3x
+        "bytes_langgraph_over_soulfra": True,
+        "durable_ticks_vs_langgraph": True,
+        "verify_ticks_per_s": False,  # below three times the figure before
+    }
+    slower = _targets([{**row, "soulfra": {**ours, "old_read_p50_ms": 6.1, "old_read_p99_ms": 30.1}}])
+    assert not slower["old_read_p50_vs_langgraph"]["met"] and not slower["old_read_p99_vs_langgraph"]["met"]

@@ -140,8 +140,11 @@ def test_bench_tick_measures_soulfra_beside_mesa() -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert [row["agents"] for row in result["rows"]] == [50, 200]
+    assert result["targets"] == {}  # judged at 10,000 agents only
     for row in result["rows"]:
         assert row["builtin_steps_per_s"] > 0 and row["mesa_contagion_steps_per_s"] > 0
+        # a decision is an agent whose mind ran: a share of the agents stepped, in the same runs
+        assert 0 < row["builtin_decisions_per_s"] <= row["builtin_steps_per_s"]
         # The report rounds the ratio of the unrounded rates (81.21 where the rounded rates give 81.2 was seen): it
         # may differ from the rounded rates' ratio by the ratio's rounding plus what the rates' rounding moves it.
         rate, peer = row["contagion_steps_per_s"], row["mesa_contagion_steps_per_s"]

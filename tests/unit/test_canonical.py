@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from soulfra.errors import CodecError
-from soulfra.world.canonical import decode, encode
+from soulfra.world.canonical import decode, decode_fields, encode
 
 I64_MIN = -(1 << 63)
 I64_MAX = (1 << 63) - 1
@@ -369,3 +369,56 @@ def test_arbitrary_bytes_never_raise_anything_but_codec_error(data: bytes) -> No
 @given(st.lists(st.sampled_from([b"N", b"T", b"F", b"i", b"I", b"s", b"b", b"l", b"d", b"a", b"q", b"Q"]), max_size=12))
 def test_tag_soup_never_raises_anything_but_codec_error(parts: list[bytes]) -> None:
     _decode_or_codec_error(b"\x01\x00\x00\x00".join(parts))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading some entries of a dict (decode_fields)
+
+
+@settings(max_examples=120)
+@given(st.dictionaries(st.text(max_size=6), VALUES, max_size=6), st.sets(st.text(max_size=6), max_size=4))
+def test_decode_fields_gives_the_named_entries_as_a_whole_decode_does(
+    value: dict[str, object], names: set[str]
+) -> None:
+    decoded = decode_fields(encode(value), frozenset(names))
+    whole = decode(encode(value))
+    assert set(decoded) == names & set(value)
+    assert all(encode(decoded[name]) == encode(whole[name]) for name in decoded)
+
+
+@settings(max_examples=80)
+@given(st.lists(st.lists(VALUES, min_size=1, max_size=4), max_size=5), VALUES)
+def test_decode_fields_reads_only_the_first_items_of_a_heads_entry(rows: list[list[object]], other: object) -> None:
+    data = encode({"rows": rows, "other": other})
+    found = decode_fields(data, frozenset({"rows", "other"}), heads=frozenset({"rows"}))
+    assert encode(found["rows"]) == encode(tuple(row[0] for row in rows))
+    assert encode(found["other"]) == encode(other)
+
+
+@settings(max_examples=60)
+@given(st.dictionaries(st.text(max_size=6), VALUES, min_size=1, max_size=5))
+def test_decode_fields_of_a_prefix_raises_or_gives_what_the_whole_gives(value: dict[str, object]) -> None:
+    data = encode(value)
+    names = frozenset(list(value)[:1])
+    expected = decode_fields(data, names)
+    for end in range(len(data)):
+        try:
+            found = decode_fields(data[:end], names)
+        except CodecError:
+            continue
+        assert {k: encode(v) for k, v in found.items()} == {k: encode(v) for k, v in expected.items()}
+
+
+@pytest.mark.parametrize(
+    ("data", "heads"),
+    [
+        (encode((1, 2)), frozenset()),  # not a dict
+        (encode({1: 2}), frozenset()),  # a key that is not a str
+        (encode({"rows": (1, 2)}), frozenset({"rows"})),  # heads of a list that holds no lists
+        (encode({"rows": ((),)}), frozenset({"rows"})),  # an inner list with no first item
+        (encode({"rows": 5}), frozenset({"rows"})),
+    ],
+)
+def test_decode_fields_refuses_what_is_not_such_a_dict(data: bytes, heads: frozenset[str]) -> None:
+    with pytest.raises(CodecError):
+        decode_fields(data, frozenset({"rows"}) | heads, heads=heads)

@@ -351,6 +351,14 @@ def test_protocol_agent_limit_and_required_agents_are_both_listed(store: Store) 
     assert _rules(strict.validate("snapshot", "w", {"tick": 5})) == ["snapshot-hash"]
 
 
+def test_protocol_checks_agent_ids_alone_as_it_checks_the_state_they_come_from(store: Store) -> None:
+    state = store.snapshots.load(_created(store))[1]
+    strict = PermissionValidator(RuleSet(max_agents=2, required_agents=("arty", "nobody")), store)
+    by_state, by_ids = strict.validate_state(state), strict.validate_agents(tuple(s.id for s in state.specs))
+    assert by_ids == by_state
+    assert _rules(by_ids) == ["agent-limit", "required-agents"]
+
+
 def test_protocol_a_tampered_snapshot_is_a_hash_violation(store: InMemoryStore) -> None:
     snapshot = _created(store)
     with store.database.edit() as tables:

@@ -6,6 +6,7 @@ import pytest
 
 from soulfra.errors import CodecError
 from soulfra.world import FORMAT_VERSION, Input, Possess, Whisper, World, decode_state, encode_state, state_hash
+from soulfra.world.encoding import state_agents
 
 
 def busy_world(ticks: int = 150) -> World:
@@ -70,3 +71,13 @@ def test_hash_is_versioned_blake2b() -> None:
     digest = busy_world(5).state_hash()
     assert digest.startswith("b2:")
     assert len(digest) == 3 + 64
+
+
+def test_the_agents_of_state_bytes_are_read_without_a_whole_decode() -> None:
+    world = busy_world()
+    raw = encode_state(world.state)
+    assert state_agents(raw) == (world.tick, tuple(spec.id for spec in world.state.specs))
+    with pytest.raises(CodecError, match="magic"):
+        state_agents(b"XXXX" + raw[4:])
+    with pytest.raises(CodecError):
+        state_agents(raw[:40])  # cut inside the entries before the agents

@@ -7,7 +7,7 @@ needs (a snapshot, the lineage) goes through the storage ports; the validator it
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -161,6 +161,10 @@ class PermissionValidator:
     def validate_state(self, state: WorldState) -> ValidationResult:
         return self.validate("state", "", {"_state": state})
 
+    def validate_agents(self, agents: Collection[str]) -> ValidationResult:
+        """``validate_state`` for a state of which only the agent ids are at hand (``encoding.state_agents``)."""
+        return self.validate("state", "", {"_agents": agents})
+
     # -- rules: each returns the details of its violations --------------------------------------------------------
 
     def _need_store(self) -> Store:
@@ -204,14 +208,14 @@ class PermissionValidator:
         return self._state_required(instance_id, body) if isinstance(state, WorldState) else []
 
     def _state_agents(self, instance_id: str, body: dict[str, Any]) -> list[str]:
-        state: WorldState = body["_state"]
-        if state.size > self.rules.max_agents:
-            return [f"{state.size} agents, more than the limit of {self.rules.max_agents}"]
+        size = len(_agent_ids(body))
+        if size > self.rules.max_agents:
+            return [f"{size} agents, more than the limit of {self.rules.max_agents}"]
         return []
 
     def _state_required(self, instance_id: str, body: dict[str, Any]) -> list[str]:
-        state: WorldState = body["_state"]
-        return [f"required agent {name!r} is missing" for name in self.rules.required_agents if name not in state.index]
+        ids = _agent_ids(body)
+        return [f"required agent {name!r} is missing" for name in self.rules.required_agents if name not in ids]
 
     def _input_size(self, instance_id: str, body: dict[str, Any]) -> list[str]:
         item = body.get("input")
@@ -264,6 +268,15 @@ class PermissionValidator:
         if not self.rules.licence.export:
             return [f"the licence of {instance_id} does not allow export"]
         return []
+
+
+def _agent_ids(body: dict[str, Any]) -> Collection[str]:
+    """The agent ids of the state a body names: given alone (``_agents``), or those of its ``_state``."""
+    agents: Collection[str] | None = body.get("_agents")
+    if agents is not None:
+        return agents
+    state: WorldState = body["_state"]
+    return state.index
 
 
 def rules_for(store: Store, instance_id: str, default: RuleSet | None = None) -> RuleSet:

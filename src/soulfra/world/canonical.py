@@ -220,6 +220,37 @@ def decode(data: bytes) -> Any:
     return value
 
 
+def decode_fields(data: bytes, names: frozenset[str], *, heads: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The entries named ``names`` of an encoded dict with str keys, decoding entries only until the last of them
+    is found (keys are written in sorted order: an entry whose key sorts early costs little to reach). Names it
+    does not hold are left out. An entry named in ``heads`` too must be a list of lists: of it, only the first item
+    of each inner list is decoded (a tuple of them), the rest skipped. ``CodecError`` if what is read is malformed
+    or not such a dict."""
+    data = bytes(data)
+    found: dict[str, Any] = {}
+    try:
+        if data[0] != _d:
+            raise ValueError("not a dict")
+        (count,) = _unpack_u32(data, 1)
+        pos = 5
+        for _ in range(count):
+            if len(found) == len(names):
+                break
+            key, pos = _decode(data, pos)
+            if type(key) is not str:
+                raise ValueError("dict key is not a str")
+            value, pos = _heads(data, pos) if key in heads else _decode(data, pos)
+            if pos > len(data):
+                raise ValueError("truncated")
+            if key in names:
+                found[key] = value
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise CodecError(f"malformed canonical data: {exc}") from exc
+    except RecursionError:
+        raise CodecError("malformed canonical data: nested too deeply") from None
+    return found
+
+
 _unpack_i64 = _I64.unpack_from
 _unpack_u32 = _U32.unpack_from
 _INT_PAIR = struct.Struct("<xqxq")  # an 'i'-tagged key and an 'i'-tagged value; the tags are checked apart
@@ -273,6 +304,59 @@ def _decode(data: bytes, pos: int) -> tuple[Any, int]:
         array = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=True)
         return array, pos + size
     raise ValueError(f"unknown tag {bytes([tag])!r}")
+
+
+def _heads(data: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
+    """The first item of each inner list of the list of lists whose tag is at ``pos``; the position after it."""
+    if data[pos] != _l:
+        raise ValueError("not a list")
+    (count,) = _unpack_u32(data, pos + 1)
+    pos += 5
+    if count > len(data) - pos:
+        raise ValueError("truncated")
+    heads: list[Any] = [None] * count
+    for index in range(count):
+        if data[pos] != _l:
+            raise ValueError("not a list of lists")
+        (size,) = _unpack_u32(data, pos + 1)
+        if size == 0:
+            raise ValueError("an empty inner list has no first item")
+        pos += 5
+        if data[pos] == _s:
+            start = pos + 5
+            pos = start + _unpack_u32(data, pos + 1)[0]
+            heads[index] = data[start:pos].decode()
+        else:
+            heads[index], pos = _decode(data, pos)
+        for _ in range(size - 1):
+            # strs skipped inline: a call for each costs more than the skip (an agent's spec is mostly strs)
+            if data[pos] == _s:
+                pos += 5 + _unpack_u32(data, pos + 1)[0]
+            else:
+                pos = _skip(data, pos)
+    return tuple(heads), pos
+
+
+def _skip(data: bytes, pos: int) -> int:
+    """The position after the value whose tag is at ``pos``, building no value for strs, ints and lists of them."""
+    tag = data[pos]
+    if tag == _s:
+        (length,) = _unpack_u32(data, pos + 1)
+        return pos + 5 + int(length)
+    if tag == _i:
+        return pos + 9
+    if tag == _l:
+        (count,) = _unpack_u32(data, pos + 1)
+        pos += 5
+        if count > len(data) - pos:
+            raise ValueError("truncated")
+        for _ in range(count):
+            if data[pos] == _s:
+                pos += 5 + _unpack_u32(data, pos + 1)[0]
+            else:
+                pos = _skip(data, pos)
+        return pos
+    return _decode(data, pos)[1]
 
 
 # The loops below read small ints, strs and nested lists and dicts inline, as ``_encode`` writes them: a call
