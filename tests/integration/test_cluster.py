@@ -136,7 +136,7 @@ def lose_a_node(topology: Topology, client: httpx.Client, raylets: dict[int, int
                     acknowledged.append((instance, int(reply.json()["seq"])))
         time.sleep(0.5)
     wait_for(
-        lambda: all(row["state"] == "running" and row["node"] not in (None, lost)
+        lambda: all(row["state"] in ("running", "frozen") and row["node"] not in (None, lost)  # frozen stay frozen
                     for i, row in rows(client).items() if i in victims),
         timeout=180.0, what=f"the worlds of node {lost} running again on the other",
     )  # fmt: skip
