@@ -41,8 +41,9 @@ MISSES_TO_DEAD = 3  # misses in a row that make a host dead (a busy host may mis
 ADOPT_RETRY_S = 0.5  # a world whose lease the dead host's database session still holds is asked for again this soon
 
 
-class HostGoneError(BusError):
-    """The host is dead for sure (its actor or its node died), not merely slow to answer."""
+class HostGoneError(Exception):
+    """A ping's answer that the host is dead for sure (its actor or its node died), not merely slow to answer. It
+    never leaves the cluster's watch: requests to such a host fail as a ``BusError``."""
 
 
 class HostHandle(Protocol):
@@ -313,7 +314,7 @@ class ClusterPuppetMaster(RemotePuppetMaster):
                     misses.pop(host.node, None)
                     continue
                 except HostGoneError as exc:  # Ray says so: the actor, or its node, is dead
-                    reason = exc.detail
+                    reason = str(exc)
                     misses[host.node] = MISSES_TO_DEAD
                 except Exception as exc:  # unavailable for now, or too busy to answer in time
                     reason = f"{type(exc).__name__}: {getattr(exc, 'detail', exc)}"

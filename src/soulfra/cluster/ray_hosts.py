@@ -65,8 +65,6 @@ class RayHost:
         except SoulfraError:
             raise
         except Exception as exc:  # Ray's own errors: the actor died, is unavailable, its node is gone
-            if type(exc).__name__ in DEAD:
-                raise HostGoneError(f"the host on node {self.node} died ({type(exc).__name__})") from exc
             raise BusError(f"the host on node {self.node} is unavailable ({type(exc).__name__})") from exc
 
     async def call(self, op: str, payload: bytes) -> bytes:
@@ -86,7 +84,13 @@ class RayHost:
         return result
 
     async def ping(self) -> int:
-        result: int = await self._ask("ping")
+        """The worlds it runs; ``HostGoneError`` when Ray says the actor or its node died."""
+        try:
+            result: int = await self._ask("ping")
+        except BusError as exc:
+            if type(exc.__cause__).__name__ in DEAD:
+                raise HostGoneError(f"the host on node {self.node} died ({type(exc.__cause__).__name__})") from exc
+            raise
         return result
 
     async def close(self) -> None:
