@@ -357,12 +357,20 @@ def start_server(
 
 @contextlib.contextmanager
 def running_server(
-    root: Path, *, rate: str = "20", request_timeout: float = 15.0, extra: Sequence[str] = ()
+    root: Path,
+    *,
+    rate: str = "20",
+    request_timeout: float = 15.0,
+    extra: Sequence[str] = (),
+    slow_stop_ok: bool = False,
 ) -> Iterator[Server]:
-    """A ``start_server`` stopped on the way out, which must exit cleanly (code 0)."""
+    """A ``start_server`` stopped on the way out, which must exit cleanly (code 0). ``slow_stop_ok``: a stop that
+    took longer than the server's stop timeout and ended the process at once, as documented (code 1 and its line),
+    is accepted too: for a server left holding many large worlds by a test."""
     server = start_server(root, rate=rate, request_timeout=request_timeout, extra=extra)
     try:
         yield server
     finally:
         code = server.stop()
-        assert code == 0, f"the server exited with {code}:\n{server.output()}"
+        forced = code == 1 and "the stop did not complete within" in server.output()
+        assert code == 0 or (slow_stop_ok and forced), f"the server exited with {code}:\n{server.output()}"

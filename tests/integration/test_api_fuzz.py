@@ -36,7 +36,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Limits that a fuzzer's thousands of requests do not meet; worlds that tick slowly, so that the many instances it
     # creates, forks and exports stay small enough to answer within the client's timeout on a busy machine.
     generous = ["--rate-limit", "100000", "--rate-burst", "100000", "--auth-failures", "1000000"]
-    with running_server(tmp_path_factory.mktemp("fuzz"), rate="2", extra=generous) as running:
+    # The worlds it made (some with many thousand agents) are all written out at the stop, which can outlast the
+    # stop's 10 s on a busy machine: the server then ends at once, as documented, and that is no failure of the API.
+    with running_server(tmp_path_factory.mktemp("fuzz"), rate="2", extra=generous, slow_stop_ok=True) as running:
         yield running
 
 
