@@ -8,16 +8,15 @@ anything here: a durable run and an in-memory run with the same seed and inputs 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from soulfra.errors import ConfigError, ConflictError, HistoryIntegrityError, InputError, NotFoundError
 from soulfra.metrics import Metrics
-from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, StoredInput, parent_tick
-from soulfra.world import World, WorldSpec, schedule
-from soulfra.world.encoding import state_hash
+from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, StoredInput
+from soulfra.world import World, WorldSpec
 from soulfra.world.events import Event
 from soulfra.world.inputs import Input, parse_input
 from soulfra.world.model import WorldState
@@ -339,7 +338,7 @@ def state_at(store: Store, instance_id: str, tick: int) -> WorldState:
     return world.state
 
 
-def _base(store: Store, record: InstanceRecord, snapshots: list[SnapshotInfo]) -> WorldState:
+def history_base(store: Store, record: InstanceRecord, snapshots: list[SnapshotInfo]) -> WorldState:
     """Where an instance's own history starts: its genesis (or merge/import) snapshot, or its parent's state."""
     start = start_tick(record)
     if snapshots and snapshots[0].tick == start:
@@ -349,163 +348,13 @@ def _base(store: Store, record: InstanceRecord, snapshots: list[SnapshotInfo]) -
     raise HistoryIntegrityError(f"instance {record.id} has no genesis snapshot to replay from")
 
 
-@dataclass(slots=True)
-class Mismatch:
-    tick: int
-    stored: str
-    replayed: str
-    what: str
-
-
-@dataclass(slots=True)
-class VerifyReport:
-    instance_id: str
-    ticks: int
-    inputs: int
-    snapshots_checked: int
-    state_hash: str
-    mismatches: list[Mismatch] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.mismatches
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "instance": self.instance_id,
-            "ok": self.ok,
-            "ticks": self.ticks,
-            "inputs": self.inputs,
-            "snapshots_checked": self.snapshots_checked,
-            "state_hash": self.state_hash,
-            "mismatches": [
-                {"tick": m.tick, "what": m.what, "stored": m.stored, "replayed": m.replayed} for m in self.mismatches
-            ],
-        }
-
-
-def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | None = None) -> VerifyReport:
-    """Replay the whole input log from genesis (a fork: from its parent's state at the fork) and compare the state
-    hash at every stored snapshot; and check the lineage (``lineage_mismatches``): each parent point the instance
-    names is on that parent's history, with the state the instance was made from."""
-    record = store.instances.get(instance_id)
-    snapshots = store.snapshots.list_snapshots(instance_id)
-    mismatches, parent_state = _lineage_check(store, record)
-    start = start_tick(record)
-    if parent_state is not None and parent_state.tick == start and not (snapshots and snapshots[0].tick == start):
-        genesis = parent_state  # a fork's base: its parent's state at the fork, already checked against its genesis
-    else:
-        try:
-            genesis = _base(store, record, snapshots)
-        except (NotFoundError, HistoryIntegrityError):
-            if not mismatches:
-                raise
-            # the parent does not hold the point named (reported): there is no base to replay from
-            return VerifyReport(
-                instance_id=instance_id, ticks=record.head_tick, inputs=store.inputs.count(instance_id),
-                snapshots_checked=0, state_hash="", mismatches=mismatches,
-            )  # fmt: skip
-        if record.genesis_hash and state_hash(genesis) != record.genesis_hash:
-            mismatches.append(
-                Mismatch(tick=genesis.tick, stored=record.genesis_hash, replayed=state_hash(genesis), what="genesis")
-            )
-    logged = store.inputs.read(instance_id)
-    by_tick = schedule(s.input for s in logged)
-    expected = {info.tick: info for info in snapshots}
-    world = World(genesis)
-    checked = 1
-    while world.tick < record.head_tick:
-        world.step(by_tick.get(world.tick, ()))
-        if on_tick is not None:
-            on_tick(world.tick)
-        info = expected.get(world.tick)
-        if info is not None:
-            checked += 1
-            replayed = state_hash(world.state)
-            if replayed != info.state_hash:
-                mismatches.append(
-                    Mismatch(tick=world.tick, stored=info.state_hash, replayed=replayed, what=f"{info.type} snapshot")
-                )
-    for info in snapshots:  # each stored blob must also read back intact
-        try:
-            store.snapshots.load(info.id)
-        except (HistoryIntegrityError, ConflictError) as exc:
-            mismatches.append(Mismatch(tick=info.tick, stored=info.state_hash, replayed="unreadable", what=exc.detail))
-    return VerifyReport(
-        instance_id=instance_id,
-        ticks=record.head_tick,
-        inputs=len(logged),
-        snapshots_checked=checked,
-        state_hash=state_hash(world.state),
-        mismatches=mismatches,
-    )
-
-
-def lineage_mismatches(store: Store, instance_id: str) -> list[Mismatch]:
-    """Where the lineage ``instance_id`` names is impossible: each parent (and merge parent) must hold the tick the
-    instance was made from in its own history (``start_tick <= tick <= head_tick``), and its state there must hash
-    to what the instance was made from, where that was recorded: a fork's or clone's genesis hash, a merge's
-    ``parent_hashes``. A child made before a revert of its parent, from a tick after the revert tick, moves with the
-    abandoned branch, so it names the branch and still passes."""
-    return _lineage_check(store, store.instances.get(instance_id))[0]
-
-
-def _lineage_check(store: Store, record: InstanceRecord) -> tuple[list[Mismatch], WorldState | None]:
-    """``lineage_mismatches``, and for a fork or clone, its parent's state at the tick it names (compared with its
-    genesis hash here), if its parent holds that tick."""
-    mismatches: list[Mismatch] = []
-    if record.fork_tick is None:
-        return mismatches, None
-    recorded = record.world.get("parent_hashes")
-    merged = record.merge_parent_id is not None or record.world.get("origin") == "merge"
-    fork_state: WorldState | None = None
-    for role, parent_id in (("parent", record.parent_id), ("merge_parent", record.merge_parent_id)):
-        if parent_id is None:
-            continue
-        tick = parent_tick(record, role)
-        # a merge made before merges kept their parents' hashes can only be checked for its ticks
-        made_from = recorded.get(role) if isinstance(recorded, dict) else None if merged else record.genesis_hash
-        expected = made_from if isinstance(made_from, str) else ""
-        try:
-            parent = store.instances.get(parent_id)
-        except NotFoundError:
-            what = f"lineage: its {role} {parent_id} is not in this database"
-            mismatches.append(Mismatch(tick=tick, stored=expected, replayed="none", what=what))
-            continue
-        first = start_tick(parent)
-        if not first <= tick <= parent.head_tick:
-            what = f"lineage: its {role} {parent_id} holds ticks {first} to {parent.head_tick}, not {tick}"
-            mismatches.append(Mismatch(tick=tick, stored=expected, replayed="none", what=what))
-            continue
-        if not expected:
-            continue
-        state = state_at(store, parent_id, tick)
-        if state_hash(state) != expected:
-            what = f"lineage: its {role} {parent_id} at tick {tick} is not the state it was made from"
-            mismatches.append(Mismatch(tick=tick, stored=expected, replayed=state_hash(state), what=what))
-        if role == "parent" and not merged:
-            fork_state = state
-    return mismatches, fork_state
-
-
-def replay(seed: int, spec: WorldSpec, agents: int, inputs: Iterable[Input], ticks: int) -> str:
-    """The state hash of a clean in-memory run: what a durable instance must reproduce."""
-    world = World.create(seed, spec, agents=agents)
-    world.run_to(ticks, inputs)
-    return state_hash(world.state)
-
-
 __all__ = [
     "TRACE_KINDS",
     "DurabilitySettings",
     "DurableWorld",
-    "Mismatch",
-    "VerifyReport",
     "free_id",
-    "lineage_mismatches",
-    "replay",
+    "history_base",
     "resolve_instance",
     "start_tick",
     "state_at",
-    "verify",
 ]

@@ -10,9 +10,10 @@ import json
 import pytest
 
 from soulfra.cli import main
-from soulfra.durable import DurabilitySettings, DurableWorld, lineage_mismatches, state_at, verify
+from soulfra.durable import DurabilitySettings, DurableWorld, state_at
 from soulfra.meta.lineage import fork_record, revert_record
 from soulfra.store import Store
+from soulfra.verification import lineage_mismatches, verify
 from soulfra.world import DEFAULT_WORLD, Whisper, state_hash
 
 from .conftest import Backend, SqlBackend

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from soulfra.bench.storage import SEED, _targets, _whispers
-from soulfra.durable import replay
+from soulfra.verification import replay
 from soulfra.world import DEFAULT_WORLD
 
 

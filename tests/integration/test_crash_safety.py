@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from soulfra.durable import replay, resolve_instance, state_at
+from soulfra.durable import resolve_instance, state_at
 from soulfra.store import SqlStore
+from soulfra.verification import replay
 from soulfra.world import DEFAULT_WORLD, Whisper
 from soulfra.world.encoding import state_hash
 

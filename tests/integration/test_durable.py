@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from soulfra.durable import TRACE_KINDS, DurabilitySettings, DurableWorld, replay, state_at, verify
+from soulfra.durable import TRACE_KINDS, DurabilitySettings, DurableWorld, state_at
 from soulfra.errors import ConfigError, InputError, NotFoundError
 from soulfra.store import SqlStore
+from soulfra.verification import replay, verify
 from soulfra.world import DEFAULT_WORLD, Possess, Whisper, World, WorldSpec, schedule, state_hash
 from soulfra.world.inputs import Input
 

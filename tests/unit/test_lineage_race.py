@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 
 from soulfra.bus import InMemoryBus
-from soulfra.durable import DurabilitySettings, start_tick, state_at, verify
+from soulfra.durable import DurabilitySettings, start_tick, state_at
 from soulfra.meta.commands import parse_command
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.store import InMemoryStore
 from soulfra.store.ports import parent_tick
+from soulfra.verification import verify
 from soulfra.world import DEFAULT_WORLD, Mark, state_hash
 from soulfra.world.inputs import MAX_TEXT
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from soulfra.bus import InMemoryBus
 from soulfra.bus.port import Bus
-from soulfra.durable import DurabilitySettings, DurableWorld, replay, state_at, verify
+from soulfra.durable import DurabilitySettings, DurableWorld, state_at
 from soulfra.errors import (
     ConflictError,
     InputError,
@@ -34,6 +34,7 @@ from soulfra.meta.merge import merge_states
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.store import InMemoryStore, MemoryDatabase, Store
+from soulfra.verification import replay, verify
 from soulfra.world import (
     DEFAULT_WORLD,
     Act,

@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 
 from soulfra.bus import InMemoryBus, Message
-from soulfra.durable import replay, state_at
+from soulfra.durable import state_at
 from soulfra.errors import (
     BusTimeoutError,
     NoRespondersError,
@@ -30,6 +30,7 @@ from soulfra.platforms.surface import SurfacePlatform
 from soulfra.security.permissions import Licence, PermissionValidator, RuleSet
 from soulfra.store import InMemoryStore, InstanceRecord
 from soulfra.store.ports import Store
+from soulfra.verification import replay
 from soulfra.world import DEFAULT_WORLD, World
 
 from .support import wait_until

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from soulfra.durable import DurabilitySettings, DurableWorld, state_at, verify
+from soulfra.durable import DurabilitySettings, DurableWorld, state_at
 from soulfra.errors import ConflictError, PackageError, UnknownAgentError
 from soulfra.meta.commands import PuppetMasterIntervention, parse_command
 from soulfra.meta.keys import KeyRing, Signer
@@ -27,6 +27,7 @@ from soulfra.meta.transfer import (
     replay_bundle,
 )
 from soulfra.store import InMemoryStore, Store
+from soulfra.verification import verify
 from soulfra.world import (
     DEFAULT_WORLD,
     ChangePersonality,

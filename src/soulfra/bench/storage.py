@@ -25,9 +25,10 @@ from rich.console import Group
 from rich.table import Table
 
 from soulfra.bench.targets import target, targets_table
-from soulfra.durable import DurabilitySettings, DurableWorld, state_at, verify
+from soulfra.durable import DurabilitySettings, DurableWorld, state_at
 from soulfra.errors import ConfigError, HistoryIntegrityError
 from soulfra.store import InstanceRecord, SqlStore
+from soulfra.verification import verify
 from soulfra.world import DEFAULT_WORLD, Whisper, World, schedule
 from soulfra.world.encoding import state_tree
 from soulfra.world.inputs import Input

@@ -211,7 +211,8 @@ def verify_command(db: DbOption, instance: InstanceOption = None, as_json: JsonO
     """Replay an instance's whole input log and compare every stored state hash; exit 65 on any mismatch."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
 
-    from soulfra.durable import resolve_instance, verify  # noqa: PLC0415
+    from soulfra.durable import resolve_instance  # noqa: PLC0415
+    from soulfra.verification import verify  # noqa: PLC0415
 
     store = _open_existing(db)
     err = Console(stderr=True)

@@ -3,7 +3,7 @@
 Forks and clones are made here by reference: the child's record names its parent and the tick; its state is the
 parent's there (``durable.state_at`` follows the reference) and no history is copied. A revert moves what came
 after the revert tick to an abandoned branch, which stays listed. A child always names its parent at a tick the
-parent holds when the child is written (``on_timeline``); ``durable.verify`` checks that it still does.
+parent holds when the child is written (``on_timeline``); ``verification.verify`` checks that it still does.
 """
 
 from __future__ import annotations
