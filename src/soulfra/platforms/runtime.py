@@ -15,7 +15,6 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from soulfra.bus.port import Bus
@@ -36,6 +35,7 @@ from soulfra.metrics import Metrics
 from soulfra.offload import Lane, off_loop
 from soulfra.platforms.base import Op, Platform, control_subject, encode, events_subject, op_subject
 from soulfra.platforms.replies import InputAck, RunState
+from soulfra.platforms.run_state import RUN_STATES, TickFailure, run_state
 from soulfra.platforms.runtime_log import InputTrail
 from soulfra.platforms.runtime_reads import MAX_COMPACT_PAGE, MAX_FULL_PAGE, RuntimeReads
 from soulfra.projection import snapshot_json, vibe_to_json
@@ -56,32 +56,6 @@ log = logging.getLogger(__name__)
 
 KEPT_CAPTURES = 4  # captures waiting to be saved; an older one nobody saved is dropped
 MAX_INPUTS_PER_REQUEST = 256
-MAX_FAILURE_MESSAGE = 500  # characters of an exception's message kept in the status
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TickFailure:
-    """What stopped a runtime's tick loop by itself: the tick it was running and the error (``code`` is the
-    error's own for a Soulfra error, such as a storage failure, and ``internal_error`` for any other exception)."""
-
-    tick: int
-    type: str
-    message: str
-    code: str
-
-    @classmethod
-    def of(cls, error: BaseException, tick: int) -> TickFailure:
-        message = error.detail if isinstance(error, SoulfraError) else str(error)
-        if len(message) > MAX_FAILURE_MESSAGE:
-            message = message[: MAX_FAILURE_MESSAGE - 3] + "..."
-        code = error.code if isinstance(error, SoulfraError) else "internal_error"
-        return cls(tick=tick, type=type(error).__name__, message=message, code=code)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"tick": self.tick, "type": self.type, "message": self.message, "code": self.code}
-
-    def describe(self) -> str:
-        return f"at tick {self.tick} ({self.type}: {self.message})"
 
 
 class _Capture:
@@ -480,20 +454,6 @@ class RuntimePlatform(RuntimeReads, Platform):
                 self._storage_failed(exc)
                 raise
         return {"tick": captured.state.tick, "snapshot": snapshot_json(info)}
-
-
-RUN_STATES = ("running", "paused", "overridden", "failed", "idle")
-
-
-def run_state(runtime: RuntimePlatform) -> str:
-    """What a runtime is doing, one of ``RUN_STATES`` (its status op's ``state``, and ``soulfra_instances``')."""
-    if runtime.failure is not None:
-        return "failed"
-    if runtime.halted:
-        return "overridden"
-    if runtime.paused:
-        return "paused"
-    return "running" if runtime.running else "idle"
 
 
 def _state_before(world: DurableWorld, tick: int) -> World:
