@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -47,7 +46,7 @@ from soulfra.platforms.runtime import RuntimePlatform
 from soulfra.platforms.surface import SurfacePlatform
 from soulfra.security.audit import AuditRecorder
 from soulfra.security.tokens import TokenService
-from soulfra.serving import OpsServer
+from soulfra.serving import OpsServer, say
 from soulfra.settings import ApiServeSettings, MetaServeSettings, PlatformServeSettings
 from soulfra.store import SqlStore
 from soulfra.store.lease import PUPPET_MASTER_LEASE
@@ -180,17 +179,11 @@ async def serve_meta(
 
         await _ops(undo, ops_socket, metrics, ready, "meta")
         shown = redact_url(settings.nats_url)
-        _say(
+        say(
             f"soulfra: meta serving on {shown}: {len(engine.live)} instance(s), default {default} "
             f"(pid {os.getpid()}); Ctrl-C stops"
         )
         await stop.wait()
-
-
-def _say(line: str) -> None:
-    """One line on stderr, where a serving command says it serves (soulfra up does the same)."""
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 class _LateBus:

@@ -29,7 +29,7 @@ from soulfra.api.stream import LiveStreams
 from soulfra.errors import ConfigError, SoulfraError
 from soulfra.metrics import CONTENT_TYPE, Metrics
 
-__all__ = ["STOP_TIMEOUT_S", "OpsServer", "listen", "serve_app"]
+__all__ = ["STOP_TIMEOUT_S", "OpsServer", "listen", "say", "serve_app"]
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -80,7 +80,7 @@ class _StopGuard:
                 self._force(f"{signal.Signals(sig).name} again while stopping")
                 return
             self._first = time.monotonic()
-        _say(f"soulfra: stopping; a second Ctrl-C or SIGTERM exits at once, as does a stop past {self.timeout:g} s")
+        say(f"soulfra: stopping; a second Ctrl-C or SIGTERM exits at once, as does a stop past {self.timeout:g} s")
 
     def finished(self) -> None:
         """The server has stopped; later signals are no longer counted (the deadline still bounds the exit)."""
@@ -104,11 +104,11 @@ class _StopGuard:
                     self.signalled(sig)
 
     def _force(self, reason: str) -> None:
-        _say(f"soulfra: {reason}: exiting now (every acknowledged input is stored)")
+        say(f"soulfra: {reason}: exiting now (every acknowledged input is stored)")
         self._exit(1)
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
     """One line on stderr, written without a lock (the main thread may be held anywhere)."""
     with contextlib.suppress(OSError):
         os.write(2, (line + "\n").encode())
