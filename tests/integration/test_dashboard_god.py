@@ -256,6 +256,7 @@ def test_viewers_and_operators_see_no_god_commands_and_an_operator_s_forged_one_
     until(page, "document.getElementById('tick').textContent !== '\u2013'")
     assert page.locator("#god, #god-commands, #freeze-duration").count() == 0
     assert page.locator("nav a[href='/merge']").count() == 0
+    page.goto("about:blank")  # the world page polls and streams: signed out under it, a request would meet a 401
     watched.context.clear_cookies()
 
     sign_in(watched, tokens["operator"])
