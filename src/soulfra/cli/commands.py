@@ -29,6 +29,7 @@ from soulfra.cli import store as cli_store
 from soulfra.cli import tokens as cli_tokens
 from soulfra.cli import watch as cli_watch
 from soulfra.cli.cluster import cluster_app
+from soulfra.cli.model import model_app
 from soulfra.cli.serve import serve_app
 from soulfra.errors import (
     AuthenticationError,
@@ -166,6 +167,7 @@ app.command("verify")(cli_store.verify_command)
 cli_server.register(app)
 app.add_typer(serve_app, name="serve")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(model_app, name="model")
 cli_meta.register(app)
 cli_audit.register(app)
 cli_tokens.register(app)

