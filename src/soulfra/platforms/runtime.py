@@ -30,6 +30,7 @@ from soulfra.errors import (
     SoulfraError,
     StorageError,
 )
+from soulfra.language.asker import MindAsker, logged_replies
 from soulfra.logs import rebind
 from soulfra.metrics import Metrics
 from soulfra.offload import Lane, off_loop
@@ -88,6 +89,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         rate: float | None = None,
         clock_ns: Callable[[], int] = time.perf_counter_ns,
         metrics: Metrics | None = None,
+        asker: MindAsker | None = None,
     ) -> None:
         super().__init__(world.instance_id, bus)
         if rate is not None and not MIN_RATE <= rate <= MAX_RATE:  # also what keeps the tick period a finite int
@@ -112,6 +114,8 @@ class RuntimePlatform(RuntimeReads, Platform):
         self._ticks = self.metrics.ticks.labels(label)
         self._lag = self.metrics.tick_lag.labels(label)
         self._lease_lost = False  # counted in soulfra_leases_lost_total already
+        self.asker = asker  # asks the model for the language agents' thoughts; None: they always fall back
+        self._asked = False  # whether the asker has seen this world's pending thoughts since the loop (re)started
         self.metrics.track_world(self, label)
 
     async def start(self) -> None:
@@ -158,6 +162,8 @@ class RuntimePlatform(RuntimeReads, Platform):
                 await self._flush()
             finally:
                 await self.stop()
+            if self.asker is not None:
+                await self.asker.close()
 
     async def _flush(self) -> None:
         await self.lane.run(self.world.flush)
@@ -170,6 +176,9 @@ class RuntimePlatform(RuntimeReads, Platform):
         world.metrics = self.metrics
         self.world = world
         self.trail.forget()
+        if self.asker is not None:
+            self.asker.forget()
+            self._asked = False
         self._wake.set()
 
     def _blocked(self) -> bool:
@@ -179,12 +188,15 @@ class RuntimePlatform(RuntimeReads, Platform):
         period_ns = None if self.rate is None else int(1e9 / self.rate)
         next_ns = self._clock_ns()
         done = 0
+        self._asked = False
         while not self._stopping and (ticks is None or done < ticks):
             if self._blocked():
                 self._wake.clear()
                 await self._wake.wait()
                 next_ns = self._clock_ns()
                 continue
+            if self.asker is not None:
+                await self._hear(self.asker)
             async with self.lane.turn():
                 if self._blocked():  # paused or stopped while this tick waited for its turn
                     continue
@@ -200,6 +212,8 @@ class RuntimePlatform(RuntimeReads, Platform):
                         await self._restore(tick)
                     return
             self.trail.committed(self.world.durable_tick)  # nothing to do unless a tick with inputs was committed
+            if self.asker is not None:
+                self.asker.ask(self.world.world.state)
             done += 1
             self.ticks_run += 1
             self.metrics.tick_duration.observe((self._clock_ns() - started) / 1e9)
@@ -222,6 +236,20 @@ class RuntimePlatform(RuntimeReads, Platform):
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay / 1e9)
+
+    async def _hear(self, asker: MindAsker) -> None:
+        """Before a tick: submit the language agents' replies due at it (waited for within the asker's budget). A
+        reply that cannot be stored is logged and left out: its agent falls back, and the world goes on."""
+        if not self._asked:  # the thoughts pending in the state (a restart's, a fork's) that the log has no reply for
+            asker.ask(self.world.world.state, await off_loop(logged_replies, self.world))
+            self._asked = True
+        items = await asker.collect(self.world.tick)
+        for start in range(0, len(items), MAX_INPUTS_PER_REQUEST):
+            try:
+                await self.submit({"inputs": items[start : start + MAX_INPUTS_PER_REQUEST]})
+            except SoulfraError as exc:
+                log.warning("model replies for tick %d of %s were not stored: %s", items[start]["tick"],
+                            self.instance_id, exc.detail)  # fmt: skip
 
     async def _step(self) -> list[Event]:
         """One tick, in the lane's turn: the world steps on the loop, and the write it calls for runs off it."""
