@@ -26,6 +26,7 @@ class FakeModel:
         self.in_flight = 0
         self.max_in_flight = 0
         self.bodies: list[dict[str, Any]] = []
+        self.authorization: set[str] = set()  # the Authorization headers seen
         self._server: asyncio.Server | None = None
         self._stopped = asyncio.Event()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -66,6 +67,8 @@ class FakeModel:
                     name, _, value = line.decode().partition(":")
                     if name.strip().lower() == "content-length":
                         length = int(value.strip())
+                    elif name.strip().lower() == "authorization":
+                        self.authorization.add(value.strip())
                 body = json.loads(await reader.readexactly(length)) if length else {}
                 self.requests += 1
                 self.in_flight += 1

@@ -12,13 +12,16 @@ import pytest
 
 from soulfra.bus import InMemoryBus
 from soulfra.durable import DurableWorld, state_at
+from soulfra.errors import ConfigError
 from soulfra.language import Budget, MindAsker, MindSettings, OpenAIChat
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.lineage import fork_record
 from soulfra.meta.package import read_package, write_package
 from soulfra.meta.transfer import bundle_for, import_bundle
 from soulfra.metrics import Metrics
+from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.platforms.runtime import RuntimePlatform
+from soulfra.settings import ModelSettings
 from soulfra.store import InMemoryStore
 from soulfra.store.ports import Store
 from soulfra.verification import verify
@@ -199,3 +202,32 @@ async def test_the_budget_holds_under_a_thousand_agents(bus: InMemoryBus) -> Non
     recorded = replies(store, "lang")
     assert counted["reply"] + counted["timeout"] == len(recorded) <= fake.requests
     assert first_divergence(live, replayed(store, "lang", 6)) is None
+
+
+async def test_settings_reach_every_instance_runtime_and_the_key_is_sent_but_never_shown(
+    bus: InMemoryBus, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "sk-test-do-not-show"
+    monkeypatch.setenv("SOULFRA_MODEL_KEY", secret)
+    async with FakeModel() as fake:
+        settings = ModelSettings.load(
+            {"model_url": fake.url, "model": "served-name", "language_agents": True, "model_timeout": 2.0}
+        )
+        minds = settings.mind_settings()
+        assert minds is not None and secret not in repr(minds) and secret not in repr(settings)
+        spec = settings.world_spec(WorldSpec(agents=DEFAULT_AGENTS))
+        store = InMemoryStore()
+        instance = await FourPlatformInstance.open(
+            store, bus, InstanceSettings(seed=SEED, spec=spec, agents=8, instance_id="wired", rate=None, minds=minds)
+        )
+        try:
+            await instance.start_autonomous_operations(ticks=12)
+        finally:
+            await instance.close()
+    recorded = replies(store, "wired")
+    assert recorded and {r.model for r in recorded} == {"served-name"}
+    assert fake.authorization == {f"Bearer {secret}"}
+    assert secret not in caplog.text
+    with pytest.raises(ConfigError) as info:
+        ModelSettings.load({"language_agents": True})
+    assert "model" in str(info.value)

@@ -3,7 +3,7 @@ language agent's pending thought into a recorded ``MindReply`` input. The world 
 
 from __future__ import annotations
 
-from soulfra.language.asker import MindAsker, MindSettings
+from soulfra.language.asker import MindAsker, MindSettings, open_asker
 from soulfra.language.budget import Budget
 from soulfra.language.client import Answer, ChatClient, OpenAIChat
 from soulfra.language.prompt import REPLY_SCHEMA, Prompt, build_prompt, read_reply
@@ -18,5 +18,6 @@ __all__ = [
     "OpenAIChat",
     "Prompt",
     "build_prompt",
+    "open_asker",
     "read_reply",
 ]

@@ -67,6 +67,7 @@ class MindAsker:
         self._clock = clock
         self._asks: dict[tuple[str, int], _Ask] = {}  # (agent id, due tick) -> its ask
         self.asked = 0
+        self._closed = False
 
     @property
     def pending(self) -> int:
@@ -170,12 +171,23 @@ class MindAsker:
         self._asks.clear()
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         tasks = [ask.task for ask in self._asks.values() if ask.task is not None]
         self.forget()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.client.aclose()
+
+
+def open_asker(settings: MindSettings, metrics: Metrics | None = None) -> MindAsker:
+    """An asker of the endpoint ``settings`` name, over httpx (one per instance: the budget is per instance)."""
+    from soulfra.language.client import OpenAIChat  # noqa: PLC0415 -- the client module imports httpx
+
+    client = OpenAIChat(settings.url, api_key=settings.api_key, max_in_flight=settings.budget.max_in_flight)
+    return MindAsker(client, settings, metrics=metrics)
 
 
 def logged_replies(world: DurableWorld) -> set[tuple[str, int]]:
