@@ -30,6 +30,7 @@ class FakeModel:
         self._server: asyncio.Server | None = None
         self._stopped = asyncio.Event()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.port = 0
 
     @property
@@ -53,10 +54,14 @@ class FakeModel:
             for writer in list(self._writers):
                 writer.close()
             await self._server.wait_closed()
+            await asyncio.gather(*self._handlers, return_exceptions=True)  # each sees its connection end
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
         try:
             while not self._stopped.is_set():
                 request = await reader.readline()
@@ -89,6 +94,7 @@ class FakeModel:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._handlers.discard(handler)  # type: ignore[arg-type]
             self._writers.discard(writer)
             with contextlib.suppress(ConnectionError):
                 writer.close()
