@@ -168,13 +168,18 @@ async def test_a_fork_asks_again_only_from_its_fork_tick(bus: InMemoryBus) -> No
     assert verify(store, "lang-fork").ok
 
 
-async def test_export_import_verify_without_the_server(bus: InMemoryBus, tmp_path: Path) -> None:
+@pytest.mark.parametrize("compact", [False, True])
+async def test_export_import_verify_without_the_server(bus: InMemoryBus, tmp_path: Path, compact: bool) -> None:
+    """A compact package rebuilds its language agents from the genesis recipe (their models included) and its head
+    by a replay of the recorded replies."""
     store, metrics = InMemoryStore(), Metrics()
     async with FakeModel() as fake:
         live, _ = await run(await lang_runtime(store, bus, fake.url, metrics), 25)
     keyring = KeyRing(tmp_path / "home")
     buffer = io.BytesIO()
-    write_package(buffer, [bundle_for(store, "lang")], keyring.signer())
+    manifest = write_package(buffer, [bundle_for(store, "lang")], keyring.signer(), compact=compact)
+    if compact:
+        assert manifest["compact"]["genesis"]["generated_model"] == "fake-135m"
     package = read_package(buffer.getvalue(), keyring)
     other = InMemoryStore()
     imported = import_bundle(other, package.bundles[0], as_id="lang-copy", verify_replay=True)
