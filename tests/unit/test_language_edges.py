@@ -98,3 +98,17 @@ def test_the_endpoint_may_be_given_as_the_server_its_v1_or_the_full_path() -> No
     full = "http://h:8080/v1/chat/completions"
     assert chat_url("http://h:8080") == chat_url("http://h:8080/v1/") == chat_url(full) == full
     assert "sk-" not in repr(OpenAIChat("http://h:8080", api_key="sk-secret"))
+
+
+def test_soulfra_up_settings_carry_the_endpoint_and_the_language_agents() -> None:
+    from soulfra.settings import UpSettings  # noqa: PLC0415 -- the settings stack loads only here
+    from soulfra.system import EmbeddedSettings  # noqa: PLC0415
+
+    flags = {"model_url": "http://127.0.0.1:9/v1", "model": "smollm2", "language_agents": True, "agents": 5}
+    embedded = EmbeddedSettings.from_settings(UpSettings.load(flags), WorldSpec(agents=DEFAULT_AGENTS))
+    assert embedded.minds is not None and embedded.minds.url == "http://127.0.0.1:9/v1"
+    assert embedded.spec.generated_model == "smollm2"
+    world = World.create(1, embedded.spec, agents=embedded.agents)
+    assert [s.model for s in world.state.specs] == [""] * 3 + ["smollm2"] * 5
+    plain = EmbeddedSettings.from_settings(UpSettings.load({}), WorldSpec(agents=DEFAULT_AGENTS))
+    assert plain.minds is None and plain.spec.generated_model == ""
