@@ -13,7 +13,7 @@ import pytest
 from soulfra.bus import InMemoryBus
 from soulfra.durable import DurableWorld, state_at
 from soulfra.errors import ConfigError
-from soulfra.language import Budget, MindAsker, MindSettings, OpenAIChat
+from soulfra.language import Answer, Budget, MindAsker, MindSettings, OpenAIChat, Prompt
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.lineage import fork_record
 from soulfra.meta.package import read_package, write_package
@@ -236,3 +236,26 @@ async def test_settings_reach_every_instance_runtime_and_the_key_is_sent_but_nev
     with pytest.raises(ConfigError) as info:
         ModelSettings.load({"language_agents": True})
     assert "model" in str(info.value)
+
+
+class BrokenClient:
+    """A client with a bug: every call raises."""
+
+    async def complete(self, prompt: Prompt, *, timeout: float) -> Answer:
+        raise RuntimeError("a bug in the client")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_broken_client_never_stops_the_world(bus: InMemoryBus) -> None:
+    store, metrics = InMemoryStore(), Metrics()
+    world = DurableWorld.create(store, SEED, SPEC, agents=12, instance_id="lang")
+    asker = MindAsker(BrokenClient(), MindSettings(url="http://unused"), metrics=metrics)
+    runtime = RuntimePlatform(world, bus, rate=None, metrics=metrics, asker=asker)
+    await runtime.start()
+    live, _ = await run(runtime, 10)
+    assert runtime.failure is None and runtime.world.tick == 10
+    recorded = replies(store, "lang")
+    assert recorded and {r.outcome for r in recorded} == {"timeout"}  # sent, and no answer came back
+    assert first_divergence(live, replayed(store, "lang", 10)) is None

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from soulfra.language.budget import Budget, Limiter
 from soulfra.language.client import Answer, ChatClient
 from soulfra.language.prompt import Prompt, build_prompt, read_reply
 from soulfra.metrics import Metrics
+from soulfra.offload import off_loop
 from soulfra.world.inputs import MAX_REPLY, MindReply, decision_to_json
 from soulfra.world.model import WorldState
 
@@ -68,6 +69,7 @@ class MindAsker:
         self._asks: dict[tuple[str, int], _Ask] = {}  # (agent id, due tick) -> its ask
         self.asked = 0
         self._closed = False
+        self._log_read = False  # whether ``between_ticks`` has read the world's log for replies already stored
 
     @property
     def pending(self) -> int:
@@ -155,6 +157,25 @@ class MindAsker:
             "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
             "latency_ms": answer.latency_ms,
         }  # fmt: skip
+
+    def reread_log(self) -> None:
+        """Have the next ``between_ticks`` skip the thoughts whose reply the world's log already holds."""
+        self._log_read = False
+
+    async def between_ticks(
+        self, world: DurableWorld, submit: Callable[[list[dict[str, Any]]], Awaitable[None]], *, collect: bool
+    ) -> None:
+        """Ask for the thoughts pending in ``world``; with ``collect`` (before a tick) ``submit`` the inputs due at
+        it. Whatever fails here is logged and left out: the agents concerned fall back, and the world goes on."""
+        try:
+            logged = set() if self._log_read else await off_loop(logged_replies, world)
+            self._log_read = True
+            self.ask(world.world.state, logged)
+            items = await self.collect(world.tick) if collect else []
+            if items:
+                await submit(items)
+        except Exception:
+            log.exception("asking the model for %s's language agents failed; they fall back", world.instance_id)
 
     def _count(self, outcome: str) -> None:
         self.metrics.mind_calls.labels(outcome).inc()

@@ -30,7 +30,7 @@ from soulfra.errors import (
     SoulfraError,
     StorageError,
 )
-from soulfra.language.asker import MindAsker, logged_replies
+from soulfra.language.asker import MindAsker
 from soulfra.logs import rebind
 from soulfra.metrics import Metrics
 from soulfra.offload import Lane, off_loop
@@ -115,7 +115,6 @@ class RuntimePlatform(RuntimeReads, Platform):
         self._lag = self.metrics.tick_lag.labels(label)
         self._lease_lost = False  # counted in soulfra_leases_lost_total already
         self.asker = asker  # asks the model for the language agents' thoughts; None: they always fall back
-        self._asked = False  # whether the asker has seen this world's pending thoughts since the loop (re)started
         self.metrics.track_world(self, label)
 
     async def start(self) -> None:
@@ -178,7 +177,6 @@ class RuntimePlatform(RuntimeReads, Platform):
         self.trail.forget()
         if self.asker is not None:
             self.asker.forget()
-            self._asked = False
         self._wake.set()
 
     def _blocked(self) -> bool:
@@ -188,7 +186,8 @@ class RuntimePlatform(RuntimeReads, Platform):
         period_ns = None if self.rate is None else int(1e9 / self.rate)
         next_ns = self._clock_ns()
         done = 0
-        self._asked = False
+        if self.asker is not None:
+            self.asker.reread_log()  # a restart's, a fork's, a revert's thoughts: asked unless their reply is logged
         while not self._stopping and (ticks is None or done < ticks):
             if self._blocked():
                 self._wake.clear()
@@ -213,7 +212,7 @@ class RuntimePlatform(RuntimeReads, Platform):
                     return
             self.trail.committed(self.world.durable_tick)  # nothing to do unless a tick with inputs was committed
             if self.asker is not None:
-                self.asker.ask(self.world.world.state)
+                await self._hear(self.asker, collect=False)  # the thoughts the tick began: asked at once
             done += 1
             self.ticks_run += 1
             self.metrics.tick_duration.observe((self._clock_ns() - started) / 1e9)
@@ -237,19 +236,13 @@ class RuntimePlatform(RuntimeReads, Platform):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay / 1e9)
 
-    async def _hear(self, asker: MindAsker) -> None:
-        """Before a tick: submit the language agents' replies due at it (waited for within the asker's budget). A
-        reply that cannot be stored is logged and left out: its agent falls back, and the world goes on."""
-        if not self._asked:  # the thoughts pending in the state (a restart's, a fork's) that the log has no reply for
-            asker.ask(self.world.world.state, await off_loop(logged_replies, self.world))
-            self._asked = True
-        items = await asker.collect(self.world.tick)
+    async def _hear(self, asker: MindAsker, *, collect: bool = True) -> None:
+        """Between ticks: ask for the thoughts pending; before one (``collect``), submit the replies due at it."""
+        await asker.between_ticks(self.world, self._submit_replies, collect=collect)
+
+    async def _submit_replies(self, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), MAX_INPUTS_PER_REQUEST):
-            try:
-                await self.submit({"inputs": items[start : start + MAX_INPUTS_PER_REQUEST]})
-            except SoulfraError as exc:
-                log.warning("model replies for tick %d of %s were not stored: %s", items[start]["tick"],
-                            self.instance_id, exc.detail)  # fmt: skip
+            await self.submit({"inputs": items[start : start + MAX_INPUTS_PER_REQUEST]})
 
     async def _step(self) -> list[Event]:
         """One tick, in the lane's turn: the world steps on the loop, and the write it calls for runs off it."""
