@@ -94,8 +94,7 @@ def build_prompt(state: WorldState, agent: int, due: int) -> Prompt:
     for task in tasks:
         holder = "unclaimed" if task.assignee < 0 else f"held by {_who(state, task.assignee)}"
         lines.append(f"Task {task.id} \u201c{task.goal}\u201d, {holder}.")
-    others = [s.id for i, s in enumerate(state.specs) if i != agent][:MAX_SHOWN]
-    lines.append(f"Agents you could invite: {', '.join(others) or 'none'}. What do you do?")
+    lines.append(f"Agents you could invite: {', '.join(_companions(state, agent)) or 'none'}. What do you do?")
     messages = (("system", system), ("user", "\n".join(lines)))
     encoded = json.dumps(messages, ensure_ascii=False, separators=(",", ":")).encode()
     digest = "b2:" + hashlib.blake2b(encoded, digest_size=16).hexdigest()
@@ -129,6 +128,14 @@ def _thread_of(state: WorldState, agent: int) -> Thread | None:
     if not pool:
         return None
     return max(pool, key=lambda t: (t.last, t.posts, -t.id)) if mine else max(pool, key=lambda t: (t.posts, -t.id))
+
+
+def _companions(state: WorldState, agent: int) -> list[str]:
+    """Up to ``MAX_SHOWN`` others: those the agent holds dearest first, then the world's first agents."""
+    row = state.affinity.get(agent, {})
+    dearest = [other for other, _ in sorted(row.items(), key=lambda item: (-item[1], item[0]))]
+    chosen = list(dict.fromkeys(other for other in (*dearest, *range(MAX_SHOWN + 1)) if other != agent))
+    return [state.specs[other].id for other in chosen[:MAX_SHOWN] if other < state.size]
 
 
 def _who(state: WorldState, agent: int) -> str:
