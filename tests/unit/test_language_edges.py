@@ -112,3 +112,14 @@ def test_soulfra_up_settings_carry_the_endpoint_and_the_language_agents() -> Non
     assert [s.model for s in world.state.specs] == [""] * 3 + ["smollm2"] * 5
     plain = EmbeddedSettings.from_settings(UpSettings.load({}), WorldSpec(agents=DEFAULT_AGENTS))
     assert plain.minds is None and plain.spec.generated_model == ""
+
+
+def test_the_api_shows_a_language_agent_its_model_and_when_its_reply_is_due() -> None:
+    from soulfra.projection import agent_json  # noqa: PLC0415
+
+    world = World.create(4, WorldSpec(agents=DEFAULT_AGENTS, generated_model="tiny"), agents=6)
+    while not world.state.thinking:
+        world.step()
+    thinker, due = next(iter(world.state.thinking.items()))
+    assert agent_json(world.state, thinker) | {"model": "tiny", "due": due} == agent_json(world.state, thinker)
+    assert "model" not in agent_json(world.state, 0)  # a built-in agent shows what it always showed
