@@ -259,3 +259,20 @@ async def test_a_broken_client_never_stops_the_world(bus: InMemoryBus) -> None:
     recorded = replies(store, "lang")
     assert recorded and {r.outcome for r in recorded} == {"timeout"}  # sent, and no answer came back
     assert first_divergence(live, replayed(store, "lang", 10)) is None
+
+
+async def test_a_restart_asks_again_for_the_thoughts_pending_in_its_state(bus: InMemoryBus) -> None:
+    store, metrics = InMemoryStore(), Metrics()
+    async with FakeModel() as fake:
+        first, _ = await run(await lang_runtime(store, bus, fake.url, metrics), 15)
+    state = state_at(store, "lang", 15)
+    pending = {(state.specs[agent].id, due) for agent, due in state.thinking.items()}
+    assert pending
+    async with FakeModel() as again:
+        world = DurableWorld.open(store, "lang")
+        runtime = RuntimePlatform(world, bus, rate=None, metrics=metrics, asker=asker_for(again.url, metrics))
+        await runtime.start()
+        second, _ = await run(runtime, 10)
+    assert pending <= {(r.agent, r.tick) for r in replies(store, "lang")}
+    assert first_divergence(first | second, replayed(store, "lang", 25)) is None
+    assert verify(store, "lang").ok

@@ -190,6 +190,7 @@ class MindAsker:
         for ask in self._asks.values():
             self._cancel(ask)
         self._asks.clear()
+        self._log_read = False
 
     async def close(self) -> None:
         if self._closed:
