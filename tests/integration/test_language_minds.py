@@ -48,7 +48,7 @@ async def bus() -> AsyncIterator[InMemoryBus]:
 
 
 def asker_for(url: str, metrics: Metrics, **budget: float) -> MindAsker:
-    settings = MindSettings(url=url, budget=Budget(**{"timeout": 2.0, **budget}))  # type: ignore[arg-type]
+    settings = MindSettings(url=url, budget=Budget(**{"timeout": 5.0, **budget}))  # type: ignore[arg-type]
     return MindAsker(OpenAIChat(url, max_in_flight=settings.budget.max_in_flight), settings, metrics=metrics)
 
 
@@ -134,7 +134,8 @@ async def test_failures_fall_back_and_are_recorded(bus: InMemoryBus, mode: str |
     store, metrics = InMemoryStore(), Metrics()
     async with FakeModel(mode or "ok") as fake:
         url = fake.url if mode is not None else f"http://127.0.0.1:{free_port()}/v1"
-        live, _ = await run(await lang_runtime(store, bus, url, metrics, timeout=0.3), 8)
+        timeout = 0.3 if mode == "hang" else 5.0  # the hang waits out its timeout; the others answer at once
+        live, _ = await run(await lang_runtime(store, bus, url, metrics, timeout=timeout), 8)
     recorded = replies(store, "lang")
     assert recorded and {r.outcome for r in recorded} == {outcome}
     assert all(r.decision is None for r in recorded)
