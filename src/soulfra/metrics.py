@@ -43,6 +43,7 @@ UNMATCHED_ROUTE = "_unmatched"  # a request no route matched: its raw path would
 TICK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 SNAPSHOT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+MIND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # a small local model: 1-3 s a call
 SNAPSHOT_BYTES_BUCKETS = tuple(float(4**n * 256) for n in range(10))  # 256 B .. 64 MiB
 # Seconds: an in-memory request is tens of microseconds, one over NATS about a millisecond; 5 s is the default timeout.
 BUS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 5.0, 10.0)
@@ -168,6 +169,19 @@ class Metrics:
         self.audit_last_verify_ok = Gauge(
             "soulfra_audit_last_verify_ok", "1 if the last verification of the audit log held, 0 if it found it "
             "broken (or none has run: see soulfra_audit_verifications_total).", registry=r,
+        )  # fmt: skip
+        self.mind_calls = Counter(
+            "soulfra_mind_calls", "Language-model asks for language agents, by outcome: reply, unparsed, timeout, "
+            "rate-limited, server-error, unreachable, refused; skipped (over budget, never sent), late (answered "
+            "after its tick).", ["outcome"], registry=r,
+        )  # fmt: skip
+        self.mind_tokens = Counter(
+            "soulfra_mind_tokens", "Tokens language-model calls used, by kind (prompt, completion).", ["kind"],
+            registry=r,
+        )  # fmt: skip
+        self.mind_duration = Histogram(
+            "soulfra_mind_call_duration_seconds", "Time of one language-model call, answered or failed.",
+            buckets=MIND_BUCKETS, registry=r,
         )  # fmt: skip
         self.disk_free = Gauge(
             "soulfra_data_disk_free_bytes", "Bytes free (to this user) on the data directory's filesystem.", registry=r

@@ -68,13 +68,17 @@ def agent_state_json(state: WorldState, i: int) -> dict[str, Any]:
 
 
 def agent_json(state: WorldState, i: int) -> dict[str, Any]:
-    """Agent ``i`` as the API shows it: the stored projections plus moods and affinities as numbers."""
+    """Agent ``i`` as the API shows it: the stored projections plus moods and affinities as numbers. A language
+    agent also shows its ``model`` (``mind`` is then the built-in mind it falls back to) and, while it thinks, the
+    tick its reply is ``due`` at."""
     spec = state.specs[i]
     affinity = state.affinity.get(i, {})
+    language = {"model": spec.model, "due": state.thinking.get(i)} if spec.model else {}
     return {
         "id": spec.id,
         "name": spec.name,
         "mind": spec.mind,
+        **language,
         "personality": personality_json(state, i),
         "state": agent_state_json(state, i),
         "mood": {"valence": fixed_to_number(int(state.valence[i])), "arousal": fixed_to_number(int(state.arousal[i]))},

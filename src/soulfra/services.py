@@ -31,6 +31,7 @@ from soulfra.bus.options import redact_url
 from soulfra.bus.port import Bus, Handler, Responder, Subscription
 from soulfra.durable import DurableWorld
 from soulfra.errors import BusUnavailableError, ConfigError, NotFoundError, SoulfraError
+from soulfra.language import open_asker
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
@@ -106,7 +107,9 @@ async def serve_platform(
         if platform == "runtime":
             world = await off_loop(_runtime_world, store, instance_id, settings, spec)
             undo.push_async_callback(off_loop, world.close)
-            runtime = server = RuntimePlatform(world, bus, rate=settings.rate or None, metrics=metrics)
+            minds = settings.mind_settings()
+            asker = None if minds is None else open_asker(minds, metrics)
+            runtime = server = RuntimePlatform(world, bus, rate=settings.rate or None, metrics=metrics, asker=asker)
         elif platform == "surface":
             server = SurfacePlatform(instance_id, bus)
         elif platform == "protocol":
@@ -135,6 +138,7 @@ def _runtime_world(store: SqlStore, instance_id: str, settings: PlatformServeSet
     except NotFoundError:
         if not settings.create:
             raise
+    spec = settings.world_spec(spec)
     return DurableWorld.create(store, settings.seed, spec, agents=settings.agents, instance_id=instance_id)
 
 
@@ -162,12 +166,15 @@ async def serve_meta(
         recorder = AuditRecorder(store, signer=KeyRing(settings.home).signer())
         undo.push_async_callback(off_loop, recorder.sign_head)  # the head as it is left, signed
         await undo.enter_async_context(audit_watch(recorder, metrics))  # the chain checked here, not by every gateway
-        instance = InstanceSettings(rate=settings.rate or None, cycle_every=settings.cycle_every, metrics=metrics)
+        instance = InstanceSettings(
+            rate=settings.rate or None, cycle_every=settings.cycle_every, metrics=metrics,
+            minds=settings.mind_settings(),
+        )  # fmt: skip
         engine = PuppetMasterEngine(
             store, bus, EngineSettings(instance=instance, leave=frozenset(settings.leave or ())), recorder=recorder
         )
         undo.push_async_callback(engine.close)
-        default = await engine.open_default(settings.seed, spec, settings.agents)
+        default = await engine.open_default(settings.seed, settings.world_spec(spec), settings.agents)
         await engine.start()
         server = MetaServer(LocalPuppetMaster(engine, default), bus)
         await server.start()

@@ -8,6 +8,7 @@ values are handed down. A bad value is a ConfigError naming the flag or variable
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -20,6 +21,8 @@ from soulfra.logs import FORMATS, LEVELS
 
 if TYPE_CHECKING:
     from soulfra.bus import NatsOptions
+    from soulfra.language import MindSettings
+    from soulfra.world import WorldSpec
 
 __all__ = [
     "ENV_PREFIX",
@@ -28,6 +31,7 @@ __all__ = [
     "ClusterSettings",
     "HttpSettings",
     "MetaServeSettings",
+    "ModelSettings",
     "PlatformServeSettings",
     "ServeSettings",
     "ServingSettings",
@@ -170,7 +174,58 @@ class WorldSettings(SoulfraSettings):
     agents: int = Field(0, ge=0, le=100_000, description="extra generated agents in the default instance")
 
 
-class UpSettings(ServingSettings, HttpSettings, WorldSettings):
+class ModelSettings(SoulfraSettings):
+    """Language minds: the OpenAI-compatible endpoint each runtime asks for its language agents, and the budget of
+    each instance. The key is read from the environment (``SOULFRA_MODEL_KEY``) and never shown or logged."""
+
+    SECRETS: ClassVar[frozenset[str]] = frozenset({"model_key"})
+
+    model_url: str | None = Field(None, description="an OpenAI-compatible endpoint (http://127.0.0.1:8080/v1)")
+    model: str | None = Field(
+        None, min_length=1, max_length=128, description="the model name sent, over each agent's own; with "
+        "language_agents, the generated agents' model",
+    )  # fmt: skip
+    model_key: SecretStr | None = Field(None, description="the endpoint's API key (prefer the variable)")
+    model_in_flight: int = Field(8, ge=1, le=4096, description="model calls in flight at once, per instance")
+    model_timeout: float = Field(10.0, gt=0, le=600, allow_inf_nan=False, description="seconds a model call may take")
+    model_calls_per_minute: int = Field(600, ge=1, description="model calls a minute, per instance")
+    model_tokens_per_minute: int = Field(200_000, ge=1, description="model tokens a minute, per instance")
+    language_agents: bool = Field(False, description="the generated agents (agents) are language agents of model")
+
+    @field_validator("model_url")
+    @classmethod
+    def _http_model_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _language_needs_a_model(self) -> Self:
+        if self.language_agents and self.model is None:
+            raise ValueError("language_agents needs a model name (--model)")
+        return self
+
+    def mind_settings(self) -> MindSettings | None:
+        """Where the runtimes ask their language agents, or None (no endpoint: language agents fall back)."""
+        if self.model_url is None:
+            return None
+        from soulfra.language import Budget, MindSettings  # noqa: PLC0415 -- httpx loads only when it is used
+
+        budget = Budget(
+            max_in_flight=self.model_in_flight, timeout=self.model_timeout,
+            calls_per_minute=self.model_calls_per_minute, tokens_per_minute=self.model_tokens_per_minute,
+        )  # fmt: skip
+        key = None if self.model_key is None else self.model_key.get_secret_value()
+        return MindSettings(url=self.model_url, model=self.model, api_key=key, budget=budget)
+
+    def world_spec(self, spec: WorldSpec) -> WorldSpec:
+        """``spec``, its generated agents made language agents of ``model`` when ``language_agents`` says so."""
+        if not self.language_agents or self.model is None:
+            return spec
+        return dataclasses.replace(spec, generated_model=self.model)
+
+
+class UpSettings(ServingSettings, HttpSettings, WorldSettings, ModelSettings):
     """``soulfra up``: the embedded system in one process, and its HTTP API."""
 
     data: Path = Field(Path("soulfra-data"), description="the data directory (the SQLite database, uploads)")
@@ -216,16 +271,20 @@ class ServeSettings(ServingSettings):
         )
 
 
-class PlatformServeSettings(ServeSettings, WorldSettings):
+class PlatformServeSettings(ServeSettings, WorldSettings, ModelSettings):
     """``soulfra serve runtime|surface|protocol|mirror``: one platform of one instance; ``create`` makes the
     instance (of ``seed``, ``world`` and ``agents``) when it is not stored yet."""
+
+    SECRETS: ClassVar[frozenset[str]] = ServeSettings.SECRETS | ModelSettings.SECRETS
 
     create: bool = Field(False, description="create the instance when it is not stored yet (runtime)")
 
 
-class MetaServeSettings(ServeSettings, WorldSettings):
+class MetaServeSettings(ServeSettings, WorldSettings, ModelSettings):
     """``soulfra serve meta``: the puppet master, hosting the worlds; ``leave`` names instances it does not run
     (their own platform processes do)."""
+
+    SECRETS: ClassVar[frozenset[str]] = ServeSettings.SECRETS | ModelSettings.SECRETS
 
     leave: list[str] | None = Field(None, description="instances the puppet master leaves to their own processes")
 

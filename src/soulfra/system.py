@@ -24,6 +24,7 @@ from soulfra.api.operations import audit_watch
 from soulfra.bus import InMemoryBus
 from soulfra.durable import DurabilitySettings
 from soulfra.errors import OutputError
+from soulfra.language import MindSettings
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
 from soulfra.meta.package import Limits
@@ -65,6 +66,7 @@ class EmbeddedSettings:
     local_token: bool = True  # keep the home's admin token registered (soulfra.security.local)
     tls_cert: Path | None = None  # serve HTTPS with this certificate and key (PEM files)
     tls_key: Path | None = None
+    minds: MindSettings | None = None  # where language agents are asked (--model-url); None: they fall back
 
     @classmethod
     def from_settings(cls, settings: UpSettings, spec: WorldSpec) -> EmbeddedSettings:
@@ -77,8 +79,9 @@ class EmbeddedSettings:
             data=settings.data,
             db=settings.db,
             seed=settings.seed,
-            spec=spec,
+            spec=settings.world_spec(spec),
             agents=settings.agents,
+            minds=settings.mind_settings(),
             rate=settings.rate or None,
             cycle_every=settings.cycle_every,
             home=settings.home,
@@ -172,6 +175,7 @@ def _engine(
             cycle_every=settings.cycle_every,
             durability=DurabilitySettings(snapshot_every=settings.snapshot_every),
             metrics=metrics,
+            minds=settings.minds,
         )
     )
     return PuppetMasterEngine(store, bus, engine_settings, recorder=recorder)

@@ -40,7 +40,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "world",
         "codec store bus projection reflection",
         "durable verification",
-        "platforms security",
+        "platforms security language",
         "meta",
         "api dashboard",
         "system services serving cluster settings",

@@ -55,14 +55,16 @@ def test_documented_example_parses() -> None:
     assert spec.name == "harbor"
     assert spec.loop_length == 50
     assert spec.agents[: len(DEFAULT_AGENTS)] == DEFAULT_AGENTS
-    assert len(spec.agents) == len(DEFAULT_AGENTS) + 1
-    mira = spec.agents[-1]
+    assert len(spec.agents) == len(DEFAULT_AGENTS) + 2
+    mira, sage = spec.agents[-2:]
     assert mira.spec.id == "mira"
     assert mira.spec.name == "Mira"
     assert mira.spec.mind == "orchestrator"
     assert mira.spec.voice == "lyrical"
     assert mira.spec.goals == ("lanterns", "tides")
     assert mira.traits == (800_000, 700_000, 300_000, 400_000)
+    assert mira.spec.model == ""
+    assert (sage.spec.mind, sage.spec.model) == ("governor", "smollm2")  # a language mind, falling back to a governor
 
 
 def test_empty_file_is_the_default_world() -> None:

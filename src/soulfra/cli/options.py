@@ -87,6 +87,26 @@ SeedOption = Annotated[int, typer.Option(help="Seed of the default instance, 0 t
 WorldOption = Annotated[Path | None, typer.Option(help="World file (TOML) of the default instance" + env("world"))]
 AgentsOption = Annotated[int, typer.Option(help="Extra generated agents, 0 to 100000" + env("agents"))]
 
+# -- language minds: the endpoint the runtime asks (its API key: SOULFRA_MODEL_KEY, never on the command line) ------
+ModelUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="URL", help="An OpenAI-compatible endpoint the language agents are asked at (http://HOST:PORT/v1; key "
+        "in SOULFRA_MODEL_KEY)" + env("model_url"),
+    ),
+]  # fmt: skip
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="The model name sent, over each agent's own; the model of --language-agents" + env("model")),
+]
+LanguageAgentsOption = Annotated[
+    bool, typer.Option(help="The generated agents (--agents) are language agents of --model" + env("language_agents"))
+]
+ModelInFlightOption = Annotated[
+    int, typer.Option(help="Model calls in flight at once, per instance" + env("model_in_flight"))
+]
+ModelTimeoutOption = Annotated[float, typer.Option(help="Seconds a model call may take" + env("model_timeout"))]
+
 # -- the services topology: database, NATS, metrics ----------------------------------------------------------------
 ServeDbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (PostgreSQL for several processes)" + env("db"))

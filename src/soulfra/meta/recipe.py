@@ -1,5 +1,6 @@
 """A genesis recipe: the few fields a tick-0 state is rebuilt from (seed, loop length, the defined agents, how many
 generated ones), in place of the state itself. Only offered when rebuilding gives the very same state hash.
+Language agents add their ``model`` (and generated ones, ``generated_model``), written only when there are some.
 """
 
 from __future__ import annotations
@@ -25,16 +26,16 @@ def genesis_recipe(raw: bytes) -> dict[str, Any] | None:
     defined = 0
     while defined < state.size and not _GENERATED.fullmatch(state.specs[defined].id):
         defined += 1
-    recipe = {
-        "seed": state.seed,
-        "loop_length": state.loop_length,
-        "agents": [
-            {"id": s.id, "name": s.name, "mind": s.mind, "voice": s.voice, "goals": list(s.goals),
-             "traits": [int(v) for v in state.traits[i]]}
-            for i, s in enumerate(state.specs[:defined])
-        ],
-        "generated": state.size - defined,
+    agents: list[dict[str, Any]] = [
+        {"id": s.id, "name": s.name, "mind": s.mind, "voice": s.voice, "goals": list(s.goals),
+         "traits": [int(v) for v in state.traits[i]], **({"model": s.model} if s.model else {})}
+        for i, s in enumerate(state.specs[:defined])
+    ]  # fmt: skip
+    recipe: dict[str, Any] = {
+        "seed": state.seed, "loop_length": state.loop_length, "agents": agents, "generated": state.size - defined,
     }  # fmt: skip
+    if state.size > defined and state.specs[defined].model:
+        recipe["generated_model"] = state.specs[defined].model
     try:
         rebuilt = encode_state(_genesis(recipe))
     except (PackageError, ValueError):
@@ -53,12 +54,23 @@ def _genesis(recipe: dict[str, Any]) -> Any:
     try:
         agents = tuple(
             AgentDefinition(
-                spec=AgentSpec(id=a["id"], name=a["name"], mind=a["mind"], voice=a["voice"], goals=tuple(a["goals"])),
+                spec=AgentSpec(
+                    id=a["id"],
+                    name=a["name"],
+                    mind=a["mind"],
+                    voice=a["voice"],
+                    goals=tuple(a["goals"]),
+                    model=str(a.get("model", "")),
+                ),
                 traits=tuple(int(v) for v in a["traits"]),  # type: ignore[arg-type]
             )
             for a in recipe["agents"]
         )
-        spec = WorldSpec(loop_length=int(recipe["loop_length"]), agents=agents)
+        spec = WorldSpec(
+            loop_length=int(recipe["loop_length"]),
+            agents=agents,
+            generated_model=str(recipe.get("generated_model", "")),
+        )
         return genesis(int(recipe["seed"]), spec, extra_agents=int(recipe["generated"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise PackageError(f"the genesis recipe is malformed: {exc}") from None

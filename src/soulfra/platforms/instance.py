@@ -14,6 +14,7 @@ from typing import Any
 from soulfra.bus.port import Bus
 from soulfra.durable import DurabilitySettings, DurableWorld
 from soulfra.errors import ConflictError, NotFoundError, PlatformError
+from soulfra.language import MindSettings, open_asker
 from soulfra.metrics import Metrics
 from soulfra.offload import off_loop
 from soulfra.platforms.bridge import CrossPlatformBridge
@@ -56,6 +57,7 @@ class InstanceSettings:
     retention: Retention = field(default_factory=Retention)
     # The system's metrics, which every instance's runtime counts into; None: a registry of the runtime's own.
     metrics: Metrics | None = field(default=None, compare=False)
+    minds: MindSettings | None = None  # the endpoint the language agents are asked at; None: they fall back
 
 
 class FourPlatformInstance:
@@ -104,7 +106,8 @@ class FourPlatformInstance:
         async with contextlib.AsyncExitStack() as undo:  # on a failure: each platform stopped, then the lease
             if took_lease:
                 undo.push_async_callback(off_loop, store.leases.release, world.instance_id)
-            runtime = RuntimePlatform(world, bus, rate=s.rate, metrics=s.metrics)
+            asker = None if s.minds is None else open_asker(s.minds, s.metrics)
+            runtime = RuntimePlatform(world, bus, rate=s.rate, metrics=s.metrics, asker=asker)
             protocol = ProtocolPlatform(world.instance_id, bus, store, rules=s.rules)
             keep = s.retention
             surface = SurfacePlatform(

@@ -30,6 +30,7 @@ from soulfra.errors import (
     SoulfraError,
     StorageError,
 )
+from soulfra.language.asker import MindAsker
 from soulfra.logs import rebind
 from soulfra.metrics import Metrics
 from soulfra.offload import Lane, off_loop
@@ -88,6 +89,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         rate: float | None = None,
         clock_ns: Callable[[], int] = time.perf_counter_ns,
         metrics: Metrics | None = None,
+        asker: MindAsker | None = None,
     ) -> None:
         super().__init__(world.instance_id, bus)
         if rate is not None and not MIN_RATE <= rate <= MAX_RATE:  # also what keeps the tick period a finite int
@@ -112,6 +114,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         self._ticks = self.metrics.ticks.labels(label)
         self._lag = self.metrics.tick_lag.labels(label)
         self._lease_lost = False  # counted in soulfra_leases_lost_total already
+        self.asker = asker  # asks the model for the language agents' thoughts; None: they always fall back
         self.metrics.track_world(self, label)
 
     async def start(self) -> None:
@@ -158,6 +161,8 @@ class RuntimePlatform(RuntimeReads, Platform):
                 await self._flush()
             finally:
                 await self.stop()
+            if self.asker is not None:
+                await self.asker.close()
 
     async def _flush(self) -> None:
         await self.lane.run(self.world.flush)
@@ -170,6 +175,8 @@ class RuntimePlatform(RuntimeReads, Platform):
         world.metrics = self.metrics
         self.world = world
         self.trail.forget()
+        if self.asker is not None:
+            self.asker.forget()
         self._wake.set()
 
     def _blocked(self) -> bool:
@@ -179,12 +186,16 @@ class RuntimePlatform(RuntimeReads, Platform):
         period_ns = None if self.rate is None else int(1e9 / self.rate)
         next_ns = self._clock_ns()
         done = 0
+        if self.asker is not None:
+            self.asker.reread_log()  # a restart's, a fork's, a revert's thoughts: asked unless their reply is logged
         while not self._stopping and (ticks is None or done < ticks):
             if self._blocked():
                 self._wake.clear()
                 await self._wake.wait()
                 next_ns = self._clock_ns()
                 continue
+            if self.asker is not None:
+                await self._hear(self.asker)
             async with self.lane.turn():
                 if self._blocked():  # paused or stopped while this tick waited for its turn
                     continue
@@ -200,6 +211,8 @@ class RuntimePlatform(RuntimeReads, Platform):
                         await self._restore(tick)
                     return
             self.trail.committed(self.world.durable_tick)  # nothing to do unless a tick with inputs was committed
+            if self.asker is not None:
+                await self._hear(self.asker, collect=False)  # the thoughts the tick began: asked at once
             done += 1
             self.ticks_run += 1
             self.metrics.tick_duration.observe((self._clock_ns() - started) / 1e9)
@@ -222,6 +235,14 @@ class RuntimePlatform(RuntimeReads, Platform):
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay / 1e9)
+
+    async def _hear(self, asker: MindAsker, *, collect: bool = True) -> None:
+        """Between ticks: ask for the thoughts pending; before one (``collect``), submit the replies due at it."""
+        await asker.between_ticks(self.world, self._submit_replies, collect=collect)
+
+    async def _submit_replies(self, items: list[dict[str, Any]]) -> None:
+        for start in range(0, len(items), MAX_INPUTS_PER_REQUEST):
+            await self.submit({"inputs": items[start : start + MAX_INPUTS_PER_REQUEST]})
 
     async def _step(self) -> list[Event]:
         """One tick, in the lane's turn: the world steps on the loop, and the write it calls for runs off it."""

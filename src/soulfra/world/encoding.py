@@ -2,7 +2,9 @@
 
 Layout: ``MAGIC`` + one format-version byte + the canonical encoding (see ``canonical``) of a dict of plain
 values. Records are written as tuples in their field order; a change to any of this bumps ``FORMAT_VERSION``
-(and the golden hashes under ``tests/golden`` say so loudly).
+(and the golden hashes under ``tests/golden`` say so loudly). Language minds extend format 1 without changing it
+for worlds that have none: a language agent's spec row gains its model as a sixth field, and the ``thinking`` key
+is written only while some agent waits for a reply, so every world without them encodes byte for byte as before.
 """
 
 from __future__ import annotations
@@ -54,11 +56,11 @@ def _opt(record: Any) -> tuple[Any, ...] | None:
 
 def state_tree(state: WorldState) -> dict[str, Any]:
     loop = state.loop
-    return {
+    tree: dict[str, Any] = {
         "seed": state.seed,
         "tick": state.tick,
         "loop_length": state.loop_length,
-        "specs": tuple((s.id, s.name, s.mind, s.voice, s.goals) for s in state.specs),
+        "specs": tuple(_spec_row(s) for s in state.specs),
         "traits": state.traits,
         "valence": state.valence,
         "arousal": state.arousal,
@@ -91,6 +93,14 @@ def state_tree(state: WorldState) -> dict[str, Any]:
         "vibe_history": state.vibe_history,
         "vibe_override": _opt(state.vibe_override),
     }
+    if state.thinking:
+        tree["thinking"] = state.thinking
+    return tree
+
+
+def _spec_row(spec: AgentSpec) -> tuple[Any, ...]:
+    row = (spec.id, spec.name, spec.mind, spec.voice, spec.goals)
+    return (*row, spec.model) if spec.model else row
 
 
 def encode_state(state: WorldState) -> bytes:
@@ -160,10 +170,7 @@ def _state_from_tree(tree: dict[str, Any]) -> WorldState:
         seed=tree["seed"],
         tick=tree["tick"],
         loop_length=tree["loop_length"],
-        specs=tuple(
-            AgentSpec(id=id_, name=name, mind=mind, voice=voice, goals=goals)
-            for id_, name, mind, voice, goals in tree["specs"]
-        ),
+        specs=tuple(_spec(row) for row in tree["specs"]),
         traits=np.asarray(tree["traits"], dtype=np.int64),
         valence=np.asarray(tree["valence"], dtype=np.int64),
         arousal=np.asarray(tree["arousal"], dtype=np.int64),
@@ -196,4 +203,13 @@ def _state_from_tree(tree: dict[str, Any]) -> WorldState:
         vibe=_optional(VibeReading, tree["vibe"]),
         vibe_history=tree["vibe_history"],
         vibe_override=_optional(VibeOverride, tree["vibe_override"]),
+        thinking=dict(tree.get("thinking", {})),
+    )
+
+
+def _spec(row: tuple[Any, ...]) -> AgentSpec:
+    if len(row) not in (5, 6):
+        raise ValueError("an agent spec row needs 5 or 6 fields")
+    return AgentSpec(
+        id=row[0], name=row[1], mind=row[2], voice=row[3], goals=row[4], model=row[5] if len(row) == 6 else ""
     )

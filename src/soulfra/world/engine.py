@@ -2,7 +2,8 @@
 
 Order within a tick, fixed forever for a format version: the loop seed is applied (first tick of a loop), inputs
 are applied in log order, every mind's ``bulk`` moves moods, the agents that act this tick are drawn (whispered-to
-agents always act; possessed ones never act on their own), each decides and acts in index order, the daemons run
+agents always act; possessed ones never act on their own; a language agent drawn starts thinking instead, and acts
+when its reply is due: see ``minds.language``), each decides and acts in index order, the daemons run
 (rituals advance, threads are woven and closed), the vibe is read, the tick counter advances and the loop digest
 absorbs the tick's events; on a loop's last tick the loop is sealed.
 """
@@ -37,6 +38,7 @@ from soulfra.world.events import (
     AgentReleased,
     Event,
     InputRejected,
+    MindDecided,
     OperatorActed,
     PersonalityChanged,
     RitualInjected,
@@ -57,11 +59,13 @@ from soulfra.world.inputs import (
     InjectRitual,
     Input,
     Mark,
+    MindReply,
     Possess,
     Release,
     Whisper,
 )
 from soulfra.world.minds import MINDS, Mind
+from soulfra.world.minds.language import decision_action, think
 from soulfra.world.minds.voice import TOPICS, whisper_topic
 from soulfra.world.model import (
     MEMORY_LIMIT,
@@ -102,6 +106,8 @@ class World:
         self._groups = [(minds[key], np.array(members, dtype=np.int64)) for key, members in sorted(by_mind.items())]
         self._activity = np.array([mind.activity for mind in self._minds], dtype=np.int64)
         self._keys = np.arange(state.size, dtype=np.uint64)
+        self._language = frozenset(i for i, spec in enumerate(state.specs) if spec.model)
+        self._replies: dict[int, MindReply] = {}  # this tick's recorded replies, by agent (never kept across ticks)
         self._weaver = ThreadWeaver()
         self._rituals = RitualEngine()
         self._reseed = LoopReseedDaemon()
@@ -191,7 +197,7 @@ class World:
         match item:
             case Whisper():
                 names = [] if item.target == ALL else [item.target]
-            case Possess() | Release() | ChangePersonality():
+            case Possess() | Release() | ChangePersonality() | MindReply():
                 names = [item.agent]
             case Act():
                 names = [item.agent, *item.participants]
@@ -245,10 +251,24 @@ class World:
                     reason = f"thread {item.thread} is not open"
             case Mark():
                 pass  # a note in the history; a world is the same with or without it
+            case MindReply():
+                reason = self._take_reply(item)
             case _:
                 unhandled(item, "input")
         if reason is not None:
             events.append(InputRejected(tick=tick, input=item.type, reason=reason))
+
+    def _take_reply(self, item: MindReply) -> str | None:
+        """Hold a recorded reply for its agent's turn this tick; why not, if the agent is not waiting for one."""
+        agent = self.state.index[item.agent]
+        if agent not in self._language:
+            return f"{item.agent} has no language mind"
+        if self.state.thinking.get(agent) != self.state.tick:
+            return f"{item.agent} is not due to decide at tick {self.state.tick}"
+        if agent in self._replies:
+            return f"{item.agent} already has a reply for tick {self.state.tick}"
+        self._replies[agent] = item
+        return None
 
     def _possess(self, item: Possess, events: list[Event]) -> str | None:
         state = self.state
@@ -334,6 +354,7 @@ class World:
         events: list[Event] = []
         self._reseed.apply(state, events)
         forced: set[int] = set()
+        self._replies.clear()
         for item in inputs:
             if item.tick != tick:
                 raise InputError(f"input stamped for tick {item.tick} offered at tick {tick}")
@@ -341,12 +362,17 @@ class World:
         for mind, members in self._groups:
             mind.bulk(state, members)
         active = self._draw_active(forced)
+        due: frozenset[int] = frozenset()
+        if self._language:
+            active, due = think(state, self._language, active)
         self.acted = len(active)
         decide_key = tick_key(state.seed, tick, Purpose.DECIDE)
         for agent in active:
             heard = state.whispers.get(agent)
             if heard is not None and tick - heard[0] > WHISPER_TTL:
                 del state.whispers[agent]
+            if agent in due and self._speak(agent, events):
+                continue
             action = self._minds[agent].decide(self, agent, Stream.for_agent(decide_key, agent))
             self._act(agent, action, events, operator=False)
         self._rituals.advance(state, events)
@@ -377,6 +403,34 @@ class World:
         if forced:
             active = sorted(set(active) | {a for a in forced if a not in state.possessed})
         return active
+
+    def _speak(self, agent: int, events: list[Event]) -> bool:
+        """A due language agent acts on its recorded reply: True if it did, False (with the reason in a
+        ``MindDecided`` event) if it falls back to its built-in mind."""
+        state = self.state
+        spec = state.specs[agent]
+        reply = self._replies.pop(agent, None)
+        action_name = ""
+        if reply is None:
+            outcome, detail = "no-reply", f"no reply was recorded by tick {state.tick}"
+        elif reply.decision is None:
+            outcome, detail = reply.outcome, "the recorded call gave no decision"
+        else:
+            action_name = reply.decision.action
+            action = decision_action(state, agent, reply.decision)
+            reason = action if isinstance(action, str) else self._act(agent, action, events, operator=False)
+            if reason is None:
+                events.append(
+                    MindDecided(tick=state.tick, agent=spec.id, model=reply.model, outcome="reply",
+                                action=action_name, detail="")
+                )  # fmt: skip
+                return True
+            outcome, detail = "not-done", reason
+        model = spec.model if reply is None else reply.model
+        events.append(
+            MindDecided(tick=state.tick, agent=spec.id, model=model, outcome=outcome, action=action_name, detail=detail)
+        )
+        return False
 
     def _act(self, agent: int, action: Action, events: list[Event], *, operator: bool) -> str | None:
         """Carry out one action through the daemons; returns why it could not be done, or None."""

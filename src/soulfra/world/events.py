@@ -227,6 +227,20 @@ class LoopSealed(Event):
     state_hash: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MindDecided(Event):
+    """A language agent's turn: ``outcome`` ``"reply"`` when it did what its recorded reply asked (``action``),
+    else why it fell back to its built-in mind (a recorded failure, ``"no-reply"`` when none was recorded by its
+    tick, ``"not-done"`` when the world could not do what the reply asked; ``detail`` says more)."""
+
+    kind: ClassVar[str] = "mind_decided"
+    agent: str
+    model: str
+    outcome: str
+    action: str
+    detail: str
+
+
 _NAMES: dict[type[Event], tuple[str, ...]] = {}
 
 
@@ -253,6 +267,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WhisperHeard, AgentPossessed, AgentReleased, OperatorActed, PersonalityChanged, RitualInjected, VibeAltered,
     InputRejected, PostMade, ThreadOpened, ThreadsWoven, ThreadClosed, RitualProposed, RitualJoined, RitualGathered,
     RitualBlessed, RitualRefused, RitualLapsed, RitualPerformed, RitualSealed, TaskAssigned, TaskClaimed,
-    ArtifactProduced, VibeShifted, SeedApplied, LoopSealed, VisitorPosted,
+    ArtifactProduced, VibeShifted, SeedApplied, LoopSealed, VisitorPosted, MindDecided,
 )  # fmt: skip
 EVENT_KINDS = tuple(sorted(cls.kind for cls in EVENT_TYPES))

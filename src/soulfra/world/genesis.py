@@ -34,6 +34,7 @@ class WorldSpec:
     name: str = "soulfra"
     loop_length: int = DEFAULT_LOOP_LENGTH
     agents: tuple[AgentDefinition, ...] = ()
+    generated_model: str = ""  # generated agents are language agents of this model (their drawn mind, the fallback)
 
 
 CAL_RIVEN = AgentDefinition(
@@ -55,7 +56,7 @@ DEFAULT_WORLD = WorldSpec(agents=DEFAULT_AGENTS)
 _GENERATED_MINDS = (("governor", 5), ("orchestrator", 30), ("executor", 65))
 
 
-def generated_agent(seed: int, number: int, mind: str | None = None) -> AgentDefinition:
+def generated_agent(seed: int, number: int, mind: str | None = None, model: str = "") -> AgentDefinition:
     rng = Stream(seed, 0, number, Purpose.GENESIS)
     roll = rng.below(100)
     chosen = mind
@@ -72,7 +73,7 @@ def generated_agent(seed: int, number: int, mind: str | None = None) -> AgentDef
     goals = (TOPICS[rng.below(len(TOPICS))], TOPICS[rng.below(len(TOPICS))])
     spec = AgentSpec(
         id=f"echo-{number:05d}", name=f"Echo {number}", mind=chosen or "executor", voice=rng.choice(VOICES),
-        goals=goals if goals[0] != goals[1] else goals[:1],
+        goals=goals if goals[0] != goals[1] else goals[:1], model=model,
     )  # fmt: skip
     return AgentDefinition(spec=spec, traits=traits)
 
@@ -92,7 +93,7 @@ def genesis(
     number = 0
     while len(definitions) < len(spec.agents) + extra_agents:
         number += 1
-        made = generated_agent(seed, number, mind)
+        made = generated_agent(seed, number, mind, spec.generated_model)
         if made.spec.id not in taken:
             definitions.append(made)
     if not definitions:

@@ -2,7 +2,8 @@
 
 Inputs are imperative (``Whisper``, ``Possess``, ``Act``, ``Release``) plus the three interventions
 (``ChangePersonality``, ``InjectRitual``, ``AlterVibe``; ``"type": "intervene"`` in JSON), ``CrossPost`` (a post
-arriving from an agent of a linked instance) and ``Mark`` (a god command noted in the log; it changes nothing).
+arriving from an agent of a linked instance), ``Mark`` (a god command noted in the log; it changes nothing) and
+``MindReply`` (a language model's recorded answer for a language agent, or the failure that stood in for it).
 ``parse_input`` turns one JSON object into an input or raises ``InputError``; ``input_to_json`` is its inverse.
 Whether an input makes sense *at its tick* (acting through an agent nobody possesses, say) is the engine's call: it
 rejects such an input with an ``InputRejected`` event, so a logged input can never stop a replay.
@@ -25,6 +26,13 @@ ACTIONS = ("post", "propose_ritual", "join_ritual", "bless", "refuse", "assign_t
 MAX_TEXT = 500
 MAX_PARTICIPANTS = 12
 ALL = "*"
+# What a language model may ask its agent to do ("reply" posts into a thread by id, "take_task" works a task).
+DECISIONS = (
+    "post", "reply", "propose_ritual", "join_ritual", "bless", "refuse", "assign_task", "take_task", "rest",
+)  # fmt: skip
+# Why a recorded reply carries no decision: it did not parse, or the call failed in one of these ways.
+FAILURES = ("unparsed", "timeout", "rate-limited", "server-error", "unreachable", "refused")
+MAX_REPLY = 4000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,8 +137,46 @@ class Mark:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """What a language model's reply asked its agent to do (``DECISIONS``; which fields matter depends on
+    ``action``). ``participants`` are agent ids as the model wrote them: the world checks them when it acts."""
+
+    action: str
+    text: str = ""
+    topic: str = ""
+    thread: int = 0
+    ritual: int = 0
+    task: int = 0
+    name: str = ""
+    participants: tuple[str, ...] = ()
+    goal: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MindReply:
+    """A language model's answer for a language agent due to decide at ``tick``, recorded so that a replay never
+    asks again. ``outcome`` is ``"reply"`` with the ``decision`` parsed from it, or why there is none (``FAILURES``:
+    the reply did not parse, or the call failed); either way the agent falls back to its built-in mind when there
+    is no decision. ``prompt`` is the digest of the prompt it answered; tokens and latency are what it cost."""
+
+    type: ClassVar[str] = "mind_reply"
+    tick: int
+    agent: str
+    model: str
+    prompt: str
+    outcome: str
+    reply: str = ""
+    decision: Decision | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: int = 0
+
+
 # The closed set of inputs: the engine matches on it exhaustively, so a type added here fails mypy until handled.
-Input: TypeAlias = Whisper | Possess | Act | Release | ChangePersonality | InjectRitual | AlterVibe | CrossPost | Mark
+Input: TypeAlias = (
+    Whisper | Possess | Act | Release | ChangePersonality | InjectRitual | AlterVibe | CrossPost | Mark | MindReply
+)
 
 
 def _str(obj: Mapping[str, Any], key: str, *, default: str | None = None, limit: int = MAX_TEXT) -> str:
@@ -181,7 +227,11 @@ _KEYS: dict[str, frozenset[str]] = {
     "vibe": frozenset({"kind", "condition", "intensity", "duration"}),
     "crosspost": frozenset({"origin", "thread", "text"}),
     "mark": frozenset({"command", "note"}),
+    "mind_reply": frozenset(
+        {"agent", "model", "prompt", "outcome", "reply", "decision", "prompt_tokens", "completion_tokens", "latency_ms"}
+    ),
 }
+_DECISION_KEYS = frozenset({"action", "text", "topic", "thread", "ritual", "task", "name", "participants", "goal"})
 
 
 def parse_input(obj: object) -> Input:
@@ -196,7 +246,7 @@ def parse_input(obj: object) -> Input:
         if kind not in ("personality", "ritual", "vibe"):
             raise InputError("an intervene input needs 'kind': one of personality, ritual, vibe")
     if not isinstance(kind, str) or kind not in _KEYS:
-        kinds = "whisper, possess, act, release, intervene, crosspost, mark"
+        kinds = "whisper, possess, act, release, intervene, crosspost, mark, mind_reply"
         if "type" not in obj:
             raise InputError(f"an input needs a 'type': one of {kinds}")
         raise InputError(f"unknown input type {obj.get('type')!r}; expected {kinds}")
@@ -223,6 +273,8 @@ def parse_input(obj: object) -> Input:
         )
     if kind == "mark":
         return Mark(tick=tick, command=_str(obj, "command", limit=64), note=_str(obj, "note", default=""))
+    if kind == "mind_reply":
+        return _mind_reply(obj, tick)
     if kind == "act":
         action = _str(obj, "action")
         if action not in ACTIONS:
@@ -270,6 +322,58 @@ def parse_input(obj: object) -> Input:
     )
 
 
+def _mind_reply(obj: Mapping[str, Any], tick: int) -> MindReply:
+    outcome = _str(obj, "outcome", limit=32)
+    if outcome != "reply" and outcome not in FAILURES:
+        raise InputError(f"unknown outcome {outcome!r}; expected reply or one of {', '.join(FAILURES)}")
+    raw = obj.get("decision")
+    if (raw is None) != (outcome != "reply"):
+        raise InputError("a mind_reply carries a 'decision' exactly when its outcome is 'reply'")
+    return MindReply(
+        tick=tick,
+        agent=_str(obj, "agent", limit=64),
+        model=_str(obj, "model", limit=128),
+        prompt=_str(obj, "prompt", limit=128),
+        outcome=outcome,
+        reply=_str(obj, "reply", default="", limit=MAX_REPLY),
+        decision=None if raw is None else parse_decision(raw),
+        prompt_tokens=_int(obj, "prompt_tokens", default=0),
+        completion_tokens=_int(obj, "completion_tokens", default=0),
+        latency_ms=_int(obj, "latency_ms", default=0),
+    )
+
+
+def parse_decision(obj: object) -> Decision:
+    """Validate what a language model asked for (already read from its JSON) and build the ``Decision``."""
+    if not isinstance(obj, Mapping):
+        raise InputError("a decision must be a JSON object")
+    extra = set(obj) - _DECISION_KEYS
+    if extra:
+        raise InputError(f"unknown field(s) for a decision: {', '.join(sorted(map(str, extra)))}")
+    action = _str(obj, "action", limit=32)
+    if action not in DECISIONS:
+        raise InputError(f"unknown decision {action!r}; expected one of {', '.join(DECISIONS)}")
+    return Decision(
+        action=action,
+        text=_str(obj, "text", default=""),
+        topic=_str(obj, "topic", default="", limit=64),
+        thread=_int(obj, "thread", default=0),
+        ritual=_int(obj, "ritual", default=0),
+        task=_int(obj, "task", default=0),
+        name=_str(obj, "name", default="", limit=64),
+        participants=_ids(obj, "participants"),
+        goal=_str(obj, "goal", default="", limit=120),
+    )
+
+
+def decision_to_json(decision: Decision) -> dict[str, Any]:
+    return {
+        "action": decision.action, "text": decision.text, "topic": decision.topic, "thread": decision.thread,
+        "ritual": decision.ritual, "task": decision.task, "name": decision.name,
+        "participants": list(decision.participants), "goal": decision.goal,
+    }  # fmt: skip
+
+
 def input_to_json(item: Input) -> dict[str, Any]:  # noqa: RET503 -- unhandled() never returns
     """The JSON object ``parse_input`` reads back into an equal input."""
     match item:
@@ -285,6 +389,14 @@ def input_to_json(item: Input) -> dict[str, Any]:  # noqa: RET503 -- unhandled()
             }  # fmt: skip
         case Mark():
             return {"tick": item.tick, "type": "mark", "command": item.command, "note": item.note}
+        case MindReply():
+            return {
+                "tick": item.tick, "type": "mind_reply", "agent": item.agent, "model": item.model,
+                "prompt": item.prompt, "outcome": item.outcome, "reply": item.reply,
+                "decision": None if item.decision is None else decision_to_json(item.decision),
+                "prompt_tokens": item.prompt_tokens, "completion_tokens": item.completion_tokens,
+                "latency_ms": item.latency_ms,
+            }  # fmt: skip
         case Act():
             return {
                 "tick": item.tick, "type": "act", "agent": item.agent, "action": item.action, "text": item.text,
@@ -317,18 +429,24 @@ def input_to_json(item: Input) -> dict[str, Any]:  # noqa: RET503 -- unhandled()
 __all__ = [
     "ACTIONS",
     "ALL",
+    "DECISIONS",
+    "FAILURES",
     "SCALE",
     "TONES",
     "Act",
     "AlterVibe",
     "ChangePersonality",
     "CrossPost",
+    "Decision",
     "InjectRitual",
     "Input",
     "Mark",
+    "MindReply",
     "Possess",
     "Release",
     "Whisper",
+    "decision_to_json",
     "input_to_json",
+    "parse_decision",
     "parse_input",
 ]

@@ -35,6 +35,7 @@ class AgentSpec:
     mind: str
     voice: str
     goals: tuple[str, ...]
+    model: str = ""  # a language agent's model; its ``mind`` is then the built-in mind it falls back to
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,6 +155,7 @@ class WorldState:
     vibe: VibeReading | None
     vibe_history: tuple[tuple[int, int, int], ...]  # (temperature, arousal, spread), newest last
     vibe_override: VibeOverride | None
+    thinking: dict[int, int] = field(default_factory=dict)  # language agent -> the tick its reply is due at
     index: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -182,6 +184,7 @@ class WorldState:
             tasks=dict(self.tasks),
             ledger=dict(self.ledger),
             next_id=dict(self.next_id),
+            thinking=dict(self.thinking),
             loop=replace(self.loop, topics=dict(self.loop.topics)),
             index=dict(self.index),
         )

@@ -13,6 +13,12 @@
     goals = ["lanterns", "tides"]
     traits = { warmth = 0.8, curiosity = 0.7, order = 0.3, chaos = 0.4 }   # each 0..1, default 0.5
 
+    [[agents]]
+    id = "sage"
+    mind = "language"              # decides by a language model's recorded replies (see soulfra.world.minds.language)
+    model = "smollm2"              # the model's name as the endpoint knows it
+    fallback = "governor"          # the built-in mind for ticks without a usable reply (default: executor)
+
 Numbers are read as decimals (never floats), so a file gives the same world on every machine. Names and ids are
 bounded as storage bounds them (``MAX_WORLD_NAME``, ``MAX_AGENT_ID``), so every backend refuses the same files.
 """
@@ -36,7 +42,9 @@ MAX_AGENT_ID = 64  # characters: the agents table's id column
 MAX_AGENT_NAME = 64
 _ID = re.compile(rf"[a-z0-9][a-z0-9-]{{0,{MAX_AGENT_ID - 1}}}")
 _WORLD_KEYS = {"name", "loop_length", "default_agents"}
-_AGENT_KEYS = {"id", "name", "mind", "voice", "goals", "traits"}
+_AGENT_KEYS = {"id", "name", "mind", "voice", "goals", "traits", "model", "fallback"}
+LANGUAGE = "language"
+MAX_MODEL_NAME = 128
 
 
 def parse_world(text: str, *, source: str = "<world>") -> WorldSpec:
@@ -109,10 +117,8 @@ def _agent(raw: object, number: int) -> AgentDefinition:
     if not isinstance(name, str) or not name or len(name) > MAX_AGENT_NAME:
         raise WorldFileError(f"{where}: name must be a string of 1 to {MAX_AGENT_NAME} characters")
     if not isinstance(mind, str):
-        raise WorldFileError(f"{where}: mind is required, one of {', '.join(MINDS)}")
-    key = MIND_ALIASES.get(mind, mind)
-    if key not in MINDS:
-        raise WorldFileError(f"{where}: unknown mind {_shown(mind)}; expected one of {', '.join(MINDS)}")
+        raise WorldFileError(f"{where}: mind is required, one of {', '.join(MINDS)}, {LANGUAGE}")
+    key, model = _mind(raw, mind, where)
     if voice not in VOICES:
         raise WorldFileError(f"{where}: unknown voice {_shown(voice)}; expected one of {', '.join(VOICES)}")
     if not isinstance(goals, list) or len(goals) > 8 or not all(isinstance(g, str) and 0 < len(g) <= 64 for g in goals):
@@ -126,8 +132,31 @@ def _agent(raw: object, number: int) -> AgentDefinition:
         values = tuple(from_decimal(traits[t], what=f"trait {t}") if t in traits else HALF for t in TRAITS)
     except ValueError as exc:
         raise WorldFileError(f"{where}: {exc}") from None
-    spec = AgentSpec(id=agent_id, name=name, mind=key, voice=voice, goals=tuple(goals))
+    spec = AgentSpec(id=agent_id, name=name, mind=key, voice=voice, goals=tuple(goals), model=model)
     return AgentDefinition(spec=spec, traits=(values[0], values[1], values[2], values[3]))
+
+
+def _mind(raw: dict[str, Any], mind: str, where: str) -> tuple[str, str]:
+    """The built-in mind's key and, for a language agent, its model (``""`` for a built-in one)."""
+    if mind != LANGUAGE:
+        if "model" in raw or "fallback" in raw:
+            raise WorldFileError(f"{where}: model and fallback belong to mind = {LANGUAGE!r}")
+        key = MIND_ALIASES.get(mind, mind)
+        if key not in MINDS:
+            raise WorldFileError(
+                f"{where}: unknown mind {_shown(mind)}; expected one of {', '.join(MINDS)}, {LANGUAGE}"
+            )
+        return key, ""
+    model = raw.get("model")
+    if not isinstance(model, str) or not model.strip() or len(model) > MAX_MODEL_NAME:
+        raise WorldFileError(
+            f"{where}: a language mind needs model, the model's name (1 to {MAX_MODEL_NAME} characters)"
+        )
+    fallback = raw.get("fallback", "executor")
+    key = MIND_ALIASES.get(fallback, fallback) if isinstance(fallback, str) else ""
+    if key not in MINDS:
+        raise WorldFileError(f"{where}: unknown fallback mind {_shown(fallback)}; expected one of {', '.join(MINDS)}")
+    return key, model
 
 
 def _shown(value: object) -> str:

@@ -1,0 +1,142 @@
+"""A small OpenAI-compatible chat server for the language-mind tests, on a free 127.0.0.1 port: canned decisions
+read off the prompt (bless a ritual awaiting a blessing, take an unclaimed task, reply in the agent's thread,
+propose a ritual, post on a goal), or a failure on demand. It counts requests and the calls in flight at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from types import TracebackType
+from typing import Any
+
+MODES = ("ok", "malformed", "envelope", "429", "500", "hang")
+
+
+class FakeModel:
+    """``mode``: ok (a decision), malformed (prose, not JSON), envelope (a 200 that is no chat completion), 429,
+    500, hang (never answers). ``delay``: seconds each answer takes (the server's own work, not a test's wait)."""
+
+    def __init__(self, mode: str = "ok", *, delay: float = 0.0) -> None:
+        assert mode in MODES
+        self.mode = mode
+        self.delay = delay
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.bodies: list[dict[str, Any]] = []
+        self.authorization: set[str] = set()  # the Authorization headers seen
+        self._server: asyncio.Server | None = None
+        self._stopped = asyncio.Event()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def __aenter__(self) -> FakeModel:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+            await asyncio.gather(*self._handlers, return_exceptions=True)  # each sees its connection end
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+        try:
+            while not self._stopped.is_set():
+                request = await reader.readline()
+                if not request:
+                    break
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                    elif name.strip().lower() == "authorization":
+                        self.authorization.add(value.strip())
+                body = json.loads(await reader.readexactly(length)) if length else {}
+                self.requests += 1
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    status, payload = await self._answer(body)
+                finally:
+                    self.in_flight -= 1
+                if status == 0:  # hang: never answer
+                    await self._stopped.wait()
+                    break
+                data = payload.encode()
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n"
+                    .encode() + data
+                )  # fmt: skip
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._handlers.discard(handler)  # type: ignore[arg-type]
+            self._writers.discard(writer)
+            with contextlib.suppress(ConnectionError):
+                writer.close()
+
+    async def _answer(self, body: dict[str, Any]) -> tuple[int, str]:
+        self.bodies.append(body)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        match self.mode:
+            case "hang":
+                return 0, ""
+            case "429":
+                return 429, '{"error": "slow down"}'
+            case "500":
+                return 500, '{"error": "the model fell over"}'
+            case "envelope":
+                return 200, "this is no chat completion"
+            case "malformed":
+                content = "I think I shall rest a while and watch the tide."
+            case _:
+                content = json.dumps(decide(body["messages"][0]["content"], body["messages"][1]["content"]))
+        reply = {
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": len(str(body).split()), "completion_tokens": len(content.split())},
+        }
+        return 200, json.dumps(reply)
+
+
+def decide(system: str, user: str) -> dict[str, Any]:
+    """A canned decision that fits the prompt, as a small model constrained to the schema might give."""
+    waiting = re.search(r"Ritual (\d+) \S.* is awaiting-blessing", user)
+    if waiting and "You govern" in system:
+        return {"action": "bless", "ritual": int(waiting.group(1))}
+    task = re.search(r"Task (\d+) .*, unclaimed", user)
+    if task and "You execute" in system:
+        return {"action": "take_task", "task": int(task.group(1))}
+    invite = re.search(r"Agents you could invite: ([^.]*)\.", user)
+    if invite and "You orchestrate" in system and len(user) % 3 == 0:
+        return {"action": "propose_ritual", "name": "lantern vigil", "participants": invite.group(1).split(", ")[:2]}
+    thread = re.search(r"Your thread (\d+)", user)
+    if thread and len(user) % 2 == 0:
+        return {"action": "reply", "thread": int(thread.group(1)), "text": "I hear you; the tide agrees."}
+    goals = re.search(r"Your goals: ([^,.]*)", system)
+    topic = goals.group(1) if goals else "tides"
+    return {"action": "post", "topic": topic, "text": f"Let us talk about {topic}."}
