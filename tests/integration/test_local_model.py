@@ -18,14 +18,28 @@ from pathlib import Path
 import httpx
 import pytest
 
+from soulfra.bus import InMemoryBus
+from soulfra.cli.model import LOCAL_MODEL
+from soulfra.durable import DurableWorld
+from soulfra.metrics import Metrics
+from soulfra.platforms.runtime import RuntimePlatform
+from soulfra.store import InMemoryStore
+from soulfra.world import WorldSpec
+from soulfra.world.inputs import FAILURES
+
 from .support import free_port, wait_for
+from .test_language_minds import asker_for, first_divergence, replayed, replies, run
 
 pytestmark = [
     pytest.mark.local_model,
     pytest.mark.slow,
-    pytest.mark.timeout(300),
+    pytest.mark.serial,  # alone: the model takes a core, and beside other tests its calls queue for tens of seconds
+    pytest.mark.timeout(600),
     pytest.mark.xdist_group("local-model"),  # one model server at a time: it takes a core of its own
+    pytest.mark.anyio,
 ]
+
+SEED = 5
 
 ACTION_SCHEMA = {
     "type": "object",
@@ -96,3 +110,27 @@ def test_a_reply_constrained_to_a_schema_is_json_of_that_shape(model_server: str
     assert action["action"] in {"post", "rest"}
     assert isinstance(action["text"], str)
     assert body["usage"]["completion_tokens"] > 0
+
+
+async def test_five_language_agents_think_with_the_local_model_and_replay_without_it(model_server: str) -> None:
+    """Twenty ticks of five language agents against the real model: every thought due was answered (and parsed)
+    or fell back with its reason recorded; the run replays to the same hash at every tick with no server."""
+    store, metrics, bus = InMemoryStore(), Metrics(), InMemoryBus()
+    spec = WorldSpec(agents=(), generated_model=LOCAL_MODEL)
+    world = DurableWorld.create(store, SEED, spec, agents=5, instance_id="local")
+    asker = asker_for(model_server, metrics, timeout=60.0)
+    runtime = RuntimePlatform(world, bus, rate=None, metrics=metrics, asker=asker)
+    await runtime.start()
+    try:
+        live, _ = await run(runtime, 20)
+    finally:
+        await bus.close()
+    recorded = replies(store, "local")
+    assert recorded, "no language agent was due to decide in 20 ticks"
+    for reply in recorded:
+        assert (reply.outcome == "reply" and reply.decision is not None) or reply.outcome in FAILURES
+        assert reply.model == LOCAL_MODEL
+    answered = [r for r in recorded if r.outcome in {"reply", "unparsed"}]
+    assert answered, f"the model answered none of {len(recorded)} calls: {[r.outcome for r in recorded]}"
+    assert all(r.completion_tokens > 0 for r in answered)
+    assert first_divergence(live, replayed(store, "local", 20)) is None

@@ -58,7 +58,7 @@ def server_argv(
     if not _loopback(host) and not api_key:
         raise ConfigError(
             f"--host {host} would open the model to the network with no key: give --api-key (or "
-            "SOULFRA_MODEL_API_KEY), or serve on loopback"
+            "SOULFRA_MODEL_KEY), or serve on loopback"
         )
     if threads < 1 or context < 256:
         raise ConfigError("--threads must be 1 or more and --context 256 or more")
@@ -80,7 +80,7 @@ def serve_command(
     threads: Annotated[int, typer.Option(help="CPU threads; 1 keeps a 2-core machine's world ticking beside it")] = 1,
     context: Annotated[int, typer.Option(help="Context window in tokens")] = 2048,
     api_key: Annotated[
-        str | None, typer.Option(help="Key clients must send (needed beyond loopback)", envvar="SOULFRA_MODEL_API_KEY")
+        str | None, typer.Option(help="Key clients must send (needed beyond loopback)", envvar="SOULFRA_MODEL_KEY")
     ] = None,
 ) -> None:
     """Serve a language model at http://HOST:PORT/v1 (OpenAI-compatible) until SIGINT or SIGTERM."""
