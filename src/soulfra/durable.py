@@ -322,20 +322,33 @@ def state_at(store: Store, instance_id: str, tick: int) -> WorldState:
         raise NotFoundError(f"instance {instance_id} has durably reached tick {record.head_tick}; no tick {tick}")
     nearest = store.snapshots.nearest(instance_id, tick)
     if nearest is not None:
-        base_tick = nearest.tick
-        _, state = store.snapshots.load(nearest.id)
-    elif record.parent_id is not None and record.fork_tick is not None:
+        return _rebuilt(store, nearest, tick)
+    if record.parent_id is not None and record.fork_tick is not None:
         if tick <= record.fork_tick:
             return state_at(store, record.parent_id, tick)
-        base_tick = record.fork_tick
-        state = state_at(store, record.parent_id, base_tick)
-    else:
-        raise HistoryIntegrityError(
-            f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis"
-        )
-    world = World(state)
-    world.run_to(tick, (s.input for s in store.inputs.read(instance_id, from_tick=base_tick, to_tick=tick)))
-    return world.state
+        world = World(state_at(store, record.parent_id, record.fork_tick))
+        world.run_to(tick, (s.input for s in store.inputs.read(instance_id, from_tick=record.fork_tick, to_tick=tick)))
+        return world.state
+    raise HistoryIntegrityError(f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis")
+
+
+def _rebuilt(store: Store, snapshot: SnapshotInfo, tick: int) -> WorldState:
+    """The state at ``tick`` from ``snapshot`` (the nearest at or before it) and a replay of the inputs since,
+    starting from the latest state the store's ``StateCache`` keeps of that snapshot on the way, if any (the same
+    state a replay from the snapshot reaches: it was replayed from it, with the same inputs)."""
+    cache = store.snapshots.cache
+    base = (snapshot.instance_id, snapshot.id, snapshot.state_hash)
+    inputs = [(s.tick, s.input) for s in store.inputs.read(snapshot.instance_id, from_tick=snapshot.tick, to_tick=tick)]
+    state = cache.start(base, tick, inputs)
+    if state is None:
+        state = store.snapshots.load(snapshot.id)[1]
+        cache.keep(base, state, inputs, size=snapshot.raw_size)
+    if state.tick < tick:
+        world = World(state)
+        world.run_to(tick, (item for stamped, item in inputs if stamped >= state.tick))
+        state = world.state
+        cache.keep(base, state, inputs, size=snapshot.raw_size)
+    return state
 
 
 def history_base(store: Store, record: InstanceRecord, snapshots: list[SnapshotInfo]) -> WorldState:
