@@ -312,7 +312,9 @@ def start_tick(record: InstanceRecord) -> int:
 
 
 def state_at(store: Store, instance_id: str, tick: int) -> WorldState:
-    """The state at ``tick``: the nearest snapshot at or before it (checked against its hash) plus a replay.
+    """The state at ``tick``: the nearest snapshot at or before it (checked against its hash) plus a replay. The
+    store's ``snapshots.cache`` shortens it: the replay starts from the latest state this process rebuilt from that
+    snapshot with the same inputs, at or before ``tick``, if it kept one. The caller owns the state returned.
 
     A fork, clone or merge copies no history: before its own first snapshot it reads its parent's, up to the tick
     it was made at, and replays its own inputs from there.
