@@ -100,3 +100,13 @@ def test_the_least_recently_used_go_first_and_forget_drops_an_instance() -> None
     assert len(cache) == 1
     cache.keep(("d", 1, "h"), world.state, [], size=26)  # bigger than the whole cache: not kept
     assert len(cache) == 1
+
+
+def test_opening_a_world_to_run_it_keeps_nothing() -> None:
+    """The writer runs on from the state it opens at: nothing of it is kept for reads that will not come."""
+    store, instance = _stored()
+    store.snapshots.cache.clear()
+    durable = DurableWorld.open(store, instance)
+    assert durable.world.state_hash() == REPLAYED[TICKS]
+    assert len(store.snapshots.cache) == 0
+    durable.close()
