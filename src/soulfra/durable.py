@@ -117,7 +117,7 @@ class DurableWorld:
         store.instances.get(instance_id)  # NotFoundError before a lease is taken on a name
         with _leased(store, instance_id):
             record = store.instances.get(instance_id)  # as of the lease: no other writer moves it from here on
-            state = state_at(store, instance_id, record.head_tick)
+            state = state_at(store, instance_id, record.head_tick, keep=False)  # the world runs on from it
             durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
             for stored in store.inputs.read(instance_id, from_tick=record.head_tick):
                 durable._pending.setdefault(stored.tick, []).append(stored.input)
@@ -311,8 +311,12 @@ def start_tick(record: InstanceRecord) -> int:
     return record.fork_tick if record.fork_tick is not None else 0
 
 
-def state_at(store: Store, instance_id: str, tick: int) -> WorldState:
-    """The state at ``tick``: the nearest snapshot at or before it (checked against its hash) plus a replay.
+def state_at(store: Store, instance_id: str, tick: int, *, keep: bool = True) -> WorldState:
+    """The state at ``tick``: the nearest snapshot at or before it (checked against its hash) plus a replay. The
+    store's ``snapshots.cache`` shortens it: the replay starts from the latest state this process rebuilt from that
+    snapshot with the same inputs, at or before ``tick``, if it kept one; and, unless ``keep`` is False, what this
+    read decodes and rebuilds is kept there for later reads (a caller that runs the world on from the state, as
+    opening one does, has no later read of it to speed up). The caller owns the state returned.
 
     A fork, clone or merge copies no history: before its own first snapshot it reads its parent's, up to the tick
     it was made at, and replays its own inputs from there.
@@ -322,20 +326,35 @@ def state_at(store: Store, instance_id: str, tick: int) -> WorldState:
         raise NotFoundError(f"instance {instance_id} has durably reached tick {record.head_tick}; no tick {tick}")
     nearest = store.snapshots.nearest(instance_id, tick)
     if nearest is not None:
-        base_tick = nearest.tick
-        _, state = store.snapshots.load(nearest.id)
-    elif record.parent_id is not None and record.fork_tick is not None:
+        return _rebuilt(store, nearest, tick, keep=keep)
+    if record.parent_id is not None and record.fork_tick is not None:
         if tick <= record.fork_tick:
-            return state_at(store, record.parent_id, tick)
-        base_tick = record.fork_tick
-        state = state_at(store, record.parent_id, base_tick)
-    else:
-        raise HistoryIntegrityError(
-            f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis"
-        )
-    world = World(state)
-    world.run_to(tick, (s.input for s in store.inputs.read(instance_id, from_tick=base_tick, to_tick=tick)))
-    return world.state
+            return state_at(store, record.parent_id, tick, keep=keep)
+        world = World(state_at(store, record.parent_id, record.fork_tick, keep=keep))
+        world.run_to(tick, (s.input for s in store.inputs.read(instance_id, from_tick=record.fork_tick, to_tick=tick)))
+        return world.state
+    raise HistoryIntegrityError(f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis")
+
+
+def _rebuilt(store: Store, snapshot: SnapshotInfo, tick: int, *, keep: bool) -> WorldState:
+    """The state at ``tick`` from ``snapshot`` (the nearest at or before it) and a replay of the inputs since,
+    starting from the latest state the store's ``StateCache`` keeps of that snapshot on the way, if any (the same
+    state a replay from the snapshot reaches: it was replayed from it, with the same inputs)."""
+    cache = store.snapshots.cache
+    base = (snapshot.instance_id, snapshot.id, snapshot.state_hash)
+    inputs = [(s.tick, s.input) for s in store.inputs.read(snapshot.instance_id, from_tick=snapshot.tick, to_tick=tick)]
+    state = cache.start(base, tick, inputs)
+    if state is None:
+        state = store.snapshots.load(snapshot.id)[1]
+        if keep:
+            cache.keep(base, state, inputs, size=snapshot.raw_size)
+    if state.tick < tick:
+        world = World(state)
+        world.run_to(tick, (item for stamped, item in inputs if stamped >= state.tick))
+        state = world.state
+        if keep:
+            cache.keep(base, state, inputs, size=snapshot.raw_size)
+    return state
 
 
 def history_base(store: Store, record: InstanceRecord, snapshots: list[SnapshotInfo]) -> WorldState:

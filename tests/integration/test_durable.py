@@ -9,7 +9,7 @@ import pytest
 
 from soulfra.durable import TRACE_KINDS, DurabilitySettings, DurableWorld, state_at
 from soulfra.errors import ConfigError, InputError, NotFoundError
-from soulfra.store import SqlStore
+from soulfra.store import SqlStore, schema
 from soulfra.verification import replay, verify
 from soulfra.world import DEFAULT_WORLD, Possess, Whisper, World, WorldSpec, schedule, state_hash
 from soulfra.world.inputs import Input
@@ -197,6 +197,29 @@ def test_verify_replays_to_the_same_hash_as_a_clean_run(store: SqlStore) -> None
     assert report.ok
     assert report.state_hash == replay(SEED, DEFAULT_WORLD, 0, _inputs(), 130) == _hashes(130, _inputs())[130]
     assert report.snapshots_checked == len(store.snapshots.list_snapshots(durable.instance_id))
+
+
+@pytest.mark.parametrize("damage", ["another-state", "no-frame"])
+def test_verify_names_a_snapshot_whose_blob_no_longer_reads_back(store: SqlStore, damage: str) -> None:
+    """The replay meets every stored hash (the rows are intact) but one blob holds other bytes, or no zstd frame at
+    all: verify reads every blob back and names that one, rather than failing on it."""
+    durable = _run(store, 60, _inputs(), snapshot_every=20)
+    victim = store.snapshots.nearest(durable.instance_id, 40)
+    assert victim is not None and victim.tick == 40
+    if damage == "another-state":
+        raw = store.snapshots.load_raw(victim.id)[1]
+        values: dict[str, object] = {"codec": "none", "dictionary_id": None, "data": raw[:-1] + bytes([raw[-1] ^ 1])}
+    else:
+        values = {"data": b"\x28\xb5\x2f\xfd" + bytes(16)}
+    table = schema.snapshots
+    with store.engine.begin() as conn:
+        conn.execute(table.update().where(table.c.id == victim.id).values(**values))
+    reader = SqlStore.open(str(store.engine.url), migrate=False)  # nothing of the writer's kept in memory
+    try:
+        report = verify(reader, durable.instance_id)
+    finally:
+        reader.close()
+    assert [(m.tick, m.replayed) for m in report.mismatches] == [(40, "unreadable")]
 
 
 def test_settings_refuse_nonsense() -> None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from soulfra.errors import LineageError
+from soulfra.store.state_cache import StateCache
 from soulfra.world.events import Event
 from soulfra.world.inputs import Input
 from soulfra.world.model import WorldState
@@ -285,6 +286,11 @@ class InputLog(Protocol):
 
 
 class SnapshotStorage(Protocol):
+    @property
+    def cache(self) -> StateCache:
+        """States this process decoded from the snapshots or rebuilt from them, for its next reads of past ticks
+        (``durable.state_at``); ``load`` and ``load_raw`` never read it. Each adapter keeps its own."""
+
     def save(self, instance_id: str, state: WorldState, type: str) -> SnapshotInfo:
         """Store ``state`` at its tick. Idempotent: saving the same state at a stored tick returns the stored
         snapshot; another state at a stored tick is a ``ConflictError``."""

@@ -17,6 +17,7 @@ from soulfra.store.memory.tables import DictionaryRow, SnapshotRow, Tables
 from soulfra.store.ports import SnapshotInfo
 from soulfra.store.snapshot_blobs import refuse_another_state, unpack
 from soulfra.store.snapshot_policy import KEYFRAME_EVERY, SnapshotPolicy
+from soulfra.store.state_cache import StateCache
 from soulfra.world.encoding import FORMAT_VERSION, decode_state, encode_state, encoded_hash
 from soulfra.world.model import WorldState
 
@@ -37,6 +38,7 @@ class InMemorySnapshotStorage:
         self._compression = compression
         self.policy = SnapshotPolicy(compression, keyframe_every=keyframe_every)
         self._last_keyframe: tuple[tuple[int, str], bytes] | None = None  # (id, hash) and bytes, read or written
+        self.cache = StateCache()
 
     def save(self, instance_id: str, state: WorldState, type: str) -> SnapshotInfo:
         return self.save_raw(instance_id, encode_state(state), tick=state.tick, type=type)
@@ -44,6 +46,7 @@ class InMemorySnapshotStorage:
     def forget(self, instance_id: str) -> None:
         """An id deleted and made again names a new world: what the policy learnt of the old one goes."""
         self.policy.forget(instance_id)
+        self.cache.forget(instance_id)
 
     def save_raw(self, instance_id: str, raw: bytes, *, tick: int, type: str) -> SnapshotInfo:
         digest = encoded_hash(raw)

@@ -18,6 +18,7 @@ from soulfra.store.ports import SnapshotInfo
 from soulfra.store.snapshot_blobs import refuse_another_state, unpack
 from soulfra.store.snapshot_policy import KEYFRAME_EVERY, SnapshotPolicy
 from soulfra.store.sql.clock import aware, utc_now
+from soulfra.store.state_cache import StateCache
 from soulfra.world.encoding import FORMAT_VERSION, decode_state, encode_state, encoded_hash
 from soulfra.world.model import WorldState
 
@@ -50,11 +51,13 @@ class SqlSnapshotStorage:
         self.policy = SnapshotPolicy(compression, keyframe_every=keyframe_every)
         self._dictionaries: dict[int, Dictionary] = {}  # by dictionary id, once read or trained
         self._raw_cache: tuple[tuple[int, str], bytes] | None = None  # the last keyframe read or written
+        self.cache = StateCache()
 
     def forget(self, instance_id: str) -> None:
         """Drop what this process learnt of ``instance_id``'s snapshots: an id deleted and made again names a new
         world, whose trained dictionary may pay where the old one's did not."""
         self.policy.forget(instance_id)
+        self.cache.forget(instance_id)
 
     def save(self, instance_id: str, state: WorldState, type: str) -> SnapshotInfo:
         return self.save_raw(instance_id, encode_state(state), tick=state.tick, type=type)
