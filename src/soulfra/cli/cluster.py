@@ -116,8 +116,10 @@ def local_cluster(nodes: int) -> Iterator[str]:
 
 
 def join_node(address: str) -> Any:
-    """A Ray node of this process's own on loopback joined to the cluster at ``address`` (as ``local_cluster`` adds
-    its nodes: ``ray start`` would not keep to loopback), said on stderr; its processes end with this one."""
+    """A Ray node of this process's own on loopback joined to the cluster at ``address``, started as ``local_cluster``
+    adds its nodes, and said on stderr; its processes end with this one. (``ray start`` cannot do it: with
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which keeps Ray's addresses on loopback, it refuses to start a node that
+    joins a cluster, and without it turns 127.0.0.1 into the machine's routable address.)"""
     from soulfra.cluster.ray_hosts import import_ray  # noqa: PLC0415
     from soulfra.errors import ConfigError  # noqa: PLC0415
 
