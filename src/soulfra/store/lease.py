@@ -345,7 +345,7 @@ def _end(conn: sa.Connection, key: str, epoch: int, how: str, now: datetime) -> 
     """End ``epoch`` of ``key`` in the lease log, in the transaction that released it or took it over, with the
     instance's last committed tick (its holder can commit nothing more: the epoch has moved on or let go)."""
     instances, log_table = schema.instances, schema.lease_log
-    head = conn.execute(sa.select(instances.c.head_tick).where(instances.c.id == key)).scalar_one_or_none()
+    head = sa.select(instances.c.head_tick).where(instances.c.id == key).scalar_subquery()  # NULL: no such instance
     conn.execute(
         log_table.update()
         .where(log_table.c.key == key, log_table.c.epoch == epoch, log_table.c.ended.is_(None))
