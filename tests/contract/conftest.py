@@ -146,10 +146,13 @@ class SqlBackend(Backend):
         return [_session(row) for row in rows]
 
     def terminate_lock_session(self, store: SqlStore) -> None:
+        """End the store's lock session, and wait until it has ended: until then it still holds the lock, and a
+        test that looked at once would see the holder alive a moment longer (PostgreSQL 14 and later wait)."""
         conn = store.leases._liveness._conn  # type: ignore[attr-defined]
         pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         with self.admin.connect() as admin:
-            admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            ended = admin.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid}).scalar_one()
+        assert ended, f"the lock session {pid} did not end within 10 s"
 
 
 def _session(row: sa.Row[Any]) -> SessionRecord:

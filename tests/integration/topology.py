@@ -4,6 +4,7 @@ logging to a file of its own and stopped by its PID; the fixtures that make one 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -21,7 +22,16 @@ import pytest
 
 from .support import wait_for
 
-__all__ = ["Topology", "admin_token", "nats_server", "nats_server_binary", "ok"]
+__all__ = [
+    "Topology",
+    "admin_token",
+    "nats_server",
+    "nats_server_binary",
+    "ok",
+    "require_ray",
+    "start_cluster_local",
+    "stop_process",
+]
 
 
 @dataclass
@@ -74,6 +84,38 @@ class Topology:
         return codes
 
 
+def require_ray() -> None:
+    """Skip a cluster test where Ray is not installed (fail it under ``CI=true``)."""
+    if importlib.util.find_spec("ray") is None:  # looked up, not imported: Ray loads only in the cluster's processes
+        if os.environ.get("CI") == "true":
+            pytest.fail("the cluster tests need Ray under CI=true: pip install 'soulfra[ray]'")
+        pytest.skip("the cluster tests need Ray: pip install 'soulfra[ray]'")
+
+
+def start_cluster_local(topology: Topology, port: int, *args: str) -> None:
+    """``soulfra cluster local`` with ``args`` (``--nodes``, ``--rate``...) on the topology's database and NATS,
+    serving on ``port``, logging to ``cluster.log``, ready."""
+    log = (topology.where / "cluster.log").open("wb")
+    topology.files.append(log)
+    topology.procs["cluster"] = subprocess.Popen(
+        [sys.executable, "-m", "soulfra", "cluster", "local", *args, "--db", topology.db_url,
+         "--nats", topology.nats_url, "--port", str(port)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=topology.env,
+    )  # fmt: skip
+    topology.ready("cluster", f"http://127.0.0.1:{port}", timeout=240.0)  # Ray's nodes and a host on each
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM by its PID, then SIGKILL if it has not ended within ``timeout`` seconds."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def admin_token(topology: Topology) -> str:
     made = subprocess.run(
         [sys.executable, "-m", "soulfra", "token", "create", "--db", topology.db_url, "--name", "ops", "--role",
@@ -119,10 +161,4 @@ def nats_server(binary: str, config: Path, env: Mapping[str, str]) -> Iterator[N
             time.sleep(0.05)
         yield
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

@@ -1,4 +1,5 @@
-"""Every command that prints a result takes ``--json`` (the servers, which print a log, are the exception)."""
+"""Every command that prints a result takes ``--json`` (the servers, which print a log, and a joining cluster node
+are the exception)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer.main
 
 from soulfra.cli.commands import app
 
-SERVERS = {("up",), ("cluster", "local")} | {
+SERVERS = {("up",), ("cluster", "local"), ("cluster", "join")} | {
     ("serve", name) for name in ("meta", "api", "runtime", "surface", "protocol", "mirror")
 }
 

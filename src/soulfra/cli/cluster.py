@@ -1,10 +1,14 @@
 """``soulfra cluster local``: a Ray cluster of N nodes on this machine (loopback only) with Soulfra on it, and the
-API served; and the runner ``soulfra up --ray-address`` shares with it."""
+API served; ``soulfra cluster join``: one more node of this machine joined to it while it runs; and the runner
+``soulfra up --ray-address`` shares with them."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,7 +48,7 @@ from soulfra.cli.server import (
 if TYPE_CHECKING:
     from soulfra.settings import ClusterSettings
 
-__all__ = ["cluster_app", "run_cluster"]
+__all__ = ["cluster_app", "join_node", "run_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +113,58 @@ def local_cluster(nodes: int) -> Iterator[str]:
         yield cluster.address
     finally:
         cluster.shutdown()  # type: ignore[no-untyped-call]
+
+
+def join_node(address: str) -> Any:
+    """A Ray node of this process's own on loopback joined to the cluster at ``address``, started as ``local_cluster``
+    adds its nodes, and said on stderr; its processes end with this one. (``ray start`` cannot do it: with
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which keeps Ray's addresses on loopback, it refuses to start a node that
+    joins a cluster, and without it turns 127.0.0.1 into the machine's routable address.)"""
+    from soulfra.cluster.ray_hosts import import_ray  # noqa: PLC0415
+    from soulfra.errors import ConfigError  # noqa: PLC0415
+
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    if not token:
+        raise ConfigError("joining a cluster needs its Ray token: set RAY_AUTH_TOKEN as for soulfra cluster local")
+    import_ray()
+    from ray._private.node import Node  # noqa: PLC0415 -- what ray.cluster_utils.Cluster.add_node starts
+    from ray._private.parameter import RayParams  # noqa: PLC0415
+
+    params = RayParams(
+        gcs_address=address, node_ip_address="127.0.0.1", num_cpus=1, num_gpus=0,
+        object_store_memory=150 * 1024 * 1024, min_worker_port=0, max_worker_port=0, node_manager_port=0,
+    )  # fmt: skip
+    params.dashboard_agent_listen_port = None  # a free one: the head node's agent has the default
+    try:
+        node = Node(params, head=False, shutdown_at_exit=True, spawn_reaper=True)
+    except Exception as exc:  # Ray's own: the cluster is not there, or refused the token
+        raise ConfigError(f"cannot join the Ray cluster at {address}: {type(exc).__name__}: {exc}") from None
+    raylet = node.all_processes.get("raylet", [None])[0]
+    pid = getattr(getattr(raylet, "process", None), "pid", None)
+    Console(stderr=True, highlight=False).print(
+        f"soulfra: node {node.node_id[:12]} raylet pid {pid} joined the cluster at {address}; Ctrl-C stops it",
+        markup=False,
+        soft_wrap=True,
+    )
+    return node
+
+
+@cluster_app.command("join")
+def join_command(
+    address: Annotated[
+        str, typer.Option("--address", help="The Ray cluster's address, as soulfra cluster local says it")
+    ],
+) -> None:
+    """Join one more node of this machine (loopback only) to a running soulfra cluster local until SIGINT or
+    SIGTERM: the cluster gives it a host, and the next worlds go to it first. Needs the cluster's RAY_AUTH_TOKEN."""
+    stop = threading.Event()
+    node = join_node(address)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # instead of Ray's, which would end this process with an error
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        node.kill_all_processes(check_alive=False, allow_graceful=True)
 
 
 @cluster_app.command("local")

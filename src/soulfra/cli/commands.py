@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from soulfra import __version__
 from soulfra.cli import audit as cli_audit
+from soulfra.cli import lease as cli_lease
 from soulfra.cli import meta as cli_meta
 from soulfra.cli import server as cli_server
 from soulfra.cli import store as cli_store
@@ -170,6 +171,7 @@ app.add_typer(cluster_app, name="cluster")
 app.add_typer(model_app, name="model")
 cli_meta.register(app)
 cli_audit.register(app)
+cli_lease.register(app)
 cli_tokens.register(app)
 cli_watch.register(app)
 

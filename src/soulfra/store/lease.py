@@ -5,6 +5,8 @@ for as long as it lives: an exclusive ``flock`` on a file beside a SQLite databa
 PostgreSQL. Either dies with the process (or its connection), so a crashed holder's lease is taken over by the next
 writer. A takeover raises the epoch, and every write of a holder checks its epoch inside the write's own
 transaction (``fence``): a writer that lost its lease cannot commit. Readers take nothing and wait for nothing.
+Each epoch is also a row of ``lease_log``, added and ended in the transactions that take, release or take over the
+lease (``history``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from soulfra.store.lease_rules import (
     lost_message,
     this_process,
 )
-from soulfra.store.ports import LeaseInfo
+from soulfra.store.ports import RELEASED, TAKEN_OVER, LeaseEpoch, LeaseInfo
 
 if TYPE_CHECKING:
     from soulfra.store.sql import SqlStore
@@ -251,13 +253,19 @@ class SqlLeases:
             row = conn.execute(sa.select(table).where(table.c.key == key)).first()
             if row is None:
                 conn.execute(table.insert().values(key=key, epoch=1, **mine))
+                conn.execute(schema.lease_log.insert().values(key=key, epoch=1, **mine))
                 return 1
             if row.owner is not None and row.owner != liveness.token and liveness.alive(row.owner):
                 raise LeaseHeldError(held_message(key, _row_info(row, live=True)))
             result = conn.execute(
                 table.update().where(table.c.key == key, table.c.epoch == row.epoch).values(epoch=row.epoch + 1, **mine)
             )
-            return int(row.epoch) + 1 if result.rowcount == 1 else None
+            if result.rowcount != 1:
+                return None
+            if row.owner is not None:  # its holder died (or, being this store, let go of it without a word)
+                _end(conn, key, int(row.epoch), TAKEN_OVER if row.owner != liveness.token else RELEASED, now)
+            conn.execute(schema.lease_log.insert().values(key=key, epoch=row.epoch + 1, **mine))
+            return int(row.epoch) + 1
 
     def _info(self, key: str, epoch: int) -> LeaseInfo:
         found = self.holder(key)
@@ -272,11 +280,13 @@ class SqlLeases:
                 return
             table = schema.instance_leases
             with self._store.connect(f"releasing the writer lease of {key}") as conn:
-                conn.execute(
+                result = conn.execute(
                     table.update()
                     .where(table.c.key == key, table.c.epoch == epoch, table.c.owner == self._liveness.token)
                     .values(owner=None)
                 )
+                if result.rowcount == 1:
+                    _end(conn, key, epoch, RELEASED, datetime.now(UTC))
 
     def holder(self, key: str) -> LeaseInfo | None:
         table = schema.instance_leases
@@ -289,6 +299,15 @@ class SqlLeases:
 
     def held(self) -> list[str]:
         return sorted(self._held)
+
+    def history(self, key: str | None = None) -> list[LeaseEpoch]:
+        log_table = schema.lease_log
+        query = sa.select(log_table).order_by(log_table.c.key, log_table.c.epoch)
+        if key is not None:
+            query = query.where(log_table.c.key == key)
+        with self._store.connect("reading the lease log") as conn:
+            rows = conn.execute(query).all()
+        return [_epoch(row) for row in rows]
 
     def fence(self, conn: sa.Connection, key: str, fenced: set[str] | None) -> None:
         """Inside a write transaction on ``key``: check this store still holds its lease (a no-op for keys it does
@@ -322,6 +341,31 @@ class SqlLeases:
         self._liveness.close()
 
 
+def _end(conn: sa.Connection, key: str, epoch: int, how: str, now: datetime) -> None:
+    """End ``epoch`` of ``key`` in the lease log, in the transaction that released it or took it over, with the
+    instance's last committed tick (its holder can commit nothing more: the epoch has moved on or let go)."""
+    instances, log_table = schema.instances, schema.lease_log
+    head = sa.select(instances.c.head_tick).where(instances.c.id == key).scalar_subquery()  # NULL: no such instance
+    conn.execute(
+        log_table.update()
+        .where(log_table.c.key == key, log_table.c.epoch == epoch, log_table.c.ended.is_(None))
+        .values(ended=how, ended_at=now, last_tick=head)
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite's are naive
+
+
+def _epoch(row: Any) -> LeaseEpoch:
+    return LeaseEpoch(
+        key=row.key, epoch=int(row.epoch), owner=row.owner, pid=int(row.pid), host=row.host,
+        acquired_at=_utc(row.acquired_at), ended=row.ended,
+        ended_at=None if row.ended_at is None else _utc(row.ended_at),
+        last_tick=None if row.last_tick is None else int(row.last_tick),
+    )  # fmt: skip
+
+
 def _row_info(row: Any, *, live: bool) -> LeaseInfo:
-    since = row.acquired_at if row.acquired_at.tzinfo is not None else row.acquired_at.replace(tzinfo=UTC)
+    since = _utc(row.acquired_at)
     return LeaseInfo(key=row.key, epoch=int(row.epoch), pid=int(row.pid), host=row.host, since=since, live=live)

@@ -199,6 +199,25 @@ class LeaseInfo:
     live: bool  # False once released, or when its holder is gone
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseEpoch:
+    """One epoch of a writer lease in the lease log: who held ``key`` from when, and how and when that ended."""
+
+    key: str
+    epoch: int
+    owner: str  # the holding store's liveness token
+    pid: int
+    host: str
+    acquired_at: datetime
+    ended: str | None  # RELEASED by its holder, TAKEN_OVER by the next epoch; None while held (or dead, not yet taken)
+    ended_at: datetime | None
+    last_tick: int | None  # the instance's last committed tick when the epoch ended; None for the server's own key
+
+
+RELEASED = "released"
+TAKEN_OVER = "taken_over"
+
+
 class WriterLeases(Protocol):
     """One writer per instance. A lease is held by one store (one process) until it releases it, closes, or dies;
     readers never take one and are never blocked by one."""
@@ -216,6 +235,11 @@ class WriterLeases(Protocol):
 
     def held(self) -> list[str]:
         """The keys this store holds, sorted."""
+
+    def history(self, key: str | None = None) -> list[LeaseEpoch]:
+        """The lease log: every epoch of ``key`` (of every key if None) since the log was kept, by key then epoch.
+        Append-only: an epoch's row is written as it is taken, in the transaction that takes it, and its end once,
+        in the transaction that releases it or takes it over."""
 
 
 class InstanceCatalog(Protocol):

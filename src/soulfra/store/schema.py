@@ -219,3 +219,20 @@ instance_leases = sa.Table(
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("acquired_at", Timestamp, nullable=False),
 )
+
+# The lease log: one row per epoch of every writer lease, added in the transaction that takes the epoch and ended once,
+# in the transaction that releases it (``released``) or takes it over (``taken_over``, its holder's liveness lock gone).
+# ``last_tick`` is the instance's committed head when the epoch ended. Rows are never deleted or changed otherwise.
+lease_log = sa.Table(
+    "lease_log",
+    metadata,
+    sa.Column("key", sa.String(80), primary_key=True),
+    sa.Column("epoch", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("owner", sa.String(40), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("acquired_at", Timestamp, nullable=False),
+    sa.Column("ended", sa.String(16), nullable=True),
+    sa.Column("ended_at", Timestamp, nullable=True),
+    sa.Column("last_tick", sa.BigInteger, nullable=True),
+)

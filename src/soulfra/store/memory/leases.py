@@ -1,20 +1,21 @@
 """Writer leases among the stores of one ``MemoryDatabase``: the rules of the SQL leases within one process. A lease
 row names its holder by the store's token; a store is alive (its leases hold) from its first lease until it closes.
 A takeover raises the epoch, and every write of a holder checks its epoch first: a writer that lost its lease
-cannot commit.
+cannot commit. Each epoch is logged as it is taken and ended as it is released or taken over (``history``).
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from soulfra.errors import LeaseHeldError, LeaseLostError
 from soulfra.store.lease_rules import check_key, held_message, lost_message, this_process
 from soulfra.store.memory.tables import LeaseRow, Tables
-from soulfra.store.ports import LeaseInfo
+from soulfra.store.ports import RELEASED, TAKEN_OVER, LeaseEpoch, LeaseInfo
 
 if TYPE_CHECKING:
     from soulfra.store.memory.store import InMemoryStore
@@ -41,9 +42,17 @@ class InMemoryLeases:
                 if row is not None and row.owner not in (None, self.token) and self._alive(row.owner):
                     raise LeaseHeldError(held_message(key, _info(key, row, live=True)))
                 epoch = 1 if row is None else row.epoch + 1
+                now = datetime.now(UTC)
+                if row is not None and row.owner is not None:  # its holder died, or is this store that let go
+                    _end(tables, key, row.epoch, TAKEN_OVER if row.owner != self.token else RELEASED, now)
                 tables.leases[key] = LeaseRow(
-                    epoch=epoch, owner=self.token, pid=self._pid, host=self._host, acquired_at=datetime.now(UTC)
+                    epoch=epoch, owner=self.token, pid=self._pid, host=self._host, acquired_at=now
                 )
+                logged = LeaseEpoch(
+                    key=key, epoch=epoch, owner=self.token, pid=self._pid, host=self._host, acquired_at=now,
+                    ended=None, ended_at=None, last_tick=None,
+                )  # fmt: skip
+                tables.lease_log[key] = (*tables.lease_log.get(key, ()), logged)
                 self._held[key] = epoch
                 return self._info(tables, key)
 
@@ -65,6 +74,7 @@ class InMemoryLeases:
                     tables.leases[key] = LeaseRow(
                         epoch=row.epoch, owner=None, pid=row.pid, host=row.host, acquired_at=row.acquired_at
                     )
+                    _end(tables, key, epoch, RELEASED, datetime.now(UTC))
 
     def holder(self, key: str) -> LeaseInfo | None:
         tables = self._store.view()
@@ -72,6 +82,11 @@ class InMemoryLeases:
 
     def held(self) -> list[str]:
         return sorted(self._held)
+
+    def history(self, key: str | None = None) -> list[LeaseEpoch]:
+        log = self._store.view().lease_log
+        keys = sorted(log) if key is None else [key]
+        return [entry for k in keys for entry in log.get(k, ())]
 
     def fence(self, tables: Tables, key: str) -> None:
         """Inside a write on ``key``: check this store still holds its lease (a no-op for keys it does not hold)."""
@@ -87,6 +102,18 @@ class InMemoryLeases:
         for key in self.held():
             self.release(key)
         self._store.database.live.discard(self.token)
+
+
+def _end(tables: Tables, key: str, epoch: int, how: str, now: datetime) -> None:
+    """End ``epoch`` of ``key`` in the lease log, with the instance's last committed tick."""
+    instance = tables.instances.get(key)
+    last_tick = None if instance is None else instance.record.head_tick
+    tables.lease_log[key] = tuple(
+        replace(entry, ended=how, ended_at=now, last_tick=last_tick)
+        if entry.epoch == epoch and entry.ended is None
+        else entry
+        for entry in tables.lease_log.get(key, ())
+    )
 
 
 def _info(key: str, row: LeaseRow, *, live: bool) -> LeaseInfo:

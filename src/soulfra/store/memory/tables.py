@@ -20,6 +20,7 @@ from soulfra.errors import ConflictError, StorageUnavailableError
 from soulfra.store.ports import (
     AuditEntry,
     InstanceRecord,
+    LeaseEpoch,
     SessionRecord,
     SignedHead,
     SnapshotInfo,
@@ -111,6 +112,7 @@ class Tables:
     sessions: dict[str, SessionRecord] = field(default_factory=dict)  # by id hash
     rules: dict[str, str] = field(default_factory=dict)  # instance id -> its rules as JSON
     leases: dict[str, LeaseRow] = field(default_factory=dict)
+    lease_log: dict[str, tuple[LeaseEpoch, ...]] = field(default_factory=dict)  # by key, each by epoch
     last_id: int = 0  # snapshots and traces are numbered from one sequence
 
     def fork(self) -> Tables:
@@ -120,7 +122,8 @@ class Tables:
             traces=dict(self.traces), agents=dict(self.agents), snapshots=dict(self.snapshots),
             ticks=dict(self.ticks), dictionaries=dict(self.dictionaries), audit=self.audit,
             audit_heads=self.audit_heads, tokens=dict(self.tokens), sessions=dict(self.sessions),
-            rules=dict(self.rules), leases=dict(self.leases), last_id=self.last_id,
+            rules=dict(self.rules), leases=dict(self.leases), lease_log=dict(self.lease_log),
+            last_id=self.last_id,
         )  # fmt: skip
 
     def next_id(self) -> int:
