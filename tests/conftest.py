@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from hypothesis import settings
+
+# Property tests assert behaviour, never timings: no per-example deadline, which a loaded machine (CI runs three
+# workers on two cores) would turn into a failure of a correct test.
+settings.register_profile("soulfra", deadline=None)
+settings.load_profile("soulfra")
 
 POSTGRES_URL = os.environ.get("SOULFRA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CONNECT_TIMEOUT_S = 3

@@ -29,6 +29,7 @@ from soulfra.world import (
     World,
     event_to_json,
 )
+from soulfra.world.inputs import Decision, MindReply
 from soulfra.world.vibe import PHASES
 
 from .conftest import Backend
@@ -67,6 +68,19 @@ EVERY_INPUT: tuple[Input, ...] = (
     AlterVibe(tick=5, condition=PHASES[1], intensity=750_000, duration=12),
     CrossPost(tick=6, origin="north/arty", thread=2, text="from the other world"),
     Mark(tick=6, command="FREEZE_TIME", note='{"duration": 5}'),
+    MindReply(
+        tick=7,
+        agent="arty",
+        model="smollm2",
+        prompt="b2:" + "ab" * 16,
+        outcome="reply",
+        reply='{"action": "propose_ritual", "name": "dusk — 夕"}',
+        decision=Decision(action="propose_ritual", name="dusk — 夕", participants=("cal-riven",), goal="rest"),
+        prompt_tokens=312,
+        completion_tokens=27,
+        latency_ms=1480,
+    ),
+    MindReply(tick=8, agent="agent-zero", model="smollm2", prompt="b2:" + "cd" * 16, outcome="timeout"),
 )
 
 

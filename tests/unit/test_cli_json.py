@@ -10,7 +10,7 @@ import typer.main
 
 from soulfra.cli.commands import app
 
-SERVERS = {("up",), ("cluster", "local"), ("cluster", "join")} | {
+SERVERS = {("up",), ("cluster", "local"), ("cluster", "join"), ("model", "serve")} | {
     ("serve", name) for name in ("meta", "api", "runtime", "surface", "protocol", "mirror")
 }
 
