@@ -43,7 +43,7 @@ async def test_bench_minds_quick_against_the_fake_model() -> None:
         )  # fmt: skip
     assert code == 0, err
     result = json.loads(out)
-    assert result["benchmark"] == "minds" and result["rate"] == 20
+    assert result["benchmark"] == "minds" and result["rate"] == 20 and result["wait"] is True
     assert [row["agents"] for row in result["rows"]] == [3, 12]
     for row in result["rows"]:
         assert set(row) == ROW_KEYS

@@ -9,7 +9,10 @@ Replay: a language world is run for N ticks as fast as it goes (only the model s
 recorded inputs with no model at all; the replay's ticks per second against the original run's, state hashes equal.
 
 The model is ``soulfra model serve`` (the bundled SmolLM2-135M, started on a free loopback port and stopped
-afterwards), or any OpenAI-compatible endpoint already running (``--model-url``).
+afterwards), or any OpenAI-compatible endpoint already running (``--model-url``). Latency is the client's: a call's
+time in the server's queue counts (llama.cpp's server answers one call at a time). On a 2-core machine the local
+model gives well under one decision a second, so the full run (30 ticks a size, 1,000 replayed) takes a long while:
+``--quick``, or smaller ``--sizes``/``--ticks``/``--replay-ticks``, for a look.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class Plan:
     ticks: int
     rate: float
     budget: Budget
+    wait: bool  # whether a tick waits (within the budget's timeout) for the replies due at it
     replay_agents: int
     replay_ticks: int
     model: str
@@ -129,7 +133,7 @@ async def _language_run(
     store, metrics, bus = InMemoryStore(), Metrics(), InMemoryBus()
     spec = WorldSpec(agents=(), generated_model=plan.model)
     world = DurableWorld.create(store, SEED, spec, agents=agents, instance_id=f"minds-{agents}")
-    asker = open_asker(MindSettings(url=url, model=plan.model, budget=plan.budget), metrics)
+    asker = open_asker(MindSettings(url=url, model=plan.model, budget=plan.budget, wait=plan.wait), metrics)
     runtime = RuntimePlatform(world, bus, rate=rate, metrics=metrics, asker=asker)
     published: list[float] = []
 
@@ -233,6 +237,7 @@ def run(url: str, plan: Plan, *, endpoint: str) -> dict[str, Any]:
         "model": plan.model,
         "endpoint": endpoint,
         "rate": plan.rate,
+        "wait": plan.wait,
         "budget": {
             "timeout_s": budget.timeout,
             "max_in_flight": budget.max_in_flight,
@@ -265,7 +270,8 @@ def render(results: dict[str, Any]) -> Group:
     budget = results["budget"]
     live = Table(
         title=f"language agents on {results['model']} at {results['rate']:g} ticks/s "
-        f"(timeout {budget['timeout_s']:g} s, {budget['max_in_flight']} in flight)"
+        f"(timeout {budget['timeout_s']:g} s, {budget['max_in_flight']} in flight, "
+        f"{'ticks wait for due replies' if results['wait'] else 'ticks never wait'})"
     )
     columns = ("agents", "ticks", "asked", "dec./s", "parsed", "p50 ms", "p99 ms", "ticks/s", "max lag s")
     for column in columns:
@@ -304,10 +310,13 @@ def minds_command(
     sizes: Annotated[
         str, typer.Option(help="Comma-separated language-agent counts (default 5,50,500; quick 3,12)")
     ] = "",
-    ticks: Annotated[int | None, typer.Option(min=1, help="Ticks per size (default 40; quick 8)")] = None,
+    ticks: Annotated[int | None, typer.Option(min=1, help="Ticks per size (default 30; quick 8)")] = None,
     rate: Annotated[float, typer.Option(min=0.1, max=100.0, help="The paced tick rate, ticks a second")] = 2.0,
-    timeout: Annotated[float, typer.Option(min=0.1, max=600.0, help="Seconds a call may take (the budget)")] = 2.0,
-    max_in_flight: Annotated[int, typer.Option(min=1, help="Calls in flight at once (the budget)")] = 4,
+    timeout: Annotated[float, typer.Option(min=0.1, max=600.0, help="Seconds a call may take (the budget)")] = 5.0,
+    max_in_flight: Annotated[int, typer.Option(min=1, help="Calls in flight at once (the budget)")] = 2,
+    wait: Annotated[
+        bool, typer.Option(help="A tick waits (up to the timeout) for the replies due at it; --no-wait: never")
+    ] = True,
     replay_agents: Annotated[int, typer.Option(min=1, help="Language agents of the replayed world")] = 5,
     replay_ticks: Annotated[int | None, typer.Option(min=1, help="Ticks of the replayed world (default 1000)")] = None,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads of the local model")] = 1,
@@ -317,9 +326,10 @@ def minds_command(
     """Language minds: decisions/s, latency and ticks kept at 5, 50, 500 agents; a replay's speed without the model."""
     plan = Plan(
         sizes=tuple(_sizes(sizes or ("3,12" if quick else "5,50,500"))),
-        ticks=ticks or (8 if quick else 40),
+        ticks=ticks or (8 if quick else 30),
         rate=rate,
         budget=Budget(timeout=timeout, max_in_flight=max_in_flight),
+        wait=wait,
         replay_agents=replay_agents,
         replay_ticks=replay_ticks or (100 if quick else 1000),
         model=model,
