@@ -88,17 +88,8 @@ def local_model(threads: int) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="soulfra-bench-minds-") as workdir:
         log_path = Path(workdir) / "model.log"
         with log_path.open("wb") as log:
-            command = [
-                sys.executable,
-                "-m",
-                "soulfra",
-                "model",
-                "serve",
-                "--port",
-                str(port),
-                "--threads",
-                str(threads),
-            ]
+            command = [sys.executable, "-m", "soulfra", "model", "serve", "--port", str(port)]
+            command += ["--threads", str(threads)]
             proc = subprocess.Popen(command, stdout=log, stderr=log)  # noqa: S603 -- our own interpreter and command
         try:
             _wait_until_up(proc, url, log_path)
