@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 
 import pytest
@@ -14,6 +15,7 @@ from soulfra.cli import model
 
 from .fake_model import FakeModel
 
+SECRET = "sk-bench-do-not-show"
 ROW_KEYS = {
     "agents", "ticks", "seconds", "thoughts", "recorded", "decisions", "parsed", "outcomes", "decisions_per_s",
     "latency_p50_ms", "latency_p99_ms", "ticks_per_s", "worst_tick_delay_s",
@@ -24,10 +26,12 @@ REPLAY_KEYS = {
 }  # fmt: skip
 
 
-async def _bench(*args: str) -> tuple[int, str, str]:
+async def _bench(*args: str, key: str | None = None) -> tuple[int, str, str]:
+    env = {name: value for name, value in os.environ.items() if name != "SOULFRA_MODEL_KEY"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "soulfra", "bench", "minds", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=env if key is None else {**env, "SOULFRA_MODEL_KEY": key},
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=240)
     assert proc.returncode is not None
@@ -39,9 +43,10 @@ async def test_bench_minds_quick_against_the_fake_model() -> None:
     async with FakeModel() as fake:
         code, out, err = await _bench(
             "--quick", "--json", "--model-url", fake.url, "--sizes", "3,12", "--ticks", "8", "--rate", "20",
-            "--replay-ticks", "60",
+            "--replay-ticks", "60", key=SECRET,
         )  # fmt: skip
     assert code == 0, err
+    assert fake.authorization == {f"Bearer {SECRET}"} and SECRET not in out + err
     result = json.loads(out)
     assert result["benchmark"] == "minds" and result["rate"] == 20 and result["wait"] is True
     assert [row["agents"] for row in result["rows"]] == [3, 12]
