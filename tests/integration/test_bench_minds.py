@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,15 +40,17 @@ async def _bench(*args: str, key: str | None = None) -> tuple[int, str, str]:
 
 
 @pytest.mark.anyio
-async def test_bench_minds_quick_against_the_fake_model() -> None:
+async def test_bench_minds_quick_against_the_fake_model(tmp_path: Path) -> None:
     async with FakeModel() as fake:
         code, out, err = await _bench(
             "--quick", "--json", "--model-url", fake.url, "--sizes", "3,12", "--ticks", "8", "--rate", "20",
-            "--replay-ticks", "60", key=SECRET,
+            "--replay-ticks", "60", "--out", str(tmp_path / "minds.json"), key=SECRET,
         )  # fmt: skip
     assert code == 0, err
     assert fake.authorization == {f"Bearer {SECRET}"} and SECRET not in out + err
     result = json.loads(out)
+    assert json.loads((tmp_path / "minds.json").read_text()) == result
+    assert result["machine"]["cpus"] >= 1
     assert result["benchmark"] == "minds" and result["rate"] == 20 and result["wait"] is True
     assert [row["agents"] for row in result["rows"]] == [3, 12]
     for row in result["rows"]:

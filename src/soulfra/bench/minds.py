@@ -22,6 +22,8 @@ import contextlib
 import importlib.util
 import itertools
 import json
+import os
+import platform
 import signal
 import subprocess
 import sys
@@ -42,7 +44,7 @@ from soulfra.bench.targets import target, targets_table
 from soulfra.bus import InMemoryBus
 from soulfra.bus.port import Message
 from soulfra.durable import DurableWorld
-from soulfra.errors import ConfigError, InstanceFailedError
+from soulfra.errors import ConfigError, InstanceFailedError, OutputError
 from soulfra.language import Budget, MindSettings, open_asker
 from soulfra.metrics import Metrics
 from soulfra.platforms.base import events_subject
@@ -241,6 +243,11 @@ def run(url: str, plan: Plan, *, endpoint: str) -> dict[str, Any]:
         "benchmark": "minds",
         "model": plan.model,
         "endpoint": endpoint,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "system": f"{platform.system()} {platform.machine()}",
+            "load_average": [round(x, 2) for x in os.getloadavg()],  # at the end of the run: wall-clock figures
+        },
         "rate": plan.rate,
         "wait": plan.wait,
         "budget": {
@@ -330,6 +337,7 @@ def minds_command(
     replay_ticks: Annotated[int | None, typer.Option(min=1, help="Ticks of the replayed world (default 1000)")] = None,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads of the local model")] = 1,
     quick: Annotated[bool, typer.Option(help="A small run: few agents, few ticks")] = False,
+    out: Annotated[Path, typer.Option(help="Where to write the JSON results")] = Path("benchmarks/minds.json"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables")] = False,
 ) -> None:
     """Language minds: decisions/s, latency and ticks kept at 5, 50, 500 agents; a replay's speed without the model."""
@@ -347,6 +355,11 @@ def minds_command(
     with contextlib.ExitStack() as stack:
         url = model_url or stack.enter_context(local_model(threads))
         results = run(url, plan, endpoint=model_url or "local: soulfra model serve")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror}") from None
     if as_json:
         typer.echo(json.dumps(results))
     else:
