@@ -285,7 +285,7 @@ def render(results: dict[str, Any]) -> Group:
         f"(timeout {budget['timeout_s']:g} s, {budget['max_in_flight']} in flight, "
         f"{'ticks wait for due replies' if results['wait'] else 'ticks never wait'})"
     )
-    columns = ("agents", "ticks", "asked", "dec./s", "parsed", "p50 ms", "p99 ms", "ticks/s", "max lag s")
+    columns = ("agents", "ticks", "asked", "dec/s", "parsed", "p50 ms", "p99 ms", "tick/s", "lag s")
     for column in columns:
         live.add_column(column, justify="right")
     for row in results["rows"]:
