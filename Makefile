@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 MODEL_STAMP := $(VENV)/.local-model-stamp
 
-.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package bench-dashboard bench-cluster image install install-local-model clean
+.PHONY: up test test-fast lint typecheck format bench bench-storage bench-api bench-package bench-dashboard bench-cluster bench-minds image install install-local-model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ bench-cluster: $(STAMP)
 ## The world page in Chromium: first render and page weight at 1,000 agents, tick-to-screen latency, frames at 10,000.
 bench-dashboard: $(STAMP)
 	$(BIN)/soulfra bench dashboard
+
+## Language minds on the local model (started and stopped by the bench; needs `make install-local-model`): decisions/s,
+## latency and the tick rate kept at 5, 50 and 500 agents; a recorded 1,000-tick language world replayed without it.
+bench-minds: $(STAMP)
+	$(BIN)/soulfra bench minds
 
 ## The container image (IMAGE, default soulfra:local), built with Docker or Podman and smoke-tested (scripts/image.sh):
 ## `soulfra up` in one container until /readyz answers and the image's HEALTHCHECK says healthy. Needs a running engine.

@@ -118,7 +118,7 @@ def test_the_bench_commands_load_when_asked_for() -> None:
     listed = CliRunner().invoke(app, ["bench", "--help"])
     assert listed.exit_code == 0, listed.output
     commands = [line.split()[0] for line in listed.output.split("Commands:")[1].splitlines() if line.strip()]
-    assert commands == ["api", "cluster", "dashboard", "package", "tick", "storage"]
+    assert commands == ["api", "cluster", "dashboard", "minds", "package", "tick", "storage"]
     shown = CliRunner().invoke(app, ["bench", "api", "--help"])
     assert shown.exit_code == 0, shown.output
     assert "Usage: soulfra bench api [OPTIONS]" in shown.output

@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,18 +33,14 @@ import httpx
 import sqlalchemy as sa
 import typer
 
+from soulfra.bench.load import free_port
+
 __all__ = ["cluster_command"]
 
 RATE = 1.0  # ticks a second each world is asked for
 AGENTS = 7  # beside the world's three named agents: ten-agent worlds
 TICKS_KEPT_TARGET = 0.99
 FAILOVER_P50_TARGET_S = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -87,7 +82,7 @@ class _Cluster:
 
 @contextlib.contextmanager
 def _cluster(db: str, nats: str, nodes: int, where: Path) -> Iterator[_Cluster]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SOULFRA_HOME": str(where / "home"), "SOULFRA_LOG_LEVEL": "warning"}
     log = where / f"cluster-{nodes}.log"
     with log.open("wb") as out:

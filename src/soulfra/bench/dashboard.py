@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 import typer
 
-from soulfra.bench.load import percentile
+from soulfra.bench.load import free_port, percentile
 from soulfra.errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
@@ -54,16 +53,10 @@ class _Server:
     token: str
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _soulfra_up(root: Path, agents: int, rate: float) -> Iterator[_Server]:
     """``soulfra up`` with ``agents`` agents in the default world, ticking ``rate`` times a second; stopped after."""
-    port = _free_port()
+    port = free_port()
     home = root / "home"
     env = {k: v for k, v in os.environ.items() if k != "SOULFRA_URL"} | {"SOULFRA_HOME": str(home)}
     command = [

@@ -4,18 +4,26 @@ latencies and errors counted, against a server on this machine's loopback."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from contextlib import suppress
 from typing import Any
 
 from soulfra.errors import OutputError
 
-__all__ = ["HOST", "LOAD_GENERATOR", "load", "percentile"]
+__all__ = ["HOST", "LOAD_GENERATOR", "free_port", "load", "percentile"]
 
 HOST = "127.0.0.1"
 # httpx.AsyncClient itself tops out near 100-200 req/s at 64 concurrent requests (encode/httpx#3215), which would
 # measure the client, not the servers; the generator is plain asyncio streams, one keep-alive connection per worker.
 LOAD_GENERATOR = "asyncio streams, HTTP/1.1 keep-alive, one connection per worker, in the bench process"
+
+
+def free_port() -> int:
+    """A port free on the loopback now, for a server this benchmark starts."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
 
 
 def percentile(ordered: list[float], q: float) -> float:

@@ -135,6 +135,7 @@ class _BenchGroup(TyperGroup):
         "api": ("soulfra.bench.api", "api_command"),
         "cluster": ("soulfra.bench.cluster", "cluster_command"),
         "dashboard": ("soulfra.bench.dashboard", "dashboard_command"),
+        "minds": ("soulfra.bench.minds", "minds_command"),
         "package": ("soulfra.bench.package", "package_command"),
     }
 
