@@ -9,12 +9,10 @@ Chromium is Debian's (``/usr/bin/chromium``); without it the browser test skips 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
 import statistics
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .fake_model import FakeModel
+from .fake_model import FakeModel, threaded
 from .support import Server, running_server, wait_for
 from .test_dashboard import Watched, browser, shots, sign_in, until, watched
 
@@ -36,19 +34,8 @@ MODEL = "fake-135m"
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[FakeModel]:
-    """The fake model server, served by an event loop of its own in a thread (the server under test is a process)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="fake-model", daemon=True)
-    thread.start()
-    fake = FakeModel()
-    asyncio.run_coroutine_threadsafe(fake.__aenter__(), loop).result(timeout=10)
-    try:
+    with threaded() as fake:
         yield fake
-    finally:
-        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
 
 
 @pytest.fixture(scope="module")

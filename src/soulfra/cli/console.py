@@ -65,4 +65,7 @@ def summary(report: RunReport) -> RenderableType:
     table.add_row("vibe", vibe_line(weather(report.vibe)))
     events = ", ".join(f"{kind} {count:,}" for kind, count in sorted(report.events.items()))
     table.add_row("events", events or "none")
+    if report.minds is not None:
+        replies = ", ".join(f"{outcome} {count:,}" for outcome, count in report.minds.items())
+        table.add_row("model replies", replies or "none recorded")
     return Panel(table, title="Soulfra run", title_align="left")
