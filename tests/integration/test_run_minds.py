@@ -42,7 +42,7 @@ def test_a_run_with_a_model_records_every_reply_and_replays_without_it(tmp_path:
         report = verify(store, kept["instance"])  # the server is stopped: the replay reads the recorded replies
     finally:
         store.close()
-    assert replies and kept["minds"] == {"reply": len(replies)}
+    assert replies and kept["minds"] == {"reply": len(replies)} and kept["minds_skipped"] == 0
     assert {r.model for r in replies} == {"fake-135m"} and all(r.decision is not None for r in replies)
     assert report.ok and report.state_hash == kept["state_hash"] and report.ticks == 30
     # the same world without --db asks the same deterministic server the same questions: the same replies, the
@@ -62,3 +62,12 @@ def test_without_a_model_or_with_none_listening_the_agents_fall_back(tmp_path: P
     # a failed call falls back as no call does: the same events (the hash differs: each mind_decided event names
     # its outcome, unreachable or no-reply, and the loop's digest holds the events)
     assert unreachable["events"] == plain["events"] and unreachable["state_hash"] != plain["state_hash"]
+
+
+def test_thoughts_over_the_budget_are_not_asked_and_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOULFRA_MODEL_CALLS_PER_MINUTE", "4")  # read as `up` reads it
+    with threaded() as fake:
+        report = run("--model-url", fake.url, "--model-timeout", "0.3")
+        asked = fake.requests
+    assert report["minds"] == {"reply": 4} and asked == 4  # the minute's four calls, then none
+    assert report["minds_skipped"] > 0

@@ -67,5 +67,6 @@ def summary(report: RunReport) -> RenderableType:
     table.add_row("events", events or "none")
     if report.minds is not None:
         replies = ", ".join(f"{outcome} {count:,}" for outcome, count in report.minds.items())
-        table.add_row("model replies", replies or "none recorded")
+        skipped = f"; {report.minds_skipped:,} not asked (over budget)" if report.minds_skipped else ""
+        table.add_row("model replies", (replies or "none recorded") + skipped)
     return Panel(table, title="Soulfra run", title_align="left")

@@ -199,7 +199,7 @@ def _run_and_report(
         else:
             report = run(instance, ticks, items, on_tick=sink, before_tick=before_tick)
         if asker is not None:
-            report.minds = dict(sorted(asker.outcomes.items()))
+            report.minds, report.minds_skipped = dict(sorted(asker.outcomes.items())), asker.skipped
     if as_json:
         typer.echo(json.dumps(report.to_json()))
     else:

@@ -94,6 +94,7 @@ class RunReport:
     instance: str | None = None  # the stored instance, for a run with a database
     start_tick: int = 0
     minds: dict[str, int] | None = None  # the language model's replies recorded, by outcome (None: no model asked)
+    minds_skipped: int = 0  # thoughts the model's budget did not let the run ask in time (their agents fell back)
 
     @property
     def agent_steps_per_s(self) -> float:
@@ -112,7 +113,7 @@ class RunReport:
             "vibe": vibe_to_json(self.vibe),
             "tick": self.tick,
             **({"instance": self.instance, "start_tick": self.start_tick} if self.instance is not None else {}),
-            **({"minds": self.minds} if self.minds is not None else {}),
+            **({"minds": self.minds, "minds_skipped": self.minds_skipped} if self.minds is not None else {}),
         }
 
 

@@ -26,13 +26,15 @@ __all__ = ["ThreadedAsker"]
 
 class ThreadedAsker:
     """Asks the model for a synchronously stepped world's language agents; use as a context manager (``close``
-    cancels the calls under way and stops the thread). ``outcomes`` counts the replies handed out, by outcome."""
+    cancels the calls under way and stops the thread). ``outcomes`` counts the replies handed out, by outcome;
+    ``skipped`` the thoughts never asked, as the budget would not admit them in time (their agents fell back)."""
 
     def __init__(self, settings: MindSettings, metrics: Metrics | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="soulfra-minds", daemon=True)
         self._thread.start()
-        self.asker: MindAsker = self._call(self._open(settings, metrics or Metrics()))
+        self.metrics = metrics or Metrics()
+        self.asker: MindAsker = self._call(self._open(settings, self.metrics))
         self.outcomes: Counter[str] = Counter()
         self._logged: set[tuple[str, int]] | None = None  # replies a continued instance's log holds already
 
@@ -59,6 +61,11 @@ class ThreadedAsker:
                 self.outcomes[reply.outcome] += 1
                 replies.append(reply)
         return replies
+
+    @property
+    def skipped(self) -> int:
+        value = self.metrics.registry.get_sample_value("soulfra_mind_calls_total", {"outcome": "skipped"})
+        return int(value or 0)
 
     async def _ask_and_collect(self, core: World, logged: set[tuple[str, int]]) -> list[dict[str, Any]]:
         self.asker.ask(core.state, logged)
