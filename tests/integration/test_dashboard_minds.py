@@ -142,7 +142,7 @@ def test_the_world_page_shows_a_language_agent_s_mind_and_the_model_cost(
     shown = page.locator("#mind-panel .mind-reply").first.inner_text()
     assert shown in [call["reply"] for call in mind["calls"]]  # one of its recorded replies, the newest when shown
     assert "digest matches the recorded one" in page.inner_text("#mind-panel .mind-prompt summary")
-    page.screenshot(path=str(shots / "agent-mind.png"), full_page=True)
+    page.screenshot(path=str(shots / "agent-mind.png"))
     page.click("#agent-list button[data-agent='arty']")  # a built-in mind: no mind section
     until(page, "document.getElementById('agent-body').dataset.mind === 'arty'")
     assert page.locator("#mind-panel").count() == 0

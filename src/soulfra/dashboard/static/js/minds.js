@@ -47,10 +47,11 @@ function element(tag, text, className) {
 function callItem(call) {
   const item = element("li", undefined, `mind-call outcome-${call.outcome}`);
   const head = element("p", undefined, "mind-call-head");
-  const decision = call.decision ? ` → ${call.decision.action}` : " → fell back";
+  // a parsed reply shows the decision it asked for; anything else, why its agent fell back
+  const said = call.decision ? `decided: ${call.decision.action}` : `fell back (${call.outcome})`;
   head.append(
     element("span", `t${call.tick}`, "feed-tick"),
-    element("strong", `${call.outcome}${decision}`),
+    element("strong", said),
     element("span", ` · ${call.prompt_tokens + call.completion_tokens} tokens · ${call.latency_ms} ms`, "muted"),
   );
   item.append(head);
