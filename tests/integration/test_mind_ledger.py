@@ -11,11 +11,13 @@ import pytest
 from soulfra.bus import InMemoryBus
 from soulfra.durable import DurableWorld, state_at
 from soulfra.errors import NotFoundError, UnknownAgentError
-from soulfra.language.ledger import agent_mind, instance_costs, rebuild_prompt, recorded_calls
+from soulfra.language.ledger import MindLedger, agent_mind, instance_costs, rebuild_prompt, recorded_calls
+from soulfra.meta.lineage import revert_record
 from soulfra.metrics import Metrics
 from soulfra.store import InMemoryStore
 from soulfra.world import WorldSpec
 from soulfra.world.genesis import DEFAULT_AGENTS
+from soulfra.world.inputs import MindReply
 
 from .fake_model import FakeModel
 from .test_language_minds import bus, lang_runtime, replies, run
@@ -53,6 +55,27 @@ async def test_costs_and_calls_are_the_recorded_replies_and_every_prompt_rebuild
     assert mind.model == "fake-135m" and mind.prompt is not None and mind.prompt.digest == own[0].prompt
     assert mind.costs == costs and mind.tick == max(live)
     assert mind.due == head.thinking.get(head.index[agent])
+
+
+async def test_a_ledger_reads_what_was_logged_since_and_again_after_a_revert(bus: InMemoryBus) -> None:
+    store, metrics = InMemoryStore(), Metrics()
+    async with FakeModel() as fake:
+        await run(await lang_runtime(store, bus, fake.url, metrics), 20)
+    ledger = MindLedger()
+    first = ledger.costs(store, "lang")
+    assert first == instance_costs(store, "lang") and first.calls == len(replies(store, "lang"))
+    head = store.instances.get("lang").head_tick
+    extra = MindReply(tick=head + 3, agent=replies(store, "lang")[0].agent, model="fake-135m", prompt="b2:00",
+                      outcome="timeout", latency_ms=5000)  # fmt: skip
+    store.inputs.append("lang", [extra])
+    grown = ledger.costs(store, "lang")  # the one appended, read on top of the tally
+    assert grown == instance_costs(store, "lang")
+    assert (grown.calls, grown.outcomes["timeout"]) == (first.calls + 1, 1)
+    assert ledger.agent(store, "lang", extra.agent).calls[0].outcome == "timeout"
+    revert_record(store, store.instances.get("lang"), tick=10, branch_id="lang-branch")
+    reverted = ledger.costs(store, "lang")  # the log lost inputs: tallied again
+    assert reverted == instance_costs(store, "lang")
+    assert reverted.calls == len(replies(store, "lang")) < first.calls
 
 
 def test_an_agent_or_instance_that_does_not_exist_is_not_found() -> None:

@@ -14,7 +14,7 @@ from soulfra.api.common import AgentId, InstanceId
 from soulfra.api.gateway import Gateway
 from soulfra.api.models.minds import AgentMindReply, MindCostsReply
 from soulfra.errors import ConfigError
-from soulfra.language.ledger import LAST, AgentMind, MindCall, MindCosts, agent_mind, instance_costs
+from soulfra.language.ledger import LAST, MAX_LAST, AgentMind, MindCall, MindCosts, MindLedger
 from soulfra.offload import off_loop
 from soulfra.store.ports import Store
 
@@ -47,6 +47,7 @@ def agent_mind_json(found: AgentMind) -> dict[str, Any]:
 
 def minds_router(gateway: Gateway) -> APIRouter:
     router = APIRouter()
+    ledger = MindLedger()  # this server's tallies: each read takes only what was logged since the last
 
     async def stored(instance_id: str) -> Store:
         store = gateway.store
@@ -59,18 +60,18 @@ def minds_router(gateway: Gateway) -> APIRouter:
     async def minds(instance_id: InstanceId) -> dict[str, Any]:
         """The instance's model cost from the replies its log records: calls by outcome, tokens, latency."""
         store = await stored(instance_id)
-        return {"instance": instance_id, "costs": costs_json(await off_loop(instance_costs, store, instance_id))}
+        return {"instance": instance_id, "costs": costs_json(await off_loop(ledger.costs, store, instance_id))}
 
     @router.get(
         "/api/instances/{instance_id}/agents/{agent_id}/mind", tags=["instances"], response_model=AgentMindReply
     )
     async def mind(
-        instance_id: InstanceId, agent_id: AgentId, last: Annotated[int, Query(ge=0, le=50)] = LAST
+        instance_id: InstanceId, agent_id: AgentId, last: Annotated[int, Query(ge=0, le=MAX_LAST)] = LAST
     ) -> dict[str, Any]:
         """The agent's mind at the durable head (its built-in mind, its model, the tick its thought is due at), its
         ``last`` recorded replies, newest first, and the prompt the newest answered, rebuilt from the state it was
         built from (``matches``: its digest is the recorded one), with the instance's model cost."""
         store = await stored(instance_id)
-        return agent_mind_json(await off_loop(agent_mind, store, instance_id, agent_id, last=last))
+        return agent_mind_json(await off_loop(ledger.agent, store, instance_id, agent_id, last=last))
 
     return router
