@@ -104,13 +104,6 @@ def recorded_calls(store: Store, instance_id: str) -> list[MindCall]:
     return [call for stored in store.inputs.read(instance_id) if (call := _call(stored)) is not None]
 
 
-def costs_of(calls: list[MindCall]) -> MindCosts:
-    tally = _Tally()
-    for call in calls:
-        tally.add(call)
-    return tally.costs()
-
-
 @dataclass(slots=True)
 class _Tally:
     """The sums of one instance's recorded replies, and each agent's last ``MAX_LAST``, as of input ``last_seq``."""
