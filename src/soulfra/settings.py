@@ -294,9 +294,12 @@ class ApiServeSettings(ServeSettings, HttpSettings):
     platforms over NATS; several may run behind a load balancer."""
 
 
-class ClusterSettings(ApiServeSettings, WorldSettings):
+class ClusterSettings(ApiServeSettings, WorldSettings, ModelSettings):
     """The cluster topology (``soulfra up --ray-address``, ``soulfra cluster local``): this process the cluster's
-    puppet master and an API gateway, the worlds in Ray actors across the nodes, PostgreSQL and NATS shared."""
+    puppet master and an API gateway, the worlds in Ray actors across the nodes, PostgreSQL and NATS shared; the
+    hosts ask the model endpoint for their worlds' language agents."""
+
+    SECRETS: ClassVar[frozenset[str]] = ApiServeSettings.SECRETS | ModelSettings.SECRETS
 
     ray_address: str | None = Field(None, min_length=1, description="the Ray cluster to join (host:port)")
     nodes: int = Field(2, ge=1, le=16, description="the nodes of a local cluster (soulfra cluster local)")

@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import json
 import re
+import threading
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -121,6 +123,24 @@ class FakeModel:
             "usage": {"prompt_tokens": len(str(body).split()), "completion_tokens": len(content.split())},
         }
         return 200, json.dumps(reply)
+
+
+@contextlib.contextmanager
+def threaded(mode: str = "ok", *, delay: float = 0.0) -> Iterator[FakeModel]:
+    """A ``FakeModel`` served by an event loop of its own in a thread, for code under test that is synchronous (a
+    ``soulfra run``) or another process (a ``soulfra up``); stopped, and its thread joined, on the way out."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-model", daemon=True)
+    thread.start()
+    fake = FakeModel(mode, delay=delay)
+    try:
+        asyncio.run_coroutine_threadsafe(fake.__aenter__(), loop).result(timeout=10)
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
 
 
 def decide(system: str, user: str) -> dict[str, Any]:

@@ -134,6 +134,7 @@ async def test_real_answers_validate_against_their_models(system: System) -> Non
         "/api/instances/a/agents?limit=2", "/api/instances/a/protocol/rules", "/api/instances/a/snapshots",
         "/api/instances/a/mirror/anomalies", "/api/instances/a/mirror/seeds", "/api/agents/echo/arty",
         "/api/agents/echo/nobody", "/api/instances/a/agents/arty", "/api/instances/a/state?tick=5",
+        "/api/instances/a/minds", "/api/instances/a/agents/arty/mind",
     ):  # fmt: skip
         await call("GET", url)
     await call("POST", "/api/instances/a/whispers", 202, json={"text": "hello", "target": "arty"})

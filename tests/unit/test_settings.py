@@ -25,7 +25,9 @@ from soulfra.errors import ConfigError
 from soulfra.settings import (
     ApiServeSettings,
     ClientSettings,
+    ClusterSettings,
     MetaServeSettings,
+    ModelSettings,
     PlatformServeSettings,
     ServeSettings,
     SoulfraSettings,
@@ -185,6 +187,32 @@ def test_up_with_a_ray_address_runs_the_cluster_with_its_settings(monkeypatch: p
         "postgresql://db.lan/worlds", "nats://10.0.0.8:4222", 3, 9001
     )  # fmt: skip
     assert "embedded" not in recorder.seen  # no embedded system was started
+
+
+def test_the_cluster_s_hosts_are_given_the_model_and_its_language_agents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``up --ray-address`` takes the model flags (and the key from its variable) into the cluster's options: the
+    endpoint its hosts ask, the generated agents of its default world made language agents of the model."""
+    import soulfra.cluster.system  # noqa: PLC0415 -- the cluster stack loads only when a cluster runs
+    import soulfra.serving  # noqa: PLC0415
+
+    Recorder(monkeypatch)
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(soulfra.cluster.system, "cluster_puppet", lambda options: seen.update(options=options))
+    monkeypatch.setattr(soulfra.serving, "listen", lambda host, port: socket.socket())
+    monkeypatch.setattr(soulfra.services, "api_app", lambda settings, **kwargs: object())
+    monkeypatch.setattr(soulfra.serving, "serve_app", lambda app, sock, **kwargs: None)
+    monkeypatch.setenv("SOULFRA_MODEL_KEY", "sk-cluster")
+    args = [
+        "up", "--ray-address", "10.0.0.9:6379", "--db", "postgresql://db.lan/worlds", "--agents", "4",
+        "--language-agents", "--model", "smol", "--model-url", "http://10.0.0.7:8080/v1", "--model-timeout", "3",
+    ]  # fmt: skip
+    assert run(*args) == 0
+    options = seen["options"]
+    minds = options.minds
+    assert (minds.url, minds.model, minds.api_key, minds.budget.timeout) == ("http://10.0.0.7:8080/v1", "smol",
+                                                                            "sk-cluster", 3.0)  # fmt: skip
+    assert options.spec.generated_model == "smol" and options.agents == 4
+    assert "sk-cluster" not in repr(minds)
 
 
 def test_serve_meta_takes_its_world_and_the_instances_it_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,7 +382,8 @@ def test_the_errors_of_several_bad_values_share_one_line(monkeypatch: pytest.Mon
     ("command", "kind"),
     [
         (("up",), UpSettings), (("serve", "runtime"), PlatformServeSettings), (("serve", "meta"), MetaServeSettings),
-        (("serve", "api"), ApiServeSettings), (("status",), ClientSettings),
+        (("serve", "api"), ApiServeSettings), (("status",), ClientSettings), (("cluster", "local"), ClusterSettings),
+        (("run",), ModelSettings),
     ],
 )  # fmt: skip
 def test_the_flags_defaults_are_the_settings_defaults(command: tuple[str, ...], kind: type[SoulfraSettings]) -> None:

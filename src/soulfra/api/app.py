@@ -31,6 +31,7 @@ from soulfra.api.history import history_router
 from soulfra.api.instances import instance_router
 from soulfra.api.limits import BodyLimits, RequestLimits
 from soulfra.api.metrics import HttpMetrics, metrics_router
+from soulfra.api.minds import minds_router
 from soulfra.api.models import (
     Echoes,
     Health,
@@ -322,6 +323,7 @@ def create_app(
 
     app.include_router(instance_router(gateway, streams))
     app.include_router(history_router(gateway))
+    app.include_router(minds_router(gateway))
     app.include_router(reflection_router(gateway))  # the original Soulfra's public reflection paths
     app.include_router(admin_router(tokens, tokens.store))
     app.include_router(operations_router(gateway, recorder, metrics))

@@ -19,6 +19,11 @@ from soulfra.cli.options import (
     AgentsOption,
     HostOption,
     InsecureHttpOption,
+    LanguageAgentsOption,
+    ModelInFlightOption,
+    ModelOption,
+    ModelTimeoutOption,
+    ModelUrlOption,
     NatsCaOption,
     NatsCertOption,
     NatsCredsOption,
@@ -68,8 +73,8 @@ def run_cluster(settings: ClusterSettings, ray_address: str) -> None:
     options = ClusterOptions(
         ray_address=ray_address, db_url=str(settings.db), nats_url=settings.nats_url,
         nats_options=settings.nats_options(), home=settings.home, seed=settings.seed, agents=settings.agents,
-        rate=settings.rate or None, cycle_every=settings.cycle_every,
-        spec=load_world_file(settings.world) if settings.world is not None else DEFAULT_WORLD,
+        rate=settings.rate or None, cycle_every=settings.cycle_every, minds=settings.mind_settings(),
+        spec=settings.world_spec(load_world_file(settings.world) if settings.world is not None else DEFAULT_WORLD),
     )  # fmt: skip
     sock = listen(settings.host, settings.port)
     with crash_logged("cluster"), sock:
@@ -188,6 +193,11 @@ def local_command(
     seed: SeedOption = 0,
     world: WorldOption = None,
     agents: AgentsOption = 0,
+    language_agents: LanguageAgentsOption = False,
+    model_url: ModelUrlOption = None,
+    model: ModelOption = None,
+    model_in_flight: ModelInFlightOption = 8,
+    model_timeout: ModelTimeoutOption = 10.0,
     rate: RateOption = 2.0,
     cycle_every: CycleOption = 0,
     log_level: LogLevelOption = "info",

@@ -65,4 +65,8 @@ def summary(report: RunReport) -> RenderableType:
     table.add_row("vibe", vibe_line(weather(report.vibe)))
     events = ", ".join(f"{kind} {count:,}" for kind, count in sorted(report.events.items()))
     table.add_row("events", events or "none")
+    if report.minds is not None:
+        replies = ", ".join(f"{outcome} {count:,}" for outcome, count in report.minds.items())
+        skipped = f"; {report.minds_skipped:,} not asked (over budget)" if report.minds_skipped else ""
+        table.add_row("model replies", (replies or "none recorded") + skipped)
     return Panel(table, title="Soulfra run", title_align="left")

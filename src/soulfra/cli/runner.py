@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -93,6 +93,8 @@ class RunReport:
     tick: int = 0  # the world's tick at the end
     instance: str | None = None  # the stored instance, for a run with a database
     start_tick: int = 0
+    minds: dict[str, int] | None = None  # the language model's replies recorded, by outcome (None: no model asked)
+    minds_skipped: int = 0  # thoughts the model's budget did not let the run ask in time (their agents fell back)
 
     @property
     def agent_steps_per_s(self) -> float:
@@ -111,6 +113,7 @@ class RunReport:
             "vibe": vibe_to_json(self.vibe),
             "tick": self.tick,
             **({"instance": self.instance, "start_tick": self.start_tick} if self.instance is not None else {}),
+            **({"minds": self.minds, "minds_skipped": self.minds_skipped} if self.minds is not None else {}),
         }
 
 
@@ -157,12 +160,13 @@ def run(
     *,
     on_tick: Callable[[list[Event]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    before_tick: Callable[[], None] | None = None,
+    before_tick: Callable[[], Sequence[Input] | None] | None = None,
 ) -> RunReport:
     """Step ``world`` ``ticks`` times (0: until ``should_stop``), applying ``inputs`` at their ticks.
 
     A ``DurableWorld`` stores (and commits) ``inputs`` before the first tick; ``before_tick`` runs ahead of every
-    tick, where a live source of inputs can submit them.
+    tick, where a live source of inputs can submit them, and may return inputs stamped for the coming tick (a
+    language model's recorded replies): a ``DurableWorld`` stores them first, a ``World`` steps with them.
     """
     if ticks < 0 or (ticks == 0 and should_stop is None):
         raise ConfigError("ticks must be at least 1 (0, run until stopped, needs a way to stop)")
@@ -176,19 +180,23 @@ def run(
         core.check(item)
     if isinstance(world, DurableWorld):
         world.submit(inputs)
-        step: Callable[[], list[Event]] = world.step
+        durable = world
+
+        def step(extra: Sequence[Input]) -> list[Event]:
+            if extra:
+                durable.submit(extra)
+            return durable.step()
     else:
 
-        def step() -> list[Event]:
-            return core.step(by_tick.get(core.tick, ()))
+        def step(extra: Sequence[Input]) -> list[Event]:
+            return core.step([*by_tick.get(core.tick, ()), *extra])
 
     counts: Counter[str] = Counter()
     begun = time.perf_counter()
     done = 0
     while (ticks and done < ticks) or (not ticks and not (should_stop and should_stop())):
-        if before_tick is not None:
-            before_tick()
-        events = step()
+        extra = before_tick() if before_tick is not None else None
+        events = step(extra or ())
         for event in events:
             counts[event.kind] += 1
         if on_tick is not None:

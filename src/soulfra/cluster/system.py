@@ -12,7 +12,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from soulfra.bus.port import Bus, Subscription
 from soulfra.cluster.host import HostSettings
@@ -27,6 +27,9 @@ from soulfra.store import SqlStore
 from soulfra.store.lease import PUPPET_MASTER_LEASE
 from soulfra.world import WorldSpec
 
+if TYPE_CHECKING:
+    from soulfra.language import MindSettings
+
 __all__ = ["ClusterOptions", "cluster_puppet"]
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,8 @@ META_OPS = ("default", "list", "create", "describe", "delete", "god", "preview_m
 
 
 class ClusterOptions:
-    """Where the cluster is and what its worlds are made of (what ``HostSettings`` and the default world need)."""
+    """Where the cluster is and what its worlds are made of (what ``HostSettings`` and the default world need);
+    ``minds``: where the hosts ask for their worlds' language agents (None: they fall back)."""
 
     def __init__(
         self,
@@ -51,6 +55,7 @@ class ClusterOptions:
         agents: int,
         rate: float | None,
         cycle_every: int,
+        minds: MindSettings | None = None,
         on_failover: Callable[[str, float], None] | None = None,
     ) -> None:
         self.ray_address = ray_address
@@ -63,6 +68,7 @@ class ClusterOptions:
         self.agents = agents
         self.rate = rate
         self.cycle_every = cycle_every
+        self.minds = minds
         self.on_failover = on_failover
 
 

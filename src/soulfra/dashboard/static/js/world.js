@@ -4,6 +4,7 @@
 import { ApiError, getJson, postJson } from "./api.js";
 import { agentAt, drawAgents, drawWeather } from "./canvas.js";
 import "./god.js";
+import { loadCosts, showMind } from "./minds.js";
 
 const instance = document.body.dataset.instance;
 const base = `/api/instances/${encodeURIComponent(instance)}`;
@@ -14,6 +15,7 @@ const REFRESH_MS = 1000; // state reads at most this often, however many events 
 // The agents are read in the API's compact view (id, name, mind, valence, arousal, energy: about 100 bytes an agent
 // before gzip), so they refresh as often as the rest; a click reads one agent's full record.
 const AGENTS_MS = 1000;
+const COSTS_MS = 5000; // the model cost line reads the whole input log: less often
 const AGENT_PAGE = 10000; // the compact view's largest page
 const AGENT_MAX = 10000;
 const LIST_MAX = 12; // agents listed under the canvas (search narrows the list)
@@ -128,6 +130,7 @@ async function showAgent(agentId) {
   try {
     const reply = await getJson(`${base}/agents/${encodeURIComponent(agentId)}`);
     renderAgent(reply.agent);
+    await showMind(base, agentId, () => view.selected);
   } catch (error) {
     setText("agent-name", agentId);
     $("agent-body").replaceChildren(message(error));
@@ -215,6 +218,7 @@ let refreshing = false;
 let again = false;
 let last = 0;
 let lastAgents = 0;
+let lastCosts = 0;
 
 async function refresh() {
   if (refreshing) {
@@ -237,6 +241,10 @@ async function refresh() {
     if (last - lastAgents >= AGENTS_MS) {
       lastAgents = last;
       reads.push(loadAgents());
+    }
+    if (last - lastCosts >= COSTS_MS) {
+      lastCosts = last;
+      reads.push(loadCosts(base));
     }
     await Promise.all(reads);
   } catch (error) {
@@ -392,8 +400,8 @@ async function start() {
   wireControls();
   let seq = 0;
   try {
-    const [status] = await Promise.all([loadStatus(), loadState(), loadWeather(), loadAgents()]);
-    last = lastAgents = performance.now();
+    const [status] = await Promise.all([loadStatus(), loadState(), loadWeather(), loadAgents(), loadCosts(base)]);
+    last = lastAgents = lastCosts = performance.now();
     seq = Number(status.platforms?.surface?.stream_seq ?? 0);
   } catch (error) {
     setText("stream-state", `read failed: ${error.message}`);
