@@ -27,7 +27,7 @@ from soulfra.store.ports import Store
 from soulfra.verification import verify
 from soulfra.world import World, WorldSpec, schedule, state_hash
 from soulfra.world.genesis import DEFAULT_AGENTS
-from soulfra.world.inputs import MindReply
+from soulfra.world.inputs import FAILURES, MindReply
 
 from .fake_model import FakeModel
 from .support import free_port
@@ -203,10 +203,13 @@ async def test_the_budget_holds_under_a_thousand_agents(bus: InMemoryBus) -> Non
     assert fake.requests <= 60
     counted = {
         outcome: metrics.registry.get_sample_value("soulfra_mind_calls_total", {"outcome": outcome}) or 0
-        for outcome in ("reply", "skipped", "timeout")
+        for outcome in ("reply", "unparsed", *FAILURES)
     }
     recorded = replies(store, "lang")
-    assert counted["reply"] + counted["timeout"] == len(recorded) <= fake.requests
+    # every call answered (or timed out) by its tick is recorded, whatever came of it; on a loaded machine a reply
+    # can also come back slow enough to time out, so the outcomes are not all "reply"
+    assert sum(counted.values()) == len(recorded) <= fake.requests
+    assert {r.outcome for r in recorded} <= set(counted)
     assert first_divergence(live, replayed(store, "lang", 6)) is None
 
 
