@@ -8,6 +8,13 @@ leases are in PostgreSQL, so it can be restarted, and a host that dies loses not
 
 Hosts are reached through ``HostHandle``: ``soulfra.cluster.ray_hosts`` makes them Ray actors, one per node; the
 tests may make them in-process.
+
+A host is found dead when Ray says its actor or node died, or at its first unanswered ping once the database session
+through which it holds its worlds' leases is gone (its process is), or after ``MISSES_TO_DEAD`` unanswered pings
+(a busy host keeps its session: it is never taken for dead on one). The takeover needs those sessions gone in any
+case, so PostgreSQL must notice a lost machine's connections: on a real cluster, set the server's
+``tcp_keepalives_idle``/``_interval``/``_count`` low (say 5 s, 1 s, 3); Ray's ``health_check_period_ms`` and
+``health_check_failure_threshold`` only make Ray's own word come sooner.
 """
 
 from __future__ import annotations

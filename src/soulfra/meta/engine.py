@@ -332,8 +332,10 @@ class PuppetMasterEngine:
         return moved
 
     def live_summaries(self) -> list[dict[str, Any]]:
-        """``list_instances``' row of each live instance, from memory and the records (no query of the others)."""
-        return [self._summary(self.store.instances.get(i)) for i in list(self.live)]
+        """``list_instances``' row of each live instance, from memory and the records: one query of the records,
+        not one per live instance (a cluster host runs hundreds, and the API lists them all at every page)."""
+        live = set(self.live)
+        return [self._summary(record) for record in self.store.instances.list_instances() if record.id in live]
 
     async def _stop(self, instance_id: str) -> None:
         instance = self.live.pop(instance_id, None)
