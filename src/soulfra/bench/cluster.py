@@ -17,7 +17,6 @@ with ``--json``.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import json
 import os
@@ -38,7 +37,7 @@ import httpx
 import sqlalchemy as sa
 import typer
 
-from soulfra.bench.cluster_failover import lose_nodes, stop_process
+from soulfra.bench.cluster_failover import create_worlds, lose_nodes, stop_process
 
 __all__ = ["cluster_command"]
 
@@ -150,13 +149,7 @@ def _rows(client: httpx.Client) -> dict[str, dict[str, Any]]:
 
 def _create(client: httpx.Client, count: int) -> list[str]:
     ids = [f"b{number}" for number in range(count)]
-
-    def one(instance_id: str) -> None:
-        reply = client.post("/api/instances", json={"id": instance_id, "seed": len(instance_id), "agents": AGENTS})
-        reply.raise_for_status()
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, ids))
+    create_worlds(client, ids, AGENTS)
     return ids
 
 

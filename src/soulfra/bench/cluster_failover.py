@@ -28,7 +28,7 @@ import httpx
 if TYPE_CHECKING:
     from soulfra.bench.cluster import ClusterRun
 
-__all__ = ["lose_nodes", "serve_node", "stop_process"]
+__all__ = ["create_worlds", "lose_nodes", "serve_node", "stop_process"]
 
 WHISPERED = 20  # worlds of the lost node whispered to each round
 RECOVERY_DEADLINE_S = 600.0
@@ -41,9 +41,20 @@ def _rows(client: httpx.Client) -> dict[str, dict[str, Any]]:
     return {row["id"]: row for row in reply.json()["instances"]}
 
 
-def _each(job: Any, items: list[str]) -> None:
+def create_worlds(client: httpx.Client, ids: list[str], agents: int) -> None:
+    """Worlds of these ids made through the API, eight at a time, each asked again while the API says 429 (its
+    limit on creations)."""
+
+    def one(instance: str) -> None:
+        while True:
+            reply = client.post("/api/instances", json={"id": instance, "seed": len(instance), "agents": agents})
+            if reply.status_code != 429:
+                reply.raise_for_status()
+                return
+            time.sleep(float(reply.headers.get("retry-after", "1")))
+
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        list(pool.map(job, items))
+        list(pool.map(one, ids))
 
 
 def _whisper(client: httpx.Client, victims: list[str], rounds: range) -> list[tuple[str, int]]:
@@ -182,11 +193,7 @@ def _refill(client: httpx.Client, moved: list[str], prefix: str, agents: int) ->
         deleted = sum(pool.map(gone, moved))
     made = [f"{prefix}{n}" for n in range(deleted)]
 
-    def one(instance: str) -> None:
-        reply = client.post("/api/instances", json={"id": instance, "seed": len(instance), "agents": agents})
-        reply.raise_for_status()
-
-    _each(one, made)
+    create_worlds(client, made, agents)
     rows = _rows(client)
     nodes = [rows[i]["node"] for i in made if rows.get(i, {}).get("node")]
     return statistics.mode(nodes), made
