@@ -19,7 +19,7 @@ from __future__ import annotations
 import shutil
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -30,8 +30,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from soulfra.errors import LeaseLostError, SoulfraError, StorageError
 
 __all__ = [
-    "CONTENT_TYPE", "MAX_INSTANCE_SERIES", "OTHER_INSTANCES", "SNAPSHOT_KINDS", "UNMATCHED_ROUTE", "InstanceLabels",
-    "Metrics",
+    "CONTENT_TYPE", "MAX_INSTANCE_SERIES", "OTHER_INSTANCES", "SNAPSHOT_KINDS", "UNMATCHED_ROUTE", "ClusterMetrics",
+    "InstanceLabels", "Metrics",
 ]  # fmt: skip
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # the text exposition format, version 0.0.4
@@ -47,6 +47,8 @@ MIND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # a smal
 SNAPSHOT_BYTES_BUCKETS = tuple(float(4**n * 256) for n in range(10))  # 256 B .. 64 MiB
 # Seconds: an in-memory request is tens of microseconds, one over NATS about a millisecond; 5 s is the default timeout.
 BUS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 5.0, 10.0)
+# Seconds from a lost host's last answer to one of its worlds running on another host: ~1 s to a few tens.
+FAILOVER_BUCKETS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
 # What a durable world's snapshots are labelled by: the types it stores them under (any other: ``other``).
 SNAPSHOT_KINDS = frozenset({"periodic", "loop-seal", "manual", "unified"})
 OTHER_KIND = "other"
@@ -265,3 +267,47 @@ class Metrics:
         for update in self._scrapers:
             update()
         return generate_latest(self.registry)
+
+
+class ClusterMetrics:
+    """The cluster puppet master's own series, in the registry of its system's ``Metrics`` (only a cluster's process
+    has them): worlds per host (labelled by ``node``, the host's node; a lost node's series stays, at 0), hosts lost,
+    and each world taken over from a lost host with the seconds it took."""
+
+    def __init__(self, metrics: Metrics, placement: Callable[[], Mapping[str, int]]) -> None:
+        """``placement``: what reads the number of worlds each live host runs, by node, at each scrape."""
+        r = metrics.registry
+        self.worlds = Gauge(
+            "soulfra_cluster_worlds", "Worlds each host of the cluster runs, by node (0 once the node is lost).",
+            ["node"], registry=r,
+        )  # fmt: skip
+        self.hosts = Gauge("soulfra_cluster_hosts", "Live hosts of the cluster (one per node).", registry=r)
+        self.hosts_lost = Counter(
+            "soulfra_cluster_hosts_lost", "Hosts found dead (their node lost, or their process gone).", registry=r
+        )
+        self.failovers = Counter(
+            "soulfra_cluster_failovers", "Worlds of a lost host started again on another host.", registry=r
+        )
+        self.failover_duration = Histogram(
+            "soulfra_cluster_failover_seconds", "Per world taken over: seconds from its lost host's last answer to "
+            "the world running on another host (an upper bound of the time it did not tick).",
+            buckets=FAILOVER_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._nodes: set[str] = set()
+        self._placement = placement
+        metrics.on_scrape(self._count)
+
+    def _count(self) -> None:
+        live = dict(self._placement())
+        counts = dict.fromkeys(self._nodes, 0) | live
+        self._nodes.update(counts)
+        for node, worlds in counts.items():
+            self.worlds.labels(node).set(worlds)
+        self.hosts.set(len(live))
+
+    def host_lost(self) -> None:
+        self.hosts_lost.inc()
+
+    def failed_over(self, seconds: float) -> None:
+        self.failovers.inc()
+        self.failover_duration.observe(seconds)

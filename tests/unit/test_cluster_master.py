@@ -15,8 +15,12 @@ from soulfra.cluster import master as cluster_master
 from soulfra.cluster.master import ClusterPuppetMaster, Placement
 from soulfra.errors import BusError, LeaseHeldError
 from soulfra.meta.commands import FreezeTime, RealityFork, ThawTime
+from soulfra.metrics import Metrics
 from soulfra.platforms.base import decode, encode
 from soulfra.store import InMemoryStore
+from soulfra.store.memory import MemoryDatabase
+
+from .support import sample
 
 pytestmark = pytest.mark.anyio
 
@@ -71,13 +75,17 @@ class FakeHost:
             raise BusError(f"{self.node} is gone")
         return len(self.worlds)
 
+    async def kill(self) -> None:
+        self.log.append(("kill", None))
+        self.dead = True
 
-def cluster(*hosts: FakeHost) -> ClusterPuppetMaster:
+
+def cluster(*hosts: FakeHost, metrics: Metrics | None = None) -> ClusterPuppetMaster:
     placement = Placement()
     for host in hosts:
         placement.add(host)
         placement.place(host.node, host.worlds)
-    return ClusterPuppetMaster(InMemoryBus(), InMemoryStore(), placement, "a")
+    return ClusterPuppetMaster(InMemoryBus(), InMemoryStore(), placement, "a", metrics=metrics)
 
 
 async def send(master: ClusterPuppetMaster, op: str, body: dict[str, Any]) -> Any:
@@ -165,3 +173,85 @@ async def _until(condition: Any, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+class Clock:
+    """``time`` as the cluster's master reads it: a monotonic clock moved by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_a_failover_moves_the_cluster_metrics_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(100.0)
+    monkeypatch.setattr(cluster_master, "time", clock)
+    monkeypatch.setattr(cluster_master, "ADOPT_RETRY_S", 0.0)
+    one, two = FakeHost("one", {"a"}), FakeHost("two", {"b", "c"})
+    metrics = Metrics()
+    master = cluster(one, two, metrics=metrics)
+    metrics.render()
+    assert (
+        sample(metrics, "soulfra_cluster_worlds", node="one"),
+        sample(metrics, "soulfra_cluster_worlds", node="two"),
+    ) == (1, 2)
+    assert sample(metrics, "soulfra_cluster_hosts") == 2
+    one.held = {"c"}  # the lost host's session still holds c's lease for the first round
+    adopting = one.adopt
+
+    async def slow_adopt(ids: list[str]) -> list[str]:
+        clock.now += 1.5  # each round of adoption takes 1.5 s
+        started = await adopting(ids)
+        one.held.clear()
+        return started
+
+    one.adopt = slow_adopt  # type: ignore[method-assign]
+    master.placement.answered["two"] = 99.0  # its last answer
+    await master.fail_over("two")
+    metrics.render()
+    assert ("kill", None) in two.log  # a host found dead is ended, should it still run
+    assert sample(metrics, "soulfra_cluster_hosts_lost_total") == 1
+    assert sample(metrics, "soulfra_cluster_failovers_total") == 2
+    assert sample(metrics, "soulfra_cluster_failover_seconds_count") == 2
+    assert sample(metrics, "soulfra_cluster_failover_seconds_sum") == (101.5 - 99.0) + (103.0 - 99.0)
+    assert sample(metrics, "soulfra_cluster_failover_seconds_bucket", le="3.0") == 1
+    assert sample(metrics, "soulfra_cluster_failover_seconds_bucket", le="4.0") == 2
+    assert sample(metrics, "soulfra_cluster_worlds", node="one") == 3
+    assert sample(metrics, "soulfra_cluster_worlds", node="two") == 0  # a lost node's series stays, at 0
+    assert sample(metrics, "soulfra_cluster_hosts") == 1
+
+
+async def test_a_host_whose_lease_session_is_gone_is_dead_at_its_first_failed_ping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cluster_master, "WATCH_EVERY_S", 0.01)
+    monkeypatch.setattr(cluster_master, "MISSES_TO_DEAD", 1000)  # misses alone would take far longer than the test
+    database = MemoryDatabase()
+    hosts_store = InMemoryStore(database)  # the store of the host on node "two"
+    for instance_id in ("b", "c"):
+        hosts_store.leases.acquire(instance_id)
+    one, two = FakeHost("one", {"a"}), FakeHost("two", {"b", "c"})
+    placement = Placement()
+    for host in (one, two):
+        placement.add(host)
+        placement.place(host.node, host.worlds)
+    master = ClusterPuppetMaster(InMemoryBus(), InMemoryStore(database), placement, "a")
+    pings: list[str] = []
+
+    async def ping(host: Any) -> int:
+        pings.append(host.node)
+        answer: int = await host.ping()
+        return answer
+
+    two.dead = True  # its pings fail, but its worlds' leases are held: only misses could make it dead
+    master.watch(ping)
+    try:
+        await _until(lambda: pings.count("two") >= 3)
+        assert "two" in master.placement.hosts
+        hosts_store.leases.close()  # the host's process ends, and its session with it
+        await _until(lambda: "two" in master.placement.dead)
+        await _until(lambda: one.worlds == {"a", "b", "c"})
+    finally:
+        await master.stop_watching()

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -243,6 +244,23 @@ async def test_an_instance_refused_for_the_live_limit_is_not_left_in_the_store(o
         await create(engine, "b")
     # BUG: create_instance stores the world before _launch checks the limit, so "b" stays behind, not running
     assert [r["id"] for r in engine.list_instances()] == ["a"]
+
+
+@pytest.mark.anyio
+async def test_worlds_started_several_at_once_fill_the_live_limit_and_no_more(open_engine: OpenEngine) -> None:
+    engine = open_engine(EngineSettings(instance=InstanceSettings(rate=None), max_instances=4))
+    for instance_id in "abcd":
+        await create(engine, instance_id)
+    assert await engine.hand_over(["a", "b", "c"]) == ["a", "b", "c"]  # stored, not running: d still runs
+    await engine.start(width=8)  # a cluster host taking worlds over opens many at once
+    assert sorted(engine.live) == ["a", "b", "c", "d"]
+    await freeze(engine, "a")
+    assert await engine.hand_over(["a", "b"]) == ["a", "b"]
+    engine.settings = replace(engine.settings, max_instances=3)
+    await engine.start(["a", "b"], width=8)  # room for one of the two
+    assert len(engine.live) == 3
+    started = ({"a", "b"} & set(engine.live)).pop()
+    assert engine.live[started].runtime.paused == (started == "a")  # a frozen world comes back frozen
 
 
 # -- FREEZE_TIME and THAW_TIME -----------------------------------------------------------------------------------

@@ -5,15 +5,18 @@ afterwards) and on NATS, creates ten-agent worlds at one tick a second through t
 
 - ticks kept: the ticks the worlds ran over a window, against the ticks their rate asks for (two nodes, and one);
 - memory: the resident memory of each node's host process;
-- failover: node 2's raylet killed while whispers are sent to its worlds; for each of them, the seconds until it runs
-  again on the other node; acknowledged whispers missing from the logs afterwards; ``soulfra verify`` failures.
+- failover (``soulfra.bench.cluster_failover``): a node's raylet killed while whispers are sent to its worlds; for
+  each of them, the seconds until it runs again on the other node; acknowledged whispers missing from the logs
+  afterwards; ``soulfra verify`` failures; then a node joins in its place, takes new worlds, and is killed in turn.
 
-``--quick`` is a small run of a couple of minutes printing the figures as one JSON object with ``--json``.
+The full run measures ticks kept and memory with ``--instances`` worlds on two nodes and on one, and failover over
+``--kills`` node losses in a cluster of ``--failover-instances`` worlds (half of them on the node lost each time).
+``--quick`` is a small run of a couple of minutes (one cluster, one loss) printing the figures as one JSON object
+with ``--json``.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import json
 import os
@@ -33,6 +36,7 @@ import httpx
 import sqlalchemy as sa
 import typer
 
+from soulfra.bench.cluster_failover import create_worlds, lose_nodes, stop_process
 from soulfra.bench.load import free_port
 
 __all__ = ["cluster_command"]
@@ -60,12 +64,22 @@ def _database(server_url: str) -> Iterator[str]:
 
 
 @dataclass
-class _Cluster:
+class ClusterRun:
+    """``soulfra cluster local`` as the benchmark runs it: its API, log, environment (with the Ray token) and
+    database."""
+
     proc: subprocess.Popen[bytes]
     url: str
     log: Path
     env: dict[str, str]
     db: str
+
+    @property
+    def ray_address(self) -> str:
+        found = re.search(r"ray cluster at (\S+)", self.log.read_text(errors="replace"))
+        if found is None:
+            raise RuntimeError("no Ray address in the cluster's log")
+        return found[1]
 
     def raylet(self, number: int) -> int:
         found = re.search(rf"node {number} \w+ raylet pid (\d+)", self.log.read_text(errors="replace"))
@@ -81,9 +95,12 @@ class _Cluster:
 
 
 @contextlib.contextmanager
-def _cluster(db: str, nats: str, nodes: int, where: Path) -> Iterator[_Cluster]:
+def _cluster(db: str, nats: str, nodes: int, where: Path) -> Iterator[ClusterRun]:
     port = free_port()
     env = {**os.environ, "SOULFRA_HOME": str(where / "home"), "SOULFRA_LOG_LEVEL": "warning"}
+    # Ray's loopback-only settings, with a token of the run's own: for the cluster, and a node the run joins to it
+    env |= {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     log = where / f"cluster-{nodes}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(  # noqa: S603 -- our own interpreter and command
@@ -91,7 +108,7 @@ def _cluster(db: str, nats: str, nodes: int, where: Path) -> Iterator[_Cluster]:
              "--port", str(port), "--rate", str(RATE)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
-    running = _Cluster(proc, f"http://127.0.0.1:{port}", log, env, db)
+    running = ClusterRun(proc, f"http://127.0.0.1:{port}", log, env, db)
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -105,16 +122,10 @@ def _cluster(db: str, nats: str, nodes: int, where: Path) -> Iterator[_Cluster]:
             time.sleep(0.5)
         yield running
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, signal.SIGINT)
 
 
-def _token(cluster: _Cluster) -> str:
+def _token(cluster: ClusterRun) -> str:
     made = subprocess.run(  # noqa: S603 -- our own interpreter and command
         [sys.executable, "-m", "soulfra", "token", "create", "--db", cluster.db, "--name", "bench", "--role", "admin",
          "--json"],
@@ -132,13 +143,7 @@ def _rows(client: httpx.Client) -> dict[str, dict[str, Any]]:
 
 def _create(client: httpx.Client, count: int) -> list[str]:
     ids = [f"b{number}" for number in range(count)]
-
-    def one(instance_id: str) -> None:
-        reply = client.post("/api/instances", json={"id": instance_id, "seed": len(instance_id), "agents": AGENTS})
-        reply.raise_for_status()
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, ids))
+    create_worlds(client, ids, AGENTS)
     return ids
 
 
@@ -152,7 +157,7 @@ def _ticks_kept(client: httpx.Client, ids: list[str], window: float) -> float:
     return ran / (len(ids) * elapsed * RATE)
 
 
-def _host_memory(cluster: _Cluster) -> list[int]:
+def _host_memory(cluster: ClusterRun) -> list[int]:
     """Resident bytes of each host process (``ray::WorldHost``) of the cluster."""
     import psutil  # type: ignore[import-untyped]  # noqa: PLC0415 -- a bench dependency
 
@@ -162,59 +167,11 @@ def _host_memory(cluster: _Cluster) -> list[int]:
     )
 
 
-def _failover(cluster: _Cluster, client: httpx.Client, verify_at_most: int) -> dict[str, Any]:
-    lost_node = cluster.node(2)
-    rows = _rows(client)
-    victims = sorted(i for i, row in rows.items() if row.get("node") == lost_node)
-    acknowledged: list[tuple[str, int]] = []
-    killed_at = 0.0
-    for round_number in range(4):
-        if round_number == 1:
-            os.kill(cluster.raylet(2), signal.SIGKILL)
-            killed_at = time.monotonic()
-        for instance in victims[:20]:
-            with contextlib.suppress(httpx.HTTPError):
-                reply = client.post(f"/api/instances/{instance}/whispers", json={"text": f"r{round_number}"})
-                if reply.status_code == 202:
-                    acknowledged.append((instance, int(reply.json()["seq"])))
-    recovered: dict[str, float] = {}
-    deadline = time.monotonic() + 600
-    while len(recovered) < len(victims) and time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            for instance, row in _rows(client).items():
-                moved = row["state"] == "running" and row.get("node") not in (None, lost_node)
-                if instance in victims and instance not in recovered and moved:
-                    recovered[instance] = time.monotonic() - killed_at
-        time.sleep(0.25)
-    times = sorted(recovered.values())
-    from soulfra.store import SqlStore  # noqa: PLC0415
-
-    store = SqlStore.open(cluster.db)
-    try:
-        stored = {i: {s.seq for s in store.inputs.read(i)} for i in {i for i, _ in acknowledged}}
-    finally:
-        store.close()
-    lost = sum(seq not in stored[instance] for instance, seq in acknowledged)
-    failures = 0
-    for instance in victims[:verify_at_most]:
-        checked = subprocess.run(  # noqa: S603 -- our own interpreter and command
-            [sys.executable, "-m", "soulfra", "verify", "--db", cluster.db, "--instance", instance],
-            capture_output=True, text=True, env=cluster.env, check=False,
-        )  # fmt: skip
-        failures += checked.returncode != 0
-    return {
-        "worlds_on_lost_node": len(victims),
-        "recovered": len(recovered),
-        "failover_p50_s": round(times[len(times) // 2], 2) if times else None,
-        "failover_max_s": round(times[-1], 2) if times else None,
-        "acknowledged_inputs": len(acknowledged),
-        "lost_acknowledged_inputs": lost,
-        "verified": min(verify_at_most, len(victims)),
-        "verify_failures": failures,
-    }
-
-
-def _run(db_server: str, nats: str, nodes: int, count: int, window: float, verify: int, lose: bool) -> dict[str, Any]:
+def _run(
+    db_server: str, nats: str, nodes: int, count: int, window: float, *, kills: int = 0, verify: int = 0
+) -> dict[str, Any]:
+    """A cluster of ``nodes`` nodes and ``count`` worlds: ticks kept over ``window`` seconds and host memory, and
+    with ``kills``, that many node losses."""
     with contextlib.ExitStack() as stack:
         where = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soulfra-bench-cluster-")))
         cluster = stack.enter_context(_cluster(stack.enter_context(_database(db_server)), nats, nodes, where))
@@ -228,8 +185,8 @@ def _run(db_server: str, nats: str, nodes: int, count: int, window: float, verif
                 "ticks_kept": round(_ticks_kept(client, ids, window), 4),
                 "host_rss_mib": [round(b / 2**20, 1) for b in _host_memory(cluster)],
             }
-            if lose:
-                result |= _failover(cluster, client, verify)
+            if kills:
+                result |= lose_nodes(cluster, client, kills=kills, verify_at_most=verify, agents=AGENTS, where=where)
             return result
 
 
@@ -238,16 +195,29 @@ def cluster_command(
     nats: Annotated[str, typer.Option(help="NATS with JetStream")] = "nats://127.0.0.1:4222",
     quick: Annotated[bool, typer.Option(help="A small run (a couple of minutes)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object")] = False,
-    instances: Annotated[int | None, typer.Option(help="Worlds (default: 100 quick, 2000 full)")] = None,
+    instances: Annotated[
+        int | None, typer.Option(help="Worlds for ticks kept and memory (default: 100 quick, 2000 full)")
+    ] = None,
+    failover_instances: Annotated[
+        int | None, typer.Option(help="Worlds of the failover cluster, half on the node lost (full run; default 1000)")
+    ] = None,
+    kills: Annotated[int | None, typer.Option(help="Node losses (default: 1 quick, 5 full)")] = None,
+    window: Annotated[float | None, typer.Option(help="Seconds ticks are counted over (default: 15 quick, 60)")] = None,
 ) -> None:
-    """Worlds on a local Ray cluster of two nodes against one: ticks kept, memory per node, and a node lost."""
+    """Worlds on a local Ray cluster of two nodes against one: ticks kept, memory per node, and nodes lost."""
     count = instances or (100 if quick else 2000)
-    window = 15.0 if quick else 60.0
-    two = _run(db, nats, 2, count, window, verify=3 if quick else 20, lose=True)
-    report: dict[str, Any] = dict(two)
-    if not quick:
-        one = _run(db, nats, 1, count, window, verify=0, lose=False)
+    seconds = window or (15.0 if quick else 60.0)
+    losses = kills or (1 if quick else 5)
+    if quick:  # one cluster: its load, then its losses
+        report: dict[str, Any] = _run(db, nats, 2, count, seconds, kills=losses, verify=3)
+    else:
+        report = _run(db, nats, 2, count, seconds)
+        one = _run(db, nats, 1, count, seconds)
         report["one_node"] = {k: one[k] for k in ("ticks_kept", "host_rss_mib")}
+        failover = _run(db, nats, 2, failover_instances or 1000, seconds, kills=losses, verify=20)
+        report["failover"] = {"instances": failover["instances"], "ticks_kept": failover["ticks_kept"]}
+        report |= {k: v for k, v in failover.items() if k not in ("nodes", "instances", "ticks_kept", "host_rss_mib")}
+    report["load_average"] = [round(n, 2) for n in os.getloadavg()]  # the machine may be shared: say how busy
     report["targets"] = {
         "ticks_kept": {"target": TICKS_KEPT_TARGET, "met": report["ticks_kept"] >= TICKS_KEPT_TARGET},
         "failover_p50_s": {

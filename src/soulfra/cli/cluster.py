@@ -109,12 +109,12 @@ def local_cluster(nodes: int) -> Iterator[str]:
     try:
         for _ in range(nodes - 1):
             cluster.add_node(**loopback)
+        say = Console(stderr=True, highlight=False).print
+        say(f"soulfra: ray cluster at {cluster.address}", markup=False)  # where a node joins (ray start --address)
         for number, node in enumerate(cluster.list_all_nodes(), 1):  # type: ignore[no-untyped-call]
             raylet = node.all_processes.get("raylet", [None])[0]
             pid = getattr(getattr(raylet, "process", None), "pid", None)
-            Console(stderr=True, highlight=False).print(
-                f"soulfra: node {number} {node.node_id[:12]} raylet pid {pid}", markup=False
-            )
+            say(f"soulfra: node {number} {node.node_id[:12]} raylet pid {pid}", markup=False)
         yield cluster.address
     finally:
         cluster.shutdown()  # type: ignore[no-untyped-call]

@@ -36,7 +36,9 @@ __all__ = ["HostSettings", "WorldHost"]
 
 log = logging.getLogger(__name__)
 
-FENCE_EVERY_S = 0.25  # how often a host checks that its node's raylet still runs
+FENCE_EVERY_S = 0.1  # how often a host checks that its node's raylet still runs (a getppid: costs nothing)
+ADOPT_WIDTH = 16  # worlds a host opens at once when it takes worlds over (their database reads and NATS round trips
+# overlap: about twice as fast as one at a time on two cores; more buys nothing there)
 
 
 class HostSettings:
@@ -108,7 +110,7 @@ class WorldHost:
         """Start these stored worlds here (each from its last committed tick); the ids now running here. One whose
         lease another process still holds is left, and the cluster asks again."""
         engine = self._engine()
-        await engine.start(set(instance_ids))
+        await engine.start(set(instance_ids), width=ADOPT_WIDTH)
         return [i for i in instance_ids if i in engine.live]
 
     async def release(self, instance_ids: Collection[str]) -> list[str]:

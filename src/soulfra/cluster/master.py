@@ -8,6 +8,13 @@ leases are in PostgreSQL, so it can be restarted, and a host that dies loses not
 
 Hosts are reached through ``HostHandle``: ``soulfra.cluster.ray_hosts`` makes them Ray actors, one per node; the
 tests may make them in-process.
+
+A host is found dead when Ray says its actor or node died, or at its first unanswered ping once the database session
+through which it holds its worlds' leases is gone (its process is), or after ``MISSES_TO_DEAD`` unanswered pings
+(a busy host keeps its session: it is never taken for dead on one). The takeover needs those sessions gone in any
+case, so PostgreSQL must notice a lost machine's connections: on a real cluster, set the server's
+``tcp_keepalives_idle``/``_interval``/``_count`` low (say 5 s, 1 s, 3); Ray's ``health_check_period_ms`` and
+``health_check_failure_threshold`` only make Ray's own word come sooner.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from soulfra.errors import BusError, ConflictError, LeaseHeldError
 from soulfra.meta.commands import FreezeTime, MergeInstances, ThawTime, parse_command
 from soulfra.meta.lineage import record_json
 from soulfra.meta.service import PAGE, RemotePuppetMaster
-from soulfra.metrics import Metrics
+from soulfra.metrics import ClusterMetrics, Metrics
 from soulfra.offload import off_loop
 from soulfra.platforms.base import decode, encode
 from soulfra.store.ports import Store
@@ -35,10 +42,16 @@ __all__ = ["ClusterPuppetMaster", "HostGoneError", "HostHandle", "Placement", "a
 log = logging.getLogger(__name__)
 
 RECOVERING = "recovering"
-WATCH_EVERY_S = 1.0  # how often each host is asked whether it lives
+WATCH_EVERY_S = 0.5  # how often every host is asked (all at once) whether it lives
 PING_TIMEOUT_S = 5.0  # a ping not answered by then is a miss
-MISSES_TO_DEAD = 3  # misses in a row that make a host dead (a busy host may miss one); Ray's word that it died, at once
-ADOPT_RETRY_S = 0.5  # a world whose lease the dead host's database session still holds is asked for again this soon
+SUSPECT_AFTER_S = 0.5  # a ping not answered by then has the host's worlds' lease sessions looked at
+# Misses in a row that make a host dead (a busy host may miss one). At once instead: Ray's word that it died, or a
+# failed ping while the database sessions of its worlds' leases are gone (its process is: a host's worlds hold their
+# leases through one session, which ends with the process).
+MISSES_TO_DEAD = 3
+SESSION_SAMPLE = 3  # worlds of a host whose lease holders are looked at when a ping fails
+ADOPT_RETRY_S = 0.25  # a world whose lease the dead host's database session still holds is asked for again this soon
+ADOPT_BATCH = 50  # worlds per adopt call of a takeover: each batch is placed (and shown running) as soon as it starts
 
 
 class HostGoneError(Exception):
@@ -61,6 +74,9 @@ class HostHandle(Protocol):
 
     async def ping(self) -> int: ...
 
+    async def kill(self) -> None:
+        """End the host's process if it still runs (one found dead must not keep its worlds' leases)."""
+
 
 @dataclass
 class Placement:
@@ -71,6 +87,7 @@ class Placement:
     worlds: dict[str, set[str]] = field(default_factory=dict)
     recovering: dict[str, float] = field(default_factory=dict)
     dead: set[str] = field(default_factory=set)  # nodes whose host died: never given a host again
+    answered: dict[str, float] = field(default_factory=dict)  # node -> when its host last answered a ping
 
     def add(self, host: HostHandle) -> None:
         self.hosts[host.node] = host
@@ -99,14 +116,18 @@ class Placement:
             self.recovering.pop(instance_id, None)
 
     def remove(self, node: str) -> set[str]:
-        """Forget a dead host; its worlds are recovering from now."""
+        """Forget a dead host; its worlds are recovering, since its last answer (or now, if it never answered)."""
         self.hosts.pop(node, None)
         self.dead.add(node)
         orphans = self.worlds.pop(node, set())
-        now = time.monotonic()
+        since = self.answered.pop(node, time.monotonic())
         for instance_id in orphans:
-            self.recovering[instance_id] = now
+            self.recovering[instance_id] = since
         return orphans
+
+    def counts(self) -> dict[str, int]:
+        """How many worlds each live host runs, by node."""
+        return {node: len(self.worlds.get(node, ())) for node in self.hosts}
 
     def live_ids(self) -> set[str]:
         return set().union(*self.worlds.values()) if self.worlds else set()
@@ -130,7 +151,9 @@ class ClusterPuppetMaster(RemotePuppetMaster):
         self.default = default
         self._moving = asyncio.Lock()  # one move of worlds between hosts at a time
         self._watching: asyncio.Task[None] | None = None
+        self._ending: set[asyncio.Task[None]] = set()  # lost hosts being ended
         self.on_failover = on_failover  # called with each recovered world and the seconds it took
+        self.cluster_metrics = None if metrics is None else ClusterMetrics(metrics, placement.counts)
 
     # -- the wire ------------------------------------------------------------------------------------------------
 
@@ -308,49 +331,108 @@ class ClusterPuppetMaster(RemotePuppetMaster):
         misses: dict[str, int] = {}
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
-            for host in list(self.placement.hosts.values()):
-                try:
-                    await asyncio.wait_for(ping(host), PING_TIMEOUT_S)
+            hosts = list(self.placement.hosts.values())
+            found = await asyncio.gather(*(self._probe(host, ping) for host in hosts))  # a slow one holds none back
+            for host, verdict in zip(hosts, found, strict=True):
+                if verdict is None:
                     misses.pop(host.node, None)
                     continue
-                except HostGoneError as exc:  # Ray says so: the actor, or its node, is dead
-                    reason = str(exc)
-                    misses[host.node] = MISSES_TO_DEAD
-                except Exception as exc:  # unavailable for now, or too busy to answer in time
-                    reason = f"{type(exc).__name__}: {getattr(exc, 'detail', exc)}"
-                    misses[host.node] = misses.get(host.node, 0) + 1
+                sure, reason = verdict
+                misses[host.node] = MISSES_TO_DEAD if sure else misses.get(host.node, 0) + 1
                 if misses[host.node] >= MISSES_TO_DEAD:
-                    log.warning("host %s is gone (%s): its worlds go to the others", host.node, reason)
                     misses.pop(host.node, None)
-                    self.placement.remove(host.node)
+                    await self._lost(host, reason)
             if self.placement.recovering:
                 try:
                     await self.recover()
                 except Exception:  # a host that went as it took worlds over, say: the next round tries again
                     log.exception("taking over the worlds of a lost host failed; trying again")
 
+    async def _probe(self, host: HostHandle, ping: Callable[[HostHandle], Awaitable[int]]) -> tuple[bool, str] | None:
+        """None if ``host`` answered; else whether it is dead for sure, and why. A ping that fails, or is not
+        answered within ``SUSPECT_AFTER_S``, has the host's database session looked at."""
+        answer = asyncio.ensure_future(asyncio.wait_for(ping(host), PING_TIMEOUT_S))
+        done, _ = await asyncio.wait({answer}, timeout=SUSPECT_AFTER_S)
+        if not done and await self._sessions_gone(host.node):
+            answer.cancel()
+            return True, "no answer to a ping, and the database session holding its worlds' leases is gone"
+        try:
+            await answer
+        except HostGoneError as exc:  # Ray says so: the actor, or its node, is dead
+            return True, str(exc)
+        except Exception as exc:  # unavailable for now, or too busy to answer in time
+            reason = f"{type(exc).__name__}: {getattr(exc, 'detail', exc)}"
+            if await self._sessions_gone(host.node):
+                return True, f"{reason}; the database session holding its worlds' leases is gone"
+            return False, reason
+        self.placement.answered[host.node] = time.monotonic()
+        return None
+
+    async def _sessions_gone(self, node: str) -> bool:
+        """Whether the leases of (a few of) the worlds placed on ``node`` are no longer held by a live session: the
+        host's process is gone, since it holds them through one session until it ends. False when it cannot tell
+        (no world there yet, or the database unreachable)."""
+        sample = sorted(self.placement.worlds.get(node, ()))[:SESSION_SAMPLE]
+        try:
+            holders = [await off_loop(self.store.leases.holder, instance_id) for instance_id in sample]
+        except Exception as exc:
+            log.warning("the leases of host %s cannot be read: %s", node, exc)
+            return False
+        known = [holder for holder in holders if holder is not None]
+        return bool(known) and not any(holder.live for holder in known)
+
+    async def _lost(self, host: HostHandle, reason: str) -> None:
+        """``host`` is dead: its worlds are recovering from now, and its process, should it still run, is ended."""
+        since = self.placement.answered.get(host.node)
+        silent = f"{time.monotonic() - since:.1f} s after its last answer" if since is not None else "never answered"
+        log.warning("host %s is gone (%s; %s): its worlds go to the others", host.node, reason, silent)
+        orphans = self.placement.remove(host.node)
+        if self.cluster_metrics is not None:
+            self.cluster_metrics.host_lost()
+        log.info("%d world(s) of host %s are recovering", len(orphans), host.node)
+        ending = asyncio.get_running_loop().create_task(_end(host))  # beside the takeover, which must not wait on it
+        self._ending.add(ending)
+        ending.add_done_callback(self._ending.discard)
+
     async def fail_over(self, node: str) -> None:
         """Every world of the dead host ``node`` started again on the live ones (``recover`` until none is left)."""
-        self.placement.remove(node)
+        host = self.placement.hosts.get(node)
+        if host is not None:
+            await self._lost(host, "failed over on request")
+        else:
+            self.placement.remove(node)
         while self.placement.recovering:
             await self.recover()
             if self.placement.recovering:
                 await asyncio.sleep(ADOPT_RETRY_S)
 
     async def recover(self) -> None:
-        """One round of taking over: the worlds of lost hosts dealt to the live ones, each host starting its share
-        at once from their last committed ticks. A world whose lease the lost node's database session still holds
-        stays recovering until the next round (a world never runs in two places)."""
+        """One round of taking over: the worlds of lost hosts dealt to the live ones, every host starting its share
+        at once from their last committed ticks, in batches each placed as soon as it runs. A world whose lease the
+        lost node's database session still holds stays recovering until the next round (a world never runs in two
+        places)."""
         async with self._moving:
+            started = time.monotonic()
             pending = sorted(self.placement.recovering)
-            shares = self.shares(pending)
-            tries = await asyncio.gather(*(_adopt_once(host, share) for host, share in shares))
-            for (host, _), started in zip(shares, tries, strict=True):
-                for instance_id in started:
-                    since = self.placement.recovering.get(instance_id)
-                    if since is not None and self.on_failover is not None:
-                        self.on_failover(instance_id, time.monotonic() - since)
-                self.placement.place(host.node, started)
+            await asyncio.gather(*(self._take_over(host, share) for host, share in self.shares(pending)))
+            log.info(
+                "took over %d of %d recovering world(s) in %.2f s", len(pending) - len(self.placement.recovering),
+                len(pending), time.monotonic() - started,
+            )  # fmt: skip
+
+    async def _take_over(self, host: HostHandle, ids: list[str]) -> None:
+        for first in range(0, len(ids), ADOPT_BATCH):
+            started = await _adopt_once(host, ids[first : first + ADOPT_BATCH])
+            now = time.monotonic()
+            for instance_id in started:
+                since = self.placement.recovering.get(instance_id)
+                if since is None:
+                    continue
+                if self.cluster_metrics is not None:
+                    self.cluster_metrics.failed_over(now - since)
+                if self.on_failover is not None:
+                    self.on_failover(instance_id, now - since)
+            self.placement.place(host.node, started)
 
     def shares(self, ids: list[str]) -> list[tuple[HostHandle, list[str]]]:
         """``ids`` dealt to the live hosts, each next one to the host that would have the fewest."""
@@ -359,6 +441,13 @@ class ClusterPuppetMaster(RemotePuppetMaster):
             node = min(shares, key=lambda n: (len(self.placement.worlds[n]) + len(shares[n]), n))
             shares[node].append(instance_id)
         return [(self.placement.hosts[node], share) for node, share in shares.items() if share]
+
+
+async def _end(host: HostHandle) -> None:
+    try:
+        await asyncio.wait_for(host.kill(), PING_TIMEOUT_S)
+    except Exception as exc:  # gone with its node already, as a rule
+        log.info("ending host %s: %s", host.node, exc)
 
 
 async def _adopt_once(host: HostHandle, ids: list[str]) -> list[str]:

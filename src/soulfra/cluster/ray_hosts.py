@@ -96,6 +96,11 @@ class RayHost:
     async def close(self) -> None:
         await self._ask("close")
 
+    async def kill(self) -> None:
+        """Ray ends the actor's process (at once, if its node still runs; nothing to do if it is gone)."""
+        ray = import_ray()
+        await off_loop(ray.kill, self.actor, no_restart=True)
+
 
 def _alive_nodes(ray: Any) -> list[str]:
     return [n["NodeID"] for n in ray.nodes() if n.get("Alive")]

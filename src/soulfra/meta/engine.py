@@ -111,23 +111,40 @@ class PuppetMasterEngine:
 
     # -- instances ------------------------------------------------------------------------------------------------
 
-    async def start(self, ids: Collection[str] | None = None) -> None:
+    async def start(self, ids: Collection[str] | None = None, *, width: int = 1) -> None:
         """Bring every stored instance (or only those of ``ids``, such as the ones an import just stored) that is not
         an abandoned branch, nor one ``settings.leave`` names, to life; frozen ones stay frozen. One that cannot be
-        opened is logged and left stored, so that it does not keep the others from running."""
+        opened is logged and left stored, so that it does not keep the others from running. ``width``: how many
+        are opened at once (their reads and subscriptions overlap; a cluster host taking over a lost node's worlds
+        uses more than one)."""
         async with self._lock:
-            for record in await off_loop(self.store.instances.list_instances):
-                if record.status == "abandoned" or record.id in self.live or record.id in self.settings.leave:
-                    continue
-                if ids is not None and record.id not in ids:
-                    continue
-                try:
-                    await self._launch(record.id, frozen=record.status == "frozen")
-                except SoulfraError as exc:
-                    log.error("instance %s was not started: %s", record.id, exc.detail)
-                    continue
-                if record.status == "frozen":
-                    await self._timers.rearm(record)
+            records = [
+                record for record in await off_loop(self.store.instances.list_instances)
+                if record.status != "abandoned" and record.id not in self.live and record.id not in self.settings.leave
+                and (ids is None or record.id in ids)
+            ]  # fmt: skip
+            gate = asyncio.Semaphore(max(1, width))
+            opening = 0  # launches under way: not live yet, but taking room
+
+            async def launch(record: InstanceRecord) -> None:
+                nonlocal opening
+                async with gate:
+                    try:
+                        self._check_room(1 + opening)
+                        opening += 1
+                        try:
+                            await self._launch(record.id, frozen=record.status == "frozen")
+                        finally:
+                            opening -= 1
+                    except SoulfraError as exc:
+                        log.error("instance %s was not started: %s", record.id, exc.detail)
+                        return
+                    if record.status == "frozen":
+                        await self._timers.rearm(record)
+
+            for outcome in await asyncio.gather(*(launch(record) for record in records), return_exceptions=True):
+                if isinstance(outcome, BaseException):  # a bug, not a world that could not open: after the others
+                    raise outcome
         # What exists now lives as long as the server: out of the collector's way, so that full collections (which
         # grow with the number of instances) stop pausing every instance's ticks.
         gc.freeze()
@@ -315,8 +332,10 @@ class PuppetMasterEngine:
         return moved
 
     def live_summaries(self) -> list[dict[str, Any]]:
-        """``list_instances``' row of each live instance, from memory and the records (no query of the others)."""
-        return [self._summary(self.store.instances.get(i)) for i in list(self.live)]
+        """``list_instances``' row of each live instance, from memory and the records: one query of the records,
+        not one per live instance (a cluster host runs hundreds, and the API lists them all at every page)."""
+        live = set(self.live)
+        return [self._summary(record) for record in self.store.instances.list_instances() if record.id in live]
 
     async def _stop(self, instance_id: str) -> None:
         instance = self.live.pop(instance_id, None)
