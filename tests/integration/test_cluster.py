@@ -24,6 +24,7 @@ from soulfra.durable import state_at
 from soulfra.meta.lineage import common_ancestor
 from soulfra.meta.merge import merge_states
 from soulfra.store import SqlStore
+from soulfra.store.lease_log import TAKEN_OVER, overlap_line, overlaps
 from soulfra.world import state_hash
 
 from .support import free_port, wait_for
@@ -155,6 +156,16 @@ def lose_a_node(topology: Topology, client: httpx.Client, raylets: dict[int, int
         assert checked.returncode == 0, (instance, checked.stdout, checked.stderr)
     codes = topology.stop()
     assert codes["cluster"] == 0, topology.log("cluster")
+    store = SqlStore.open(topology.db_url)
+    try:  # the lease log: no world of the lost node was ever held by two writers at once, and each was taken over
+        history = {instance: store.leases.history(instance) for instance in victims}
+    finally:
+        store.close()
+    assert [overlap_line(a, b) for a, b in overlaps(e for epochs in history.values() for e in epochs)] == []
+    for instance, epochs in history.items():
+        taken = [e for e in epochs if e.ended == TAKEN_OVER]
+        assert taken, (instance, epochs)
+        assert all(e.ended_at is not None for e in epochs), (instance, epochs)  # the stop let go of the last one
 
 
 def _node_of(topology: Topology, number: int) -> str:

@@ -255,3 +255,24 @@ async def test_a_host_whose_lease_session_is_gone_is_dead_at_its_first_failed_pi
         await _until(lambda: one.worlds == {"a", "b", "c"})
     finally:
         await master.stop_watching()
+
+
+def test_hosts_are_told_where_their_language_agents_ask() -> None:
+    """The hosts' settings travel to their nodes pickled (Ray's way), model endpoint and key included."""
+    import pickle  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from soulfra.cluster.host import HostSettings  # noqa: PLC0415
+    from soulfra.language import Budget, MindSettings  # noqa: PLC0415
+
+    minds = MindSettings(url="http://127.0.0.1:8080/v1", model="smollm2", api_key="k3y", budget=Budget(timeout=7.0))
+    settings = HostSettings(
+        db_url="postgresql://h/db",
+        nats_url="nats://127.0.0.1:4222",
+        home=Path("soulfra-home"),
+        default="w",
+        minds=minds,
+    )
+    arrived = pickle.loads(pickle.dumps(settings))  # noqa: S301 -- our own bytes
+    assert arrived.minds == minds
+    assert "k3y" not in repr(arrived.minds)

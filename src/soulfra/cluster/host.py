@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from soulfra.bus import NatsOptions, connect
 from soulfra.bus.port import Bus, encode_error, encode_ok
@@ -31,6 +31,9 @@ from soulfra.offload import off_loop
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.security.audit import AuditRecorder
 from soulfra.store import SqlStore
+
+if TYPE_CHECKING:
+    from soulfra.language import MindSettings
 
 __all__ = ["HostSettings", "WorldHost"]
 
@@ -55,6 +58,7 @@ class HostSettings:
         default: str,
         rate: float | None = 2.0,
         cycle_every: int = 0,
+        minds: MindSettings | None = None,
     ) -> None:
         self.db_url = db_url
         self.nats_url = nats_url
@@ -63,6 +67,7 @@ class HostSettings:
         self.default = default
         self.rate = rate
         self.cycle_every = cycle_every
+        self.minds = minds  # where the worlds' language agents are asked (None: they fall back)
 
 
 class WorldHost:
@@ -83,7 +88,7 @@ class WorldHost:
         self.bus = await connect(s.nats_url, s.nats_options)
         self.store = await off_loop(SqlStore.open, s.db_url)
         recorder = AuditRecorder(self.store, signer=KeyRing(s.home).signer())
-        instance = InstanceSettings(rate=s.rate, cycle_every=s.cycle_every, metrics=Metrics())
+        instance = InstanceSettings(rate=s.rate, cycle_every=s.cycle_every, metrics=Metrics(), minds=s.minds)
         self.engine = PuppetMasterEngine(self.store, self.bus, EngineSettings(instance=instance), recorder=recorder)
         self.server = MetaServer(LocalPuppetMaster(self.engine, s.default), self.bus)
         self._fence = asyncio.get_running_loop().create_task(_fenced(os.getppid(), self.node))

@@ -108,6 +108,7 @@ def cluster_puppet(options: ClusterOptions) -> Callable[..., tuple[RemotePuppetM
             settings = HostSettings(
                 db_url=options.db_url, nats_url=options.nats_url, nats_options=options.nats_options,
                 home=options.home, default=master.default, rate=options.rate, cycle_every=options.cycle_every,
+                minds=options.minds,
             )  # fmt: skip
             subs: list[Subscription] = []
             nodes: asyncio.Task[None] | None = None
