@@ -90,7 +90,7 @@ bench-dashboard: $(STAMP)
 
 ## Language minds on the local model (started and stopped by the bench; needs `make install-local-model`): decisions/s,
 ## latency and the tick rate kept at 5, 50 and 500 agents; a recorded 1,000-tick language world replayed without it.
-bench-minds: $(STAMP)
+bench-minds: $(MODEL_STAMP)
 	$(BIN)/soulfra bench minds
 
 ## The container image (IMAGE, default soulfra:local), built with Docker or Podman and smoke-tested (scripts/image.sh):

