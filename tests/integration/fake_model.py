@@ -96,7 +96,7 @@ class FakeModel:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            self._handlers.discard(handler)  # type: ignore[arg-type]
+            self._handlers.discard(handler)
             self._writers.discard(writer)
             with contextlib.suppress(ConnectionError):
                 writer.close()

@@ -70,7 +70,9 @@ def paused_with_replies(client: httpx.Client, at_least: int) -> list[dict[str, A
     wait_for(lambda: len(recorded(client, DEFAULT)) >= at_least, timeout=60, what=f"{at_least} recorded replies")
     paused = client.post(f"/api/instances/{DEFAULT}/pause", json={})
     assert paused.status_code == 200, paused.text
-    return wait_for(lambda: (a := recorded(client, DEFAULT)) == recorded(client, DEFAULT) and a, what="still replies")
+    return wait_for(
+        lambda: ((a := recorded(client, DEFAULT)) == recorded(client, DEFAULT) and a) or None, what="still replies"
+    )
 
 
 def digest(messages: list[dict[str, str]]) -> str:

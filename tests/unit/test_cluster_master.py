@@ -207,7 +207,7 @@ async def test_a_failover_moves_the_cluster_metrics_exactly(monkeypatch: pytest.
         one.held.clear()
         return started
 
-    one.adopt = slow_adopt  # type: ignore[method-assign]
+    one.adopt = slow_adopt  # type: ignore[method-assign,assignment]
     master.placement.answered["two"] = 99.0  # its last answer
     await master.fail_over("two")
     metrics.render()
