@@ -143,6 +143,9 @@ def observed_everything() -> Metrics:
     with pytest.raises(BusTimeoutError), metrics.bus_request("runtime", "status"):
         raise BusTimeoutError("no reply")
     metrics.world_running.labels("w").set(1)
+    metrics.mind_calls.labels("reply").inc()
+    metrics.mind_tokens.labels("prompt").inc(300)
+    metrics.mind_duration.observe(1.5)
     return metrics
 
 
