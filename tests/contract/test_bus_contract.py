@@ -464,7 +464,13 @@ async def test_replay_reads_stored_events_in_order(nats_bus: NatsBus) -> None:
     for payload in sent:
         await nats_bus.publish(subject, payload)
     await nats_bus.publish(f"{instance}.not-stored", b"core")
-    await nats_bus.publish(f"soulfra.{instance}.events.ritual", b"nested")
+    nested = [
+        (f"soulfra.{instance}.events.{kind}", b"%s-%d" % (kind.encode(), i))
+        for i in range(3)
+        for kind in ("ritual", "vibe")
+    ]
+    for nested_subject, payload in nested:
+        await nats_bus.publish(nested_subject, payload)
 
     stored = await nats_bus.replay(subject)
     assert [message.payload for _, message in stored] == sent
@@ -477,8 +483,12 @@ async def test_replay_reads_stored_events_in_order(nats_bus: NatsBus) -> None:
     assert await nats_bus.replay(subject, limit=2) == stored[:2]
     assert await nats_bus.replay(subject, start_seq=sequences[-1] + 1) == []
 
-    everything = await nats_bus.replay(f"soulfra.{instance}.events.>")
-    assert [message.payload for _, message in everything] == [b"nested"]
+    everything = await nats_bus.replay(f"soulfra.{instance}.events.>")  # a merge of two subjects, in stream order
+    assert [(message.subject, message.payload) for _, message in everything] == nested
+    later = [seq for seq, _ in everything]
+    assert later == sorted(later) and later[0] > sequences[-1]
+    assert await nats_bus.replay(f"soulfra.{instance}.events.>", start_seq=later[3], limit=2) == everything[3:5]
+    assert await nats_bus.replay(f"soulfra.{instance}.events.*", limit=3) == everything[:3]
     assert await nats_bus.replay(f"soulfra.{token()}.events") == []
 
 
