@@ -4,9 +4,10 @@ slow, and no callback of the loop takes longer than a bound.
 
 The store is a SQLite file made slow on purpose: each commit sleeps ``COMMIT_DELAY_S`` (a slow disk, or a remote
 PostgreSQL). Any storage call made on the loop then holds it at least that long, so asyncio's debug mode reports
-it ("Executing <Task ...> took 0.3 seconds"), which fails the test with the callbacks named. The bound is half the
-delay: four times the longest callback seen here on a loaded 2-core machine (about 40 ms, a request through the
-app), and half of any commit. Before storage moved off the loop this test failed with 23 reports (the tick
+it ("Executing <Task ...> took 0.3 seconds"), which fails the test with the callbacks named. The bound sits just
+under the delay, so any commit made on the loop is caught, while a callback that only waited for the CPU on a loaded
+2-core machine (a request through the app takes about 40 ms on a quiet one, and was seen past 150 ms under a full
+test run) is not taken for one. Before storage moved off the loop this test failed with 23 reports (the tick
 loop's commits, instance creation, API handlers, closing), the longest 2.5 s.
 """
 
@@ -35,7 +36,7 @@ from soulfra.world import DEFAULT_WORLD
 from .support import api_in_process, client_for, wait_until
 
 COMMIT_DELAY_S = 0.3
-BOUND_S = 0.15  # the longest a callback of the loop may run
+BOUND_S = 0.25  # the longest a callback of the loop may run: less than any commit
 DEADLINE_S = 60.0  # every commit is slow: the whole run makes a few dozen
 
 
