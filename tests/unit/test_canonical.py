@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from soulfra.errors import CodecError
-from soulfra.world.canonical import decode, decode_fields, encode
+from soulfra.world.canonical import decode, decode_fields, decode_keeping, encode
 
 I64_MIN = -(1 << 63)
 I64_MAX = (1 << 63) - 1
@@ -422,3 +422,39 @@ def test_decode_fields_of_a_prefix_raises_or_gives_what_the_whole_gives(value: d
 def test_decode_fields_refuses_what_is_not_such_a_dict(data: bytes, heads: frozenset[str]) -> None:
     with pytest.raises(CodecError):
         decode_fields(data, frozenset({"rows"}) | heads, heads=heads)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Keeping some entries of a dict encoded (decode_keeping)
+
+
+@settings(max_examples=120)
+@given(st.dictionaries(st.text(max_size=6), VALUES, max_size=6), st.sets(st.text(max_size=6), max_size=4))
+def test_decode_keeping_leaves_the_named_entries_as_their_encoding(value: dict[str, object], kept: set[str]) -> None:
+    data = encode(value)
+    found = decode_keeping(data, frozenset(kept))
+    whole = decode(data)
+    assert set(found) == set(value)
+    for key, item in found.items():
+        if key in kept:
+            assert item == encode(value[key])
+        else:
+            assert encode(item) == encode(whole[key])
+
+
+@settings(max_examples=60)
+@given(st.dictionaries(st.text(max_size=6), VALUES, min_size=1, max_size=5), st.binary(min_size=1, max_size=8))
+def test_decode_keeping_refuses_what_decode_refuses(value: dict[str, object], extra: bytes) -> None:
+    data = encode(value)
+    kept = frozenset(list(value)[:1])
+    for end in range(len(data)):
+        with pytest.raises(CodecError):
+            decode_keeping(data[:end], kept)
+    with pytest.raises(CodecError):
+        decode_keeping(data + extra, kept)
+
+
+@pytest.mark.parametrize("data", [encode((1, 2)), encode({1: 2}), b""])
+def test_decode_keeping_refuses_what_is_no_dict_of_str_keys(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        decode_keeping(data, frozenset({"a"}))

@@ -5,8 +5,18 @@ from __future__ import annotations
 import pytest
 
 from soulfra.errors import CodecError
-from soulfra.world import FORMAT_VERSION, Input, Possess, Whisper, World, decode_state, encode_state, state_hash
-from soulfra.world.encoding import state_agents
+from soulfra.world import (
+    FORMAT_VERSION,
+    Input,
+    Possess,
+    Whisper,
+    World,
+    canonical,
+    decode_state,
+    encode_state,
+    state_hash,
+)
+from soulfra.world.encoding import MAGIC, state_agents, state_tree
 
 
 def busy_world(ticks: int = 150) -> World:
@@ -65,6 +75,25 @@ def test_wrong_magic_or_version_is_refused() -> None:
         decode_state(raw[:4] + bytes([FORMAT_VERSION + 1]) + raw[5:])
     with pytest.raises(CodecError):
         decode_state(raw[:-3])
+
+
+def test_states_of_one_world_share_their_decoded_specs_and_other_specs_decode_as_themselves() -> None:
+    world = busy_world(5)
+    first = decode_state(encode_state(world.state))
+    world.step()
+    later = decode_state(encode_state(world.state))
+    assert later.specs is first.specs  # fixed for the agents' lives: decoded once
+    assert later.specs == world.state.specs
+    other = World.create(6, agents=31).state
+    assert decode_state(encode_state(other)).specs == other.specs
+
+
+@pytest.mark.parametrize("specs", [5, ((1, 2),), (("a", "b", "c", "d", (), "m", "extra"),)])
+def test_specs_of_the_wrong_shape_are_refused(specs: object) -> None:
+    tree = state_tree(busy_world(5).state)
+    tree["specs"] = specs
+    with pytest.raises(CodecError, match="wrong shape"):
+        decode_state(MAGIC + bytes([FORMAT_VERSION]) + canonical.encode(tree))
 
 
 def test_hash_is_versioned_blake2b() -> None:

@@ -251,6 +251,38 @@ def decode_fields(data: bytes, names: frozenset[str], *, heads: frozenset[str] =
     return found
 
 
+def decode_keeping(data: bytes, kept: frozenset[str]) -> dict[str, Any]:
+    """``decode`` of an encoded dict with str keys, except that the entries named in ``kept`` stay encoded: their
+    values are the bytes ``encode`` gave them, for a caller that decodes them its own way (or has before).
+    ``CodecError`` as ``decode`` raises it, and if the data is not such a dict."""
+    data = bytes(data)
+    found: dict[str, Any] = {}
+    try:
+        if data[0] != _d:
+            raise ValueError("not a dict")
+        (count,) = _unpack_u32(data, 1)
+        pos = 5
+        for _ in range(count):
+            key, pos = _decode(data, pos)
+            if type(key) is not str:
+                raise ValueError("dict key is not a str")
+            if key in kept:
+                end = _skip(data, pos)
+                found[key] = data[pos:end]
+                pos = end
+            else:
+                found[key], pos = _decode(data, pos)
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise CodecError(f"malformed canonical data: {exc}") from exc
+    except RecursionError:
+        raise CodecError("malformed canonical data: nested too deeply") from None
+    if pos > len(data):
+        raise CodecError("malformed canonical data: truncated")
+    if pos != len(data):
+        raise CodecError(f"{len(data) - pos} trailing bytes after canonical value")
+    return found
+
+
 _unpack_i64 = _I64.unpack_from
 _unpack_u32 = _U32.unpack_from
 _INT_PAIR = struct.Struct("<xqxq")  # an 'i'-tagged key and an 'i'-tagged value; the tags are checked apart
