@@ -440,6 +440,10 @@ def test_decode_keeping_leaves_the_named_entries_as_their_encoding(value: dict[s
             assert item == encode(value[key])
         else:
             assert encode(item) == encode(whole[key])
+    # encodings said to be likely change nothing: those found are taken, the others ignored
+    likely = [b"", encode("x" * 7), encode(()), *(encode(item) for item in value.values())]
+    hinted = decode_keeping(data, frozenset(kept), likely=likely)
+    assert {key: encode(item) for key, item in hinted.items()} == {key: encode(item) for key, item in found.items()}
 
 
 @settings(max_examples=60)

@@ -8,6 +8,7 @@ that must replay may be one. ``decode(encode(v))`` re-encodes to the same bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from itertools import chain, repeat
 from typing import Any
 
@@ -251,9 +252,11 @@ def decode_fields(data: bytes, names: frozenset[str], *, heads: frozenset[str] =
     return found
 
 
-def decode_keeping(data: bytes, kept: frozenset[str]) -> dict[str, Any]:
+def decode_keeping(data: bytes, kept: frozenset[str], *, likely: Iterable[bytes] = ()) -> dict[str, Any]:
     """``decode`` of an encoded dict with str keys, except that the entries named in ``kept`` stay encoded: their
     values are the bytes ``encode`` gave them, for a caller that decodes them its own way (or has before).
+    ``likely`` are encodings such an entry often has: one found where the entry starts is the entry, found with a
+    comparison instead of a walk through it (an encoding says where it ends, so none is the start of another).
     ``CodecError`` as ``decode`` raises it, and if the data is not such a dict."""
     data = bytes(data)
     found: dict[str, Any] = {}
@@ -267,8 +270,9 @@ def decode_keeping(data: bytes, kept: frozenset[str]) -> dict[str, Any]:
             if type(key) is not str:
                 raise ValueError("dict key is not a str")
             if key in kept:
-                end = _skip(data, pos)
-                found[key] = data[pos:end]
+                value = next((known for known in likely if known and data.startswith(known, pos)), None)
+                end = pos + len(value) if value is not None else _skip(data, pos)
+                found[key] = value if value is not None else data[pos:end]
                 pos = end
             else:
                 found[key], pos = _decode(data, pos)

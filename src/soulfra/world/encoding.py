@@ -9,8 +9,9 @@ is written only while some agent waits for a reply, so every world without them 
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -120,9 +121,9 @@ def encoded_hash(data: bytes) -> str:
 
 def decode_state(data: bytes) -> WorldState:
     _check_header(data)
-    tree = canonical.decode_keeping(data[5:], _KEPT)
+    tree = canonical.decode_keeping(data[5:], _KEPT, likely=_SPECS.encodings())
     try:
-        tree["specs"] = _specs(tree["specs"])
+        tree["specs"] = _SPECS.specs(tree["specs"])
         return _state_from_tree(tree)
     except (KeyError, TypeError, ValueError) as exc:
         raise CodecError(f"world state has the wrong shape: {exc}") from exc
@@ -211,12 +212,35 @@ def _state_from_tree(tree: dict[str, Any]) -> WorldState:
 
 _KEPT = frozenset({"specs"})
 SPECS_CACHED_BYTES = 2 * 1024 * 1024  # encoded specs up to this size (about 20,000 agents) are kept decoded
+SPECS_CACHED = 8
 
 
-def _specs(encoded: bytes) -> tuple[AgentSpec, ...]:
-    """The agents' specs from their encoding. A spec is fixed for the agent's life, so every snapshot of a world (and
-    of its forks) holds the same bytes: the last few decoded are kept, a third of a state's decoding at 1,000 agents."""
-    return _cached_specs(encoded) if len(encoded) <= SPECS_CACHED_BYTES else _decode_specs(encoded)
+class _SpecsCache:
+    """The agents' specs of the last few encodings decoded. A spec is fixed for the agent's life, so every snapshot
+    of a world (and of its forks) holds the same bytes: decoding them is a third of a 1,000-agent state's decoding,
+    and finding where they end another tenth, both saved when they are kept."""
+
+    def __init__(self) -> None:
+        self._decoded: OrderedDict[bytes, tuple[AgentSpec, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encodings(self) -> tuple[bytes, ...]:
+        with self._lock:
+            return tuple(reversed(self._decoded))
+
+    def specs(self, encoded: bytes) -> tuple[AgentSpec, ...]:
+        with self._lock:
+            found = self._decoded.get(encoded)
+            if found is not None:
+                self._decoded.move_to_end(encoded)
+                return found
+        specs = _decode_specs(encoded)
+        if len(encoded) <= SPECS_CACHED_BYTES:
+            with self._lock:
+                self._decoded[encoded] = specs
+                while len(self._decoded) > SPECS_CACHED:
+                    self._decoded.popitem(last=False)
+        return specs
 
 
 def _decode_specs(encoded: bytes) -> tuple[AgentSpec, ...]:
@@ -226,7 +250,7 @@ def _decode_specs(encoded: bytes) -> tuple[AgentSpec, ...]:
     return tuple(_spec(row) for row in rows)
 
 
-_cached_specs = functools.lru_cache(maxsize=8)(_decode_specs)
+_SPECS = _SpecsCache()
 
 
 def _spec(row: tuple[Any, ...]) -> AgentSpec:
