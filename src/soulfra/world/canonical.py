@@ -8,7 +8,8 @@ that must replay may be one. ``decode(encode(v))`` re-encodes to the same bytes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import chain, repeat
 from typing import Any
 
@@ -207,17 +208,9 @@ def _encode_int_rows(rows: list[dict[Any, Any]]) -> list[bytes] | None:
 def decode(data: bytes) -> Any:
     """Inverse of ``encode``; raises ``CodecError`` on truncated or malformed input."""
     data = bytes(data)
-    try:
+    with _reading():
         value, end = _decode(data, 0)
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
-        raise CodecError(f"malformed canonical data: {exc}") from exc
-    except RecursionError:
-        raise CodecError("malformed canonical data: nested too deeply") from None
-    if end > len(data):
-        # Positions only grow, so a str that ran past the end (the hot loops do not check) ends up here.
-        raise CodecError("malformed canonical data: truncated")
-    if end != len(data):
-        raise CodecError(f"{len(data) - end} trailing bytes after canonical value")
+    _check_end(data, end)
     return value
 
 
@@ -229,26 +222,17 @@ def decode_fields(data: bytes, names: frozenset[str], *, heads: frozenset[str] =
     or not such a dict."""
     data = bytes(data)
     found: dict[str, Any] = {}
-    try:
-        if data[0] != _d:
-            raise ValueError("not a dict")
-        (count,) = _unpack_u32(data, 1)
-        pos = 5
-        for _ in range(count):
+    with _reading():
+        pos = _DICT_START
+        for _ in range(_dict_count(data)):
             if len(found) == len(names):
                 break
-            key, pos = _decode(data, pos)
-            if type(key) is not str:
-                raise ValueError("dict key is not a str")
+            key, pos = _str_key(data, pos)
             value, pos = _heads(data, pos) if key in heads else _decode(data, pos)
             if pos > len(data):
                 raise ValueError("truncated")
             if key in names:
                 found[key] = value
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
-        raise CodecError(f"malformed canonical data: {exc}") from exc
-    except RecursionError:
-        raise CodecError("malformed canonical data: nested too deeply") from None
     return found
 
 
@@ -260,15 +244,10 @@ def decode_keeping(data: bytes, kept: frozenset[str], *, likely: Iterable[bytes]
     ``CodecError`` as ``decode`` raises it, and if the data is not such a dict."""
     data = bytes(data)
     found: dict[str, Any] = {}
-    try:
-        if data[0] != _d:
-            raise ValueError("not a dict")
-        (count,) = _unpack_u32(data, 1)
-        pos = 5
-        for _ in range(count):
-            key, pos = _decode(data, pos)
-            if type(key) is not str:
-                raise ValueError("dict key is not a str")
+    with _reading():
+        pos = _DICT_START
+        for _ in range(_dict_count(data)):
+            key, pos = _str_key(data, pos)
             if key in kept:
                 value = next((known for known in likely if known and data.startswith(known, pos)), None)
                 end = pos + len(value) if value is not None else _skip(data, pos)
@@ -276,15 +255,46 @@ def decode_keeping(data: bytes, kept: frozenset[str], *, likely: Iterable[bytes]
                 pos = end
             else:
                 found[key], pos = _decode(data, pos)
+    _check_end(data, pos)
+    return found
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """Turns what reading malformed data raises into ``CodecError``."""
+    try:
+        yield
     except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
         raise CodecError(f"malformed canonical data: {exc}") from exc
     except RecursionError:
         raise CodecError("malformed canonical data: nested too deeply") from None
-    if pos > len(data):
+
+
+def _check_end(data: bytes, end: int) -> None:
+    """``CodecError`` unless the value read ended exactly at the end of ``data``."""
+    if end > len(data):
+        # Positions only grow, so a str that ran past the end (the hot loops do not check) ends up here.
         raise CodecError("malformed canonical data: truncated")
-    if pos != len(data):
-        raise CodecError(f"{len(data) - pos} trailing bytes after canonical value")
-    return found
+    if end != len(data):
+        raise CodecError(f"{len(data) - end} trailing bytes after canonical value")
+
+
+_DICT_START = 5  # a dict's first entry, after its tag and count
+
+
+def _dict_count(data: bytes) -> int:
+    """The number of entries of the dict that ``data`` starts with (they start at ``_DICT_START``)."""
+    if data[0] != _d:
+        raise ValueError("not a dict")
+    count: int = _unpack_u32(data, 1)[0]
+    return count
+
+
+def _str_key(data: bytes, pos: int) -> tuple[str, int]:
+    key, pos = _decode(data, pos)
+    if type(key) is not str:
+        raise ValueError("dict key is not a str")
+    return key, pos
 
 
 _unpack_i64 = _I64.unpack_from
