@@ -1,18 +1,22 @@
-"""Fixtures the unit tests share (helpers that are not fixtures are in ``support`` and ``meta_engine_support``)."""
+"""Fixtures the unit tests share (helpers that are not fixtures are in ``support``, ``meta_engine_support`` and
+``platforms_support``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
 from soulfra.bus import InMemoryBus
 from soulfra.bus.port import Bus
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
-from soulfra.platforms.instance import InstanceSettings
+from soulfra.platforms.instance import FourPlatformInstance, InstanceSettings
 from soulfra.store import InMemoryStore
+from soulfra.store.ports import Store
 
 from .meta_engine_support import OpenEngine
+from .platforms_support import Running
 
 
 @pytest.fixture
@@ -49,3 +53,30 @@ async def open_engine(anyio_backend: str) -> AsyncIterator[OpenEngine]:
 @pytest.fixture
 def engine(open_engine: OpenEngine) -> PuppetMasterEngine:
     return open_engine()
+
+
+@pytest.fixture
+def store() -> Iterator[InMemoryStore]:
+    opened = InMemoryStore()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+async def make(store: Store, anyio_backend: str) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
+    made: list[tuple[FourPlatformInstance, InMemoryBus]] = []
+
+    async def factory(**settings: Any) -> Running:
+        bus = InMemoryBus()
+        settings.setdefault("rate", None)
+        settings.setdefault("instance_id", f"unit-{len(made)}")
+        instance = await FourPlatformInstance.open(store, bus, InstanceSettings(**settings))
+        made.append((instance, bus))
+        return Running(instance)
+
+    yield factory
+    for instance, bus in made:
+        await instance.close()
+        await bus.close()

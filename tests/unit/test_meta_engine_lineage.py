@@ -3,8 +3,6 @@ ancestors follow the fork points, and a fork outside the parent's durable histor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from soulfra.durable import DurabilitySettings, DurableWorld, state_at
@@ -12,7 +10,7 @@ from soulfra.errors import (
     LineageError,
 )
 from soulfra.meta.lineage import AncestorPoint, common_ancestor, fork_record, lineage
-from soulfra.store import InMemoryStore, Store
+from soulfra.store import Store
 from soulfra.verification import replay, verify
 from soulfra.world import (
     DEFAULT_WORLD,
@@ -27,15 +25,6 @@ from .meta_engine_support import (
 )
 
 # -- lineage and state_at, without an engine ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def store() -> Iterator[InMemoryStore]:
-    opened = InMemoryStore()
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def stepped(store: Store, instance_id: str, ticks: int) -> None:
