@@ -19,7 +19,7 @@ from soulfra.store import SqlStore, Store, make_engine
 from soulfra.store.audit_chain import GENESIS, canonical_detail, row_hash
 from soulfra.store.ports import SignedHead, TokenRecord
 
-from .test_store_contract import make_record
+from .support import make_record
 
 
 def _chain_ok(store: Store) -> bool:
