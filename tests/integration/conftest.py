@@ -1,19 +1,23 @@
-"""Fixtures shared by the integration tests: a fresh database per test, on SQLite and on PostgreSQL, and a NATS bus."""
+"""Fixtures shared by the integration tests: a fresh database per test, on SQLite and on PostgreSQL, a NATS bus, and
+the puppet master tests' server with a client and two instances of a test's own on it."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import httpx
 import pytest
 
 import soulfra.bus
 from soulfra.bus import Bus
 from soulfra.errors import BusUnavailableError
 
-from .support import free_port
+from .puppet_master_support import create, wait_tick
+from .support import Server, free_port, running_server
 from .topology import Topology, nats_server, nats_server_binary
 
 NATS_URL = "nats://127.0.0.1:4222"
@@ -75,3 +79,31 @@ def topology(pg_url: str, private_nats: str, tmp_path: Path) -> Iterator[Topolog
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the module; each test makes instances of its own on it."""
+    with running_server(tmp_path_factory.mktemp("puppet-master")) as running:
+        yield running
+
+
+@pytest.fixture
+def api(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+        # Instances left ticking would only slow the tests after this one down.
+        client.post("/api/god/freeze", json={})
+
+
+@pytest.fixture
+def pair(api: httpx.Client, request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Two unrelated running instances of this test's own, past their first ticks."""
+    stem = re.sub(r"[^A-Za-z0-9]", "", request.node.name)[-40:]
+    ours, theirs = f"{stem}-a", f"{stem}-b"
+    for instance_id, seed in ((ours, 7), (theirs, 8)):
+        made = create(api, instance_id, seed)
+        assert (made["id"], made["seed"], made["parent_id"], made["lineage"]) == (instance_id, seed, None, [])
+    wait_tick(api, ours, 3)
+    wait_tick(api, theirs, 3)
+    return ours, theirs
