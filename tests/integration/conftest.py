@@ -1,5 +1,6 @@
-"""Fixtures shared by the integration tests: a fresh database per test, on SQLite and on PostgreSQL, a NATS bus, and
-the puppet master tests' server with a client and two instances of a test's own on it."""
+"""Fixtures shared by the integration tests: a fresh database per test, on SQLite and on PostgreSQL, a NATS bus, the
+puppet master tests' server with a client and two instances of a test's own on it, and an API server of a test's
+own."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import soulfra.bus
 from soulfra.bus import Bus
 from soulfra.errors import BusUnavailableError
 
+from .api_support import REQUEST_TIMEOUT_S
 from .puppet_master_support import create, wait_tick
 from .support import Server, free_port, running_server
 from .topology import Topology, nats_server, nats_server_binary
@@ -107,3 +109,10 @@ def pair(api: httpx.Client, request: pytest.FixtureRequest) -> tuple[str, str]:
     wait_tick(api, ours, 3)
     wait_tick(api, theirs, 3)
     return ours, theirs
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[Server]:
+    """A server of this test's own, for tests that stop, possess or restart the world."""
+    with running_server(tmp_path, request_timeout=REQUEST_TIMEOUT_S) as server:
+        yield server
