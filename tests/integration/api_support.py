@@ -31,6 +31,19 @@ def wait_past(client: httpx.Client, tick: int) -> int:
     )
 
 
+def echoes_once_heard(client: httpx.Client, agent: str, heard: dict[str, Any]) -> list[dict[str, Any]]:
+    """The agent's echoes on the surface once they hold ``heard``: the surface follows the runtime's events, so it
+    may be a moment behind the tick the runtime has passed."""
+
+    def echoes() -> list[dict[str, Any]] | None:
+        found: list[dict[str, Any]] = client.get(f"/api/agents/echo/{agent}").json()["echoes"]
+        return found if heard in found else None
+
+    return wait_for(
+        echoes, timeout=WAIT_S, what=f"the surface to show {agent} hearing the whisper of tick {heard['tick']}"
+    )
+
+
 def read_sse(source: httpx.Response | Iterator[str], count: int) -> list[dict[str, Any]]:
     """The first ``count`` numbered events of a server-sent event stream, as {"id", "event", "data"}; the bare
     ``id:`` line a stream from now opens with is no event. ``source`` is a response or the lines left of one."""

@@ -16,6 +16,7 @@ from .api_support import (
     INSTANCE,
     PLATFORM_NAMES,
     REQUEST_TIMEOUT_S,
+    echoes_once_heard,
     read_sse,
     runtime_tick,
     wait_past,
@@ -193,8 +194,8 @@ def test_a_whisper_is_logged_and_heard_at_its_tick(api: httpx.Client) -> None:
     ]
 
     wait_past(api, tick)
-    echoes = api.get("/api/agents/echo/arty").json()["echoes"]
-    assert {"tick": tick, "kind": "whisper_heard", "agent": "arty", "text": text, "tone": "playful"} in echoes
+    heard = {"tick": tick, "kind": "whisper_heard", "agent": "arty", "text": text, "tone": "playful"}
+    echoes = echoes_once_heard(api, "arty", heard)
     # The whisper forces arty to act at that very tick, and it takes the whisper up in a post.
     replies = [e for e in echoes if e["kind"] == "post_made" and e["tick"] == tick]
     assert len(replies) == 1
@@ -208,9 +209,8 @@ def test_a_whisper_for_a_later_tick_applies_then(api: httpx.Client) -> None:
     ack = api.post(f"{BASE}/whispers", json={"text": "later", "target": "cal-riven", "tick": at}).json()
     assert ack["tick"] == at
     wait_past(api, at)
-    echoes = api.get("/api/agents/echo/cal-riven").json()["echoes"]
-    heard = [e for e in echoes if e["kind"] == "whisper_heard"]
-    assert {"tick": at, "kind": "whisper_heard", "agent": "cal-riven", "text": "later", "tone": "gentle"} in heard
+    heard = {"tick": at, "kind": "whisper_heard", "agent": "cal-riven", "text": "later", "tone": "gentle"}
+    echoes_once_heard(api, "cal-riven", heard)  # fails unless heard at exactly that tick
 
 
 # -- the event stream ----------------------------------------------------------------------------------------------
