@@ -107,7 +107,7 @@ async def test_a_clone_at_a_past_tick_of_a_running_instance_is_not_refused(open_
     engine = open_engine(EngineSettings(instance=InstanceSettings(rate=None, durability=lazy)))
     await create(engine, "a")
     await wait_until("a passes tick 20", lambda: tick_of(engine, "a") >= 20)
-    # BUG: _fork checks a past tick against the stored head without flushing the live world first (only the
+    # Was: _fork checks a past tick against the stored head without flushing the live world first (only the
     # current-tick path goes through _state_now, which flushes), so a tick the world has passed is refused
     result = await god(engine, {"type": "CLONE_INSTANCE", "source": "a", "id": "c", "tick": 10, "start": False})
     assert hash_at(engine, "c", 10) == replay(SEED, DEFAULT_WORLD, AGENTS, [], 10) == result["state_hash"]
@@ -170,7 +170,7 @@ async def test_a_reality_fork_with_a_taken_id_makes_no_fork_at_all(engine: Puppe
     await settle(engine, ["a"], 3)
     with pytest.raises(ConflictError, match="taken"):
         await god(engine, {"type": "REALITY_FORK", "source": "a", "forks": [{"id": "f1"}, {"id": "taken"}]})
-    # BUG: _fork creates and launches the forks one by one, so those before the taken id stay behind (live, with
+    # Was: _fork creates and launches the forks one by one, so those before the taken id stay behind (live, with
     # no REALITY_FORK mark in the source) although the command failed
     assert [r["id"] for r in engine.list_instances()] == ["a", "taken"]
     assert "f1" not in engine.live

@@ -106,7 +106,7 @@ async def test_an_indefinite_freeze_cancels_an_earlier_timed_one(engine: PuppetM
     await god(engine, {"type": "FREEZE_TIME", "instances": ["a"]})  # "a": frozen until thawed, now
     # b's timer was set after a's for the same duration: once b has thawed, a's old timer has fired too
     await wait_until("b thaws", lambda: engine.store.instances.get("b").status == "active")
-    # BUG: _freeze only replaces a pending thaw timer when the new freeze has a duration (and THAW_TIME never
+    # Was: _freeze only replaces a pending thaw timer when the new freeze has a duration (and THAW_TIME never
     # cancels one), so the stale timer thaws an instance frozen indefinitely
     assert engine.store.instances.get("a").status == "frozen"
     assert runtime(engine, "a").paused

@@ -114,7 +114,7 @@ async def test_an_instance_refused_for_the_live_limit_is_not_left_in_the_store(o
     await create(engine, "a")
     with pytest.raises(ConflictError, match="live"):
         await create(engine, "b")
-    # BUG: create_instance stores the world before _launch checks the limit, so "b" stays behind, not running
+    # Was: create_instance stores the world before _launch checks the limit, so "b" stays behind, not running
     assert [r["id"] for r in engine.list_instances()] == ["a"]
 
 

@@ -148,7 +148,7 @@ async def test_a_rewrite_reports_its_branch_at_the_source_head_when_the_bus_lags
     result = await god(engine, {"type": "PUPPET_MASTER_INTERVENTION", "instance": "a", "kind": "rewrite",
                                 "from_tick": 0, "id": "r"})  # fmt: skip
     assert hash_at(engine, "r", head) == result["source_state_hash"]
-    # BUG: _rewrite reads the branch's tick and hash after launching it and awaiting the source's mark, so on a
+    # Was: _rewrite reads the branch's tick and hash after launching it and awaiting the source's mark, so on a
     # bus that yields the branch has ticked on and the report no longer describes the source's head
     assert (result["tick"], result["state_hash"]) == (head, result["source_state_hash"])
 

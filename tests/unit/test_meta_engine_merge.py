@@ -116,7 +116,7 @@ async def test_a_merge_remembers_each_parent_at_the_tick_it_was_merged_from(engi
     await engine.start()  # "still" goes on, past the merge's tick, with a history of its own
     await settle(engine, ["still"], head + 5)
     # "m" holds "still" only up to `at`: that is the last point of history the two share
-    # BUG: an instance record has one fork_tick for both parents (the merged state's tick, the later one), so
+    # Was: an instance record has one fork_tick for both parents (the merged state's tick, the later one), so
     # lineage() names "still" up to `head` and common_ancestor() picks a base "m" never saw
     assert common_ancestor(engine.store, "m", "still") == AncestorPoint("still", at)
 
@@ -136,7 +136,7 @@ async def test_reverting_a_merge_parent_moves_the_merge_to_the_abandoned_branch(
     await thaw(engine, "b")
     await settle(engine, ["b"], max(heads.values()) + 5)  # "b" goes on with another history
     # what "m" took from "b" is now the abandoned branch's (b up to `back`, then the branch)
-    # BUG: InstanceCatalog.split_branch re-points children whose parent_id is the reverted instance, not those
+    # Was: InstanceCatalog.split_branch re-points children whose parent_id is the reverted instance, not those
     # whose merge_parent_id is, so the merge still claims b's new history as its ancestry
     assert engine.store.instances.get("m").merge_parent_id == branch
     assert common_ancestor(engine.store, "m", "b") == AncestorPoint("b", back)

@@ -111,7 +111,7 @@ async def test_a_refused_revert_leaves_a_running_instance_running(engine: Puppet
     await wait_until("a ticks", lambda: tick_of(engine, "a") >= 3)
     with pytest.raises(LineageError):
         await god(engine, {"type": "TIMELINE_REVERT", "instance": "a", "tick": 10**9})
-    # BUG: _revert pauses the runtime before revert_record and restores `paused` only on success
+    # Was: _revert pauses the runtime before revert_record and restores `paused` only on success
     assert engine.describe("a")["state"] == "running"
     at = tick_of(engine, "a")
     await wait_until("a ticks on", lambda: tick_of(engine, "a") > at, deadline_s=2.0)
