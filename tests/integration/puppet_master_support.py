@@ -29,16 +29,6 @@ def ok_line(done: Result) -> str:
     return lines[0]
 
 
-def one_error_line(done: Result) -> str:
-    """A refused command: a non-zero exit and one ``soulfra: error:`` line on stderr, no traceback."""
-    assert done.returncode != 0, (done.args, done.stdout, done.stderr)
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("soulfra: error: "), lines[0]
-    return lines[0]
-
-
 # -- the API -------------------------------------------------------------------------------------------------------
 
 

@@ -157,9 +157,13 @@ def parsed(done: Result) -> dict[str, Any]:
     return result
 
 
-def one_error_line(done: Result, code: int) -> str:
-    """A command refused with exit code ``code`` and one ``soulfra: error:`` line on stderr, no traceback."""
-    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+def one_error_line(done: Result, code: int | None = None) -> str:
+    """A command refused with exit code ``code`` (any but 0 if not given) and one ``soulfra: error:`` line on
+    stderr, no traceback."""
+    if code is None:
+        assert done.returncode != 0, (done.args, done.stdout, done.stderr)
+    else:
+        assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

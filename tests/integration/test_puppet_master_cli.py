@@ -27,11 +27,10 @@ from .puppet_master_support import (
     logged,
     ok,
     ok_line,
-    one_error_line,
     tick_of,
     wait_tick,
 )
-from .support import Server, parsed, running_server, soulfra_at, soulfra_each_at, wait_for
+from .support import Server, one_error_line, parsed, running_server, soulfra_at, soulfra_each_at, wait_for
 
 # The puppet master's tests share an expensive module-scoped fixture: under pytest-xdist they all run in one worker.
 pytestmark = pytest.mark.xdist_group("test_puppet_master")
