@@ -12,8 +12,8 @@ import soulfra.world
 SRC = Path(soulfra.__file__).parent
 WORLD = SRC / "world"
 ALLOWED_ROOTS = {
-    "__future__", "collections", "dataclasses", "decimal", "enum", "functools", "hashlib", "itertools", "re",
-    "struct", "tomllib", "typing", "numpy",
+    "__future__", "collections", "contextlib", "dataclasses", "decimal", "enum", "functools", "hashlib", "itertools",
+    "re", "struct", "tomllib", "typing", "numpy",
 }  # fmt: skip
 ALLOWED_PROJECT = ("soulfra.world", "soulfra.errors")
 FORBIDDEN_NAMES = {"open", "print", "input", "eval", "exec", "__import__"}

@@ -10,8 +10,6 @@ is written only while some agent waits for a reply, so every world without them 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -218,28 +216,23 @@ SPECS_CACHED = 8
 class _SpecsCache:
     """The agents' specs of the last few encodings decoded. A spec is fixed for the agent's life, so every snapshot
     of a world (and of its forks) holds the same bytes: decoding them is a third of a 1,000-agent state's decoding,
-    and finding where they end another tenth, both saved when they are kept."""
+    and finding where they end another tenth, both saved when they are kept. Reads in several threads share it
+    without a lock: what it keeps is replaced whole (one assignment), so a race can only forget an entry."""
 
     def __init__(self) -> None:
-        self._decoded: OrderedDict[bytes, tuple[AgentSpec, ...]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._kept: tuple[tuple[bytes, tuple[AgentSpec, ...]], ...] = ()  # newest first
 
     def encodings(self) -> tuple[bytes, ...]:
-        with self._lock:
-            return tuple(reversed(self._decoded))
+        return tuple(encoded for encoded, _ in self._kept)
 
     def specs(self, encoded: bytes) -> tuple[AgentSpec, ...]:
-        with self._lock:
-            found = self._decoded.get(encoded)
-            if found is not None:
-                self._decoded.move_to_end(encoded)
-                return found
+        kept = self._kept
+        for known, specs in kept:
+            if known == encoded:
+                return specs
         specs = _decode_specs(encoded)
         if len(encoded) <= SPECS_CACHED_BYTES:
-            with self._lock:
-                self._decoded[encoded] = specs
-                while len(self._decoded) > SPECS_CACHED:
-                    self._decoded.popitem(last=False)
+            self._kept = ((encoded, specs), *kept[: SPECS_CACHED - 1])
         return specs
 
 
