@@ -222,30 +222,40 @@ class SqlLeases:
             self._liveness: _Liveness = _FileLiveness(database.with_name(database.name + ".leases"))
         else:
             self._liveness = _AdvisoryLiveness(engine)
+        # One lock per key, so that the leases of many worlds are taken at once, each on its own connection (a
+        # host taking over a lost node's worlds opens them side by side); ``_lock`` guards only the map of them and
+        # the liveness lock's first taking.
         self._lock = threading.Lock()
+        self._keys: dict[str, threading.Lock] = {}
         self._pid, self._host = this_process()
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._keys.setdefault(key, threading.Lock())
 
     def acquire(self, key: str) -> LeaseInfo:
         check_key(key)
-        with self._lock:
+        with self._key_lock(key):
             if key in self._held:
                 return self._info(key, self._held[key])
             liveness = self._liveness
-            liveness.hold()
+            with self._lock:
+                liveness.hold()
             for _ in range(_TAKE_ATTEMPTS):
                 try:
-                    epoch = self._take(key, liveness)
+                    taken = self._take(key, liveness)
                 except LeaseHeldError:
                     raise
                 except ConflictError:  # another store inserted the row first: look again
                     continue
-                if epoch is not None:
-                    self._held[key] = epoch
-                    return self._info(key, epoch)
+                if taken is not None:
+                    self._held[key] = taken.epoch
+                    return taken
             raise LeaseHeldError(f"the writer lease of {key} is contended; try again")
 
-    def _take(self, key: str, liveness: _Liveness) -> int | None:
-        """One attempt: the new epoch, or None if the row changed under us."""
+    def _take(self, key: str, liveness: _Liveness) -> LeaseInfo | None:
+        """One attempt: the lease as taken (the row as written, without reading it back), or None if the row changed
+        under us."""
         table = schema.instance_leases
         now = datetime.now(UTC)
         mine = {"owner": liveness.token, "pid": self._pid, "host": self._host, "acquired_at": now}
@@ -254,7 +264,7 @@ class SqlLeases:
             if row is None:
                 conn.execute(table.insert().values(key=key, epoch=1, **mine))
                 conn.execute(schema.lease_log.insert().values(key=key, epoch=1, **mine))
-                return 1
+                return LeaseInfo(key=key, epoch=1, pid=self._pid, host=self._host, since=now, live=True)
             if row.owner is not None and row.owner != liveness.token and liveness.alive(row.owner):
                 raise LeaseHeldError(held_message(key, _row_info(row, live=True)))
             result = conn.execute(
@@ -265,7 +275,8 @@ class SqlLeases:
             if row.owner is not None:  # its holder died (or, being this store, let go of it without a word)
                 _end(conn, key, int(row.epoch), TAKEN_OVER if row.owner != liveness.token else RELEASED, now)
             conn.execute(schema.lease_log.insert().values(key=key, epoch=row.epoch + 1, **mine))
-            return int(row.epoch) + 1
+            epoch = int(row.epoch) + 1
+        return LeaseInfo(key=key, epoch=epoch, pid=self._pid, host=self._host, since=now, live=True)
 
     def _info(self, key: str, epoch: int) -> LeaseInfo:
         found = self.holder(key)
@@ -274,7 +285,7 @@ class SqlLeases:
         return found
 
     def release(self, key: str) -> None:
-        with self._lock:
+        with self._key_lock(key):
             epoch = self._held.pop(key, None)
             if epoch is None:
                 return
@@ -298,7 +309,7 @@ class SqlLeases:
         return _row_info(row, live=live)
 
     def held(self) -> list[str]:
-        return sorted(self._held)
+        return sorted(self._held.copy())  # a copy, made at once: other threads take and let go of leases meanwhile
 
     def history(self, key: str | None = None) -> list[LeaseEpoch]:
         log_table = schema.lease_log
