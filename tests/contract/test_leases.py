@@ -202,3 +202,34 @@ def test_leases_taken_from_many_threads_at_once_have_one_writer_each(backend: Ba
     assert first | second == set(keys)
     assert not first & second
     assert [[epoch.epoch for epoch in stores[0].leases.history(key)] for key in keys] == [[1]] * len(keys)
+
+
+def test_the_leases_of_a_crashed_holder_are_all_taken_over_from_many_threads_at_once(
+    sql_backend: SqlBackend,
+) -> None:
+    """SQL only: as a host takes over a lost node's worlds side by side. Testing whether the holder lives takes its
+    liveness lock for a moment; two such tests at once must not take each other for the holder."""
+    keys = [f"world-{n}" for n in range(24)]
+    script = textwrap.dedent(
+        f"""
+        import time
+        from soulfra.store import SqlStore
+        store = SqlStore.open({sql_backend.url!r})
+        for key in {keys!r}:
+            store.leases.acquire(key)
+        print("held", flush=True)
+        time.sleep({HOLD_TIMEOUT_S})
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "held"
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait(timeout=HOLD_TIMEOUT_S)
+    store = sql_backend.open()
+    with ThreadPoolExecutor(8) as pool:
+        taken = list(pool.map(store.leases.acquire, keys))
+    assert [(info.key, info.epoch) for info in taken] == [(key, 2) for key in keys]
+    assert store.leases.held() == sorted(keys)

@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,6 +51,7 @@ __all__ = ["PUPPET_MASTER_LEASE", "SqlLeases", "describe_holder"]
 
 _ADVISORY_NAMESPACE = 0x50F7  # the first key of PostgreSQL's two-key advisory locks: Soulfra's liveness locks
 _TAKE_ATTEMPTS = 5
+DEAD_FOR_S = 2.0  # how long a holder whose liveness lock was found free is taken for gone without testing again
 KEEP_EVERY_S = 2.0  # how often a PostgreSQL liveness connection is checked (and its lock taken again if lost)
 
 log = logging.getLogger(__name__)
@@ -227,11 +229,33 @@ class SqlLeases:
         # the liveness lock's first taking.
         self._lock = threading.Lock()
         self._keys: dict[str, threading.Lock] = {}
+        self._probes: dict[str, threading.Lock] = {}  # owner token -> held while its liveness lock is tested
+        self._found_dead: dict[str, float] = {}  # owner token -> when its liveness lock was last found free
         self._pid, self._host = this_process()
 
     def _key_lock(self, key: str) -> threading.Lock:
         with self._lock:
             return self._keys.setdefault(key, threading.Lock())
+
+    def _alive(self, token: str) -> bool:
+        """Whether the store of ``token`` still holds its liveness lock, tested by one thread of this store at a
+        time: a test takes the lock for a moment (if it is free), and a second test meanwhile would find it held and
+        take a dead holder for a live one. A lock found free stays taken for free for ``DEAD_FOR_S``: a host taking
+        over hundreds of worlds of one lost holder tests its lock once, not once a world (its answer is as old as
+        the moment it was given in any case; a holder that comes back is fenced)."""
+        if token == self._liveness.token:
+            return self._liveness.alive(token)
+        with self._lock:
+            probe = self._probes.setdefault(token, threading.Lock())
+        with probe:
+            found = self._found_dead.get(token)
+            if found is not None and time.monotonic() - found < DEAD_FOR_S:
+                return False
+            if self._liveness.alive(token):
+                self._found_dead.pop(token, None)
+                return True
+            self._found_dead[token] = time.monotonic()
+            return False
 
     def acquire(self, key: str) -> LeaseInfo:
         check_key(key)
@@ -265,7 +289,7 @@ class SqlLeases:
                 conn.execute(table.insert().values(key=key, epoch=1, **mine))
                 conn.execute(schema.lease_log.insert().values(key=key, epoch=1, **mine))
                 return LeaseInfo(key=key, epoch=1, pid=self._pid, host=self._host, since=now, live=True)
-            if row.owner is not None and row.owner != liveness.token and liveness.alive(row.owner):
+            if row.owner is not None and row.owner != liveness.token and self._alive(row.owner):
                 raise LeaseHeldError(held_message(key, _row_info(row, live=True)))
             result = conn.execute(
                 table.update().where(table.c.key == key, table.c.epoch == row.epoch).values(epoch=row.epoch + 1, **mine)
@@ -305,7 +329,7 @@ class SqlLeases:
             row = conn.execute(sa.select(table).where(table.c.key == key)).first()
         if row is None:
             return None
-        live = row.owner is not None and self._liveness.alive(row.owner)
+        live = row.owner is not None and self._alive(row.owner)
         return _row_info(row, live=live)
 
     def held(self) -> list[str]:
