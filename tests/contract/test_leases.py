@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -19,6 +20,7 @@ from soulfra.durable import DurableWorld, state_at
 from soulfra.errors import HistoryIntegrityError, LeaseHeldError, LeaseLostError
 from soulfra.store.lease import KEEP_EVERY_S
 from soulfra.store.lease_rules import PUPPET_MASTER_LEASE
+from soulfra.store.ports import Store
 from soulfra.world import DEFAULT_WORLD, Whisper
 
 from .conftest import Backend, SqlBackend
@@ -181,3 +183,53 @@ def test_a_lost_lock_connection_is_made_again_and_the_lease_still_refuses_others
         other.leases.acquire("w")
     durable.submit([Whisper(tick=1, target="arty", text="still its writer")])  # its writes pass the fence
     assert other.inputs.count("w") == 1
+
+
+def test_leases_taken_from_many_threads_at_once_have_one_writer_each(backend: Backend) -> None:
+    """As a host opens many worlds side by side: two stores, from eight threads, each ask twice for each of twenty
+    worlds. Every world ends with one holder, that took it once (one epoch in its lease log)."""
+    stores = [backend.open(), backend.open()]
+    keys = [f"world-{n}" for n in range(20)]
+
+    def take(job: tuple[Store, str]) -> None:
+        store, key = job
+        with contextlib.suppress(LeaseHeldError):
+            store.leases.acquire(key)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(take, [(store, key) for key in keys for store in stores for _ in range(2)]))
+    first, second = (set(store.leases.held()) for store in stores)
+    assert first | second == set(keys)
+    assert not first & second
+    assert [[epoch.epoch for epoch in stores[0].leases.history(key)] for key in keys] == [[1]] * len(keys)
+
+
+def test_the_leases_of_a_crashed_holder_are_all_taken_over_from_many_threads_at_once(
+    sql_backend: SqlBackend,
+) -> None:
+    """SQL only: as a host takes over a lost node's worlds side by side. Testing whether the holder lives takes its
+    liveness lock for a moment; two such tests at once must not take each other for the holder."""
+    keys = [f"world-{n}" for n in range(24)]
+    script = textwrap.dedent(
+        f"""
+        import time
+        from soulfra.store import SqlStore
+        store = SqlStore.open({sql_backend.url!r})
+        for key in {keys!r}:
+            store.leases.acquire(key)
+        print("held", flush=True)
+        time.sleep({HOLD_TIMEOUT_S})
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "held"
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait(timeout=HOLD_TIMEOUT_S)
+    store = sql_backend.open()
+    with ThreadPoolExecutor(8) as pool:
+        taken = list(pool.map(store.leases.acquire, keys))
+    assert [(info.key, info.epoch) for info in taken] == [(key, 2) for key in keys]
+    assert store.leases.held() == sorted(keys)

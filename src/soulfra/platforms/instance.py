@@ -117,9 +117,16 @@ class FourPlatformInstance:
             mirror = MirrorPlatform(
                 world.instance_id, bus, store, cycle_every=s.cycle_every, timeline=keep.timeline, seeds=keep.seeds
             )
-            for platform in (runtime, protocol, surface, mirror):
-                undo.push_async_callback(platform.stop)  # before it starts: one that fails half-way may be serving
-                await platform.start()
+            undo.push_async_callback(runtime.stop)  # before it starts: one that fails half-way may be serving
+            await runtime.start()  # first: it refuses to run a world another runtime runs, and the others ask it
+            for platform in (protocol, surface, mirror):
+                undo.push_async_callback(platform.stop)
+            # the other three at once (each waits on its bus's round trips); every one has started or failed before
+            # the first failure is raised, so that the undo stops none that is still starting
+            started = await asyncio.gather(*(p.start() for p in (protocol, surface, mirror)), return_exceptions=True)
+            for outcome in started:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             undo.pop_all()  # all four run: the instance owns them from here on
         bridge = CrossPlatformBridge(bus, world.instance_id, timeout=s.timeout, metrics=s.metrics)
         return cls(

@@ -95,7 +95,7 @@ class MirrorPlatform(Platform):
 
     async def start(self) -> None:
         await super().start()
-        self._subs.append(await self.bus.subscribe(events_subject(self.instance_id), self._on_tick))
+        await self.listen(self.bus.subscribe(events_subject(self.instance_id), self._on_tick))
         try:
             view = decode(await self.bus.request(self._runtime("view"), b"{}", timeout=self.timeout))
         except BusError:

@@ -103,8 +103,10 @@ class SurfacePlatform(Platform):
 
     async def start(self) -> None:
         await super().start()
-        self._subs.append(await self.bus.subscribe(events_subject(self.instance_id), self._on_tick))
-        self._subs.append(await self.bus.subscribe(events_subject(self.instance_id) + ".>", self._on_platform_event))
+        await self.listen(
+            self.bus.subscribe(events_subject(self.instance_id), self._on_tick),
+            self.bus.subscribe(events_subject(self.instance_id) + ".>", self._on_platform_event),
+        )
         await self.hydrate()
 
     async def hydrate(self, timeout: float = 2.0) -> bool:

@@ -32,6 +32,11 @@ POSTGRES_CONNECT_ARGS = {
     "keepalives_interval": 10,
     "keepalives_count": 3,
 }
+# Connections a PostgreSQL engine keeps open: one for each worker thread of the event loop's executor (which runs
+# every store call, ``soulfra.offload``; asyncio sizes it min(32, CPUs + 4)), the lease lock's session, held for
+# good, and the second one a lease take uses to check the old holder's lock. SQLAlchemy's default (5) made a host
+# close and open connections (each a server process) again and again as its threads wrote side by side.
+POSTGRES_POOL_SIZE = min(32, (os.cpu_count() or 1) + 4) + 2
 MIGRATION_LOCK_NAMESPACE = 0x50F8  # PostgreSQL advisory lock (first key) held while the schema is migrated
 
 
@@ -130,7 +135,9 @@ def make_engine(url: str) -> sa.Engine:
         try:
             # a server that stops answering fails a connection attempt in bounded time instead of hanging a writer,
             # and TCP keepalives notice a connection (such as a lease's lock session) whose server is gone
-            return sa.create_engine(parsed, pool_pre_ping=True, connect_args=POSTGRES_CONNECT_ARGS)
+            return sa.create_engine(
+                parsed, pool_pre_ping=True, connect_args=POSTGRES_CONNECT_ARGS, pool_size=POSTGRES_POOL_SIZE
+            )
         except ModuleNotFoundError as exc:
             raise StorageUnavailableError(
                 f"PostgreSQL needs the psycopg driver: pip install 'soulfra[postgres]' ({exc})"

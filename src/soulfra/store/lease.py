@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,6 +51,7 @@ __all__ = ["PUPPET_MASTER_LEASE", "SqlLeases", "describe_holder"]
 
 _ADVISORY_NAMESPACE = 0x50F7  # the first key of PostgreSQL's two-key advisory locks: Soulfra's liveness locks
 _TAKE_ATTEMPTS = 5
+DEAD_FOR_S = 2.0  # how long a holder whose liveness lock was found free is taken for gone without testing again
 KEEP_EVERY_S = 2.0  # how often a PostgreSQL liveness connection is checked (and its lock taken again if lost)
 
 log = logging.getLogger(__name__)
@@ -222,30 +224,62 @@ class SqlLeases:
             self._liveness: _Liveness = _FileLiveness(database.with_name(database.name + ".leases"))
         else:
             self._liveness = _AdvisoryLiveness(engine)
+        # One lock per key, so that the leases of many worlds are taken at once, each on its own connection (a
+        # host taking over a lost node's worlds opens them side by side); ``_lock`` guards only the map of them and
+        # the liveness lock's first taking.
         self._lock = threading.Lock()
+        self._keys: dict[str, threading.Lock] = {}
+        self._probes: dict[str, threading.Lock] = {}  # owner token -> held while its liveness lock is tested
+        self._found_dead: dict[str, float] = {}  # owner token -> when its liveness lock was last found free
         self._pid, self._host = this_process()
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._keys.setdefault(key, threading.Lock())
+
+    def _alive(self, token: str) -> bool:
+        """Whether the store of ``token`` still holds its liveness lock, tested by one thread of this store at a
+        time: a test takes the lock for a moment (if it is free), and a second test meanwhile would find it held and
+        take a dead holder for a live one. A lock found free stays taken for free for ``DEAD_FOR_S``: a host taking
+        over hundreds of worlds of one lost holder tests its lock once, not once a world (its answer is as old as
+        the moment it was given in any case; a holder that comes back is fenced)."""
+        if token == self._liveness.token:
+            return self._liveness.alive(token)
+        with self._lock:
+            probe = self._probes.setdefault(token, threading.Lock())
+        with probe:
+            found = self._found_dead.get(token)
+            if found is not None and time.monotonic() - found < DEAD_FOR_S:
+                return False
+            if self._liveness.alive(token):
+                self._found_dead.pop(token, None)
+                return True
+            self._found_dead[token] = time.monotonic()
+            return False
 
     def acquire(self, key: str) -> LeaseInfo:
         check_key(key)
-        with self._lock:
+        with self._key_lock(key):
             if key in self._held:
                 return self._info(key, self._held[key])
             liveness = self._liveness
-            liveness.hold()
+            with self._lock:
+                liveness.hold()
             for _ in range(_TAKE_ATTEMPTS):
                 try:
-                    epoch = self._take(key, liveness)
+                    taken = self._take(key, liveness)
                 except LeaseHeldError:
                     raise
                 except ConflictError:  # another store inserted the row first: look again
                     continue
-                if epoch is not None:
-                    self._held[key] = epoch
-                    return self._info(key, epoch)
+                if taken is not None:
+                    self._held[key] = taken.epoch
+                    return taken
             raise LeaseHeldError(f"the writer lease of {key} is contended; try again")
 
-    def _take(self, key: str, liveness: _Liveness) -> int | None:
-        """One attempt: the new epoch, or None if the row changed under us."""
+    def _take(self, key: str, liveness: _Liveness) -> LeaseInfo | None:
+        """One attempt: the lease as taken (the row as written, without reading it back), or None if the row changed
+        under us."""
         table = schema.instance_leases
         now = datetime.now(UTC)
         mine = {"owner": liveness.token, "pid": self._pid, "host": self._host, "acquired_at": now}
@@ -254,8 +288,8 @@ class SqlLeases:
             if row is None:
                 conn.execute(table.insert().values(key=key, epoch=1, **mine))
                 conn.execute(schema.lease_log.insert().values(key=key, epoch=1, **mine))
-                return 1
-            if row.owner is not None and row.owner != liveness.token and liveness.alive(row.owner):
+                return LeaseInfo(key=key, epoch=1, pid=self._pid, host=self._host, since=now, live=True)
+            if row.owner is not None and row.owner != liveness.token and self._alive(row.owner):
                 raise LeaseHeldError(held_message(key, _row_info(row, live=True)))
             result = conn.execute(
                 table.update().where(table.c.key == key, table.c.epoch == row.epoch).values(epoch=row.epoch + 1, **mine)
@@ -265,7 +299,8 @@ class SqlLeases:
             if row.owner is not None:  # its holder died (or, being this store, let go of it without a word)
                 _end(conn, key, int(row.epoch), TAKEN_OVER if row.owner != liveness.token else RELEASED, now)
             conn.execute(schema.lease_log.insert().values(key=key, epoch=row.epoch + 1, **mine))
-            return int(row.epoch) + 1
+            epoch = int(row.epoch) + 1
+        return LeaseInfo(key=key, epoch=epoch, pid=self._pid, host=self._host, since=now, live=True)
 
     def _info(self, key: str, epoch: int) -> LeaseInfo:
         found = self.holder(key)
@@ -274,7 +309,7 @@ class SqlLeases:
         return found
 
     def release(self, key: str) -> None:
-        with self._lock:
+        with self._key_lock(key):
             epoch = self._held.pop(key, None)
             if epoch is None:
                 return
@@ -294,11 +329,11 @@ class SqlLeases:
             row = conn.execute(sa.select(table).where(table.c.key == key)).first()
         if row is None:
             return None
-        live = row.owner is not None and self._liveness.alive(row.owner)
+        live = row.owner is not None and self._alive(row.owner)
         return _row_info(row, live=live)
 
     def held(self) -> list[str]:
-        return sorted(self._held)
+        return sorted(self._held.copy())  # a copy, made at once: other threads take and let go of leases meanwhile
 
     def history(self, key: str | None = None) -> list[LeaseEpoch]:
         log_table = schema.lease_log
