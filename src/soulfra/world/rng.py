@@ -106,7 +106,12 @@ class Stream:
         return value
 
     def below(self, n: int) -> int:
-        return (self.next() * n) >> 64  # ``below(self.next(), n)``, without a call: minds draw often
+        # ``below(self.next(), n)`` with ``mix64`` written out: minds draw often, and each call costs
+        z = (self._key + self._counter * _M2) & MASK
+        self._counter += 1
+        z = ((z ^ (z >> 30)) * _M1) & MASK
+        z = ((z ^ (z >> 27)) * _M2) & MASK
+        return ((z ^ (z >> 31)) * n) >> 64
 
     def chance(self, per_million: int) -> bool:
         """True with probability ``per_million / 1_000_000``."""

@@ -45,8 +45,12 @@ def bump_affinity(state: WorldState, agent: int, other: int, amount: int) -> Non
     row[other] = value if value < SCALE else SCALE
     if len(row) > AFFINITY_LIMIT:
         # The weakest tie goes; of equally weak ones, the one to the highest-numbered agent.
-        weakest = min(row.values())
-        del row[max([key for key, value in row.items() if value == weakest])]
+        values = list(row.values())
+        weakest = min(values)
+        if values.count(weakest) == 1:  # the usual case, found without a loop in Python
+            del row[list(row)[values.index(weakest)]]
+        else:
+            del row[max([key for key, value in row.items() if value == weakest])]
 
 
 class RitualEngine:
