@@ -109,11 +109,28 @@ class Viewing:
         # The answer depends on the threads' ids and participants alone, which most posts leave as they were.
         shape = [(t.id, t.participants) for t in self.state.threads.values()]
         kept = self._weavable
-        if kept is not None and kept[0] == shape:
-            return kept[1]
+        if kept is not None:
+            if kept[0] == shape:
+                return kept[1]
+            if kept[1] is None and self._still_none(kept[0], shape):
+                self._weavable = (shape, None)
+                return None
         pair = self._weavable_pair(sorted(shape))
         self._weavable = (shape, pair)
         return pair
+
+    def _still_none(self, before: Shape, now: Shape) -> bool:
+        """Whether no two threads of ``now`` share two participants, given that no two of ``before`` did: only a
+        pair with a thread that is new, or whose participants changed, needs checking."""
+        was = dict(before)
+        sets = [self._participants(thread, participants) for thread, participants in now]
+        for k, (thread, participants) in enumerate(now):
+            if was.get(thread) is participants:
+                continue
+            mine = sets[k]
+            if any(len(mine & other) >= 2 for j, other in enumerate(sets) if j != k):
+                return False
+        return True
 
     def _weavable_pair(self, shape: Shape) -> tuple[int, int] | None:
         members = [self._participants(thread, participants) for thread, participants in shape]
