@@ -136,7 +136,7 @@ class World(InputHandling, Viewing):
         state.tick = tick + 1
         loop = state.loop
         loop.digest = hashlib.blake2b(
-            loop.digest + canonical.encode(tuple(event_row(e) for e in events)), digest_size=32
+            loop.digest + canonical.encode(tuple(map(event_row, events))), digest_size=32
         ).digest()
         if state.tick - loop.start >= state.loop_length:
             expired = [a for a, heard in state.whispers.items() if state.tick - heard[0] > WHISPER_TTL]

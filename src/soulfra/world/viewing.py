@@ -31,7 +31,6 @@ class Viewing:
         self._board: tasks.TaskBoard | None = None
         self._invited: frozenset[int] | None = None  # agents invited to a gathering ritual they have not joined
         self._weavable: tuple[Shape, tuple[int, int] | None] | None = None
-        self._thread_sets: dict[int, tuple[tuple[int, ...], set[int]]] = {}  # thread -> its participants, as a set
 
     def _begin_deciding(self) -> None:
         self._deciding = True
@@ -109,31 +108,14 @@ class Viewing:
         # The answer depends on the threads' ids and participants alone, which most posts leave as they were.
         shape = [(t.id, t.participants) for t in self.state.threads.values()]
         kept = self._weavable
-        if kept is not None:
-            if kept[0] == shape:
-                return kept[1]
-            if kept[1] is None and self._still_none(kept[0], shape):
-                self._weavable = (shape, None)
-                return None
+        if kept is not None and kept[0] == shape:
+            return kept[1]
         pair = self._weavable_pair(sorted(shape))
         self._weavable = (shape, pair)
         return pair
 
-    def _still_none(self, before: Shape, now: Shape) -> bool:
-        """Whether no two threads of ``now`` share two participants, given that no two of ``before`` did: only a
-        pair with a thread that is new, or whose participants changed, needs checking."""
-        was = dict(before)
-        sets = [self._participants(thread, participants) for thread, participants in now]
-        for k, (thread, participants) in enumerate(now):
-            if was.get(thread) is participants:
-                continue
-            mine = sets[k]
-            if any(len(mine & other) >= 2 for j, other in enumerate(sets) if j != k):
-                return False
-        return True
-
     def _weavable_pair(self, shape: Shape) -> tuple[int, int] | None:
-        members = [self._participants(thread, participants) for thread, participants in shape]
+        members = [set(participants) for _, participants in shape]
         # Usually no pair qualifies. A thread can only pair with a younger one if two of its participants post in
         # some younger thread at all: one backward pass of set operations finds those threads, and the pairwise
         # check runs for them alone, oldest first, just as a plain scan of every pair would.
@@ -149,14 +131,3 @@ class Viewing:
                 if len(shared & members[j]) >= 2:
                     return shape[j][0], shape[i][0]
         return None
-
-    def _participants(self, thread: int, participants: tuple[int, ...]) -> set[int]:
-        """``set(participants)``, made again only when the thread's participants changed."""
-        kept = self._thread_sets.get(thread)
-        if kept is not None and kept[0] is participants:
-            return kept[1]
-        if len(self._thread_sets) > 4 * len(self.state.threads) + 64:  # forget closed threads now and then
-            self._thread_sets = {t: self._thread_sets[t] for t in self.state.threads if t in self._thread_sets}
-        members = set(participants)
-        self._thread_sets[thread] = (participants, members)
-        return members
