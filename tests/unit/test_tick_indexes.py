@@ -1,5 +1,6 @@
-"""Properties: what the tick keeps to go faster (the task board, the weavable pair kept per thread shape, mood drift
-over every agent at once with its trait targets kept) answers exactly as the plain computation does."""
+"""Properties: what the tick keeps to go faster (the task board, the invitation index, the weavable pair kept per
+thread shape, mood drift over every agent at once with its trait targets kept) answers exactly as the plain
+computation does."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from soulfra.world import World
 from soulfra.world.encoding import state_hash
 from soulfra.world.inputs import ChangePersonality
 from soulfra.world.minds.base import MoodDrift, drift_moods
-from soulfra.world.model import Task, Thread, WorldState
+from soulfra.world.model import Ritual, Stage, Task, Thread, WorldState
 from soulfra.world.tasks import TaskBoard
+from soulfra.world.viewing import Invitations
 
 AGENTS = 6
 
@@ -47,6 +49,45 @@ def test_the_task_board_answers_as_a_scan_of_the_tasks_after_any_changes(
         apply(task_id, assignee)
         board.changed(tasks, task_id)
         assert [board.for_agent(a) for a in range(AGENTS)] == [_task_for(tasks, a) for a in range(AGENTS)]
+
+
+# a change to the rituals: (ritual id, (stage, invited, joined); None removes it)
+ritual_shape = st.tuples(
+    st.sampled_from((Stage.GATHERING, Stage.AWAITING)),
+    st.lists(st.integers(0, AGENTS - 1), max_size=4),
+    st.lists(st.integers(0, AGENTS - 1), max_size=3),
+)
+ritual_changes = st.lists(st.tuples(st.integers(1, 6), st.one_of(st.none(), ritual_shape)), max_size=30)
+
+
+@given(start=ritual_changes, later=ritual_changes)
+def test_the_invitation_index_answers_as_a_scan_of_the_rituals_after_any_changes(
+    start: list[tuple[int, tuple[str, list[int], list[int]] | None]],
+    later: list[tuple[int, tuple[str, list[int], list[int]] | None]],
+) -> None:
+    rituals: dict[int, Ritual] = {}
+
+    def apply(ritual_id: int, shape: tuple[str, list[int], list[int]] | None) -> None:
+        if shape is None:
+            rituals.pop(ritual_id, None)
+            return
+        stage, invited, joined = shape
+        rituals[ritual_id] = Ritual(
+            id=ritual_id, name="r", proposer=0, invited=tuple(invited), joined=tuple(joined), stage=stage,
+            proposed=0, stage_tick=0, intensity=0,
+        )  # fmt: skip
+
+    for ritual_id, shape in start:
+        apply(ritual_id, shape)
+    index = Invitations(rituals)
+    for ritual_id, shape in later:
+        apply(ritual_id, shape)
+        index.changed(rituals, ritual_id)
+        scan = [
+            any(r.stage == Stage.GATHERING and a in r.invited and a not in r.joined for r in rituals.values())
+            for a in range(AGENTS)
+        ]
+        assert [index.waiting(a) for a in range(AGENTS)] == scan
 
 
 def _weavable(threads: dict[int, Thread]) -> tuple[int, int] | None:

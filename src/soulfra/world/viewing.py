@@ -29,7 +29,7 @@ class Viewing:
     def _start_viewing(self) -> None:
         self._deciding = False  # set by the tick while the agents decide
         self._board: tasks.TaskBoard | None = None
-        self._invited: frozenset[int] | None = None  # agents invited to a gathering ritual they have not joined
+        self._invited: Invitations | None = None
         self._weavable: tuple[Shape, tuple[int, int] | None] | None = None
 
     def _begin_deciding(self) -> None:
@@ -42,7 +42,9 @@ class Viewing:
     def _touched(self, action: Action) -> None:
         """Keep the indexes true after ``action`` was tried (done or not): it may have changed rituals or tasks."""
         if isinstance(action, ProposeRitual | JoinRitual | Bless | Refuse):
-            self._invited = None
+            if self._invited is not None:
+                ritual = self.state.next_id.get("ritual", 1) - 1 if isinstance(action, ProposeRitual) else action.ritual
+                self._invited.changed(self.state.rituals, ritual)
         elif self._board is not None:
             if isinstance(action, Work):
                 self._board.changed(self.state.tasks, action.task)
@@ -66,14 +68,8 @@ class Viewing:
     def invitations(self, agent: int) -> tuple[Ritual, ...]:
         if self._deciding:
             if self._invited is None:
-                self._invited = frozenset(
-                    invitee
-                    for r in self.state.rituals.values()
-                    if r.stage == Stage.GATHERING
-                    for invitee in r.invited
-                    if invitee not in r.joined
-                )
-            if agent not in self._invited:
+                self._invited = Invitations(self.state.rituals)
+            if not self._invited.waiting(agent):
                 return ()
         # few rituals match: filtering before sorting gives what filtering the id-sorted records would
         invited = [
@@ -131,3 +127,40 @@ class Viewing:
                 if len(shared & members[j]) >= 2:
                     return shape[j][0], shape[i][0]
         return None
+
+
+class Invitations:
+    """How many gathering rituals invite each agent that has not joined them. Built from ``state.rituals``; it
+    must be told of every ritual changed while it is in use."""
+
+    __slots__ = ("_count", "_pending")
+
+    def __init__(self, rituals: dict[int, Ritual]) -> None:
+        self._count: dict[int, int] = {}
+        self._pending: dict[int, tuple[int, ...]] = {}  # ritual -> the invitees counted for it
+        for ritual in rituals.values():
+            self._add(ritual)
+
+    def _add(self, ritual: Ritual) -> None:
+        if ritual.stage != Stage.GATHERING:
+            return
+        pending = tuple(agent for agent in ritual.invited if agent not in ritual.joined)
+        self._pending[ritual.id] = pending
+        for agent in pending:
+            self._count[agent] = self._count.get(agent, 0) + 1
+
+    def changed(self, rituals: dict[int, Ritual], ritual_id: int) -> None:
+        """Read one ritual again, after it was added, changed or removed."""
+        for agent in self._pending.pop(ritual_id, ()):
+            left = self._count[agent] - 1
+            if left:
+                self._count[agent] = left
+            else:
+                del self._count[agent]
+        ritual = rituals.get(ritual_id)
+        if ritual is not None:
+            self._add(ritual)
+
+    def waiting(self, agent: int) -> bool:
+        """Whether some gathering ritual invites ``agent``, which has not joined it."""
+        return agent in self._count
