@@ -14,6 +14,7 @@ from soulfra.errors import CodecError, ConflictError, HistoryIntegrityError, Not
 from soulfra.store.ports import InstanceRecord, Store, parent_tick
 from soulfra.world import World, WorldSpec, schedule
 from soulfra.world.encoding import state_hash
+from soulfra.world.events import Event, LoopSealed
 from soulfra.world.inputs import Input
 from soulfra.world.model import WorldState
 
@@ -85,14 +86,16 @@ def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | N
     expected = {info.tick: info for info in snapshots}
     world = World(genesis)
     checked = 1
+    replayed = ""  # the state hash of the replay at ``hashed_at``
+    hashed_at = -1
     while world.tick < record.head_tick:
-        world.step(by_tick.get(world.tick, ()))
+        events = world.step(by_tick.get(world.tick, ()))
         if on_tick is not None:
             on_tick(world.tick)
         info = expected.get(world.tick)
         if info is not None:
             checked += 1
-            replayed = state_hash(world.state)
+            replayed, hashed_at = _sealed_hash(events, world.tick) or state_hash(world.state), world.tick
             if replayed != info.state_hash:
                 mismatches.append(
                     Mismatch(tick=world.tick, stored=info.state_hash, replayed=replayed, what=f"{info.type} snapshot")
@@ -107,9 +110,18 @@ def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | N
         ticks=record.head_tick,
         inputs=len(logged),
         snapshots_checked=checked,
-        state_hash=state_hash(world.state),
+        state_hash=replayed if hashed_at == world.tick else state_hash(world.state),
         mismatches=mismatches,
     )
+
+
+def _sealed_hash(events: list[Event], tick: int) -> str:
+    """The state hash a step that ended a loop recorded in its ``LoopSealed`` event (sealing is the last thing a step
+    does, so it is the hash of the state the step left at ``tick``), or "" if the step sealed no loop."""
+    for event in reversed(events):
+        if isinstance(event, LoopSealed) and event.tick == tick - 1:
+            return event.state_hash
+    return ""
 
 
 def lineage_mismatches(store: Store, instance_id: str) -> list[Mismatch]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from soulfra.world.actions import (
 )
 from soulfra.world.applying import InputHandling
 from soulfra.world.daemons import FinalExportDaemon, LoopReseedDaemon, RitualEngine, ThreadWeaver
-from soulfra.world.daemons.ritual_engine import bump_affinity, max_active
+from soulfra.world.daemons.ritual_engine import bump_affinity
 from soulfra.world.dispatch import unhandled
 from soulfra.world.encoding import state_hash
 from soulfra.world.events import Event, MindDecided, VibeShifted, event_row
@@ -39,11 +40,12 @@ from soulfra.world.fixed import HALF, SCALE
 from soulfra.world.genesis import DEFAULT_WORLD, WorldSpec, genesis
 from soulfra.world.inputs import Input, MindReply
 from soulfra.world.minds import MINDS, Mind
+from soulfra.world.minds.base import MoodDrift
 from soulfra.world.minds.language import decision_action, think
-from soulfra.world.minds.voice import TOPICS
-from soulfra.world.model import MEMORY_LIMIT, WARMTH, Ritual, Stage, Task, VibeReading, WorldState
+from soulfra.world.model import MEMORY_LIMIT, WARMTH, I64Array, VibeReading, WorldState
 from soulfra.world.rng import Purpose, Stream, below_array, draws, tick_key
 from soulfra.world.vibe import HISTORY, PHASE_INFO, classify, forecast
+from soulfra.world.viewing import Viewing
 
 ATTENTION = 512  # about this many agents' worth of activity per tick, however large the world
 WHISPER_TTL = 30
@@ -51,7 +53,7 @@ ACT_COST = 40_000
 REST_GAIN = 60_000
 
 
-class World(InputHandling):
+class World(InputHandling, Viewing):
     """One running world. Implements the mind ``View``; ``state`` is owned by it between steps."""
 
     def __init__(self, state: WorldState, minds: Mapping[str, Mind] = MINDS) -> None:
@@ -60,7 +62,7 @@ class World(InputHandling):
         by_mind: dict[str, list[int]] = {}
         for i, spec in enumerate(state.specs):
             by_mind.setdefault(spec.mind, []).append(i)
-        self._groups = [(minds[key], np.array(members, dtype=np.int64)) for key, members in sorted(by_mind.items())]
+        self._bulk = bulk_plan([(minds[key], members) for key, members in sorted(by_mind.items())], state.size)
         self._activity = np.array([mind.activity for mind in self._minds], dtype=np.int64)
         self._keys = np.arange(state.size, dtype=np.uint64)
         self._language = frozenset(i for i, spec in enumerate(state.specs) if spec.model)
@@ -70,6 +72,7 @@ class World(InputHandling):
         self._reseed = LoopReseedDaemon()
         self._export = FinalExportDaemon()
         self.acted = 0  # how many agents decided in the last tick (derived, not part of the state)
+        self._start_viewing()
 
     @classmethod
     def create(cls, seed: int, spec: WorldSpec = DEFAULT_WORLD, *, agents: int = 0, mind: str | None = None) -> World:
@@ -83,66 +86,6 @@ class World(InputHandling):
 
     def state_hash(self) -> str:
         return state_hash(self.state)
-
-    def topic_for(self, agent: int, rng: Stream) -> str:
-        state = self.state
-        themes = state.loop.themes
-        if themes and rng.chance(600_000):
-            return themes[rng.below(len(themes))]
-        goals = state.specs[agent].goals
-        if goals and rng.chance(700_000):
-            return goals[rng.below(len(goals))]
-        return rng.choice(TOPICS)
-
-    # The queries below run for most agents that act: they filter before sorting (few rituals match) and find
-    # a task in one pass, which gives what filtering the id-sorted records would, with less work.
-
-    def awaiting_blessing(self) -> tuple[Ritual, ...]:
-        waiting = [r for r in self.state.rituals.values() if r.stage == Stage.AWAITING]
-        return tuple(sorted(waiting, key=lambda r: r.id)) if waiting else ()
-
-    def invitations(self, agent: int) -> tuple[Ritual, ...]:
-        invited = [
-            r
-            for r in self.state.rituals.values()
-            if r.stage == Stage.GATHERING and agent in r.invited and agent not in r.joined
-        ]
-        return tuple(sorted(invited, key=lambda r: r.id)) if invited else ()
-
-    def task_for(self, agent: int) -> Task | None:
-        held = unclaimed = None
-        for task in self.state.tasks.values():
-            if task.assignee == agent:
-                if held is None or task.id < held.id:
-                    held = task
-            elif task.assignee == -1 and (unclaimed is None or task.id < unclaimed.id):
-                unclaimed = task
-        return held if held is not None else unclaimed
-
-    def has_room(self, kind: str) -> bool:
-        if kind == "ritual":
-            return len(self.state.rituals) < max_active(self.state)
-        return len(self.state.tasks) < tasks.max_open(self.state)
-
-    def weavable(self) -> tuple[int, int] | None:
-        """The oldest thread that shares two participants with a younger one, and the oldest such younger one."""
-        threads = sorted(self.state.threads.values(), key=lambda t: t.id)
-        members = [set(thread.participants) for thread in threads]
-        # Usually no pair qualifies. A thread can only pair with a younger one if two of its participants post in
-        # some younger thread at all: one backward pass of set operations finds those threads, and the pairwise
-        # check runs for them alone, oldest first, just as a plain scan of every pair would.
-        later: set[int] = set()
-        candidates: list[tuple[int, set[int]]] = []
-        for i in range(len(members) - 1, -1, -1):
-            shared = later & members[i]
-            if len(shared) >= 2:
-                candidates.append((i, shared))
-            later |= members[i]
-        for i, shared in reversed(candidates):
-            for j in range(i + 1, len(members)):
-                if len(shared & members[j]) >= 2:
-                    return threads[j].id, threads[i].id
-        return None
 
     # -- the tick -------------------------------------------------------------------------------------------
 
@@ -167,29 +110,33 @@ class World(InputHandling):
             if item.tick != tick:
                 raise InputError(f"input stamped for tick {item.tick} offered at tick {tick}")
             self._apply_input(item, events, forced)
-        for mind, members in self._groups:
-            mind.bulk(state, members)
+        for bulk in self._bulk:
+            bulk(state)
         active = self._draw_active(forced)
         due: frozenset[int] = frozenset()
         if self._language:
             active, due = think(state, self._language, active)
         self.acted = len(active)
         decide_key = tick_key(state.seed, tick, Purpose.DECIDE)
-        for agent in active:
-            heard = state.whispers.get(agent)
-            if heard is not None and tick - heard[0] > WHISPER_TTL:
-                del state.whispers[agent]
-            if agent in due and self._speak(agent, events):
-                continue
-            action = self._minds[agent].decide(self, agent, Stream.for_agent(decide_key, agent))
-            self._act(agent, action, events, operator=False)
+        self._begin_deciding()
+        try:
+            for agent in active:
+                heard = state.whispers.get(agent)
+                if heard is not None and tick - heard[0] > WHISPER_TTL:
+                    del state.whispers[agent]
+                if agent in due and self._speak(agent, events):
+                    continue
+                action = self._minds[agent].decide(self, agent, Stream.for_agent(decide_key, agent))
+                self._act(agent, action, events, operator=False)
+        finally:
+            self._end_deciding()
         self._rituals.advance(state, events)
         self._weaver.maintain(state, events)
         self._read_vibe(len(active), events)
         state.tick = tick + 1
         loop = state.loop
         loop.digest = hashlib.blake2b(
-            loop.digest + canonical.encode(tuple(event_row(e) for e in events)), digest_size=32
+            loop.digest + canonical.encode(tuple(map(event_row, events))), digest_size=32
         ).digest()
         if state.tick - loop.start >= state.loop_length:
             expired = [a for a, heard in state.whispers.items() if state.tick - heard[0] > WHISPER_TTL]
@@ -244,7 +191,7 @@ class World(InputHandling):
         """Carry out one action through the daemons; returns why it could not be done, or None."""
         state = self.state
         reason: str | None = None
-        summary = type(action).__name__.lower()
+        summary: str | None = None
         match action:
             case Post():
                 previous = self._weaver.post(state, agent, action.topic, action.text, events, action.thread)
@@ -284,11 +231,14 @@ class World(InputHandling):
                 reason = tasks.work(state, agent, action.task, events)
             case _:
                 unhandled(action, "action")
+        if not isinstance(action, Post):  # it may have changed rituals or tasks
+            self._touched(action)
         if reason is not None:
             return reason
         state.energy[agent] = max(0, int(state.energy[agent]) - ACT_COST)
         state.whispers.pop(agent, None)
         memory = state.memory.get(agent, ())
+        summary = summary or type(action).__name__.lower()
         state.memory[agent] = (*memory[-(MEMORY_LIMIT - 1) :], f"{state.tick}:{summary}")
         return None
 
@@ -317,6 +267,34 @@ class World(InputHandling):
             events.append(
                 VibeShifted(tick=state.tick, condition=condition, previous=previous.condition, pressure=pressure)
             )
+
+
+def bulk_plan(groups: list[tuple[Mind, list[int]]], size: int) -> list[Callable[[WorldState], None]]:
+    """Each mind's ``bulk`` over its agents, in the order given; neighbouring minds that keep the built-in mood
+    dynamics are moved in one call (each agent's drift reads only its own numbers, so merging changes nothing),
+    without gathering them when they are every agent."""
+    plan: list[tuple[Mind | None, list[int]]] = []
+    for mind, members in groups:
+        if type(mind).bulk is Mind.bulk:
+            if plan and plan[-1][0] is None:
+                plan[-1][1].extend(members)
+            else:
+                plan.append((None, list(members)))
+        else:
+            plan.append((mind, members))
+    steps: list[Callable[[WorldState], None]] = []
+    for custom, members in plan:
+        array = np.array(sorted(members), dtype=np.int64)
+        if custom is not None:
+            steps.append(partial(_bulk_of, custom, array))
+        else:
+            everyone = len(members) == size and bool((array == np.arange(size)).all())
+            steps.append(MoodDrift(None if everyone else array))
+    return steps
+
+
+def _bulk_of(mind: Mind, members: I64Array, state: WorldState) -> None:
+    mind.bulk(state, members)
 
 
 def schedule(inputs: Iterable[Input], start: int = 0) -> dict[int, list[Input]]:

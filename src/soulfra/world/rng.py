@@ -106,11 +106,20 @@ class Stream:
         return value
 
     def below(self, n: int) -> int:
-        return (self.next() * n) >> 64  # ``below(self.next(), n)``, without a call: minds draw often
+        # ``below(self.next(), n)`` with ``mix64`` written out: minds draw often, and each call costs
+        z = (self._key + self._counter * _M2) & MASK
+        self._counter += 1
+        z = ((z ^ (z >> 30)) * _M1) & MASK
+        z = ((z ^ (z >> 27)) * _M2) & MASK
+        return ((z ^ (z >> 31)) * n) >> 64
 
     def chance(self, per_million: int) -> bool:
-        """True with probability ``per_million / 1_000_000``."""
-        return self.below(1_000_000) < per_million
+        """True with probability ``per_million / 1_000_000``: ``self.below(1_000_000) < per_million``, written out."""
+        z = (self._key + self._counter * _M2) & MASK
+        self._counter += 1
+        z = ((z ^ (z >> 30)) * _M1) & MASK
+        z = ((z ^ (z >> 27)) * _M2) & MASK
+        return ((z ^ (z >> 31)) * 1_000_000) >> 64 < per_million
 
     def choice(self, items: tuple[str, ...]) -> str:
         return items[self.below(len(items))]

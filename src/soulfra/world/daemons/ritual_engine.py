@@ -40,13 +40,26 @@ def max_active(state: WorldState) -> int:
 
 def bump_affinity(state: WorldState, agent: int, other: int, amount: int) -> None:
     """Raise ``agent``'s affinity for ``other``, keeping only the ``AFFINITY_LIMIT`` strongest ties."""
-    row = state.affinity.setdefault(agent, {})
+    row = state.affinity.get(agent)
+    if row is None:
+        row = state.affinity[agent] = {}
     value = row.get(other, 0) + amount
-    row[other] = value if value < SCALE else SCALE
+    value = value if value < SCALE else SCALE
+    if len(row) == AFFINITY_LIMIT and other not in row and value < min(row.values()):
+        return  # a new tie weaker than every held one: it would go at once, leaving the row as it was
+    row[other] = value
     if len(row) > AFFINITY_LIMIT:
-        # The weakest tie goes; of equally weak ones, the one to the highest-numbered agent.
-        weakest = min(row.values())
-        del row[max([key for key, value in row.items() if value == weakest])]
+        _drop_weakest(row)
+
+
+def _drop_weakest(row: dict[int, int]) -> None:
+    """The weakest tie goes; of equally weak ones, the one to the highest-numbered agent."""
+    values = list(row.values())
+    weakest = min(values)
+    if values.count(weakest) == 1:  # the usual case, found without a loop in Python
+        del row[list(row)[values.index(weakest)]]
+    else:
+        del row[max([key for key, held in row.items() if held == weakest])]
 
 
 class RitualEngine:

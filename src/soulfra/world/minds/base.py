@@ -72,31 +72,73 @@ class Mind:
         raise NotImplementedError
 
 
-def drift_moods(state: WorldState, members: I64Array) -> None:
-    """The built-in minds' mood dynamics: drift toward a trait- and loop-given baseline, with small noise."""
-    if members.size == 0:
-        return
-    keys = members.astype(np.uint64)
-    traits = state.traits[members]
-    valence = state.valence[members]
-    arousal = state.arousal[members]
-    target_v = state.loop.baseline + (traits[:, WARMTH] - HALF) // 2 - (traits[:, CHAOS] - HALF) // 4
-    target_a = traits[:, CHAOS] // 2 + traits[:, CURIOSITY] // 3
-    valence += (target_v - valence) // 32 + signed_noise(
-        draws(state.seed, state.tick, keys, Purpose.MOOD_VALENCE), 15_000
-    )
-    arousal += (target_a - arousal) // 16 + signed_noise(
-        draws(state.seed, state.tick, keys, Purpose.MOOD_AROUSAL), 12_000
-    )
-    override = state.vibe_override
-    if override is not None and state.tick < override.until:
-        pull_v, pull_a = PHASE_INFO[override.condition].mood
-        # at full intensity, an eighth of the way toward the condition's mood each tick
-        valence += (pull_v - valence) * override.intensity // (8 * SCALE)
-        arousal += (pull_a - arousal) * override.intensity // (8 * SCALE)
-    state.valence[members] = np.clip(valence, -SCALE, SCALE)
-    state.arousal[members] = np.clip(arousal, 0, SCALE)
-    energy = state.energy[members]
-    state.energy[members] = energy + (SCALE - energy) // 40
-    focus = state.focus[members]
-    state.focus[members] = focus + (traits[:, ORDER] - focus) // 20
+def drift_moods(state: WorldState, members: I64Array | None = None) -> None:
+    """The built-in minds' mood dynamics: drift toward a trait- and loop-given baseline, with small noise.
+    ``members`` are distinct agent indices; None is every agent, moved in place without gathering them."""
+    MoodDrift(members)(state)
+
+
+class MoodDrift:
+    """``drift_moods`` over a fixed set of agents, called once a tick: the targets that depend on the agents'
+    traits alone are kept, and computed again only when the traits differ from those they were computed from."""
+
+    __slots__ = ("_kept", "_members")
+
+    def __init__(self, members: I64Array | None) -> None:
+        self._members = members
+        self._kept: tuple[I64Array, tuple[I64Array, I64Array, I64Array]] | None = None  # (traits, their targets)
+
+    def __call__(self, state: WorldState) -> None:
+        members = self._members
+        if members is None:
+            keys = np.arange(state.size, dtype=np.uint64)
+            traits = state.traits
+            valence, arousal, energy, focus = state.valence, state.arousal, state.energy, state.focus
+        elif members.size == 0:
+            return
+        else:
+            keys = members.astype(np.uint64)
+            traits = np.take(state.traits, members, axis=0)  # as ``traits[members]``, several times faster
+            valence, arousal = state.valence[members], state.arousal[members]
+            energy, focus = state.energy[members], state.focus[members]
+        kept = self._kept
+        if kept is None or kept[0].shape != traits.shape or not np.array_equal(kept[0], traits):
+            kept = self._kept = (traits.copy(), _targets(traits))
+        lean_v, target_a, order = kept[1]
+        # ``>> k`` is ``// 2**k`` on int64 (an arithmetic shift floors), and cheaper
+        valence = (
+            valence
+            + ((lean_v + state.loop.baseline - valence) >> 5)
+            + signed_noise(draws(state.seed, state.tick, keys, Purpose.MOOD_VALENCE), 15_000)
+        )
+        arousal = (
+            arousal
+            + ((target_a - arousal) >> 4)
+            + signed_noise(draws(state.seed, state.tick, keys, Purpose.MOOD_AROUSAL), 12_000)
+        )
+        override = state.vibe_override
+        if override is not None and state.tick < override.until:
+            pull_v, pull_a = PHASE_INFO[override.condition].mood
+            # at full intensity, an eighth of the way toward the condition's mood each tick
+            valence += (pull_v - valence) * override.intensity // (8 * SCALE)
+            arousal += (pull_a - arousal) * override.intensity // (8 * SCALE)
+        energy = energy + (SCALE - energy) // 40
+        focus = focus + (order - focus) // 20
+        if members is None:
+            np.clip(valence, -SCALE, SCALE, out=state.valence)
+            np.clip(arousal, 0, SCALE, out=state.arousal)
+            state.energy[:] = energy
+            state.focus[:] = focus
+        else:
+            state.valence[members] = np.clip(valence, -SCALE, SCALE)
+            state.arousal[members] = np.clip(arousal, 0, SCALE)
+            state.energy[members] = energy
+            state.focus[members] = focus
+
+
+def _targets(traits: I64Array) -> tuple[I64Array, I64Array, I64Array]:
+    """What mood drift reads of the traits: the valence target before the loop's baseline, the arousal target,
+    and ``order`` (which focus drifts toward)."""
+    lean_v = ((traits[:, WARMTH] - HALF) >> 1) - ((traits[:, CHAOS] - HALF) >> 2)
+    target_a = (traits[:, CHAOS] >> 1) + traits[:, CURIOSITY] // 3
+    return lean_v, target_a, traits[:, ORDER].copy()

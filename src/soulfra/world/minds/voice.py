@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from soulfra.world.rng import Stream
 
 TOPICS = (
@@ -35,7 +37,11 @@ _FRAMES = {
 
 def compose(voice: str, topic: str, valence: int, rng: Stream) -> str:
     bank = _BRIGHT if valence > 200_000 else _DARK if valence < -200_000 else _EVEN
-    claim = bank[rng.below(len(bank))]
+    return _phrase(voice, topic, bank[rng.below(len(bank))])
+
+
+@lru_cache(maxsize=4096)  # a pure function of few distinct arguments, called for most posts
+def _phrase(voice: str, topic: str, claim: str) -> str:
     frame = _FRAMES.get(voice, _FRAMES["measured"])
     return frame.format(topic=topic, Topic=topic.capitalize(), claim=claim, Claim=claim.capitalize())
 

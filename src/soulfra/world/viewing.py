@@ -1,0 +1,166 @@
+"""The read side of ``World`` that minds consult while they decide (the mind ``View``): topics, rituals waiting for
+a governor or for an agent's answer, the task an agent should work, room on the boards, threads to weave.
+
+Most agents that act ask some of these, so they are kept cheap: while the agents decide (``_act`` is then the only
+thing that changes the state, and tells these indexes of what it changed) who has invitations and who holds which
+task are indexed on first use and dropped after; the weavable pair is kept with the thread shapes it was found
+for. Each answer equals what a plain scan of the id-sorted records gives.
+"""
+
+from __future__ import annotations
+
+from soulfra.world import tasks
+from soulfra.world.actions import Action, AssignTask, Bless, JoinRitual, ProposeRitual, Refuse, Work
+from soulfra.world.daemons.ritual_engine import max_active
+from soulfra.world.minds.voice import TOPICS
+from soulfra.world.model import Ritual, Stage, Task, WorldState
+from soulfra.world.rng import Stream
+
+__all__ = ["Viewing"]
+
+Shape = list[tuple[int, tuple[int, ...]]]  # each open thread's id and participants
+
+
+class Viewing:
+    """The ``View`` half of ``World``, which sets ``state`` and calls ``_start_viewing`` before using it."""
+
+    state: WorldState
+
+    def _start_viewing(self) -> None:
+        self._deciding = False  # set by the tick while the agents decide
+        self._board: tasks.TaskBoard | None = None
+        self._invited: Invitations | None = None
+        self._weavable: tuple[Shape, tuple[int, int] | None] | None = None
+
+    def _begin_deciding(self) -> None:
+        self._deciding = True
+
+    def _end_deciding(self) -> None:
+        self._deciding = False
+        self._board = self._invited = None
+
+    def _touched(self, action: Action) -> None:
+        """Keep the indexes true after ``action`` was tried (done or not): it may have changed rituals or tasks."""
+        if isinstance(action, ProposeRitual | JoinRitual | Bless | Refuse):
+            if self._invited is not None:
+                ritual = self.state.next_id.get("ritual", 1) - 1 if isinstance(action, ProposeRitual) else action.ritual
+                self._invited.changed(self.state.rituals, ritual)
+        elif self._board is not None:
+            if isinstance(action, Work):
+                self._board.changed(self.state.tasks, action.task)
+            elif isinstance(action, AssignTask):
+                self._board.changed(self.state.tasks, self.state.next_id.get("task", 1) - 1)
+
+    def topic_for(self, agent: int, rng: Stream) -> str:
+        state = self.state
+        themes = state.loop.themes
+        if themes and rng.chance(600_000):
+            return themes[rng.below(len(themes))]
+        goals = state.specs[agent].goals
+        if goals and rng.chance(700_000):
+            return goals[rng.below(len(goals))]
+        return rng.choice(TOPICS)
+
+    def awaiting_blessing(self) -> tuple[Ritual, ...]:
+        waiting = [r for r in self.state.rituals.values() if r.stage == Stage.AWAITING]
+        return tuple(sorted(waiting, key=lambda r: r.id)) if waiting else ()
+
+    def invitations(self, agent: int) -> tuple[Ritual, ...]:
+        if self._deciding:
+            if self._invited is None:
+                self._invited = Invitations(self.state.rituals)
+            if not self._invited.waiting(agent):
+                return ()
+        # few rituals match: filtering before sorting gives what filtering the id-sorted records would
+        invited = [
+            r
+            for r in self.state.rituals.values()
+            if r.stage == Stage.GATHERING and agent in r.invited and agent not in r.joined
+        ]
+        return tuple(sorted(invited, key=lambda r: r.id)) if invited else ()
+
+    def task_for(self, agent: int) -> Task | None:
+        if self._deciding:
+            if self._board is None:
+                self._board = tasks.TaskBoard(self.state.tasks)
+            found = self._board.for_agent(agent)
+            return None if found is None else self.state.tasks[found]
+        held = unclaimed = None
+        for task in self.state.tasks.values():
+            if task.assignee == agent:
+                if held is None or task.id < held.id:
+                    held = task
+            elif task.assignee == -1 and (unclaimed is None or task.id < unclaimed.id):
+                unclaimed = task
+        return held if held is not None else unclaimed
+
+    def has_room(self, kind: str) -> bool:
+        if kind == "ritual":
+            return len(self.state.rituals) < max_active(self.state)
+        return len(self.state.tasks) < tasks.max_open(self.state)
+
+    def weavable(self) -> tuple[int, int] | None:
+        """The oldest thread that shares two participants with a younger one, and the oldest such younger one."""
+        # The answer depends on the threads' ids and participants alone, which most posts leave as they were.
+        shape = [(t.id, t.participants) for t in self.state.threads.values()]
+        kept = self._weavable
+        if kept is not None and kept[0] == shape:
+            return kept[1]
+        pair = self._weavable_pair(sorted(shape))
+        self._weavable = (shape, pair)
+        return pair
+
+    def _weavable_pair(self, shape: Shape) -> tuple[int, int] | None:
+        members = [set(participants) for _, participants in shape]
+        # Usually no pair qualifies. A thread can only pair with a younger one if two of its participants post in
+        # some younger thread at all: one backward pass of set operations finds those threads, and the pairwise
+        # check runs for them alone, oldest first, just as a plain scan of every pair would.
+        later: set[int] = set()
+        candidates: list[tuple[int, set[int]]] = []
+        for i in range(len(members) - 1, -1, -1):
+            shared = later & members[i]
+            if len(shared) >= 2:
+                candidates.append((i, shared))
+            later |= members[i]
+        for i, shared in reversed(candidates):
+            for j in range(i + 1, len(members)):
+                if len(shared & members[j]) >= 2:
+                    return shape[j][0], shape[i][0]
+        return None
+
+
+class Invitations:
+    """How many gathering rituals invite each agent that has not joined them. Built from ``state.rituals``; it
+    must be told of every ritual changed while it is in use."""
+
+    __slots__ = ("_count", "_pending")
+
+    def __init__(self, rituals: dict[int, Ritual]) -> None:
+        self._count: dict[int, int] = {}
+        self._pending: dict[int, tuple[int, ...]] = {}  # ritual -> the invitees counted for it
+        for ritual in rituals.values():
+            self._add(ritual)
+
+    def _add(self, ritual: Ritual) -> None:
+        if ritual.stage != Stage.GATHERING:
+            return
+        pending = tuple(agent for agent in ritual.invited if agent not in ritual.joined)
+        self._pending[ritual.id] = pending
+        for agent in pending:
+            self._count[agent] = self._count.get(agent, 0) + 1
+
+    def changed(self, rituals: dict[int, Ritual], ritual_id: int) -> None:
+        """Read one ritual again, after it was added, changed or removed."""
+        for agent in self._pending.pop(ritual_id, ()):
+            left = self._count[agent] - 1
+            if left:
+                self._count[agent] = left
+            else:
+                del self._count[agent]
+        ritual = rituals.get(ritual_id)
+        if ritual is not None:
+            self._add(ritual)
+
+    def waiting(self, agent: int) -> bool:
+        """Whether some gathering ritual invites ``agent``, which has not joined it."""
+        return agent in self._count
