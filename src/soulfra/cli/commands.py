@@ -190,7 +190,7 @@ app.command("run")(run_command)
 def bench_tick(
     sizes: Annotated[str, typer.Option(help="Comma-separated agent counts.")] = "100,1000,10000",
     ticks: Annotated[int, typer.Option(min=1, help="Ticks per measurement.")] = 50,
-    repeats: Annotated[int, typer.Option(min=1, help="Measurements per size; the best is kept.")] = 3,
+    repeats: Annotated[int, typer.Option(min=1, help="Measurements per size; the best is kept.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
 ) -> None:
     """Agent-steps per second: the built-in minds, and the mood-contagion rule beside Mesa."""
