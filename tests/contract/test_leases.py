@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -81,14 +82,16 @@ def test_a_second_writer_of_a_world_is_refused_and_a_reader_is_not(backend: Back
     assert resumed.tick == 5
 
 
-def test_a_crashed_holder_is_taken_over(sql_backend: SqlBackend) -> None:
-    """SQL only: a holder in another process, whose lock dies with it (stores in memory share one process)."""
+@contextlib.contextmanager
+def _holder(backend: SqlBackend, keys: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the leases of ``keys``, SIGKILLed when the block ends (its locks die with it)."""
     script = textwrap.dedent(
         f"""
-        import sys, time
+        import time
         from soulfra.store import SqlStore
-        store = SqlStore.open({sql_backend.url!r})
-        store.leases.acquire("world-1")
+        store = SqlStore.open({backend.url!r})
+        for key in {keys!r}:
+            store.leases.acquire(key)
         print("held", flush=True)
         time.sleep({HOLD_TIMEOUT_S})
         """
@@ -97,12 +100,18 @@ def test_a_crashed_holder_is_taken_over(sql_backend: SqlBackend) -> None:
         try:
             assert holder.stdout is not None
             assert holder.stdout.readline().strip() == "held"
-            store = sql_backend.open()
-            with pytest.raises(LeaseHeldError, match=f"pid {holder.pid} "):
-                store.leases.acquire("world-1")
+            yield holder
         finally:
             holder.send_signal(signal.SIGKILL)
             holder.wait(timeout=HOLD_TIMEOUT_S)
+
+
+def test_a_crashed_holder_is_taken_over(sql_backend: SqlBackend) -> None:
+    """SQL only: a holder in another process, whose lock dies with it (stores in memory share one process)."""
+    with _holder(sql_backend, ["world-1"]) as holder:
+        store = sql_backend.open()
+        with pytest.raises(LeaseHeldError, match=f"pid {holder.pid} "):
+            store.leases.acquire("world-1")
     info = store.leases.acquire("world-1")  # the lock died with the process
     assert (info.pid, info.epoch) == (os.getpid(), 2)
 
@@ -210,24 +219,8 @@ def test_the_leases_of_a_crashed_holder_are_all_taken_over_from_many_threads_at_
     """SQL only: as a host takes over a lost node's worlds side by side. Testing whether the holder lives takes its
     liveness lock for a moment; two such tests at once must not take each other for the holder."""
     keys = [f"world-{n}" for n in range(24)]
-    script = textwrap.dedent(
-        f"""
-        import time
-        from soulfra.store import SqlStore
-        store = SqlStore.open({sql_backend.url!r})
-        for key in {keys!r}:
-            store.leases.acquire(key)
-        print("held", flush=True)
-        time.sleep({HOLD_TIMEOUT_S})
-        """
-    )
-    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as holder:
-        try:
-            assert holder.stdout is not None
-            assert holder.stdout.readline().strip() == "held"
-        finally:
-            holder.send_signal(signal.SIGKILL)
-            holder.wait(timeout=HOLD_TIMEOUT_S)
+    with _holder(sql_backend, keys):
+        pass
     store = sql_backend.open()
     with ThreadPoolExecutor(8) as pool:
         taken = list(pool.map(store.leases.acquire, keys))
