@@ -207,8 +207,9 @@ async def test_the_budget_holds_under_a_thousand_agents(bus: InMemoryBus) -> Non
     }
     recorded = replies(store, "lang")
     # every call answered (or timed out) by its tick is recorded, whatever came of it; on a loaded machine a reply
-    # can also come back slow enough to time out, so the outcomes are not all "reply"
-    assert sum(counted.values()) == len(recorded) <= fake.requests
+    # can also come back slow enough to time out, so the outcomes are not all "reply", and a call can time out
+    # before its request has reached the server, so the server may have counted fewer than were made
+    assert sum(counted.values()) == len(recorded) <= 60
     assert {r.outcome for r in recorded} <= set(counted)
     assert first_divergence(live, replayed(store, "lang", 6)) is None
 
