@@ -91,6 +91,7 @@ def test_a_fork_holds_ticks_from_its_fork_tick_and_starts_with_its_genesis_hash(
 
 def test_a_viewer_may_read_it_and_nobody_anonymous(server: Server) -> None:
     with server.client() as client:
+        wait_for(lambda: head(client, DEFAULT) >= 1, what="a first durable tick")
         made = client.post("/api/tokens", json={"name": "state-viewer", "role": "viewer"})
         assert made.status_code == 201, made.text
         viewer = made.json()["token"]
