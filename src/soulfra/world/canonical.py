@@ -2,7 +2,8 @@
 
 Supported: None, bool, int, str, bytes, tuple/list (decoded as tuple), dict with str or int keys (written in
 sorted key order) and 1- or 2-dimensional numpy int64/uint64 arrays (little-endian). Floats are refused: nothing
-that must replay may be one. ``decode(encode(v))`` re-encodes to the same bytes.
+that must replay may be one. ``decode(encode(v))`` re-encodes to the same bytes. An ``Encoded`` (a value's
+encoding that a caller has already) is written as it is, and decodes as the value it encodes.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from soulfra.errors import CodecError
+from soulfra.world.canonical_tables import TABLE_MIN_ROWS, encode_int_rows, encode_str_rows
 
 _I64 = struct.Struct("<q")
 _U32 = struct.Struct("<I")
@@ -26,6 +27,12 @@ _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
 # Tags as byte values: ``data[pos]`` of a bytes object is an int, which keeps the hot loop free of slicing.
 _N, _T, _F, _i, _I, _s, _b, _l, _d, _a = b"NTFiIsblda"
+
+
+class Encoded(bytes):
+    """A value's encoding, written as it is where the value would be: for a caller that has it already."""
+
+    __slots__ = ()
 
 
 def encode(value: object) -> bytes:
@@ -78,6 +85,8 @@ def _encode(value: Any, out: list[bytes]) -> None:
         out.append(b"T" if value else b"F")
     elif kind is bytes:
         out.append(_pack_tagged_u32(b"b", len(value)) + value)
+    elif kind is Encoded:
+        out.append(value)
     elif isinstance(value, np.ndarray):
         code = _DTYPE_CODES.get(value.dtype)
         if code is None or value.ndim not in (1, 2):
@@ -110,8 +119,14 @@ def _encode_items(items: tuple[Any, ...] | list[Any], out: list[bytes]) -> None:
 
 
 def _encode_dict(value: dict[Any, Any], out: list[bytes]) -> None:
+    if len(value) >= TABLE_MIN_ROWS:
+        # The big tables of a state (an int key to a row of ints or of strs) in a few numpy passes.
+        first = type(next(iter(value.values())))
+        table = encode_int_rows(value) if first is dict else encode_str_rows(value) if first in (tuple, list) else None
+        if table is not None:
+            out.append(table)
+            return
     pairs: list[tuple[bytes, Any]] | None = None
-    rows: list[bytes] | None = None
     if _ONLY_INT.issuperset(map(type, value)):
         try:
             if _ONLY_INT.issuperset(map(type, value.values())):
@@ -126,18 +141,11 @@ def _encode_dict(value: dict[Any, Any], out: list[bytes]) -> None:
             pairs = None
         else:
             pairs.sort()  # no two keys encode alike, so the tuples compare by key alone
-            if len(pairs) >= _TABLE_MIN_ROWS and _ONLY_DICT.issuperset(map(type, value.values())):
-                rows = _encode_int_rows([row for _, row in pairs])
     if pairs is None:
         pairs = [(_key(key), item) for key, item in value.items()]
         pairs.sort()
     append = out.append
     append(_pack_tagged_u32(b"d", len(pairs)))
-    if rows is not None:
-        for (raw_key, _), raw_row in zip(pairs, rows, strict=True):
-            append(raw_key)
-            append(raw_row)
-        return
     for raw_key, item in pairs:
         append(raw_key)
         kind = type(item)
@@ -152,57 +160,6 @@ def _encode_dict(value: dict[Any, Any], out: list[bytes]) -> None:
             _encode_items(item, out)
         else:
             _encode(item, out)
-
-
-# A dict of int-to-int dicts (affinity: a row of ties per agent) is encoded as one numpy table once it has this
-# many rows; below it, numpy's fixed cost per call outweighs what it saves.
-_TABLE_MIN_ROWS = 32
-_ONLY_DICT = frozenset((dict,))
-_ENTRY = np.dtype([("key_tag", "u1"), ("key", "<i8"), ("value_tag", "u1"), ("value", "<i8")])  # 18 bytes
-
-
-def _row_key_order(keys: npt.NDArray[np.int64], sizes: list[int]) -> npt.NDArray[np.intp]:
-    """The permutation that sorts ``keys`` (the rows' keys, row after row) by row, then as encoded keys sort."""
-    # An encoded key sorts by its little-endian bytes, which read as one big-endian number is a plain uint64.
-    byte_order = keys.astype("<i8").view(">u8").astype(np.uint64)
-    row = np.repeat(np.arange(len(sizes), dtype=np.uint64), sizes)
-    width = 8 * max(1, (int(keys.max(initial=0)).bit_length() + 7) // 8)  # bits that hold the keys' bytes
-    if int(keys.min(initial=0)) >= 0 and len(sizes).bit_length() + width <= 64:
-        # Small non-negative keys (agent indices) only use their low bytes: those and the row make one sort
-        # key, and one plain sort of it is several times faster than a two-key lexsort.
-        return np.argsort((row << np.uint64(width)) | (byte_order >> np.uint64(64 - width)))
-    return np.lexsort((byte_order, row))
-
-
-def _encode_int_rows(rows: list[dict[Any, Any]]) -> list[bytes] | None:
-    """Each row's encoding, if every row maps int64s to int64s (else None): all rows' entries are sorted and
-    packed at once, exactly as ``_encode_dict`` would write them one row at a time."""
-    if not (
-        _ONLY_INT.issuperset(map(type, chain.from_iterable(rows)))
-        and _ONLY_INT.issuperset(map(type, chain.from_iterable(map(dict.values, rows))))
-    ):
-        return None
-    sizes = list(map(len, rows))
-    total = sum(sizes)
-    try:
-        keys = np.fromiter(chain.from_iterable(rows), np.int64, total)
-        values = np.fromiter(chain.from_iterable(map(dict.values, rows)), np.int64, total)
-    except OverflowError:  # an int beyond int64: the general path writes it with the 'I' tag
-        return None
-    order = _row_key_order(keys, sizes)
-    entries = np.empty(total, dtype=_ENTRY)
-    entries["key_tag"] = _i
-    entries["key"] = keys[order]
-    entries["value_tag"] = _i
-    entries["value"] = values[order]
-    packed = memoryview(entries.tobytes())
-    encoded = []
-    start = 0
-    for size in sizes:
-        end = start + 18 * size
-        encoded.append(_pack_tagged_u32(b"d", size) + packed[start:end])
-        start = end
-    return encoded
 
 
 def decode(data: bytes) -> Any:
