@@ -2,4 +2,5 @@
 
 from soulfra.cli import main
 
-main()
+if __name__ == "__main__":  # not when a process started by multiprocessing (spawn) imports it again
+    main()

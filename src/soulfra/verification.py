@@ -6,27 +6,20 @@ its seed alone, for comparison. Deltas and caches never stand in for the replay:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 from soulfra.durable import history_base, start_tick, state_at
 from soulfra.errors import CodecError, ConflictError, HistoryIntegrityError, NotFoundError
-from soulfra.store.ports import InstanceRecord, Store, parent_tick
+from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, parent_tick
+from soulfra.verification_spans import PARALLEL_MIN_WORK, Mismatch, Span, replay_span, replay_spans
 from soulfra.world import World, WorldSpec, schedule
 from soulfra.world.encoding import state_hash
-from soulfra.world.events import Event, LoopSealed
 from soulfra.world.inputs import Input
 from soulfra.world.model import WorldState
 
 __all__ = ["Mismatch", "VerifyReport", "lineage_mismatches", "replay", "verify"]
-
-
-@dataclass(slots=True)
-class Mismatch:
-    tick: int
-    stored: str
-    replayed: str
-    what: str
 
 
 @dataclass(slots=True)
@@ -56,10 +49,19 @@ class VerifyReport:
         }
 
 
-def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | None = None) -> VerifyReport:
+def verify(
+    store: Store, instance_id: str, *, on_tick: Callable[[int], None] | None = None, workers: int = 1
+) -> VerifyReport:
     """Replay the whole input log from genesis (a fork: from its parent's state at the fork) and compare the state
     hash at every stored snapshot; and check the lineage (``lineage_mismatches``): each parent point the instance
-    names is on that parent's history, with the state the instance was made from."""
+    names is on that parent's history, with the state the instance was made from.
+
+    With ``workers`` above 1, a long history in a database (a store with a ``url``) is replayed in that many
+    processes at once, in spans cut at stored snapshots: each span but the first starts from the stored snapshot
+    the span before it ends at, which that span checks. Every stored hash is still compared with a replay from
+    inputs, so the report says ok exactly when a replay in one piece would; only a history that differs somewhere
+    reports less of what follows (a span starts again from what is stored, where one replay would carry the
+    difference on). ``on_tick`` is told the ticks replayed so far, counted from the start of the history."""
     record = store.instances.get(instance_id)
     snapshots = store.snapshots.list_snapshots(instance_id)
     mismatches, parent_state = _lineage_check(store, record)
@@ -82,24 +84,15 @@ def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | N
                 Mismatch(tick=genesis.tick, stored=record.genesis_hash, replayed=state_hash(genesis), what="genesis")
             )
     logged = store.inputs.read(instance_id)
-    by_tick = schedule(s.input for s in logged)
-    expected = {info.tick: info for info in snapshots}
-    world = World(genesis)
-    checked = 1
-    replayed = ""  # the state hash of the replay at ``hashed_at``
-    hashed_at = -1
-    while world.tick < record.head_tick:
-        events = world.step(by_tick.get(world.tick, ()))
-        if on_tick is not None:
-            on_tick(world.tick)
-        info = expected.get(world.tick)
-        if info is not None:
-            checked += 1
-            replayed, hashed_at = _sealed_hash(events, world.tick) or state_hash(world.state), world.tick
-            if replayed != info.state_hash:
-                mismatches.append(
-                    Mismatch(tick=world.tick, stored=info.state_hash, replayed=replayed, what=f"{info.type} snapshot")
-                )
+    expected = {info.tick: (info.state_hash, info.type) for info in snapshots}
+    spans = _spans(snapshots, genesis, record.head_tick, workers)
+    url = getattr(store, "url", None)
+    if len(spans) > 1 and isinstance(url, str):
+        found = replay_spans(url, instance_id, genesis, spans, expected, on_tick=on_tick)
+    else:
+        found = [replay_span(World(genesis), schedule(s.input for s in logged), record.head_tick, expected, on_tick)]
+    for span in found:
+        mismatches.extend(span.mismatches)
     for info in snapshots:  # each stored blob must also read back intact: its bytes hash to its stored hash
         try:
             store.snapshots.load_raw(info.id)
@@ -109,19 +102,27 @@ def verify(store: Store, instance_id: str, *, on_tick: Callable[[int], None] | N
         instance_id=instance_id,
         ticks=record.head_tick,
         inputs=len(logged),
-        snapshots_checked=checked,
-        state_hash=replayed if hashed_at == world.tick else state_hash(world.state),
+        snapshots_checked=1 + sum(span.checked for span in found),
+        state_hash=found[-1].state_hash,
         mismatches=mismatches,
     )
 
 
-def _sealed_hash(events: list[Event], tick: int) -> str:
-    """The state hash a step that ended a loop recorded in its ``LoopSealed`` event (sealing is the last thing a step
-    does, so it is the hash of the state the step left at ``tick``), or "" if the step sealed no loop."""
-    for event in reversed(events):
-        if isinstance(event, LoopSealed) and event.tick == tick - 1:
-            return event.state_hash
-    return ""
+def _spans(snapshots: list[SnapshotInfo], genesis: WorldState, head: int, workers: int) -> list[Span]:
+    """The history from ``genesis`` to ``head`` cut at stored snapshots into up to ``workers`` spans of about equal
+    work; one span unless the whole is worth the start of several processes (``PARALLEL_MIN_WORK``)."""
+    length = head - genesis.tick
+    if workers <= 1 or length * max(1, genesis.size) < PARALLEL_MIN_WORK:
+        return [Span(start=genesis.tick, end=head)]
+    inside = [info for info in snapshots if genesis.tick < info.tick < head]
+    cuts: list[SnapshotInfo] = []
+    for part in range(1, workers):
+        aim = genesis.tick + length * part // workers
+        nearest = min(inside, key=lambda info: (abs(info.tick - aim), info.tick), default=None)
+        if nearest is not None and (not cuts or nearest.tick > cuts[-1].tick):
+            cuts.append(nearest)
+    starts = [Span(start=genesis.tick, end=head), *(Span(start=c.tick, end=head, snapshot_id=c.id) for c in cuts)]
+    return [replace(span, end=after.start) for span, after in pairwise(starts)] + [starts[-1]]
 
 
 def lineage_mismatches(store: Store, instance_id: str) -> list[Mismatch]:

@@ -39,7 +39,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "__init__ errors offload metrics logs",
         "world",
         "codec store bus projection reflection",
-        "durable verification",
+        "durable verification verification_spans",
         "platforms security language",
         "meta",
         "api dashboard",

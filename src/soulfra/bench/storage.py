@@ -30,6 +30,7 @@ from soulfra.durable import DurabilitySettings, DurableWorld, state_at
 from soulfra.errors import ConfigError, HistoryIntegrityError
 from soulfra.store import InstanceRecord, SqlStore
 from soulfra.verification import verify
+from soulfra.verification_spans import available_cpus
 from soulfra.world import DEFAULT_WORLD, Whisper, World, schedule
 from soulfra.world.encoding import state_tree
 from soulfra.world.inputs import Input
@@ -120,7 +121,7 @@ def _soulfra(
     verified = None
     if agents == TARGET_AGENTS and interval == DEFAULT_INTERVAL:
         begun = time.perf_counter()
-        report = verify(reader, instance)
+        report = verify(reader, instance, workers=available_cpus())  # as ``soulfra verify`` does by default
         verified = ticks / (time.perf_counter() - begun)
         if not report.ok or report.state_hash != final_hash:
             raise HistoryIntegrityError(f"verify found the stored instance differs from its run: {report.to_json()}")
@@ -333,7 +334,7 @@ def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
             f">= {wanted:,.0f}/s (3x {VERIFY_BEFORE_TICKS_PER_S:,.0f}/s before)",
             rate,
             met=rate >= wanted,
-            peer="none: LangGraph cannot replay",
+            peer=f"none: LangGraph cannot replay ({available_cpus()} processes replayed)",
         )
     return found
 

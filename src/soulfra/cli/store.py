@@ -207,13 +207,27 @@ def history_command(
     console.print(input_table)
 
 
-def verify_command(db: DbOption, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
+def verify_command(
+    db: DbOption,
+    instance: InstanceOption = None,
+    as_json: JsonOption = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Processes that replay at once, each a stretch of the history between stored snapshots "
+            "(0, the default: one per CPU this process may use; a short history is replayed in one).",
+        ),
+    ] = 0,
+) -> None:
     """Replay an instance's whole input log and compare every stored state hash; exit 65 on any mismatch."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
 
     from soulfra.durable import resolve_instance  # noqa: PLC0415
     from soulfra.verification import verify  # noqa: PLC0415
+    from soulfra.verification_spans import available_cpus  # noqa: PLC0415
 
+    workers = workers or available_cpus()
     store = _open_existing(db)
     err = Console(stderr=True)
     try:
@@ -224,9 +238,9 @@ def verify_command(db: DbOption, instance: InstanceOption = None, as_json: JsonO
                 console=err, transient=True,
             ) as progress:  # fmt: skip
                 task = progress.add_task("verify", total=record.head_tick)
-                report = verify(store, record.id, on_tick=lambda t: progress.update(task, completed=t))
+                report = verify(store, record.id, workers=workers, on_tick=lambda t: progress.update(task, completed=t))
         else:
-            report = verify(store, record.id)
+            report = verify(store, record.id, workers=workers)
     finally:
         store.close()
     if as_json:

@@ -53,6 +53,11 @@ class SqlStore:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def url(self) -> str:
+        """The database's URL, password included: what another process opens the same database with."""
+        return self.engine.url.render_as_string(hide_password=False)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         if getattr(self._local, "connection", None) is not None:

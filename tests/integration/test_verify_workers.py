@@ -1,0 +1,118 @@
+"""``verify`` in several processes at once (``--workers``): a history in a SQLite file cut at stored snapshots into
+spans, each replayed in a process of its own. It reports what one replay reports on an intact history, finds the
+same first difference in a forged one, and tells its progress to the end; a store with no URL is replayed here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from soulfra import verification, verification_spans
+from soulfra.durable import DurabilitySettings, DurableWorld
+from soulfra.store import InMemoryStore, SqlStore, schema
+from soulfra.store.ports import Store
+from soulfra.verification import VerifyReport, verify
+from soulfra.world import DEFAULT_WORLD, Whisper
+
+pytestmark = pytest.mark.timeout(120)
+
+SEED = 12
+TICKS = 130
+AGENTS = 20
+
+
+@pytest.fixture(autouse=True)
+def _spans_for_short_histories(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A history this short is replayed in one process unless told otherwise: the tests want spans.
+    monkeypatch.setattr(verification, "PARALLEL_MIN_WORK", 1)
+
+
+def _fill(store: Store) -> str:
+    durable = DurableWorld.create(
+        store, SEED, DEFAULT_WORLD, agents=AGENTS, settings=DurabilitySettings(snapshot_every=20)
+    )
+    durable.submit([Whisper(tick=tick, target="arty", text=f"whisper {tick}") for tick in (3, 47, 88, 121)])
+    while durable.tick < TICKS:
+        durable.step()
+    durable.close()
+    return durable.instance_id
+
+
+@pytest.fixture
+def stored(tmp_path: Path) -> Iterator[tuple[SqlStore, str]]:
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'worlds.db'}")
+    instance = _fill(store)
+    yield store, instance
+    store.close()
+
+
+def _summary(report: VerifyReport) -> dict[str, object]:
+    return {key: value for key, value in report.to_json().items() if key != "mismatches"}
+
+
+def test_spans_in_processes_report_what_one_replay_does(
+    stored: tuple[SqlStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, instance = stored
+    one = verify(store, instance, workers=1)
+    spanned: list[int] = []
+    real = verification_spans.replay_spans
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        results = real(*args, **kwargs)
+        spanned.append(len(results))
+        return results
+
+    monkeypatch.setattr(verification, "replay_spans", counted)
+    reached: list[int] = []
+    several = verify(store, instance, workers=3, on_tick=reached.append)
+    assert spanned == [3]  # three processes, each a span
+    assert one.ok and several.ok
+    assert _summary(several) == _summary(one)
+    assert one.snapshots_checked == len(store.snapshots.list_snapshots(instance))
+    assert reached and reached[-1] == TICKS
+    assert reached == sorted(reached)
+
+
+def test_the_spans_cut_at_stored_snapshots_and_cover_the_history(stored: tuple[SqlStore, str]) -> None:
+    store, instance = stored
+    snapshots = store.snapshots.list_snapshots(instance)
+    base = store.snapshots.load(snapshots[0].id)[1]
+    spans = verification._spans(snapshots, base, TICKS, 3)
+    assert len(spans) == 3
+    assert spans[0].start == 0 and spans[0].snapshot_id is None and spans[-1].end == TICKS
+    by_id = {info.id: info.tick for info in snapshots}
+    for before, after in pairwise(spans):
+        assert before.end == after.start == by_id[after.snapshot_id or -1]
+
+
+@pytest.mark.parametrize("forged", ["input", "snapshot-hash"])
+def test_a_forged_history_fails_from_the_same_first_tick(stored: tuple[SqlStore, str], forged: str) -> None:
+    store, instance = stored
+    with store.engine.begin() as conn:
+        if forged == "input":  # the whisper at tick 47 said something else: the replay differs from tick 60 on
+            row = {"tick": 47, "type": "whisper", "target": "arty", "text": "forged", "tone": "gentle"}
+            changed = conn.execute(schema.inputs.update().where(schema.inputs.c.seq == 2).values(body=row))
+            first = 60
+        else:  # the hash stored at tick 60, where a span may start
+            table = schema.snapshots
+            changed = conn.execute(table.update().where(table.c.tick == 60).values(state_hash="b2:" + "0" * 64))
+            first = 60
+    assert changed.rowcount == 1
+    one = verify(store, instance, workers=1)
+    several = verify(store, instance, workers=3)
+    assert not one.ok and not several.ok
+    assert min(m.tick for m in one.mismatches) == min(m.tick for m in several.mismatches) == first
+
+
+def test_a_store_without_a_url_is_replayed_in_this_process() -> None:
+    store = InMemoryStore()
+    instance = _fill(store)
+    assert not hasattr(store, "url")
+    one = verify(store, instance, workers=1)
+    several = verify(store, instance, workers=4)
+    assert one.ok and _summary(several) == _summary(one)
