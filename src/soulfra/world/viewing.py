@@ -31,6 +31,7 @@ class Viewing:
         self._board: tasks.TaskBoard | None = None
         self._invited: Invitations | None = None
         self._weavable: tuple[Shape, tuple[int, int] | None] | None = None
+        self._masks: dict[tuple[int, ...], int] = {}  # participants -> a bit set of them
 
     def _begin_deciding(self) -> None:
         self._deciding = True
@@ -111,22 +112,36 @@ class Viewing:
         return pair
 
     def _weavable_pair(self, shape: Shape) -> tuple[int, int] | None:
-        members = [set(participants) for _, participants in shape]
+        # Each thread's participants as a bit set (an int), kept while the thread's participants stay the same
+        # tuple: a post changes one thread's at most, so most are found again.
+        masks = self._masks
+        if len(masks) > MASKS_KEPT:
+            masks.clear()
+        members = []
+        for _, participants in shape:
+            mask = masks.get(participants)
+            if mask is None:
+                mask = masks[participants] = sum(1 << agent for agent in set(participants))
+            members.append(mask)
         # Usually no pair qualifies. A thread can only pair with a younger one if two of its participants post in
-        # some younger thread at all: one backward pass of set operations finds those threads, and the pairwise
-        # check runs for them alone, oldest first, just as a plain scan of every pair would.
-        later: set[int] = set()
-        candidates: list[tuple[int, set[int]]] = []
+        # some younger thread at all: one backward pass finds those threads, and the pairwise check runs for them
+        # alone, oldest first, just as a plain scan of every pair would. Two or more bits: ``x & (x - 1)``.
+        later = 0
+        candidates: list[tuple[int, int]] = []
         for i in range(len(members) - 1, -1, -1):
             shared = later & members[i]
-            if len(shared) >= 2:
+            if shared & (shared - 1):
                 candidates.append((i, shared))
             later |= members[i]
         for i, shared in reversed(candidates):
             for j in range(i + 1, len(members)):
-                if len(shared & members[j]) >= 2:
+                both = shared & members[j]
+                if both & (both - 1):
                     return shape[j][0], shape[i][0]
         return None
+
+
+MASKS_KEPT = 4096  # participant sets whose bit sets a world keeps before it forgets them all
 
 
 class Invitations:
