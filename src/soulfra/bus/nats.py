@@ -27,6 +27,7 @@ from soulfra.bus.port import (
     Handler,
     Message,
     Responder,
+    RoutedResponder,
     check_subject,
     decode_reply,
     encode_error,
@@ -269,6 +270,21 @@ class NatsBus:
                     log.warning("could not answer a request on %s: %s", subject, _describe(exc))
 
             return await self._register(subject, answer, queue=QUEUE_GROUP)
+
+    async def serve_routed(self, pattern: str, responder: RoutedResponder) -> _NatsSubscription:
+        async with self._open(pattern):
+            check_subject(pattern, pattern=True)
+
+            async def answer(msg: Msg) -> None:
+                if not msg.reply:  # a publish that matched the pattern: nobody waits for an answer
+                    return
+                reply = await _answer(lambda payload: responder(msg.subject, payload), msg.data)
+                try:
+                    await msg.respond(reply)
+                except nats.errors.Error as exc:
+                    log.warning("could not answer a request on %s: %s", msg.subject, _describe(exc))
+
+            return await self._register(pattern, answer, queue=QUEUE_GROUP)
 
     async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:
         async with self._open(subject):

@@ -20,6 +20,8 @@ __all__ = [
     "Handler",
     "Message",
     "Responder",
+    "RoutedResponder",
+    "RoutingBus",
     "Subscription",
     "check_subject",
     "decode_reply",
@@ -39,6 +41,7 @@ class Message:
 
 Handler = Callable[[Message], Awaitable[None]]
 Responder = Callable[[bytes], Awaitable[bytes]]
+RoutedResponder = Callable[[str, bytes], Awaitable[bytes]]  # given each request's subject, then its payload
 
 
 class Subscription(Protocol):
@@ -70,6 +73,19 @@ class Bus(Protocol):
 
     async def close(self) -> None:
         """Drain and disconnect; idempotent."""
+
+
+class RoutingBus(Bus, Protocol):
+    """A bus that also answers for many subjects through one responder (both adapters are; checked by the same
+    suite):
+
+    - ``serve_routed`` answers requests to every subject ``pattern`` matches (NATS wildcards), like ``serve`` (one
+      responder of the queue group gets each request), giving the responder the request's subject. A message
+      published (not requested) on a matching subject is not an answerable request and is dropped. A subject that is
+      also served literally (``serve``) may be answered by either.
+    """
+
+    async def serve_routed(self, pattern: str, responder: RoutedResponder) -> Subscription: ...
 
 
 @functools.lru_cache(maxsize=4096)  # the same few subjects are checked on every request

@@ -20,8 +20,9 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from soulfra.bus import NatsOptions, connect
-from soulfra.bus.port import Bus, encode_error, encode_ok
+from soulfra.bus import InMemoryBus, NatsOptions, connect
+from soulfra.bus.port import encode_error, encode_ok
+from soulfra.cluster.host_bus import HostBus
 from soulfra.errors import SoulfraError
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
@@ -76,7 +77,7 @@ class WorldHost:
     def __init__(self, settings: HostSettings, node: str) -> None:
         self.settings = settings
         self.node = node
-        self.bus: Bus | None = None
+        self.bus: HostBus | None = None
         self.store: SqlStore | None = None
         self.engine: PuppetMasterEngine | None = None
         self.server: MetaServer | None = None
@@ -85,7 +86,9 @@ class WorldHost:
     async def open(self) -> str:
         """Connect to NATS and the database; the node's name and this process's pid."""
         s = self.settings
-        self.bus = await connect(s.nats_url, s.nats_options)
+        self.bus = HostBus(
+            await connect(s.nats_url, s.nats_options), InMemoryBus()
+        )  # its worlds' own traffic stays here
         self.store = await off_loop(SqlStore.open, s.db_url)
         recorder = AuditRecorder(self.store, signer=KeyRing(s.home).signer())
         instance = InstanceSettings(rate=s.rate, cycle_every=s.cycle_every, metrics=Metrics(), minds=s.minds)
