@@ -6,7 +6,7 @@ host (``soulfra.cluster.host.WorldHost``) running the world it names, and the ho
 reply would. What it keeps is only where each world runs (``Placement``); the worlds, their history and their
 leases are in PostgreSQL, so it can be restarted, and a host that dies loses nothing acknowledged.
 
-Hosts are reached through ``HostHandle``: ``soulfra.cluster.ray_hosts`` makes them Ray actors, one per node; the
+Hosts are reached through ``HostHandle``: ``soulfra.cluster.ray_hosts`` makes them Ray actors, some on each node; the
 tests may make them in-process.
 
 A host is found dead when Ray says its actor or node died, or at its first unanswered ping once the database session
