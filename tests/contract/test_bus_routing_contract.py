@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 
 from soulfra.bus.port import RoutingBus
-from soulfra.errors import NoRespondersError, NotFoundError
+from soulfra.errors import BusTimeoutError, NoRespondersError, NotFoundError
 
 from .test_bus_contract import DEADLINE_S, Buses, Inbox, token
 
@@ -77,3 +77,27 @@ async def test_a_publish_on_a_routed_subject_is_not_answered_and_still_reaches_s
     await inbox.wait_for(b"published")
     assert await peer.request(f"{world}.ask", b"", timeout=DEADLINE_S) == b"ok"
     assert asked == [f"{world}.ask"]
+
+
+@pytest.mark.anyio
+async def test_a_declined_request_is_left_to_whoever_else_answers_it(pair: Pair) -> None:
+    """A publish on an event stream is a request on NATS, acknowledged by JetStream: a routed responder over the same
+    subjects that declines it leaves the acknowledgement alone. A request nothing else answers finds no responder
+    (memory) or none in time (NATS)."""
+    bus, peer = pair
+    world = token()
+    asked: list[str] = []
+
+    async def decline(subject: str, payload: bytes) -> bytes | None:
+        asked.append(subject)
+        return None
+
+    inbox = Inbox()
+    await bus.serve_routed(f"soulfra.{world}.*.*", decline)
+    await peer.subscribe(f"soulfra.{world}.events.mirror", inbox.handler)
+    for number in range(20):
+        await bus.publish(f"soulfra.{world}.events.mirror", b"%d" % number)  # each one stored and acknowledged
+    await inbox.wait_until(lambda: len(inbox.payloads) == 20)
+    with pytest.raises((NoRespondersError, BusTimeoutError)):
+        await peer.request(f"soulfra.{world}.runtime.status", b"", timeout=0.5)
+    assert asked[-1] == f"soulfra.{world}.runtime.status"

@@ -140,3 +140,20 @@ async def test_a_four_platform_world_runs_on_a_host_and_answers_the_gateway(
         await instance.close()
         store.close()
     assert _remote_count(remote) == 0
+
+
+@pytest.mark.anyio
+async def test_a_worlds_platform_events_are_left_to_the_stream_not_answered_as_ops(
+    cluster: tuple[InMemoryBus, HostBus, HostBus],
+) -> None:
+    """The world's op subscription covers ``soulfra.<world>.events.<platform>`` too: it declines what comes there."""
+    _, host, _ = cluster
+
+    async def status(payload: bytes) -> bytes:
+        return b"ok"
+
+    await host.serve(op_subject("w", "runtime", "status"), status)
+    assert await host._route(op_subject("w", "runtime", "status"), b"") == b"ok"
+    assert await host._route(events_subject("w") + ".mirror", b"{}") is None
+    with pytest.raises(NoRespondersError):
+        await host._route(op_subject("w", "mirror", "seeds"), b"")

@@ -147,7 +147,14 @@ class InMemoryBus:
         service = services[turn % len(services)]
         if isinstance(service, _Routed):
             routed = service.responder
-            return lambda payload: routed(subject, payload)
+
+            async def answer(payload: bytes) -> bytes:
+                reply = await routed(subject, payload)
+                if reply is None:  # declined, and nothing else answers here
+                    raise NoRespondersError(f"nothing serves {subject}")
+                return reply
+
+            return answer
         return service.responder
 
     async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:

@@ -278,7 +278,9 @@ class NatsBus:
             async def answer(msg: Msg) -> None:
                 if not msg.reply:  # a publish that matched the pattern: nobody waits for an answer
                     return
-                reply = await _answer(lambda payload: responder(msg.subject, payload), msg.data)
+                reply = await _routed_answer(responder, msg.subject, msg.data)
+                if reply is None:  # declined: left to whoever else answers it (JetStream, for an event stream)
+                    return
                 try:
                     await msg.respond(reply)
                 except nats.errors.Error as exc:
@@ -458,6 +460,18 @@ async def _answer(responder: Responder, payload: bytes) -> bytes:
     except Exception as exc:
         log.exception("bus responder failed")
         return encode_error(SoulfraError(f"internal error: {type(exc).__name__}"))
+
+
+async def _routed_answer(responder: RoutedResponder, subject: str, payload: bytes) -> bytes | None:
+    """``_answer`` for a routed responder, which may decline (None)."""
+    try:
+        reply = await responder(subject, payload)
+    except SoulfraError as exc:
+        return encode_error(exc)
+    except Exception as exc:
+        log.exception("bus responder failed")
+        return encode_error(SoulfraError(f"internal error: {type(exc).__name__}"))
+    return None if reply is None else encode_ok(reply)
 
 
 async def _discard(nc: Client) -> None:

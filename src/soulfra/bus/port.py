@@ -41,7 +41,8 @@ class Message:
 
 Handler = Callable[[Message], Awaitable[None]]
 Responder = Callable[[bytes], Awaitable[bytes]]
-RoutedResponder = Callable[[str, bytes], Awaitable[bytes]]  # given each request's subject, then its payload
+# Given each request's subject, then its payload; None declines it (no answer from here: see ``RoutingBus``).
+RoutedResponder = Callable[[str, bytes], Awaitable[bytes | None]]
 
 
 class Subscription(Protocol):
@@ -83,6 +84,9 @@ class RoutingBus(Bus, Protocol):
       responder of the queue group gets each request), giving the responder the request's subject. A message
       published (not requested) on a matching subject is not an answerable request and is dropped. A subject that is
       also served literally (``serve``) may be answered by either.
+    - The responder declines a request by returning None: nothing is answered from here, so one that something
+      else answers as well (JetStream acknowledging a publish on an event stream, which is a request on NATS) gets
+      that answer alone; one nothing else answers is refused ``NoRespondersError`` (in memory) or times out (NATS).
     """
 
     async def serve_routed(self, pattern: str, responder: RoutedResponder) -> Subscription: ...

@@ -12,7 +12,8 @@ process (``local``):
 - **Ops** (``soulfra.<instance>.<platform>.<op>``) are kept here by subject, behind one subscription on ``remote``
   per world (``soulfra.<instance>.*.*``, in the responders' queue group); a request for an op served here is
   answered here, without the round trip; one for an op not served here, that reaches the world's subscription, is
-  answered ``NoRespondersError`` as the bus would.
+  answered ``NoRespondersError`` as the bus would. The subscription also sees the publishes on the world's
+  ``events.<platform>`` streams (JetStream's requests): those it leaves to JetStream to acknowledge.
 - **Anything else** (the control subject) is subscribed to once on ``remote`` for all its subscribers here, and
   delivered to them through ``local``.
 
@@ -182,7 +183,9 @@ class HostBus:
     async def _relay(self, message: Message) -> None:
         await self.local.publish(message.subject, message.payload)
 
-    async def _route(self, subject: str, payload: bytes) -> bytes:
+    async def _route(self, subject: str, payload: bytes) -> bytes | None:
+        if _world_of_op(subject) is None:  # a world's event stream (``.events.mirror``): JetStream acknowledges it
+            return None
         responder = self._services.get(subject)
         if responder is None:  # an op of a world served here that this host does not serve (or not yet, or no more)
             raise NoRespondersError(f"nothing serves {subject}")
