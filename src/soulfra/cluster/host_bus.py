@@ -18,7 +18,8 @@ process (``local``):
   delivered to them through ``local``.
 
 Must not: be used where one world's platforms run in several processes (the services topology): a peer there
-publishing on a world's event stream would not reach this host's subscribers.
+publishing on a world's event stream would not reach this host's subscribers. Nor does a host subscribe to every
+world's events (a wildcard in the world's place): its own worlds' would reach it twice, from here and from NATS.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from soulfra.bus.port import (
     encode_ok,
     subject_matches,
 )
-from soulfra.errors import BusTimeoutError, NoRespondersError, SoulfraError
+from soulfra.errors import BusTimeoutError, ConflictError, NoRespondersError, SoulfraError
 
 __all__ = ["HostBus"]
 
@@ -125,7 +126,7 @@ class HostBus:
         if world is None:
             return await self.remote.serve(subject, responder)
         if subject in self._services:
-            raise SoulfraError(f"{subject} is served twice in this host")
+            raise ConflictError(f"{subject} is served in this host already")
         self._services[subject] = responder
         pattern = f"{world}.*.*"
         try:
