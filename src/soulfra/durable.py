@@ -119,9 +119,9 @@ class DurableWorld:
         # of worlds opens them as fast as its database round trips allow)
         with _leased(store, instance_id), store.transaction():
             record = store.instances.get(instance_id)  # as of the lease: no other writer moves it from here on
-            state = state_at(store, instance_id, record.head_tick, keep=False)  # the world runs on from it
+            state, pending = _head_state(store, record)
             durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
-            for stored in store.inputs.read(instance_id, from_tick=record.head_tick):
+            for stored in pending:
                 durable._pending.setdefault(stored.tick, []).append(stored.input)
         return durable
 
@@ -338,13 +338,31 @@ def state_at(store: Store, instance_id: str, tick: int, *, keep: bool = True) ->
     raise HistoryIntegrityError(f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis")
 
 
-def _rebuilt(store: Store, snapshot: SnapshotInfo, tick: int, *, keep: bool) -> WorldState:
-    """The state at ``tick`` from ``snapshot`` (the nearest at or before it) and a replay of the inputs since,
-    starting from the latest state the store's ``StateCache`` keeps of that snapshot on the way, if any (the same
-    state a replay from the snapshot reaches: it was replayed from it, with the same inputs)."""
+def _head_state(store: Store, record: InstanceRecord) -> tuple[WorldState, list[StoredInput]]:
+    """What opening a world to run it on reads: its state at its head tick (``state_at``, nothing kept in the state
+    cache) and its stored inputs still to apply (stamped at the head or later), read at once from its nearest
+    snapshot on, in one read of the log instead of two (a host taking over hundreds of worlds waits on each)."""
+    head = record.head_tick
+    nearest = store.snapshots.nearest(record.id, head)
+    if nearest is None:  # a fork, clone or merge before its first snapshot: read through its parent
+        return state_at(store, record.id, head, keep=False), store.inputs.read(record.id, from_tick=head)
+    stored = store.inputs.read(record.id, from_tick=nearest.tick)
+    state = _rebuilt(store, nearest, head, keep=False, stored=[s for s in stored if s.tick < head])
+    return state, [s for s in stored if s.tick >= head]
+
+
+def _rebuilt(
+    store: Store, snapshot: SnapshotInfo, tick: int, *, keep: bool, stored: list[StoredInput] | None = None
+) -> WorldState:
+    """The state at ``tick`` from ``snapshot`` (the nearest at or before it) and a replay of the inputs since (those
+    ``stored``, if the caller has read them already), starting from the latest state the store's ``StateCache``
+    keeps of that snapshot on the way, if any (the same state a replay from the snapshot reaches: it was replayed
+    from it, with the same inputs)."""
     cache = store.snapshots.cache
     base = (snapshot.instance_id, snapshot.id, snapshot.state_hash)
-    inputs = [(s.tick, s.input) for s in store.inputs.read(snapshot.instance_id, from_tick=snapshot.tick, to_tick=tick)]
+    if stored is None:
+        stored = store.inputs.read(snapshot.instance_id, from_tick=snapshot.tick, to_tick=tick)
+    inputs = [(s.tick, s.input) for s in stored]
     state = cache.start(base, tick, inputs)
     if state is None:
         state = store.snapshots.load(snapshot.id)[1]

@@ -271,17 +271,18 @@ class Metrics:
 
 class ClusterMetrics:
     """The cluster puppet master's own series, in the registry of its system's ``Metrics`` (only a cluster's process
-    has them): worlds per host (labelled by ``node``, the host's node; a lost node's series stays, at 0), hosts lost,
+    has them): worlds per host (labelled ``node`` with the host's name; a lost host's series stays, at 0), hosts lost,
     and each world taken over from a lost host with the seconds it took."""
 
     def __init__(self, metrics: Metrics, placement: Callable[[], Mapping[str, int]]) -> None:
         """``placement``: what reads the number of worlds each live host runs, by node, at each scrape."""
         r = metrics.registry
         self.worlds = Gauge(
-            "soulfra_cluster_worlds", "Worlds each host of the cluster runs, by node (0 once the node is lost).",
+            "soulfra_cluster_worlds", "Worlds each host of the cluster runs, by host (its node's name, #2, #3... for "
+            "a node's second host on; 0 once the host is lost).",
             ["node"], registry=r,
         )  # fmt: skip
-        self.hosts = Gauge("soulfra_cluster_hosts", "Live hosts of the cluster (one per node).", registry=r)
+        self.hosts = Gauge("soulfra_cluster_hosts", "Live hosts of the cluster (some on each node).", registry=r)
         self.hosts_lost = Counter(
             "soulfra_cluster_hosts_lost", "Hosts found dead (their node lost, or their process gone).", registry=r
         )

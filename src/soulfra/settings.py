@@ -9,6 +9,7 @@ values are handed down. A bad value is a ConfigError naming the flag or variable
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "SOULFRA_"
+MAX_AUTO_HOSTS = 8  # hosts per node a cluster starts by itself (hosts_per_node 0)
 
 
 def default_home() -> Path:
@@ -303,3 +305,11 @@ class ClusterSettings(ApiServeSettings, WorldSettings, ModelSettings):
 
     ray_address: str | None = Field(None, min_length=1, description="the Ray cluster to join (host:port)")
     nodes: int = Field(2, ge=1, le=16, description="the nodes of a local cluster (soulfra cluster local)")
+    hosts_per_node: int = Field(
+        0, ge=0, le=64, description="host processes per node; 0: one per core of this machine, at most 8"
+    )
+
+    def hosts_on_each_node(self) -> int:
+        """``hosts_per_node``, or for 0 one host per core of this machine (up to 8): a host's Python runs on one
+        core, and a node that takes over a lost one's worlds needs all of its own."""
+        return self.hosts_per_node or min(os.cpu_count() or 1, MAX_AUTO_HOSTS)

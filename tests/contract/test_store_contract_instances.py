@@ -66,6 +66,14 @@ def test_list_instances_is_oldest_first(store: Store) -> None:
     assert [r.id for r in store.instances.list_instances()] == ["zeta", "alpha", "mid"]
 
 
+def test_list_instances_of_some_ids_is_oldest_first_and_skips_the_absent(store: Store) -> None:
+    for name in ("zeta", "alpha", "mid", "other"):
+        store.instances.create(make_record(name))
+    assert [r.id for r in store.instances.list_instances(ids={"mid", "zeta", "absent"})] == ["zeta", "mid"]
+    assert store.instances.list_instances(ids=[]) == []
+    assert len(store.instances.list_instances(ids=None)) == 4
+
+
 def test_find_returns_only_that_seed_newest_first(store: Store) -> None:
     for name, seed in (("a", 5), ("b", 6), ("c", 5), ("d", 5)):
         store.instances.create(make_record(name, seed=seed))

@@ -59,7 +59,7 @@ def cluster(topology: Topology) -> Iterator[tuple[Topology, httpx.Client, dict[i
     topology.files.append(log)
     topology.procs["cluster"] = subprocess.Popen(
         [sys.executable, "-m", "soulfra", "cluster", "local", "--nodes", "2", "--db", topology.db_url,
-         "--nats", topology.nats_url, "--port", str(port), "--rate", "2"],
+         "--nats", topology.nats_url, "--port", str(port), "--rate", "2", "--hosts-per-node", "2"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=topology.env,
     )  # fmt: skip
     topology.ready("cluster", f"http://127.0.0.1:{port}", timeout=240.0)  # Ray's nodes and a host on each
@@ -85,9 +85,18 @@ def test_worlds_spread_over_two_nodes_survive_the_loss_of_one(
     assert len(nodes) == 2 and None not in nodes  # each node hosts some
     per_node = [sum(row["node"] == node for row in placed.values()) for node in nodes]
     assert min(per_node) >= WORLDS // 2 - 1  # placed by load
+    assert hosts_and_their_worlds(client) == (4, 4)  # two hosts on each node, each running some
 
     god_commands_across_nodes(topology, client)
     lose_a_node(topology, client, raylets)
+
+
+def hosts_and_their_worlds(client: httpx.Client) -> tuple[int, int]:
+    """The live hosts, and how many of them run worlds, as the puppet master's /metrics says."""
+    shown = client.get("/metrics").text
+    (hosts,) = re.findall(r"^soulfra_cluster_hosts (\S+)$", shown, re.MULTILINE)
+    worlds = re.findall(r'^soulfra_cluster_worlds\{node="[^"]+"\} (\S+)$', shown, re.MULTILINE)
+    return int(float(hosts)), sum(float(count) > 0 for count in worlds)
 
 
 def god_commands_across_nodes(topology: Topology, client: httpx.Client) -> None:
@@ -141,6 +150,7 @@ def lose_a_node(topology: Topology, client: httpx.Client, raylets: dict[int, int
                     for i, row in rows(client).items() if i in victims),
         timeout=180.0, what=f"the worlds of node {lost} running again on the other",
     )  # fmt: skip
+    assert hosts_and_their_worlds(client) == (2, 2)  # both hosts of the lost node are gone; the other two run all
     assert acknowledged
     store = SqlStore.open(topology.db_url)
     try:

@@ -59,7 +59,7 @@ def cluster(topology: Topology) -> Iterator[Cluster]:
     ``soulfra cluster join`` needs too); a client with an admin token."""
     topology.env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     port = free_port()
-    start_cluster_local(topology, port, "--nodes", "2", "--rate", "4")
+    start_cluster_local(topology, port, "--nodes", "2", "--hosts-per-node", "2", "--rate", "4")
     url = f"http://127.0.0.1:{port}"
     found = re.search(r"soulfra: cluster at (\S+) serving on", topology.log("cluster"))
     assert found is not None, topology.log("cluster")

@@ -150,6 +150,37 @@ async def test_a_dead_hosts_worlds_are_taken_over_once_their_leases_are_free(mon
     assert master.placement.hosts.keys() == {"one"} and "two" in master.placement.dead
 
 
+async def test_a_host_slow_to_answer_its_pings_holds_back_no_takeover(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy host may take long to answer a ping; the dead one's worlds are taken over meanwhile."""
+    monkeypatch.setattr(cluster_master, "WATCH_EVERY_S", 0.01)
+    monkeypatch.setattr(cluster_master, "SUSPECT_AFTER_S", 0.01)
+    monkeypatch.setattr(cluster_master, "VERDICT_S", 0.01)
+    monkeypatch.setattr(cluster_master, "PING_TIMEOUT_S", 3600.0)
+    slow, two = FakeHost("slow", {"a"}), FakeHost("two", {"b"})
+    master = cluster(slow, two)
+    answer = asyncio.Event()
+    pings: list[str] = []
+
+    async def ping(host: Any) -> int:
+        pings.append(host.node)
+        if host is slow:
+            await answer.wait()  # busy: it answers once the test lets it
+        result: int = await host.ping()
+        return result
+
+    two.dead = True
+    master.watch(ping)
+    try:
+        await _until(lambda: "b" in slow.worlds)
+        assert pings.count("slow") == 1  # asked once, and not again while that ping waits for its answer
+        assert "slow" in master.placement.hosts and "two" in master.placement.dead
+        answer.set()
+        await _until(lambda: pings.count("slow") > 1)
+    finally:
+        answer.set()
+        await master.stop_watching()
+
+
 async def test_an_adoption_refused_by_a_held_lease_is_asked_again() -> None:
     host = FakeHost("one")
 

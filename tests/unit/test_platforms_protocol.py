@@ -3,7 +3,7 @@ the licence and lineage, checked directly and over the bus."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import replace
 from typing import Any, cast
 
@@ -123,8 +123,8 @@ class _Catalog:
             raise NotFoundError(f"no instance {instance_id!r} in this database")
         return self.records[instance_id]
 
-    def list_instances(self) -> list[InstanceRecord]:
-        return list(self.records.values())
+    def list_instances(self, ids: Collection[str] | None = None) -> list[InstanceRecord]:
+        return [record for key, record in self.records.items() if ids is None or key in ids]
 
 
 class _LineageStore:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from soulfra.bus.memory import InMemoryBus
 from soulfra.bus.options import NatsOptions
-from soulfra.bus.port import Bus, Handler, Message, Responder, Subscription
+from soulfra.bus.port import Bus, Handler, Message, Responder, RoutingBus, Subscription
 from soulfra.errors import ConfigError
 
 __all__ = ["Bus", "Handler", "InMemoryBus", "Message", "NatsOptions", "Responder", "Subscription", "connect"]
 
 
-async def connect(url: str, options: NatsOptions | None = None) -> Bus:
+async def connect(url: str, options: NatsOptions | None = None) -> RoutingBus:
     """A connected bus for ``url``; ``BusUnavailableError`` if a NATS server cannot be reached or refuses the
     credentials, ``ConfigError`` if a file named in ``options`` cannot be read."""
     if url in ("memory://", "memory"):

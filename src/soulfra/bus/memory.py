@@ -12,6 +12,7 @@ from soulfra.bus.port import (
     Handler,
     Message,
     Responder,
+    RoutedResponder,
     check_subject,
     decode_reply,
     encode_error,
@@ -65,6 +66,17 @@ class _Service:
             services.remove(self)
 
 
+class _Routed:
+    def __init__(self, bus: InMemoryBus, pattern: str, responder: RoutedResponder) -> None:
+        self.pattern = pattern
+        self.responder = responder
+        self._bus = bus
+
+    async def unsubscribe(self) -> None:
+        if self in self._bus._routed:
+            self._bus._routed.remove(self)
+
+
 def _bucket(pattern: str) -> str | None:
     """Subscriptions are kept by their second token (the instance, in ``soulfra.<instance>.…``) when it is literal,
     so a publish looks only at its own instance's subscribers and the wildcard ones: with a thousand instances on
@@ -79,6 +91,7 @@ class InMemoryBus:
     def __init__(self) -> None:
         self._subscriptions: dict[str | None, list[_Subscription]] = {}
         self._services: dict[str, list[_Service]] = {}
+        self._routed: list[_Routed] = []
         self._turn: dict[str, int] = {}
         self._closed = False
 
@@ -118,18 +131,39 @@ class InMemoryBus:
             self._services.setdefault(subject, []).append(service)
             return service
 
+    async def serve_routed(self, pattern: str, responder: RoutedResponder) -> _Routed:
+        with self._open():
+            routed = _Routed(self, check_subject(pattern, pattern=True), responder)
+            self._routed.append(routed)
+            return routed
+
+    def _responder(self, subject: str) -> Responder:
+        services: list[_Service | _Routed] = [*self._services.get(subject, ())]
+        services += [r for r in self._routed if subject_matches(r.pattern, subject)]
+        if not services:
+            raise NoRespondersError(f"nothing serves {subject}")
+        turn = self._turn.get(subject, 0)
+        self._turn[subject] = turn + 1
+        service = services[turn % len(services)]
+        if isinstance(service, _Routed):
+            routed = service.responder
+
+            async def answer(payload: bytes) -> bytes:
+                reply = await routed(subject, payload)
+                if reply is None:  # declined, and nothing else answers here
+                    raise NoRespondersError(f"nothing serves {subject}")
+                return reply
+
+            return answer
+        return service.responder
+
     async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:
         with self._open():
             check_subject(subject)
-            services = self._services.get(subject)
-            if not services:
-                raise NoRespondersError(f"nothing serves {subject}")
-            turn = self._turn.get(subject, 0)
-            self._turn[subject] = turn + 1
-            service = services[turn % len(services)]
+            responder = self._responder(subject)
             try:
                 async with asyncio.timeout(timeout):
-                    reply = await _answer(service.responder, payload)
+                    reply = await _answer(responder, payload)
             except TimeoutError:
                 raise BusTimeoutError(f"no reply from {subject} within {timeout:g} s") from None
             return decode_reply(reply)
@@ -141,6 +175,7 @@ class InMemoryBus:
             for sub in list(bucket):
                 await sub.unsubscribe()
         self._services.clear()
+        self._routed.clear()
         self._closed = True
 
 

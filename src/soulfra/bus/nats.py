@@ -27,6 +27,7 @@ from soulfra.bus.port import (
     Handler,
     Message,
     Responder,
+    RoutedResponder,
     check_subject,
     decode_reply,
     encode_error,
@@ -270,6 +271,23 @@ class NatsBus:
 
             return await self._register(subject, answer, queue=QUEUE_GROUP)
 
+    async def serve_routed(self, pattern: str, responder: RoutedResponder) -> _NatsSubscription:
+        async with self._open(pattern):
+            check_subject(pattern, pattern=True)
+
+            async def answer(msg: Msg) -> None:
+                if not msg.reply:  # a publish that matched the pattern: nobody waits for an answer
+                    return
+                reply = await _routed_answer(responder, msg.subject, msg.data)
+                if reply is None:  # declined: left to whoever else answers it (JetStream, for an event stream)
+                    return
+                try:
+                    await msg.respond(reply)
+                except nats.errors.Error as exc:
+                    log.warning("could not answer a request on %s: %s", msg.subject, _describe(exc))
+
+            return await self._register(pattern, answer, queue=QUEUE_GROUP)
+
     async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:
         async with self._open(subject):
             check_subject(subject)
@@ -442,6 +460,18 @@ async def _answer(responder: Responder, payload: bytes) -> bytes:
     except Exception as exc:
         log.exception("bus responder failed")
         return encode_error(SoulfraError(f"internal error: {type(exc).__name__}"))
+
+
+async def _routed_answer(responder: RoutedResponder, subject: str, payload: bytes) -> bytes | None:
+    """``_answer`` for a routed responder, which may decline (None)."""
+    try:
+        reply = await responder(subject, payload)
+    except SoulfraError as exc:
+        return encode_error(exc)
+    except Exception as exc:
+        log.exception("bus responder failed")
+        return encode_error(SoulfraError(f"internal error: {type(exc).__name__}"))
+    return None if reply is None else encode_ok(reply)
 
 
 async def _discard(nc: Client) -> None:

@@ -20,6 +20,8 @@ __all__ = [
     "Handler",
     "Message",
     "Responder",
+    "RoutedResponder",
+    "RoutingBus",
     "Subscription",
     "check_subject",
     "decode_reply",
@@ -39,6 +41,8 @@ class Message:
 
 Handler = Callable[[Message], Awaitable[None]]
 Responder = Callable[[bytes], Awaitable[bytes]]
+# Given each request's subject, then its payload; None declines it (no answer from here: see ``RoutingBus``).
+RoutedResponder = Callable[[str, bytes], Awaitable[bytes | None]]
 
 
 class Subscription(Protocol):
@@ -70,6 +74,22 @@ class Bus(Protocol):
 
     async def close(self) -> None:
         """Drain and disconnect; idempotent."""
+
+
+class RoutingBus(Bus, Protocol):
+    """A bus that also answers for many subjects through one responder (both adapters are; checked by the same
+    suite):
+
+    - ``serve_routed`` answers requests to every subject ``pattern`` matches (NATS wildcards), like ``serve`` (one
+      responder of the queue group gets each request), giving the responder the request's subject. A message
+      published (not requested) on a matching subject is not an answerable request and is dropped. A subject that is
+      also served literally (``serve``) may be answered by either.
+    - The responder declines a request by returning None: nothing is answered from here, so one that something
+      else answers as well (JetStream acknowledging a publish on an event stream, which is a request on NATS) gets
+      that answer alone; one nothing else answers is refused ``NoRespondersError`` (in memory) or times out (NATS).
+    """
+
+    async def serve_routed(self, pattern: str, responder: RoutedResponder) -> Subscription: ...
 
 
 @functools.lru_cache(maxsize=4096)  # the same few subjects are checked on every request

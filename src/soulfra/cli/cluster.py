@@ -74,6 +74,7 @@ def run_cluster(settings: ClusterSettings, ray_address: str) -> None:
         ray_address=ray_address, db_url=str(settings.db), nats_url=settings.nats_url,
         nats_options=settings.nats_options(), home=settings.home, seed=settings.seed, agents=settings.agents,
         rate=settings.rate or None, cycle_every=settings.cycle_every, minds=settings.mind_settings(),
+        hosts_per_node=settings.hosts_on_each_node(),
         spec=settings.world_spec(load_world_file(settings.world) if settings.world is not None else DEFAULT_WORLD),
     )  # fmt: skip
     sock = listen(settings.host, settings.port)
@@ -176,6 +177,13 @@ def join_command(
 def local_command(
     ctx: typer.Context,
     nodes: Annotated[int, typer.Option(help="Nodes of the local Ray cluster, 1 to 16" + env("nodes"))] = 2,
+    hosts_per_node: Annotated[
+        int,
+        typer.Option(
+            help="Host processes on each node (a host runs many worlds on one core); 0: one per core of this "
+            "machine, at most 8" + env("hosts_per_node")
+        ),
+    ] = 0,
     db: ServeDbOption = None,
     nats_url: NatsUrlOption = "nats://127.0.0.1:4222",
     nats_user: NatsUserOption = None,

@@ -1,12 +1,12 @@
-"""``WorldHost``: the worlds one cluster node runs, in one Ray actor.
+"""``WorldHost``: worlds of one cluster node, in one Ray actor (a node runs several, to use several cores).
 
 A host is a puppet master of its own (``PuppetMasterEngine``) over the shared PostgreSQL database and NATS, that
 starts only the worlds the cluster gives it (``adopt``) and lets them go when asked (``release``). Each world's four
-platforms serve on NATS, so an API gateway reaches them wherever they run. The cluster's puppet master
-(``soulfra.cluster.master``) hands a host the API's calls as they would come over the bus (``call``); the reply is
-the bus's envelope, so a refusal arrives as the same typed error. The writer lease of each world (a PostgreSQL
-session lock) fences it: a world runs on one host at a time, and the lease of a host whose node died goes with its
-database connections.
+platforms serve on NATS (through ``HostBus``), so an API gateway reaches them wherever they run. The cluster's
+puppet master (``soulfra.cluster.master``) hands a host the API's calls as they would come over the bus (``call``);
+the reply is the bus's envelope, so a refusal arrives as the same typed error. The writer lease of each world (a
+PostgreSQL session lock) fences it: a world runs on one host at a time, and the lease of a host whose node died goes
+with its database connections.
 
 This module does not import Ray: the cluster wraps the class as an actor where Ray is loaded.
 """
@@ -20,8 +20,9 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from soulfra.bus import NatsOptions, connect
-from soulfra.bus.port import Bus, encode_error, encode_ok
+from soulfra.bus import InMemoryBus, NatsOptions, connect
+from soulfra.bus.port import encode_error, encode_ok
+from soulfra.cluster.host_bus import HostBus
 from soulfra.errors import SoulfraError
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.meta.keys import KeyRing
@@ -71,12 +72,14 @@ class HostSettings:
 
 
 class WorldHost:
-    """The worlds of one node (see the module's docstring). ``node`` names the node, for the rows it reports."""
+    """Worlds of one node (see the module's docstring). ``node`` names the node, for the rows it reports; ``name``
+    the host (a node may run several), for its logs: the node's name by default."""
 
-    def __init__(self, settings: HostSettings, node: str) -> None:
+    def __init__(self, settings: HostSettings, node: str, name: str | None = None) -> None:
         self.settings = settings
         self.node = node
-        self.bus: Bus | None = None
+        self.name = name or node
+        self.bus: HostBus | None = None
         self.store: SqlStore | None = None
         self.engine: PuppetMasterEngine | None = None
         self.server: MetaServer | None = None
@@ -85,14 +88,16 @@ class WorldHost:
     async def open(self) -> str:
         """Connect to NATS and the database; the node's name and this process's pid."""
         s = self.settings
-        self.bus = await connect(s.nats_url, s.nats_options)
+        self.bus = HostBus(
+            await connect(s.nats_url, s.nats_options), InMemoryBus()
+        )  # its worlds' own traffic stays here
         self.store = await off_loop(SqlStore.open, s.db_url)
         recorder = AuditRecorder(self.store, signer=KeyRing(s.home).signer())
         instance = InstanceSettings(rate=s.rate, cycle_every=s.cycle_every, metrics=Metrics(), minds=s.minds)
         self.engine = PuppetMasterEngine(self.store, self.bus, EngineSettings(instance=instance), recorder=recorder)
         self.server = MetaServer(LocalPuppetMaster(self.engine, s.default), self.bus)
-        self._fence = asyncio.get_running_loop().create_task(_fenced(os.getppid(), self.node))
-        return f"{self.node} pid {os.getpid()}"
+        self._fence = asyncio.get_running_loop().create_task(_fenced(os.getppid(), self.name))
+        return f"{self.name} on node {self.node}, pid {os.getpid()}"
 
     def _engine(self) -> PuppetMasterEngine:
         if self.engine is None:
@@ -108,8 +113,8 @@ class WorldHost:
         except SoulfraError as exc:
             return encode_error(exc)
         except Exception as exc:
-            log.exception("%s on host %s failed", op, self.node)
-            return encode_error(SoulfraError(f"{op} failed on host {self.node}: {type(exc).__name__}: {exc}"))
+            log.exception("%s on host %s failed", op, self.name)
+            return encode_error(SoulfraError(f"{op} failed on host {self.name}: {type(exc).__name__}: {exc}"))
 
     async def adopt(self, instance_ids: Collection[str]) -> list[str]:
         """Start these stored worlds here (each from its last committed tick); the ids now running here. One whose

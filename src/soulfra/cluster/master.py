@@ -6,7 +6,7 @@ host (``soulfra.cluster.host.WorldHost``) running the world it names, and the ho
 reply would. What it keeps is only where each world runs (``Placement``); the worlds, their history and their
 leases are in PostgreSQL, so it can be restarted, and a host that dies loses nothing acknowledged.
 
-Hosts are reached through ``HostHandle``: ``soulfra.cluster.ray_hosts`` makes them Ray actors, one per node; the
+Hosts are reached through ``HostHandle``: ``soulfra.cluster.ray_hosts`` makes them Ray actors, some on each node; the
 tests may make them in-process.
 
 A host is found dead when Ray says its actor or node died, or at its first unanswered ping once the database session
@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 RECOVERING = "recovering"
 WATCH_EVERY_S = 0.5  # how often every host is asked (all at once) whether it lives
 PING_TIMEOUT_S = 5.0  # a ping not answered by then is a miss
-SUSPECT_AFTER_S = 0.5  # a ping not answered by then has the host's worlds' lease sessions looked at
+SUSPECT_AFTER_S = 0.25  # a ping not answered by then has the host's worlds' lease sessions looked at (3 reads)
+VERDICT_S = 0.5  # beyond SUSPECT_AFTER_S, what a round waits for its verdicts (a look at the lease sessions)
 # Misses in a row that make a host dead (a busy host may miss one). At once instead: Ray's word that it died, or a
 # failed ping while the database sessions of its worlds' leases are gone (its process is: a host's worlds hold their
 # leases through one session, which ends with the process).
@@ -329,24 +330,42 @@ class ClusterPuppetMaster(RemotePuppetMaster):
 
     async def _watch(self, ping: Callable[[HostHandle], Awaitable[int]]) -> None:
         misses: dict[str, int] = {}
-        while True:
-            await asyncio.sleep(WATCH_EVERY_S)
-            hosts = list(self.placement.hosts.values())
-            found = await asyncio.gather(*(self._probe(host, ping) for host in hosts))  # a slow one holds none back
-            for host, verdict in zip(hosts, found, strict=True):
-                if verdict is None:
-                    misses.pop(host.node, None)
-                    continue
-                sure, reason = verdict
-                misses[host.node] = MISSES_TO_DEAD if sure else misses.get(host.node, 0) + 1
-                if misses[host.node] >= MISSES_TO_DEAD:
-                    misses.pop(host.node, None)
-                    await self._lost(host, reason)
-            if self.placement.recovering:
-                try:
-                    await self.recover()
-                except Exception:  # a host that went as it took worlds over, say: the next round tries again
-                    log.exception("taking over the worlds of a lost host failed; trying again")
+        probing: dict[str, tuple[HostHandle, asyncio.Task[tuple[bool, str] | None]]] = {}
+        try:
+            while True:
+                await asyncio.sleep(WATCH_EVERY_S)
+                for host in list(self.placement.hosts.values()):  # a host still being asked is not asked again
+                    if host.node not in probing:
+                        probing[host.node] = host, asyncio.ensure_future(self._probe(host, ping))
+                # A dead host is known within SUSPECT_AFTER_S and a look at its sessions: its worlds are not kept
+                # waiting for a live host that is slow to answer (a busy one may take up to PING_TIMEOUT_S), whose
+                # answer is taken in a later round.
+                if probing:
+                    await asyncio.wait([task for _, task in probing.values()], timeout=SUSPECT_AFTER_S + VERDICT_S)
+                for node, (host, task) in list(probing.items()):
+                    if task.done():
+                        del probing[node]
+                        if node in self.placement.hosts:  # not found dead meanwhile
+                            await self._judge(host, task.result(), misses)
+                if self.placement.recovering:
+                    try:
+                        await self.recover()
+                    except Exception:  # a host that went as it took worlds over, say: the next round tries again
+                        log.exception("taking over the worlds of a lost host failed; trying again")
+        finally:
+            for _, task in probing.values():
+                task.cancel()
+
+    async def _judge(self, host: HostHandle, verdict: tuple[bool, str] | None, misses: dict[str, int]) -> None:
+        """Count a probe's verdict on ``host``: dead at once if it is sure, or after ``MISSES_TO_DEAD`` misses."""
+        if verdict is None:
+            misses.pop(host.node, None)
+            return
+        sure, reason = verdict
+        misses[host.node] = MISSES_TO_DEAD if sure else misses.get(host.node, 0) + 1
+        if misses[host.node] >= MISSES_TO_DEAD:
+            misses.pop(host.node, None)
+            await self._lost(host, reason)
 
     async def _probe(self, host: HostHandle, ping: Callable[[HostHandle], Awaitable[int]]) -> tuple[bool, str] | None:
         """None if ``host`` answered; else whether it is dead for sure, and why. A ping that fails, or is not

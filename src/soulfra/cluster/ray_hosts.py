@@ -1,4 +1,5 @@
-"""Hosts as Ray actors: one ``WorldHost`` per live node of a Ray cluster, pinned to it, and new ones as nodes join.
+"""Hosts as Ray actors: ``WorldHost``s on every live node of a Ray cluster (``per_node`` of them, pinned to it, so a
+node's worlds can use as many of its cores: a host's Python runs on one), and new ones as nodes join.
 
 Ray stays on loopback and behind a token here: ``ray_environment`` sets what Ray reads at import (no usage stats, no
 cluster on another interface, token authentication with a token of this cluster's own) before ``import ray``, and
@@ -21,12 +22,25 @@ from soulfra.offload import off_loop
 if TYPE_CHECKING:
     from soulfra.cluster.master import Placement
 
-__all__ = ["RayHost", "import_ray", "ray_environment", "start_hosts", "watch_nodes"]
+__all__ = ["RayHost", "host_names", "import_ray", "node_of", "ray_environment", "start_hosts", "watch_nodes"]
 
 log = logging.getLogger(__name__)
 
 DEAD = frozenset({"ActorDiedError", "RayActorError", "NodeDiedError"})  # Ray's errors that say the actor is gone
-NODES_EVERY_S = 2.0  # how often the cluster's nodes are listed, to give a node that joined a host
+NODES_EVERY_S = 2.0  # how often the cluster's nodes are listed, to give a node that joined its hosts
+NTH = "#"  # between a node's name and the number of its second host on, in a host's name
+
+
+def host_names(node_id: str, per_node: int) -> list[str]:
+    """The names of the hosts of the node ``node_id``: its name (the first 12 characters of its id), then
+    ``NAME#2``, ``NAME#3``...: what the cluster's puppet master keeps each host by."""
+    node = node_id[:12]
+    return [node, *(f"{node}{NTH}{number}" for number in range(2, per_node + 1))]
+
+
+def node_of(host: str) -> str:
+    """The node a host's name says it runs on."""
+    return host.split(NTH, 1)[0]
 
 
 def ray_environment(token: str | None = None) -> str:
@@ -57,7 +71,7 @@ class RayHost:
 
     def __init__(self, actor: Any, node: str) -> None:
         self.actor = actor
-        self.node = node
+        self.node = node  # the host's name (``host_names``): its node's, numbered from a node's second host on
 
     async def _ask(self, method: str, *args: Any) -> Any:
         try:
@@ -106,33 +120,40 @@ def _alive_nodes(ray: Any) -> list[str]:
     return [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
 
 
-async def start_host(ray: Any, settings: HostSettings, node_id: str) -> RayHost:
-    """A host actor on the node ``node_id`` (pinned: it dies with that node, never moves), opened."""
+async def start_host(ray: Any, settings: HostSettings, node_id: str, name: str) -> tuple[RayHost, str]:
+    """The host ``name``, an actor on the node ``node_id`` (pinned: it dies with that node, never moves), opened;
+    with what it said as it opened."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
 
     actor_class = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=10_000)(WorldHost)
-    node = node_id[:12]
     actor = actor_class.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(
-        settings, node
+        settings, node_id[:12], name
     )
-    said = await actor.open.remote()
-    log.info("host on node %s: %s", node, said)
-    return RayHost(actor, node)
+    said: str = await actor.open.remote()
+    return RayHost(actor, name), said
 
 
-async def start_hosts(ray: Any, settings: HostSettings, placement: Placement) -> None:
-    """A host on every live node that has none yet (never again on one whose host died: that node is lost)."""
-    known = set(placement.hosts) | placement.dead
+async def start_hosts(ray: Any, settings: HostSettings, placement: Placement, per_node: int = 1) -> None:
+    """``per_node`` hosts on every live node that has none yet (never again on one whose hosts died, nor one that
+    runs some of them still: that node is lost, or keeps the hosts it has). A node's hosts are placed together,
+    once all of them run, so that the worlds made next are dealt over all of them."""
+    known = {node_of(name) for name in (*placement.hosts, *placement.dead)}
     new = [node_id for node_id in await off_loop(_alive_nodes, ray) if node_id[:12] not in known]
-    for host in await asyncio.gather(*(start_host(ray, settings, node_id) for node_id in new)):  # each at once
+    await asyncio.gather(*(_start_node(ray, settings, placement, node_id, per_node) for node_id in new))  # at once
+
+
+async def _start_node(ray: Any, settings: HostSettings, placement: Placement, node_id: str, per_node: int) -> None:
+    started = await asyncio.gather(*(start_host(ray, settings, node_id, n) for n in host_names(node_id, per_node)))
+    for host, said in started:
         placement.add(host)
+        log.info("host on node %s (%s): %s", node_id[:12], host.node, said)
 
 
-async def watch_nodes(ray: Any, settings: HostSettings, placement: Placement) -> None:
-    """Give each node that joins a host (new worlds then go to it first: it has the fewest)."""
+async def watch_nodes(ray: Any, settings: HostSettings, placement: Placement, per_node: int = 1) -> None:
+    """Give each node that joins its hosts (new worlds then go to them first: they have the fewest)."""
     while True:
         await asyncio.sleep(NODES_EVERY_S)
         try:
-            await start_hosts(ray, settings, placement)
+            await start_hosts(ray, settings, placement, per_node)
         except Exception as exc:  # a node that died as it joined, say
             log.warning("starting a host on a new node failed (%s); trying again", exc)

@@ -40,7 +40,8 @@ META_OPS = ("default", "list", "create", "describe", "delete", "god", "preview_m
 
 class ClusterOptions:
     """Where the cluster is and what its worlds are made of (what ``HostSettings`` and the default world need);
-    ``minds``: where the hosts ask for their worlds' language agents (None: they fall back)."""
+    ``minds``: where the hosts ask for their worlds' language agents (None: they fall back); ``hosts_per_node``:
+    the host processes each node runs (a host's Python runs on one core)."""
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class ClusterOptions:
         cycle_every: int,
         minds: MindSettings | None = None,
         on_failover: Callable[[str, float], None] | None = None,
+        hosts_per_node: int = 1,
     ) -> None:
         self.ray_address = ray_address
         self.db_url = db_url
@@ -70,6 +72,7 @@ class ClusterOptions:
         self.cycle_every = cycle_every
         self.minds = minds
         self.on_failover = on_failover
+        self.hosts_per_node = hosts_per_node
 
 
 def _default(store: SqlStore, options: ClusterOptions) -> str:
@@ -87,7 +90,7 @@ def _runnable(store: SqlStore) -> list[str]:
 
 def cluster_puppet(options: ClusterOptions) -> Callable[..., tuple[RemotePuppetMaster, Any]]:
     """The ``PuppetSource`` (soulfra.services) of a cluster: its puppet master, and while the API serves, Ray joined,
-    a host on every node, every stored world placed by load, failover and joining nodes watched, and the puppet
+    its hosts on every node, every stored world placed by load, failover and joining nodes watched, and the puppet
     master's calls served on NATS for other gateways."""
 
     def source(
@@ -113,10 +116,11 @@ def cluster_puppet(options: ClusterOptions) -> Callable[..., tuple[RemotePuppetM
             subs: list[Subscription] = []
             nodes: asyncio.Task[None] | None = None
             try:
-                await start_hosts(ray, settings, placement)
+                await start_hosts(ray, settings, placement, options.hosts_per_node)
                 await _place_all(master, await off_loop(_runnable, store))
                 master.watch()
-                nodes = asyncio.get_running_loop().create_task(watch_nodes(ray, settings, placement))
+                watching = watch_nodes(ray, settings, placement, options.hosts_per_node)
+                nodes = asyncio.get_running_loop().create_task(watching)
                 for op in META_OPS:
                     subs.append(await bus.serve(meta_subject(op), _forward(master, op)))
                 log.info("cluster of %d node(s) runs %d world(s)", len(placement.hosts), len(placement.live_ids()))

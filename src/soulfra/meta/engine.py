@@ -119,7 +119,7 @@ class PuppetMasterEngine:
         uses more than one)."""
         async with self._lock:
             records = [
-                record for record in await off_loop(self.store.instances.list_instances)
+                record for record in await off_loop(self.store.instances.list_instances, ids)
                 if record.status != "abandoned" and record.id not in self.live and record.id not in self.settings.leave
                 and (ids is None or record.id in ids)
             ]  # fmt: skip
@@ -332,10 +332,11 @@ class PuppetMasterEngine:
         return moved
 
     def live_summaries(self) -> list[dict[str, Any]]:
-        """``list_instances``' row of each live instance, from memory and the records: one query of the records,
-        not one per live instance (a cluster host runs hundreds, and the API lists them all at every page)."""
+        """``list_instances``' row of each live instance, from memory and the records: one query of their records,
+        not one per live instance, nor of every record (a cluster host runs hundreds of a cluster's thousands, and
+        the API lists them all at every page)."""
         live = set(self.live)
-        return [self._summary(record) for record in self.store.instances.list_instances() if record.id in live]
+        return [self._summary(record) for record in self.store.instances.list_instances(live) if record.id in live]
 
     async def _stop(self, instance_id: str) -> None:
         instance = self.live.pop(instance_id, None)

@@ -10,7 +10,6 @@ the order asked), so that one world's commit never holds another world's ticks o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -39,6 +38,7 @@ from soulfra.platforms.replies import InputAck, RunState
 from soulfra.platforms.run_state import RUN_STATES, TickFailure, run_state
 from soulfra.platforms.runtime_log import InputTrail
 from soulfra.platforms.runtime_reads import MAX_COMPACT_PAGE, MAX_FULL_PAGE, RuntimeReads
+from soulfra.platforms.ticker import Ticker
 from soulfra.projection import snapshot_json, vibe_to_json
 from soulfra.store.ports import StoredInput
 from soulfra.world import World
@@ -99,7 +99,8 @@ class RuntimePlatform(RuntimeReads, Platform):
         self.rate = rate
         self.paused = False
         self._clock_ns = clock_ns
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # set to end a blocked wait (paused or overridden)
+        self._sleeping: asyncio.Future[None] | None = None  # the wait for the next tick, ended early by _nudge
         self._stopping = False
         self._captures: dict[int, _Capture] = {}
         self._captured = 0
@@ -151,7 +152,7 @@ class RuntimePlatform(RuntimeReads, Platform):
     async def shutdown(self) -> None:
         """Stop after the current tick, then flush the world's storage (whatever ended the loop)."""
         self._stopping = True
-        self._wake.set()
+        self._nudge()
         try:
             if self._task is not None:
                 await self._task
@@ -163,6 +164,11 @@ class RuntimePlatform(RuntimeReads, Platform):
                 await self.stop()
             if self.asker is not None:
                 await self.asker.close()
+
+    def _nudge(self) -> None:
+        """Wake the tick loop from whichever wait it is in (blocked, or between two ticks)."""
+        self._wake.set()
+        Ticker.wake(self._sleeping)
 
     async def _flush(self) -> None:
         await self.lane.run(self.world.flush)
@@ -177,7 +183,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         self.trail.forget()
         if self.asker is not None:
             self.asker.forget()
-        self._wake.set()
+        self._nudge()
 
     def _blocked(self) -> bool:
         return self.paused or self.halted
@@ -232,9 +238,14 @@ class RuntimePlatform(RuntimeReads, Platform):
                 next_ns = self._clock_ns()  # behind: carry on without bursting to catch up
                 await asyncio.sleep(0)
                 continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay / 1e9)
+            await self._sleep(delay, period_ns)
+
+    async def _sleep(self, delay_ns: int, period_ns: int) -> None:
+        """Wait for the next tick, due in ``delay_ns`` (sooner if ``_nudge``d): on the loop's one ``Ticker``, with
+        the other worlds due then, not on a timer of its own."""
+        self._wake.clear()
+        self._sleeping = Ticker.of(asyncio.get_running_loop()).wait(delay_ns / 1e9, period_ns / 1e9)
+        await self._sleeping
 
     async def _hear(self, asker: MindAsker, *, collect: bool = True) -> None:
         """Between ticks: ask for the thoughts pending; before one (``collect``), submit the replies due at it."""
@@ -406,7 +417,7 @@ class RuntimePlatform(RuntimeReads, Platform):
         self.paused = False
         self.halted = False
         self.halted_at = None
-        self._wake.set()
+        self._nudge()
         if was_halted:
             await self.bus.publish(
                 control_subject(self.instance_id), encode({"kind": "resume", "tick": self.world.tick})

@@ -6,7 +6,7 @@ frozen dataclasses, never ORM rows. ``tests/contract`` runs one suite against ev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -249,8 +249,8 @@ class InstanceCatalog(Protocol):
     def get(self, instance_id: str) -> InstanceRecord:
         """``NotFoundError`` if there is no such instance."""
 
-    def list_instances(self) -> list[InstanceRecord]:
-        """Every instance, oldest first."""
+    def list_instances(self, ids: Collection[str] | None = None) -> list[InstanceRecord]:
+        """Every instance (or only those of ``ids``, those that exist), oldest first."""
 
     def find(self, seed: int) -> list[InstanceRecord]:
         """Instances made with ``seed``, newest first."""

@@ -5,6 +5,7 @@ only to delete an instance or to move a reverted part of its history to a branch
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -48,8 +49,9 @@ class InMemoryInstanceCatalog:
     def get(self, instance_id: str) -> InstanceRecord:
         return _record(_row(self._store.view(), instance_id))
 
-    def list_instances(self) -> list[InstanceRecord]:
-        return [_record(row) for row in self._store.view().instances.values()]
+    def list_instances(self, ids: Collection[str] | None = None) -> list[InstanceRecord]:
+        rows = self._store.view().instances
+        return [_record(row) for key, row in rows.items() if ids is None or key in ids]
 
     def find(self, seed: int) -> list[InstanceRecord]:
         rows = self._store.view().instances.values()

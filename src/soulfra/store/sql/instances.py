@@ -5,6 +5,7 @@ history to a branch.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -45,8 +46,12 @@ class SqlInstanceCatalog:
             raise NotFoundError(f"no instance {instance_id!r} in this database")
         return _instance(row)
 
-    def list_instances(self) -> list[InstanceRecord]:
+    def list_instances(self, ids: Collection[str] | None = None) -> list[InstanceRecord]:
         query = sa.select(schema.instances).order_by(schema.instances.c.created_at, schema.instances.c.id)
+        if ids is not None:
+            if not ids:
+                return []
+            query = query.where(schema.instances.c.id.in_(sorted(ids)))
         with self._store.connect("listing instances") as conn:
             return [_instance(row) for row in conn.execute(query)]
 

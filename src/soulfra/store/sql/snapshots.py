@@ -130,10 +130,11 @@ class SqlSnapshotStorage:
         self._dictionaries[trained.id] = trained
         return trained
 
-    def _raw(self, conn: sa.Connection, snapshot_id: int) -> bytes:
-        """The canonical bytes of a stored snapshot, checked against its stored hash."""
+    def _raw(self, conn: sa.Connection, snapshot_id: int, read: sa.Row[Any] | None = None) -> bytes:
+        """The canonical bytes of a stored snapshot, checked against its stored hash. ``read``: its row as the
+        caller read it already, with its data."""
         table = schema.snapshots
-        row = conn.execute(sa.select(*_SNAPSHOT_INFO).where(table.c.id == snapshot_id)).first()
+        row = read or conn.execute(sa.select(*_SNAPSHOT_INFO).where(table.c.id == snapshot_id)).first()
         if row is None:
             raise NotFoundError(f"no snapshot {snapshot_id} in this database")
         cache = self._raw_cache
@@ -152,7 +153,11 @@ class SqlSnapshotStorage:
                 )
             self._compression.add_dictionary(Dictionary(id=row.dictionary_id, data=data))
         reference = self._raw(conn, row.base_id) if row.base_id is not None else None
-        blob = conn.execute(sa.select(table.c.data).where(table.c.id == snapshot_id)).scalar_one()
+        blob = (
+            read.data
+            if read is not None
+            else conn.execute(sa.select(table.c.data).where(table.c.id == snapshot_id)).scalar_one()
+        )
         raw = unpack(
             self._compression, blob, snapshot_id=snapshot_id, instance_id=row.instance_id, tick=row.tick,
             codec=row.codec, dictionary_id=row.dictionary_id, raw_size=row.raw_size, state_hash=row.state_hash,
@@ -165,10 +170,12 @@ class SqlSnapshotStorage:
     def load_raw(self, snapshot_id: int) -> tuple[SnapshotInfo, bytes]:
         table = schema.snapshots
         with self._store.connect(f"loading snapshot {snapshot_id}") as conn:
-            row = conn.execute(sa.select(*_SNAPSHOT_INFO).where(table.c.id == snapshot_id)).first()
+            # the row with its data in one read: most loads are of a snapshot this process has not read before
+            query = sa.select(*_SNAPSHOT_INFO, table.c.data).where(table.c.id == snapshot_id)
+            row: sa.Row[Any] | None = conn.execute(query).first()  # type: ignore[assignment]  # one more column
             if row is None:
                 raise NotFoundError(f"no snapshot {snapshot_id} in this database")
-            return _snapshot_info(row), self._raw(conn, snapshot_id)
+            return _snapshot_info(row), self._raw(conn, snapshot_id, row)
 
     def load(self, snapshot_id: int) -> tuple[SnapshotInfo, WorldState]:
         info, raw = self.load_raw(snapshot_id)
