@@ -18,6 +18,7 @@ from rich.console import Console
 from soulfra.cli.options import (
     AgentsOption,
     HostOption,
+    HostsPerNodeOption,
     InsecureHttpOption,
     LanguageAgentsOption,
     ModelInFlightOption,
@@ -177,13 +178,7 @@ def join_command(
 def local_command(
     ctx: typer.Context,
     nodes: Annotated[int, typer.Option(help="Nodes of the local Ray cluster, 1 to 16" + env("nodes"))] = 2,
-    hosts_per_node: Annotated[
-        int,
-        typer.Option(
-            help="Host processes on each node (a host runs many worlds on one core); 0: one per core of this "
-            "machine, at most 8" + env("hosts_per_node")
-        ),
-    ] = 0,
+    hosts_per_node: HostsPerNodeOption = 0,
     db: ServeDbOption = None,
     nats_url: NatsUrlOption = "nats://127.0.0.1:4222",
     nats_user: NatsUserOption = None,

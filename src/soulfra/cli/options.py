@@ -15,6 +15,7 @@ __all__ = [
     "BodyTimeoutOption",
     "CorsOriginOption",
     "HostOption",
+    "HostsPerNodeOption",
     "InsecureHttpOption",
     "MaxBodyOption",
     "MaxUploadOption",
@@ -43,6 +44,16 @@ __all__ = [
 
 def env(field: str) -> str:
     return f" (env SOULFRA_{field.upper()})"
+
+
+# -- a cluster -------------------------------------------------------------------------------------------------------
+HostsPerNodeOption = Annotated[
+    int,
+    typer.Option(
+        help="Host processes on each node of the cluster (a host runs many worlds on one core); 0: one per core of "
+        "this machine, at most 8" + env("hosts_per_node")
+    ),
+]
 
 
 # -- where and how an API listens ----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from soulfra.cli.options import (
     BodyTimeoutOption,
     CorsOriginOption,
     HostOption,
+    HostsPerNodeOption,
     InsecureHttpOption,
     LanguageAgentsOption,
     MaxBodyOption,
@@ -231,6 +232,7 @@ def up_command(
         ),
     ] = None,
     nats_url: NatsUrlOption = "nats://127.0.0.1:4222",
+    hosts_per_node: HostsPerNodeOption = 0,
 ) -> None:
     """Run Soulfra in one process: the default instance ticking, its four platforms, and the HTTP API. With
     --ray-address, the worlds run across a Ray cluster's nodes and this process is their puppet master and API."""
