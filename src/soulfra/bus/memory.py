@@ -13,13 +13,12 @@ from soulfra.bus.port import (
     Message,
     Responder,
     RoutedResponder,
+    answer,
     check_subject,
     decode_reply,
-    encode_error,
-    encode_ok,
     subject_matches,
 )
-from soulfra.errors import BusError, BusTimeoutError, NoRespondersError, SoulfraError
+from soulfra.errors import BusError, BusTimeoutError, NoRespondersError
 
 __all__ = ["InMemoryBus"]
 
@@ -148,13 +147,13 @@ class InMemoryBus:
         if isinstance(service, _Routed):
             routed = service.responder
 
-            async def answer(payload: bytes) -> bytes:
+            async def unless_declined(payload: bytes) -> bytes:
                 reply = await routed(subject, payload)
                 if reply is None:  # declined, and nothing else answers here
                     raise NoRespondersError(f"nothing serves {subject}")
                 return reply
 
-            return answer
+            return unless_declined
         return service.responder
 
     async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:
@@ -163,7 +162,7 @@ class InMemoryBus:
             responder = self._responder(subject)
             try:
                 async with asyncio.timeout(timeout):
-                    reply = await _answer(responder, payload)
+                    reply = await answer(responder, payload)
             except TimeoutError:
                 raise BusTimeoutError(f"no reply from {subject} within {timeout:g} s") from None
             return decode_reply(reply)
@@ -177,13 +176,3 @@ class InMemoryBus:
         self._services.clear()
         self._routed.clear()
         self._closed = True
-
-
-async def _answer(responder: Responder, payload: bytes) -> bytes:
-    try:
-        return encode_ok(await responder(payload))
-    except SoulfraError as exc:
-        return encode_error(exc)
-    except Exception as exc:
-        log.exception("bus responder failed")
-        return encode_error(SoulfraError(f"internal error: {type(exc).__name__}"))

@@ -28,6 +28,7 @@ from soulfra.bus.port import (
     Message,
     Responder,
     RoutedResponder,
+    answer,
     check_subject,
     decode_reply,
     encode_error,
@@ -259,8 +260,8 @@ class NatsBus:
         async with self._open(subject):
             check_subject(subject)
 
-            async def answer(msg: Msg) -> None:
-                reply = await _answer(responder, msg.data)
+            async def reply_to(msg: Msg) -> None:
+                reply = await answer(responder, msg.data)
                 if not msg.reply:
                     log.warning("request on %s came without a reply subject; answer dropped", subject)
                     return
@@ -269,13 +270,13 @@ class NatsBus:
                 except nats.errors.Error as exc:
                     log.warning("could not answer a request on %s: %s", subject, _describe(exc))
 
-            return await self._register(subject, answer, queue=QUEUE_GROUP)
+            return await self._register(subject, reply_to, queue=QUEUE_GROUP)
 
     async def serve_routed(self, pattern: str, responder: RoutedResponder) -> _NatsSubscription:
         async with self._open(pattern):
             check_subject(pattern, pattern=True)
 
-            async def answer(msg: Msg) -> None:
+            async def reply_to(msg: Msg) -> None:
                 if not msg.reply:  # a publish that matched the pattern: nobody waits for an answer
                     return
                 reply = await _routed_answer(responder, msg.subject, msg.data)
@@ -286,7 +287,7 @@ class NatsBus:
                 except nats.errors.Error as exc:
                     log.warning("could not answer a request on %s: %s", msg.subject, _describe(exc))
 
-            return await self._register(pattern, answer, queue=QUEUE_GROUP)
+            return await self._register(pattern, reply_to, queue=QUEUE_GROUP)
 
     async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:
         async with self._open(subject):
@@ -452,18 +453,8 @@ async def _ensure_stream(js: JetStreamContext) -> None:
         await js.update_stream(config)
 
 
-async def _answer(responder: Responder, payload: bytes) -> bytes:
-    try:
-        return encode_ok(await responder(payload))
-    except SoulfraError as exc:
-        return encode_error(exc)
-    except Exception as exc:
-        log.exception("bus responder failed")
-        return encode_error(SoulfraError(f"internal error: {type(exc).__name__}"))
-
-
 async def _routed_answer(responder: RoutedResponder, subject: str, payload: bytes) -> bytes | None:
-    """``_answer`` for a routed responder, which may decline (None)."""
+    """``answer`` for a routed responder, which may decline (None)."""
     try:
         reply = await responder(subject, payload)
     except SoulfraError as exc:

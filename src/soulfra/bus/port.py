@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from soulfra.errors import InputError, SoulfraError, error_for_code
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Bus",
@@ -23,6 +26,7 @@ __all__ = [
     "RoutedResponder",
     "RoutingBus",
     "Subscription",
+    "answer",
     "check_subject",
     "decode_reply",
     "encode_error",
@@ -122,6 +126,18 @@ def encode_ok(payload: bytes) -> bytes:
 
 def encode_error(error: SoulfraError) -> bytes:
     return b"1" + json.dumps({"code": error.code, "detail": error.detail}).encode()
+
+
+async def answer(responder: Responder, payload: bytes) -> bytes:
+    """The reply envelope of what ``responder`` answers ``payload``: the answer, or the error it raised (one that is
+    no ``SoulfraError`` logged, and answered as an internal error without its details)."""
+    try:
+        return encode_ok(await responder(payload))
+    except SoulfraError as exc:
+        return encode_error(exc)
+    except Exception as exc:
+        log.exception("bus responder failed")
+        return encode_error(SoulfraError(f"internal error: {type(exc).__name__}"))
 
 
 def decode_reply(reply: bytes) -> bytes:

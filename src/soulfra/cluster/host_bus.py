@@ -35,13 +35,12 @@ from soulfra.bus.port import (
     Responder,
     RoutingBus,
     Subscription,
+    answer,
     check_subject,
     decode_reply,
-    encode_error,
-    encode_ok,
     subject_matches,
 )
-from soulfra.errors import BusTimeoutError, ConflictError, NoRespondersError, SoulfraError
+from soulfra.errors import BusTimeoutError, ConflictError, NoRespondersError
 
 __all__ = ["HostBus"]
 
@@ -147,7 +146,7 @@ class HostBus:
             return await self.remote.request(subject, payload, timeout=timeout)
         try:
             async with asyncio.timeout(timeout):
-                return decode_reply(await _answer(responder, payload))  # what the bus would raise, raised
+                return decode_reply(await answer(responder, payload))  # what the bus would raise, raised
         except TimeoutError:
             raise BusTimeoutError(f"no reply from {subject} within {timeout:g} s") from None
 
@@ -191,14 +190,3 @@ class HostBus:
         if responder is None:  # an op of a world served here that this host does not serve (or not yet, or no more)
             raise NoRespondersError(f"nothing serves {subject}")
         return await responder(payload)
-
-
-async def _answer(responder: Responder, payload: bytes) -> bytes:
-    """The reply envelope a bus adapter makes of a responder's answer or error."""
-    try:
-        return encode_ok(await responder(payload))
-    except SoulfraError as exc:
-        return encode_error(exc)
-    except Exception as exc:
-        log.exception("bus responder failed")
-        return encode_error(SoulfraError(f"internal error: {type(exc).__name__}"))
