@@ -71,7 +71,10 @@ async def test_a_ledger_reads_what_was_logged_since_and_again_after_a_revert(bus
     grown = ledger.costs(store, "lang")  # the one appended, read on top of the tally
     assert grown == instance_costs(store, "lang")
     assert (grown.calls, grown.outcomes["timeout"]) == (first.calls + 1, 1)
-    assert ledger.agent(store, "lang", extra.agent).calls[0].outcome == "timeout"
+    ahead = ledger.agent(store, "lang", extra.agent)
+    assert ahead.calls[0].outcome == "timeout" and ahead.calls[0].tick == head + 3
+    # the newest reply is for a tick the durable head has not reached: the prompt shown is the one before it's
+    assert ahead.prompt is not None and ahead.prompt.matches and ahead.prompt.digest == ahead.calls[1].prompt
     revert_record(store, store.instances.get("lang"), tick=10, branch_id="lang-branch")
     reverted = ledger.costs(store, "lang")  # the log lost inputs: tallied again
     assert reverted == instance_costs(store, "lang")

@@ -69,8 +69,9 @@ def minds_router(gateway: Gateway) -> APIRouter:
         instance_id: InstanceId, agent_id: AgentId, last: Annotated[int, Query(ge=0, le=MAX_LAST)] = LAST
     ) -> dict[str, Any]:
         """The agent's mind at the durable head (its built-in mind, its model, the tick its thought is due at), its
-        ``last`` recorded replies, newest first, and the prompt the newest answered, rebuilt from the state it was
-        built from (``matches``: its digest is the recorded one), with the instance's model cost."""
+        ``last`` recorded replies, newest first, and the prompt the newest answered whose state is durable, rebuilt
+        from the state it was built from (``matches``: its digest is the recorded one), with the instance's model
+        cost."""
         store = await stored(instance_id)
         return agent_mind_json(await off_loop(ledger.agent, store, instance_id, agent_id, last=last))
 

@@ -83,7 +83,9 @@ class AgentMind:
     model: str | None
     due: int | None
     calls: tuple[MindCall, ...]  # its last recorded replies, newest first
-    prompt: RebuiltPrompt | None  # the prompt of the newest one (None: no reply, or its state is not held)
+    # the prompt of the newest one whose state is held (a reply is recorded for its due tick, which the durable head
+    # may not have reached); None: no reply, or none of their states held
+    prompt: RebuiltPrompt | None
     costs: MindCosts  # the instance's
 
 
@@ -179,8 +181,8 @@ class MindLedger:
 
     def agent(self, store: Store, instance_id: str, agent_id: str, *, last: int = LAST) -> AgentMind:
         """``agent_id``'s mind in ``instance_id`` at its durable head, its ``last`` (at most ``MAX_LAST``) recorded
-        replies, newest first, and the prompt of the newest; ``NotFoundError`` for an instance that does not exist,
-        ``UnknownAgentError`` for an agent."""
+        replies, newest first, and the prompt of the newest whose state is held; ``NotFoundError`` for an instance
+        that does not exist, ``UnknownAgentError`` for an agent."""
         record = store.instances.get(instance_id)
         state = state_at(store, instance_id, record.head_tick)
         index = state.index.get(agent_id)
@@ -193,8 +195,10 @@ class MindLedger:
             mine = list(tally.recent.get(agent_id, ()))
         newest = mine[::-1][: min(last, MAX_LAST)]
         prompt = None
-        if newest:
-            prompt = rebuild_prompt(store, instance_id, index, newest[0], first=start_tick(record), head=state)
+        for call in newest:  # a reply recorded ahead of the durable head has no state held yet: the one before it
+            prompt = rebuild_prompt(store, instance_id, index, call, first=start_tick(record), head=state)
+            if prompt is not None:
+                break
         return AgentMind(
             instance=instance_id, tick=state.tick, agent=spec.id, name=spec.name, mind=spec.mind,
             model=spec.model or None, due=state.thinking.get(index), calls=tuple(newest), prompt=prompt, costs=costs,
