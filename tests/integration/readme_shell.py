@@ -8,6 +8,12 @@ to the next, as in a terminal. Each command's stdout, stderr and exit code are k
 Commands that run until Ctrl-C (a server in the foreground, ``--ticks 0``, ``curl -N``) are started in the background,
 left to run until they have shown they work (the server answers on its port, or the command has printed something),
 then sent SIGINT, as a user would press Ctrl-C.
+
+Blocks fenced as ``text`` are shown, not typed: sample output, and commands that need what a test run has not got
+or should not start here: a container engine (``docker compose``), a Kubernetes cluster (``kubectl apply``), a Ray
+cluster of several nodes (``soulfra cluster local`` and ``join``: ``test_cluster_cli.py`` and ``test_cluster_join.py``
+run them), the local model answering for minutes (``soulfra model serve`` with a language world:
+``test_local_model.py``), and Prometheus' ``promtool`` (``test_monitoring.py``).
 """
 
 from __future__ import annotations
