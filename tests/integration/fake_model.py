@@ -1,6 +1,9 @@
 """A small OpenAI-compatible chat server for the language-mind tests, on a free 127.0.0.1 port: canned decisions
 read off the prompt (bless a ritual awaiting a blessing, take an unclaimed task, reply in the agent's thread,
-propose a ritual, post on a goal), or a failure on demand. It counts requests and the calls in flight at once."""
+propose a ritual, post on a goal), or a failure on demand. It counts requests and the calls in flight at once.
+
+``dialect`` makes it refuse the ``response_format`` forms a kind of server refuses, with a 400 as that server words
+it (``DIALECTS``); ``usage`` makes every reply report that many prompt and completion tokens."""
 
 from __future__ import annotations
 
@@ -14,17 +17,30 @@ from types import TracebackType
 from typing import Any
 
 MODES = ("ok", "malformed", "envelope", "429", "500", "hang")
+# what each kind of server refuses in ``response_format`` (it takes the rest), and how it says so
+DIALECTS = ("any", "llama", "openai", "object", "plain")
+_REFUSALS = {
+    "llama": 'response_format type must be one of "text" or "json_object", but got: json_schema',
+    "openai": "Unknown parameter: 'response_format.schema'.",
+    "object": 'response_format: only {"type": "json_object"} is supported, with no schema',
+    "plain": "response_format is not supported by this server",
+}
 
 
 class FakeModel:
     """``mode``: ok (a decision), malformed (prose, not JSON), envelope (a 200 that is no chat completion), 429,
     500, hang (never answers). ``delay``: seconds each answer takes (the server's own work, not a test's wait)."""
 
-    def __init__(self, mode: str = "ok", *, delay: float = 0.0) -> None:
-        assert mode in MODES
+    def __init__(
+        self, mode: str = "ok", *, delay: float = 0.0, dialect: str = "any", usage: tuple[int, int] | None = None
+    ) -> None:
+        assert mode in MODES and dialect in DIALECTS
         self.mode = mode
         self.delay = delay
+        self.dialect = dialect
+        self.usage = usage
         self.requests = 0
+        self.refused = 0  # requests refused for their response_format
         self.in_flight = 0
         self.max_in_flight = 0
         self.bodies: list[dict[str, Any]] = []
@@ -105,6 +121,10 @@ class FakeModel:
         self.bodies.append(body)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self._refuses(body.get("response_format")):
+            self.refused += 1
+            error = {"message": _REFUSALS[self.dialect], "type": "invalid_request_error", "code": 400}
+            return 400, json.dumps({"error": error})
         match self.mode:
             case "hang":
                 return 0, ""
@@ -118,11 +138,26 @@ class FakeModel:
                 content = "I think I shall rest a while and watch the tide."
             case _:
                 content = json.dumps(decide(body["messages"][0]["content"], body["messages"][1]["content"]))
+        prompt_tokens, completion_tokens = self.usage or (len(str(body).split()), len(content.split()))
         reply = {
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(str(body).split()), "completion_tokens": len(content.split())},
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
         }
         return 200, json.dumps(reply)
+
+    def _refuses(self, shape: Any) -> bool:
+        """Whether this kind of server refuses a request carrying ``response_format`` ``shape`` (None: none)."""
+        if shape is None or self.dialect == "any":
+            return False
+        match self.dialect:
+            case "llama":  # takes json_object, with or without a schema
+                return shape.get("type") != "json_object"
+            case "openai":  # takes json_schema and json_object, but no schema beside json_object
+                return "schema" in shape
+            case "object":
+                return shape != {"type": "json_object"}
+            case _:  # plain: no response_format at all
+                return True
 
 
 @contextlib.contextmanager

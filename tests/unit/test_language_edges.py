@@ -123,3 +123,27 @@ def test_the_api_shows_a_language_agent_its_model_and_when_its_reply_is_due() ->
     thinker, due = next(iter(world.state.thinking.items()))
     assert agent_json(world.state, thinker) | {"model": "tiny", "due": due} == agent_json(world.state, thinker)
     assert "model" not in agent_json(world.state, 0)  # a built-in agent shows what it always showed
+
+
+def test_the_json_mode_is_a_setting_every_language_runtime_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typing import get_args  # noqa: PLC0415
+
+    from soulfra.errors import ConfigError  # noqa: PLC0415
+    from soulfra.language import JSON_MODES  # noqa: PLC0415
+    from soulfra.settings import ModelSettings  # noqa: PLC0415
+
+    assert get_args(ModelSettings.model_fields["model_json"].annotation) == JSON_MODES
+    url = {"model_url": "http://127.0.0.1:9/v1"}
+    minds = ModelSettings.load(url).mind_settings()
+    assert minds is not None and minds.json_mode == "auto"
+    monkeypatch.setenv("SOULFRA_MODEL_JSON", "json-schema")
+    minds = ModelSettings.load(url).mind_settings()
+    assert minds is not None and minds.json_mode == "json-schema"
+    assert OpenAIChat(minds.url, json_mode=minds.json_mode).form == "json-schema"
+    monkeypatch.setenv("SOULFRA_MODEL_JSON", "xml")
+    with pytest.raises(ConfigError, match="SOULFRA_MODEL_JSON='xml'"):
+        ModelSettings.load(url)
+    with pytest.raises(ConfigError, match="--model-json='yaml'"):
+        ModelSettings.load({**url, "model_json": "yaml"})
+    with pytest.raises(ConfigError, match="unknown JSON mode 'xml'"):
+        OpenAIChat("http://h:8080", json_mode="xml")  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from typing import Any
 
 from soulfra.durable import DurableWorld
 from soulfra.language.budget import Budget, Limiter
-from soulfra.language.client import Answer, ChatClient
+from soulfra.language.client import Answer, ChatClient, JsonMode
 from soulfra.language.prompt import Prompt, build_prompt, read_reply
 from soulfra.metrics import Metrics
 from soulfra.offload import off_loop
@@ -34,13 +34,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MindSettings:
     """Where a runtime's language agents are asked. ``model``, if set, is the name sent to the endpoint (and
-    recorded) in place of each agent's own; ``wait``: whether a due tick waits (within the budget) for its asks."""
+    recorded) in place of each agent's own; ``wait``: whether a due tick waits (within the budget) for its asks;
+    ``json_mode``: the form the reply is asked for as JSON in (``soulfra.language.client``)."""
 
     url: str
     model: str | None = None
     api_key: str | None = field(default=None, repr=False)  # never shown
     budget: Budget = field(default_factory=Budget)
     wait: bool = True
+    json_mode: JsonMode = "auto"
 
 
 @dataclass(slots=True)
@@ -208,7 +210,10 @@ def open_asker(settings: MindSettings, metrics: Metrics | None = None) -> MindAs
     """An asker of the endpoint ``settings`` name, over httpx (one per instance: the budget is per instance)."""
     from soulfra.language.client import OpenAIChat  # noqa: PLC0415 -- the client module imports httpx
 
-    client = OpenAIChat(settings.url, api_key=settings.api_key, max_in_flight=settings.budget.max_in_flight)
+    client = OpenAIChat(
+        settings.url, api_key=settings.api_key, max_in_flight=settings.budget.max_in_flight,
+        json_mode=settings.json_mode,
+    )  # fmt: skip
     return MindAsker(client, settings, metrics=metrics)
 
 
