@@ -145,13 +145,13 @@ class FakeModel:
         }
         return 200, json.dumps(reply)
 
-    def _refuses(self, shape: Any) -> bool:
+    def _refuses(self, shape: dict[str, Any] | None) -> bool:
         """Whether this kind of server refuses a request carrying ``response_format`` ``shape`` (None: none)."""
         if shape is None or self.dialect == "any":
             return False
         match self.dialect:
             case "llama":  # takes json_object, with or without a schema
-                return shape.get("type") != "json_object"
+                return bool(shape.get("type") != "json_object")
             case "openai":  # takes json_schema and json_object, but no schema beside json_object
                 return "schema" in shape
             case "object":
