@@ -3,7 +3,9 @@ read off the prompt (bless a ritual awaiting a blessing, take an unclaimed task,
 propose a ritual, post on a goal), or a failure on demand. It counts requests and the calls in flight at once.
 
 ``dialect`` makes it refuse the ``response_format`` forms a kind of server refuses, with a 400 as that server words
-it (``DIALECTS``); ``usage`` makes every reply report that many prompt and completion tokens."""
+it (``DIALECTS``); ``usage`` says how it counts the tokens a reply reports: ``words`` (of the request and the
+reply) or ``chars`` (a token per four characters of the messages, and of the reply, as a tokenizer roughly does).
+``billed`` sums the tokens of the replies it sent."""
 
 from __future__ import annotations
 
@@ -31,16 +33,15 @@ class FakeModel:
     """``mode``: ok (a decision), malformed (prose, not JSON), envelope (a 200 that is no chat completion), 429,
     500, hang (never answers). ``delay``: seconds each answer takes (the server's own work, not a test's wait)."""
 
-    def __init__(
-        self, mode: str = "ok", *, delay: float = 0.0, dialect: str = "any", usage: tuple[int, int] | None = None
-    ) -> None:
-        assert mode in MODES and dialect in DIALECTS
+    def __init__(self, mode: str = "ok", *, delay: float = 0.0, dialect: str = "any", usage: str = "words") -> None:
+        assert mode in MODES and dialect in DIALECTS and usage in ("words", "chars")
         self.mode = mode
         self.delay = delay
         self.dialect = dialect
         self.usage = usage
         self.requests = 0
         self.refused = 0  # requests refused for their response_format
+        self.billed = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.bodies: list[dict[str, Any]] = []
@@ -138,7 +139,12 @@ class FakeModel:
                 content = "I think I shall rest a while and watch the tide."
             case _:
                 content = json.dumps(decide(body["messages"][0]["content"], body["messages"][1]["content"]))
-        prompt_tokens, completion_tokens = self.usage or (len(str(body).split()), len(content.split()))
+        if self.usage == "chars":
+            chars = sum(len(message["content"]) for message in body["messages"])
+            prompt_tokens, completion_tokens = -(-chars // 4), -(-len(content) // 4)
+        else:
+            prompt_tokens, completion_tokens = len(str(body).split()), len(content.split())
+        self.billed += prompt_tokens + completion_tokens
         reply = {
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},

@@ -3,6 +3,8 @@ wording), the budget's limiter on a clock of the test's own, and the client's fa
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -76,6 +78,29 @@ async def test_the_limiter_keeps_the_per_minute_budgets() -> None:
     clock.now += 60
     assert await limiter.admit(clock.now + 1)
     assert limiter.in_flight == 1
+
+
+async def test_the_limiter_holds_what_the_calls_in_flight_may_still_cost() -> None:
+    clock = Clock()
+    limiter = Limiter(Budget(max_in_flight=4, tokens_per_minute=100), clock=clock)
+    assert await limiter.admit(clock.now + 1, 40) and await limiter.admit(clock.now + 1, 40)
+    assert limiter.reserved == 80
+    assert not await limiter.admit(clock.now + 0.05, 40)  # 80 reserved and 40 more: over, until a call gives back
+    limiter.spent(15, 40)  # cost less than it reserved: its reservation goes back, its cost stays for the minute
+    assert limiter.reserved == 40
+    assert await limiter.admit(clock.now + 1, 40)  # 15 spent + 40 + 40 fit
+    waiting = asyncio.ensure_future(limiter.admit(clock.now + 30, 30))  # 95 held, 30 more: waits for a call to end
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    limiter.spent(10, 40)
+    assert await waiting  # 25 spent + 40 + 30
+    limiter.spent(0, 40)
+    limiter.spent(0, 30)
+    assert limiter.reserved == 0 and limiter.in_flight == 0
+    assert not await limiter.admit(clock.now + 59, 80)  # 25 spent: 80 more fits only when they age out
+    assert not await limiter.admit(clock.now + 600, 200)  # more than a minute holds, and nothing in flight to wait for
+    clock.now += 60
+    assert await limiter.admit(clock.now + 1, 100)
 
 
 @pytest.mark.parametrize(
