@@ -12,7 +12,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import ByteSize, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -193,6 +193,11 @@ class ModelSettings(SoulfraSettings):
     model_calls_per_minute: int = Field(600, ge=1, description="model calls a minute, per instance")
     model_tokens_per_minute: int = Field(200_000, ge=1, description="model tokens a minute, per instance")
     language_agents: bool = Field(False, description="the generated agents (agents) are language agents of model")
+    # the same modes as soulfra.language.client.JSON_MODES (a test holds them equal; that module loads httpx)
+    model_json: Literal["auto", "schema", "json-schema", "object", "none"] = Field(
+        "auto", description="how the reply is asked for as JSON: auto (llama.cpp's schema form, stepping down to "
+        "json-schema, object, none as the server refuses), schema, json-schema, object or none",
+    )  # fmt: skip
 
     @field_validator("model_url")
     @classmethod
@@ -218,7 +223,7 @@ class ModelSettings(SoulfraSettings):
             calls_per_minute=self.model_calls_per_minute, tokens_per_minute=self.model_tokens_per_minute,
         )  # fmt: skip
         key = None if self.model_key is None else self.model_key.get_secret_value()
-        return MindSettings(url=self.model_url, model=self.model, api_key=key, budget=budget)
+        return MindSettings(url=self.model_url, model=self.model, api_key=key, budget=budget, json_mode=self.model_json)
 
     def world_spec(self, spec: WorldSpec) -> WorldSpec:
         """``spec``, its generated agents made language agents of ``model`` when ``language_agents`` says so."""

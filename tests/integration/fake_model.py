@@ -1,6 +1,11 @@
 """A small OpenAI-compatible chat server for the language-mind tests, on a free 127.0.0.1 port: canned decisions
 read off the prompt (bless a ritual awaiting a blessing, take an unclaimed task, reply in the agent's thread,
-propose a ritual, post on a goal), or a failure on demand. It counts requests and the calls in flight at once."""
+propose a ritual, post on a goal), or a failure on demand. It counts requests and the calls in flight at once.
+
+``dialect`` makes it refuse the ``response_format`` forms a kind of server refuses, with a 400 as that server words
+it (``DIALECTS``); ``usage`` says how it counts the tokens a reply reports: ``words`` (of the request and the
+reply) or ``chars`` (a token per four characters of the messages, and of the reply, as a tokenizer roughly does).
+``billed`` sums the tokens of the replies it sent."""
 
 from __future__ import annotations
 
@@ -14,17 +19,29 @@ from types import TracebackType
 from typing import Any
 
 MODES = ("ok", "malformed", "envelope", "429", "500", "hang")
+# what each kind of server refuses in ``response_format`` (it takes the rest), and how it says so
+DIALECTS = ("any", "llama", "openai", "object", "plain")
+_REFUSALS = {
+    "llama": 'response_format type must be one of "text" or "json_object", but got: json_schema',
+    "openai": "Unknown parameter: 'response_format.schema'.",
+    "object": 'response_format: only {"type": "json_object"} is supported, with no schema',
+    "plain": "response_format is not supported by this server",
+}
 
 
 class FakeModel:
     """``mode``: ok (a decision), malformed (prose, not JSON), envelope (a 200 that is no chat completion), 429,
     500, hang (never answers). ``delay``: seconds each answer takes (the server's own work, not a test's wait)."""
 
-    def __init__(self, mode: str = "ok", *, delay: float = 0.0) -> None:
-        assert mode in MODES
+    def __init__(self, mode: str = "ok", *, delay: float = 0.0, dialect: str = "any", usage: str = "words") -> None:
+        assert mode in MODES and dialect in DIALECTS and usage in ("words", "chars")
         self.mode = mode
         self.delay = delay
+        self.dialect = dialect
+        self.usage = usage
         self.requests = 0
+        self.refused = 0  # requests refused for their response_format
+        self.billed = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.bodies: list[dict[str, Any]] = []
@@ -105,6 +122,10 @@ class FakeModel:
         self.bodies.append(body)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self._refuses(body.get("response_format")):
+            self.refused += 1
+            error = {"message": _REFUSALS[self.dialect], "type": "invalid_request_error", "code": 400}
+            return 400, json.dumps({"error": error})
         match self.mode:
             case "hang":
                 return 0, ""
@@ -118,11 +139,31 @@ class FakeModel:
                 content = "I think I shall rest a while and watch the tide."
             case _:
                 content = json.dumps(decide(body["messages"][0]["content"], body["messages"][1]["content"]))
+        if self.usage == "chars":
+            chars = sum(len(message["content"]) for message in body["messages"])
+            prompt_tokens, completion_tokens = -(-chars // 4), -(-len(content) // 4)
+        else:
+            prompt_tokens, completion_tokens = len(str(body).split()), len(content.split())
+        self.billed += prompt_tokens + completion_tokens
         reply = {
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(str(body).split()), "completion_tokens": len(content.split())},
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
         }
         return 200, json.dumps(reply)
+
+    def _refuses(self, shape: dict[str, Any] | None) -> bool:
+        """Whether this kind of server refuses a request carrying ``response_format`` ``shape`` (None: none)."""
+        if shape is None or self.dialect == "any":
+            return False
+        match self.dialect:
+            case "llama":  # takes json_object, with or without a schema
+                return bool(shape.get("type") != "json_object")
+            case "openai":  # takes json_schema and json_object, but no schema beside json_object
+                return "schema" in shape
+            case "object":
+                return shape != {"type": "json_object"}
+            case _:  # plain: no response_format at all
+                return True
 
 
 @contextlib.contextmanager

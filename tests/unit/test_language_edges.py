@@ -3,6 +3,8 @@ wording), the budget's limiter on a clock of the test's own, and the client's fa
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -78,6 +80,29 @@ async def test_the_limiter_keeps_the_per_minute_budgets() -> None:
     assert limiter.in_flight == 1
 
 
+async def test_the_limiter_holds_what_the_calls_in_flight_may_still_cost() -> None:
+    clock = Clock()
+    limiter = Limiter(Budget(max_in_flight=4, tokens_per_minute=100), clock=clock)
+    assert await limiter.admit(clock.now + 1, 40) and await limiter.admit(clock.now + 1, 40)
+    assert limiter.reserved == 80
+    assert not await limiter.admit(clock.now + 0.05, 40)  # 80 reserved and 40 more: over, until a call gives back
+    limiter.spent(15, 40)  # cost less than it reserved: its reservation goes back, its cost stays for the minute
+    assert limiter.reserved == 40
+    assert await limiter.admit(clock.now + 1, 40)  # 15 spent + 40 + 40 fit
+    waiting = asyncio.ensure_future(limiter.admit(clock.now + 30, 30))  # 95 held, 30 more: waits for a call to end
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    limiter.spent(10, 40)
+    assert await waiting  # 25 spent + 40 + 30
+    limiter.spent(0, 40)
+    limiter.spent(0, 30)
+    assert limiter.reserved == 0 and limiter.in_flight == 0
+    assert not await limiter.admit(clock.now + 59, 80)  # 25 spent: 80 more fits only when they age out
+    assert not await limiter.admit(clock.now + 600, 200)  # more than a minute holds, and nothing in flight to wait for
+    clock.now += 60
+    assert await limiter.admit(clock.now + 1, 100)
+
+
 @pytest.mark.parametrize(
     ("respond", "outcome"),
     [(lambda r: httpx.Response(429), "rate-limited"), (lambda r: httpx.Response(503), "server-error"),
@@ -123,3 +148,27 @@ def test_the_api_shows_a_language_agent_its_model_and_when_its_reply_is_due() ->
     thinker, due = next(iter(world.state.thinking.items()))
     assert agent_json(world.state, thinker) | {"model": "tiny", "due": due} == agent_json(world.state, thinker)
     assert "model" not in agent_json(world.state, 0)  # a built-in agent shows what it always showed
+
+
+def test_the_json_mode_is_a_setting_every_language_runtime_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typing import get_args  # noqa: PLC0415
+
+    from soulfra.errors import ConfigError  # noqa: PLC0415
+    from soulfra.language import JSON_MODES  # noqa: PLC0415
+    from soulfra.settings import ModelSettings  # noqa: PLC0415
+
+    assert get_args(ModelSettings.model_fields["model_json"].annotation) == JSON_MODES
+    url = {"model_url": "http://127.0.0.1:9/v1"}
+    minds = ModelSettings.load(url).mind_settings()
+    assert minds is not None and minds.json_mode == "auto"
+    monkeypatch.setenv("SOULFRA_MODEL_JSON", "json-schema")
+    minds = ModelSettings.load(url).mind_settings()
+    assert minds is not None and minds.json_mode == "json-schema"
+    assert OpenAIChat(minds.url, json_mode=minds.json_mode).form == "json-schema"
+    monkeypatch.setenv("SOULFRA_MODEL_JSON", "xml")
+    with pytest.raises(ConfigError, match="SOULFRA_MODEL_JSON='xml'"):
+        ModelSettings.load(url)
+    with pytest.raises(ConfigError, match="--model-json='yaml'"):
+        ModelSettings.load({**url, "model_json": "yaml"})
+    with pytest.raises(ConfigError, match="unknown JSON mode 'xml'"):
+        OpenAIChat("http://h:8080", json_mode="xml")  # type: ignore[arg-type]

@@ -45,7 +45,8 @@ from soulfra.bus import InMemoryBus
 from soulfra.bus.port import Message
 from soulfra.durable import DurableWorld
 from soulfra.errors import ConfigError, InstanceFailedError, OutputError
-from soulfra.language import Budget, MindSettings, open_asker
+from soulfra.language import JSON_MODES, Budget, JsonMode, MindSettings, open_asker
+from soulfra.language.client import parse_json_mode
 from soulfra.metrics import Metrics
 from soulfra.platforms.base import events_subject
 from soulfra.platforms.runtime import RuntimePlatform
@@ -77,6 +78,7 @@ class Plan:
     replay_ticks: int
     model: str
     api_key: str | None = field(default=None, repr=False)  # sent to the endpoint, never shown
+    json_mode: JsonMode = "auto"  # the form the reply is asked for as JSON in (soulfra.language.client)
 
 
 @contextlib.contextmanager
@@ -128,8 +130,12 @@ async def _language_run(
     spec = WorldSpec(agents=(), generated_model=plan.model)
     world = DurableWorld.create(store, SEED, spec, agents=agents, instance_id=f"minds-{agents}")
     asker = open_asker(
-        MindSettings(url=url, model=plan.model, api_key=plan.api_key, budget=plan.budget, wait=plan.wait), metrics
-    )
+        MindSettings(
+            url=url, model=plan.model, api_key=plan.api_key, budget=plan.budget, wait=plan.wait,
+            json_mode=plan.json_mode,
+        ),
+        metrics,
+    )  # fmt: skip
     runtime = RuntimePlatform(world, bus, rate=rate, metrics=metrics, asker=asker)
     published: list[float] = []
 
@@ -250,6 +256,7 @@ def run(url: str, plan: Plan, *, endpoint: str) -> dict[str, Any]:
         },
         "rate": plan.rate,
         "wait": plan.wait,
+        "json_mode": plan.json_mode,
         "budget": {
             "timeout_s": budget.timeout,
             "max_in_flight": budget.max_in_flight,
@@ -323,6 +330,14 @@ def minds_command(
         str | None,
         typer.Option(help="The endpoint's key (never shown)", envvar="SOULFRA_MODEL_KEY", show_default=False),
     ] = None,
+    model_json: Annotated[
+        str,
+        typer.Option(
+            metavar="|".join(JSON_MODES),
+            help="How the reply is asked for as JSON (auto: steps down as the server refuses a form)",
+            envvar="SOULFRA_MODEL_JSON",
+        ),
+    ] = "auto",
     sizes: Annotated[
         str, typer.Option(help="Comma-separated language-agent counts (default 5,50,500; quick 3,12)")
     ] = "",
@@ -351,6 +366,7 @@ def minds_command(
         replay_ticks=replay_ticks or (100 if quick else 1000),
         model=model,
         api_key=api_key,
+        json_mode=parse_json_mode(model_json),
     )
     with contextlib.ExitStack() as stack:
         url = model_url or stack.enter_context(local_model(threads))

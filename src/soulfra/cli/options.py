@@ -117,6 +117,14 @@ ModelInFlightOption = Annotated[
     int, typer.Option(help="Model calls in flight at once, per instance" + env("model_in_flight"))
 ]
 ModelTimeoutOption = Annotated[float, typer.Option(help="Seconds a model call may take" + env("model_timeout"))]
+ModelJsonOption = Annotated[
+    str,
+    typer.Option(
+        metavar="auto|schema|json-schema|object|none",
+        help="How the reply is asked for as JSON: auto starts with llama.cpp's schema form and steps down "
+        "(json-schema, object, none) when the server refuses it" + env("model_json"),
+    ),
+]  # fmt: skip
 
 # -- the services topology: database, NATS, metrics ----------------------------------------------------------------
 ServeDbOption = Annotated[

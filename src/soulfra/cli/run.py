@@ -24,6 +24,7 @@ from soulfra.cli import store as cli_store
 from soulfra.cli.options import (
     LanguageAgentsOption,
     ModelInFlightOption,
+    ModelJsonOption,
     ModelOption,
     ModelTimeoutOption,
     ModelUrlOption,
@@ -83,6 +84,7 @@ def run_command(
     model: ModelOption = None,
     model_in_flight: ModelInFlightOption = 8,
     model_timeout: ModelTimeoutOption = 10.0,
+    model_json: ModelJsonOption = "auto",
 ) -> None:
     """Run a world for a number of ticks and report its state hash; with --db, persist it (or continue it). With
     --model-url, its language agents ask that model, and their replies are recorded (in --db's input log)."""

@@ -24,6 +24,7 @@ from soulfra.cli.options import (
     MetricsHostOption,
     MetricsPortOption,
     ModelInFlightOption,
+    ModelJsonOption,
     ModelOption,
     ModelTimeoutOption,
     ModelUrlOption,
@@ -110,6 +111,7 @@ def meta_command(
     model: ModelOption = None,
     model_in_flight: ModelInFlightOption = 8,
     model_timeout: ModelTimeoutOption = 10.0,
+    model_json: ModelJsonOption = "auto",
     rate: RateOption = 2.0,
     cycle_every: CycleOption = 0,
     leave: Annotated[
@@ -219,6 +221,7 @@ def _platform_command(platform: str) -> Callable[..., None]:
         model: ModelOption = None,
         model_in_flight: ModelInFlightOption = 8,
         model_timeout: ModelTimeoutOption = 10.0,
+        model_json: ModelJsonOption = "auto",
         rate: RateOption = 2.0,
         cycle_every: CycleOption = 0,
         metrics_host: MetricsHostOption = "127.0.0.1",

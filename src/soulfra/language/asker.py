@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 
 from soulfra.durable import DurableWorld
 from soulfra.language.budget import Budget, Limiter
-from soulfra.language.client import Answer, ChatClient
+from soulfra.language.client import MAX_TOKENS, Answer, ChatClient, JsonMode
 from soulfra.language.prompt import Prompt, build_prompt, read_reply
 from soulfra.metrics import Metrics
 from soulfra.offload import off_loop
@@ -29,18 +30,21 @@ from soulfra.world.inputs import MAX_REPLY, MindReply, decision_to_json
 from soulfra.world.model import WorldState
 
 log = logging.getLogger(__name__)
+TOKENS_PER_CHAR = 0.5  # a prompt's tokens guessed before any reply says (two characters a token: English gives ~4)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MindSettings:
     """Where a runtime's language agents are asked. ``model``, if set, is the name sent to the endpoint (and
-    recorded) in place of each agent's own; ``wait``: whether a due tick waits (within the budget) for its asks."""
+    recorded) in place of each agent's own; ``wait``: whether a due tick waits (within the budget) for its asks;
+    ``json_mode``: the form the reply is asked for as JSON in (``soulfra.language.client``)."""
 
     url: str
     model: str | None = None
     api_key: str | None = field(default=None, repr=False)  # never shown
     budget: Budget = field(default_factory=Budget)
     wait: bool = True
+    json_mode: JsonMode = "auto"
 
 
 @dataclass(slots=True)
@@ -70,6 +74,7 @@ class MindAsker:
         self.asked = 0
         self._closed = False
         self._log_read = False  # whether ``between_ticks`` has read the world's log for replies already stored
+        self._per_char: float | None = None  # the most prompt tokens per character a reply has reported
 
     @property
     def pending(self) -> int:
@@ -96,15 +101,26 @@ class MindAsker:
 
     async def _call(self, ask: _Ask) -> Answer | None:
         budget = self.settings.budget
-        if not await self.limiter.admit(self._clock() + budget.timeout):
+        chars = sum(len(content) for _, content in ask.prompt.messages)
+        reserve = self.reserve(chars)
+        if not await self.limiter.admit(self._clock() + budget.timeout, reserve):
             return None
         ask.sent = True
         answer = None
         try:
             answer = await self.client.complete(ask.prompt, timeout=budget.timeout)
+            if answer.prompt_tokens > 0 and chars > 0:
+                self._per_char = max(self._per_char or 0.0, answer.prompt_tokens / chars)
             return answer
         finally:
-            self.limiter.spent(0 if answer is None else answer.prompt_tokens + answer.completion_tokens)
+            self.limiter.spent(0 if answer is None else answer.prompt_tokens + answer.completion_tokens, reserve)
+
+    def reserve(self, chars: int) -> int:
+        """The most tokens a call of a prompt of ``chars`` characters may cost, as far as the replies so far tell:
+        its prompt at the most tokens a character has cost yet (``TOKENS_PER_CHAR`` before any reply), and its
+        reply at the cap the client asks for; never more than the minute's budget (such a call goes alone)."""
+        prompt = math.ceil(chars * (TOKENS_PER_CHAR if self._per_char is None else self._per_char))
+        return min(prompt + MAX_TOKENS, self.settings.budget.tokens_per_minute)
 
     async def collect(self, tick: int) -> list[dict[str, Any]]:
         """The inputs for the asks due at ``tick`` (waited for, within the budget); asks due earlier are dropped."""
@@ -208,7 +224,10 @@ def open_asker(settings: MindSettings, metrics: Metrics | None = None) -> MindAs
     """An asker of the endpoint ``settings`` name, over httpx (one per instance: the budget is per instance)."""
     from soulfra.language.client import OpenAIChat  # noqa: PLC0415 -- the client module imports httpx
 
-    client = OpenAIChat(settings.url, api_key=settings.api_key, max_in_flight=settings.budget.max_in_flight)
+    client = OpenAIChat(
+        settings.url, api_key=settings.api_key, max_in_flight=settings.budget.max_in_flight,
+        json_mode=settings.json_mode,
+    )  # fmt: skip
     return MindAsker(client, settings, metrics=metrics)
 
 

@@ -1,11 +1,16 @@
 """What one instance may spend on its language minds: calls in flight at once, seconds per call, and calls and
 tokens per minute. ``Limiter`` admits calls under those bounds, or gives up at a deadline (the call is skipped,
 and its agent falls back): a world never waits on its model beyond its budget.
+
+A call's tokens are known only when it returns, so a call reserves the most it may cost when it is admitted, and
+is admitted only if the minute's tokens, the reservations of the calls in flight and its own fit in the budget:
+the calls in flight at once cannot together carry a minute past it (as long as none costs more than it reserved).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,37 +47,53 @@ class Limiter:
         self._calls: deque[float] = deque()
         self._tokens: deque[tuple[float, int]] = deque()
         self._token_sum = 0
+        self.reserved = 0  # the tokens the calls in flight reserved
+        self._freed = asyncio.Event()  # set when a call ends (its reservation and slot go back)
         self.in_flight = 0
 
-    async def admit(self, deadline: float) -> bool:
-        """Wait for a slot within the budget until ``deadline`` (the clock's seconds); False if none came."""
+    async def admit(self, deadline: float, reserve: int = 0) -> bool:
+        """Wait for a slot within the budget until ``deadline`` (the clock's seconds); False if none came.
+        ``reserve``: the most tokens the call may cost, held from the minute's budget until ``spent``."""
         try:
             await asyncio.wait_for(self._slots.acquire(), max(0.0, deadline - self._clock()))
         except TimeoutError:
             return False
         try:
-            while (wait := self._wait_needed()) > 0:
-                if self._clock() + wait > deadline:
+            while (wait := self._wait_needed(reserve)) > 0:
+                left = deadline - self._clock()
+                if wait <= left:
+                    await asyncio.sleep(wait)  # until the minute's oldest calls or tokens age out
+                    continue
+                if self.reserved == 0:  # nothing in flight to give tokens back: it cannot fit in time
                     self._slots.release()
                     return False
-                await asyncio.sleep(wait)
+                self._freed.clear()  # a call in flight may give back its reservation: wait for one to end
+                try:
+                    await asyncio.wait_for(self._freed.wait(), max(0.0, left))
+                except TimeoutError:
+                    self._slots.release()
+                    return False
         except BaseException:  # cancelled while waiting for the minute's budget: the slot goes back
             self._slots.release()
             raise
         self._calls.append(self._clock())
+        self.reserved += reserve
         self.in_flight += 1
         return True
 
-    def spent(self, tokens: int) -> None:
-        """The admitted call is over, and cost ``tokens``."""
+    def spent(self, tokens: int, reserved: int = 0) -> None:
+        """The admitted call is over, and cost ``tokens``; ``reserved``: what it reserved when admitted."""
         self.in_flight -= 1
+        self.reserved -= reserved
         self._slots.release()
         if tokens > 0:
             self._tokens.append((self._clock(), tokens))
             self._token_sum += tokens
+        self._freed.set()
 
-    def _wait_needed(self) -> float:
-        """Seconds until one more call fits in the per-minute budgets (0: it fits now)."""
+    def _wait_needed(self, reserve: int) -> float:
+        """Seconds until one more call (reserving ``reserve`` tokens) fits in the per-minute budgets as the minute
+        ages (0: it fits now; ``math.inf``: only a call in flight giving back its reservation can make it fit)."""
         now = self._clock()
         while self._calls and self._calls[0] <= now - WINDOW:
             self._calls.popleft()
@@ -81,6 +102,14 @@ class Limiter:
         wait = 0.0
         if len(self._calls) >= self.budget.calls_per_minute:
             wait = self._calls[0] + WINDOW - now
-        if self._token_sum >= self.budget.tokens_per_minute and self._tokens:
-            wait = max(wait, self._tokens[0][0] + WINDOW - now)
+        over = self._token_sum + self.reserved + max(1, reserve) - self.budget.tokens_per_minute
+        if over > 0:
+            aged = 0  # the minute's tokens that must age out before the call fits (reservations aside)
+            for at, tokens in self._tokens:
+                aged += tokens
+                if aged >= over:
+                    wait = max(wait, at + WINDOW - now)
+                    break
+            else:
+                wait = math.inf
         return wait

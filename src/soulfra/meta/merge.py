@@ -2,6 +2,10 @@
 
 Every value follows one rule (``diff.three_way``); a conflict is resolved by its domain's policy and reported.
 Pure and deterministic: no I/O, the inputs are never mutated and the result shares no mutable object with them.
+
+Language agents: both sides must give each agent the same model (``spec.model``), or the merge is refused: a
+merged agent would think with one model after replies recorded from another, and no policy can say which is its
+own. Their pending thoughts (``state.thinking``) are merged as the ``agents`` domain's values (``_thinking``).
 """
 
 from __future__ import annotations
@@ -114,6 +118,12 @@ def _check_compatible(base: WorldState, ours: WorldState, theirs: WorldState) ->
         if len(other.specs) != len(base.specs):
             raise MergeError(f"{name} has {len(other.specs)} agents, the ancestor {len(base.specs)}")
         for i, (a, b) in enumerate(zip(base.specs, other.specs, strict=True)):
+            if a.model != b.model:
+                raise MergeError(
+                    f"agent {a.id!r} thinks with model {a.model or '(none)'!r} in the ancestor and "
+                    f"{b.model or '(none)'!r} in {name}: a merge cannot choose an agent's model; merge worlds whose "
+                    f"language agents share their models"
+                )
             for key in ("id", "name", "mind", "voice", "goals"):
                 if getattr(a, key) != getattr(b, key):
                     raise MergeError(
@@ -155,9 +165,10 @@ class _Merger:
         memory_tick: Callable[[Any], int] = lambda m: _memory_tick(m[-1]) if m else -1  # noqa: E731
         threads = self._records("threads", b.threads, o.threads, t.threads)
         self._trim_threads(threads)
+        tick = self._settle(b.tick, o.tick, t.tick, max(o.tick, t.tick))
         state = WorldState(
             seed=self._settle(b.seed, o.seed, t.seed, o.seed),
-            tick=self._settle(b.tick, o.tick, t.tick, max(o.tick, t.tick)),
+            tick=tick,
             loop_length=o.loop_length,
             specs=o.specs,
             traits=self._array("traits"),
@@ -181,6 +192,7 @@ class _Merger:
             vibe=self.pick("vibe", "vibe", "*", b.vibe, o.vibe, t.vibe),
             vibe_history=self.pick("vibe", "vibe_history", "*", b.vibe_history, o.vibe_history, t.vibe_history),
             vibe_override=self.pick("vibe", "vibe_override", "*", b.vibe_override, o.vibe_override, t.vibe_override),
+            thinking=self._thinking(tick),
         )
         return MergeResult(
             state=state,
@@ -194,9 +206,10 @@ class _Merger:
 
     def pick(
         self, domain: str, entity: str, name: str, base: Any, ours: Any, theirs: Any,
-        *, ours_newer: bool | None = None, union: Combine | None = None,
+        *, ours_newer: bool | None = None, union: Combine | None = None, mean: bool = True,
     ) -> Any:  # fmt: skip
-        """The three-way rule for one value; a conflict goes to the domain's policy and into the report."""
+        """The three-way rule for one value; a conflict goes to the domain's policy and into the report. ``mean``:
+        whether two ints may be split down the middle (not a tick: "mean" gives way to "newest" there)."""
         side = three_way(base, ours, theirs)
         if side is Side.BOTH:
             return ours
@@ -211,7 +224,7 @@ class _Merger:
         elif gone(ours) or gone(theirs):  # deleted on one side, changed on the other: keep the change
             value = theirs if gone(ours) else ours
             label = "mean→newest" if policy == "mean" else policy
-        elif policy == "mean" and _is_int(ours) and _is_int(theirs):
+        elif policy == "mean" and mean and _is_int(ours) and _is_int(theirs):
             value = (int(ours) + int(theirs)) // 2
         elif policy == "union" and union is not None:
             value, trimmed = union(base, ours, theirs)
@@ -269,6 +282,36 @@ class _Merger:
             value = self.pick(domain, entity, name, b, o, t, ours_newer=newer, union=union)
             if value is not ABSENT:
                 merged[key] = value
+        return merged
+
+    def _thinking(self, tick: int) -> dict[int, int]:
+        """The language agents' pending thoughts (agent -> the tick its reply is due at) in the merged world.
+
+        Each agent's thought follows the three-way rule like its other values: a thought only one side started is
+        kept, one only one side finished is gone; both sides thinking, due at different ticks, is a conflict that
+        the ``agents`` policy resolves (``ours``/``theirs``; otherwise the newer thought, the later due tick: a
+        due tick has no mean). A thought due before the merged ``tick`` is dropped (counted as trimmed): its tick
+        is gone, and the world would have the agent act on it late.
+
+        Why kept, and not dropped so every agent starts afresh: an agent thinking on the side it comes from is in
+        the middle of its turn; dropping the thought would skip that turn, and a merge of a world with itself
+        would not give that world back. A kept thought is asked again: the merged world's log starts empty, so
+        its runtime asks the model for it from the merged state, into the merged instance's own log, as a fork
+        asks for the thoughts pending at its fork tick. The parents' replies answered prompts built from their
+        own states; they stay in the parents' logs, and replay, verify and export of the merge never need them."""
+        base, ours, theirs = self.base.thinking, self.ours.thinking, self.theirs.thinking
+        merged: dict[int, int] = {}
+        for agent in sorted(set(base) | set(ours) | set(theirs)):
+            values = [side.get(agent, ABSENT) for side in (base, ours, theirs)]
+            o, t = ours.get(agent), theirs.get(agent)
+            newer = None if o is None or t is None else o > t
+            due = self.pick("agents", self.ids[agent], "thinking", *values, ours_newer=newer, mean=False)
+            if due is ABSENT:
+                continue
+            if due < tick:
+                self.changes["agents"]["trimmed"] += 1
+                continue
+            merged[agent] = due
         return merged
 
     def _affinity(self) -> dict[int, dict[int, int]]:

@@ -13,7 +13,8 @@ language world is a function of (seed, state, input log) like any other: a reply
 anything else at that tick is a fallback, decided the same way in the run and in every replay, fork and import. The
 runtime gets ``THINK_TICKS`` ticks (and, if it chooses, a bounded wait at the due tick) to get the answer in; a
 reply that comes later is not logged, and the fallback already taken stands. A fork keeps the replies logged before
-its fork tick; thoughts still pending at the fork are asked again by the fork's runtime, into its own log.
+its fork tick; thoughts still pending at the fork are asked again by the fork's runtime, into its own log, and so
+are the thoughts a merge keeps (``soulfra.meta.merge``), into the merged world's log.
 """
 
 from __future__ import annotations
