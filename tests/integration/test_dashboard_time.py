@@ -142,7 +142,8 @@ def test_the_scrubber_shows_the_state_the_api_rebuilds(watched: Watched, server:
     change = current["threads"] - rebuilt["threads"]
     assert threads == ["threads", str(rebuilt["threads"]), str(current["threads"]), f"{change:+d}".replace("+0", "0")]
     assert count(page, "#at-agents tbody tr") == 8
-    page.screenshot(path=str(shots / "time-travel.png"), full_page=True)
+    page.evaluate("document.getElementById('time-travel').scrollIntoView()")
+    page.screenshot(path=str(shots / "time-travel.png"))
     watched.assert_clean()
 
 

@@ -51,13 +51,20 @@ function loopSection(row, tick) {
 }
 
 // Put (or refresh) the agent's loop section in its panel, unless another agent was chosen meanwhile.
+// A failed read says so in the section's place; the rest of the panel stays.
 export async function showLoop(instance, agentId, current) {
   const query = `instance=${encodeURIComponent(instance)}&agent=${encodeURIComponent(agentId)}`;
-  const reply = await getJson(`/api/agents/loop?${query}`);
+  let section;
+  try {
+    const reply = await getJson(`/api/agents/loop?${query}`);
+    section = loopSection(reply.agents[0], reply.tick);
+  } catch (error) {
+    section = element("section", undefined, "agent-loop");
+    section.id = "agent-loop";
+    section.append(element("h3", "Loop"), element("p", `unavailable (${error.message})`, "error"));
+  }
   if (current() !== agentId) return;
-  const row = reply.agents[0];
   const body = $("agent-body");
-  const section = loopSection(row, reply.tick);
   const old = $("agent-loop");
   const personality = body.querySelector(".personality");
   if (old) old.replaceWith(section);
