@@ -92,6 +92,11 @@ def test_the_chronicle_panels_show_the_history_and_stay_live(watched: Watched, s
     assert f"loop {seeds[shown]['from_loop']} sealed" in page.inner_text("#loop-seals")
     page.wait_for_selector(f'#unified li[data-id="{taken.json()["id"]}"]')
     until(page, "Number(document.getElementById('protocol-violations').textContent) >= 1")
+    with server.client() as client:
+        kept = got(client, f"/api/instances/{DEFAULT}/protocol/violations")["recent"]
+    (mine,) = [f for f in kept if f["subject"] == "input"]
+    page.wait_for_selector(f'#protocol-found li[data-validation="{mine["validation"]}"] [data-rule="input-size"]')
+    assert mine["violations"][0]["detail"] in page.inner_text("#protocol-found")
     assert "input-size" in page.inner_text("#protocol-rules")
     if anomalies:
         page.wait_for_selector("#anomalies li.anomaly")
