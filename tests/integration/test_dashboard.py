@@ -59,7 +59,11 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("dashboard"), rate="20", extra=["--agents", AGENTS]) as running:
+    # Ten ticks a second: at 1,000 agents the forks, clones and merges the tests make all tick beside the default
+    # world on a shared machine, and a revert or a merge of such worlds may take more than 15 s under that load.
+    with running_server(
+        tmp_path_factory.mktemp("dashboard"), rate="10", request_timeout=60.0, extra=["--agents", AGENTS]
+    ) as running:
         yield running
 
 
