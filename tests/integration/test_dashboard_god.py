@@ -279,7 +279,6 @@ def test_a_full_export_from_the_page_holds_the_head_state_and_imports_back(
     page.select_option("#export-instance", "pk-full")
     assert not page.is_checked("#export-compact")  # full unless asked
     assert page.get_attribute("#export-link", "href") == "/api/instances/pk-full/export"
-    page.screenshot(path=str(shots / "packages.png"))
     with page.expect_download() as download:
         page.click("#export-link")
     saved = tmp_path / "pk-full.soulpkg"
@@ -300,6 +299,7 @@ def test_a_full_export_from_the_page_holds_the_head_state_and_imports_back(
     page.uncheck("#import-start")  # kept at the package's head, to compare
     page.click("#import-button")
     assert "imported pk-full-copy" in result_of(page, "import-result", "imported")
+    page.screenshot(path=str(shots / "packages.png"))
     with server.client() as client:
         row = rows_of(client)["pk-full-copy"]
     assert row["head_tick"] == exported["head_tick"]
