@@ -244,8 +244,10 @@ def test_the_world_page_is_live_and_shows_an_agent(watched: Watched, server: Ser
     until(page, "document.querySelectorAll('#agent-list .agent-button').length === 1")
     page.click('#agent-list .agent-button[data-agent="arty"]')
     page.wait_for_selector("#agent-detail .memories li")
+    page.wait_for_selector('#agent-loop[data-agent="arty"]')
     detail = page.inner_text("#agent-detail")
-    for part in ("Arty (arty)", "Personality", "warmth", "Memories", "Affinities"):
+    for part in ("Arty (arty)", "Personality", "warmth", "Loop (tick ", "phase", "Recent actions", "Memories",
+                 "Affinities"):  # fmt: skip
         assert part in detail, detail
     page.fill("#agent-filter", "")
     page.select_option("#agent-mind", "governor")  # one mind only: the list (and the canvas) show governors alone
@@ -255,7 +257,6 @@ def test_the_world_page_is_live_and_shows_an_agent(watched: Watched, server: Ser
     page.select_option("#agent-mind", "")
     page.screenshot(path=str(shots / "world.png"))
     page.evaluate("document.getElementById('agent-detail').scrollIntoView()")
-    page.wait_for_selector("#agent-loop")
     page.screenshot(path=str(shots / "agent-panel.png"))
     page.evaluate("document.getElementById('threads').scrollIntoView()")
     page.screenshot(path=str(shots / "threads.png"))
