@@ -14,16 +14,19 @@ from soulfra.world.model import Stage, WorldState
 
 __all__ = [
     "LOOP_PHASES",
+    "RECENT_ACTIONS",
     "RESPONDING_TICKS",
     "agent_loop_json",
     "agent_phase",
     "last_action",
     "loop_json",
     "loop_phase",
+    "recent_actions",
     "threads_json",
 ]
 
 LOOP_PHASES = ("listening", "reflecting", "responding", "evolving")
+RECENT_ACTIONS = 8  # actions listed per agent: all an agent remembers (``MEMORY_LIMIT``)
 RESPONDING_TICKS = 2  # an agent that acted within this many ticks is still responding
 _IN_PROGRESS = frozenset({Stage.GATHERING, Stage.AWAITING, Stage.BLESSED})
 
@@ -35,6 +38,17 @@ def last_action(state: WorldState, agent: int) -> tuple[int, str] | None:
         return None
     tick, _, summary = memory[-1].partition(":")
     return (int(tick), summary) if tick.isdigit() else None
+
+
+def recent_actions(state: WorldState, agent: int, count: int = RECENT_ACTIONS) -> list[tuple[int, str]]:
+    """The agent's latest ``count`` actions, newest first, as (tick, summary): its memories, one a completed action
+    (resting leaves none), which the world keeps ``MEMORY_LIMIT`` of."""
+    rows = []
+    for memory in reversed(state.memory.get(agent, ())[-count:] if count > 0 else ()):
+        tick, _, summary = memory.partition(":")
+        if tick.isdigit():
+            rows.append((int(tick), summary))
+    return rows
 
 
 def _changing(state: WorldState) -> set[int]:
@@ -75,7 +89,7 @@ def _resonance(state: WorldState) -> float:
 
 
 def agent_loop_json(state: WorldState, offset: int = 0, limit: int = 100) -> dict[str, Any]:
-    """Every agent's phase counted, and a page of agents with their phase and latest action."""
+    """Every agent's phase counted, and a page of agents with their phase, latest action and recent actions."""
     changing = _changing(state)
     phases = [agent_phase(state, i, changing) for i in range(state.size)]
     counts = dict.fromkeys(LOOP_PHASES, 0)
@@ -88,7 +102,8 @@ def agent_loop_json(state: WorldState, offset: int = 0, limit: int = 100) -> dic
             {"id": state.specs[i].id, "name": state.specs[i].name, "phase": phases[i],
              "last_acted": None if last is None else last[0], "last_action": None if last is None else last[1],
              "possessed_by": state.possessed.get(i), "whisper": i in state.whispers,
-             "valence": fixed_to_number(int(state.valence[i])), "energy": fixed_to_number(int(state.energy[i]))}
+             "valence": fixed_to_number(int(state.valence[i])), "energy": fixed_to_number(int(state.energy[i])),
+             "recent": [{"tick": tick, "action": action} for tick, action in recent_actions(state, i)]}
         )  # fmt: skip
     return {
         "tick": state.tick,

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.xdist_group("test_dashboard"), pytest.mark.timeout(180
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 DEFAULT = "world-0"
-AGENTS = "60"  # enough for the canvas to show a crowd, few enough for a quick start
+AGENTS = "997"  # with the three named agents, the 1,000 the issue's screenshots ask for (and > 500 to choose from)
 
 
 def _missing(reason: str) -> None:
@@ -59,7 +59,11 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("dashboard"), rate="20", extra=["--agents", AGENTS]) as running:
+    # Ten ticks a second: at 1,000 agents the forks, clones and merges the tests make all tick beside the default
+    # world on a shared machine, and a revert or a merge of such worlds may take more than 15 s under that load.
+    with running_server(
+        tmp_path_factory.mktemp("dashboard"), rate="10", request_timeout=60.0, extra=["--agents", AGENTS]
+    ) as running:
         yield running
 
 
@@ -93,7 +97,7 @@ class Watched:
 
 @pytest.fixture
 def watched(browser: Browser, server: Server) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     seen = Watched(page=page, context=context, origin=server.url)
 
@@ -218,7 +222,7 @@ def test_the_instances_view_lists_them_and_draws_the_lineage(watched: Watched, s
     assert page.inner_text(abandoned) == "abandoned"
     assert page.inner_text(f'#instance-table tr[data-instance="{DEFAULT}"] .status') == "running"
     assert page.locator(f'#instance-table tr[data-instance="{DEFAULT}"] .vibe').count() == 1
-    page.screenshot(path=str(shots / "instances.png"), full_page=True)
+    page.screenshot(path=str(shots / "instances.png"))
     page.click('#lineage a[data-instance="dash-fork"]')
     page.wait_for_url(f"{server.url}/worlds/dash-fork")
     watched.assert_clean()
@@ -240,8 +244,10 @@ def test_the_world_page_is_live_and_shows_an_agent(watched: Watched, server: Ser
     until(page, "document.querySelectorAll('#agent-list .agent-button').length === 1")
     page.click('#agent-list .agent-button[data-agent="arty"]')
     page.wait_for_selector("#agent-detail .memories li")
+    page.wait_for_selector('#agent-loop[data-agent="arty"]')
     detail = page.inner_text("#agent-detail")
-    for part in ("Arty (arty)", "Personality", "warmth", "Memories", "Affinities"):
+    for part in ("Arty (arty)", "Personality", "warmth", "Loop (tick ", "phase", "Recent actions", "Memories",
+                 "Affinities"):  # fmt: skip
         assert part in detail, detail
     page.fill("#agent-filter", "")
     page.select_option("#agent-mind", "governor")  # one mind only: the list (and the canvas) show governors alone
@@ -249,16 +255,35 @@ def test_the_world_page_is_live_and_shows_an_agent(watched: Watched, server: Ser
                 "(b) => b.textContent.includes('governor')) && document.querySelector("
                 "'#agent-list .agent-button[data-agent=\"cal-riven\"]') !== null")  # fmt: skip
     page.select_option("#agent-mind", "")
-    page.screenshot(path=str(shots / "world.png"), full_page=True)
+    page.screenshot(path=str(shots / "world.png"))
+    page.evaluate("document.getElementById('agent-detail').scrollIntoView()")
+    page.screenshot(path=str(shots / "agent-panel.png"))
+    page.evaluate("document.getElementById('threads').scrollIntoView()")
+    page.screenshot(path=str(shots / "threads.png"))
     watched.assert_clean()
 
 
-def test_a_whisper_typed_in_the_page_is_acknowledged_logged_and_heard(watched: Watched, server: Server) -> None:
+def test_a_whisper_to_the_last_of_a_thousand_agents_is_acknowledged_logged_and_heard(
+    watched: Watched, server: Server
+) -> None:
+    with api(server) as client:
+        listed = client.get(f"/api/instances/{DEFAULT}/agents", params={"view": "compact", "limit": 10000}).json()
+    last = listed["agents"][-1]["id"]
+    assert listed["total"] == len(listed["agents"]) > 500  # past where the old list of targets stopped
     sign_in(watched, server.token)
     page = watched.page
     page.goto(f"{server.url}/worlds/{DEFAULT}")
-    page.wait_for_selector('#whisper-target option[value="arty"]', state="attached")
-    page.select_option("#whisper-target", "arty")
+    page.wait_for_selector(f'#god-agents option[value="{last}"]', state="attached")  # every agent is offered
+    assert page.locator("#god-agents option").count() == listed["total"]
+    assert page.input_value("#whisper-target") == "*"  # every agent, unless one is chosen
+    page.fill("#whisper-target", last)
+    # At 1,000 agents a tick's events fill the feed's 200 entries fast: note every whisper heard as it enters it.
+    page.evaluate(
+        """() => { window.heardInFeed = [];
+            new MutationObserver((changes) => { for (const change of changes) for (const node of change.addedNodes)
+                if (node.classList?.contains('kind-whisper_heard')) window.heardInFeed.push(node.textContent); })
+            .observe(document.getElementById('feed'), {childList: true}); }"""
+    )
     page.select_option("#whisper-tone", "playful")
     page.fill("#whisper-text", "the lanterns are listening")
     page.click("#whisper-form button[type=submit]")
@@ -268,12 +293,79 @@ def test_a_whisper_typed_in_the_page_is_acknowledged_logged_and_heard(watched: W
         inputs = client.get(f"/api/instances/{DEFAULT}/inputs", params={"limit": 1000}).json()
     found = [i for i in inputs["inputs"] if i.get("seq") == seq]
     assert len(found) == 1, inputs
-    assert "the lanterns are listening" in str(found[0])
-    assert "arty" in str(found[0])
-    heard = page.wait_for_selector("#feed li.kind-whisper_heard", timeout=15_000)  # at its tick, over the stream
-    assert heard is not None
-    assert "the lanterns are listening" in heard.inner_text()
-    assert "arty heard a playful whisper" in heard.inner_text()
+    assert found[0]["input"]["type"] == "whisper"
+    assert (found[0]["input"]["target"], found[0]["input"]["text"]) == (last, "the lanterns are listening")
+    until(page, "window.heardInFeed.some((text) => text.includes('the lanterns are listening'))")  # at its tick
+    (heard,) = [t for t in page.evaluate("window.heardInFeed") if "the lanterns are listening" in t]
+    assert f"{last} heard a playful whisper" in heard
+    watched.assert_clean()
+
+
+def freeze_from_the_page(page: Page) -> int:
+    """Freeze the page's world with its button; the tick it stands at once the page has read it again."""
+    page.click("#freeze-button")
+    until(page, "document.getElementById('control-result').textContent.startsWith('frozen at tick')")
+    held = int(re.search(r"frozen at tick (\d+)", page.inner_text("#control-result")).group(1))  # type: ignore[union-attr]
+    until(page, f"document.getElementById('thread-table').dataset.tick === '{held}'")  # read after the freeze
+    return held
+
+
+def test_the_threads_view_is_live_and_shows_what_the_thread_state_path_gives(watched: Watched, server: Server) -> None:
+    with api(server) as client:
+        fork(client, "dash-threads")
+    sign_in(watched, server.token)
+    page = watched.page
+    page.goto(f"{server.url}/worlds/dash-threads")
+    until(page, "document.querySelectorAll('#thread-table tbody tr').length > 0")
+    first = int(page.get_attribute("#thread-table", "data-tick") or -1)
+    until(page, f"Number(document.getElementById('thread-table').dataset.tick) > {first + 1}")  # refreshed live
+    held = freeze_from_the_page(page)
+    with api(server) as client:
+        state = client.get("/api/thread/state", params={"instance": "dash-threads"}).json()
+    assert state["tick"] == held
+    shown = page.eval_on_selector_all(
+        "#thread-table tbody tr",
+        """rows => rows.map(r => [Number(r.dataset.thread), r.querySelector('.thread-topic').textContent,
+            Number(r.querySelector('.thread-posts').textContent),
+            r.querySelector('.thread-participants').dataset.participants, Number(r.dataset.quiet),
+            r.classList.contains('thread-quiet')])""",
+    )
+    stall = state["stall_after"]
+    expected = [[t["id"], t["topic"], t["posts"], ",".join(t["participants"]), t["quiet"], t["quiet"] >= stall]
+                for t in state["threads"]]  # fmt: skip
+    assert shown == expected
+    assert len(expected) == state["open"] > 0
+    assert page.inner_text("#thread-summary").startswith(f"{state['open']} open at tick {held}")
+    watched.assert_clean()
+
+
+def test_the_agent_panel_shows_the_agent_s_loop_phase_and_recent_actions(watched: Watched, server: Server) -> None:
+    with api(server) as client:
+        fork(client, "dash-loop")
+    sign_in(watched, server.token)
+    page = watched.page
+    page.goto(f"{server.url}/worlds/dash-loop")
+    until(page, "document.querySelectorAll('#thread-table tbody tr').length > 0")
+    held = freeze_from_the_page(page)
+    with api(server) as client:
+        loop = client.get("/api/agents/loop", params={"instance": "dash-loop", "limit": 1000}).json()
+    assert loop["tick"] == held
+    busiest = max(loop["agents"], key=lambda a: (len(a["recent"]), a["last_acted"] or -1))  # one with actions
+    assert busiest["recent"], loop["agents"][:3]
+    page.fill("#agent-filter", busiest["id"])
+    page.click(f'#agent-list .agent-button[data-agent="{busiest["id"]}"]')
+    page.wait_for_selector(f'#agent-loop[data-agent="{busiest["id"]}"]')
+    with api(server) as client:
+        one = client.get("/api/agents/loop", params={"instance": "dash-loop", "agent": busiest["id"]}).json()
+    (row,) = one["agents"]
+    assert row == busiest  # the world stands still: the one agent's answer is its row in the whole page
+    assert page.inner_text("#agent-phase") == row["phase"]
+    assert page.get_attribute("#agent-loop", "data-tick") == str(held)
+    actions = page.eval_on_selector_all(
+        "#agent-actions li", "items => items.map(i => [Number(i.dataset.tick), i.dataset.action])"
+    )
+    assert actions == [[a["tick"], a["action"]] for a in row["recent"]]
+    assert row["recent"][0]["action"] in page.inner_text("#agent-detail")
     watched.assert_clean()
 
 

@@ -89,7 +89,7 @@ def test_an_admin_sees_the_audit_log_verified_and_filtered(watched: Watched, ser
     page.fill("#audit-filter input[name=actor]", "")
     page.click("#audit-latest")
     until(page, "document.querySelectorAll('#audit-rows tr').length > 0")
-    page.screenshot(path=str(shots / "audit.png"), full_page=True)
+    page.screenshot(path=str(shots / "audit.png"))
     watched.assert_clean()
 
 
@@ -104,7 +104,7 @@ def test_an_admin_sees_health_readiness_and_leases(watched: Watched, server: Ser
     rows = page.inner_text("#leases")
     assert DEFAULT in rows and "this server (puppet master)" in rows
     assert f"pid {server.proc.pid} " in rows  # the server under test holds them
-    page.screenshot(path=str(shots / "health.png"), full_page=True)
+    page.screenshot(path=str(shots / "health.png"))
     watched.assert_clean()
 
 

@@ -1,13 +1,15 @@
 """God mode in the dashboard, in a real browser against a real ``soulfra up``: clone and fork N from the world page
 make instances the API lists under their parent; the merge page's preview shows exactly the conflicts the API's
 merge then reports, and its merge makes an instance with two parents; possess/act/release from the page land in the
-input log; a vibe intervention is accepted; the packages page's export is a package ``soulfra package show``
-accepts, importing it under a new id works and a tampered copy is refused with its reason shown; viewers and
-operators see no god commands, and an operator's forged god command is refused. Every page is checked for console
-errors, failed requests and requests that leave the server (the fixtures of test_dashboard).
+input log; vibe and ritual interventions are accepted and logged, a rewrite makes a branch with an input dropped and
+one added; a cross-instance post reaches the other world's log; the packages page's export (compact, and full with
+its head state) is a package ``soulfra package show`` accepts, importing it under a new id works and a tampered copy
+is refused with its reason shown; viewers and operators see no god commands, and an operator's forged god command is
+refused. Every page is checked for console errors, failed requests and requests that leave the server (the fixtures
+of test_dashboard).
 
-``SOULFRA_SCREENSHOTS=<dir>`` keeps the screenshots (merge.png, god-mode.png) there; docs/screenshots/ holds the
-committed ones.
+``SOULFRA_SCREENSHOTS=<dir>`` keeps the screenshots (merge.png, god-mode.png, packages.png) there;
+docs/screenshots/ holds the committed ones.
 """
 
 from __future__ import annotations
@@ -190,8 +192,118 @@ def test_a_vibe_intervention_from_the_page_is_accepted(watched: Watched, server:
     page.wait_for_selector("#intervene-result.error")
     assert re.search(r"\(\w+, HTTP 4\d\d\)", page.inner_text("#intervene-result"))
     page.click("#god-clone summary")
-    page.screenshot(path=str(shots / "god-mode.png"), full_page=True)
+    page.evaluate("document.getElementById('god').scrollIntoView()")
+    page.screenshot(path=str(shots / "god-mode.png"))
     watched.assert_clean(r"status of 4\d\d")  # the refused intervention's own answer
+
+
+def test_a_ritual_intervention_from_the_page_lands_in_the_input_log(watched: Watched, server: Server) -> None:
+    page = open_world(watched, server)
+    page.click("#god-intervene summary")
+    page.select_option("#intervene-kind", "ritual")
+    page.fill("#ritual-name", "page-dusk")
+    page.fill("#ritual-participants", "arty, cal-riven")
+    page.check("#ritual-blessed")
+    page.click("#intervene-form button[type=submit]")
+    seq = seq_in(result_of(page, "intervene-result", "ritual intervention accepted"))
+    with server.client() as client:
+        logged = client.get(f"/api/instances/{DEFAULT}/inputs", params={"limit": 1000}).json()["inputs"]
+    (found,) = [row["input"] for row in logged if row["seq"] == seq]
+    assert (found["type"], found["kind"], found["name"]) == ("intervene", "ritual", "page-dusk")
+    assert (found["participants"], found["blessed"]) == (["arty", "cal-riven"], True)
+    watched.assert_clean()
+
+
+def test_a_rewrite_from_the_page_makes_a_branch_with_an_input_dropped_and_one_added(
+    watched: Watched, server: Server
+) -> None:
+    with server.client() as client:
+        god(client, "fork", {"source": DEFAULT, "forks": [{"id": "rw-source"}]})
+        sent = client.post("/api/instances/rw-source/whispers", json={"text": "to be dropped", "target": "arty"})
+        assert sent.status_code == 202, sent.text
+        ack = sent.json()
+        wait_for(lambda: rows_of(client)["rw-source"]["head_tick"] > ack["tick"], what="the whisper's tick durable")
+    page = open_world(watched, server, "rw-source")
+    page.click("#god-intervene summary")
+    page.select_option("#intervene-kind", "rewrite")
+    page.fill("#rewrite-from", str(ack["tick"]))
+    page.fill("#rewrite-drop", str(ack["seq"]))
+    added = {"type": "whisper", "target": "arty", "text": "said instead", "tick": ack["tick"]}
+    page.fill("#rewrite-add", json.dumps([added]))
+    page.fill("#rewrite-id", "rw-branch")
+    page.click("#intervene-form button[type=submit]")
+    text = result_of(page, "intervene-result", f"rewritten from tick {ack['tick']} as rw-branch")
+    assert ": 1 dropped, 1 added, now at tick " in text, text
+    with server.client() as client:
+        row = rows_of(client)["rw-branch"]
+        logged = client.get("/api/instances/rw-branch/inputs", params={"limit": 1000}).json()["inputs"]
+    assert row["parent_id"] == "rw-source"
+    texts = [item["input"].get("text") for item in logged]
+    assert "said instead" in texts
+    assert "to be dropped" not in texts
+    watched.assert_clean()
+
+
+def test_a_cross_instance_post_from_the_page_reaches_the_other_world_s_thread(watched: Watched, server: Server) -> None:
+    with server.client() as client:
+        god(client, "fork", {"source": DEFAULT, "forks": [{"id": "cp-here"}, {"id": "cp-there"}]})
+        god(client, "communicate", {"action": "link", "source": "cp-here", "target": "cp-there"})
+        threads = client.get("/api/thread/state", params={"instance": "cp-there"}).json()["threads"]
+    thread = max(threads, key=lambda t: t["posts"])["id"]  # the busiest: open for a while yet
+    page = open_world(watched, server, "cp-here")
+    page.click("#god-link summary")
+    page.wait_for_selector('#link-target option[value="cp-there"]', state="attached")
+    page.select_option("#link-target", "cp-there")
+    page.select_option("#link-action", "post")
+    page.fill("#link-agent", "arty")
+    page.fill("#link-thread", str(thread))
+    page.fill("#link-text", "a word from the other side")
+    page.click("#link-form button[type=submit]")
+    seq = seq_in(result_of(page, "link-result", "post sent to cp-there"))
+    with server.client() as client:
+        logged = client.get("/api/instances/cp-there/inputs", params={"limit": 1000}).json()["inputs"]
+    (found,) = [row["input"] for row in logged if row["seq"] == seq]
+    assert (found["type"], found["origin"], found["thread"]) == ("crosspost", "cp-here/arty", thread)
+    assert found["text"] == "a word from the other side"
+    watched.assert_clean()
+
+
+def test_a_full_export_from_the_page_holds_the_head_state_and_imports_back(
+    watched: Watched, server: Server, tmp_path: Path, shots: Path
+) -> None:
+    with server.client() as client:
+        god(client, "clone", {"source": DEFAULT, "id": "pk-full"})
+    sign_in(watched, server.token)
+    page = watched.page
+    page.goto(f"{server.url}/packages")
+    page.select_option("#export-instance", "pk-full")
+    assert not page.is_checked("#export-compact")  # full unless asked
+    assert page.get_attribute("#export-link", "href") == "/api/instances/pk-full/export"
+    with page.expect_download() as download:
+        page.click("#export-link")
+    saved = tmp_path / "pk-full.soulpkg"
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as package:
+        names = package.namelist()
+    assert any(name.endswith("state/head.zst") for name in names), names  # full: the head state itself
+    shown = subprocess.run(
+        [sys.executable, "-m", "soulfra", "package", "show", "--json", str(saved)],
+        capture_output=True, text=True, env=environment(server.home), timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    (exported,) = json.loads(shown.stdout)["instances"]
+    assert exported["id"] == "pk-full"
+
+    page.set_input_files("#import-file", str(saved))
+    page.fill("#import-as-id", "pk-full-copy")
+    page.uncheck("#import-start")  # kept at the package's head, to compare
+    page.click("#import-button")
+    assert "imported pk-full-copy" in result_of(page, "import-result", "imported")
+    page.screenshot(path=str(shots / "packages.png"))
+    with server.client() as client:
+        row = rows_of(client)["pk-full-copy"]
+    assert row["head_tick"] == exported["head_tick"]
+    watched.assert_clean()
 
 
 def test_export_downloads_a_package_that_imports_and_a_tampered_one_is_refused(

@@ -92,6 +92,11 @@ def test_the_chronicle_panels_show_the_history_and_stay_live(watched: Watched, s
     assert f"loop {seeds[shown]['from_loop']} sealed" in page.inner_text("#loop-seals")
     page.wait_for_selector(f'#unified li[data-id="{taken.json()["id"]}"]')
     until(page, "Number(document.getElementById('protocol-violations').textContent) >= 1")
+    with server.client() as client:
+        kept = got(client, f"/api/instances/{DEFAULT}/protocol/violations")["recent"]
+    (mine,) = [f for f in kept if f["subject"] == "input"]
+    page.wait_for_selector(f'#protocol-found li[data-validation="{mine["validation"]}"] [data-rule="input-size"]')
+    assert mine["violations"][0]["detail"] in page.inner_text("#protocol-found")
     assert "input-size" in page.inner_text("#protocol-rules")
     if anomalies:
         page.wait_for_selector("#anomalies li.anomaly")
@@ -142,7 +147,8 @@ def test_the_scrubber_shows_the_state_the_api_rebuilds(watched: Watched, server:
     change = current["threads"] - rebuilt["threads"]
     assert threads == ["threads", str(rebuilt["threads"]), str(current["threads"]), f"{change:+d}".replace("+0", "0")]
     assert count(page, "#at-agents tbody tr") == 8
-    page.screenshot(path=str(shots / "time-travel.png"), full_page=True)
+    page.evaluate("document.getElementById('time-travel').scrollIntoView()")
+    page.screenshot(path=str(shots / "time-travel.png"))
     watched.assert_clean()
 
 

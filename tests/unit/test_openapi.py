@@ -139,7 +139,9 @@ async def test_real_answers_validate_against_their_models(system: System) -> Non
         await call("GET", url)
     await call("POST", "/api/instances/a/whispers", 202, json={"text": "hello", "target": "arty"})
     await call("GET", "/api/instances/a/inputs")
-    await call("POST", "/api/instances/a/protocol/validate", json={"subject": "instance"})
+    # an input too large: a violation, so that the list of recent ones holds a row to check against its model
+    await call("POST", "/api/instances/a/protocol/validate", json={"subject": "input", "input": {"text": "x" * 5000}})
+    assert (await call("GET", "/api/instances/a/protocol/violations"))["recent"][0]["subject"] == "input"
     rules = await call("PUT", "/api/instances/b/protocol/rules", json={"max_agents": 50, "licence": {"max_forks": 3}})
     assert (rules["max_agents"], rules["licence"]["max_forks"], rules["licence"]["fork"]) == (50, 3, True)
     assert system.engine.store.instances.rules("b") == rules

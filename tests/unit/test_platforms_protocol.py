@@ -12,6 +12,7 @@ import pytest
 from soulfra.errors import (
     NotFoundError,
 )
+from soulfra.platforms.protocol import RECENT_VIOLATIONS
 from soulfra.security.permissions import Licence, PermissionValidator, RuleSet
 from soulfra.store import InMemoryStore, InstanceRecord
 from soulfra.store.ports import Store
@@ -158,3 +159,21 @@ async def test_protocol_validates_over_the_bus(make: Callable[..., Awaitable[Run
     assert [v["rule"] for v in export["violations"]] == ["licence"]
     status = await run.bridge.fetch_from_protocol("status")
     assert (status["validations"], status["violations"]) == (2, 2)
+    await run.bridge.fetch_from_protocol("validate", {"subject": "instance"})  # valid: not kept
+    found = await run.bridge.fetch_from_protocol("violations")
+    assert (found["validations"], found["violations"]) == (3, 2)
+    assert [(f["validation"], f["subject"], f["instance"]) for f in found["recent"]] == [
+        (2, "export", run.bridge.instance_id), (1, "snapshot", run.bridge.instance_id)]  # fmt: skip
+    assert found["recent"][0]["violations"] == export["violations"]
+    assert found["recent"][1]["violations"] == result["violations"]
+
+
+@pytest.mark.anyio
+async def test_protocol_keeps_only_the_latest_violations(make: Callable[..., Awaitable[Running]]) -> None:
+    run = await make(rules=RuleSet(licence=Licence(export=False)))
+    for _ in range(RECENT_VIOLATIONS + 3):
+        await run.bridge.fetch_from_protocol("validate", {"subject": "export"})
+    found = await run.bridge.fetch_from_protocol("violations")
+    numbers = [f["validation"] for f in found["recent"]]
+    assert numbers == list(range(RECENT_VIOLATIONS + 3, 3, -1))  # the newest first, the three oldest dropped
+    assert found["kept"] == RECENT_VIOLATIONS

@@ -16,7 +16,16 @@ from soulfra.platforms.watch import (
     ThreadWatch,
 )
 from soulfra.projection import vibe_to_json
-from soulfra.reflection import LOOP_PHASES, RESPONDING_TICKS, agent_loop_json, agent_phase, loop_json, threads_json
+from soulfra.reflection import (
+    LOOP_PHASES,
+    RECENT_ACTIONS,
+    RESPONDING_TICKS,
+    agent_loop_json,
+    agent_phase,
+    loop_json,
+    recent_actions,
+    threads_json,
+)
 from soulfra.world import World
 from soulfra.world.daemons.thread_weaver import STALE
 from soulfra.world.events import event_to_json
@@ -92,6 +101,23 @@ def test_an_operator_post_through_an_agent_shows_in_its_last_action() -> None:
     row = next(a for a in agent_loop_json(world.state)["agents"] if a["id"] == "arty")
     assert (row["phase"], row["last_acted"], row["last_action"], row["possessed_by"]) == (
         "responding", 3, "post:stars", "puppet-master")  # fmt: skip
+
+
+def test_recent_actions_are_the_agent_s_latest_acts_newest_first() -> None:
+    world = World.create(0)
+    inputs: list[Input] = [Possess(tick=0, agent=a) for a in AGENTS]
+    topics = [f"topic-{k}" for k in range(RECENT_ACTIONS + 3)]
+    inputs += [Act(tick=1 + k, agent="arty", action="post", topic=t, text="x") for k, t in enumerate(topics)]
+    inputs.append(Act(tick=len(topics) + 1, agent="arty", action="rest"))  # resting is no action it remembers
+    world.run_to(len(topics) + 3, inputs)
+    arty = world.state.index["arty"]
+    expected = [(1 + k, f"post:{t}") for k, t in enumerate(topics)][::-1][:RECENT_ACTIONS]
+    assert recent_actions(world.state, arty) == expected
+    assert recent_actions(world.state, arty, 2) == expected[:2]
+    assert recent_actions(world.state, world.state.index["cal-riven"]) == []
+    row = next(a for a in agent_loop_json(world.state)["agents"] if a["id"] == "arty")
+    assert row["recent"] == [{"tick": t, "action": a} for t, a in expected]
+    assert (row["last_acted"], row["last_action"]) == expected[0]
 
 
 def test_phases_are_a_function_of_the_state() -> None:

@@ -146,6 +146,21 @@ async def test_naming_an_instance_takes_a_viewer_token_that_covers_it(system: Sy
         await _json(scoped, "/api/agents/loop")  # the default instance is public
 
 
+async def test_one_agent_alone_with_its_phase_and_recent_actions(system: System) -> None:
+    whole = await _json(system.admin, "/api/agents/loop?instance=b&limit=1000")
+    last = whole["agents"][-1]["id"]
+    one = await _json(system.admin, f"/api/agents/loop?instance=b&agent={last}")
+    (row,) = one["agents"]
+    assert (row["id"], one["offset"], one["population"]) == (last, whole["population"] - 1, whole["population"])
+    assert set(row) >= {"phase", "last_action", "recent"}
+    assert all(set(action) == {"tick", "action"} for action in row["recent"])
+    if row["recent"]:
+        assert (row["recent"][0]["tick"], row["recent"][0]["action"]) == (row["last_acted"], row["last_action"])
+    missing = await _json(system.admin, "/api/agents/loop?instance=b&agent=nobody", 404)
+    assert "nobody" in missing["detail"]
+    assert (await _json(system.admin, "/api/agents/loop?agent=no%20such", 422))["code"] == "invalid_request"
+
+
 async def test_an_unknown_unified_snapshot_is_404(system: System) -> None:
     missing = await _json(system.admin, "/api/mirror/snapshot/987654?instance=b", 404)
     assert missing["code"] == "not_found"

@@ -34,6 +34,7 @@ from soulfra.api.models import (
     OverrideBody,
     Paused,
     PossessBody,
+    ProtocolViolations,
     Resumed,
     Rules,
     RulesBody,
@@ -232,6 +233,14 @@ def instance_router(gateway: Gateway, streams: LiveStreams) -> APIRouter:
         await gateway.bridge(instance_id)  # 404 for an instance this server does not know
         await off_loop(gateway.store.instances.set_rules, instance_id, rules)
         return rules
+
+    @router.get(
+        "/api/instances/{instance_id}/protocol/violations", tags=["protocol"], response_model=ProtocolViolations
+    )
+    async def violations(instance_id: InstanceId) -> dict[str, Any]:
+        """The protocol's counts and the latest validations that found violations (the latest 50, newest first;
+        kept in the protocol platform's memory, so they start again with it)."""
+        return await gateway.request(instance_id, "protocol", "violations")
 
     @router.post("/api/instances/{instance_id}/protocol/validate", tags=["protocol"], response_model=Validation)
     async def validate(instance_id: InstanceId, body: ValidateBody) -> dict[str, Any]:

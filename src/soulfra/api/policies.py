@@ -60,9 +60,9 @@ def _policies() -> dict[tuple[str, str], Policy]:
                       "/api/system/health"], by_query=True)  # fmt: skip
     add("GET", "viewer", ["/api/instances", "/api/leases", instance] + [instance + tail for tail in (
         "/status", "/vibe/weather", "/agents/echo", "/ritual/traces", "/events", "/agents", "/agents/{agent_id}",
-        "/inputs", "/protocol/rules", "/snapshots", "/snapshots/{snapshot_id}", "/unified-snapshots",
-        "/unified-snapshots/{unified_id}", "/mirror/anomalies", "/mirror/seeds", "/state", "/minds",
-        "/agents/{agent_id}/mind",
+        "/inputs", "/protocol/rules", "/protocol/violations", "/snapshots", "/snapshots/{snapshot_id}",
+        "/unified-snapshots", "/unified-snapshots/{unified_id}", "/mirror/anomalies", "/mirror/seeds", "/state",
+        "/minds", "/agents/{agent_id}/mind",
     )])  # fmt: skip
     add("GET", "viewer", ["/metrics"])  # a Prometheus scrape sends a viewer token (soulfra.api.metrics says why)
     add("POST", "operator", [instance + tail for tail in (

@@ -49,14 +49,23 @@ def reflection_router(gateway: Gateway) -> APIRouter:
         instance: InstanceQuery = None,
         offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        agent: Annotated[
+            str | None,
+            Query(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="One agent's id: that agent alone (404 if none)"),
+        ] = None,
     ) -> dict[str, Any]:
         """Each agent's phase in its listening -> reflecting -> responding -> evolving loop, counted over all agents,
         with a page of agents. Derived from the world's state alone (never random, never the clock), first rule that
         holds: **responding** if an operator possesses it or it acted within the last 2 ticks (its newest memory);
         **reflecting** if a whisper waits in its perception that it has not acted on; **evolving** if it has joined
         a ritual still in progress or holds a task (the world is changing it); **listening** otherwise.
-        ``resonance`` is 1 less the mean distance of the agents' valence from its mean."""
-        return await call(instance, "runtime", "agent_loop", {"offset": offset, "limit": limit})
+        ``resonance`` is 1 less the mean distance of the agents' valence from its mean. Each agent also lists its
+        ``recent`` actions, newest first (its memories: up to 8; resting leaves none). ``?agent=`` gives one agent
+        alone (the page at its index), as the dashboard's agent panel asks."""
+        body: dict[str, Any] = {"offset": offset, "limit": limit}
+        if agent is not None:
+            body["agent"] = agent
+        return await call(instance, "runtime", "agent_loop", body)
 
     @router.get("/api/ritual/log", response_model=RitualLog)
     async def ritual_log(instance: InstanceQuery = None) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """ProtocolPlatform: validation and permission. Serves the rule set and validation results; never takes part in
 loops and never changes a world. The rules themselves live in ``soulfra.security.permissions``: each instance runs
 under the rules an admin set for it (read from the store on every request, so a change counts at once) over the
-server's."""
+server's. It keeps the validations that found violations, the latest ``RECENT_VIOLATIONS`` of them, in memory
+beside its counts (like them, they start again with the process)."""
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from soulfra.bus.port import Bus
@@ -14,12 +16,14 @@ from soulfra.platforms.base import Op, Platform
 from soulfra.security.permissions import PermissionValidator, RuleSet, rules_for
 from soulfra.store.ports import Store
 
-__all__ = ["ProtocolPlatform"]
+__all__ = ["RECENT_VIOLATIONS", "ProtocolPlatform"]
+
+RECENT_VIOLATIONS = 50  # validations with violations kept for ``violations``, the oldest dropped first
 
 
 class ProtocolPlatform(Platform):
     name = "protocol"
-    always = frozenset({"status", "rules"})
+    always = frozenset({"status", "rules", "violations"})
 
     def __init__(self, instance_id: str, bus: Bus, store: Store | None = None, *, rules: RuleSet | None = None) -> None:
         super().__init__(instance_id, bus)
@@ -27,9 +31,17 @@ class ProtocolPlatform(Platform):
         self.store = store
         self.validations = 0
         self.violations = 0
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_VIOLATIONS)
 
     def ops(self) -> dict[str, Op]:
-        return {"status": self.status, "rules": self.read_rules, "validate": self.validate}
+        return {"status": self.status, "rules": self.read_rules, "validate": self.validate,
+                "violations": self.recent_violations}  # fmt: skip
+
+    async def recent_violations(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The counts, and the latest validations that found violations, newest first: each with its number among
+        this platform's validations, its subject, the instance it was about and what it found."""
+        return {"validations": self.validations, "violations": self.violations, "kept": RECENT_VIOLATIONS,
+                "recent": list(reversed(self.recent))}  # fmt: skip
 
     async def status(self, body: dict[str, Any]) -> dict[str, Any]:
         report = await super().status(body)
@@ -59,4 +71,8 @@ class ProtocolPlatform(Platform):
         result = await off_loop(validator.validate, subject, target, fields)  # it reads the store
         self.validations += 1
         self.violations += len(result.violations)
-        return result.to_json()
+        answer = result.to_json()
+        if result.violations:
+            self.recent.append({"validation": self.validations, "subject": subject, "instance": target,
+                                "checked": answer["checked"], "violations": answer["violations"]})  # fmt: skip
+        return answer

@@ -69,11 +69,18 @@ class RuntimeReads:
         return {"tick": state.tick, "agent": agent_json(state, state.index[agent_id])}
 
     async def agent_loop(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Each agent's phase in its loop (``soulfra.reflection.agent_phase``), counted, and a page of agents."""
+        """Each agent's phase in its loop (``soulfra.reflection.agent_phase``), counted, and a page of agents; or,
+        with ``agent`` (an id), that agent alone (the page at its index)."""
         await self._settled()
+        state = self.world.world.state
+        agent_id = body.get("agent")
+        if agent_id is not None:
+            if not isinstance(agent_id, str) or agent_id not in state.index:
+                raise UnknownAgentError(f"no agent {agent_id!r} in {self.instance_id}")
+            return agent_loop_json(state, state.index[agent_id], 1)
         offset = int_field(body, "offset", 0, 0, 1 << 31)
         limit = int_field(body, "limit", 100, 1, 1000)
-        return agent_loop_json(self.world.world.state, offset, limit)
+        return agent_loop_json(state, offset, limit)
 
     async def loop(self, body: dict[str, Any]) -> dict[str, Any]:
         """The loop under way and its phase."""

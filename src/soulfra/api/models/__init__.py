@@ -40,6 +40,7 @@ from soulfra.api.models.security import (
 from soulfra.api.models.surface import (
     Anomalies,
     Echoes,
+    ProtocolViolations,
     Rules,
     Seeds,
     Traces,
@@ -77,6 +78,7 @@ __all__ = [
     "OverrideBody",
     "Paused",
     "PossessBody",
+    "ProtocolViolations",
     "Ready",
     "Resumed",
     "Rules",

@@ -12,6 +12,7 @@ from soulfra.api.models.base import Closed, Open
 from soulfra.api.models.surface import LoopSeed, Trace
 
 __all__ = [
+    "AgentAction",
     "AgentLoop",
     "AgentPhase",
     "CurrentLoop",
@@ -35,6 +36,15 @@ class PhaseCounts(Closed):
     evolving: int
 
 
+class AgentAction(Closed):
+    """One completed action of an agent, from its memory."""
+
+    tick: int
+    action: str = Field(
+        description="What it did: post:<topic>, ritual:<id> (proposed), or the action's name (bless...)"
+    )
+
+
 class AgentPhase(Closed):
     """One agent's place in its loop, with what it did last (its newest memory)."""
 
@@ -47,6 +57,7 @@ class AgentPhase(Closed):
     whisper: bool = Field(description="A whisper waits in its perception, not yet acted on")
     valence: float
     energy: float
+    recent: list[AgentAction] = Field(description="Its latest actions, newest first (up to 8; resting leaves none)")
 
 
 class AgentLoop(Closed):

@@ -18,7 +18,9 @@ __all__ = [
     "Anomaly",
     "Echo",
     "Echoes",
+    "FoundViolations",
     "LoopSeed",
+    "ProtocolViolations",
     "Rules",
     "Seeds",
     "Trace",
@@ -97,6 +99,23 @@ class Validation(Closed):
     valid: bool
     checked: list[str]
     violations: list[Violation]
+
+
+class FoundViolations(Closed):
+    """One validation that found violations."""
+
+    validation: int = Field(description="Its number among the protocol platform's validations (1 is the first)")
+    subject: str
+    instance: str = Field(description="The instance it was about")
+    checked: list[str]
+    violations: list[Violation]
+
+
+class ProtocolViolations(Closed):
+    validations: int = Field(description="Validations since the protocol platform started")
+    violations: int = Field(description="Violations they found")
+    kept: int = Field(description="How many validations with violations are kept (the oldest go first)")
+    recent: list[FoundViolations] = Field(description="The latest validations that found violations, newest first")
 
 
 class Licence(Closed):

@@ -1,5 +1,5 @@
 // The world page's chronicle panels: the ritual timeline, loop seals and the next loop's seed, mirror anomalies,
-// unified snapshots and the protocol's counts. Read from the JSON API once, then kept live from the events world.js
+// unified snapshots and the protocol's counts with its latest violations. Read from the JSON API once, then kept live from the events world.js
 // passes on (a "soulfra:event" per stream event), so a new item shows within a second of its tick.
 
 import { getJson } from "./api.js";
@@ -169,13 +169,44 @@ async function loadUnified() {
   $("unified").replaceChildren(...items);
 }
 
+// One validation that found violations: its number, subject and instance, then each rule broken and why.
+function foundItem(found) {
+  const li = document.createElement("li");
+  li.className = "feed-item protocol-found";
+  li.dataset.validation = String(found.validation);
+  const at = document.createElement("span");
+  at.className = "feed-tick";
+  at.textContent = `#${found.validation}`;
+  const strong = document.createElement("strong");
+  strong.textContent = `${found.subject} of ${found.instance}`;
+  li.append(at, strong);
+  for (const violation of found.violations) {
+    const text = document.createElement("span");
+    text.className = "feed-text";
+    text.dataset.rule = violation.rule;
+    text.textContent = `${violation.rule}: ${violation.detail}`;
+    li.append(text);
+  }
+  return li;
+}
+
 async function loadProtocol() {
-  const [status, rules] = await Promise.all([getJson(`${base}/status`), getJson(`${base}/protocol/rules`)]);
-  const protocol = status.platforms?.protocol ?? {};
-  $("protocol-validations").textContent = String(protocol.validations ?? "\u2013");
+  const [found, rules] = await Promise.all([
+    getJson(`${base}/protocol/violations`),
+    getJson(`${base}/protocol/rules`),
+  ]);
+  $("protocol-validations").textContent = String(found.validations);
   const violations = $("protocol-violations");
-  violations.textContent = String(protocol.violations ?? "\u2013");
-  violations.className = Number(protocol.violations) > 0 ? "error" : "";
+  violations.textContent = String(found.violations);
+  violations.className = found.violations > 0 ? "error" : "";
+  const list = $("protocol-found");
+  if (list.dataset.newest !== String(found.recent[0]?.validation ?? 0)) {
+    list.dataset.newest = String(found.recent[0]?.validation ?? 0);
+    const none = document.createElement("li");
+    none.className = "muted none";
+    none.textContent = "none found";
+    list.replaceChildren(...(found.recent.length ? found.recent.map(foundItem) : [none]));
+  }
   $("protocol-rules").textContent = (rules.rules ?? []).join(", ");
   const licence = rules.licence ?? {};
   $("protocol-limits").textContent =
@@ -201,7 +232,7 @@ function onEvent(event) {
   } else if (event.kind === "unified_snapshot") unifiedTaken(data);
 }
 
-const PROTOCOL_MS = 5000; // the protocol's counts change only when something is validated
+const PROTOCOL_MS = 5000; // the protocol's counts and violations change only when something is validated
 
 function start() {
   document.addEventListener("soulfra:event", (message) => onEvent(message.detail));

@@ -85,18 +85,6 @@ function wirePossession() {
       return ack(`${form.agent.value} will ${body.action}`, reply);
     }),
   );
-  // The agents the world page listed for whispers, offered here as the user types.
-  form.agent.addEventListener("focus", fillAgents, { once: true });
-  $("trait-agent")?.addEventListener("focus", fillAgents, { once: true });
-  $("link-agent")?.addEventListener("focus", fillAgents, { once: true });
-}
-
-function fillAgents() {
-  const list = $("god-agents");
-  if (list.childElementCount) return;
-  for (const option of $("whisper-target")?.options ?? []) {
-    if (option.value !== "*") list.append(new Option(option.text, option.value));
-  }
 }
 
 // -- the puppet master's commands -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import { ApiError, getJson, postJson } from "./api.js";
 import { agentAt, drawAgents, drawWeather } from "./canvas.js";
 import "./god.js";
 import { loadCosts, showMind } from "./minds.js";
+import { loadThreads, showLoop } from "./reflection.js";
 
 const instance = document.body.dataset.instance;
 const base = `/api/instances/${encodeURIComponent(instance)}`;
@@ -85,7 +86,7 @@ async function loadAgents() {
   }
   view.agents = agents;
   setText("agent-count", agents.length);
-  fillTargets();
+  fillAgentChoices();
   drawAgentViews();
 }
 
@@ -114,12 +115,18 @@ function drawAgentViews() {
   list.replaceChildren(...items);
 }
 
-function fillTargets() {
-  const select = $("whisper-target");
-  if (!select || select.options.length > 1) return;
-  for (const agent of view.agents.slice(0, 500)) {
-    select.add(new Option(agent.name ?? agent.id, agent.id));
-  }
+// Every agent, offered as the user types an agent's id (whisper, possess, traits, links): the god panel's datalist,
+// refilled when the agents change (a fork's genesis, an import), never cut short.
+let choicesKey = "";
+
+function fillAgentChoices() {
+  const list = $("god-agents");
+  if (!list) return;
+  const key = `${view.agents.length}:${view.agents[0]?.id}:${view.agents.at(-1)?.id}`;
+  if (key === choicesKey) return;
+  choicesKey = key;
+  list.replaceChildren(...view.agents.map((agent) => new Option(agent.name ?? agent.id, agent.id)));
+  list.dataset.count = view.agents.length;
 }
 
 async function showAgent(agentId) {
@@ -130,7 +137,7 @@ async function showAgent(agentId) {
   try {
     const reply = await getJson(`${base}/agents/${encodeURIComponent(agentId)}`);
     renderAgent(reply.agent);
-    await showMind(base, agentId, () => view.selected);
+    await Promise.all([showLoop(instance, agentId, () => view.selected), showMind(base, agentId, () => view.selected)]);
   } catch (error) {
     setText("agent-name", agentId);
     $("agent-body").replaceChildren(message(error));
@@ -237,7 +244,8 @@ async function refresh() {
   refreshing = true;
   last = performance.now();
   try {
-    const reads = [loadStatus(), loadState(), loadWeather()];
+    const reads = [loadStatus(), loadState(), loadWeather(), loadThreads(instance)];
+    if (view.selected && !$("agent-detail").hidden) reads.push(showLoop(instance, view.selected, () => view.selected));
     if (last - lastAgents >= AGENTS_MS) {
       lastAgents = last;
       reads.push(loadAgents());
@@ -354,7 +362,7 @@ function wireControls() {
   $("whisper-form")?.addEventListener("submit", (event) => {
     event.preventDefault();
     const form = event.currentTarget;
-    const body = { text: form.text.value, target: form.target.value, tone: form.tone.value };
+    const body = { text: form.text.value, target: form.target.value.trim() || "*", tone: form.tone.value };
     control(async () => {
       const ack = await postJson(`${base}/whispers`, body);
       form.text.value = "";
@@ -400,7 +408,14 @@ async function start() {
   wireControls();
   let seq = 0;
   try {
-    const [status] = await Promise.all([loadStatus(), loadState(), loadWeather(), loadAgents(), loadCosts(base)]);
+    const [status] = await Promise.all([
+      loadStatus(),
+      loadState(),
+      loadWeather(),
+      loadAgents(),
+      loadCosts(base),
+      loadThreads(instance),
+    ]);
     last = lastAgents = lastCosts = performance.now();
     seq = Number(status.platforms?.surface?.stream_seq ?? 0);
   } catch (error) {
