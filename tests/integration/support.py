@@ -36,7 +36,7 @@ Result = subprocess.CompletedProcess[str]
 READY_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 20.0
 CLI_TIMEOUT_S = 60.0
-ACK_TIMEOUT = 15.0  # seconds to wait for one line from a live run (a cold start included)
+ACK_TIMEOUT = 30.0  # seconds to wait for one line from a live run (a cold start on a loaded machine included)
 
 
 def free_port() -> int:
