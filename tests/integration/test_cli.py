@@ -121,7 +121,10 @@ def test_a_bad_world_file_gives_one_line(tmp_path: Path, content: str, needle: s
             '"target": "cal-rivn", "text": "y"}\n',
             ":2: input at tick 5 names unknown agent 'cal-rivn'",
         ),
-        ('{"tick": 500, "type": "release", "agent": "arty"}\n', "run ends before tick"),
+        (
+            '{"tick": 3, "type": "release", "agent": "arty"}\n{"tick": 500, "type": "release", "agent": "arty"}\n',
+            ":2: an input is stamped for tick 500, but the run ends before tick 10",
+        ),
     ],
 )
 def test_a_bad_input_log_gives_one_line(tmp_path: Path, content: str, needle: str) -> None:
@@ -133,6 +136,28 @@ def test_a_bad_input_log_gives_one_line(tmp_path: Path, content: str, needle: st
     assert len(lines) == 1 and needle in lines[0], done.stderr
     if needle.startswith(":"):  # a mistake in a line of the log names the file and the line
         assert lines[0].startswith(f"soulfra: error: {path}{needle}"), lines[0]
+
+
+def test_an_input_log_behind_a_kept_world_names_the_line(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'worlds.db'}"
+    assert soulfra("run", "--db", db, "--ticks", "6").returncode == 0
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        '{"tick": 8, "type": "release", "agent": "arty"}\n\n{"tick": 2, "type": "release", "agent": "arty"}\n'
+    )
+    done = soulfra("run", "--db", db, "--ticks", "10", "--inputs", str(path))
+    assert done.returncode == 65, done.stderr
+    assert done.stderr.strip() == (
+        f"soulfra: error: {path}:3: input for tick 2 comes after the world has reached tick 6"
+    ), done.stderr
+    path.write_text(
+        '{"tick": 9, "type": "release", "agent": "arty"}\n{"tick": 30, "type": "release", "agent": "arty"}\n'
+    )
+    done = soulfra("run", "--db", db, "--ticks", "10", "--inputs", str(path))
+    assert done.returncode == 65, done.stderr
+    assert done.stderr.strip() == (
+        f"soulfra: error: {path}:2: an input is stamped for tick 30, but the run ends before tick 16"
+    ), done.stderr
 
 
 def test_bench_tick_measures_soulfra_beside_mesa() -> None:

@@ -88,7 +88,7 @@ def run_command(
 ) -> None:
     """Run a world for a number of ticks and report its state hash; with --db, persist it (or continue it). With
     --model-url, its language agents ask that model, and their replies are recorded (in --db's input log)."""
-    from soulfra.cli.runner import check_agents, load_numbered_inputs, load_world_file  # noqa: PLC0415
+    from soulfra.cli.runner import check_agents, check_ticks, load_numbered_inputs, load_world_file  # noqa: PLC0415
     from soulfra.durable import DurabilitySettings, DurableWorld  # noqa: PLC0415
     from soulfra.meta.audit_signing import signed_recorder  # noqa: PLC0415
     from soulfra.security.identity import cli_identity  # noqa: PLC0415
@@ -111,6 +111,8 @@ def run_command(
     genesis = World.create(seed, spec, agents=agents) if numbered or db is None else None
     if genesis is not None and numbered:  # every agent an input names, checked before any tick runs: the mistake
         check_agents(genesis, Path(str(inputs)), numbered)  # names its file and line
+        if db is None:  # a kept world's ticks are known once it is opened
+            check_ticks(Path(str(inputs)), numbered, genesis.tick, ticks)
     items = [item for _, item in numbered]
     if db is None:  # the world the agents were checked against (made above whenever db is None), run from genesis
         instance: World | DurableWorld = genesis if genesis is not None else World.create(seed, spec, agents=agents)
@@ -129,6 +131,8 @@ def run_command(
             action.refine("instance.create" if created else None, instance_id=durable.instance_id,
                           detail={"from_tick": durable.tick, **made})  # fmt: skip
             try:
+                if numbered:  # a kept world may be past the log's first ticks: the late line is named
+                    check_ticks(Path(str(inputs)), numbered, durable.tick, ticks, durable.check)
                 _run_and_report(
                     durable,
                     ticks,
