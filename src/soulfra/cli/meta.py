@@ -158,7 +158,7 @@ def export_command(
     db: DbOption = None,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
-    as_json: JsonOption = False,
+    as_json: LocalJsonOption = False,
 ) -> None:
     """Export instances as one signed .soulpkg: one instance, several, or --all (default: the newest one)."""
     if db is not None:
@@ -235,7 +235,7 @@ def import_command(
     trust_key: TrustOption = None,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
-    as_json: JsonOption = False,
+    as_json: LocalJsonOption = False,
 ) -> None:
     """Import a package: signature, hashes, sizes, paths and the protocol's rules are checked; nothing is written
     unless everything passes."""

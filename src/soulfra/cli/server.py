@@ -139,7 +139,8 @@ InstanceOption = Annotated[
     str | None, typer.Option("--instance", "-i", help="Instance id; default: the server's default instance")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's reply as JSON")]
-LocalJsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]  # no server involved
+# a command with no server involved, or one that does the work itself with --db (the result is not the server's)
+LocalJsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
 LogLevelOption = Annotated[
     str,
     typer.Option(
