@@ -17,6 +17,7 @@ from rich.console import Console
 
 from soulfra.cli import god as cli_god
 from soulfra.cli.god import emit, json_arg, pair
+from soulfra.cli.options import AGENTS_HELP, RATE_HELP, rate_rule
 from soulfra.cli.server import (
     DEFAULT_URL,
     JsonOption,
@@ -30,6 +31,7 @@ from soulfra.cli.server import (
     unreachable,
 )
 from soulfra.errors import InputError, OutputError, ServerUnavailableError
+from soulfra.limits import MAX_GENERATED_AGENTS
 
 if TYPE_CHECKING:
     import httpx
@@ -69,11 +71,9 @@ def _bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None
 def instance_create(
     instance_id: Annotated[str | None, typer.Option("--id", help="Its id (default: world-<seed>)")] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**64 - 1, help="Its seed, 0 to 2**64-1")] = 0,
-    agents: Annotated[int, typer.Option(min=0, max=100_000, help="Extra generated agents")] = 0,
+    agents: Annotated[int, typer.Option(min=0, max=MAX_GENERATED_AGENTS, help=AGENTS_HELP)] = 0,
     world: Annotated[Path | None, typer.Option(help="A world file (TOML)")] = None,
-    rate: Annotated[
-        float | None, typer.Option(min=0, help="Ticks per second; 0 as fast as it goes (default: the server's)")
-    ] = None,
+    rate: Annotated[float | None, typer.Option(callback=rate_rule, help=RATE_HELP + " (default: the server's)")] = None,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
     as_json: JsonOption = False,

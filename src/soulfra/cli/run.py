@@ -22,14 +22,18 @@ from rich.console import Console
 from soulfra.cli import server as cli_server
 from soulfra.cli import store as cli_store
 from soulfra.cli.options import (
+    AGENTS_HELP,
+    RATE_HELP,
     LanguageAgentsOption,
     ModelInFlightOption,
     ModelJsonOption,
     ModelOption,
     ModelTimeoutOption,
     ModelUrlOption,
+    rate_rule,
 )
 from soulfra.errors import ConfigError
+from soulfra.limits import MAX_GENERATED_AGENTS
 
 if TYPE_CHECKING:
     from soulfra.cli.runner import RunReport
@@ -62,7 +66,7 @@ def run_command(
     ctx: typer.Context,
     seed: Annotated[int, typer.Option(min=0, help="The world's seed (0 to 2**64-1).")] = 0,
     ticks: Annotated[int, typer.Option(min=0, help="Ticks to run; 0 runs until Ctrl-C (with --live or --db).")] = 100,
-    agents: Annotated[int, typer.Option(min=0, help="Generated agents to add to the named ones.")] = 0,
+    agents: Annotated[int, typer.Option(min=0, max=MAX_GENERATED_AGENTS, help=AGENTS_HELP + ".")] = 0,
     world: Annotated[Path | None, typer.Option(help="World file (TOML) defining the world and its agents.")] = None,
     inputs: Annotated[
         str | None, typer.Option(help="Input log (JSON lines) of operator inputs by tick; '-' reads stdin live (--db).")
@@ -72,7 +76,7 @@ def run_command(
     live: Annotated[bool, typer.Option("--live", help="Show the world in the terminal as it runs.")] = False,
     rate: Annotated[
         float | None,
-        typer.Option(min=0.1, max=10000.0, help="Ticks per second (default: 5 with --live, else unpaced)."),
+        typer.Option(callback=rate_rule, help=RATE_HELP + " (default: 5 with --live, else as fast as it goes)."),
     ] = None,
     db: Annotated[
         str | None, typer.Option(help="Persist the run in this database (sqlite:///PATH or postgresql://...).")
@@ -186,7 +190,7 @@ def _run_and_report(
             return [] if asker is None else list(asker.replies_due(instance))
 
         if live:
-            report = _run_live(instance, ticks, items, sink, rate or 5.0, before_tick)
+            report = _run_live(instance, ticks, items, sink, 5.0 if rate is None else rate, before_tick)
         elif rate is not None or ticks == 0 or (kept and not err.is_terminal):
             # paced, endless, or kept in a database: Ctrl-C and SIGTERM end it after the tick under way
             report = _run_paced(instance, ticks, items, sink, rate, before_tick)
@@ -258,7 +262,8 @@ def _run_live(
     rate: float,
     before_tick: Callable[[], list[Input]] | None = None,
 ) -> RunReport:
-    """Run paced at ``rate`` ticks per second, redrawing after every tick; Ctrl-C ends after the current tick."""
+    """Run paced at ``rate`` ticks per second (0: as fast as it goes), redrawing after every tick; Ctrl-C ends after
+    the current tick."""
     from rich.live import Live  # noqa: PLC0415
 
     from soulfra.cli.console import LiveView  # noqa: PLC0415
@@ -268,7 +273,7 @@ def _run_live(
     view = LiveView(instance.world if isinstance(instance, DurableWorld) else instance)
     flag = _StopFlag()
     previous = signal.signal(signal.SIGINT, flag)
-    interval = 1.0 / rate
+    interval = 1.0 / rate if rate else 0.0
     next_at = time.monotonic()
     try:
         with Live(view.render(), auto_refresh=False, console=Console()) as display:

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from soulfra.cli.options import (
+    RATE_HELP,
     AgentsOption,
     AllowedHostOption,
     AuthFailuresOption,
@@ -154,7 +155,7 @@ LogFormatOption = Annotated[
         help="Log lines as json or console; auto: console on a terminal, json otherwise" + _env("log_format"),
     ),
 ]
-RateOption = Annotated[float, typer.Option(help="Ticks per second; 0 runs as fast as possible" + _env("rate"))]
+RateOption = Annotated[float, typer.Option(help=RATE_HELP + _env("rate"))]  # bounded by soulfra.settings
 CycleOption = Annotated[int, typer.Option(help="Ticks between unified snapshots; 0 for none" + _env("cycle_every"))]
 
 
