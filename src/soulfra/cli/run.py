@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -49,7 +49,7 @@ PROGRESS_MIN_STEPS = 200_000  # show a progress bar when a run is at least this 
 
 
 class _StopFlag:
-    """Set by Ctrl-C (SIGINT) so a live run ends cleanly after the current tick."""
+    """Set by Ctrl-C (SIGINT) or SIGTERM so a run ends cleanly after the tick under way."""
 
     def __init__(self) -> None:
         self.raised = False
@@ -60,6 +60,18 @@ class _StopFlag:
 
     def stopped(self) -> bool:
         return self.raised
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[_StopFlag]:
+    """A flag Ctrl-C and SIGTERM set, instead of ending the process, for what runs inside."""
+    flag = _StopFlag()
+    previous = signal.signal(signal.SIGINT, flag), signal.signal(signal.SIGTERM, flag)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
 
 
 def run_command(
@@ -189,11 +201,14 @@ def _run_and_report(
                 submit_live()
             return [] if asker is None else list(asker.replies_due(instance))
 
+        # Kept, live, paced or endless: Ctrl-C and SIGTERM end the run after the tick under way, whichever way it is
+        # drawn. A plain run from memory keeps Ctrl-C's default (exit 130): nothing of it is kept to go on from.
+        flag = stack.enter_context(_stopped_by_signals()) if kept or live or rate is not None or ticks == 0 else None
+        should_stop = flag.stopped if flag is not None else None
         if live:
-            report = _run_live(instance, ticks, items, sink, 5.0 if rate is None else rate, before_tick)
-        elif rate is not None or ticks == 0 or (kept and not err.is_terminal):
-            # paced, endless, or kept in a database: Ctrl-C and SIGTERM end it after the tick under way
-            report = _run_paced(instance, ticks, items, sink, rate, before_tick)
+            report = _run_live(instance, ticks, items, sink, 5.0 if rate is None else rate, before_tick, should_stop)
+        elif rate is not None:
+            report = _run_paced(instance, ticks, items, sink, rate, before_tick, should_stop)
         elif err.is_terminal and core.state.size * ticks >= PROGRESS_MIN_STEPS:
             with Progress(
                 TextColumn("ticking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -205,9 +220,9 @@ def _run_and_report(
                     sink(batch)
                     progress.advance(task)
 
-                report = run(instance, ticks, items, on_tick=advance, before_tick=before_tick)
+                report = run(instance, ticks, items, on_tick=advance, should_stop=should_stop, before_tick=before_tick)
         else:
-            report = run(instance, ticks, items, on_tick=sink, before_tick=before_tick)
+            report = run(instance, ticks, items, on_tick=sink, should_stop=should_stop, before_tick=before_tick)
         if asker is not None:
             report.minds, report.minds_skipped = dict(sorted(asker.outcomes.items())), asker.skipped
     if as_json:
@@ -229,29 +244,25 @@ def _run_paced(
     ticks: int,
     items: list[Input],
     sink: Callable[[list[Event]], None],
-    rate: float | None,
+    rate: float,
     before_tick: Callable[[], list[Input]] | None,
+    should_stop: Callable[[], bool] | None,
 ) -> RunReport:
-    """Run at ``rate`` ticks per second (unpaced when None); Ctrl-C or SIGTERM ends it after the current tick."""
+    """Run at ``rate`` ticks per second (0: as fast as it goes), ending after the tick under way once
+    ``should_stop``."""
     from soulfra.cli.runner import run  # noqa: PLC0415
 
-    flag = _StopFlag()
-    previous = signal.signal(signal.SIGINT, flag), signal.signal(signal.SIGTERM, flag)
     interval = 1.0 / rate if rate else 0.0
     next_at = time.monotonic()
-    try:
 
-        def on_tick(batch: list[Event]) -> None:
-            nonlocal next_at
-            sink(batch)
-            next_at += interval
-            while not flag.raised and (remaining := next_at - time.monotonic()) > 0:
-                time.sleep(min(remaining, 0.05))  # pacing, checking for a stop
+    def on_tick(batch: list[Event]) -> None:
+        nonlocal next_at
+        sink(batch)
+        next_at += interval
+        while not (should_stop and should_stop()) and (remaining := next_at - time.monotonic()) > 0:
+            time.sleep(min(remaining, 0.05))  # pacing, checking for a stop
 
-        return run(instance, ticks, items, on_tick=on_tick, should_stop=flag.stopped, before_tick=before_tick)
-    finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
+    return run(instance, ticks, items, on_tick=on_tick, should_stop=should_stop, before_tick=before_tick)
 
 
 def _run_live(
@@ -260,10 +271,11 @@ def _run_live(
     items: list[Input],
     sink: Callable[[list[Event]], None],
     rate: float,
-    before_tick: Callable[[], list[Input]] | None = None,
+    before_tick: Callable[[], list[Input]] | None,
+    should_stop: Callable[[], bool] | None,
 ) -> RunReport:
-    """Run paced at ``rate`` ticks per second (0: as fast as it goes), redrawing after every tick; Ctrl-C ends after
-    the current tick."""
+    """Run paced at ``rate`` ticks per second (0: as fast as it goes), redrawing after every tick; ends after the
+    tick under way once ``should_stop``."""
     from rich.live import Live  # noqa: PLC0415
 
     from soulfra.cli.console import LiveView  # noqa: PLC0415
@@ -271,22 +283,17 @@ def _run_live(
     from soulfra.durable import DurableWorld  # noqa: PLC0415
 
     view = LiveView(instance.world if isinstance(instance, DurableWorld) else instance)
-    flag = _StopFlag()
-    previous = signal.signal(signal.SIGINT, flag)
     interval = 1.0 / rate if rate else 0.0
     next_at = time.monotonic()
-    try:
-        with Live(view.render(), auto_refresh=False, console=Console()) as display:
+    with Live(view.render(), auto_refresh=False, console=Console()) as display:
 
-            def on_tick(batch: list[Event]) -> None:
-                nonlocal next_at
-                sink(batch)
-                view.absorb(batch)
-                display.update(view.render(), refresh=True)
-                next_at += interval
-                while not flag.raised and (remaining := next_at - time.monotonic()) > 0:
-                    time.sleep(min(remaining, 0.05))  # pacing the display, checking for Ctrl-C
+        def on_tick(batch: list[Event]) -> None:
+            nonlocal next_at
+            sink(batch)
+            view.absorb(batch)
+            display.update(view.render(), refresh=True)
+            next_at += interval
+            while not (should_stop and should_stop()) and (remaining := next_at - time.monotonic()) > 0:
+                time.sleep(min(remaining, 0.05))  # pacing the display, checking for a stop
 
-            return run(instance, ticks, items, on_tick=on_tick, should_stop=flag.stopped, before_tick=before_tick)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        return run(instance, ticks, items, on_tick=on_tick, should_stop=should_stop, before_tick=before_tick)
