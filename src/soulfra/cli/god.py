@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from soulfra.cli.conflicts import conflict_line
 from soulfra.cli.server import DEFAULT_URL, JsonOption, TokenOption, UrlOption, _request
 from soulfra.errors import InputError
 
@@ -176,25 +177,7 @@ def god_merge(
             typer.echo("  (--verbose lists each one, --json gives the exact values)")
         return
     for conflict in conflicts:
-        ours_v, theirs_v, resolved = (_shown(conflict[k], conflict["field"]) for k in ("ours", "theirs", "resolved"))
-        typer.echo(
-            f"  {conflict['domain']}/{conflict['entity']}.{conflict['field']}: ours {ours_v}, theirs {theirs_v} "
-            f"-> {resolved} ({conflict['policy']})"
-        )
-
-
-def _shown(value: Any, field: str) -> str:
-    """A merged value as a person reads it: an agent's trait, mood, energy or focus as the decimal the world's
-    fixed point stands for, anything else as JSON (never Python's repr)."""
-    from soulfra.world.fixed import to_decimal_str  # noqa: PLC0415 -- the world loads only where it is needed
-    from soulfra.world.model import TRAITS  # noqa: PLC0415
-
-    if field in (*TRAITS, *FIXED_POINT_FIELDS) and isinstance(value, int) and not isinstance(value, bool):
-        return to_decimal_str(value)
-    return json.dumps(value, separators=(", ", ": ")) if isinstance(value, dict | list) else str(value)
-
-
-FIXED_POINT_FIELDS = ("valence", "arousal", "energy", "focus")  # an agent's fields kept as fixed-point integers
+        typer.echo(conflict_line(conflict))
 
 
 @god_app.command("possess")
