@@ -8,14 +8,14 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from soulfra.cli import god as cli_god
+from soulfra.cli.bars import bars
 from soulfra.cli.god import emit, json_arg, pair
 from soulfra.cli.options import AGENTS_HELP, RATE_HELP, rate_rule
 from soulfra.cli.server import (
@@ -47,21 +47,6 @@ DbOption = Annotated[str | None, typer.Option("--db", help="Work on a database d
 TrustOption = Annotated[
     list[Path] | None, typer.Option("--trust-key", metavar="FILE", help="Also trust this public key file (repeatable)")
 ]
-
-
-@contextlib.contextmanager
-def _bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A byte progress bar on stderr; yields the callback ``(done, total)``."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn  # noqa: PLC0415
-
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=console, transient=True, disable=not (enabled and console.is_terminal),
-    )  # fmt: skip
-    task = progress.add_task(label, total=None)
-    with progress:
-        yield lambda done, total: progress.update(task, completed=done, total=total or None)
 
 
 # -- instance ------------------------------------------------------------------------------------------------------
@@ -164,7 +149,7 @@ def export_command(
     if db is not None:
         from soulfra.meta.offline import export_db  # noqa: PLC0415 -- the storage stack loads only here
 
-        with _bar("export") as progress:
+        with bars() as shown:
             reply = export_db(
                 db,
                 instance or [],
@@ -172,7 +157,7 @@ def export_command(
                 all_instances=all_instances,
                 output=output,
                 compact=compact,
-                progress=progress,
+                progress=shown.bytes("export"),
             )
     else:
         params: list[tuple[str, str | int | float | bool | None]] = [("instance", i) for i in instance or []]
@@ -200,7 +185,8 @@ def _download(url: str, path: str, params: list[tuple[str, str | int | float | b
                 response.read()
                 raise _reply_error(url, response)
             total = int(response.headers.get("content-length", 0))
-            with _bar("download") as progress, _atomic(output) as handle:
+            with bars() as shown, _atomic(output) as handle:
+                progress = shown.bytes("download")
                 done = 0
                 for chunk in response.iter_bytes():
                     handle.write(chunk)
@@ -242,9 +228,10 @@ def import_command(
     if db is not None:
         from soulfra.meta.offline import import_db  # noqa: PLC0415 -- the storage stack loads only here
 
-        with _bar("import") as progress:
+        with bars() as shown:  # the bytes read, then the ticks replayed (a compact package's, or --verify-replay's)
             reply = import_db(db, package, home=_home(), as_id=as_id, verify_replay=verify_replay,
-                              trusted=trust_key or [], progress=progress)  # fmt: skip
+                              trusted=trust_key or [], progress=shown.bytes("import"),
+                              on_tick=shown.ticks())  # fmt: skip
     else:
         if trust_key:
             raise InputError("--trust-key applies to --db imports; a server trusts the keys of its own installation")
@@ -362,7 +349,8 @@ def package_edit(
         raise InputError("--drop and --add belong to a rewrite: give --rewrite-from TICK")
     if not edits:
         raise InputError("nothing to edit: give --personality, --ritual, --vibe or --rewrite-from")
-    reply = edit_package(package, output, edits, home=_home(), trusted=trust_key or [])
+    with bars() as shown:  # a rewrite (and a compact package) replays the history
+        reply = edit_package(package, output, edits, home=_home(), trusted=trust_key or [], on_tick=shown.ticks())
     emit(reply, as_json, f"wrote {output}: {plural(len(edits), 'edit')}, head {reply['head_hash'][:19]}")
 
 
