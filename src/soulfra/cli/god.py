@@ -10,9 +10,10 @@ import typer
 
 from soulfra.cli.conflicts import conflict_line
 from soulfra.cli.server import DEFAULT_URL, JsonOption, TokenOption, UrlOption, _request
+from soulfra.cli.specs import MODIFY_HELP, modification, pair
 from soulfra.errors import InputError
 
-__all__ = ["emit", "god_app", "json_arg", "pair"]
+__all__ = ["emit", "god_app", "json_arg"]
 
 god_app = typer.Typer(help="God-mode commands on a running server; each is audited and logged.", no_args_is_help=True)
 
@@ -22,13 +23,6 @@ def json_arg(text: str, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{what} is not valid JSON: {exc.msg} (at character {exc.pos})") from None
-
-
-def pair(text: str, flag: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise InputError(f"{flag} takes name=value, not {text!r}")
-    return key.strip(), value.strip()
 
 
 def _god(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -71,14 +65,7 @@ def god_thaw(
     emit(reply, as_json, f"thawed: {thawed}")
 
 
-ModifyOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--modify", "-m", metavar="JSON",
-        help="""An input without its tick, as JSON (repeatable), e.g. -m '{"type": "whisper", "target": "arty", """
-        """"text": "hello"}'""",
-    ),
-]  # fmt: skip
+ModifyOption = Annotated[list[str] | None, typer.Option("--modify", "-m", metavar="SPEC", help=MODIFY_HELP)]
 
 
 @god_app.command("clone")
@@ -92,7 +79,7 @@ def god_clone(
     as_json: JsonOption = False,
 ) -> None:
     """CLONE_INSTANCE: a copy (by reference: no history copied), with modifications from the next tick."""
-    mods = [json_arg(m, "--modify") for m in modify or []]
+    mods = [modification(m) for m in modify or []]
     reply = _god(url, "clone", {"source": source, "id": clone_id, "tick": tick, "modifications": mods})
     emit(reply, as_json, f"cloned {source} at tick {reply['tick']} as {reply['id']}")
 

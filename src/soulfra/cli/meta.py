@@ -16,7 +16,7 @@ import typer
 
 from soulfra.cli import god as cli_god
 from soulfra.cli.bars import bars
-from soulfra.cli.god import emit, json_arg, pair
+from soulfra.cli.god import emit, json_arg
 from soulfra.cli.options import AGENTS_HELP, RATE_HELP, rate_rule
 from soulfra.cli.server import (
     DEFAULT_URL,
@@ -30,6 +30,7 @@ from soulfra.cli.server import (
     server_error,
     unreachable,
 )
+from soulfra.cli.specs import personality_spec, ritual_spec, vibe_spec
 from soulfra.errors import InputError, OutputError, ServerUnavailableError
 from soulfra.limits import MAX_GENERATED_AGENTS
 
@@ -319,29 +320,11 @@ def package_edit(
     """Edit a package offline; the new package is signed by this installation and records every change."""
     from soulfra.meta.offline import edit_package  # noqa: PLC0415
 
-    edits: list[dict[str, Any]] = []
-    for text in personality or []:
-        agent, sep, rest = text.partition(":")
-        if not sep or not rest:
-            raise InputError(f"--personality takes AGENT:TRAIT=V[,TRAIT=V], not {text!r}")
-        edits.append({"op": "personality", "agent": agent,
-                      "traits": dict(pair(p, "--personality") for p in rest.split(","))})  # fmt: skip
-    for text in ritual or []:
-        parts = text.split(":")
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "blessed"):
-            raise InputError(f"--ritual takes NAME:AGENT,AGENT[:blessed], not {text!r}")
-        edits.append({"op": "ritual", "name": parts[0], "participants": parts[1].split(","),
-                      "blessed": len(parts) == 3})  # fmt: skip
-    for text in vibe or []:
-        parts = text.split(":")
-        edit: dict[str, Any] = {"op": "vibe", "condition": parts[0]}
-        if len(parts) > 1:
-            edit["intensity"] = parts[1]
-        if len(parts) > 2:
-            if not parts[2].isdigit():
-                raise InputError(f"--vibe duration must be a whole number of ticks, not {parts[2]!r}")
-            edit["duration"] = int(parts[2])
-        edits.append(edit)
+    edits: list[dict[str, Any]] = [
+        *({"op": "personality", **personality_spec(text)} for text in personality or []),
+        *({"op": "ritual", **ritual_spec(text)} for text in ritual or []),
+        *({"op": "vibe", **vibe_spec(text)} for text in vibe or []),
+    ]
     if rewrite_from is not None:
         edits.append({"op": "rewrite", "from_tick": rewrite_from, "drop": drop or [],
                       "add": [json_arg(a, "--add") for a in add or []]})  # fmt: skip
