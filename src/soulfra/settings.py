@@ -18,6 +18,7 @@ from pydantic import ByteSize, Field, SecretStr, ValidationError, ValidationInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from soulfra.errors import ConfigError
+from soulfra.limits import MAX_GENERATED_AGENTS, RATE_RULE, rate_problem
 from soulfra.logs import FORMATS, LEVELS
 
 if TYPE_CHECKING:
@@ -117,8 +118,15 @@ class ServingSettings(SoulfraSettings):
 
     log_level: str = Field("info", description="log records at this level and above")
     log_format: str = Field("auto", description="log lines as json or console; auto: console on a terminal")
-    rate: float = Field(2.0, ge=0.0, allow_inf_nan=False, description="ticks per second; 0 as fast as possible")
+    rate: float = Field(2.0, allow_inf_nan=False, description=f"ticks per second, {RATE_RULE}")
     cycle_every: int = Field(0, ge=0, description="ticks between unified snapshots; 0 for none")
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: float) -> float:
+        if (problem := rate_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("log_level", "log_format")
     @classmethod
@@ -173,7 +181,7 @@ class WorldSettings(SoulfraSettings):
 
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the default instance's seed")
     world: Path | None = Field(None, description="the default instance's world file (TOML)")
-    agents: int = Field(0, ge=0, le=100_000, description="extra generated agents in the default instance")
+    agents: int = Field(0, ge=0, le=MAX_GENERATED_AGENTS, description="extra generated agents in the default instance")
 
 
 class ModelSettings(SoulfraSettings):

@@ -93,6 +93,47 @@ def test_bad_usage_gives_one_line_and_an_exit_code(args: tuple[str, ...], code: 
     assert "Traceback" not in done.stderr
 
 
+RATE_RULE = "a rate is 0 (as fast as it goes) or 0.001 to 1e+09 ticks a second"
+
+
+@pytest.mark.parametrize("command", [("run", "--ticks", "1"), ("up",), ("instance", "create"), ("cluster", "local")])
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--rate", "0.0001", f"{RATE_RULE}, not 0.0001"),
+        ("--rate", "2e9", f"{RATE_RULE}, not 2e+09"),
+        ("--rate", "-1", f"{RATE_RULE}, not -1"),
+        ("--agents", "100001", "Input should be less than or equal to 100000"),
+        ("--agents", "-1", "Input should be greater than or equal to 0"),
+    ],
+)
+def test_every_way_into_a_world_refuses_the_same_rates_and_agent_counts(
+    tmp_path: Path, command: tuple[str, ...], flag: str, value: str, needle: str
+) -> None:
+    done = soulfra(*command, flag, value, home=tmp_path)
+    assert done.returncode == 2, done.stderr
+    # run and instance create bound their flags in Typer; the serving commands in their settings (SOULFRA_* too)
+    said = done.stderr.strip()
+    assert said == f"soulfra: error: Invalid value for '{flag}': {needle}" or (
+        said.startswith(f"soulfra: error: invalid setting {flag}=")
+        and said.endswith(f": {needle[0].lower()}{needle[1:]}")
+    ), said
+
+
+def test_a_rate_set_in_the_environment_keeps_the_same_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOULFRA_RATE", "0.0001")
+    done = soulfra("up", home=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().endswith(f"{RATE_RULE}, not 0.0001"), done.stderr
+
+
+@pytest.mark.parametrize("rate", ["0", "1e9"])
+def test_run_takes_the_rates_at_the_rule_s_bounds(rate: str) -> None:
+    done = soulfra("run", "--ticks", "2", "--rate", rate, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tick"] == 2
+
+
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
@@ -121,7 +162,10 @@ def test_a_bad_world_file_gives_one_line(tmp_path: Path, content: str, needle: s
             '"target": "cal-rivn", "text": "y"}\n',
             ":2: input at tick 5 names unknown agent 'cal-rivn'",
         ),
-        ('{"tick": 500, "type": "release", "agent": "arty"}\n', "run ends before tick"),
+        (
+            '{"tick": 3, "type": "release", "agent": "arty"}\n{"tick": 500, "type": "release", "agent": "arty"}\n',
+            ":2: an input is stamped for tick 500, but the run ends before tick 10",
+        ),
     ],
 )
 def test_a_bad_input_log_gives_one_line(tmp_path: Path, content: str, needle: str) -> None:
@@ -133,6 +177,28 @@ def test_a_bad_input_log_gives_one_line(tmp_path: Path, content: str, needle: st
     assert len(lines) == 1 and needle in lines[0], done.stderr
     if needle.startswith(":"):  # a mistake in a line of the log names the file and the line
         assert lines[0].startswith(f"soulfra: error: {path}{needle}"), lines[0]
+
+
+def test_an_input_log_behind_a_kept_world_names_the_line(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'worlds.db'}"
+    assert soulfra("run", "--db", db, "--ticks", "6").returncode == 0
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        '{"tick": 8, "type": "release", "agent": "arty"}\n\n{"tick": 2, "type": "release", "agent": "arty"}\n'
+    )
+    done = soulfra("run", "--db", db, "--ticks", "10", "--inputs", str(path))
+    assert done.returncode == 65, done.stderr
+    assert done.stderr.strip() == (
+        f"soulfra: error: {path}:3: input for tick 2 comes after the world has reached tick 6"
+    ), done.stderr
+    path.write_text(
+        '{"tick": 9, "type": "release", "agent": "arty"}\n{"tick": 30, "type": "release", "agent": "arty"}\n'
+    )
+    done = soulfra("run", "--db", db, "--ticks", "10", "--inputs", str(path))
+    assert done.returncode == 65, done.stderr
+    assert done.stderr.strip() == (
+        f"soulfra: error: {path}:2: an input is stamped for tick 30, but the run ends before tick 16"
+    ), done.stderr
 
 
 def test_bench_tick_measures_soulfra_beside_mesa() -> None:

@@ -11,6 +11,11 @@ from typer.testing import CliRunner
 
 from soulfra.cli import app
 from soulfra.cli import god as cli_god
+from soulfra.cli.conflicts import LONGEST_LIST
+from soulfra.meta.engine import PuppetMasterEngine
+from soulfra.world.fixed import to_decimal_str
+
+from .meta_engine_support import WARM, create, god, settle
 
 REPLY: dict[str, Any] = {
     "type": "MERGE_INSTANCES", "ok": True, "id": "a-merge", "parents": ["a", "b"], "tick": 40,
@@ -55,3 +60,51 @@ def test_verbose_lists_every_field_with_values_as_json() -> None:
 
 def test_json_is_the_reply_itself() -> None:
     assert json.loads(merge("--json")) == REPLY
+
+
+@pytest.mark.anyio
+async def test_verbose_shows_a_real_merge_in_decimals_and_long_lists_by_length(
+    engine: PuppetMasterEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await create(engine, "x")
+    at = (await settle(engine, ["x"], 6))["x"]
+    cold = {**WARM, "traits": {"warmth": "0.2"}}
+    storm = {"type": "intervene", "kind": "vibe", "condition": "echo-storm", "intensity": "0.9", "duration": 30}
+    await god(engine, {"type": "REALITY_FORK", "source": "x", "forks": [
+        {"id": "a", "modifications": [WARM]}, {"id": "b", "modifications": [cold, storm]},
+    ]})  # fmt: skip
+    await settle(engine, ["a", "b"], at + 60)
+    reply = json.loads(
+        json.dumps(await god(engine, {"type": "MERGE_INSTANCES", "ours": "a", "theirs": "b", "id": "m"}))
+    )
+    monkeypatch.setattr(cli_god, "_request", lambda method, url, path, body=None: reply)
+    lines = merge("--verbose").splitlines()[2:]
+    assert len(lines) == len(reply["conflicts"])
+    by_domain = {
+        (c["domain"], c["entity"], c["field"]): line for c, line in zip(reply["conflicts"], lines, strict=True)
+    }
+    kinds = {domain for domain, _, _ in by_domain}
+    assert {"agents", "affinities", "vibe"} <= kinds  # the merge has the conflicts this test is about
+    fixed_fields = ("warmth", "valence", "arousal", "energy", "focus")
+    fixed = [
+        (c, line)
+        for c, line in zip(reply["conflicts"], lines, strict=True)
+        if isinstance(c["ours"], int) and (c["domain"] == "affinities" or c["field"] in fixed_fields)
+    ]
+    assert any(c["domain"] == "affinities" for c, _ in fixed)
+    for conflict, line in fixed:  # every fixed-point value as its decimal, never the raw integer
+        ours, theirs = (to_decimal_str(conflict[side]) for side in ("ours", "theirs"))
+        assert f": ours {ours}, theirs {theirs} -> {to_decimal_str(conflict['resolved'])} (" in line, line
+    vibe = next(c for c in reply["conflicts"] if (c["entity"], c["field"]) == ("vibe", "*"))
+    vibe_line = by_domain["vibe", "vibe", "*"]
+    for key in ("temperature", "pressure", "wind"):
+        assert f'"{key}": {to_decimal_str(vibe["ours"][key])}' in vibe_line, vibe_line
+    assert any(vibe["ours"][key] not in (0, 1_000_000) for key in ("temperature", "pressure")), vibe  # decimals differ
+    history = next(c for c in reply["conflicts"] if c["entity"] == "vibe_history")
+    assert by_domain["vibe", "vibe_history", "*"] == (
+        f"  vibe/vibe_history.*: ours {len(history['ours'])} entries, theirs {len(history['theirs'])} entries -> "
+        f"{len(history['resolved'])} entries ({history['policy']})"
+    )
+    memories = [line for (domain, _, field), line in by_domain.items() if (domain, field) == ("agents", "memory")]
+    assert memories and all(" entries" in line for line in memories)  # long lists by their length
+    assert [line for line in lines if line.count("[") > 2 * LONGEST_LIST + 2] == []  # no whole lists anywhere

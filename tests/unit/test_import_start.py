@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from soulfra.durable import DurableWorld
+from soulfra.limits import MAX_GENERATED_AGENTS
 from soulfra.meta.engine import EngineSettings, PuppetMasterEngine
 from soulfra.platforms.instance import InstanceSettings
 from soulfra.world import DEFAULT_WORLD
@@ -66,6 +67,11 @@ async def test_an_instance_created_at_rate_0_ticks_as_fast_as_it_goes_and_a_rate
     paced = await http.post("/api/instances", json={"id": "slow", "seed": 3, "rate": 0.5})
     assert paced.status_code == 201, paced.text
     assert engine.live["slow"].runtime.rate == 0.5
-    refused = await http.post("/api/instances", json={"id": "tiny", "seed": 4, "rate": 1e-300})
-    assert refused.status_code == 422
-    assert "at least 0.001" in refused.json()["detail"]
+    quick = await http.post("/api/instances", json={"id": "quick", "seed": 5, "rate": 5000})  # the runtime's bound,
+    assert quick.status_code == 201, quick.text  # not a tighter one of the API's own
+    assert engine.live["quick"].runtime.rate == 5000
+    for body in ({"rate": 1e-300}, {"rate": 2e9}, {"agents": MAX_GENERATED_AGENTS + 1}):
+        refused = await http.post("/api/instances", json={"id": "refused", "seed": 4, **body})
+        assert refused.status_code == 422, body
+        assert ("0.001 to 1e+09" if "rate" in body else "100000") in refused.json()["detail"], refused.text
+    assert "refused" not in engine.live

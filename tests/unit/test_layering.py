@@ -36,7 +36,7 @@ def _imports(path: Path) -> list[str]:
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
-        "__init__ errors offload metrics logs",
+        "__init__ errors offload metrics logs limits",
         "world",
         "codec store bus projection reflection",
         "durable verification verification_spans",

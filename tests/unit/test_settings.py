@@ -317,7 +317,7 @@ def test_a_bad_server_variable_does_not_stop_a_client_command(monkeypatch: pytes
         (("up",), "SOULFRA_PORT", "abc", "input should be a valid integer"),
         (("up",), "SOULFRA_PORT", "70000", "input should be less than or equal to 65535"),
         (("up",), "SOULFRA_MAX_BODY", "lots", "could not parse value and unit"),
-        (("up",), "SOULFRA_RATE", "-1", "greater than or equal to 0"),
+        (("up",), "SOULFRA_RATE", "-1", "a rate is 0 (as fast as it goes) or 0.001 to 1e+09 ticks a second, not -1"),
         (("up",), "SOULFRA_LOG_LEVEL", "loud", "expected one of debug, info, warning, error"),
         (("serve", "mirror", "--instance", "w", "--db", "sqlite://"), "SOULFRA_CYCLE_EVERY", "often", "valid integer"),
         (("status",), "SOULFRA_URL", "localhost:8000", "expected an http:// or https:// URL"),

@@ -37,6 +37,7 @@ from soulfra.api.models.god import (
     UnlinkReply,
 )
 from soulfra.errors import ConflictError, NotFoundError, PackageLimitError, StorageError
+from soulfra.limits import MAX_GENERATED_AGENTS, RATE_RULE, rate_problem
 from soulfra.meta.commands import (
     AgentPossession,
     CloneInstance,
@@ -54,7 +55,6 @@ from soulfra.meta.package import Limits, read_package, write_package
 from soulfra.meta.service import PuppetMaster
 from soulfra.meta.transfer import bundle_for, import_bundles
 from soulfra.offload import off_loop
-from soulfra.platforms.runtime import MIN_RATE
 from soulfra.security.audit import current_action, current_identity
 
 __all__ = ["PACKAGE_MEDIA_TYPE", "meta_router"]
@@ -89,18 +89,19 @@ CompactQuery = Annotated[
 class CreateInstance(BaseModel):
     id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     seed: int = Field(default=0, ge=0, le=2**64 - 1)
-    agents: int = Field(default=0, ge=0, le=100_000, description="Generated agents beside the world file's own")
+    agents: int = Field(
+        default=0, ge=0, le=MAX_GENERATED_AGENTS, description="Generated agents beside the world file's own"
+    )
     world: str | None = Field(default=None, max_length=1_000_000, description="A world file's TOML text")
     rate: float | None = Field(
-        default=None, ge=0, le=1000,
-        description="Ticks per second, 0.001 to 1000, or 0 for as fast as it goes (default: the server's)",
-    )  # fmt: skip
+        default=None, allow_inf_nan=False, description=f"Ticks per second, {RATE_RULE} (default: the server's)"
+    )
 
     @field_validator("rate")
     @classmethod
     def _rate(cls, value: float | None) -> float | None:
-        if value is not None and 0 < value < MIN_RATE:
-            raise ValueError(f"a rate is 0 (as fast as it goes) or at least {MIN_RATE} ticks a second")
+        if value is not None and (problem := rate_problem(value)) is not None:
+            raise ValueError(problem)
         return value
 
 

@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
+from soulfra.cli.conflicts import conflict_line
 from soulfra.cli.server import DEFAULT_URL, JsonOption, TokenOption, UrlOption, _request
+from soulfra.cli.specs import MODIFY_HELP, modification, pair
 from soulfra.errors import InputError
 
-__all__ = ["emit", "god_app", "json_arg", "pair"]
+__all__ = ["emit", "god_app", "json_arg"]
 
 god_app = typer.Typer(help="God-mode commands on a running server; each is audited and logged.", no_args_is_help=True)
 
@@ -21,13 +23,6 @@ def json_arg(text: str, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{what} is not valid JSON: {exc.msg} (at character {exc.pos})") from None
-
-
-def pair(text: str, flag: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise InputError(f"{flag} takes name=value, not {text!r}")
-    return key.strip(), value.strip()
 
 
 def _god(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -70,14 +65,7 @@ def god_thaw(
     emit(reply, as_json, f"thawed: {thawed}")
 
 
-ModifyOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--modify", "-m", metavar="JSON",
-        help="""An input without its tick, as JSON (repeatable), e.g. -m '{"type": "whisper", "target": "arty", """
-        """"text": "hello"}'""",
-    ),
-]  # fmt: skip
+ModifyOption = Annotated[list[str] | None, typer.Option("--modify", "-m", metavar="SPEC", help=MODIFY_HELP)]
 
 
 @god_app.command("clone")
@@ -91,7 +79,7 @@ def god_clone(
     as_json: JsonOption = False,
 ) -> None:
     """CLONE_INSTANCE: a copy (by reference: no history copied), with modifications from the next tick."""
-    mods = [json_arg(m, "--modify") for m in modify or []]
+    mods = [modification(m) for m in modify or []]
     reply = _god(url, "clone", {"source": source, "id": clone_id, "tick": tick, "modifications": mods})
     emit(reply, as_json, f"cloned {source} at tick {reply['tick']} as {reply['id']}")
 
@@ -176,25 +164,7 @@ def god_merge(
             typer.echo("  (--verbose lists each one, --json gives the exact values)")
         return
     for conflict in conflicts:
-        ours_v, theirs_v, resolved = (_shown(conflict[k], conflict["field"]) for k in ("ours", "theirs", "resolved"))
-        typer.echo(
-            f"  {conflict['domain']}/{conflict['entity']}.{conflict['field']}: ours {ours_v}, theirs {theirs_v} "
-            f"-> {resolved} ({conflict['policy']})"
-        )
-
-
-def _shown(value: Any, field: str) -> str:
-    """A merged value as a person reads it: an agent's trait, mood, energy or focus as the decimal the world's
-    fixed point stands for, anything else as JSON (never Python's repr)."""
-    from soulfra.world.fixed import to_decimal_str  # noqa: PLC0415 -- the world loads only where it is needed
-    from soulfra.world.model import TRAITS  # noqa: PLC0415
-
-    if field in (*TRAITS, *FIXED_POINT_FIELDS) and isinstance(value, int) and not isinstance(value, bool):
-        return to_decimal_str(value)
-    return json.dumps(value, separators=(", ", ": ")) if isinstance(value, dict | list) else str(value)
-
-
-FIXED_POINT_FIELDS = ("valence", "arousal", "energy", "focus")  # an agent's fields kept as fixed-point integers
+        typer.echo(conflict_line(conflict))
 
 
 @god_app.command("possess")

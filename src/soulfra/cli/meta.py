@@ -8,15 +8,16 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from soulfra.cli import god as cli_god
-from soulfra.cli.god import emit, json_arg, pair
+from soulfra.cli.bars import bars
+from soulfra.cli.god import emit, json_arg
+from soulfra.cli.options import AGENTS_HELP, RATE_HELP, rate_rule
 from soulfra.cli.server import (
     DEFAULT_URL,
     JsonOption,
@@ -29,7 +30,9 @@ from soulfra.cli.server import (
     server_error,
     unreachable,
 )
+from soulfra.cli.specs import personality_spec, ritual_spec, vibe_spec
 from soulfra.errors import InputError, OutputError, ServerUnavailableError
+from soulfra.limits import MAX_GENERATED_AGENTS
 
 if TYPE_CHECKING:
     import httpx
@@ -47,21 +50,6 @@ TrustOption = Annotated[
 ]
 
 
-@contextlib.contextmanager
-def _bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A byte progress bar on stderr; yields the callback ``(done, total)``."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn  # noqa: PLC0415
-
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=console, transient=True, disable=not (enabled and console.is_terminal),
-    )  # fmt: skip
-    task = progress.add_task(label, total=None)
-    with progress:
-        yield lambda done, total: progress.update(task, completed=done, total=total or None)
-
-
 # -- instance ------------------------------------------------------------------------------------------------------
 
 
@@ -69,11 +57,9 @@ def _bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None
 def instance_create(
     instance_id: Annotated[str | None, typer.Option("--id", help="Its id (default: world-<seed>)")] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**64 - 1, help="Its seed, 0 to 2**64-1")] = 0,
-    agents: Annotated[int, typer.Option(min=0, max=100_000, help="Extra generated agents")] = 0,
+    agents: Annotated[int, typer.Option(min=0, max=MAX_GENERATED_AGENTS, help=AGENTS_HELP)] = 0,
     world: Annotated[Path | None, typer.Option(help="A world file (TOML)")] = None,
-    rate: Annotated[
-        float | None, typer.Option(min=0, help="Ticks per second; 0 as fast as it goes (default: the server's)")
-    ] = None,
+    rate: Annotated[float | None, typer.Option(callback=rate_rule, help=RATE_HELP + " (default: the server's)")] = None,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
     as_json: JsonOption = False,
@@ -158,13 +144,13 @@ def export_command(
     db: DbOption = None,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
-    as_json: JsonOption = False,
+    as_json: LocalJsonOption = False,
 ) -> None:
     """Export instances as one signed .soulpkg: one instance, several, or --all (default: the newest one)."""
     if db is not None:
         from soulfra.meta.offline import export_db  # noqa: PLC0415 -- the storage stack loads only here
 
-        with _bar("export") as progress:
+        with bars() as shown:
             reply = export_db(
                 db,
                 instance or [],
@@ -172,7 +158,7 @@ def export_command(
                 all_instances=all_instances,
                 output=output,
                 compact=compact,
-                progress=progress,
+                progress=shown.bytes("export"),
             )
     else:
         params: list[tuple[str, str | int | float | bool | None]] = [("instance", i) for i in instance or []]
@@ -200,7 +186,8 @@ def _download(url: str, path: str, params: list[tuple[str, str | int | float | b
                 response.read()
                 raise _reply_error(url, response)
             total = int(response.headers.get("content-length", 0))
-            with _bar("download") as progress, _atomic(output) as handle:
+            with bars() as shown, _atomic(output) as handle:
+                progress = shown.bytes("download")
                 done = 0
                 for chunk in response.iter_bytes():
                     handle.write(chunk)
@@ -235,16 +222,17 @@ def import_command(
     trust_key: TrustOption = None,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
-    as_json: JsonOption = False,
+    as_json: LocalJsonOption = False,
 ) -> None:
     """Import a package: signature, hashes, sizes, paths and the protocol's rules are checked; nothing is written
     unless everything passes."""
     if db is not None:
         from soulfra.meta.offline import import_db  # noqa: PLC0415 -- the storage stack loads only here
 
-        with _bar("import") as progress:
+        with bars() as shown:  # the bytes read, then the ticks replayed (a compact package's, or --verify-replay's)
             reply = import_db(db, package, home=_home(), as_id=as_id, verify_replay=verify_replay,
-                              trusted=trust_key or [], progress=progress)  # fmt: skip
+                              trusted=trust_key or [], progress=shown.bytes("import"),
+                              on_tick=shown.ticks())  # fmt: skip
     else:
         if trust_key:
             raise InputError("--trust-key applies to --db imports; a server trusts the keys of its own installation")
@@ -332,29 +320,11 @@ def package_edit(
     """Edit a package offline; the new package is signed by this installation and records every change."""
     from soulfra.meta.offline import edit_package  # noqa: PLC0415
 
-    edits: list[dict[str, Any]] = []
-    for text in personality or []:
-        agent, sep, rest = text.partition(":")
-        if not sep or not rest:
-            raise InputError(f"--personality takes AGENT:TRAIT=V[,TRAIT=V], not {text!r}")
-        edits.append({"op": "personality", "agent": agent,
-                      "traits": dict(pair(p, "--personality") for p in rest.split(","))})  # fmt: skip
-    for text in ritual or []:
-        parts = text.split(":")
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "blessed"):
-            raise InputError(f"--ritual takes NAME:AGENT,AGENT[:blessed], not {text!r}")
-        edits.append({"op": "ritual", "name": parts[0], "participants": parts[1].split(","),
-                      "blessed": len(parts) == 3})  # fmt: skip
-    for text in vibe or []:
-        parts = text.split(":")
-        edit: dict[str, Any] = {"op": "vibe", "condition": parts[0]}
-        if len(parts) > 1:
-            edit["intensity"] = parts[1]
-        if len(parts) > 2:
-            if not parts[2].isdigit():
-                raise InputError(f"--vibe duration must be a whole number of ticks, not {parts[2]!r}")
-            edit["duration"] = int(parts[2])
-        edits.append(edit)
+    edits: list[dict[str, Any]] = [
+        *({"op": "personality", **personality_spec(text)} for text in personality or []),
+        *({"op": "ritual", **ritual_spec(text)} for text in ritual or []),
+        *({"op": "vibe", **vibe_spec(text)} for text in vibe or []),
+    ]
     if rewrite_from is not None:
         edits.append({"op": "rewrite", "from_tick": rewrite_from, "drop": drop or [],
                       "add": [json_arg(a, "--add") for a in add or []]})  # fmt: skip
@@ -362,7 +332,8 @@ def package_edit(
         raise InputError("--drop and --add belong to a rewrite: give --rewrite-from TICK")
     if not edits:
         raise InputError("nothing to edit: give --personality, --ritual, --vibe or --rewrite-from")
-    reply = edit_package(package, output, edits, home=_home(), trusted=trust_key or [])
+    with bars() as shown:  # a rewrite (and a compact package) replays the history
+        reply = edit_package(package, output, edits, home=_home(), trusted=trust_key or [], on_tick=shown.ticks())
     emit(reply, as_json, f"wrote {output}: {plural(len(edits), 'edit')}, head {reply['head_hash'][:19]}")
 
 

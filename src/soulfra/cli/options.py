@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from soulfra.limits import MAX_GENERATED_AGENTS, RATE_RULE, rate_problem
+
 __all__ = [
     "AgentsOption",
     "AllowedHostOption",
@@ -39,11 +41,24 @@ __all__ = [
     "TlsKeyOption",
     "WorldOption",
     "env",
+    "rate_rule",
 ]
 
 
 def env(field: str) -> str:
     return f" (env SOULFRA_{field.upper()})"
+
+
+def rate_rule(value: float | None) -> float | None:
+    """A ``--rate`` callback: the rule every way into a world shares (``soulfra.limits``), refused as a
+    usage error (one line, exit 2)."""
+    if value is not None and (problem := rate_problem(value)) is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
+AGENTS_HELP = f"Extra generated agents, 0 to {MAX_GENERATED_AGENTS}"
+RATE_HELP = f"Ticks per second: {RATE_RULE}"
 
 
 # -- a cluster -------------------------------------------------------------------------------------------------------
@@ -96,7 +111,7 @@ BodyTimeoutOption = Annotated[
 # -- the default world -----------------------------------------------------------------------------------------------
 SeedOption = Annotated[int, typer.Option(help="Seed of the default instance, 0 to 2**64-1" + env("seed"))]
 WorldOption = Annotated[Path | None, typer.Option(help="World file (TOML) of the default instance" + env("world"))]
-AgentsOption = Annotated[int, typer.Option(help="Extra generated agents, 0 to 100000" + env("agents"))]
+AgentsOption = Annotated[int, typer.Option(help=AGENTS_HELP + env("agents"))]  # bounded by soulfra.settings
 
 # -- language minds: the endpoint the runtime asks (its API key: SOULFRA_MODEL_KEY, never on the command line) ------
 ModelUrlOption = Annotated[

@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -22,14 +22,18 @@ from rich.console import Console
 from soulfra.cli import server as cli_server
 from soulfra.cli import store as cli_store
 from soulfra.cli.options import (
+    AGENTS_HELP,
+    RATE_HELP,
     LanguageAgentsOption,
     ModelInFlightOption,
     ModelJsonOption,
     ModelOption,
     ModelTimeoutOption,
     ModelUrlOption,
+    rate_rule,
 )
 from soulfra.errors import ConfigError
+from soulfra.limits import MAX_GENERATED_AGENTS
 
 if TYPE_CHECKING:
     from soulfra.cli.runner import RunReport
@@ -45,7 +49,7 @@ PROGRESS_MIN_STEPS = 200_000  # show a progress bar when a run is at least this 
 
 
 class _StopFlag:
-    """Set by Ctrl-C (SIGINT) so a live run ends cleanly after the current tick."""
+    """Set by Ctrl-C (SIGINT) or SIGTERM so a run ends cleanly after the tick under way."""
 
     def __init__(self) -> None:
         self.raised = False
@@ -58,11 +62,23 @@ class _StopFlag:
         return self.raised
 
 
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[_StopFlag]:
+    """A flag Ctrl-C and SIGTERM set, instead of ending the process, for what runs inside."""
+    flag = _StopFlag()
+    previous = signal.signal(signal.SIGINT, flag), signal.signal(signal.SIGTERM, flag)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
 def run_command(
     ctx: typer.Context,
     seed: Annotated[int, typer.Option(min=0, help="The world's seed (0 to 2**64-1).")] = 0,
     ticks: Annotated[int, typer.Option(min=0, help="Ticks to run; 0 runs until Ctrl-C (with --live or --db).")] = 100,
-    agents: Annotated[int, typer.Option(min=0, help="Generated agents to add to the named ones.")] = 0,
+    agents: Annotated[int, typer.Option(min=0, max=MAX_GENERATED_AGENTS, help=AGENTS_HELP + ".")] = 0,
     world: Annotated[Path | None, typer.Option(help="World file (TOML) defining the world and its agents.")] = None,
     inputs: Annotated[
         str | None, typer.Option(help="Input log (JSON lines) of operator inputs by tick; '-' reads stdin live (--db).")
@@ -72,7 +88,7 @@ def run_command(
     live: Annotated[bool, typer.Option("--live", help="Show the world in the terminal as it runs.")] = False,
     rate: Annotated[
         float | None,
-        typer.Option(min=0.1, max=10000.0, help="Ticks per second (default: 5 with --live, else unpaced)."),
+        typer.Option(callback=rate_rule, help=RATE_HELP + " (default: 5 with --live, else as fast as it goes)."),
     ] = None,
     db: Annotated[
         str | None, typer.Option(help="Persist the run in this database (sqlite:///PATH or postgresql://...).")
@@ -88,7 +104,7 @@ def run_command(
 ) -> None:
     """Run a world for a number of ticks and report its state hash; with --db, persist it (or continue it). With
     --model-url, its language agents ask that model, and their replies are recorded (in --db's input log)."""
-    from soulfra.cli.runner import check_agents, load_numbered_inputs, load_world_file  # noqa: PLC0415
+    from soulfra.cli.runner import check_agents, check_ticks, load_numbered_inputs, load_world_file  # noqa: PLC0415
     from soulfra.durable import DurabilitySettings, DurableWorld  # noqa: PLC0415
     from soulfra.meta.audit_signing import signed_recorder  # noqa: PLC0415
     from soulfra.security.identity import cli_identity  # noqa: PLC0415
@@ -111,6 +127,8 @@ def run_command(
     genesis = World.create(seed, spec, agents=agents) if numbered or db is None else None
     if genesis is not None and numbered:  # every agent an input names, checked before any tick runs: the mistake
         check_agents(genesis, Path(str(inputs)), numbered)  # names its file and line
+        if db is None:  # a kept world's ticks are known once it is opened
+            check_ticks(Path(str(inputs)), numbered, genesis.tick, ticks)
     items = [item for _, item in numbered]
     if db is None:  # the world the agents were checked against (made above whenever db is None), run from genesis
         instance: World | DurableWorld = genesis if genesis is not None else World.create(seed, spec, agents=agents)
@@ -129,6 +147,8 @@ def run_command(
             action.refine("instance.create" if created else None, instance_id=durable.instance_id,
                           detail={"from_tick": durable.tick, **made})  # fmt: skip
             try:
+                if numbered:  # a kept world may be past the log's first ticks: the late line is named
+                    check_ticks(Path(str(inputs)), numbered, durable.tick, ticks, durable.check)
                 _run_and_report(
                     durable,
                     ticks,
@@ -181,11 +201,14 @@ def _run_and_report(
                 submit_live()
             return [] if asker is None else list(asker.replies_due(instance))
 
+        # Kept, live, paced or endless: Ctrl-C and SIGTERM end the run after the tick under way, whichever way it is
+        # drawn. A plain run from memory keeps Ctrl-C's default (exit 130): nothing of it is kept to go on from.
+        flag = stack.enter_context(_stopped_by_signals()) if kept or live or rate is not None or ticks == 0 else None
+        should_stop = flag.stopped if flag is not None else None
         if live:
-            report = _run_live(instance, ticks, items, sink, rate or 5.0, before_tick)
-        elif rate is not None or ticks == 0 or (kept and not err.is_terminal):
-            # paced, endless, or kept in a database: Ctrl-C and SIGTERM end it after the tick under way
-            report = _run_paced(instance, ticks, items, sink, rate, before_tick)
+            report = _run_live(instance, ticks, items, sink, 5.0 if rate is None else rate, before_tick, should_stop)
+        elif rate is not None:
+            report = _run_paced(instance, ticks, items, sink, rate, before_tick, should_stop)
         elif err.is_terminal and core.state.size * ticks >= PROGRESS_MIN_STEPS:
             with Progress(
                 TextColumn("ticking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -197,9 +220,9 @@ def _run_and_report(
                     sink(batch)
                     progress.advance(task)
 
-                report = run(instance, ticks, items, on_tick=advance, before_tick=before_tick)
+                report = run(instance, ticks, items, on_tick=advance, should_stop=should_stop, before_tick=before_tick)
         else:
-            report = run(instance, ticks, items, on_tick=sink, before_tick=before_tick)
+            report = run(instance, ticks, items, on_tick=sink, should_stop=should_stop, before_tick=before_tick)
         if asker is not None:
             report.minds, report.minds_skipped = dict(sorted(asker.outcomes.items())), asker.skipped
     if as_json:
@@ -221,29 +244,25 @@ def _run_paced(
     ticks: int,
     items: list[Input],
     sink: Callable[[list[Event]], None],
-    rate: float | None,
+    rate: float,
     before_tick: Callable[[], list[Input]] | None,
+    should_stop: Callable[[], bool] | None,
 ) -> RunReport:
-    """Run at ``rate`` ticks per second (unpaced when None); Ctrl-C or SIGTERM ends it after the current tick."""
+    """Run at ``rate`` ticks per second (0: as fast as it goes), ending after the tick under way once
+    ``should_stop``."""
     from soulfra.cli.runner import run  # noqa: PLC0415
 
-    flag = _StopFlag()
-    previous = signal.signal(signal.SIGINT, flag), signal.signal(signal.SIGTERM, flag)
     interval = 1.0 / rate if rate else 0.0
     next_at = time.monotonic()
-    try:
 
-        def on_tick(batch: list[Event]) -> None:
-            nonlocal next_at
-            sink(batch)
-            next_at += interval
-            while not flag.raised and (remaining := next_at - time.monotonic()) > 0:
-                time.sleep(min(remaining, 0.05))  # pacing, checking for a stop
+    def on_tick(batch: list[Event]) -> None:
+        nonlocal next_at
+        sink(batch)
+        next_at += interval
+        while not (should_stop and should_stop()) and (remaining := next_at - time.monotonic()) > 0:
+            time.sleep(min(remaining, 0.05))  # pacing, checking for a stop
 
-        return run(instance, ticks, items, on_tick=on_tick, should_stop=flag.stopped, before_tick=before_tick)
-    finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
+    return run(instance, ticks, items, on_tick=on_tick, should_stop=should_stop, before_tick=before_tick)
 
 
 def _run_live(
@@ -252,9 +271,11 @@ def _run_live(
     items: list[Input],
     sink: Callable[[list[Event]], None],
     rate: float,
-    before_tick: Callable[[], list[Input]] | None = None,
+    before_tick: Callable[[], list[Input]] | None,
+    should_stop: Callable[[], bool] | None,
 ) -> RunReport:
-    """Run paced at ``rate`` ticks per second, redrawing after every tick; Ctrl-C ends after the current tick."""
+    """Run paced at ``rate`` ticks per second (0: as fast as it goes), redrawing after every tick; ends after the
+    tick under way once ``should_stop``."""
     from rich.live import Live  # noqa: PLC0415
 
     from soulfra.cli.console import LiveView  # noqa: PLC0415
@@ -262,22 +283,17 @@ def _run_live(
     from soulfra.durable import DurableWorld  # noqa: PLC0415
 
     view = LiveView(instance.world if isinstance(instance, DurableWorld) else instance)
-    flag = _StopFlag()
-    previous = signal.signal(signal.SIGINT, flag)
-    interval = 1.0 / rate
+    interval = 1.0 / rate if rate else 0.0
     next_at = time.monotonic()
-    try:
-        with Live(view.render(), auto_refresh=False, console=Console()) as display:
+    with Live(view.render(), auto_refresh=False, console=Console()) as display:
 
-            def on_tick(batch: list[Event]) -> None:
-                nonlocal next_at
-                sink(batch)
-                view.absorb(batch)
-                display.update(view.render(), refresh=True)
-                next_at += interval
-                while not flag.raised and (remaining := next_at - time.monotonic()) > 0:
-                    time.sleep(min(remaining, 0.05))  # pacing the display, checking for Ctrl-C
+        def on_tick(batch: list[Event]) -> None:
+            nonlocal next_at
+            sink(batch)
+            view.absorb(batch)
+            display.update(view.render(), refresh=True)
+            next_at += interval
+            while not (should_stop and should_stop()) and (remaining := next_at - time.monotonic()) > 0:
+                time.sleep(min(remaining, 0.05))  # pacing the display, checking for a stop
 
-            return run(instance, ticks, items, on_tick=on_tick, should_stop=flag.stopped, before_tick=before_tick)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        return run(instance, ticks, items, on_tick=on_tick, should_stop=should_stop, before_tick=before_tick)

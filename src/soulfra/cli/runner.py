@@ -52,6 +52,28 @@ def check_agents(world: World, path: Path, numbered: list[tuple[int, Input]]) ->
             raise UnknownAgentError(f"{path}:{number}: {exc.detail}") from None
 
 
+def check_ticks(
+    path: Path,
+    numbered: list[tuple[int, Input]],
+    start_tick: int,
+    ticks: int,
+    check: Callable[[Input], None] | None = None,
+) -> None:
+    """Refuse an input log that ``run`` would refuse for its ticks, naming the file and line: an input stamped for a
+    tick the world has passed, one past the run's end (``ticks``: 0 runs until stopped), or one ``check`` refuses
+    (a kept world's horizon...). The core's errors know no files; this maps them to the line that caused them."""
+    end = start_tick + ticks
+    for number, item in numbered:
+        try:
+            schedule((item,), start_tick)
+            if ticks and item.tick >= end:
+                raise InputError(f"an input is stamped for tick {item.tick}, but the run ends before tick {end}")
+            if check is not None:
+                check(item)
+        except InputError as exc:
+            raise type(exc)(f"{path}:{number}: {exc.detail}") from None
+
+
 def load_numbered_inputs(path: Path) -> list[tuple[int, Input]]:
     """``load_inputs`` with each input's line number."""
     items: list[tuple[int, Input]] = []

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from soulfra.cli.options import (
+    RATE_HELP,
     AgentsOption,
     AllowedHostOption,
     AuthFailuresOption,
@@ -139,7 +140,8 @@ InstanceOption = Annotated[
     str | None, typer.Option("--instance", "-i", help="Instance id; default: the server's default instance")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's reply as JSON")]
-LocalJsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]  # no server involved
+# a command with no server involved, or one that does the work itself with --db (the result is not the server's)
+LocalJsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
 LogLevelOption = Annotated[
     str,
     typer.Option(
@@ -153,7 +155,7 @@ LogFormatOption = Annotated[
         help="Log lines as json or console; auto: console on a terminal, json otherwise" + _env("log_format"),
     ),
 ]
-RateOption = Annotated[float, typer.Option(help="Ticks per second; 0 runs as fast as possible" + _env("rate"))]
+RateOption = Annotated[float, typer.Option(help=RATE_HELP + _env("rate"))]  # bounded by soulfra.settings
 CycleOption = Annotated[int, typer.Option(help="Ticks between unified snapshots; 0 for none" + _env("cycle_every"))]
 
 

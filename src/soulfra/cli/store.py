@@ -221,26 +221,21 @@ def verify_command(
     ] = 0,
 ) -> None:
     """Replay an instance's whole input log and compare every stored state hash; exit 65 on any mismatch."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
-
+    from soulfra.cli.bars import bars  # noqa: PLC0415
     from soulfra.durable import resolve_instance  # noqa: PLC0415
     from soulfra.verification import verify  # noqa: PLC0415
     from soulfra.verification_spans import available_cpus  # noqa: PLC0415
 
     workers = workers or available_cpus()
     store = _open_existing(db)
-    err = Console(stderr=True)
     try:
         record = resolve_instance(store, instance)
-        if err.is_terminal and not as_json:
-            with Progress(
-                TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                console=err, transient=True,
-            ) as progress:  # fmt: skip
-                task = progress.add_task("verify", total=record.head_tick)
-                report = verify(store, record.id, workers=workers, on_tick=lambda t: progress.update(task, completed=t))
-        else:
-            report = verify(store, record.id, workers=workers)
+        with bars(enabled=not as_json) as shown:
+            if shown.enabled:
+                replayed = shown.ticks()
+                report = verify(store, record.id, workers=workers, on_tick=lambda t: replayed(t, record.head_tick))
+            else:
+                report = verify(store, record.id, workers=workers)
     finally:
         store.close()
     if as_json:

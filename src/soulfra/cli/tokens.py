@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from soulfra.cli.server import DEFAULT_URL, JsonOption, TokenOption, UrlOption, _request
+from soulfra.cli.server import DEFAULT_URL, LocalJsonOption, TokenOption, UrlOption, _request
 
 __all__ = ["register", "token_app"]
 
@@ -61,7 +61,7 @@ def token_create(
     db: DbOption = None,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
-    as_json: JsonOption = False,
+    as_json: LocalJsonOption = False,
 ) -> None:
     """Create a token and print it: this is the only time it is shown."""
     scope = None if instances is None else [i.strip() for i in instances.split(",") if i.strip()]
@@ -88,7 +88,7 @@ def token_create(
 
 @token_app.command("list")
 def token_list(
-    db: DbOption = None, url: UrlOption = DEFAULT_URL, _token: TokenOption = None, as_json: JsonOption = False
+    db: DbOption = None, url: UrlOption = DEFAULT_URL, _token: TokenOption = None, as_json: LocalJsonOption = False
 ) -> None:
     """Every token with its role, scope and expiry (never the token itself)."""
     if db is not None:
@@ -111,7 +111,7 @@ def token_revoke(
     db: DbOption = None,
     url: UrlOption = DEFAULT_URL,
     _token: TokenOption = None,
-    as_json: JsonOption = False,
+    as_json: LocalJsonOption = False,
 ) -> None:
     """Revoke a token: every server refuses it within a second."""
     if db is not None:

@@ -59,11 +59,14 @@ def import_db(
     verify_replay: bool = False,
     trusted: Sequence[Path] = (),
     progress: Progress | None = None,
+    on_tick: Progress | None = None,
 ) -> dict[str, Any]:
-    """Verify a package and store its instances in a database; nothing is written unless all of it passes."""
+    """Verify a package and store its instances in a database; nothing is written unless all of it passes.
+    ``progress`` hears of the bytes read, ``on_tick`` of the ticks replayed (a compact package's history, or each
+    history with ``verify_replay``), each as ``(done, total)``."""
     detail: dict[str, Any] = {"package": str(package), "as": as_id}
     try:
-        read = read_package(package, _keyring(home, trusted), limits=Limits(), progress=progress)
+        read = read_package(package, _keyring(home, trusted), limits=Limits(), progress=progress, on_tick=on_tick)
     except SoulfraError as exc:
         _record_refusal(db, home, exc, detail)
         raise
@@ -71,7 +74,7 @@ def import_db(
     try:
         detail["key_id"] = read.key_id
         with signed_recorder(store, db, home).recording(cli_identity(), "package.import", detail=detail):
-            imported = import_bundles(store, read.bundles, as_id=as_id, verify_replay=verify_replay)
+            imported = import_bundles(store, read.bundles, as_id=as_id, verify_replay=verify_replay, on_tick=on_tick)
     finally:
         store.close()
     return {"key_id": read.key_id, "imported": imported}
@@ -105,13 +108,20 @@ def show_package(package: Path, *, home: Path, trusted: Sequence[Path] = ()) -> 
 
 
 def edit_package(
-    package: Path, output: Path, edits: list[dict[str, Any]], *, home: Path, trusted: Sequence[Path] = ()
+    package: Path,
+    output: Path,
+    edits: list[dict[str, Any]],
+    *,
+    home: Path,
+    trusted: Sequence[Path] = (),
+    on_tick: Progress | None = None,
 ) -> dict[str, Any]:
-    """A new package with ``edits`` made and recorded, signed by this installation; the input is not changed."""
-    read = read_package(package, _keyring(home, trusted))
+    """A new package with ``edits`` made and recorded, signed by this installation; the input is not changed.
+    ``on_tick`` hears ``(done, total)`` of each history replayed (a compact package's as it is read, a rewrite's)."""
+    read = read_package(package, _keyring(home, trusted), on_tick=on_tick)
     if len(read.bundles) != 1:
         raise PackageError(f"{package} holds {len(read.bundles)} instances; edit one instance's package at a time")
-    edited = edit_bundle(read.bundles[0], edits)
+    edited = edit_bundle(read.bundles[0], edits, on_tick=on_tick)
     write_package(output, [edited], _keyring(home, ()).signer())
     return {"output": str(output), "edits": edited.edits, "head_hash": edited.instance["head_hash"]}
 

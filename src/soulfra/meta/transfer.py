@@ -241,10 +241,12 @@ def _prepared(
 # -- offline edits ---------------------------------------------------------------------------------------------
 
 
-def edit_bundle(bundle: InstanceBundle, edits: Sequence[dict[str, Any]]) -> InstanceBundle:
+def edit_bundle(
+    bundle: InstanceBundle, edits: Sequence[dict[str, Any]], *, on_tick: Progress | None = None
+) -> InstanceBundle:
     """A new bundle with ``edits`` made: personality, ritual and vibe become inputs at the head tick (they act
-    from the next tick); a rewrite drops or adds inputs from a tick and replays to the same head. Each edit is
-    recorded in the bundle's ``edits``."""
+    from the next tick); a rewrite drops or adds inputs from a tick and replays to the same head (``on_tick``
+    hears ``(ticks replayed, of total)``). Each edit is recorded in the bundle's ``edits``."""
     inputs = list(bundle.inputs)
     head_tick = int(bundle.instance["head_tick"])
     base_tick = int(bundle.instance["base_tick"])
@@ -269,7 +271,9 @@ def edit_bundle(bundle: InstanceBundle, edits: Sequence[dict[str, Any]]) -> Inst
     head_state = bundle.head_state
     if rewritten:
         world = World(decode_state(bundle.base_state))
-        world.run_to(head_tick, _inputs(replace(bundle, inputs=inputs)))
+        start = world.tick
+        ticked = None if on_tick is None else lambda tick: on_tick(tick - start, head_tick - start)
+        world.run_to(head_tick, _inputs(replace(bundle, inputs=inputs)), on_tick=ticked)
         head_state = encode_state(world.state)
         instance["head_hash"] = world.state_hash()
     return replace(bundle, instance=instance, inputs=inputs, head_state=head_state, edits=[*bundle.edits, *recorded])

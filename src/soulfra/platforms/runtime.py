@@ -30,6 +30,7 @@ from soulfra.errors import (
     StorageError,
 )
 from soulfra.language.asker import MindAsker
+from soulfra.limits import MAX_RATE, MIN_RATE
 from soulfra.logs import rebind
 from soulfra.metrics import Metrics
 from soulfra.offload import Lane, off_loop
@@ -44,9 +45,6 @@ from soulfra.store.ports import StoredInput
 from soulfra.world import World
 from soulfra.world.events import Event, event_to_json
 from soulfra.world.model import WorldState
-
-MIN_RATE = 0.001  # ticks a second: one tick every 1,000 seconds
-MAX_RATE = 1e9  # one tick a nanosecond, the clock's resolution
 
 __all__ = [
     "MAX_COMPACT_PAGE", "MAX_FULL_PAGE", "MAX_INPUTS_PER_REQUEST", "RUN_STATES", "RuntimePlatform", "TickFailure",

@@ -75,9 +75,12 @@ def read_package(
     *,
     limits: Limits = _DEFAULT_LIMITS,
     progress: Progress | None = None,
+    on_tick: Progress | None = None,
 ) -> Package:
-    """Read and verify a package (signature, paths, sizes, hashes, states); refuse it whole on any problem."""
-    return _read(source, keyring, limits, [limits.max_total_bytes], 0, progress)
+    """Read and verify a package (signature, paths, sizes, hashes, states); refuse it whole on any problem.
+    ``progress`` hears of the bytes read, ``on_tick`` of the ticks a compact package's history is replayed, each
+    as ``(done, total)``."""
+    return _read(source, keyring, limits, [limits.max_total_bytes], 0, progress, on_tick)
 
 
 def package_info(
@@ -95,6 +98,7 @@ def _read(
     budget: list[int],
     depth: int,
     progress: Progress | None,
+    on_tick: Progress | None = None,
 ) -> Package:
     if depth > MAX_DEPTH:
         raise PackageError(f"packages are nested more than {MAX_DEPTH} levels deep")
@@ -114,11 +118,11 @@ def _read(
             if progress is not None:
                 progress(done, total)
     if manifest.instance is not None:
-        bundles = [_bundle(manifest, manifest.instance, blobs, limits)]
+        bundles = [_bundle(manifest, manifest.instance, blobs, limits, on_tick)]
     else:
         bundles = []
         for member in manifest.members:
-            inner = _read(blobs.pop(f"instances/{member}.soulpkg"), keyring, limits, budget, depth + 1, None)
+            inner = _read(blobs.pop(f"instances/{member}.soulpkg"), keyring, limits, budget, depth + 1, None, on_tick)
             if inner.manifest["kind"] == "instance" and inner.bundles[0].instance["id"] != member:
                 raise PackageError(f"collection member {member} holds instance {inner.bundles[0].instance['id']}")
             bundles.extend(inner.bundles)
@@ -224,7 +228,13 @@ def _check_signature(raw: bytes, body: bytes, keyring: Verifier) -> str:
     return signer_id
 
 
-def _bundle(manifest: Manifest, instance: dict[str, Any], blobs: dict[str, bytes], limits: Limits) -> InstanceBundle:
+def _bundle(
+    manifest: Manifest,
+    instance: dict[str, Any],
+    blobs: dict[str, bytes],
+    limits: Limits,
+    on_tick: Progress | None = None,
+) -> InstanceBundle:
     engine = CompressionEngine(max_output=limits.max_entry_bytes)
     raw: dict[str, bytes] = {}
     for name, blob in blobs.items():
@@ -247,7 +257,7 @@ def _bundle(manifest: Manifest, instance: dict[str, Any], blobs: dict[str, bytes
         raise PackageError(f"entry {BASE} is not the base state the manifest names (its hash differs)")
     replayed = HEAD not in raw
     if replayed:
-        raw[HEAD] = _replayed(raw[BASE], inputs, int(instance["head_tick"]))
+        raw[HEAD] = _replayed(raw[BASE], inputs, int(instance["head_tick"]), on_tick)
     if encoded_hash(raw[HEAD]) != instance["head_hash"]:
         what = "the history (replayed)" if manifest.compact else "entry " + HEAD
         raise PackageError(f"{what} does not give the head state the manifest names (its hash differs)")
@@ -265,8 +275,8 @@ def _bundle(manifest: Manifest, instance: dict[str, Any], blobs: dict[str, bytes
     )
 
 
-def _replayed(base: bytes, inputs: list[dict[str, Any]], head_tick: int) -> bytes:
-    """The head state a compact package's history replays to."""
+def _replayed(base: bytes, inputs: list[dict[str, Any]], head_tick: int, on_tick: Progress | None) -> bytes:
+    """The head state a compact package's history replays to; ``on_tick`` hears ``(ticks replayed, of total)``."""
     try:
         world = World(decode_state(base))
     except CodecError as exc:
@@ -274,7 +284,11 @@ def _replayed(base: bytes, inputs: list[dict[str, Any]], head_tick: int) -> byte
     if head_tick < world.tick:
         raise PackageError(f"the head tick {head_tick} comes before the base tick {world.tick}")
     try:
-        world.run_to(head_tick, (parse_input({k: v for k, v in item.items() if k != "seq"}) for item in inputs))
+        start = world.tick
+        ticked = None if on_tick is None else lambda tick: on_tick(tick - start, head_tick - start)
+        world.run_to(
+            head_tick, (parse_input({k: v for k, v in item.items() if k != "seq"}) for item in inputs), on_tick=ticked
+        )
     except InputError as exc:
         raise PackageError(f"the history does not replay from the base state: {exc.detail}") from None
     return encode_state(world.state)
