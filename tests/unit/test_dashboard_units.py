@@ -167,3 +167,31 @@ def test_the_wheel_ships_the_templates_and_static_files(tmp_path: Path) -> None:
         for path in (package / "dashboard" / folder).rglob("*"):
             if path.is_file():
                 assert path.relative_to(package.parent).as_posix() in names, path
+
+
+def test_the_world_page_asks_for_every_module_it_runs_at_once() -> None:
+    """Each module the world page runs (its scripts and what they import, all the way down) is preloaded, so no
+    import waits for the module that names it to arrive first."""
+    package = Path(soulfra.__file__).parent / "dashboard"
+    templates = package / "templates"
+    scripts = set(
+        re.findall(r'<script type="module" src="/static/js/([\w-]+)\.js"', (templates / "_time.html").read_text())
+    )
+    world = (templates / "world.html").read_text()
+    scripts |= set(re.findall(r'<script type="module" src="/static/js/([\w-]+)\.js"', world))
+    runs, todo = set(), list(scripts)
+    while todo:
+        module = todo.pop()
+        if module in runs:
+            continue
+        runs.add(module)
+        source = (package / "static" / "js" / f"{module}.js").read_text()
+        todo += re.findall(r'^import [^;]*?"\./([\w-]+)\.js";', source, flags=re.MULTILINE)
+    preloaded = set(
+        re.search(r"{% for module in \(([^)]*)\) %}<link rel=\"modulepreload\"", world)[1]
+        .replace('"', "")
+        .replace(" ", "")
+        .split(",")
+    )
+    assert {"world", "api", "canvas", "timetravel"} <= runs  # the walk found the page's modules
+    assert runs - {"world"} <= preloaded, f"not preloaded: {sorted(runs - {'world'} - preloaded)}"
