@@ -63,6 +63,8 @@ def test_handlers_do_not_import_the_engine() -> None:
         ),
         ('{"id": "f1", "modifications": []}', {"id": "f1", "modifications": []}),
         ('{"modifications": []}', {"modifications": []}),
+        ("whisper:*:hi", {"modifications": [{"type": "whisper", "target": "*", "text": "hi"}]}),
+        ("vibe:chaos-bloom", {"modifications": [{"type": "intervene", "kind": "vibe", "condition": "chaos-bloom"}]}),
     ],
 )
 def test_a_fork_on_the_command_line_takes_a_list_or_the_api_s_shape(text: str, spec: dict[str, object]) -> None:
@@ -72,4 +74,10 @@ def test_a_fork_on_the_command_line_takes_a_list_or_the_api_s_shape(text: str, s
 @pytest.mark.parametrize("text", ['{"id": "f1", "mods": []}', '"whisper"', "3"])
 def test_any_other_fork_is_refused_with_the_shapes_it_takes(text: str) -> None:
     with pytest.raises(InputError, match="--fork takes a JSON list of inputs"):
+        fork_spec(text)
+
+
+@pytest.mark.parametrize("text", ["whisper:arty", "dance:arty", "possess:"])
+def test_a_short_fork_spelled_wrong_names_the_short_forms(text: str) -> None:
+    with pytest.raises(InputError, match="--fork"):
         fork_spec(text)

@@ -85,7 +85,10 @@ def god_clone(
 
 
 def fork_spec(text: str) -> dict[str, Any]:
-    """One ``--fork``: a JSON list of inputs, or the API's ``{"id"?, "modifications"}``."""
+    """One ``--fork``: a JSON list of inputs, the API's ``{"id"?, "modifications"}``, or one input in ``-m``'s short
+    spelling (``whisper:*:hi``: a fork with that one modification)."""
+    if not text.lstrip().startswith(("[", "{", '"')) and not text.strip().lstrip("-").isdigit():
+        return {"modifications": [modification(text, "--fork")]}
     given = json_arg(text, "--fork")
     if isinstance(given, list):
         return {"modifications": given}
@@ -105,9 +108,10 @@ def god_fork(
         list[str] | None,
         typer.Option(
             "--fork",
-            metavar="JSON",
+            metavar="SPEC",
             help="""One fork (repeatable): its inputs as a JSON list, e.g. --fork '[{"type": "whisper", """
-            """"target": "*", "text": "hi"}]', or as the API takes it, --fork '{"id": "f1", "modifications": [...]}'""",
+            """"target": "*", "text": "hi"}]', as the API takes it, --fork '{"id": "f1", "modifications": [...]}', """
+            """or one input spelled as -m spells it, e.g. --fork 'whisper:*:hi' or --fork vibe:chaos-bloom""",
         ),
     ] = None,
     tick: Annotated[int | None, typer.Option(min=0, help="Fork at this stored tick (default: now)")] = None,
