@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import soulfra.bus
-from soulfra.bus import Bus
+from soulfra.bus import Bus, InMemoryBus
 from soulfra.errors import BusUnavailableError
 
 from .api_support import REQUEST_TIMEOUT_S
@@ -59,6 +59,16 @@ async def nats_bus(anyio_backend: str) -> AsyncIterator[Bus]:
         yield connected
     finally:
         await connected.close()
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[InMemoryBus]:
+    """An in-memory bus of the test's own, closed afterwards (a module may define its own ``bus``)."""
+    shared = InMemoryBus()
+    try:
+        yield shared
+    finally:
+        await shared.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ logged), keeps the form that worked, and every thought still gets exactly one re
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -35,15 +34,6 @@ SHAPES: dict[str, dict[str, Any] | None] = {
 }  # fmt: skip
 STEP_DOWN = "refused response_format"
 IN_FLIGHT = 8
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[InMemoryBus]:
-    shared = InMemoryBus()
-    try:
-        yield shared
-    finally:
-        await shared.close()
 
 
 @pytest.mark.parametrize("mode", ["schema", "json-schema", "object", "none"])

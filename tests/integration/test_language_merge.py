@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,15 +28,6 @@ from .test_language_minds import SEED, SPEC, replies
 pytestmark = pytest.mark.anyio
 
 WARM = {"type": "intervene", "kind": "personality", "agent": "arty", "traits": {"warmth": "0.9"}}
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[InMemoryBus]:
-    shared = InMemoryBus()
-    try:
-        yield shared
-    finally:
-        await shared.close()
 
 
 async def until(what: str, check: Callable[[], bool], deadline_s: float = 60.0) -> None:

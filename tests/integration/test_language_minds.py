@@ -5,7 +5,6 @@ from its fork tick; an export imports and verifies without the server; the budge
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,15 +36,6 @@ pytestmark = pytest.mark.anyio
 
 SEED = 5
 SPEC = WorldSpec(agents=DEFAULT_AGENTS, generated_model="fake-135m")
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[InMemoryBus]:
-    shared = InMemoryBus()
-    try:
-        yield shared
-    finally:
-        await shared.close()
 
 
 def asker_for(url: str, metrics: Metrics, **budget: float) -> MindAsker:

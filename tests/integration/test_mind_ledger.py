@@ -20,9 +20,7 @@ from soulfra.world.genesis import DEFAULT_AGENTS
 from soulfra.world.inputs import MindReply
 
 from .fake_model import FakeModel
-from .test_language_minds import bus, lang_runtime, replies, run
-
-__all__ = ["bus"]  # the shared fixture, used here by name
+from .test_language_minds import lang_runtime, replies, run
 
 pytestmark = pytest.mark.anyio
 
