@@ -23,24 +23,38 @@ const STAGES = {
 const seen = new Set(); // items already shown (the stream replays the last events the traces hold too)
 const names = new Map(); // ritual id -> its name, from the events that carry it (proposed, performed, sealed)
 
-function item(key, tick, title, body, className) {
-  if (seen.has(key)) return null;
-  seen.add(key);
+// One list entry: a label (its tick, or a number), a title and any lines of text under it.
+function entry(label, title, lines, className) {
   const li = document.createElement("li");
   li.className = `feed-item ${className}`;
-  li.dataset.tick = String(tick);
   const at = document.createElement("span");
   at.className = "feed-tick";
-  at.textContent = `t${tick}`;
+  at.textContent = label;
   const strong = document.createElement("strong");
   strong.textContent = title;
   li.append(at, strong);
-  if (body) {
+  for (const line of lines) {
     const text = document.createElement("span");
     text.className = "feed-text";
-    text.textContent = body;
+    text.textContent = line;
     li.append(text);
   }
+  return li;
+}
+
+// What an empty list says.
+function none(text) {
+  const li = document.createElement("li");
+  li.className = "muted none";
+  li.textContent = text;
+  return li;
+}
+
+function item(key, tick, title, body, className) {
+  if (seen.has(key)) return null;
+  seen.add(key);
+  const li = entry(`t${tick}`, title, body ? [body] : [], className);
+  li.dataset.tick = String(tick);
   return li;
 }
 
@@ -123,28 +137,15 @@ async function loadSeeds() {
 async function loadAnomalies() {
   const reply = await getJson(`${base}/mirror/anomalies`);
   for (const found of reply.anomalies ?? []) anomaly(found);
-  if (!$("anomalies").childElementCount) {
-    const none = document.createElement("li");
-    none.className = "muted none";
-    none.textContent = "none detected";
-    $("anomalies").append(none);
-  }
+  if (!$("anomalies").childElementCount) $("anomalies").append(none("none detected"));
 }
 
 function unifiedItem(row) {
-  const li = document.createElement("li");
-  li.className = "feed-item unified";
-  li.dataset.id = String(row.id);
-  const at = document.createElement("span");
-  at.className = "feed-tick";
-  at.textContent = `t${row.tick}`;
-  const strong = document.createElement("strong");
-  strong.textContent = `unified ${row.id}`;
-  const text = document.createElement("span");
-  text.className = "feed-text";
   const conflicts = row.conflicts ? `${row.conflicts.length} conflicts · ` : "";
-  text.textContent = `${conflicts}system ${String(row.system_hash ?? "").slice(0, 16)}`;
-  li.append(at, strong, text);
+  const li = entry(`t${row.tick}`, `unified ${row.id}`, [
+    `${conflicts}system ${String(row.system_hash ?? "").slice(0, 16)}`,
+  ], "unified");
+  li.dataset.id = String(row.id);
   return li;
 }
 
@@ -160,33 +161,18 @@ async function loadUnified() {
   const reply = await getJson(`${base}/unified-snapshots`);
   const rows = [...(reply.unified ?? [])].sort((a, b) => Number(b.id) - Number(a.id)); // latest first
   const items = rows.map(unifiedItem);
-  if (!items.length) {
-    const none = document.createElement("li");
-    none.className = "muted none";
-    none.textContent = "none taken";
-    items.push(none);
-  }
+  if (!items.length) items.push(none("none taken"));
   $("unified").replaceChildren(...items);
 }
 
 // One validation that found violations: its number, subject and instance, then each rule broken and why.
 function foundItem(found) {
-  const li = document.createElement("li");
-  li.className = "feed-item protocol-found";
+  const li = entry(`#${found.validation}`, `${found.subject} of ${found.instance}`,
+    found.violations.map((v) => `${v.rule}: ${v.detail}`), "protocol-found");
   li.dataset.validation = String(found.validation);
-  const at = document.createElement("span");
-  at.className = "feed-tick";
-  at.textContent = `#${found.validation}`;
-  const strong = document.createElement("strong");
-  strong.textContent = `${found.subject} of ${found.instance}`;
-  li.append(at, strong);
-  for (const violation of found.violations) {
-    const text = document.createElement("span");
-    text.className = "feed-text";
-    text.dataset.rule = violation.rule;
-    text.textContent = `${violation.rule}: ${violation.detail}`;
-    li.append(text);
-  }
+  li.querySelectorAll(".feed-text").forEach((text, i) => {
+    text.dataset.rule = found.violations[i].rule;
+  });
   return li;
 }
 
@@ -202,10 +188,7 @@ async function loadProtocol() {
   const list = $("protocol-found");
   if (list.dataset.newest !== String(found.recent[0]?.validation ?? 0)) {
     list.dataset.newest = String(found.recent[0]?.validation ?? 0);
-    const none = document.createElement("li");
-    none.className = "muted none";
-    none.textContent = "none found";
-    list.replaceChildren(...(found.recent.length ? found.recent.map(foundItem) : [none]));
+    list.replaceChildren(...(found.recent.length ? found.recent.map(foundItem) : [none("none found")]));
   }
   $("protocol-rules").textContent = (rules.rules ?? []).join(", ");
   const licence = rules.licence ?? {};
