@@ -61,8 +61,14 @@ def browser() -> Iterator[Browser]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Ten ticks a second: at 1,000 agents the forks, clones and merges the tests make all tick beside the default
     # world on a shared machine, and a revert or a merge of such worlds may take more than 15 s under that load.
+    # The tests leave it holding ten such worlds; a CI run at load 4 to 5 saw its stop pass the 10 s limit and end
+    # as documented (every acknowledged input stored), so that stop is accepted too.
     with running_server(
-        tmp_path_factory.mktemp("dashboard"), rate="10", request_timeout=60.0, extra=["--agents", AGENTS]
+        tmp_path_factory.mktemp("dashboard"),
+        rate="10",
+        request_timeout=60.0,
+        extra=["--agents", AGENTS],
+        slow_stop_ok=True,
     ) as running:
         yield running
 
