@@ -35,6 +35,8 @@ from typing import Annotated, Any
 import httpx
 import sqlalchemy as sa
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from soulfra.bench.cluster_failover import create_worlds, lose_nodes, stop_process
 from soulfra.bench.load import free_port
@@ -141,17 +143,30 @@ def _rows(client: httpx.Client) -> dict[str, dict[str, Any]]:
     return {row["id"]: row for row in reply.json()["instances"]}
 
 
-def _create(client: httpx.Client, count: int) -> list[str]:
+def _progress() -> Progress:
+    """What the run is doing, on stderr (``--json`` keeps stdout to the figures): a long run makes thousands of
+    worlds and waits for each lost node's worlds."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    )  # fmt: skip
+
+
+def _create(client: httpx.Client, count: int, progress: Progress) -> list[str]:
     ids = [f"b{number}" for number in range(count)]
-    create_worlds(client, ids, AGENTS)
+    create_worlds(client, ids, AGENTS, progress)
     return ids
 
 
-def _ticks_kept(client: httpx.Client, ids: list[str], window: float) -> float:
+def _ticks_kept(client: httpx.Client, ids: list[str], window: float, progress: Progress) -> float:
     # Each listing's ticks are timed at its middle: listing a thousand worlds takes a while, and a window timed
     # from the end of the first to the end of the second gave a slow first listing's ticks to a shorter window.
     before, started = _rows_at(client)
-    time.sleep(window)
+    task = progress.add_task(f"counting the ticks of {len(ids):,} worlds (s)", total=round(window))
+    while (left := started + window - time.monotonic()) > 0:
+        time.sleep(min(1.0, left))
+        progress.update(task, completed=min(round(window), round(time.monotonic() - started)))
+    progress.remove_task(task)
     after, ended = _rows_at(client)
     ran = sum(int(after[i]["tick"]) - int(before[i]["tick"]) for i in ids)
     return ran / (len(ids) * (ended - started) * RATE)
@@ -175,25 +190,37 @@ def _host_memory(cluster: ClusterRun) -> list[int]:
 
 
 def _run(
-    db_server: str, nats: str, nodes: int, count: int, window: float, *, kills: int = 0, verify: int = 0
+    db_server: str,
+    nats: str,
+    nodes: int,
+    count: int,
+    window: float,
+    progress: Progress,
+    *,
+    kills: int = 0,
+    verify: int = 0,
 ) -> dict[str, Any]:
     """A cluster of ``nodes`` nodes and ``count`` worlds: ticks kept over ``window`` seconds and host memory, and
     with ``kills``, that many node losses."""
     with contextlib.ExitStack() as stack:
         where = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soulfra-bench-cluster-")))
+        starting = progress.add_task(f"starting a local cluster of {nodes} node{'s' * (nodes > 1)}", total=None)
         cluster = stack.enter_context(_cluster(stack.enter_context(_database(db_server)), nats, nodes, where))
+        progress.remove_task(starting)
         headers = {"authorization": f"Bearer {_token(cluster)}"}
         with httpx.Client(base_url=cluster.url, headers=headers, timeout=120) as client:
-            ids = _create(client, count)
+            ids = _create(client, count, progress)
             time.sleep(min(10.0, window))  # every world started and ticking
             result: dict[str, Any] = {
                 "nodes": nodes,
                 "instances": len(ids),
-                "ticks_kept": round(_ticks_kept(client, ids, window), 4),
+                "ticks_kept": round(_ticks_kept(client, ids, window, progress), 4),
                 "host_rss_mib": [round(b / 2**20, 1) for b in _host_memory(cluster)],
             }
             if kills:
-                result |= lose_nodes(cluster, client, kills=kills, verify_at_most=verify, agents=AGENTS, where=where)
+                result |= lose_nodes(
+                    cluster, client, kills=kills, verify_at_most=verify, agents=AGENTS, where=where, progress=progress
+                )
             return result
 
 
@@ -203,27 +230,33 @@ def cluster_command(
     quick: Annotated[bool, typer.Option(help="A small run (a couple of minutes)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object")] = False,
     instances: Annotated[
-        int | None, typer.Option(help="Worlds for ticks kept and memory (default: 100 quick, 2000 full)")
+        int | None, typer.Option(min=1, help="Worlds for ticks kept and memory (default: 100 quick, 2000 full)")
     ] = None,
     failover_instances: Annotated[
-        int | None, typer.Option(help="Worlds of the failover cluster, half on the node lost (full run; default 1000)")
+        int | None,
+        typer.Option(min=2, help="Worlds of the failover cluster, half on the node lost (full run; default 1000)"),
     ] = None,
-    kills: Annotated[int | None, typer.Option(help="Node losses (default: 1 quick, 5 full)")] = None,
-    window: Annotated[float | None, typer.Option(help="Seconds ticks are counted over (default: 15 quick, 60)")] = None,
+    kills: Annotated[int | None, typer.Option(min=1, help="Node losses (default: 1 quick, 5 full)")] = None,
+    window: Annotated[
+        float | None, typer.Option(min=1.0, help="Seconds ticks are counted over (default: 15 quick, 60)")
+    ] = None,
 ) -> None:
     """Worlds on a local Ray cluster of two nodes against one: ticks kept, memory per node, and nodes lost."""
     count = instances or (100 if quick else 2000)
     seconds = window or (15.0 if quick else 60.0)
     losses = kills or (1 if quick else 5)
-    if quick:  # one cluster: its load, then its losses
-        report: dict[str, Any] = _run(db, nats, 2, count, seconds, kills=losses, verify=3)
-    else:
-        report = _run(db, nats, 2, count, seconds)
-        one = _run(db, nats, 1, count, seconds)
-        report["one_node"] = {k: one[k] for k in ("ticks_kept", "host_rss_mib")}
-        failover = _run(db, nats, 2, failover_instances or 1000, seconds, kills=losses, verify=20)
-        report["failover"] = {"instances": failover["instances"], "ticks_kept": failover["ticks_kept"]}
-        report |= {k: v for k, v in failover.items() if k not in ("nodes", "instances", "ticks_kept", "host_rss_mib")}
+    with _progress() as progress:
+        if quick:  # one cluster: its load, then its losses
+            report: dict[str, Any] = _run(db, nats, 2, count, seconds, progress, kills=losses, verify=3)
+        else:
+            report = _run(db, nats, 2, count, seconds, progress)
+            one = _run(db, nats, 1, count, seconds, progress)
+            report["one_node"] = {k: one[k] for k in ("ticks_kept", "host_rss_mib")}
+            failover = _run(db, nats, 2, failover_instances or 1000, seconds, progress, kills=losses, verify=20)
+            report["failover"] = {"instances": failover["instances"], "ticks_kept": failover["ticks_kept"]}
+            report |= {
+                k: v for k, v in failover.items() if k not in ("nodes", "instances", "ticks_kept", "host_rss_mib")
+            }
     report["load_average"] = [round(n, 2) for n in os.getloadavg()]  # the machine may be shared: say how busy
     report["targets"] = {
         "ticks_kept": {"target": TICKS_KEPT_TARGET, "met": report["ticks_kept"] >= TICKS_KEPT_TARGET},

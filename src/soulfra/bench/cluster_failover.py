@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from rich.progress import Progress
 
 if TYPE_CHECKING:
     from soulfra.bench.cluster import ClusterRun
@@ -41,20 +42,23 @@ def _rows(client: httpx.Client) -> dict[str, dict[str, Any]]:
     return {row["id"]: row for row in reply.json()["instances"]}
 
 
-def create_worlds(client: httpx.Client, ids: list[str], agents: int) -> None:
+def create_worlds(client: httpx.Client, ids: list[str], agents: int, progress: Progress) -> None:
     """Worlds of these ids made through the API, eight at a time, each asked again while the API says 429 (its
-    limit on creations)."""
+    limit on creations); counted on ``progress`` as they are made."""
+    task = progress.add_task(f"creating {len(ids):,} worlds", total=len(ids))
 
     def one(instance: str) -> None:
         while True:
             reply = client.post("/api/instances", json={"id": instance, "seed": len(instance), "agents": agents})
             if reply.status_code != 429:
                 reply.raise_for_status()
+                progress.advance(task)
                 return
             time.sleep(float(reply.headers.get("retry-after", "1")))
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(one, ids))
+    progress.remove_task(task)
 
 
 def _whisper(client: httpx.Client, victims: list[str], rounds: range) -> list[tuple[str, int]]:
@@ -69,10 +73,11 @@ def _whisper(client: httpx.Client, victims: list[str], rounds: range) -> list[tu
     return acknowledged
 
 
-def _lose(client: httpx.Client, node: str, raylet: int) -> dict[str, Any]:
+def _lose(client: httpx.Client, node: str, raylet: int, progress: Progress, label: str) -> dict[str, Any]:
     """Kill ``raylet`` (of ``node``) while whispering to its worlds (before the kill, and on during the takeover);
     the seconds each of its worlds took to run elsewhere, as the API shows it (looked at every 0.5 s)."""
     victims = sorted(i for i, row in _rows(client).items() if row.get("node") == node)
+    task = progress.add_task(f"{label}: its worlds running again elsewhere", total=len(victims))
     acknowledged = _whisper(client, victims, range(1))
     os.kill(raylet, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -86,8 +91,10 @@ def _lose(client: httpx.Client, node: str, raylet: int) -> dict[str, Any]:
                     moved = row["state"] == "running" and row.get("node") not in (None, node)
                     if instance in victims and instance not in recovered and moved:
                         recovered[instance] = time.monotonic() - killed_at
+            progress.update(task, completed=len(recovered))
             time.sleep(0.5)
         acknowledged += whispering.result()
+    progress.remove_task(task)
     return {"victims": victims, "seconds": sorted(recovered.values()), "acknowledged": acknowledged}
 
 
@@ -178,7 +185,9 @@ def _hosts(client: httpx.Client) -> int:
     return 0
 
 
-def _refill(client: httpx.Client, moved: list[str], prefix: str, agents: int) -> tuple[str, list[str]]:
+def _refill(
+    client: httpx.Client, moved: list[str], prefix: str, agents: int, progress: Progress
+) -> tuple[str, list[str]]:
     """The worlds that moved deleted, as many new ones made (they go to the joined node, which has the fewest);
     that node's name."""
 
@@ -193,14 +202,21 @@ def _refill(client: httpx.Client, moved: list[str], prefix: str, agents: int) ->
         deleted = sum(pool.map(gone, moved))
     made = [f"{prefix}{n}" for n in range(deleted)]
 
-    create_worlds(client, made, agents)
+    create_worlds(client, made, agents, progress)
     rows = _rows(client)
     nodes = [rows[i]["node"] for i in made if rows.get(i, {}).get("node")]
     return statistics.mode(nodes), made
 
 
 def lose_nodes(
-    cluster: ClusterRun, client: httpx.Client, *, kills: int, verify_at_most: int, agents: int, where: Path
+    cluster: ClusterRun,
+    client: httpx.Client,
+    *,
+    kills: int,
+    verify_at_most: int,
+    agents: int,
+    where: Path,
+    progress: Progress,
 ) -> dict[str, Any]:
     """``kills`` rounds of a node lost and another joined in its place (see the module's docstring); failover
     figures over every world of every round."""
@@ -210,7 +226,7 @@ def lose_nodes(
     lost = verified = failures = acknowledged = 0
     with contextlib.ExitStack() as joined:
         for number in range(kills):
-            lost_round = _lose(client, node, raylet)
+            lost_round = _lose(client, node, raylet, progress, f"node loss {number + 1} of {kills}")
             victims, times = lost_round["victims"], lost_round["seconds"]
             seconds += times
             lost += _lost_inputs(cluster.db, lost_round["acknowledged"])
@@ -231,7 +247,7 @@ def lose_nodes(
                 if time.monotonic() > deadline:
                     raise RuntimeError("the joined node got no host")
                 time.sleep(0.5)
-            node, _ = _refill(client, victims, f"k{number + 1}-", agents)
+            node, _ = _refill(client, victims, f"k{number + 1}-", agents, progress)
     return {
         "kills": len(rounds),
         "worlds_on_lost_node": rounds[0]["worlds"] if rounds else 0,
