@@ -41,7 +41,11 @@ COLD = {"type": "intervene", "kind": "personality", "agent": "arty", "traits": {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("dashboard-god"), rate="5", extra=["--agents", AGENTS]) as running:
+    # The tests leave it holding a dozen such worlds (forks, clones, merges, linked pairs); at load 4 to 5 its stop
+    # passed the 10 s limit in a CI run and ended as documented (every acknowledged input stored): accepted too.
+    with running_server(
+        tmp_path_factory.mktemp("dashboard-god"), rate="5", extra=["--agents", AGENTS], slow_stop_ok=True
+    ) as running:
         yield running
 
 
