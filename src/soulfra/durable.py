@@ -11,6 +11,7 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from soulfra.errors import ConfigError, ConflictError, HistoryIntegrityError, InputError, NotFoundError
@@ -164,7 +165,26 @@ class DurableWorld:
                     f"the database holds instance {found[0].id} with seed {seed}, but of another world "
                     "(other agents or world file); pass --fresh to start a new instance beside it"
                 )
-        return cls.create(store, seed, spec, agents=agents, settings=settings)
+        made = cls.create(store, seed, spec, agents=agents, settings=settings)
+        if fresh:
+            return made
+        return made._first_of_twins(seed)
+
+    def _first_of_twins(self, seed: int) -> DurableWorld:
+        """This new instance, unless another process made one of the same seed and world at the same moment (both
+        found none, then both created one): of such twins the first made is kept, by (created_at, id), which every
+        process reads alike. A later twin is deleted while its maker still holds its lease, and the first is opened
+        instead (continued, or refused while its maker runs it)."""
+        store, record = self.store, self.record
+        twins = [
+            r for r in store.instances.find(seed) if r.genesis_hash == record.genesis_hash and _made(r) < _made(record)
+        ]
+        if not twins:
+            return self
+        first = min(twins, key=_made)
+        store.instances.delete(record.id)
+        store.leases.release(record.id)
+        return type(self).open(store, first.id, settings=self.settings)
 
     # -- inputs and ticks ---------------------------------------------------------------------------------------
 
@@ -260,6 +280,11 @@ class DurableWorld:
     def close(self) -> None:
         self.flush()
         self.store.vault.save_agents(self.instance_id, self.world.state)
+
+
+def _made(record: InstanceRecord) -> tuple[datetime, str]:
+    """When an instance was made, its id breaking ties: the order in which twins are told apart."""
+    return record.created_at or datetime.min.replace(tzinfo=UTC), record.id
 
 
 @contextmanager

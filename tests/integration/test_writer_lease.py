@@ -16,7 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from soulfra.durable import DurableWorld
+from soulfra.errors import LeaseHeldError
 from soulfra.store import SqlStore
+from soulfra.world import DEFAULT_WORLD
 
 from .support import (
     ACK_TIMEOUT,
@@ -229,3 +232,38 @@ def test_two_writers_starting_at_once_on_a_new_database_are_one_writer(db_url: s
     report = parsed(soulfra("verify", "--db", db_url, "--json"))
     assert report["ok"]
     assert report["ticks"] == 30 * [first.returncode, second.returncode].count(0)
+
+
+def test_twins_made_at_once_leave_one_instance(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two makers of one seed's world that both found none and both made one (the race two ``run --db`` on a new
+    database can hit): the later twin is deleted and its maker opens the first instead, refused while the first's
+    maker runs it and continuing it once that has stopped."""
+    first_store, second_store = SqlStore.open(db_url), SqlStore.open(db_url)  # two writers, each with its leases
+    try:
+        first = DurableWorld.open_or_create(first_store, SEED, DEFAULT_WORLD)
+        for _ in range(5):
+            first.step()
+        first.flush()
+        real_find = second_store.instances.find
+        looked: list[int] = []
+
+        def find_before_the_first_was_made(seed: int) -> list[object]:
+            looked.append(seed)
+            return [] if len(looked) == 1 else list(real_find(seed))
+
+        monkeypatch.setattr(second_store.instances, "find", find_before_the_first_was_made)
+        with pytest.raises(LeaseHeldError):
+            DurableWorld.open_or_create(second_store, SEED, DEFAULT_WORLD)
+        assert looked == [SEED, SEED]  # it made a twin, then looked again
+        assert [r.id for r in real_find(SEED)] == [first.instance_id]  # the twin is gone
+        assert second_store.leases.held() == []
+
+        first.close()
+        first_store.leases.release(first.instance_id)
+        looked.clear()  # the same race again, now that the first one's maker has stopped
+        again = DurableWorld.open_or_create(second_store, SEED, DEFAULT_WORLD)
+        assert (again.instance_id, again.tick) == (first.instance_id, 5)  # the first, continued where it stopped
+        assert [r.id for r in real_find(SEED)] == [first.instance_id]
+    finally:
+        first_store.close()
+        second_store.close()
