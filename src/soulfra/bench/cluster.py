@@ -36,10 +36,11 @@ import httpx
 import sqlalchemy as sa
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from soulfra.bench.cluster_failover import create_worlds, lose_nodes, stop_process
 from soulfra.bench.load import free_port
+from soulfra.bench.progress import bench_progress
 
 __all__ = ["cluster_command"]
 
@@ -143,15 +144,6 @@ def _rows(client: httpx.Client) -> dict[str, dict[str, Any]]:
     return {row["id"]: row for row in reply.json()["instances"]}
 
 
-def _progress() -> Progress:
-    """What the run is doing, on stderr (``--json`` keeps stdout to the figures): a long run makes thousands of
-    worlds and waits for each lost node's worlds."""
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True,
-    )  # fmt: skip
-
-
 def _create(client: httpx.Client, count: int, progress: Progress) -> list[str]:
     ids = [f"b{number}" for number in range(count)]
     create_worlds(client, ids, AGENTS, progress)
@@ -245,7 +237,7 @@ def cluster_command(
     count = instances or (100 if quick else 2000)
     seconds = window or (15.0 if quick else 60.0)
     losses = kills or (1 if quick else 5)
-    with _progress() as progress:
+    with bench_progress(Console(stderr=True)) as progress:  # stderr: --json keeps stdout to the figures
         if quick:  # one cluster: its load, then its losses
             report: dict[str, Any] = _run(db, nats, 2, count, seconds, progress, kills=losses, verify=3)
         else:

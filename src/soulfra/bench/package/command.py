@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from soulfra.bench.package.common import BUILTIN_AGENTS, MB, SEED, SNAPSHOT_EVERY, WHISPER_EVERY, _build
@@ -30,6 +29,7 @@ from soulfra.bench.package.instances import (
     _instances_part,
 )
 from soulfra.bench.package.soulpkg import GZIP_LEVEL, REPEATS, _package_part
+from soulfra.bench.progress import bench_progress
 from soulfra.errors import ConfigError, OutputError
 
 __all__ = ["PARTS", "package_command", "render", "run_package_bench"]
@@ -41,13 +41,6 @@ TARGET_COMPACT_IMPORT_MB_S = 20.0  # a compact import replays its history (issue
 TARGET_FORK_MS = 10.0
 TARGET_RSS_BYTES = 2 << 30
 TARGET_TICK_RATE = 0.95  # the puppet master's target is 1,000 worlds at 1 tick/s; 5% slack for scheduling jitter
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    )  # fmt: skip
 
 
 # -- the benchmark ----------------------------------------------------------------------------------------------
@@ -152,7 +145,7 @@ def run_package_bench(
             "gc_frozen_after_create": FREEZE_AFTER_CREATE,
         },
     }
-    with tempfile.TemporaryDirectory(prefix="soulfra-bench-package-") as tmp, _progress(console) as progress:
+    with tempfile.TemporaryDirectory(prefix="soulfra-bench-package-") as tmp, bench_progress(console) as progress:
         workdir = Path(tmp)
         # The many instances go first: after the 10,000-agent parts the allocator holds freed memory that the
         # instances would fill without growing RSS, which would understate what each instance costs.
