@@ -12,7 +12,7 @@ import zstandard
 
 from soulfra.codec import CompressionEngine
 from soulfra.errors import CodecError, ConflictError, HistoryIntegrityError, NotFoundError
-from soulfra.store import InstanceRecord, SnapshotInfo, Store
+from soulfra.store import InstanceRecord, SnapshotInfo, StateFrame, Store
 from soulfra.store.snapshot_policy import DICTIONARY_MAX_RAW, DICTIONARY_SAMPLES
 from soulfra.world import FORMAT_VERSION, World, WorldState, decode_state, encode_state, state_hash
 
@@ -270,3 +270,50 @@ def test_a_deleted_and_recreated_instance_gets_its_dictionary_judged_anew(
     trained = {info.dictionary_id for info in again[DICTIONARY_SAMPLES:]}
     assert len(trained) == 1
     assert None not in trained
+
+
+def test_a_large_state_given_as_a_frame_is_stored_as_that_frame_a_keyframe(
+    store: Store, reopen: Callable[[], Store], backend: Backend
+) -> None:
+    genesis_state, later = states(1, 2, agents=997, every=3)
+    store.instances.create(InstanceRecord(id="w", name="default", seed=1, genesis_hash=state_hash(genesis_state)))
+    store.snapshots.save("w", genesis_state, "periodic")
+    raw = encode_state(later)
+    frame = StateFrame(state_hash=state_hash(later), data=CompressionEngine().compress(raw).data)
+
+    # without the frame this state would be a delta of the genesis keyframe
+    info = store.snapshots.save_raw("w", raw, tick=later.tick, type="import", frame=frame)
+    assert (info.base_id, info.codec, info.dictionary_id) == (None, "zstd", None)
+    assert (info.stored_size, info.raw_size, info.state_hash) == (len(frame.data), len(raw), state_hash(later))
+    assert backend.blob(info.id) == frame.data
+    for reader in (store, reopen()):
+        assert_loads_exactly(reader, info, later)
+    after = World(detached(later))
+    after.step()
+    delta = store.snapshots.save("w", after.state, "periodic")
+    assert delta.base_id == info.id  # later snapshots are deltas of the frame's keyframe
+    assert_loads_exactly(reopen(), delta, after.state)
+
+
+def test_a_frame_that_holds_another_state_than_it_claims_is_an_error_when_read(
+    store: Store, reopen: Callable[[], Store]
+) -> None:
+    (state,) = states(1, 1, agents=997)
+    store.instances.create(InstanceRecord(id="w", name="default", seed=1, genesis_hash=state_hash(state)))
+    raw = encode_state(state)
+    wrong = StateFrame(state_hash=state_hash(state), data=_other_bytes_of_the_same_size(raw))
+    info = store.snapshots.save_raw("w", raw, tick=state.tick, type="import", frame=wrong)
+    for reader in (store, reopen()):
+        with pytest.raises(HistoryIntegrityError):
+            reader.snapshots.load(info.id)
+
+
+def test_a_small_state_given_as_a_frame_is_compressed_as_the_storage_decides(store: Store, backend: Backend) -> None:
+    (state,) = states(3, 1)
+    raw = encode_state(state)
+    assert len(raw) <= DICTIONARY_MAX_RAW  # small states get the instance's dictionary once it has one
+    store.instances.create(InstanceRecord(id="w", name="default", seed=3, genesis_hash=state_hash(state)))
+    frame = StateFrame(state_hash=state_hash(state), data=zstandard.ZstdCompressor(level=19).compress(raw))
+    info = store.snapshots.save_raw("w", raw, tick=0, type="import", frame=frame)
+    assert backend.blob(info.id) == CompressionEngine().compress(raw).data != frame.data
+    assert_loads_exactly(store, info, state)

@@ -318,3 +318,37 @@ def test_an_import_of_several_writes_none_when_one_is_refused(source: Store, tar
         import_bundles(target, bundles)
     assert [r.id for r in target.instances.list_instances()] == before
     assert import_bundles(target, bundles[:1])[0]["id"] == "w"
+
+
+def test_a_large_world_imports_the_package_frames_as_they_came_and_an_edited_head_anew(tmp_path: Path) -> None:
+    """States past the dictionary size are stored as the package's zstd frames, not compressed again; a head that an
+    edit changed has no frame in the package and is compressed as a new snapshot."""
+    source, target, again = InMemoryStore(), InMemoryStore(), InMemoryStore()
+    world = DurableWorld.create(source, SEED, DEFAULT_WORLD, agents=997, instance_id="big", settings=SETTINGS)
+    world.submit([Whisper(tick=1, target="arty", text="the tide turns", tone="playful")])
+    for _ in range(3):
+        world.step()
+    world.close()
+    read = through_package(bundle_for(source, "big"), tmp_path)
+    meta = read.instance
+    assert set(read.frames) == {meta["base_hash"], meta["head_hash"]}
+
+    import_bundle(target, read)
+    base, head = target.snapshots.list_snapshots("big")
+    assert [(info.tick, info.state_hash, info.base_id) for info in (base, head)] == [
+        (0, meta["base_hash"], None), (3, meta["head_hash"], None),
+    ]  # fmt: skip
+    assert (base.stored_size, head.stored_size) == (
+        len(read.frames[base.state_hash]),
+        len(read.frames[head.state_hash]),
+    )
+    assert head_hash(target, "big") == meta["head_hash"]
+    assert verify(target, "big").ok
+
+    rewritten = edit_bundle(read, [{"op": "rewrite", "from_tick": 1, "drop": [read.inputs[0]["seq"]]}])
+    assert rewritten.instance["head_hash"] != meta["head_hash"]
+    import_bundle(again, rewritten, verify_replay=True)
+    *_, new_head = again.snapshots.list_snapshots("big")
+    assert new_head.state_hash == rewritten.instance["head_hash"] == head_hash(again, "big")
+    assert new_head.stored_size != len(read.frames[meta["head_hash"]])
+    assert verify(again, "big").ok

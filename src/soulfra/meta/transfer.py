@@ -25,7 +25,7 @@ from soulfra.meta.lineage import lineage, record_json
 from soulfra.meta.package import InstanceBundle
 from soulfra.security.audit import current_action
 from soulfra.security.permissions import PermissionValidator, RuleSet, enforce
-from soulfra.store.ports import InstanceRecord, Store
+from soulfra.store.ports import InstanceRecord, StateFrame, Store
 from soulfra.world import World, decode_state, encode_state, input_to_json, parse_input
 from soulfra.world.encoding import encoded_hash, state_agents
 from soulfra.world.inputs import Input
@@ -165,9 +165,14 @@ def import_bundles(
         for record, bundle, inputs in prepared:
             meta, base_tick = bundle.instance, int(bundle.instance["base_tick"])
             store.instances.create(record)
-            store.snapshots.save_raw(record.id, bundle.base_state, tick=base_tick, type="import")
+            store.snapshots.save_raw(
+                record.id, bundle.base_state, tick=base_tick, type="import", frame=_frame(bundle, meta["base_hash"])
+            )
             if record.head_tick != base_tick:
-                store.snapshots.save_raw(record.id, bundle.head_state, tick=record.head_tick, type="import")
+                store.snapshots.save_raw(
+                    record.id, bundle.head_state, tick=record.head_tick, type="import",
+                    frame=_frame(bundle, meta["head_hash"]),
+                )  # fmt: skip
             if inputs:
                 store.inputs.append(record.id, inputs)
             store.rituals.record_many(record.id, bundle.traces)  # the agents table is written once it runs
@@ -184,6 +189,12 @@ def import_bundles(
             instances=[r["id"] for r in results], detail={"imported": imported, "verified_replay": verify_replay}
         )
     return results
+
+
+def _frame(bundle: InstanceBundle, state_hash: str) -> StateFrame | None:
+    """The package's frame of the state of ``state_hash``, if it carried that state (an edited head it did not)."""
+    data = bundle.frames.get(state_hash)
+    return None if data is None else StateFrame(state_hash=state_hash, data=data)
 
 
 def _prepared(
@@ -225,11 +236,13 @@ def _prepared(
             raise PackageError(
                 f"the history of {meta['id']} replays to {replayed}, not the head hash {meta['head_hash']} it claims"
             )
+    # a state the package carried was hashed as it was read (its frame is kept under that hash)
+    base_hash = meta["base_hash"] if meta["base_hash"] in bundle.frames else encoded_hash(bundle.base_state)
     record = InstanceRecord(
         id=instance_id,
         name=str(meta["name"]),
         seed=int(meta["seed"]),
-        genesis_hash=encoded_hash(bundle.base_state),
+        genesis_hash=base_hash,
         world={**dict(meta["world"]), "imported": {"from": meta["id"], "lineage": bundle.lineage,
                                                    "edits": len(bundle.edits)}},
         fork_tick=base_tick or None,

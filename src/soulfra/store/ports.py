@@ -98,6 +98,17 @@ class SnapshotInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StateFrame:
+    """State bytes as one plain zstd frame, with the state hash of the bytes it holds, both checked by whoever made
+    it (a package's reader, against the signed manifest): ``save_raw`` stores the frame as it is, a keyframe, with
+    no compression or hash of its own. A frame that is not what it claims fails its snapshot's hash check when read:
+    an error, never a wrong state."""
+
+    state_hash: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TraceRecord:
     """One stored output event (a ritual, a loop seal, a vibe shift...) as JSON."""
 
@@ -319,8 +330,12 @@ class SnapshotStorage(Protocol):
         """Store ``state`` at its tick. Idempotent: saving the same state at a stored tick returns the stored
         snapshot; another state at a stored tick is a ``ConflictError``."""
 
-    def save_raw(self, instance_id: str, raw: bytes, *, tick: int, type: str) -> SnapshotInfo:
-        """``save`` for state bytes already encoded (``encode_state``): the same rules, no re-encoding."""
+    def save_raw(
+        self, instance_id: str, raw: bytes, *, tick: int, type: str, frame: StateFrame | None = None
+    ) -> SnapshotInfo:
+        """``save`` for state bytes already encoded (``encode_state``): the same rules, no re-encoding. ``frame``:
+        the same bytes compressed already, stored as they are (a keyframe) where the storage would not give a state
+        that size a dictionary."""
 
     def load_raw(self, snapshot_id: int) -> tuple[SnapshotInfo, bytes]:
         """``load`` without decoding: the state bytes, checked against the stored hash."""

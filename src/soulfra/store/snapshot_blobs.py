@@ -5,9 +5,19 @@ tampered or damaged blob is an error and never a wrong state. Nothing here reads
 
 from __future__ import annotations
 
-from soulfra.codec import CompressionEngine
+from typing import TYPE_CHECKING
+
+from soulfra.codec import CODEC_ZSTD, Compressed, CompressionEngine
 from soulfra.errors import ConflictError, HistoryIntegrityError
 from soulfra.world.encoding import encoded_hash
+
+if TYPE_CHECKING:
+    from soulfra.store.ports import StateFrame
+
+
+def stored_frame(frame: StateFrame, raw_size: int) -> Compressed:
+    """A state's zstd frame, made elsewhere, as the blob of a keyframe: plain zstd, no dictionary, no reference."""
+    return Compressed(codec=CODEC_ZSTD, dictionary_id=None, data=frame.data, raw_size=raw_size)
 
 
 def refuse_another_state(instance_id: str, tick: int, *, stored_hash: str, digest: str) -> None:

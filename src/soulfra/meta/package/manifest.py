@@ -42,6 +42,9 @@ class InstanceBundle:
     config: dict[str, Any]
     edits: list[dict[str, Any]]
     replayed: bool = False  # the head state was rebuilt (and checked) by replaying the history as it was read
+    # The package's zstd frames of its states, by the state hash of the bytes each holds (checked as it was read):
+    # an import stores them as they came instead of compressing the states again. Not part of what a bundle is.
+    frames: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -261,6 +261,7 @@ def _bundle(
     if encoded_hash(raw[HEAD]) != instance["head_hash"]:
         what = "the history (replayed)" if manifest.compact else "entry " + HEAD
         raise PackageError(f"{what} does not give the head state the manifest names (its hash differs)")
+    frames = {instance[f"{end}_hash"]: blobs[name] for end, name in (("base", BASE), ("head", HEAD)) if name in blobs}
     config = json_object(raw[CONFIG], CONFIG)
     return InstanceBundle(
         instance=instance,
@@ -272,6 +273,7 @@ def _bundle(
         config=config,
         edits=manifest.edits,
         replayed=replayed,
+        frames=frames,
     )
 
 

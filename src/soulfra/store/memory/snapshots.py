@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from soulfra.codec import CompressionEngine, Dictionary
+from soulfra.codec import Compressed, CompressionEngine, Dictionary
 from soulfra.errors import HistoryIntegrityError, NotFoundError
 from soulfra.store.memory.tables import DictionaryRow, SnapshotRow, Tables
-from soulfra.store.ports import SnapshotInfo
-from soulfra.store.snapshot_blobs import refuse_another_state, unpack
+from soulfra.store.ports import SnapshotInfo, StateFrame
+from soulfra.store.snapshot_blobs import refuse_another_state, stored_frame, unpack
 from soulfra.store.snapshot_policy import KEYFRAME_EVERY, SnapshotPolicy
 from soulfra.store.state_cache import StateCache
 from soulfra.world.encoding import FORMAT_VERSION, decode_state, encode_state, encoded_hash
@@ -48,8 +48,10 @@ class InMemorySnapshotStorage:
         self.policy.forget(instance_id)
         self.cache.forget(instance_id)
 
-    def save_raw(self, instance_id: str, raw: bytes, *, tick: int, type: str) -> SnapshotInfo:
-        digest = encoded_hash(raw)
+    def save_raw(
+        self, instance_id: str, raw: bytes, *, tick: int, type: str, frame: StateFrame | None = None
+    ) -> SnapshotInfo:
+        digest = encoded_hash(raw) if frame is None else frame.state_hash
         what = f"saving a snapshot of {instance_id} at tick {tick}"
         with self._store.write(what) as tables:
             self._store.fence(tables, instance_id)
@@ -58,11 +60,11 @@ class InMemorySnapshotStorage:
                 refuse_another_state(instance_id, tick, stored_hash=stored.state_hash, digest=digest)
                 return stored
             tables.require_instance(instance_id, what)
-            history = _History(tables, instance_id, self._raw)
-            base_id = self.policy.delta_base(history, tick=tick, size=len(raw))
-            base = None if base_id is None else self._raw(tables, base_id)
-            dictionary = None if base is not None else self._dictionary(tables, instance_id, history, len(raw))
-            packed = self._compression.compress(raw, reference=base, dictionary=dictionary)
+            framed = frame is not None and not self.policy.wants_dictionary(len(raw))
+            if frame is not None and framed:
+                base_id, base, packed = None, None, stored_frame(frame, len(raw))
+            else:
+                base_id, base, packed = self._packed(tables, instance_id, raw, tick)
             info = SnapshotInfo(
                 id=tables.next_id(), instance_id=instance_id, type=type, tick=tick, state_hash=digest,
                 format_version=FORMAT_VERSION, codec=packed.codec, dictionary_id=packed.dictionary_id,
@@ -73,9 +75,19 @@ class InMemorySnapshotStorage:
             ticks = list(tables.ticks.get(instance_id, ()))
             bisect.insort(ticks, (tick, info.id))
             tables.ticks[instance_id] = tuple(ticks)
-            if base is None:
+            if base is None and not framed:  # a frame is read back from its bytes: it is checked then
                 self._last_keyframe = ((info.id, digest), raw)
         return info
+
+    def _packed(
+        self, tables: Tables, instance_id: str, raw: bytes, tick: int
+    ) -> tuple[int | None, bytes | None, Compressed]:
+        """The keyframe a new snapshot is a delta of (its id and bytes; None for a keyframe), and its blob."""
+        history = _History(tables, instance_id, self._raw)
+        base_id = self.policy.delta_base(history, tick=tick, size=len(raw))
+        base = None if base_id is None else self._raw(tables, base_id)
+        dictionary = None if base is not None else self._dictionary(tables, instance_id, history, len(raw))
+        return base_id, base, self._compression.compress(raw, reference=base, dictionary=dictionary)
 
     def _dictionary(self, tables: Tables, instance_id: str, history: _History, size: int) -> Dictionary | None:
         """The instance's dictionary for a keyframe of ``size`` bytes: the one it has, or one the policy has trained

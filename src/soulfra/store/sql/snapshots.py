@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from soulfra.codec import CompressionEngine, Dictionary
+from soulfra.codec import Compressed, CompressionEngine, Dictionary
 from soulfra.errors import HistoryIntegrityError, NotFoundError
 from soulfra.store import schema
-from soulfra.store.ports import SnapshotInfo
-from soulfra.store.snapshot_blobs import refuse_another_state, unpack
+from soulfra.store.ports import SnapshotInfo, StateFrame
+from soulfra.store.snapshot_blobs import refuse_another_state, stored_frame, unpack
 from soulfra.store.snapshot_policy import KEYFRAME_EVERY, SnapshotPolicy
 from soulfra.store.sql.clock import aware, utc_now
 from soulfra.store.state_cache import StateCache
@@ -62,10 +62,13 @@ class SqlSnapshotStorage:
     def save(self, instance_id: str, state: WorldState, type: str) -> SnapshotInfo:
         return self.save_raw(instance_id, encode_state(state), tick=state.tick, type=type)
 
-    def save_raw(self, instance_id: str, raw: bytes, *, tick: int, type: str) -> SnapshotInfo:
-        """``save`` for state bytes already encoded (``encode_state``)."""
+    def save_raw(
+        self, instance_id: str, raw: bytes, *, tick: int, type: str, frame: StateFrame | None = None
+    ) -> SnapshotInfo:
+        """``save`` for state bytes already encoded (``encode_state``); ``frame``: the same bytes compressed already
+        (see ``StateFrame``)."""
         table = schema.snapshots
-        digest = raw_hash(raw)
+        digest = raw_hash(raw) if frame is None else frame.state_hash
         with self._store.connect(f"saving a snapshot of {instance_id} at tick {tick}") as conn:
             self._store.fence(conn, instance_id)
             stored = conn.execute(
@@ -74,13 +77,11 @@ class SqlSnapshotStorage:
             if stored is not None:
                 refuse_another_state(instance_id, tick, stored_hash=stored.state_hash, digest=digest)
                 return _snapshot_info(stored)
-            history = _History(conn, instance_id, self._raw)
-            base_id = self.policy.delta_base(history, tick=tick, size=len(raw))
-            base = None if base_id is None else (base_id, self._raw(conn, base_id))
-            dictionary = None if base is not None else self._dictionary(conn, instance_id, history, len(raw))
-            packed = self._compression.compress(
-                raw, reference=base[1] if base is not None else None, dictionary=dictionary
-            )
+            framed = frame is not None and not self.policy.wants_dictionary(len(raw))
+            if frame is not None and framed:
+                base, packed = None, stored_frame(frame, len(raw))
+            else:
+                base, packed = self._packed(conn, instance_id, raw, tick)
             row: dict[str, Any] = {
                 "instance_id": instance_id, "type": type, "data": packed.data, "timestamp": utc_now(), "tick": tick,
                 "state_hash": digest, "format_version": FORMAT_VERSION, "codec": packed.codec,
@@ -88,7 +89,7 @@ class SqlSnapshotStorage:
                 "raw_size": len(raw), "stored_size": len(packed.data),
             }  # fmt: skip
             new_id = conn.execute(table.insert().values(**row).returning(table.c.id)).scalar_one()
-            if base is None:
+            if base is None and not framed:  # a frame is read back from its bytes: it is checked then
                 self._raw_cache = ((new_id, digest), raw)
         return SnapshotInfo(
             id=new_id, instance_id=instance_id, type=type, tick=tick, state_hash=digest,
@@ -96,6 +97,17 @@ class SqlSnapshotStorage:
             base_id=base[0] if base is not None else None, raw_size=len(raw), stored_size=len(packed.data),
             timestamp=row["timestamp"],
         )  # fmt: skip
+
+    def _packed(
+        self, conn: sa.Connection, instance_id: str, raw: bytes, tick: int
+    ) -> tuple[tuple[int, bytes] | None, Compressed]:
+        """The keyframe a new snapshot is a delta of (its id and bytes; None for a keyframe), and its blob."""
+        history = _History(conn, instance_id, self._raw)
+        base_id = self.policy.delta_base(history, tick=tick, size=len(raw))
+        base = None if base_id is None else (base_id, self._raw(conn, base_id))
+        dictionary = None if base is not None else self._dictionary(conn, instance_id, history, len(raw))
+        packed = self._compression.compress(raw, reference=base[1] if base is not None else None, dictionary=dictionary)
+        return base, packed
 
     def _dictionary(self, conn: sa.Connection, instance_id: str, history: _History, size: int) -> Dictionary | None:
         """The instance's dictionary for a keyframe of ``size`` bytes: the one it has, or one the policy has trained
