@@ -16,6 +16,7 @@ from soulfra.world.rng import (
     Stream,
     below,
     below_array,
+    below_each,
     draw,
     draws,
     mix64,
@@ -250,6 +251,24 @@ def test_below_array_is_in_range_and_is_the_remainder(values: npt.NDArray[np.uin
     assert result.dtype == np.int64
     assert [int(r) for r in result] == [int(v) % n for v in values]
     assert all(0 <= int(r) < n for r in result)
+
+
+@settings(max_examples=200)
+@given(u64_arrays, st.integers(1, (1 << 32) - 1))
+def test_below_each_is_below_of_every_value_exactly(values: npt.NDArray[np.uint64], n: int) -> None:
+    assert below_each(values, n).tolist() == [below(int(v), n) for v in values]
+
+
+def test_below_each_is_exact_at_the_extremes() -> None:
+    values = np.array([0, 1, (1 << 32) - 1, 1 << 32, (1 << 63) + 1, U64_MAX - 1, U64_MAX], dtype=np.uint64)
+    for n in (1, 2, 3, 100, 600_001, (1 << 31) + 7, (1 << 32) - 1):
+        assert below_each(values, n).tolist() == [below(int(v), n) for v in values]
+
+
+@pytest.mark.parametrize("n", [0, -1, 1 << 32])
+def test_below_each_refuses_a_range_it_cannot_take_exactly(n: int) -> None:
+    with pytest.raises(ValueError, match="below_each"):
+        below_each(np.array([1], dtype=np.uint64), n)
 
 
 @settings(max_examples=60)

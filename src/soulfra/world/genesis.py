@@ -6,6 +6,7 @@ voice, goals and first moods from the ``GENESIS`` stream.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,8 +15,8 @@ from soulfra.errors import ConfigError
 from soulfra.world.daemons.final_export import first_digest
 from soulfra.world.fixed import SCALE
 from soulfra.world.minds.voice import TOPICS, VOICES
-from soulfra.world.model import ORDER, AgentSpec, LoopTrace, WorldState
-from soulfra.world.rng import MASK, Purpose, Stream
+from soulfra.world.model import ORDER, AgentSpec, I64Array, LoopTrace, WorldState
+from soulfra.world.rng import MASK, Purpose, below_each, draws
 
 MAX_AGENTS = 1_000_000
 DEFAULT_LOOP_LENGTH = 100
@@ -54,28 +55,31 @@ DEFAULT_AGENTS = (CAL_RIVEN, ARTY, AGENT_ZERO)
 DEFAULT_WORLD = WorldSpec(agents=DEFAULT_AGENTS)
 
 _GENERATED_MINDS = (("governor", 5), ("orchestrator", 30), ("executor", 65))
+_GENERATED_MIND = tuple(mind for mind, share in _GENERATED_MINDS for _ in range(share))  # by the roll, 0..99
 
 
-def generated_agent(seed: int, number: int, mind: str | None = None, model: str = "") -> AgentDefinition:
-    rng = Stream(seed, 0, number, Purpose.GENESIS)
-    roll = rng.below(100)
-    chosen = mind
-    if chosen is None:
-        for key, share in _GENERATED_MINDS:
-            if roll < share:
-                chosen = key
-                break
-            roll -= share
-    traits = (
-        150_000 + rng.below(700_000), 150_000 + rng.below(700_000),
-        150_000 + rng.below(700_000), 150_000 + rng.below(700_000),
-    )  # fmt: skip
-    goals = (TOPICS[rng.below(len(TOPICS))], TOPICS[rng.below(len(TOPICS))])
-    spec = AgentSpec(
-        id=f"echo-{number:05d}", name=f"Echo {number}", mind=chosen or "executor", voice=rng.choice(VOICES),
-        goals=goals if goals[0] != goals[1] else goals[:1], model=model,
-    )  # fmt: skip
-    return AgentDefinition(spec=spec, traits=traits)
+def generated_agents(
+    seed: int, numbers: Sequence[int], mind: str | None = None, model: str = ""
+) -> tuple[list[AgentSpec], I64Array]:
+    """The generated agents of these numbers, with their traits as rows. Each agent's draws come from its own
+    ``GENESIS`` stream of tick 0 (``Stream(seed, 0, number, GENESIS)``: the mind's roll, four traits, two goals, a
+    voice, in that order), drawn here for all of them at once."""
+    keys = np.asarray(numbers, dtype=np.uint64)
+
+    def drawn(counter: int, n: int) -> list[int]:
+        return below_each(draws(seed, 0, keys, Purpose.GENESIS, counter), n).tolist()  # type: ignore[no-any-return]
+
+    rolls = drawn(0, 100)
+    traits = np.column_stack([150_000 + np.asarray(drawn(c, 700_000), dtype=np.int64) for c in (1, 2, 3, 4)])
+    firsts, seconds, voices = drawn(5, len(TOPICS)), drawn(6, len(TOPICS)), drawn(7, len(VOICES))
+    specs = []
+    for number, roll, first, second, voice in zip(numbers, rolls, firsts, seconds, voices, strict=True):
+        chosen = _GENERATED_MIND[roll] if mind is None else mind or "executor"
+        specs.append(AgentSpec(
+            id=f"echo-{number:05d}", name=f"Echo {number}", mind=chosen, voice=VOICES[voice],
+            goals=(TOPICS[first], TOPICS[second]) if first != second else (TOPICS[first],), model=model,
+        ))  # fmt: skip
+    return specs, traits
 
 
 def genesis(
@@ -88,28 +92,31 @@ def genesis(
         raise ConfigError(f"a world holds 1 to {MAX_AGENTS} agents; asked for {len(spec.agents) + extra_agents}")
     if spec.loop_length < 1:
         raise ConfigError("loop_length must be at least 1")
-    definitions = list(spec.agents)
-    taken = {d.spec.id for d in definitions}
+    taken = {d.spec.id for d in spec.agents}
+    specs = [d.spec for d in spec.agents]
+    rows = [np.array([d.traits for d in spec.agents], dtype=np.int64).reshape(len(specs), 4)]
     number = 0
-    while len(definitions) < len(spec.agents) + extra_agents:
-        number += 1
-        made = generated_agent(seed, number, mind, spec.generated_model)
-        if made.spec.id not in taken:
-            definitions.append(made)
-    if not definitions:
+    while len(specs) < len(spec.agents) + extra_agents:  # a number whose id a defined agent has is passed over
+        wanted = len(spec.agents) + extra_agents - len(specs)
+        made, traits = generated_agents(seed, range(number + 1, number + wanted + 1), mind, spec.generated_model)
+        number += wanted
+        kept = [i for i, agent in enumerate(made) if agent.id not in taken]
+        specs.extend(made[i] for i in kept)
+        rows.append(traits[kept])
+    if not specs:
         raise ConfigError("a world needs at least one agent")
-    size = len(definitions)
-    traits = np.array([d.traits for d in definitions], dtype=np.int64).reshape(size, 4)
-    valence = np.empty(size, dtype=np.int64)
-    arousal = np.empty(size, dtype=np.int64)
-    energy = np.empty(size, dtype=np.int64)
-    for i in range(size):
-        rng = Stream(seed, 0, i, Purpose.MOOD_VALENCE)
-        valence[i] = rng.below(600_001) - 300_000 + (traits[i, 0] - SCALE // 2) // 2
-        arousal[i] = 250_000 + rng.below(400_000)
-        energy[i] = 700_000 + rng.below(300_001)
+    size = len(specs)
+    traits = np.concatenate(rows).reshape(size, 4)
+    indices = np.arange(size, dtype=np.uint64)
+
+    def drawn(counter: int, n: int) -> I64Array:
+        return below_each(draws(seed, 0, indices, Purpose.MOOD_VALENCE, counter), n).astype(np.int64)
+
+    valence = drawn(0, 600_001) - 300_000 + (traits[:, 0] - SCALE // 2) // 2
+    arousal = 250_000 + drawn(1, 400_000)
+    energy = 700_000 + drawn(2, 300_001)
     return WorldState(
-        seed=seed, tick=0, loop_length=spec.loop_length, specs=tuple(d.spec for d in definitions), traits=traits,
+        seed=seed, tick=0, loop_length=spec.loop_length, specs=tuple(specs), traits=traits,
         valence=valence, arousal=arousal, energy=energy, focus=traits[:, ORDER].copy(), possessed={}, whispers={},
         memory={}, affinity={}, threads={}, rituals={}, tasks={}, ledger={}, next_id={},
         loop=LoopTrace(index=0, start=0, digest=first_digest(0)), pending_seed=None, vibe=None, vibe_history=(),

@@ -72,6 +72,15 @@ def below(value: int, n: int) -> int:
     return (value * n) >> 64
 
 
+def below_each(values: U64Array, n: int) -> U64Array:
+    """``below`` of every value at once, exactly: the 128-bit product is taken in 32-bit halves (``n < 2**32``)."""
+    if not 0 < n < 1 << 32:
+        raise ValueError(f"below_each takes 0 < n < 2**32, not {n}")
+    width, half = np.uint64(n), np.uint64(32)
+    # floor(v * n / 2**64) with v = high * 2**32 + low; no partial sum reaches 2**64 for n < 2**32
+    return ((values >> half) * width + (((values & np.uint64(0xFFFFFFFF)) * width) >> half)) >> half
+
+
 def below_array(values: U64Array, n: int) -> npt.NDArray[np.int64]:
     """``values % n`` as int64; used where 128-bit products are unavailable. Bias is below n / 2**64."""
     return (values % np.uint64(n)).astype(np.int64)
