@@ -13,7 +13,7 @@ from typing import Any
 from soulfra.durable import history_base, start_tick, state_at
 from soulfra.errors import CodecError, ConflictError, HistoryIntegrityError, NotFoundError
 from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, parent_tick
-from soulfra.verification_spans import PARALLEL_MIN_WORK, Mismatch, Span, replay_span, replay_spans
+from soulfra.verification_spans import PARALLEL_MIN_WORK, START_WORK, Mismatch, Span, replay_span, replay_spans
 from soulfra.world import World, WorldSpec, schedule
 from soulfra.world.encoding import state_hash
 from soulfra.world.inputs import Input
@@ -86,8 +86,9 @@ def verify(
     expected = {info.tick: (info.state_hash, info.type) for info in snapshots}
     spans = _spans(snapshots, genesis, record.head_tick, workers)
     url = getattr(store, "url", None)
-    if len(spans) > 1 and isinstance(url, str):  # each span's process reads its own inputs: here, only counted
-        found = replay_spans(url, instance_id, genesis, spans, expected, on_tick=on_tick)
+    if len(spans) > 1 and isinstance(url, str):  # each other span's process reads its own inputs
+        first = store.inputs.read(instance_id, from_tick=spans[0].start, to_tick=spans[0].end)
+        found = replay_spans(url, instance_id, genesis, spans, expected, (s.input for s in first), on_tick=on_tick)
         inputs = store.inputs.count(instance_id)
     else:
         logged = store.inputs.read(instance_id)
@@ -111,15 +112,18 @@ def verify(
 
 
 def _spans(snapshots: list[SnapshotInfo], genesis: WorldState, head: int, workers: int) -> list[Span]:
-    """The history from ``genesis`` to ``head`` cut at stored snapshots into up to ``workers`` spans of about equal
-    work; one span unless the whole is worth the start of several processes (``PARALLEL_MIN_WORK``)."""
+    """The history from ``genesis`` to ``head`` cut at stored snapshots into up to ``workers`` spans that end at
+    about the same time: the first, replayed here, starts at once and is longer by what a process takes to start
+    (``START_WORK``); one span unless the whole is worth the start of several processes (``PARALLEL_MIN_WORK``)."""
     length = head - genesis.tick
     if workers <= 1 or length * max(1, genesis.size) < PARALLEL_MIN_WORK:
         return [Span(start=genesis.tick, end=head)]
     inside = [info for info in snapshots if genesis.tick < info.tick < head]
+    head_start = START_WORK // max(1, genesis.size)  # in ticks
+    share = max(0, length - head_start) // workers  # each other span's
     cuts: list[SnapshotInfo] = []
     for part in range(1, workers):
-        aim = genesis.tick + length * part // workers
+        aim = head - share * (workers - part)
         nearest = min(inside, key=lambda info: (abs(info.tick - aim), info.tick), default=None)
         if nearest is not None and (not cuts or nearest.tick > cuts[-1].tick):
             cuts.append(nearest)

@@ -1,8 +1,9 @@
 """Replaying a stretch of an instance's history and comparing the stored hashes on it: in this process, or several
-stretches at once in processes of their own (``verify --workers``), each reading the database itself.
+stretches at once (``verify --workers``), the first in this process and each other in a process of its own that
+reads the database itself.
 
-A span runs from a start tick to an end tick. The first starts from the history's base (passed to its process as
-state bytes); every other from the stored snapshot at its start tick, read and checked against its hash there. A
+A span runs from a start tick to an end tick. The first starts from the history's base; every other from the
+stored snapshot at its start tick, read and checked against its hash there. A
 span compares the hash of every stored snapshot after its start, up to and including its end: the snapshot the
 next span starts from is the last one it checks, so together the spans check every stored hash against a replay.
 """
@@ -11,22 +12,29 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from soulfra.errors import CodecError, ConflictError, HistoryIntegrityError
 from soulfra.world import World, schedule
-from soulfra.world.encoding import decode_state, encode_state, state_hash
+from soulfra.world.encoding import state_hash
 from soulfra.world.events import Event, LoopSealed
+from soulfra.world.inputs import Input
 from soulfra.world.model import WorldState
 
-__all__ = ["PARALLEL_MIN_WORK", "Mismatch", "Span", "SpanResult", "available_cpus", "replay_span", "replay_spans"]
+__all__ = [
+    "PARALLEL_MIN_WORK", "START_WORK", "Mismatch", "Span", "SpanResult", "available_cpus", "replay_span",
+    "replay_spans",
+]  # fmt: skip
 
 # Agent-ticks of replay below which one process does it all: a process of its own takes about a second to start
 # (1,000 agents replay about 200 ticks a second on one core).
 PARALLEL_MIN_WORK = 300_000
+# What a span's process costs to start (about 0.75 s), in agent-ticks of replay: the first span, replayed in this
+# process while the others start, is given that much more of the history.
+START_WORK = 150_000
 PROGRESS_EVERY_S = 0.2  # how often the spans' progress is summed for ``on_tick``
 
 Expected = Mapping[int, tuple[str, str]]  # tick -> (the stored state hash there, the snapshot's type)
@@ -93,22 +101,36 @@ def replay_spans(
     base: WorldState,
     spans: list[Span],
     expected: Expected,
+    first_inputs: Iterable[Input],
     *,
     on_tick: Callable[[int], None] | None = None,
 ) -> list[SpanResult]:
-    """Each span replayed in a process of its own, all at once; their results in the order of the spans."""
+    """The first span replayed in this process (from ``base`` on ``first_inputs``, its share of the input log), each
+    other in a process of its own, all at once; their results in the order of the spans."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or connections carried over
     done = context.Array("q", len(spans), lock=False)  # ticks each span has replayed
-    base_bytes = encode_state(base)
     with ProcessPoolExecutor(
-        max_workers=len(spans), mp_context=context, initializer=_share_progress, initargs=(done,)
+        max_workers=max(1, len(spans) - 1), mp_context=context, initializer=_share_progress, initargs=(done,)
     ) as pool:
         futures = [
-            pool.submit(_replay_stored_span, url, instance_id, at, span, base_bytes if at == 0 else None, expected)
-            for at, span in enumerate(spans)
+            pool.submit(_replay_stored_span, url, instance_id, at, span, expected)
+            for at, span in enumerate(spans[1:], start=1)
         ]
-        _wait_reporting(futures, lambda: base.tick + sum(done), on_tick)
-        return [future.result() for future in futures]
+        first, origin = spans[0], base.tick  # the world replayed here advances ``base`` itself
+
+        def progress(tick: int) -> None:
+            done[0] = tick - first.start
+            if on_tick is not None:
+                on_tick(origin + sum(done))
+
+        try:
+            here = replay_span(World(base), schedule(first_inputs), first.end, expected, progress)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        _wait_reporting(futures, lambda: origin + sum(done), on_tick)
+        return [here, *(future.result() for future in futures)]
 
 
 def _wait_reporting(futures: list[Future[SpanResult]], reached: Callable[[], int], on_tick: Any) -> None:
@@ -129,23 +151,20 @@ def _share_progress(done: Any) -> None:
     _progress = done
 
 
-def _replay_stored_span(
-    url: str, instance_id: str, at: int, span: Span, base: bytes | None, expected: Expected
-) -> SpanResult:
-    """One span, in a process of its own: the history's base (``base``) or the stored snapshot the span starts
-    from, the span's inputs, read from the database at ``url``, and the replay."""
+def _replay_stored_span(url: str, instance_id: str, at: int, span: Span, expected: Expected) -> SpanResult:
+    """One span, in a process of its own: the stored snapshot it starts from, its inputs, read from the database at
+    ``url``, and the replay."""
     from soulfra.store import SqlStore  # noqa: PLC0415 - the world layer's processes import what they use
 
     store = SqlStore.open(url, migrate=False)
     try:
-        if base is not None or span.snapshot_id is None:
-            state = decode_state(base or b"")
-        else:
-            try:
-                state = store.snapshots.load(span.snapshot_id)[1]
-            except (HistoryIntegrityError, ConflictError, CodecError) as exc:
-                unread = Mismatch(tick=span.start, stored="", replayed="unreadable", what=f"cannot start here: {exc}")
-                return SpanResult(state_hash="", checked=0, mismatches=[unread])
+        try:
+            if span.snapshot_id is None:
+                raise HistoryIntegrityError("a span after the first starts from a stored snapshot, and this has none")
+            state = store.snapshots.load(span.snapshot_id)[1]
+        except (HistoryIntegrityError, ConflictError, CodecError) as exc:
+            unread = Mismatch(tick=span.start, stored="", replayed="unreadable", what=f"cannot start here: {exc}")
+            return SpanResult(state_hash="", checked=0, mismatches=[unread])
         inputs = store.inputs.read(instance_id, from_tick=span.start, to_tick=span.end)
     finally:
         store.close()

@@ -1,6 +1,7 @@
 """``verify`` in several processes at once (``--workers``): a history in a SQLite file cut at stored snapshots into
-spans, each replayed in a process of its own. It reports what one replay reports on an intact history, finds the
-same first difference in a forged one, and tells its progress to the end; a store with no URL is replayed here."""
+spans, the first replayed in this process and each other in a process of its own. It reports what one replay
+reports on an intact history, finds the same first difference in a forged one, and tells its progress to the end; a
+store with no URL is replayed here."""
 
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ AGENTS = 20
 
 @pytest.fixture(autouse=True)
 def _spans_for_short_histories(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A history this short is replayed in one process unless told otherwise: the tests want spans.
+    # A history this short is replayed in one process unless told otherwise: the tests want spans, of equal work
+    # unless a test gives the first span (replayed in the test's process) a head start.
     monkeypatch.setattr(verification, "PARALLEL_MIN_WORK", 1)
+    monkeypatch.setattr(verification, "START_WORK", 0)
 
 
 def _fill(store: Store) -> str:
@@ -70,7 +73,7 @@ def test_spans_in_processes_report_what_one_replay_does(
     monkeypatch.setattr(verification, "replay_spans", counted)
     reached: list[int] = []
     several = verify(store, instance, workers=3, on_tick=reached.append)
-    assert spanned == [3]  # three processes, each a span
+    assert spanned == [3]  # three spans: this process and two others
     assert one.ok and several.ok
     assert _summary(several) == _summary(one)
     assert one.snapshots_checked == len(store.snapshots.list_snapshots(instance))
@@ -88,6 +91,22 @@ def test_the_spans_cut_at_stored_snapshots_and_cover_the_history(stored: tuple[S
     by_id = {info.id: info.tick for info in snapshots}
     for before, after in pairwise(spans):
         assert before.end == after.start == by_id[after.snapshot_id or -1]
+
+
+def test_the_first_span_is_longer_by_what_a_process_takes_to_start(
+    stored: tuple[SqlStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, instance = stored
+    snapshots = store.snapshots.list_snapshots(instance)
+    base = store.snapshots.load(snapshots[0].id)[1]
+    assert [(s.start, s.end) for s in verification._spans(snapshots, base, TICKS, 2)] == [(0, 60), (60, TICKS)]
+    monkeypatch.setattr(verification, "START_WORK", 20 * base.size)  # 20 ticks of this world's replay
+    # the other span's share: (130 - 20) / 2 = 55 ticks, cut at the snapshot nearest tick 75
+    assert [(s.start, s.end) for s in verification._spans(snapshots, base, TICKS, 2)] == [(0, 80), (80, TICKS)]
+    reached: list[int] = []
+    report = verify(store, instance, workers=2, on_tick=reached.append)
+    assert report.ok and report.snapshots_checked == len(snapshots)
+    assert reached[-1] == TICKS and reached == sorted(reached)
 
 
 @pytest.mark.parametrize("forged", ["input", "snapshot-hash"])
