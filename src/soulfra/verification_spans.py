@@ -3,9 +3,9 @@ stretches at once (``verify --workers``), the first in this process and each oth
 reads the database itself.
 
 A span runs from a start tick to an end tick. The first starts from the history's base; every other from the
-stored snapshot at its start tick, read and checked against its hash there. A
-span compares the hash of every stored snapshot after its start, up to and including its end: the snapshot the
-next span starts from is the last one it checks, so together the spans check every stored hash against a replay.
+stored snapshot at its start tick, read and checked against its hash there. A span compares the hash of every
+stored snapshot after its start, up to and including its end: the snapshot the next span starts from is the last
+one it checks, so together the spans check every stored hash against a replay.
 """
 
 from __future__ import annotations

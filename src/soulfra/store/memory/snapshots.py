@@ -60,11 +60,10 @@ class InMemorySnapshotStorage:
                 refuse_another_state(instance_id, tick, stored_hash=stored.state_hash, digest=digest)
                 return stored
             tables.require_instance(instance_id, what)
-            framed = frame is not None and not self.policy.wants_dictionary(len(raw))
-            if frame is not None and framed:
-                base_id, base, packed = None, None, stored_frame(frame, len(raw))
+            if frame is not None and not self.policy.wants_dictionary(len(raw)):
+                framed, (base_id, base, packed) = True, (None, None, stored_frame(frame, len(raw)))
             else:
-                base_id, base, packed = self._packed(tables, instance_id, raw, tick)
+                framed, (base_id, base, packed) = False, self._packed(tables, instance_id, raw, tick)
             info = SnapshotInfo(
                 id=tables.next_id(), instance_id=instance_id, type=type, tick=tick, state_hash=digest,
                 format_version=FORMAT_VERSION, codec=packed.codec, dictionary_id=packed.dictionary_id,

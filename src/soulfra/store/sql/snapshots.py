@@ -77,11 +77,10 @@ class SqlSnapshotStorage:
             if stored is not None:
                 refuse_another_state(instance_id, tick, stored_hash=stored.state_hash, digest=digest)
                 return _snapshot_info(stored)
-            framed = frame is not None and not self.policy.wants_dictionary(len(raw))
-            if frame is not None and framed:
-                base, packed = None, stored_frame(frame, len(raw))
+            if frame is not None and not self.policy.wants_dictionary(len(raw)):
+                framed, base, packed = True, None, stored_frame(frame, len(raw))
             else:
-                base, packed = self._packed(conn, instance_id, raw, tick)
+                framed, (base, packed) = False, self._packed(conn, instance_id, raw, tick)
             row: dict[str, Any] = {
                 "instance_id": instance_id, "type": type, "data": packed.data, "timestamp": utc_now(), "tick": tick,
                 "state_hash": digest, "format_version": FORMAT_VERSION, "codec": packed.codec,
