@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from soulfra.errors import ConfigError
 from soulfra.world.daemons.final_export import first_digest
@@ -58,6 +59,11 @@ _GENERATED_MINDS = (("governor", 5), ("orchestrator", 30), ("executor", 65))
 _GENERATED_MIND = tuple(mind for mind, share in _GENERATED_MINDS for _ in range(share))  # by the roll, 0..99
 
 
+def _drawn(seed: int, agents: npt.NDArray[np.uint64], purpose: int, counter: int, n: int) -> I64Array:
+    """``Stream(seed, 0, agent, purpose)``'s draw number ``counter``, mapped onto ``range(n)``, for every agent."""
+    return below_each(draws(seed, 0, agents, purpose, counter), n).astype(np.int64)
+
+
 def generated_agents(
     seed: int, numbers: Sequence[int], mind: str | None = None, model: str = ""
 ) -> tuple[list[AgentSpec], I64Array]:
@@ -65,13 +71,11 @@ def generated_agents(
     ``GENESIS`` stream of tick 0 (``Stream(seed, 0, number, GENESIS)``: the mind's roll, four traits, two goals, a
     voice, in that order), drawn here for all of them at once."""
     keys = np.asarray(numbers, dtype=np.uint64)
-
-    def drawn(counter: int, n: int) -> list[int]:
-        return below_each(draws(seed, 0, keys, Purpose.GENESIS, counter), n).tolist()  # type: ignore[no-any-return]
-
-    rolls = drawn(0, 100)
-    traits = np.column_stack([150_000 + np.asarray(drawn(c, 700_000), dtype=np.int64) for c in (1, 2, 3, 4)])
-    firsts, seconds, voices = drawn(5, len(TOPICS)), drawn(6, len(TOPICS)), drawn(7, len(VOICES))
+    traits = np.column_stack([150_000 + _drawn(seed, keys, Purpose.GENESIS, c, 700_000) for c in (1, 2, 3, 4)])
+    rolls, firsts, seconds, voices = (
+        _drawn(seed, keys, Purpose.GENESIS, counter, n).tolist()
+        for counter, n in ((0, 100), (5, len(TOPICS)), (6, len(TOPICS)), (7, len(VOICES)))
+    )
     specs = []
     for number, roll, first, second, voice in zip(numbers, rolls, firsts, seconds, voices, strict=True):
         chosen = _GENERATED_MIND[roll] if mind is None else mind or "executor"
@@ -108,13 +112,9 @@ def genesis(
     size = len(specs)
     traits = np.concatenate(rows).reshape(size, 4)
     indices = np.arange(size, dtype=np.uint64)
-
-    def drawn(counter: int, n: int) -> I64Array:
-        return below_each(draws(seed, 0, indices, Purpose.MOOD_VALENCE, counter), n).astype(np.int64)
-
-    valence = drawn(0, 600_001) - 300_000 + (traits[:, 0] - SCALE // 2) // 2
-    arousal = 250_000 + drawn(1, 400_000)
-    energy = 700_000 + drawn(2, 300_001)
+    valence = _drawn(seed, indices, Purpose.MOOD_VALENCE, 0, 600_001) - 300_000 + (traits[:, 0] - SCALE // 2) // 2
+    arousal = 250_000 + _drawn(seed, indices, Purpose.MOOD_VALENCE, 1, 400_000)
+    energy = 700_000 + _drawn(seed, indices, Purpose.MOOD_VALENCE, 2, 300_001)
     return WorldState(
         seed=seed, tick=0, loop_length=spec.loop_length, specs=tuple(specs), traits=traits,
         valence=valence, arousal=arousal, energy=energy, focus=traits[:, ORDER].copy(), possessed={}, whispers={},
