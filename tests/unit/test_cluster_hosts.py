@@ -10,7 +10,7 @@ import pytest
 
 from soulfra.cluster import ray_hosts
 from soulfra.cluster.host import HostSettings
-from soulfra.cluster.master import Placement
+from soulfra.cluster.placement import Placement
 from soulfra.cluster.ray_hosts import host_names, node_of, start_hosts
 from soulfra.settings import MAX_AUTO_HOSTS, ClusterSettings
 

@@ -12,7 +12,8 @@ import pytest
 from soulfra.bus import InMemoryBus
 from soulfra.bus.port import encode_error, encode_ok
 from soulfra.cluster import master as cluster_master
-from soulfra.cluster.master import ClusterPuppetMaster, Placement
+from soulfra.cluster.master import ClusterPuppetMaster
+from soulfra.cluster.placement import Placement
 from soulfra.errors import BusError, LeaseHeldError
 from soulfra.meta.commands import FreezeTime, RealityFork, ThawTime
 from soulfra.metrics import Metrics
@@ -179,6 +180,47 @@ async def test_a_host_slow_to_answer_its_pings_holds_back_no_takeover(monkeypatc
     finally:
         answer.set()
         await master.stop_watching()
+
+
+async def test_a_host_that_dies_during_a_takeover_is_found_dead_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch goes on judging the hosts while a takeover is under way (a node's second host often dies a round
+    after its first): its worlds are recovering at once, it is dealt none of them, and the next round takes them."""
+    monkeypatch.setattr(cluster_master, "WATCH_EVERY_S", 0.01)
+    monkeypatch.setattr(cluster_master, "ADOPT_RETRY_S", 0.01)
+    live, first, second = FakeHost("live", {"a"}), FakeHost("first", {"b"}), FakeHost("second", {"c"})
+    master = cluster(live, first, second)
+    asked, go = asyncio.Event(), asyncio.Event()
+    adopting = live.adopt
+
+    async def slow_adopt(ids: list[str]) -> list[str]:
+        asked.set()
+        await go.wait()  # a takeover that takes a while
+        return await adopting(ids)
+
+    live.adopt = slow_adopt  # type: ignore[method-assign,assignment]
+    first.dead = True
+    master.watch()
+    try:
+        await _until(asked.is_set)
+        second.dead = True  # while live is still taking b over
+        await _until(lambda: "second" in master.placement.dead)
+        assert set(master.placement.recovering) == {"b", "c"} and not go.is_set()
+        go.set()
+        await _until(lambda: not master.placement.recovering)
+    finally:
+        go.set()
+        await master.stop_watching()
+    assert live.worlds == {"a", "b", "c"} and master.placement.hosts.keys() == {"live"}
+    assert not any(op == "adopt" for op, _ in second.log)  # b went to live (fewest, first by name), c after
+
+
+def test_a_host_that_missed_its_last_ping_is_dealt_no_worlds_while_another_answers() -> None:
+    master = cluster(FakeHost("busy"), FakeHost("idle", {"a", "b"}))
+    assert [(host.node, ids) for host, ids in master.shares(["x", "y"])] == [("busy", ["x", "y"])]
+    master._misses["busy"] = 1  # its last ping went unanswered: dying, or too busy to answer
+    assert [(host.node, ids) for host, ids in master.shares(["x", "y"])] == [("idle", ["x", "y"])]
+    master._misses["idle"] = 1  # none answers: dealt as before
+    assert [(host.node, ids) for host, ids in master.shares(["x", "y"])] == [("busy", ["x", "y"])]
 
 
 async def test_an_adoption_refused_by_a_held_lease_is_asked_again() -> None:

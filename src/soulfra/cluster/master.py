@@ -24,10 +24,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from soulfra.bus.port import Bus, decode_reply
+from soulfra.cluster.placement import HostHandle, Placement
 from soulfra.errors import BusError, ConflictError, LeaseHeldError
 from soulfra.meta.commands import FreezeTime, MergeInstances, ThawTime, parse_command
 from soulfra.meta.lineage import record_json
@@ -37,7 +37,7 @@ from soulfra.offload import off_loop
 from soulfra.platforms.base import decode, encode
 from soulfra.store.ports import Store
 
-__all__ = ["ClusterPuppetMaster", "HostGoneError", "HostHandle", "Placement", "adopted"]
+__all__ = ["ClusterPuppetMaster", "HostGoneError", "adopted"]
 
 log = logging.getLogger(__name__)
 
@@ -60,80 +60,6 @@ class HostGoneError(Exception):
     never leaves the cluster's watch: requests to such a host fail as a ``BusError``."""
 
 
-class HostHandle(Protocol):
-    """One host as the cluster's puppet master reaches it (a Ray actor, or an object in the same process)."""
-
-    node: str
-
-    async def call(self, op: str, payload: bytes) -> bytes: ...
-
-    async def adopt(self, instance_ids: list[str]) -> list[str]: ...
-
-    async def release(self, instance_ids: list[str]) -> list[str]: ...
-
-    async def live(self) -> list[dict[str, Any]]: ...
-
-    async def ping(self) -> int: ...
-
-    async def kill(self) -> None:
-        """End the host's process if it still runs (one found dead must not keep its worlds' leases)."""
-
-
-@dataclass
-class Placement:
-    """Where each world runs: host node -> the ids of its worlds; the worlds of a dead host while they wait for a
-    new one (``recovering``), with when their host died."""
-
-    hosts: dict[str, HostHandle] = field(default_factory=dict)
-    worlds: dict[str, set[str]] = field(default_factory=dict)
-    recovering: dict[str, float] = field(default_factory=dict)
-    dead: set[str] = field(default_factory=set)  # nodes whose host died: never given a host again
-    answered: dict[str, float] = field(default_factory=dict)  # node -> when its host last answered a ping
-
-    def add(self, host: HostHandle) -> None:
-        self.hosts[host.node] = host
-        self.worlds.setdefault(host.node, set())
-
-    def host_of(self, instance_id: str) -> HostHandle | None:
-        for node, ids in self.worlds.items():
-            if instance_id in ids:
-                return self.hosts[node]
-        return None
-
-    def least_loaded(self) -> HostHandle:
-        if not self.hosts:
-            raise BusError("no host of the cluster is alive")
-        node = min(self.hosts, key=lambda n: (len(self.worlds[n]), n))
-        return self.hosts[node]
-
-    def any_host(self) -> HostHandle:
-        return self.least_loaded()
-
-    def place(self, node: str, ids: Iterable[str]) -> None:
-        for instance_id in ids:
-            for others in self.worlds.values():
-                others.discard(instance_id)
-            self.worlds[node].add(instance_id)
-            self.recovering.pop(instance_id, None)
-
-    def remove(self, node: str) -> set[str]:
-        """Forget a dead host; its worlds are recovering, since its last answer (or now, if it never answered)."""
-        self.hosts.pop(node, None)
-        self.dead.add(node)
-        orphans = self.worlds.pop(node, set())
-        since = self.answered.pop(node, time.monotonic())
-        for instance_id in orphans:
-            self.recovering[instance_id] = since
-        return orphans
-
-    def counts(self) -> dict[str, int]:
-        """How many worlds each live host runs, by node."""
-        return {node: len(self.worlds.get(node, ())) for node in self.hosts}
-
-    def live_ids(self) -> set[str]:
-        return set().union(*self.worlds.values()) if self.worlds else set()
-
-
 class ClusterPuppetMaster(RemotePuppetMaster):
     """The API's puppet master over the hosts of a cluster (see the module's docstring)."""
 
@@ -153,6 +79,7 @@ class ClusterPuppetMaster(RemotePuppetMaster):
         self._moving = asyncio.Lock()  # one move of worlds between hosts at a time
         self._watching: asyncio.Task[None] | None = None
         self._ending: set[asyncio.Task[None]] = set()  # lost hosts being ended
+        self._misses: dict[str, int] = {}  # node -> pings its host has missed in a row (the watch's count)
         self.on_failover = on_failover  # called with each recovered world and the seconds it took
         self.cluster_metrics = None if metrics is None else ClusterMetrics(metrics, placement.counts)
 
@@ -329,8 +256,8 @@ class ClusterPuppetMaster(RemotePuppetMaster):
                 await self._watching
 
     async def _watch(self, ping: Callable[[HostHandle], Awaitable[int]]) -> None:
-        misses: dict[str, int] = {}
         probing: dict[str, tuple[HostHandle, asyncio.Task[tuple[bool, str] | None]]] = {}
+        taking_over: asyncio.Task[None] | None = None
         try:
             while True:
                 await asyncio.sleep(WATCH_EVERY_S)
@@ -346,18 +273,24 @@ class ClusterPuppetMaster(RemotePuppetMaster):
                     if task.done():
                         del probing[node]
                         if node in self.placement.hosts:  # not found dead meanwhile
-                            await self._judge(host, task.result(), misses)
-                if self.placement.recovering:
-                    try:
-                        await self.recover()
-                    except Exception:  # a host that went as it took worlds over, say: the next round tries again
-                        log.exception("taking over the worlds of a lost host failed; trying again")
+                            await self._judge(host, task.result())
+                # A takeover runs beside the watch, which goes on judging the hosts: a node's second host found dead
+                # a round after its first is dealt no worlds, and its own go in the next takeover, not seconds later.
+                if self.placement.recovering and (taking_over is None or taking_over.done()):
+                    taking_over = asyncio.ensure_future(self._recover_round())
         finally:
-            for _, task in probing.values():
+            for task in [*(task for _, task in probing.values()), *([taking_over] if taking_over else [])]:
                 task.cancel()
 
-    async def _judge(self, host: HostHandle, verdict: tuple[bool, str] | None, misses: dict[str, int]) -> None:
+    async def _recover_round(self) -> None:
+        try:
+            await self.recover()
+        except Exception:  # a host that went as it took worlds over, say: the next round tries again
+            log.exception("taking over the worlds of a lost host failed; trying again")
+
+    async def _judge(self, host: HostHandle, verdict: tuple[bool, str] | None) -> None:
         """Count a probe's verdict on ``host``: dead at once if it is sure, or after ``MISSES_TO_DEAD`` misses."""
+        misses = self._misses
         if verdict is None:
             misses.pop(host.node, None)
             return
@@ -442,6 +375,8 @@ class ClusterPuppetMaster(RemotePuppetMaster):
     async def _take_over(self, host: HostHandle, ids: list[str]) -> None:
         for first in range(0, len(ids), ADOPT_BATCH):
             started = await _adopt_once(host, ids[first : first + ADOPT_BATCH])
+            if host.node not in self.placement.hosts:  # found dead meanwhile: the worlds it started went with it
+                return
             now = time.monotonic()
             for instance_id in started:
                 since = self.placement.recovering.get(instance_id)
@@ -454,8 +389,10 @@ class ClusterPuppetMaster(RemotePuppetMaster):
             self.placement.place(host.node, started)
 
     def shares(self, ids: list[str]) -> list[tuple[HostHandle, list[str]]]:
-        """``ids`` dealt to the live hosts, each next one to the host that would have the fewest."""
-        shares: dict[str, list[str]] = {node: [] for node in self.placement.hosts}
+        """``ids`` dealt to the live hosts, each next one to the host that would have the fewest; a host that missed
+        its last ping (dying, or too busy) is dealt none while another answers."""
+        answering = [node for node in self.placement.hosts if not self._misses.get(node)]
+        shares: dict[str, list[str]] = {node: [] for node in answering or self.placement.hosts}
         for instance_id in ids:
             node = min(shares, key=lambda n: (len(self.placement.worlds[n]) + len(shares[n]), n))
             shares[node].append(instance_id)

@@ -20,7 +20,7 @@ from soulfra.errors import BusError, ConfigError, SoulfraError
 from soulfra.offload import off_loop
 
 if TYPE_CHECKING:
-    from soulfra.cluster.master import Placement
+    from soulfra.cluster.placement import Placement
 
 __all__ = ["RayHost", "host_names", "import_ray", "node_of", "ray_environment", "start_hosts", "watch_nodes"]
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from soulfra.bus.port import Bus, Subscription
 from soulfra.cluster.host import HostSettings
-from soulfra.cluster.master import ClusterPuppetMaster, Placement, adopted
+from soulfra.cluster.master import ClusterPuppetMaster, adopted
+from soulfra.cluster.placement import Placement
 from soulfra.cluster.ray_hosts import import_ray, start_hosts, watch_nodes
 from soulfra.meta.engine import PuppetMasterEngine
 from soulfra.meta.service import RemotePuppetMaster, meta_subject
