@@ -10,8 +10,8 @@ import pytest
 
 from soulfra.cluster import ray_hosts
 from soulfra.cluster.host import HostSettings
-from soulfra.cluster.placement import Placement
-from soulfra.cluster.ray_hosts import host_names, node_of, start_hosts
+from soulfra.cluster.placement import Placement, host_names, node_of
+from soulfra.cluster.ray_hosts import start_hosts
 from soulfra.settings import MAX_AUTO_HOSTS, ClusterSettings
 
 NODE_A = "aaaaaaaaaaaa0000000000000000"

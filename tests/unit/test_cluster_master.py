@@ -330,6 +330,25 @@ async def test_a_host_whose_lease_session_is_gone_is_dead_at_its_first_failed_pi
         await master.stop_watching()
 
 
+async def test_the_other_hosts_of_a_lost_hosts_node_are_lost_with_it_once_their_sessions_are_gone() -> None:
+    """A node's hosts die with it: found dead one by one, the first's takeover would deal worlds to the others."""
+    database = MemoryDatabase()
+    hosts = {"one": "b", "one#2": "c", "one#3": "d", "two": "a"}  # the host on node "one", its two mates, another
+    sessions = {name: InMemoryStore(database) for name in hosts}
+    for name, world in hosts.items():
+        sessions[name].leases.acquire(world)
+    placement = Placement()
+    for name, world in hosts.items():
+        placement.add(FakeHost(name, {world}))
+        placement.place(name, {world})
+    master = ClusterPuppetMaster(InMemoryBus(), InMemoryStore(database), placement, "a")
+    for name in ("one", "one#2"):
+        sessions[name].leases.close()  # their processes ended; "one#3" still runs (only some hosts crashed)
+    await master.fail_over("one")
+    assert placement.dead == {"one", "one#2"} and placement.hosts.keys() == {"one#3", "two"}
+    assert not placement.recovering and placement.live_ids() == {"a", "b", "c", "d"}
+
+
 def test_hosts_are_told_where_their_language_agents_ask() -> None:
     """The hosts' settings travel to their nodes pickled (Ray's way), model endpoint and key included."""
     import pickle  # noqa: PLC0415

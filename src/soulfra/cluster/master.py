@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 from soulfra.bus.port import Bus, decode_reply
-from soulfra.cluster.placement import HostHandle, Placement
+from soulfra.cluster.placement import HostHandle, Placement, node_of
 from soulfra.errors import BusError, ConflictError, LeaseHeldError
 from soulfra.meta.commands import FreezeTime, MergeInstances, ThawTime, parse_command
 from soulfra.meta.lineage import record_json
@@ -345,6 +345,11 @@ class ClusterPuppetMaster(RemotePuppetMaster):
         ending = asyncio.get_running_loop().create_task(_end(host))  # beside the takeover, which must not wait on it
         self._ending.add(ending)
         ending.add_done_callback(self._ending.discard)
+        # A node's hosts die together: the others of this one are judged now, by their sessions (one whose process
+        # lives, a crash of this host's alone, is kept), so that the takeover deals none of the worlds to them.
+        for mate in [h for h in self.placement.hosts.values() if node_of(h.node) == node_of(host.node)]:
+            if mate.node in self.placement.hosts and await self._sessions_gone(mate.node):
+                await self._lost(mate, f"its node's host {host.node} is gone, and so is its own database session")
 
     async def fail_over(self, node: str) -> None:
         """Every world of the dead host ``node`` started again on the live ones (``recover`` until none is left)."""
@@ -367,9 +372,10 @@ class ClusterPuppetMaster(RemotePuppetMaster):
             started = time.monotonic()
             pending = sorted(self.placement.recovering)
             await asyncio.gather(*(self._take_over(host, share) for host, share in self.shares(pending)))
+            left = sum(instance_id in self.placement.recovering for instance_id in pending)
             log.info(
-                "took over %d of %d recovering world(s) in %.2f s", len(pending) - len(self.placement.recovering),
-                len(pending), time.monotonic() - started,
+                "took over %d of %d recovering world(s) in %.2f s", len(pending) - left, len(pending),
+                time.monotonic() - started,
             )  # fmt: skip
 
     async def _take_over(self, host: HostHandle, ids: list[str]) -> None:

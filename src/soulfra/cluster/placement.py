@@ -1,6 +1,7 @@
 """Where the cluster's worlds run: ``Placement``, the map of hosts (``HostHandle``) to the worlds each runs, and of
-the worlds of dead hosts waiting for a new one. The cluster's puppet master (``soulfra.cluster.master``) keeps it;
-nothing else of a world is kept here (its history and its lease are in the database)."""
+the worlds of dead hosts waiting for a new one; and how a host's name says its node (``host_names``, ``node_of``).
+The cluster's puppet master (``soulfra.cluster.master``) keeps the placement; nothing else of a world is kept here
+(its history and its lease are in the database)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,21 @@ from typing import Any, Protocol
 
 from soulfra.errors import BusError
 
-__all__ = ["HostHandle", "Placement"]
+__all__ = ["HostHandle", "Placement", "host_names", "node_of"]
+
+NTH = "#"  # between a node's name and the number of its second host on, in a host's name
+
+
+def host_names(node_id: str, per_node: int) -> list[str]:
+    """The names of the hosts of the node ``node_id``: its name (the first 12 characters of its id), then
+    ``NAME#2``, ``NAME#3``...: what the cluster's puppet master keeps each host by."""
+    node = node_id[:12]
+    return [node, *(f"{node}{NTH}{number}" for number in range(2, per_node + 1))]
+
+
+def node_of(host: str) -> str:
+    """The node a host's name says it runs on."""
+    return host.split(NTH, 1)[0]
 
 
 class HostHandle(Protocol):

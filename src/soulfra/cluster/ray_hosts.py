@@ -16,31 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 from soulfra.cluster.host import HostSettings, WorldHost
 from soulfra.cluster.master import HostGoneError
+from soulfra.cluster.placement import host_names, node_of
 from soulfra.errors import BusError, ConfigError, SoulfraError
 from soulfra.offload import off_loop
 
 if TYPE_CHECKING:
     from soulfra.cluster.placement import Placement
 
-__all__ = ["RayHost", "host_names", "import_ray", "node_of", "ray_environment", "start_hosts", "watch_nodes"]
+__all__ = ["RayHost", "import_ray", "ray_environment", "start_hosts", "watch_nodes"]
 
 log = logging.getLogger(__name__)
 
 DEAD = frozenset({"ActorDiedError", "RayActorError", "NodeDiedError"})  # Ray's errors that say the actor is gone
 NODES_EVERY_S = 2.0  # how often the cluster's nodes are listed, to give a node that joined its hosts
-NTH = "#"  # between a node's name and the number of its second host on, in a host's name
-
-
-def host_names(node_id: str, per_node: int) -> list[str]:
-    """The names of the hosts of the node ``node_id``: its name (the first 12 characters of its id), then
-    ``NAME#2``, ``NAME#3``...: what the cluster's puppet master keeps each host by."""
-    node = node_id[:12]
-    return [node, *(f"{node}{NTH}{number}" for number in range(2, per_node + 1))]
-
-
-def node_of(host: str) -> str:
-    """The node a host's name says it runs on."""
-    return host.split(NTH, 1)[0]
 
 
 def ray_environment(token: str | None = None) -> str:
