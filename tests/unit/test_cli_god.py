@@ -107,4 +107,15 @@ async def test_verbose_shows_a_real_merge_in_decimals_and_long_lists_by_length(
     )
     memories = [line for (domain, _, field), line in by_domain.items() if (domain, field) == ("agents", "memory")]
     assert memories and all(" entries" in line for line in memories)  # long lists by their length
-    assert [line for line in lines if line.count("[") > 2 * LONGEST_LIST + 2] == []  # no whole lists anywhere
+    for conflict, line in zip(reply["conflicts"], lines, strict=True):  # no long list shown whole, at any depth
+        for long_list in _long_lists([conflict[side] for side in ("ours", "theirs", "resolved")]):
+            assert f"{len(long_list)} entries" in line, line
+
+
+def _long_lists(value: Any) -> list[list[Any]]:
+    """The lists longer than ``LONGEST_LIST`` in ``value``, at any depth (a record's fields, a list's items)."""
+    if isinstance(value, dict):
+        return [found for item in value.values() for found in _long_lists(item)]
+    if isinstance(value, list):  # a long one is shown by its length alone, with nothing of what it holds
+        return [value] if len(value) > LONGEST_LIST else [found for item in value for found in _long_lists(item)]
+    return []
