@@ -274,8 +274,8 @@ class ClusterPuppetMaster(RemotePuppetMaster):
                         del probing[node]
                         if node in self.placement.hosts:  # not found dead meanwhile
                             await self._judge(host, task.result())
-                # A takeover runs beside the watch, which goes on judging the hosts: a node's second host found dead
-                # a round after its first is dealt no worlds, and its own go in the next takeover, not seconds later.
+                # A takeover runs beside the watch, which goes on judging the hosts meanwhile: one lost during it is
+                # dealt no more worlds, and its own are recovering at once (the next round takes them over).
                 if self.placement.recovering and (taking_over is None or taking_over.done()):
                     taking_over = asyncio.ensure_future(self._recover_round())
         finally:
