@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,17 +48,20 @@ def create_worlds(client: httpx.Client, ids: list[str], agents: int, progress: P
     task = progress.add_task(f"creating {len(ids):,} worlds", total=len(ids))
 
     def one(instance: str) -> None:
-        while True:
-            reply = client.post("/api/instances", json={"id": instance, "seed": len(instance), "agents": agents})
-            if reply.status_code != 429:
-                reply.raise_for_status()
-                progress.advance(task)
-                return
-            time.sleep(float(reply.headers.get("retry-after", "1")))
+        body = {"id": instance, "seed": len(instance), "agents": agents}
+        _unlimited(lambda: client.post("/api/instances", json=body)).raise_for_status()
+        progress.advance(task)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(one, ids))
     progress.remove_task(task)
+
+
+def _unlimited(send: Callable[[], httpx.Response]) -> httpx.Response:
+    """``send``'s reply, sent again after the wait the API names while it says 429 (its limit on mutations)."""
+    while (reply := send()).status_code == 429:
+        time.sleep(float(reply.headers.get("retry-after", "1")))
+    return reply
 
 
 def _whisper(client: httpx.Client, victims: list[str], rounds: range) -> list[tuple[str, int]]:
@@ -192,7 +195,7 @@ def _refill(
     that node's name."""
 
     def gone(instance: str) -> bool:
-        reply = client.delete(f"/api/instances/{instance}")
+        reply = _unlimited(lambda: client.delete(f"/api/instances/{instance}"))
         if reply.status_code == 409:  # the cluster's default world stays
             return False
         reply.raise_for_status()

@@ -339,6 +339,7 @@ class ClusterPuppetMaster(RemotePuppetMaster):
         silent = f"{time.monotonic() - since:.1f} s after its last answer" if since is not None else "never answered"
         log.warning("host %s is gone (%s; %s): its worlds go to the others", host.node, reason, silent)
         orphans = self.placement.remove(host.node)
+        self._misses.pop(host.node, None)
         if self.cluster_metrics is not None:
             self.cluster_metrics.host_lost()
         log.info("%d world(s) of host %s are recovering", len(orphans), host.node)
