@@ -297,8 +297,7 @@ class ClusterPuppetMaster(RemotePuppetMaster):
         sure, reason = verdict
         misses[host.node] = MISSES_TO_DEAD if sure else misses.get(host.node, 0) + 1
         if misses[host.node] >= MISSES_TO_DEAD:
-            misses.pop(host.node, None)
-            await self._lost(host, reason)
+            await self._lost(host, reason)  # which forgets its misses
 
     async def _probe(self, host: HostHandle, ping: Callable[[HostHandle], Awaitable[int]]) -> tuple[bool, str] | None:
         """None if ``host`` answered; else whether it is dead for sure, and why. A ping that fails, or is not
