@@ -115,15 +115,23 @@ class DurableWorld:
     @classmethod
     def open(cls, store: Store, instance_id: str, *, settings: DurabilitySettings | None = None) -> DurableWorld:
         """Continue a stored instance from its last durable tick (recovery after a crash is the same thing)."""
-        store.instances.get(instance_id)  # NotFoundError before a lease is taken on a name
-        # the reads in one transaction: one connection for all of them, not one each (a host taking over hundreds
-        # of worlds opens them as fast as its database round trips allow)
-        with _leased(store, instance_id), store.transaction():
-            record = store.instances.get(instance_id)  # as of the lease: no other writer moves it from here on
-            state, pending = _head_state(store, record)
-            durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
-            for stored in pending:
-                durable._pending.setdefault(stored.tick, []).append(stored.input)
+        # The lease and the reads in one transaction (one connection and one commit for all of them: a host taking
+        # over hundreds of worlds opens them as fast as its database round trips allow), the replay after it.
+        newly = instance_id not in store.leases.held()
+        try:
+            with store.transaction():
+                store.instances.get(instance_id)  # NotFoundError before a lease is taken on a name
+                store.leases.acquire(instance_id)
+                record = store.instances.get(instance_id)  # as of the lease: no other writer moves it from here on
+                start, replayed, pending = _head_reads(store, record)
+            state = _replayed(start, record.head_tick, replayed)
+        except BaseException:  # the lease let go of (unless held before): the reads, the commit or the replay failed
+            if newly:
+                store.leases.release(instance_id)
+            raise
+        durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
+        for stored in pending:
+            durable._pending.setdefault(stored.tick, []).append(stored.input)
         return durable
 
     @classmethod
@@ -363,43 +371,60 @@ def state_at(store: Store, instance_id: str, tick: int, *, keep: bool = True) ->
     raise HistoryIntegrityError(f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis")
 
 
-def _head_state(store: Store, record: InstanceRecord) -> tuple[WorldState, list[StoredInput]]:
-    """What opening a world to run it on reads: its state at its head tick (``state_at``, nothing kept in the state
-    cache) and its stored inputs still to apply (stamped at the head or later), read at once from its nearest
-    snapshot on, in one read of the log instead of two (a host taking over hundreds of worlds waits on each)."""
+def _head_reads(store: Store, record: InstanceRecord) -> tuple[WorldState, list[tuple[int, Input]], list[StoredInput]]:
+    """What opening a world to run it reads: a state at or before its head tick (its nearest snapshot's, or a later
+    one the store's ``StateCache`` keeps of it), the inputs to replay from there to the head (``_replayed``), and its
+    stored inputs still to apply (stamped at the head or later). The log is read at once from the snapshot on, in
+    one read instead of two (a host taking over hundreds of worlds waits on each)."""
     head = record.head_tick
     nearest = store.snapshots.nearest(record.id, head)
     if nearest is None:  # a fork, clone or merge before its first snapshot: read through its parent
-        return state_at(store, record.id, head, keep=False), store.inputs.read(record.id, from_tick=head)
+        return state_at(store, record.id, head, keep=False), [], store.inputs.read(record.id, from_tick=head)
     stored = store.inputs.read(record.id, from_tick=nearest.tick)
-    state = _rebuilt(store, nearest, head, keep=False, stored=[s for s in stored if s.tick < head])
-    return state, [s for s in stored if s.tick >= head]
+    inputs = [(s.tick, s.input) for s in stored if s.tick < head]
+    return _start(store, nearest, head, inputs, keep=False), inputs, [s for s in stored if s.tick >= head]
 
 
 def _rebuilt(
     store: Store, snapshot: SnapshotInfo, tick: int, *, keep: bool, stored: list[StoredInput] | None = None
 ) -> WorldState:
     """The state at ``tick`` from ``snapshot`` (the nearest at or before it) and a replay of the inputs since (those
-    ``stored``, if the caller has read them already), starting from the latest state the store's ``StateCache``
-    keeps of that snapshot on the way, if any (the same state a replay from the snapshot reaches: it was replayed
-    from it, with the same inputs)."""
-    cache = store.snapshots.cache
-    base = (snapshot.instance_id, snapshot.id, snapshot.state_hash)
+    ``stored``, if the caller has read them already)."""
     if stored is None:
         stored = store.inputs.read(snapshot.instance_id, from_tick=snapshot.tick, to_tick=tick)
     inputs = [(s.tick, s.input) for s in stored]
+    state = _start(store, snapshot, tick, inputs, keep=keep)
+    if state.tick < tick:
+        state = _replayed(state, tick, inputs)
+        if keep:
+            base = (snapshot.instance_id, snapshot.id, snapshot.state_hash)
+            store.snapshots.cache.keep(base, state, inputs, size=snapshot.raw_size)
+    return state
+
+
+def _start(
+    store: Store, snapshot: SnapshotInfo, tick: int, inputs: list[tuple[int, Input]], *, keep: bool
+) -> WorldState:
+    """Where a replay to ``tick`` from ``snapshot`` starts: the latest state the store's ``StateCache`` keeps of that
+    snapshot on the way (the same state a replay from the snapshot reaches: it was replayed from it, with the same
+    inputs), or the snapshot's own (kept, with ``keep``)."""
+    cache = store.snapshots.cache
+    base = (snapshot.instance_id, snapshot.id, snapshot.state_hash)
     state = cache.start(base, tick, inputs)
     if state is None:
         state = store.snapshots.load(snapshot.id)[1]
         if keep:
             cache.keep(base, state, inputs, size=snapshot.raw_size)
-    if state.tick < tick:
-        world = World(state)
-        world.run_to(tick, (item for stamped, item in inputs if stamped >= state.tick))
-        state = world.state
-        if keep:
-            cache.keep(base, state, inputs, size=snapshot.raw_size)
     return state
+
+
+def _replayed(state: WorldState, tick: int, inputs: list[tuple[int, Input]]) -> WorldState:
+    """``state`` run on to ``tick`` with the stamped ``inputs`` (those before its own tick are passed over)."""
+    if state.tick >= tick:
+        return state
+    world = World(state)
+    world.run_to(tick, (item for stamped, item in inputs if stamped >= state.tick))
+    return world.state
 
 
 def history_base(store: Store, record: InstanceRecord, snapshots: list[SnapshotInfo]) -> WorldState:

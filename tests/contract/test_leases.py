@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import sqlalchemy as sa
 
 from soulfra.durable import DurableWorld, state_at
 from soulfra.errors import HistoryIntegrityError, LeaseHeldError, LeaseLostError
+from soulfra.store import SqlStore
 from soulfra.store.lease import KEEP_EVERY_S
 from soulfra.store.lease_rules import PUPPET_MASTER_LEASE
 from soulfra.store.ports import Store
@@ -235,3 +237,24 @@ def test_the_leases_of_a_crashed_holder_are_all_taken_over_from_many_threads_at_
         taken = list(pool.map(store.leases.acquire, keys))
     assert [(info.key, info.epoch) for info in taken] == [(key, 2) for key in keys]
     assert store.leases.held() == sorted(keys)
+
+
+def test_opening_a_world_takes_its_lease_and_reads_it_in_one_transaction(sql_backend: SqlBackend) -> None:
+    """A host taking over hundreds of worlds waits on each commit: an open makes one (the liveness lock's own
+    session, taken once a store, is not counted), and what it opens continues from the stored head."""
+    first = sql_backend.open()
+    made = DurableWorld.create(first, 5, DEFAULT_WORLD, agents=3, instance_id="w")
+    for _ in range(7):
+        made.step()
+    made.close()
+    expected = made.world.state_hash()
+    first.close()
+    store = sql_backend.open()
+    store.leases.acquire("another")  # the liveness lock taken first: this store's one session of its own
+    assert isinstance(store, SqlStore)
+    commits: list[object] = []
+    sa.event.listen(store.engine, "commit", commits.append)
+    opened = DurableWorld.open(store, "w")
+    assert len(commits) == 1
+    assert (opened.tick, opened.world.state_hash()) == (7, expected)
+    assert "w" in store.leases.held()
