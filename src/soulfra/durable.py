@@ -124,7 +124,10 @@ class DurableWorld:
                 store.leases.acquire(instance_id)
                 record = store.instances.get(instance_id)  # as of the lease: no other writer moves it from here on
                 start, replayed, pending = _head_reads(store, record)
-            state = _replayed(start, record.head_tick, replayed)
+            if start is None:  # a fork, clone or merge before its first snapshot: rebuilt through its parent
+                state = state_at(store, instance_id, record.head_tick, keep=False)
+            else:
+                state = _replayed(start, record.head_tick, replayed)
         except BaseException:  # the lease let go of (unless held before): the reads, the commit or the replay failed
             if newly:
                 store.leases.release(instance_id)
@@ -371,15 +374,19 @@ def state_at(store: Store, instance_id: str, tick: int, *, keep: bool = True) ->
     raise HistoryIntegrityError(f"instance {instance_id} has no snapshot at or before tick {tick}, not even genesis")
 
 
-def _head_reads(store: Store, record: InstanceRecord) -> tuple[WorldState, list[tuple[int, Input]], list[StoredInput]]:
-    """What opening a world to run it reads: a state at or before its head tick (its nearest snapshot's, or a later
-    one the store's ``StateCache`` keeps of it), the inputs to replay from there to the head (``_replayed``), and its
-    stored inputs still to apply (stamped at the head or later). The log is read at once from the snapshot on, in
-    one read instead of two (a host taking over hundreds of worlds waits on each)."""
+def _head_reads(
+    store: Store, record: InstanceRecord
+) -> tuple[WorldState | None, list[tuple[int, Input]], list[StoredInput]]:
+    """What opening a world to run it reads in its transaction: a state at or before its head tick (its nearest
+    snapshot's, or a later one the store's ``StateCache`` keeps of it; None for a fork, clone or merge before its
+    first snapshot, whose state is rebuilt through its parent's history after the transaction, as it replays more),
+    the inputs to replay from there to the head (``_replayed``), and its stored inputs still to apply (stamped at
+    the head or later). The log is read at once from the snapshot on, in one read instead of two (a host taking
+    over hundreds of worlds waits on each)."""
     head = record.head_tick
     nearest = store.snapshots.nearest(record.id, head)
-    if nearest is None:  # a fork, clone or merge before its first snapshot: read through its parent
-        return state_at(store, record.id, head, keep=False), [], store.inputs.read(record.id, from_tick=head)
+    if nearest is None:
+        return None, [], store.inputs.read(record.id, from_tick=head)
     stored = store.inputs.read(record.id, from_tick=nearest.tick)
     inputs = [(s.tick, s.input) for s in stored if s.tick < head]
     return _start(store, nearest, head, inputs, keep=False), inputs, [s for s in stored if s.tick >= head]
