@@ -117,8 +117,7 @@ class DurableWorld:
         """Continue a stored instance from its last durable tick (recovery after a crash is the same thing)."""
         # The lease and the reads in one transaction (one connection and one commit for all of them: a host taking
         # over hundreds of worlds opens them as fast as its database round trips allow), the replay after it.
-        newly = instance_id not in store.leases.held()
-        try:
+        with _leased(store, instance_id, take=False):  # let go of if the reads, the commit or the replay fail
             with store.transaction():
                 store.instances.get(instance_id)  # NotFoundError before a lease is taken on a name
                 store.leases.acquire(instance_id)
@@ -128,10 +127,6 @@ class DurableWorld:
                 state = state_at(store, instance_id, record.head_tick, keep=False)
             else:
                 state = _replayed(start, record.head_tick, replayed)
-        except BaseException:  # the lease let go of (unless held before): the reads, the commit or the replay failed
-            if newly:
-                store.leases.release(instance_id)
-            raise
         durable = cls(store, record, World(state), settings or DurabilitySettings(), record.head_tick)
         for stored in pending:
             durable._pending.setdefault(stored.tick, []).append(stored.input)
@@ -299,11 +294,13 @@ def _made(record: InstanceRecord) -> tuple[datetime, str]:
 
 
 @contextmanager
-def _leased(store: Store, instance_id: str) -> Iterator[None]:
-    """Take the writer lease of ``instance_id`` for what follows; let go of it if that fails (unless held before)."""
+def _leased(store: Store, instance_id: str, *, take: bool = True) -> Iterator[None]:
+    """Take the writer lease of ``instance_id`` for what follows (or, with ``take=False``, let what follows take it,
+    in a transaction of its own); let go of it if that fails (unless held before)."""
     newly = instance_id not in store.leases.held()
-    store.leases.acquire(instance_id)
     try:
+        if take:
+            store.leases.acquire(instance_id)
         yield
     except BaseException:
         if newly:
