@@ -26,6 +26,7 @@ from soulfra.platforms.base import (
     Platform,
     by_field,
     decode,
+    decode_tick,
     encode,
     events_subject,
     int_field,
@@ -116,7 +117,7 @@ class MirrorPlatform(Platform):
     # -- the trace collector ------------------------------------------------------------------------------------
 
     async def _on_tick(self, message: Message) -> None:
-        body = decode(message.payload)
+        body = decode_tick(message.payload)
         after = int(body["after"])
         if after <= self.tick and self.tick:
             return

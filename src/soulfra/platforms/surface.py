@@ -18,7 +18,7 @@ from typing import Any
 
 from soulfra.bus.port import Bus, Message
 from soulfra.errors import BusError, InputError
-from soulfra.platforms.base import Op, Platform, decode, encode, events_subject, int_field, op_subject
+from soulfra.platforms.base import Op, Platform, decode, decode_tick, encode, events_subject, int_field, op_subject
 
 __all__ = ["CHANNELS", "Changed", "SurfacePlatform"]
 
@@ -130,7 +130,7 @@ class SurfacePlatform(Platform):
     # -- projections --------------------------------------------------------------------------------------------
 
     async def _on_tick(self, message: Message) -> None:
-        body = decode(message.payload)
+        body = decode_tick(message.payload)
         after = int(body["after"])
         if after <= self.tick and self._seq:
             return  # a repeat (a replayed stream) of what is already projected
