@@ -397,12 +397,11 @@ def _rebuilt(
     if stored is None:
         stored = store.inputs.read(snapshot.instance_id, from_tick=snapshot.tick, to_tick=tick)
     inputs = [(s.tick, s.input) for s in stored]
-    state = _start(store, snapshot, tick, inputs, keep=keep)
-    if state.tick < tick:
-        state = _replayed(state, tick, inputs)
-        if keep:
-            base = (snapshot.instance_id, snapshot.id, snapshot.state_hash)
-            store.snapshots.cache.keep(base, state, inputs, size=snapshot.raw_size)
+    start = _start(store, snapshot, tick, inputs, keep=keep)
+    state = _replayed(start, tick, inputs)
+    if keep and state is not start:  # a state replayed here is kept too: a later read starts from it
+        base = (snapshot.instance_id, snapshot.id, snapshot.state_hash)
+        store.snapshots.cache.keep(base, state, inputs, size=snapshot.raw_size)
     return state
 
 

@@ -116,7 +116,7 @@ def decode(payload: bytes) -> dict[str, Any]:
         body = json.loads(payload) if payload else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"request is not JSON: {exc}") from None
-    return _object(body)
+    return _object(body, "request")
 
 
 def decode_tick(payload: bytes) -> dict[str, Any]:
@@ -128,12 +128,12 @@ def decode_tick(payload: bytes) -> dict[str, Any]:
         body = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise InputError(f"message is not JSON: {exc}") from None
-    return _object(body)
+    return _object(body, "message")
 
 
-def _object(body: Any) -> dict[str, Any]:
+def _object(body: Any, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise InputError("request must be a JSON object")
+        raise InputError(f"{what} must be a JSON object")
     return body
 
 
