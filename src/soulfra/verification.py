@@ -11,9 +11,18 @@ from itertools import pairwise
 from typing import Any
 
 from soulfra.durable import history_base, start_tick, state_at
-from soulfra.errors import CodecError, ConflictError, HistoryIntegrityError, NotFoundError
+from soulfra.errors import HistoryIntegrityError, NotFoundError
 from soulfra.store.ports import InstanceRecord, SnapshotInfo, Store, parent_tick
-from soulfra.verification_spans import PARALLEL_MIN_WORK, START_WORK, Mismatch, Span, replay_span, replay_spans
+from soulfra.verification_spans import (
+    PARALLEL_MIN_WORK,
+    START_WORK,
+    Mismatch,
+    Span,
+    check_blobs,
+    replay_span,
+    replay_spans,
+    start_method,
+)
 from soulfra.world import World, WorldSpec, schedule
 from soulfra.world.encoding import state_hash
 from soulfra.world.inputs import Input
@@ -84,23 +93,26 @@ def verify(
                 Mismatch(tick=genesis.tick, stored=record.genesis_hash, replayed=state_hash(genesis), what="genesis")
             )
     expected = {info.tick: (info.state_hash, info.type) for info in snapshots}
-    spans = _spans(snapshots, genesis, record.head_tick, workers)
+    blobs = [(info.id, info.tick, info.state_hash) for info in snapshots]  # each must also read back intact
+    method = start_method()
+    spans = _spans(snapshots, genesis, record.head_tick, workers, method)
     url = getattr(store, "url", None)
     if len(spans) > 1 and isinstance(url, str):  # each other span's process reads its own inputs
         first = store.inputs.read(instance_id, from_tick=spans[0].start, to_tick=spans[0].end)
-        found = replay_spans(url, instance_id, genesis, spans, expected, (s.input for s in first), on_tick=on_tick)
+        found = replay_spans(
+            store, url, instance_id, genesis, spans, expected, (s.input for s in first), blobs=blobs, method=method,
+            on_tick=on_tick,
+        )  # fmt: skip
         inputs = store.inputs.count(instance_id)
     else:
         logged = store.inputs.read(instance_id)
         found = [replay_span(World(genesis), schedule(s.input for s in logged), record.head_tick, expected, on_tick)]
+        found[0].unreadable = check_blobs(store, blobs)
         inputs = len(logged)
     for span in found:
         mismatches.extend(span.mismatches)
-    for info in snapshots:  # each stored blob must also read back intact: its bytes hash to its stored hash
-        try:
-            store.snapshots.load_raw(info.id)
-        except (HistoryIntegrityError, ConflictError, CodecError) as exc:  # another state's bytes, or none at all
-            mismatches.append(Mismatch(tick=info.tick, stored=info.state_hash, replayed="unreadable", what=exc.detail))
+    for span in found:  # in the order of their ticks, after every replayed difference
+        mismatches.extend(span.unreadable)
     return VerifyReport(
         instance_id=instance_id,
         ticks=record.head_tick,
@@ -111,15 +123,18 @@ def verify(
     )
 
 
-def _spans(snapshots: list[SnapshotInfo], genesis: WorldState, head: int, workers: int) -> list[Span]:
+def _spans(
+    snapshots: list[SnapshotInfo], genesis: WorldState, head: int, workers: int, method: str = "spawn"
+) -> list[Span]:
     """The history from ``genesis`` to ``head`` cut at stored snapshots into up to ``workers`` spans that end at
-    about the same time: the first, replayed here, starts at once and is longer by what a process takes to start
-    (``START_WORK``); one span unless the whole is worth the start of several processes (``PARALLEL_MIN_WORK``)."""
+    about the same time: the first, replayed here, starts at once and is longer by what a process started by
+    ``method`` takes to start (``START_WORK``); one span unless the whole is worth the start of several processes
+    (``PARALLEL_MIN_WORK``)."""
     length = head - genesis.tick
-    if workers <= 1 or length * max(1, genesis.size) < PARALLEL_MIN_WORK:
+    if workers <= 1 or length * max(1, genesis.size) < PARALLEL_MIN_WORK[method]:
         return [Span(start=genesis.tick, end=head)]
     inside = [info for info in snapshots if genesis.tick < info.tick < head]
-    head_start = START_WORK // max(1, genesis.size)  # in ticks
+    head_start = START_WORK[method] // max(1, genesis.size)  # in ticks
     share = max(0, length - head_start) // workers  # each other span's
     cuts: list[SnapshotInfo] = []
     for part in range(1, workers):

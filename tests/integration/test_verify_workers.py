@@ -5,6 +5,10 @@ store with no URL is replayed here."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -30,13 +34,13 @@ AGENTS = 20
 def _spans_for_short_histories(monkeypatch: pytest.MonkeyPatch) -> None:
     # A history this short is replayed in one process unless told otherwise: the tests want spans, of equal work
     # unless a test gives the first span (replayed in the test's process) a head start.
-    monkeypatch.setattr(verification, "PARALLEL_MIN_WORK", 1)
-    monkeypatch.setattr(verification, "START_WORK", 0)
+    monkeypatch.setattr(verification, "PARALLEL_MIN_WORK", {"fork": 1, "spawn": 1})
+    monkeypatch.setattr(verification, "START_WORK", {"fork": 0, "spawn": 0})
 
 
-def _fill(store: Store) -> str:
+def _fill(store: Store, agents: int = AGENTS) -> str:
     durable = DurableWorld.create(
-        store, SEED, DEFAULT_WORLD, agents=AGENTS, settings=DurabilitySettings(snapshot_every=20)
+        store, SEED, DEFAULT_WORLD, agents=agents, settings=DurabilitySettings(snapshot_every=20)
     )
     durable.submit([Whisper(tick=tick, target="arty", text=f"whisper {tick}") for tick in (3, 47, 88, 121)])
     while durable.tick < TICKS:
@@ -100,9 +104,11 @@ def test_the_first_span_is_longer_by_what_a_process_takes_to_start(
     snapshots = store.snapshots.list_snapshots(instance)
     base = store.snapshots.load(snapshots[0].id)[1]
     assert [(s.start, s.end) for s in verification._spans(snapshots, base, TICKS, 2)] == [(0, 60), (60, TICKS)]
-    monkeypatch.setattr(verification, "START_WORK", 20 * base.size)  # 20 ticks of this world's replay
+    # 20 ticks of this world's replay to start a spawned process, none to fork one
+    monkeypatch.setattr(verification, "START_WORK", {"fork": 0, "spawn": 20 * base.size})
     # the other span's share: (130 - 20) / 2 = 55 ticks, cut at the snapshot nearest tick 75
     assert [(s.start, s.end) for s in verification._spans(snapshots, base, TICKS, 2)] == [(0, 80), (80, TICKS)]
+    assert [(s.start, s.end) for s in verification._spans(snapshots, base, TICKS, 2, "fork")] == [(0, 60), (60, 130)]
     reached: list[int] = []
     report = verify(store, instance, workers=2, on_tick=reached.append)
     assert report.ok and report.snapshots_checked == len(snapshots)
@@ -135,3 +141,64 @@ def test_a_store_without_a_url_is_replayed_in_this_process() -> None:
     one = verify(store, instance, workers=1)
     several = verify(store, instance, workers=4)
     assert one.ok and _summary(several) == _summary(one)
+
+
+def test_a_blob_that_does_not_read_back_is_reported_by_the_span_that_holds_it(stored: tuple[SqlStore, str]) -> None:
+    store, instance = stored
+    table = schema.snapshots
+    with store.engine.begin() as conn:  # the last span's snapshot at tick 120: its hash stays, its bytes do not
+        changed = conn.execute(table.update().where(table.c.tick == 120).values(data=b"not a snapshot"))
+    assert changed.rowcount == 1
+    one = verify(store, instance, workers=1)
+    several = verify(store, instance, workers=3)
+    assert [(m.tick, m.replayed) for m in one.mismatches] == [(120, "unreadable")]
+    assert several.to_json() == one.to_json()
+
+
+SPIED = """
+import json, sys
+from soulfra import verification
+from soulfra.store import SqlStore
+
+seen = []
+real = verification.replay_spans
+
+def spy(*args, **kwargs):
+    results = real(*args, **kwargs)
+    seen.append([kwargs["method"], len(results)])
+    return results
+
+verification.replay_spans = spy
+store = SqlStore.open(sys.argv[1], migrate=False)
+report = verification.verify(store, sys.argv[2], workers=3)
+print(json.dumps({"start": verification.start_method(), "spans": seen, "report": report.to_json()}))
+"""
+
+
+def test_a_process_with_no_other_thread_forks_its_spans(tmp_path: Path) -> None:
+    """``soulfra verify`` runs one thread: its span processes are forked, and report what one replay does."""
+    url = f"sqlite:///{tmp_path / 'worlds.db'}"
+    store = SqlStore.open(url)
+    try:
+        instance = _fill(store, agents=200)  # 130 ticks of 203 agents: worth more than one forked process
+        one = verify(store, instance, workers=1)
+    finally:
+        store.close()
+    ran = subprocess.run(
+        [sys.executable, "-c", SPIED, url, instance], capture_output=True, text=True, timeout=90, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    found = json.loads(ran.stdout)
+    assert found["start"] == "fork" and found["spans"] == [["fork", 3]]
+    assert found["report"] == one.to_json() and one.ok
+
+
+def test_a_process_with_another_thread_spawns_them() -> None:
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, daemon=True)
+    other.start()
+    try:
+        assert verification_spans.start_method() == "spawn"
+    finally:
+        release.set()
+        other.join()
