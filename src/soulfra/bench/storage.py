@@ -30,7 +30,7 @@ from soulfra.durable import DurabilitySettings, DurableWorld, state_at
 from soulfra.errors import ConfigError, HistoryIntegrityError
 from soulfra.store import InstanceRecord, SqlStore
 from soulfra.verification import verify
-from soulfra.verification_spans import available_cpus
+from soulfra.verification_spans import available_cpus, start_method
 from soulfra.world import DEFAULT_WORLD, Whisper, World, schedule
 from soulfra.world.encoding import state_tree
 from soulfra.world.inputs import Input
@@ -118,9 +118,9 @@ def _soulfra(
         )  # fmt: skip
 
     fork_ms = _timed(fork)
-    verified = None
+    verified = started = None
     if agents == TARGET_AGENTS and interval == DEFAULT_INTERVAL:
-        begun = time.perf_counter()
+        begun, started = time.perf_counter(), start_method()
         report = verify(reader, instance, workers=available_cpus())  # as ``soulfra verify`` does by default
         verified = ticks / (time.perf_counter() - begun)
         if not report.ok or report.state_hash != final_hash:
@@ -145,6 +145,7 @@ def _soulfra(
         "fork_ms": fork_ms,
         "fork_bytes": max(0, fork_bytes),
         "verify_ticks_per_s": verified,
+        "verify_start": started,  # how its other processes started ("fork" or "spawn")
     }
 
 
@@ -334,7 +335,7 @@ def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
             f">= {wanted:,.0f}/s (3x {VERIFY_BEFORE_TICKS_PER_S:,.0f}/s before)",
             rate,
             met=rate >= wanted,
-            peer=f"none: LangGraph cannot replay ({available_cpus()} processes replayed)",
+            peer=f"none: LangGraph cannot replay ({available_cpus()} processes replayed, {ours['verify_start']}ed)",
         )
     return found
 
