@@ -146,14 +146,22 @@ def _interleave(
     payload: npt.NDArray[np.uint8],
     payload_sizes: npt.NDArray[np.int64],
 ) -> bytes:
-    """``fixed`` and ``payload`` cut into segments of the given sizes, written alternately: fixed segment 0,
-    payload segment 0, fixed segment 1, payload segment 1, ..."""
+    """``fixed`` and ``payload`` cut into segments of the given sizes (as many of each), written alternately: fixed
+    segment 0, payload segment 0, fixed segment 1, payload segment 1, ..."""
     total = len(fixed) + len(payload)
-    # A payload byte lands after every fixed segment up to and including its own, and the payload bytes before it.
-    into = np.arange(len(payload), dtype=np.int64) + np.repeat(np.cumsum(fixed_sizes), payload_sizes)
+    # Where each byte of the smaller side lands is computed, and the other side's fill the rest, in order: the
+    # smaller side is most often the fixed one (a table's row heads, or the heads between its texts).
+    if len(fixed) <= len(payload):
+        # A fixed byte lands after the payload segments before its own, and the fixed bytes before it.
+        into = np.arange(len(fixed), dtype=np.int64) + np.repeat(np.cumsum(payload_sizes) - payload_sizes, fixed_sizes)
+        placed, others = fixed, payload
+    else:
+        # A payload byte lands after every fixed segment up to and including its own, and the payload bytes before it.
+        into = np.arange(len(payload), dtype=np.int64) + np.repeat(np.cumsum(fixed_sizes), payload_sizes)
+        placed, others = payload, fixed
     out = np.empty(total, dtype=_U8)
-    out[into] = payload
+    out[into] = placed
     rest = np.ones(total, dtype=bool)
     rest[into] = False
-    out[rest] = fixed
+    out[rest] = others
     return out.tobytes()
