@@ -9,6 +9,9 @@ for. Each answer equals what a plain scan of the id-sorted records gives.
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
+
 from soulfra.world import tasks
 from soulfra.world.actions import Action, AssignTask, Bless, JoinRitual, ProposeRitual, Refuse, Work
 from soulfra.world.daemons.ritual_engine import max_active
@@ -17,8 +20,6 @@ from soulfra.world.model import Ritual, Stage, Task, WorldState
 from soulfra.world.rng import Stream
 
 __all__ = ["Viewing"]
-
-Shape = list[tuple[int, tuple[int, ...]]]  # each open thread's id and participants
 
 
 class Viewing:
@@ -30,8 +31,9 @@ class Viewing:
         self._deciding = False  # set by the tick while the agents decide
         self._board: tasks.TaskBoard | None = None
         self._invited: Invitations | None = None
-        self._weavable: tuple[Shape, tuple[int, int] | None] | None = None
-        self._masks: dict[tuple[int, ...], int] = {}  # participants -> a bit set of them
+        # the weavable pair, with the threads' ids and participants it was found for
+        self._weavable: tuple[list[int], list[tuple[int, ...]], tuple[int, int] | None] | None = None
+        self._masks: dict[int, tuple[tuple[int, ...], int]] = {}  # thread id -> (its participants, as a bit set)
 
     def _begin_deciding(self) -> None:
         self._deciding = True
@@ -102,27 +104,35 @@ class Viewing:
 
     def weavable(self) -> tuple[int, int] | None:
         """The oldest thread that shares two participants with a younger one, and the oldest such younger one."""
-        # The answer depends on the threads' ids and participants alone, which most posts leave as they were.
-        shape = [(t.id, t.participants) for t in self.state.threads.values()]
+        # The answer depends on the threads' ids and participants alone, which most posts leave as they were (a
+        # post by one already taking part keeps the very tuple): two lists, compared item by item, mostly by identity.
+        threads = self.state.threads
+        ids = list(threads)  # each thread is kept under its id
+        parts = [thread.participants for thread in threads.values()]
         kept = self._weavable
-        if kept is not None and kept[0] == shape:
-            return kept[1]
-        pair = self._weavable_pair(sorted(shape))
-        self._weavable = (shape, pair)
+        if kept is not None and kept[0] == ids and kept[1] == parts:
+            return kept[2]
+        order = sorted(ids)
+        if order == ids:  # threads are kept in the order they opened: oldest first
+            pair = self._weavable_pair(ids, parts)
+        else:
+            by_id = dict(zip(ids, parts, strict=True))
+            pair = self._weavable_pair(order, [by_id[key] for key in order])
+        self._weavable = (ids, parts, pair)
         return pair
 
-    def _weavable_pair(self, shape: Shape) -> tuple[int, int] | None:
-        # Each thread's participants as a bit set (an int), kept while the thread's participants stay the same
-        # tuple: a post changes one thread's at most, so most are found again.
+    def _weavable_pair(self, ids: list[int], parts: list[tuple[int, ...]]) -> tuple[int, int] | None:
+        # Each thread's participants as a bit set (an int), kept by thread while its participants stay the same
+        # tuple (held here, so no other tuple can take its identity): a post changes one thread's at most.
         masks = self._masks
         if len(masks) > MASKS_KEPT:
             masks.clear()
         members = []
-        for _, participants in shape:
-            mask = masks.get(participants)
-            if mask is None:
-                mask = masks[participants] = sum(1 << agent for agent in set(participants))
-            members.append(mask)
+        for key, participants in zip(ids, parts, strict=True):
+            held = masks.get(key)
+            if held is None or held[0] is not participants:
+                held = masks[key] = (participants, reduce(or_, map(_ONE.__lshift__, participants), 0))
+            members.append(held[1])
         # Usually no pair qualifies. A thread can only pair with a younger one if two of its participants post in
         # some younger thread at all: one backward pass finds those threads, and the pairwise check runs for them
         # alone, oldest first, just as a plain scan of every pair would. Two or more bits: ``x & (x - 1)``.
@@ -137,11 +147,12 @@ class Viewing:
             for j in range(i + 1, len(members)):
                 both = shared & members[j]
                 if both & (both - 1):
-                    return shape[j][0], shape[i][0]
+                    return ids[j], ids[i]
         return None
 
 
-MASKS_KEPT = 4096  # participant sets whose bit sets a world keeps before it forgets them all
+_ONE = 1  # ``_ONE.__lshift__(agent)`` is ``1 << agent``, the agent's bit
+MASKS_KEPT = 4096  # threads whose participants' bit sets a world keeps before it forgets them all
 
 
 class Invitations:
