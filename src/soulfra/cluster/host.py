@@ -154,11 +154,31 @@ class WorldHost:
 
 
 async def _fenced(parent: int, node: str) -> None:
-    """End this process at once when its node's raylet (its parent) is gone: the node is lost to the cluster, which
-    gives its worlds to other hosts, and they must not run here too. The worlds' leases go with the process's
-    database sessions; what was acknowledged is stored, and the new hosts replay the ticks after the last commit."""
+    """End this process at once when its node's raylet (its parent) is gone or going: the node is lost to the
+    cluster, which gives its worlds to other hosts, and they must not run here too. The worlds' leases go with the
+    process's database sessions; what was acknowledged is stored, and the new hosts replay the ticks after the last
+    commit."""
     while True:
         await asyncio.sleep(FENCE_EVERY_S)
-        if os.getppid() != parent:
+        if os.getppid() != parent or ended(parent):
             log.error("host %s lost its node (raylet %d gone): stopping at once", node, parent)
             os._exit(70)
+
+
+def ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended or is ending: it is gone from ``/proc``, or its main thread has exited (a
+    zombie). A raylet whose main thread has exited while its other threads wind down is listed ``<defunct>``, and
+    its children stay under it, so a changed parent alone does not show it. False where there is no ``/proc``."""
+    if not _PROC_SELF.is_dir():
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    # the state follows the command name, in parentheses, which may itself hold parentheses or spaces
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"Z"
+
+
+_PROC_SELF = Path("/proc/self")
