@@ -10,7 +10,6 @@ for. Each answer equals what a plain scan of the id-sorted records gives.
 from __future__ import annotations
 
 from functools import reduce
-from operator import or_
 
 from soulfra.world import tasks
 from soulfra.world.actions import Action, AssignTask, Bless, JoinRitual, ProposeRitual, Refuse, Work
@@ -131,7 +130,7 @@ class Viewing:
         for key, participants in zip(ids, parts, strict=True):
             held = masks.get(key)
             if held is None or held[0] is not participants:
-                held = masks[key] = (participants, reduce(or_, map(_ONE.__lshift__, participants), 0))
+                held = masks[key] = (participants, reduce(int.__or__, map(_ONE.__lshift__, participants), 0))
             members.append(held[1])
         # Usually no pair qualifies. A thread can only pair with a younger one if two of its participants post in
         # some younger thread at all: one backward pass finds those threads, and the pairwise check runs for them
