@@ -169,7 +169,7 @@ def ended(pid: int) -> bool:
     """Whether process ``pid`` has ended or is ending: it is gone from ``/proc``, or its main thread has exited (a
     zombie). A raylet whose main thread has exited while its other threads wind down is listed ``<defunct>``, and
     its children stay under it, so a changed parent alone does not show it. False where there is no ``/proc``."""
-    if not _PROC_SELF.is_dir():
+    if not _HAS_PROC:
         return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
@@ -178,7 +178,8 @@ def ended(pid: int) -> bool:
     except OSError:
         return False
     # the state follows the command name, in parentheses, which may itself hold parentheses or spaces
-    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"Z"
+    name_ends = stat.rindex(b")")
+    return stat[name_ends + 2 : name_ends + 3] == b"Z"
 
 
-_PROC_SELF = Path("/proc/self")
+_HAS_PROC = Path("/proc/self").is_dir()
