@@ -4,11 +4,14 @@ computation does."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soulfra.world import World
+from soulfra.world import World, viewing
 from soulfra.world.encoding import state_hash
 from soulfra.world.inputs import ChangePersonality
 from soulfra.world.minds.base import MoodDrift, drift_moods
@@ -105,12 +108,19 @@ participants = st.lists(st.integers(0, 9), max_size=5, unique=True).map(lambda p
 thread_changes = st.lists(st.tuples(st.integers(1, 8), st.one_of(st.none(), participants)), min_size=1, max_size=30)
 
 
+# as kept, and with agents' bits given anew at almost every change (a world past ``BITS_KEPT`` posters)
+@pytest.mark.parametrize("bits_kept", [viewing.BITS_KEPT, 2])
 @settings(max_examples=200)
 @given(changes=thread_changes)
 def test_the_weavable_pair_kept_between_calls_is_the_pair_a_plain_scan_finds(
-    changes: list[tuple[int, tuple[int, ...] | None]],
+    bits_kept: int, changes: list[tuple[int, tuple[int, ...] | None]]
 ) -> None:
     world = World.create(1, agents=7)
+    with patch.object(viewing, "BITS_KEPT", bits_kept):
+        _change_and_compare(world, changes)
+
+
+def _change_and_compare(world: World, changes: list[tuple[int, tuple[int, ...] | None]]) -> None:
     threads = world.state.threads
     for thread_id, members in changes:
         if members is None:

@@ -33,6 +33,7 @@ class Viewing:
         # the weavable pair, with the threads' ids and participants it was found for
         self._weavable: tuple[list[int], list[tuple[int, ...]], tuple[int, int] | None] | None = None
         self._masks: dict[int, tuple[tuple[int, ...], int]] = {}  # thread id -> (its participants, as a bit set)
+        self._bits: dict[int, int] = {}  # agent -> its bit in those sets, given in the order agents are first seen
 
     def _begin_deciding(self) -> None:
         self._deciding = True
@@ -122,15 +123,21 @@ class Viewing:
 
     def _weavable_pair(self, ids: list[int], parts: list[tuple[int, ...]]) -> tuple[int, int] | None:
         # Each thread's participants as a bit set (an int), kept by thread while its participants stay the same
-        # tuple (held here, so no other tuple can take its identity): a post changes one thread's at most.
-        masks = self._masks
-        if len(masks) > MASKS_KEPT:
+        # tuple (held here, so no other tuple can take its identity): a post changes one thread's at most. An
+        # agent's bit is the next free one when it is first seen in a thread, not its index: the few hundred agents
+        # that post in threads make sets of a few hundred bits, where indexes would make sets as wide as the world.
+        masks, bits = self._masks, self._bits
+        if len(masks) > MASKS_KEPT or len(bits) > BITS_KEPT:
             masks.clear()
+            bits.clear()
         members = []
         for key, participants in zip(ids, parts, strict=True):
             held = masks.get(key)
             if held is None or held[0] is not participants:
-                held = masks[key] = (participants, reduce(int.__or__, map(_ONE.__lshift__, participants), 0))
+                for agent in participants:
+                    if agent not in bits:
+                        bits[agent] = 1 << len(bits)
+                held = masks[key] = (participants, reduce(int.__or__, map(bits.__getitem__, participants), 0))
             members.append(held[1])
         # Usually no pair qualifies. A thread can only pair with a younger one if two of its participants post in
         # some younger thread at all: one backward pass finds those threads, and the pairwise check runs for them
@@ -150,8 +157,8 @@ class Viewing:
         return None
 
 
-_ONE = 1  # ``_ONE.__lshift__(agent)`` is ``1 << agent``, the agent's bit
-MASKS_KEPT = 4096  # threads whose participants' bit sets a world keeps before it forgets them all
+MASKS_KEPT = 4096  # threads whose participants' bit sets a world keeps before it forgets them all...
+BITS_KEPT = 4096  # ...and agents given a bit in them before all of those bits are given anew
 
 
 class Invitations:
