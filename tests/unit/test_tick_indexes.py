@@ -4,14 +4,11 @@ computation does."""
 
 from __future__ import annotations
 
-from unittest.mock import patch
-
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soulfra.world import World, viewing
+from soulfra.world import World
 from soulfra.world.encoding import state_hash
 from soulfra.world.inputs import ChangePersonality
 from soulfra.world.minds.base import MoodDrift, drift_moods
@@ -104,25 +101,20 @@ def _weavable(threads: dict[int, Thread]) -> tuple[int, int] | None:
 
 
 participants = st.lists(st.integers(0, 9), max_size=5, unique=True).map(lambda p: tuple(sorted(p)))
-# a change to the threads: (thread id, its participants; None closes it)
-thread_changes = st.lists(st.tuples(st.integers(1, 8), st.one_of(st.none(), participants)), min_size=1, max_size=30)
+# a change to the threads: (thread id, its participants; None closes it), and whether the world is asked after it
+thread_changes = st.lists(
+    st.tuples(st.integers(1, 8), st.one_of(st.none(), participants), st.booleans()), min_size=1, max_size=30
+)
 
 
-# as kept, and with agents' bits given anew at almost every change (a world past ``BITS_KEPT`` posters)
-@pytest.mark.parametrize("bits_kept", [viewing.BITS_KEPT, 2])
-@settings(max_examples=200)
+@settings(max_examples=300)
 @given(changes=thread_changes)
 def test_the_weavable_pair_kept_between_calls_is_the_pair_a_plain_scan_finds(
-    bits_kept: int, changes: list[tuple[int, tuple[int, ...] | None]]
+    changes: list[tuple[int, tuple[int, ...] | None, bool]],
 ) -> None:
     world = World.create(1, agents=7)
-    with patch.object(viewing, "BITS_KEPT", bits_kept):
-        _change_and_compare(world, changes)
-
-
-def _change_and_compare(world: World, changes: list[tuple[int, tuple[int, ...] | None]]) -> None:
     threads = world.state.threads
-    for thread_id, members in changes:
+    for thread_id, members, ask in changes:
         if members is None:
             threads.pop(thread_id, None)
         else:
@@ -131,7 +123,19 @@ def _change_and_compare(world: World, changes: list[tuple[int, tuple[int, ...] |
             threads[thread_id] = Thread(
                 id=thread_id, topic="t", opened=0, last=0, posts=1, participants=kept, recent=()
             )
-        assert world.weavable() == _weavable(threads)
+        if ask:  # several changes may come between two questions
+            assert world.weavable() == _weavable(threads)
+    assert world.weavable() == _weavable(threads)
+
+
+def test_the_weavable_pair_follows_a_state_put_in_place_of_the_old_one() -> None:
+    world = World.create(1, agents=7)
+    world.state.threads[1] = Thread(id=1, topic="a", opened=0, last=0, posts=1, participants=(1, 2, 3), recent=())
+    world.state.threads[2] = Thread(id=2, topic="b", opened=0, last=0, posts=1, participants=(2, 3), recent=())
+    assert world.weavable() == (2, 1)
+    world.state = world.state.copy()
+    del world.state.threads[2]
+    assert world.weavable() is None
 
 
 def _drifted(state: WorldState, move: object) -> str:

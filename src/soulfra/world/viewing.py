@@ -3,19 +3,17 @@ a governor or for an agent's answer, the task an agent should work, room on the 
 
 Most agents that act ask some of these, so they are kept cheap: while the agents decide (``_act`` is then the only
 thing that changes the state, and tells these indexes of what it changed) who has invitations and who holds which
-task are indexed on first use and dropped after; the weavable pair is kept with the thread shapes it was found
-for. Each answer equals what a plain scan of the id-sorted records gives.
+task are indexed on first use and dropped after; which threads share participants is kept, and counted again only
+for the threads a post changed. Each answer equals what a plain scan of the id-sorted records gives.
 """
 
 from __future__ import annotations
-
-from functools import reduce
 
 from soulfra.world import tasks
 from soulfra.world.actions import Action, AssignTask, Bless, JoinRitual, ProposeRitual, Refuse, Work
 from soulfra.world.daemons.ritual_engine import max_active
 from soulfra.world.minds.voice import TOPICS
-from soulfra.world.model import Ritual, Stage, Task, WorldState
+from soulfra.world.model import Ritual, Stage, Task, Thread, WorldState
 from soulfra.world.rng import Stream
 
 __all__ = ["Viewing"]
@@ -30,10 +28,7 @@ class Viewing:
         self._deciding = False  # set by the tick while the agents decide
         self._board: tasks.TaskBoard | None = None
         self._invited: Invitations | None = None
-        # the weavable pair, with the threads' ids and participants it was found for
-        self._weavable: tuple[list[int], list[tuple[int, ...]], tuple[int, int] | None] | None = None
-        self._masks: dict[int, tuple[tuple[int, ...], int]] = {}  # thread id -> (its participants, as a bit set)
-        self._bits: dict[int, int] = {}  # agent -> its bit in those sets, given in the order agents are first seen
+        self._weaving: SharedParticipants | None = None  # which threads share participants, kept as they change
 
     def _begin_deciding(self) -> None:
         self._deciding = True
@@ -104,61 +99,84 @@ class Viewing:
 
     def weavable(self) -> tuple[int, int] | None:
         """The oldest thread that shares two participants with a younger one, and the oldest such younger one."""
-        # The answer depends on the threads' ids and participants alone, which most posts leave as they were (a
-        # post by one already taking part keeps the very tuple): two lists, compared item by item, mostly by identity.
         threads = self.state.threads
-        ids = list(threads)  # each thread is kept under its id
-        parts = [thread.participants for thread in threads.values()]
-        kept = self._weavable
-        if kept is not None and kept[0] == ids and kept[1] == parts:
-            return kept[2]
-        order = sorted(ids)
-        if order == ids:  # threads are kept in the order they opened: oldest first
-            pair = self._weavable_pair(ids, parts)
-        else:
-            by_id = dict(zip(ids, parts, strict=True))
-            pair = self._weavable_pair(order, [by_id[key] for key in order])
-        self._weavable = (ids, parts, pair)
-        return pair
-
-    def _weavable_pair(self, ids: list[int], parts: list[tuple[int, ...]]) -> tuple[int, int] | None:
-        # Each thread's participants as a bit set (an int), kept by thread while its participants stay the same
-        # tuple (held here, so no other tuple can take its identity): a post changes one thread's at most. An
-        # agent's bit is the next free one when it is first seen in a thread, not its index: the few hundred agents
-        # that post in threads make sets of a few hundred bits, where indexes would make sets as wide as the world.
-        masks, bits = self._masks, self._bits
-        if len(masks) > MASKS_KEPT or len(bits) > BITS_KEPT:
-            masks.clear()
-            bits.clear()
-        members = []
-        for key, participants in zip(ids, parts, strict=True):
-            held = masks.get(key)
-            if held is None or held[0] is not participants:
-                for agent in participants:
-                    if agent not in bits:
-                        bits[agent] = 1 << len(bits)
-                held = masks[key] = (participants, reduce(int.__or__, map(bits.__getitem__, participants), 0))
-            members.append(held[1])
-        # Usually no pair qualifies. A thread can only pair with a younger one if two of its participants post in
-        # some younger thread at all: one backward pass finds those threads, and the pairwise check runs for them
-        # alone, oldest first, just as a plain scan of every pair would. Two or more bits: ``x & (x - 1)``.
-        later = 0
-        candidates: list[tuple[int, int]] = []
-        for i in range(len(members) - 1, -1, -1):
-            shared = later & members[i]
-            if shared & (shared - 1):
-                candidates.append((i, shared))
-            later |= members[i]
-        for i, shared in reversed(candidates):
-            for j in range(i + 1, len(members)):
-                both = shared & members[j]
-                if both & (both - 1):
-                    return ids[j], ids[i]
-        return None
+        index = self._weaving
+        if index is None or index.threads is not threads:
+            index = self._weaving = SharedParticipants(threads)
+        return index.pair()
 
 
-MASKS_KEPT = 4096  # threads whose participants' bit sets a world keeps before it forgets them all...
-BITS_KEPT = 4096  # ...and agents given a bit in them before all of those bits are given anew
+class SharedParticipants:
+    """Which pairs of ``threads`` share two participants or more, kept as the threads change: a post changes one
+    thread's participants by an agent or two, and only the threads those agents take part in are counted again.
+
+    Read from ``threads`` (a dict the index keeps watching, which may change between calls) at each ``pair``: a thread
+    whose participants are no longer the very tuple read last time, or that opened or closed since, is read again.
+    Each tuple read is held here, so no other tuple can take its identity.
+    """
+
+    __slots__ = ("_answer", "_holders", "_pairs", "_pairs_changed", "_read", "_shared", "threads")
+
+    def __init__(self, threads: dict[int, Thread]) -> None:
+        self.threads = threads
+        self._read: dict[int, tuple[tuple[int, ...], frozenset[int]]] = {}  # thread -> its participants, as read
+        self._holders: dict[int, set[int]] = {}  # agent -> the threads it takes part in
+        self._shared: dict[tuple[int, int], int] = {}  # (older, younger) thread -> participants in common (1 or more)
+        self._pairs: set[tuple[int, int]] = set()  # the (older, younger) pairs with two or more in common
+        self._answer: tuple[int, int] | None = None
+        self._pairs_changed = False
+
+    def pair(self) -> tuple[int, int] | None:
+        """(younger, older): ``Viewing.weavable``'s answer for the threads as they are now."""
+        read = self._read
+        for key, thread in self.threads.items():
+            held = read.get(key)
+            if held is None or held[0] is not thread.participants:
+                self._reread(key, thread.participants)
+        if len(read) > len(self.threads):
+            for key in [key for key in read if key not in self.threads]:
+                self._reread(key, None)
+        if self._pairs_changed:
+            self._pairs_changed = False
+            older_younger = min(self._pairs) if self._pairs else None
+            self._answer = None if older_younger is None else (older_younger[1], older_younger[0])
+        return self._answer
+
+    def _reread(self, key: int, participants: tuple[int, ...] | None) -> None:
+        """Count thread ``key`` again with these participants (None: it has closed)."""
+        old = self._read.pop(key, (None, frozenset()))[1]
+        new = frozenset(participants) if participants is not None else frozenset()
+        for agent in new - old:
+            self._count(key, agent, 1)
+        for agent in old - new:
+            self._count(key, agent, -1)
+        if participants is not None:
+            self._read[key] = (participants, new)
+
+    def _count(self, key: int, agent: int, step: int) -> None:
+        holders = self._holders.get(agent)
+        if holders is None:
+            holders = self._holders[agent] = set()
+        if step < 0:
+            holders.discard(key)
+        shared, pairs = self._shared, self._pairs
+        for other in holders:
+            pair = (key, other) if key < other else (other, key)
+            count = shared.get(pair, 0) + step
+            if count:
+                shared[pair] = count
+            else:
+                del shared[pair]
+            if count == 2 and step > 0:
+                pairs.add(pair)
+                self._pairs_changed = True
+            elif count == 1 and step < 0:
+                pairs.discard(pair)
+                self._pairs_changed = True
+        if step > 0:
+            holders.add(key)
+        elif not holders:
+            del self._holders[agent]
 
 
 class Invitations:
