@@ -18,10 +18,12 @@ from soulfra.world.rng import (
     below_array,
     below_each,
     draw,
+    draw_rows,
     draws,
     mix64,
     mix64_array,
     signed_noise,
+    spread,
     tick_key,
 )
 
@@ -124,6 +126,18 @@ def test_draws_equals_draw_for_every_agent(
     assert vector.dtype == np.uint64
     assert vector.shape == agents.shape
     assert [int(v) for v in vector] == [draw(seed, tick, int(a), purpose, counter) for a in agents]
+
+
+@settings(max_examples=100)
+@given(seeds, ticks, hnp.arrays(np.uint64, st.integers(0, 16), elements=agent_indices), st.lists(purposes, max_size=4))
+def test_draw_rows_are_draws_for_each_purpose(
+    seed: int, tick: int, agents: npt.NDArray[np.uint64], chosen: list[int]
+) -> None:
+    rows = draw_rows(seed, tick, spread(agents), tuple(chosen))
+    assert rows.dtype == np.uint64
+    assert rows.shape == (len(chosen), len(agents))
+    for row, purpose in zip(rows, chosen, strict=True):
+        assert [int(v) for v in row] == [draw(seed, tick, int(a), purpose) for a in agents]
 
 
 @settings(max_examples=40)

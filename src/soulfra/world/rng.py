@@ -19,6 +19,10 @@ _M2 = 0x94D049BB133111EB
 
 U64Array = npt.NDArray[np.uint64]
 
+# The array arithmetic's constants as numpy scalars, made once: a scalar made per call costs a small world's tick
+_S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
+_M1_U, _M2_U, _GOLDEN_U = np.uint64(_M1), np.uint64(_M2), np.uint64(GOLDEN)
+
 
 class Purpose(IntEnum):
     """What a draw is for; each purpose is an independent stream."""
@@ -43,11 +47,11 @@ def mix64(z: int) -> int:
 
 def mix64_array(z: U64Array) -> U64Array:
     """``mix64`` applied elementwise; returns a new array."""
-    z = z ^ (z >> np.uint64(30))
-    z *= np.uint64(_M1)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(_M2)
-    z ^= z >> np.uint64(31)
+    z = z ^ (z >> _S30)
+    z *= _M1_U
+    z ^= z >> _S27
+    z *= _M2_U
+    z ^= z >> _S31
     return z
 
 
@@ -64,7 +68,21 @@ def draw(seed: int, tick: int, agent: int, purpose: int, counter: int = 0) -> in
 def draws(seed: int, tick: int, agents: U64Array, purpose: int, counter: int = 0) -> U64Array:
     """``draw`` for every agent index in ``agents`` at once."""
     base = np.uint64((tick_key(seed, tick, purpose) + GOLDEN + counter * _M2) & MASK)
-    return mix64_array(agents * np.uint64(GOLDEN) + base)
+    return mix64_array(agents * _GOLDEN_U + base)
+
+
+def spread(agents: U64Array) -> U64Array:
+    """What ``draw_rows`` takes for these agent indices: each agent's part of its draws' keys, which a caller that
+    draws for the same agents at every tick makes once."""
+    return agents * _GOLDEN_U
+
+
+def draw_rows(seed: int, tick: int, spread_agents: U64Array, purposes: tuple[int, ...]) -> U64Array:
+    """``draws`` for several purposes at once: row ``i`` is ``draws(seed, tick, agents, purposes[i])``, where
+    ``spread_agents`` is ``spread(agents)``. One pass of the mixing over every row costs a small world much less than
+    a pass for each purpose (each array operation has a fixed cost whatever its size)."""
+    bases = np.array([(tick_key(seed, tick, purpose) + GOLDEN) & MASK for purpose in purposes], dtype=np.uint64)
+    return mix64_array(spread_agents + bases[:, None])
 
 
 def below(value: int, n: int) -> int:

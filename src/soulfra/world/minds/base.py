@@ -16,7 +16,7 @@ from soulfra.world.actions import Action, Post
 from soulfra.world.fixed import HALF, SCALE
 from soulfra.world.minds.voice import answer_whisper, whisper_topic
 from soulfra.world.model import CHAOS, CURIOSITY, ORDER, WARMTH, I64Array, Ritual, Task, WorldState
-from soulfra.world.rng import Purpose, Stream, draws, signed_noise
+from soulfra.world.rng import Purpose, Stream, U64Array, draw_rows, spread
 from soulfra.world.vibe import PHASE_INFO
 
 
@@ -82,40 +82,39 @@ class MoodDrift:
     """``drift_moods`` over a fixed set of agents, called once a tick: the targets that depend on the agents'
     traits alone are kept, and computed again only when the traits differ from those they were computed from."""
 
-    __slots__ = ("_kept", "_members")
+    __slots__ = ("_kept", "_keys", "_members")
 
     def __init__(self, members: I64Array | None) -> None:
         self._members = members
+        # each agent's part of its draws' keys (for every agent: made at the first call, again if the size differs)
+        self._keys: U64Array = spread(np.arange(0, dtype=np.uint64) if members is None else members.astype(np.uint64))
         self._kept: tuple[I64Array, tuple[I64Array, I64Array, I64Array]] | None = None  # (traits, their targets)
 
     def __call__(self, state: WorldState) -> None:
         members = self._members
+        keys = self._keys
         if members is None:
-            keys = np.arange(state.size, dtype=np.uint64)
+            if len(keys) != state.size:
+                keys = self._keys = spread(np.arange(state.size, dtype=np.uint64))
             traits = state.traits
             valence, arousal, energy, focus = state.valence, state.arousal, state.energy, state.focus
         elif members.size == 0:
             return
         else:
-            keys = members.astype(np.uint64)
             traits = np.take(state.traits, members, axis=0)  # as ``traits[members]``, several times faster
             valence, arousal = state.valence[members], state.arousal[members]
             energy, focus = state.energy[members], state.focus[members]
         kept = self._kept
-        if kept is None or kept[0].shape != traits.shape or not np.array_equal(kept[0], traits):
+        # ``np.array_equal`` without its checks in Python, which cost a small world's tick more than the comparison
+        if kept is None or kept[0].shape != traits.shape or not (kept[0] == traits).all():
             kept = self._kept = (traits.copy(), _targets(traits))
         lean_v, target_a, order = kept[1]
+        # both noises from one pass over both purposes' draws: ``signed_noise(draws(...), amplitude)`` of each
+        noise = (draw_rows(state.seed, state.tick, keys, _NOISE_PURPOSES) % _NOISE_SPANS).astype(np.int64)
+        noise -= _NOISE_AMPLITUDES
         # ``>> k`` is ``// 2**k`` on int64 (an arithmetic shift floors), and cheaper
-        valence = (
-            valence
-            + ((lean_v + state.loop.baseline - valence) >> 5)
-            + signed_noise(draws(state.seed, state.tick, keys, Purpose.MOOD_VALENCE), 15_000)
-        )
-        arousal = (
-            arousal
-            + ((target_a - arousal) >> 4)
-            + signed_noise(draws(state.seed, state.tick, keys, Purpose.MOOD_AROUSAL), 12_000)
-        )
+        valence = valence + ((lean_v + state.loop.baseline - valence) >> 5) + noise[0]
+        arousal = arousal + ((target_a - arousal) >> 4) + noise[1]
         override = state.vibe_override
         if override is not None and state.tick < override.until:
             pull_v, pull_a = PHASE_INFO[override.condition].mood
@@ -138,6 +137,11 @@ class MoodDrift:
             state.arousal[members] = np.minimum(arousal, SCALE, out=arousal)
             state.energy[members] = energy
             state.focus[members] = focus
+
+
+_NOISE_PURPOSES = (Purpose.MOOD_VALENCE, Purpose.MOOD_AROUSAL)
+_NOISE_AMPLITUDES = np.array([[15_000], [12_000]], dtype=np.int64)  # valence's, arousal's
+_NOISE_SPANS = (2 * _NOISE_AMPLITUDES + 1).astype(np.uint64)
 
 
 def _targets(traits: I64Array) -> tuple[I64Array, I64Array, I64Array]:
