@@ -20,6 +20,7 @@ from soulfra.world.rng import (
     draw,
     draw_rows,
     draws,
+    draws_spread,
     mix64,
     mix64_array,
     signed_noise,
@@ -138,6 +139,7 @@ def test_draw_rows_are_draws_for_each_purpose(
     assert rows.shape == (len(chosen), len(agents))
     for row, purpose in zip(rows, chosen, strict=True):
         assert [int(v) for v in row] == [draw(seed, tick, int(a), purpose) for a in agents]
+        assert np.array_equal(draws_spread(seed, tick, spread(agents), purpose), row)
 
 
 @settings(max_examples=40)

@@ -43,7 +43,7 @@ from soulfra.world.minds import MINDS, Mind
 from soulfra.world.minds.base import MoodDrift
 from soulfra.world.minds.language import decision_action, think
 from soulfra.world.model import MEMORY_LIMIT, WARMTH, I64Array, VibeReading, WorldState
-from soulfra.world.rng import Purpose, Stream, below_array, draw_rows, spread, tick_key
+from soulfra.world.rng import Purpose, Stream, below_array, draws_spread, spread, tick_key
 from soulfra.world.vibe import HISTORY, PHASE_INFO, classify, forecast
 from soulfra.world.viewing import Viewing
 
@@ -51,7 +51,6 @@ ATTENTION = 512  # about this many agents' worth of activity per tick, however l
 WHISPER_TTL = 30
 ACT_COST = 40_000
 REST_GAIN = 60_000
-_ACTIVATE = (Purpose.ACTIVATE,)
 
 
 class World(InputHandling, Viewing):
@@ -65,7 +64,7 @@ class World(InputHandling, Viewing):
             by_mind.setdefault(spec.mind, []).append(i)
         self._bulk = bulk_plan([(minds[key], members) for key, members in sorted(by_mind.items())], state.size)
         self._activity = np.array([mind.activity for mind in self._minds], dtype=np.int64)
-        self._keys = spread(np.arange(state.size, dtype=np.uint64))  # for ``draw_rows``
+        self._keys = spread(np.arange(state.size, dtype=np.uint64))  # for ``draws_spread``
         self._language = frozenset(i for i, spec in enumerate(state.specs) if spec.model)
         self._replies: dict[int, MindReply] = {}  # this tick's recorded replies, by agent (never kept across ticks)
         self._weaver = ThreadWeaver()
@@ -150,12 +149,13 @@ class World(InputHandling, Viewing):
         state = self.state
         size = state.size
         chance = self._activity * (HALF + state.energy // 2) // SCALE * (HALF + state.arousal // 2) // SCALE
-        chance = chance * min(size, ATTENTION) // size
-        roll = below_array(draw_rows(state.seed, state.tick, self._keys, _ACTIVATE)[0], SCALE)
+        if size > ATTENTION:  # (``chance * size // size`` is ``chance``: a small world skips it)
+            chance = chance * ATTENTION // size
+        roll = below_array(draws_spread(state.seed, state.tick, self._keys, Purpose.ACTIVATE), SCALE)
         mask = roll < chance
         if state.possessed:
             mask[list(state.possessed)] = False
-        active = np.flatnonzero(mask).tolist()
+        active = mask.nonzero()[0].tolist()  # ``np.flatnonzero`` of a 1-D mask, without its Python wrapper
         if forced:
             active = sorted(set(active) | {a for a in forced if a not in state.possessed})
         return active

@@ -77,6 +77,11 @@ def spread(agents: U64Array) -> U64Array:
     return agents * _GOLDEN_U
 
 
+def draws_spread(seed: int, tick: int, spread_agents: U64Array, purpose: int) -> U64Array:
+    """``draws(seed, tick, agents, purpose)``, where ``spread_agents`` is ``spread(agents)``."""
+    return mix64_array(spread_agents + np.uint64((tick_key(seed, tick, purpose) + GOLDEN) & MASK))
+
+
 def draw_rows(seed: int, tick: int, spread_agents: U64Array, purposes: tuple[int, ...]) -> U64Array:
     """``draws`` for several purposes at once: row ``i`` is ``draws(seed, tick, agents, purposes[i])``, where
     ``spread_agents`` is ``spread(agents)``. One pass of the mixing over every row costs a small world much less than
