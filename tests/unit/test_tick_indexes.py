@@ -1,6 +1,6 @@
-"""Properties: what the tick keeps to go faster (the task board, the invitation index, the weavable pair kept per
-thread shape, mood drift over every agent at once with its trait targets kept) answers exactly as the plain
-computation does."""
+"""Properties: what the tick keeps to go faster (the task board, the invitation index, the index of threads that
+share participants, mood drift over every agent at once with its draw keys and trait targets kept) answers exactly
+as the plain computation does."""
 
 from __future__ import annotations
 
@@ -154,6 +154,14 @@ def test_mood_drift_over_every_agent_in_place_equals_drift_over_their_indices() 
     assert _drifted(state, MoodDrift(None)) == _drifted(state, lambda s: drift_moods(s, everyone))
     assert _drifted(state, MoodDrift(half)) == _drifted(state, lambda s: drift_moods(s, half))
     assert _drifted(state, MoodDrift(None)) != state_hash(state)
+
+
+def test_mood_drift_over_every_agent_follows_a_world_of_another_size() -> None:
+    small, large = World.create(3, agents=20).state, World.create(4, agents=70).state
+    reused = MoodDrift(None)  # its draw keys and trait targets are made for the first world it moves
+    assert _drifted(small, reused) == _drifted(small, MoodDrift(None))
+    assert _drifted(large, reused) == _drifted(large, MoodDrift(None))
+    assert _drifted(small, reused) == _drifted(small, MoodDrift(None))
 
 
 def test_mood_drift_reads_the_traits_again_once_they_change() -> None:

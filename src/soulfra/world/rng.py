@@ -71,10 +71,10 @@ def draws(seed: int, tick: int, agents: U64Array, purpose: int, counter: int = 0
     return mix64_array(agents * _GOLDEN_U + base)
 
 
-def spread(agents: U64Array) -> U64Array:
-    """What ``draw_rows`` takes for these agent indices: each agent's part of its draws' keys, which a caller that
-    draws for the same agents at every tick makes once."""
-    return agents * _GOLDEN_U
+def spread(agents: npt.NDArray[np.integer]) -> U64Array:
+    """What ``draws_spread`` and ``draw_rows`` take for these agent indices: each agent's part of its draws' keys,
+    which a caller that draws for the same agents at every tick makes once."""
+    return agents.astype(np.uint64, copy=False) * _GOLDEN_U  # (an int64 array times a uint64 would give floats)
 
 
 def draws_spread(seed: int, tick: int, spread_agents: U64Array, purpose: int) -> U64Array:

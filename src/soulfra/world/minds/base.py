@@ -87,7 +87,7 @@ class MoodDrift:
     def __init__(self, members: I64Array | None) -> None:
         self._members = members
         # each agent's part of its draws' keys (for every agent: made at the first call, again if the size differs)
-        self._keys: U64Array = spread(np.arange(0, dtype=np.uint64) if members is None else members.astype(np.uint64))
+        self._keys: U64Array = spread(np.arange(0, dtype=np.uint64) if members is None else members)
         self._kept: tuple[I64Array, tuple[I64Array, I64Array, I64Array]] | None = None  # (traits, their targets)
 
     def __call__(self, state: WorldState) -> None:
