@@ -14,6 +14,7 @@ This module does not import Ray: the cluster wraps the class as an actor where R
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import Collection
@@ -41,6 +42,10 @@ __all__ = ["HostSettings", "WorldHost"]
 log = logging.getLogger(__name__)
 
 FENCE_EVERY_S = 0.1  # how often a host checks that its node's raylet still runs (a getppid: costs nothing)
+# Allocations between two young collections of the garbage collector in a host process (Python's default: 700). A
+# host's hundreds of worlds keep making objects that live (their buffers fill over their first ticks), and at the
+# default its collections took about a tenth of its CPU: 1.9 s in 30 s with 500 ten-agent worlds, about 0.8 s at this.
+GC_YOUNG = 10_000
 ADOPT_WIDTH = 16  # worlds a host opens at once when it takes worlds over (their database reads and NATS round trips
 # overlap: about twice as fast as one at a time on two cores; more buys nothing there)
 
@@ -87,6 +92,7 @@ class WorldHost:
 
     async def open(self) -> str:
         """Connect to NATS and the database; the node's name and this process's pid."""
+        collect_less_often()
         s = self.settings
         self.bus = HostBus(
             await connect(s.nats_url, s.nats_options), InMemoryBus()
@@ -151,6 +157,13 @@ class WorldHost:
             finally:
                 if self.store is not None:
                     await off_loop(self.store.close)
+
+
+def collect_less_often() -> None:
+    """Young collections every ``GC_YOUNG`` allocations at least (a process's own higher setting is kept), the
+    older generations' thresholds as they are."""
+    young, middle, oldest = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG), middle, oldest)
 
 
 async def _fenced(parent: int, node: str) -> None:
