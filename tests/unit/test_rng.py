@@ -140,6 +140,7 @@ def test_draw_rows_are_draws_for_each_purpose(
     for row, purpose in zip(rows, chosen, strict=True):
         assert [int(v) for v in row] == [draw(seed, tick, int(a), purpose) for a in agents]
         assert np.array_equal(draws_spread(seed, tick, spread(agents), purpose), row)
+    assert np.array_equal(spread(agents.astype(np.int64)), spread(agents))  # any integer indices, never floats
 
 
 @settings(max_examples=40)

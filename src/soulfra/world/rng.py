@@ -67,27 +67,32 @@ def draw(seed: int, tick: int, agent: int, purpose: int, counter: int = 0) -> in
 
 def draws(seed: int, tick: int, agents: U64Array, purpose: int, counter: int = 0) -> U64Array:
     """``draw`` for every agent index in ``agents`` at once."""
-    base = np.uint64((tick_key(seed, tick, purpose) + GOLDEN + counter * _M2) & MASK)
-    return mix64_array(agents * _GOLDEN_U + base)
+    return draws_spread(seed, tick, spread(agents), purpose, counter)
 
 
 def spread(agents: npt.NDArray[np.integer]) -> U64Array:
-    """What ``draws_spread`` and ``draw_rows`` take for these agent indices: each agent's part of its draws' keys,
-    which a caller that draws for the same agents at every tick makes once."""
+    """Each agent's part of its draws' keys, as ``draws_spread`` and ``draw_rows`` take them: a caller that draws for
+    the same agents at every tick makes it once."""
     return agents.astype(np.uint64, copy=False) * _GOLDEN_U  # (an int64 array times a uint64 would give floats)
 
 
-def draws_spread(seed: int, tick: int, spread_agents: U64Array, purpose: int) -> U64Array:
-    """``draws(seed, tick, agents, purpose)``, where ``spread_agents`` is ``spread(agents)``."""
-    return mix64_array(spread_agents + np.uint64((tick_key(seed, tick, purpose) + GOLDEN) & MASK))
+def draws_spread(seed: int, tick: int, spread_agents: U64Array, purpose: int, counter: int = 0) -> U64Array:
+    """``draws(seed, tick, agents, purpose, counter)``, where ``spread_agents`` is ``spread(agents)``."""
+    return mix64_array(spread_agents + np.uint64(_key_base(seed, tick, purpose, counter)))
 
 
 def draw_rows(seed: int, tick: int, spread_agents: U64Array, purposes: tuple[int, ...]) -> U64Array:
     """``draws`` for several purposes at once: row ``i`` is ``draws(seed, tick, agents, purposes[i])``, where
     ``spread_agents`` is ``spread(agents)``. One pass of the mixing over every row costs a small world much less than
     a pass for each purpose (each array operation has a fixed cost whatever its size)."""
-    bases = np.array([(tick_key(seed, tick, purpose) + GOLDEN) & MASK for purpose in purposes], dtype=np.uint64)
+    bases = np.array([_key_base(seed, tick, purpose) for purpose in purposes], dtype=np.uint64)
     return mix64_array(spread_agents + bases[:, None])
+
+
+def _key_base(seed: int, tick: int, purpose: int, counter: int = 0) -> int:
+    """What every agent's draw key for (seed, tick, purpose, counter) adds to the agent's ``spread`` part: ``draw``'s
+    key, ``tick_key + (agent + 1) * GOLDEN + counter * _M2``, less ``agent * GOLDEN``."""
+    return (tick_key(seed, tick, purpose) + GOLDEN + counter * _M2) & MASK
 
 
 def below(value: int, n: int) -> int:
