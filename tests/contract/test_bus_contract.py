@@ -518,22 +518,3 @@ async def test_replayed_events_were_also_delivered_live(nats_bus: NatsBus) -> No
         assert inbox.payloads == [m.payload for _, m in await other.replay(subject)]
     finally:
         await other.close()
-
-
-@pytest.mark.anyio
-async def test_emitted_events_are_stored_and_nothing_comes_back_for_them(nats_bus: NatsBus) -> None:
-    """An event ``emit``ted is stored by JetStream as one ``publish``ed is, but no acknowledgement is sent back:
-    the connection reads no message for it (``publish`` reads one for each)."""
-    subject = f"soulfra.{token()}.events"
-    received = nats_bus._nc.stats["in_msgs"]
-    for payload in (b"a", b"b", b"c"):
-        await nats_bus.emit(subject, payload)
-    await nats_bus._nc.flush()
-    assert nats_bus._nc.stats["in_msgs"] == received
-    deadline = time.monotonic() + DEADLINE_S
-    while len(stored := await nats_bus.replay(subject)) < 3 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)  # stored as the server takes it in, not before emit returns
-    assert [message.payload for _, message in stored] == [b"a", b"b", b"c"]
-    received = nats_bus._nc.stats["in_msgs"]
-    await nats_bus.publish(subject, b"d")
-    assert nats_bus._nc.stats["in_msgs"] == received + 1  # its acknowledgement

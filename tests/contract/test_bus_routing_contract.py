@@ -101,24 +101,3 @@ async def test_a_declined_request_is_left_to_whoever_else_answers_it(pair: Pair)
     with pytest.raises((NoRespondersError, BusTimeoutError)):
         await peer.request(f"soulfra.{world}.runtime.status", b"", timeout=0.5)
     assert asked[-1] == f"soulfra.{world}.runtime.status"
-
-
-@pytest.mark.anyio
-async def test_emitted_messages_arrive_in_order_with_published_ones(pair: Pair) -> None:
-    """``emit`` waits for no one, but what it sends is delivered in order with the publisher's other messages, on an
-    event stream as on a plain subject."""
-    bus, peer = pair
-    world = token()
-    for subject in (f"soulfra.{world}.events", f"{world}.plain"):
-        inbox = Inbox()
-        await peer.subscribe(subject, inbox.handler)
-        sent = []
-        for number in range(30):
-            payload = b"%d" % number
-            sent.append(payload)
-            if number % 3:
-                await bus.emit(subject, payload)
-            else:
-                await bus.publish(subject, payload)
-        await inbox.wait_until(lambda: len(inbox.payloads) >= len(sent))  # noqa: B023 (awaited in this loop)
-        assert inbox.payloads == sent

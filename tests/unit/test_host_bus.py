@@ -157,38 +157,3 @@ async def test_a_worlds_platform_events_are_left_to_the_stream_not_answered_as_o
     assert await host._route(events_subject("w") + ".mirror", b"{}") is None
     with pytest.raises(NoRespondersError):
         await host._route(op_subject("w", "mirror", "seeds"), b"")
-
-
-class _Counting(InMemoryBus):
-    """The cluster's bus, counting what reaches it by ``emit`` (sent without waiting for the server) and by
-    ``publish``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.emitted: list[str] = []
-        self.published: list[str] = []
-
-    async def emit(self, subject: str, payload: bytes) -> None:
-        self.emitted.append(subject)
-        await super().publish(subject, payload)
-
-    async def publish(self, subject: str, payload: bytes) -> None:
-        self.published.append(subject)
-        await super().publish(subject, payload)
-
-
-@pytest.mark.anyio
-async def test_a_worlds_events_leave_the_host_without_waiting_and_the_rest_as_published() -> None:
-    """A host's worlds' event messages go to the cluster's bus by ``emit``: with hundreds of worlds, waiting for
-    JetStream to acknowledge each tick's message cost a host about a seventh of its CPU. Other subjects are
-    published as usual."""
-    remote = _Counting()
-    host = HostBus(remote, InMemoryBus())
-    try:
-        await host.publish(events_subject("w"), b"tick")
-        await host.publish(events_subject("w") + ".mirror", b"note")
-        await host.publish(control_subject("w"), b"override")
-        assert remote.emitted == [events_subject("w"), events_subject("w") + ".mirror"]
-        assert remote.published == [control_subject("w")]
-    finally:
-        await host.close()

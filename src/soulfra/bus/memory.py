@@ -111,10 +111,6 @@ class InMemoryBus:
                 if subject_matches(sub.pattern, subject):
                     sub.deliver(message)
 
-    async def emit(self, subject: str, payload: bytes) -> None:
-        """``publish``: nothing here is waited for anyway."""
-        await self.publish(subject, payload)
-
     async def subscribe(self, subject: str, handler: Handler) -> _Subscription:
         with self._open():
             sub = _Subscription(self, check_subject(subject, pattern=True), handler)

@@ -247,14 +247,6 @@ class NatsBus:
                 await self._sync()
                 self._denied.check("publish", subject)
 
-    async def emit(self, subject: str, payload: bytes) -> None:
-        """``publish`` without waiting: sent to the server with this connection's other messages, an event-stream
-        message stored by JetStream as it arrives, without the acknowledgement ``publish`` waits for (a round trip,
-        and a reply to read, for every message). A refusal is logged by the connection's error callback."""
-        async with self._open(subject):
-            check_subject(subject)
-            await self._nc.publish(subject, payload)
-
     async def subscribe(self, subject: str, handler: Handler) -> _NatsSubscription:
         async with self._open(subject):
             check_subject(subject, pattern=True)

@@ -81,8 +81,8 @@ class Bus(Protocol):
 
 
 class RoutingBus(Bus, Protocol):
-    """A bus that also answers for many subjects through one responder, and publishes without waiting (both adapters
-    are; checked by the same suite):
+    """A bus that also answers for many subjects through one responder (both adapters are; checked by the same
+    suite):
 
     - ``serve_routed`` answers requests to every subject ``pattern`` matches (NATS wildcards), like ``serve`` (one
       responder of the queue group gets each request), giving the responder the request's subject. A message
@@ -91,15 +91,9 @@ class RoutingBus(Bus, Protocol):
     - The responder declines a request by returning None: nothing is answered from here, so one that something
       else answers as well (JetStream acknowledging a publish on an event stream, which is a request on NATS) gets
       that answer alone; one nothing else answers is refused ``NoRespondersError`` (in memory) or times out (NATS).
-    - ``emit`` is ``publish`` without waiting for the server: delivered and ordered as ``publish`` is, and an event
-      stream's message is stored as it arrives, but nothing confirms it. On NATS a refusal (no permission, no
-      stream) reaches the connection's log, not the caller. For messages a reader can miss (the next one carries as
-      much), sent so often that waiting for each acknowledgement costs more than the sending.
     """
 
     async def serve_routed(self, pattern: str, responder: RoutedResponder) -> Subscription: ...
-
-    async def emit(self, subject: str, payload: bytes) -> None: ...
 
 
 @functools.lru_cache(maxsize=4096)  # the same few subjects are checked on every request

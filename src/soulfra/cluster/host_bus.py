@@ -8,10 +8,7 @@ process (``local``):
 
 - **Event streams** (``soulfra.<instance>.events`` and below) of a world are published only by its own runtime and
   mirror, which run here: a subscription to one of them is made on ``local`` alone, and a publish goes to ``local``
-  and then to ``remote`` (stored by JetStream, and read by whoever follows the world from elsewhere). It is sent
-  with ``emit``, not waiting for JetStream's acknowledgement: a host publishes a tick message for each of its
-  hundreds of worlds every tick, and each acknowledgement cost about a seventh of its CPU; a follower that misses
-  one catches up from the next, as it does when a publish fails.
+  and then to ``remote`` (stored by JetStream, and read by whoever follows the world from elsewhere).
 - **Ops** (``soulfra.<instance>.<platform>.<op>``) are kept here by subject, behind one subscription on ``remote``
   per world (``soulfra.<instance>.*.*``, in the responders' queue group); a request for an op served here is
   answered here, without the round trip; one for an op not served here, that reaches the world's subscription, is
@@ -103,8 +100,6 @@ class HostBus:
     async def publish(self, subject: str, payload: bytes) -> None:
         if _is_event(subject):
             await self.local.publish(subject, payload)
-            await self.remote.emit(subject, payload)
-            return
         await self.remote.publish(subject, payload)
 
     async def subscribe(self, subject: str, handler: Handler) -> Subscription:
